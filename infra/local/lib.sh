@@ -1,0 +1,76 @@
+# Shared settings of the infra/local scripts. Everything lives outside the repository.
+IBS_CACHE=${IBS_CACHE:-$HOME/.cache/image-build-service}
+IBS_BIN=$IBS_CACHE/bin
+IBS_RUN=${IBS_RUN:-/tmp/image-build-service}   # state, logs and PID files of the running stack
+export IBS_CACHE IBS_BIN IBS_RUN
+export PATH="$IBS_BIN:$PATH"
+
+log() { printf '[infra] %s\n' "$*" >&2; }
+
+# Settings of the local stack; sourced by the scripts and written to $IBS_RUN/env for the service and the tests.
+stack_env() {
+  cat <<ENV
+API_HOST=127.0.0.1
+API_PORT=${API_PORT:-8080}
+TEMPORAL_ADDRESS=127.0.0.1:7233
+TEMPORAL_UI_URL=http://127.0.0.1:8233
+TEMPORAL_NAMESPACE=default
+TEMPORAL_TASK_QUEUE=image-builds
+POSTGRES_HOST=127.0.0.1
+POSTGRES_PORT=55432
+POSTGRES_USER=ibs
+POSTGRES_PASSWORD=ibs-local-password
+POSTGRES_DB=ibs
+MINIO_SERVER_HOST=http://127.0.0.1:9000
+MINIO_SERVER_ROOT_USER=ibs-minio
+MINIO_SERVER_ROOT_PASSWORD=ibs-minio-local-password
+LOGS_BUCKET=data
+DISABLE_HTTPS=true
+BUILDKIT_HOST=unix://$IBS_RUN/buildkit/buildkitd.sock
+BUILDCTL_PATH=$IBS_BIN/buildctl
+REGISTRY_ADDRESS=127.0.0.1:5000
+ENV
+}
+
+load_stack_env() {
+  local line
+  while IFS= read -r line; do export "${line?}"; done < <(stack_env)
+}
+
+pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# start_process NAME HEALTHCHECK-COMMAND COMMAND...: starts COMMAND in the background unless already running,
+# logging to $IBS_RUN/logs/NAME.log, then waits until HEALTHCHECK succeeds (60 s at most).
+start_process() {
+  local name=$1 check=$2; shift 2
+  local pidfile=$IBS_RUN/pids/$name.pid logfile=$IBS_RUN/logs/$name.log
+  mkdir -p "$IBS_RUN/pids" "$IBS_RUN/logs"
+  if pid_alive "$pidfile" && eval "$check" >/dev/null 2>&1; then return 0; fi
+  log "starting $name (log: $logfile)"
+  setsid "$@" >>"$logfile" 2>&1 < /dev/null &
+  echo $! >"$pidfile"
+  local i
+  for i in $(seq 1 120); do
+    if eval "$check" >/dev/null 2>&1; then return 0; fi
+    if ! pid_alive "$pidfile"; then
+      log "$name exited during start-up; last lines of $logfile:"; tail -n 20 "$logfile" >&2; return 1
+    fi
+    sleep 0.5
+  done
+  log "$name did not become healthy within 60 s; last lines of $logfile:"; tail -n 20 "$logfile" >&2
+  return 1
+}
+
+stop_process() {
+  local name=$1 pidfile=$IBS_RUN/pids/$1.pid
+  pid_alive "$pidfile" || { rm -f "$pidfile"; return 0; }
+  local pid; pid=$(cat "$pidfile")
+  log "stopping $name (pid $pid)"
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  local i
+  for i in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+  kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+  rm -f "$pidfile"
+}
+
+http_ok() { curl -fsS -o /dev/null --max-time 2 "$1"; }
