@@ -1,0 +1,94 @@
+/**
+ * The imageBuild activities, built from injected dependencies (no module singletons), so the worker, tests and
+ * benchmarks wire them to whatever adapters they choose. Each is idempotent: Temporal may run any of them twice.
+ * Business failures become non-retryable ApplicationFailures whose type is the build's stable error code.
+ */
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import type { BuildRepository } from '../lib/db/builds-repository';
+import { BuildFailedError, type BuildExecutor } from '../lib/executors/executor';
+import { BuildLog } from '../lib/logs/build-log';
+import { redact } from '../lib/logs/redact';
+import { RegistryError, type RegistryClient } from '../lib/registry/client';
+import { parseImageReference } from '../lib/registry/reference';
+import type { ObjectStore } from '../lib/storage/object-store';
+import type { BuildErrorInfo, BuildStatus, ImageBuildInput } from '../workflows/definitions';
+
+export interface ActivityDeps {
+  builds: BuildRepository;
+  storage: ObjectStore;
+  executor: BuildExecutor;
+  registry: RegistryClient;
+  /** Values masked out of logs and error messages. */
+  secrets: readonly string[];
+}
+
+function nonRetryable(code: string, message: string, secrets: readonly string[]): ApplicationFailure {
+  return ApplicationFailure.create({ type: code, message: redact(message, secrets), nonRetryable: true });
+}
+
+export function createActivities(deps: ActivityDeps) {
+  return {
+    async recordStatus(buildId: string, status: Exclude<BuildStatus, 'succeeded' | 'failed' | 'cancelled'>): Promise<void> {
+      await deps.builds.markStatus(buildId, status);
+    },
+
+    async recordSucceeded(buildId: string, digest: string): Promise<void> {
+      await deps.builds.markSucceeded(buildId, digest);
+    },
+
+    async recordFailed(buildId: string, error: BuildErrorInfo, status: 'failed' | 'cancelled'): Promise<void> {
+      await deps.builds.markFailed(buildId, { code: error.code, message: redact(error.message, deps.secrets) }, status);
+    },
+
+    /** Builds the image and pushes it by digest to the target repository; heartbeats while it runs. */
+    async buildImage(input: ImageBuildInput): Promise<{ digest: string }> {
+      const ctx = Context.current();
+      const target = parseImageReference(input.spec.image);
+      const log = await BuildLog.open(deps.storage, input.buildId, deps.secrets);
+      log.write(`[ibs] attempt ${ctx.info.attempt} of build ${input.buildId} on executor ${deps.executor.name}\n`);
+      try {
+        const outcome = await deps.executor.run(
+          {
+            buildId: input.buildId,
+            contextKey: input.context.key,
+            dockerfile: input.spec.dockerfile,
+            repository: `${target.registry}/${target.repository}`,
+            buildArgs: input.spec.buildArgs,
+            labels: input.spec.labels,
+            target: input.spec.target,
+            platforms: input.spec.platforms,
+            engine: input.engine,
+            timeoutSeconds: input.timeoutSeconds,
+          },
+          { log: (text) => log.write(text), heartbeat: () => ctx.heartbeat(), signal: ctx.cancellationSignal },
+        );
+        log.write(`[ibs] pushed ${target.registry}/${target.repository}@${outcome.digest}\n`);
+        return outcome;
+      } catch (err) {
+        log.write(`[ibs] build ended: ${(err as Error).message}\n`);
+        if (err instanceof BuildFailedError) throw nonRetryable(err.code, err.message, deps.secrets);
+        throw err;
+      } finally {
+        await log.close();
+      }
+    },
+
+    /** Points the requested tag at the pushed digest and checks that the registry serves it. */
+    async tagImage(image: string, digest: string): Promise<void> {
+      const ref = parseImageReference(image);
+      try {
+        await deps.registry.tagManifest(ref.registry, ref.repository, digest, ref.tag);
+        const served = await deps.registry.getManifest(ref.registry, ref.repository, ref.tag);
+        if (served.digest !== digest) {
+          throw new RegistryError('registry_error', `${image} resolves to ${served.digest} after tagging, expected ${digest}`, true);
+        }
+      } catch (err) {
+        if (err instanceof RegistryError && !err.retryable) throw nonRetryable('push_failed', err.message, deps.secrets);
+        throw err;
+      }
+    },
+  };
+}
+
+export type Activities = ReturnType<typeof createActivities>;

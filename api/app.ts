@@ -1,0 +1,34 @@
+/** The Hono application: dependencies arrive through the typed context, never through module singletons. */
+import { OpenAPIHono } from '@hono/zod-openapi';
+import { buildsRouter } from './builds/builds.index';
+import type { ApiDeps, AppEnv } from './deps';
+import { ApiError, errorBody, notFound, onError } from './errors';
+import { healthRouter } from './health/health.index';
+
+export function createApp(deps: ApiDeps): OpenAPIHono<AppEnv> {
+  const app = new OpenAPIHono<AppEnv>({
+    // Parameter and query problems get the same error body as everything else, naming the field.
+    defaultHook: (result, c) => {
+      if (result.success) return;
+      const issue = result.error.issues[0];
+      const field = issue?.path.join('.') ?? '';
+      const code = field === 'id' ? 'invalid_build_id' : 'invalid_request';
+      return c.json(errorBody(code, `${field || 'request'}: ${issue?.message ?? 'invalid'}`, field || undefined), 400);
+    },
+  });
+  app.use(async (c, next) => {
+    c.set('deps', deps);
+    await next();
+  });
+  healthRouter(app);
+  buildsRouter(app);
+  app.doc31('/openapi.json', {
+    openapi: '3.1.0',
+    info: { title: 'Image Build Service', version: 'v1', description: 'Builds container images from a Dockerfile and its context.' },
+  });
+  app.onError(onError);
+  app.notFound(notFound);
+  return app;
+}
+
+export { ApiError };

@@ -1,0 +1,71 @@
+/** Route contracts of /v1/builds; the OpenAPI document is generated from them. */
+import { createRoute, z } from '@hono/zod-openapi';
+import { BuildIdParams, BuildPageSchema, BuildSchema, BuildSpecSchema, ErrorSchema, ListQuery } from './builds.schemas';
+
+const json = <T extends z.ZodType>(schema: T, description: string) => ({ content: { 'application/json': { schema } }, description });
+const errors = {
+  400: json(ErrorSchema, 'The request is invalid; `error.code` says why and `error.field` which part'),
+  404: json(ErrorSchema, 'No such build'),
+};
+
+export const createBuildRoute = createRoute({
+  method: 'post',
+  path: '/v1/builds',
+  summary: 'Start a build',
+  description: 'multipart/form-data with a `spec` part (JSON BuildSpec) and a `context` part (tar or tar.gz). Optional headers: Idempotency-Key, X-Consumer.',
+  request: {
+    body: {
+      required: true,
+      content: {
+        'multipart/form-data': {
+          schema: z.object({ spec: BuildSpecSchema, context: z.string().openapi({ format: 'binary' }) }),
+        },
+      },
+    },
+  },
+  responses: { 202: json(BuildSchema, 'The build was accepted and queued'), 400: errors[400], 415: json(ErrorSchema, 'Not multipart/form-data') },
+});
+
+export const listBuildsRoute = createRoute({
+  method: 'get',
+  path: '/v1/builds',
+  summary: 'List builds, newest first',
+  request: { query: ListQuery },
+  responses: { 200: json(BuildPageSchema, 'A page of builds'), 400: errors[400] },
+});
+
+export const getBuildRoute = createRoute({
+  method: 'get',
+  path: '/v1/builds/{id}',
+  summary: 'Read a build',
+  request: { params: BuildIdParams },
+  responses: { 200: json(BuildSchema, 'The build'), 400: errors[400], 404: errors[404] },
+});
+
+export const getLogsRoute = createRoute({
+  method: 'get',
+  path: '/v1/builds/{id}/logs',
+  summary: 'Read the stored build log',
+  request: { params: BuildIdParams },
+  responses: {
+    200: { content: { 'text/plain': { schema: z.string() } }, description: 'The log so far' },
+    400: errors[400],
+    404: errors[404],
+  },
+});
+
+export const cancelBuildRoute = createRoute({
+  method: 'post',
+  path: '/v1/builds/{id}/cancel',
+  summary: 'Cancel a queued or running build',
+  request: { params: BuildIdParams },
+  responses: { 202: json(BuildSchema, 'Cancellation requested'), 404: errors[404], 409: json(ErrorSchema, 'The build already finished') },
+});
+
+export const retryBuildRoute = createRoute({
+  method: 'post',
+  path: '/v1/builds/{id}/retry',
+  summary: 'Run a failed or cancelled build again',
+  request: { params: BuildIdParams },
+  responses: { 202: json(BuildSchema, 'The build was queued again'), 404: errors[404], 409: json(ErrorSchema, 'The build is not failed or cancelled') },
+});

@@ -1,0 +1,66 @@
+/** Request and response schemas of the builds resource; they also generate /openapi.json. */
+import { z } from '@hono/zod-openapi';
+import { BUILD_STATUSES } from '../../workflows/definitions';
+
+const ARG_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const LABEL_KEY = /^[A-Za-z0-9][A-Za-z0-9._\-/]*$/;
+const PLATFORM = /^[a-z0-9]+\/[a-z0-9_]+(\/[a-z0-9]+)?$/;
+const TARGET = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+
+const stringMap = (keyPattern: RegExp, what: string, maxEntries: number) =>
+  z
+    .record(z.string().regex(keyPattern, `${what} names may contain letters, digits and _ (labels also . - /)`), z.string().max(8192))
+    .refine((m) => Object.keys(m).length <= maxEntries, `at most ${maxEntries} entries`);
+
+export const BuildSpecSchema = z
+  .strictObject({
+    image: z.string({ error: 'image is required: the target reference registry/repository:tag' }).min(1).max(512),
+    dockerfile: z.string().min(1).max(1024).default('Dockerfile'),
+    buildArgs: stringMap(ARG_NAME, 'build argument', 200).default({}),
+    target: z.string().regex(TARGET, 'target must be a stage name').max(128).optional(),
+    labels: stringMap(LABEL_KEY, 'label', 200).default({}),
+    platforms: z.array(z.string().regex(PLATFORM, 'platforms look like linux/amd64 or linux/arm64/v8')).min(1).max(8).default(['linux/amd64']),
+    engine: z.enum(['buildkit', 'kaniko']).optional(),
+    timeoutSeconds: z.number().int().min(10).optional(),
+    metadata: z.record(z.string(), z.unknown()).optional(),
+  })
+  .openapi('BuildSpec');
+
+export type BuildSpecInput = z.infer<typeof BuildSpecSchema>;
+
+export const ErrorSchema = z
+  .object({ error: z.object({ code: z.string(), message: z.string(), field: z.string().optional() }) })
+  .openapi('Error');
+
+export const BuildSchema = z
+  .object({
+    id: z.string().uuid(),
+    status: z.enum(BUILD_STATUSES),
+    image: z.string(),
+    digest: z.string().nullable(),
+    spec: BuildSpecSchema,
+    consumer: z.string(),
+    attempt: z.number().int(),
+    createdAt: z.string(),
+    startedAt: z.string().nullable(),
+    finishedAt: z.string().nullable(),
+    error: z.object({ code: z.string(), message: z.string() }).nullable(),
+    scan: z.object({ passed: z.boolean(), reportUrl: z.string().nullable() }).nullable(),
+    signature: z.object({ digest: z.string() }).nullable(),
+    links: z.object({ self: z.string(), logs: z.string(), temporal: z.string() }),
+  })
+  .openapi('Build');
+
+export const BuildPageSchema = z.object({ items: z.array(BuildSchema), nextCursor: z.string().nullable() }).openapi('BuildPage');
+
+export const BuildIdParams = z.object({
+  id: z.string().uuid().openapi({ param: { name: 'id', in: 'path' }, example: '3b1f0c8e-8a53-4c1e-9a55-0b1c2d3e4f50' }),
+});
+
+export const ListQuery = z.object({
+  status: z.enum(BUILD_STATUSES).optional(),
+  consumer: z.string().max(64).optional(),
+  image: z.string().max(512).optional(),
+  limit: z.coerce.number().int().min(1).max(100).default(20),
+  cursor: z.string().max(200).optional(),
+});

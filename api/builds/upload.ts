@@ -1,0 +1,124 @@
+/**
+ * Reads a `multipart/form-data` build request as a stream: the `spec` part is kept (it is small), the `context`
+ * part is validated entry by entry while it is spooled to a temporary file, so memory does not grow with the
+ * context's size and nothing reaches object storage until the whole archive has been accepted.
+ */
+import busboy from 'busboy';
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import { ContextRejectedError, inspectContextArchive, type ContextLimits, type ContextSummary } from '../../lib/context/archive';
+import { ApiError } from '../errors';
+
+export interface BuildUpload {
+  specText: string;
+  context: ContextSummary;
+  /** The spooled archive; removed by cleanup(). */
+  archivePath: string;
+  cleanup(): Promise<void>;
+}
+
+const MAX_SPEC_BYTES = 256 * 1024;
+
+export async function receiveBuildUpload(request: Request, limits: ContextLimits, spoolDir = tmpdir()): Promise<BuildUpload> {
+  const contentType = request.headers.get('content-type') ?? '';
+  if (!contentType.toLowerCase().startsWith('multipart/form-data') || !request.body) {
+    throw new ApiError(415, 'unsupported_media_type', 'send the build as multipart/form-data with a "spec" part (JSON) and a "context" part (tar or tar.gz)');
+  }
+  const dir = await mkdtemp(join(spoolDir, 'ibs-upload-'));
+  const archivePath = join(dir, 'context');
+  const cleanup = () => rm(dir, { recursive: true, force: true });
+  try {
+    const { specText, context } = await parseParts(request, contentType, limits, archivePath);
+    return { specText, context, archivePath, cleanup };
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+}
+
+function parseParts(request: Request, contentType: string, limits: ContextLimits, archivePath: string) {
+  return new Promise<{ specText: string; context: ContextSummary }>((resolve, reject) => {
+    let parser: busboy.Busboy;
+    try {
+      parser = busboy({
+        headers: { 'content-type': contentType },
+        // `spec` may arrive as a field or, with curl -F spec=@file, as a file part.
+        limits: { files: 2, fields: 1, fieldSize: MAX_SPEC_BYTES, fileSize: limits.maxArchiveBytes + 1 },
+      });
+    } catch {
+      return reject(new ApiError(400, 'invalid_multipart', 'the multipart body has no boundary; let your HTTP client build the form (curl -F)'));
+    }
+    const body = Readable.fromWeb(request.body as unknown as WebReadableStream<Uint8Array>);
+    let specText: string | undefined;
+    let contextDone: Promise<ContextSummary> | undefined;
+    let failed = false;
+    const fail = (err: unknown) => {
+      if (failed) return;
+      failed = true;
+      body.unpipe(parser);
+      body.destroy();
+      reject(toContextApiError(err));
+    };
+
+    const seen = new Set<string>();
+    const firstOf = (name: string) => {
+      if (!seen.has(name)) return seen.add(name);
+      fail(new ApiError(400, 'unknown_part', `the "${name}" part was sent twice; send it once`, name));
+      return false;
+    };
+
+    parser.on('field', (name, value, info) => {
+      if (name === 'spec' && !firstOf(name)) return;
+      if (name !== 'spec') return fail(new ApiError(400, 'unknown_part', `unexpected form part "${name}"; send only "spec" and "context"`, name));
+      if (info.valueTruncated) return fail(new ApiError(400, 'spec_too_large', `the spec part is over ${MAX_SPEC_BYTES} bytes`, 'spec'));
+      specText = value;
+    });
+    parser.on('file', (name, stream, info) => {
+      if ((name === 'spec' || name === 'context') && !firstOf(name)) return stream.resume();
+      if (name === 'spec') {
+        // curl -F spec=@spec.json sends the spec as a file part; read it as text.
+        const chunks: Buffer[] = [];
+        let size = 0;
+        stream.on('data', (c: Buffer) => {
+          size += c.length;
+          if (size > MAX_SPEC_BYTES) return fail(new ApiError(400, 'spec_too_large', `the spec part is over ${MAX_SPEC_BYTES} bytes`, 'spec'));
+          chunks.push(c);
+        });
+        stream.on('end', () => (specText = Buffer.concat(chunks).toString('utf8')));
+        return;
+      }
+      if (name !== 'context') {
+        stream.resume();
+        return fail(new ApiError(400, 'unknown_part', `unexpected form part "${name}" (${info.filename ?? 'no file name'}); send only "spec" and "context"`, name));
+      }
+      // inspectContextArchive owns the spool like pipeline(): ended when accepted, destroyed when refused.
+      contextDone = inspectContextArchive(stream, limits, { copyTo: createWriteStream(archivePath, { mode: 0o600 }) });
+      contextDone.catch(fail);
+    });
+    const tooMany = () => fail(new ApiError(400, 'unknown_part', 'send exactly one "spec" part and one "context" part'));
+    parser.on('filesLimit', tooMany);
+    parser.on('fieldsLimit', tooMany);
+    parser.on('error', (err: Error) => fail(new ApiError(400, 'invalid_multipart', `the multipart body could not be read: ${err.message}`)));
+    parser.on('close', () => {
+      if (failed) return;
+      const done = contextDone;
+      if (!done) return fail(new ApiError(400, 'context_part_missing', 'the "context" part is missing; attach the build context as a tar or tar.gz file', 'context'));
+      done.then((context) => {
+        if (failed) return;
+        if (specText === undefined) return fail(new ApiError(400, 'spec_missing', 'the "spec" part is missing; send the build spec as JSON in a part named "spec"', 'spec'));
+        resolve({ specText, context });
+      }, fail);
+    });
+    body.on('error', (err) => fail(new ApiError(400, 'invalid_multipart', `the upload was interrupted: ${err.message}`)));
+    body.pipe(parser);
+  });
+}
+
+function toContextApiError(err: unknown): unknown {
+  if (err instanceof ContextRejectedError) return new ApiError(400, err.code, `the build context was refused: ${err.message}`, 'context');
+  return err;
+}

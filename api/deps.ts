@@ -1,0 +1,28 @@
+import type { Client } from '@temporalio/client';
+import type { ContextLimits } from '../lib/context/archive';
+import type { BuildRepository } from '../lib/db/builds-repository';
+import type { ObjectStore } from '../lib/storage/object-store';
+import type { BuildEngine } from '../workflows/definitions';
+
+/** What the API's handlers need, handed in by api/main.ts (or a test) through the app's typed context. */
+export interface ApiDeps {
+  builds: BuildRepository;
+  storage: ObjectStore;
+  temporal: Client;
+  settings: {
+    taskQueue: string;
+    namespace: string;
+    publicUrl: string;
+    temporalUiUrl: string;
+    contextLimits: ContextLimits;
+    defaultEngine: BuildEngine;
+    defaultTimeoutSeconds: number;
+    maxTimeoutSeconds: number;
+    /** Where uploads are spooled while they are validated. */
+    spoolDir?: string;
+  };
+}
+
+export interface AppEnv {
+  Variables: { deps: ApiDeps };
+}

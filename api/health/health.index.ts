@@ -1,0 +1,53 @@
+import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
+import type { AppEnv } from '../deps';
+
+const CheckResult = z.object({ status: z.enum(['ready', 'not_ready']), checks: z.record(z.string(), z.string()) });
+
+const healthzRoute = createRoute({
+  method: 'get',
+  path: '/healthz',
+  summary: 'The process is up',
+  responses: { 200: { content: { 'application/json': { schema: z.object({ status: z.literal('ok') }) } }, description: 'Up' } },
+});
+
+const readyzRoute = createRoute({
+  method: 'get',
+  path: '/readyz',
+  summary: 'Temporal, PostgreSQL and object storage are reachable',
+  responses: {
+    200: { content: { 'application/json': { schema: CheckResult } }, description: 'Ready' },
+    503: { content: { 'application/json': { schema: CheckResult } }, description: 'A dependency is unreachable' },
+  },
+});
+
+async function probe(check: () => Promise<unknown>, timeoutMs = 3_000): Promise<string> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      check(),
+      new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs))),
+    ]);
+    return 'ok';
+  } catch (err) {
+    return (err as Error).message;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export function healthRouter(router: OpenAPIHono<AppEnv>): void {
+  router.openapi(healthzRoute, (c) => c.json({ status: 'ok' as const }, 200));
+  router.openapi(readyzRoute, async (c) => {
+    const { builds, storage, temporal } = c.get('deps');
+    const [postgres, objectStorage, temporalCheck] = await Promise.all([
+      probe(() => builds.ping()),
+      probe(() => storage.check()),
+      probe(() => temporal.workflowService.getSystemInfo({})),
+    ]);
+    const checks = { postgres, storage: objectStorage, temporal: temporalCheck };
+    const ready = Object.values(checks).every((v) => v === 'ok');
+    return ready
+      ? c.json({ status: 'ready' as const, checks }, 200)
+      : c.json({ status: 'not_ready' as const, checks }, 503);
+  });
+}

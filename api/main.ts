@@ -1,0 +1,44 @@
+/** API entry point: configuration → adapters → Hono app on API_HOST:API_PORT. */
+import { serve } from '@hono/node-server';
+import { Client, Connection } from '@temporalio/client';
+import { ConfigError, loadConfig } from '../lib/config';
+import { BuildRepository } from '../lib/db/builds-repository';
+import { createPool, migrate } from '../lib/db/pool';
+import { createObjectStore } from '../lib/storage';
+import { createApp } from './app';
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const pool = createPool(config.postgres);
+  await migrate(pool);
+  const connection = await Connection.connect({ address: config.temporal.address });
+  const app = createApp({
+    builds: new BuildRepository(pool),
+    storage: createObjectStore(config),
+    temporal: new Client({ connection, namespace: config.temporal.namespace }),
+    settings: {
+      taskQueue: config.temporal.taskQueue,
+      namespace: config.temporal.namespace,
+      publicUrl: config.api.publicUrl,
+      temporalUiUrl: config.temporal.uiUrl,
+      contextLimits: config.contextLimits,
+      defaultEngine: config.build.defaultEngine,
+      defaultTimeoutSeconds: config.build.defaultTimeoutSeconds,
+      maxTimeoutSeconds: config.build.maxTimeoutSeconds,
+    },
+  });
+  const server = serve({ fetch: app.fetch, hostname: config.api.host, port: config.api.port }, (info) => {
+    console.log(`API listening on http://${info.address}:${info.port}`);
+  });
+  const stop = () => {
+    server.close();
+    void Promise.all([connection.close(), pool.end()]).finally(() => process.exit(0));
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}
+
+main().catch((err: unknown) => {
+  console.error(err instanceof ConfigError ? err.message : err);
+  process.exit(1);
+});

@@ -1,0 +1,85 @@
+/**
+ * What the service adds to a build: the same context (a few RUN steps, ~10 s) built through the REST API
+ * (upload, validation, PostgreSQL, Temporal, worker, tag) and directly with buildctl against the same BuildKit
+ * daemon, cache disabled for both, alternating, RUNS times each. Prints both medians and their ratio; the last
+ * line is `ratio=<service median / buildctl median> overhead_ms=<difference>`.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { workflowIdForBuild } from '../workflows/definitions';
+import { buildForm, contextOf } from '../test/support/archives';
+import { ensureBaseImage } from '../test/support/registry';
+import { startTestStack } from '../test/support/stack';
+
+const run = promisify(execFile);
+const RUNS = Number(process.env.RUNS ?? 5);
+
+const dockerfile = (base: string) => `FROM ${base}
+RUN echo step one && sleep 3 && echo one > /one.txt
+RUN echo step two && sleep 3 && echo two > /two.txt
+RUN echo step three && sleep 4 && echo three > /three.txt
+`;
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+async function main(): Promise<void> {
+  const base = await ensureBaseImage();
+  const stack = await startTestStack('bench', { BUILDKIT_NO_CACHE: 'true' });
+  await stack.startWorker();
+  const dir = await mkdtemp(join(tmpdir(), 'ibs-bench-'));
+  await writeFile(join(dir, 'Dockerfile'), dockerfile(base));
+  const context = await contextOf({ Dockerfile: dockerfile(base) });
+
+  const viaService = async (i: number): Promise<number> => {
+    const started = performance.now();
+    const res = await fetch(`${stack.apiUrl}/v1/builds`, {
+      method: 'POST',
+      body: buildForm({ image: `127.0.0.1:5000/bench/service:run${i}` }, context),
+    });
+    if (res.status !== 202) throw new Error(`API answered ${res.status}: ${await res.text()}`);
+    const { id } = (await res.json()) as { id: string };
+    await stack.client.workflow.getHandle(workflowIdForBuild(id)).result();
+    return performance.now() - started;
+  };
+
+  const viaBuildctl = async (i: number): Promise<number> => {
+    const started = performance.now();
+    await run(stack.config.executor.buildctlPath, [
+      '--addr', stack.config.executor.buildkitHost, 'build', '--no-cache', '--progress', 'plain',
+      '--frontend', 'dockerfile.v0', '--local', `context=${dir}`, '--local', `dockerfile=${dir}`,
+      '--output', `type=image,name=127.0.0.1:5000/bench/direct:run${i},push=true,registry.insecure=true`,
+    ]);
+    return performance.now() - started;
+  };
+
+  const service: number[] = [];
+  const direct: number[] = [];
+  try {
+    await viaService(-1); // warm-up: workflow bundle, connections, base image metadata
+    await viaBuildctl(-1);
+    for (let i = 0; i < RUNS; i++) {
+      service.push(await viaService(i));
+      direct.push(await viaBuildctl(i));
+      console.log(`run ${i + 1}/${RUNS}: service ${service[i]!.toFixed(0)} ms, buildctl ${direct[i]!.toFixed(0)} ms`);
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+    await stack.close();
+  }
+  const s = median(service);
+  const d = median(direct);
+  console.log(`median service ${s.toFixed(0)} ms, median buildctl ${d.toFixed(0)} ms`);
+  console.log(`ratio=${(s / d).toFixed(3)} overhead_ms=${(s - d).toFixed(0)}`);
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});

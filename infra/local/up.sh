@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The README's first command: installs what is missing, starts every component, builds the service and runs the
+# API (127.0.0.1:8080) and the worker in the background. Safe to run again.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+. "$here/lib.sh"
+bash "$here/install.sh" all
+bash "$here/start.sh"
+load_stack_env
+cd "$root"
+log "compiling the service"
+npm run --silent build
+stop_process worker
+stop_process api
+start_process worker "grep -q 'worker polling' $IBS_RUN/logs/worker.log" node dist/worker/main.js
+start_process api "http_ok http://127.0.0.1:$API_PORT/readyz" node dist/api/main.js
+cat <<MSG
+
+Image Build Service is up.
+  API            http://127.0.0.1:$API_PORT   (OpenAPI: http://127.0.0.1:$API_PORT/openapi.json)
+  Temporal UI    http://127.0.0.1:8233
+  Registry       127.0.0.1:5000 (plain HTTP)
+  Logs           $IBS_RUN/logs/
+  Stop with      bash infra/local/down.sh
+
+MSG

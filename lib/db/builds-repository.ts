@@ -1,0 +1,173 @@
+/**
+ * PostgreSQL is the queryable index of builds for the API; Temporal is the source of truth for execution. Every
+ * write here is idempotent (activities may run twice) and never moves a build out of a terminal state.
+ */
+import type { Pool } from 'pg';
+import type { BuildErrorInfo, BuildSpec, BuildStatus } from '../../workflows/definitions';
+
+export interface BuildRecord {
+  id: string;
+  status: BuildStatus;
+  consumer: string;
+  image: string;
+  spec: BuildSpec;
+  contextKey: string;
+  contextDigest: string;
+  idempotencyKey: string | null;
+  digest: string | null;
+  error: BuildErrorInfo | null;
+  attempt: number;
+  createdAt: Date;
+  startedAt: Date | null;
+  finishedAt: Date | null;
+}
+
+export interface NewBuild {
+  id: string;
+  consumer: string;
+  image: string;
+  spec: BuildSpec;
+  contextKey: string;
+  contextDigest: string;
+  idempotencyKey?: string;
+}
+
+export interface BuildListQuery {
+  status?: BuildStatus;
+  consumer?: string;
+  image?: string;
+  limit: number;
+  /** Opaque position from a previous page: the last row's created_at and id. */
+  after?: { createdAt: Date; id: string };
+}
+
+interface BuildRow {
+  id: string;
+  status: BuildStatus;
+  consumer: string;
+  image: string;
+  spec: BuildSpec;
+  context_key: string;
+  context_digest: string;
+  idempotency_key: string | null;
+  digest: string | null;
+  error_code: string | null;
+  error_message: string | null;
+  attempt: number;
+  created_at: Date;
+  started_at: Date | null;
+  finished_at: Date | null;
+}
+
+const NOT_TERMINAL = `status NOT IN ('succeeded','failed','cancelled')`;
+
+function toRecord(row: BuildRow): BuildRecord {
+  return {
+    id: row.id,
+    status: row.status,
+    consumer: row.consumer,
+    image: row.image,
+    spec: row.spec,
+    contextKey: row.context_key,
+    contextDigest: row.context_digest,
+    idempotencyKey: row.idempotency_key,
+    digest: row.digest,
+    error: row.error_code ? { code: row.error_code, message: row.error_message ?? '' } : null,
+    attempt: row.attempt,
+    createdAt: row.created_at,
+    startedAt: row.started_at,
+    finishedAt: row.finished_at,
+  };
+}
+
+export class BuildRepository {
+  constructor(private readonly pool: Pool) {}
+
+  /** Inserts a queued build; with an idempotency key already used by this consumer, returns that build instead. */
+  async create(build: NewBuild): Promise<{ record: BuildRecord; created: boolean }> {
+    const { rows } = await this.pool.query<BuildRow>(
+      `INSERT INTO builds (id, status, consumer, image, spec, context_key, context_digest, idempotency_key)
+       VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7)
+       ON CONFLICT (consumer, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+       RETURNING *`,
+      [build.id, build.consumer, build.image, build.spec, build.contextKey, build.contextDigest, build.idempotencyKey ?? null],
+    );
+    if (rows[0]) return { record: toRecord(rows[0]), created: true };
+    const existing = await this.pool.query<BuildRow>(
+      'SELECT * FROM builds WHERE consumer = $1 AND idempotency_key = $2',
+      [build.consumer, build.idempotencyKey],
+    );
+    if (!existing.rows[0]) throw new Error('idempotent insert found neither a new nor an existing build');
+    return { record: toRecord(existing.rows[0]), created: false };
+  }
+
+  async get(id: string): Promise<BuildRecord | undefined> {
+    const { rows } = await this.pool.query<BuildRow>('SELECT * FROM builds WHERE id = $1', [id]);
+    return rows[0] ? toRecord(rows[0]) : undefined;
+  }
+
+  async list(query: BuildListQuery): Promise<BuildRecord[]> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    const add = (sql: string, value: unknown) => {
+      params.push(value);
+      where.push(sql.replace('?', `$${params.length}`));
+    };
+    if (query.status) add('status = ?', query.status);
+    if (query.consumer) add('consumer = ?', query.consumer);
+    if (query.image) add('image = ?', query.image);
+    if (query.after) {
+      params.push(query.after.createdAt, query.after.id);
+      where.push(`(created_at, id) < ($${params.length - 1}, $${params.length})`);
+    }
+    params.push(query.limit);
+    const { rows } = await this.pool.query<BuildRow>(
+      `SELECT * FROM builds ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+       ORDER BY created_at DESC, id DESC LIMIT $${params.length}`,
+      params,
+    );
+    return rows.map(toRecord);
+  }
+
+  /** Moves a build to an intermediate status; started_at is set once, by the first move to running. */
+  async markStatus(id: string, status: Exclude<BuildStatus, 'succeeded' | 'failed' | 'cancelled'>): Promise<void> {
+    await this.pool.query(
+      `UPDATE builds SET status = $2, updated_at = now(),
+         started_at = CASE WHEN $2 = 'running' THEN COALESCE(started_at, now()) ELSE started_at END
+       WHERE id = $1 AND ${NOT_TERMINAL}`,
+      [id, status],
+    );
+  }
+
+  async markSucceeded(id: string, digest: string): Promise<void> {
+    await this.pool.query(
+      `UPDATE builds SET status = 'succeeded', digest = $2, error_code = NULL, error_message = NULL,
+         finished_at = now(), updated_at = now()
+       WHERE id = $1 AND ${NOT_TERMINAL}`,
+      [id, digest],
+    );
+  }
+
+  async markFailed(id: string, error: BuildErrorInfo, status: 'failed' | 'cancelled' = 'failed'): Promise<void> {
+    await this.pool.query(
+      `UPDATE builds SET status = $2, error_code = $3, error_message = $4, finished_at = now(), updated_at = now()
+       WHERE id = $1 AND ${NOT_TERMINAL}`,
+      [id, status, error.code, error.message],
+    );
+  }
+
+  /** Puts a finished build back in the queue for another attempt; false when it is not finished. */
+  async requeue(id: string): Promise<BuildRecord | undefined> {
+    const { rows } = await this.pool.query<BuildRow>(
+      `UPDATE builds SET status = 'queued', attempt = attempt + 1, digest = NULL, error_code = NULL,
+         error_message = NULL, started_at = NULL, finished_at = NULL, updated_at = now()
+       WHERE id = $1 AND status IN ('failed','cancelled') RETURNING *`,
+      [id],
+    );
+    return rows[0] ? toRecord(rows[0]) : undefined;
+  }
+
+  async ping(): Promise<void> {
+    await this.pool.query('SELECT 1');
+  }
+}

@@ -1,0 +1,44 @@
+/**
+ * Schema migrations, applied in order at start-up under an advisory lock, so several API and worker replicas
+ * starting at once apply each one exactly once. Kept as code (not .sql files) so the compiled service carries them.
+ */
+export interface Migration {
+  id: number;
+  name: string;
+  sql: string;
+}
+
+export const migrations: Migration[] = [
+  {
+    id: 1,
+    name: 'builds',
+    sql: `
+      CREATE TABLE builds (
+        id               uuid PRIMARY KEY,
+        status           text NOT NULL CHECK (status IN
+                           ('queued','running','scanning','pushing','signing','succeeded','failed','cancelled')),
+        consumer         text NOT NULL,
+        image            text NOT NULL,
+        spec             jsonb NOT NULL,
+        context_key      text NOT NULL,
+        context_digest   text NOT NULL,
+        idempotency_key  text,
+        digest           text,
+        error_code       text,
+        error_message    text,
+        scan             jsonb,
+        signature        jsonb,
+        attempt          integer NOT NULL DEFAULT 1,
+        created_at       timestamptz NOT NULL DEFAULT now(),
+        started_at       timestamptz,
+        finished_at      timestamptz,
+        updated_at       timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE UNIQUE INDEX builds_idempotency ON builds (consumer, idempotency_key) WHERE idempotency_key IS NOT NULL;
+      CREATE INDEX builds_created ON builds (created_at DESC, id DESC);
+      CREATE INDEX builds_status_created ON builds (status, created_at DESC);
+      CREATE INDEX builds_consumer_created ON builds (consumer, created_at DESC);
+      CREATE INDEX builds_image_created ON builds (image, created_at DESC);
+    `,
+  },
+];

@@ -1,0 +1,52 @@
+import type { BuildEngine } from '../../workflows/definitions';
+
+/** Everything an executor needs to run one build; the same description serves the local and Kubernetes executors. */
+export interface BuildJob {
+  buildId: string;
+  /** Object-storage key of the validated context archive. */
+  contextKey: string;
+  /** Dockerfile path inside the context, normalized ('docker/Dockerfile'). */
+  dockerfile: string;
+  /** Target repository without tag, e.g. 127.0.0.1:5000/team/app; the push is by digest, tagging comes after. */
+  repository: string;
+  buildArgs: Record<string, string>;
+  labels: Record<string, string>;
+  target?: string;
+  platforms: string[];
+  engine: BuildEngine;
+  timeoutSeconds: number;
+  noCache?: boolean;
+}
+
+export interface BuildOutcome {
+  /** Digest of the manifest (or index) pushed to the repository. */
+  digest: string;
+}
+
+/** What a running build reports back: its log lines, liveness, and the signal that asks it to stop. */
+export interface BuildObserver {
+  log(text: string): void;
+  heartbeat(): void;
+  readonly signal: AbortSignal;
+}
+
+/**
+ * Runs builds. `run` is idempotent by build id: running it again after a crash attaches to (or safely redoes) the
+ * same build rather than starting a second one that could push twice.
+ */
+export interface BuildExecutor {
+  readonly name: string;
+  run(job: BuildJob, observer: BuildObserver): Promise<BuildOutcome>;
+  check(): Promise<void>;
+}
+
+/** A build that ended for a reason the caller caused or must see; `code` is stable and shown to consumers. */
+export class BuildFailedError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'BuildFailedError';
+  }
+}

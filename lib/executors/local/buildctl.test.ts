@@ -1,0 +1,62 @@
+import { describe, expect, it } from 'vitest';
+import { BuildFailedError, type BuildJob } from '../executor';
+import { buildctlArguments, classifyBuildFailure } from './buildctl';
+
+const job: BuildJob = {
+  buildId: 'b1',
+  contextKey: 'contexts/sha256/abc',
+  dockerfile: 'docker/Dockerfile.prod',
+  repository: 'registry.example.com/team/app',
+  buildArgs: { VERSION: '1.2', 'WITH SPACE': 'a b' },
+  labels: { 'org.example.team': 'x' },
+  target: 'runtime',
+  platforms: ['linux/amd64'],
+  engine: 'buildkit',
+  timeoutSeconds: 60,
+};
+const paths = { buildkitHost: 'unix:///run/b.sock', contextDir: '/w/context', dockerfileDir: '/w/context/docker', metadataFile: '/w/m.json', insecureRegistry: false };
+
+describe('buildctlArguments', () => {
+  it('passes the Dockerfile folder and name, args, labels and target as separate argv entries', () => {
+    const args = buildctlArguments(job, paths);
+    expect(args.slice(0, 3)).toEqual(['--addr', 'unix:///run/b.sock', 'build']);
+    expect(args).toContain('dockerfile=/w/context/docker');
+    expect(args).toContain('filename=Dockerfile.prod');
+    expect(args).toContain('build-arg:VERSION=1.2');
+    expect(args).toContain('build-arg:WITH SPACE=a b');
+    expect(args).toContain('label:org.example.team=x');
+    expect(args).toContain('target=runtime');
+    expect(args).toContain('platform=linux/amd64');
+    expect(args).not.toContain('--no-cache');
+  });
+
+  it('pushes by digest only, so tagging is a separate idempotent step', () => {
+    const output = buildctlArguments(job, paths)[buildctlArguments(job, paths).indexOf('--output') + 1];
+    expect(output).toBe('type=image,name=registry.example.com/team/app,push=true,push-by-digest=true');
+  });
+
+  it('adds registry.insecure with DISABLE_HTTPS and --no-cache when asked', () => {
+    const args = buildctlArguments({ ...job, noCache: true }, { ...paths, insecureRegistry: true });
+    expect(args.find((a) => a.startsWith('type=image'))).toContain('registry.insecure=true');
+    expect(args).toContain('--no-cache');
+  });
+});
+
+describe('classifyBuildFailure', () => {
+  it.each([
+    ['#5 [2/2] RUN exit 3\nERROR: process "/bin/sh -c exit 3" did not complete successfully: exit code: 3', 'build_failed'],
+    ['ERROR: failed to solve: failed to parse dockerfile: dockerfile parse error on line 2: unknown instruction: FOO', 'dockerfile_invalid'],
+    ['#7 pushing layers\nERROR: failed to push 127.0.0.1:5000/x: unexpected status from PUT request: 401 Unauthorized', 'push_failed'],
+    ['ERROR: failed to solve: 127.0.0.1:5000/base:1: failed to resolve source metadata for 127.0.0.1:5000/base:1: not found', 'base_image_unavailable'],
+  ])('maps %j to %s', (tail, code) => {
+    const err = classifyBuildFailure(tail);
+    expect(err).toBeInstanceOf(BuildFailedError);
+    expect((err as BuildFailedError).code).toBe(code);
+    expect(err.message).toContain(tail.split('\n').pop()!);
+  });
+
+  it('treats an unreachable daemon as transient (plain Error, retried)', () => {
+    const err = classifyBuildFailure('error: listing workers: connection error: desc = "transport: Error while dialing: dial unix /run/b.sock: connect: no such file or directory"');
+    expect(err).not.toBeInstanceOf(BuildFailedError);
+  });
+});

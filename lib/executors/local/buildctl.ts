@@ -1,0 +1,62 @@
+/** The buildctl command line for a job, and what its failures mean. Pure functions, tested beside. */
+import { posix } from 'node:path';
+import { BuildFailedError, type BuildJob } from '../executor';
+
+export interface BuildctlPaths {
+  buildkitHost: string;
+  contextDir: string;
+  dockerfileDir: string;
+  metadataFile: string;
+  insecureRegistry: boolean;
+}
+
+export function buildctlArguments(job: BuildJob, paths: BuildctlPaths): string[] {
+  const output = [
+    'type=image',
+    `name=${job.repository}`,
+    'push=true',
+    // Pushed by digest only; the tag is set afterwards by the push step, so a retried build never re-tags.
+    'push-by-digest=true',
+  ];
+  if (paths.insecureRegistry) output.push('registry.insecure=true');
+
+  const args = [
+    '--addr', paths.buildkitHost,
+    'build',
+    '--progress', 'plain',
+    '--frontend', 'dockerfile.v0',
+    '--local', `context=${paths.contextDir}`,
+    '--local', `dockerfile=${paths.dockerfileDir}`,
+    '--opt', `filename=${posix.basename(job.dockerfile)}`,
+    '--opt', `platform=${job.platforms.join(',')}`,
+    '--output', output.join(','),
+    '--metadata-file', paths.metadataFile,
+  ];
+  if (job.target) args.push('--opt', `target=${job.target}`);
+  for (const [name, value] of Object.entries(job.buildArgs)) args.push('--opt', `build-arg:${name}=${value}`);
+  for (const [name, value] of Object.entries(job.labels)) args.push('--opt', `label:${name}=${value}`);
+  if (job.noCache) args.push('--no-cache');
+  return args;
+}
+
+const UNREACHABLE = /connection refused|no such file or directory.*buildkitd|failed to dial|Unavailable desc|connection error/i;
+
+/**
+ * Maps a failed buildctl run to a stable error. A daemon that cannot be reached is transient (a plain Error, so
+ * the activity retries); everything else is the build's own failure and carries the tail of the log.
+ */
+export function classifyBuildFailure(logTail: string): Error {
+  if (UNREACHABLE.test(logTail) && !/\[\d+\/\d+\]|#\d+ /.test(logTail)) {
+    return new Error(`BuildKit daemon unreachable: ${logTail.split('\n').slice(-3).join(' ')}`);
+  }
+  if (/dockerfile parse error|failed to parse dockerfile|unknown instruction/i.test(logTail)) {
+    return new BuildFailedError('dockerfile_invalid', `the Dockerfile could not be parsed:\n${logTail}`);
+  }
+  if (/failed to push|push access denied|unexpected status from PUT|failed to do request.*(PUT|POST)/i.test(logTail)) {
+    return new BuildFailedError('push_failed', `the image could not be pushed:\n${logTail}`);
+  }
+  if (/failed to resolve source metadata|pull access denied|not found: not found/i.test(logTail)) {
+    return new BuildFailedError('base_image_unavailable', `a base image could not be pulled:\n${logTail}`);
+  }
+  return new BuildFailedError('build_failed', `the build failed:\n${logTail}`);
+}

@@ -1,0 +1,172 @@
+/**
+ * The `local` executor: builds with a BuildKit daemon on this host through buildctl. It is the embedded default
+ * for development and tests; production builds run on Kubernetes builder pods behind the same interface.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, posix } from 'node:path';
+import type { ContextLimits } from '../../context/archive';
+import { extractContextArchive } from '../../context/archive';
+import type { ObjectStore } from '../../storage/object-store';
+import { BuildFailedError, type BuildExecutor, type BuildJob, type BuildObserver, type BuildOutcome } from '../executor';
+import { buildctlArguments, classifyBuildFailure } from './buildctl';
+
+export interface RegistryCredentials {
+  host: string;
+  username: string;
+  password: string;
+}
+
+export interface LocalExecutorOptions {
+  buildkitHost: string;
+  buildctlPath: string;
+  storage: ObjectStore;
+  contextLimits: ContextLimits;
+  /** Push over plain HTTP (DISABLE_HTTPS). */
+  insecureRegistry: boolean;
+  /** Credentials for the registries this build talks to, minted fresh for each run. */
+  credentials: (job: BuildJob) => Promise<RegistryCredentials[]>;
+  heartbeatIntervalMs?: number;
+  /** Build without BuildKit's cache (BUILDKIT_NO_CACHE), e.g. for reproducible timings. */
+  noCache?: boolean;
+  workDir?: string;
+}
+
+// setpriv makes the kernel kill buildctl when the worker dies (SIGKILL included): a retried attempt must never
+// race a leftover client of the previous attempt that could still push.
+const SETPRIV = '/usr/bin/setpriv';
+
+export class LocalExecutor implements BuildExecutor {
+  readonly name = 'local';
+
+  constructor(private readonly options: LocalExecutorOptions) {}
+
+  async run(job: BuildJob, observer: BuildObserver): Promise<BuildOutcome> {
+    const workDir = await mkdtemp(join(this.options.workDir ?? tmpdir(), `ibs-${job.buildId}-`));
+    try {
+      const contextDir = join(workDir, 'context');
+      await mkdir(contextDir);
+      await this.fetchContext(job, contextDir);
+      observer.log(`[ibs] context ${job.contextKey} extracted\n`);
+
+      const dockerConfigDir = join(workDir, 'docker');
+      await this.writeDockerConfig(job, dockerConfigDir);
+      const metadataFile = join(workDir, 'metadata.json');
+      const args = buildctlArguments({ ...job, noCache: job.noCache ?? this.options.noCache }, {
+        buildkitHost: this.options.buildkitHost,
+        contextDir,
+        dockerfileDir: join(contextDir, posix.dirname(job.dockerfile)),
+        metadataFile,
+        insecureRegistry: this.options.insecureRegistry,
+      });
+      const logTail = await this.runBuildctl(args, dockerConfigDir, job, observer);
+      const metadata = JSON.parse(await readFile(metadataFile, 'utf8')) as Record<string, unknown>;
+      const digest = metadata['containerimage.digest'];
+      if (typeof digest !== 'string' || !digest.startsWith('sha256:')) {
+        throw new BuildFailedError('build_failed', `BuildKit reported no image digest; last log lines:\n${logTail}`);
+      }
+      return { digest };
+    } finally {
+      await rm(workDir, { recursive: true, force: true });
+    }
+  }
+
+  async check(): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      const child = spawn(this.options.buildctlPath, ['--addr', this.options.buildkitHost, 'debug', 'workers'], {
+        stdio: 'ignore',
+      });
+      child.on('error', reject);
+      child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`buildkitd at ${this.options.buildkitHost} is not answering`))));
+    });
+  }
+
+  private async fetchContext(job: BuildJob, contextDir: string): Promise<void> {
+    const archive = await this.options.storage.get(job.contextKey);
+    if (!archive) {
+      throw new BuildFailedError('context_missing', `the build context ${job.contextKey} is no longer in object storage; submit the build again`);
+    }
+    // The archive was validated on upload; extracting validates again because storage is outside our control.
+    await extractContextArchive(archive, contextDir, this.options.contextLimits);
+  }
+
+  private async writeDockerConfig(job: BuildJob, dir: string): Promise<void> {
+    await mkdir(dir, { mode: 0o700 });
+    const auths: Record<string, { auth: string }> = {};
+    for (const c of await this.options.credentials(job)) {
+      auths[c.host] = { auth: Buffer.from(`${c.username}:${c.password}`).toString('base64') };
+    }
+    await writeFile(join(dir, 'config.json'), JSON.stringify({ auths }), { mode: 0o600 });
+  }
+
+  private runBuildctl(args: string[], dockerConfigDir: string, job: BuildJob, observer: BuildObserver): Promise<string> {
+    const useSetpriv = existsSync(SETPRIV);
+    const command = useSetpriv ? SETPRIV : this.options.buildctlPath;
+    const argv = useSetpriv ? ['--pdeathsig', 'KILL', '--', this.options.buildctlPath, ...args] : args;
+    return new Promise((resolve, reject) => {
+      const child = spawn(command, argv, {
+        cwd: dirname(dockerConfigDir),
+        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dirname(dockerConfigDir), DOCKER_CONFIG: dockerConfigDir },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      const tail = new LogTail(40);
+      const onOutput = (chunk: Buffer) => {
+        const text = chunk.toString('utf8');
+        tail.push(text);
+        observer.log(text);
+      };
+      child.stdout.on('data', onOutput);
+      child.stderr.on('data', onOutput);
+
+      let stopReason: BuildFailedError | undefined;
+      const stop = (reason: BuildFailedError) => {
+        stopReason ??= reason;
+        child.kill('SIGTERM');
+        setTimeout(() => child.kill('SIGKILL'), 10_000).unref();
+      };
+      const heartbeat = setInterval(() => observer.heartbeat(), this.options.heartbeatIntervalMs ?? 2_000);
+      const timeout = setTimeout(
+        () => stop(new BuildFailedError('build_timeout', `the build did not finish within ${job.timeoutSeconds} s (timeoutSeconds); raise it or make the build faster`)),
+        job.timeoutSeconds * 1000,
+      );
+      const onAbort = () => stop(new BuildFailedError('build_cancelled', 'the build was cancelled'));
+      observer.signal.addEventListener('abort', onAbort, { once: true });
+
+      const finish = () => {
+        clearInterval(heartbeat);
+        clearTimeout(timeout);
+        observer.signal.removeEventListener('abort', onAbort);
+      };
+      child.on('error', (err) => {
+        finish();
+        reject(new Error(`could not start buildctl (${this.options.buildctlPath}): ${err.message}`));
+      });
+      child.on('close', (code) => {
+        finish();
+        if (stopReason) return reject(stopReason);
+        if (code === 0) return resolve(tail.text());
+        reject(classifyBuildFailure(tail.text()));
+      });
+    });
+  }
+}
+
+/** Keeps the last lines of a stream for error messages without holding the whole log in memory. */
+class LogTail {
+  private lines: string[] = [];
+  private partial = '';
+  constructor(private readonly max: number) {}
+
+  push(text: string): void {
+    const parts = (this.partial + text).split('\n');
+    this.partial = parts.pop() ?? '';
+    this.lines.push(...parts);
+    if (this.lines.length > this.max) this.lines = this.lines.slice(-this.max);
+  }
+
+  text(): string {
+    return [...this.lines, this.partial].filter(Boolean).slice(-this.max).join('\n');
+  }
+}

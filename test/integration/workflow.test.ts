@@ -1,0 +1,120 @@
+/**
+ * The imageBuild workflow against the real Temporal dev server, BuildKit, PostgreSQL and MinIO: failure codes,
+ * cancellation, the progress query, search attributes, and a replay of the committed history.
+ */
+import { Worker } from '@temporalio/worker';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { progressQuery, workflowIdForBuild } from '../../workflows/definitions';
+import { buildForm, contextOf } from '../support/archives';
+import { ensureBaseImage } from '../support/registry';
+import { startTestStack, waitForBuild, type TestStack } from '../support/stack';
+
+const HISTORIES = join(__dirname, '..', 'histories');
+
+async function submit(stack: TestStack, dockerfile: string, image: string, extra: Record<string, unknown> = {}): Promise<string> {
+  const res = await fetch(`${stack.apiUrl}/v1/builds`, {
+    method: 'POST',
+    body: buildForm({ image, ...extra }, await contextOf({ Dockerfile: dockerfile })),
+  });
+  expect(res.status).toBe(202);
+  return ((await res.json()) as { id: string }).id;
+}
+
+describe('imageBuild workflow', () => {
+  let stack: TestStack;
+  let base: string;
+
+  beforeAll(async () => {
+    stack = await startTestStack('workflow');
+    await stack.startWorker();
+    base = await ensureBaseImage();
+  });
+  afterAll(() => stack?.close());
+
+  it('fails with build_failed and the tail of the log when a RUN step fails', async () => {
+    const id = await submit(stack, `FROM ${base}\nRUN echo "about to fail" && exit 3\n`, `127.0.0.1:5000/wf/failing:t${Date.now()}`);
+    const build = await waitForBuild(stack.apiUrl, id);
+    expect(build.status).toBe('failed');
+    const error = build.error as { code: string; message: string };
+    expect(error.code).toBe('build_failed');
+    expect(error.message).toContain('exit code: 3');
+
+    const handle = stack.client.workflow.getHandle(workflowIdForBuild(id));
+    const description = await handle.describe();
+    expect(description.status.name).toBe('FAILED');
+    expect(await handle.query(progressQuery)).toMatchObject({ status: 'failed', error: { code: 'build_failed' } });
+  });
+
+  it('fails with dockerfile_invalid for an unparseable Dockerfile', async () => {
+    const id = await submit(stack, `FROM ${base}\nNOT_AN_INSTRUCTION foo\n`, `127.0.0.1:5000/wf/invalid:t${Date.now()}`);
+    const build = await waitForBuild(stack.apiUrl, id);
+    expect(build.status).toBe('failed');
+    expect((build.error as { code: string }).code).toBe('dockerfile_invalid');
+  });
+
+  it('fails with build_timeout when the build outlives timeoutSeconds', async () => {
+    const id = await submit(stack, `FROM ${base}\nRUN sleep 60\n`, `127.0.0.1:5000/wf/slow:t${Date.now()}`, { timeoutSeconds: 10 });
+    const build = await waitForBuild(stack.apiUrl, id);
+    expect(build.status).toBe('failed');
+    expect((build.error as { code: string }).code).toBe('build_timeout');
+  });
+
+  it('cancels a running build and stops BuildKit', async () => {
+    const image = `127.0.0.1:5000/wf/cancelled:t${Date.now()}`;
+    const id = await submit(stack, `FROM ${base}\nRUN echo started-long-step && sleep 60\n`, image);
+    const handle = stack.client.workflow.getHandle(workflowIdForBuild(id));
+    for (let i = 0; i < 120 && (await handle.query(progressQuery)).status !== 'running'; i++) await new Promise((r) => setTimeout(r, 250));
+    await new Promise((r) => setTimeout(r, 2_000));
+    const started = Date.now();
+    const res = await fetch(`${stack.apiUrl}/v1/builds/${id}/cancel`, { method: 'POST' });
+    expect(res.status).toBe(202);
+    const build = await waitForBuild(stack.apiUrl, id);
+    expect(build.status).toBe('cancelled');
+    expect(Date.now() - started).toBeLessThan(30_000); // not the 60 s of the RUN step
+    expect((await handle.describe()).status.name).toBe('CANCELLED');
+
+    const again = await fetch(`${stack.apiUrl}/v1/builds/${id}/cancel`, { method: 'POST' });
+    expect(again.status).toBe(409);
+    expect(((await again.json()) as { error: { code: string } }).error.code).toBe('build_finished');
+  });
+
+  it('retries a failed build under the same id and records the new attempt', async () => {
+    const id = await submit(stack, `FROM ${base}\nRUN exit 1\n`, `127.0.0.1:5000/wf/retry:t${Date.now()}`);
+    expect((await waitForBuild(stack.apiUrl, id)).status).toBe('failed');
+    const res = await fetch(`${stack.apiUrl}/v1/builds/${id}/retry`, { method: 'POST' });
+    expect(res.status).toBe(202);
+    expect(((await res.json()) as { attempt: number }).attempt).toBe(2);
+    const build = await waitForBuild(stack.apiUrl, id);
+    expect(build.status).toBe('failed');
+    expect(build.attempt).toBe(2);
+  });
+
+  it('is findable by consumer, image and status search attributes', async () => {
+    const image = `127.0.0.1:5000/wf/searchable:t${Date.now()}`;
+    const id = await submit(stack, `FROM ${base}\nRUN echo ok\n`, image);
+    expect((await waitForBuild(stack.apiUrl, id)).status).toBe('succeeded');
+    const handle = stack.client.workflow.getHandle(workflowIdForBuild(id));
+    const attrs = (await handle.describe()).searchAttributes as Record<string, unknown[]>;
+    expect(attrs.IbsImage).toEqual([image]);
+    expect(attrs.IbsConsumer).toEqual(['anonymous']);
+    expect(attrs.IbsStatus).toEqual(['succeeded']);
+
+    // Record this history for the replay test when asked to (RECORD_HISTORIES=1), so workflow changes that
+    // break determinism are caught against a real run.
+    if (process.env.RECORD_HISTORIES === '1') {
+      const history = await handle.fetchHistory();
+      await writeFile(join(HISTORIES, 'image-build-succeeded.json'), JSON.stringify(history, null, 2));
+    }
+  });
+
+  it('replays every committed history with the current workflow code', async () => {
+    const files = (await readdir(HISTORIES)).filter((f) => f.endsWith('.json'));
+    expect(files.length).toBeGreaterThan(0);
+    for (const file of files) {
+      const history = JSON.parse(await readFile(join(HISTORIES, file), 'utf8'));
+      await Worker.runReplayHistory({ workflowsPath: join(__dirname, '..', '..', 'workflows', 'index.ts') }, history, file);
+    }
+  });
+});

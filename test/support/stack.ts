@@ -1,0 +1,106 @@
+/**
+ * Wiring for the integration and e2e suites: the real components started by infra/local (settings come from the
+ * environment that infra/local/test.sh exports), an in-process worker on a task queue of the suite's own, and the
+ * API served over real HTTP.
+ */
+import { serve, type ServerType } from '@hono/node-server';
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection, type Worker } from '@temporalio/worker';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import type { Pool } from 'pg';
+import { createApp } from '../../api/app';
+import { loadConfig, type Config } from '../../lib/config';
+import { BuildRepository } from '../../lib/db/builds-repository';
+import { createWorkerDependencies } from '../../worker/dependencies';
+import { createImageBuildWorker } from '../../worker/worker';
+import type { ActivityDeps } from '../../activities';
+
+export interface TestStack {
+  config: Config;
+  taskQueue: string;
+  apiUrl: string;
+  client: Client;
+  pool: Pool;
+  deps: ActivityDeps;
+  builds: BuildRepository;
+  /** Starts an in-process worker for the suite's task queue (stopped by close()). */
+  startWorker(): Promise<Worker>;
+  close(): Promise<void>;
+}
+
+export function testConfig(overrides: Record<string, string> = {}): Config {
+  return loadConfig({ ...process.env, ...overrides });
+}
+
+export async function startTestStack(name: string, overrides: Record<string, string> = {}): Promise<TestStack> {
+  const taskQueue = `test-${name}-${process.pid}-${Date.now()}`;
+  const config = testConfig({ TEMPORAL_TASK_QUEUE: taskQueue, ...overrides });
+  const { deps, pool } = await createWorkerDependencies(config);
+  const connection = await Connection.connect({ address: config.temporal.address });
+  const client = new Client({ connection, namespace: config.temporal.namespace });
+  const app = createApp({
+    builds: deps.builds,
+    storage: deps.storage,
+    temporal: client,
+    settings: {
+      taskQueue,
+      namespace: config.temporal.namespace,
+      publicUrl: 'http://127.0.0.1',
+      temporalUiUrl: config.temporal.uiUrl,
+      contextLimits: config.contextLimits,
+      defaultEngine: config.build.defaultEngine,
+      defaultTimeoutSeconds: config.build.defaultTimeoutSeconds,
+      maxTimeoutSeconds: config.build.maxTimeoutSeconds,
+    },
+  });
+  const server: ServerType = await new Promise((resolve) => {
+    const s = serve({ fetch: app.fetch, hostname: '127.0.0.1', port: 0 }, () => resolve(s));
+  });
+  const apiUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+  const workers: { worker: Worker; running: Promise<void>; connection: NativeConnection }[] = [];
+  return {
+    config,
+    taskQueue,
+    apiUrl,
+    client,
+    pool,
+    deps,
+    builds: deps.builds,
+    async startWorker() {
+      const workerConnection = await NativeConnection.connect({ address: config.temporal.address });
+      const worker = await createImageBuildWorker({
+        connection: workerConnection,
+        namespace: config.temporal.namespace,
+        taskQueue,
+        deps,
+        workflows: { workflowsPath: join(__dirname, '..', '..', 'workflows', 'index.ts') },
+      });
+      workers.push({ worker, running: worker.run(), connection: workerConnection });
+      return worker;
+    },
+    async close() {
+      for (const w of workers) {
+        if (w.worker.getState() === 'RUNNING') w.worker.shutdown();
+        await w.running.catch(() => undefined);
+        await w.connection.close();
+      }
+      await new Promise((resolve) => server.close(resolve));
+      await connection.close();
+      await pool.end();
+    },
+  };
+}
+
+/** Polls the API until the build reaches a terminal status. */
+export async function waitForBuild(apiUrl: string, id: string, timeoutMs = 240_000): Promise<Record<string, unknown>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const res = await fetch(`${apiUrl}/v1/builds/${id}`);
+    const build = (await res.json()) as Record<string, unknown>;
+    if (['succeeded', 'failed', 'cancelled'].includes(build.status as string)) return build;
+    if (Date.now() > deadline) throw new Error(`build ${id} still ${String(build.status)} after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}

@@ -1,0 +1,33 @@
+/** Worker entry point: configuration → adapters → activities → Worker. */
+import { NativeConnection } from '@temporalio/worker';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { ConfigError, loadConfig } from '../lib/config';
+import { createWorkerDependencies } from './dependencies';
+import { createImageBuildWorker } from './worker';
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const { deps, pool } = await createWorkerDependencies(config);
+  await deps.storage.check();
+  const connection = await NativeConnection.connect({ address: config.temporal.address });
+  const bundlePath = join(__dirname, 'workflow-bundle.js');
+  const worker = await createImageBuildWorker({
+    connection,
+    namespace: config.temporal.namespace,
+    taskQueue: config.temporal.taskQueue,
+    deps,
+    workflows: existsSync(bundlePath)
+      ? { workflowBundle: { codePath: bundlePath } }
+      : { workflowsPath: require.resolve('../workflows') },
+  });
+  console.log(`worker polling task queue ${config.temporal.taskQueue} on ${config.temporal.address} (executor ${deps.executor.name})`);
+  await worker.run();
+  await connection.close();
+  await pool.end();
+}
+
+main().catch((err: unknown) => {
+  console.error(err instanceof ConfigError ? err.message : err);
+  process.exit(1);
+});

@@ -1,0 +1,85 @@
+/**
+ * The contract of the imageBuild workflow, shared by the API, the worker and the workflow itself: task queue,
+ * workflow ids, queries, search attributes and the types that cross the Temporal boundary. Runtime imports here
+ * are limited to the deterministic parts of the SDK, so the workflow bundle can include this file.
+ */
+import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
+import { defineQuery } from '@temporalio/workflow';
+
+export const DEFAULT_TASK_QUEUE = 'image-builds';
+
+export const BUILD_STATUSES = [
+  'queued',
+  'running',
+  'scanning',
+  'pushing',
+  'signing',
+  'succeeded',
+  'failed',
+  'cancelled',
+] as const;
+export type BuildStatus = (typeof BUILD_STATUSES)[number];
+export const TERMINAL_STATUSES: readonly BuildStatus[] = ['succeeded', 'failed', 'cancelled'];
+
+export type BuildEngine = 'buildkit' | 'kaniko';
+
+/** What a consumer asks to build (the validated request body's `spec`). */
+export interface BuildSpec {
+  image: string;
+  dockerfile: string;
+  buildArgs: Record<string, string>;
+  target?: string;
+  labels: Record<string, string>;
+  platforms: string[];
+  engine?: BuildEngine;
+  timeoutSeconds?: number;
+  metadata?: Record<string, unknown>;
+}
+
+export interface BuildErrorInfo {
+  code: string;
+  message: string;
+}
+
+/** Input of one imageBuild run. Holds references only, never credentials or archive bytes. */
+export interface ImageBuildInput {
+  buildId: string;
+  spec: BuildSpec;
+  engine: BuildEngine;
+  timeoutSeconds: number;
+  context: { key: string; digest: string };
+}
+
+export interface ImageBuildResult {
+  buildId: string;
+  image: string;
+  digest: string;
+}
+
+export interface BuildProgress {
+  status: BuildStatus;
+  digest?: string;
+  error?: BuildErrorInfo;
+}
+
+export const progressQuery = defineQuery<BuildProgress>('progress');
+
+/** Search attributes that let operators find builds in the Temporal UI by consumer, image and status. */
+export const searchAttributes = {
+  consumer: defineSearchAttributeKey('IbsConsumer', SearchAttributeType.KEYWORD),
+  image: defineSearchAttributeKey('IbsImage', SearchAttributeType.KEYWORD),
+  status: defineSearchAttributeKey('IbsStatus', SearchAttributeType.KEYWORD),
+};
+
+export function workflowIdForBuild(buildId: string): string {
+  return `build-${buildId}`;
+}
+
+/** Failure types (ApplicationFailure.type) the workflow maps to a build's error code. */
+export const ERROR_CODES = {
+  buildFailed: 'build_failed',
+  buildTimeout: 'build_timeout',
+  pushFailed: 'push_failed',
+  contextMissing: 'context_missing',
+  internal: 'internal_error',
+} as const;

@@ -1,0 +1,1 @@
+export { imageBuild } from './image-build';
