@@ -4,7 +4,7 @@
  * Business failures become non-retryable ApplicationFailures whose type is the build's stable error code.
  */
 import { Context } from '@temporalio/activity';
-import { ApplicationFailure } from '@temporalio/common';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import type { BuildRepository } from '../lib/db/builds-repository';
 import { BuildFailedError, type BuildExecutor } from '../lib/executors/executor';
 import { BuildLog } from '../lib/logs/build-log';
@@ -67,6 +67,8 @@ export function createActivities(deps: ActivityDeps) {
         return outcome;
       } catch (err) {
         log.write(`[ibs] build ended: ${(err as Error).message}\n`);
+        // The executor has stopped the build; tell Temporal this attempt ended because it was cancelled.
+        if (ctx.cancellationSignal.aborted) throw new CancelledFailure('the build was cancelled');
         if (err instanceof BuildFailedError) throw nonRetryable(err.code, err.message, deps.secrets);
         throw err;
       } finally {

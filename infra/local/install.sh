@@ -86,6 +86,9 @@ case "$what" in
   node) install_node_modules ;;
   all)
     install_debian_packages
+    # Components owned by other areas (Kubernetes API, registry auth, storage emulators, helm) install from
+    # install.d/, one script per component, each pinned and idempotent like the ones above.
+    for script in "$here"/install.d/*.sh; do [ -e "$script" ] && . "$script"; done
     install_temporal_cli
     go_tool buildkitd github.com/moby/buildkit github.com/moby/buildkit/cmd/buildkitd "$BUILDKIT_VERSION"
     go_tool buildctl github.com/moby/buildkit github.com/moby/buildkit/cmd/buildctl "$BUILDKIT_VERSION"

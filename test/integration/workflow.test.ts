@@ -2,6 +2,7 @@
  * The imageBuild workflow against the real Temporal dev server, BuildKit, PostgreSQL and MinIO: failure codes,
  * cancellation, the progress query, search attributes, and a replay of the committed history.
  */
+import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { Worker } from '@temporalio/worker';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -42,8 +43,8 @@ describe('imageBuild workflow', () => {
     expect(error.message).toContain('exit code: 3');
 
     const handle = stack.client.workflow.getHandle(workflowIdForBuild(id));
-    const description = await handle.describe();
-    expect(description.status.name).toBe('FAILED');
+    await expect(handle.result()).rejects.toThrow();
+    expect((await handle.describe()).status.name).toBe('FAILED');
     expect(await handle.query(progressQuery)).toMatchObject({ status: 'failed', error: { code: 'build_failed' } });
   });
 
@@ -104,8 +105,7 @@ describe('imageBuild workflow', () => {
     // Record this history for the replay test when asked to (RECORD_HISTORIES=1), so workflow changes that
     // break determinism are caught against a real run.
     if (process.env.RECORD_HISTORIES === '1') {
-      const history = await handle.fetchHistory();
-      await writeFile(join(HISTORIES, 'image-build-succeeded.json'), JSON.stringify(history, null, 2));
+      await writeFile(join(HISTORIES, 'image-build-succeeded.json'), historyToJSON(await handle.fetchHistory()));
     }
   });
 
