@@ -1,5 +1,6 @@
 import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError } from '@temporalio/client';
 import type { Context } from 'hono';
+import { streamSSE } from 'hono/streaming';
 import { randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
@@ -207,8 +208,9 @@ export async function listBuilds(c: Ctx, query: z.infer<typeof ListQuery>) {
   };
 }
 
-export async function getLogs(c: Ctx, id: string): Promise<Response> {
-  await requireBuild(c, id);
+export async function getLogs(c: Ctx, id: string, follow: boolean): Promise<Response> {
+  const build = await requireBuild(c, id);
+  if (follow) return followLogs(c, build);
   const stream = await c.get('deps').storage.get(buildLogKey(id));
   if (!stream) throw new ApiError(404, 'log_not_available', 'this build has not written a log yet; try again in a few seconds');
   return new Response(Readable.toWeb(stream) as unknown as ReadableStream, {
@@ -238,4 +240,47 @@ export async function retryBuild(c: Ctx, id: string): Promise<Build> {
   if (!requeued) throw new ApiError(409, 'build_not_retryable', `build ${id} changed state meanwhile; read it again`);
   await startWorkflow(c, requeued);
   return toBuild(requeued, c);
+}
+
+const FOLLOW_POLL_MS = 1_000;
+
+async function readAll(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+/**
+ * `?follow=true`: the log as server-sent events, one `log` event per new piece, then an `end` event carrying the
+ * final status once the build has finished and its last log upload has been sent.
+ */
+function followLogs(c: Ctx, build: BuildRecord): Response {
+  const { storage, builds } = c.get('deps');
+  return streamSSE(c, async (sse) => {
+    let sent = 0;
+    let aborted = false;
+    sse.onAbort(() => {
+      aborted = true;
+    });
+    const sendNew = async () => {
+      const stream = await storage.get(buildLogKey(build.id));
+      if (!stream) return;
+      const log = await readAll(stream);
+      if (log.length > sent) {
+        await sse.writeSSE({ event: 'log', data: log.subarray(sent).toString('utf8') });
+        sent = log.length;
+      }
+    };
+    for (;;) {
+      const current = await builds.get(build.id);
+      await sendNew();
+      if (!current || TERMINAL_STATUSES.includes(current.status)) {
+        await sendNew(); // the worker's last upload lands just before the status changes
+        await sse.writeSSE({ event: 'end', data: JSON.stringify({ status: current?.status ?? 'unknown' }) });
+        return;
+      }
+      if (aborted) return;
+      await sse.sleep(FOLLOW_POLL_MS);
+    }
+  });
 }

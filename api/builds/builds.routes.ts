@@ -45,10 +45,13 @@ export const getBuildRoute = createRoute({
 export const getLogsRoute = createRoute({
   method: 'get',
   path: '/v1/builds/{id}/logs',
-  summary: 'Read the stored build log',
-  request: { params: BuildIdParams },
+  summary: 'Read the stored build log, or follow it live',
+  request: { params: BuildIdParams, query: z.object({ follow: z.enum(['true', 'false']).optional() }) },
   responses: {
-    200: { content: { 'text/plain': { schema: z.string() } }, description: 'The log so far' },
+    200: {
+      content: { 'text/plain': { schema: z.string() }, 'text/event-stream': { schema: z.string() } },
+      description: 'The log so far; with follow=true, `log` events until an `end` event with the final status',
+    },
     400: errors[400],
     404: errors[404],
   },

@@ -59,7 +59,15 @@ describe('a build over the REST API', () => {
     const accepted = (await res.json()) as { id: string; status: string; links: { logs: string } };
     expect(accepted.status).toBe('queued');
 
+    // Follow the log live while the build runs: server-sent events until the build ends.
+    const followed = fetch(`${stack.apiUrl}/v1/builds/${accepted.id}/logs?follow=true`).then(async (r) => {
+      expect(r.headers.get('content-type')).toContain('text/event-stream');
+      return r.text();
+    });
     const build = await waitForBuild(stack.apiUrl, accepted.id);
+    const events = await followed;
+    expect(events).toContain('run-step-output: building hi-from-e2e');
+    expect(events).toMatch(/event: end\ndata: \{"status":"succeeded"\}/);
     expect(build.error).toBeNull();
     expect(build.status).toBe('succeeded');
     expect(build.consumer).toBe('custom-models');
