@@ -7,6 +7,7 @@ root=$(cd "$here/../.." && pwd)
 . "$here/lib.sh"
 bash "$here/install.sh" all
 bash "$here/start.sh"
+bash "$here/base-image.sh"
 load_stack_env
 cd "$root"
 log "compiling the service"
@@ -20,7 +21,7 @@ cat <<MSG
 Image Build Service is up.
   API            http://127.0.0.1:$API_PORT   (OpenAPI: http://127.0.0.1:$API_PORT/openapi.json)
   Temporal UI    http://127.0.0.1:8233
-  Registry       127.0.0.1:5000 (plain HTTP)
+  Registry       127.0.0.1:5000 (plain HTTP; base image 127.0.0.1:5000/library/busybox:stable)
   Logs           $IBS_RUN/logs/
   Stop with      bash infra/local/down.sh
 
