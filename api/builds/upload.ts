@@ -22,6 +22,7 @@ export interface BuildUpload {
 }
 
 const MAX_SPEC_BYTES = 256 * 1024;
+const MiB = 1024 * 1024;
 
 export async function receiveBuildUpload(request: Request, limits: ContextLimits, spoolDir = tmpdir()): Promise<BuildUpload> {
   const contentType = request.headers.get('content-type') ?? '';
@@ -60,8 +61,9 @@ function parseParts(request: Request, contentType: string, limits: ContextLimits
       if (failed) return;
       failed = true;
       body.unpipe(parser);
-      body.destroy();
-      reject(toContextApiError(err));
+      // Read what the client is still sending before answering, so it sees the 400 rather than a reset
+      // connection; a client that keeps sending past the archive limit is cut off.
+      void discard(body, limits.maxArchiveBytes + MiB).then(() => reject(toContextApiError(err)));
     };
 
     const seen = new Set<string>();
@@ -121,4 +123,27 @@ function parseParts(request: Request, contentType: string, limits: ContextLimits
 function toContextApiError(err: unknown): unknown {
   if (err instanceof ContextRejectedError) return new ApiError(400, err.code, `the build context was refused: ${err.message}`, 'context');
   return err;
+}
+
+/** Reads and drops the rest of a stream, up to `limit` bytes; past that the stream is destroyed. */
+function discard(stream: Readable, limit: number): Promise<void> {
+  if (stream.readableEnded || stream.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    let seen = 0;
+    const done = () => {
+      stream.removeAllListeners('data');
+      resolve();
+    };
+    stream.on('data', (chunk: Buffer) => {
+      seen += chunk.length;
+      if (seen > limit) {
+        stream.destroy();
+        done();
+      }
+    });
+    stream.once('end', done);
+    stream.once('close', done);
+    stream.once('error', done);
+    stream.resume();
+  });
 }

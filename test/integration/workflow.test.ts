@@ -97,7 +97,14 @@ describe('imageBuild workflow', () => {
     const id = await submit(stack, `FROM ${base}\nRUN echo ok\n`, image);
     expect((await waitForBuild(stack.apiUrl, id)).status).toBe('succeeded');
     const handle = stack.client.workflow.getHandle(workflowIdForBuild(id));
-    const attrs = (await handle.describe()).searchAttributes as Record<string, unknown[]>;
+    await handle.result();
+    // The visibility store is eventually consistent: give the last upsert a moment to arrive.
+    let attrs: Record<string, unknown[]> = {};
+    for (let i = 0; i < 50; i++) {
+      attrs = (await handle.describe()).searchAttributes as Record<string, unknown[]>;
+      if (attrs.IbsStatus?.[0] === 'succeeded') break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
     expect(attrs.IbsImage).toEqual([image]);
     expect(attrs.IbsConsumer).toEqual(['anonymous']);
     expect(attrs.IbsStatus).toEqual(['succeeded']);
