@@ -1,22 +1,176 @@
 /**
  * The service's configuration: every environment variable is read here, once, at start-up, into a typed object.
  * A missing or invalid value stops the process with a message that names the variable and says what is expected;
- * secret values are never echoed back.
+ * secret values are never echoed back. docs/configuration.md lists every variable with its default.
  */
 import type { ContextLimits } from '../context/archive';
+import { EnvReader, type Env } from './env-reader';
+import {
+  resolveSpringProfile,
+  SPRING_PROFILE_VARIABLE,
+  type ClusterType,
+  type RegistryType,
+  type ResolvedSpringProfile,
+} from './spring-profile';
+import {
+  isAwsRegion,
+  isEnvName,
+  isImagePattern,
+  isImageReference,
+  isImageRepository,
+  isImageTag,
+  isKubernetesName,
+  isReportUploadPath,
+  quantityValue,
+  signerProfileRegion,
+} from './validators';
+
+export { resolveSpringProfile, parseSpringProfile, SPRING_PROFILE_VARIABLE } from './spring-profile';
+export type { ResolvedSpringProfile, SpringProfile, StorageType } from './spring-profile';
+
+/** S3 on AWS: credentials come from the SDK's default chain (IRSA, instance role, AWS_ACCESS_KEY_ID…). */
+export interface S3StorageConfig {
+  type: 's3';
+  bucket: string;
+  region: string;
+  /** An S3-compatible endpoint other than AWS (S3_ENDPOINT); unset for AWS itself. */
+  endpoint?: string;
+  accessKey?: string;
+  secretKey?: string;
+  allowSelfSignedCerts: boolean;
+}
+export interface MinioStorageConfig {
+  type: 'minio';
+  bucket: string;
+  region: string;
+  endpoint: string;
+  accessKey: string;
+  secretKey: string;
+  allowSelfSignedCerts: boolean;
+}
+/** Azure Blob Storage; `bucket` is the container. Either a connection string or account name + key. */
+export interface AzureStorageConfig {
+  type: 'azure';
+  bucket: string;
+  connectionString?: string;
+  accountName?: string;
+  accountKey?: string;
+  /** Blob endpoint, default https://<account>.blob.core.windows.net (Azurite: http://127.0.0.1:10000/<account>). */
+  endpoint?: string;
+}
+/** Google Cloud Storage; credentials from GOOGLE_APPLICATION_CREDENTIALS or the workload identity. */
+export interface GcsStorageConfig {
+  type: 'gcs';
+  bucket: string;
+  projectId?: string;
+  credentialsFile?: string;
+  /** An emulator or private endpoint (GCS_ENDPOINT), e.g. fake-gcs-server. */
+  endpoint?: string;
+}
+export type StorageConfig = S3StorageConfig | MinioStorageConfig | AzureStorageConfig | GcsStorageConfig;
+
+export interface ResourceQuantities {
+  cpu: string;
+  memory: string;
+  ephemeralStorage: string;
+}
+
+export interface Capabilities {
+  drop: string[];
+  add: string[];
+}
 
 export interface Config {
   api: { host: string; port: number; publicUrl: string };
   temporal: { address: string; namespace: string; taskQueue: string; uiUrl: string };
   postgres: { host: string; port: number; user: string; password: string; database: string };
-  storage: { type: 'minio'; endpoint: string; accessKey: string; secretKey: string; bucket: string; region: string };
-  registry: { username?: string; password?: string; disableHttps: boolean; allowSelfSignedCerts: boolean };
+  /** The springProfile in force and why it was chosen (log `springProfile.reasons` at start-up). */
+  springProfile: ResolvedSpringProfile & { cluster: ClusterType; registryType: RegistryType };
+  storage: StorageConfig;
+  registry: {
+    username?: string;
+    password?: string;
+    disableHttps: boolean;
+    allowSelfSignedCerts: boolean;
+    /** Azure AD tenant of the service principal, for ACR's OAuth2 exchange (required with registry type acr). */
+    azureTenantId?: string;
+  };
   executor: { type: 'local'; buildkitHost: string; buildctlPath: string; noCache: boolean };
   build: { defaultEngine: 'buildkit' | 'kaniko'; defaultTimeoutSeconds: number; maxTimeoutSeconds: number };
   contextLimits: ContextLimits;
+  imageBuilder: {
+    namespace: string;
+    repository?: string;
+    name: string;
+    version?: string;
+    /** `<repository>/<name>:<version>` (with `-qemu-image` appended to the tag when useQemu), when both are set. */
+    image?: string;
+    buildEngine: 'buildkit' | 'kaniko';
+    useQemu: boolean;
+    resources: { requests: ResourceQuantities; limits: ResourceQuantities };
+    /** Ceilings a build may ask for; unset fields mean "the limits above". */
+    maxResources: Partial<ResourceQuantities>;
+    securityContext: {
+      allowPrivilegeEscalation: boolean;
+      seccompProfileType: SeccompProfileType;
+      /** Empty for clusters without SELinux. */
+      seLinuxType: string;
+      capabilities: Capabilities;
+    };
+    ociWorkerSnapshotter: 'auto' | 'native' | 'overlayfs' | 'fuse-overlayfs' | 'stargz';
+    podRetentionSeconds: number;
+    /** OpenShift SCC the builder's service account is bound to (serviceAccount.securityContextConstraints). */
+    scc?: string;
+  };
+  kaniko: {
+    image?: string;
+    containerSecurityContext: {
+      runAsUser: number;
+      runAsGroup: number;
+      runAsNonRoot: boolean;
+      privileged: boolean;
+      allowPrivilegeEscalation: boolean;
+      readOnlyRootFilesystem: boolean;
+      seccompProfileType: SeccompProfileType;
+      seLinuxType: string;
+      capabilities: Capabilities;
+    };
+    /** hostUsers: false on Kaniko pods. */
+    userNamespaceIsolation: boolean;
+  };
+  otlp: {
+    enabled: boolean;
+    endpoint?: string;
+    metricExportIntervalMs?: number;
+    logRecordScheduleDelayMs?: number;
+  };
+  pullCredentials: {
+    /** Mount the global image pull secrets into builder pods (imagePullSecrets.mount). */
+    mountImagePullSecrets: boolean;
+    imagePullSecrets: string[];
+    /** Secrets of type kubernetes.io/dockerconfigjson made from imageBuilder.imagePullCredentials. */
+    credentialsSecrets: string[];
+    secretsToMount: string[];
+    wildcardRegistryHosts: string[];
+  };
+  imageScanner: {
+    enabled: boolean;
+    image?: string;
+    command?: string[];
+    args?: string[];
+    env: Record<string, string>;
+    reportUploadPath?: string;
+    resources: { requests: { cpu: string; memory: string }; limits: { cpu: string; memory: string } };
+  };
+  signing: { type: 'none' } | { type: 'notation'; profile: string; plugin: string; region: string };
+  policy: { allowlist: string[]; denylist: string[] };
+  dependencies: { pythonIndex?: string; pythonTrustedHost?: string; httpProxy?: string; cranMirror?: string };
   /** Values that must never appear in logs, errors, build records or workflow payloads. */
   secrets: string[];
 }
+
+type SeccompProfileType = 'RuntimeDefault' | 'Unconfined' | 'Localhost';
+const SECCOMP_TYPES = ['RuntimeDefault', 'Unconfined', 'Localhost'] as const;
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -25,69 +179,241 @@ export class ConfigError extends Error {
   }
 }
 
-type Env = Record<string, string | undefined>;
+const MiB = 1024 * 1024;
 
-/** Reads variables and collects every problem, so one start-up reports all of them at once. */
-class EnvReader {
-  readonly problems: string[] = [];
-  constructor(private readonly env: Env) {}
+/** Linux capability names as Kubernetes takes them (`ALL`, `SETUID`, `NET_BIND_SERVICE`). */
+function isCapability(value: string): boolean {
+  return /^[A-Z][A-Z_]*$/.test(value);
+}
 
-  string(name: string, fallback?: string): string {
-    const value = this.env[name]?.trim();
-    if (value) return value;
-    if (fallback !== undefined) return fallback;
-    this.problems.push(`${name} is required but not set`);
-    return '';
-  }
+function readCapabilities(read: EnvReader, prefix: string, fallback: Capabilities): Capabilities {
+  const expected = 'capability names in capitals such as ALL, SETUID, SETGID';
+  return {
+    drop: read.list(`${prefix}_CAPABILITIES_DROP`, fallback.drop, isCapability, expected, true),
+    add: read.list(`${prefix}_CAPABILITIES_ADD`, fallback.add, isCapability, expected, true),
+  };
+}
 
-  optional(name: string): string | undefined {
-    const value = this.env[name]?.trim();
-    return value ? value : undefined;
-  }
-
-  integer(name: string, fallback: number, min = 1, max = Number.MAX_SAFE_INTEGER): number {
-    const raw = this.env[name]?.trim();
-    if (!raw) return fallback;
-    const value = Number(raw);
-    if (!Number.isInteger(value) || value < min || value > max) {
-      this.problems.push(`${name} must be a whole number between ${min} and ${max} (got "${raw}")`);
-      return fallback;
+function readStorage(read: EnvReader, profile: ResolvedSpringProfile, allowSelfSignedCerts: boolean): StorageConfig {
+  const bucket = read.string('LOGS_BUCKET', 'data');
+  const because = `with storage type ${profile.parsed.storage} (springProfile ${profile.profile})`;
+  switch (profile.parsed.storage) {
+    case 'minio': {
+      if (!read.raw('MINIO_SERVER_HOST')) read.requiredWhen('MINIO_SERVER_HOST', because);
+      return {
+        type: 'minio',
+        bucket,
+        region: read.string('MINIO_REGION', 'us-east-1'),
+        endpoint: read.optionalUrl('MINIO_SERVER_HOST') ?? '',
+        accessKey: read.requiredWhen('MINIO_SERVER_ROOT_USER', because),
+        secretKey: read.requiredWhen('MINIO_SERVER_ROOT_PASSWORD', because),
+        allowSelfSignedCerts,
+      };
     }
-    return value;
-  }
-
-  boolean(name: string, fallback: boolean): boolean {
-    const raw = this.env[name]?.trim().toLowerCase();
-    if (!raw) return fallback;
-    if (raw === 'true' || raw === '1') return true;
-    if (raw === 'false' || raw === '0') return false;
-    this.problems.push(`${name} must be "true" or "false" (got "${raw}")`);
-    return fallback;
-  }
-
-  oneOf<T extends string>(name: string, allowed: readonly T[], fallback: T): T {
-    const raw = this.env[name]?.trim();
-    if (!raw) return fallback;
-    if ((allowed as readonly string[]).includes(raw)) return raw as T;
-    this.problems.push(`${name} must be one of ${allowed.join(', ')} (got "${raw}")`);
-    return fallback;
-  }
-
-  url(name: string, fallback?: string): string {
-    const value = this.string(name, fallback);
-    if (value && !/^https?:\/\/[^\s/]+/.test(value)) {
-      this.problems.push(`${name} must be an http:// or https:// URL such as http://minio:9000`);
+    case 's3': {
+      const region = read.matching('AWS_REGION', isAwsRegion, 'an AWS region such as us-east-1') ??
+        read.matching('AWS_DEFAULT_REGION', isAwsRegion, 'an AWS region such as us-east-1') ?? 'us-east-1';
+      const accessKey = read.optional('AWS_ACCESS_KEY_ID');
+      const secretKey = read.optional('AWS_SECRET_ACCESS_KEY');
+      if (Boolean(accessKey) !== Boolean(secretKey)) {
+        read.problems.push('AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set together (or neither, to use IRSA or the instance role)');
+      }
+      return { type: 's3', bucket, region, endpoint: read.optionalUrl('S3_ENDPOINT'), accessKey, secretKey, allowSelfSignedCerts };
     }
-    return value.replace(/\/+$/, '');
+    case 'azure': {
+      const connectionString = read.optional('AZURE_STORAGE_CONNECTION_STRING');
+      const accountName = read.optional('AZURE_STORAGE_ACCOUNT_NAME');
+      const accountKey = read.optional('AZURE_STORAGE_ACCOUNT_KEY');
+      if (!connectionString && !(accountName && accountKey)) {
+        read.problems.push(
+          `AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT_NAME with AZURE_STORAGE_ACCOUNT_KEY, is required ${because}`,
+        );
+      }
+      if (!/^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$/.test(bucket)) {
+        read.invalid('LOGS_BUCKET', 'must be an Azure container name (3-63 lower-case letters, digits and single hyphens)', bucket);
+      }
+      return { type: 'azure', bucket, connectionString, accountName, accountKey, endpoint: read.optionalUrl('AZURE_STORAGE_ENDPOINT') };
+    }
+    case 'gcs':
+      return {
+        type: 'gcs',
+        bucket,
+        projectId: read.optional('GOOGLE_CLOUD_PROJECT'),
+        credentialsFile: read.optional('GOOGLE_APPLICATION_CREDENTIALS'),
+        endpoint: read.optionalUrl('GCS_ENDPOINT'),
+      };
   }
 }
 
-const MiB = 1024 * 1024;
+function readImageBuilder(read: EnvReader): Config['imageBuilder'] {
+  const repository = read.matching('IMAGE_BUILDER_REPOSITORY', isImageRepository, 'an image repository without tag, such as registry.example/datarobot');
+  const name = read.matching('IMAGE_BUILDER_NAME', isImageRepository, 'an image name such as image-builder', 'image-builder') ?? 'image-builder';
+  const version = read.matching('IMAGE_BUILDER_VERSION', isImageTag, 'an image tag such as 11.7.0');
+  const useQemu = read.boolean('IMAGE_BUILDER_USE_QEMU', false);
+  const resources = {
+    requests: {
+      cpu: read.quantity('IMAGE_BUILDER_RESOURCES_REQUESTS_CPU', '1'),
+      memory: read.quantity('IMAGE_BUILDER_RESOURCES_REQUESTS_MEMORY', '1G'),
+      ephemeralStorage: read.quantity('IMAGE_BUILDER_RESOURCES_REQUESTS_EPHEMERAL_STORAGE', '1G'),
+    },
+    limits: {
+      cpu: read.quantity('IMAGE_BUILDER_RESOURCES_LIMITS_CPU', '1'),
+      memory: read.quantity('IMAGE_BUILDER_RESOURCES_LIMITS_MEMORY', '1G'),
+      ephemeralStorage: read.quantity('IMAGE_BUILDER_RESOURCES_LIMITS_EPHEMERAL_STORAGE', '100G'),
+    },
+  };
+  const suffixes: Array<[keyof ResourceQuantities, string]> = [['cpu', 'CPU'], ['memory', 'MEMORY'], ['ephemeralStorage', 'EPHEMERAL_STORAGE']];
+  for (const [field, suffix] of suffixes) {
+    if (quantityValue(resources.requests[field]) > quantityValue(resources.limits[field])) {
+      read.problems.push(`IMAGE_BUILDER_RESOURCES_REQUESTS_${suffix} (${resources.requests[field]}) must not exceed IMAGE_BUILDER_RESOURCES_LIMITS_${suffix} (${resources.limits[field]})`);
+    }
+  }
+  const maxResources: Partial<ResourceQuantities> = {};
+  for (const [field, suffix] of suffixes) {
+    const value = read.optional(`IMAGE_BUILDER_MAX_RESOURCES_${suffix}`);
+    if (value === undefined) continue;
+    maxResources[field] = read.quantity(`IMAGE_BUILDER_MAX_RESOURCES_${suffix}`, value);
+    if (quantityValue(value) < quantityValue(resources.limits[field])) {
+      read.problems.push(`IMAGE_BUILDER_MAX_RESOURCES_${suffix} (${value}) must be at least IMAGE_BUILDER_RESOURCES_LIMITS_${suffix} (${resources.limits[field]})`);
+    }
+  }
+  return {
+    namespace: read.matching('IMAGE_BUILDER_NAMESPACE', isKubernetesName, 'a Kubernetes namespace name', 'default') ?? 'default',
+    repository,
+    name,
+    version,
+    image: repository && version ? `${repository}/${name}:${version}${useQemu ? '-qemu-image' : ''}` : undefined,
+    buildEngine: read.oneOf('IMAGE_BUILDER_BUILD_ENGINE', ['buildkit', 'kaniko'] as const, 'buildkit'),
+    useQemu,
+    resources,
+    maxResources,
+    securityContext: {
+      // Rootless BuildKit needs newuidmap (setuid), hence privilege escalation and SETUID/SETGID by default.
+      allowPrivilegeEscalation: read.boolean('IMAGE_BUILDER_SECURITY_CONTEXT_ALLOW_PRIVILEGE_ESCALATION', true),
+      seccompProfileType: read.oneOf('IMAGE_BUILDER_SECURITY_CONTEXT_SECCOMP_PROFILE_TYPE', SECCOMP_TYPES, 'Unconfined'),
+      seLinuxType: read.present('IMAGE_BUILDER_SECURITY_CONTEXT_SE_LINUX_TYPE') ?? '',
+      capabilities: readCapabilities(read, 'IMAGE_BUILDER_SECURITY_CONTEXT', { drop: ['ALL'], add: ['SETUID', 'SETGID'] }),
+    },
+    ociWorkerSnapshotter: read.oneOf('BUILDKIT_OCI_WORKER_SNAPSHOTTER', ['auto', 'native', 'overlayfs', 'fuse-overlayfs', 'stargz'] as const, 'native'),
+    podRetentionSeconds: read.integer('IMAGE_BUILDER_POD_RETENTION_SECONDS', 300, 0),
+    scc: read.matching('IMAGE_BUILDER_SCC', isKubernetesName, 'an OpenShift SCC name such as nonroot-v2'),
+  };
+}
+
+function readKaniko(read: EnvReader, imageBuilder: Config['imageBuilder']): Config['kaniko'] {
+  const derivedImage =
+    imageBuilder.repository && imageBuilder.version
+      ? `${imageBuilder.repository}/${imageBuilder.name}:${imageBuilder.version}-kaniko-image`
+      : undefined;
+  const image = read.matching('KANIKO_IMAGE', isImageReference, 'a full image reference with a tag or digest, such as registry.example/kaniko:1.0', derivedImage);
+  if (imageBuilder.buildEngine === 'kaniko' && !image) {
+    read.problems.push('KANIKO_IMAGE is required when IMAGE_BUILDER_BUILD_ENGINE=kaniko, unless IMAGE_BUILDER_REPOSITORY and IMAGE_BUILDER_VERSION are set to derive it');
+  }
+  const prefix = 'KANIKO_CONTAINER_SECURITY_CONTEXT';
+  return {
+    image,
+    containerSecurityContext: {
+      runAsUser: read.integer(`${prefix}_RUN_AS_USER`, 0, 0, 2 ** 31 - 1),
+      runAsGroup: read.integer(`${prefix}_RUN_AS_GROUP`, 0, 0, 2 ** 31 - 1),
+      runAsNonRoot: read.boolean(`${prefix}_RUN_AS_NON_ROOT`, false),
+      privileged: read.boolean(`${prefix}_PRIVILEGED`, false),
+      allowPrivilegeEscalation: read.boolean(`${prefix}_ALLOW_PRIVILEGE_ESCALATION`, false),
+      readOnlyRootFilesystem: read.boolean(`${prefix}_READ_ONLY_ROOT_FILESYSTEM`, false),
+      seccompProfileType: read.oneOf(`${prefix}_SECCOMP_PROFILE_TYPE`, SECCOMP_TYPES, 'Unconfined'),
+      seLinuxType: read.present(`${prefix}_SE_LINUX_TYPE`) ?? 'spc_t',
+      capabilities: readCapabilities(read, prefix, { drop: ['ALL'], add: ['SETUID', 'SETGID', 'CHOWN', 'FOWNER'] }),
+    },
+    userNamespaceIsolation: read.boolean('KANIKO_USER_NAMESPACE_ISOLATION', true),
+  };
+}
+
+function readOtlp(read: EnvReader): Config['otlp'] {
+  const enabled = read.boolean('IMAGE_BUILDER_OTLP_ENABLED', false);
+  if (enabled) read.requiredWhen('OTEL_EXPORTER_OTLP_ENDPOINT', 'when IMAGE_BUILDER_OTLP_ENABLED=true');
+  return {
+    enabled,
+    endpoint: read.optionalUrl('OTEL_EXPORTER_OTLP_ENDPOINT'),
+    metricExportIntervalMs: read.optionalInteger('OTEL_METRIC_EXPORT_INTERVAL', 1),
+    logRecordScheduleDelayMs: read.optionalInteger('OTEL_BLRP_SCHEDULE_DELAY', 1),
+  };
+}
+
+function readImageScanner(read: EnvReader): Config['imageScanner'] {
+  const enabled = read.boolean('IMAGE_BUILDER_SCANNER_ENABLED', false);
+  const image = read.matching('IMAGE_BUILDER_SCANNER_IMAGE', isImageReference, 'a full image reference with a tag or digest, such as registry.example/scanner:v1.0.0');
+  if (enabled && !read.raw('IMAGE_BUILDER_SCANNER_IMAGE')) read.problems.push('IMAGE_BUILDER_SCANNER_IMAGE is required when IMAGE_BUILDER_SCANNER_ENABLED=true but not set');
+  const env = read.jsonStringMap('IMAGE_BUILDER_SCANNER_ENV');
+  const badNames = Object.keys(env).filter((name) => !isEnvName(name));
+  if (badNames.length > 0) read.problems.push(`IMAGE_BUILDER_SCANNER_ENV has keys that are not variable names: ${badNames.join(', ')}`);
+  return {
+    enabled,
+    image,
+    command: read.jsonStringArray('IMAGE_BUILDER_SCANNER_COMMAND'),
+    args: read.jsonStringArray('IMAGE_BUILDER_SCANNER_ARGS'),
+    env,
+    reportUploadPath: read.matching('IMAGE_BUILDER_SCANNER_REPORT_UPLOAD_PATH', isReportUploadPath, 'a location such as s3://bucket/scan-reports, gs://…, az://… or an http(s) URL'),
+    resources: {
+      requests: {
+        cpu: read.quantity('IMAGE_BUILDER_SCANNER_RESOURCES_REQUESTS_CPU', '250m'),
+        memory: read.quantity('IMAGE_BUILDER_SCANNER_RESOURCES_REQUESTS_MEMORY', '256Mi'),
+      },
+      limits: {
+        cpu: read.quantity('IMAGE_BUILDER_SCANNER_RESOURCES_LIMITS_CPU', '500m'),
+        memory: read.quantity('IMAGE_BUILDER_SCANNER_RESOURCES_LIMITS_MEMORY', '512Mi'),
+      },
+    },
+  };
+}
+
+function readSigning(read: EnvReader): Config['signing'] {
+  const type = read.raw('IMAGE_SIGNER_TYPE');
+  if (type === undefined) return { type: 'none' };
+  if (type !== 'notation') {
+    read.invalid('IMAGE_SIGNER_TYPE', 'must be "notation" or unset (no signing)', type);
+    return { type: 'none' };
+  }
+  const why = 'when IMAGE_SIGNER_TYPE=notation';
+  const profile = read.requiredWhen('NOTATION_PROFILE', why);
+  const plugin = read.requiredWhen('NOTATION_PLUGIN', why);
+  const region = read.requiredWhen('NOTATION_REGION', why);
+  if (region && !isAwsRegion(region)) read.invalid('NOTATION_REGION', 'must be an AWS region such as us-east-1', region);
+  if (profile && plugin === 'com.amazonaws.signer.notation.plugin') {
+    const profileRegion = signerProfileRegion(profile);
+    if (!profileRegion) {
+      read.invalid('NOTATION_PROFILE', 'must be an AWS Signer signing-profile ARN such as arn:aws:signer:us-east-1:123456789012:/signing-profiles/name', profile);
+    } else if (region && profileRegion !== region) {
+      read.problems.push(`NOTATION_REGION (${region}) must match the region of the signing profile in NOTATION_PROFILE (${profileRegion})`);
+    }
+  }
+  return { type, profile, plugin, region };
+}
+
+function readPolicy(read: EnvReader): Config['policy'] {
+  const expected = 'image patterns such as docker.io/datarobot/* (letters, digits, . _ - : / @ and * only)';
+  return {
+    allowlist: read.list('EXECUTION_ENVIRONMENT_VERSION_URI_VALIDATION_ALLOWLIST', [], isImagePattern, expected),
+    denylist: read.list('EXECUTION_ENVIRONMENT_VERSION_URI_VALIDATION_DENYLIST', ['docker.io/datarobot/*', 'docker.io/datarobotdev/*'], isImagePattern, expected),
+  };
+}
+
+function readDependencies(read: EnvReader): Config['dependencies'] {
+  return {
+    pythonIndex: read.optionalUrl('CUSTOM_MODEL_DEPENDENCIES_PYTHON_INDEX'),
+    pythonTrustedHost: read.matching('CUSTOM_MODEL_DEPENDENCIES_PYTHON_TRUSTED_HOST', (v) => /^[A-Za-z0-9.-]+(:\d{1,5})?$/.test(v), 'a host name (optionally :port) such as pypi.internal.example'),
+    httpProxy: read.optionalUrl('CUSTOM_MODEL_DEPENDENCIES_HTTP_PROXY'),
+    cranMirror: read.optionalUrl('CUSTOM_MODEL_DEPENDENCIES_CRAN_MIRROR'),
+  };
+}
 
 export function loadConfig(env: Env = process.env): Config {
   const read = new EnvReader(env);
   const apiHost = read.string('API_HOST', '127.0.0.1');
   const apiPort = read.integer('API_PORT', 8080, 1, 65535);
+
+  const resolved = resolveSpringProfile(env);
+  if ('problem' in resolved) throw new ConfigError([resolved.problem]);
+  const allowSelfSignedCerts = read.boolean('ALLOW_SELF_SIGNED_CERTS', false);
+  const imageBuilder = readImageBuilder(read);
 
   const config: Config = {
     api: { host: apiHost, port: apiPort, publicUrl: read.url('API_PUBLIC_URL', `http://${apiHost}:${apiPort}`) },
@@ -104,19 +430,17 @@ export function loadConfig(env: Env = process.env): Config {
       password: read.string('POSTGRES_PASSWORD'),
       database: read.string('POSTGRES_DB'),
     },
-    storage: {
-      type: 'minio',
-      endpoint: read.url('MINIO_SERVER_HOST'),
-      accessKey: read.string('MINIO_SERVER_ROOT_USER'),
-      secretKey: read.string('MINIO_SERVER_ROOT_PASSWORD'),
-      bucket: read.string('LOGS_BUCKET', 'data'),
-      region: read.string('MINIO_REGION', 'us-east-1'),
-    },
+    springProfile: { ...resolved, cluster: resolved.parsed.cluster, registryType: resolved.parsed.registry },
+    storage: readStorage(read, resolved, allowSelfSignedCerts),
     registry: {
       username: read.optional('DOCKERHUB_USERNAME'),
       password: read.optional('DOCKERHUB_PASSWORD'),
       disableHttps: read.boolean('DISABLE_HTTPS', false),
-      allowSelfSignedCerts: read.boolean('ALLOW_SELF_SIGNED_CERTS', false),
+      allowSelfSignedCerts,
+      azureTenantId:
+        resolved.parsed.registry === 'acr'
+          ? read.requiredWhen('AZURE_TENANT_ID', `with registry type acr (springProfile ${resolved.profile})`)
+          : read.optional('AZURE_TENANT_ID'),
     },
     executor: {
       type: read.oneOf('BUILD_EXECUTOR', ['local'] as const, 'local'),
@@ -125,7 +449,8 @@ export function loadConfig(env: Env = process.env): Config {
       noCache: read.boolean('BUILDKIT_NO_CACHE', false),
     },
     build: {
-      defaultEngine: read.oneOf('BUILD_ENGINE', ['buildkit', 'kaniko'] as const, 'buildkit'),
+      // IMAGE_BUILDER_BUILD_ENGINE is the chart's imageBuilder.buildEngine; a request's `engine` may override it.
+      defaultEngine: imageBuilder.buildEngine,
       defaultTimeoutSeconds: read.integer('BUILD_DEFAULT_TIMEOUT_SECONDS', 3600),
       maxTimeoutSeconds: read.integer('BUILD_MAX_TIMEOUT_SECONDS', 4 * 3600),
     },
@@ -135,6 +460,20 @@ export function loadConfig(env: Env = process.env): Config {
       maxEntries: read.integer('CONTEXT_MAX_ENTRIES', 100_000),
       maxCompressionRatio: read.integer('CONTEXT_MAX_COMPRESSION_RATIO', 100),
     },
+    imageBuilder,
+    kaniko: readKaniko(read, imageBuilder),
+    otlp: readOtlp(read),
+    pullCredentials: {
+      mountImagePullSecrets: read.boolean('IMAGE_BUILDER_MOUNT_IMAGE_PULL_SECRETS', true),
+      imagePullSecrets: read.kubernetesNames('IMAGE_BUILDER_IMAGE_PULL_SECRETS'),
+      credentialsSecrets: read.kubernetesNames('IMAGE_BUILDER_PULL_CREDENTIALS_SECRETS'),
+      secretsToMount: read.kubernetesNames('IMAGE_BUILDER_IMAGE_PULL_SECRETS_TO_MOUNT'),
+      wildcardRegistryHosts: read.hostNames('IMAGE_BUILDER_WILDCARD_REGISTRY_HOSTS'),
+    },
+    imageScanner: readImageScanner(read),
+    signing: readSigning(read),
+    policy: readPolicy(read),
+    dependencies: readDependencies(read),
     secrets: [],
   };
 
@@ -146,8 +485,27 @@ export function loadConfig(env: Env = process.env): Config {
   }
   if (read.problems.length > 0) throw new ConfigError(read.problems);
 
-  config.secrets = [config.postgres.password, config.storage.secretKey, config.registry.password].filter(
-    (s): s is string => typeof s === 'string' && s.length >= 4,
-  );
+  config.secrets = secretsOf(config);
   return config;
+}
+
+function secretsOf(config: Config): string[] {
+  const storage = config.storage;
+  const candidates = [
+    config.postgres.password,
+    config.registry.password,
+    storage.type === 'minio' || storage.type === 's3' ? storage.secretKey : undefined,
+    storage.type === 'azure' ? storage.accountKey : undefined,
+    storage.type === 'azure' ? storage.connectionString : undefined,
+    // Scanner env carries tokens (SNYK_TOKEN…) next to harmless paths; masking all of it is the safe side.
+    ...Object.values(config.imageScanner.env),
+  ];
+  // Very short values would mask ordinary words in logs; such secrets are refused elsewhere anyway.
+  return candidates.filter((s): s is string => typeof s === 'string' && s.length >= 4);
+}
+
+/** The start-up line the entry points log: which springProfile is in force and why. */
+export function describeSpringProfile(config: Pick<Config, 'springProfile'>): string {
+  const { profile, source, reasons } = config.springProfile;
+  return `springProfile ${profile} (${source === 'configured' ? `from ${SPRING_PROFILE_VARIABLE}` : 'derived'}: ${reasons.join('; ')})`;
 }

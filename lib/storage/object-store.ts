@@ -8,19 +8,46 @@ export interface ObjectStore {
   /** The object's bytes as a stream, or undefined when there is no such object. */
   get(key: string): Promise<Readable | undefined>;
   exists(key: string): Promise<boolean>;
+  /** Removes the object; removing one that does not exist is not an error (an activity may run twice). */
   delete(key: string): Promise<void>;
   /** A short-lived URL that lets a builder fetch the object without the service's credentials. */
   presignGet(key: string, ttlSeconds: number): Promise<string>;
+  /**
+   * A short-lived URL a builder can PUT the object to (scan reports, logs) without the service's credentials, with
+   * the headers the PUT must carry (Azure wants `x-ms-blob-type`).
+   */
+  presignPut(key: string, ttlSeconds: number): Promise<PresignedPut>;
   /** Fails with a clear message when the bucket is missing or the credentials are refused. */
   check(): Promise<void>;
 }
 
+export interface PresignedPut {
+  url: string;
+  headers: Record<string, string>;
+}
+
+export type StorageErrorCode = 'storage_bucket_missing' | 'storage_access_denied' | 'storage_unreachable';
+
 export class StorageError extends Error {
   constructor(
-    readonly code: 'storage_bucket_missing' | 'storage_access_denied' | 'storage_unreachable',
+    readonly code: StorageErrorCode,
     message: string,
   ) {
     super(message);
     this.name = 'StorageError';
   }
+}
+
+/**
+ * The StorageError for a failed request to a bucket, from the HTTP status the backend answered (undefined when no
+ * answer came). Messages name the bucket and what to fix; they never include credentials.
+ */
+export function storageErrorFor(status: number | undefined, bucket: string, backend: string, cause: string): StorageError {
+  if (status === 404) {
+    return new StorageError('storage_bucket_missing', `${backend} bucket "${bucket}" does not exist; create it or set LOGS_BUCKET to an existing bucket`);
+  }
+  if (status === 401 || status === 403) {
+    return new StorageError('storage_access_denied', `${backend} refused access to bucket "${bucket}"; check the storage credentials and their permissions on the bucket`);
+  }
+  return new StorageError('storage_unreachable', `${backend} object storage is unreachable or failed: ${cause}`);
 }

@@ -3,34 +3,47 @@ import {
   GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
+  PutObjectCommand,
   S3Client,
   S3ServiceException,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { Agent } from 'node:https';
 import type { Readable } from 'node:stream';
-import { StorageError, type ObjectStore } from './object-store';
+import { storageErrorFor, type ObjectStore, type PresignedPut } from './object-store';
 
 export interface S3StoreOptions {
   bucket: string;
   region: string;
   /** Set for MinIO and other S3-compatible servers; they need path-style addressing. */
   endpoint?: string;
+  /** Unset to use the SDK's default chain (IRSA web identity, instance role, AWS_* variables). */
   accessKeyId?: string;
   secretAccessKey?: string;
+  /** ALLOW_SELF_SIGNED_CERTS: accept a MinIO or S3-compatible endpoint whose certificate no CA vouches for. */
+  allowSelfSignedCerts?: boolean;
+  /** Names the backend in error messages (`MinIO`, `S3`). */
+  backend?: string;
+}
+
+function statusOf(err: unknown): number | undefined {
+  return err instanceof S3ServiceException ? err.$metadata.httpStatusCode : undefined;
 }
 
 function isNotFound(err: unknown): boolean {
-  return err instanceof S3ServiceException && (err.$metadata.httpStatusCode === 404 || err.name === 'NoSuchKey' || err.name === 'NotFound');
+  return err instanceof S3ServiceException && (err.name === 'NoSuchKey' || err.name === 'NotFound');
 }
 
 /** The s3 and minio storage types of springProfile. */
 export class S3ObjectStore implements ObjectStore {
   readonly bucket: string;
   private readonly client: S3Client;
+  private readonly backend: string;
 
   constructor(options: S3StoreOptions) {
     this.bucket = options.bucket;
+    this.backend = options.backend ?? 'S3';
     this.client = new S3Client({
       region: options.region,
       endpoint: options.endpoint,
@@ -39,16 +52,28 @@ export class S3ObjectStore implements ObjectStore {
         options.accessKeyId && options.secretAccessKey
           ? { accessKeyId: options.accessKeyId, secretAccessKey: options.secretAccessKey }
           : undefined,
+      // Retries would turn a missing bucket or refused credentials into a slow start-up; the callers retry.
+      maxAttempts: 2,
+      requestHandler: options.allowSelfSignedCerts ? { httpsAgent: new Agent({ rejectUnauthorized: false }) } : undefined,
     });
   }
 
+  /** A missing key is answered per call; everything else (missing bucket, refused credentials) becomes a StorageError. */
+  private fail(err: unknown): never {
+    throw storageErrorFor(statusOf(err), this.bucket, this.backend, (err as Error).message);
+  }
+
   async put(key: string, body: Readable | Buffer | string, options: { contentType?: string } = {}): Promise<void> {
-    // lib-storage's Upload streams in 8 MiB parts, so memory stays flat for any object size.
-    await new Upload({
-      client: this.client,
-      params: { Bucket: this.bucket, Key: key, Body: body, ContentType: options.contentType },
-      queueSize: 2,
-    }).done();
+    // lib-storage's Upload streams in 5 MiB parts, so memory stays flat for any object size.
+    try {
+      await new Upload({
+        client: this.client,
+        params: { Bucket: this.bucket, Key: key, Body: body, ContentType: options.contentType },
+        queueSize: 2,
+      }).done();
+    } catch (err) {
+      this.fail(err);
+    }
   }
 
   async get(key: string): Promise<Readable | undefined> {
@@ -57,7 +82,7 @@ export class S3ObjectStore implements ObjectStore {
       return out.Body as Readable;
     } catch (err) {
       if (isNotFound(err)) return undefined;
-      throw err;
+      this.fail(err);
     }
   }
 
@@ -66,31 +91,37 @@ export class S3ObjectStore implements ObjectStore {
       await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
       return true;
     } catch (err) {
-      if (isNotFound(err)) return false;
-      throw err;
+      // HEAD has no body, so a missing bucket and a missing key both come back as a bare 404; tell them apart.
+      if (statusOf(err) === 404) {
+        await this.check();
+        return false;
+      }
+      this.fail(err);
     }
   }
 
   async delete(key: string): Promise<void> {
-    await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
+    } catch (err) {
+      this.fail(err);
+    }
   }
 
   presignGet(key: string, ttlSeconds: number): Promise<string> {
     return getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key: key }), { expiresIn: ttlSeconds });
   }
 
+  async presignPut(key: string, ttlSeconds: number): Promise<PresignedPut> {
+    const url = await getSignedUrl(this.client, new PutObjectCommand({ Bucket: this.bucket, Key: key }), { expiresIn: ttlSeconds });
+    return { url, headers: {} };
+  }
+
   async check(): Promise<void> {
     try {
       await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
     } catch (err) {
-      const status = err instanceof S3ServiceException ? err.$metadata.httpStatusCode : undefined;
-      if (status === 404) {
-        throw new StorageError('storage_bucket_missing', `bucket "${this.bucket}" does not exist; create it or set LOGS_BUCKET to an existing bucket`);
-      }
-      if (status === 403 || status === 401) {
-        throw new StorageError('storage_access_denied', `access to bucket "${this.bucket}" was refused; check the storage credentials`);
-      }
-      throw new StorageError('storage_unreachable', `object storage is unreachable: ${(err as Error).message}`);
+      this.fail(err);
     }
   }
 }

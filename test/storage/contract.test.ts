@@ -1,0 +1,163 @@
+/**
+ * The ObjectStore contract, run against every storage type of springProfile on a real server. Each backend gets a
+ * fresh bucket per run, so runs do not see each other's objects.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { StorageError, type ObjectStore } from '../../lib/storage';
+import { backends, storeFor } from './backends';
+
+async function readAll(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(Buffer.from(chunk as Uint8Array));
+  return Buffer.concat(chunks);
+}
+
+const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+
+/** A stream of `size` pseudo-random bytes in 64 KiB chunks, never held in memory whole; also returns its hash. */
+function generatedStream(size: number): { stream: Readable; digest: Promise<string> } {
+  const hash = createHash('sha256');
+  let sent = 0;
+  let resolveDigest: (d: string) => void = () => undefined;
+  const digest = new Promise<string>((resolve) => (resolveDigest = resolve));
+  const stream = new Readable({
+    read() {
+      if (sent >= size) {
+        resolveDigest(hash.digest('hex'));
+        this.push(null);
+        return;
+      }
+      const chunk = randomBytes(Math.min(64 * 1024, size - sent));
+      sent += chunk.length;
+      hash.update(chunk);
+      this.push(chunk);
+    },
+  });
+  return { stream, digest };
+}
+
+async function storageErrorOf(action: () => Promise<unknown>): Promise<StorageError> {
+  try {
+    await action();
+  } catch (err) {
+    if (err instanceof StorageError) return err;
+    throw err;
+  }
+  throw new Error('expected a StorageError, but the call succeeded');
+}
+
+const run = `${Date.now().toString(36)}-${process.pid}`;
+
+describe.each(backends)('ObjectStore contract: $type on $server', (backend) => {
+  const bucket = `ibs-contract-${backend.type}-${run}`;
+  let store: ObjectStore;
+
+  beforeAll(async () => {
+    await backend.createBucket(bucket);
+    store = storeFor(backend, backend.env(bucket));
+  });
+
+  it('passes check() on an existing bucket it may use', async () => {
+    await expect(store.check()).resolves.toBeUndefined();
+    expect(store.bucket).toBe(bucket);
+  });
+
+  it('stores a string and a Buffer and reads them back', async () => {
+    await store.put('logs/a.txt', 'hello, storage\n', { contentType: 'text/plain' });
+    await store.put('logs/b.bin', Buffer.from([0, 1, 2, 255]));
+    expect((await readAll((await store.get('logs/a.txt'))!)).toString()).toBe('hello, storage\n');
+    expect([...(await readAll((await store.get('logs/b.bin'))!))]).toEqual([0, 1, 2, 255]);
+    expect(await store.exists('logs/a.txt')).toBe(true);
+  });
+
+  it('streams an object larger than one upload part in and out unchanged', async () => {
+    // 13 MiB: three S3 parts (5 MiB), four Azure blocks (4 MiB), several GCS resumable chunks.
+    const size = 13 * 1024 * 1024 + 123;
+    const { stream, digest } = generatedStream(size);
+    await store.put('contexts/big.tar', stream, { contentType: 'application/x-tar' });
+    const back = await readAll((await store.get('contexts/big.tar'))!);
+    expect(back.length).toBe(size);
+    expect(sha256(back)).toBe(await digest);
+  });
+
+  it('answers undefined and false for a missing object', async () => {
+    expect(await store.get('no/such/object')).toBeUndefined();
+    expect(await store.exists('no/such/object')).toBe(false);
+  });
+
+  it('overwrites an object on a second put (activities may run twice)', async () => {
+    await store.put('logs/twice.txt', 'first');
+    await store.put('logs/twice.txt', 'second');
+    expect((await readAll((await store.get('logs/twice.txt'))!)).toString()).toBe('second');
+  });
+
+  it('deletes an object, and deleting a missing one is not an error', async () => {
+    await store.put('logs/gone.txt', 'x');
+    await store.delete('logs/gone.txt');
+    expect(await store.exists('logs/gone.txt')).toBe(false);
+    await expect(store.delete('logs/gone.txt')).resolves.toBeUndefined();
+  });
+
+  it('gives a presigned GET URL that serves the object without credentials', async () => {
+    await store.put('contexts/presigned.txt', 'fetched by a builder pod');
+    const url = await store.presignGet('contexts/presigned.txt', 300);
+    for (const secret of backend.secrets) expect(url).not.toContain(secret);
+    const response = await fetch(url);
+    expect(response.status).toBe(200);
+    expect(await response.text()).toBe('fetched by a builder pod');
+  });
+
+  it('gives a presigned PUT URL a builder can upload through', async () => {
+    const { url, headers } = await store.presignPut('reports/scan-report.json', 300);
+    const response = await fetch(url, { method: 'PUT', headers, body: '{"vulnerabilities":[]}' });
+    expect(response.status).toBeLessThan(300);
+    expect((await readAll((await store.get('reports/scan-report.json'))!)).toString()).toBe('{"vulnerabilities":[]}');
+  });
+
+  if (backend.checksSignedUrls) {
+    it('refuses a presigned URL once it has expired, and one whose signature was altered', async () => {
+      await store.put('contexts/short-lived.txt', 'x');
+      const url = await store.presignGet('contexts/short-lived.txt', 1);
+      const tampered = new URL(url);
+      tampered.pathname = tampered.pathname.replace('short-lived.txt', 'big.tar');
+      expect((await fetch(tampered)).status).toBe(403);
+      await new Promise((resolve) => setTimeout(resolve, 2500));
+      expect((await fetch(url)).status).toBe(403);
+    });
+  }
+
+  describe('a bucket that does not exist', () => {
+    const missing = `ibs-missing-${backend.type}-${run}`;
+    let absent: ObjectStore;
+    beforeAll(() => {
+      absent = storeFor(backend, backend.env(missing));
+    });
+
+    it.each([
+      ['check()', (s: ObjectStore) => s.check()],
+      ['put()', (s: ObjectStore) => s.put('k', 'v')],
+      ['get()', (s: ObjectStore) => s.get('k')],
+      ['exists()', (s: ObjectStore) => s.exists('k')],
+    ])('fails %s with storage_bucket_missing naming the bucket and LOGS_BUCKET', async (_name, action) => {
+      const err = await storageErrorOf(() => action(absent));
+      expect(err.code).toBe('storage_bucket_missing');
+      expect(err.message).toContain(`"${missing}"`);
+      expect(err.message).toContain('LOGS_BUCKET');
+    });
+  });
+
+  if (backend.badCredentialsEnv) {
+    const badEnv = backend.badCredentialsEnv;
+    it('fails with storage_access_denied for wrong credentials, without printing them', async () => {
+      const refused = storeFor(backend, badEnv(bucket));
+      for (const action of [() => refused.check(), () => refused.put('k', 'v'), () => refused.get('logs/a.txt')]) {
+        const err = await storageErrorOf(action);
+        expect(err.code).toBe('storage_access_denied');
+        expect(err.message).toContain('check the storage credentials');
+        for (const secret of backend.secrets) expect(err.message).not.toContain(secret);
+      }
+    });
+  }
+});
