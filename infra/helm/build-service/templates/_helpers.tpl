@@ -1,0 +1,70 @@
+{{- define "build-service.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "build-service.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else if contains (include "build-service.name" .) .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name (include "build-service.name" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "build-service.labels" -}}
+app.kubernetes.io/name: {{ include "build-service.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "build-service.selector" -}}
+app.kubernetes.io/name: {{ include "build-service.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "build-service.serviceAccountName" -}}
+{{- default (include "build-service.fullname" .) .Values.buildService.serviceAccount.name -}}
+{{- end -}}
+
+{{/* Where builder pods and their pull secrets live. */}}
+{{- define "build-service.buildNamespace" -}}
+{{- default .Release.Namespace .Values.imageBuilder.namespace -}}
+{{- end -}}
+
+{{- define "build-service.image" -}}
+{{- printf "%s/%s:%s" .Values.image.registry .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{/* Image Builder images come from the same registry and path prefix as the service's image when mirrored. */}}
+{{- define "build-service.builderRepository" -}}
+{{- if .Values.imageBuilder.repository -}}
+{{- .Values.imageBuilder.repository -}}
+{{- else -}}
+{{- $path := dir .Values.image.repository -}}
+{{- if eq $path "." -}}{{ .Values.image.registry }}{{- else -}}{{ printf "%s/%s" .Values.image.registry $path }}{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "build-service.plainPullSecretName" -}}
+{{- printf "%s-image-builder-pull-credentials" (include "build-service.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* IMAGE_BUILDER_PULL_CREDENTIALS_SECRETS: every Secret made from or named in imageBuilder.imagePullCredentials. */}}
+{{- define "build-service.pullCredentialsSecrets" -}}
+{{- $names := list -}}
+{{- $creds := .Values.imageBuilder.imagePullCredentials -}}
+{{- if $creds.plain -}}{{- $names = append $names (include "build-service.plainPullSecretName" .) -}}{{- end -}}
+{{- range $creds.secret -}}{{- $names = append $names .name -}}{{- end -}}
+{{- if .Values.buildService.secretManager.enabled -}}
+{{- range $creds.externalSecret -}}{{- $names = append $names .secretName -}}{{- end -}}
+{{- end -}}
+{{- join "," $names -}}
+{{- end -}}
+
+{{/* A values list (or a comma string) as the comma list the service reads. */}}
+{{- define "build-service.commaList" -}}
+{{- if kindIs "slice" . -}}{{- join "," . -}}{{- else -}}{{- . | toString -}}{{- end -}}
+{{- end -}}

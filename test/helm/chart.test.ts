@@ -1,0 +1,356 @@
+/**
+ * The chart against the operator documentation: every values snippet of the spec (kept as chart-testing values in
+ * infra/helm/build-service/ci/) renders both at the top level and under the `build-service:` key of an umbrella
+ * chart, and the service's containers end up with the environment, and so the configuration, the snippet asks for.
+ */
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadConfig, type Config } from '../../lib/config';
+import {
+  ciDir,
+  containerOf,
+  find,
+  plainEnv,
+  chartDir,
+  RELEASE,
+  renderChart,
+  run,
+  renderUmbrella,
+  resolveEnv,
+  secretData,
+  underBuildServiceKey,
+  type Manifest,
+} from './render';
+
+const FULLNAME = `${RELEASE}-build-service`;
+const values = (name: string) => join(ciDir, `${name}-values.yaml`);
+
+/** Database settings an operator always supplies; the snippets are about everything else. */
+const database = { POSTGRES_HOST: 'postgres', POSTGRES_USER: 'ibs', POSTGRES_PASSWORD: 'pg-password', POSTGRES_DB: 'ibs' };
+
+function rendered(options: Parameters<typeof renderChart>[0] = {}) {
+  const manifests = renderChart(options);
+  const { container } = containerOf(manifests, `${FULLNAME}-worker`);
+  const env = resolveEnv(manifests, container);
+  return { manifests, env, config: (): Config => loadConfig({ ...database, ...plainEnv(env) }) };
+}
+
+const snippet = (name: string, extra: Parameters<typeof renderChart>[0] = {}) => rendered({ ...extra, valuesFiles: [values(name), ...(extra.valuesFiles ?? [])] });
+
+describe('every values snippet of the spec', () => {
+  const files = readdirSync(ciDir).filter((f) => f.endsWith('-values.yaml')).sort();
+
+  it('is kept as a chart-testing values file (18 snippets)', () => {
+    expect(files).toHaveLength(18);
+  });
+
+  it.each(files)('%s renders the same manifests at the top level and under build-service: in an umbrella chart', (file) => {
+    const top = renderChart({ valuesFiles: [join(ciDir, file)] });
+    const nested = renderUmbrella({ valuesFiles: [underBuildServiceKey(join(ciDir, file))] });
+    expect(top.length).toBeGreaterThanOrEqual(8);
+    expect(nested).toEqual(top);
+  });
+
+  it.each(files)('%s passes helm lint --strict', (file) => {
+    expect(run(['lint', '--strict', chartDir, '-f', join(ciDir, file)])).toMatch(/1 chart\(s\) linted, 0 chart\(s\) failed/);
+  });
+
+  it.each(files)('%s gives the service a configuration that loads', (file) => {
+    expect(() => rendered({ valuesFiles: [join(ciDir, file)] }).config()).not.toThrow();
+  });
+});
+
+describe('chart defaults', () => {
+  it('equal the defaults of the spec and of lib/config', () => {
+    const fromChart = rendered().config();
+    const fromCode = loadConfig({ ...database });
+    for (const path of ['imageBuilder.resources', 'imageBuilder.securityContext', 'imageBuilder.useQemu', 'imageBuilder.name', 'imageBuilder.podRetentionSeconds', 'kaniko.containerSecurityContext', 'kaniko.userNamespaceIsolation', 'imageScanner.resources', 'imageScanner.enabled', 'otlp.enabled', 'pullCredentials', 'policy', 'signing', 'storage.bucket', 'registry.disableHttps', 'registry.allowSelfSignedCerts', 'postgres.port', 'build.defaultEngine']) {
+      const get = (c: Config) => path.split('.').reduce<unknown>((v, k) => (v as Record<string, unknown>)[k], c);
+      expect(get(fromChart), path).toEqual(get(fromCode));
+    }
+    expect(fromChart.imageBuilder.resources).toEqual({ requests: { cpu: '1', memory: '1G', ephemeralStorage: '1G' }, limits: { cpu: '1', memory: '1G', ephemeralStorage: '100G' } });
+    expect(fromChart.imageScanner.resources).toEqual({ requests: { cpu: '250m', memory: '256Mi' }, limits: { cpu: '500m', memory: '512Mi' } });
+    expect(fromChart.pullCredentials.mountImagePullSecrets).toBe(true);
+    expect(fromChart.storage.bucket).toBe('data');
+  });
+
+  it('runs the API and the worker from the service image with their commands', () => {
+    const manifests = renderChart({ set: ['image.registry=mirror.example', 'image.tag=1.2.3'] });
+    const api = containerOf(manifests, `${FULLNAME}-api`).container;
+    const worker = containerOf(manifests, `${FULLNAME}-worker`).container;
+    expect(api.command).toEqual(['node', 'dist/api/main.js']);
+    expect(worker.command).toEqual(['node', 'dist/worker/main.js']);
+    expect(api.image).toBe('mirror.example/datarobot/image-build-service:1.2.3');
+    expect(worker.image).toBe(api.image);
+    expect(find(manifests, 'Service', FULLNAME)).toMatchObject({ spec: { ports: [{ port: 8080, targetPort: 'http' }] } });
+    const config = loadConfig({ ...database, ...plainEnv(resolveEnv(manifests, worker)) });
+    expect(config.imageBuilder.image).toBe('mirror.example/datarobot/image-builder:1.2.3');
+    expect(config.kaniko.image).toBe('mirror.example/datarobot/image-builder:1.2.3-kaniko-image');
+  });
+
+  it('lets the worker manage pods and secrets in the build namespace only', () => {
+    const manifests = renderChart({ set: ['imageBuilder.namespace=ibs-builds'] });
+    const role = find(manifests, 'Role', `${FULLNAME}-builder`) as unknown as { metadata: { namespace: string }; rules: Array<{ resources: string[]; verbs: string[] }> };
+    expect(role.metadata.namespace).toBe('ibs-builds');
+    expect(role.rules).toEqual(expect.arrayContaining([
+      expect.objectContaining({ resources: ['pods'], verbs: expect.arrayContaining(['create', 'delete', 'watch']) }),
+      expect.objectContaining({ resources: ['secrets'], verbs: expect.arrayContaining(['create', 'delete']) }),
+    ]));
+    expect(find(manifests, 'RoleBinding', `${FULLNAME}-builder`)).toMatchObject({
+      metadata: { namespace: 'ibs-builds' },
+      subjects: [{ kind: 'ServiceAccount', name: FULLNAME, namespace: 'ibs' }],
+    });
+    expect(rendered({ set: ['imageBuilder.namespace=ibs-builds'] }).config().imageBuilder.namespace).toBe('ibs-builds');
+  });
+
+  it('renders no SCC binding, pull credential secret or ExternalSecret unless asked', () => {
+    const kinds = renderChart().map((m: Manifest) => `${m.kind}/${m.metadata.name}`);
+    expect(kinds.sort()).toEqual([
+      `ConfigMap/${FULLNAME}-config`, `Deployment/${FULLNAME}-api`, `Deployment/${FULLNAME}-worker`, `Role/${FULLNAME}-builder`,
+      `RoleBinding/${FULLNAME}-builder`, `Secret/${FULLNAME}-env`, `Service/${FULLNAME}`, `ServiceAccount/${FULLNAME}`,
+    ]);
+  });
+});
+
+describe('springProfile', () => {
+  it('is handed over as SPRING_PROFILES_ACTIVE (GKE example)', () => {
+    const { env, config } = snippet('gke-spring-profile');
+    expect(env.SPRING_PROFILES_ACTIVE).toBe('aws,private_registry,gcs');
+    expect(config().springProfile).toMatchObject({ profile: 'aws,private_registry,gcs', source: 'configured' });
+    expect(config().storage.type).toBe('gcs');
+  });
+
+  it('is left to the service when not set, which derives aws,private_registry,s3', () => {
+    const { env, config } = rendered();
+    expect(env).not.toHaveProperty('SPRING_PROFILES_ACTIVE');
+    expect(config().springProfile).toMatchObject({ profile: 'aws,private_registry,s3', source: 'derived' });
+  });
+
+  it('is derived as rhos on a cluster that serves the OpenShift SCC API', () => {
+    const { env, config } = rendered({ apiVersions: ['security.openshift.io/v1'] });
+    expect(env.IBS_CLUSTER_OPENSHIFT).toBe('true');
+    expect(config().springProfile.profile).toBe('rhos,private_registry,s3');
+  });
+});
+
+describe('registries', () => {
+  it('passes the ACR service principal and tenant', () => {
+    const { manifests, config } = snippet('acr');
+    expect(secretData(find(manifests, 'Secret', `${FULLNAME}-env`))).toMatchObject({
+      DOCKERHUB_USERNAME: '<service_principal_appId>',
+      DOCKERHUB_PASSWORD: '<access-token> or <service_principal_password>',
+      AZURE_TENANT_ID: '<your_tenant_id>',
+    });
+    expect(config().springProfile.profile).toBe('azure,acr,s3');
+    expect(config().registry).toMatchObject({ username: '<service_principal_appId>', azureTenantId: '<your_tenant_id>' });
+  });
+
+  it('passes the GCR JSON key user with the google cluster type', () => {
+    const { config } = snippet('gcr');
+    expect(config().springProfile.profile).toBe('gcp,gcr,s3');
+    expect(config().registry).toMatchObject({ username: '_json_key', password: '<raw_service_account_json>' });
+  });
+
+  it('keeps secrets out of the ConfigMap', () => {
+    const { manifests } = snippet('acr');
+    const configMap = JSON.stringify(find(manifests, 'ConfigMap', `${FULLNAME}-config`));
+    expect(configMap).not.toContain('service_principal_password');
+    expect(configMap).not.toContain('DOCKERHUB_PASSWORD');
+  });
+});
+
+describe('envApp', () => {
+  it('sets BUILDKIT_OCI_WORKER_SNAPSHOTTER from envApp.secret', () => {
+    const { env, config } = snippet('buildkit-overlayfs');
+    expect(env.BUILDKIT_OCI_WORKER_SNAPSHOTTER).toBe('overlayfs');
+    expect(config().imageBuilder.ociWorkerSnapshotter).toBe('overlayfs');
+  });
+
+  it('sets LOGS_BUCKET', () => {
+    expect(snippet('logs-bucket').config().storage.bucket).toBe('your-s3-bucket-name');
+  });
+
+  it('configures notation signing', () => {
+    expect(snippet('image-signing').config().signing).toEqual({
+      type: 'notation',
+      profile: 'arn:aws:signer:us-east-1:1234567890:/signing-profiles/your-signing-profiles',
+      plugin: 'com.amazonaws.signer.notation.plugin',
+      region: 'us-east-1',
+    });
+  });
+
+  it('takes externalsecret keys from the named secret, overriding the same keys of envApp.secret', () => {
+    const { manifests, env } = snippet('external-secret', { set: ['buildService.envApp.secret.POSTGRES_USER=from-values'] });
+    expect(env.POSTGRES_USER).toEqual({ secretKeyRef: { name: 'external-postgres-secret', key: 'username' } });
+    expect(env.POSTGRES_PASSWORD).toEqual({ secretKeyRef: { name: 'external-postgres-secret', key: 'password' } });
+    expect(secretData(find(manifests, 'Secret', `${FULLNAME}-env`))).not.toHaveProperty('POSTGRES_USER');
+    for (const deployment of ['api', 'worker']) {
+      expect(resolveEnv(manifests, containerOf(manifests, `${FULLNAME}-${deployment}`).container).POSTGRES_USER).toEqual(env.POSTGRES_USER);
+    }
+  });
+
+  it('lets envApp.secret override a setting the chart derives', () => {
+    const { env } = rendered({ set: ['buildService.envApp.secret.IMAGE_BUILDER_NAMESPACE=elsewhere'] });
+    expect(env.IMAGE_BUILDER_NAMESPACE).toBe('elsewhere');
+  });
+});
+
+describe('image pull credentials', () => {
+  it('does not mount the global pull secrets when imagePullSecrets.mount is false', () => {
+    expect(snippet('no-mount-image-pull-secrets').config().pullCredentials.mountImagePullSecrets).toBe(false);
+  });
+
+  it('turns plain entries into a dockerconfigjson Secret and lists every credentials secret', () => {
+    const { manifests, config } = snippet('image-pull-credentials');
+    const secret = find(manifests, 'Secret', `${FULLNAME}-image-builder-pull-credentials`) as Manifest & { type: string };
+    expect(secret.type).toBe('kubernetes.io/dockerconfigjson');
+    expect(secret.metadata.namespace).toBe('ibs');
+    const auths = JSON.parse(secretData(secret)['.dockerconfigjson']!).auths;
+    expect(auths['https://index.docker.io/v1/']).toEqual({ username: 'dockerhub_user1', password: 'dockerhub_password', auth: Buffer.from('dockerhub_user1:dockerhub_password').toString('base64') });
+    expect(auths['private-registry.example']).toEqual({ username: 'user1', password: '', auth: Buffer.from('user1:').toString('base64') });
+    // The externalSecret entry needs buildService.secretManager.enabled, which this snippet leaves off.
+    expect(manifests.filter((m) => m.kind === 'ExternalSecret')).toEqual([]);
+    expect(config().pullCredentials.credentialsSecrets).toEqual([`${FULLNAME}-image-builder-pull-credentials`, 'dockerhub-image-pull-secret-read-only']);
+  });
+
+  it('creates the ExternalSecret and lists it when the secret manager is enabled', () => {
+    const { manifests, config } = snippet('image-pull-credentials', { set: ['buildService.secretManager.enabled=true'] });
+    expect(find(manifests, 'ExternalSecret', 'dockerhub-image-pull-secret-external')).toMatchObject({
+      apiVersion: 'external-secrets.io/v1',
+      spec: {
+        target: { name: 'dockerhub-image-pull-secret-external', template: { type: 'kubernetes.io/dockerconfigjson' } },
+        data: [{ secretKey: '.dockerconfigjson', remoteRef: { key: '/ibs/image-builder-pull-credentials', property: 'dockerconfigjson' } }],
+      },
+    });
+    expect(config().pullCredentials.credentialsSecrets).toEqual([
+      `${FULLNAME}-image-builder-pull-credentials`, 'dockerhub-image-pull-secret-read-only', 'dockerhub-image-pull-secret-external',
+    ]);
+  });
+
+  it('passes the wildcard-credentials lists', () => {
+    const config = rendered({ set: ['imageBuilder.imagePullSecretsToMount={my-registry-creds}', 'imageBuilder.wildcardRegistryHosts={repo1.myregistry.com,repo2.myregistry.com}'] }).config();
+    expect(config.pullCredentials.secretsToMount).toEqual(['my-registry-creds']);
+    expect(config.pullCredentials.wildcardRegistryHosts).toEqual(['repo1.myregistry.com', 'repo2.myregistry.com']);
+  });
+
+  it('gives the service pods the global pull secrets and lists them for the builders', () => {
+    const { manifests, config } = rendered({ set: ['imagePullSecrets.names={global-pull}'] });
+    expect(containerOf(manifests, `${FULLNAME}-api`).pod.imagePullSecrets).toEqual([{ name: 'global-pull' }]);
+    expect(config().pullCredentials.imagePullSecrets).toEqual(['global-pull']);
+  });
+});
+
+describe('Image Builder pods', () => {
+  it('take the larger resources', () => {
+    expect(snippet('resources').config().imageBuilder.resources).toEqual({
+      requests: { cpu: '1', memory: '4G', ephemeralStorage: '1G' },
+      limits: { cpu: '2', memory: '4G', ephemeralStorage: '100G' },
+    });
+  });
+
+  it('take the rootless security context with no capabilities added', () => {
+    expect(snippet('rootless-security-context').config().imageBuilder.securityContext).toEqual({
+      allowPrivilegeEscalation: false,
+      seccompProfileType: 'RuntimeDefault',
+      seLinuxType: '',
+      capabilities: { drop: ['ALL'], add: [] },
+    });
+  });
+
+  it('run in QEMU with the QEMU image and more resources', () => {
+    const config = snippet('qemu').config();
+    expect(config.imageBuilder.useQemu).toBe(true);
+    expect(config.imageBuilder.image).toBe('docker.io/datarobot/image-builder:0.1.0-qemu-image');
+    expect(config.imageBuilder.resources).toEqual({ requests: { cpu: '2', memory: '4G', ephemeralStorage: '1G' }, limits: { cpu: '4', memory: '8G', ephemeralStorage: '100G' } });
+  });
+
+  it('may use the nonroot-v2 SCC on OpenShift', () => {
+    const { manifests, config } = snippet('openshift-scc');
+    expect(config().imageBuilder.scc).toBe('nonroot-v2');
+    const role = find(manifests, 'ClusterRole', `${FULLNAME}-ibs-scc`);
+    expect(role).toMatchObject({ rules: [{ apiGroups: ['security.openshift.io'], resources: ['securitycontextconstraints'], resourceNames: ['nonroot-v2'], verbs: ['use'] }] });
+    expect(find(manifests, 'RoleBinding', `${FULLNAME}-scc`)).toMatchObject({
+      roleRef: { kind: 'ClusterRole', name: `${FULLNAME}-ibs-scc` },
+      subjects: [{ kind: 'ServiceAccount', name: FULLNAME, namespace: 'ibs' }],
+    });
+  });
+});
+
+describe('Kaniko', () => {
+  it('is selected with its derived image', () => {
+    const config = snippet('kaniko').config();
+    expect(config.build.defaultEngine).toBe('kaniko');
+    expect(config.imageBuilder.buildEngine).toBe('kaniko');
+    expect(config.kaniko.image).toBe('docker.io/datarobot/image-builder:0.1.0-kaniko-image');
+    expect(config.kaniko.userNamespaceIsolation).toBe(true);
+  });
+
+  it('takes an image override', () => {
+    expect(snippet('kaniko', { set: ['imageBuilder.kaniko.image=other.example/kaniko:v1.23.2'] }).config().kaniko.image).toBe('other.example/kaniko:v1.23.2');
+  });
+
+  it('merges a containerSecurityContext override over the chart defaults', () => {
+    expect(snippet('kaniko-security-context').config().kaniko.containerSecurityContext).toEqual({
+      runAsUser: 0, runAsGroup: 0, runAsNonRoot: false, privileged: false, allowPrivilegeEscalation: false, readOnlyRootFilesystem: false,
+      seccompProfileType: 'RuntimeDefault', seLinuxType: 'container_t', capabilities: { drop: ['ALL'], add: ['SETUID', 'SETGID', 'CHOWN', 'FOWNER'] },
+    });
+  });
+
+  it('replaces a capabilities list as a whole', () => {
+    const config = snippet('kaniko-security-context', { set: ['imageBuilder.kaniko.containerSecurityContext.capabilities.add={CHOWN}'] }).config();
+    expect(config.kaniko.containerSecurityContext.capabilities).toEqual({ drop: ['ALL'], add: ['CHOWN'] });
+  });
+
+  it('exports OpenTelemetry to the collector', () => {
+    const { env, config } = snippet('kaniko-otlp', { set: ['buildService.env.OTEL_METRIC_EXPORT_INTERVAL=30000', 'buildService.env.OTEL_BLRP_SCHEDULE_DELAY=500'] });
+    expect(env.OTEL_EXPORTER_OTLP_ENDPOINT).toBe('http://your-otel-collector:4318');
+    expect(config().otlp).toEqual({ enabled: true, endpoint: 'http://your-otel-collector:4318', metricExportIntervalMs: 30000, logRecordScheduleDelayMs: 500 });
+  });
+
+  it('can turn user namespace isolation off', () => {
+    expect(snippet('kaniko-no-user-namespaces').config().kaniko.userNamespaceIsolation).toBe(false);
+  });
+});
+
+describe('image scanner', () => {
+  it('is configured as the snippet says, with its env kept in the Secret', () => {
+    const { manifests, config } = snippet('image-scanner');
+    expect(config().imageScanner).toEqual({
+      enabled: true,
+      image: 'customer-registry.com/customer-scanner:v1.0.0',
+      command: ['/bin/sh', '-c'],
+      args: ['snyk container test --file=/shared/image.tar \\\n--severity-threshold=medium \\\n--json-file-output=/shared/scan-report.json \\\n|| exit 1\n'],
+      env: { SNYK_TOKEN: 'customer-token-here', SNYK_CACHE_PATH: './shared/.snyk-cache' },
+      reportUploadPath: 's3://customer-bucket/scan-reports',
+      resources: { limits: { memory: '1Gi', cpu: '1000m' }, requests: { memory: '512Mi', cpu: '500m' } },
+    });
+    expect(JSON.stringify(find(manifests, 'ConfigMap', `${FULLNAME}-config`))).not.toContain('customer-token-here');
+    expect(config().secrets).toContain('customer-token-here');
+  });
+});
+
+describe('values the service could not use', () => {
+  function refusal(set: string[]): string {
+    try {
+      renderChart({ set });
+    } catch (err) {
+      return String((err as { stderr?: string }).stderr ?? err);
+    }
+    throw new Error(`helm template accepted ${set.join(' ')}`);
+  }
+
+  it.each<[string, string[], RegExp]>([
+    ['an unknown build engine', ['imageBuilder.buildEngine=docker'], /\/imageBuilder\/buildEngine.*buildkit, kaniko|\/imageBuilder\/buildEngine.*'buildkit', 'kaniko'/],
+    ['a memory limit that is not a quantity', ['imageBuilder.resources.limits.memory=4 GB'], /\/imageBuilder\/resources\/limits\/memory/],
+    ['useQemu that is not a boolean', ['imageBuilder.useQemu=yes'], /\/imageBuilder\/useQemu/],
+    ['an unknown seccomp profile type', ['imageBuilder.kaniko.containerSecurityContext.seccompProfileType=runtime/default'], /seccompProfileType/],
+    ['a lower-case capability', ['imageBuilder.securityContext.capabilities.add={setuid}'], /\/imageBuilder\/securityContext\/capabilities\/add\/0/],
+    ['imagePullSecrets.mount that is not a boolean', ['imagePullSecrets.mount=maybe'], /\/imagePullSecrets\/mount/],
+    ['a plain credential without user', ['imageBuilder.imagePullCredentials.plain[0].host=docker.io'], /\/imageBuilder\/imagePullCredentials\/plain\/0.*user/],
+    ['an external secret without remoteRefKey', ['imageBuilder.imagePullCredentials.externalSecret[0].secretName=x', 'imageBuilder.imagePullCredentials.externalSecret[0].remoteRefProperty=p'], /remoteRefKey/],
+    ['an externalsecret entry without key', ['buildService.envApp.externalsecret.POSTGRES_USER.name=pg'], /\/buildService\/envApp\/externalsecret\/POSTGRES_USER.*key/],
+  ])('refuses %s at helm template time, naming the value', (_case, set, message) => {
+    expect(refusal(set)).toMatch(message);
+  });
+});
