@@ -1,0 +1,15 @@
+# shellcheck shell=bash
+# Sourced by infra/local/install.sh (all): what the authenticated test registries of start.d/registry-auth.sh need.
+# The registries themselves are Debian's docker-registry (installed by install.sh) and the TLS material comes from
+# openssl; only htpasswd (bcrypt, the one hash distribution accepts) is missing from a fresh Debian.
+#
+# The token server: cesanta/docker_auth is not served by the Go module proxy this workplace reaches (every version,
+# by pseudo-version too, answers 403), so the Bearer flow is tested against a token server that the test suite runs
+# itself (test/registry/support/token-server.ts, the documented Docker token protocol) in front of the real registry.
+install_registry_auth_tools() {
+  dpkg-query -W -f='${Status}' apache2-utils 2>/dev/null | grep -q 'install ok installed' && return 0
+  log "apt-get install apache2-utils (htpasswd for the authenticated test registries)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends apache2-utils >/dev/null \
+    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends apache2-utils >/dev/null; }
+}
+install_registry_auth_tools

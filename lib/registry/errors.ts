@@ -1,0 +1,38 @@
+/**
+ * The registry layer's one error type. Every failure a caller can meet has a stable code and a message that says
+ * how to fix it; messages are built only from hosts, repositories, digests, status codes and variable names, never
+ * from credentials, tokens or response bodies that could echo them.
+ */
+export type RegistryErrorCode =
+  /** The registry or its token server refused the credentials (401). */
+  | 'registry_unauthorized'
+  /** The credentials are valid but may not push to / pull from the repository (403, insufficient_scope). */
+  | 'registry_forbidden'
+  | 'manifest_not_found'
+  /** The repository name is not valid for the registry (NAME_INVALID) or by the distribution spec. */
+  | 'repository_invalid'
+  /** The registry host does not resolve. */
+  | 'registry_unknown_host'
+  /** The TLS handshake failed: untrusted or self-signed certificate, wrong host name, or HTTPS to a plain-HTTP registry. */
+  | 'registry_tls_failed'
+  /** Connection refused, reset or timed out. */
+  | 'registry_unreachable'
+  /** The cloud credential exchange (STS/ECR, Azure AD/ACR, Google OAuth) failed or is misconfigured. */
+  | 'registry_credentials_unavailable'
+  | 'registry_error';
+
+export class RegistryError extends Error {
+  constructor(
+    readonly code: RegistryErrorCode,
+    message: string,
+    readonly retryable: boolean,
+  ) {
+    super(message);
+    this.name = 'RegistryError';
+  }
+}
+
+/** Whether an HTTP status is worth another try (throttling or a server-side fault). */
+export function isRetryableStatus(status: number): boolean {
+  return status === 429 || status >= 500;
+}

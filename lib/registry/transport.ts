@@ -1,0 +1,127 @@
+/**
+ * HTTP for the registry layer: one undici dispatcher (TLS verification off only with ALLOW_SELF_SIGNED_CERTS),
+ * retries of throttled and failing requests with exponential backoff that honours Retry-After, and network
+ * failures turned into RegistryErrors a user can act on.
+ */
+import { Agent, fetch, type Dispatcher, type RequestInit, type Response } from 'undici';
+import { RegistryError, isRetryableStatus } from './errors';
+
+export interface RetryPolicy {
+  /** Attempts in all, the first included. */
+  attempts: number;
+  baseDelayMs: number;
+  /** Upper bound of one wait, Retry-After included: a registry asking for an hour must not stall a build. */
+  maxDelayMs: number;
+}
+
+export interface TransportOptions {
+  /** DISABLE_HTTPS: talk plain HTTP to registries. */
+  disableHttps: boolean;
+  /** ALLOW_SELF_SIGNED_CERTS: accept any certificate (registry, token server, cloud endpoints). */
+  allowSelfSignedCerts?: boolean;
+  retry?: Partial<RetryPolicy>;
+  /** Observes every request sent on the wire (the benchmark and tests count them). Receives no headers. */
+  onRequest?: (method: string, url: string) => void;
+}
+
+const DEFAULT_RETRY: RetryPolicy = { attempts: 5, baseDelayMs: 250, maxDelayMs: 30_000 };
+
+/** A request whose body can be produced again for a retry (streams can be read only once). */
+export type RequestFactory = () => RequestInit;
+
+export class Transport {
+  readonly retry: RetryPolicy;
+  private readonly dispatcher: Dispatcher;
+
+  constructor(private readonly options: TransportOptions) {
+    this.retry = { ...DEFAULT_RETRY, ...options.retry };
+    this.dispatcher = new Agent({
+      connect: { rejectUnauthorized: !options.allowSelfSignedCerts },
+      keepAliveTimeout: 10_000,
+    });
+  }
+
+  baseUrl(registry: string): string {
+    return `${this.options.disableHttps ? 'http' : 'https'}://${registry}`;
+  }
+
+  /** One request on the wire; network failures become RegistryErrors naming `host`. */
+  async once(host: string, url: string, init: RequestInit): Promise<Response> {
+    this.options.onRequest?.(init.method ?? 'GET', url);
+    try {
+      return await fetch(url, { ...init, dispatcher: this.dispatcher });
+    } catch (err) {
+      throw networkError(host, err);
+    }
+  }
+
+  /**
+   * Sends the request, again after 429 and 5xx answers and after retryable network failures, waiting as
+   * Retry-After says or with exponential backoff and jitter. The last answer is returned as it is.
+   */
+  async send(host: string, url: string, request: RequestFactory): Promise<Response> {
+    for (let attempt = 1; ; attempt++) {
+      let res: Response;
+      try {
+        res = await this.once(host, url, request());
+      } catch (err) {
+        if (!(err instanceof RegistryError) || !err.retryable || attempt >= this.retry.attempts) throw err;
+        await sleep(this.backoff(attempt));
+        continue;
+      }
+      if (!isRetryableStatus(res.status) || attempt >= this.retry.attempts) return res;
+      const wait = retryAfterMs(res.headers.get('retry-after')) ?? this.backoff(attempt);
+      await res.body?.cancel();
+      await sleep(Math.min(wait, this.retry.maxDelayMs));
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.dispatcher.close();
+  }
+
+  private backoff(attempt: number): number {
+    const exp = this.retry.baseDelayMs * 2 ** (attempt - 1);
+    return Math.min(this.retry.maxDelayMs, exp / 2 + Math.random() * (exp / 2));
+  }
+}
+
+/** Retry-After as delay-seconds or an HTTP date (RFC 9110 §10.2.3). */
+export function retryAfterMs(header: string | null, now = Date.now()): number | undefined {
+  if (!header) return undefined;
+  if (/^\d+$/.test(header.trim())) return Number(header.trim()) * 1000;
+  const at = Date.parse(header);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+}
+
+const TLS_CODES = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'UNABLE_TO_GET_ISSUER_CERT', 'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID',
+  'ERR_TLS_CERT_ALTNAME_INVALID', 'CERT_UNTRUSTED', 'CERT_SIGNATURE_FAILURE',
+]);
+
+/** Maps what undici throws to an error that says what to change. */
+export function networkError(host: string, err: unknown): RegistryError {
+  const cause = (err as { cause?: unknown })?.cause ?? err;
+  const code = String((cause as { code?: unknown })?.code ?? '');
+  const text = String((cause as { message?: unknown })?.message ?? '');
+  if (code === 'ENOTFOUND') {
+    return new RegistryError('registry_unknown_host', `the registry host ${host} does not resolve; check the host name in the image reference`, false);
+  }
+  if (TLS_CODES.has(code)) {
+    return new RegistryError(
+      'registry_tls_failed',
+      `the TLS certificate of ${host} is not trusted (${code}); install a certificate from a trusted CA on the registry, or set ALLOW_SELF_SIGNED_CERTS=true to accept self-signed certificates`,
+      false,
+    );
+  }
+  if (/wrong version number|packet length too long|ERR_SSL/i.test(code + text)) {
+    return new RegistryError('registry_tls_failed', `${host} does not speak HTTPS; set DISABLE_HTTPS=true for a plain-HTTP registry`, false);
+  }
+  const detail = code || (cause instanceof Error ? cause.name : 'network error');
+  return new RegistryError('registry_unreachable', `cannot reach ${host} (${detail}); check that the registry is running and reachable from the worker`, true);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

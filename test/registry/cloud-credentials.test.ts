@@ -1,0 +1,201 @@
+/**
+ * Credential providers of the ecr, acr and gcr registry types. Their cloud APIs cannot run offline, so they are
+ * tested against local endpoints speaking the documented protocols (support/cloud-fakes.ts), as each test name
+ * says; where the minted credentials are then used, they are used against the real registries.
+ */
+import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RegistryClient, RegistryError } from '../../lib/registry/client';
+import { readRegistryConfig } from '../../lib/registry/config';
+import { builderCredentials, createCredentialProvider } from '../../lib/registry/credentials';
+import { startFakeAws, startFakeAzure, startFakeGoogle, type FakeAws, type FakeAzure } from './support/cloud-fakes';
+import { BASIC_REGISTRY, PUSH_USER, passwordOf } from './support/registries';
+
+function configOf(env: Record<string, string>) {
+  const { config, problems } = readRegistryConfig(env);
+  expect(problems).toEqual([]);
+  return config;
+}
+
+async function failure(promise: Promise<unknown>): Promise<RegistryError> {
+  const err = await promise.then(() => undefined, (e: unknown) => e);
+  if (!(err instanceof RegistryError)) throw new Error(`expected a RegistryError, got ${String(err)}`);
+  return err;
+}
+
+describe('ECR (fake STS/ECR endpoints): IRSA web identity → STS → SigV4-signed GetAuthorizationToken', () => {
+  const ROLE = 'arn:aws:iam::123456789012:role/ibs-builder';
+  const ECR_HOST = '123456789012.dkr.ecr.eu-west-1.amazonaws.com';
+  const webIdentityToken = `eyJraWQiOiJpcnNhIn0.${randomBytes(24).toString('base64url')}.sig`;
+  let aws: FakeAws;
+  let env: Record<string, string>;
+
+  beforeAll(async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ibs-irsa-'));
+    await writeFile(join(dir, 'token'), `${webIdentityToken}\n`);
+    aws = await startFakeAws({ roleArn: ROLE, webIdentityToken, region: 'eu-west-1', registryCreds: { username: PUSH_USER, password: passwordOf(PUSH_USER) }, proxyEndpoint: `http://${BASIC_REGISTRY}` });
+    env = {
+      SPRING_PROFILES_ACTIVE: 'aws,ecr,s3', AWS_REGION: 'eu-west-1', AWS_ROLE_ARN: ROLE, AWS_WEB_IDENTITY_TOKEN_FILE: join(dir, 'token'),
+      AWS_STS_ENDPOINT: aws.sts.url, AWS_ECR_ENDPOINT: aws.ecr.url, DISABLE_HTTPS: 'true',
+    };
+  });
+  afterAll(async () => {
+    await aws?.sts.close();
+    await aws?.ecr.close();
+  });
+
+  it('mints registry credentials and the client pushes with them to the registry ECR names (the real htpasswd registry)', async () => {
+    const provider = createCredentialProvider(configOf(env));
+    const creds = await provider.credentialsFor(BASIC_REGISTRY);
+    expect(creds).toEqual({ username: PUSH_USER, password: passwordOf(PUSH_USER) });
+    expect(aws.ecr.failures).toEqual([]);
+    const client = new RegistryClient({ disableHttps: true, credentials: (h) => provider.credentialsFor(h) });
+    const repository = `ibs-test/ecr-${randomBytes(3).toString('hex')}`;
+    const blob = randomBytes(32);
+    expect(await client.pushBlob(BASIC_REGISTRY, repository, { digest: `sha256:${createHash('sha256').update(blob).digest('hex')}`, size: 32, open: () => blob })).toBe('uploaded');
+    await client.close();
+  });
+
+  it('gives the token to ECR registry hosts and the proxy endpoint only', async () => {
+    const provider = createCredentialProvider(configOf(env));
+    expect(await provider.credentialsFor(ECR_HOST)).toMatchObject({ username: PUSH_USER });
+    expect(await provider.credentialsFor('docker.io')).toBeUndefined();
+    expect(await provider.credentialsFor('evil.amazonaws.com.example')).toBeUndefined();
+    const forBuild = await builderCredentials(provider, [ECR_HOST, 'docker.io', BASIC_REGISTRY]);
+    expect(forBuild.map((c) => c.host)).toEqual([ECR_HOST, BASIC_REGISTRY]);
+  });
+
+  it('renews the token an hour before it expires, and the STS session too (clock moved forward)', async () => {
+    let now = Date.now();
+    aws.ecr.expiresInSeconds = 2 * 3600;
+    const provider = createCredentialProvider(configOf(env), { now: () => now });
+    const [sts0, ecr0] = [aws.sts.calls, aws.ecr.calls];
+    await provider.credentialsFor(BASIC_REGISTRY);
+    expect([aws.sts.calls - sts0, aws.ecr.calls - ecr0]).toEqual([1, 1]);
+    now += 50 * 60_000;
+    await provider.credentialsFor(BASIC_REGISTRY);
+    expect([aws.sts.calls - sts0, aws.ecr.calls - ecr0]).toEqual([1, 1]);
+    now += 11 * 60_000; // 61 minutes in: within the hour before expiry
+    await provider.credentialsFor(BASIC_REGISTRY);
+    expect([aws.sts.calls - sts0, aws.ecr.calls - ecr0]).toEqual([2, 2]);
+    aws.ecr.expiresInSeconds = 12 * 3600;
+  });
+
+  it('reports a refused web identity as registry_unauthorized with the STS code and without the token', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ibs-irsa-'));
+    const wrongToken = `eyJ.${randomBytes(12).toString('hex')}.x`;
+    await writeFile(join(dir, 'token'), wrongToken);
+    const provider = createCredentialProvider(configOf({ ...env, AWS_WEB_IDENTITY_TOKEN_FILE: join(dir, 'token') }));
+    const err = await failure(provider.credentialsFor(ECR_HOST));
+    expect(err.code).toBe('registry_unauthorized');
+    expect(err.message).toMatch(/STS AssumeRoleWithWebIdentity answered 400 \(InvalidIdentityToken\); check AWS_ROLE_ARN/);
+    expect(err.message).not.toContain(wrongToken);
+  });
+
+  it('reports an unreachable STS as retryable registry_credentials_unavailable', async () => {
+    const provider = createCredentialProvider(configOf({ ...env, AWS_STS_ENDPOINT: 'http://127.0.0.1:5999' }));
+    const err = await failure(provider.credentialsFor(ECR_HOST));
+    expect(err).toMatchObject({ code: 'registry_credentials_unavailable', retryable: true });
+    // A host that is not ECR's (a Docker Hub base image) just gets no credentials instead of failing the build.
+    expect(await provider.credentialsFor('docker.io')).toBeUndefined();
+  });
+});
+
+describe('ACR (fake Azure AD and ACR exchange endpoints): service principal → AD token → ACR refresh token', () => {
+  const tenant = 'f0e1d2c3-0000-4000-8000-000000000001';
+  const appId = '11111111-2222-4333-8444-555555555555';
+  const secret = `sp~${randomBytes(12).toString('hex')}`;
+  let azure: FakeAzure;
+  let env: Record<string, string>;
+
+  beforeAll(async () => {
+    azure = await startFakeAzure({ tenant, appId, secret });
+    env = {
+      SPRING_PROFILES_ACTIVE: 'azure,acr,s3', AZURE_TENANT_ID: tenant, DOCKERHUB_USERNAME: appId, DOCKERHUB_PASSWORD: secret,
+      AZURE_AUTHORITY_HOST: azure.aad.url, DISABLE_HTTPS: 'true', REGISTRY_CREDENTIAL_HOSTS: `${azure.acr.host},*.azurecr.io`,
+    };
+  });
+  afterAll(async () => {
+    await azure?.aad.close();
+    await azure?.acr.close();
+  });
+
+  it('hands out the ACR refresh token under the null-GUID username, and reuses it', async () => {
+    const provider = createCredentialProvider(configOf(env));
+    const creds = await provider.credentialsFor(azure.acr.host);
+    expect(creds).toEqual({ username: '00000000-0000-0000-0000-000000000000', password: azure.acr.refreshTokens.at(-1) });
+    const [aad, acr] = [azure.aad.calls, azure.acr.calls];
+    expect(await provider.credentialsFor(azure.acr.host)).toEqual(creds);
+    expect([azure.aad.calls, azure.acr.calls]).toEqual([aad, acr]);
+  });
+
+  it('exchanges an access token given as the password without asking Azure AD', async () => {
+    const accessToken = `eyJ0eXAiOiJKV1QifQ.${Buffer.from(JSON.stringify({ exp: Date.now() / 1000 + 3600 })).toString('base64url')}.sig`;
+    const provider = createCredentialProvider(configOf({ ...env, DOCKERHUB_PASSWORD: accessToken }));
+    const aad = azure.aad.calls;
+    expect((await provider.credentialsFor(azure.acr.host))?.username).toBe('00000000-0000-0000-0000-000000000000');
+    expect(azure.aad.calls).toBe(aad);
+  });
+
+  it('reports a wrong service principal password as registry_unauthorized with the AADSTS code, not the password', async () => {
+    const wrong = `wrong~${randomBytes(8).toString('hex')}`;
+    const provider = createCredentialProvider(configOf({ ...env, DOCKERHUB_PASSWORD: wrong }));
+    const err = await failure(provider.credentialsFor(azure.acr.host));
+    expect(err.code).toBe('registry_unauthorized');
+    expect(err.message).toMatch(/Azure AD answered 401 \(invalid_client AADSTS7000215\); check DOCKERHUB_USERNAME/);
+    expect(err.message).not.toContain(wrong);
+  });
+
+  it('gives nothing to hosts that are not the configured ACR registries', async () => {
+    const provider = createCredentialProvider(configOf(env));
+    const calls = azure.aad.calls + azure.acr.calls;
+    expect(await provider.credentialsFor('docker.io')).toBeUndefined();
+    expect(azure.aad.calls + azure.acr.calls).toBe(calls);
+  });
+});
+
+describe('GCR (fake Google OAuth2 token endpoint): _json_key → RS256 JWT-bearer grant → oauth2accesstoken', () => {
+  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const key = JSON.stringify({
+    type: 'service_account', project_id: 'ibs-test', private_key_id: 'k1', client_email: 'ibs@ibs-test.iam.gserviceaccount.com',
+    private_key: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), token_uri: 'https://oauth2.googleapis.com/token',
+  });
+  let google: Awaited<ReturnType<typeof startFakeGoogle>>;
+  beforeAll(async () => {
+    google = await startFakeGoogle({ clientEmail: 'ibs@ibs-test.iam.gserviceaccount.com', publicKey });
+  });
+  afterAll(() => google?.close());
+
+  const envOf = (extra: Record<string, string> = {}) => ({ SPRING_PROFILES_ACTIVE: 'gcp,gcr,s3', DOCKERHUB_USERNAME: '_json_key', DOCKERHUB_PASSWORD: key, GOOGLE_OAUTH_TOKEN_URL: google.url, ...extra });
+
+  it('signs the grant with the service-account key and hands out the access token, once per lifetime', async () => {
+    const provider = createCredentialProvider(configOf(envOf()));
+    const creds = await provider.credentialsFor('europe-docker.pkg.dev');
+    expect(creds).toEqual({ username: 'oauth2accesstoken', password: google.secrets.at(-1) });
+    expect(google.lastClaims).toMatchObject({ iss: 'ibs@ibs-test.iam.gserviceaccount.com', scope: 'https://www.googleapis.com/auth/cloud-platform', aud: google.url });
+    const calls = google.calls;
+    expect(await provider.credentialsFor('gcr.io')).toEqual(creds);
+    expect(google.calls).toBe(calls);
+    expect(await provider.credentialsFor('docker.io')).toBeUndefined();
+  });
+
+  it('uses an access token given as the password as it is', async () => {
+    const provider = createCredentialProvider(configOf(envOf({ DOCKERHUB_USERNAME: 'oauth2accesstoken', DOCKERHUB_PASSWORD: 'ya29.given-token' })));
+    const calls = google.calls;
+    expect(await provider.credentialsFor('gcr.io')).toEqual({ username: 'oauth2accesstoken', password: 'ya29.given-token' });
+    expect(google.calls).toBe(calls);
+  });
+
+  it('reports a key Google refuses as registry_unauthorized without quoting the key', async () => {
+    const other = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    const badKey = JSON.stringify({ ...JSON.parse(key), private_key: other });
+    const provider = createCredentialProvider(configOf(envOf({ DOCKERHUB_PASSWORD: badKey })));
+    const err = await failure(provider.credentialsFor('gcr.io'));
+    expect(err.code).toBe('registry_unauthorized');
+    expect(err.message).toMatch(/Google OAuth2 answered 400 \(invalid_grant\)/);
+    expect(err.message).not.toMatch(/PRIVATE KEY|private_key/);
+  });
+});

@@ -1,0 +1,145 @@
+/**
+ * Pushes through the whole service (API → Temporal → worker → BuildKit → registry, then the service's own tag via
+ * RegistryClient) to the authenticated registries, and a search for the credentials in everything the service
+ * keeps or shows: build records in PostgreSQL, API responses, the build log stored in MinIO, the workflow history
+ * in Temporal and the worker's console output. The token server is the suite's own (see support/token-server.ts).
+ */
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RegistryClient } from '../../lib/registry/client';
+import { buildLogKey } from '../../lib/logs/build-log';
+import { workflowIdForBuild } from '../../workflows/definitions';
+import { buildForm, contextOf } from '../support/archives';
+import { ensureBaseImage } from '../support/registry';
+import { startTestStack, waitForBuild, type TestStack } from '../support/stack';
+import { BASIC_REGISTRY, PUSH_USER, TOKEN_REGISTRY, passwordOf } from './support/registries';
+import { startTokenServer, type TokenServer } from './support/token-server';
+
+const password = passwordOf(PUSH_USER);
+const wrongPassword = `canary-wrong-${randomBytes(12).toString('hex')}`;
+
+/** Everything the service printed while the suite ran (the in-process worker's and the API's console). */
+const consoleOutput: string[] = [];
+const originalWrite = { out: process.stdout.write.bind(process.stdout), err: process.stderr.write.bind(process.stderr) };
+function captureConsole(): void {
+  process.stdout.write = ((chunk: unknown, ...rest: unknown[]) => {
+    consoleOutput.push(String(chunk));
+    return (originalWrite.out as (...a: unknown[]) => boolean)(chunk, ...rest);
+  }) as typeof process.stdout.write;
+  process.stderr.write = ((chunk: unknown, ...rest: unknown[]) => {
+    consoleOutput.push(String(chunk));
+    return (originalWrite.err as (...a: unknown[]) => boolean)(chunk, ...rest);
+  }) as typeof process.stderr.write;
+}
+
+interface Seen {
+  label: string;
+  text: string;
+}
+
+async function submit(stack: TestStack, image: string, base: string, seen: Seen[]): Promise<Record<string, unknown>> {
+  const context = await contextOf({ Dockerfile: 'ARG BASE\nFROM ${BASE}\nRUN echo pushed-with-auth > /marker.txt\n' });
+  const res = await fetch(`${stack.apiUrl}/v1/builds`, { method: 'POST', body: buildForm({ image, buildArgs: { BASE: base } }, context), headers: { 'x-consumer': 'registry-tests' } });
+  const accepted = await res.text();
+  seen.push({ label: 'POST /v1/builds', text: accepted });
+  expect(res.status).toBe(202);
+  const { id } = JSON.parse(accepted) as { id: string };
+  const build = await waitForBuild(stack.apiUrl, id);
+  for (const path of [`/v1/builds/${id}`, `/v1/builds/${id}/logs`, `/v1/builds?consumer=registry-tests`]) {
+    seen.push({ label: `GET ${path}`, text: await (await fetch(`${stack.apiUrl}${path}`)).text() });
+  }
+  const stored = await stack.deps.storage.get(buildLogKey(id));
+  const chunks: Buffer[] = [];
+  for await (const c of stored ?? []) chunks.push(c as Buffer);
+  seen.push({ label: `MinIO ${buildLogKey(id)}`, text: Buffer.concat(chunks).toString('utf8') });
+  const history = await stack.client.workflow.getHandle(workflowIdForBuild(id)).fetchHistory();
+  seen.push({ label: `Temporal history of ${workflowIdForBuild(id)}`, text: historyText(history) });
+  return build;
+}
+
+/** The history as text, with every payload decoded (payload data is bytes, which JSON would show as numbers). */
+function historyText(value: unknown): string {
+  const parts: string[] = [];
+  const walk = (v: unknown) => {
+    if (v instanceof Uint8Array) parts.push(Buffer.from(v).toString('utf8'), Buffer.from(v).toString('base64'));
+    else if (Array.isArray(v)) v.forEach(walk);
+    else if (v && typeof v === 'object') Object.values(v).forEach(walk);
+    else if (v !== null && v !== undefined) parts.push(String(v));
+  };
+  walk(value);
+  return parts.join('\n');
+}
+
+async function databaseText(stack: TestStack): Promise<string> {
+  const tables = await stack.pool.query<{ table_name: string }>("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'");
+  const rows: string[] = [];
+  for (const { table_name } of tables.rows) {
+    const result = await stack.pool.query<{ row: string }>(`SELECT row_to_json(t)::text AS row FROM "${table_name}" t`);
+    rows.push(...result.rows.map((r) => r.row));
+  }
+  return rows.join('\n');
+}
+
+function variantsOf(secret: string, username?: string): string[] {
+  return [secret, Buffer.from(secret).toString('base64'), ...(username ? [Buffer.from(`${username}:${secret}`).toString('base64')] : [])];
+}
+
+describe('pushing through the service to authenticated registries, and where the credentials must not appear', () => {
+  let tokens: TokenServer;
+  let stack: TestStack;
+  let wrongStack: TestStack;
+  let base: string;
+  const seen: Seen[] = [];
+
+  beforeAll(async () => {
+    captureConsole();
+    tokens = await startTokenServer();
+    base = await ensureBaseImage();
+    stack = await startTestStack('registry-auth', { DOCKERHUB_USERNAME: PUSH_USER, DOCKERHUB_PASSWORD: password, DISABLE_HTTPS: 'true' });
+    await stack.startWorker();
+  });
+  afterAll(async () => {
+    process.stdout.write = originalWrite.out;
+    process.stderr.write = originalWrite.err;
+    await stack?.close();
+    await wrongStack?.close();
+    await tokens?.close();
+  });
+
+  it.each([
+    ['Basic (htpasswd)', BASIC_REGISTRY],
+    ['Bearer (token server)', TOKEN_REGISTRY],
+  ])('builds and pushes to the %s registry, and the service tags and verifies the digest', async (_kind, registry) => {
+    const repository = `ibs-test/service-${randomBytes(3).toString('hex')}`;
+    const build = await submit(stack, `${registry}/${repository}:v1`, base, seen);
+    expect(build.error).toBeNull();
+    expect(build.status).toBe('succeeded');
+    const check = new RegistryClient({ disableHttps: true, credentials: () => ({ username: PUSH_USER, password }) });
+    expect((await check.getManifest(registry, repository, 'v1')).digest).toBe(build.digest);
+    await check.close();
+  });
+
+  it('fails a build whose push the registry refuses (wrong password), saying so in the build error', async () => {
+    wrongStack = await startTestStack('registry-auth-wrong', { DOCKERHUB_USERNAME: PUSH_USER, DOCKERHUB_PASSWORD: wrongPassword, DISABLE_HTTPS: 'true' });
+    await wrongStack.startWorker();
+    const build = await submit(wrongStack, `${TOKEN_REGISTRY}/ibs-test/wrong-${randomBytes(3).toString('hex')}:v1`, base, seen);
+    expect(build.status).toBe('failed');
+    // BuildKit pushes first, so its refusal is what the build reports (the executor's wording).
+    expect(JSON.stringify(build.error)).toMatch(/401 Unauthorized/);
+  });
+
+  it('leaves no password, basic-auth string or issued token in records, responses, logs, history or console', async () => {
+    seen.push({ label: 'PostgreSQL (all tables)', text: await databaseText(stack) });
+    seen.push({ label: 'worker console', text: consoleOutput.join('') });
+    // The searches must have material to search: builds ran, tokens were issued, the console saw the worker.
+    expect(tokens.issued.length).toBeGreaterThan(0);
+    expect(seen.filter((s) => s.label.startsWith('Temporal history')).length).toBe(3);
+    expect(seen.find((s) => s.label === 'PostgreSQL (all tables)')?.text).toContain(TOKEN_REGISTRY);
+    expect(seen.find((s) => s.label === 'worker console')?.text).toContain('Worker state changed');
+    // Payloads are decoded: the image reference travels in the workflow input.
+    expect(seen.filter((s) => s.label.startsWith('Temporal history')).every((s) => s.text.includes('ibs-test/'))).toBe(true);
+    const canaries = [...variantsOf(password, PUSH_USER), ...variantsOf(wrongPassword, PUSH_USER), ...tokens.issued];
+    const leaks = seen.flatMap((s) => canaries.filter((c) => s.text.includes(c)).map((c) => `${s.label}: ${c.slice(0, 6)}…`));
+    expect(leaks).toEqual([]);
+  });
+});
