@@ -6,19 +6,16 @@ import { BuildRepository } from '../lib/db/builds-repository';
 import { createPool, migrate } from '../lib/db/pool';
 import type { RegistryCredentials } from '../lib/executors/local/local-executor';
 import { LocalExecutor } from '../lib/executors/local/local-executor';
+import { registryHostOf, registryHostsOfDockerfile } from '../lib/registry/base-images';
 import { RegistryClient } from '../lib/registry/client';
+import { builderCredentials, createCredentialProvider } from '../lib/registry/credentials';
 import { createObjectStore } from '../lib/storage';
-
-/** The target registry's credentials (DOCKERHUB_USERNAME / DOCKERHUB_PASSWORD); handed only to the target's host. */
-function targetCredentials(config: Config): { username: string; password: string } | undefined {
-  const { username, password } = config.registry;
-  return username && password ? { username, password } : undefined;
-}
 
 export async function createWorkerDependencies(config: Config): Promise<{ deps: ActivityDeps; pool: Pool }> {
   const pool = createPool(config.postgres);
   await migrate(pool);
   const storage = createObjectStore(config);
+  const credentials = createCredentialProvider(config.registryAuth);
   const executor = new LocalExecutor({
     buildkitHost: config.executor.buildkitHost,
     buildctlPath: config.executor.buildctlPath,
@@ -26,15 +23,14 @@ export async function createWorkerDependencies(config: Config): Promise<{ deps: 
     contextLimits: config.contextLimits,
     insecureRegistry: config.registry.disableHttps,
     noCache: config.executor.noCache,
-    credentials: async (job): Promise<RegistryCredentials[]> => {
-      const host = job.repository.split('/')[0]!;
-      const creds = targetCredentials(config);
-      return creds ? [{ host, ...creds }] : [];
-    },
+    // Each registry type's provider hands credentials only to its own hosts, minted when the build starts.
+    credentials: (job, dockerfile): Promise<RegistryCredentials[]> =>
+      builderCredentials(credentials, [registryHostOf(job.repository), ...registryHostsOfDockerfile(dockerfile, job.buildArgs)]),
   });
   const registry = new RegistryClient({
     disableHttps: config.registry.disableHttps,
-    credentials: () => targetCredentials(config),
+    allowSelfSignedCerts: config.registry.allowSelfSignedCerts,
+    credentials: (host) => credentials.credentialsFor(host),
   });
   return {
     pool,

@@ -54,6 +54,15 @@ start_buildkit() {
 [registry."127.0.0.1:5000"]
   http = true
   insecure = true
+# The registry-auth test registries (start.d/registry-auth.sh): loopback means plain HTTP to BuildKit unless
+# told otherwise, so the TLS one says so and names the local CA (read when BuildKit first contacts it).
+[registry."127.0.0.1:5001"]
+  http = true
+[registry."127.0.0.1:5002"]
+  http = true
+[registry."127.0.0.1:5443"]
+  http = false
+  ca = ["$IBS_RUN/registry-auth/ca.crt"]
 TOML
   # Host networking for RUN steps: there is no CNI here, and this machine reaches no outside network anyway.
   start_process buildkitd "$IBS_BIN/buildctl --addr $BUILDKIT_HOST debug workers" \

@@ -4,6 +4,7 @@
  * secret values are never echoed back. docs/configuration.md lists every variable with its default.
  */
 import type { ContextLimits } from '../context/archive';
+import { readRegistryConfig, registrySecrets, type RegistryConfig } from '../registry/config';
 import { EnvReader, type Env } from './env-reader';
 import {
   resolveSpringProfile,
@@ -165,6 +166,8 @@ export interface Config {
   signing: { type: 'none' } | { type: 'notation'; profile: string; plugin: string; region: string };
   policy: { allowlist: string[]; denylist: string[] };
   dependencies: { pythonIndex?: string; pythonTrustedHost?: string; httpProxy?: string; cranMirror?: string };
+  /** How the service and its builders authenticate to registries of the springProfile's registry type. */
+  registryAuth: RegistryConfig;
   /** Values that must never appear in logs, errors, build records or workflow payloads. */
   secrets: string[];
 }
@@ -414,6 +417,7 @@ export function loadConfig(env: Env = process.env): Config {
   if ('problem' in resolved) throw new ConfigError([resolved.problem]);
   const allowSelfSignedCerts = read.boolean('ALLOW_SELF_SIGNED_CERTS', false);
   const imageBuilder = readImageBuilder(read);
+  const registryAuth = readRegistryConfig(env);
 
   const config: Config = {
     api: { host: apiHost, port: apiPort, publicUrl: read.url('API_PUBLIC_URL', `http://${apiHost}:${apiPort}`) },
@@ -474,8 +478,10 @@ export function loadConfig(env: Env = process.env): Config {
     signing: readSigning(read),
     policy: readPolicy(read),
     dependencies: readDependencies(read),
+    registryAuth: { ...registryAuth.config, type: resolved.parsed.registry },
     secrets: [],
   };
+  read.problems.push(...registryAuth.problems.filter((p) => !read.problems.includes(p)));
 
   if (config.registry.username && !config.registry.password) {
     read.problems.push('DOCKERHUB_PASSWORD is required when DOCKERHUB_USERNAME is set');
@@ -499,6 +505,7 @@ function secretsOf(config: Config): string[] {
     storage.type === 'azure' ? storage.connectionString : undefined,
     // Scanner env carries tokens (SNYK_TOKEN…) next to harmless paths; masking all of it is the safe side.
     ...Object.values(config.imageScanner.env),
+    ...registrySecrets(config.registryAuth),
   ];
   // Very short values would mask ordinary words in logs; such secrets are refused elsewhere anyway.
   return candidates.filter((s): s is string => typeof s === 'string' && s.length >= 4);

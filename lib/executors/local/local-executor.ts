@@ -7,8 +7,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, posix } from 'node:path';
-import type { ContextLimits } from '../../context/archive';
-import { extractContextArchive } from '../../context/archive';
+import { extractContextArchive, resolveContextFile, type ContextLimits, type ContextSummary } from '../../context/archive';
 import type { ObjectStore } from '../../storage/object-store';
 import { BuildFailedError, type BuildExecutor, type BuildJob, type BuildObserver, type BuildOutcome } from '../executor';
 import { buildctlArguments, classifyBuildFailure } from './buildctl';
@@ -26,8 +25,8 @@ export interface LocalExecutorOptions {
   contextLimits: ContextLimits;
   /** Push over plain HTTP (DISABLE_HTTPS). */
   insecureRegistry: boolean;
-  /** Credentials for the registries this build talks to, minted fresh for each run. */
-  credentials: (job: BuildJob) => Promise<RegistryCredentials[]>;
+  /** Credentials for the registries this build talks to (its target and the bases its Dockerfile names), minted fresh for each run. */
+  credentials: (job: BuildJob, dockerfile: string) => Promise<RegistryCredentials[]>;
   heartbeatIntervalMs?: number;
   /** Build without BuildKit's cache (BUILDKIT_NO_CACHE), e.g. for reproducible timings. */
   noCache?: boolean;
@@ -48,16 +47,20 @@ export class LocalExecutor implements BuildExecutor {
     try {
       const contextDir = join(workDir, 'context');
       await mkdir(contextDir);
-      await this.fetchContext(job, contextDir);
+      const context = await this.fetchContext(job, contextDir);
       observer.log(`[ibs] context ${job.contextKey} extracted\n`);
 
       const dockerConfigDir = join(workDir, 'docker');
-      await this.writeDockerConfig(job, dockerConfigDir);
+      // Resolved inside the context, never by the OS: an absolute link in the context must not read a host file.
+      const dockerfilePath = resolveContextFile(context, job.dockerfile);
+      if (!dockerfilePath) throw new BuildFailedError('dockerfile_not_found', `${job.dockerfile} is not a file of the build context`);
+      const dockerfile = await readFile(join(contextDir, dockerfilePath), 'utf8');
+      await this.writeDockerConfig(await this.options.credentials(job, dockerfile), dockerConfigDir);
       const metadataFile = join(workDir, 'metadata.json');
-      const args = buildctlArguments({ ...job, noCache: job.noCache ?? this.options.noCache }, {
+      const args = buildctlArguments({ ...job, dockerfile: dockerfilePath, noCache: job.noCache ?? this.options.noCache }, {
         buildkitHost: this.options.buildkitHost,
         contextDir,
-        dockerfileDir: join(contextDir, posix.dirname(job.dockerfile)),
+        dockerfileDir: join(contextDir, posix.dirname(dockerfilePath)),
         metadataFile,
         insecureRegistry: this.options.insecureRegistry,
       });
@@ -83,19 +86,19 @@ export class LocalExecutor implements BuildExecutor {
     });
   }
 
-  private async fetchContext(job: BuildJob, contextDir: string): Promise<void> {
+  private async fetchContext(job: BuildJob, contextDir: string): Promise<ContextSummary> {
     const archive = await this.options.storage.get(job.contextKey);
     if (!archive) {
       throw new BuildFailedError('context_missing', `the build context ${job.contextKey} is no longer in object storage; submit the build again`);
     }
     // The archive was validated on upload; extracting validates again because storage is outside our control.
-    await extractContextArchive(archive, contextDir, this.options.contextLimits);
+    return extractContextArchive(archive, contextDir, this.options.contextLimits);
   }
 
-  private async writeDockerConfig(job: BuildJob, dir: string): Promise<void> {
+  private async writeDockerConfig(credentials: RegistryCredentials[], dir: string): Promise<void> {
     await mkdir(dir, { mode: 0o700 });
     const auths: Record<string, { auth: string }> = {};
-    for (const c of await this.options.credentials(job)) {
+    for (const c of credentials) {
       auths[c.host] = { auth: Buffer.from(`${c.username}:${c.password}`).toString('base64') };
     }
     await writeFile(join(dir, 'config.json'), JSON.stringify({ auths }), { mode: 0o600 });
