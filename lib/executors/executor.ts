@@ -16,6 +16,16 @@ export interface BuildJob {
   engine: BuildEngine;
   timeoutSeconds: number;
   noCache?: boolean;
+  /** Who asked for the build (X-Consumer); the kubernetes executor labels the builder pod with it. */
+  consumer?: string;
+  /** The build's own requests/limits (Kubernetes quantities), honoured within the operator's ceiling. */
+  resources?: BuildResources;
+}
+
+/** Kubernetes quantities for a builder pod, e.g. { limits: { memory: '8G' } }. */
+export interface BuildResources {
+  requests?: { cpu?: string; memory?: string; ephemeralStorage?: string };
+  limits?: { cpu?: string; memory?: string; ephemeralStorage?: string };
 }
 
 export interface BuildOutcome {

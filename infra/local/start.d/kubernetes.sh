@@ -1,0 +1,114 @@
+# shellcheck shell=bash
+# Sourced by infra/local/start.sh: a Kubernetes control plane on loopback for the kubernetes executor's tests.
+# etcd (127.0.0.1:23790, clear of the 2379 default), kube-apiserver (https://127.0.0.1:6443), kube-scheduler and
+# kube-controller-manager (scheduling, the default service account, owner-reference garbage collection), and kwok,
+# which plays the kubelet of one fake node and moves pods through phases by the Stage rules in
+# test/kubernetes/support/kwok-stages.yaml. The admin kubeconfig is $IBS_RUN/kube/kubeconfig. Health checks and
+# PID files as for the other components; infra/local/down.sh does not stop these yet (see docs/kubernetes.md).
+KUBE_DIR=$IBS_RUN/kube
+KUBE_API=https://127.0.0.1:6443
+KUBE_NODE=ibs-kwok-node
+
+# A CA, the API server's serving certificate, one admin client certificate (system:masters) shared by the local
+# components and the tests, and the service-account signing key pair. Made once per $IBS_RUN.
+kube_make_certs() {
+  local d=$KUBE_DIR/pki
+  [ -f "$d/admin.crt" ] && return 0
+  mkdir -p "$d"; chmod 700 "$d"
+  (
+    cd "$d"
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 3650 -subj "/CN=ibs-local-kube-ca" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -keyout apiserver.key -out apiserver.csr -subj "/CN=kube-apiserver" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n' >apiserver.ext
+    openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out apiserver.crt -days 3650 -extfile apiserver.ext 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -keyout admin.key -out admin.csr -subj "/O=system:masters/CN=ibs-admin" 2>/dev/null
+    printf 'extendedKeyUsage=clientAuth\n' >admin.ext
+    openssl x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out admin.crt -days 3650 -extfile admin.ext 2>/dev/null
+    openssl genrsa -out sa.key 2048 2>/dev/null
+    openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
+  )
+}
+
+kube_write_kubeconfig() {
+  local d=$KUBE_DIR/pki
+  cat >"$KUBE_DIR/kubeconfig" <<YAML
+apiVersion: v1
+kind: Config
+clusters:
+- name: ibs-local
+  cluster:
+    server: $KUBE_API
+    certificate-authority: $d/ca.crt
+users:
+- name: ibs-admin
+  user:
+    client-certificate: $d/admin.crt
+    client-key: $d/admin.key
+contexts:
+- name: ibs-local
+  context: { cluster: ibs-local, user: ibs-admin }
+current-context: ibs-local
+YAML
+  chmod 600 "$KUBE_DIR/kubeconfig"
+}
+
+kube_ready() { curl -fsS --max-time 2 --cacert "$KUBE_DIR/pki/ca.crt" "$KUBE_API/readyz" >/dev/null; }
+
+# kubectl-free helper for the few writes this script needs: applies a JSON object with server-side apply.
+kube_apply() {
+  local path=$1 body=$2 d=$KUBE_DIR/pki
+  curl -fsS --max-time 10 --cacert "$d/ca.crt" --cert "$d/admin.crt" --key "$d/admin.key" -X PATCH \
+    -H 'Content-Type: application/apply-patch+yaml' --data "$body" \
+    "$KUBE_API$path?fieldManager=ibs-local&force=true" >/dev/null
+}
+
+start_kubernetes() {
+  mkdir -p "$KUBE_DIR"
+  kube_make_certs
+  kube_write_kubeconfig
+  local d=$KUBE_DIR/pki
+  start_process kube-etcd "http_ok http://127.0.0.1:23790/health" \
+    "$IBS_BIN/etcd" --name ibs-kube --data-dir "$KUBE_DIR/etcd" \
+      --listen-client-urls http://127.0.0.1:23790 --advertise-client-urls http://127.0.0.1:23790 \
+      --listen-peer-urls http://127.0.0.1:23800 --initial-advertise-peer-urls http://127.0.0.1:23800 \
+      --initial-cluster ibs-kube=http://127.0.0.1:23800 --listen-metrics-urls "" --log-level warn
+  # The endpoint reconciler is off because it refuses a loopback advertise address; nothing here uses the
+  # in-cluster `kubernetes` service.
+  start_process kube-apiserver kube_ready \
+    "$IBS_BIN/kube-apiserver" --etcd-servers http://127.0.0.1:23790 \
+      --bind-address 127.0.0.1 --secure-port 6443 --advertise-address 127.0.0.1 --endpoint-reconciler-type none \
+      --tls-cert-file "$d/apiserver.crt" --tls-private-key-file "$d/apiserver.key" --client-ca-file "$d/ca.crt" \
+      --service-account-issuer https://kubernetes.default.svc --service-account-key-file "$d/sa.pub" \
+      --service-account-signing-key-file "$d/sa.key" --service-cluster-ip-range 10.96.0.0/16 \
+      --authorization-mode Node,RBAC --kubelet-client-certificate "$d/admin.crt" --kubelet-client-key "$d/admin.key" \
+      --kubelet-preferred-address-types InternalIP --v 1
+  start_process kube-scheduler "curl -fsSk --max-time 2 https://127.0.0.1:10259/healthz" \
+    "$IBS_BIN/kube-scheduler" --kubeconfig "$KUBE_DIR/kubeconfig" --authentication-kubeconfig "$KUBE_DIR/kubeconfig" \
+      --authorization-kubeconfig "$KUBE_DIR/kubeconfig" --authentication-skip-lookup --bind-address 127.0.0.1 --secure-port 10259 --leader-elect=false
+  start_process kube-controller-manager "curl -fsSk --max-time 2 https://127.0.0.1:10257/healthz" \
+    "$IBS_BIN/kube-controller-manager" --kubeconfig "$KUBE_DIR/kubeconfig" \
+      --authentication-kubeconfig "$KUBE_DIR/kubeconfig" --authorization-kubeconfig "$KUBE_DIR/kubeconfig" --authentication-skip-lookup \
+      --bind-address 127.0.0.1 --secure-port 10257 --leader-elect=false \
+      --service-account-private-key-file "$d/sa.key" --root-ca-file "$d/ca.crt" --use-service-account-credentials=false \
+      --controllers '*,-nodeipam,-service-lb-controller,-cloud-node-lifecycle'
+  # kwok plays the kubelet of one node: the node's and the pods' phases from the project's Stage rules, and every
+  # container's log served from one file (CRI log format) that the tests write.
+  local stages
+  stages=$(cd "$here/../.." && pwd)/test/kubernetes/support/kwok-stages.yaml
+  [ -f "$KUBE_DIR/builder.log" ] || printf '%s stdout F simulated builder log\n' "$(date -u +%Y-%m-%dT%H:%M:%S.000000000Z)" >"$KUBE_DIR/builder.log"
+  { cat "$stages"; printf -- '---\napiVersion: kwok.x-k8s.io/v1alpha1\nkind: ClusterLogs\nmetadata: { name: ibs-builder-logs }\nspec:\n  selector: {}\n  logs:\n  - logsFile: %s\n    follow: false\n' "$KUBE_DIR/builder.log"; } >"$KUBE_DIR/kwok.yaml"
+  # No node lease (--node-lease-duration-seconds): with one, kwok waits a lease period (40 s) before it plays the
+  # node; the node's heartbeat is its Ready condition, refreshed by the ibs-node-heartbeat stage.
+  start_process kwok "curl -fsSk --max-time 2 https://127.0.0.1:10250/healthz" \
+    "$IBS_BIN/kwok" --kubeconfig "$KUBE_DIR/kubeconfig" --config "$KUBE_DIR/kwok.yaml" \
+      --manage-single-node "$KUBE_NODE" --node-ip 127.0.0.1 --node-port 10250 --server-address 127.0.0.1:10250 \
+      --tls-cert-file "$d/apiserver.crt" --tls-private-key-file "$d/apiserver.key"
+  kube_apply "/api/v1/nodes/$KUBE_NODE" "{\"apiVersion\":\"v1\",\"kind\":\"Node\",\"metadata\":{\"name\":\"$KUBE_NODE\",\"labels\":{\"type\":\"kwok\",\"kubernetes.io/hostname\":\"$KUBE_NODE\",\"kubernetes.io/os\":\"linux\",\"kubernetes.io/arch\":\"amd64\"},\"annotations\":{\"kwok.x-k8s.io/node\":\"fake\"}}}"
+  # kwok keeps a node's own capacity; ephemeral-storage must be there for pods that request it to be scheduled.
+  local capacity='{"cpu":"64","memory":"256Gi","ephemeral-storage":"2Ti","pods":"250"}'
+  curl -fsS --max-time 10 --cacert "$d/ca.crt" --cert "$d/admin.crt" --key "$d/admin.key" -X PATCH \
+    -H 'Content-Type: application/merge-patch+json' --data "{\"status\":{\"allocatable\":$capacity,\"capacity\":$capacity}}" \
+    "$KUBE_API/api/v1/nodes/$KUBE_NODE/status" >/dev/null
+}
+
+start_kubernetes

@@ -1,0 +1,52 @@
+/**
+ * Reads one file (the Dockerfile) out of a stored context archive without unpacking the rest: the executor checks
+ * Kaniko builds before it creates a pod, and the archive is already validated on upload.
+ */
+import { Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+import { extract } from 'tar-stream';
+
+/** The file's text, or undefined when the archive has no regular file at `path` (or it is larger than maxBytes). */
+export async function readContextFile(archive: Readable, path: string, maxBytes = 1 << 20): Promise<string | undefined> {
+  const wanted = withoutDotSlash(path);
+  const tar = extract();
+  const input = Readable.from(decompressed(archive));
+  input.on('error', (err) => tar.destroy(err));
+  input.pipe(tar);
+  try {
+    for await (const entry of tar) {
+      if (entry.header.type === 'file' && withoutDotSlash(entry.header.name) === wanted && (entry.header.size ?? 0) <= maxBytes) {
+        const chunks: Buffer[] = [];
+        for await (const chunk of entry) chunks.push(chunk as Buffer);
+        return Buffer.concat(chunks).toString('utf8');
+      }
+      entry.resume();
+    }
+    return undefined;
+  } finally {
+    // Stops reading the rest of a possibly large archive once the file is found.
+    input.destroy();
+    archive.destroy();
+  }
+}
+
+function withoutDotSlash(path: string): string {
+  return path.replace(/^(\.\/)+/, '');
+}
+
+/** The archive's bytes, gunzipped when they start with the gzip magic number (contexts are tar or tar.gz). */
+async function* decompressed(archive: Readable): AsyncGenerator<Buffer> {
+  const chunks = archive[Symbol.asyncIterator]() as AsyncIterator<Buffer | string>;
+  const first = await chunks.next();
+  if (first.done) return;
+  const head = Buffer.from(first.value);
+  async function* all(): AsyncGenerator<Buffer> {
+    yield head;
+    for (let next = await chunks.next(); !next.done; next = await chunks.next()) yield Buffer.from(next.value);
+  }
+  if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) {
+    for await (const chunk of Readable.from(all()).pipe(createGunzip())) yield chunk as Buffer;
+  } else {
+    yield* all();
+  }
+}

@@ -1,0 +1,421 @@
+/**
+ * The `kubernetes` executor: one builder pod per build, named after the build so that a retried activity attaches
+ * to the pod it already created instead of starting a second build that could push twice. The run heartbeats while
+ * it follows the pod, streams the build container's log into the build log, maps how the pod ended to a build
+ * error with a stable code, and deletes the pod (and the registry secret it owns) when done or cancelled.
+ */
+import { ApiException, CoreV1Api, KubeConfig, Log, PatchStrategy, setHeaderOptions, Watch, type V1Pod, type V1Secret } from '@kubernetes/client-node';
+import { Writable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { ObjectStore } from '../../storage/object-store';
+import { BuildFailedError, type BuildExecutor, type BuildJob, type BuildObserver, type BuildOutcome } from '../executor';
+import { readContextFile } from './context-file';
+import { assertKanikoCompatible } from './dockerfile-checks';
+import { resolveKubernetesOptions, type KubernetesExecutorOptions, type KubernetesExecutorSettings } from './options';
+import {
+  BUILD_CONTAINER, EXPIRES_AT_ANNOTATION, LABELS, MANAGED_BY, builderPodFor, dockerConfigSecretName, engineModeFor, type EngineMode,
+} from './pod-spec';
+import { podProgress } from './pod-state';
+import { PodWatch } from './pod-watch';
+import {
+  encodeDockerConfig, expandWildcardRegistryHosts, mergeDockerConfigs, parseDockerConfigSecret, plainCredentialsConfig, pullSecretNamesToMerge, type DockerConfig,
+} from './pull-secrets';
+import { builderResourcesFor } from './resources';
+
+export interface RegistryCredentials {
+  host: string;
+  username: string;
+  password: string;
+}
+
+export interface KubernetesExecutorDeps {
+  storage: ObjectStore;
+  /** Push credentials for the target registry (DOCKERHUB_USERNAME/PASSWORD), minted fresh for each run. */
+  credentials?: (job: BuildJob) => Promise<RegistryCredentials[]>;
+  /** Push over plain HTTP (DISABLE_HTTPS). */
+  insecureRegistry?: boolean;
+  /** A ready client configuration; by default one is loaded from options.kubeconfigPath or the cluster. */
+  kubeConfig?: KubeConfig;
+}
+
+export function createKubernetesExecutor(settings: KubernetesExecutorSettings, deps: KubernetesExecutorDeps): KubernetesExecutor {
+  const options = resolveKubernetesOptions(settings);
+  return new KubernetesExecutor(options, deps, deps.kubeConfig ?? loadKubeConfig(options));
+}
+
+export function loadKubeConfig(options: Pick<KubernetesExecutorOptions, 'kubeconfigPath'>): KubeConfig {
+  const kc = new KubeConfig();
+  if (options.kubeconfigPath) kc.loadFromFile(options.kubeconfigPath);
+  else kc.loadFromCluster();
+  return kc;
+}
+
+const LOG_TAIL_LINES = 40;
+
+export class KubernetesExecutor implements BuildExecutor {
+  readonly name = 'kubernetes';
+  private readonly core: CoreV1Api;
+  private readonly logs: Log;
+  private readonly watch: Watch;
+
+  constructor(
+    readonly options: KubernetesExecutorOptions,
+    private readonly deps: KubernetesExecutorDeps,
+    kubeConfig: KubeConfig,
+  ) {
+    this.core = kubeConfig.makeApiClient(CoreV1Api);
+    this.logs = new Log(kubeConfig);
+    this.watch = new Watch(kubeConfig);
+  }
+
+  async run(job: BuildJob, observer: BuildObserver): Promise<BuildOutcome> {
+    // Best effort: a failed sweep of other builds' retained pods must not fail this build.
+    await this.deleteExpiredPods().catch(() => undefined);
+    const mode = engineModeFor(job, this.options);
+    if (mode === 'kaniko') await this.checkKanikoCompatible(job);
+    const resources = builderResourcesFor(job.resources, this.options.imageBuilder.resources, this.options.imageBuilder.maxResources);
+    const dockerConfig = await this.registryConfigFor(job);
+    const contextUrl = await this.deps.storage.presignGet(job.contextKey, this.options.contextUrlTtlSeconds);
+    const body = builderPodFor({ job, options: this.options, resources, contextUrl, insecureRegistry: this.deps.insecureRegistry ?? false });
+
+    const pod = await this.createOrAttach(body, mode, observer);
+    try {
+      await this.ensureRegistrySecret(job, pod, dockerConfig);
+      const outcome = await this.follow(job, pod, observer);
+      await this.finish(pod);
+      return outcome;
+    } catch (err) {
+      // Anything but a build failure (the API server unreachable, say) leaves the pod running: the retried
+      // activity attaches to it instead of building again.
+      if (!(err instanceof BuildFailedError)) throw err;
+      if (err.code === 'build_cancelled' || err.code === 'build_timeout') await this.deletePod(pod);
+      else await this.finish(pod).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  async check(): Promise<void> {
+    try {
+      await this.core.listNamespacedPod({ namespace: this.options.namespace, limit: 1 });
+    } catch (err) {
+      throw new Error(`the Kubernetes API does not let the executor list pods in namespace ${this.options.namespace}: ${apiErrorText(err)}`);
+    }
+  }
+
+  /** Creating the same build's pod twice is not an error: the second call attaches to the first pod. */
+  private async createOrAttach(body: V1Pod, mode: EngineMode, observer: BuildObserver): Promise<V1Pod> {
+    const name = body.metadata?.name as string;
+    const namespace = this.options.namespace;
+    try {
+      const created = await this.core.createNamespacedPod({ namespace, body });
+      observer.log(`[ibs] builder pod ${namespace}/${name} created (${mode})\n`);
+      return created;
+    } catch (err) {
+      if (isStatus(err, 403) && /PodSecurity/.test(apiErrorText(err))) throw podSecurityRejection(err, namespace, mode);
+      // Another admission policy (an OpenShift SCC, Kyverno) or invalid settings: retrying cannot help.
+      if (isStatus(err, 403) || isStatus(err, 422)) {
+        throw new BuildFailedError('builder_pod_rejected', `the API server refused the ${mode} builder pod in namespace ${namespace}: ${withoutPresignedUrls(apiErrorText(err))}`);
+      }
+      if (!isStatus(err, 409)) throw err;
+    }
+    const existing = await this.core.readNamespacedPod({ name, namespace });
+    if (existing.metadata?.labels?.[LABELS.managedBy] !== MANAGED_BY) {
+      throw new BuildFailedError('builder_pod_conflict', `a pod named ${namespace}/${name} exists and is not managed by the image build service`);
+    }
+    // A failed attempt never pushed, so a retried build starts over; a running or succeeded one is this build.
+    if (existing.status?.phase === 'Failed' || existing.metadata?.deletionTimestamp) {
+      await this.deletePod(existing);
+      await this.waitUntilGone(name);
+      return this.createOrAttach(body, mode, observer);
+    }
+    observer.log(`[ibs] attached to the existing builder pod ${namespace}/${name}\n`);
+    return existing;
+  }
+
+  /**
+   * Follows the pod until it ends: woken by a watch on the pod, re-reading it every resyncIntervalMs in case an
+   * event was missed while the watch re-opened. Heartbeats all along, so Temporal knows the worker is alive.
+   */
+  private async follow(job: BuildJob, pod: V1Pod, observer: BuildObserver): Promise<BuildOutcome> {
+    const name = pod.metadata?.name as string;
+    const tail = new LogTail(LOG_TAIL_LINES);
+    const heartbeat = setInterval(() => observer.heartbeat(), this.options.heartbeatIntervalMs);
+    const deadline = Date.now() + job.timeoutSeconds * 1000;
+    const watch = new PodWatch(this.watch, this.options.namespace, name);
+    let stream: LogStream | undefined;
+    let reportedWait: string | undefined;
+    try {
+      observer.heartbeat();
+      watch.start();
+      let current = await this.readFollowedPod(name);
+      for (;;) {
+        if (observer.signal.aborted) throw new BuildFailedError('build_cancelled', 'the build was cancelled');
+        if (Date.now() >= deadline) {
+          throw new BuildFailedError('build_timeout', `the build did not finish within ${job.timeoutSeconds} s (timeoutSeconds); raise it or make the build faster`);
+        }
+        if (!stream && buildContainerStarted(current)) stream = this.streamLog(name, observer, tail);
+        const waiting = schedulingProblem(current);
+        if (waiting && waiting !== reportedWait) {
+          // Not a failure: an autoscaler may still add a node. The consumer sees why nothing happens yet.
+          observer.log(`[ibs] the builder pod is not scheduled yet: ${waiting}\n`);
+          reportedWait = waiting;
+        }
+        const progress = podProgress(current, tail.text());
+        if (progress.state === 'succeeded' || progress.state === 'failed') {
+          await stream?.finished(this.options.logDrainMs);
+          if (progress.state === 'succeeded') return { digest: progress.digest };
+          // No streamed log (e.g. the stream broke): quote the log's end as the API server still has it.
+          if (progress.error.code === 'build_failed' && !tail.text()) {
+            const withLog = podProgress(current, await this.logTail(name));
+            if (withLog.state === 'failed') throw withLog.error;
+          }
+          throw progress.error;
+        }
+        const seen = watch.latest;
+        await watch.changed(Math.min(this.options.resyncIntervalMs, deadline - Date.now()), observer.signal);
+        current = watch.latest && watch.latest !== seen ? watch.latest : await this.readFollowedPod(name);
+      }
+    } finally {
+      clearInterval(heartbeat);
+      watch.stop();
+      stream?.stop();
+    }
+  }
+
+  /** A pod deleted under a running build (by a person or a node drain) fails the attempt so that it is retried. */
+  private async readFollowedPod(name: string): Promise<V1Pod> {
+    try {
+      return await this.core.readNamespacedPod({ name, namespace: this.options.namespace });
+    } catch (err) {
+      if (isStatus(err, 404)) throw new Error(`the builder pod ${this.options.namespace}/${name} was deleted before the build finished`);
+      throw err;
+    }
+  }
+
+  /** Follows the build container's log into the build log; a broken stream never fails the build. */
+  private streamLog(name: string, observer: BuildObserver, tail: LogTail): LogStream {
+    let controller: AbortController | undefined;
+    let resolveDone: () => void = () => undefined;
+    const done = new Promise<void>((resolve) => (resolveDone = resolve));
+    const sink = new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        const text = chunk.toString('utf8');
+        tail.push(text);
+        observer.log(text);
+        callback();
+      },
+    });
+    sink.on('finish', () => resolveDone());
+    sink.on('close', () => resolveDone());
+    this.logs
+      .log(this.options.namespace, name, BUILD_CONTAINER, sink, { follow: true })
+      .then((c) => (controller = c))
+      .catch((err: unknown) => {
+        observer.log(`[ibs] the builder's log could not be streamed (${apiErrorText(err)}); its end is shown if the build fails\n`);
+        resolveDone();
+      });
+    return {
+      finished: async (ms) => {
+        await Promise.race([done, sleep(ms)]);
+      },
+      stop: () => controller?.abort(),
+    };
+  }
+
+  private async logTail(name: string): Promise<string> {
+    try {
+      return await this.core.readNamespacedPodLog({ name, namespace: this.options.namespace, container: BUILD_CONTAINER, tailLines: LOG_TAIL_LINES });
+    } catch {
+      return '';
+    }
+  }
+
+  /** After success or failure: delete now, or mark when a retained pod may go (IMAGE_BUILDER_POD_RETENTION_SECONDS). */
+  private async finish(pod: V1Pod): Promise<void> {
+    if (this.options.retentionSeconds <= 0) return this.deletePod(pod);
+    const expiresAt = new Date(Date.now() + this.options.retentionSeconds * 1000).toISOString();
+    await ignoreNotFound(
+      this.core.patchNamespacedPod(
+        { name: pod.metadata?.name as string, namespace: this.options.namespace, body: { metadata: { annotations: { [EXPIRES_AT_ANNOTATION]: expiresAt } } } },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      ),
+    );
+  }
+
+  /** Retained pods are deleted by the next run after they expire, so no separate reaper has to be deployed. */
+  private async deleteExpiredPods(): Promise<void> {
+    if (this.options.retentionSeconds <= 0) return;
+    const list = await this.core.listNamespacedPod({ namespace: this.options.namespace, labelSelector: `${LABELS.managedBy}=${MANAGED_BY}` });
+    const now = Date.now();
+    for (const pod of list.items) {
+      const expiresAt = pod.metadata?.annotations?.[EXPIRES_AT_ANNOTATION];
+      if (expiresAt && Date.parse(expiresAt) <= now) await this.deletePod(pod);
+    }
+  }
+
+  /** Deletes the pod and, without waiting for the garbage collector, the registry secret it owns. */
+  private async deletePod(pod: V1Pod): Promise<void> {
+    const name = pod.metadata?.name as string;
+    const namespace = this.options.namespace;
+    await ignoreNotFound(this.core.deleteNamespacedPod({ name, namespace, gracePeriodSeconds: 0, propagationPolicy: 'Background' }));
+    await ignoreNotFound(this.core.deleteNamespacedSecret({ name: `${name}-registry`, namespace }));
+  }
+
+  private async waitUntilGone(name: string): Promise<void> {
+    for (let i = 0; i < 120; i++) {
+      try {
+        await this.core.readNamespacedPod({ name, namespace: this.options.namespace });
+      } catch (err) {
+        if (isStatus(err, 404)) return;
+        throw err;
+      }
+      await sleep(500);
+    }
+    throw new Error(`the previous builder pod ${name} was not deleted within 60 s`);
+  }
+
+  private async checkKanikoCompatible(job: BuildJob): Promise<void> {
+    const archive = await this.deps.storage.get(job.contextKey);
+    if (!archive) {
+      throw new BuildFailedError('context_missing', `the build context ${job.contextKey} is no longer in object storage; submit the build again`);
+    }
+    const dockerfile = await readContextFile(archive, job.dockerfile);
+    if (dockerfile !== undefined) assertKanikoCompatible(dockerfile, job.dockerfile);
+  }
+
+  /**
+   * The one docker config of the pod: the global pull secrets (unless imagePullSecrets.mount is false), the
+   * builder's pull-credential secrets and IMAGE_BUILDER_IMAGE_PULL_SECRETS_TO_MOUNT, the plain entries, then the
+   * push credentials for the target; wildcard hosts expanded last so they see every source.
+   */
+  private async registryConfigFor(job: BuildJob): Promise<DockerConfig> {
+    const pull = this.options.pullCredentials;
+    const configs: DockerConfig[] = [];
+    for (const name of pullSecretNamesToMerge(pull)) configs.push(await this.readPullSecret(name));
+    configs.push(plainCredentialsConfig(pull.plain));
+    const push = (await this.deps.credentials?.(job)) ?? [];
+    configs.push(plainCredentialsConfig(push.map((c) => ({ host: c.host, user: c.username, password: c.password }))));
+    return expandWildcardRegistryHosts(mergeDockerConfigs(configs), pull.wildcardHosts);
+  }
+
+  private async readPullSecret(name: string): Promise<DockerConfig> {
+    let secret: V1Secret;
+    try {
+      secret = await this.core.readNamespacedSecret({ name, namespace: this.options.namespace });
+    } catch (err) {
+      if (isStatus(err, 404)) {
+        throw new BuildFailedError('pull_secret_missing', `the image pull secret "${name}" does not exist in namespace ${this.options.namespace}; create it or remove it from the image builder's pull secrets`);
+      }
+      throw err;
+    }
+    return parseDockerConfigSecret(name, secret.data);
+  }
+
+  /** The secret is owned by the pod, so deleting the pod (by us, a retention sweep or a person) deletes it too. */
+  private async ensureRegistrySecret(job: BuildJob, pod: V1Pod, config: DockerConfig): Promise<void> {
+    const namespace = this.options.namespace;
+    const name = dockerConfigSecretName(job.buildId);
+    const body: V1Secret = {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      type: 'kubernetes.io/dockerconfigjson',
+      metadata: {
+        name,
+        namespace,
+        labels: { ...pod.metadata?.labels },
+        ownerReferences: [
+          { apiVersion: 'v1', kind: 'Pod', name: pod.metadata?.name as string, uid: pod.metadata?.uid as string, controller: true, blockOwnerDeletion: false },
+        ],
+      },
+      data: { '.dockerconfigjson': encodeDockerConfig(config) },
+    };
+    try {
+      await this.core.createNamespacedSecret({ namespace, body });
+    } catch (err) {
+      if (!isStatus(err, 409)) throw new Error(`could not create the registry secret ${namespace}/${name}: ${apiErrorText(err)}`);
+      // Left by an earlier attempt; replaced so it belongs to this pod and holds this run's credentials.
+      await this.core.replaceNamespacedSecret({ name, namespace, body });
+    }
+  }
+}
+
+interface LogStream {
+  finished(ms: number): Promise<void>;
+  stop(): void;
+}
+
+/** The scheduler's reason for leaving the pod pending (e.g. "0/3 nodes are available: 3 Insufficient memory."). */
+function schedulingProblem(pod: V1Pod): string | undefined {
+  const condition = pod.status?.conditions?.find((c) => c.type === 'PodScheduled');
+  return condition?.status === 'False' && condition.reason === 'Unschedulable' ? condition.message || 'Unschedulable' : undefined;
+}
+
+function buildContainerStarted(pod: V1Pod): boolean {
+  const state = pod.status?.containerStatuses?.find((c) => c.name === BUILD_CONTAINER)?.state;
+  return Boolean(state?.running || state?.terminated);
+}
+
+function isStatus(err: unknown, code: number): boolean {
+  return err instanceof ApiException && err.code === code;
+}
+
+async function ignoreNotFound(promise: Promise<unknown>): Promise<void> {
+  try {
+    await promise;
+  } catch (err) {
+    if (!isStatus(err, 404)) throw err;
+  }
+}
+
+/** The API server's own message (a Status object's `message`), never request bodies or headers. */
+export function apiErrorText(err: unknown): string {
+  if (err instanceof ApiException) {
+    const body: unknown = err.body;
+    if (typeof body === 'string') {
+      try {
+        const parsed = JSON.parse(body) as { message?: string };
+        if (parsed.message) return parsed.message;
+      } catch {
+        return `HTTP ${err.code}`;
+      }
+    }
+    if (body && typeof body === 'object' && 'message' in body) return String((body as { message: unknown }).message);
+    return `HTTP ${err.code}`;
+  }
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** A presigned URL is a credential for a few minutes; an error that quotes the pod spec must not carry it. */
+function withoutPresignedUrls(text: string): string {
+  return text.replace(/https?:\/\/[^\s"']*X-Amz-[^\s"']*/g, '<presigned URL>');
+}
+
+/** Names the policy (e.g. "restricted:latest") and the engine mode, so the operator knows which one to change. */
+function podSecurityRejection(err: unknown, namespace: string, mode: EngineMode): BuildFailedError {
+  const text = apiErrorText(err);
+  const policy = /violates PodSecurity "([^"]+)"/.exec(text)?.[1] ?? 'unknown';
+  const details = text.replace(/^.*?violates PodSecurity "[^"]+":\s*/, '');
+  return new BuildFailedError(
+    'pod_security_rejected',
+    `namespace ${namespace} enforces Pod Security "${policy}", which rejects the ${mode} builder pod: ${details}; use an engine mode the policy admits (useQemu for "restricted") or relax the namespace's pod-security.kubernetes.io/enforce label`,
+  );
+}
+
+/** Keeps the last lines of the build log for error messages without holding the whole log in memory. */
+class LogTail {
+  private lines: string[] = [];
+  private partial = '';
+  constructor(private readonly max: number) {}
+
+  push(text: string): void {
+    const parts = (this.partial + text).split('\n');
+    this.partial = parts.pop() ?? '';
+    this.lines.push(...parts);
+    if (this.lines.length > this.max) this.lines = this.lines.slice(-this.max);
+  }
+
+  text(): string {
+    return [...this.lines, this.partial].filter(Boolean).slice(-this.max).join('\n');
+  }
+}
+

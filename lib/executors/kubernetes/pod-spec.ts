@@ -1,0 +1,294 @@
+/**
+ * The builder pod of one build, as plain data: one template per engine mode (rootless BuildKit, BuildKit in QEMU,
+ * Kaniko). Every container runs the image-builder's entrypoints from infra/images, whose contract is the IBS_* env
+ * below: `ibs-fetch-context` downloads the context from a presigned URL into /workspace/context (so the context never
+ * passes through the API server), `ibs-build` builds, pushes by digest and writes {"digest": ...} as the container's
+ * termination message.
+ */
+import { createHash } from 'node:crypto';
+import type { V1Container, V1EnvVar, V1Pod, V1SecurityContext, V1Volume } from '@kubernetes/client-node';
+import type { BuildJob } from '../executor';
+import type { BuilderResources, ImageBuilderSecurityContext, KanikoContainerSecurityContext, KubernetesExecutorOptions } from './options';
+import { defaultImageBuilderSecurityContext } from './options';
+import { containerResources } from './resources';
+
+export type EngineMode = 'buildkit-rootless' | 'buildkit-qemu' | 'kaniko';
+
+export const LABELS = {
+  managedBy: 'app.kubernetes.io/managed-by',
+  component: 'app.kubernetes.io/component',
+  buildId: 'image-build-service/build-id',
+  consumer: 'image-build-service/consumer',
+  engine: 'image-build-service/engine',
+} as const;
+export const MANAGED_BY = 'image-build-service';
+/** When a retained pod may be deleted (RFC 3339); set on finished pods when retention is on. */
+export const EXPIRES_AT_ANNOTATION = 'image-build-service/expires-at';
+/** OpenShift 4.14+ admits the pod under this SCC when the service account may use it. */
+export const OPENSHIFT_SCC_ANNOTATION = 'openshift.io/required-scc';
+
+export const BUILD_CONTAINER = 'build';
+export const FETCH_CONTAINER = 'fetch-context';
+const WORKSPACE = '/workspace';
+const DOCKER_CONFIG_DIR = '/ibs/docker';
+const ROOTLESS_UID = 1000;
+
+export interface BuilderPodInput {
+  job: BuildJob;
+  options: KubernetesExecutorOptions;
+  resources: BuilderResources;
+  contextUrl: string;
+  /** Push over plain HTTP (DISABLE_HTTPS). */
+  insecureRegistry: boolean;
+}
+
+/** DNS-1123 label safe, deterministic per build: a second create of the same build hits the same name. */
+export function builderPodName(buildId: string): string {
+  const clean = buildId.toLowerCase().replace(/[^a-z0-9-]/g, '-').replace(/^-+|-+$/g, '');
+  const name = `ibs-build-${clean}`;
+  if (name.length <= 53 && clean === buildId) return name;
+  // Long or rewritten ids get a hash suffix so two ids that clean up alike still get different pods.
+  const hash = createHash('sha256').update(buildId).digest('hex').slice(0, 10);
+  return `ibs-build-${clean.slice(0, 36).replace(/-+$/, '')}-${hash}`;
+}
+
+export function dockerConfigSecretName(buildId: string): string {
+  return `${builderPodName(buildId)}-registry`;
+}
+
+/** A label value (63 chars of [A-Za-z0-9._-], alphanumeric at both ends). */
+export function labelValue(value: string): string {
+  return value.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 63).replace(/^[^A-Za-z0-9]+|[^A-Za-z0-9]+$/g, '');
+}
+
+export function engineModeFor(job: BuildJob, options: KubernetesExecutorOptions): EngineMode {
+  const engine = job.engine ?? options.imageBuilder.engine;
+  if (engine === 'kaniko') return 'kaniko';
+  return options.imageBuilder.useQemu ? 'buildkit-qemu' : 'buildkit-rootless';
+}
+
+/** The image each mode runs: `<repository>/<name>:<version>` with a per-variant tag suffix, or KANIKO_IMAGE. */
+export function builderImageFor(mode: EngineMode, options: KubernetesExecutorOptions): string {
+  const ib = options.imageBuilder;
+  const base = `${ib.repository}/${ib.name}`;
+  switch (mode) {
+    case 'kaniko':
+      return ib.kaniko.image || `${base}:${ib.version}-kaniko-image`;
+    case 'buildkit-qemu':
+      return `${base}:${ib.version}-qemu-image`;
+    case 'buildkit-rootless':
+      return `${base}:${ib.version}`;
+  }
+}
+
+/** The pod for one build: metadata, then the mode's template. */
+export function builderPodFor(input: BuilderPodInput): V1Pod {
+  const { job, options } = input;
+  const mode = engineModeFor(job, options);
+  const podName = builderPodName(job.buildId);
+  const annotations: Record<string, string> = { ...options.podAnnotations };
+  if (mode === 'buildkit-qemu' && options.scc) annotations[OPENSHIFT_SCC_ANNOTATION] = options.scc;
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      name: podName,
+      namespace: options.namespace,
+      labels: {
+        [LABELS.managedBy]: MANAGED_BY,
+        [LABELS.component]: 'image-builder',
+        [LABELS.buildId]: labelValue(job.buildId),
+        [LABELS.consumer]: labelValue(job.consumer ?? 'unknown') || 'unknown',
+        [LABELS.engine]: mode,
+      },
+      annotations,
+    },
+    spec: mode === 'kaniko' ? kanikoPodSpec(input) : buildkitPodSpec(input, mode),
+  };
+}
+
+function commonPodSpec(input: BuilderPodInput): NonNullable<V1Pod['spec']> {
+  const { job, options } = input;
+  const pullSecretNames = options.pullCredentials.mountGlobal ? options.pullCredentials.globalSecretNames : [];
+  return {
+    restartPolicy: 'Never',
+    // The executor stops the build at timeoutSeconds; the deadline is the cluster's backstop if the worker is gone.
+    activeDeadlineSeconds: job.timeoutSeconds + 60,
+    automountServiceAccountToken: false,
+    enableServiceLinks: false,
+    serviceAccountName: options.serviceAccountName,
+    imagePullSecrets: pullSecretNames.length > 0 ? pullSecretNames.map((name) => ({ name })) : undefined,
+    containers: [],
+  };
+}
+
+function volumes(job: BuildJob, extra: V1Volume[] = []): V1Volume[] {
+  return [
+    { name: 'workspace', emptyDir: {} },
+    {
+      name: 'docker-config',
+      secret: { secretName: dockerConfigSecretName(job.buildId), items: [{ key: '.dockerconfigjson', path: 'config.json' }] },
+    },
+    ...extra,
+  ];
+}
+
+function fetchContextContainer(image: string, input: BuilderPodInput, securityContext: V1SecurityContext): V1Container {
+  return {
+    name: FETCH_CONTAINER,
+    image,
+    command: ['/usr/local/bin/ibs-fetch-context'],
+    env: [
+      { name: 'IBS_CONTEXT_URL', value: input.contextUrl },
+      { name: 'IBS_CONTEXT_DIR', value: `${WORKSPACE}/context` },
+    ],
+    volumeMounts: [{ name: 'workspace', mountPath: WORKSPACE }],
+    resources: { requests: { cpu: '100m', memory: '64Mi' }, limits: { cpu: '1', memory: '256Mi' } },
+    securityContext,
+    terminationMessagePolicy: 'FallbackToLogsOnError',
+  };
+}
+
+/** What to build: the same variables for every engine, read by infra/images/image-builder/ibs-build. */
+function buildEnv(input: BuilderPodInput): V1EnvVar[] {
+  const { job } = input;
+  const env: V1EnvVar[] = [
+    { name: 'IBS_BUILD_ID', value: job.buildId },
+    { name: 'IBS_CONTEXT_DIR', value: `${WORKSPACE}/context` },
+    { name: 'IBS_DOCKERFILE', value: job.dockerfile },
+    { name: 'IBS_REPOSITORY', value: job.repository },
+    { name: 'IBS_PLATFORMS', value: job.platforms.join(',') },
+    { name: 'IBS_BUILD_ARGS', value: encodedPairs(job.buildArgs) },
+    { name: 'IBS_LABELS', value: encodedPairs(job.labels) },
+    { name: 'IBS_INSECURE_REGISTRY', value: String(input.insecureRegistry) },
+    { name: 'IBS_NO_CACHE', value: String(job.noCache ?? false) },
+    { name: 'DOCKER_CONFIG', value: DOCKER_CONFIG_DIR },
+  ];
+  if (job.target) env.push({ name: 'IBS_TARGET', value: job.target });
+  return env;
+}
+
+/** One KEY=<base64 value> per line: the entrypoint is a busybox script, and values may hold any character. */
+export function encodedPairs(pairs: Record<string, string>): string {
+  return Object.entries(pairs)
+    .map(([key, value]) => `${key}=${Buffer.from(value).toString('base64')}`)
+    .join('\n');
+}
+
+function commonMounts() {
+  return [
+    { name: 'workspace', mountPath: WORKSPACE },
+    { name: 'docker-config', mountPath: DOCKER_CONFIG_DIR, readOnly: true },
+  ];
+}
+
+/** imageBuilder.securityContext as a container security context; empty strings leave a field to the cluster. */
+export function imageBuilderContainerSecurityContext(sc: ImageBuilderSecurityContext): V1SecurityContext {
+  return {
+    allowPrivilegeEscalation: sc.allowPrivilegeEscalation,
+    runAsNonRoot: true,
+    runAsUser: ROOTLESS_UID,
+    runAsGroup: ROOTLESS_UID,
+    capabilities: { drop: [...sc.capabilities.drop], add: sc.capabilities.add.length > 0 ? [...sc.capabilities.add] : undefined },
+    seccompProfile: sc.seccompProfileType ? { type: sc.seccompProfileType } : undefined,
+    seLinuxOptions: sc.seLinuxType ? { type: sc.seLinuxType } : undefined,
+  };
+}
+
+/** The chart's KANIKO_CONTAINER_SECURITY_CONTEXT_*, for Kaniko containers and init containers alike. */
+export function kanikoSecurityContext(sc: KanikoContainerSecurityContext): V1SecurityContext {
+  return {
+    runAsUser: sc.runAsUser,
+    runAsGroup: sc.runAsGroup,
+    runAsNonRoot: sc.runAsNonRoot,
+    privileged: sc.privileged,
+    allowPrivilegeEscalation: sc.allowPrivilegeEscalation,
+    readOnlyRootFilesystem: sc.readOnlyRootFilesystem,
+    capabilities: { drop: [...sc.capabilities.drop], add: sc.capabilities.add.length > 0 ? [...sc.capabilities.add] : undefined },
+    seccompProfile: sc.seccompProfileType ? { type: sc.seccompProfileType } : undefined,
+    seLinuxOptions: sc.seLinuxType ? { type: sc.seLinuxType } : undefined,
+  };
+}
+
+/** Rootless BuildKit (buildctl-daemonless) in the pod, or the same inside a QEMU VM when useQemu is set. */
+function buildkitPodSpec(input: BuilderPodInput, mode: 'buildkit-rootless' | 'buildkit-qemu'): NonNullable<V1Pod['spec']> {
+  const { job, options } = input;
+  const ib = options.imageBuilder;
+  const image = builderImageFor(mode, options);
+  const securityContext = imageBuilderContainerSecurityContext(ib.securityContext ?? defaultImageBuilderSecurityContext(mode === 'buildkit-qemu'));
+  // Rootless BuildKit mounts inside its own user namespace, which AppArmor's default profile forbids; in QEMU the
+  // mounts happen inside the VM, so the pod keeps the runtime's default profile.
+  if (mode === 'buildkit-rootless' && securityContext.seccompProfile?.type === 'Unconfined') {
+    securityContext.appArmorProfile = { type: 'Unconfined' };
+  }
+  const fetchSecurity: V1SecurityContext = {
+    allowPrivilegeEscalation: false,
+    runAsNonRoot: true,
+    runAsUser: ROOTLESS_UID,
+    runAsGroup: ROOTLESS_UID,
+    capabilities: { drop: ['ALL'] },
+    seccompProfile: { type: 'RuntimeDefault' },
+    seLinuxOptions: securityContext.seLinuxOptions,
+  };
+  const env = buildEnv(input);
+  // Without a privileged pod there is no procfs to mount for RUN steps' sandboxes; rootless BuildKit's own flag.
+  env.push({ name: 'BUILDKITD_FLAGS', value: '--oci-worker-no-process-sandbox' });
+  if (ib.buildkitSnapshotter) env.push({ name: 'BUILDKIT_OCI_WORKER_SNAPSHOTTER', value: ib.buildkitSnapshotter });
+  if (mode === 'buildkit-qemu') env.push({ name: 'IBS_USE_QEMU', value: 'true' });
+  return {
+    ...commonPodSpec(input),
+    securityContext: { fsGroup: ROOTLESS_UID },
+    initContainers: [fetchContextContainer(image, input, fetchSecurity)],
+    containers: [
+      {
+        name: BUILD_CONTAINER,
+        image,
+        command: ['/usr/local/bin/ibs-build'],
+        env,
+        resources: containerResources(input.resources),
+        securityContext,
+        volumeMounts: [...commonMounts(), { name: 'buildkit-state', mountPath: '/home/user/.local/share/buildkit' }],
+        terminationMessagePolicy: 'FallbackToLogsOnError',
+      },
+    ],
+    volumes: volumes(job, [{ name: 'buildkit-state', emptyDir: {} }]),
+  };
+}
+
+/** Kaniko: root inside the container, mapped to an unprivileged host user unless userNamespaceIsolation is off. */
+function kanikoPodSpec(input: BuilderPodInput): NonNullable<V1Pod['spec']> {
+  const { job, options } = input;
+  const kaniko = options.imageBuilder.kaniko;
+  const image = builderImageFor('kaniko', options);
+  const securityContext = kanikoSecurityContext(kaniko.containerSecurityContext);
+  const env = [...buildEnv(input), { name: 'IBS_ENGINE', value: 'kaniko' }, ...otlpEnv(options)];
+  return {
+    ...commonPodSpec(input),
+    // Omitted (not false-negated) when isolation is off, so the cluster's default applies.
+    hostUsers: kaniko.userNamespaceIsolation ? false : undefined,
+    initContainers: [fetchContextContainer(image, input, securityContext)],
+    containers: [
+      {
+        name: BUILD_CONTAINER,
+        image,
+        command: ['/usr/local/bin/ibs-build'],
+        env,
+        resources: containerResources(input.resources),
+        securityContext: kanikoSecurityContext(kaniko.containerSecurityContext),
+        volumeMounts: commonMounts(),
+        terminationMessagePolicy: 'FallbackToLogsOnError',
+      },
+    ],
+    volumes: volumes(job),
+  };
+}
+
+function otlpEnv(options: KubernetesExecutorOptions): V1EnvVar[] {
+  const otlp = options.imageBuilder.otlp;
+  if (!otlp.enabled) return [];
+  const env: V1EnvVar[] = [];
+  if (otlp.endpoint) env.push({ name: 'OTEL_EXPORTER_OTLP_ENDPOINT', value: otlp.endpoint });
+  if (otlp.metricExportInterval) env.push({ name: 'OTEL_METRIC_EXPORT_INTERVAL', value: otlp.metricExportInterval });
+  if (otlp.blrpScheduleDelay) env.push({ name: 'OTEL_BLRP_SCHEDULE_DELAY', value: otlp.blrpScheduleDelay });
+  return env;
+}

@@ -1,0 +1,46 @@
+import type { V1Pod } from '@kubernetes/client-node';
+import { describe, expect, it } from 'vitest';
+import { podProgress, reportedDigest } from './pod-state';
+
+const DIGEST = `sha256:${'ab'.repeat(32)}`;
+
+function pod(status: V1Pod['status'], memoryLimit = '1G'): V1Pod {
+  return { spec: { containers: [{ name: 'build', resources: { limits: { memory: memoryLimit } } }] }, status };
+}
+const terminated = (exitCode: number, reason: string, message?: string) => ({ name: 'build', image: 'b', imageID: '', ready: false, restartCount: 0, state: { terminated: { exitCode, reason, message } } });
+
+describe('podProgress', () => {
+  it.each<[string, V1Pod['status'], string, RegExp]>([
+    ['OOMKilled', { phase: 'Failed', containerStatuses: [terminated(137, 'OOMKilled')] }, 'builder_oom_killed', /out of memory \(limit 1G\)/],
+    ['evicted', { phase: 'Failed', reason: 'Evicted', message: 'low on ephemeral-storage' }, 'builder_evicted', /low on ephemeral-storage/],
+    ['image pull', { phase: 'Pending', containerStatuses: [{ name: 'build', image: 'r/ib:1', imageID: '', ready: false, restartCount: 0, state: { waiting: { reason: 'ImagePullBackOff', message: 'back-off' } } }] }, 'builder_image_pull_failed', /r\/ib:1 \(ImagePullBackOff\)/],
+    ['deadline', { phase: 'Failed', reason: 'DeadlineExceeded' }, 'build_timeout', /active deadline/],
+    ['non-zero exit', { phase: 'Failed', containerStatuses: [terminated(2, 'Error')] }, 'build_failed', /exit code 2.*\n.*step 3 failed/s],
+    ['context fetch', { phase: 'Failed', initContainerStatuses: [{ ...terminated(22, 'Error', 'HTTP 403'), name: 'fetch-context' }] }, 'context_fetch_failed', /exit 22\): HTTP 403/],
+    ['success without digest', { phase: 'Succeeded', containerStatuses: [terminated(0, 'Completed', 'nothing')] }, 'build_failed', /no image digest/],
+  ])('maps %s to %s', (_name, status, code, message) => {
+    const progress = podProgress(pod(status), 'step 3 failed');
+    expect(progress.state).toBe('failed');
+    if (progress.state !== 'failed') return;
+    expect(progress.error.code).toBe(code);
+    expect(progress.error.message).toMatch(message);
+  });
+
+  it('returns the digest the builder reported on success', () => {
+    expect(podProgress(pod({ phase: 'Succeeded', containerStatuses: [terminated(0, 'Completed', JSON.stringify({ digest: DIGEST }))] }), '')).toEqual({ state: 'succeeded', digest: DIGEST });
+  });
+
+  it('reports pending and running pods as still going', () => {
+    expect(podProgress(pod({ phase: 'Pending' }), '').state).toBe('pending');
+    expect(podProgress(pod({ phase: 'Running' }), '').state).toBe('running');
+  });
+});
+
+describe('reportedDigest', () => {
+  it('accepts only a sha256 digest in the JSON report', () => {
+    expect(reportedDigest(JSON.stringify({ digest: DIGEST }))).toBe(DIGEST);
+    expect(reportedDigest(JSON.stringify({ digest: 'sha256:short' }))).toBeUndefined();
+    expect(reportedDigest('oops')).toBeUndefined();
+    expect(reportedDigest(undefined)).toBeUndefined();
+  });
+});

@@ -1,0 +1,76 @@
+/**
+ * Reads a builder pod's status: still going, succeeded with a digest, or failed with a stable code that tells the
+ * consumer what happened (OOMKilled, evicted, image pull failure, deadline exceeded, non-zero exit).
+ */
+import type { V1ContainerStatus, V1Pod } from '@kubernetes/client-node';
+import { BuildFailedError } from '../executor';
+import { BUILD_CONTAINER, FETCH_CONTAINER } from './pod-spec';
+
+export type PodProgress =
+  | { state: 'pending' }
+  | { state: 'running' }
+  | { state: 'succeeded'; digest: string }
+  | { state: 'failed'; error: BuildFailedError };
+
+const IMAGE_PULL_FAILURES = new Set(['ErrImagePull', 'ImagePullBackOff', 'InvalidImageName', 'ErrImageNeverPull']);
+
+/** `logTail` is the end of the build log, quoted in a non-zero-exit error so the consumer sees why. */
+export function podProgress(pod: V1Pod, logTail: string): PodProgress {
+  const status = pod.status ?? {};
+  const all = [...(status.initContainerStatuses ?? []), ...(status.containerStatuses ?? [])];
+
+  const pullFailure = all.find((c) => c.state?.waiting?.reason && IMAGE_PULL_FAILURES.has(c.state.waiting.reason));
+  if (pullFailure) {
+    return failed('builder_image_pull_failed', `the builder pod could not pull ${pullFailure.image ?? 'its image'} (${pullFailure.state?.waiting?.reason}): ${pullFailure.state?.waiting?.message ?? 'no details'}; check the image-builder repository and version and the pull secrets of the namespace`);
+  }
+  if (status.reason === 'Evicted') {
+    return failed('builder_evicted', `the node evicted the builder pod: ${status.message ?? 'no details'}; the build needs more ephemeral storage or memory than the node could spare`);
+  }
+  if (status.reason === 'DeadlineExceeded') {
+    return failed('build_timeout', 'the builder pod reached its active deadline (timeoutSeconds); raise it or make the build faster');
+  }
+  const oom = all.find((c) => c.state?.terminated?.reason === 'OOMKilled');
+  if (oom) {
+    const limit = pod.spec?.containers.find((c) => c.name === oom.name)?.resources?.limits?.memory;
+    return failed('builder_oom_killed', `the builder ran out of memory${limit ? ` (limit ${limit})` : ''} and was killed (OOMKilled); raise the memory limit of the image builder`);
+  }
+  const fetch = status.initContainerStatuses?.find((c) => c.name === FETCH_CONTAINER);
+  if (fetch?.state?.terminated && fetch.state.terminated.exitCode !== 0) {
+    return failed('context_fetch_failed', `the builder pod could not fetch the build context (exit ${fetch.state.terminated.exitCode}): ${terminationText(fetch)}`);
+  }
+  if (status.phase === 'Succeeded') {
+    const build = status.containerStatuses?.find((c) => c.name === BUILD_CONTAINER);
+    const digest = reportedDigest(build?.state?.terminated?.message);
+    if (!digest) return failed('build_failed', `the builder finished but reported no image digest; last log lines:\n${logTail}`);
+    return { state: 'succeeded', digest };
+  }
+  const build = status.containerStatuses?.find((c) => c.name === BUILD_CONTAINER);
+  const exit = build?.state?.terminated;
+  if (exit && exit.exitCode !== 0) {
+    const tail = logTail || terminationText(build);
+    return failed('build_failed', `the build failed (exit code ${exit.exitCode}${exit.reason && exit.reason !== 'Error' ? `, ${exit.reason}` : ''}); last log lines:\n${tail}`);
+  }
+  if (status.phase === 'Failed') {
+    return failed('build_failed', `the builder pod failed${status.reason ? ` (${status.reason})` : ''}: ${status.message ?? 'no details'}`);
+  }
+  return status.phase === 'Running' ? { state: 'running' } : { state: 'pending' };
+}
+
+/** The entrypoint writes {"digest":"sha256:..."} to /dev/termination-log; anything else is not a result. */
+export function reportedDigest(message: string | undefined): string | undefined {
+  if (!message) return undefined;
+  try {
+    const digest = (JSON.parse(message) as { digest?: unknown }).digest;
+    return typeof digest === 'string' && /^sha256:[a-f0-9]{64}$/.test(digest) ? digest : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function terminationText(status: V1ContainerStatus | undefined): string {
+  return status?.state?.terminated?.message?.trim() || status?.state?.terminated?.reason || 'no details';
+}
+
+function failed(code: string, message: string): PodProgress {
+  return { state: 'failed', error: new BuildFailedError(code, message) };
+}

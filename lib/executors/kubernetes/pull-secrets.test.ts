@@ -1,0 +1,63 @@
+import { describe, expect, it } from 'vitest';
+import { BuildFailedError } from '../executor';
+import {
+  encodeDockerConfig, expandWildcardRegistryHosts, mergeDockerConfigs, parseDockerConfigSecret, plainCredentialsConfig, pullSecretNamesToMerge,
+} from './pull-secrets';
+
+const auth = (user: string) => ({ auth: Buffer.from(`${user}:pw`).toString('base64') });
+
+describe('expandWildcardRegistryHosts', () => {
+  it('copies a *.domain entry to every listed exact host under that domain', () => {
+    const out = expandWildcardRegistryHosts({ auths: { '*.myregistry.com': auth('wild') } }, ['repo1.myregistry.com', 'repo2.myregistry.com']);
+    expect(out.auths['repo1.myregistry.com']).toEqual(auth('wild'));
+    expect(out.auths['repo2.myregistry.com']).toEqual(auth('wild'));
+    expect(out.auths['*.myregistry.com']).toEqual(auth('wild'));
+  });
+
+  it('leaves hosts outside the domain, and the bare domain itself, alone', () => {
+    const out = expandWildcardRegistryHosts({ auths: { '*.myregistry.com': auth('wild') } }, ['other.example', 'myregistry.com', 'evilmyregistry.com']);
+    expect(Object.keys(out.auths)).toEqual(['*.myregistry.com']);
+  });
+
+  it('keeps an exact entry over the wildcard and prefers the most specific wildcard', () => {
+    const out = expandWildcardRegistryHosts(
+      { auths: { '*.myregistry.com': auth('wild'), '*.eu.myregistry.com': auth('eu'), 'repo1.myregistry.com': auth('exact') } },
+      ['repo1.myregistry.com', 'a.eu.myregistry.com', ' REPO3.myregistry.com '],
+    );
+    expect(out.auths['repo1.myregistry.com']).toEqual(auth('exact'));
+    expect(out.auths['a.eu.myregistry.com']).toEqual(auth('eu'));
+    expect(out.auths['repo3.myregistry.com']).toEqual(auth('wild'));
+  });
+});
+
+describe('pull secret merging', () => {
+  it('reads the global secrets only when imagePullSecrets.mount is on, then the builder secrets, without duplicates', () => {
+    const base = { globalSecretNames: ['global'], credentialSecretNames: ['chart-made', 'global'], secretsToMount: ['wild'], plain: [], wildcardHosts: [] };
+    expect(pullSecretNamesToMerge({ ...base, mountGlobal: true })).toEqual(['global', 'chart-made', 'wild']);
+    expect(pullSecretNamesToMerge({ ...base, mountGlobal: false })).toEqual(['chart-made', 'global', 'wild']);
+    expect(pullSecretNamesToMerge({ ...base, globalSecretNames: ['only-global'], credentialSecretNames: [], mountGlobal: false })).toEqual(['wild']);
+  });
+
+  it('lets later sources win for the same host', () => {
+    const merged = mergeDockerConfigs([{ auths: { 'docker.io': auth('a'), 'q.io': auth('q') } }, plainCredentialsConfig([{ host: 'docker.io', user: 'b', password: 'pw' }])]);
+    expect(merged.auths).toEqual({ 'docker.io': auth('b'), 'q.io': auth('q') });
+  });
+
+  it('parses a dockerconfigjson secret and round-trips the encoding', () => {
+    const data = { '.dockerconfigjson': encodeDockerConfig({ auths: { 'r.example': auth('u') } }) };
+    expect(parseDockerConfigSecret('s', data)).toEqual({ auths: { 'r.example': auth('u') } });
+  });
+
+  it('refuses a secret that is not a docker config, naming the secret but not its content', () => {
+    const bad = { '.dockerconfigjson': Buffer.from('not json: hunter2').toString('base64') };
+    expect(() => parseDockerConfigSecret('mine', bad)).toThrow(BuildFailedError);
+    try {
+      parseDockerConfigSecret('mine', bad);
+    } catch (err) {
+      expect((err as BuildFailedError).code).toBe('pull_secret_invalid');
+      expect((err as Error).message).toContain('"mine"');
+      expect((err as Error).message).not.toContain('hunter2');
+    }
+    expect(() => parseDockerConfigSecret('opaque', { password: 'x' })).toThrow(/kubernetes.io\/dockerconfigjson/);
+  });
+});

@@ -1,0 +1,189 @@
+/**
+ * The kubernetes executor against a real kube-apiserver + etcd, with kube-scheduler and kube-controller-manager,
+ * and kwok playing the node: pods are created, scheduled, run, fail, time out, are cancelled and cleaned up for real.
+ */
+import { KubeConfig } from '@kubernetes/client-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BuildFailedError } from '../../lib/executors/executor';
+import { builderPodName, createKubernetesExecutor } from '../../lib/executors/kubernetes';
+import {
+  buildJob, coreApi, createNamespace, deleteNamespace, eventually, objectStore, podGone, readPod, recordingObserver, secretGone, setBuilderLog, settingsFor, uploadContext,
+} from './support/cluster';
+
+const DIGEST = `sha256:${'5e'.repeat(32)}`;
+
+let namespace: string;
+let contextKey: string;
+
+beforeAll(async () => {
+  namespace = await createNamespace('ibs-exec');
+  contextKey = await uploadContext();
+});
+
+afterAll(async () => {
+  await deleteNamespace(namespace);
+});
+
+function executor(kwok: Record<string, string>, overrides: Parameters<typeof settingsFor>[1] = {}) {
+  return createKubernetesExecutor(settingsFor(namespace, overrides, kwok), {
+    storage: objectStore(),
+    credentials: async () => [{ host: '127.0.0.1:5000', username: 'pusher', password: 'push-secret-value' }],
+  });
+}
+
+async function failureOf(promise: Promise<unknown>): Promise<BuildFailedError> {
+  const err = await promise.then(() => undefined, (e: unknown) => e);
+  expect(err).toBeInstanceOf(BuildFailedError);
+  return err as BuildFailedError;
+}
+
+describe('a successful build', () => {
+  it('creates a labelled pod, streams its log, heartbeats, returns the digest and deletes the pod and its secret', async () => {
+    setBuilderLog('#1 [internal] load build definition from Dockerfile\n#2 DONE 0.1s\n');
+    const job = buildJob(contextKey);
+    const observer = recordingObserver();
+    const name = builderPodName(job.buildId);
+    let seen: Awaited<ReturnType<typeof readPod>>;
+    const watcher = eventually(async () => {
+      seen = await readPod(namespace, name);
+      return seen?.spec?.nodeName ? seen : undefined;
+    }, 'the builder pod to be scheduled');
+
+    const started = Date.now();
+    const outcome = await executor({ outcome: 'succeeded', 'after-ms': '1500', digest: DIGEST }).run(job, observer);
+    await watcher;
+    // The pod is watched: the run ends within moments of the pod, long before the 60 s re-read.
+    expect(Date.now() - started).toBeLessThan(15_000);
+
+    expect(outcome).toEqual({ digest: DIGEST });
+    expect(seen?.metadata?.labels).toMatchObject({ 'image-build-service/build-id': job.buildId, 'image-build-service/consumer': 'custom-models' });
+    expect(seen?.spec?.nodeName).toBe('ibs-kwok-node');
+    expect(observer.text()).toContain(`builder pod ${namespace}/${name} created`);
+    expect(observer.text()).toContain('#1 [internal] load build definition from Dockerfile');
+    expect(observer.heartbeats()).toBeGreaterThan(1);
+    expect(observer.text()).not.toContain('push-secret-value');
+    await eventually(() => podGone(namespace, name), 'the pod to be deleted');
+    await eventually(() => secretGone(namespace, `${name}-registry`), 'the registry secret to be deleted');
+  });
+
+  it('attaches a second run of the same build to the first pod instead of creating another', async () => {
+    const job = buildJob(contextKey);
+    // Retained, so that neither run deletes the pod under the other.
+    const ex = executor({ outcome: 'succeeded', 'after-ms': '2500', digest: DIGEST }, { retentionSeconds: 3600 });
+    const first = ex.run(job, recordingObserver());
+    const name = builderPodName(job.buildId);
+    const original = await eventually(() => readPod(namespace, name), 'the first pod');
+    const secondObserver = recordingObserver();
+    const second = ex.run(job, secondObserver);
+
+    expect(await first).toEqual({ digest: DIGEST });
+    expect(await second).toEqual({ digest: DIGEST });
+    expect(secondObserver.text()).toContain(`attached to the existing builder pod ${namespace}/${name}`);
+    // A run after the build finished (a retried activity) returns the same result without building again.
+    const third = recordingObserver();
+    expect(await ex.run(job, third)).toEqual({ digest: DIGEST });
+    expect(third.text()).toContain('attached to the existing builder pod');
+    expect((await readPod(namespace, name))?.metadata?.uid).toBe(original.metadata?.uid);
+    const pods = await coreApi().listNamespacedPod({ namespace, labelSelector: `image-build-service/build-id=${job.buildId}` });
+    expect(pods.items).toHaveLength(1);
+  });
+});
+
+describe('failures map to stable codes', () => {
+  it.each([
+    ['a non-zero exit, with the log tail', { outcome: 'failed', 'exit-code': '3' }, 'build_failed', /exit code 3.*ERROR: process "\/bin\/sh -c make" did not complete/s],
+    ['OOMKilled', { outcome: 'oomkilled' }, 'builder_oom_killed', /out of memory \(limit 1G\)/],
+    ['eviction', { outcome: 'evicted' }, 'builder_evicted', /low on resource: ephemeral-storage/],
+    ['the pod\'s active deadline', { outcome: 'deadline-exceeded' }, 'build_timeout', /active deadline/],
+    ['an image pull failure', { 'image-pull-failure': 'true' }, 'builder_image_pull_failed', /127\.0\.0\.1:5000\/ibs\/image-builder:1\.2\.3 \(ImagePullBackOff\)/],
+  ])('%s', async (_name, kwok, code, message) => {
+    setBuilderLog('#5 [3/3] RUN make\nERROR: process "/bin/sh -c make" did not complete successfully: exit code: 3\n');
+    const job = buildJob(contextKey);
+    const err = await failureOf(executor({ 'after-ms': '300', ...kwok }).run(job, recordingObserver()));
+    expect(err.code).toBe(code);
+    expect(err.message).toMatch(message);
+    await eventually(() => podGone(namespace, builderPodName(job.buildId)), 'the failed pod to be cleaned up');
+  });
+
+  it('times out a build that runs past timeoutSeconds and deletes its pod', async () => {
+    const job = buildJob(contextKey, { timeoutSeconds: 2 });
+    const started = Date.now();
+    const err = await failureOf(executor({}).run(job, recordingObserver()));
+    expect(err.code).toBe('build_timeout');
+    expect(Date.now() - started).toBeLessThan(15_000);
+    await eventually(() => podGone(namespace, builderPodName(job.buildId)), 'the timed-out pod to be deleted');
+  });
+
+  it('tells the build log why a pod waits for a node, and times out', async () => {
+    // More memory than the kwok node has (256Gi), within the deployment's ceiling.
+    const job = buildJob(contextKey, { timeoutSeconds: 3, resources: { requests: { memory: '300Gi' }, limits: { memory: '300Gi' } } });
+    const observer = recordingObserver();
+    const ex = executor({}, { imageBuilder: { repository: '127.0.0.1:5000/ibs', version: '1.2.3', maxResources: { memory: '1Ti' } } });
+    const err = await failureOf(ex.run(job, observer));
+    expect(err.code).toBe('build_timeout');
+    expect(observer.text()).toMatch(/the builder pod is not scheduled yet: 0\/1 nodes are available: 1 Insufficient memory/);
+    await eventually(() => podGone(namespace, builderPodName(job.buildId)), 'the unscheduled pod to be deleted');
+  });
+
+  it('deletes the pod when the build is cancelled', async () => {
+    const job = buildJob(contextKey);
+    const observer = recordingObserver();
+    const run = executor({}).run(job, observer);
+    const name = builderPodName(job.buildId);
+    await eventually(async () => ((await readPod(namespace, name))?.status?.phase === 'Running' ? true : undefined), 'the pod to run');
+    observer.abort();
+    const err = await failureOf(run);
+    expect(err.code).toBe('build_cancelled');
+    await eventually(() => podGone(namespace, name), 'the cancelled pod to be deleted');
+  });
+});
+
+describe('retention and ownership', () => {
+  it('keeps a finished pod for the retention period, owning its secret, and a later run deletes it once expired', async () => {
+    const job = buildJob(contextKey);
+    const name = builderPodName(job.buildId);
+    await executor({ outcome: 'failed' }, { retentionSeconds: 1 }).run(job, recordingObserver()).catch(() => undefined);
+    const kept = await readPod(namespace, name);
+    expect(kept?.metadata?.annotations?.['image-build-service/expires-at']).toBeTruthy();
+    const secret = await coreApi().readNamespacedSecret({ name: `${name}-registry`, namespace });
+    expect(secret.metadata?.ownerReferences).toEqual([expect.objectContaining({ kind: 'Pod', name, uid: kept?.metadata?.uid })]);
+
+    await new Promise((r) => setTimeout(r, 1_200));
+    await executor({ outcome: 'succeeded', digest: DIGEST }, { retentionSeconds: 1 }).run(buildJob(contextKey), recordingObserver());
+    await eventually(() => podGone(namespace, name), 'the expired pod to be deleted');
+  });
+
+  it('lets the garbage collector delete the secret with its pod', async () => {
+    const job = buildJob(contextKey);
+    const name = builderPodName(job.buildId);
+    await executor({ outcome: 'succeeded', digest: DIGEST }, { retentionSeconds: 3600 }).run(job, recordingObserver());
+    await coreApi().readNamespacedSecret({ name: `${name}-registry`, namespace });
+    // Deleted the way a person would: only the pod, with the API server's own cascading.
+    await coreApi().deleteNamespacedPod({ name, namespace, gracePeriodSeconds: 0 });
+    await eventually(() => secretGone(namespace, `${name}-registry`), 'the garbage collector to delete the owned secret', 60_000);
+  });
+
+  it('starts over when the same build id is retried after a failed pod was kept', async () => {
+    const job = buildJob(contextKey);
+    const name = builderPodName(job.buildId);
+    await executor({ outcome: 'failed' }, { retentionSeconds: 3600 }).run(job, recordingObserver()).catch(() => undefined);
+    const failedUid = (await readPod(namespace, name))?.metadata?.uid;
+    expect(await executor({ outcome: 'succeeded', digest: DIGEST }, { retentionSeconds: 3600 }).run(job, recordingObserver())).toEqual({ digest: DIGEST });
+    expect((await readPod(namespace, name))?.metadata?.uid).not.toBe(failedUid);
+  });
+});
+
+describe('check', () => {
+  it('passes against the cluster and names the namespace when the API server cannot be reached', async () => {
+    await executor({}).check();
+    const unreachable = new KubeConfig();
+    unreachable.loadFromOptions({
+      clusters: [{ name: 'none', server: 'https://127.0.0.1:1', skipTLSVerify: true }],
+      users: [{ name: 'none' }],
+      contexts: [{ name: 'none', cluster: 'none', user: 'none' }],
+      currentContext: 'none',
+    });
+    const ex = createKubernetesExecutor(settingsFor(namespace), { storage: objectStore(), kubeConfig: unreachable });
+    await expect(ex.check()).rejects.toThrow(`the Kubernetes API does not let the executor list pods in namespace ${namespace}`);
+  });
+});
