@@ -51,6 +51,7 @@ export function createActivities(deps: ActivityDeps) {
         const outcome = await deps.executor.run(
           {
             buildId: input.buildId,
+            consumer: input.consumer,
             contextKey: input.context.key,
             dockerfile: input.spec.dockerfile,
             repository: `${target.registry}/${target.repository}`,

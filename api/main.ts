@@ -1,7 +1,7 @@
 /** API entry point: configuration → adapters → Hono app on API_HOST:API_PORT. */
 import { serve } from '@hono/node-server';
 import { Client, Connection } from '@temporalio/client';
-import { ConfigError, loadConfig } from '../lib/config';
+import { ConfigError, describeSpringProfile, loadConfig } from '../lib/config';
 import { BuildRepository } from '../lib/db/builds-repository';
 import { createPool, migrate } from '../lib/db/pool';
 import { createObjectStore } from '../lib/storage';
@@ -9,6 +9,7 @@ import { createApp } from './app';
 
 async function main(): Promise<void> {
   const config = loadConfig();
+  console.log(describeSpringProfile(config));
   const pool = createPool(config.postgres);
   await migrate(pool);
   const connection = await Connection.connect({ address: config.temporal.address });

@@ -4,29 +4,45 @@ import type { ActivityDeps } from '../activities';
 import type { Config } from '../lib/config';
 import { BuildRepository } from '../lib/db/builds-repository';
 import { createPool, migrate } from '../lib/db/pool';
-import type { RegistryCredentials } from '../lib/executors/local/local-executor';
+import type { BuildExecutor } from '../lib/executors/executor';
+import { createKubernetesExecutor } from '../lib/executors/kubernetes';
 import { LocalExecutor } from '../lib/executors/local/local-executor';
 import { registryHostOf, registryHostsOfDockerfile } from '../lib/registry/base-images';
 import { RegistryClient } from '../lib/registry/client';
-import { builderCredentials, createCredentialProvider } from '../lib/registry/credentials';
-import { createObjectStore } from '../lib/storage';
+import { builderCredentials, createCredentialProvider, type CredentialProvider } from '../lib/registry/credentials';
+import { createObjectStore, type ObjectStore } from '../lib/storage';
+import { kubernetesSettingsFrom } from './kubernetes-settings';
 
-export async function createWorkerDependencies(config: Config): Promise<{ deps: ActivityDeps; pool: Pool }> {
-  const pool = createPool(config.postgres);
-  await migrate(pool);
-  const storage = createObjectStore(config);
-  const credentials = createCredentialProvider(config.registryAuth);
-  const executor = new LocalExecutor({
+/**
+ * The executor BUILD_EXECUTOR names. Either way the builder gets credentials only for the hosts it talks to,
+ * minted by the registry type's provider when the build starts.
+ */
+function createExecutor(config: Config, storage: ObjectStore, credentials: CredentialProvider): BuildExecutor {
+  if (config.executor.type === 'kubernetes') {
+    // Base-image registries reach builder pods through the pull secrets; the provider covers the push target.
+    return createKubernetesExecutor(kubernetesSettingsFrom(config), {
+      storage,
+      insecureRegistry: config.registry.disableHttps,
+      credentials: (job) => builderCredentials(credentials, [registryHostOf(job.repository)]),
+    });
+  }
+  return new LocalExecutor({
     buildkitHost: config.executor.buildkitHost,
     buildctlPath: config.executor.buildctlPath,
     storage,
     contextLimits: config.contextLimits,
     insecureRegistry: config.registry.disableHttps,
     noCache: config.executor.noCache,
-    // Each registry type's provider hands credentials only to its own hosts, minted when the build starts.
-    credentials: (job, dockerfile): Promise<RegistryCredentials[]> =>
+    credentials: (job, dockerfile) =>
       builderCredentials(credentials, [registryHostOf(job.repository), ...registryHostsOfDockerfile(dockerfile, job.buildArgs)]),
   });
+}
+
+export async function createWorkerDependencies(config: Config): Promise<{ deps: ActivityDeps; pool: Pool }> {
+  const pool = createPool(config.postgres);
+  await migrate(pool);
+  const storage = createObjectStore(config);
+  const credentials = createCredentialProvider(config.registryAuth);
   const registry = new RegistryClient({
     disableHttps: config.registry.disableHttps,
     allowSelfSignedCerts: config.registry.allowSelfSignedCerts,
@@ -34,6 +50,12 @@ export async function createWorkerDependencies(config: Config): Promise<{ deps: 
   });
   return {
     pool,
-    deps: { builds: new BuildRepository(pool), storage, executor, registry, secrets: config.secrets },
+    deps: {
+      builds: new BuildRepository(pool),
+      storage,
+      executor: createExecutor(config, storage, credentials),
+      registry,
+      secrets: config.secrets,
+    },
   };
 }

@@ -2,12 +2,13 @@
 import { NativeConnection } from '@temporalio/worker';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { ConfigError, loadConfig } from '../lib/config';
+import { ConfigError, describeSpringProfile, loadConfig } from '../lib/config';
 import { createWorkerDependencies } from './dependencies';
 import { createImageBuildWorker } from './worker';
 
 async function main(): Promise<void> {
   const config = loadConfig();
+  console.log(describeSpringProfile(config));
   const { deps, pool } = await createWorkerDependencies(config);
   await deps.storage.check();
   const connection = await NativeConnection.connect({ address: config.temporal.address });

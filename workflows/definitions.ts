@@ -44,6 +44,8 @@ export interface BuildErrorInfo {
 /** Input of one imageBuild run. Holds references only, never credentials or archive bytes. */
 export interface ImageBuildInput {
   buildId: string;
+  /** Who asked for the build; labels builder pods. Absent in runs started before it was added. */
+  consumer?: string;
   spec: BuildSpec;
   engine: BuildEngine;
   timeoutSeconds: number;

@@ -148,6 +148,7 @@ async function startWorkflow(c: Ctx, record: BuildRecord): Promise<void> {
   const { temporal, settings, builds } = c.get('deps');
   const input: ImageBuildInput = {
     buildId: record.id,
+    consumer: record.consumer,
     spec: record.spec,
     engine: record.spec.engine ?? settings.defaultEngine,
     timeoutSeconds: record.spec.timeoutSeconds ?? settings.defaultTimeoutSeconds,

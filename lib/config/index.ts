@@ -96,7 +96,14 @@ export interface Config {
     /** Azure AD tenant of the service principal, for ACR's OAuth2 exchange (required with registry type acr). */
     azureTenantId?: string;
   };
-  executor: { type: 'local'; buildkitHost: string; buildctlPath: string; noCache: boolean };
+  executor: {
+    type: 'local' | 'kubernetes';
+    buildkitHost: string;
+    buildctlPath: string;
+    noCache: boolean;
+    /** The kubernetes executor's kubeconfig (KUBECONFIG); unset means in-cluster configuration. */
+    kubeconfig?: string;
+  };
   build: { defaultEngine: 'buildkit' | 'kaniko'; defaultTimeoutSeconds: number; maxTimeoutSeconds: number };
   contextLimits: ContextLimits;
   imageBuilder: {
@@ -290,12 +297,13 @@ function readImageBuilder(read: EnvReader): Config['imageBuilder'] {
     useQemu,
     resources,
     maxResources,
+    // Rootless BuildKit needs newuidmap (setuid), hence privilege escalation and SETUID/SETGID by default; in QEMU
+    // mode the build runs inside the VM, so the defaults are what Pod Security "restricted" admits.
     securityContext: {
-      // Rootless BuildKit needs newuidmap (setuid), hence privilege escalation and SETUID/SETGID by default.
-      allowPrivilegeEscalation: read.boolean('IMAGE_BUILDER_SECURITY_CONTEXT_ALLOW_PRIVILEGE_ESCALATION', true),
-      seccompProfileType: read.oneOf('IMAGE_BUILDER_SECURITY_CONTEXT_SECCOMP_PROFILE_TYPE', SECCOMP_TYPES, 'Unconfined'),
+      allowPrivilegeEscalation: read.boolean('IMAGE_BUILDER_SECURITY_CONTEXT_ALLOW_PRIVILEGE_ESCALATION', !useQemu),
+      seccompProfileType: read.oneOf('IMAGE_BUILDER_SECURITY_CONTEXT_SECCOMP_PROFILE_TYPE', SECCOMP_TYPES, useQemu ? 'RuntimeDefault' : 'Unconfined'),
       seLinuxType: read.present('IMAGE_BUILDER_SECURITY_CONTEXT_SE_LINUX_TYPE') ?? '',
-      capabilities: readCapabilities(read, 'IMAGE_BUILDER_SECURITY_CONTEXT', { drop: ['ALL'], add: ['SETUID', 'SETGID'] }),
+      capabilities: readCapabilities(read, 'IMAGE_BUILDER_SECURITY_CONTEXT', { drop: ['ALL'], add: useQemu ? [] : ['SETUID', 'SETGID'] }),
     },
     ociWorkerSnapshotter: read.oneOf('BUILDKIT_OCI_WORKER_SNAPSHOTTER', ['auto', 'native', 'overlayfs', 'fuse-overlayfs', 'stargz'] as const, 'native'),
     podRetentionSeconds: read.integer('IMAGE_BUILDER_POD_RETENTION_SECONDS', 300, 0),
@@ -447,7 +455,8 @@ export function loadConfig(env: Env = process.env): Config {
           : read.optional('AZURE_TENANT_ID'),
     },
     executor: {
-      type: read.oneOf('BUILD_EXECUTOR', ['local'] as const, 'local'),
+      type: read.oneOf('BUILD_EXECUTOR', ['local', 'kubernetes'] as const, 'local'),
+      kubeconfig: read.present('KUBECONFIG'),
       buildkitHost: read.string('BUILDKIT_HOST', 'unix:///run/image-build-service/buildkitd.sock'),
       buildctlPath: read.string('BUILDCTL_PATH', 'buildctl'),
       noCache: read.boolean('BUILDKIT_NO_CACHE', false),

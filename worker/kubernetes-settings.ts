@@ -1,0 +1,46 @@
+/** Maps the validated configuration to the kubernetes executor's settings (the table in docs/kubernetes.md). */
+import type { Config } from '../lib/config';
+import type { KubernetesExecutorSettings } from '../lib/executors/kubernetes';
+
+export function kubernetesSettingsFrom(config: Config): KubernetesExecutorSettings {
+  const { imageBuilder, kaniko, otlp, pullCredentials } = config;
+  if (!imageBuilder.repository || !imageBuilder.version) {
+    // lib/config cannot know the executor needs them until BUILD_EXECUTOR is read, so the check lives here.
+    throw new Error('BUILD_EXECUTOR=kubernetes needs IMAGE_BUILDER_REPOSITORY and IMAGE_BUILDER_VERSION (the builder image)');
+  }
+  return {
+    namespace: imageBuilder.namespace,
+    kubeconfigPath: config.executor.kubeconfig,
+    imageBuilder: {
+      repository: imageBuilder.repository,
+      name: imageBuilder.name,
+      version: imageBuilder.version,
+      engine: imageBuilder.buildEngine,
+      useQemu: imageBuilder.useQemu,
+      resources: imageBuilder.resources,
+      maxResources: Object.keys(imageBuilder.maxResources).length ? imageBuilder.maxResources : undefined,
+      securityContext: imageBuilder.securityContext,
+      buildkitSnapshotter: imageBuilder.ociWorkerSnapshotter,
+      kaniko: {
+        image: kaniko.image,
+        containerSecurityContext: kaniko.containerSecurityContext,
+        userNamespaceIsolation: kaniko.userNamespaceIsolation,
+      },
+      otlp: {
+        enabled: otlp.enabled,
+        endpoint: otlp.endpoint,
+        metricExportInterval: otlp.metricExportIntervalMs?.toString(),
+        blrpScheduleDelay: otlp.logRecordScheduleDelayMs?.toString(),
+      },
+    },
+    pullCredentials: {
+      mountGlobal: pullCredentials.mountImagePullSecrets,
+      globalSecretNames: pullCredentials.imagePullSecrets,
+      credentialSecretNames: pullCredentials.credentialsSecrets,
+      secretsToMount: pullCredentials.secretsToMount,
+      wildcardHosts: pullCredentials.wildcardRegistryHosts,
+    },
+    retentionSeconds: imageBuilder.podRetentionSeconds,
+    scc: imageBuilder.scc,
+  };
+}
