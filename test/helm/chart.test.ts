@@ -3,9 +3,11 @@
  * infra/helm/build-service/ci/) renders both at the top level and under the `build-service:` key of an umbrella
  * chart, and the service's containers end up with the environment, and so the configuration, the snippet asks for.
  */
-import { readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
 import { loadConfig, type Config } from '../../lib/config';
 import {
   ciDir,
@@ -38,6 +40,24 @@ function rendered(options: Parameters<typeof renderChart>[0] = {}) {
 
 const snippet = (name: string, extra: Parameters<typeof renderChart>[0] = {}) => rendered({ ...extra, valuesFiles: [values(name), ...(extra.valuesFiles ?? [])] });
 
+/**
+ * What an operator puts where a snippet of the spec has a placeholder (`<your_tenant_id>`, `<raw_service_account_json>`):
+ * start-up validates these values, so the placeholders themselves are refused (tested below).
+ */
+function operatorValues(file: string): string[] {
+  const filled: Record<string, Record<string, string>> = {
+    'acr-values.yaml': { AZURE_TENANT_ID: '72f988bf-86f1-41af-91ab-2d7cd011db47' },
+    'gcr-values.yaml': {
+      DOCKERHUB_PASSWORD: JSON.stringify({ type: 'service_account', client_email: 'ibs@project.iam.gserviceaccount.com', private_key: '-----BEGIN PRIVATE KEY-----\\nx\\n-----END PRIVATE KEY-----\\n' }),
+    },
+  };
+  const secret = filled[file];
+  if (!secret) return [];
+  const path = join(mkdtempSync(join(tmpdir(), 'ibs-helm-')), 'operator-values.yaml');
+  writeFileSync(path, stringify({ buildService: { envApp: { secret } } }));
+  return [path];
+}
+
 describe('every values snippet of the spec', () => {
   const files = readdirSync(ciDir).filter((f) => f.endsWith('-values.yaml')).sort();
 
@@ -56,8 +76,15 @@ describe('every values snippet of the spec', () => {
     expect(run(['lint', '--strict', chartDir, '-f', join(ciDir, file)])).toMatch(/1 chart\(s\) linted, 0 chart\(s\) failed/);
   });
 
-  it.each(files)('%s gives the service a configuration that loads', (file) => {
-    expect(() => rendered({ valuesFiles: [join(ciDir, file)] }).config()).not.toThrow();
+  it.each(files)('%s gives the service a configuration that loads (placeholders filled in as an operator would)', (file) => {
+    expect(() => rendered({ valuesFiles: [join(ciDir, file), ...operatorValues(file)] }).config()).not.toThrow();
+  });
+
+  it.each([
+    ['acr-values.yaml', /AZURE_TENANT_ID must be a tenant id/],
+    ['gcr-values.yaml', /DOCKERHUB_PASSWORD must be the raw JSON of the service-account key file/],
+  ])('%s with its placeholders left in stops start-up naming the variable', (file, message) => {
+    expect(() => rendered({ valuesFiles: [join(ciDir, file)] }).config()).toThrow(message);
   });
 });
 
@@ -142,14 +169,18 @@ describe('registries', () => {
       DOCKERHUB_PASSWORD: '<access-token> or <service_principal_password>',
       AZURE_TENANT_ID: '<your_tenant_id>',
     });
-    expect(config().springProfile.profile).toBe('azure,acr,s3');
-    expect(config().registry).toMatchObject({ username: '<service_principal_appId>', azureTenantId: '<your_tenant_id>' });
+    const filled = snippet('acr', { valuesFiles: operatorValues('acr-values.yaml') }).config();
+    expect(filled.springProfile.profile).toBe('azure,acr,s3');
+    expect(filled.registry).toMatchObject({ username: '<service_principal_appId>', azureTenantId: '72f988bf-86f1-41af-91ab-2d7cd011db47' });
+    expect(config).toThrow(/AZURE_TENANT_ID/);
   });
 
   it('passes the GCR JSON key user with the google cluster type', () => {
-    const { config } = snippet('gcr');
-    expect(config().springProfile.profile).toBe('gcp,gcr,s3');
-    expect(config().registry).toMatchObject({ username: '_json_key', password: '<raw_service_account_json>' });
+    const { env } = snippet('gcr');
+    expect(plainEnv(env)).toMatchObject({ DOCKERHUB_USERNAME: '_json_key', DOCKERHUB_PASSWORD: '<raw_service_account_json>' });
+    const filled = snippet('gcr', { valuesFiles: operatorValues('gcr-values.yaml') }).config();
+    expect(filled.springProfile.profile).toBe('gcp,gcr,s3');
+    expect(filled.registry.username).toBe('_json_key');
   });
 
   it('keeps secrets out of the ConfigMap', () => {
