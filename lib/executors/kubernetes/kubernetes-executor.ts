@@ -21,6 +21,7 @@ import {
   encodeDockerConfig, expandWildcardRegistryHosts, mergeDockerConfigs, parseDockerConfigSecret, plainCredentialsConfig, pullSecretNamesToMerge, type DockerConfig,
 } from './pull-secrets';
 import { builderResourcesFor } from './resources';
+import { LogTail } from '../log-tail';
 
 export interface RegistryCredentials {
   host: string;
@@ -399,23 +400,5 @@ function podSecurityRejection(err: unknown, namespace: string, mode: EngineMode)
     'pod_security_rejected',
     `namespace ${namespace} enforces Pod Security "${policy}", which rejects the ${mode} builder pod: ${details}; use an engine mode the policy admits (useQemu for "restricted") or relax the namespace's pod-security.kubernetes.io/enforce label`,
   );
-}
-
-/** Keeps the last lines of the build log for error messages without holding the whole log in memory. */
-class LogTail {
-  private lines: string[] = [];
-  private partial = '';
-  constructor(private readonly max: number) {}
-
-  push(text: string): void {
-    const parts = (this.partial + text).split('\n');
-    this.partial = parts.pop() ?? '';
-    this.lines.push(...parts);
-    if (this.lines.length > this.max) this.lines = this.lines.slice(-this.max);
-  }
-
-  text(): string {
-    return [...this.lines, this.partial].filter(Boolean).slice(-this.max).join('\n');
-  }
 }
 

@@ -11,6 +11,7 @@ import { extractContextArchive, resolveContextFile, type ContextLimits, type Con
 import type { ObjectStore } from '../../storage/object-store';
 import { BuildFailedError, type BuildExecutor, type BuildJob, type BuildObserver, type BuildOutcome } from '../executor';
 import { buildctlArguments, classifyBuildFailure } from './buildctl';
+import { LogTail } from '../log-tail';
 
 export interface RegistryCredentials {
   host: string;
@@ -153,23 +154,5 @@ export class LocalExecutor implements BuildExecutor {
         reject(classifyBuildFailure(tail.text()));
       });
     });
-  }
-}
-
-/** Keeps the last lines of a stream for error messages without holding the whole log in memory. */
-class LogTail {
-  private lines: string[] = [];
-  private partial = '';
-  constructor(private readonly max: number) {}
-
-  push(text: string): void {
-    const parts = (this.partial + text).split('\n');
-    this.partial = parts.pop() ?? '';
-    this.lines.push(...parts);
-    if (this.lines.length > this.max) this.lines = this.lines.slice(-this.max);
-  }
-
-  text(): string {
-    return [...this.lines, this.partial].filter(Boolean).slice(-this.max).join('\n');
   }
 }
