@@ -11,4 +11,13 @@ bash "$here/start.sh"
 load_stack_env
 npm run --silent typecheck
 npm run --silent lint
-npx vitest run "$@"
+# The JSON report gives CI a plain closing line ("N passed, N failed") besides vitest's own summary.
+report="$IBS_RUN/vitest-report.json"
+rm -f "$report"
+status=0
+npx vitest run --reporter=default --reporter=json --outputFile.json="$report" "$@" || status=$?
+if [ -f "$report" ]; then
+  node -e 'const r = require(process.argv[1]);
+    console.log(`${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests + r.numTodoTests} skipped`);' "$report"
+fi
+exit "$status"
