@@ -6,7 +6,7 @@ import {
   type ContainerClient,
 } from '@azure/storage-blob';
 import { Readable } from 'node:stream';
-import { storageErrorFor, type ObjectStore, type PresignedPut } from './object-store';
+import { existsByHead, storageErrorFor, type ObjectStore, type PresignedPut } from './object-store';
 
 export interface AzureStoreOptions {
   /** The container; LOGS_BUCKET. */
@@ -74,18 +74,8 @@ export class AzureObjectStore implements ObjectStore {
     }
   }
 
-  async exists(key: string): Promise<boolean> {
-    try {
-      await this.container.getBlobClient(key).getProperties();
-      return true;
-    } catch (err) {
-      // HEAD answers carry no error code, so a 404 may also mean the container is gone; tell them apart.
-      if (statusOf(err) === 404) {
-        await this.check();
-        return false;
-      }
-      this.fail(err);
-    }
+  exists(key: string): Promise<boolean> {
+    return existsByHead(() => this.container.getBlobClient(key).getProperties(), statusOf, () => this.check(), (err) => this.fail(err));
   }
 
   async delete(key: string): Promise<void> {

@@ -1,7 +1,7 @@
 import { ApiError, Storage, type Bucket } from '@google-cloud/storage';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { storageErrorFor, type ObjectStore, type PresignedPut } from './object-store';
+import { existsByHead, storageErrorFor, type ObjectStore, type PresignedPut } from './object-store';
 
 export interface GcsStoreOptions {
   bucket: string;
@@ -56,17 +56,8 @@ export class GcsObjectStore implements ObjectStore {
     return this.storageBucket.file(key).createReadStream();
   }
 
-  async exists(key: string): Promise<boolean> {
-    try {
-      await this.storageBucket.file(key).getMetadata();
-      return true;
-    } catch (err) {
-      if (statusOf(err) === 404) {
-        await this.check();
-        return false;
-      }
-      this.fail(err);
-    }
+  exists(key: string): Promise<boolean> {
+    return existsByHead(() => this.storageBucket.file(key).getMetadata(), statusOf, () => this.check(), (err) => this.fail(err));
   }
 
   async delete(key: string): Promise<void> {

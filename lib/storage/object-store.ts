@@ -51,3 +51,23 @@ export function storageErrorFor(status: number | undefined, bucket: string, back
   }
   return new StorageError('storage_unreachable', `${backend} object storage is unreachable or failed: ${cause}`);
 }
+
+/**
+ * exists() through a HEAD-like call. HEAD answers carry no body, so a bare 404 may mean a missing bucket as well as
+ * a missing key; `check` tells them apart (and throws for the bucket).
+ */
+export async function existsByHead(
+  head: () => Promise<unknown>,
+  statusOf: (err: unknown) => number | undefined,
+  check: () => Promise<void>,
+  fail: (err: unknown) => never,
+): Promise<boolean> {
+  try {
+    await head();
+    return true;
+  } catch (err) {
+    if (statusOf(err) !== 404) fail(err);
+    await check();
+    return false;
+  }
+}

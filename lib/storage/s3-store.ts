@@ -11,7 +11,7 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { Agent } from 'node:https';
 import type { Readable } from 'node:stream';
-import { storageErrorFor, type ObjectStore, type PresignedPut } from './object-store';
+import { existsByHead, storageErrorFor, type ObjectStore, type PresignedPut } from './object-store';
 
 export interface S3StoreOptions {
   bucket: string;
@@ -86,18 +86,8 @@ export class S3ObjectStore implements ObjectStore {
     }
   }
 
-  async exists(key: string): Promise<boolean> {
-    try {
-      await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
-      return true;
-    } catch (err) {
-      // HEAD has no body, so a missing bucket and a missing key both come back as a bare 404; tell them apart.
-      if (statusOf(err) === 404) {
-        await this.check();
-        return false;
-      }
-      this.fail(err);
-    }
+  exists(key: string): Promise<boolean> {
+    return existsByHead(() => this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key })), statusOf, () => this.check(), (err) => this.fail(err));
   }
 
   async delete(key: string): Promise<void> {
