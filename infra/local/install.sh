@@ -16,16 +16,9 @@ DEBIAN_PACKAGES=(runc docker-registry busybox-static postgresql iptables)
 mkdir -p "$IBS_BIN" "$IBS_CACHE/src"
 
 install_debian_packages() {
-  local missing=()
-  for p in "${DEBIAN_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-  done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  log "apt-get install ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  # The packaged registry and PostgreSQL start system services we do not use; we run our own instances.
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  apt_install 'the local stack' "${DEBIAN_PACKAGES[@]}"
+  # The packaged registry and PostgreSQL start system services we do not use; we run our own instances (harmless
+  # when they are not running).
   systemctl disable --now docker-registry postgresql >/dev/null 2>&1 || true
   pkill -f '/usr/bin/docker-registry serve /etc/docker/registry' 2>/dev/null || true
 }

@@ -7,6 +7,19 @@ export PATH="$IBS_BIN:$PATH"
 
 log() { printf '[infra] %s\n' "$*" >&2; }
 
+# apt_install WHY PKG...: installs the Debian packages that are missing, refreshing the package lists first (a fresh
+# machine may have none). Fails when apt-get does.
+apt_install() {
+  local why=$1 missing=() p; shift
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "apt-get install ${missing[*]} ($why)"
+  apt-get update -qq || return
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
 # Settings of the local stack; sourced by the scripts and written to $IBS_RUN/env for the service and the tests.
 stack_env() {
   cat <<ENV

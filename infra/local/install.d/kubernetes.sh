@@ -78,15 +78,7 @@ GO
 # What infra/images/build.sh needs to make the image-builder: libseccomp's static library for runc, Debian's
 # newuidmap/newgidmap and setcap for the rootless tools.
 install_image_builder_packages() {
-  local missing=() p
-  for p in libseccomp-dev uidmap libcap2-bin; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-  done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  log "apt-get install ${missing[*]} (for infra/images)"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  apt_install 'for infra/images' libseccomp-dev uidmap libcap2-bin
 }
 install_image_builder_packages
 

@@ -7,9 +7,6 @@
 # by pseudo-version too, answers 403), so the Bearer flow is tested against a token server that the test suite runs
 # itself (test/registry/support/token-server.ts, the documented Docker token protocol) in front of the real registry.
 install_registry_auth_tools() {
-  dpkg-query -W -f='${Status}' apache2-utils 2>/dev/null | grep -q 'install ok installed' && return 0
-  log "apt-get install apache2-utils (htpasswd for the authenticated test registries)"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends apache2-utils >/dev/null \
-    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends apache2-utils >/dev/null; }
+  apt_install 'htpasswd for the authenticated test registries' apache2-utils
 }
 install_registry_auth_tools

@@ -18,11 +18,7 @@ install_azurite() {
 }
 
 install_compose_validator() {
-  dpkg-query -W -f='${Status}' docker-compose 2>/dev/null | grep -q 'install ok installed' && return 0
-  log "apt-get install docker-compose (validates docker-compose.yml offline)"
-  # A fresh machine may have no package lists yet.
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >/dev/null
+  apt_install 'validates docker-compose.yml offline' docker-compose
 }
 
 install_azurite
