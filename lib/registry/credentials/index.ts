@@ -3,6 +3,7 @@
  * Cloud types mint short-lived credentials on demand (and renew them before they expire); every type hands its
  * credentials only to the hosts it is for.
  */
+import type { Agent } from 'node:https';
 import type { RegistryCredentials } from '../auth';
 import type { RegistryConfig, RegistryType } from '../config';
 import { RegistryError } from '../errors';
@@ -19,14 +20,13 @@ export interface CredentialProvider {
 }
 
 export interface CredentialProviderOptions {
-  /** The clock, for tests of renewal. */
-  now?: () => number;
-  /** Shares the registry client's TLS settings; one is made from the config otherwise. */
-  transport?: Transport;
+  /** The HTTPS agent for Azure AD (a private authority's CA); Node's default otherwise. */
+  aadAgent?: Agent;
 }
 
 export function createCredentialProvider(config: RegistryConfig, options: CredentialProviderOptions = {}): CredentialProvider {
-  const transport = options.transport ?? new Transport({ disableHttps: config.disableHttps, allowSelfSignedCerts: config.allowSelfSignedCerts, retry: { attempts: 3 } });
+  // ACR's token exchange goes to the registry itself, so it takes the registry's TLS settings.
+  const transport = new Transport({ disableHttps: config.disableHttps, allowSelfSignedCerts: config.allowSelfSignedCerts, retry: { attempts: 3 } });
   const allowed = (host: string) => hostAllowed(config.type, config.credentialHosts, host);
   const { username, password } = config;
 
@@ -38,26 +38,26 @@ export function createCredentialProvider(config: RegistryConfig, options: Creden
       };
     case 'ecr': {
       if (!config.ecr) throw missing('ecr', 'AWS_REGION, AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE');
-      const ecr = new EcrCredentials(config.ecr, transport, options.now);
+      const ecr = new EcrCredentials(config.ecr);
       return {
         type: config.type,
         async credentialsFor(host) {
-          if (allowed(host)) return (await ecr.current()).creds;
+          if (allowed(host)) return (await ecr.current()).credentials;
           // Also for the registry ECR itself names (proxyEndpoint). Any other host (a Docker Hub base image) is
           // no reason to fail when the exchange does: it just gets no credentials.
           const current = await ecr.current().catch(() => undefined);
-          return current?.proxyHost === host ? current.creds : undefined;
+          return current?.proxyHost === host ? current.credentials : undefined;
         },
       };
     }
     case 'acr': {
       if (!config.acr?.tenantId || !username || !password) throw missing('acr', 'AZURE_TENANT_ID, DOCKERHUB_USERNAME and DOCKERHUB_PASSWORD');
-      const acr = new AcrCredentials(config.acr, username, password, transport, options.now);
+      const acr = new AcrCredentials(config.acr, username, password, transport, options.aadAgent);
       return { type: config.type, credentialsFor: async (host) => (allowed(host) ? acr.credentialsFor(host) : undefined) };
     }
     case 'gcr': {
       if (!username || !password) throw missing('gcr', 'DOCKERHUB_USERNAME (_json_key) and DOCKERHUB_PASSWORD');
-      const gcr = new GcrCredentials(config.gcr ?? {}, username, password, transport, options.now);
+      const gcr = new GcrCredentials(config.gcr ?? {}, username, password);
       return { type: config.type, credentialsFor: async (host) => (allowed(host) ? gcr.current() : undefined) };
     }
   }
