@@ -13,6 +13,11 @@ import { EcrCredentials } from './ecr';
 import { GcrCredentials } from './gcr';
 import { hostAllowed } from './hosts';
 
+/** The credentials of one registry host, as `docker login <host>` keeps them in a builder's docker config. */
+export interface RegistryLogin extends RegistryCredentials {
+  host: string;
+}
+
 export interface CredentialProvider {
   readonly type: RegistryType;
   /** Credentials for `host` (host[:port]), minted or renewed when needed; undefined when this provider has none for it. */
@@ -67,7 +72,7 @@ export function createCredentialProvider(config: RegistryConfig, options: Creden
  * What the builder gets for one build: the credentials of exactly the hosts it talks to (the target and the base
  * images' registries), freshly minted; hosts without credentials are left out.
  */
-export async function builderCredentials(provider: CredentialProvider, hosts: string[]): Promise<{ host: string; username: string; password: string }[]> {
+export async function builderCredentials(provider: CredentialProvider, hosts: string[]): Promise<RegistryLogin[]> {
   const unique = [...new Set(hosts)];
   const found = await Promise.all(unique.map(async (host) => ({ host, creds: await provider.credentialsFor(host) })));
   return found.flatMap(({ host, creds }) => (creds ? [{ host, ...creds }] : []));
