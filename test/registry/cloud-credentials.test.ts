@@ -119,6 +119,15 @@ describe('ECR (fake STS/ECR endpoints): IRSA web identity → STS → GetAuthori
     }
   });
 
+  it('reports an unreadable web identity token file as registry_credentials_unavailable, not retried', async () => {
+    const provider = createCredentialProvider(configOf({ ...env, AWS_WEB_IDENTITY_TOKEN_FILE: join(tmpdir(), `ibs-no-token-${randomBytes(4).toString('hex')}`) }));
+    const sts = aws.sts.calls;
+    const err = await failure(provider.credentialsFor(ECR_HOST));
+    expect(err).toMatchObject({ code: 'registry_credentials_unavailable', retryable: false });
+    expect(err.message).toMatch(/^STS AssumeRoleWithWebIdentity failed; check AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE/);
+    expect(aws.sts.calls).toBe(sts);
+  });
+
   it('reports an unreachable STS as retryable registry_credentials_unavailable', async () => {
     const provider = createCredentialProvider(configOf({ ...env, AWS_STS_ENDPOINT: 'http://127.0.0.1:5999' }));
     const err = await failure(provider.credentialsFor(ECR_HOST));

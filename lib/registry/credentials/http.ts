@@ -53,6 +53,9 @@ export function cloudFailure(what: string, err: unknown, fix: string): RegistryE
   return new RegistryError('registry_credentials_unavailable', `${what} failed; ${fix}`, false);
 }
 
+/** Node's codes for an endpoint that did not answer; other codes (ENOENT of a token file) are not worth a retry. */
+const NETWORK_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE', 'ECONNABORTED', 'TimeoutError']);
+
 /** OAuth2 error codes (RFC 6749 5.2) that mean the client's credentials or grant were refused. */
 const OAUTH_REFUSALS = /^(invalid_client|invalid_grant|unauthorized_client|invalid_scope|invalid_request|unsupported_grant_type)\b/;
 
@@ -71,6 +74,6 @@ function cloudAnswerOf(err: unknown): { status?: number; code?: string; refused?
   const message = typeof e.message === 'string' ? e.message : '';
   const oauth = OAUTH_REFUSALS.exec(message)?.[1];
   if (oauth) return { refused: true, code: [oauth, /\bAADSTS\d{1,10}\b/.exec(message)?.[0]].filter(Boolean).join(' ') };
-  const network = [e.code, e.cause?.code].find((c) => typeof c === 'string' && /^E[A-Z_]+$/.test(c));
-  return { network: network as string | undefined };
+  const network = [e.code, e.cause?.code].find((c): c is string => typeof c === 'string' && NETWORK_ERRORS.has(c));
+  return { network };
 }

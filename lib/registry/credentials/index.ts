@@ -25,13 +25,11 @@ export interface CredentialProvider {
 }
 
 export interface CredentialProviderOptions {
-  /** The HTTPS agent for Azure AD (a private authority's CA); Node's default otherwise. */
+  /** The HTTPS agent for Azure AD; Node's default (the system's CAs) otherwise. Tests give one that trusts their local authority. */
   aadAgent?: Agent;
 }
 
 export function createCredentialProvider(config: RegistryConfig, options: CredentialProviderOptions = {}): CredentialProvider {
-  // ACR's token exchange goes to the registry itself, so it takes the registry's TLS settings.
-  const transport = new Transport({ disableHttps: config.disableHttps, allowSelfSignedCerts: config.allowSelfSignedCerts, retry: { attempts: 3 } });
   const allowed = (host: string) => hostAllowed(config.type, config.credentialHosts, host);
   const { username, password } = config;
 
@@ -57,6 +55,8 @@ export function createCredentialProvider(config: RegistryConfig, options: Creden
     }
     case 'acr': {
       if (!config.acr?.tenantId || !username || !password) throw missing('acr', 'AZURE_TENANT_ID, DOCKERHUB_USERNAME and DOCKERHUB_PASSWORD');
+      // ACR's token exchange goes to the registry itself, so it takes the registry's TLS settings.
+      const transport = new Transport({ disableHttps: config.disableHttps, allowSelfSignedCerts: config.allowSelfSignedCerts, retry: { attempts: 3 } });
       const acr = new AcrCredentials(config.acr, username, password, transport, options.aadAgent);
       return { type: config.type, credentialsFor: async (host) => (allowed(host) ? acr.credentialsFor(host) : undefined) };
     }
