@@ -8,6 +8,7 @@ import { ApiException, CoreV1Api, KubeConfig, Log, PatchStrategy, setHeaderOptio
 import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ObjectStore } from '../../storage/object-store';
+import type { RegistryLogin } from '../../registry/credentials';
 import { BuildFailedError, type BuildExecutor, type BuildJob, type BuildObserver, type BuildOutcome } from '../executor';
 import { readContextFile } from './context-file';
 import { assertKanikoCompatible } from './dockerfile-checks';
@@ -23,16 +24,10 @@ import {
 import { builderResourcesFor } from './resources';
 import { LogTail } from '../log-tail';
 
-export interface RegistryCredentials {
-  host: string;
-  username: string;
-  password: string;
-}
-
 export interface KubernetesExecutorDeps {
   storage: ObjectStore;
   /** Push credentials for the target registry (DOCKERHUB_USERNAME/PASSWORD), minted fresh for each run. */
-  credentials?: (job: BuildJob) => Promise<RegistryCredentials[]>;
+  credentials?: (job: BuildJob) => Promise<RegistryLogin[]>;
   /** Push over plain HTTP (DISABLE_HTTPS). */
   insecureRegistry?: boolean;
   /** A ready client configuration; by default one is loaded from options.kubeconfigPath or the cluster. */

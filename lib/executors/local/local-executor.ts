@@ -9,15 +9,10 @@ import { tmpdir } from 'node:os';
 import { dirname, join, posix } from 'node:path';
 import { extractContextArchive, resolveContextFile, type ContextLimits, type ContextSummary } from '../../context/archive';
 import type { ObjectStore } from '../../storage/object-store';
+import type { RegistryLogin } from '../../registry/credentials';
 import { BuildFailedError, type BuildExecutor, type BuildJob, type BuildObserver, type BuildOutcome } from '../executor';
 import { buildctlArguments, classifyBuildFailure } from './buildctl';
 import { LogTail } from '../log-tail';
-
-export interface RegistryCredentials {
-  host: string;
-  username: string;
-  password: string;
-}
 
 export interface LocalExecutorOptions {
   buildkitHost: string;
@@ -27,7 +22,7 @@ export interface LocalExecutorOptions {
   /** Push over plain HTTP (DISABLE_HTTPS). */
   insecureRegistry: boolean;
   /** Credentials for the registries this build talks to (its target and the bases its Dockerfile names), minted fresh for each run. */
-  credentials: (job: BuildJob, dockerfile: string) => Promise<RegistryCredentials[]>;
+  credentials: (job: BuildJob, dockerfile: string) => Promise<RegistryLogin[]>;
   heartbeatIntervalMs?: number;
   /** Build without BuildKit's cache (BUILDKIT_NO_CACHE), e.g. for reproducible timings. */
   noCache?: boolean;
@@ -96,7 +91,7 @@ export class LocalExecutor implements BuildExecutor {
     return extractContextArchive(archive, contextDir, this.options.contextLimits);
   }
 
-  private async writeDockerConfig(credentials: RegistryCredentials[], dir: string): Promise<void> {
+  private async writeDockerConfig(credentials: RegistryLogin[], dir: string): Promise<void> {
     await mkdir(dir, { mode: 0o700 });
     const auths: Record<string, { auth: string }> = {};
     for (const c of credentials) {
