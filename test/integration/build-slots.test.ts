@@ -1,0 +1,55 @@
+/**
+ * Builds have slots of their own: with every build slot taken by a long build, the bookkeeping activities of
+ * another build still run at once (they poll the main task queue), while its build waits for a slot. Real
+ * Temporal, BuildKit, PostgreSQL and MinIO.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildForm, contextOf } from '../support/archives';
+import { ensureBaseImage } from '../support/registry';
+import { startTestStack, waitForBuild, type TestStack } from '../support/stack';
+
+async function submit(stack: TestStack, dockerfile: string, image: string): Promise<string> {
+  const res = await fetch(`${stack.apiUrl}/v1/builds`, { method: 'POST', body: buildForm({ image }, await contextOf({ Dockerfile: dockerfile })) });
+  expect(res.status).toBe(202);
+  return ((await res.json()) as { id: string }).id;
+}
+
+async function until(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`${what} did not happen within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+describe('build slots', () => {
+  let stack: TestStack;
+  let base: string;
+  beforeAll(async () => {
+    stack = await startTestStack('slots');
+    await stack.startWorker({ maxConcurrentBuilds: 1 });
+    base = await ensureBaseImage();
+  });
+  afterAll(() => stack?.close());
+
+  it('runs bookkeeping activities while every build slot is busy', async () => {
+    const long = await submit(stack, `FROM ${base}\nRUN echo slot-taken && sleep 45\n`, `127.0.0.1:5000/slots/long:t${Date.now()}`);
+    await until('the long build taking the only slot', async () => {
+      const res = await fetch(`${stack.apiUrl}/v1/builds/${long}/logs`);
+      return res.ok && (await res.text()).includes('slot-taken');
+    }, 120_000);
+
+    const quick = await submit(stack, `FROM ${base}\nRUN echo quick\n`, `127.0.0.1:5000/slots/quick:t${Date.now()}`);
+    // recordStatus('running') is bookkeeping: it must not wait the 45 s of the long build.
+    await until('the quick build recorded as running', async () => (await stack.builds.get(quick))?.status === 'running', 10_000);
+    // Its build has not started: the only slot is still taken.
+    expect((await stack.builds.get(long))?.status).toBe('running');
+    const log = await fetch(`${stack.apiUrl}/v1/builds/${quick}/logs`);
+    expect(log.status).toBe(404);
+
+    // Freeing the slot lets the waiting build run to the end.
+    expect((await fetch(`${stack.apiUrl}/v1/builds/${long}/cancel`, { method: 'POST' })).status).toBe(202);
+    expect((await waitForBuild(stack.apiUrl, long)).status).toBe('cancelled');
+    expect((await waitForBuild(stack.apiUrl, quick)).status).toBe('succeeded');
+  });
+});
