@@ -18,6 +18,7 @@ import { testConfig, waitForBuild } from '../support/stack';
 import { createWorkerDependencies } from '../../worker/dependencies';
 
 const ROOT = join(__dirname, '..', '..');
+const REGISTRY = process.env.REGISTRY_ADDRESS ?? '127.0.0.1:5000';
 
 interface ServiceProcess {
   child: ChildProcess;
@@ -71,7 +72,7 @@ describe('a PostgreSQL restart', () => {
   async function submitAndWait(): Promise<Record<string, unknown>> {
     const res = await fetch(`${apiUrl}/v1/builds`, {
       method: 'POST',
-      body: buildForm({ image: `127.0.0.1:5000/db-restart/app:t${Date.now()}` }, await contextOf({ Dockerfile: 'FROM scratch\nCOPY hello.txt /\n', 'hello.txt': 'hi\n' })),
+      body: buildForm({ image: `${REGISTRY}/db-restart/app:t${Date.now()}` }, await contextOf({ Dockerfile: 'FROM scratch\nCOPY hello.txt /\n', 'hello.txt': 'hi\n' })),
     });
     expect(res.status).toBe(202);
     return waitForBuild(apiUrl, ((await res.json()) as { id: string }).id, 120_000);
