@@ -8,6 +8,14 @@ import { defineQuery } from '@temporalio/workflow';
 
 export const DEFAULT_TASK_QUEUE = 'image-builds';
 
+/**
+ * The task queue the build activity runs on, beside the workflow's own queue: builds hold a worker's build slots
+ * for minutes, so they queue apart from the bookkeeping activities, which never wait behind a build.
+ */
+export function buildTaskQueueFor(taskQueue: string): string {
+  return `${taskQueue}-builds`;
+}
+
 export const BUILD_STATUSES = [
   'queued',
   'running',

@@ -12,9 +12,11 @@ import {
   proxyActivities,
   setHandler,
   upsertSearchAttributes,
+  workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import {
+  buildTaskQueueFor,
   ERROR_CODES,
   progressQuery,
   searchAttributes,
@@ -31,9 +33,11 @@ const bookkeeping = proxyActivities<Activities>({
   retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 20 },
 });
 
-// The build itself: long, so liveness comes from heartbeats; cancellation waits for the executor to stop.
+// The build itself: long, so liveness comes from heartbeats; cancellation waits for the executor to stop. It runs
+// on the build task queue, whose worker slots are capped apart from the bookkeeping's.
 function buildActivities(timeoutSeconds: number) {
   return proxyActivities<Activities>({
+    taskQueue: buildTaskQueueFor(workflowInfo().taskQueue),
     startToCloseTimeout: `${timeoutSeconds + 120} seconds`,
     heartbeatTimeout: '20 seconds',
     cancellationType: 'WAIT_CANCELLATION_COMPLETED',

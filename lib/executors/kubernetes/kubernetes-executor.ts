@@ -7,6 +7,7 @@
 import { ApiException, CoreV1Api, KubeConfig, Log, PatchStrategy, setHeaderOptions, Watch, type V1Pod, type V1Secret } from '@kubernetes/client-node';
 import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { redactSignedUrls } from '../../logs/redact';
 import type { ObjectStore } from '../../storage/object-store';
 import type { RegistryLogin } from '../../registry/credentials';
 import { BuildFailedError, type BuildExecutor, type BuildJob, type BuildObserver, type BuildOutcome } from '../executor';
@@ -110,7 +111,7 @@ export class KubernetesExecutor implements BuildExecutor {
       if (isStatus(err, 403) && /PodSecurity/.test(apiErrorText(err))) throw podSecurityRejection(err, namespace, mode);
       // Another admission policy (an OpenShift SCC, Kyverno) or invalid settings: retrying cannot help.
       if (isStatus(err, 403) || isStatus(err, 422)) {
-        throw new BuildFailedError('builder_pod_rejected', `the API server refused the ${mode} builder pod in namespace ${namespace}: ${withoutPresignedUrls(apiErrorText(err))}`);
+        throw new BuildFailedError('builder_pod_rejected', `the API server refused the ${mode} builder pod in namespace ${namespace}: ${redactSignedUrls(apiErrorText(err))}`);
       }
       if (!isStatus(err, 409)) throw err;
     }
@@ -379,11 +380,6 @@ export function apiErrorText(err: unknown): string {
     return `HTTP ${err.code}`;
   }
   return err instanceof Error ? err.message : String(err);
-}
-
-/** A presigned URL is a credential for a few minutes; an error that quotes the pod spec must not carry it. */
-function withoutPresignedUrls(text: string): string {
-  return text.replace(/https?:\/\/[^\s"']*X-Amz-[^\s"']*/g, '<presigned URL>');
 }
 
 /** Names the policy (e.g. "restricted:latest") and the engine mode, so the operator knows which one to change. */
