@@ -6,8 +6,6 @@
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import { defineQuery } from '@temporalio/workflow';
 
-export const DEFAULT_TASK_QUEUE = 'image-builds';
-
 export const BUILD_STATUSES = [
   'queued',
   'running',
@@ -76,12 +74,3 @@ export const searchAttributes = {
 export function workflowIdForBuild(buildId: string): string {
   return `build-${buildId}`;
 }
-
-/** Failure types (ApplicationFailure.type) the workflow maps to a build's error code. */
-export const ERROR_CODES = {
-  buildFailed: 'build_failed',
-  buildTimeout: 'build_timeout',
-  pushFailed: 'push_failed',
-  contextMissing: 'context_missing',
-  internal: 'internal_error',
-} as const;

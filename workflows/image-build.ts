@@ -15,7 +15,6 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import {
-  ERROR_CODES,
   progressQuery,
   searchAttributes,
   type BuildErrorInfo,
@@ -81,5 +80,5 @@ export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResu
 function toBuildError(err: unknown): BuildErrorInfo {
   const cause = err instanceof ActivityFailure ? err.cause : err;
   if (cause instanceof ApplicationFailure && cause.type) return { code: cause.type, message: cause.message };
-  return { code: ERROR_CODES.internal, message: 'the build service failed unexpectedly; retry the build or ask an operator to look at the worker logs' };
+  return { code: 'internal_error', message: 'the build service failed unexpectedly; retry the build or ask an operator to look at the worker logs' };
 }

@@ -26,8 +26,6 @@ export const BuildSpecSchema = z
   })
   .openapi('BuildSpec');
 
-export type BuildSpecInput = z.infer<typeof BuildSpecSchema>;
-
 export const ErrorSchema = z
   .object({ error: z.object({ code: z.string(), message: z.string(), field: z.string().optional() }) })
   .openapi('Error');
