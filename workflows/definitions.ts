@@ -32,6 +32,14 @@ export interface BuildSpec {
   engine?: BuildEngine;
   timeoutSeconds?: number;
   metadata?: Record<string, unknown>;
+  /** The builder pod's requests and limits (Kubernetes quantities), within the operator's ceiling. */
+  resources?: BuildResources;
+}
+
+/** Kubernetes quantities for a builder pod, e.g. { limits: { memory: '8G' } }. */
+export interface BuildResources {
+  requests?: { cpu?: string; memory?: string; ephemeralStorage?: string };
+  limits?: { cpu?: string; memory?: string; ephemeralStorage?: string };
 }
 
 export interface BuildErrorInfo {

@@ -21,6 +21,7 @@ import type { AppEnv } from '../deps';
 import { ApiError } from '../errors';
 import { BuildSpecSchema, type BuildSchema, type ListQuery } from './builds.schemas';
 import { receiveBuildUpload } from './upload';
+import { checkBuildResources, type BuildResourceSettings } from './resources';
 
 type Build = z.infer<typeof BuildSchema>;
 type Ctx = Context<AppEnv>;
@@ -70,7 +71,7 @@ function idempotencyKeyOf(c: Ctx): string | undefined {
 }
 
 /** Parses and checks the spec; every problem names the field to fix. */
-export function parseSpec(specText: string, settings: { defaultTimeoutSeconds: number; maxTimeoutSeconds: number }): BuildSpec {
+export function parseSpec(specText: string, settings: { defaultTimeoutSeconds: number; maxTimeoutSeconds: number; buildResources: BuildResourceSettings }): BuildSpec {
   let json: unknown;
   try {
     json = JSON.parse(specText);
@@ -80,7 +81,7 @@ export function parseSpec(specText: string, settings: { defaultTimeoutSeconds: n
   const parsed = BuildSpecSchema.safeParse(json);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
-    if (issue.code === 'unrecognized_keys') {
+    if (issue.code === 'unrecognized_keys' && issue.path.length === 0) {
       const field = issue.keys[0]!;
       throw new ApiError(400, 'invalid_spec', `spec.${field} is not a known field; remove it (known: ${Object.keys(BuildSpecSchema.shape).join(', ')})`, field);
     }
@@ -101,6 +102,7 @@ export function parseSpec(specText: string, settings: { defaultTimeoutSeconds: n
   if (spec.timeoutSeconds !== undefined && spec.timeoutSeconds > settings.maxTimeoutSeconds) {
     throw new ApiError(400, 'invalid_spec', `spec.timeoutSeconds may be at most ${settings.maxTimeoutSeconds}`, 'timeoutSeconds');
   }
+  checkBuildResources(spec.resources, settings.buildResources);
   return { ...spec, dockerfile };
 }
 
