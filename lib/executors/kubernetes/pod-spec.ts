@@ -127,7 +127,9 @@ function volumes(job: BuildJob, extra: V1Volume[] = []): V1Volume[] {
     { name: 'workspace', emptyDir: {} },
     {
       name: 'docker-config',
-      secret: { secretName: dockerConfigSecretName(job.buildId), items: [{ key: '.dockerconfigjson', path: 'config.json' }] },
+      // Owner-read only: the kubelet adds group read for the pod's fsGroup, which is rootless BuildKit's user; no
+      // other user of the container reads the credentials.
+      secret: { secretName: dockerConfigSecretName(job.buildId), items: [{ key: '.dockerconfigjson', path: 'config.json' }], defaultMode: 0o400 },
     },
     ...extra,
   ];
