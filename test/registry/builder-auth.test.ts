@@ -101,6 +101,7 @@ describe('the local executor pushing to the htpasswd registry', () => {
     const contextKey = `contexts/builder-auth-it-${randomBytes(6).toString('hex')}.tar.gz`;
     await storage.put(contextKey, await contextOf({ Dockerfile: `FROM ${base}\nRUN echo ${randomBytes(4).toString('hex')} > /m\n` }), { contentType: 'application/gzip' });
     let authDir = '';
+    let inspection: Promise<void> | undefined;
     const written: { config: string; credentialFiles: { name: string; mode: number; body: string }[] }[] = [];
     const inspect = async () => {
       const credsDir = join(authDir, 'creds');
@@ -134,14 +135,15 @@ describe('the local executor pushing to the htpasswd registry', () => {
       {
         log: (text) => {
           log.push(text);
-          // While buildctl runs: what it finds on disk.
-          if (written.length === 0) void inspect();
+          // While buildctl runs (its first output): what it finds on disk.
+          if (authDir && !inspection) inspection = inspect();
         },
         heartbeat: () => undefined,
         signal: new AbortController().signal,
       },
     );
     await storage.delete(contextKey);
+    await inspection;
 
     expect(outcome.digest).toMatch(/^sha256:/);
     const client = new RegistryClient({ disableHttps: true, credentials: () => ({ username: PUSH_USER, password }) });
