@@ -26,6 +26,7 @@ async function main(): Promise<void> {
       defaultEngine: config.build.defaultEngine,
       defaultTimeoutSeconds: config.build.defaultTimeoutSeconds,
       maxTimeoutSeconds: config.build.maxTimeoutSeconds,
+      buildResources: { defaults: config.imageBuilder.resources, ceiling: config.imageBuilder.maxResources },
     },
   });
   const server = serve({ fetch: app.fetch, hostname: config.api.host, port: config.api.port }, (info) => {

@@ -17,7 +17,6 @@ import {
 import type { Activities } from '../activities';
 import {
   buildTaskQueueFor,
-  ERROR_CODES,
   progressQuery,
   searchAttributes,
   type BuildErrorInfo,
@@ -85,5 +84,5 @@ export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResu
 function toBuildError(err: unknown): BuildErrorInfo {
   const cause = err instanceof ActivityFailure ? err.cause : err;
   if (cause instanceof ApplicationFailure && cause.type) return { code: cause.type, message: cause.message };
-  return { code: ERROR_CODES.internal, message: 'the build service failed unexpectedly; retry the build or ask an operator to look at the worker logs' };
+  return { code: 'internal_error', message: 'the build service failed unexpectedly; retry the build or ask an operator to look at the worker logs' };
 }

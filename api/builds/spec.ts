@@ -4,9 +4,10 @@ import { InvalidReferenceError, parseImageReference } from '../../lib/registry/r
 import type { BuildSpec } from '../../workflows/definitions';
 import { ApiError } from '../errors';
 import { BuildSpecSchema } from './builds.schemas';
+import { checkBuildResources, type BuildResourceSettings } from './resources';
 import { checkFreeFormFields, checkJsonNesting } from './spec-limits';
 
-export function parseSpec(specText: string, settings: { maxTimeoutSeconds: number }): BuildSpec {
+export function parseSpec(specText: string, settings: { maxTimeoutSeconds: number; buildResources: BuildResourceSettings }): BuildSpec {
   checkJsonNesting(specText);
   let json: unknown;
   try {
@@ -17,7 +18,7 @@ export function parseSpec(specText: string, settings: { maxTimeoutSeconds: numbe
   const parsed = BuildSpecSchema.safeParse(json);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
-    if (issue.code === 'unrecognized_keys') {
+    if (issue.code === 'unrecognized_keys' && issue.path.length === 0) {
       const field = issue.keys[0]!;
       throw new ApiError(400, 'invalid_spec', `spec.${field} is not a known field; remove it (known: ${Object.keys(BuildSpecSchema.shape).join(', ')})`, field);
     }
@@ -39,5 +40,6 @@ export function parseSpec(specText: string, settings: { maxTimeoutSeconds: numbe
   if (spec.timeoutSeconds !== undefined && spec.timeoutSeconds > settings.maxTimeoutSeconds) {
     throw new ApiError(400, 'invalid_spec', `spec.timeoutSeconds may be at most ${settings.maxTimeoutSeconds}`, 'timeoutSeconds');
   }
+  checkBuildResources(spec.resources, settings.buildResources);
   return { ...spec, dockerfile };
 }

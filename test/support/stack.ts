@@ -52,6 +52,7 @@ export async function startTestStack(name: string, overrides: Record<string, str
     defaultEngine: config.build.defaultEngine,
     defaultTimeoutSeconds: config.build.defaultTimeoutSeconds,
     maxTimeoutSeconds: config.build.maxTimeoutSeconds,
+    buildResources: { defaults: config.imageBuilder.resources, ceiling: config.imageBuilder.maxResources },
   };
   const app = createApp({ builds: deps.builds, storage: deps.storage, temporal: client, settings });
   const server: ServerType = await new Promise((resolve) => {

@@ -365,7 +365,7 @@ async function ignoreNotFound(promise: Promise<unknown>): Promise<void> {
 }
 
 /** The API server's own message (a Status object's `message`), never request bodies or headers. */
-export function apiErrorText(err: unknown): string {
+function apiErrorText(err: unknown): string {
   if (err instanceof ApiException) {
     const body: unknown = err.body;
     if (typeof body === 'string') {
