@@ -6,6 +6,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 . "$here/lib.sh"
 bash "$here/install.sh" all
+use_cached_node   # a first run has just installed Node.js 24
 bash "$here/start.sh"
 bash "$here/base-image.sh"
 load_stack_env
