@@ -84,6 +84,17 @@ install_node_modules() {
   fi
 }
 
+# What the running service needs (the README's first command); the test-only components come on top with `all`.
+install_service_components() {
+  install_nodejs
+  install_debian_packages
+  install_temporal_cli
+  go_tool buildkitd github.com/moby/buildkit github.com/moby/buildkit/cmd/buildkitd "$BUILDKIT_VERSION"
+  go_tool buildctl github.com/moby/buildkit github.com/moby/buildkit/cmd/buildctl "$BUILDKIT_VERSION"
+  go_tool minio github.com/minio/minio github.com/minio/minio "$MINIO_VERSION"
+  install_node_modules
+}
+
 what=${1:-all}
 case "$what" in
   debian) install_debian_packages ;;
@@ -93,16 +104,11 @@ case "$what" in
     go_tool buildctl github.com/moby/buildkit github.com/moby/buildkit/cmd/buildctl "$BUILDKIT_VERSION" ;;
   minio) go_tool minio github.com/minio/minio github.com/minio/minio "$MINIO_VERSION" ;;
   node) install_nodejs; install_node_modules ;;
+  service) install_service_components ;;
   all)
-    install_nodejs
-    install_debian_packages
-    # Components owned by other areas (Kubernetes API, registry auth, storage emulators, helm) install from
+    install_service_components
+    # What only the tests need (Kubernetes control plane, registry auth, storage emulators, helm) installs from
     # install.d/, one script per component, each pinned and idempotent like the ones above.
-    for script in "$here"/install.d/*.sh; do [ -e "$script" ] && . "$script"; done
-    install_temporal_cli
-    go_tool buildkitd github.com/moby/buildkit github.com/moby/buildkit/cmd/buildkitd "$BUILDKIT_VERSION"
-    go_tool buildctl github.com/moby/buildkit github.com/moby/buildkit/cmd/buildctl "$BUILDKIT_VERSION"
-    go_tool minio github.com/minio/minio github.com/minio/minio "$MINIO_VERSION"
-    install_node_modules ;;
-  *) echo "usage: $0 [all|debian|temporal|buildkit|minio|node]" >&2; exit 2 ;;
+    for script in "$here"/install.d/*.sh; do [ -e "$script" ] && . "$script"; done ;;
+  *) echo "usage: $0 [all|service|debian|temporal|buildkit|minio|node]" >&2; exit 2 ;;
 esac
