@@ -30,7 +30,7 @@ async function main(): Promise<void> {
     },
   });
   const server = serve({ fetch: app.fetch, hostname: config.api.host, port: config.api.port }, (info) => {
-    console.log(`API listening on http://${info.address}:${info.port}`);
+    console.log(`API listening on http://${info.address}:${info.port} (Node.js ${process.version})`);
   });
   const stop = () => {
     server.close();
