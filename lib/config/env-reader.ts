@@ -2,11 +2,11 @@ import {
   isHostName,
   isHttpUrl,
   isKubernetesName,
-  isQuantity,
   parseJsonStringArray,
   parseJsonStringMap,
   splitList,
 } from './validators';
+import { isQuantity } from './quantity';
 
 export type Env = Record<string, string | undefined>;
 
@@ -121,7 +121,12 @@ export class EnvReader {
   }
 
   quantity(name: string, fallback: string): string {
-    return this.matching(name, isQuantity, 'a Kubernetes quantity such as 1, 500m, 1G or 512Mi', fallback) ?? fallback;
+    return this.optionalQuantity(name) ?? fallback;
+  }
+
+  /** Unset, or set to something that is not a quantity (a problem then), gives undefined. */
+  optionalQuantity(name: string): string | undefined {
+    return this.matching(name, isQuantity, 'a Kubernetes quantity such as 1, 500m, 1G or 512Mi');
   }
 
   /** A comma-separated list whose items all pass `valid`. Unset gives `fallback`; so does empty unless `emptyMeansNone`. */

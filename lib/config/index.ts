@@ -22,10 +22,11 @@ import {
   isImageTag,
   isKubernetesName,
   isReportUploadPath,
-  quantityValue,
   signerProfileRegion,
 } from './validators';
+import { parseQuantity } from './quantity';
 
+export { parseQuantity } from './quantity';
 export { resolveSpringProfile, parseSpringProfile, SPRING_PROFILE_VARIABLE } from './spring-profile';
 export type { ResolvedSpringProfile, SpringProfile, StorageType } from './spring-profile';
 
@@ -272,6 +273,8 @@ function readImageBuilder(read: EnvReader): Config['imageBuilder'] {
       ephemeralStorage: read.quantity('IMAGE_BUILDER_RESOURCES_LIMITS_EPHEMERAL_STORAGE', '100G'),
     },
   };
+  // Values that passed read.quantity, so parseQuantity answers a number for each.
+  const quantityValue = (quantity: string) => parseQuantity(quantity) ?? Number.NaN;
   const suffixes: Array<[keyof ResourceQuantities, string]> = [['cpu', 'CPU'], ['memory', 'MEMORY'], ['ephemeralStorage', 'EPHEMERAL_STORAGE']];
   for (const [field, suffix] of suffixes) {
     if (quantityValue(resources.requests[field]) > quantityValue(resources.limits[field])) {
@@ -280,9 +283,9 @@ function readImageBuilder(read: EnvReader): Config['imageBuilder'] {
   }
   const maxResources: Partial<ResourceQuantities> = {};
   for (const [field, suffix] of suffixes) {
-    const value = read.optional(`IMAGE_BUILDER_MAX_RESOURCES_${suffix}`);
+    const value = read.optionalQuantity(`IMAGE_BUILDER_MAX_RESOURCES_${suffix}`);
     if (value === undefined) continue;
-    maxResources[field] = read.quantity(`IMAGE_BUILDER_MAX_RESOURCES_${suffix}`, value);
+    maxResources[field] = value;
     if (quantityValue(value) < quantityValue(resources.limits[field])) {
       read.problems.push(`IMAGE_BUILDER_MAX_RESOURCES_${suffix} (${value}) must be at least IMAGE_BUILDER_RESOURCES_LIMITS_${suffix} (${resources.limits[field]})`);
     }

@@ -1,20 +1,9 @@
 /**
  * Requests and limits of a builder pod: the deployment's values, or a build's own within the operator's ceiling.
  */
+import { parseQuantity } from '../../config';
 import { BuildFailedError } from '../executor';
 import type { BuilderResources, ResourceQuantities } from './options';
-
-const SUFFIXES: Record<string, number> = {
-  '': 1, m: 1e-3, k: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18,
-  Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50, Ei: 2 ** 60,
-};
-
-/** The numeric value of a Kubernetes quantity ("500m" → 0.5, "1Gi" → 1073741824), or undefined when malformed. */
-export function parseQuantity(quantity: string): number | undefined {
-  const match = /^([0-9]+(?:\.[0-9]+)?)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$/.exec(quantity.trim());
-  if (!match) return undefined;
-  return Number(match[1]) * (SUFFIXES[match[2] ?? ''] ?? 1);
-}
 
 const FIELDS: Array<[keyof ResourceQuantities, string]> = [
   ['cpu', 'cpu'],
