@@ -64,6 +64,11 @@ export class EnvReader {
     return this.raw(name);
   }
 
+  /** The value exactly as given, for secrets such as a service-account JSON; unset or empty gives undefined. */
+  untrimmed(name: string): string | undefined {
+    return this.env[name] ? this.env[name] : undefined;
+  }
+
   integer(name: string, fallback: number, min = 1, max = Number.MAX_SAFE_INTEGER): number {
     const raw = this.raw(name);
     if (!raw) return fallback;
@@ -118,6 +123,12 @@ export class EnvReader {
       return fallback;
     }
     return value;
+  }
+
+  /** A value required in some configurations (`why`, as for requiredWhen) and checked by `valid`; '' when missing or invalid. */
+  requiredMatching(name: string, valid: (value: string) => boolean, expected: string, why: string): string {
+    if (this.raw(name) === undefined) return this.requiredWhen(name, why);
+    return this.matching(name, valid, expected) ?? '';
   }
 
   quantity(name: string, fallback: string): string {

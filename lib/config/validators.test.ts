@@ -25,7 +25,7 @@ const cases: Array<[string, (v: string) => boolean, string[], string[]]> = [
   ['isImageRepository', isImageRepository, ['registry.example/datarobot', 'localhost:5000/team/app', 'image-builder'], ['Registry/Up', 'a/b:1.0', 'a//b', '']],
   ['isImageReference', isImageReference, ['registry.example/kaniko:1.0', 'customer-registry.com/customer-scanner:v1.0.0', `a/b@sha256:${'0'.repeat(64)}`, `a/b:1@sha256:${'f'.repeat(64)}`], ['a/b', 'a/b:', 'a b:1', 'A/b:1']],
   ['isImageTag', isImageTag, ['11.7.0', 'v1', '1.0-rc_1'], ['', '.1', '1/2', 'x'.repeat(129)]],
-  ['isAwsRegion', isAwsRegion, ['us-east-1', 'eu-central-2', 'us-gov-west-1'], ['east', 'US-EAST-1', 'us-east']],
+  ['isAwsRegion', isAwsRegion, ['us-east-1', 'eu-central-2', 'us-gov-west-1', 'ap-southeast-10'], ['east', 'US-EAST-1', 'us-east', 'us-east-1a']],
   ['isImagePattern', isImagePattern, ['docker.io/datarobot/*', '*.dkr.ecr.us-east-1.amazonaws.com/*', 'quay.io/org/img:tag'], ['bad entry', 'https://docker.io/x', '', '/abs']],
   ['isEnvName', isEnvName, ['SNYK_TOKEN', '_X', 'a1'], ['1A', 'A-B', '']],
   ['isReportUploadPath', isReportUploadPath, ['s3://customer-bucket/scan-reports', 'gs://b', 'az://container/p', 'https://upload.example/r'], ['customer-bucket/reports', 's3://', 'ftp://x/y']],
