@@ -16,9 +16,9 @@ const FIELDS: Array<[keyof ResourceQuantities, string]> = [
  * (IMAGE_BUILDER_MAX_RESOURCES_*); without a ceiling it gets the deployment's values.
  */
 export function builderResourcesFor(
-  requested: { requests?: ResourceQuantities; limits?: ResourceQuantities } | undefined,
+  requested: { requests?: Partial<ResourceQuantities>; limits?: Partial<ResourceQuantities> } | undefined,
   defaults: BuilderResources,
-  ceiling: ResourceQuantities | undefined,
+  ceiling: Partial<ResourceQuantities> | undefined,
 ): BuilderResources {
   if (!requested) return defaults;
   const result: BuilderResources = { requests: { ...defaults.requests }, limits: { ...defaults.limits } };
@@ -50,6 +50,6 @@ export function builderResourcesFor(
 
 /** The pod's `resources` block, in Kubernetes' field names. */
 export function containerResources(resources: BuilderResources): { requests: Record<string, string>; limits: Record<string, string> } {
-  const toK8s = (q: Required<ResourceQuantities>) => ({ cpu: q.cpu, memory: q.memory, 'ephemeral-storage': q.ephemeralStorage });
+  const toK8s = (q: ResourceQuantities) => ({ cpu: q.cpu, memory: q.memory, 'ephemeral-storage': q.ephemeralStorage });
   return { requests: toK8s(resources.requests), limits: toK8s(resources.limits) };
 }
