@@ -43,7 +43,7 @@ export async function createWorkerDependencies(config: Config): Promise<{ deps: 
   const pool = createPool(config.postgres);
   await migrate(pool);
   const storage = createObjectStore(config);
-  const credentials = createCredentialProvider(config.registryAuth);
+  const credentials = createCredentialProvider(config.registry);
   const registry = new RegistryClient({
     disableHttps: config.registry.disableHttps,
     allowSelfSignedCerts: config.registry.allowSelfSignedCerts,

@@ -1,4 +1,7 @@
-/** Maps the validated configuration to the kubernetes executor's settings (the table in docs/kubernetes.md). */
+/**
+ * Maps the validated configuration to the kubernetes executor's settings (the table in docs/kubernetes.md). The
+ * resources, security contexts and Kaniko settings are the configuration's own types and pass through unchanged.
+ */
 import type { Config } from '../lib/config';
 import type { KubernetesExecutorSettings } from '../lib/executors/kubernetes';
 
@@ -18,14 +21,10 @@ export function kubernetesSettingsFrom(config: Config): KubernetesExecutorSettin
       engine: imageBuilder.buildEngine,
       useQemu: imageBuilder.useQemu,
       resources: imageBuilder.resources,
-      maxResources: Object.keys(imageBuilder.maxResources).length ? imageBuilder.maxResources : undefined,
+      maxResources: imageBuilder.maxResources,
       securityContext: imageBuilder.securityContext,
       buildkitSnapshotter: imageBuilder.ociWorkerSnapshotter,
-      kaniko: {
-        image: kaniko.image,
-        containerSecurityContext: kaniko.containerSecurityContext,
-        userNamespaceIsolation: kaniko.userNamespaceIsolation,
-      },
+      kaniko,
       otlp: {
         enabled: otlp.enabled,
         endpoint: otlp.endpoint,

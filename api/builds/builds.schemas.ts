@@ -1,6 +1,6 @@
 /** Request and response schemas of the builds resource; they also generate /openapi.json. */
 import { z } from '@hono/zod-openapi';
-import { isQuantity } from '../../lib/config/validators';
+import { isQuantity } from '../../lib/config/quantity';
 import { BUILD_STATUSES } from '../../workflows/definitions';
 
 const ARG_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;

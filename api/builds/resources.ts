@@ -6,7 +6,7 @@
  * submission and run.
  */
 import type { ResourceQuantities } from '../../lib/config';
-import { quantityValue } from '../../lib/config/validators';
+import { parseQuantity } from '../../lib/config/quantity';
 import type { BuildSpec } from '../../workflows/definitions';
 import { ApiError } from '../errors';
 
@@ -24,6 +24,9 @@ const FIELDS: Array<[keyof ResourceQuantities, string, string]> = [
 ];
 
 /** Throws the 400 that names the field and the ceiling; quantities are already well-formed (the schema checks them). */
+/** The schema has checked every quantity already, so each one parses. */
+const quantityValue = (quantity: string): number => parseQuantity(quantity)!;
+
 export function checkBuildResources(resources: BuildSpec['resources'], settings: BuildResourceSettings): void {
   if (!resources) return;
   for (const kind of ['requests', 'limits'] as const) {

@@ -70,7 +70,7 @@ describe('loadConfig', () => {
     ['signing', { type: 'none' }],
     ['policy', { allowlist: [], denylist: ['docker.io/datarobot/*', 'docker.io/datarobotdev/*'] }],
     ['dependencies', { pythonIndex: undefined, pythonTrustedHost: undefined, httpProxy: undefined, cranMirror: undefined }],
-    ['registry.azureTenantId', undefined],
+    ['registry.acr', undefined],
   ])('defaults %s to %j', (path, expected) => {
     expect(at(loadConfig(required), path)).toEqual(expected);
   });
@@ -84,7 +84,7 @@ describe('loadConfig', () => {
     ['POSTGRES_PORT', '6543', 'postgres.port', 6543],
     ['MINIO_SERVER_HOST', 'https://minio.example:9000/', 'storage.endpoint', 'https://minio.example:9000'],
     ['DOCKERHUB_USERNAME', '_json_key', 'registry.username', '_json_key'],
-    ['AZURE_TENANT_ID', 'tenant', 'registry.azureTenantId', 'tenant'],
+    ['AZURE_TENANT_ID', 'tenant', 'registry.acr.tenantId', 'tenant'],
     ['IMAGE_BUILDER_NAMESPACE', 'ibs-builds', 'imageBuilder.namespace', 'ibs-builds'],
     ['IMAGE_BUILDER_REPOSITORY', 'registry.example/datarobot', 'imageBuilder.repository', 'registry.example/datarobot'],
     ['IMAGE_BUILDER_NAME', 'my-builder', 'imageBuilder.name', 'my-builder'],
@@ -150,6 +150,7 @@ describe('loadConfig', () => {
     const partners: Record<string, Record<string, string>> = {
       IMAGE_BUILDER_BUILD_ENGINE: { KANIKO_IMAGE: 'mirror.example/kaniko:1' },
       DOCKERHUB_USERNAME: { DOCKERHUB_PASSWORD: 'registry-password' },
+      AZURE_TENANT_ID: { SPRING_PROFILES_ACTIVE: 'azure,acr,minio', DOCKERHUB_USERNAME: 'app-id', DOCKERHUB_PASSWORD: 'registry-password' },
     };
     const extra = partners[name] ?? {};
     const env = name === 'IMAGE_BUILDER_RESOURCES_REQUESTS_EPHEMERAL_STORAGE' || name.startsWith('IMAGE_BUILDER_RESOURCES_LIMITS') || name.startsWith('IMAGE_BUILDER_MAX')

@@ -2,11 +2,11 @@ import {
   isHostName,
   isHttpUrl,
   isKubernetesName,
-  isQuantity,
   parseJsonStringArray,
   parseJsonStringMap,
   splitList,
 } from './validators';
+import { isQuantity } from './quantity';
 
 export type Env = Record<string, string | undefined>;
 
@@ -62,6 +62,11 @@ export class EnvReader {
 
   optional(name: string): string | undefined {
     return this.raw(name);
+  }
+
+  /** The value exactly as given, for secrets such as a service-account JSON; unset or empty gives undefined. */
+  untrimmed(name: string): string | undefined {
+    return this.env[name] ? this.env[name] : undefined;
   }
 
   integer(name: string, fallback: number, min = 1, max = Number.MAX_SAFE_INTEGER): number {
@@ -120,8 +125,19 @@ export class EnvReader {
     return value;
   }
 
+  /** A value required in some configurations (`why`, as for requiredWhen) and checked by `valid`; '' when missing or invalid. */
+  requiredMatching(name: string, valid: (value: string) => boolean, expected: string, why: string): string {
+    if (this.raw(name) === undefined) return this.requiredWhen(name, why);
+    return this.matching(name, valid, expected) ?? '';
+  }
+
   quantity(name: string, fallback: string): string {
-    return this.matching(name, isQuantity, 'a Kubernetes quantity such as 1, 500m, 1G or 512Mi', fallback) ?? fallback;
+    return this.optionalQuantity(name) ?? fallback;
+  }
+
+  /** Unset, or set to something that is not a quantity (a problem then), gives undefined. */
+  optionalQuantity(name: string): string | undefined {
+    return this.matching(name, isQuantity, 'a Kubernetes quantity such as 1, 500m, 1G or 512Mi');
   }
 
   /** A comma-separated list whose items all pass `valid`. Unset gives `fallback`; so does empty unless `emptyMeansNone`. */

@@ -10,25 +10,22 @@ import {
   isImageRepository,
   isImageTag,
   isKubernetesName,
-  isQuantity,
   isReportUploadPath,
   parseJsonStringArray,
   parseJsonStringMap,
-  quantityValue,
   signerProfileRegion,
   splitList,
 } from './validators';
 
 // [validator, accepted values, refused values]
 const cases: Array<[string, (v: string) => boolean, string[], string[]]> = [
-  ['isQuantity', isQuantity, ['1', '500m', '1G', '4G', '512Mi', '1.5', '100G', '1e3', '0.5Gi'], ['', '4 GB', '1GB', 'one', '-1', 'm']],
   ['isKubernetesName', isKubernetesName, ['a', 'nonroot-v2', 'dockerhub-image-pull-secret-read-only', 'a.b-c'], ['', 'My_Creds', '-a', 'a-', 'a b', 'x'.repeat(254)]],
   ['isHostName', isHostName, ['repo1.myregistry.com', 'localhost', 'registry:5000', '127.0.0.1'], ['*.myregistry.com', 'https://a.com', 'a.com/path', '', '-a.com']],
   ['isHttpUrl', isHttpUrl, ['http://minio:9000', 'https://a.example/path'], ['minio:9000', 'ftp://a', 'http://', '']],
   ['isImageRepository', isImageRepository, ['registry.example/datarobot', 'localhost:5000/team/app', 'image-builder'], ['Registry/Up', 'a/b:1.0', 'a//b', '']],
   ['isImageReference', isImageReference, ['registry.example/kaniko:1.0', 'customer-registry.com/customer-scanner:v1.0.0', `a/b@sha256:${'0'.repeat(64)}`, `a/b:1@sha256:${'f'.repeat(64)}`], ['a/b', 'a/b:', 'a b:1', 'A/b:1']],
   ['isImageTag', isImageTag, ['11.7.0', 'v1', '1.0-rc_1'], ['', '.1', '1/2', 'x'.repeat(129)]],
-  ['isAwsRegion', isAwsRegion, ['us-east-1', 'eu-central-2', 'us-gov-west-1'], ['east', 'US-EAST-1', 'us-east']],
+  ['isAwsRegion', isAwsRegion, ['us-east-1', 'eu-central-2', 'us-gov-west-1', 'ap-southeast-10'], ['east', 'US-EAST-1', 'us-east', 'us-east-1a']],
   ['isImagePattern', isImagePattern, ['docker.io/datarobot/*', '*.dkr.ecr.us-east-1.amazonaws.com/*', 'quay.io/org/img:tag'], ['bad entry', 'https://docker.io/x', '', '/abs']],
   ['isEnvName', isEnvName, ['SNYK_TOKEN', '_X', 'a1'], ['1A', 'A-B', '']],
   ['isReportUploadPath', isReportUploadPath, ['s3://customer-bucket/scan-reports', 'gs://b', 'az://container/p', 'https://upload.example/r'], ['customer-bucket/reports', 's3://', 'ftp://x/y']],
@@ -38,13 +35,6 @@ const cases: Array<[string, (v: string) => boolean, string[], string[]]> = [
 describe.each(cases)('%s', (_name, valid, accepted, refused) => {
   it.each(accepted)('accepts %j', (value) => expect(valid(value)).toBe(true));
   it.each(refused)('refuses %j', (value) => expect(valid(value)).toBe(false));
-});
-
-describe('quantityValue', () => {
-  it.each<[string, number]>([['1', 1], ['500m', 0.5], ['1G', 1e9], ['512Mi', 512 * 2 ** 20], ['1e3', 1000], ['1.5Gi', 1.5 * 2 ** 30]])('reads %s as %d', (q, n) => {
-    expect(quantityValue(q)).toBeCloseTo(n);
-  });
-  it('answers NaN for a non-quantity', () => expect(quantityValue('lots')).toBeNaN());
 });
 
 describe('signerProfileRegion', () => {

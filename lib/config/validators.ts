@@ -3,23 +3,6 @@
  * messages: the reader that calls them names the variable and says what is expected.
  */
 
-/** A Kubernetes resource quantity such as `1`, `500m`, `1G`, `512Mi`, `1.5`, `1e3`. */
-export function isQuantity(value: string): boolean {
-  return /^[+]?(\d+(\.\d*)?|\.\d+)([KMGTPE]i|[numkKMGTPE]|[eE][+-]?\d+)?$/.test(value);
-}
-
-const QUANTITY_SUFFIX: Record<string, number> = {
-  n: 1e-9, u: 1e-6, m: 1e-3, '': 1, k: 1e3, K: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18,
-  Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50, Ei: 2 ** 60,
-};
-
-/** The quantity as a plain number (cores or bytes), so requests can be compared with limits. */
-export function quantityValue(value: string): number {
-  const match = /^[+]?((?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)([KMGTPE]i|[numkKMGTPE])?$/.exec(value);
-  if (!match) return Number.NaN;
-  return Number(match[1]) * (QUANTITY_SUFFIX[match[2] ?? ''] ?? Number.NaN);
-}
-
 /** A Kubernetes object name (RFC 1123 subdomain), as Secrets and SCCs must have. */
 export function isKubernetesName(value: string): boolean {
   return value.length <= 253 && /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/.test(value);

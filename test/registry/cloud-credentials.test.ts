@@ -11,15 +11,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { RegistryClient, RegistryError } from '../../lib/registry/client';
-import { readRegistryConfig } from '../../lib/registry/config';
 import { builderCredentials, createCredentialProvider } from '../../lib/registry/credentials';
+import { testConfig } from '../support/stack';
 import { GOOGLE_TOKEN_AUDIENCE, startFakeAws, startFakeAzure, startFakeGoogle, type FakeAws, type FakeAzure } from './support/cloud-fakes';
 import { BASIC_REGISTRY, PUSH_USER, passwordOf } from './support/registries';
 
+/** The registry section of the configuration the worker would load with these variables. */
 function configOf(env: Record<string, string>) {
-  const { config, problems } = readRegistryConfig(env);
-  expect(problems).toEqual([]);
-  return config;
+  return testConfig(env).registry;
 }
 
 async function failure(promise: Promise<unknown>): Promise<RegistryError> {

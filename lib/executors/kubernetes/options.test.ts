@@ -17,7 +17,7 @@ describe('resolveKubernetesOptions', () => {
     });
     expect(o.imageBuilder.securityContext).toBeUndefined();
     expect(o.pullCredentials).toEqual({ mountGlobal: true, globalSecretNames: [], credentialSecretNames: [], secretsToMount: [], plain: [], wildcardHosts: [] });
-    expect(o.retentionSeconds).toBe(0);
+    expect(o.retentionSeconds).toBe(300);
   });
 
   it('replaces a Kaniko capability list whole and keeps the other defaults', () => {

@@ -3,47 +3,22 @@
  * in docs/kubernetes.md maps each variable to its field). `resolveKubernetesOptions` fills the documented defaults,
  * so the pod templates read a complete, explicit configuration.
  */
+import {
+  DEFAULT_BUILDER_RESOURCES,
+  DEFAULT_IMAGE_BUILDER_NAME,
+  DEFAULT_KANIKO_SECURITY_CONTEXT,
+  DEFAULT_POD_RETENTION_SECONDS,
+  type BuilderResources,
+  type ImageBuilderSecurityContext,
+  type KanikoConfig,
+  type KanikoContainerSecurityContext,
+  type ResourceQuantities,
+} from '../../config';
 import type { BuildEngine } from '../../../workflows/definitions';
 
-/** Kubernetes quantities as strings ("1", "500m", "1G", "100G"). */
-export interface ResourceQuantities {
-  cpu?: string;
-  memory?: string;
-  ephemeralStorage?: string;
-}
-
-export interface BuilderResources {
-  requests: Required<ResourceQuantities>;
-  limits: Required<ResourceQuantities>;
-}
-
-export interface CapabilityLists {
-  drop: string[];
-  add: string[];
-}
-
-/** imageBuilder.securityContext: the BuildKit (and QEMU) builder container. */
-export interface ImageBuilderSecurityContext {
-  allowPrivilegeEscalation: boolean;
-  /** RuntimeDefault, Unconfined or Localhost; '' leaves the field out. */
-  seccompProfileType: string;
-  /** '' for clusters without SELinux; e.g. container_t. */
-  seLinuxType: string;
-  capabilities: CapabilityLists;
-}
-
-/** imageBuilder.kaniko.containerSecurityContext: every Kaniko container, init containers included. */
-export interface KanikoContainerSecurityContext {
-  runAsUser: number;
-  runAsGroup: number;
-  runAsNonRoot: boolean;
-  privileged: boolean;
-  allowPrivilegeEscalation: boolean;
-  readOnlyRootFilesystem: boolean;
-  seccompProfileType: string;
-  seLinuxType: string;
-  capabilities: CapabilityLists;
-}
+// The builder's resources, security contexts and their defaults are the configuration's own (lib/config/kubernetes.ts).
+export type { BuilderResources, ImageBuilderSecurityContext, KanikoContainerSecurityContext, ResourceQuantities } from '../../config';
+export { DEFAULT_BUILDER_RESOURCES, DEFAULT_KANIKO_SECURITY_CONTEXT, defaultImageBuilderSecurityContext } from '../../config';
 
 /** A plain imageBuilder.imagePullCredentials entry (the chart normally turns these into secrets first). */
 export interface PlainPullCredential {
@@ -91,18 +66,13 @@ export interface KubernetesExecutorOptions {
     useQemu: boolean;
     resources: BuilderResources;
     /** IMAGE_BUILDER_MAX_RESOURCES_*: the ceiling for a build's own resources; unset means builds cannot ask. */
-    maxResources?: ResourceQuantities;
+    maxResources?: Partial<ResourceQuantities>;
     /** Unset: the mode's default (see defaultImageBuilderSecurityContext). */
     securityContext?: ImageBuilderSecurityContext;
     /** BUILDKIT_OCI_WORKER_SNAPSHOTTER, passed to the BuildKit daemon in the pod (overlayfs for kernels 5.11+). */
     buildkitSnapshotter?: string;
-    kaniko: {
-      /** KANIKO_IMAGE: a full reference; unset means <repository>/<name>:<version>-kaniko-image. */
-      image?: string;
-      containerSecurityContext: KanikoContainerSecurityContext;
-      /** KANIKO_USER_NAMESPACE_ISOLATION: hostUsers: false on Kaniko pods. */
-      userNamespaceIsolation: boolean;
-    };
+    /** KANIKO_IMAGE (unset: <repository>/<name>:<version>-kaniko-image), KANIKO_CONTAINER_SECURITY_CONTEXT_*, KANIKO_USER_NAMESPACE_ISOLATION. */
+    kaniko: KanikoConfig;
     otlp: OtlpOptions;
   };
   pullCredentials: PullCredentialsOptions;
@@ -122,42 +92,12 @@ export interface KubernetesExecutorOptions {
   logDrainMs: number;
 }
 
-/** The spec's defaults: CPU 1/1, memory 1G/1G, ephemeral storage 1G/100G. */
-export const DEFAULT_BUILDER_RESOURCES: BuilderResources = {
-  requests: { cpu: '1', memory: '1G', ephemeralStorage: '1G' },
-  limits: { cpu: '1', memory: '1G', ephemeralStorage: '100G' },
-};
-
-/** The chart defaults of imageBuilder.kaniko.containerSecurityContext, from the operator documentation. */
-export const DEFAULT_KANIKO_SECURITY_CONTEXT: KanikoContainerSecurityContext = {
-  runAsUser: 0,
-  runAsGroup: 0,
-  runAsNonRoot: false,
-  privileged: false,
-  allowPrivilegeEscalation: false,
-  readOnlyRootFilesystem: false,
-  seccompProfileType: 'Unconfined',
-  seLinuxType: 'spc_t',
-  capabilities: { drop: ['ALL'], add: ['SETUID', 'SETGID', 'CHOWN', 'FOWNER'] },
-};
-
-/**
- * Rootless BuildKit maps users with newuidmap/newgidmap (set-id helpers, hence privilege escalation plus SETUID and
- * SETGID) and mounts inside its user namespace (hence seccomp Unconfined). QEMU mode needs none of that: the build
- * runs inside the VM, so its default is what Pod Security "restricted" admits.
- */
-export function defaultImageBuilderSecurityContext(useQemu: boolean): ImageBuilderSecurityContext {
-  return useQemu
-    ? { allowPrivilegeEscalation: false, seccompProfileType: 'RuntimeDefault', seLinuxType: '', capabilities: { drop: ['ALL'], add: [] } }
-    : { allowPrivilegeEscalation: true, seccompProfileType: 'Unconfined', seLinuxType: '', capabilities: { drop: ['ALL'], add: ['SETUID', 'SETGID'] } };
-}
-
 export type KubernetesExecutorSettings = Omit<Partial<KubernetesExecutorOptions>, 'imageBuilder' | 'pullCredentials'> & {
   namespace: string;
   imageBuilder: Partial<Omit<KubernetesExecutorOptions['imageBuilder'], 'kaniko' | 'otlp' | 'resources'>> & {
     repository: string;
     version: string;
-    resources?: { requests?: ResourceQuantities; limits?: ResourceQuantities };
+    resources?: { requests?: Partial<ResourceQuantities>; limits?: Partial<ResourceQuantities> };
     kaniko?: Partial<Omit<KubernetesExecutorOptions['imageBuilder']['kaniko'], 'containerSecurityContext'>> & {
       containerSecurityContext?: Partial<KanikoContainerSecurityContext>;
     };
@@ -178,7 +118,7 @@ export function resolveKubernetesOptions(settings: KubernetesExecutorSettings): 
     kubeconfigPath: settings.kubeconfigPath,
     imageBuilder: {
       repository: ib.repository.replace(/\/+$/, ''),
-      name: ib.name ?? 'image-builder',
+      name: ib.name ?? DEFAULT_IMAGE_BUILDER_NAME,
       version: ib.version,
       engine: ib.engine ?? 'buildkit',
       useQemu: ib.useQemu ?? false,
@@ -205,7 +145,7 @@ export function resolveKubernetesOptions(settings: KubernetesExecutorSettings): 
       wildcardHosts: [],
       ...definedOnly(settings.pullCredentials),
     },
-    retentionSeconds: settings.retentionSeconds ?? 0,
+    retentionSeconds: settings.retentionSeconds ?? DEFAULT_POD_RETENTION_SECONDS,
     scc: settings.scc || undefined,
     serviceAccountName: settings.serviceAccountName,
     podAnnotations: settings.podAnnotations ?? {},

@@ -1,16 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../../config';
 import { DEFAULT_BUILDER_RESOURCES } from './options';
-import { builderResourcesFor, containerResources, parseQuantity } from './resources';
-
-describe('parseQuantity', () => {
-  it.each([
-    ['1', 1], ['500m', 0.5], ['1G', 1e9], ['1Gi', 2 ** 30], ['100G', 1e11], ['1.5', 1.5],
-  ])('%s = %d', (q, n) => expect(parseQuantity(q)).toBe(n));
-  it('rejects malformed values', () => {
-    expect(parseQuantity('lots')).toBeUndefined();
-    expect(parseQuantity('-1')).toBeUndefined();
-  });
-});
+import { builderResourcesFor, containerResources } from './resources';
 
 describe('builderResourcesFor', () => {
   it('uses the deployment values when the build asks for nothing', () => {
@@ -35,5 +26,15 @@ describe('builderResourcesFor', () => {
     [{ requests: { cpu: '3' } }, { cpu: '4' }, 'invalid_resources'],
   ])('refuses %j under ceiling %j with %s', (requested, ceiling, code) => {
     expect(() => builderResourcesFor(requested, DEFAULT_BUILDER_RESOURCES, ceiling)).toThrow(expect.objectContaining({ code }));
+  });
+
+  // The ceiling comes from the configuration, which took it with the same quantity parser: whatever the operator
+  // could set, a build can be measured against (`1e3` once passed start-up and then refused every build).
+  it('measures a build against any ceiling the configuration accepted, exponents included', () => {
+    const env = { POSTGRES_HOST: 'db', POSTGRES_USER: 'u', POSTGRES_PASSWORD: 'p', POSTGRES_DB: 'd', IMAGE_BUILDER_MAX_RESOURCES_CPU: '1e3' };
+    const ceiling = loadConfig(env).imageBuilder.maxResources;
+    expect(ceiling).toEqual({ cpu: '1e3' });
+    expect(builderResourcesFor({ limits: { cpu: '2e2' } }, DEFAULT_BUILDER_RESOURCES, ceiling).limits.cpu).toBe('2e2');
+    expect(() => builderResourcesFor({ limits: { cpu: '2e3' } }, DEFAULT_BUILDER_RESOURCES, ceiling)).toThrow(expect.objectContaining({ code: 'resources_above_limit' }));
   });
 });

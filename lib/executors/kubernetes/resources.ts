@@ -1,20 +1,9 @@
 /**
  * Requests and limits of a builder pod: the deployment's values, or a build's own within the operator's ceiling.
  */
+import { parseQuantity } from '../../config';
 import { BuildFailedError } from '../executor';
 import type { BuilderResources, ResourceQuantities } from './options';
-
-const SUFFIXES: Record<string, number> = {
-  '': 1, m: 1e-3, k: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18,
-  Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50, Ei: 2 ** 60,
-};
-
-/** The numeric value of a Kubernetes quantity ("500m" → 0.5, "1Gi" → 1073741824), or undefined when malformed. */
-export function parseQuantity(quantity: string): number | undefined {
-  const match = /^([0-9]+(?:\.[0-9]+)?)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$/.exec(quantity.trim());
-  if (!match) return undefined;
-  return Number(match[1]) * (SUFFIXES[match[2] ?? ''] ?? 1);
-}
 
 const FIELDS: Array<[keyof ResourceQuantities, string]> = [
   ['cpu', 'cpu'],
@@ -27,9 +16,9 @@ const FIELDS: Array<[keyof ResourceQuantities, string]> = [
  * (IMAGE_BUILDER_MAX_RESOURCES_*); without a ceiling it gets the deployment's values.
  */
 export function builderResourcesFor(
-  requested: { requests?: ResourceQuantities; limits?: ResourceQuantities } | undefined,
+  requested: { requests?: Partial<ResourceQuantities>; limits?: Partial<ResourceQuantities> } | undefined,
   defaults: BuilderResources,
-  ceiling: ResourceQuantities | undefined,
+  ceiling: Partial<ResourceQuantities> | undefined,
 ): BuilderResources {
   if (!requested) return defaults;
   const result: BuilderResources = { requests: { ...defaults.requests }, limits: { ...defaults.limits } };
@@ -61,6 +50,6 @@ export function builderResourcesFor(
 
 /** The pod's `resources` block, in Kubernetes' field names. */
 export function containerResources(resources: BuilderResources): { requests: Record<string, string>; limits: Record<string, string> } {
-  const toK8s = (q: Required<ResourceQuantities>) => ({ cpu: q.cpu, memory: q.memory, 'ephemeral-storage': q.ephemeralStorage });
+  const toK8s = (q: ResourceQuantities) => ({ cpu: q.cpu, memory: q.memory, 'ephemeral-storage': q.ephemeralStorage });
   return { requests: toK8s(resources.requests), limits: toK8s(resources.limits) };
 }

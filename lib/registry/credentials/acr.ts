@@ -8,7 +8,7 @@
 import type { Agent } from 'node:https';
 import { ClientSecretCredential } from '@azure/identity';
 import type { RegistryCredentials } from '../auth';
-import type { AcrConfig } from '../config';
+import type { AcrConfig } from '../../config/registry';
 import type { Transport } from '../transport';
 import { cloudFailure, exchange, exchangeFailed } from './http';
 import { MintedCache, type Minted } from './minted';

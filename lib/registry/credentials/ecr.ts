@@ -8,7 +8,7 @@
 import { ECRClient, GetAuthorizationTokenCommand } from '@aws-sdk/client-ecr';
 import { createCredentialChain, fromNodeProviderChain, fromTokenFile } from '@aws-sdk/credential-providers';
 import type { RegistryCredentials } from '../auth';
-import type { EcrConfig } from '../config';
+import type { EcrConfig } from '../../config/registry';
 import { RegistryError } from '../errors';
 import { cloudFailure } from './http';
 import { MintedCache, type Minted } from './minted';

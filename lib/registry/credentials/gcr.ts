@@ -6,7 +6,7 @@
  */
 import { JWT } from 'google-auth-library';
 import type { RegistryCredentials } from '../auth';
-import { GOOGLE_ACCESS_TOKEN_USERNAME, JSON_KEY_USERNAME, serviceAccountKeyProblem, type GcrConfig } from '../config';
+import { GOOGLE_ACCESS_TOKEN_USERNAME, JSON_KEY_USERNAME, serviceAccountKeyProblem, type GcrConfig } from '../../config/registry';
 import { RegistryError } from '../errors';
 import { cloudFailure } from './http';
 

@@ -1,5 +1,5 @@
 /** Which registry hosts get a provider's credentials: never more than the registries of its type. */
-import type { RegistryType } from '../config';
+import type { RegistryType } from '../../config/registry';
 
 /** Default hosts per type; private_registry has none, because its credentials are for whatever host is configured. */
 export const DEFAULT_CREDENTIAL_HOSTS: Record<RegistryType, string[] | undefined> = {

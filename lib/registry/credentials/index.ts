@@ -5,7 +5,7 @@
  */
 import type { Agent } from 'node:https';
 import type { RegistryCredentials } from '../auth';
-import type { RegistryConfig, RegistryType } from '../config';
+import type { RegistryConfig, RegistryType } from '../../config/registry';
 import { RegistryError } from '../errors';
 import { Transport } from '../transport';
 import { AcrCredentials } from './acr';

@@ -134,6 +134,8 @@ export function settingsFor(namespace: string, overrides: Partial<KubernetesExec
     heartbeatIntervalMs: 200,
     // kwok keeps a followed log open until the pod is deleted; a kubelet closes it when the container ends.
     logDrainMs: 300,
+    // Finished pods go at once unless a test keeps them; the executor's default is the configuration's 300 s.
+    retentionSeconds: 0,
     ...overrides,
     imageBuilder: { repository: '127.0.0.1:5000/ibs', version: '1.2.3', ...overrides.imageBuilder },
     podAnnotations: { ...annotations, ...overrides.podAnnotations },

@@ -1,0 +1,86 @@
+/**
+ * What a build may be and where it runs: the executor, timeouts, limits on the uploaded context, the image
+ * policy and the dependency mirrors handed to builds.
+ */
+import type { ContextLimits } from '../context/archive';
+import type { BuildEngine } from '../../workflows/definitions';
+import type { EnvReader } from './env-reader';
+import { isImagePattern } from './validators';
+
+export interface ExecutorConfig {
+  type: 'local' | 'kubernetes';
+  buildkitHost: string;
+  buildctlPath: string;
+  noCache: boolean;
+  /** The kubernetes executor's kubeconfig (KUBECONFIG); unset means in-cluster configuration. */
+  kubeconfig?: string;
+}
+
+export interface BuildConfig {
+  defaultEngine: BuildEngine;
+  defaultTimeoutSeconds: number;
+  maxTimeoutSeconds: number;
+}
+
+export interface PolicyConfig {
+  allowlist: string[];
+  denylist: string[];
+}
+
+export interface DependenciesConfig {
+  pythonIndex?: string;
+  pythonTrustedHost?: string;
+  httpProxy?: string;
+  cranMirror?: string;
+}
+
+const MiB = 1024 * 1024;
+
+export function readExecutor(read: EnvReader): ExecutorConfig {
+  return {
+    type: read.oneOf('BUILD_EXECUTOR', ['local', 'kubernetes'] as const, 'local'),
+    kubeconfig: read.present('KUBECONFIG'),
+    buildkitHost: read.string('BUILDKIT_HOST', 'unix:///run/image-build-service/buildkitd.sock'),
+    buildctlPath: read.string('BUILDCTL_PATH', 'buildctl'),
+    noCache: read.boolean('BUILDKIT_NO_CACHE', false),
+  };
+}
+
+/** `defaultEngine` is the chart's imageBuilder.buildEngine (IMAGE_BUILDER_BUILD_ENGINE); a request's `engine` may override it. */
+export function readBuild(read: EnvReader, defaultEngine: BuildEngine): BuildConfig {
+  const build = {
+    defaultEngine,
+    defaultTimeoutSeconds: read.integer('BUILD_DEFAULT_TIMEOUT_SECONDS', 3600),
+    maxTimeoutSeconds: read.integer('BUILD_MAX_TIMEOUT_SECONDS', 4 * 3600),
+  };
+  if (build.defaultTimeoutSeconds > build.maxTimeoutSeconds) {
+    read.problems.push('BUILD_DEFAULT_TIMEOUT_SECONDS must not exceed BUILD_MAX_TIMEOUT_SECONDS');
+  }
+  return build;
+}
+
+export function readContextLimits(read: EnvReader): ContextLimits {
+  return {
+    maxArchiveBytes: read.integer('CONTEXT_MAX_ARCHIVE_BYTES', 512 * MiB),
+    maxUncompressedBytes: read.integer('CONTEXT_MAX_UNCOMPRESSED_BYTES', 2048 * MiB),
+    maxEntries: read.integer('CONTEXT_MAX_ENTRIES', 100_000),
+    maxCompressionRatio: read.integer('CONTEXT_MAX_COMPRESSION_RATIO', 100),
+  };
+}
+
+export function readPolicy(read: EnvReader): PolicyConfig {
+  const expected = 'image patterns such as docker.io/datarobot/* (letters, digits, . _ - : / @ and * only)';
+  return {
+    allowlist: read.list('EXECUTION_ENVIRONMENT_VERSION_URI_VALIDATION_ALLOWLIST', [], isImagePattern, expected),
+    denylist: read.list('EXECUTION_ENVIRONMENT_VERSION_URI_VALIDATION_DENYLIST', ['docker.io/datarobot/*', 'docker.io/datarobotdev/*'], isImagePattern, expected),
+  };
+}
+
+export function readDependencies(read: EnvReader): DependenciesConfig {
+  return {
+    pythonIndex: read.optionalUrl('CUSTOM_MODEL_DEPENDENCIES_PYTHON_INDEX'),
+    pythonTrustedHost: read.matching('CUSTOM_MODEL_DEPENDENCIES_PYTHON_TRUSTED_HOST', (v) => /^[A-Za-z0-9.-]+(:\d{1,5})?$/.test(v), 'a host name (optionally :port) such as pypi.internal.example'),
+    httpProxy: read.optionalUrl('CUSTOM_MODEL_DEPENDENCIES_HTTP_PROXY'),
+    cranMirror: read.optionalUrl('CUSTOM_MODEL_DEPENDENCIES_CRAN_MIRROR'),
+  };
+}

@@ -1,0 +1,46 @@
+/** The service's own endpoints: its HTTP API, Temporal and PostgreSQL. */
+import type { EnvReader } from './env-reader';
+
+export interface ApiConfig {
+  host: string;
+  port: number;
+  publicUrl: string;
+}
+export interface TemporalConfig {
+  address: string;
+  namespace: string;
+  taskQueue: string;
+  uiUrl: string;
+}
+export interface PostgresConfig {
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+  database: string;
+}
+
+export function readApi(read: EnvReader): ApiConfig {
+  const host = read.string('API_HOST', '127.0.0.1');
+  const port = read.integer('API_PORT', 8080, 1, 65535);
+  return { host, port, publicUrl: read.url('API_PUBLIC_URL', `http://${host}:${port}`) };
+}
+
+export function readTemporal(read: EnvReader): TemporalConfig {
+  return {
+    address: read.string('TEMPORAL_ADDRESS', '127.0.0.1:7233'),
+    namespace: read.string('TEMPORAL_NAMESPACE', 'default'),
+    taskQueue: read.string('TEMPORAL_TASK_QUEUE', 'image-builds'),
+    uiUrl: read.url('TEMPORAL_UI_URL', 'http://127.0.0.1:8233'),
+  };
+}
+
+export function readPostgres(read: EnvReader): PostgresConfig {
+  return {
+    host: read.string('POSTGRES_HOST'),
+    port: read.integer('POSTGRES_PORT', 5432, 1, 65535),
+    user: read.string('POSTGRES_USER'),
+    password: read.string('POSTGRES_PASSWORD'),
+    database: read.string('POSTGRES_DB'),
+  };
+}

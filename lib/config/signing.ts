@@ -1,0 +1,28 @@
+/** Signing of pushed images (IMAGE_SIGNER_TYPE); only notation, as the operator documentation describes. */
+import type { EnvReader } from './env-reader';
+import { isAwsRegion, signerProfileRegion } from './validators';
+
+export type SigningConfig = { type: 'none' } | { type: 'notation'; profile: string; plugin: string; region: string };
+
+export function readSigning(read: EnvReader): SigningConfig {
+  const type = read.raw('IMAGE_SIGNER_TYPE');
+  if (type === undefined) return { type: 'none' };
+  if (type !== 'notation') {
+    read.invalid('IMAGE_SIGNER_TYPE', 'must be "notation" or unset (no signing)', type);
+    return { type: 'none' };
+  }
+  const why = 'when IMAGE_SIGNER_TYPE=notation';
+  const profile = read.requiredWhen('NOTATION_PROFILE', why);
+  const plugin = read.requiredWhen('NOTATION_PLUGIN', why);
+  const region = read.requiredWhen('NOTATION_REGION', why);
+  if (region && !isAwsRegion(region)) read.invalid('NOTATION_REGION', 'must be an AWS region such as us-east-1', region);
+  if (profile && plugin === 'com.amazonaws.signer.notation.plugin') {
+    const profileRegion = signerProfileRegion(profile);
+    if (!profileRegion) {
+      read.invalid('NOTATION_PROFILE', 'must be an AWS Signer signing-profile ARN such as arn:aws:signer:us-east-1:123456789012:/signing-profiles/name', profile);
+    } else if (region && profileRegion !== region) {
+      read.problems.push(`NOTATION_REGION (${region}) must match the region of the signing profile in NOTATION_PROFILE (${profileRegion})`);
+    }
+  }
+  return { type, profile, plugin, region };
+}
