@@ -26,6 +26,22 @@ CLUSTER_DNS_IP=10.96.0.10
 NODE_CONTAINERD_SOCKET=$NODE_DIR/containerd/containerd.sock
 NODE_HOST_PORTS=(5000 5001 5002 5443 9000 7233 55432 10000 4443)
 
+# node_write_file FILE: writes stdin to FILE unless FILE holds that already. A restart rewrites every file, and
+# kube-proxy exits when its configuration file changes.
+node_write_file() {
+  cat >"$1.new"
+  if cmp -s "$1.new" "$1"; then rm -f "$1.new"; else mv "$1.new" "$1"; fi
+}
+
+# node_restart_on_change NAME FILE...: stops NAME when one of FILES changed after it started, so that start_process
+# starts it again with them.
+node_restart_on_change() {
+  local name=$1 file; shift
+  for file in "$@"; do
+    if pid_alive "$IBS_RUN/pids/$name.pid" && [ "$file" -nt "$IBS_RUN/pids/$name.pid" ]; then stop_process "$name"; return 0; fi
+  done
+}
+
 # Kernel and mount settings a kubelet and pod networking need, and the bridge made before the first pod so that
 # its address exists for CoreDNS, the kubelet and the forwarded ports from the start (the CNI bridge plugin adopts it).
 node_host_setup() {
@@ -34,7 +50,7 @@ node_host_setup() {
   if ! ip link show "$NODE_BRIDGE" >/dev/null 2>&1; then
     ip link add "$NODE_BRIDGE" type bridge
   fi
-  ip addr show dev "$NODE_BRIDGE" | grep -q "inet $NODE_IP/" || ip addr add "$NODE_IP/24" dev "$NODE_BRIDGE"
+  [[ $(ip -4 addr show dev "$NODE_BRIDGE") == *"inet $NODE_IP/"* ]] || ip addr add "$NODE_IP/24" dev "$NODE_BRIDGE"
   ip link set "$NODE_BRIDGE" up
   # One chain of DNAT rules, rebuilt on every start, entered from PREROUTING (pods) and OUTPUT (the host).
   iptables -t nat -N IBS-HOST-SERVICES 2>/dev/null || iptables -t nat -F IBS-HOST-SERVICES
@@ -50,7 +66,7 @@ node_host_setup() {
 
 node_write_cni_config() {
   mkdir -p "$NODE_DIR/cni/net.d" "$NODE_DIR/cni/ipam"
-  cat >"$NODE_DIR/cni/net.d/10-ibs-bridge.conflist" <<JSON
+  node_write_file "$NODE_DIR/cni/net.d/10-ibs-bridge.conflist" <<JSON
 {
   "cniVersion": "1.0.0",
   "name": "ibs-pods",
@@ -103,7 +119,7 @@ node_push_pause_image() {
 
 start_containerd() {
   mkdir -p "$NODE_DIR/containerd"
-  cat >"$NODE_DIR/containerd/config.toml" <<TOML
+  node_write_file "$NODE_DIR/containerd/config.toml" <<TOML
 version = 4
 root = "$NODE_DIR/containerd/root"
 state = "$NODE_DIR/containerd/state"
@@ -135,6 +151,7 @@ state = "$NODE_DIR/containerd/state"
   [plugins.'io.containerd.cri.v1.images'.registry]
     config_path = "$NODE_DIR/containerd/certs.d"
 TOML
+  node_restart_on_change containerd "$NODE_DIR/containerd/config.toml"
   start_process containerd "$IBS_BIN/ctr --address $NODE_CONTAINERD_SOCKET version" \
     "$IBS_BIN/containerd" --config "$NODE_DIR/containerd/config.toml"
 }
@@ -149,7 +166,7 @@ node_client_cert() {
     openssl x509 -req -in "$NODE_DIR/pki/$name.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
       -out "$NODE_DIR/pki/$name.crt" -days 3650 -extfile "$NODE_DIR/pki/client.ext" 2>/dev/null
   fi
-  cat >"$NODE_DIR/$name.kubeconfig" <<YAML
+  node_write_file "$NODE_DIR/$name.kubeconfig" <<YAML
 apiVersion: v1
 kind: Config
 clusters:
@@ -180,7 +197,7 @@ start_kubelet() {
   node_client_cert kubelet "/O=system:nodes/CN=system:node:$NODE_NAME"
   # cgroup v1 (this machine is hybrid) needs failCgroupV1: false from kubelet 1.35 on; kwok already serves
   # 127.0.0.1:10250, so the kubelet listens on the node's own address.
-  cat >"$NODE_DIR/kubelet-config.yaml" <<YAML
+  node_write_file "$NODE_DIR/kubelet-config.yaml" <<YAML
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 address: $NODE_IP
@@ -205,6 +222,7 @@ registerWithTaints:
 - { key: ibs.local/node, value: real, effect: NoSchedule }
 serializeImagePulls: false
 YAML
+  node_restart_on_change kubelet "$NODE_DIR/kubelet-config.yaml" "$NODE_DIR/kubelet.kubeconfig"
   start_process kubelet "curl -fsS --max-time 2 http://127.0.0.1:10248/healthz" \
     "$IBS_BIN/kubelet" --config "$NODE_DIR/kubelet-config.yaml" --kubeconfig "$NODE_DIR/kubelet.kubeconfig" \
       --root-dir "$NODE_DIR/kubelet" --hostname-override "$NODE_NAME" --node-ip "$NODE_IP" \
@@ -215,7 +233,7 @@ start_kube_proxy() {
   # system:kube-proxy is bound to the system:node-proxier role by the API server's default policy.
   node_client_cert kube-proxy "/CN=system:kube-proxy"
   # conntrack 0 values: leave the host's conntrack table size and timeouts as they are.
-  cat >"$NODE_DIR/kube-proxy-config.yaml" <<YAML
+  node_write_file "$NODE_DIR/kube-proxy-config.yaml" <<YAML
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 clientConnection: { kubeconfig: $NODE_DIR/kube-proxy.kubeconfig }
@@ -225,7 +243,9 @@ hostnameOverride: $NODE_NAME
 healthzBindAddress: 127.0.0.1:10256
 metricsBindAddress: 127.0.0.1:10249
 conntrack: { maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s }
+nodePortAddresses: [primary]
 YAML
+  node_restart_on_change kube-proxy "$NODE_DIR/kube-proxy-config.yaml" "$NODE_DIR/kube-proxy.kubeconfig"
   start_process kube-proxy "curl -fsS --max-time 2 http://127.0.0.1:10256/healthz" \
     "$IBS_BIN/kube-proxy" --config "$NODE_DIR/kube-proxy-config.yaml" --v 1
 }
@@ -233,7 +253,7 @@ YAML
 # CoreDNS on the host, answering on the node's address; the kube-dns Service points there through an EndpointSlice
 # of our own (the Service has no selector, there is no DNS pod).
 start_coredns() {
-  cat >"$NODE_DIR/Corefile" <<COREFILE
+  node_write_file "$NODE_DIR/Corefile" <<COREFILE
 .:53 {
     bind $NODE_IP
     errors
@@ -250,6 +270,7 @@ start_coredns() {
     loadbalance
 }
 COREFILE
+  node_restart_on_change coredns "$NODE_DIR/Corefile"
   start_process coredns "http_ok http://127.0.0.1:10281/ready" "$IBS_BIN/coredns" -conf "$NODE_DIR/Corefile"
   kube_apply /api/v1/namespaces/kube-system/services/kube-dns "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"kube-dns\",\"namespace\":\"kube-system\",\"labels\":{\"k8s-app\":\"kube-dns\"}},\"spec\":{\"clusterIP\":\"$CLUSTER_DNS_IP\",\"ports\":[{\"name\":\"dns\",\"port\":53,\"protocol\":\"UDP\"},{\"name\":\"dns-tcp\",\"port\":53,\"protocol\":\"TCP\"}]}}"
   kube_apply /apis/discovery.k8s.io/v1/namespaces/kube-system/endpointslices/kube-dns-host "{\"apiVersion\":\"discovery.k8s.io/v1\",\"kind\":\"EndpointSlice\",\"metadata\":{\"name\":\"kube-dns-host\",\"namespace\":\"kube-system\",\"labels\":{\"kubernetes.io/service-name\":\"kube-dns\",\"endpointslice.kubernetes.io/managed-by\":\"ibs-local\"}},\"addressType\":\"IPv4\",\"endpoints\":[{\"addresses\":[\"$NODE_IP\"],\"conditions\":{\"ready\":true},\"nodeName\":\"$NODE_NAME\"}],\"ports\":[{\"name\":\"dns\",\"port\":53,\"protocol\":\"UDP\"},{\"name\":\"dns-tcp\",\"port\":53,\"protocol\":\"TCP\"}]}"
