@@ -12,14 +12,14 @@ import { S3ObjectStore } from '../../lib/storage/s3-store';
 import { coreApi, createNamespace, deleteNamespace, eventually } from '../kubernetes/support/cluster';
 import { BASIC_REGISTRY, PULL_USER, PUSH_USER, passwordOf } from '../registry/support/registries';
 import { ensureBaseImage } from '../support/registry';
-import { HTTP_GET_SH, NODE_NAME, nodeAddress, nodePod, pushBusyboxImage, readNode, runToCompletion, waitingReason } from './support/node';
+import { HTTP_GET_SH, NODE_NAME, REAL_NODE_NAMESPACE_LABELS, nodeAddress, nodePod, pushBusyboxImage, readNode, runToCompletion, waitingReason } from './support/node';
 
 const basicAuth = (user: string) => Buffer.from(`${user}:${passwordOf(user)}`).toString('base64');
 let namespace: string;
 let work: string;
 
 beforeAll(async () => {
-  namespace = await createNamespace('ibs-cluster');
+  namespace = await createNamespace('ibs-cluster', REAL_NODE_NAMESPACE_LABELS);
   work = await mkdtemp(join(tmpdir(), 'ibs-cluster-it-'));
 });
 
@@ -61,6 +61,7 @@ describe(`the real node ${NODE_NAME}`, () => {
     const { pod, log } = await runToCompletion(namespace,
       nodePod('with-secret', image, 'cat /marker', { spec: { imagePullSecrets: [{ name: 'basic-registry-pull' }] } }));
     expect(pod.spec?.nodeName).toBe(NODE_NAME);
+    expect(pod.spec?.tolerations).toContainEqual(expect.objectContaining({ key: 'ibs.local/node', value: 'real', effect: 'NoSchedule' }));
     expect(pod.status?.phase).toBe('Succeeded');
     expect(log.trim()).toBe(marker);
   });

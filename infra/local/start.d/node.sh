@@ -276,6 +276,37 @@ COREFILE
   kube_apply /apis/discovery.k8s.io/v1/namespaces/kube-system/endpointslices/kube-dns-host "{\"apiVersion\":\"discovery.k8s.io/v1\",\"kind\":\"EndpointSlice\",\"metadata\":{\"name\":\"kube-dns-host\",\"namespace\":\"kube-system\",\"labels\":{\"kubernetes.io/service-name\":\"kube-dns\",\"endpointslice.kubernetes.io/managed-by\":\"ibs-local\"}},\"addressType\":\"IPv4\",\"endpoints\":[{\"addresses\":[\"$NODE_IP\"],\"conditions\":{\"ready\":true},\"nodeName\":\"$NODE_NAME\"}],\"ports\":[{\"name\":\"dns\",\"port\":53,\"protocol\":\"UDP\"},{\"name\":\"dns-tcp\",\"port\":53,\"protocol\":\"TCP\"}]}"
 }
 
+# Pods of a namespace labelled ibs.local/node=real get the node's toleration and node selector at admission, so that
+# pods whose spec we do not write (the kubernetes executor's builder pods, the chart's) run on the real node.
+node_namespace_policy() {
+  kube_apply /apis/admissionregistration.k8s.io/v1/mutatingadmissionpolicies/ibs-real-node "$(cat <<'YAML'
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingAdmissionPolicy
+metadata: { name: ibs-real-node }
+spec:
+  failurePolicy: Fail
+  reinvocationPolicy: Never
+  matchConstraints:
+    resourceRules:
+    - { apiGroups: [""], apiVersions: [v1], operations: [CREATE], resources: [pods] }
+  mutations:
+  - patchType: JSONPatch
+    jsonPatch:
+      expression: >-
+        (has(object.spec.tolerations)
+          ? [JSONPatch{op: "add", path: "/spec/tolerations/-",
+              value: Object.spec.tolerations{key: "ibs.local/node", operator: "Equal", value: "real", effect: "NoSchedule"}}]
+          : [JSONPatch{op: "add", path: "/spec/tolerations",
+              value: [Object.spec.tolerations{key: "ibs.local/node", operator: "Equal", value: "real", effect: "NoSchedule"}]}])
+        + (has(object.spec.nodeSelector)
+          ? [JSONPatch{op: "add", path: "/spec/nodeSelector/" + jsonpatch.escapeKey("ibs.local/node"), value: "real"}]
+          : [JSONPatch{op: "add", path: "/spec/nodeSelector", value: {"ibs.local/node": "real"}}])
+YAML
+)"
+  kube_apply /apis/admissionregistration.k8s.io/v1/mutatingadmissionpolicybindings/ibs-real-node \
+    '{"apiVersion":"admissionregistration.k8s.io/v1","kind":"MutatingAdmissionPolicyBinding","metadata":{"name":"ibs-real-node"},"spec":{"policyName":"ibs-real-node","matchResources":{"namespaceSelector":{"matchLabels":{"ibs.local/node":"real"}}}}}'
+}
+
 start_node() {
   mkdir -p "$NODE_DIR"
   node_host_setup
@@ -286,6 +317,7 @@ start_node() {
   start_kubelet
   start_kube_proxy
   start_coredns
+  node_namespace_policy
   local i
   for i in $(seq 1 120); do node_ready && return 0; sleep 0.5; done
   log "node $NODE_NAME did not become Ready within 60 s; see $IBS_RUN/logs/kubelet.log"

@@ -1,7 +1,8 @@
 /**
  * The real node that infra/local/start.d/node.sh runs (kubelet, containerd, runc, bridge CNI, kube-proxy, CoreDNS)
  * and helpers to run a pod on it to completion. The node is tainted so that the kwok suites' pods never land on
- * it; a pod for it tolerates the taint and selects the node's label.
+ * it; pods of a namespace labelled REAL_NODE_NAMESPACE_LABELS get its toleration and node selector at admission (a
+ * MutatingAdmissionPolicy of the start script), as the kubernetes executor's builder pods would.
  */
 import type { V1EnvVar, V1Node, V1Pod, V1PodSpec } from '@kubernetes/client-node';
 import { execFile } from 'node:child_process';
@@ -14,7 +15,7 @@ import { coreApi, eventually } from '../../kubernetes/support/cluster';
 const run = promisify(execFile);
 
 export const NODE_NAME = 'ibs-node';
-const NODE_TAINT = { key: 'ibs.local/node', value: 'real', effect: 'NoSchedule' };
+export const REAL_NODE_NAMESPACE_LABELS = { 'ibs.local/node': 'real' };
 
 export async function readNode(): Promise<V1Node> {
   return coreApi().readNode({ name: NODE_NAME });
@@ -33,14 +34,12 @@ export interface NodePodOptions {
   spec?: Partial<V1PodSpec>;
 }
 
-/** A pod of one container `main` that runs `script` with sh on the real node and is never restarted. */
+/** A pod of one container `main` that runs `script` with sh and is never restarted. */
 export function nodePod(name: string, image: string, script: string, options: NodePodOptions = {}): V1Pod {
   return {
     metadata: { name, labels: options.labels },
     spec: {
       restartPolicy: 'Never',
-      nodeSelector: { 'ibs.local/node': 'real' },
-      tolerations: [{ key: NODE_TAINT.key, operator: 'Equal', value: NODE_TAINT.value, effect: NODE_TAINT.effect }],
       terminationGracePeriodSeconds: 1,
       containers: [{ name: 'main', image, imagePullPolicy: 'Always', command: ['/bin/sh', '-c', script], env: options.env }],
       ...options.spec,
