@@ -16,7 +16,8 @@
 #
 # The node is tainted ibs.local/node=real:NoSchedule and labelled ibs.local/node=real: the test/kubernetes suites
 # schedule onto kwok's node with no toleration, so the real node never takes their pods; a pod for the real node
-# tolerates the taint and selects the label.
+# tolerates the taint and selects the label, or lives in a namespace labelled ibs.local/node=real, whose pods get both
+# at admission (node_namespace_policy).
 NODE_DIR=$IBS_RUN/node
 NODE_NAME=ibs-node
 NODE_IP=10.244.0.1
