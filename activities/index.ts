@@ -61,6 +61,7 @@ export function createActivities(deps: ActivityDeps) {
             platforms: input.spec.platforms,
             engine: input.engine,
             timeoutSeconds: input.timeoutSeconds,
+            resources: input.spec.resources,
           },
           { log: (text) => log.write(text), heartbeat: () => ctx.heartbeat(), signal: ctx.cancellationSignal },
         );

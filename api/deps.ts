@@ -3,6 +3,7 @@ import type { ContextLimits } from '../lib/context/archive';
 import type { BuildRepository } from '../lib/db/builds-repository';
 import type { ObjectStore } from '../lib/storage/object-store';
 import type { BuildEngine } from '../workflows/definitions';
+import type { BuildResourceSettings } from './builds/resources';
 
 /** What the API's handlers need, handed in by api/main.ts (or a test) through the app's typed context. */
 export interface ApiDeps {
@@ -18,6 +19,7 @@ export interface ApiDeps {
     defaultEngine: BuildEngine;
     defaultTimeoutSeconds: number;
     maxTimeoutSeconds: number;
+    buildResources: BuildResourceSettings;
     /** Where uploads are spooled while they are validated. */
     spoolDir?: string;
   };

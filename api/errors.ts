@@ -1,6 +1,10 @@
 /** Errors the API answers with: `{"error": {"code", "message", "field"?}}`, 4xx for the caller, 5xx for us. */
 import type { Context } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import { DatabaseUnavailableError } from '../lib/db/availability';
+
+/** Seconds a client is asked to wait while PostgreSQL is unreachable; a restart takes a few seconds. */
+const DATABASE_RETRY_AFTER_SECONDS = 5;
 
 export class ApiError extends Error {
   constructor(
@@ -20,6 +24,10 @@ export function errorBody(code: string, message: string, field?: string) {
 
 export function onError(err: Error, c: Context): Response {
   if (err instanceof ApiError) return c.json(errorBody(err.code, err.message, err.field), err.status);
+  if (err instanceof DatabaseUnavailableError) {
+    c.header('Retry-After', String(DATABASE_RETRY_AFTER_SECONDS));
+    return c.json(errorBody('database_unavailable', `the build database is unreachable; retry in ${DATABASE_RETRY_AFTER_SECONDS} seconds`), 503);
+  }
   console.error('unhandled API error', err);
   return c.json(errorBody('internal_error', 'the service failed unexpectedly; retry later or ask an operator to look at the API logs'), 500);
 }

@@ -26,10 +26,11 @@ async function main(): Promise<void> {
       defaultEngine: config.build.defaultEngine,
       defaultTimeoutSeconds: config.build.defaultTimeoutSeconds,
       maxTimeoutSeconds: config.build.maxTimeoutSeconds,
+      buildResources: { defaults: config.imageBuilder.resources, ceiling: config.imageBuilder.maxResources },
     },
   });
   const server = serve({ fetch: app.fetch, hostname: config.api.host, port: config.api.port }, (info) => {
-    console.log(`API listening on http://${info.address}:${info.port}`);
+    console.log(`API listening on http://${info.address}:${info.port} (Node.js ${process.version})`);
   });
   const stop = () => {
     server.close();

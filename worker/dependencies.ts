@@ -9,6 +9,7 @@ import { createKubernetesExecutor } from '../lib/executors/kubernetes';
 import { LocalExecutor } from '../lib/executors/local/local-executor';
 import { registryHostOf, registryHostsOfDockerfile } from '../lib/registry/base-images';
 import { RegistryClient } from '../lib/registry/client';
+import { prepareBuilderAuth } from '../lib/registry/builder-auth';
 import { builderCredentials, createCredentialProvider, type CredentialProvider } from '../lib/registry/credentials';
 import { createObjectStore, type ObjectStore } from '../lib/storage';
 import { kubernetesSettingsFrom } from './kubernetes-settings';
@@ -33,8 +34,8 @@ function createExecutor(config: Config, storage: ObjectStore, credentials: Crede
     contextLimits: config.contextLimits,
     insecureRegistry: config.registry.disableHttps,
     noCache: config.executor.noCache,
-    credentials: (job, dockerfile) =>
-      builderCredentials(credentials, [registryHostOf(job.repository), ...registryHostsOfDockerfile(dockerfile, job.buildArgs)]),
+    builderAuth: (job, dockerfile, dir) =>
+      prepareBuilderAuth(credentials, [registryHostOf(job.repository), ...registryHostsOfDockerfile(dockerfile, job.buildArgs)], dir),
   });
 }
 

@@ -3,8 +3,9 @@ import { NativeConnection } from '@temporalio/worker';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, describeSpringProfile, loadConfig } from '../lib/config';
+import { buildTaskQueueFor } from '../workflows/definitions';
 import { createWorkerDependencies } from './dependencies';
-import { createImageBuildWorker } from './worker';
+import { ImageBuildWorker } from './worker';
 
 async function main(): Promise<void> {
   const config = loadConfig();
@@ -13,7 +14,7 @@ async function main(): Promise<void> {
   await deps.storage.check();
   const connection = await NativeConnection.connect({ address: config.temporal.address });
   const bundlePath = join(__dirname, 'workflow-bundle.js');
-  const worker = await createImageBuildWorker({
+  const worker = await ImageBuildWorker.create({
     connection,
     namespace: config.temporal.namespace,
     taskQueue: config.temporal.taskQueue,
@@ -22,7 +23,7 @@ async function main(): Promise<void> {
       ? { workflowBundle: { codePath: bundlePath } }
       : { workflowsPath: require.resolve('../workflows') },
   });
-  console.log(`worker polling task queue ${config.temporal.taskQueue} on ${config.temporal.address} (executor ${deps.executor.name})`);
+  console.log(`worker polling task queues ${config.temporal.taskQueue} and ${buildTaskQueueFor(config.temporal.taskQueue)} on ${config.temporal.address} (executor ${deps.executor.name}, Node.js ${process.version})`);
   await worker.run();
   await connection.close();
   await pool.end();

@@ -1,6 +1,11 @@
-/** Creates a Worker for the imageBuild workflow; used by worker/main.ts and by the integration tests. */
+/**
+ * The imageBuild worker; used by worker/main.ts and by the integration tests. It is two SDK Workers in one process:
+ * builds take minutes and are capped at maxConcurrentBuilds, so they poll a task queue of their own, and the
+ * workflow tasks and quick bookkeeping activities on the main queue never wait behind them for a slot.
+ */
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from '../activities';
+import { buildTaskQueueFor } from '../workflows/definitions';
 
 export interface ImageBuildWorkerOptions {
   connection: NativeConnection;
@@ -12,15 +17,51 @@ export interface ImageBuildWorkerOptions {
   maxConcurrentBuilds?: number;
 }
 
-export function createImageBuildWorker(options: ImageBuildWorkerOptions): Promise<Worker> {
-  return Worker.create({
-    connection: options.connection,
-    namespace: options.namespace,
-    taskQueue: options.taskQueue,
-    activities: createActivities(options.deps),
-    ...options.workflows,
-    maxConcurrentActivityTaskExecutions: options.maxConcurrentBuilds ?? 4,
-    // A worker stopped by SIGTERM lets running builds finish their current step before exiting.
-    shutdownGraceTime: '30 seconds',
-  });
+// A worker stopped by SIGTERM lets running builds finish their current step before exiting.
+const SHUTDOWN_GRACE_TIME = '30 seconds';
+
+export class ImageBuildWorker {
+  private constructor(
+    private readonly main: Worker,
+    private readonly builds: Worker,
+  ) {}
+
+  static async create(options: ImageBuildWorkerOptions): Promise<ImageBuildWorker> {
+    const activities = createActivities(options.deps);
+    const main = await Worker.create({
+      connection: options.connection,
+      namespace: options.namespace,
+      taskQueue: options.taskQueue,
+      ...options.workflows,
+      // buildImage is registered here too for builds scheduled on the main queue before builds had a queue of
+      // their own; the workflow schedules new ones on the build queue.
+      activities,
+      shutdownGraceTime: SHUTDOWN_GRACE_TIME,
+    });
+    const builds = await Worker.create({
+      connection: options.connection,
+      namespace: options.namespace,
+      taskQueue: buildTaskQueueFor(options.taskQueue),
+      activities: { buildImage: activities.buildImage },
+      maxConcurrentActivityTaskExecutions: options.maxConcurrentBuilds ?? 4,
+      shutdownGraceTime: SHUTDOWN_GRACE_TIME,
+    });
+    return new ImageBuildWorker(main, builds);
+  }
+
+  /** Polls both queues until shutdown() or a signal; when one Worker fails, the other is stopped too. */
+  async run(): Promise<void> {
+    const runs = [this.main.run(), this.builds.run()];
+    try {
+      await Promise.all(runs);
+    } catch (err) {
+      this.shutdown();
+      await Promise.allSettled(runs);
+      throw err;
+    }
+  }
+
+  shutdown(): void {
+    for (const worker of [this.main, this.builds]) if (worker.getState() === 'RUNNING') worker.shutdown();
+  }
 }

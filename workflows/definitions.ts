@@ -6,7 +6,13 @@
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import { defineQuery } from '@temporalio/workflow';
 
-export const DEFAULT_TASK_QUEUE = 'image-builds';
+/**
+ * The task queue the build activity runs on, beside the workflow's own queue: builds hold a worker's build slots
+ * for minutes, so they queue apart from the bookkeeping activities, which never wait behind a build.
+ */
+export function buildTaskQueueFor(taskQueue: string): string {
+  return `${taskQueue}-builds`;
+}
 
 export const BUILD_STATUSES = [
   'queued',
@@ -34,6 +40,14 @@ export interface BuildSpec {
   engine?: BuildEngine;
   timeoutSeconds?: number;
   metadata?: Record<string, unknown>;
+  /** The builder pod's requests and limits (Kubernetes quantities), within the operator's ceiling. */
+  resources?: BuildResources;
+}
+
+/** Kubernetes quantities for a builder pod, e.g. { limits: { memory: '8G' } }. */
+export interface BuildResources {
+  requests?: { cpu?: string; memory?: string; ephemeralStorage?: string };
+  limits?: { cpu?: string; memory?: string; ephemeralStorage?: string };
 }
 
 export interface BuildErrorInfo {
@@ -76,12 +90,3 @@ export const searchAttributes = {
 export function workflowIdForBuild(buildId: string): string {
   return `build-${buildId}`;
 }
-
-/** Failure types (ApplicationFailure.type) the workflow maps to a build's error code. */
-export const ERROR_CODES = {
-  buildFailed: 'build_failed',
-  buildTimeout: 'build_timeout',
-  pushFailed: 'push_failed',
-  contextMissing: 'context_missing',
-  internal: 'internal_error',
-} as const;

@@ -12,10 +12,11 @@ import {
   proxyActivities,
   setHandler,
   upsertSearchAttributes,
+  workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import {
-  ERROR_CODES,
+  buildTaskQueueFor,
   progressQuery,
   searchAttributes,
   type BuildErrorInfo,
@@ -31,9 +32,11 @@ const bookkeeping = proxyActivities<Activities>({
   retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 20 },
 });
 
-// The build itself: long, so liveness comes from heartbeats; cancellation waits for the executor to stop.
+// The build itself: long, so liveness comes from heartbeats; cancellation waits for the executor to stop. It runs
+// on the build task queue, whose worker slots are capped apart from the bookkeeping's.
 function buildActivities(timeoutSeconds: number) {
   return proxyActivities<Activities>({
+    taskQueue: buildTaskQueueFor(workflowInfo().taskQueue),
     startToCloseTimeout: `${timeoutSeconds + 120} seconds`,
     heartbeatTimeout: '20 seconds',
     cancellationType: 'WAIT_CANCELLATION_COMPLETED',
@@ -81,5 +84,5 @@ export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResu
 function toBuildError(err: unknown): BuildErrorInfo {
   const cause = err instanceof ActivityFailure ? err.cause : err;
   if (cause instanceof ApplicationFailure && cause.type) return { code: cause.type, message: cause.message };
-  return { code: ERROR_CODES.internal, message: 'the build service failed unexpectedly; retry the build or ask an operator to look at the worker logs' };
+  return { code: 'internal_error', message: 'the build service failed unexpectedly; retry the build or ask an operator to look at the worker logs' };
 }

@@ -6,6 +6,7 @@ const json = <T extends z.ZodType>(schema: T, description: string) => ({ content
 const errors = {
   400: json(ErrorSchema, 'The request is invalid; `error.code` says why and `error.field` which part'),
   404: json(ErrorSchema, 'No such build'),
+  503: json(ErrorSchema, 'PostgreSQL (`database_unavailable`, with Retry-After) or Temporal is unreachable; retry later'),
 };
 
 export const createBuildRoute = createRoute({
@@ -23,7 +24,7 @@ export const createBuildRoute = createRoute({
       },
     },
   },
-  responses: { 202: json(BuildSchema, 'The build was accepted and queued'), 400: errors[400], 415: json(ErrorSchema, 'Not multipart/form-data') },
+  responses: { 202: json(BuildSchema, 'The build was accepted and queued'), 400: errors[400], 415: json(ErrorSchema, 'Not multipart/form-data'), 503: errors[503] },
 });
 
 export const listBuildsRoute = createRoute({
@@ -31,7 +32,7 @@ export const listBuildsRoute = createRoute({
   path: '/v1/builds',
   summary: 'List builds, newest first',
   request: { query: ListQuery },
-  responses: { 200: json(BuildPageSchema, 'A page of builds'), 400: errors[400] },
+  responses: { 200: json(BuildPageSchema, 'A page of builds'), 400: errors[400], 503: errors[503] },
 });
 
 export const getBuildRoute = createRoute({
@@ -39,7 +40,7 @@ export const getBuildRoute = createRoute({
   path: '/v1/builds/{id}',
   summary: 'Read a build',
   request: { params: BuildIdParams },
-  responses: { 200: json(BuildSchema, 'The build'), 400: errors[400], 404: errors[404] },
+  responses: { 200: json(BuildSchema, 'The build'), 400: errors[400], 404: errors[404], 503: errors[503] },
 });
 
 export const getLogsRoute = createRoute({
@@ -54,6 +55,7 @@ export const getLogsRoute = createRoute({
     },
     400: errors[400],
     404: errors[404],
+    503: errors[503],
   },
 });
 
@@ -62,7 +64,7 @@ export const cancelBuildRoute = createRoute({
   path: '/v1/builds/{id}/cancel',
   summary: 'Cancel a queued or running build',
   request: { params: BuildIdParams },
-  responses: { 202: json(BuildSchema, 'Cancellation requested'), 404: errors[404], 409: json(ErrorSchema, 'The build already finished') },
+  responses: { 202: json(BuildSchema, 'Cancellation requested'), 404: errors[404], 409: json(ErrorSchema, 'The build already finished'), 503: errors[503] },
 });
 
 export const retryBuildRoute = createRoute({
@@ -70,5 +72,5 @@ export const retryBuildRoute = createRoute({
   path: '/v1/builds/{id}/retry',
   summary: 'Run a failed or cancelled build again',
   request: { params: BuildIdParams },
-  responses: { 202: json(BuildSchema, 'The build was queued again'), 404: errors[404], 409: json(ErrorSchema, 'The build is not failed or cancelled') },
+  responses: { 202: json(BuildSchema, 'The build was queued again'), 404: errors[404], 409: json(ErrorSchema, 'The build is not failed or cancelled'), 503: errors[503] },
 });

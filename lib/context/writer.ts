@@ -38,7 +38,7 @@ export class ContextWriter {
         break;
     }
     // Only regular files carry data, but the parser waits until every body has been read.
-    if (entry.kind !== 'file') await discard(body);
+    if (entry.kind !== 'file') await skipEntryBody(body);
   }
 
   /** Applies folder modes deepest first, so closing a folder never blocks reaching the ones inside it. */
@@ -83,6 +83,6 @@ async function writeFully(handle: FileHandle, chunk: Buffer): Promise<void> {
 }
 
 /** Reads an entry body to its end without keeping it. */
-export async function discard(body: AsyncIterable<Buffer>): Promise<void> {
+export async function skipEntryBody(body: AsyncIterable<Buffer>): Promise<void> {
   for await (const chunk of body) void chunk;
 }

@@ -2,8 +2,9 @@
  * PostgreSQL is the queryable index of builds for the API; Temporal is the source of truth for execution. Every
  * write here is idempotent (activities may run twice) and never moves a build out of a terminal state.
  */
-import type { Pool } from 'pg';
+import type { Pool, QueryResultRow } from 'pg';
 import type { BuildErrorInfo, BuildSpec, BuildStatus } from '../../workflows/definitions';
+import { DatabaseUnavailableError, isDatabaseUnavailable } from './availability';
 
 export interface BuildRecord {
   id: string;
@@ -85,7 +86,7 @@ export class BuildRepository {
 
   /** Inserts a queued build; with an idempotency key already used by this consumer, returns that build instead. */
   async create(build: NewBuild): Promise<{ record: BuildRecord; created: boolean }> {
-    const { rows } = await this.pool.query<BuildRow>(
+    const { rows } = await this.query<BuildRow>(
       `INSERT INTO builds (id, status, consumer, image, spec, context_key, context_digest, idempotency_key)
        VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7)
        ON CONFLICT (consumer, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
@@ -93,7 +94,7 @@ export class BuildRepository {
       [build.id, build.consumer, build.image, build.spec, build.contextKey, build.contextDigest, build.idempotencyKey ?? null],
     );
     if (rows[0]) return { record: toRecord(rows[0]), created: true };
-    const existing = await this.pool.query<BuildRow>(
+    const existing = await this.query<BuildRow>(
       'SELECT * FROM builds WHERE consumer = $1 AND idempotency_key = $2',
       [build.consumer, build.idempotencyKey],
     );
@@ -102,7 +103,7 @@ export class BuildRepository {
   }
 
   async get(id: string): Promise<BuildRecord | undefined> {
-    const { rows } = await this.pool.query<BuildRow>('SELECT * FROM builds WHERE id = $1', [id]);
+    const { rows } = await this.query<BuildRow>('SELECT * FROM builds WHERE id = $1', [id]);
     return rows[0] ? toRecord(rows[0]) : undefined;
   }
 
@@ -121,7 +122,7 @@ export class BuildRepository {
       where.push(`(created_at, id) < ($${params.length - 1}, $${params.length})`);
     }
     params.push(query.limit);
-    const { rows } = await this.pool.query<BuildRow>(
+    const { rows } = await this.query<BuildRow>(
       `SELECT * FROM builds ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
        ORDER BY created_at DESC, id DESC LIMIT $${params.length}`,
       params,
@@ -131,7 +132,7 @@ export class BuildRepository {
 
   /** Moves a build to an intermediate status; started_at is set once, by the first move to running. */
   async markStatus(id: string, status: Exclude<BuildStatus, 'succeeded' | 'failed' | 'cancelled'>): Promise<void> {
-    await this.pool.query(
+    await this.query(
       `UPDATE builds SET status = $2, updated_at = now(),
          started_at = CASE WHEN $2 = 'running' THEN COALESCE(started_at, now()) ELSE started_at END
        WHERE id = $1 AND ${NOT_TERMINAL}`,
@@ -140,7 +141,7 @@ export class BuildRepository {
   }
 
   async markSucceeded(id: string, digest: string): Promise<void> {
-    await this.pool.query(
+    await this.query(
       `UPDATE builds SET status = 'succeeded', digest = $2, error_code = NULL, error_message = NULL,
          finished_at = now(), updated_at = now()
        WHERE id = $1 AND ${NOT_TERMINAL}`,
@@ -149,7 +150,7 @@ export class BuildRepository {
   }
 
   async markFailed(id: string, error: BuildErrorInfo, status: 'failed' | 'cancelled' = 'failed'): Promise<void> {
-    await this.pool.query(
+    await this.query(
       `UPDATE builds SET status = $2, error_code = $3, error_message = $4, finished_at = now(), updated_at = now()
        WHERE id = $1 AND ${NOT_TERMINAL}`,
       [id, status, error.code, error.message],
@@ -158,7 +159,7 @@ export class BuildRepository {
 
   /** Puts a finished build back in the queue for another attempt; false when it is not finished. */
   async requeue(id: string): Promise<BuildRecord | undefined> {
-    const { rows } = await this.pool.query<BuildRow>(
+    const { rows } = await this.query<BuildRow>(
       `UPDATE builds SET status = 'queued', attempt = attempt + 1, digest = NULL, error_code = NULL,
          error_message = NULL, started_at = NULL, finished_at = NULL, updated_at = now()
        WHERE id = $1 AND status IN ('failed','cancelled') RETURNING *`,
@@ -168,6 +169,15 @@ export class BuildRepository {
   }
 
   async ping(): Promise<void> {
-    await this.pool.query('SELECT 1');
+    await this.query('SELECT 1');
+  }
+
+  /** Every query goes through here, so an unreachable database is one error type callers can act on. */
+  private async query<R extends QueryResultRow = QueryResultRow>(text: string, values?: unknown[]): Promise<{ rows: R[] }> {
+    try {
+      return await this.pool.query<R>(text, values);
+    } catch (err) {
+      throw isDatabaseUnavailable(err) ? new DatabaseUnavailableError(err) : err;
+    }
   }
 }

@@ -2,8 +2,14 @@ import { Pool } from 'pg';
 import type { Config } from '../config';
 import { migrations } from './migrations';
 
+/**
+ * The process's pool. When PostgreSQL restarts, every idle connection fails at once and the pool emits `error`;
+ * unhandled, that event would end the process. The pool drops those connections by itself and opens new ones
+ * once the server is back, so the loss is logged (once per outage) and nothing else: queries meanwhile fail
+ * as DatabaseUnavailableError, which the API answers with 503 and activities retry.
+ */
 export function createPool(config: Config['postgres']): Pool {
-  return new Pool({
+  const pool = new Pool({
     host: config.host,
     port: config.port,
     user: config.user,
@@ -13,12 +19,27 @@ export function createPool(config: Config['postgres']): Pool {
     connectionTimeoutMillis: 5_000,
     idleTimeoutMillis: 30_000,
   });
+  let connectionLost = false;
+  pool.on('error', (err) => {
+    if (connectionLost) return;
+    connectionLost = true;
+    console.error(`PostgreSQL connection lost (${err.message}); waiting for the database to come back`);
+  });
+  pool.on('connect', () => {
+    if (!connectionLost) return;
+    connectionLost = false;
+    console.log('PostgreSQL connection restored');
+  });
+  return pool;
 }
 
 const MIGRATION_LOCK = 7_204_113; // arbitrary, fixed: the advisory lock that serialises migrations
 
 export async function migrate(pool: Pool): Promise<void> {
   const client = await pool.connect();
+  // A connection checked out of the pool has no error listener of the pool's; the failed query reports the loss.
+  const ignoreLostConnection = () => undefined;
+  client.on('error', ignoreLostConnection);
   try {
     await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
     await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -39,6 +60,7 @@ export async function migrate(pool: Pool): Promise<void> {
     }
   } finally {
     await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]).catch(() => undefined);
+    client.removeListener('error', ignoreLostConnection);
     client.release();
   }
 }

@@ -1,4 +1,4 @@
-import type { BuildEngine } from '../../workflows/definitions';
+import type { BuildEngine, BuildResources } from '../../workflows/definitions';
 
 /** Everything an executor needs to run one build; the same description serves the local and Kubernetes executors. */
 export interface BuildJob {
@@ -18,14 +18,8 @@ export interface BuildJob {
   noCache?: boolean;
   /** Who asked for the build (X-Consumer); the kubernetes executor labels the builder pod with it. */
   consumer?: string;
-  /** The build's own requests/limits (Kubernetes quantities), honoured within the operator's ceiling. */
+  /** The build's own requests/limits (Kubernetes quantities), honoured within the operator's ceiling; the local executor has no pod to give them to. */
   resources?: BuildResources;
-}
-
-/** Kubernetes quantities for a builder pod, e.g. { limits: { memory: '8G' } }. */
-export interface BuildResources {
-  requests?: { cpu?: string; memory?: string; ephemeralStorage?: string };
-  limits?: { cpu?: string; memory?: string; ephemeralStorage?: string };
 }
 
 export interface BuildOutcome {

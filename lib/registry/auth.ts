@@ -18,7 +18,7 @@ export interface RegistryCredentials {
 export type CredentialsLookup = (host: string) => RegistryCredentials | undefined | Promise<RegistryCredentials | undefined>;
 
 /** The username under which Docker clients and ACR pass an OAuth2 refresh token as the password. */
-export const REFRESH_TOKEN_USERNAMES = new Set(['00000000-0000-0000-0000-000000000000', '<token>']);
+const REFRESH_TOKEN_USERNAMES = new Set(['00000000-0000-0000-0000-000000000000', '<token>']);
 
 const CLIENT_ID = 'image-build-service';
 /** The token spec's default lifetime when the server does not say. */
@@ -28,7 +28,7 @@ const EXPIRY_MARGIN_MS = 10_000;
 
 const MAX_CACHED_TOKENS = 1000;
 
-export const CREDENTIALS_HINT = 'check DOCKERHUB_USERNAME and DOCKERHUB_PASSWORD (or the cloud identity, see docs/registries.md)';
+const CREDENTIALS_HINT = 'check DOCKERHUB_USERNAME and DOCKERHUB_PASSWORD (or the cloud identity, see docs/registries.md)';
 
 interface TokenAnswer {
   token?: string;
@@ -160,7 +160,7 @@ export function credentialsRequired(registry: string): RegistryError {
   return new RegistryError('registry_unauthorized', `${registry} requires credentials and none are configured for it; ${CREDENTIALS_HINT}`, false);
 }
 
-export function basicOf(creds: RegistryCredentials | undefined): string | undefined {
+function basicOf(creds: RegistryCredentials | undefined): string | undefined {
   return creds ? `Basic ${Buffer.from(`${creds.username}:${creds.password}`).toString('base64')}` : undefined;
 }
 

@@ -5,7 +5,7 @@
  */
 
 /** Docker Hub's registry host as image references imply it; docker config files key it as https://index.docker.io/v1/. */
-export const DOCKER_HUB = 'docker.io';
+const DOCKER_HUB = 'docker.io';
 
 export function registryHostsOfDockerfile(dockerfile: string, buildArgs: Record<string, string> = {}): string[] {
   const globals: Record<string, string> = {};

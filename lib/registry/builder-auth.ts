@@ -1,10 +1,11 @@
 /**
- * Credentials for the builder (buildctl, or BuildKit in a builder pod) as a DOCKER_CONFIG folder whose config.json
- * names a credential helper for each registry of the build, instead of holding the credentials. BuildKit asks a
- * helper the first time it needs a host, which for the target registry is when the push starts, and the helper
- * reads the file the worker keeps fresh from the credential provider while the build runs. So a build that pushes
- * hours after it started still gets credentials that are valid then (ECR 12 h, ACR refresh tokens 3 h, Google access
- * tokens 1 h), and config.json itself never holds a secret.
+ * Credentials for the local executor's builder (buildctl) as a DOCKER_CONFIG folder whose config.json names a
+ * credential helper for each registry of the build, instead of holding the credentials. BuildKit asks the helper
+ * the first time it needs a host, which for the target registry is when the push starts, and the helper reads the
+ * file the worker keeps fresh from the credential provider while the build runs. So a build that pushes hours after
+ * it started still gets credentials that are valid then (ECR 12 h, ACR refresh tokens 3 h, Google access tokens
+ * 1 h), config.json itself never holds a secret, and the one file per host that does is mode 0600 in the run's
+ * private folder and deleted by close(). Builder pods get theirs from a Secret instead (kubernetes-executor.ts).
  */
 import { chmod, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';

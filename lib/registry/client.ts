@@ -1,8 +1,7 @@
 /**
  * The OCI distribution client the service itself uses (the builder pushes on its own): resolve, read and tag
- * manifests, check that a digest is served, push an OCI image layout (blobs the registry already has are neither
- * uploaded nor, when another repository holds them, uploaded at all: they are mounted), push signatures as OCI
- * referrers. Authentication, retries and TLS live in auth.ts and transport.ts.
+ * manifests, check that a digest is served, push blobs (a blob another repository of the registry holds is mounted,
+ * not uploaded). Authentication, retries and TLS live in auth.ts and transport.ts.
  */
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
@@ -15,9 +14,6 @@ import { Transport, type RetryPolicy } from './transport';
 export { RegistryError } from './errors';
 export type { RegistryErrorCode } from './errors';
 export type { RegistryCredentials, CredentialsLookup } from './auth';
-
-/** Kept for the existing wiring: a lookup that answers synchronously is still a CredentialsLookup. */
-export type RegistryCredentialsLookup = CredentialsLookup;
 
 export interface RegistryClientOptions {
   credentials: CredentialsLookup;
@@ -40,8 +36,6 @@ export interface Descriptor {
   mediaType: string;
   digest: string;
   size: number;
-  annotations?: Record<string, string>;
-  artifactType?: string;
 }
 
 /** A blob to push: its digest and size, and a way to read it (again, for a retry). */
@@ -53,12 +47,11 @@ export interface BlobSource {
 
 export type BlobOutcome = 'existing' | 'mounted' | 'uploaded';
 
-export const MEDIA_TYPES = {
+const MEDIA_TYPES = {
   ociIndex: 'application/vnd.oci.image.index.v1+json',
   ociManifest: 'application/vnd.oci.image.manifest.v1+json',
   dockerList: 'application/vnd.docker.distribution.manifest.list.v2+json',
   dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
-  ociEmpty: 'application/vnd.oci.empty.v1+json',
 } as const;
 
 const MANIFEST_TYPES = [MEDIA_TYPES.ociIndex, MEDIA_TYPES.ociManifest, MEDIA_TYPES.dockerList, MEDIA_TYPES.dockerManifest].join(', ');
@@ -184,58 +177,8 @@ export class RegistryClient {
     }
   }
 
-  /**
-   * Pushes a signature (or any other artifact) for `subject` as an OCI 1.1 referrer. Registries without the
-   * referrers API (they answer without OCI-Subject) also get the referrers tag `sha256-<hex>`, an index of the
-   * subject's referrers, which is where notation and cosign look on such registries.
-   */
-  async pushReferrer(
-    registry: string,
-    repository: string,
-    subject: Descriptor,
-    artifact: { artifactType: string; payload: Buffer; annotations?: Record<string, string> },
-  ): Promise<Descriptor> {
-    const empty = Buffer.from('{}');
-    const payload: Descriptor = { mediaType: artifact.artifactType, digest: sha256(artifact.payload), size: artifact.payload.length };
-    const config: Descriptor = { mediaType: MEDIA_TYPES.ociEmpty, digest: sha256(empty), size: empty.length };
-    await this.pushBlob(registry, repository, { ...config, open: () => empty });
-    await this.pushBlob(registry, repository, { ...payload, open: () => artifact.payload });
-    const manifest = Buffer.from(JSON.stringify({
-      schemaVersion: 2,
-      mediaType: MEDIA_TYPES.ociManifest,
-      artifactType: artifact.artifactType,
-      config,
-      layers: [payload],
-      subject: { mediaType: subject.mediaType, digest: subject.digest, size: subject.size },
-      ...(artifact.annotations ? { annotations: artifact.annotations } : {}),
-    }));
-    const digest = sha256(manifest);
-    const stored = await this.putManifest(registry, repository, digest, MEDIA_TYPES.ociManifest, manifest);
-    const descriptor: Descriptor = {
-      mediaType: MEDIA_TYPES.ociManifest,
-      digest,
-      size: manifest.length,
-      artifactType: artifact.artifactType,
-      ...(artifact.annotations ? { annotations: artifact.annotations } : {}),
-    };
-    if (!stored.subject) await this.addToReferrersTag(registry, repository, subject.digest, descriptor);
-    return descriptor;
-  }
-
   async close(): Promise<void> {
     await this.transport.close();
-  }
-
-  private async addToReferrersTag(registry: string, repository: string, subjectDigest: string, referrer: Descriptor): Promise<void> {
-    const tag = subjectDigest.replace(':', '-');
-    const existing = await this.getManifest(registry, repository, tag).catch((err: unknown) => {
-      if (err instanceof RegistryError && err.code === 'manifest_not_found') return undefined;
-      throw err;
-    });
-    const index = existing ? (JSON.parse(existing.body.toString('utf8')) as { manifests?: Descriptor[] }) : {};
-    const manifests = (index.manifests ?? []).filter((d) => d.digest !== referrer.digest);
-    const body = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPES.ociIndex, manifests: [...manifests, referrer] }));
-    await this.putManifest(registry, repository, tag, MEDIA_TYPES.ociIndex, body);
   }
 
   /** Opens an upload session; with `mount`, answers 'mounted' when the registry mounted the blob instead. */

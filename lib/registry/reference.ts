@@ -40,7 +40,3 @@ export function parseImageReference(input: string): ImageReference {
   if (!TAG.test(tag)) throw new InvalidReferenceError(`"${input}" has an invalid tag; tags are up to 128 of A-Z a-z 0-9 _ . - and cannot start with . or -`);
   return { registry: host, repository, tag };
 }
-
-export function formatReference(ref: ImageReference): string {
-  return `${ref.registry}/${ref.repository}:${ref.tag}`;
-}

@@ -1,18 +1,31 @@
 /**
  * The imageBuild workflow against the real Temporal dev server, BuildKit, PostgreSQL and MinIO: failure codes,
- * cancellation, the progress query, search attributes, and a replay of the committed history.
+ * cancellation, the progress query, search attributes, and a replay of the committed histories.
+ *
+ * The histories in test/histories/ (a succeeded, a failed and a cancelled build) are recorded by this suite from
+ * real runs: `npm run record-histories` runs it with RECORD_HISTORIES=1, which overwrites them and then replays them.
+ * Re-record after a workflow change that is meant to change histories (and keep the old ones when running workflows
+ * must still replay: version the change with patched()).
  */
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { Worker } from '@temporalio/worker';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { WorkflowHandle } from '@temporalio/client';
 import { progressQuery, workflowIdForBuild } from '../../workflows/definitions';
 import { buildForm, contextOf } from '../support/archives';
 import { ensureBaseImage } from '../support/registry';
 import { startTestStack, waitForBuild, type TestStack } from '../support/stack';
 
 const HISTORIES = join(__dirname, '..', 'histories');
+/** One history per way a build ends; the replay test insists on all of them. */
+const RECORDED = ['image-build-succeeded.json', 'image-build-failed.json', 'image-build-cancelled.json'] as const;
+
+/** Saves the run's history for the replay test when asked to (RECORD_HISTORIES=1, see the top of this file). */
+async function recordHistory(handle: WorkflowHandle, file: (typeof RECORDED)[number]): Promise<void> {
+  if (process.env.RECORD_HISTORIES === '1') await writeFile(join(HISTORIES, file), `${historyToJSON(await handle.fetchHistory())}\n`);
+}
 
 async function submit(stack: TestStack, dockerfile: string, image: string, extra: Record<string, unknown> = {}): Promise<string> {
   const res = await fetch(`${stack.apiUrl}/v1/builds`, {
@@ -46,6 +59,7 @@ describe('imageBuild workflow', () => {
     await expect(handle.result()).rejects.toThrow();
     expect((await handle.describe()).status.name).toBe('FAILED');
     expect(await handle.query(progressQuery)).toMatchObject({ status: 'failed', error: { code: 'build_failed' } });
+    await recordHistory(handle, 'image-build-failed.json');
   });
 
   it('fails with dockerfile_invalid for an unparseable Dockerfile', async () => {
@@ -75,6 +89,7 @@ describe('imageBuild workflow', () => {
     expect(build.status).toBe('cancelled');
     expect(Date.now() - started).toBeLessThan(30_000); // not the 60 s of the RUN step
     expect((await handle.describe()).status.name).toBe('CANCELLED');
+    await recordHistory(handle, 'image-build-cancelled.json');
 
     const again = await fetch(`${stack.apiUrl}/v1/builds/${id}/cancel`, { method: 'POST' });
     expect(again.status).toBe(409);
@@ -108,20 +123,21 @@ describe('imageBuild workflow', () => {
     expect(attrs.IbsImage).toEqual([image]);
     expect(attrs.IbsConsumer).toEqual(['anonymous']);
     expect(attrs.IbsStatus).toEqual(['succeeded']);
-
-    // Record this history for the replay test when asked to (RECORD_HISTORIES=1), so workflow changes that
-    // break determinism are caught against a real run.
-    if (process.env.RECORD_HISTORIES === '1') {
-      await writeFile(join(HISTORIES, 'image-build-succeeded.json'), historyToJSON(await handle.fetchHistory()));
-    }
+    await recordHistory(handle, 'image-build-succeeded.json');
   });
 
-  it('replays every committed history with the current workflow code', async () => {
-    const files = (await readdir(HISTORIES)).filter((f) => f.endsWith('.json'));
-    expect(files.length).toBeGreaterThan(0);
-    for (const file of files) {
-      const history = JSON.parse(await readFile(join(HISTORIES, file), 'utf8'));
-      await Worker.runReplayHistory({ workflowsPath: join(__dirname, '..', '..', 'workflows', 'index.ts') }, history, file);
+  it('replays the committed succeeded, failed and cancelled histories with the current workflow code', async () => {
+    const files = (await readdir(HISTORIES)).filter((f) => f.endsWith('.json')).sort();
+    expect(files).toEqual([...RECORDED].sort());
+    const histories = await Promise.all(files.map(async (file) => ({ workflowId: file, history: JSON.parse(await readFile(join(HISTORIES, file), 'utf8')) })));
+    const failures: string[] = [];
+    let replayed = 0;
+    // A nondeterministic change surfaces as a DeterminismViolationError in the result's error.
+    for await (const result of Worker.runReplayHistories({ workflowsPath: join(__dirname, '..', '..', 'workflows', 'index.ts') }, histories)) {
+      replayed += 1;
+      if (result.error) failures.push(`${result.workflowId}: ${result.error.name}: ${result.error.message}`);
     }
+    expect(failures).toEqual([]);
+    expect(replayed).toBe(RECORDED.length);
   });
 });

@@ -143,7 +143,7 @@ describe('retention and ownership', () => {
   it('keeps a finished pod for the retention period, owning its secret, and a later run deletes it once expired', async () => {
     const job = buildJob(contextKey);
     const name = builderPodName(job.buildId);
-    await executor({ outcome: 'failed' }, { retentionSeconds: 1 }).run(job, recordingObserver()).catch(() => undefined);
+    expect((await failureOf(executor({ outcome: 'failed' }, { retentionSeconds: 1 }).run(job, recordingObserver()))).code).toBe('build_failed');
     const kept = await readPod(namespace, name);
     expect(kept?.metadata?.annotations?.['image-build-service/expires-at']).toBeTruthy();
     const secret = await coreApi().readNamespacedSecret({ name: `${name}-registry`, namespace });
@@ -167,10 +167,14 @@ describe('retention and ownership', () => {
   it('starts over when the same build id is retried after a failed pod was kept', async () => {
     const job = buildJob(contextKey);
     const name = builderPodName(job.buildId);
-    await executor({ outcome: 'failed' }, { retentionSeconds: 3600 }).run(job, recordingObserver()).catch(() => undefined);
+    expect((await failureOf(executor({ outcome: 'failed' }, { retentionSeconds: 3600 }).run(job, recordingObserver()))).code).toBe('build_failed');
+    // The failed pod must be there, or "a different pod afterwards" would compare against undefined and prove nothing.
     const failedUid = (await readPod(namespace, name))?.metadata?.uid;
+    expect(failedUid).toEqual(expect.any(String));
     expect(await executor({ outcome: 'succeeded', digest: DIGEST }, { retentionSeconds: 3600 }).run(job, recordingObserver())).toEqual({ digest: DIGEST });
-    expect((await readPod(namespace, name))?.metadata?.uid).not.toBe(failedUid);
+    const retried = await readPod(namespace, name);
+    expect(retried?.metadata?.uid).toEqual(expect.any(String));
+    expect(retried?.metadata?.uid).not.toBe(failedUid);
   });
 });
 

@@ -88,7 +88,10 @@ const rows: Array<[string, Settings, Partial<BuildJob>, (pod: V1Pod) => void]> =
       IBS_DOCKERFILE: 'Dockerfile', IBS_REPOSITORY: '127.0.0.1:5000/k8s-test/app', IBS_TARGET: 'release',
       IBS_BUILD_ARGS: `A=${b64('1')}\nB=${b64('x y\nz')}`, IBS_LABELS: `team=${b64('ml')}`, IBS_PLATFORMS: 'linux/amd64,linux/arm64', DOCKER_CONFIG: '/ibs/docker',
     });
-    expect(pod.spec?.volumes?.find((v) => v.name === 'docker-config')?.secret?.secretName).toBe(`${pod.metadata?.name}-registry`);
+    expect(pod.spec?.volumes?.find((v) => v.name === 'docker-config')?.secret).toEqual({
+      secretName: `${pod.metadata?.name}-registry`, items: [{ key: '.dockerconfigjson', path: 'config.json' }], defaultMode: 0o400,
+    });
+    expect(build(pod).volumeMounts).toContainEqual({ name: 'docker-config', mountPath: '/ibs/docker', readOnly: true });
     expect(pod.spec).toMatchObject({ restartPolicy: 'Never', automountServiceAccountToken: false, activeDeadlineSeconds: 120 });
   }],
   ['imageBuilder.name', { imageBuilder: { name: 'custom-builder' } }, {}, (pod) => {

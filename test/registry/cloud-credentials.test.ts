@@ -1,17 +1,19 @@
 /**
- * Credential providers of the ecr, acr and gcr registry types. Their cloud APIs cannot run offline, so they are
- * tested against local endpoints speaking the documented protocols (support/cloud-fakes.ts), as each test name
- * says; where the minted credentials are then used, they are used against the real registries.
+ * Credential providers of the ecr, acr and gcr registry types, which mint through the vendors' SDKs. Their cloud
+ * APIs cannot run offline, so they are tested against local endpoints speaking the documented protocols
+ * (support/cloud-fakes.ts), reached through the SDKs' endpoint settings, as each test name says; where the minted
+ * credentials are then used, they are used against the real registries.
  */
 import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtemp, writeFile } from 'node:fs/promises';
+import { Agent } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { RegistryClient, RegistryError } from '../../lib/registry/client';
 import { readRegistryConfig } from '../../lib/registry/config';
 import { builderCredentials, createCredentialProvider } from '../../lib/registry/credentials';
-import { startFakeAws, startFakeAzure, startFakeGoogle, type FakeAws, type FakeAzure } from './support/cloud-fakes';
+import { GOOGLE_TOKEN_AUDIENCE, startFakeAws, startFakeAzure, startFakeGoogle, type FakeAws, type FakeAzure } from './support/cloud-fakes';
 import { BASIC_REGISTRY, PUSH_USER, passwordOf } from './support/registries';
 
 function configOf(env: Record<string, string>) {
@@ -26,7 +28,7 @@ async function failure(promise: Promise<unknown>): Promise<RegistryError> {
   return err;
 }
 
-describe('ECR (fake STS/ECR endpoints): IRSA web identity → STS → SigV4-signed GetAuthorizationToken', () => {
+describe('ECR (fake STS/ECR endpoints): IRSA web identity → STS → GetAuthorizationToken through the AWS SDK, signature checked', () => {
   const ROLE = 'arn:aws:iam::123456789012:role/ibs-builder';
   const ECR_HOST = '123456789012.dkr.ecr.eu-west-1.amazonaws.com';
   const webIdentityToken = `eyJraWQiOiJpcnNhIn0.${randomBytes(24).toString('base64url')}.sig`;
@@ -35,7 +37,7 @@ describe('ECR (fake STS/ECR endpoints): IRSA web identity → STS → SigV4-sign
 
   beforeAll(async () => {
     const dir = await mkdtemp(join(tmpdir(), 'ibs-irsa-'));
-    await writeFile(join(dir, 'token'), `${webIdentityToken}\n`);
+    await writeFile(join(dir, 'token'), webIdentityToken);
     aws = await startFakeAws({ roleArn: ROLE, webIdentityToken, region: 'eu-west-1', registryCreds: { username: PUSH_USER, password: passwordOf(PUSH_USER) }, proxyEndpoint: `http://${BASIC_REGISTRY}` });
     env = {
       SPRING_PROFILES_ACTIVE: 'aws,ecr,s3', AWS_REGION: 'eu-west-1', AWS_ROLE_ARN: ROLE, AWS_WEB_IDENTITY_TOKEN_FILE: join(dir, 'token'),
@@ -68,20 +70,26 @@ describe('ECR (fake STS/ECR endpoints): IRSA web identity → STS → SigV4-sign
     expect(forBuild.map((c) => c.host)).toEqual([ECR_HOST, BASIC_REGISTRY]);
   });
 
-  it('renews the token an hour before it expires, and the STS session too (clock moved forward)', async () => {
-    let now = Date.now();
-    aws.ecr.expiresInSeconds = 2 * 3600;
-    const provider = createCredentialProvider(configOf(env), { now: () => now });
-    const [sts0, ecr0] = [aws.sts.calls, aws.ecr.calls];
-    await provider.credentialsFor(BASIC_REGISTRY);
-    expect([aws.sts.calls - sts0, aws.ecr.calls - ecr0]).toEqual([1, 1]);
-    now += 50 * 60_000;
-    await provider.credentialsFor(BASIC_REGISTRY);
-    expect([aws.sts.calls - sts0, aws.ecr.calls - ecr0]).toEqual([1, 1]);
-    now += 11 * 60_000; // 61 minutes in: within the hour before expiry
-    await provider.credentialsFor(BASIC_REGISTRY);
-    expect([aws.sts.calls - sts0, aws.ecr.calls - ecr0]).toEqual([2, 2]);
-    aws.ecr.expiresInSeconds = 12 * 3600;
+  it('renews the token an hour before it expires, and the one-hour STS session too (clock moved forward)', async () => {
+    // Only Date is faked: the SDK's and the provider's clocks move, while sockets and timers stay real.
+    vi.useFakeTimers({ toFake: ['Date'], now: Date.now() });
+    try {
+      aws.ecr.expiresInSeconds = 2 * 3600;
+      const provider = createCredentialProvider(configOf(env));
+      const [sts0, ecr0] = [aws.sts.calls, aws.ecr.calls];
+      await provider.credentialsFor(BASIC_REGISTRY);
+      expect([aws.sts.calls - sts0, aws.ecr.calls - ecr0]).toEqual([1, 1]);
+      vi.advanceTimersByTime(50 * 60_000);
+      await provider.credentialsFor(BASIC_REGISTRY);
+      expect([aws.sts.calls - sts0, aws.ecr.calls - ecr0]).toEqual([1, 1]);
+      vi.advanceTimersByTime(11 * 60_000); // 61 minutes in: within the hour before expiry, and past the session's end
+      await provider.credentialsFor(BASIC_REGISTRY);
+      expect([aws.sts.calls - sts0, aws.ecr.calls - ecr0]).toEqual([2, 2]);
+      expect(aws.ecr.failures).toEqual([]);
+    } finally {
+      vi.useRealTimers();
+      aws.ecr.expiresInSeconds = 12 * 3600;
+    }
   });
 
   it('reports a refused web identity as registry_unauthorized with the STS code and without the token', async () => {
@@ -93,6 +101,31 @@ describe('ECR (fake STS/ECR endpoints): IRSA web identity → STS → SigV4-sign
     expect(err.code).toBe('registry_unauthorized');
     expect(err.message).toMatch(/STS AssumeRoleWithWebIdentity answered 400 \(InvalidIdentityToken\); check AWS_ROLE_ARN/);
     expect(err.message).not.toContain(wrongToken);
+    for (const secret of aws.sts.secrets) expect(err.message).not.toContain(secret);
+  });
+
+  it('reports a request ECR cannot verify (signed with another secret) as registry_unauthorized with ECR\'s code', async () => {
+    const secret = aws.ecr.secretAccessKey;
+    aws.ecr.secretAccessKey = randomBytes(20).toString('base64');
+    try {
+      const failures = aws.ecr.failures.length;
+      const err = await failure(createCredentialProvider(configOf(env)).credentialsFor(ECR_HOST));
+      expect(aws.ecr.failures.slice(failures)).toContain('signature');
+      expect(err).toMatchObject({ code: 'registry_unauthorized', retryable: false });
+      expect(err.message).toMatch(/^ECR GetAuthorizationToken answered 403 \(InvalidSignatureException\); the role arn:aws:iam::123456789012:role\/ibs-builder needs ecr:GetAuthorizationToken/);
+      for (const s of [...aws.sts.secrets, ...aws.ecr.secrets]) expect(err.message).not.toContain(s);
+    } finally {
+      aws.ecr.secretAccessKey = secret;
+    }
+  });
+
+  it('reports an unreadable web identity token file as registry_credentials_unavailable, not retried', async () => {
+    const provider = createCredentialProvider(configOf({ ...env, AWS_WEB_IDENTITY_TOKEN_FILE: join(tmpdir(), `ibs-no-token-${randomBytes(4).toString('hex')}`) }));
+    const sts = aws.sts.calls;
+    const err = await failure(provider.credentialsFor(ECR_HOST));
+    expect(err).toMatchObject({ code: 'registry_credentials_unavailable', retryable: false });
+    expect(err.message).toMatch(/^STS AssumeRoleWithWebIdentity failed; check AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE/);
+    expect(aws.sts.calls).toBe(sts);
   });
 
   it('reports an unreachable STS as retryable registry_credentials_unavailable', async () => {
@@ -104,15 +137,19 @@ describe('ECR (fake STS/ECR endpoints): IRSA web identity → STS → SigV4-sign
   });
 });
 
-describe('ACR (fake Azure AD and ACR exchange endpoints): service principal → AD token → ACR refresh token', () => {
+describe('ACR (fake Azure AD and ACR exchange endpoints): service principal → @azure/identity AD token → ACR refresh token', () => {
   const tenant = 'f0e1d2c3-0000-4000-8000-000000000001';
   const appId = '11111111-2222-4333-8444-555555555555';
   const secret = `sp~${randomBytes(12).toString('hex')}`;
   let azure: FakeAzure;
   let env: Record<string, string>;
 
+  let aadAgent: Agent;
+  const providerOf = (e: Record<string, string>) => createCredentialProvider(configOf(e), { aadAgent });
+
   beforeAll(async () => {
     azure = await startFakeAzure({ tenant, appId, secret });
+    aadAgent = new Agent({ ca: azure.aad.ca });
     env = {
       SPRING_PROFILES_ACTIVE: 'azure,acr,s3', AZURE_TENANT_ID: tenant, DOCKERHUB_USERNAME: appId, DOCKERHUB_PASSWORD: secret,
       AZURE_AUTHORITY_HOST: azure.aad.url, DISABLE_HTTPS: 'true', REGISTRY_CREDENTIAL_HOSTS: `${azure.acr.host},*.azurecr.io`,
@@ -124,7 +161,7 @@ describe('ACR (fake Azure AD and ACR exchange endpoints): service principal → 
   });
 
   it('hands out the ACR refresh token under the null-GUID username, and reuses it', async () => {
-    const provider = createCredentialProvider(configOf(env));
+    const provider = providerOf(env);
     const creds = await provider.credentialsFor(azure.acr.host);
     expect(creds).toEqual({ username: '00000000-0000-0000-0000-000000000000', password: azure.acr.refreshTokens.at(-1) });
     const [aad, acr] = [azure.aad.calls, azure.acr.calls];
@@ -134,7 +171,7 @@ describe('ACR (fake Azure AD and ACR exchange endpoints): service principal → 
 
   it('exchanges an access token given as the password without asking Azure AD', async () => {
     const accessToken = `eyJ0eXAiOiJKV1QifQ.${Buffer.from(JSON.stringify({ exp: Date.now() / 1000 + 3600 })).toString('base64url')}.sig`;
-    const provider = createCredentialProvider(configOf({ ...env, DOCKERHUB_PASSWORD: accessToken }));
+    const provider = providerOf({ ...env, DOCKERHUB_PASSWORD: accessToken });
     const aad = azure.aad.calls;
     expect((await provider.credentialsFor(azure.acr.host))?.username).toBe('00000000-0000-0000-0000-000000000000');
     expect(azure.aad.calls).toBe(aad);
@@ -142,22 +179,22 @@ describe('ACR (fake Azure AD and ACR exchange endpoints): service principal → 
 
   it('reports a wrong service principal password as registry_unauthorized with the AADSTS code, not the password', async () => {
     const wrong = `wrong~${randomBytes(8).toString('hex')}`;
-    const provider = createCredentialProvider(configOf({ ...env, DOCKERHUB_PASSWORD: wrong }));
+    const provider = providerOf({ ...env, DOCKERHUB_PASSWORD: wrong });
     const err = await failure(provider.credentialsFor(azure.acr.host));
     expect(err.code).toBe('registry_unauthorized');
-    expect(err.message).toMatch(/Azure AD answered 401 \(invalid_client AADSTS7000215\); check DOCKERHUB_USERNAME/);
+    expect(err.message).toMatch(/Azure AD refused the credentials \(invalid_client AADSTS7000215\); check DOCKERHUB_USERNAME/);
     expect(err.message).not.toContain(wrong);
   });
 
   it('gives nothing to hosts that are not the configured ACR registries', async () => {
-    const provider = createCredentialProvider(configOf(env));
+    const provider = providerOf(env);
     const calls = azure.aad.calls + azure.acr.calls;
     expect(await provider.credentialsFor('docker.io')).toBeUndefined();
     expect(azure.aad.calls + azure.acr.calls).toBe(calls);
   });
 });
 
-describe('GCR (fake Google OAuth2 token endpoint): _json_key → RS256 JWT-bearer grant → oauth2accesstoken', () => {
+describe('GCR (fake Google OAuth2 token endpoint): _json_key → google-auth-library JWT-bearer grant, signature checked → oauth2accesstoken', () => {
   const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
   const key = JSON.stringify({
     type: 'service_account', project_id: 'ibs-test', private_key_id: 'k1', client_email: 'ibs@ibs-test.iam.gserviceaccount.com',
@@ -175,7 +212,7 @@ describe('GCR (fake Google OAuth2 token endpoint): _json_key → RS256 JWT-beare
     const provider = createCredentialProvider(configOf(envOf()));
     const creds = await provider.credentialsFor('europe-docker.pkg.dev');
     expect(creds).toEqual({ username: 'oauth2accesstoken', password: google.secrets.at(-1) });
-    expect(google.lastClaims).toMatchObject({ iss: 'ibs@ibs-test.iam.gserviceaccount.com', scope: 'https://www.googleapis.com/auth/cloud-platform', aud: google.url });
+    expect(google.lastClaims).toMatchObject({ iss: 'ibs@ibs-test.iam.gserviceaccount.com', scope: 'https://www.googleapis.com/auth/cloud-platform', aud: GOOGLE_TOKEN_AUDIENCE });
     const calls = google.calls;
     expect(await provider.credentialsFor('gcr.io')).toEqual(creds);
     expect(google.calls).toBe(calls);

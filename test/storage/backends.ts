@@ -1,16 +1,18 @@
 /**
  * The four storage types of springProfile, each configured through loadConfig (as the service would be) and pointed
- * at a real server that infra/local starts: MinIO for s3 and minio, Azurite for azure, fake-gcs-server for gcs.
+ * at a real server that infra/local starts: MinIO for s3 and minio, Azurite for azure, fake-gcs-server for gcs (behind
+ * gcs-signature-check.ts, since fake-gcs-server checks neither signatures nor credentials).
  */
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { BlobServiceClient, StorageSharedKeyCredential } from '@azure/storage-blob';
 import { Storage } from '@google-cloud/storage';
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../../lib/config';
 import { createObjectStore, type ObjectStore } from '../../lib/storage';
+import { startGcsSignatureCheck, type GcsSignatureCheck } from './gcs-signature-check';
 
 const minioUrl = process.env.MINIO_SERVER_HOST ?? 'http://127.0.0.1:9000';
 const minioUser = process.env.MINIO_SERVER_ROOT_USER ?? '';
@@ -24,9 +26,19 @@ const fakeGcsUrl = process.env.FAKE_GCS_URL ?? 'http://127.0.0.1:4443';
 /** Settings every configuration needs and that storage does not care about. */
 const base = { POSTGRES_HOST: 'db', POSTGRES_USER: 'ibs', POSTGRES_PASSWORD: 'unused-here', POSTGRES_DB: 'ibs' };
 
-/** A throwaway service-account key: V4 URLs are signed locally with it; fake-gcs-server does not check it. */
-function gcsKeyFile(): string {
-  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const gcsClientEmail = 'ibs-test@ibs-test.iam.gserviceaccount.com';
+
+interface GcsKey {
+  file: string;
+  publicKey: KeyObject;
+  /** The private key's PEM lines: none may appear in a URL or an error. */
+  pemLines: string[];
+}
+
+/** A throwaway service-account key file: V4 URLs are signed locally with its private key. */
+function gcsKey(): GcsKey {
+  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const pem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
   const file = join(mkdtempSync(join(tmpdir(), 'ibs-gcs-')), 'key.json');
   writeFileSync(
     file,
@@ -34,13 +46,13 @@ function gcsKeyFile(): string {
       type: 'service_account',
       project_id: 'ibs-test',
       private_key_id: 'test',
-      private_key: privateKey.export({ type: 'pkcs8', format: 'pem' }),
-      client_email: 'ibs-test@ibs-test.iam.gserviceaccount.com',
+      private_key: pem,
+      client_email: gcsClientEmail,
       client_id: '1',
       token_uri: `${fakeGcsUrl}/token`,
     }),
   );
-  return file;
+  return { file, publicKey, pemLines: pem.split('\n').filter((line) => line && !line.startsWith('-----')) };
 }
 
 export interface Backend {
@@ -50,12 +62,17 @@ export interface Backend {
   /** The variables that select and configure this storage type. */
   env(bucket: string): Record<string, string>;
   createBucket(bucket: string): Promise<void>;
+  /** Starts what the server needs in front of it, before env() is called; stop() ends it. */
+  start?(): Promise<void>;
+  stop?(): Promise<void>;
   /** The same configuration with a wrong secret, or undefined when the server does not authenticate at all. */
   badCredentialsEnv?(bucket: string): Record<string, string>;
-  /** Secret values of env(): no error message may contain them. */
+  /** The same configuration with a wrong signing secret: the server must refuse the URLs it presigns. */
+  wrongSignerEnv(bucket: string): Record<string, string>;
+  /** How the server refuses an expired presigned URL (Google answers 400 ExpiredToken, the others 403). */
+  expiredUrlStatus: number;
+  /** Secret values of env(): no presigned URL or error message may contain them. */
   secrets: string[];
-  /** Whether the server checks URL signatures and expiry (fake-gcs-server serves any URL). */
-  checksSignedUrls: boolean;
 }
 
 const s3Admin = () =>
@@ -80,6 +97,8 @@ const s3Env = (bucket: string, password = minioPassword) => ({
   LOGS_BUCKET: bucket,
 });
 
+// A well-formed key that is not the account's: Azurite checks SharedKey and SAS signatures like Azure does.
+const wrongAzureKey = Buffer.from('not-the-account-key-'.repeat(3)).toString('base64');
 const azureEnv = (bucket: string, key = azuriteKey) => ({
   SPRING_PROFILES_ACTIVE: 'aws,private_registry,azure',
   AZURE_STORAGE_ACCOUNT_NAME: azuriteAccount,
@@ -88,14 +107,20 @@ const azureEnv = (bucket: string, key = azuriteKey) => ({
   LOGS_BUCKET: bucket,
 });
 
-let keyFile: string | undefined;
-const gcsEnv = (bucket: string) => ({
-  SPRING_PROFILES_ACTIVE: 'aws,private_registry,gcs',
-  GCS_ENDPOINT: fakeGcsUrl,
-  GOOGLE_CLOUD_PROJECT: 'ibs-test',
-  GOOGLE_APPLICATION_CREDENTIALS: (keyFile ??= gcsKeyFile()),
-  LOGS_BUCKET: bucket,
-});
+const gcsAccount = gcsKey();
+// Same account name, another private key: what a leaked-and-rotated or mixed-up key file signs.
+const gcsWrongKey = gcsKey();
+let gcsCheck: GcsSignatureCheck | undefined;
+const gcsEnv = (bucket: string, key = gcsAccount) => {
+  if (!gcsCheck) throw new Error('start() the gcs backend first: its endpoint is the signature check in front of fake-gcs-server');
+  return {
+    SPRING_PROFILES_ACTIVE: 'aws,private_registry,gcs',
+    GCS_ENDPOINT: gcsCheck.url,
+    GOOGLE_CLOUD_PROJECT: 'ibs-test',
+    GOOGLE_APPLICATION_CREDENTIALS: key.file,
+    LOGS_BUCKET: bucket,
+  };
+};
 
 export const backends: Backend[] = [
   {
@@ -104,8 +129,9 @@ export const backends: Backend[] = [
     env: (bucket) => minioEnv(bucket),
     createBucket: async (bucket) => void (await s3Admin().send(new CreateBucketCommand({ Bucket: bucket }))),
     badCredentialsEnv: (bucket) => minioEnv(bucket, 'wrong-minio-password'),
+    wrongSignerEnv: (bucket) => minioEnv(bucket, 'wrong-minio-password'),
+    expiredUrlStatus: 403,
     secrets: [minioPassword, 'wrong-minio-password'],
-    checksSignedUrls: true,
   },
   {
     type: 's3',
@@ -113,8 +139,9 @@ export const backends: Backend[] = [
     env: (bucket) => s3Env(bucket),
     createBucket: async (bucket) => void (await s3Admin().send(new CreateBucketCommand({ Bucket: bucket }))),
     badCredentialsEnv: (bucket) => s3Env(bucket, 'wrong-s3-secret-key'),
+    wrongSignerEnv: (bucket) => s3Env(bucket, 'wrong-s3-secret-key'),
+    expiredUrlStatus: 403,
     secrets: [minioPassword, 'wrong-s3-secret-key'],
-    checksSignedUrls: true,
   },
   {
     type: 'azure',
@@ -122,20 +149,30 @@ export const backends: Backend[] = [
     env: (bucket) => azureEnv(bucket),
     createBucket: async (bucket) =>
       void (await new BlobServiceClient(azuriteUrl, new StorageSharedKeyCredential(azuriteAccount, azuriteKey)).createContainer(bucket)),
-    // A well-formed key that is not the account's: Azurite checks the SharedKey signature like Azure does.
-    badCredentialsEnv: (bucket) => azureEnv(bucket, Buffer.from('not-the-account-key-'.repeat(3)).toString('base64')),
-    secrets: [azuriteKey],
-    checksSignedUrls: true,
+    badCredentialsEnv: (bucket) => azureEnv(bucket, wrongAzureKey),
+    wrongSignerEnv: (bucket) => azureEnv(bucket, wrongAzureKey),
+    expiredUrlStatus: 403,
+    secrets: [azuriteKey, wrongAzureKey],
   },
   {
     type: 'gcs',
-    server: `fake-gcs-server ${fakeGcsUrl}`,
-    env: gcsEnv,
+    // In the test names: what this setup cannot show.
+    server: `fake-gcs-server ${fakeGcsUrl} behind a V4 URL signature check (no bearer token or API credential checked)`,
+    env: (bucket) => gcsEnv(bucket),
+    start: async () => {
+      gcsCheck = await startGcsSignatureCheck(fakeGcsUrl, { clientEmail: gcsClientEmail, publicKey: gcsAccount.publicKey });
+    },
+    stop: async () => {
+      await gcsCheck?.close();
+      gcsCheck = undefined;
+    },
     createBucket: async (bucket) => void (await new Storage({ apiEndpoint: fakeGcsUrl, projectId: 'ibs-test' }).createBucket(bucket)),
-    // No badCredentialsEnv: fake-gcs-server accepts every request, so refused credentials cannot be shown against it;
-    // lib/storage/object-store.test.ts covers the 401/403 mapping the GCS adapter shares.
-    secrets: [],
-    checksSignedUrls: false,
+    // No badCredentialsEnv: the adapter sends no bearer token to an emulator endpoint and fake-gcs-server checks none,
+    // so refused API credentials cannot be shown here; lib/storage/object-store.test.ts covers the 401/403 mapping
+    // the GCS adapter shares.
+    wrongSignerEnv: (bucket) => gcsEnv(bucket, gcsWrongKey),
+    expiredUrlStatus: 400,
+    secrets: [...gcsAccount.pemLines, ...gcsWrongKey.pemLines],
   },
 ];
 

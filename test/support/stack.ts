@@ -5,27 +5,31 @@
  */
 import { serve, type ServerType } from '@hono/node-server';
 import { Client, Connection } from '@temporalio/client';
-import { NativeConnection, type Worker } from '@temporalio/worker';
+import { NativeConnection } from '@temporalio/worker';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { Pool } from 'pg';
 import { createApp } from '../../api/app';
+import type { ApiDeps } from '../../api/deps';
 import { loadConfig, type Config } from '../../lib/config';
 import { BuildRepository } from '../../lib/db/builds-repository';
 import { createWorkerDependencies } from '../../worker/dependencies';
-import { createImageBuildWorker } from '../../worker/worker';
+import { ImageBuildWorker } from '../../worker/worker';
 import type { ActivityDeps } from '../../activities';
 
 export interface TestStack {
   config: Config;
+  /** The API application itself, for tests that call it with app.request() instead of over HTTP. */
+  app: ReturnType<typeof createApp>;
+  settings: ApiDeps['settings'];
   taskQueue: string;
   apiUrl: string;
   client: Client;
   pool: Pool;
   deps: ActivityDeps;
   builds: BuildRepository;
-  /** Starts an in-process worker for the suite's task queue (stopped by close()). */
-  startWorker(): Promise<Worker>;
+  /** Starts an in-process worker for the suite's task queues (stopped by close()). */
+  startWorker(options?: { maxConcurrentBuilds?: number }): Promise<ImageBuildWorker>;
   close(): Promise<void>;
 }
 
@@ -39,50 +43,50 @@ export async function startTestStack(name: string, overrides: Record<string, str
   const { deps, pool } = await createWorkerDependencies(config);
   const connection = await Connection.connect({ address: config.temporal.address });
   const client = new Client({ connection, namespace: config.temporal.namespace });
-  const app = createApp({
-    builds: deps.builds,
-    storage: deps.storage,
-    temporal: client,
-    settings: {
-      taskQueue,
-      namespace: config.temporal.namespace,
-      publicUrl: 'http://127.0.0.1',
-      temporalUiUrl: config.temporal.uiUrl,
-      contextLimits: config.contextLimits,
-      defaultEngine: config.build.defaultEngine,
-      defaultTimeoutSeconds: config.build.defaultTimeoutSeconds,
-      maxTimeoutSeconds: config.build.maxTimeoutSeconds,
-    },
-  });
+  const settings: ApiDeps['settings'] = {
+    taskQueue,
+    namespace: config.temporal.namespace,
+    publicUrl: 'http://127.0.0.1',
+    temporalUiUrl: config.temporal.uiUrl,
+    contextLimits: config.contextLimits,
+    defaultEngine: config.build.defaultEngine,
+    defaultTimeoutSeconds: config.build.defaultTimeoutSeconds,
+    maxTimeoutSeconds: config.build.maxTimeoutSeconds,
+    buildResources: { defaults: config.imageBuilder.resources, ceiling: config.imageBuilder.maxResources },
+  };
+  const app = createApp({ builds: deps.builds, storage: deps.storage, temporal: client, settings });
   const server: ServerType = await new Promise((resolve) => {
     const s = serve({ fetch: app.fetch, hostname: '127.0.0.1', port: 0 }, () => resolve(s));
   });
   const apiUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
-  const workers: { worker: Worker; running: Promise<void>; connection: NativeConnection }[] = [];
+  const workers: { worker: ImageBuildWorker; running: Promise<void>; connection: NativeConnection }[] = [];
   return {
     config,
+    app,
+    settings,
     taskQueue,
     apiUrl,
     client,
     pool,
     deps,
     builds: deps.builds,
-    async startWorker() {
+    async startWorker(options = {}) {
       const workerConnection = await NativeConnection.connect({ address: config.temporal.address });
-      const worker = await createImageBuildWorker({
+      const worker = await ImageBuildWorker.create({
         connection: workerConnection,
         namespace: config.temporal.namespace,
         taskQueue,
         deps,
         workflows: { workflowsPath: join(__dirname, '..', '..', 'workflows', 'index.ts') },
+        maxConcurrentBuilds: options.maxConcurrentBuilds,
       });
       workers.push({ worker, running: worker.run(), connection: workerConnection });
       return worker;
     },
     async close() {
       for (const w of workers) {
-        if (w.worker.getState() === 'RUNNING') w.worker.shutdown();
+        w.worker.shutdown();
         await w.running.catch(() => undefined);
         await w.connection.close();
       }

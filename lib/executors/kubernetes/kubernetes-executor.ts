@@ -7,7 +7,9 @@
 import { ApiException, CoreV1Api, KubeConfig, Log, PatchStrategy, setHeaderOptions, Watch, type V1Pod, type V1Secret } from '@kubernetes/client-node';
 import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { redactSignedUrls } from '../../logs/redact';
 import type { ObjectStore } from '../../storage/object-store';
+import type { RegistryLogin } from '../../registry/credentials';
 import { BuildFailedError, type BuildExecutor, type BuildJob, type BuildObserver, type BuildOutcome } from '../executor';
 import { readContextFile } from './context-file';
 import { assertKanikoCompatible } from './dockerfile-checks';
@@ -23,16 +25,10 @@ import {
 import { builderResourcesFor } from './resources';
 import { LogTail } from '../log-tail';
 
-export interface RegistryCredentials {
-  host: string;
-  username: string;
-  password: string;
-}
-
 export interface KubernetesExecutorDeps {
   storage: ObjectStore;
   /** Push credentials for the target registry (DOCKERHUB_USERNAME/PASSWORD), minted fresh for each run. */
-  credentials?: (job: BuildJob) => Promise<RegistryCredentials[]>;
+  credentials?: (job: BuildJob) => Promise<RegistryLogin[]>;
   /** Push over plain HTTP (DISABLE_HTTPS). */
   insecureRegistry?: boolean;
   /** A ready client configuration; by default one is loaded from options.kubeconfigPath or the cluster. */
@@ -115,7 +111,7 @@ export class KubernetesExecutor implements BuildExecutor {
       if (isStatus(err, 403) && /PodSecurity/.test(apiErrorText(err))) throw podSecurityRejection(err, namespace, mode);
       // Another admission policy (an OpenShift SCC, Kyverno) or invalid settings: retrying cannot help.
       if (isStatus(err, 403) || isStatus(err, 422)) {
-        throw new BuildFailedError('builder_pod_rejected', `the API server refused the ${mode} builder pod in namespace ${namespace}: ${withoutPresignedUrls(apiErrorText(err))}`);
+        throw new BuildFailedError('builder_pod_rejected', `the API server refused the ${mode} builder pod in namespace ${namespace}: ${redactSignedUrls(apiErrorText(err))}`);
       }
       if (!isStatus(err, 409)) throw err;
     }
@@ -369,7 +365,7 @@ async function ignoreNotFound(promise: Promise<unknown>): Promise<void> {
 }
 
 /** The API server's own message (a Status object's `message`), never request bodies or headers. */
-export function apiErrorText(err: unknown): string {
+function apiErrorText(err: unknown): string {
   if (err instanceof ApiException) {
     const body: unknown = err.body;
     if (typeof body === 'string') {
@@ -384,11 +380,6 @@ export function apiErrorText(err: unknown): string {
     return `HTTP ${err.code}`;
   }
   return err instanceof Error ? err.message : String(err);
-}
-
-/** A presigned URL is a credential for a few minutes; an error that quotes the pod spec must not carry it. */
-function withoutPresignedUrls(text: string): string {
-  return text.replace(/https?:\/\/[^\s"']*X-Amz-[^\s"']*/g, '<presigned URL>');
 }
 
 /** Names the policy (e.g. "restricted:latest") and the engine mode, so the operator knows which one to change. */

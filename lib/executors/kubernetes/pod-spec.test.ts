@@ -4,7 +4,12 @@ import { builderPodName, encodedPairs, labelValue } from './pod-spec';
 describe('builderPodName', () => {
   it('is the same for the same build, so a second create hits the first pod', () => {
     expect(builderPodName('3f1c2a9e-0b7d-4a55-9a51-7f3c1d2e4b6a')).toBe('ibs-build-3f1c2a9e-0b7d-4a55-9a51-7f3c1d2e4b6a');
-    expect(builderPodName('abc')).toBe(builderPodName('abc'));
+    expect(builderPodName('abc')).toBe('ibs-build-abc');
+  });
+
+  it('derives the hashed name from the id alone, so a retried activity finds the same pod', () => {
+    // sha256('Team/Build_1') starts with 26e659b5d9.
+    expect(builderPodName('Team/Build_1')).toBe('ibs-build-team-build-1-26e659b5d9');
   });
 
   it('stays a DNS label for long or unusual ids, keeping them apart with a hash', () => {

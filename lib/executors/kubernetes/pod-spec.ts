@@ -25,7 +25,7 @@ export const MANAGED_BY = 'image-build-service';
 /** When a retained pod may be deleted (RFC 3339); set on finished pods when retention is on. */
 export const EXPIRES_AT_ANNOTATION = 'image-build-service/expires-at';
 /** OpenShift 4.14+ admits the pod under this SCC when the service account may use it. */
-export const OPENSHIFT_SCC_ANNOTATION = 'openshift.io/required-scc';
+const OPENSHIFT_SCC_ANNOTATION = 'openshift.io/required-scc';
 
 export const BUILD_CONTAINER = 'build';
 export const FETCH_CONTAINER = 'fetch-context';
@@ -127,7 +127,9 @@ function volumes(job: BuildJob, extra: V1Volume[] = []): V1Volume[] {
     { name: 'workspace', emptyDir: {} },
     {
       name: 'docker-config',
-      secret: { secretName: dockerConfigSecretName(job.buildId), items: [{ key: '.dockerconfigjson', path: 'config.json' }] },
+      // Owner-read only: the kubelet adds group read for the pod's fsGroup, which is rootless BuildKit's user; no
+      // other user of the container reads the credentials.
+      secret: { secretName: dockerConfigSecretName(job.buildId), items: [{ key: '.dockerconfigjson', path: 'config.json' }], defaultMode: 0o400 },
     },
     ...extra,
   ];
@@ -183,7 +185,7 @@ function commonMounts() {
 }
 
 /** imageBuilder.securityContext as a container security context; empty strings leave a field to the cluster. */
-export function imageBuilderContainerSecurityContext(sc: ImageBuilderSecurityContext): V1SecurityContext {
+function imageBuilderContainerSecurityContext(sc: ImageBuilderSecurityContext): V1SecurityContext {
   return {
     allowPrivilegeEscalation: sc.allowPrivilegeEscalation,
     runAsNonRoot: true,
@@ -196,7 +198,7 @@ export function imageBuilderContainerSecurityContext(sc: ImageBuilderSecurityCon
 }
 
 /** The chart's KANIKO_CONTAINER_SECURITY_CONTEXT_*, for Kaniko containers and init containers alike. */
-export function kanikoSecurityContext(sc: KanikoContainerSecurityContext): V1SecurityContext {
+function kanikoSecurityContext(sc: KanikoContainerSecurityContext): V1SecurityContext {
   return {
     runAsUser: sc.runAsUser,
     runAsGroup: sc.runAsGroup,

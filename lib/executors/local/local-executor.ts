@@ -4,20 +4,15 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join, posix } from 'node:path';
+import { join, posix } from 'node:path';
 import { extractContextArchive, resolveContextFile, type ContextLimits, type ContextSummary } from '../../context/archive';
+import type { BuilderAuth } from '../../registry/builder-auth';
 import type { ObjectStore } from '../../storage/object-store';
 import { BuildFailedError, type BuildExecutor, type BuildJob, type BuildObserver, type BuildOutcome } from '../executor';
 import { buildctlArguments, classifyBuildFailure } from './buildctl';
 import { LogTail } from '../log-tail';
-
-export interface RegistryCredentials {
-  host: string;
-  username: string;
-  password: string;
-}
 
 export interface LocalExecutorOptions {
   buildkitHost: string;
@@ -26,8 +21,11 @@ export interface LocalExecutorOptions {
   contextLimits: ContextLimits;
   /** Push over plain HTTP (DISABLE_HTTPS). */
   insecureRegistry: boolean;
-  /** Credentials for the registries this build talks to (its target and the bases its Dockerfile names), minted fresh for each run. */
-  credentials: (job: BuildJob, dockerfile: string) => Promise<RegistryCredentials[]>;
+  /**
+   * Prepares, in `dir` (private to this run), the builder's access to the registries this build talks to (its target
+   * and the bases its Dockerfile names): a DOCKER_CONFIG naming a credential helper, never holding a password.
+   */
+  builderAuth: (job: BuildJob, dockerfile: string, dir: string) => Promise<BuilderAuth>;
   heartbeatIntervalMs?: number;
   /** Build without BuildKit's cache (BUILDKIT_NO_CACHE), e.g. for reproducible timings. */
   noCache?: boolean;
@@ -51,12 +49,11 @@ export class LocalExecutor implements BuildExecutor {
       const context = await this.fetchContext(job, contextDir);
       observer.log(`[ibs] context ${job.contextKey} extracted\n`);
 
-      const dockerConfigDir = join(workDir, 'docker');
       // Resolved inside the context, never by the OS: an absolute link in the context must not read a host file.
       const dockerfilePath = resolveContextFile(context, job.dockerfile);
       if (!dockerfilePath) throw new BuildFailedError('dockerfile_not_found', `${job.dockerfile} is not a file of the build context`);
       const dockerfile = await readFile(join(contextDir, dockerfilePath), 'utf8');
-      await this.writeDockerConfig(await this.options.credentials(job, dockerfile), dockerConfigDir);
+      const auth = await this.options.builderAuth(job, dockerfile, join(workDir, 'auth'));
       const metadataFile = join(workDir, 'metadata.json');
       const args = buildctlArguments({ ...job, dockerfile: dockerfilePath, noCache: job.noCache ?? this.options.noCache }, {
         buildkitHost: this.options.buildkitHost,
@@ -65,7 +62,7 @@ export class LocalExecutor implements BuildExecutor {
         metadataFile,
         insecureRegistry: this.options.insecureRegistry,
       });
-      const logTail = await this.runBuildctl(args, dockerConfigDir, job, observer);
+      const logTail = await this.runBuildctl(args, auth, workDir, job, observer).finally(() => auth.close());
       const metadata = JSON.parse(await readFile(metadataFile, 'utf8')) as Record<string, unknown>;
       const digest = metadata['containerimage.digest'];
       if (typeof digest !== 'string' || !digest.startsWith('sha256:')) {
@@ -96,23 +93,15 @@ export class LocalExecutor implements BuildExecutor {
     return extractContextArchive(archive, contextDir, this.options.contextLimits);
   }
 
-  private async writeDockerConfig(credentials: RegistryCredentials[], dir: string): Promise<void> {
-    await mkdir(dir, { mode: 0o700 });
-    const auths: Record<string, { auth: string }> = {};
-    for (const c of credentials) {
-      auths[c.host] = { auth: Buffer.from(`${c.username}:${c.password}`).toString('base64') };
-    }
-    await writeFile(join(dir, 'config.json'), JSON.stringify({ auths }), { mode: 0o600 });
-  }
-
-  private runBuildctl(args: string[], dockerConfigDir: string, job: BuildJob, observer: BuildObserver): Promise<string> {
+  private runBuildctl(args: string[], auth: BuilderAuth, workDir: string, job: BuildJob, observer: BuildObserver): Promise<string> {
     const useSetpriv = existsSync(SETPRIV);
     const command = useSetpriv ? SETPRIV : this.options.buildctlPath;
     const argv = useSetpriv ? ['--pdeathsig', 'KILL', '--', this.options.buildctlPath, ...args] : args;
     return new Promise((resolve, reject) => {
       const child = spawn(command, argv, {
-        cwd: dirname(dockerConfigDir),
-        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dirname(dockerConfigDir), DOCKER_CONFIG: dockerConfigDir },
+        cwd: workDir,
+        // buildctl runs docker-credential-ibs from PATH when BuildKit first needs a registry's credentials.
+        env: { PATH: `${auth.binDir}:${process.env.PATH ?? '/usr/bin:/bin'}`, HOME: workDir, DOCKER_CONFIG: auth.configDir },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       const tail = new LogTail(40);

@@ -1,13 +1,16 @@
 /**
- * ACR: the service principal (appId + password) gets an Azure AD token by the client-credentials grant, or the
- * configured password already is an Azure AD access token; ACR's /oauth2/exchange trades it for an ACR refresh
- * token, which is handed out with ACR's null-GUID username. Registry clients (ours, BuildKit's) then get access
- * tokens for it at the registry's /oauth2/token, as ACR documents.
+ * ACR: the service principal (appId + password) gets an Azure AD token through @azure/identity (client-credentials
+ * grant; the credential keeps and renews it), or the configured password already is an Azure AD access token; ACR's
+ * /oauth2/exchange, which no SDK covers, trades it for an ACR refresh token, which is handed out with ACR's
+ * null-GUID username. Registry clients (ours, BuildKit's) then get access tokens for it at the registry's
+ * /oauth2/token, as ACR documents.
  */
+import type { Agent } from 'node:https';
+import { ClientSecretCredential } from '@azure/identity';
 import type { RegistryCredentials } from '../auth';
 import type { AcrConfig } from '../config';
 import type { Transport } from '../transport';
-import { exchange, exchangeFailed, safeCode } from './http';
+import { cloudFailure, exchange, exchangeFailed } from './http';
 import { MintedCache, type Minted } from './minted';
 
 export const ACR_USERNAME = '00000000-0000-0000-0000-000000000000';
@@ -17,42 +20,38 @@ const MARGIN_MS = 10 * 60_000;
 const REFRESH_TOKEN_MS = 3 * 3600_000;
 
 export class AcrCredentials {
-  private readonly aad: MintedCache<string>;
+  /** Absent when the password already is an Azure AD access token (az account get-access-token). */
+  private readonly aad?: ClientSecretCredential;
   private readonly perRegistry = new Map<string, MintedCache<string>>();
 
   constructor(
     private readonly config: AcrConfig,
-    private readonly appId: string,
+    appId: string,
     private readonly secret: string,
     private readonly transport: Transport,
-    private readonly now: () => number = Date.now,
+    /** The HTTPS agent for Azure AD; Node's default (the system's trusted CAs) unless one is given. */
+    aadAgent?: Agent,
   ) {
-    this.aad = new MintedCache(MARGIN_MS, now);
+    // AZURE_AUTHORITY_HOST names the cloud's login host (login.microsoftonline.us, an Azure Stack authority...), see
+    // docs/registries.md. Being the operator's setting, it is not checked against Microsoft's list of clouds
+    // (instance discovery), which a private cloud's authority would fail.
+    if (!isJwt(secret)) {
+      this.aad = new ClientSecretCredential(config.tenantId, appId, secret, { authorityHost: config.authorityHost, disableInstanceDiscovery: true, agent: aadAgent });
+    }
   }
 
   async credentialsFor(host: string): Promise<RegistryCredentials> {
     let cache = this.perRegistry.get(host);
-    if (!cache) this.perRegistry.set(host, (cache = new MintedCache(MARGIN_MS, this.now)));
+    if (!cache) this.perRegistry.set(host, (cache = new MintedCache(MARGIN_MS)));
     return { username: ACR_USERNAME, password: await cache.get(() => this.exchangeForRefreshToken(host)) };
   }
 
   private async aadToken(): Promise<string> {
-    // An access token given as DOCKERHUB_PASSWORD (az account get-access-token) is used as it is, until it expires.
-    if (isJwt(this.secret)) return this.secret;
-    return this.aad.get(async () => {
-      const url = `${this.config.authorityHost}/${encodeURIComponent(this.config.tenantId)}/oauth2/v2.0/token`;
-      const res = await exchange(this.transport, 'Azure AD token request', url, {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        body: new URLSearchParams({ grant_type: 'client_credentials', client_id: this.appId, client_secret: this.secret, scope: AAD_SCOPE }).toString(),
-      });
-      const answer = (await res.json().catch(() => ({}))) as { access_token?: string; expires_in?: number; error?: string; error_codes?: number[] };
-      if (!res.ok || !answer.access_token) {
-        const code = [safeCode(answer.error), answer.error_codes?.[0] ? `AADSTS${answer.error_codes[0]}` : ''].filter(Boolean).join(' ');
-        throw exchangeFailed('Azure AD', res, code, 'check DOCKERHUB_USERNAME (the service principal appId), DOCKERHUB_PASSWORD and AZURE_TENANT_ID');
-      }
-      return { value: answer.access_token, expiresAt: this.now() + (answer.expires_in ?? 3600) * 1000 };
+    if (!this.aad) return this.secret;
+    const token = await this.aad.getToken(AAD_SCOPE).catch((err: unknown) => {
+      throw cloudFailure('Azure AD', err, 'check DOCKERHUB_USERNAME (the service principal appId), DOCKERHUB_PASSWORD and AZURE_TENANT_ID');
     });
+    return token.token;
   }
 
   private async exchangeForRefreshToken(host: string): Promise<Minted<string>> {
@@ -65,10 +64,9 @@ export class AcrCredentials {
     });
     const answer = (await res.json().catch(() => ({}))) as { refresh_token?: string };
     if (!res.ok || !answer.refresh_token) {
-      if (res.status === 401) this.aad.clear();
       throw exchangeFailed(`ACR ${host} token exchange`, res, '', `check that the service principal has the AcrPush role on ${host} and that AZURE_TENANT_ID is its tenant`);
     }
-    return { value: answer.refresh_token, expiresAt: jwtExpiry(answer.refresh_token) ?? this.now() + REFRESH_TOKEN_MS };
+    return { value: answer.refresh_token, expiresAt: jwtExpiry(answer.refresh_token) ?? Date.now() + REFRESH_TOKEN_MS };
   }
 }
 

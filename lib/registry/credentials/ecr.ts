@@ -1,104 +1,73 @@
 /**
- * ECR with IRSA: the pod's web identity token (AWS_WEB_IDENTITY_TOKEN_FILE, rotated by EKS, so read at each
- * exchange) is traded at STS (AssumeRoleWithWebIdentity) for temporary credentials, which sign (SigV4) an ECR
- * GetAuthorizationToken call. The token (base64 "AWS:<password>", valid 12 h) is renewed well before it expires, so a
- * build that starts pushing hours later still gets a valid one.
+ * ECR: the AWS SDK's ECR client asks GetAuthorizationToken for a registry token (base64 "AWS:<password>", valid
+ * 12 h), which is renewed well before it expires, so a build that starts pushing hours later still gets a valid one.
+ * The client's AWS credentials come from the pod's web identity first (IRSA: AWS_ROLE_ARN and
+ * AWS_WEB_IDENTITY_TOKEN_FILE, traded at STS; the SDK re-reads the file EKS rotates and renews the session), then
+ * from the SDK's default chain (environment, profile, container or instance role).
  */
-import { readFile } from 'node:fs/promises';
+import { ECRClient, GetAuthorizationTokenCommand } from '@aws-sdk/client-ecr';
+import { createCredentialChain, fromNodeProviderChain, fromTokenFile } from '@aws-sdk/credential-providers';
 import type { RegistryCredentials } from '../auth';
 import type { EcrConfig } from '../config';
 import { RegistryError } from '../errors';
-import type { Transport } from '../transport';
-import { exchange, exchangeFailed, safeCode } from './http';
-import { MintedCache } from './minted';
-import { signRequest, type AwsCredentials } from './sigv4';
+import { cloudFailure } from './http';
+import { MintedCache, type Minted } from './minted';
 
 /** ECR tokens live 12 h; renewing 1 h early leaves an hour of push for a build that got one just before. */
 const TOKEN_MARGIN_MS = 60 * 60_000;
-const STS_MARGIN_MS = 5 * 60_000;
-const STS_SESSION_SECONDS = 3600;
+const TOKEN_LIFETIME_MS = 12 * 3600_000;
+/** Bounds each call, so an unanswering endpoint fails the exchange instead of hanging the build's activity. */
+const REQUEST_HANDLER = { connectionTimeout: 10_000, requestTimeout: 30_000 };
+
+/** An ECR authorization: the registry credentials, and the registry host (proxyEndpoint) ECR says they are for. */
+export interface EcrAuthorization {
+  credentials: RegistryCredentials;
+  proxyHost?: string;
+}
 
 export class EcrCredentials {
-  private readonly session: MintedCache<AwsCredentials>;
-  private readonly token: MintedCache<{ creds: RegistryCredentials; proxyHost?: string }>;
+  private readonly ecr: ECRClient;
+  private readonly token: MintedCache<EcrAuthorization>;
 
-  constructor(
-    private readonly config: EcrConfig,
-    private readonly transport: Transport,
-    private readonly now: () => number = Date.now,
-  ) {
-    this.session = new MintedCache(STS_MARGIN_MS, now);
-    this.token = new MintedCache(TOKEN_MARGIN_MS, now);
+  constructor(private readonly config: EcrConfig) {
+    // AWS_STS_ENDPOINT and AWS_ECR_ENDPOINT name the regional (or private VPC) endpoints, see docs/registries.md.
+    const sts = { region: config.region, endpoint: config.stsEndpoint, requestHandler: REQUEST_HANDLER };
+    this.ecr = new ECRClient({
+      region: config.region,
+      endpoint: config.ecrEndpoint,
+      requestHandler: REQUEST_HANDLER,
+      credentials: createCredentialChain(
+        fromTokenFile({ roleArn: config.roleArn || undefined, webIdentityTokenFile: config.webIdentityTokenFile || undefined, roleSessionName: config.roleSessionName, clientConfig: sts }),
+        fromNodeProviderChain({ clientConfig: sts }),
+      ),
+    });
+    this.token = new MintedCache(TOKEN_MARGIN_MS);
   }
 
-  /** The registry credentials, and the host ECR says they are for. */
-  async current(): Promise<{ creds: RegistryCredentials; proxyHost?: string }> {
+  async current(): Promise<EcrAuthorization> {
     return this.token.get(() => this.authorizationToken());
   }
 
-  private async authorizationToken() {
-    const aws = await this.session.get(() => this.assumeRole());
-    const body = JSON.stringify(this.config.registryIds.length ? { registryIds: this.config.registryIds } : {});
-    const url = `${this.config.ecrEndpoint}/`;
-    const headers = signRequest({
-      method: 'POST',
-      url,
-      headers: { 'content-type': 'application/x-amz-json-1.1', 'x-amz-target': 'AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken' },
-      body,
-    }, aws, this.config.region, 'ecr', new Date(this.now()));
-    const res = await exchange(this.transport, 'ECR GetAuthorizationToken', url, { method: 'POST', headers, body });
-    const answer = (await res.json().catch(() => ({}))) as { __type?: string; authorizationData?: { authorizationToken?: string; expiresAt?: number | string; proxyEndpoint?: string }[] };
-    if (!res.ok) {
-      if (res.status === 400 || res.status === 403) this.session.clear();
-      throw exchangeFailed('ECR GetAuthorizationToken', res, safeCode(answer.__type?.split('#').pop()), `the role ${this.config.roleArn} needs ecr:GetAuthorizationToken (and push rights on the repositories)`);
-    }
+  private async authorizationToken(): Promise<Minted<EcrAuthorization>> {
+    // Resolved apart from the ECR call so that a failure names the step that failed (STS or ECR).
+    await this.ecr.config.credentials().catch((err: unknown) => {
+      throw cloudFailure('STS AssumeRoleWithWebIdentity', err, `check AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE and that the role trusts this cluster's OIDC provider`);
+    });
+    const answer = await this.ecr
+      .send(new GetAuthorizationTokenCommand(this.config.registryIds.length ? { registryIds: this.config.registryIds } : {}))
+      .catch((err: unknown) => {
+        throw cloudFailure('ECR GetAuthorizationToken', err, `the role ${this.config.roleArn} needs ecr:GetAuthorizationToken (and push rights on the repositories)`);
+      });
     const data = answer.authorizationData?.[0];
     const decoded = Buffer.from(data?.authorizationToken ?? '', 'base64').toString('utf8');
     const colon = decoded.indexOf(':');
     if (!data || colon < 1) throw new RegistryError('registry_credentials_unavailable', 'ECR GetAuthorizationToken answered without an authorization token; check AWS_ECR_ENDPOINT', true);
-    const expiresAt = typeof data.expiresAt === 'number' ? data.expiresAt * 1000 : Date.parse(String(data.expiresAt));
     return {
       value: {
-        creds: { username: decoded.slice(0, colon), password: decoded.slice(colon + 1) },
+        credentials: { username: decoded.slice(0, colon), password: decoded.slice(colon + 1) },
         proxyHost: data.proxyEndpoint ? new URL(data.proxyEndpoint).host : undefined,
       },
-      expiresAt: Number.isFinite(expiresAt) ? expiresAt : this.now() + 12 * 3600_000,
+      expiresAt: data.expiresAt?.getTime() ?? Date.now() + TOKEN_LIFETIME_MS,
     };
   }
-
-  private async assumeRole() {
-    const webIdentityToken = (await readFile(this.config.webIdentityTokenFile, 'utf8').catch(() => {
-      throw new RegistryError('registry_credentials_unavailable', `cannot read AWS_WEB_IDENTITY_TOKEN_FILE (${this.config.webIdentityTokenFile}); check the service account's IRSA annotation`, false);
-    })).trim();
-    const body = new URLSearchParams({
-      Action: 'AssumeRoleWithWebIdentity',
-      Version: '2011-06-15',
-      RoleArn: this.config.roleArn,
-      RoleSessionName: this.config.roleSessionName,
-      WebIdentityToken: webIdentityToken,
-      DurationSeconds: String(STS_SESSION_SECONDS),
-    }).toString();
-    const url = `${this.config.stsEndpoint}/`;
-    const res = await exchange(this.transport, 'STS AssumeRoleWithWebIdentity', url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/xml' },
-      body,
-    });
-    const xml = await res.text().catch(() => '');
-    if (!res.ok) {
-      throw exchangeFailed('STS AssumeRoleWithWebIdentity', res, safeCode(tag(xml, 'Code')), `check AWS_ROLE_ARN and that the role trusts this cluster's OIDC provider`);
-    }
-    const accessKeyId = tag(xml, 'AccessKeyId');
-    const secretAccessKey = tag(xml, 'SecretAccessKey');
-    const sessionToken = tag(xml, 'SessionToken');
-    const expiration = Date.parse(tag(xml, 'Expiration') ?? '');
-    if (!accessKeyId || !secretAccessKey || !sessionToken) {
-      throw new RegistryError('registry_credentials_unavailable', 'STS answered without credentials; check AWS_STS_ENDPOINT', true);
-    }
-    return { value: { accessKeyId, secretAccessKey, sessionToken }, expiresAt: Number.isFinite(expiration) ? expiration : this.now() + STS_SESSION_SECONDS * 1000 };
-  }
-}
-
-function tag(xml: string, name: string): string | undefined {
-  return new RegExp(`<${name}>([^<]*)</${name}>`).exec(xml)?.[1]?.trim();
 }

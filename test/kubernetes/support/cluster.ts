@@ -3,7 +3,7 @@
  * kube-controller-manager, kwok playing one node), the MinIO of the local stack, and helpers the suites share: a
  * namespace of their own, a context in object storage, an observer that records what the executor reports.
  */
-import { CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import { ApiException, CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -26,6 +26,14 @@ export function kubeConfig(): KubeConfig {
 
 export function coreApi(): CoreV1Api {
   return kubeConfig().makeApiClient(CoreV1Api);
+}
+
+/**
+ * Only the API server's 404 means "no such object": any other failure (refused connection, 403, 500) must fail the
+ * test, or "the pod is gone" would pass whenever the API call itself failed.
+ */
+function isNotFound(err: unknown): boolean {
+  return err instanceof ApiException && err.code === 404;
 }
 
 export function objectStore(): S3ObjectStore {
@@ -53,7 +61,8 @@ export async function createNamespace(prefix: string, labels: Record<string, str
     try {
       await core.readNamespacedServiceAccount({ name: 'default', namespace: name });
       return name;
-    } catch {
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
       await sleep(200);
     }
   }
@@ -131,11 +140,13 @@ export function settingsFor(namespace: string, overrides: Partial<KubernetesExec
   };
 }
 
+/** The pod, or undefined when the API server answers 404. */
 export async function readPod(namespace: string, name: string): Promise<V1Pod | undefined> {
   try {
     return await coreApi().readNamespacedPod({ name, namespace });
-  } catch {
-    return undefined;
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw err;
   }
 }
 
@@ -158,7 +169,8 @@ export async function secretGone(namespace: string, name: string): Promise<true 
   try {
     await coreApi().readNamespacedSecret({ name, namespace });
     return undefined;
-  } catch {
-    return true;
+  } catch (err) {
+    if (isNotFound(err)) return true;
+    throw err;
   }
 }

@@ -1,0 +1,30 @@
+/** What operators do to a build after it was submitted: cancel it while it runs, run it again once it ended. */
+import { WorkflowNotFoundError } from '@temporalio/client';
+import type { BuildRecord } from '../../lib/db/builds-repository';
+import { TERMINAL_STATUSES, workflowIdForBuild } from '../../workflows/definitions';
+import type { ApiDeps } from '../deps';
+import { ApiError } from '../errors';
+import { startBuildWorkflow } from './submission';
+
+export async function cancelBuild(deps: ApiDeps, record: BuildRecord): Promise<void> {
+  if (TERMINAL_STATUSES.includes(record.status)) {
+    throw new ApiError(409, 'build_finished', `build ${record.id} is already ${record.status}; only queued or running builds can be cancelled`);
+  }
+  try {
+    await deps.temporal.workflow.getHandle(workflowIdForBuild(record.id)).cancel();
+  } catch (err) {
+    // The workflow already ended; its last bookkeeping step is about to record the final status.
+    if (!(err instanceof WorkflowNotFoundError)) throw err;
+  }
+}
+
+/** Puts a failed or cancelled build back in the queue under the same id and starts its next attempt. */
+export async function retryBuild(deps: ApiDeps, record: BuildRecord): Promise<BuildRecord> {
+  if (record.status !== 'failed' && record.status !== 'cancelled') {
+    throw new ApiError(409, 'build_not_retryable', `build ${record.id} is ${record.status}; only failed or cancelled builds can be retried`);
+  }
+  const requeued = await deps.builds.requeue(record.id);
+  if (!requeued) throw new ApiError(409, 'build_not_retryable', `build ${record.id} changed state meanwhile; read it again`);
+  await startBuildWorkflow(deps, requeued);
+  return requeued;
+}

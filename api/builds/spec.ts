@@ -1,0 +1,45 @@
+/** Parses and checks a build's spec; every problem is a 400 that names the field to fix. */
+import { normalizeContextPath } from '../../lib/context/archive';
+import { InvalidReferenceError, parseImageReference } from '../../lib/registry/reference';
+import type { BuildSpec } from '../../workflows/definitions';
+import { ApiError } from '../errors';
+import { BuildSpecSchema } from './builds.schemas';
+import { checkBuildResources, type BuildResourceSettings } from './resources';
+import { checkFreeFormFields, checkJsonNesting } from './spec-limits';
+
+export function parseSpec(specText: string, settings: { maxTimeoutSeconds: number; buildResources: BuildResourceSettings }): BuildSpec {
+  checkJsonNesting(specText);
+  let json: unknown;
+  try {
+    json = JSON.parse(specText);
+  } catch {
+    throw new ApiError(400, 'invalid_spec', 'the spec part is not valid JSON', 'spec');
+  }
+  const parsed = BuildSpecSchema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    if (issue.code === 'unrecognized_keys' && issue.path.length === 0) {
+      const field = issue.keys[0]!;
+      throw new ApiError(400, 'invalid_spec', `spec.${field} is not a known field; remove it (known: ${Object.keys(BuildSpecSchema.shape).join(', ')})`, field);
+    }
+    const field = issue.path.join('.') || 'spec';
+    throw new ApiError(400, 'invalid_spec', `spec.${field}: ${issue.message}`, field);
+  }
+  const spec = parsed.data;
+  checkFreeFormFields(spec);
+  try {
+    parseImageReference(spec.image);
+  } catch (err) {
+    if (err instanceof InvalidReferenceError) throw new ApiError(400, 'invalid_spec', `spec.image: ${err.message}`, 'image');
+    throw err;
+  }
+  const dockerfile = normalizeContextPath(spec.dockerfile);
+  if (!dockerfile) {
+    throw new ApiError(400, 'invalid_spec', 'spec.dockerfile must be a relative path inside the context, without ..', 'dockerfile');
+  }
+  if (spec.timeoutSeconds !== undefined && spec.timeoutSeconds > settings.maxTimeoutSeconds) {
+    throw new ApiError(400, 'invalid_spec', `spec.timeoutSeconds may be at most ${settings.maxTimeoutSeconds}`, 'timeoutSeconds');
+  }
+  checkBuildResources(spec.resources, settings.buildResources);
+  return { ...spec, dockerfile };
+}

@@ -1,0 +1,186 @@
+/**
+ * The API's request handling through app.request() on the real application (createApp) with the real PostgreSQL,
+ * MinIO and Temporal of the stack: spec parsing from the multipart body to the stored record, list cursors, and
+ * how failures map to status codes and error codes. No worker polls this suite's queue: builds stay queued.
+ */
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createApp } from '../../api/app';
+import { BuildRepository } from '../../lib/db/builds-repository';
+import { createPool } from '../../lib/db/pool';
+import { buildForm, contextOf } from '../support/archives';
+import { freePort } from '../support/private-postgres';
+import { startTestStack, type TestStack } from '../support/stack';
+
+interface ErrorAnswer {
+  error: { code: string; message: string; field?: string };
+}
+
+describe('API requests', () => {
+  let stack: TestStack;
+  let context: Buffer;
+  const submitted: string[] = [];
+
+  beforeAll(async () => {
+    stack = await startTestStack('requests');
+    context = await contextOf({ Dockerfile: 'FROM scratch\n' });
+  });
+  afterAll(async () => {
+    // Nothing runs these builds; cancelling ends their workflows instead of leaving them waiting.
+    for (const id of submitted) await stack.app.request(`/v1/builds/${id}/cancel`, { method: 'POST' });
+    await stack?.close();
+  });
+
+  async function submit(spec: unknown, headers: Record<string, string> = {}, form = buildForm(spec, context)): Promise<Response> {
+    const res = await stack.app.request('/v1/builds', { method: 'POST', headers, body: form });
+    if (res.status === 202) submitted.push(((await res.clone().json()) as { id: string }).id);
+    return res;
+  }
+
+  async function errorOf(res: Response): Promise<ErrorAnswer['error']> {
+    return ((await res.json()) as ErrorAnswer).error;
+  }
+
+  describe('spec parsing', () => {
+    it('stores the parsed spec with its defaults, and answers it back', async () => {
+      const metadata = { team: 'models', nested: { level: { three: [1, 'två', null] } } };
+      const res = await submit({ image: '127.0.0.1:5000/req/app:1', dockerfile: './Dockerfile', labels: { 'org.example/x': 'y' }, metadata });
+      expect(res.status).toBe(202);
+      expect(res.headers.get('location')).toMatch(/^\/v1\/builds\/[0-9a-f-]{36}$/);
+      const { id } = (await res.json()) as { id: string };
+      const stored = await stack.builds.get(id);
+      expect(stored?.spec).toEqual({
+        image: '127.0.0.1:5000/req/app:1',
+        dockerfile: 'Dockerfile',
+        buildArgs: {},
+        labels: { 'org.example/x': 'y' },
+        platforms: ['linux/amd64'],
+        metadata,
+      });
+      const read = await stack.app.request(`/v1/builds/${id}`);
+      expect(((await read.json()) as { spec: unknown }).spec).toEqual(stored?.spec);
+    });
+
+    it('reads a spec sent as a file part (curl -F spec=@spec.json)', async () => {
+      const form = new FormData();
+      form.append('spec', new Blob([JSON.stringify({ image: '127.0.0.1:5000/req/file-spec:1' })]), 'spec.json');
+      form.append('context', new Blob([context]), 'context.tar.gz');
+      expect((await submit(undefined, {}, form)).status).toBe(202);
+    });
+
+    it('refuses metadata nested 5,000 levels deep with a 400, and records nothing', async () => {
+      const consumer = `deep-${Date.now()}`;
+      const spec = `{"image":"127.0.0.1:5000/req/deep:1","metadata":${'{"k":'.repeat(5000)}1${'}'.repeat(5000)}}`;
+      const res = await submit(spec, { 'x-consumer': consumer });
+      expect(res.status).toBe(400);
+      expect(await errorOf(res)).toMatchObject({ code: 'spec_too_deep', field: 'spec' });
+      expect(await stack.builds.list({ consumer, limit: 1 })).toEqual([]);
+    });
+
+    it.each<[string, unknown, string, string | undefined]>([
+      ['an unknown field', { image: '127.0.0.1:5000/req/x:1', colour: 'blue' }, 'invalid_spec', 'colour'],
+      ['metadata over 64 KiB', { image: '127.0.0.1:5000/req/x:1', metadata: { blob: 'x'.repeat(70_000) } }, 'spec_field_too_large', 'metadata'],
+      ['a spec that is not JSON', '{"image": ', 'invalid_spec', 'spec'],
+      ['a Dockerfile missing from the context', { image: '127.0.0.1:5000/req/x:1', dockerfile: 'other/Dockerfile' }, 'dockerfile_not_found', 'dockerfile'],
+    ])('refuses %s', async (_what, spec, code, field) => {
+      const res = await submit(spec);
+      expect(res.status).toBe(400);
+      expect(await errorOf(res)).toMatchObject({ code, field });
+    });
+
+    it('refuses bad headers before reading the upload', async () => {
+      const consumer = await submit({ image: '127.0.0.1:5000/req/x:1' }, { 'x-consumer': 'no spaces allowed' });
+      expect(consumer.status).toBe(400);
+      expect(await errorOf(consumer)).toMatchObject({ code: 'invalid_consumer', field: 'X-Consumer' });
+      const key = await submit({ image: '127.0.0.1:5000/req/x:1' }, { 'idempotency-key': 'tab\there' });
+      expect(await errorOf(key)).toMatchObject({ code: 'invalid_idempotency_key' });
+    });
+
+    it('answers a repeated Idempotency-Key with the first build', async () => {
+      const headers = { 'idempotency-key': `key-${randomUUID()}`, 'x-consumer': 'idempotent' };
+      const first = await submit({ image: '127.0.0.1:5000/req/idem:1' }, headers);
+      const again = await submit({ image: '127.0.0.1:5000/req/idem:1' }, headers);
+      expect(again.status).toBe(202);
+      expect(again.headers.get('idempotent-replayed')).toBe('true');
+      expect(((await again.json()) as { id: string }).id).toBe(((await first.json()) as { id: string }).id);
+    });
+  });
+
+  describe('cursors', () => {
+    it('pages through a consumer\'s builds newest first, each build once', async () => {
+      const consumer = `pager-${Date.now()}`;
+      const ids: string[] = [];
+      for (let i = 0; i < 5; i++) {
+        const res = await submit({ image: `127.0.0.1:5000/req/page:${i}` }, { 'x-consumer': consumer });
+        ids.push(((await res.json()) as { id: string }).id);
+      }
+      const seen: string[] = [];
+      let cursor: string | null = null;
+      let pages = 0;
+      do {
+        const res = await stack.app.request(`/v1/builds?consumer=${consumer}&limit=2${cursor ? `&cursor=${cursor}` : ''}`);
+        expect(res.status).toBe(200);
+        const page = (await res.json()) as { items: { id: string }[]; nextCursor: string | null };
+        seen.push(...page.items.map((b) => b.id));
+        cursor = page.nextCursor;
+        pages++;
+      } while (cursor && pages < 10);
+      expect(seen).toEqual([...ids].reverse());
+      expect(pages).toBe(3);
+    });
+
+    it('refuses a cursor it did not issue with invalid_cursor, not a database error', async () => {
+      const forged = Buffer.from(JSON.stringify({ t: new Date().toISOString(), i: 'not-a-uuid' })).toString('base64url');
+      for (const cursor of [forged, 'garbage']) {
+        const res = await stack.app.request(`/v1/builds?cursor=${cursor}`);
+        expect(res.status).toBe(400);
+        expect(await errorOf(res)).toMatchObject({ code: 'invalid_cursor', field: 'cursor' });
+      }
+      const limit = await stack.app.request('/v1/builds?limit=0');
+      expect(await errorOf(limit)).toMatchObject({ code: 'invalid_request', field: 'limit' });
+    });
+  });
+
+  describe('error mapping', () => {
+    it.each<[string, string, RequestInit, number, string]>([
+      ['a build id that is not a UUID', '/v1/builds/42', {}, 400, 'invalid_build_id'],
+      ['an unknown build', `/v1/builds/${randomUUID()}`, {}, 404, 'build_not_found'],
+      ['an unknown route', '/v1/nowhere', {}, 404, 'not_found'],
+      ['a JSON body where multipart is expected', '/v1/builds', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' }, 415, 'unsupported_media_type'],
+      ['retrying an unknown build', `/v1/builds/${randomUUID()}/retry`, { method: 'POST' }, 404, 'build_not_found'],
+    ])('answers %s with %i %s', async (_what, path, init, status, code) => {
+      const res = await stack.app.request(path, init);
+      expect(res.status).toBe(status);
+      expect(await errorOf(res)).toMatchObject({ code });
+    });
+
+    it('answers 409 for operator actions that do not fit the build\'s state, 404 for a log not yet written', async () => {
+      const res = await submit({ image: '127.0.0.1:5000/req/state:1' });
+      const { id } = (await res.json()) as { id: string };
+      const retry = await stack.app.request(`/v1/builds/${id}/retry`, { method: 'POST' });
+      expect(retry.status).toBe(409);
+      expect(await errorOf(retry)).toMatchObject({ code: 'build_not_retryable' });
+      const log = await stack.app.request(`/v1/builds/${id}/logs`);
+      expect(log.status).toBe(404);
+      expect(await errorOf(log)).toMatchObject({ code: 'log_not_available' });
+    });
+
+    it('answers 503 database_unavailable with Retry-After when PostgreSQL cannot be reached', async () => {
+      // A real pool whose server is not there: nothing listens on this port.
+      const pool = createPool({ ...stack.config.postgres, port: await freePort() });
+      const app = createApp({ builds: new BuildRepository(pool), storage: stack.deps.storage, temporal: stack.client, settings: stack.settings });
+      try {
+        for (const path of ['/v1/builds', `/v1/builds/${randomUUID()}`]) {
+          const res = await app.request(path);
+          expect(res.status).toBe(503);
+          expect(res.headers.get('retry-after')).toBe('5');
+          const error = await errorOf(res);
+          expect(error.code).toBe('database_unavailable');
+          expect(error.message).not.toContain(stack.config.postgres.password);
+        }
+      } finally {
+        await pool.end();
+      }
+    });
+  });
+});

@@ -1,0 +1,61 @@
+/**
+ * Builds have slots of their own: with every build slot taken by a long build, the bookkeeping activities of
+ * another build still run at once (they poll the main task queue), while its build waits for a slot. Real
+ * Temporal, BuildKit, PostgreSQL and MinIO.
+ */
+import { readFile } from 'node:fs/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildForm, tarGzOf } from '../support/archives';
+import { startTestStack, waitForBuild, type TestStack } from '../support/stack';
+
+const REGISTRY = process.env.REGISTRY_ADDRESS ?? '127.0.0.1:5000';
+
+/** Runs `script` in a build step; the context carries Debian's static busybox, so no base image is needed. */
+async function submit(stack: TestStack, script: string, image: string): Promise<string> {
+  const dockerfile = `FROM scratch\nCOPY busybox /busybox\nRUN ["/busybox", "sh", "-c", "${script}"]\n`;
+  const context = await tarGzOf([
+    { name: 'Dockerfile', body: dockerfile, mode: 0o644 },
+    { name: 'busybox', body: await readFile('/bin/busybox'), mode: 0o755 },
+  ]);
+  const res = await fetch(`${stack.apiUrl}/v1/builds`, { method: 'POST', body: buildForm({ image: `${REGISTRY}/slots/${image}:t${Date.now()}` }, context) });
+  expect(res.status).toBe(202);
+  return ((await res.json()) as { id: string }).id;
+}
+
+async function until(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`${what} did not happen within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+describe('build slots', () => {
+  let stack: TestStack;
+  beforeAll(async () => {
+    stack = await startTestStack('slots');
+    await stack.startWorker({ maxConcurrentBuilds: 1 });
+  });
+  afterAll(() => stack?.close());
+
+  it('runs bookkeeping activities while every build slot is busy', async () => {
+    const long = await submit(stack, '/busybox echo slot-taken-$((20+22)) && /busybox sleep 45', 'long');
+    await until('the long build taking the only slot', async () => {
+      const res = await fetch(`${stack.apiUrl}/v1/builds/${long}/logs`);
+      return res.ok && (await res.text()).includes('slot-taken-42'); // printed by the step, not its command line
+    }, 120_000);
+
+    const quick = await submit(stack, '/busybox echo quick', 'quick');
+    // recordStatus('running') is bookkeeping: it must not wait the 45 s of the long build.
+    await until('the quick build recorded as running', async () => (await stack.builds.get(quick))?.status === 'running', 10_000);
+    // Its build has not started: the only slot is still taken.
+    expect(await stack.builds.get(long)).toMatchObject({ status: 'running' });
+    const log = await fetch(`${stack.apiUrl}/v1/builds/${quick}/logs`);
+    expect(log.status).toBe(404);
+
+    // Freeing the slot lets the waiting build run to the end.
+    expect((await fetch(`${stack.apiUrl}/v1/builds/${long}/cancel`, { method: 'POST' })).status).toBe(202);
+    expect((await waitForBuild(stack.apiUrl, long)).status).toBe('cancelled');
+    expect((await waitForBuild(stack.apiUrl, quick)).status).toBe('succeeded');
+  });
+});
