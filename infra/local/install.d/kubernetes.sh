@@ -1,7 +1,8 @@
 # shellcheck shell=bash
-# Sourced by infra/local/install.sh (all): the Kubernetes control plane the kubernetes executor is tested against.
-# kube-apiserver and etcd are built from source (no prebuilt binary can be downloaded here), pinned, into $IBS_BIN;
-# kwok simulates a node and the pod lifecycle, since no kubelet or container runtime runs on this machine.
+# Sourced by infra/local/install.sh (all): the Kubernetes cluster the kubernetes executor is tested against.
+# etcd, the control plane and the kubelet and kube-proxy of the real node (install.d/node.sh adds its container
+# runtime and DNS) are built from source (no prebuilt binary can be downloaded here), pinned, into $IBS_BIN; kwok
+# simulates a second node for the tests that need a pod lifecycle a real node cannot produce on demand.
 KUBERNETES_VERSION=v1.36.3
 # k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them with ./staging folders that a module
 # download does not have; the published staging modules carry the matching v0.<minor>.<patch> tags.
@@ -20,8 +21,12 @@ kube_staging_replaces() {
     while read -r m; do echo "replace $m => $m $KUBE_STAGING_VERSION"; done
 }
 
-# Builds one command of k8s.io/kubernetes (kube-apiserver, kube-scheduler, kube-controller-manager) in a shared
-# wrapper module, so the second and third reuse the first one's download and compile cache.
+# The commands of k8s.io/kubernetes the local cluster runs, all built in one wrapper module.
+KUBE_COMMANDS=(kube-apiserver kube-scheduler kube-controller-manager kubelet kube-proxy)
+
+# Builds one command of k8s.io/kubernetes in the shared wrapper module, so the later ones reuse the first one's
+# download and compile cache. Its tools.go imports every command of KUBE_COMMANDS, so that go.sum covers them all;
+# a command added to the list updates a wrapper made before.
 install_kube_command() {
   local cmd=$1 version="$KUBERNETES_VERSION+$KUBE_STAGING_VERSION"
   kube_tool_current "$cmd" "$version" && return 0
@@ -33,11 +38,14 @@ install_kube_command() {
     if [ ! -f go.sum ]; then
       { echo "module ibs.local/tools/kube-apiserver"; echo; echo "go 1.26.0"; echo
         echo "require k8s.io/kubernetes $KUBERNETES_VERSION"; kube_staging_replaces; } >go.mod
-      printf '//go:build tools\n\npackage tools\n\nimport (\n' >tools.go
-      printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' kube-apiserver kube-scheduler kube-controller-manager >>tools.go
-      printf ')\n' >>tools.go
+    fi
+    { printf '//go:build tools\n\npackage tools\n\nimport (\n'
+      printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "${KUBE_COMMANDS[@]}"; printf ')\n'; } >tools.go.new
+    if [ ! -f go.sum ] || ! cmp -s tools.go.new tools.go; then
+      mv tools.go.new tools.go
       GOFLAGS=-mod=mod go mod tidy >/dev/null
     fi
+    rm -f tools.go.new
     local pkg=k8s.io/component-base/version
     CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -o "$IBS_BIN/$cmd.tmp.$$" \
       -ldflags="-s -w -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=36" \
@@ -88,7 +96,5 @@ install_image_builder_packages
   flock 9
   install_etcd
   go_tool kwok sigs.k8s.io/kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION"
-  install_kube_command kube-apiserver
-  install_kube_command kube-scheduler
-  install_kube_command kube-controller-manager
+  for cmd in "${KUBE_COMMANDS[@]}"; do install_kube_command "$cmd"; done
 ) 9>"$IBS_CACHE/.kubernetes-install.lock"

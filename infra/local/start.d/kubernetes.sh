@@ -3,8 +3,8 @@
 # etcd (127.0.0.1:23790, clear of the 2379 default), kube-apiserver (https://127.0.0.1:6443), kube-scheduler and
 # kube-controller-manager (scheduling, the default service account, owner-reference garbage collection), and kwok,
 # which plays the kubelet of one fake node and moves pods through phases by the Stage rules in
-# test/kubernetes/support/kwok-stages.yaml. The admin kubeconfig is $IBS_RUN/kube/kubeconfig. Health checks and
-# PID files as for the other components; infra/local/down.sh does not stop these yet (see docs/kubernetes.md).
+# test/kubernetes/support/kwok-stages.yaml (only on its own node: start.d/node.sh runs a real one beside it). The
+# admin kubeconfig is $IBS_RUN/kube/kubeconfig. Health checks and PID files as for the other components.
 KUBE_DIR=$IBS_RUN/kube
 KUBE_API=https://127.0.0.1:6443
 KUBE_NODE=ibs-kwok-node
