@@ -171,7 +171,7 @@ describe('registries', () => {
     });
     const filled = snippet('acr', { valuesFiles: operatorValues('acr-values.yaml') }).config();
     expect(filled.springProfile.profile).toBe('azure,acr,s3');
-    expect(filled.registry).toMatchObject({ username: '<service_principal_appId>', azureTenantId: '72f988bf-86f1-41af-91ab-2d7cd011db47' });
+    expect(filled.registry).toMatchObject({ username: '<service_principal_appId>', acr: { tenantId: '72f988bf-86f1-41af-91ab-2d7cd011db47' } });
     expect(config).toThrow(/AZURE_TENANT_ID/);
   });
 

@@ -5,7 +5,7 @@
  * error with a stable code, and deletes the pod (and the registry secret it owns) when done or cancelled.
  */
 import { ApiException, CoreV1Api, KubeConfig, Log, PatchStrategy, setHeaderOptions, Watch, type V1Pod, type V1Secret } from '@kubernetes/client-node';
-import { Writable } from 'node:stream';
+import { Writable, type Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { redactSignedUrls } from '../../logs/redact';
 import type { ObjectStore } from '../../storage/object-store';
@@ -204,6 +204,9 @@ export class KubernetesExecutor implements BuildExecutor {
     });
     sink.on('finish', () => resolveDone());
     sink.on('close', () => resolveDone());
+    // The client pipes the HTTP body into the sink with no error handler of its own, so aborting the stream (stop())
+    // would surface as an uncaught AbortError and end the worker: handle the source's errors here, where it is known.
+    sink.on('pipe', (source: Readable) => source.on('error', () => resolveDone()));
     this.logs
       .log(this.options.namespace, name, BUILD_CONTAINER, sink, { follow: true })
       .then((c) => (controller = c))
