@@ -140,6 +140,16 @@ describe('accepted zip contexts', () => {
     expect(await readlink(join(tree, 'current'))).toBe('app');
   });
 
+  it('are refused where no complete copy is kept to check them from', async () => {
+    const zip = zipOf([dockerfile]);
+    const tree = join(dir, 'tree');
+    await mkdir(tree);
+    const error: unknown = await extractContextArchive(upload(zip), tree, limits).catch((reason: unknown) => reason);
+    expect(error).toBeInstanceOf(ContextRejectedError);
+    expect((error as ContextRejectedError).code).toBe('context_invalid_archive');
+    expect(await readdir(tree)).toEqual([]);
+  });
+
   it('give the same stored bytes every time, so the content-addressed store deduplicates them', async () => {
     const zip = zipOf([dockerfile, { name: 'src/main.py', body: 'print(1)\n' }]);
     const first = await spoolContextArchive(upload(zip), limits, join(dir, 'first'));
