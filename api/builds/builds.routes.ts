@@ -13,7 +13,7 @@ export const createBuildRoute = createRoute({
   method: 'post',
   path: '/v1/builds',
   summary: 'Start a build',
-  description: 'multipart/form-data with a `spec` part (JSON BuildSpec) and a `context` part (tar or tar.gz). Optional headers: Idempotency-Key, X-Consumer.',
+  description: 'multipart/form-data with a `spec` part (JSON BuildSpec) and a `context` part (tar, tar.gz or zip, told apart by their magic bytes; a zip is stored as the equivalent tar.gz). Optional headers: Idempotency-Key, X-Consumer.',
   request: {
     body: {
       required: true,

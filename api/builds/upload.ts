@@ -4,13 +4,12 @@
  * context's size and nothing reaches object storage until the whole archive has been accepted.
  */
 import busboy from 'busboy';
-import { createWriteStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
-import { ContextRejectedError, inspectContextArchive, type ContextLimits, type ContextSummary } from '../../lib/context/archive';
+import { ContextRejectedError, spoolContextArchive, type ContextLimits, type ContextSummary } from '../../lib/context/archive';
 import { ApiError } from '../errors';
 
 export interface BuildUpload {
@@ -27,7 +26,7 @@ const MiB = 1024 * 1024;
 export async function receiveBuildUpload(request: Request, limits: ContextLimits, spoolDir = tmpdir()): Promise<BuildUpload> {
   const contentType = request.headers.get('content-type') ?? '';
   if (!contentType.toLowerCase().startsWith('multipart/form-data') || !request.body) {
-    throw new ApiError(415, 'unsupported_media_type', 'send the build as multipart/form-data with a "spec" part (JSON) and a "context" part (tar or tar.gz)');
+    throw new ApiError(415, 'unsupported_media_type', 'send the build as multipart/form-data with a "spec" part (JSON) and a "context" part (tar, tar.gz or zip)');
   }
   const dir = await mkdtemp(join(spoolDir, 'ibs-upload-'));
   const archivePath = join(dir, 'context');
@@ -97,8 +96,8 @@ function parseParts(request: Request, contentType: string, limits: ContextLimits
         stream.resume();
         return fail(new ApiError(400, 'unknown_part', `unexpected form part "${name}" (${info.filename ?? 'no file name'}); send only "spec" and "context"`, name));
       }
-      // inspectContextArchive owns the spool like pipeline(): ended when accepted, destroyed when refused.
-      contextDone = inspectContextArchive(stream, limits, { copyTo: createWriteStream(archivePath, { mode: 0o600 }) });
+      // The spool is ended when accepted (a zip is rewritten there as a tar.gz) and destroyed when refused.
+      contextDone = spoolContextArchive(stream, limits, archivePath);
       contextDone.catch(fail);
     });
     const tooMany = () => fail(new ApiError(400, 'unknown_part', 'send exactly one "spec" part and one "context" part'));
@@ -108,7 +107,7 @@ function parseParts(request: Request, contentType: string, limits: ContextLimits
     parser.on('close', () => {
       if (failed) return;
       const done = contextDone;
-      if (!done) return fail(new ApiError(400, 'context_part_missing', 'the "context" part is missing; attach the build context as a tar or tar.gz file', 'context'));
+      if (!done) return fail(new ApiError(400, 'context_part_missing', 'the "context" part is missing; attach the build context as a tar, tar.gz or zip file', 'context'));
       done.then((context) => {
         if (failed) return;
         if (specText === undefined) return fail(new ApiError(400, 'spec_missing', 'the "spec" part is missing; send the build spec as JSON in a part named "spec"', 'spec'));

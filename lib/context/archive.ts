@@ -1,19 +1,27 @@
 /**
- * Validation and extraction of untrusted Docker build contexts uploaded as tar or tar.gz.
+ * Validation and extraction of untrusted Docker build contexts uploaded as tar, tar.gz or zip.
  *
  * One pass over the upload: UploadReceiver (archive size, sha256, spool copy) -> TarDecoder (format by
  * magic bytes, gunzip, uncompressed size and ratio) -> readTarEntries (tar parsing) -> ContextTree (the
  * rules on names, links and types) -> skip the body (inspect) or ContextWriter (extract).
  * Every stage is backpressured, so memory does not grow with the archive or with any entry.
+ *
+ * A zip lists its entries at its end, so it is validated from the spooled copy (readZipEntries) and
+ * converted there into a tar.gz; see spoolContextArchive.
  */
-import { readdir } from 'node:fs/promises';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { readdir, rename, rm } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
+import { createGzip } from 'node:zlib';
+import { pack, type Pack } from 'tar-stream';
+import { invalidArchive } from './errors';
 import { normalizeContextPath, resolveThroughLinks } from './paths';
 import { TarDecoder, UploadReceiver, type ArchiveFormat } from './streams';
 import { readTarEntries } from './tar-entries';
 import { ContextTree, type AdmittedEntry } from './tree';
 import { ContextWriter, skipEntryBody } from './writer';
+import { readZipEntries } from './zip';
 
 export { ContextRejectedError, type ContextRejectionCode } from './errors';
 export { normalizeContextPath } from './paths';
@@ -44,7 +52,24 @@ export interface ContextSummary {
 type EntryStore = (entry: AdmittedEntry, body: AsyncIterable<Buffer>) => Promise<void>;
 
 /**
- * Reads the whole upload once, validating as it goes, and resolves with its summary. Rejects with a
+ * Validates the upload while copying it to `spoolPath` (created with mode 0600) and resolves with the
+ * summary of what that file holds once accepted. On rejection the caller is expected to delete the file.
+ *
+ * An accepted zip is replaced there by the same tree as a tar.gz, so every reader downstream (the object
+ * store, the local executor's extraction, the builder pod's ibs-fetch-context) keeps handling one
+ * format, and its summary (sha256 included) describes the tar.gz that is stored.
+ */
+export async function spoolContextArchive(source: NodeJS.ReadableStream | Readable, limits: ContextLimits, spoolPath: string): Promise<ContextSummary> {
+  const received = await inspectContextArchive(source, limits, { copyTo: createWriteStream(spoolPath, { mode: 0o600 }) });
+  if (received.format !== 'zip') return received;
+  await convertZipToTarGzip(spoolPath, limits);
+  return inspectContextArchive(createReadStream(spoolPath), limits);
+}
+
+/**
+ * Reads the whole upload once, validating as it goes, and resolves with its summary. A zip is only
+ * recognised (format 'zip', no entries): its entries can be checked only from a complete copy, so it is
+ * refused when there is no `copyTo`, and spoolContextArchive validates it from there. Rejects with a
  * ContextRejectedError on the first problem; errors of the source or of `copyTo` themselves (a dropped
  * connection, a full disk) are passed on unchanged. The source is destroyed on any failure.
  *
@@ -110,6 +135,9 @@ async function readContextArchive(
     await pipeline(source, receiver, decoder, (tarBytes: AsyncIterable<Buffer>) =>
       readTarEntries(tarBytes, async (header, body) => store(tree.admit(header), body)),
     );
+    if (decoder.format === 'zip' && !copyTo) {
+      throw invalidArchive('a zip context can only be read once it has been received completely');
+    }
     if (copyTo) {
       copyTo.end();
       await finished(copyTo);
@@ -127,6 +155,57 @@ async function readContextArchive(
     files: tree.files,
     symlinks: tree.symlinks,
   };
+}
+
+/**
+ * Rewrites the zip at `zipPath` as a tar.gz of the same tree, admitting every entry through the same
+ * ContextTree rules as a tar. Times are zeroed so the same zip always gives the same bytes (and digest).
+ */
+async function convertZipToTarGzip(zipPath: string, limits: ContextLimits): Promise<void> {
+  const tarGzipPath = `${zipPath}.tar.gz`;
+  const tree = new ContextTree(limits.maxEntries);
+  const packer = pack();
+  const written = pipeline(packer, createGzip(), createWriteStream(tarGzipPath, { mode: 0o600 }));
+  // A failed write is reported by the `await written` below; this only keeps it from counting as unhandled meanwhile.
+  written.catch(() => undefined);
+  try {
+    await readZipEntries(zipPath, limits, async (header, body) => packEntry(packer, tree.admit(header), header.size, body));
+    packer.finalize();
+    await written;
+  } catch (error) {
+    packer.destroy();
+    await written.catch(() => undefined);
+    await rm(tarGzipPath, { force: true });
+    throw error;
+  }
+  await rename(tarGzipPath, zipPath);
+}
+
+async function packEntry(packer: Pack, entry: AdmittedEntry, size: number, body: AsyncIterable<Buffer>): Promise<void> {
+  const mtime = new Date(0);
+  if (entry.kind === 'file') {
+    await addEntry(packer, { name: entry.path, type: 'file', mode: entry.mode, size, mtime }, body);
+    return;
+  }
+  await skipEntryBody(body);
+  if (entry.kind === 'symlink') await addEntry(packer, { name: entry.path, type: 'symlink', linkname: entry.target, mtime }, '');
+  // The root ('' from './') is the extraction folder itself and needs no entry; zip has no hard links.
+  else if (entry.kind === 'directory' && entry.path !== '') {
+    await addEntry(packer, { name: `${entry.path}/`, type: 'directory', mode: entry.mode, mtime }, '');
+  }
+}
+
+/** Adds one tar entry, streaming `body` with backpressure; resolves once tar-stream has taken it all. */
+async function addEntry(packer: Pack, header: Parameters<Pack['entry']>[0], body: string | AsyncIterable<Buffer>): Promise<void> {
+  if (typeof body === 'string') {
+    await new Promise<void>((resolve, reject) => packer.entry(header, body, (error) => (error ? reject(error) : resolve())));
+    return;
+  }
+  let sink!: ReturnType<Pack['entry']>;
+  const packed = new Promise<void>((done, fail) => {
+    sink = packer.entry(header, (error) => (error ? fail(error) : done()));
+  });
+  await Promise.all([pipeline(body, sink), packed]);
 }
 
 async function requireEmptyDirectory(destDir: string): Promise<void> {

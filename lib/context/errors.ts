@@ -9,7 +9,11 @@ export type ContextRejectionCode =
   | 'context_duplicate_entry'
   | 'context_too_large'
   | 'context_too_many_entries'
-  | 'context_compression_ratio_exceeded';
+  | 'context_compression_ratio_exceeded'
+  | 'context_backslash_path'
+  | 'context_encrypted_entry'
+  | 'context_unsupported_compression'
+  | 'context_zip64_unsupported';
 
 /** Longest entry name or link target kept in an error; archive names are attacker-chosen and may be huge. */
 const MAX_QUOTED_LENGTH = 200;
@@ -45,7 +49,7 @@ export function quote(name: string): string {
 export function invalidArchive(problem: string, entry?: string, cause?: unknown): ContextRejectedError {
   return new ContextRejectedError(
     'context_invalid_archive',
-    `${problem}; send the build context as a tar or gzip-compressed tar archive (for example \`tar -czf context.tar.gz -C <dir> .\`)`,
+    `${problem}; send the build context as a tar, gzip-compressed tar or zip archive (for example \`tar -czf context.tar.gz -C <dir> .\`)`,
     entry,
     cause === undefined ? undefined : { cause },
   );

@@ -2,10 +2,13 @@ import { createHash } from 'node:crypto';
 import { Transform, finished, type TransformCallback, type Writable } from 'node:stream';
 import { createGunzip, type Gunzip } from 'node:zlib';
 import { ContextRejectedError, invalidArchive } from './errors';
+import { ZIP_MAGIC } from './zip';
 
-export type ArchiveFormat = 'tar' | 'tar+gzip';
+export type ArchiveFormat = 'tar' | 'tar+gzip' | 'zip';
 
 const GZIP_MAGIC = Buffer.from([0x1f, 0x8b]);
+/** Enough bytes to tell every format apart; a real tar is at least 1024 bytes long. */
+const MAGIC_BYTES = ZIP_MAGIC.length;
 /** Below this much tar output the compression ratio is not checked: tiny archives compress oddly well. */
 const RATIO_CHECK_THRESHOLD = 1024 * 1024;
 
@@ -50,9 +53,12 @@ export class UploadReceiver extends Transform {
 }
 
 /**
- * Second stage: tells tar from gzip by the magic bytes (never by a name), gunzips when needed, and
- * enforces the limits on what comes out. Counting the decompressor's output rather than trusting tar
+ * Second stage: tells tar from gzip and zip by the magic bytes (never by a name), gunzips when needed,
+ * and enforces the limits on what comes out. Counting the decompressor's output rather than trusting tar
  * header sizes is what catches a gzip bomb early.
+ *
+ * A zip is only recognised here: its list of entries is at its end, so it is validated from the spooled
+ * copy once the upload is complete (see readZipEntries), and no bytes are passed on to the tar parser.
  */
 export class TarDecoder extends Transform {
   format: ArchiveFormat = 'tar';
@@ -74,13 +80,14 @@ export class TarDecoder extends Transform {
       return;
     }
     this.head = Buffer.concat([this.head, chunk]);
-    if (this.head.length < GZIP_MAGIC.length) {
+    if (this.head.length < MAGIC_BYTES) {
       done();
       return;
     }
     const head = this.head;
     this.head = null;
     if (head.subarray(0, GZIP_MAGIC.length).equals(GZIP_MAGIC)) this.startGunzip();
+    else if (head.subarray(0, ZIP_MAGIC.length).equals(ZIP_MAGIC)) this.format = 'zip';
     this.decode(head, done);
   }
 
@@ -120,6 +127,10 @@ export class TarDecoder extends Transform {
   }
 
   private decode(chunk: Buffer, done: TransformCallback): void {
+    if (this.format === 'zip') {
+      done();
+      return;
+    }
     if (this.gunzip) {
       // zlib acknowledges a chunk only after its output was taken, which keeps a bomb from piling up.
       this.gunzip.write(chunk, (error) => done(error && corruptGzip(error)));

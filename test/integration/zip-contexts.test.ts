@@ -1,0 +1,132 @@
+/**
+ * Zip build contexts through the real API, PostgreSQL, MinIO, Temporal, BuildKit and registry: an accepted zip is
+ * stored as a tar.gz, built and pushed like any context, and a hostile one gets a 400 with nothing stored.
+ */
+import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { crc32, deflateRawSync, gunzipSync } from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildForm } from '../support/archives';
+import { ensureBaseImage, imageFiles } from '../support/registry';
+import { startTestStack, waitForBuild, type TestStack } from '../support/stack';
+
+const S_IFREG = 0o100000;
+const S_IFLNK = 0o120000;
+
+interface ZipEntry {
+  name: string;
+  body: string;
+  mode?: number;
+}
+
+/** A zip as `zip -r` writes one on Linux: deflated bodies, Unix modes in the external attributes. */
+function zipOf(entries: ZipEntry[]): Buffer {
+  const parts: Buffer[] = [];
+  const directory: Buffer[] = [];
+  let offset = 0;
+  for (const entry of entries) {
+    const data = Buffer.from(entry.body);
+    const compressed = deflateRawSync(data);
+    const name = Buffer.from(entry.name);
+    const local = Buffer.alloc(30);
+    local.writeUInt32LE(0x04034b50, 0);
+    local.writeUInt16LE(20, 4);
+    local.writeUInt16LE(0x0800, 6);
+    local.writeUInt16LE(8, 8);
+    local.writeUInt32LE(crc32(data), 14);
+    local.writeUInt32LE(compressed.length, 18);
+    local.writeUInt32LE(data.length, 22);
+    local.writeUInt16LE(name.length, 26);
+    const central = Buffer.alloc(46);
+    central.writeUInt32LE(0x02014b50, 0);
+    central.writeUInt16LE((3 << 8) | 30, 4);
+    central.writeUInt16LE(20, 6);
+    central.writeUInt16LE(0x0800, 8);
+    central.writeUInt16LE(8, 10);
+    central.writeUInt32LE(crc32(data), 16);
+    central.writeUInt32LE(compressed.length, 20);
+    central.writeUInt32LE(data.length, 24);
+    central.writeUInt16LE(name.length, 28);
+    central.writeUInt32LE(((entry.mode ?? S_IFREG | 0o644) << 16) >>> 0, 38);
+    central.writeUInt32LE(offset, 42);
+    parts.push(local, name, compressed);
+    directory.push(central, name);
+    offset += local.length + name.length + compressed.length;
+  }
+  const listing = Buffer.concat(directory);
+  const end = Buffer.alloc(22);
+  end.writeUInt32LE(0x06054b50, 0);
+  end.writeUInt16LE(entries.length, 8);
+  end.writeUInt16LE(entries.length, 10);
+  end.writeUInt32LE(listing.length, 12);
+  end.writeUInt32LE(offset, 16);
+  return Buffer.concat([...parts, listing, end]);
+}
+
+describe('zip build contexts', () => {
+  let stack: TestStack;
+  let s3: S3Client;
+  let base: string;
+  const bucket = process.env.LOGS_BUCKET ?? 'data';
+
+  const storedContexts = async (): Promise<string[]> => {
+    const out = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'contexts/' }));
+    return (out.Contents ?? []).map((object) => object.Key ?? '');
+  };
+
+  beforeAll(async () => {
+    stack = await startTestStack('zip-contexts');
+    await stack.startWorker();
+    base = await ensureBaseImage();
+    // Listing is not part of the ObjectStore port, so the test asks MinIO directly.
+    s3 = new S3Client({
+      endpoint: process.env.MINIO_SERVER_HOST,
+      region: 'us-east-1',
+      forcePathStyle: true,
+      credentials: { accessKeyId: process.env.MINIO_SERVER_ROOT_USER ?? '', secretAccessKey: process.env.MINIO_SERVER_ROOT_PASSWORD ?? '' },
+    });
+  }, 300_000);
+  afterAll(() => stack?.close());
+
+  it('builds and pushes an image from a zip context, stored as a tar.gz', async () => {
+    const tag = `t${Date.now()}`;
+    const context = zipOf([
+      { name: 'Dockerfile', body: `FROM ${base}\nCOPY app/ /app/\nRUN /app/run.sh > /app/ran.txt\n` },
+      { name: 'app/run.sh', body: '#!/bin/sh\necho "ran from a zip"\n', mode: S_IFREG | 0o755 },
+      { name: 'app/greeting', body: 'run.sh', mode: S_IFLNK | 0o777 },
+    ]);
+    const res = await fetch(`${stack.apiUrl}/v1/builds`, { method: 'POST', body: buildForm({ image: `127.0.0.1:5000/zip/app:${tag}` }, context, 'context.zip') });
+    const accepted = (await res.json()) as { id: string };
+    expect(res.status, JSON.stringify(accepted)).toBe(202);
+
+    const build = await waitForBuild(stack.apiUrl, accepted.id);
+    expect(build.status, JSON.stringify(build.error)).toBe('succeeded');
+    const files = await imageFiles('zip/app', tag);
+    // The script only runs if its executable bit survived the zip -> tar.gz conversion.
+    expect(files.get('app/ran.txt')?.toString()).toBe('ran from a zip\n');
+
+    // What was stored is the canonical tar.gz, which every executor reads as before.
+    const { rows } = await stack.pool.query<{ context_key: string }>('SELECT context_key FROM builds WHERE id = $1', [accepted.id]);
+    const key = rows[0]?.context_key;
+    expect(await storedContexts()).toContain(key);
+    const object = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    const stored = Buffer.from(await object.Body!.transformToByteArray());
+    expect(stored.subarray(0, 2)).toEqual(Buffer.from([0x1f, 0x8b]));
+    expect(gunzipSync(stored).includes(Buffer.from('app/run.sh'))).toBe(true);
+  });
+
+  it("refuses a zip with a '..' entry with a 400 and stores nothing", async () => {
+    const before = await storedContexts();
+    const rowsBefore = Number((await stack.pool.query('SELECT count(*) FROM builds')).rows[0].count);
+    const context = zipOf([
+      { name: 'Dockerfile', body: `FROM ${base}\n` },
+      { name: 'app/../../escape.txt', body: 'x' },
+    ]);
+    const res = await fetch(`${stack.apiUrl}/v1/builds`, { method: 'POST', body: buildForm({ image: '127.0.0.1:5000/zip/evil:1' }, context, 'context.zip') });
+    const json = (await res.json()) as { error: { code: string; field?: string; message: string } };
+    expect(res.status).toBe(400);
+    expect(json.error).toMatchObject({ code: 'context_path_traversal', field: 'context' });
+    expect(json.error.message).toContain('app/../../escape.txt');
+    expect(await storedContexts()).toEqual(before);
+    expect(Number((await stack.pool.query('SELECT count(*) FROM builds')).rows[0].count)).toBe(rowsBefore);
+  });
+});
