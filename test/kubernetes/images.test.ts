@@ -150,6 +150,41 @@ describe('infra/images', () => {
   }, 600_000);
 });
 
+describe('the image-builder and ALLOW_SELF_SIGNED_CERTS', () => {
+  it.each([
+    ['pushes to a registry with a self-signed certificate when it is on', 'true'],
+    ['refuses the self-signed certificate when it is off', 'false'],
+  ])('%s', async (_case, allow) => {
+    await run('bash', [BUILD_SH, 'image-builder'], { timeout: 600_000, maxBuffer: 64 << 20 });
+    const pod = await podFiles();
+    await unpackImage('ibs/image-builder', '0.28.1', pod.rootfs);
+    await writeContext(pod, 'FROM scratch\nCOPY hello.txt /\n');
+    const password = (await readFile(join(REGISTRY_AUTH, 'ibs-push.password'), 'utf8')).trim();
+    await writeFile(join(pod.dir, 'docker/config.json'), JSON.stringify({ auths: { '127.0.0.1:5443': { auth: Buffer.from(`ibs-push:${password}`).toString('base64') } } }));
+    await run('mkdir', ['-p', join(pod.dir, 'state')]);
+    await run('chown', ['-R', '1000:1000', pod.workspace, join(pod.dir, 'state'), pod.terminationLog]);
+    const outcome = await runContainer(pod, {
+      user: { uid: 1000, gid: 1000 },
+      args: ['/usr/local/bin/ibs-build'],
+      cwd: '/home/user',
+      env: [
+        'PATH=/usr/local/bin:/usr/bin:/bin', 'HOME=/home/user', 'XDG_RUNTIME_DIR=/tmp/run', ...buildEnv('127.0.0.1:5443/ibs-test/self-signed', 'tls'),
+        `IBS_ALLOW_SELF_SIGNED_CERTS=${allow}`, 'BUILDKITD_FLAGS=--oci-worker-no-process-sandbox',
+      ],
+      capabilities: ['CAP_SETUID', 'CAP_SETGID'],
+      noNewPrivileges: false,
+      mounts: [bind('/home/user/.local/share/buildkit', join(pod.dir, 'state'))],
+    }).then(() => 'pushed', (e: { stdout?: string; stderr?: string }) => `${e.stdout ?? ''}${e.stderr ?? ''}`);
+    if (allow === 'true') {
+      expect(outcome).toBe('pushed');
+      expect(JSON.parse(await readFile(pod.terminationLog, 'utf8'))).toMatchObject({ digest: expect.stringMatching(/^sha256:/) });
+    } else {
+      expect(outcome).toMatch(/x509|certificate/);
+      expect(await readFile(pod.terminationLog, 'utf8')).toBe('');
+    }
+  }, 600_000);
+});
+
 describe('the Kaniko image', () => {
   it('is a static Kaniko executor FROM scratch, with its tools under /kaniko', async () => {
     await run('bash', [BUILD_SH, 'kaniko'], { timeout: 1_500_000, maxBuffer: 64 << 20 });
