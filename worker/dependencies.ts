@@ -24,6 +24,7 @@ function createExecutor(config: Config, storage: ObjectStore, credentials: Crede
     return createKubernetesExecutor(kubernetesSettingsFrom(config), {
       storage,
       insecureRegistry: config.registry.disableHttps,
+      allowSelfSignedCerts: config.registry.allowSelfSignedCerts,
       credentials: (job) => builderCredentials(credentials, [registryHostOf(job.repository)]),
     });
   }

@@ -9,6 +9,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { loadConfig, type Config } from '../../lib/config';
+import { builderImageFor, builderPodFor, resolveKubernetesOptions } from '../../lib/executors/kubernetes';
+import { kubernetesSettingsFrom } from '../../worker/kubernetes-settings';
 import {
   ciDir,
   containerOf,
@@ -116,14 +118,24 @@ describe('chart defaults', () => {
     expect(config.kaniko.image).toBe('mirror.example/datarobot/image-builder:1.2.3-kaniko-image');
   });
 
-  it('lets the worker manage pods and secrets in the build namespace only', () => {
+  it('runs every build in a builder pod: the worker uses the kubernetes executor with the in-cluster configuration', () => {
+    const config = rendered().config();
+    expect(config.executor).toMatchObject({ type: 'kubernetes', kubeconfig: undefined });
+    const settings = kubernetesSettingsFrom(config);
+    expect(settings).toMatchObject({ namespace: 'ibs', kubeconfigPath: undefined });
+    expect(builderImageFor('buildkit-rootless', resolveKubernetesOptions(settings))).toBe('docker.io/datarobot/image-builder:0.1.0');
+  });
+
+  it('lets the worker do in the build namespace exactly what the kubernetes executor calls, patch (pod retention) included', () => {
     const manifests = renderChart({ set: ['imageBuilder.namespace=ibs-builds'] });
-    const role = find(manifests, 'Role', `${FULLNAME}-builder`) as unknown as { metadata: { namespace: string }; rules: Array<{ resources: string[]; verbs: string[] }> };
+    const role = find(manifests, 'Role', `${FULLNAME}-builder`) as unknown as { metadata: { namespace: string }; rules: Array<{ apiGroups: string[]; resources: string[]; verbs: string[] }> };
     expect(role.metadata.namespace).toBe('ibs-builds');
-    expect(role.rules).toEqual(expect.arrayContaining([
-      expect.objectContaining({ resources: ['pods'], verbs: expect.arrayContaining(['create', 'delete', 'watch']) }),
-      expect.objectContaining({ resources: ['secrets'], verbs: expect.arrayContaining(['create', 'delete']) }),
-    ]));
+    // test/helm/rbac.test.ts runs the executor with these rules; this pins them so that a change is deliberate.
+    expect(role.rules.map((r) => ({ ...r, verbs: [...r.verbs].sort() }))).toEqual([
+      { apiGroups: [''], resources: ['pods'], verbs: ['create', 'delete', 'get', 'list', 'patch', 'watch'] },
+      { apiGroups: [''], resources: ['pods/log'], verbs: ['get'] },
+      { apiGroups: [''], resources: ['secrets'], verbs: ['create', 'delete', 'get', 'update'] },
+    ]);
     expect(find(manifests, 'RoleBinding', `${FULLNAME}-builder`)).toMatchObject({
       metadata: { namespace: 'ibs-builds' },
       subjects: [{ kind: 'ServiceAccount', name: FULLNAME, namespace: 'ibs' }],
@@ -137,6 +149,35 @@ describe('chart defaults', () => {
       `ConfigMap/${FULLNAME}-config`, `Deployment/${FULLNAME}-api`, `Deployment/${FULLNAME}-worker`, `Role/${FULLNAME}-builder`,
       `RoleBinding/${FULLNAME}-builder`, `Secret/${FULLNAME}-env`, `Service/${FULLNAME}`, `ServiceAccount/${FULLNAME}`,
     ]);
+  });
+});
+
+describe('ALLOW_SELF_SIGNED_CERTS', () => {
+  /** The builder pod the worker of this rendering would create, as the worker wires it (worker/dependencies.ts). */
+  function builderPod(set: string[]) {
+    const config = rendered({ set }).config();
+    const options = resolveKubernetesOptions(kubernetesSettingsFrom(config));
+    return builderPodFor({
+      job: { buildId: 'b-1', contextKey: 'contexts/b-1.tar.gz', dockerfile: 'Dockerfile', repository: 'registry.example/team/app', buildArgs: {}, labels: {}, platforms: ['linux/amd64'], engine: config.build.defaultEngine, timeoutSeconds: 600 },
+      options,
+      resources: options.imageBuilder.resources,
+      contextUrl: 'https://minio.example/data/contexts/b-1.tar.gz?X-Amz-Signature=s',
+      insecureRegistry: config.registry.disableHttps,
+      allowSelfSignedCerts: config.registry.allowSelfSignedCerts,
+    });
+  }
+  const envOf = (container: { env?: Array<{ name: string; value?: string }> } | undefined) =>
+    Object.fromEntries((container?.env ?? []).map((e) => [e.name, e.value]));
+
+  it.each([
+    ['off by default', [], 'false'],
+    ['on', ['buildService.envApp.secret.ALLOW_SELF_SIGNED_CERTS=true'], 'true'],
+  ])('reaches the context fetcher and the build container of every engine (%s)', (_case, set, expected) => {
+    for (const engine of [[], ['imageBuilder.useQemu=true'], ['imageBuilder.buildEngine=kaniko']]) {
+      const pod = builderPod([...set, ...engine]);
+      expect(envOf(pod.spec?.initContainers?.[0]).IBS_ALLOW_SELF_SIGNED_CERTS, engine.join()).toBe(expected);
+      expect(envOf(pod.spec?.containers[0]).IBS_ALLOW_SELF_SIGNED_CERTS, engine.join()).toBe(expected);
+    }
   });
 });
 

@@ -31,6 +31,8 @@ export interface KubernetesExecutorDeps {
   credentials?: (job: BuildJob) => Promise<RegistryLogin[]>;
   /** Push over plain HTTP (DISABLE_HTTPS). */
   insecureRegistry?: boolean;
+  /** ALLOW_SELF_SIGNED_CERTS, handed to the builder pods: they verify no registry or object store certificate. */
+  allowSelfSignedCerts?: boolean;
   /** A ready client configuration; by default one is loaded from options.kubeconfigPath or the cluster. */
   kubeConfig?: KubeConfig;
 }
@@ -73,7 +75,7 @@ export class KubernetesExecutor implements BuildExecutor {
     const resources = builderResourcesFor(job.resources, this.options.imageBuilder.resources, this.options.imageBuilder.maxResources);
     const dockerConfig = await this.registryConfigFor(job);
     const contextUrl = await this.deps.storage.presignGet(job.contextKey, this.options.contextUrlTtlSeconds);
-    const body = builderPodFor({ job, options: this.options, resources, contextUrl, insecureRegistry: this.deps.insecureRegistry ?? false });
+    const body = builderPodFor({ job, options: this.options, resources, contextUrl, insecureRegistry: this.deps.insecureRegistry ?? false, allowSelfSignedCerts: this.deps.allowSelfSignedCerts ?? false });
 
     const pod = await this.createOrAttach(body, mode, observer);
     try {

@@ -40,6 +40,8 @@ export interface BuilderPodInput {
   contextUrl: string;
   /** Push over plain HTTP (DISABLE_HTTPS). */
   insecureRegistry: boolean;
+  /** ALLOW_SELF_SIGNED_CERTS: the context download and the registries' TLS certificates are not verified. */
+  allowSelfSignedCerts?: boolean;
 }
 
 /** DNS-1123 label safe, deterministic per build: a second create of the same build hits the same name. */
@@ -143,6 +145,7 @@ function fetchContextContainer(image: string, input: BuilderPodInput, securityCo
     env: [
       { name: 'IBS_CONTEXT_URL', value: input.contextUrl },
       { name: 'IBS_CONTEXT_DIR', value: `${WORKSPACE}/context` },
+      allowSelfSignedCertsEnv(input),
     ],
     volumeMounts: [{ name: 'workspace', mountPath: WORKSPACE }],
     resources: { requests: { cpu: '100m', memory: '64Mi' }, limits: { cpu: '1', memory: '256Mi' } },
@@ -163,11 +166,16 @@ function buildEnv(input: BuilderPodInput): V1EnvVar[] {
     { name: 'IBS_BUILD_ARGS', value: encodedPairs(job.buildArgs) },
     { name: 'IBS_LABELS', value: encodedPairs(job.labels) },
     { name: 'IBS_INSECURE_REGISTRY', value: String(input.insecureRegistry) },
+    allowSelfSignedCertsEnv(input),
     { name: 'IBS_NO_CACHE', value: String(job.noCache ?? false) },
     { name: 'DOCKER_CONFIG', value: DOCKER_CONFIG_DIR },
   ];
   if (job.target) env.push({ name: 'IBS_TARGET', value: job.target });
   return env;
+}
+
+function allowSelfSignedCertsEnv(input: BuilderPodInput): V1EnvVar {
+  return { name: 'IBS_ALLOW_SELF_SIGNED_CERTS', value: String(input.allowSelfSignedCerts ?? false) };
 }
 
 /** One KEY=<base64 value> per line: the entrypoint is a busybox script, and values may hold any character. */
