@@ -123,6 +123,9 @@ describe(`builder pods on the real node ${NODE_NAME}`, () => {
     const observer = recordingObserver();
     const error = await failureOf(executor().run(job, observer));
     expect(error.code).toBe('build_timeout');
+    // It timed out in the step, not before the pod ran; stopping the still-open log stream there once crashed the
+    // process (an uncaught AbortError, which vitest reports as an error of this file).
+    expect(observer.text()).toContain('RUN sleep 600');
     // Only the API server's 404 counts as gone (podGone rethrows any other failure).
     await eventually(() => podGone(namespace, builderPodName(job.buildId)), 'the timed-out pod to be deleted', 60_000);
   }, 150_000);

@@ -204,6 +204,10 @@ export class KubernetesExecutor implements BuildExecutor {
     });
     sink.on('finish', () => resolveDone());
     sink.on('close', () => resolveDone());
+    // The client pipes the response body into the sink and listens to none of its errors: stopping a stream that is
+    // still open (a timed-out or cancelled build on a real kubelet) makes the body emit an AbortError that would
+    // otherwise be uncaught and end the worker process. 'pipe' is the one place that hands us that body.
+    sink.on('pipe', (body: NodeJS.ReadableStream) => body.on('error', () => resolveDone()));
     this.logs
       .log(this.options.namespace, name, BUILD_CONTAINER, sink, { follow: true })
       .then((c) => (controller = c))
