@@ -92,7 +92,11 @@ describe(`builder pods on the real node ${NODE_NAME}`, () => {
     const pod = await podWhenLogged;
     expect(pod?.spec?.nodeName).toBe(NODE_NAME);
     expect(pod?.status?.phase).toBe('Running');
-    expect(pod?.spec?.containers[0]?.securityContext).toMatchObject({ runAsUser: 1000, runAsNonRoot: true });
+    // The spec's default for rootless BuildKit (defaultImageBuilderSecurityContext): uid 1000, only SETUID and SETGID.
+    expect(pod?.spec?.containers[0]?.securityContext).toMatchObject({
+      runAsUser: 1000, runAsNonRoot: true, capabilities: { drop: ['ALL'], add: ['SETUID', 'SETGID'] },
+    });
+    expect(pod?.spec?.containers[0]?.securityContext?.privileged).toBeFalsy();
     await eventually(() => podGone(namespace, builderPodName(job.buildId)), 'the finished pod to be deleted', 30_000);
   }, 200_000);
 
