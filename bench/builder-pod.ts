@@ -1,0 +1,115 @@
+/**
+ * What a builder pod costs: the same small context (FROM the local busybox, three RUN steps sleeping 3 + 3 + 4 s)
+ * built by the kubernetes executor in a rootless BuildKit pod on the real node ibs-node, and by the local executor
+ * against the stack's BuildKit daemon (no cache, as a fresh pod has none), alternating, ROUNDS rounds (default 3).
+ * For the pod it also measures, from the executor's start, when the pod was first seen Running and when the first
+ * line of the builder's own log reached the build log. Both push to the local registry. Prints medians; the last
+ * line is `pod_ms=<n> local_ms=<n> ratio=<pod/local> to_running_ms=<n> to_first_log_ms=<n>`.
+ * Run with the stack's environment: `bash infra/local/with-stack.sh tsx bench/builder-pod.ts`.
+ */
+import { randomBytes } from 'node:crypto';
+import { loadConfig } from '../lib/config';
+import type { BuildJob, BuildObserver } from '../lib/executors/executor';
+import { builderPodName, createKubernetesExecutor } from '../lib/executors/kubernetes';
+import { LocalExecutor } from '../lib/executors/local/local-executor';
+import { prepareBuilderAuth } from '../lib/registry/builder-auth';
+import { createObjectStore } from '../lib/storage';
+import { S3ObjectStore } from '../lib/storage/s3-store';
+import { contextOf } from '../test/support/archives';
+import { KUBECONFIG, createNamespace, deleteNamespace, readPod } from '../test/kubernetes/support/cluster';
+import { REAL_NODE_NAMESPACE_LABELS, nodeAddress } from '../test/cluster/support/node';
+
+const ROUNDS = Number(process.env.ROUNDS ?? 3);
+const STEPS = ['RUN sleep 3', 'RUN sleep 3', 'RUN sleep 4'];
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const address = await nodeAddress();
+  const namespace = await createNamespace('ibs-bench', REAL_NODE_NAMESPACE_LABELS);
+  // Pods reach MinIO and the registry at the node's address; the host's BuildKit at loopback.
+  const podStorage = new S3ObjectStore({
+    bucket: process.env.LOGS_BUCKET ?? 'data', region: 'us-east-1', endpoint: `http://${address}:9000`,
+    accessKeyId: process.env.MINIO_SERVER_ROOT_USER ?? '', secretAccessKey: process.env.MINIO_SERVER_ROOT_PASSWORD ?? '', backend: 'MinIO',
+  });
+  const localStorage = createObjectStore(config);
+  const pods = createKubernetesExecutor(
+    { namespace, kubeconfigPath: KUBECONFIG, retentionSeconds: 0, imageBuilder: { repository: '127.0.0.1:5000/ibs', version: '0.28.1' } },
+    { storage: podStorage, insecureRegistry: true },
+  );
+  const local = new LocalExecutor({
+    buildkitHost: config.executor.buildkitHost,
+    buildctlPath: config.executor.buildctlPath,
+    storage: localStorage,
+    contextLimits: config.contextLimits,
+    insecureRegistry: true,
+    noCache: true,
+    builderAuth: (_job, _dockerfile, dir) => prepareBuilderAuth({ type: 'private_registry', credentialsFor: async () => undefined }, [], dir),
+  });
+
+  const context = async (registry: string, nonce: string): Promise<string> => {
+    const key = `contexts/bench-pod-${nonce}-${registry.replace(/[^0-9]/g, '')}.tar.gz`;
+    const dockerfile = [`FROM ${registry}/library/busybox:stable`, `RUN echo ${nonce}`, ...STEPS, ''].join('\n');
+    await localStorage.put(key, await contextOf({ Dockerfile: dockerfile }), { contentType: 'application/gzip' });
+    return key;
+  };
+  const job = (contextKey: string, repository: string): BuildJob => ({
+    buildId: `bench-${randomBytes(6).toString('hex')}`, contextKey, dockerfile: 'Dockerfile', repository, buildArgs: {}, labels: {},
+    platforms: ['linux/amd64'], engine: 'buildkit', timeoutSeconds: 600,
+  });
+
+  const podMs: number[] = [];
+  const localMs: number[] = [];
+  const toRunning: number[] = [];
+  const toFirstLog: number[] = [];
+  try {
+    for (let round = 1; round <= ROUNDS; round++) {
+      const nonce = randomBytes(6).toString('hex');
+      const podJob = job(await context(`${address}:5000`, nonce), `${address}:5000/ibs-bench/pod`);
+      const started = performance.now();
+      let firstLog: number | undefined;
+      let running: number | undefined;
+      const observer: BuildObserver = {
+        // The executor's own "[ibs] ..." lines do not count: the first line from the builder container does.
+        log: (text) => { if (firstLog === undefined && !text.startsWith('[ibs]')) firstLog = performance.now() - started; },
+        heartbeat: () => undefined,
+        signal: new AbortController().signal,
+      };
+      let done = false;
+      const poll = (async () => {
+        while (!done && running === undefined) {
+          const pod = await readPod(namespace, builderPodName(podJob.buildId));
+          if (pod?.status?.phase === 'Running') running = performance.now() - started;
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+      })();
+      await pods.run(podJob, observer);
+      podMs.push(performance.now() - started);
+      done = true;
+      await poll;
+      if (running !== undefined) toRunning.push(running);
+      if (firstLog !== undefined) toFirstLog.push(firstLog);
+
+      const localJob = job(await context('127.0.0.1:5000', nonce), '127.0.0.1:5000/ibs-bench/local');
+      const localStarted = performance.now();
+      await local.run(localJob, { log: () => undefined, heartbeat: () => undefined, signal: new AbortController().signal });
+      localMs.push(performance.now() - localStarted);
+      console.log(`round ${round}: pod ${Math.round(podMs.at(-1)!)} ms (running at ${Math.round(running ?? NaN)} ms, first log at ${Math.round(firstLog ?? NaN)} ms), local ${Math.round(localMs.at(-1)!)} ms`);
+    }
+  } finally {
+    await deleteNamespace(namespace);
+  }
+  const pod = median(podMs);
+  const loc = median(localMs);
+  console.log(`pod_ms=${Math.round(pod)} local_ms=${Math.round(loc)} ratio=${(pod / loc).toFixed(2)} to_running_ms=${Math.round(median(toRunning))} to_first_log_ms=${Math.round(median(toFirstLog))}`);
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});

@@ -1,0 +1,136 @@
+/**
+ * The kubernetes executor's builder pods on the real node (infra/local/start.d/node.sh): rootless BuildKit with the
+ * spec's default security context builds and pushes a real image, and real pods end with the stable failure codes.
+ * The executor is the service's own (lib/executors/kubernetes), called with the kubeconfig of the local cluster; the
+ * namespace carries REAL_NODE_NAMESPACE_LABELS so its pods land on ibs-node. Pods see the host's registry and MinIO
+ * at the node's address (10.244.0.1), so the context URL is signed for it and the images are named with it.
+ */
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { V1Pod } from '@kubernetes/client-node';
+import { BuildFailedError } from '../../lib/executors/executor';
+import { builderPodName, createKubernetesExecutor, type KubernetesExecutorSettings } from '../../lib/executors/kubernetes';
+import { S3ObjectStore } from '../../lib/storage/s3-store';
+import { contextOf } from '../support/archives';
+import { manifestOf } from '../support/registry';
+import { KUBECONFIG, buildJob, createNamespace, deleteNamespace, eventually, podGone, readPod, recordingObserver } from '../kubernetes/support/cluster';
+import { NODE_NAME, REAL_NODE_NAMESPACE_LABELS, nodeAddress } from './support/node';
+
+/** Pushed by the image build (infra/images/build.sh) and pulled by containerd on the host, hence 127.0.0.1. */
+const IMAGE_BUILDER = { repository: '127.0.0.1:5000/ibs', version: '0.28.1' };
+let namespace: string;
+let address: string;
+let store: S3ObjectStore;
+
+beforeAll(async () => {
+  namespace = await createNamespace('ibs-builder', REAL_NODE_NAMESPACE_LABELS);
+  address = await nodeAddress();
+  store = new S3ObjectStore({
+    bucket: process.env.LOGS_BUCKET ?? 'data',
+    region: 'us-east-1',
+    // Signed for the address the pod calls; the host reaches MinIO there too (docs/kubernetes.md, "The local node").
+    endpoint: `http://${address}:9000`,
+    accessKeyId: process.env.MINIO_SERVER_ROOT_USER ?? '',
+    secretAccessKey: process.env.MINIO_SERVER_ROOT_PASSWORD ?? '',
+    backend: 'MinIO',
+  });
+});
+
+afterAll(async () => {
+  await deleteNamespace(namespace);
+});
+
+function executor(overrides: Partial<KubernetesExecutorSettings> = {}) {
+  return createKubernetesExecutor({
+    namespace,
+    kubeconfigPath: KUBECONFIG,
+    retentionSeconds: 0,
+    heartbeatIntervalMs: 1_000,
+    ...overrides,
+    imageBuilder: { ...IMAGE_BUILDER, ...overrides.imageBuilder },
+  }, { storage: store, insecureRegistry: true });
+}
+
+async function uploadDockerfile(dockerfile: string): Promise<string> {
+  const key = `contexts/cluster-test-${randomBytes(8).toString('hex')}.tar.gz`;
+  await store.put(key, await contextOf({ Dockerfile: dockerfile }), { contentType: 'application/gzip' });
+  return key;
+}
+
+/** Runs the build and returns the error it ended with; a build that succeeds fails the test. */
+async function failureOf(run: Promise<unknown>): Promise<BuildFailedError> {
+  const error = await run.then(() => undefined, (err: unknown) => err);
+  if (!(error instanceof BuildFailedError)) throw new Error(`expected a build failure, got ${String(error)}`);
+  return error;
+}
+
+describe(`builder pods on the real node ${NODE_NAME}`, () => {
+  it('rootless BuildKit with the default security context builds FROM the local busybox, runs a step, pushes, and streams its log while the pod runs', async () => {
+    const marker = `step-${randomBytes(6).toString('hex')}`;
+    const context = await uploadDockerfile([
+      `FROM ${address}:5000/library/busybox:stable`,
+      // The step outlives its first line by a few seconds, so that line reaches the build log while the pod runs.
+      `RUN echo ${marker}-started && sleep 3 && echo ${marker} > /marker`,
+      '',
+    ].join('\n'));
+    const repository = `${address}:5000/ibs-cluster/rootless`;
+    const job = buildJob(context, { repository, timeoutSeconds: 180 });
+    const observer = recordingObserver();
+    let podWhenLogged: Promise<V1Pod | undefined> | undefined;
+    const log = observer.log;
+    observer.log = (text) => {
+      log(text);
+      if (!podWhenLogged && text.includes(`${marker}-started`)) podWhenLogged = readPod(namespace, builderPodName(job.buildId));
+    };
+
+    const { digest } = await executor().run(job, observer);
+
+    expect(digest).toMatch(/^sha256:[a-f0-9]{64}$/);
+    // The registry serves the manifest under the digest the executor reported (asked on the host's address).
+    expect((await manifestOf('ibs-cluster/rootless', digest)).digest).toBe(digest);
+    expect(observer.text()).toContain(`${marker}-started`);
+    const pod = await podWhenLogged;
+    expect(pod?.spec?.nodeName).toBe(NODE_NAME);
+    expect(pod?.status?.phase).toBe('Running');
+    // The spec's default for rootless BuildKit (defaultImageBuilderSecurityContext): uid 1000, only SETUID and SETGID.
+    expect(pod?.spec?.containers[0]?.securityContext).toMatchObject({
+      runAsUser: 1000, runAsNonRoot: true, capabilities: { drop: ['ALL'], add: ['SETUID', 'SETGID'] },
+    });
+    expect(pod?.spec?.containers[0]?.securityContext?.privileged).toBeFalsy();
+    await eventually(() => podGone(namespace, builderPodName(job.buildId)), 'the finished pod to be deleted', 30_000);
+  }, 200_000);
+
+  it('a RUN step that allocates past the memory limit ends builder_oom_killed naming the limit', async () => {
+    const context = await uploadDockerfile(`FROM ${address}:5000/library/busybox:stable\nRUN dd if=/dev/zero of=/dev/null bs=1024M count=1\n`);
+    const job = buildJob(context, {
+      repository: `${address}:5000/ibs-cluster/oom`,
+      timeoutSeconds: 120,
+      resources: { requests: { memory: '300Mi' }, limits: { memory: '300Mi' } },
+    });
+    const error = await failureOf(executor({ imageBuilder: { ...IMAGE_BUILDER, maxResources: { memory: '1G' } } }).run(job, recordingObserver()));
+    expect(error.code, error.message).toBe('builder_oom_killed');
+    expect(error.message).toContain('limit 300Mi');
+  }, 150_000);
+
+  it('a builder image that does not exist ends builder_image_pull_failed', async () => {
+    const context = await uploadDockerfile('FROM scratch\n');
+    const job = buildJob(context, { repository: `${address}:5000/ibs-cluster/pull`, timeoutSeconds: 120 });
+    const error = await failureOf(executor({ imageBuilder: { ...IMAGE_BUILDER, version: 'no-such-version' } }).run(job, recordingObserver()));
+    expect(error.code).toBe('builder_image_pull_failed');
+    expect(error.message).toContain('127.0.0.1:5000/ibs/image-builder:no-such-version');
+    await eventually(() => podGone(namespace, builderPodName(job.buildId)), 'the failed pod to be deleted', 30_000);
+  }, 150_000);
+
+  it('a build longer than its timeout ends build_timeout and its pod is deleted', async () => {
+    const context = await uploadDockerfile(`FROM ${address}:5000/library/busybox:stable\nRUN sleep 600\n`);
+    const job = buildJob(context, { repository: `${address}:5000/ibs-cluster/timeout`, timeoutSeconds: 15 });
+    const observer = recordingObserver();
+    const error = await failureOf(executor().run(job, observer));
+    expect(error.code).toBe('build_timeout');
+    // It timed out in the step, not before the pod ran; stopping the still-open log stream there once crashed the
+    // process (an uncaught AbortError, which vitest reports as an error of this file).
+    expect(observer.text()).toContain('RUN sleep 600');
+    // Only the API server's 404 counts as gone (podGone rethrows any other failure).
+    await eventually(() => podGone(namespace, builderPodName(job.buildId)), 'the timed-out pod to be deleted', 60_000);
+  }, 150_000);
+});
