@@ -26,7 +26,7 @@ export interface Capabilities {
   add: string[];
 }
 
-export const SECCOMP_PROFILE_TYPES = ['RuntimeDefault', 'Unconfined', 'Localhost'] as const;
+const SECCOMP_PROFILE_TYPES = ['RuntimeDefault', 'Unconfined', 'Localhost'] as const;
 export type SeccompProfileType = (typeof SECCOMP_PROFILE_TYPES)[number];
 
 /** imageBuilder.securityContext: the BuildKit (and QEMU) builder container. */
@@ -51,7 +51,7 @@ export interface KanikoContainerSecurityContext {
   capabilities: Capabilities;
 }
 
-export const OCI_WORKER_SNAPSHOTTERS = ['auto', 'native', 'overlayfs', 'fuse-overlayfs', 'stargz'] as const;
+const OCI_WORKER_SNAPSHOTTERS = ['auto', 'native', 'overlayfs', 'fuse-overlayfs', 'stargz'] as const;
 
 export interface ImageBuilderConfig {
   namespace: string;
