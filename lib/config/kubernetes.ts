@@ -6,15 +6,10 @@
  */
 import type { BuildEngine } from '../../workflows/definitions';
 import type { EnvReader } from './env-reader';
-import { parseQuantity } from './quantity';
+import { parseQuantity, type ResourceQuantities } from './quantity';
 import { isImageReference, isImageRepository, isImageTag, isKubernetesName } from './validators';
 
-/** Kubernetes quantities as strings ("1", "500m", "1G", "100G"). */
-export interface ResourceQuantities {
-  cpu: string;
-  memory: string;
-  ephemeralStorage: string;
-}
+export type { ResourceQuantities } from './quantity';
 
 export interface BuilderResources {
   requests: ResourceQuantities;
