@@ -25,12 +25,7 @@ export function kubernetesSettingsFrom(config: Config): KubernetesExecutorSettin
       securityContext: imageBuilder.securityContext,
       buildkitSnapshotter: imageBuilder.ociWorkerSnapshotter,
       kaniko,
-      otlp: {
-        enabled: otlp.enabled,
-        endpoint: otlp.endpoint,
-        metricExportInterval: otlp.metricExportIntervalMs?.toString(),
-        blrpScheduleDelay: otlp.logRecordScheduleDelayMs?.toString(),
-      },
+      otlp,
     },
     pullCredentials: {
       mountGlobal: pullCredentials.mountImagePullSecrets,

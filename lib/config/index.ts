@@ -45,6 +45,7 @@ export type {
   ImageBuilderSecurityContext,
   KanikoConfig,
   KanikoContainerSecurityContext,
+  OtlpConfig,
   ResourceQuantities,
 } from './kubernetes';
 export {

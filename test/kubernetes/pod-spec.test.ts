@@ -157,7 +157,7 @@ const rows: Array<[string, Settings, Partial<BuildJob>, (pod: V1Pod) => void]> =
     expect(pod.spec?.hostUsers).toBeUndefined();
   }],
   ['kaniko: OTLP variables when otlpEnabled', {
-    imageBuilder: { otlp: { enabled: true, endpoint: 'http://otel-collector:4318', metricExportInterval: '15000', blrpScheduleDelay: '2000' } },
+    imageBuilder: { otlp: { enabled: true, endpoint: 'http://otel-collector:4318', metricExportIntervalMs: 15000, logRecordScheduleDelayMs: 2000 } },
   }, { engine: 'kaniko' }, (pod) => {
     expect(env(build(pod))).toMatchObject({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://otel-collector:4318', OTEL_METRIC_EXPORT_INTERVAL: '15000', OTEL_BLRP_SCHEDULE_DELAY: '2000' });
   }],

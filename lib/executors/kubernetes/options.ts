@@ -10,6 +10,7 @@ import {
   DEFAULT_POD_RETENTION_SECONDS,
   type BuilderResources,
   type ImageBuilderSecurityContext,
+  type OtlpConfig,
   type KanikoConfig,
   type KanikoContainerSecurityContext,
   type ResourceQuantities,
@@ -41,13 +42,6 @@ export interface PullCredentialsOptions {
   wildcardHosts: string[];
 }
 
-export interface OtlpOptions {
-  enabled: boolean;
-  endpoint?: string;
-  metricExportInterval?: string;
-  blrpScheduleDelay?: string;
-}
-
 export interface KubernetesExecutorOptions {
   /** IMAGE_BUILDER_NAMESPACE: where builder pods and their secrets live. */
   namespace: string;
@@ -73,7 +67,8 @@ export interface KubernetesExecutorOptions {
     buildkitSnapshotter?: string;
     /** KANIKO_IMAGE (unset: <repository>/<name>:<version>-kaniko-image), KANIKO_CONTAINER_SECURITY_CONTEXT_*, KANIKO_USER_NAMESPACE_ISOLATION. */
     kaniko: KanikoConfig;
-    otlp: OtlpOptions;
+    /** OTLP export of Kaniko pods: lib/config's section as it is (intervals in milliseconds). */
+    otlp: OtlpConfig;
   };
   pullCredentials: PullCredentialsOptions;
   /** IMAGE_BUILDER_POD_RETENTION_SECONDS: keep finished pods this long for debugging; 0 deletes them at once. */
@@ -101,7 +96,7 @@ export type KubernetesExecutorSettings = Omit<Partial<KubernetesExecutorOptions>
     kaniko?: Partial<Omit<KubernetesExecutorOptions['imageBuilder']['kaniko'], 'containerSecurityContext'>> & {
       containerSecurityContext?: Partial<KanikoContainerSecurityContext>;
     };
-    otlp?: Partial<OtlpOptions>;
+    otlp?: Partial<OtlpConfig>;
   };
   pullCredentials?: Partial<PullCredentialsOptions>;
 };

@@ -290,7 +290,7 @@ function otlpEnv(options: KubernetesExecutorOptions): V1EnvVar[] {
   if (!otlp.enabled) return [];
   const env: V1EnvVar[] = [];
   if (otlp.endpoint) env.push({ name: 'OTEL_EXPORTER_OTLP_ENDPOINT', value: otlp.endpoint });
-  if (otlp.metricExportInterval) env.push({ name: 'OTEL_METRIC_EXPORT_INTERVAL', value: otlp.metricExportInterval });
-  if (otlp.blrpScheduleDelay) env.push({ name: 'OTEL_BLRP_SCHEDULE_DELAY', value: otlp.blrpScheduleDelay });
+  if (otlp.metricExportIntervalMs !== undefined) env.push({ name: 'OTEL_METRIC_EXPORT_INTERVAL', value: String(otlp.metricExportIntervalMs) });
+  if (otlp.logRecordScheduleDelayMs !== undefined) env.push({ name: 'OTEL_BLRP_SCHEDULE_DELAY', value: String(otlp.logRecordScheduleDelayMs) });
   return env;
 }
