@@ -27,13 +27,7 @@ export function kubernetesSettingsFrom(config: Config): KubernetesExecutorSettin
       kaniko,
       otlp,
     },
-    pullCredentials: {
-      mountGlobal: pullCredentials.mountImagePullSecrets,
-      globalSecretNames: pullCredentials.imagePullSecrets,
-      credentialSecretNames: pullCredentials.credentialsSecrets,
-      secretsToMount: pullCredentials.secretsToMount,
-      wildcardHosts: pullCredentials.wildcardRegistryHosts,
-    },
+    pullCredentials,
     retentionSeconds: imageBuilder.podRetentionSeconds,
     scc: imageBuilder.scc,
   };

@@ -46,6 +46,7 @@ export type {
   KanikoConfig,
   KanikoContainerSecurityContext,
   OtlpConfig,
+  PullCredentialsConfig,
   ResourceQuantities,
 } from './kubernetes';
 export {

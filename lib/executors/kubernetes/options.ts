@@ -11,6 +11,7 @@ import {
   type BuilderResources,
   type ImageBuilderSecurityContext,
   type OtlpConfig,
+  type PullCredentialsConfig,
   type KanikoConfig,
   type KanikoContainerSecurityContext,
   type ResourceQuantities,
@@ -28,18 +29,13 @@ export interface PlainPullCredential {
   password: string;
 }
 
-export interface PullCredentialsOptions {
-  /** imagePullSecrets.mount (IMAGE_BUILDER_MOUNT_IMAGE_PULL_SECRETS): mount the global pull secrets. */
-  mountGlobal: boolean;
-  /** IMAGE_BUILDER_IMAGE_PULL_SECRETS: the deployment's global pull secrets. */
-  globalSecretNames: string[];
-  /** IMAGE_BUILDER_PULL_CREDENTIALS_SECRETS: dockerconfigjson secrets from imagePullCredentials.secret/externalSecret/plain. */
-  credentialSecretNames: string[];
-  /** IMAGE_BUILDER_IMAGE_PULL_SECRETS_TO_MOUNT. */
-  secretsToMount: string[];
+/**
+ * The configuration's pull-credentials section (IMAGE_BUILDER_MOUNT_IMAGE_PULL_SECRETS, IMAGE_BUILDER_IMAGE_PULL_SECRETS,
+ * IMAGE_BUILDER_PULL_CREDENTIALS_SECRETS, IMAGE_BUILDER_IMAGE_PULL_SECRETS_TO_MOUNT, IMAGE_BUILDER_WILDCARD_REGISTRY_HOSTS)
+ * plus plain entries the chart did not turn into secrets.
+ */
+export interface PullCredentialsOptions extends PullCredentialsConfig {
   plain: PlainPullCredential[];
-  /** IMAGE_BUILDER_WILDCARD_REGISTRY_HOSTS: exact hosts that inherit a `*.domain` entry. */
-  wildcardHosts: string[];
 }
 
 export interface KubernetesExecutorOptions {
@@ -132,12 +128,12 @@ export function resolveKubernetesOptions(settings: KubernetesExecutorSettings): 
       otlp: { enabled: false, ...definedOnly(ib.otlp) },
     },
     pullCredentials: {
-      mountGlobal: true,
-      globalSecretNames: [],
-      credentialSecretNames: [],
+      mountImagePullSecrets: true,
+      imagePullSecrets: [],
+      credentialsSecrets: [],
       secretsToMount: [],
       plain: [],
-      wildcardHosts: [],
+      wildcardRegistryHosts: [],
       ...definedOnly(settings.pullCredentials),
     },
     retentionSeconds: settings.retentionSeconds ?? DEFAULT_POD_RETENTION_SECONDS,

@@ -109,7 +109,7 @@ export function builderPodFor(input: BuilderPodInput): V1Pod {
 
 function commonPodSpec(input: BuilderPodInput): NonNullable<V1Pod['spec']> {
   const { job, options } = input;
-  const pullSecretNames = options.pullCredentials.mountGlobal ? options.pullCredentials.globalSecretNames : [];
+  const pullSecretNames = options.pullCredentials.mountImagePullSecrets ? options.pullCredentials.imagePullSecrets : [];
   return {
     restartPolicy: 'Never',
     // The executor stops the build at timeoutSeconds; the deadline is the cluster's backstop if the worker is gone.
