@@ -25,20 +25,9 @@ export function kubernetesSettingsFrom(config: Config): KubernetesExecutorSettin
       securityContext: imageBuilder.securityContext,
       buildkitSnapshotter: imageBuilder.ociWorkerSnapshotter,
       kaniko,
-      otlp: {
-        enabled: otlp.enabled,
-        endpoint: otlp.endpoint,
-        metricExportInterval: otlp.metricExportIntervalMs?.toString(),
-        blrpScheduleDelay: otlp.logRecordScheduleDelayMs?.toString(),
-      },
+      otlp,
     },
-    pullCredentials: {
-      mountGlobal: pullCredentials.mountImagePullSecrets,
-      globalSecretNames: pullCredentials.imagePullSecrets,
-      credentialSecretNames: pullCredentials.credentialsSecrets,
-      secretsToMount: pullCredentials.secretsToMount,
-      wildcardHosts: pullCredentials.wildcardRegistryHosts,
-    },
+    pullCredentials,
     retentionSeconds: imageBuilder.podRetentionSeconds,
     scc: imageBuilder.scc,
   };

@@ -5,6 +5,7 @@
  */
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import { defineQuery } from '@temporalio/workflow';
+import type { ResourceQuantities } from '../lib/config/quantity';
 
 /**
  * The task queue the build activity runs on, beside the workflow's own queue: builds hold a worker's build slots
@@ -44,10 +45,10 @@ export interface BuildSpec {
   resources?: BuildResources;
 }
 
-/** Kubernetes quantities for a builder pod, e.g. { limits: { memory: '8G' } }. */
+/** Kubernetes quantities for a builder pod, e.g. { limits: { memory: '8G' } }: any subset of the operator's. */
 export interface BuildResources {
-  requests?: { cpu?: string; memory?: string; ephemeralStorage?: string };
-  limits?: { cpu?: string; memory?: string; ephemeralStorage?: string };
+  requests?: Partial<ResourceQuantities>;
+  limits?: Partial<ResourceQuantities>;
 }
 
 export interface BuildErrorInfo {

@@ -11,7 +11,7 @@ import { isQuantity } from './quantity';
 export type Env = Record<string, string | undefined>;
 
 /** Variables whose values are credentials: their values never appear in a message. */
-export function isSecretVariable(name: string): boolean {
+function isSecretVariable(name: string): boolean {
   return /PASSWORD|SECRET_KEY|ACCOUNT_KEY|CONNECTION_STRING|SAS_TOKEN|TOKEN|CREDENTIALS_JSON|SCANNER_ENV/.test(name);
 }
 

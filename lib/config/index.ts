@@ -38,18 +38,16 @@ import { resolveSpringProfile, SPRING_PROFILE_VARIABLE, type ResolvedSpringProfi
 import { readSharedSettings } from './shared';
 import { readStorage, type StorageConfig } from './storage';
 
-export { resolveSpringProfile, parseSpringProfile, SPRING_PROFILE_VARIABLE } from './spring-profile';
-export type { ClusterType, ResolvedSpringProfile, SpringProfile, StorageType } from './spring-profile';
-export type { AzureStorageConfig, GcsStorageConfig, MinioStorageConfig, S3StorageConfig, StorageConfig } from './storage';
+export type { StorageConfig } from './storage';
 export type { AcrConfig, EcrConfig, GcrConfig, RegistryConfig, RegistryType } from './registry';
 export type {
   BuilderResources,
-  Capabilities,
   ImageBuilderSecurityContext,
   KanikoConfig,
   KanikoContainerSecurityContext,
+  OtlpConfig,
+  PullCredentialsConfig,
   ResourceQuantities,
-  SeccompProfileType,
 } from './kubernetes';
 export {
   DEFAULT_BUILDER_RESOURCES,

@@ -6,15 +6,10 @@
  */
 import type { BuildEngine } from '../../workflows/definitions';
 import type { EnvReader } from './env-reader';
-import { parseQuantity } from './quantity';
+import { parseQuantity, type ResourceQuantities } from './quantity';
 import { isImageReference, isImageRepository, isImageTag, isKubernetesName } from './validators';
 
-/** Kubernetes quantities as strings ("1", "500m", "1G", "100G"). */
-export interface ResourceQuantities {
-  cpu: string;
-  memory: string;
-  ephemeralStorage: string;
-}
+export type { ResourceQuantities } from './quantity';
 
 export interface BuilderResources {
   requests: ResourceQuantities;
@@ -26,7 +21,7 @@ export interface Capabilities {
   add: string[];
 }
 
-export const SECCOMP_PROFILE_TYPES = ['RuntimeDefault', 'Unconfined', 'Localhost'] as const;
+const SECCOMP_PROFILE_TYPES = ['RuntimeDefault', 'Unconfined', 'Localhost'] as const;
 export type SeccompProfileType = (typeof SECCOMP_PROFILE_TYPES)[number];
 
 /** imageBuilder.securityContext: the BuildKit (and QEMU) builder container. */
@@ -51,7 +46,7 @@ export interface KanikoContainerSecurityContext {
   capabilities: Capabilities;
 }
 
-export const OCI_WORKER_SNAPSHOTTERS = ['auto', 'native', 'overlayfs', 'fuse-overlayfs', 'stargz'] as const;
+const OCI_WORKER_SNAPSHOTTERS = ['auto', 'native', 'overlayfs', 'fuse-overlayfs', 'stargz'] as const;
 
 export interface ImageBuilderConfig {
   namespace: string;

@@ -27,3 +27,14 @@ export function parseQuantity(quantity: string): number | undefined {
 export function isQuantity(value: string): boolean {
   return parseQuantity(value) !== undefined;
 }
+
+/**
+ * Kubernetes quantities as strings ("1", "500m", "1G", "100G"). Here, beside their parser and with no imports, so
+ * the workflow contract (workflows/definitions.ts) can derive a build's own resources from it without a cycle.
+ */
+export interface ResourceQuantities {
+  cpu: string;
+  memory: string;
+  ephemeralStorage: string;
+}
+

@@ -6,9 +6,9 @@
  */
 import { isEcrHost } from './validators';
 
-export const CLUSTER_TYPES = ['aws', 'rhos', 'azure', 'gcp'] as const;
-export const REGISTRY_TYPES = ['private_registry', 'ecr', 'acr', 'gcr'] as const;
-export const STORAGE_TYPES = ['s3', 'azure', 'gcs', 'minio'] as const;
+const CLUSTER_TYPES = ['aws', 'rhos', 'azure', 'gcp'] as const;
+const REGISTRY_TYPES = ['private_registry', 'ecr', 'acr', 'gcr'] as const;
+const STORAGE_TYPES = ['s3', 'azure', 'gcs', 'minio'] as const;
 
 export type ClusterType = (typeof CLUSTER_TYPES)[number];
 export type RegistryType = (typeof REGISTRY_TYPES)[number];
@@ -33,7 +33,7 @@ const REGISTRIES_OF_CLUSTER: Record<ClusterType, readonly RegistryType[]> = {
 /** `google` is how the documentation's own GCR example spells the gcp cluster type. */
 const CLUSTER_ALIASES: Record<string, ClusterType> = { google: 'gcp' };
 
-export function formatSpringProfile(profile: SpringProfile): string {
+function formatSpringProfile(profile: SpringProfile): string {
   return `${profile.cluster},${profile.registry},${profile.storage}`;
 }
 

@@ -44,7 +44,7 @@ exit 1
 `;
 }
 
-export function credentialFileName(host: string): string {
+function credentialFileName(host: string): string {
   return `${host.replace(/[^A-Za-z0-9.-]/g, '_')}.json`;
 }
 

@@ -20,8 +20,6 @@ export interface TransportOptions {
   /** ALLOW_SELF_SIGNED_CERTS: accept any certificate (registry, token server, cloud endpoints). */
   allowSelfSignedCerts?: boolean;
   retry?: Partial<RetryPolicy>;
-  /** Observes every request sent on the wire (the benchmark and tests count them). Receives no headers. */
-  onRequest?: (method: string, url: string) => void;
 }
 
 const DEFAULT_RETRY: RetryPolicy = { attempts: 5, baseDelayMs: 250, maxDelayMs: 30_000 };
@@ -47,7 +45,6 @@ export class Transport {
 
   /** One request on the wire; network failures become RegistryErrors naming `host`. */
   async once(host: string, url: string, init: RequestInit): Promise<Response> {
-    this.options.onRequest?.(init.method ?? 'GET', url);
     try {
       return await fetch(url, { ...init, dispatcher: this.dispatcher });
     } catch (err) {

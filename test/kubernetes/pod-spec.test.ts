@@ -157,7 +157,7 @@ const rows: Array<[string, Settings, Partial<BuildJob>, (pod: V1Pod) => void]> =
     expect(pod.spec?.hostUsers).toBeUndefined();
   }],
   ['kaniko: OTLP variables when otlpEnabled', {
-    imageBuilder: { otlp: { enabled: true, endpoint: 'http://otel-collector:4318', metricExportInterval: '15000', blrpScheduleDelay: '2000' } },
+    imageBuilder: { otlp: { enabled: true, endpoint: 'http://otel-collector:4318', metricExportIntervalMs: 15000, logRecordScheduleDelayMs: 2000 } },
   }, { engine: 'kaniko' }, (pod) => {
     expect(env(build(pod))).toMatchObject({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://otel-collector:4318', OTEL_METRIC_EXPORT_INTERVAL: '15000', OTEL_BLRP_SCHEDULE_DELAY: '2000' });
   }],
@@ -173,10 +173,10 @@ const rows: Array<[string, Settings, Partial<BuildJob>, (pod: V1Pod) => void]> =
   ['a build\'s own resources within IMAGE_BUILDER_MAX_RESOURCES_*', { imageBuilder: { maxResources: { memory: '16G', ephemeralStorage: '200G' } } }, { resources: { limits: { memory: '12G', ephemeralStorage: '150G' } } }, (pod) => {
     expect(build(pod).resources?.limits).toEqual({ cpu: '1', memory: '12G', 'ephemeral-storage': '150G' });
   }],
-  ['global image pull secrets mounted by default', { pullCredentials: { globalSecretNames: ['global-pull'] } }, {}, (pod) => {
+  ['global image pull secrets mounted by default', { pullCredentials: { imagePullSecrets: ['global-pull'] } }, {}, (pod) => {
     expect(pod.spec?.imagePullSecrets).toEqual([{ name: 'global-pull' }]);
   }],
-  ['imagePullSecrets.mount false', { pullCredentials: { globalSecretNames: ['global-pull'], mountGlobal: false } }, {}, (pod) => {
+  ['imagePullSecrets.mount false', { pullCredentials: { imagePullSecrets: ['global-pull'], mountImagePullSecrets: false } }, {}, (pod) => {
     expect(pod.spec?.imagePullSecrets).toBeUndefined();
   }],
 ];

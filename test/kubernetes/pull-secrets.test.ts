@@ -51,11 +51,11 @@ async function storedConfig(pull: Partial<PullCredentialsOptions>) {
 describe('the registry secret of a builder pod', () => {
   it('merges every source into one dockerconfigjson secret owned by the pod, expanding wildcards', async () => {
     const { pod, secret, config, log } = await storedConfig({
-      globalSecretNames: ['global-pull'],
-      credentialSecretNames: ['dockerhub-image-pull-secret-read-only'],
+      imagePullSecrets: ['global-pull'],
+      credentialsSecrets: ['dockerhub-image-pull-secret-read-only'],
       secretsToMount: ['wildcard-creds'],
       plain: [{ host: 'private-registry.example', user: 'user1', password: 'plain-pass' }],
-      wildcardHosts: ['repo1.myregistry.com', 'repo2.myregistry.com'],
+      wildcardRegistryHosts: ['repo1.myregistry.com', 'repo2.myregistry.com'],
     });
     expect(secret.type).toBe('kubernetes.io/dockerconfigjson');
     expect(secret.metadata?.ownerReferences).toEqual([expect.objectContaining({ apiVersion: 'v1', kind: 'Pod', name: pod?.metadata?.name, uid: pod?.metadata?.uid, controller: true })]);
@@ -72,7 +72,7 @@ describe('the registry secret of a builder pod', () => {
   });
 
   it('leaves the global pull secrets out when imagePullSecrets.mount is false', async () => {
-    const { pod, config } = await storedConfig({ mountGlobal: false, globalSecretNames: ['global-pull'], credentialSecretNames: ['dockerhub-image-pull-secret-read-only'] });
+    const { pod, config } = await storedConfig({ mountImagePullSecrets: false, imagePullSecrets: ['global-pull'], credentialsSecrets: ['dockerhub-image-pull-secret-read-only'] });
     expect(Object.keys(config.auths).sort()).toEqual(['127.0.0.1:5000', 'docker.io']);
     expect(pod?.spec?.imagePullSecrets).toBeUndefined();
   });

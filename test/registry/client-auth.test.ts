@@ -1,41 +1,27 @@
 /**
  * RegistryClient against real registries (distribution 2.8 from infra/local/start.d/registry-auth.sh): Basic
  * (htpasswd), Bearer (token auth, tokens from the suite's Docker-protocol token server), TLS with a self-signed CA.
+ * Each case puts an image in with the registry's own protocol (seedImage), then tags and reads it the way the
+ * tagImage activity does.
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RegistryClient, RegistryError, sha256, type RegistryClientOptions } from '../../lib/registry/client';
-import { BASIC_REGISTRY, PULL_USER, PUSH_USER, TLS_REGISTRY, TOKEN_REGISTRY, passwordOf } from './support/registries';
+import { RegistryClient, RegistryError, type RegistryClientOptions } from '../../lib/registry/client';
+import { startFaultProxy } from './support/fault-proxy';
+import { BASIC_REGISTRY, PULL_USER, PUSH_USER, TLS_REGISTRY, TOKEN_REGISTRY, passwordOf, seedImage } from './support/registries';
 import { startTokenServer, type TokenServer } from './support/token-server';
 
 const push = { username: PUSH_USER, password: passwordOf(PUSH_USER) };
 const pullOnly = { username: PULL_USER, password: passwordOf(PULL_USER) };
 
 function clientFor(host: string, creds: { username: string; password: string } | undefined, options: Partial<RegistryClientOptions> = {}) {
-  const requests: string[] = [];
   const client = new RegistryClient({
     disableHttps: true,
     credentials: (h) => (h === host ? creds : undefined),
     retry: { attempts: 2, baseDelayMs: 10 },
-    onRequest: (method, url) => requests.push(`${method} ${new URL(url).pathname}`),
     ...options,
   });
-  return { client, requests };
-}
-
-/** A small image made of a random layer and a config, pushed blob by blob and then by digest. */
-async function pushSmallImage(client: RegistryClient, registry: string, repository: string): Promise<string> {
-  const layer = randomBytes(2048);
-  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha256(layer)] } }));
-  await client.pushBlob(registry, repository, { digest: sha256(layer), size: layer.length, open: () => layer });
-  await client.pushBlob(registry, repository, { digest: sha256(config), size: config.length, open: () => config });
-  const manifest = Buffer.from(JSON.stringify({
-    schemaVersion: 2,
-    mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(config), size: config.length },
-    layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: sha256(layer), size: layer.length }],
-  }));
-  return (await client.putManifest(registry, repository, sha256(manifest), 'application/vnd.oci.image.manifest.v1+json', manifest)).digest;
+  return { client };
 }
 
 async function failure(promise: Promise<unknown>): Promise<RegistryError> {
@@ -47,19 +33,25 @@ async function failure(promise: Promise<unknown>): Promise<RegistryError> {
 const repo = (name: string) => `ibs-test/${name}-${Date.now().toString(36)}${randomBytes(2).toString('hex')}`;
 
 describe('Basic auth against the htpasswd registry', () => {
-  it('pushes, tags and resolves an image, answering the Basic challenge once and then sending credentials up front', async () => {
-    const { client, requests } = clientFor(BASIC_REGISTRY, push);
+  it('tags and resolves an image, answering the Basic challenge once and then sending credentials up front', async () => {
+    // A pass-through proxy in front of the registry counts what the client sends.
+    const proxy = await startFaultProxy(BASIC_REGISTRY);
+    const { client } = clientFor(proxy.host, push);
     const repository = repo('basic');
-    const digest = await pushSmallImage(client, BASIC_REGISTRY, repository);
-    await client.tagManifest(BASIC_REGISTRY, repository, digest, 'v1');
-    expect((await client.getManifest(BASIC_REGISTRY, repository, 'v1')).digest).toBe(digest);
-    expect(await client.headManifest(BASIC_REGISTRY, repository, 'v1')).toMatchObject({ digest });
-    expect(await client.isServed(BASIC_REGISTRY, repository, digest)).toBe(true);
-    // 12 operations (2 blobs × HEAD/POST/PUT, manifest PUT, GET+PUT to tag, GET, HEAD, HEAD) and one repeat: only the
-    // very first request went without credentials and was challenged.
-    expect(requests[0]).toBe(requests[1]);
-    expect(requests).toHaveLength(13);
+    const digest = await seedImage(BASIC_REGISTRY, repository, push);
+    await client.tagManifest(proxy.host, repository, digest, 'v1');
+    expect((await client.getManifest(proxy.host, repository, 'v1')).digest).toBe(digest);
+    // 3 operations (GET+PUT to tag, GET) and one repeat: only the very first request went without credentials and
+    // was challenged.
+    const requests = proxy.seen.map((r) => `${r.method} ${r.path}`);
+    expect(requests).toEqual([
+      `GET /v2/${repository}/manifests/${digest}`,
+      `GET /v2/${repository}/manifests/${digest}`,
+      `PUT /v2/${repository}/manifests/v1`,
+      `GET /v2/${repository}/manifests/v1`,
+    ]);
     await client.close();
+    await proxy.close();
   });
 
   it('refuses a wrong password with registry_unauthorized, without the password in the message', async () => {
@@ -92,8 +84,8 @@ describe('Bearer tokens from the token-auth registry (token server: the suite\'s
   it('gets a token with Basic credentials and a refresh token, then renews with the refresh_token grant', async () => {
     const { client } = clientFor(TOKEN_REGISTRY, push);
     const repository = repo('bearer');
+    const digest = await seedImage(TOKEN_REGISTRY, repository, push);
     tokens.requests.length = 0;
-    const digest = await pushSmallImage(client, TOKEN_REGISTRY, repository);
     await client.tagManifest(TOKEN_REGISTRY, repository, digest, 'v1');
     expect((await client.getManifest(TOKEN_REGISTRY, repository, 'v1')).digest).toBe(digest);
     const [first, ...later] = tokens.requests;
@@ -105,10 +97,8 @@ describe('Bearer tokens from the token-auth registry (token server: the suite\'s
   });
 
   it('renews a token that expired', async () => {
-    const owner = clientFor(TOKEN_REGISTRY, push).client;
     const repository = repo('bearer');
-    const digest = await pushSmallImage(owner, TOKEN_REGISTRY, repository);
-    await owner.close();
+    const digest = await seedImage(TOKEN_REGISTRY, repository, push);
     const { client } = clientFor(TOKEN_REGISTRY, push);
     tokens.expiresIn = 1;
     try {
@@ -124,15 +114,14 @@ describe('Bearer tokens from the token-auth registry (token server: the suite\'s
   });
 
   it('reports registry_forbidden when the credentials may pull but not push', async () => {
-    const owner = clientFor(TOKEN_REGISTRY, push).client;
     const repository = repo('readonly');
-    const digest = await pushSmallImage(owner, TOKEN_REGISTRY, repository);
+    const digest = await seedImage(TOKEN_REGISTRY, repository, push);
     const { client } = clientFor(TOKEN_REGISTRY, pullOnly);
     expect((await client.getManifest(TOKEN_REGISTRY, repository, digest)).digest).toBe(digest);
     const err = await failure(client.tagManifest(TOKEN_REGISTRY, repository, digest, 'v2'));
     expect(err.code).toBe('registry_forbidden');
     expect(err.message).toMatch(/grant them push permission/);
-    await Promise.all([owner.close(), client.close()]);
+    await client.close();
   });
 
   it('reports registry_unauthorized when the token server refuses the password', async () => {
@@ -159,10 +148,12 @@ describe('Bearer tokens from the token-auth registry (token server: the suite\'s
     });
     const { refresh_token } = (await login.json()) as { refresh_token: string };
     const { client } = clientFor(TOKEN_REGISTRY, { username: '00000000-0000-0000-0000-000000000000', password: refresh_token });
-    tokens.requests.length = 0;
     const repository = repo('acr-style');
-    const digest = await pushSmallImage(client, TOKEN_REGISTRY, repository);
-    expect(await client.isServed(TOKEN_REGISTRY, repository, digest)).toBe(true);
+    const digest = await seedImage(TOKEN_REGISTRY, repository, push);
+    tokens.requests.length = 0;
+    await client.tagManifest(TOKEN_REGISTRY, repository, digest, 'v1');
+    expect((await client.getManifest(TOKEN_REGISTRY, repository, 'v1')).digest).toBe(digest);
+    expect(tokens.requests.length).toBeGreaterThan(0);
     expect(tokens.requests.every((r) => r.grantType === 'refresh_token')).toBe(true);
     await client.close();
   });
@@ -180,7 +171,7 @@ describe('TLS registry with a certificate from a self-signed CA', () => {
   it('pushes and tags with ALLOW_SELF_SIGNED_CERTS', async () => {
     const { client } = clientFor(TLS_REGISTRY, push, { disableHttps: false, allowSelfSignedCerts: true });
     const repository = repo('tls');
-    const digest = await pushSmallImage(client, TLS_REGISTRY, repository);
+    const digest = await seedImage(TLS_REGISTRY, repository, push, true);
     await client.tagManifest(TLS_REGISTRY, repository, digest, 'v1');
     expect((await client.getManifest(TLS_REGISTRY, repository, 'v1')).digest).toBe(digest);
     await client.close();
@@ -217,11 +208,13 @@ describe('errors before any registry answers', () => {
   });
 
   it('refuses an invalid repository name with repository_invalid', async () => {
-    const { client, requests } = clientFor(BASIC_REGISTRY, push);
+    const proxy = await startFaultProxy(BASIC_REGISTRY);
+    const { client } = clientFor(proxy.host, push);
     for (const name of ['Team/App', 'team//app', '-team/app', '']) {
-      expect((await failure(client.getManifest(BASIC_REGISTRY, name, 'v1'))).code).toBe('repository_invalid');
+      expect((await failure(client.getManifest(proxy.host, name, 'v1'))).code).toBe('repository_invalid');
     }
-    expect(requests).toEqual([]);
+    expect(proxy.seen).toEqual([]);
     await client.close();
+    await proxy.close();
   });
 });

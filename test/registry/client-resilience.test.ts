@@ -4,9 +4,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { RegistryClient, RegistryError, sha256 } from '../../lib/registry/client';
+import { RegistryClient, RegistryError } from '../../lib/registry/client';
 import { startFaultProxy, type FaultProxy } from './support/fault-proxy';
-import { BASIC_REGISTRY, PUSH_USER, passwordOf } from './support/registries';
+import { BASIC_REGISTRY, PUSH_USER, passwordOf, seedImage } from './support/registries';
 
 const creds = { username: PUSH_USER, password: passwordOf(PUSH_USER) };
 
@@ -20,15 +20,8 @@ describe('retries and fallbacks through a faulty proxy in front of the htpasswd 
     proxy = await startFaultProxy(BASIC_REGISTRY);
     client = new RegistryClient({ disableHttps: true, credentials: () => creds, retry: { attempts: 4, baseDelayMs: 20, maxDelayMs: 3_000 } });
     repository = `ibs-test/retry-${randomBytes(4).toString('hex')}`;
-    const blob = randomBytes(64);
-    await client.pushBlob(proxy.host, repository, { digest: sha256(blob), size: blob.length, open: () => blob });
-    const manifest = Buffer.from(JSON.stringify({
-      schemaVersion: 2,
-      mediaType: 'application/vnd.oci.image.manifest.v1+json',
-      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(blob), size: blob.length },
-      layers: [],
-    }));
-    digest = (await client.putManifest(proxy.host, repository, 'v1', 'application/vnd.oci.image.manifest.v1+json', manifest)).digest;
+    digest = await seedImage(BASIC_REGISTRY, repository, creds);
+    await client.tagManifest(proxy.host, repository, digest, 'v1');
     proxy.seen.length = 0;
   });
   afterEach(async () => {
@@ -59,14 +52,11 @@ describe('retries and fallbacks through a faulty proxy in front of the htpasswd 
     expect(proxy.seen).toHaveLength(4);
   });
 
-  it('starts the whole upload again when the registry keeps failing its PUT', async () => {
-    const blob = randomBytes(4096);
-    // Four failed PUTs use up the transport's attempts for the first upload session; the second session succeeds.
-    proxy.inject([500, 500, 500, 500].map((status) => ({ status, method: 'PUT' })));
-    expect(await client.pushBlob(proxy.host, repository, { digest: sha256(blob), size: blob.length, open: () => blob })).toBe('uploaded');
-    expect(proxy.seen.filter((r) => r.method === 'POST')).toHaveLength(2);
-    expect(proxy.seen.filter((r) => r.method === 'PUT')).toHaveLength(5);
-    expect(await client.blobExists(proxy.host, repository, sha256(blob))).toBe(true);
+  it('retries a tag whose PUT the registry keeps failing, and the tag then resolves', async () => {
+    proxy.inject([500, 503].map((status) => ({ status, method: 'PUT' })));
+    await client.tagManifest(proxy.host, repository, digest, 'v2');
+    expect(proxy.seen.filter((r) => r.method === 'PUT')).toHaveLength(3);
+    expect((await client.getManifest(proxy.host, repository, 'v2')).digest).toBe(digest);
   });
 
   it('maps a registry that denies the push (403 DENIED, as ECR and ACR answer) to registry_forbidden, not retried', async () => {

@@ -4,7 +4,7 @@
  * (support/cloud-fakes.ts), reached through the SDKs' endpoint settings, as each test name says; where the minted
  * credentials are then used, they are used against the real registries.
  */
-import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { Agent } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -14,7 +14,7 @@ import { RegistryClient, RegistryError } from '../../lib/registry/client';
 import { builderCredentials, createCredentialProvider } from '../../lib/registry/credentials';
 import { testConfig } from '../support/stack';
 import { GOOGLE_TOKEN_AUDIENCE, startFakeAws, startFakeAzure, startFakeGoogle, type FakeAws, type FakeAzure } from './support/cloud-fakes';
-import { BASIC_REGISTRY, PUSH_USER, passwordOf } from './support/registries';
+import { BASIC_REGISTRY, PUSH_USER, passwordOf, seedImage } from './support/registries';
 
 /** The registry section of the configuration the worker would load with these variables. */
 function configOf(env: Record<string, string>) {
@@ -48,15 +48,16 @@ describe('ECR (fake STS/ECR endpoints): IRSA web identity → STS → GetAuthori
     await aws?.ecr.close();
   });
 
-  it('mints registry credentials and the client pushes with them to the registry ECR names (the real htpasswd registry)', async () => {
+  it('mints registry credentials and the client tags with them in the registry ECR names (the real htpasswd registry)', async () => {
     const provider = createCredentialProvider(configOf(env));
     const creds = await provider.credentialsFor(BASIC_REGISTRY);
     expect(creds).toEqual({ username: PUSH_USER, password: passwordOf(PUSH_USER) });
     expect(aws.ecr.failures).toEqual([]);
     const client = new RegistryClient({ disableHttps: true, credentials: (h) => provider.credentialsFor(h) });
     const repository = `ibs-test/ecr-${randomBytes(3).toString('hex')}`;
-    const blob = randomBytes(32);
-    expect(await client.pushBlob(BASIC_REGISTRY, repository, { digest: `sha256:${createHash('sha256').update(blob).digest('hex')}`, size: 32, open: () => blob })).toBe('uploaded');
+    const digest = await seedImage(BASIC_REGISTRY, repository, { username: PUSH_USER, password: passwordOf(PUSH_USER) });
+    await client.tagManifest(BASIC_REGISTRY, repository, digest, 'v1');
+    expect((await client.getManifest(BASIC_REGISTRY, repository, 'v1')).digest).toBe(digest);
     await client.close();
   });
 

@@ -297,7 +297,7 @@ export class KubernetesExecutor implements BuildExecutor {
     configs.push(plainCredentialsConfig(pull.plain));
     const push = (await this.deps.credentials?.(job)) ?? [];
     configs.push(plainCredentialsConfig(push.map((c) => ({ host: c.host, user: c.username, password: c.password }))));
-    return expandWildcardRegistryHosts(mergeDockerConfigs(configs), pull.wildcardHosts);
+    return expandWildcardRegistryHosts(mergeDockerConfigs(configs), pull.wildcardRegistryHosts);
   }
 
   private async readPullSecret(name: string): Promise<DockerConfig> {

@@ -16,7 +16,7 @@ describe('resolveKubernetesOptions', () => {
       otlp: { enabled: false },
     });
     expect(o.imageBuilder.securityContext).toBeUndefined();
-    expect(o.pullCredentials).toEqual({ mountGlobal: true, globalSecretNames: [], credentialSecretNames: [], secretsToMount: [], plain: [], wildcardHosts: [] });
+    expect(o.pullCredentials).toEqual({ mountImagePullSecrets: true, imagePullSecrets: [], credentialsSecrets: [], secretsToMount: [], plain: [], wildcardRegistryHosts: [] });
     expect(o.retentionSeconds).toBe(300);
   });
 

@@ -10,6 +10,8 @@ import {
   DEFAULT_POD_RETENTION_SECONDS,
   type BuilderResources,
   type ImageBuilderSecurityContext,
+  type OtlpConfig,
+  type PullCredentialsConfig,
   type KanikoConfig,
   type KanikoContainerSecurityContext,
   type ResourceQuantities,
@@ -27,25 +29,13 @@ export interface PlainPullCredential {
   password: string;
 }
 
-export interface PullCredentialsOptions {
-  /** imagePullSecrets.mount (IMAGE_BUILDER_MOUNT_IMAGE_PULL_SECRETS): mount the global pull secrets. */
-  mountGlobal: boolean;
-  /** IMAGE_BUILDER_IMAGE_PULL_SECRETS: the deployment's global pull secrets. */
-  globalSecretNames: string[];
-  /** IMAGE_BUILDER_PULL_CREDENTIALS_SECRETS: dockerconfigjson secrets from imagePullCredentials.secret/externalSecret/plain. */
-  credentialSecretNames: string[];
-  /** IMAGE_BUILDER_IMAGE_PULL_SECRETS_TO_MOUNT. */
-  secretsToMount: string[];
+/**
+ * The configuration's pull-credentials section (IMAGE_BUILDER_MOUNT_IMAGE_PULL_SECRETS, IMAGE_BUILDER_IMAGE_PULL_SECRETS,
+ * IMAGE_BUILDER_PULL_CREDENTIALS_SECRETS, IMAGE_BUILDER_IMAGE_PULL_SECRETS_TO_MOUNT, IMAGE_BUILDER_WILDCARD_REGISTRY_HOSTS)
+ * plus plain entries the chart did not turn into secrets.
+ */
+export interface PullCredentialsOptions extends PullCredentialsConfig {
   plain: PlainPullCredential[];
-  /** IMAGE_BUILDER_WILDCARD_REGISTRY_HOSTS: exact hosts that inherit a `*.domain` entry. */
-  wildcardHosts: string[];
-}
-
-export interface OtlpOptions {
-  enabled: boolean;
-  endpoint?: string;
-  metricExportInterval?: string;
-  blrpScheduleDelay?: string;
 }
 
 export interface KubernetesExecutorOptions {
@@ -73,7 +63,8 @@ export interface KubernetesExecutorOptions {
     buildkitSnapshotter?: string;
     /** KANIKO_IMAGE (unset: <repository>/<name>:<version>-kaniko-image), KANIKO_CONTAINER_SECURITY_CONTEXT_*, KANIKO_USER_NAMESPACE_ISOLATION. */
     kaniko: KanikoConfig;
-    otlp: OtlpOptions;
+    /** OTLP export of Kaniko pods: lib/config's section as it is (intervals in milliseconds). */
+    otlp: OtlpConfig;
   };
   pullCredentials: PullCredentialsOptions;
   /** IMAGE_BUILDER_POD_RETENTION_SECONDS: keep finished pods this long for debugging; 0 deletes them at once. */
@@ -101,7 +92,7 @@ export type KubernetesExecutorSettings = Omit<Partial<KubernetesExecutorOptions>
     kaniko?: Partial<Omit<KubernetesExecutorOptions['imageBuilder']['kaniko'], 'containerSecurityContext'>> & {
       containerSecurityContext?: Partial<KanikoContainerSecurityContext>;
     };
-    otlp?: Partial<OtlpOptions>;
+    otlp?: Partial<OtlpConfig>;
   };
   pullCredentials?: Partial<PullCredentialsOptions>;
 };
@@ -137,12 +128,12 @@ export function resolveKubernetesOptions(settings: KubernetesExecutorSettings): 
       otlp: { enabled: false, ...definedOnly(ib.otlp) },
     },
     pullCredentials: {
-      mountGlobal: true,
-      globalSecretNames: [],
-      credentialSecretNames: [],
+      mountImagePullSecrets: true,
+      imagePullSecrets: [],
+      credentialsSecrets: [],
       secretsToMount: [],
       plain: [],
-      wildcardHosts: [],
+      wildcardRegistryHosts: [],
       ...definedOnly(settings.pullCredentials),
     },
     retentionSeconds: settings.retentionSeconds ?? DEFAULT_POD_RETENTION_SECONDS,

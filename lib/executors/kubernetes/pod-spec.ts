@@ -111,7 +111,7 @@ export function builderPodFor(input: BuilderPodInput): V1Pod {
 
 function commonPodSpec(input: BuilderPodInput): NonNullable<V1Pod['spec']> {
   const { job, options } = input;
-  const pullSecretNames = options.pullCredentials.mountGlobal ? options.pullCredentials.globalSecretNames : [];
+  const pullSecretNames = options.pullCredentials.mountImagePullSecrets ? options.pullCredentials.imagePullSecrets : [];
   return {
     restartPolicy: 'Never',
     // The executor stops the build at timeoutSeconds; the deadline is the cluster's backstop if the worker is gone.
@@ -298,7 +298,7 @@ function otlpEnv(options: KubernetesExecutorOptions): V1EnvVar[] {
   if (!otlp.enabled) return [];
   const env: V1EnvVar[] = [];
   if (otlp.endpoint) env.push({ name: 'OTEL_EXPORTER_OTLP_ENDPOINT', value: otlp.endpoint });
-  if (otlp.metricExportInterval) env.push({ name: 'OTEL_METRIC_EXPORT_INTERVAL', value: otlp.metricExportInterval });
-  if (otlp.blrpScheduleDelay) env.push({ name: 'OTEL_BLRP_SCHEDULE_DELAY', value: otlp.blrpScheduleDelay });
+  if (otlp.metricExportIntervalMs !== undefined) env.push({ name: 'OTEL_METRIC_EXPORT_INTERVAL', value: String(otlp.metricExportIntervalMs) });
+  if (otlp.logRecordScheduleDelayMs !== undefined) env.push({ name: 'OTEL_BLRP_SCHEDULE_DELAY', value: String(otlp.logRecordScheduleDelayMs) });
   return env;
 }

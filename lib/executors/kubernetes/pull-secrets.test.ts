@@ -32,10 +32,10 @@ describe('expandWildcardRegistryHosts', () => {
 
 describe('pull secret merging', () => {
   it('reads the global secrets only when imagePullSecrets.mount is on, then the builder secrets, without duplicates', () => {
-    const base = { globalSecretNames: ['global'], credentialSecretNames: ['chart-made', 'global'], secretsToMount: ['wild'], plain: [], wildcardHosts: [] };
-    expect(pullSecretNamesToMerge({ ...base, mountGlobal: true })).toEqual(['global', 'chart-made', 'wild']);
-    expect(pullSecretNamesToMerge({ ...base, mountGlobal: false })).toEqual(['chart-made', 'global', 'wild']);
-    expect(pullSecretNamesToMerge({ ...base, globalSecretNames: ['only-global'], credentialSecretNames: [], mountGlobal: false })).toEqual(['wild']);
+    const base = { imagePullSecrets: ['global'], credentialsSecrets: ['chart-made', 'global'], secretsToMount: ['wild'], plain: [], wildcardRegistryHosts: [] };
+    expect(pullSecretNamesToMerge({ ...base, mountImagePullSecrets: true })).toEqual(['global', 'chart-made', 'wild']);
+    expect(pullSecretNamesToMerge({ ...base, mountImagePullSecrets: false })).toEqual(['chart-made', 'global', 'wild']);
+    expect(pullSecretNamesToMerge({ ...base, imagePullSecrets: ['only-global'], credentialsSecrets: [], mountImagePullSecrets: false })).toEqual(['wild']);
   });
 
   it('lets later sources win for the same host', () => {

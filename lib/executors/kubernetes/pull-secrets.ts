@@ -20,8 +20,8 @@ export interface DockerConfig {
 /** The secrets to read, in merge order: later ones win for the same registry host. */
 export function pullSecretNamesToMerge(options: PullCredentialsOptions): string[] {
   const names = [
-    ...(options.mountGlobal ? options.globalSecretNames : []),
-    ...options.credentialSecretNames,
+    ...(options.mountImagePullSecrets ? options.imagePullSecrets : []),
+    ...options.credentialsSecrets,
     ...options.secretsToMount,
   ];
   return [...new Set(names.filter(Boolean))];

@@ -13,7 +13,7 @@ import type { Transport } from '../transport';
 import { cloudFailure, exchange, exchangeFailed } from './http';
 import { MintedCache, type Minted } from './minted';
 
-export const ACR_USERNAME = '00000000-0000-0000-0000-000000000000';
+const ACR_USERNAME = '00000000-0000-0000-0000-000000000000';
 const AAD_SCOPE = 'https://management.azure.com/.default';
 const MARGIN_MS = 10 * 60_000;
 /** ACR refresh tokens last 3 h; used when the token carries no exp claim. */

@@ -2,7 +2,7 @@
 import type { RegistryType } from '../../config/registry';
 
 /** Default hosts per type; private_registry has none, because its credentials are for whatever host is configured. */
-export const DEFAULT_CREDENTIAL_HOSTS: Record<RegistryType, string[] | undefined> = {
+const DEFAULT_CREDENTIAL_HOSTS: Record<RegistryType, string[] | undefined> = {
   private_registry: undefined,
   ecr: ['*.amazonaws.com', '*.amazonaws.com.cn'],
   acr: ['*.azurecr.io', '*.azurecr.cn', '*.azurecr.us'],

@@ -28,7 +28,7 @@ export function exchangeFailed(what: string, res: Response, detail: string, fix:
 }
 
 /** A short identifier (an error code such as InvalidIdentityToken or AADSTS7000215), never free text. */
-export function safeCode(value: unknown): string {
+function safeCode(value: unknown): string {
   return typeof value === 'string' && /^[A-Za-z0-9_.:-]{1,64}$/.test(value) ? value : '';
 }
 
