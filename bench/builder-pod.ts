@@ -16,6 +16,7 @@ import { prepareBuilderAuth } from '../lib/registry/builder-auth';
 import { createObjectStore } from '../lib/storage';
 import { S3ObjectStore } from '../lib/storage/s3-store';
 import { contextOf } from '../test/support/archives';
+import { BASE_IMAGE, ensureBaseImage } from '../test/support/registry';
 import { KUBECONFIG, createNamespace, deleteNamespace, readPod } from '../test/kubernetes/support/cluster';
 import { REAL_NODE_NAMESPACE_LABELS, nodeAddress } from '../test/cluster/support/node';
 
@@ -30,6 +31,8 @@ function median(values: number[]): number {
 
 async function main(): Promise<void> {
   const config = loadConfig();
+  await ensureBaseImage();
+  const basePath = BASE_IMAGE.slice(BASE_IMAGE.indexOf('/') + 1);
   const address = await nodeAddress();
   const namespace = await createNamespace('ibs-bench', REAL_NODE_NAMESPACE_LABELS);
   // Pods reach MinIO and the registry at the node's address; the host's BuildKit at loopback.
@@ -54,7 +57,7 @@ async function main(): Promise<void> {
 
   const context = async (registry: string, nonce: string): Promise<string> => {
     const key = `contexts/bench-pod-${nonce}-${registry.replace(/[^0-9]/g, '')}.tar.gz`;
-    const dockerfile = [`FROM ${registry}/library/busybox:stable`, `RUN echo ${nonce}`, ...STEPS, ''].join('\n');
+    const dockerfile = [`FROM ${registry}/${basePath}`, `RUN echo ${nonce}`, ...STEPS, ''].join('\n');
     await localStorage.put(key, await contextOf({ Dockerfile: dockerfile }), { contentType: 'application/gzip' });
     return key;
   };

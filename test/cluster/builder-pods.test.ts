@@ -5,24 +5,35 @@
  * namespace carries REAL_NODE_NAMESPACE_LABELS so its pods land on ibs-node. Pods see the host's registry and MinIO
  * at the node's address (10.244.0.1), so the context URL is signed for it and the images are named with it.
  */
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { V1Pod } from '@kubernetes/client-node';
 import { BuildFailedError } from '../../lib/executors/executor';
 import { builderPodName, createKubernetesExecutor, type KubernetesExecutorSettings } from '../../lib/executors/kubernetes';
 import { S3ObjectStore } from '../../lib/storage/s3-store';
 import { contextOf } from '../support/archives';
-import { manifestOf } from '../support/registry';
+import { BASE_IMAGE, ensureBaseImage, manifestOf } from '../support/registry';
 import { KUBECONFIG, buildJob, createNamespace, deleteNamespace, eventually, podGone, readPod, recordingObserver } from '../kubernetes/support/cluster';
 import { NODE_NAME, REAL_NODE_NAMESPACE_LABELS, nodeAddress } from './support/node';
 
+/** The base image as pods see it: through the node's address instead of loopback. */
+const BASE_PATH = BASE_IMAGE.slice(BASE_IMAGE.indexOf('/') + 1);
 /** Pushed by the image build (infra/images/build.sh) and pulled by containerd on the host, hence 127.0.0.1. */
 const IMAGE_BUILDER = { repository: '127.0.0.1:5000/ibs', version: '0.28.1' };
 let namespace: string;
 let address: string;
 let store: S3ObjectStore;
 
+const run = promisify(execFile);
+
 beforeAll(async () => {
+  // What the pods pull, made here so that the suite stands alone on a fresh stack: the builder image (cached by
+  // build.sh after the first time) and the busybox base the Dockerfiles start FROM.
+  await run('bash', [join(__dirname, '../../infra/images/build.sh'), 'image-builder'], { timeout: 900_000, maxBuffer: 64 << 20 });
+  await ensureBaseImage();
   namespace = await createNamespace('ibs-builder', REAL_NODE_NAMESPACE_LABELS);
   address = await nodeAddress();
   store = new S3ObjectStore({
@@ -68,7 +79,7 @@ describe(`builder pods on the real node ${NODE_NAME}`, () => {
   it('rootless BuildKit with the default security context builds FROM the local busybox, runs a step, pushes, and streams its log while the pod runs', async () => {
     const marker = `step-${randomBytes(6).toString('hex')}`;
     const context = await uploadDockerfile([
-      `FROM ${address}:5000/library/busybox:stable`,
+      `FROM ${address}:5000/${BASE_PATH}`,
       // The step outlives its first line by a few seconds, so that line reaches the build log while the pod runs.
       `RUN echo ${marker}-started && sleep 3 && echo ${marker} > /marker`,
       '',
@@ -101,7 +112,7 @@ describe(`builder pods on the real node ${NODE_NAME}`, () => {
   }, 200_000);
 
   it('a RUN step that allocates past the memory limit ends builder_oom_killed naming the limit', async () => {
-    const context = await uploadDockerfile(`FROM ${address}:5000/library/busybox:stable\nRUN dd if=/dev/zero of=/dev/null bs=1024M count=1\n`);
+    const context = await uploadDockerfile(`FROM ${address}:5000/${BASE_PATH}\nRUN dd if=/dev/zero of=/dev/null bs=1024M count=1\n`);
     const job = buildJob(context, {
       repository: `${address}:5000/ibs-cluster/oom`,
       timeoutSeconds: 120,
@@ -122,7 +133,7 @@ describe(`builder pods on the real node ${NODE_NAME}`, () => {
   }, 150_000);
 
   it('a build longer than its timeout ends build_timeout and its pod is deleted', async () => {
-    const context = await uploadDockerfile(`FROM ${address}:5000/library/busybox:stable\nRUN sleep 600\n`);
+    const context = await uploadDockerfile(`FROM ${address}:5000/${BASE_PATH}\nRUN sleep 600\n`);
     const job = buildJob(context, { repository: `${address}:5000/ibs-cluster/timeout`, timeoutSeconds: 15 });
     const observer = recordingObserver();
     const error = await failureOf(executor().run(job, observer));
