@@ -85,7 +85,9 @@ describe('Dockerfile', () => {
 
   it('builds in stages and runs the compiled API by default', () => {
     expect(instructions.filter((i) => i.startsWith('FROM '))).toHaveLength(3);
-    expect(dockerfile).toContain('RUN npm ci');
+    // A RUN instruction (continuation lines joined) installs exactly the locked dependencies.
+    expect(dockerfile.replace(/\\\n\s*/g, ' ')).toMatch(/^RUN [^\n]*\bnpm ci\b/m);
+    expect(dockerfile).toMatch(/^FROM node:24-/m);
     expect(dockerfile).toContain('npm run build');
     expect(instructions.at(-1)).toBe('CMD ["node", "dist/api/main.js"]');
     expect(instructions).toContain('USER node');
