@@ -13,17 +13,13 @@ import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { workflowIdForBuild } from '../workflows/definitions';
 import { buildForm, contextOf } from '../test/support/archives';
+import { percentile } from './stats';
 
 const REQUESTS = Number(process.env.REQUESTS ?? 300);
 const CLIENTS = Number(process.env.CLIENTS ?? 50);
 const ROUNDS = Number(process.env.ROUNDS ?? 2);
 const cache = process.env.IBS_CACHE ?? join(process.env.HOME ?? '/root', '.cache/image-build-service');
 const runtimes = (process.env.NODE_BINARIES ?? `/usr/bin/node,${cache}/node-v24.22.3/bin/node`).split(',');
-
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
-}
 
 async function freePort(): Promise<number> {
   const server = createServer().listen(0, '127.0.0.1');

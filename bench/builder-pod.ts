@@ -19,15 +19,10 @@ import { contextOf } from '../test/support/archives';
 import { BASE_IMAGE, ensureBaseImage } from '../test/support/registry';
 import { KUBECONFIG, createNamespace, deleteNamespace, readPod } from '../test/kubernetes/support/cluster';
 import { REAL_NODE_NAMESPACE_LABELS, nodeAddress } from '../test/cluster/support/node';
+import { median } from './stats';
 
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
 const STEPS = ['RUN sleep 3', 'RUN sleep 3', 'RUN sleep 4'];
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
 
 async function main(): Promise<void> {
   const config = loadConfig();

@@ -13,6 +13,7 @@ import { workflowIdForBuild } from '../workflows/definitions';
 import { buildForm, contextOf } from '../test/support/archives';
 import { ensureBaseImage } from '../test/support/registry';
 import { startTestStack } from '../test/support/stack';
+import { median } from './stats';
 
 const run = promisify(execFile);
 const RUNS = Number(process.env.RUNS ?? 5);
@@ -22,12 +23,6 @@ RUN echo step one && sleep 3 && echo one > /one.txt
 RUN echo step two && sleep 3 && echo two > /two.txt
 RUN echo step three && sleep 4 && echo three > /three.txt
 `;
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
 
 async function main(): Promise<void> {
   const base = await ensureBaseImage();

@@ -22,6 +22,7 @@ import { createObjectStore } from '../lib/storage';
 import { contextOf } from '../test/support/archives';
 import { ensureBaseImage, REGISTRY as OPEN_REGISTRY } from '../test/support/registry';
 import { BASIC_REGISTRY, PUSH_USER, passwordOf } from '../test/registry/support/registries';
+import { median } from './stats';
 
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
 const LAYER_BYTES = 50 * 1024 * 1024;
@@ -87,12 +88,6 @@ async function countingProxy(upstream: string): Promise<Counter> {
       server.close(() => resolve());
     }),
   };
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 async function main(): Promise<void> {
