@@ -14,11 +14,10 @@ import { builderPodName, createKubernetesExecutor } from '../lib/executors/kuber
 import { LocalExecutor } from '../lib/executors/local/local-executor';
 import { prepareBuilderAuth } from '../lib/registry/builder-auth';
 import { createObjectStore } from '../lib/storage';
-import { S3ObjectStore } from '../lib/storage/s3-store';
 import { contextOf } from '../test/support/archives';
 import { BASE_IMAGE, ensureBaseImage } from '../test/support/registry';
 import { KUBECONFIG, createNamespace, deleteNamespace, readPod } from '../test/kubernetes/support/cluster';
-import { REAL_NODE_NAMESPACE_LABELS, nodeAddress } from '../test/cluster/support/node';
+import { REAL_NODE_NAMESPACE_LABELS, nodeAddress, podReachableStore } from '../test/cluster/support/node';
 import { median } from './stats';
 
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
@@ -31,10 +30,7 @@ async function main(): Promise<void> {
   const address = await nodeAddress();
   const namespace = await createNamespace('ibs-bench', REAL_NODE_NAMESPACE_LABELS);
   // Pods reach MinIO and the registry at the node's address; the host's BuildKit at loopback.
-  const podStorage = new S3ObjectStore({
-    bucket: process.env.LOGS_BUCKET ?? 'data', region: 'us-east-1', endpoint: `http://${address}:9000`,
-    accessKeyId: process.env.MINIO_SERVER_ROOT_USER ?? '', secretAccessKey: process.env.MINIO_SERVER_ROOT_PASSWORD ?? '', backend: 'MinIO',
-  });
+  const podStorage = podReachableStore(address);
   const localStorage = createObjectStore(config);
   const pods = createKubernetesExecutor(
     { namespace, kubeconfigPath: KUBECONFIG, retentionSeconds: 0, imageBuilder: { repository: '127.0.0.1:5000/ibs', version: '0.28.1' } },

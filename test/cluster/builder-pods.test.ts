@@ -13,11 +13,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { V1Pod } from '@kubernetes/client-node';
 import { BuildFailedError } from '../../lib/executors/executor';
 import { builderPodName, createKubernetesExecutor, type KubernetesExecutorSettings } from '../../lib/executors/kubernetes';
-import { S3ObjectStore } from '../../lib/storage/s3-store';
+import type { S3ObjectStore } from '../../lib/storage/s3-store';
 import { contextOf } from '../support/archives';
 import { BASE_IMAGE, ensureBaseImage, manifestOf } from '../support/registry';
 import { KUBECONFIG, buildJob, createNamespace, deleteNamespace, eventually, podGone, readPod, recordingObserver } from '../kubernetes/support/cluster';
-import { NODE_NAME, REAL_NODE_NAMESPACE_LABELS, nodeAddress } from './support/node';
+import { NODE_NAME, REAL_NODE_NAMESPACE_LABELS, nodeAddress, podReachableStore } from './support/node';
 
 /** The base image as pods see it: through the node's address instead of loopback. */
 const BASE_PATH = BASE_IMAGE.slice(BASE_IMAGE.indexOf('/') + 1);
@@ -36,15 +36,7 @@ beforeAll(async () => {
   await ensureBaseImage();
   namespace = await createNamespace('ibs-builder', REAL_NODE_NAMESPACE_LABELS);
   address = await nodeAddress();
-  store = new S3ObjectStore({
-    bucket: process.env.LOGS_BUCKET ?? 'data',
-    region: 'us-east-1',
-    // Signed for the address the pod calls; the host reaches MinIO there too (docs/kubernetes.md, "The local node").
-    endpoint: `http://${address}:9000`,
-    accessKeyId: process.env.MINIO_SERVER_ROOT_USER ?? '',
-    secretAccessKey: process.env.MINIO_SERVER_ROOT_PASSWORD ?? '',
-    backend: 'MinIO',
-  });
+  store = podReachableStore(address);
 });
 
 afterAll(async () => {

@@ -8,11 +8,10 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { S3ObjectStore } from '../../lib/storage/s3-store';
 import { coreApi, createNamespace, deleteNamespace, eventually } from '../kubernetes/support/cluster';
 import { BASIC_REGISTRY, PULL_USER, PUSH_USER, passwordOf } from '../registry/support/registries';
 import { ensureBaseImage } from '../support/registry';
-import { HTTP_GET_SH, NODE_NAME, REAL_NODE_NAMESPACE_LABELS, nodeAddress, nodePod, pushBusyboxImage, readNode, runToCompletion, waitingReason } from './support/node';
+import { HTTP_GET_SH, NODE_NAME, REAL_NODE_NAMESPACE_LABELS, nodeAddress, nodePod, podReachableStore, pushBusyboxImage, readNode, runToCompletion, waitingReason } from './support/node';
 
 const basicAuth = (user: string) => Buffer.from(`${user}:${passwordOf(user)}`).toString('base64');
 let namespace: string;
@@ -97,15 +96,7 @@ describe(`the real node ${NODE_NAME}`, () => {
 
   it('reaches MinIO (a presigned URL) and the registry at the node\'s address, where the host forwards them', async () => {
     const address = await nodeAddress();
-    const store = new S3ObjectStore({
-      bucket: process.env.LOGS_BUCKET ?? 'data',
-      region: 'us-east-1',
-      // The address pods use works from the host too, so the URL is signed for the host the pod will call.
-      endpoint: `http://${address}:9000`,
-      accessKeyId: process.env.MINIO_SERVER_ROOT_USER ?? '',
-      secretAccessKey: process.env.MINIO_SERVER_ROOT_PASSWORD ?? '',
-      backend: 'MinIO',
-    });
+    const store = podReachableStore(address);
     const key = `cluster-test/${randomBytes(6).toString('hex')}.txt`;
     const content = `object-${randomBytes(6).toString('hex')}`;
     await store.put(key, content);

@@ -10,6 +10,7 @@ import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { S3ObjectStore } from '../../../lib/storage/s3-store';
 import { coreApi, eventually } from '../../kubernetes/support/cluster';
 
 const run = promisify(execFile);
@@ -26,6 +27,21 @@ export async function nodeAddress(): Promise<string> {
   const address = (await readNode()).status?.addresses?.find((a) => a.type === 'InternalIP')?.address;
   if (!address) throw new Error(`node ${NODE_NAME} has no InternalIP: is infra/local/start.d/node.sh running it?`);
   return address;
+}
+
+/**
+ * The stack's MinIO as pods see it: URLs are signed for the node's address, which the host reaches too
+ * (docs/kubernetes.md, "The local node"), so a presigned URL made here works inside a pod.
+ */
+export function podReachableStore(address: string): S3ObjectStore {
+  return new S3ObjectStore({
+    bucket: process.env.LOGS_BUCKET ?? 'data',
+    region: 'us-east-1',
+    endpoint: `http://${address}:9000`,
+    accessKeyId: process.env.MINIO_SERVER_ROOT_USER ?? '',
+    secretAccessKey: process.env.MINIO_SERVER_ROOT_PASSWORD ?? '',
+    backend: 'MinIO',
+  });
 }
 
 export interface NodePodOptions {
