@@ -28,9 +28,32 @@ export interface TestStack {
   pool: Pool;
   deps: ActivityDeps;
   builds: BuildRepository;
+  /**
+   * Calls the API over HTTP as a consumer (default 'tests'). New tests call the API through this, never with a bare
+   * fetch, so that how a caller identifies itself is decided in one place.
+   */
+  api(path: string, init?: RequestInit, as?: ApiCaller): Promise<Response>;
   /** Starts an in-process worker for the suite's task queues (stopped by close()). */
   startWorker(options?: { maxConcurrentBuilds?: number }): Promise<ImageBuildWorker>;
   close(): Promise<void>;
+}
+
+/** Who a test calls the API as. */
+export interface ApiCaller {
+  consumer?: string;
+  role?: 'consumer' | 'operator';
+}
+
+/** The headers that identify a caller to the API. */
+export function callerHeaders(as: ApiCaller = {}): Record<string, string> {
+  return { 'x-consumer': as.consumer ?? 'tests' };
+}
+
+/** fetch() against the API as the given caller; the caller's headers win over none, the test's own headers over them. */
+export function apiFetch(apiUrl: string, path: string, init: RequestInit = {}, as?: ApiCaller): Promise<Response> {
+  const headers = new Headers(callerHeaders(as));
+  new Headers(init.headers).forEach((value, key) => headers.set(key, value));
+  return fetch(`${apiUrl}${path}`, { ...init, headers });
 }
 
 export function testConfig(overrides: Record<string, string> = {}): Config {
@@ -71,6 +94,7 @@ export async function startTestStack(name: string, overrides: Record<string, str
     pool,
     deps,
     builds: deps.builds,
+    api: (path, init, as) => apiFetch(apiUrl, path, init, as),
     async startWorker(options = {}) {
       const workerConnection = await NativeConnection.connect({ address: config.temporal.address });
       const worker = await ImageBuildWorker.create({
@@ -98,10 +122,10 @@ export async function startTestStack(name: string, overrides: Record<string, str
 }
 
 /** Polls the API until the build reaches a terminal status. */
-export async function waitForBuild(apiUrl: string, id: string, timeoutMs = 240_000): Promise<Record<string, unknown>> {
+export async function waitForBuild(apiUrl: string, id: string, timeoutMs = 240_000, as?: ApiCaller): Promise<Record<string, unknown>> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const res = await fetch(`${apiUrl}/v1/builds/${id}`);
+    const res = await apiFetch(apiUrl, `/v1/builds/${id}`, {}, as);
     const build = (await res.json()) as Record<string, unknown>;
     if (['succeeded', 'failed', 'cancelled'].includes(build.status as string)) return build;
     if (Date.now() > deadline) throw new Error(`build ${id} still ${String(build.status)} after ${timeoutMs} ms`);
