@@ -1,10 +1,12 @@
 /**
- * Reads one file (the Dockerfile) out of a stored context archive without unpacking the rest: the executor checks
- * Kaniko builds before it creates a pod, and the archive is already validated on upload.
+ * Reads one file (the Dockerfile) out of a context archive without unpacking the rest: the policy checks read it
+ * at request time and again in the workflow, the kubernetes executor checks Kaniko builds before it creates a pod.
+ * The archive was validated on upload.
  */
 import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { extract } from 'tar-stream';
+import { normalizeContextPath, resolveThroughLinks } from './paths';
 
 /** The file's text, or undefined when the archive has no regular file at `path` (or it is larger than maxBytes). */
 export async function readContextFile(archive: Readable, path: string, maxBytes = 1 << 20): Promise<string | undefined> {
@@ -49,4 +51,29 @@ async function* decompressed(archive: Readable): AsyncGenerator<Buffer> {
   } else {
     yield* all();
   }
+}
+
+/**
+ * Like readContextFile, with `path` resolved through the archive's symlinks the way BuildKit resolves them (a
+ * Dockerfile may be a link), at the cost of a first pass that lists the archive's links. `open` is called once
+ * per pass.
+ */
+export async function readContextFileThroughLinks(open: () => Readable, path: string, maxBytes = 1 << 20): Promise<string | undefined> {
+  const normalized = normalizeContextPath(path);
+  if (normalized === undefined) return undefined;
+  const symlinks = new Map<string, string>();
+  const archive = open();
+  const tar = extract();
+  const input = Readable.from(decompressed(archive));
+  input.on('error', (err) => tar.destroy(err));
+  input.pipe(tar);
+  for await (const entry of tar) {
+    if (entry.header.type === 'symlink' && entry.header.linkname) {
+      const link = normalizeContextPath(entry.header.name);
+      if (link !== undefined) symlinks.set(link, entry.header.linkname);
+    }
+    entry.resume();
+  }
+  const resolved = resolveThroughLinks(symlinks, normalized);
+  return resolved === undefined ? undefined : readContextFile(open(), resolved, maxBytes);
 }

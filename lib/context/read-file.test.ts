@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { pack } from 'tar-stream';
 import { describe, expect, it } from 'vitest';
-import { readContextFile } from './context-file';
+import { readContextFile } from './read-file';
 
 async function tarOf(files: Record<string, string>): Promise<Buffer> {
   const p = pack();
