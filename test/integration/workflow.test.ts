@@ -121,7 +121,7 @@ describe('imageBuild workflow', () => {
       await new Promise((r) => setTimeout(r, 200));
     }
     expect(attrs.IbsImage).toEqual([image]);
-    expect(attrs.IbsConsumer).toEqual(['anonymous']);
+    expect(attrs.IbsConsumer).toEqual(['tests']);
     expect(attrs.IbsStatus).toEqual(['succeeded']);
     await recordHistory(handle, 'image-build-succeeded.json');
   });
