@@ -47,7 +47,17 @@ async function* decompressed(archive: Readable): AsyncGenerator<Buffer> {
     for (let next = await chunks.next(); !next.done; next = await chunks.next()) yield Buffer.from(next.value);
   }
   if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) {
-    for await (const chunk of Readable.from(all()).pipe(createGunzip())) yield chunk as Buffer;
+    // The reader stops early once it has its file and destroys the archive: the source then fails with a premature
+    // close, which must reach the gunzip (and end there) instead of surfacing as an unhandled stream error.
+    const source = Readable.from(all());
+    const gunzip = createGunzip();
+    source.on('error', (err) => gunzip.destroy(err));
+    source.pipe(gunzip);
+    try {
+      for await (const chunk of gunzip) yield chunk as Buffer;
+    } finally {
+      source.destroy();
+    }
   } else {
     yield* all();
   }
