@@ -4,7 +4,9 @@
  * four variants side by side on their own ports: both off (an authenticator and a policy that accept everything),
  * auth only (hashed static tokens), policy only (target registry + the Dockerfile read from the spooled upload and
  * checked against the lists), and both. autocannon drives each in alternating rounds with the same multipart body
- * (a multi-stage Dockerfile with ARG-substituted bases). Prints p50/p99 per variant and, last,
+ * (a multi-stage Dockerfile with ARG-substituted bases), REQUESTS per variant per round. A POST's own cost
+ * (upload, MinIO, PostgreSQL, Temporal) varies by far more than the checks cost on a shared machine, so the checks
+ * are also timed alone, CHECKS times each, on the same spooled upload. Prints p50/p99 per variant and, last,
  * `p99_ratio=<both on / both off> p99_added_ms=<difference>`. The workflows are terminated at the end.
  */
 import { serve, type ServerType } from '@hono/node-server';
@@ -12,16 +14,20 @@ import autocannon from 'autocannon';
 import type { AddressInfo } from 'node:net';
 import { createApp } from '../api/app';
 import { DockerfilePolicy, policySettingsOf, type BuildRequestPolicy } from '../api/builds/policy';
+import { parseSpec } from '../api/builds/spec';
+import { receiveBuildUpload } from '../api/builds/upload';
 import type { ApiDeps } from '../api/deps';
 import type { Authenticator } from '../lib/auth/authenticator';
 import { BearerAuthenticator } from '../lib/auth/authenticator';
 import { workflowIdForBuild } from '../workflows/definitions';
 import { buildForm, contextOf } from '../test/support/archives';
 import { callerHeaders, startTestStack } from '../test/support/stack';
+import { percentile } from './stats';
 
-const DURATION_SECONDS = Number(process.env.DURATION_SECONDS ?? 8);
-const CONNECTIONS = Number(process.env.CONNECTIONS ?? 10);
-const ROUNDS = Number(process.env.ROUNDS ?? 2);
+const REQUESTS = Number(process.env.REQUESTS ?? 40);
+const CONNECTIONS = Number(process.env.CONNECTIONS ?? 2);
+const ROUNDS = Number(process.env.ROUNDS ?? 4);
+const CHECKS = Number(process.env.CHECKS ?? 2000);
 const CONSUMER = `bench-auth-${process.pid}`;
 
 const DOCKERFILE = `# a realistic multi-stage Dockerfile: ARG-substituted bases, a cache mount, COPY --from
@@ -48,6 +54,29 @@ async function listen(deps: ApiDeps): Promise<{ url: string; server: ServerType 
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };
 }
 
+/** authenticate() and the policy check alone, on one upload spooled and parsed the way the API does it. */
+async function timeChecksAlone(settings: ApiDeps['settings'], auth: Authenticator, policy: BuildRequestPolicy, authorization: string, body: Buffer, contentType: string) {
+  const upload = await receiveBuildUpload(new Request('http://bench/v1/builds', { method: 'POST', body, headers: { 'content-type': contentType } }), settings.contextLimits);
+  const spec = parseSpec(upload.specText, settings);
+  const time = async (fn: () => Promise<unknown>) => {
+    const samples: number[] = [];
+    for (let i = 0; i < CHECKS; i++) {
+      const started = performance.now();
+      await fn();
+      samples.push(performance.now() - started);
+    }
+    return { p50: percentile(samples, 50), p99: percentile(samples, 99) };
+  };
+  try {
+    return {
+      auth: await time(() => auth.authenticate(authorization)),
+      policy: await time(() => policy.check({ spec, consumer: CONSUMER, upload })),
+    };
+  } finally {
+    await upload.cleanup();
+  }
+}
+
 async function main(): Promise<void> {
   const stack = await startTestStack('bench-auth-policy');
   const policy = new DockerfilePolicy(policySettingsOf(stack.config));
@@ -62,14 +91,16 @@ async function main(): Promise<void> {
   const form = new Response(buildForm({ image: '127.0.0.1:5000/bench/auth-policy:1', buildArgs: { REGISTRY: '127.0.0.1:5000' } }, await contextOf({ Dockerfile: DOCKERFILE })));
   const contentType = form.headers.get('content-type')!;
   const body = Buffer.from(await form.arrayBuffer());
-  const headers = { ...callerHeaders({ consumer: CONSUMER }), 'content-type': contentType };
+  const authorization = callerHeaders({ consumer: CONSUMER }).authorization!;
+  const headers = { authorization, 'content-type': contentType };
 
+  const alone = await timeChecksAlone(stack.settings, auth, policy, authorization, body, contentType);
   const servers = await Promise.all(Object.entries(variants).map(async ([name, deps]) => ({ name, ...(await listen(deps)) })));
   const results = new Map<string, { p50: number[]; p99: number[]; rps: number[]; non2xx: number }>();
   try {
     for (let round = 0; round <= ROUNDS; round++) {
       for (const { name, url } of servers) {
-        const result = await autocannon({ url: `${url}/v1/builds`, method: 'POST', headers, body, connections: CONNECTIONS, duration: round === 0 ? 2 : DURATION_SECONDS });
+        const result = await autocannon({ url: `${url}/v1/builds`, method: 'POST', headers, body, connections: CONNECTIONS, amount: round === 0 ? 10 : REQUESTS });
         if (round === 0) continue; // warm-up
         const entry = results.get(name) ?? { p50: [], p99: [], rps: [], non2xx: 0 };
         entry.p50.push(result.latency.p50);
@@ -90,8 +121,9 @@ async function main(): Promise<void> {
   }
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
   for (const [name, r] of results) {
-    console.log(`${name}: ${CONNECTIONS} connections, ${ROUNDS}×${DURATION_SECONDS}s, p50 ${mean(r.p50).toFixed(1)} ms, p99 ${mean(r.p99).toFixed(1)} ms, ${mean(r.rps).toFixed(0)} req/s, non-2xx ${r.non2xx}`);
+    console.log(`${name}: ${CONNECTIONS} connections, ${ROUNDS}×${REQUESTS} requests, p50 ${mean(r.p50).toFixed(1)} ms, p99 ${mean(r.p99).toFixed(1)} ms, ${mean(r.rps).toFixed(0)} req/s, non-2xx ${r.non2xx}`);
   }
+  console.log(`checks alone (${CHECKS} each): authenticate p50 ${alone.auth.p50.toFixed(3)} ms p99 ${alone.auth.p99.toFixed(3)} ms; policy check p50 ${alone.policy.p50.toFixed(3)} ms p99 ${alone.policy.p99.toFixed(3)} ms`);
   const off = results.get('both off')!;
   const on = results.get('both on')!;
   if (off.non2xx > 0 || on.non2xx > 0) throw new Error('some requests were refused; the figures are not comparable');
