@@ -1,11 +1,16 @@
 /** The Hono application: dependencies arrive through the typed context, never through module singletons. */
 import { OpenAPIHono } from '@hono/zod-openapi';
 import { buildsRouter } from './builds/builds.index';
+import { BuildLogHub } from './builds/log-hub';
+import { BuildLogReader } from '../lib/logs/log-reader';
+import { LogSegmentIndex } from '../lib/logs/segments';
 import type { ApiDeps, AppEnv } from './deps';
 import { ApiError, errorBody, notFound, onError } from './errors';
 import { healthRouter } from './health/health.index';
 
-export function createApp(deps: ApiDeps): OpenAPIHono<AppEnv> {
+/** The app; `logs` defaults to a log hub on the builds' own PostgreSQL pool and storage. */
+export function createApp(given: Omit<ApiDeps, 'logs'> & Partial<Pick<ApiDeps, 'logs'>>): OpenAPIHono<AppEnv> {
+  const deps: ApiDeps = { ...given, logs: given.logs ?? createLogHub(given) };
   const app = new OpenAPIHono<AppEnv>({
     // Parameter and query problems get the same error body as everything else, naming the field.
     defaultHook: (result, c) => {
@@ -32,3 +37,7 @@ export function createApp(deps: ApiDeps): OpenAPIHono<AppEnv> {
 }
 
 export { ApiError };
+
+export function createLogHub(deps: Pick<ApiDeps, 'builds' | 'storage'>): BuildLogHub {
+  return new BuildLogHub(deps.builds.pool, new BuildLogReader(deps.storage, new LogSegmentIndex(deps.builds.pool)));
+}

@@ -3,6 +3,7 @@ import type { ContextLimits } from '../lib/context/archive';
 import type { BuildRepository } from '../lib/db/builds-repository';
 import type { ObjectStore } from '../lib/storage/object-store';
 import type { BuildEngine } from '../workflows/definitions';
+import type { BuildLogHub } from './builds/log-hub';
 import type { BuildResourceSettings } from './builds/resources';
 
 /** What the API's handlers need, handed in by api/main.ts (or a test) through the app's typed context. */
@@ -10,6 +11,8 @@ export interface ApiDeps {
   builds: BuildRepository;
   storage: ObjectStore;
   temporal: Client;
+  /** Build logs, stored and followed (one shared tail per followed build); createApp makes one when not given. */
+  logs: BuildLogHub;
   settings: {
     taskQueue: string;
     namespace: string;

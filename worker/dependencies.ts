@@ -4,6 +4,7 @@ import type { ActivityDeps } from '../activities';
 import type { Config } from '../lib/config';
 import { BuildRepository } from '../lib/db/builds-repository';
 import { createPool, migrate } from '../lib/db/pool';
+import { LogSegmentIndex } from '../lib/logs/segments';
 import type { BuildExecutor } from '../lib/executors/executor';
 import { createKubernetesExecutor } from '../lib/executors/kubernetes';
 import { LocalExecutor } from '../lib/executors/local/local-executor';
@@ -58,6 +59,7 @@ export async function createWorkerDependencies(config: Config): Promise<{ deps: 
       executor: createExecutor(config, storage, credentials),
       registry,
       secrets: config.secrets,
+      buildLogs: { index: new LogSegmentIndex(pool), ...config.buildLogs },
     },
   };
 }

@@ -19,6 +19,7 @@ import {
   type ExecutorConfig,
   type PolicyConfig,
 } from './build';
+import { readBuildLogs, type BuildLogsConfig } from './build-logs';
 import { EnvReader, type Env } from './env-reader';
 import {
   readImageBuilder,
@@ -73,6 +74,7 @@ export interface Config {
   imageBuilder: ImageBuilderConfig;
   kaniko: KanikoConfig;
   otlp: OtlpConfig;
+  buildLogs: BuildLogsConfig;
   pullCredentials: PullCredentialsConfig;
   imageScanner: ImageScannerConfig;
   signing: SigningConfig;
@@ -109,6 +111,7 @@ export function loadConfig(env: Env = process.env): Config {
     imageBuilder,
     kaniko: readKaniko(read, imageBuilder),
     otlp: readOtlp(read),
+    buildLogs: readBuildLogs(read),
     pullCredentials: readPullCredentials(read),
     imageScanner: readImageScanner(read),
     signing: readSigning(read),

@@ -82,7 +82,8 @@ function toRecord(row: BuildRow): BuildRecord {
 }
 
 export class BuildRepository {
-  constructor(private readonly pool: Pool) {}
+  /** Public for the other tables of the same database (lib/logs/segments.ts). */
+  constructor(readonly pool: Pool) {}
 
   /** Inserts a queued build; with an idempotency key already used by this consumer, returns that build instead. */
   async create(build: NewBuild): Promise<{ record: BuildRecord; created: boolean }> {
