@@ -9,6 +9,7 @@ import type { BuildRepository } from '../lib/db/builds-repository';
 import { BuildFailedError, type BuildExecutor } from '../lib/executors/executor';
 import { BuildLog, type BuildLogSettings } from '../lib/logs/build-log';
 import { redact } from '../lib/logs/redact';
+import { currentTraceparent } from '../lib/telemetry/tracing';
 import { RegistryError, type RegistryClient } from '../lib/registry/client';
 import { parseImageReference } from '../lib/registry/reference';
 import type { ObjectStore } from '../lib/storage/object-store';
@@ -64,6 +65,7 @@ export function createActivities(deps: ActivityDeps) {
             engine: input.engine,
             timeoutSeconds: input.timeoutSeconds,
             resources: input.spec.resources,
+            traceparent: currentTraceparent(),
           },
           { log: (text) => log.write(text), heartbeat: () => ctx.heartbeat(), signal: ctx.cancellationSignal },
         );

@@ -7,6 +7,7 @@ import { LogSegmentIndex } from '../lib/logs/segments';
 import type { ApiDeps, AppEnv } from './deps';
 import { ApiError, errorBody, notFound, onError } from './errors';
 import { healthRouter } from './health/health.index';
+import { traceRequests } from './tracing';
 
 /** The app; `logs` defaults to a log hub on the builds' own PostgreSQL pool and storage. */
 export function createApp(given: Omit<ApiDeps, 'logs'> & Partial<Pick<ApiDeps, 'logs'>>): OpenAPIHono<AppEnv> {
@@ -21,6 +22,7 @@ export function createApp(given: Omit<ApiDeps, 'logs'> & Partial<Pick<ApiDeps, '
       return c.json(errorBody(code, `${field || 'request'}: ${issue?.message ?? 'invalid'}`, field || undefined), 400);
     },
   });
+  app.use(traceRequests());
   app.use(async (c, next) => {
     c.set('deps', deps);
     await next();

@@ -5,18 +5,20 @@ import { ConfigError, describeSpringProfile, loadConfig } from '../lib/config';
 import { BuildRepository } from '../lib/db/builds-repository';
 import { createPool, migrate } from '../lib/db/pool';
 import { createObjectStore } from '../lib/storage';
+import { startTracing, temporalClientInterceptors } from '../lib/telemetry/tracing';
 import { createApp } from './app';
 
 async function main(): Promise<void> {
   const config = loadConfig();
   console.log(describeSpringProfile(config));
+  const tracing = startTracing(config.tracing, 'api');
   const pool = createPool(config.postgres);
   await migrate(pool);
   const connection = await Connection.connect({ address: config.temporal.address });
   const app = createApp({
     builds: new BuildRepository(pool),
     storage: createObjectStore(config),
-    temporal: new Client({ connection, namespace: config.temporal.namespace }),
+    temporal: new Client({ connection, namespace: config.temporal.namespace, interceptors: temporalClientInterceptors() }),
     settings: {
       taskQueue: config.temporal.taskQueue,
       namespace: config.temporal.namespace,
@@ -34,7 +36,7 @@ async function main(): Promise<void> {
   });
   const stop = () => {
     server.close();
-    void Promise.all([connection.close(), pool.end()]).finally(() => process.exit(0));
+    void Promise.all([connection.close(), pool.end(), tracing.shutdown()]).finally(() => process.exit(0));
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);

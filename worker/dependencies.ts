@@ -36,6 +36,7 @@ function createExecutor(config: Config, storage: ObjectStore, credentials: Crede
     contextLimits: config.contextLimits,
     insecureRegistry: config.registry.disableHttps,
     noCache: config.executor.noCache,
+    otlpEndpoint: config.tracing.enabled ? config.otlp.endpoint : undefined,
     builderAuth: (job, dockerfile, dir) =>
       prepareBuilderAuth(credentials, [registryHostOf(job.repository), ...registryHostsOfDockerfile(dockerfile, job.buildArgs)], dir),
   });

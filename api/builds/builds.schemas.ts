@@ -56,6 +56,7 @@ export const BuildSchema = z
     error: z.object({ code: z.string(), message: z.string() }).nullable(),
     scan: z.object({ passed: z.boolean(), reportUrl: z.string().nullable() }).nullable(),
     signature: z.object({ digest: z.string() }).nullable(),
+    traceId: z.string().nullable().openapi({ description: 'OpenTelemetry trace id of the request that started the build (null when tracing is off)' }),
     links: z.object({ self: z.string(), logs: z.string(), temporal: z.string() }),
   })
   .openapi('Build');

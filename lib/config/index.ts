@@ -20,6 +20,7 @@ import {
   type PolicyConfig,
 } from './build';
 import { readBuildLogs, type BuildLogsConfig } from './build-logs';
+import { readTracing, type TracingConfig } from './tracing';
 import { EnvReader, type Env } from './env-reader';
 import {
   readImageBuilder,
@@ -75,6 +76,7 @@ export interface Config {
   kaniko: KanikoConfig;
   otlp: OtlpConfig;
   buildLogs: BuildLogsConfig;
+  tracing: TracingConfig;
   pullCredentials: PullCredentialsConfig;
   imageScanner: ImageScannerConfig;
   signing: SigningConfig;
@@ -97,6 +99,7 @@ export function loadConfig(env: Env = process.env): Config {
   if ('problem' in springProfile) throw new ConfigError([springProfile.problem]);
   const shared = readSharedSettings(read, springProfile);
   const imageBuilder = readImageBuilder(read);
+  const otlp = readOtlp(read);
 
   const config: Config = {
     api: readApi(read),
@@ -110,8 +113,9 @@ export function loadConfig(env: Env = process.env): Config {
     contextLimits: readContextLimits(read),
     imageBuilder,
     kaniko: readKaniko(read, imageBuilder),
-    otlp: readOtlp(read),
+    otlp,
     buildLogs: readBuildLogs(read),
+    tracing: readTracing(read, otlp),
     pullCredentials: readPullCredentials(read),
     imageScanner: readImageScanner(read),
     signing: readSigning(read),

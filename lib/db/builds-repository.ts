@@ -21,6 +21,8 @@ export interface BuildRecord {
   createdAt: Date;
   startedAt: Date | null;
   finishedAt: Date | null;
+  /** The trace the build's request started (OpenTelemetry), when tracing is on. */
+  traceId: string | null;
 }
 
 export interface NewBuild {
@@ -31,6 +33,7 @@ export interface NewBuild {
   contextKey: string;
   contextDigest: string;
   idempotencyKey?: string;
+  traceId?: string;
 }
 
 export interface BuildListQuery {
@@ -58,6 +61,7 @@ interface BuildRow {
   created_at: Date;
   started_at: Date | null;
   finished_at: Date | null;
+  trace_id?: string | null;
 }
 
 const NOT_TERMINAL = `status NOT IN ('succeeded','failed','cancelled')`;
@@ -78,6 +82,7 @@ function toRecord(row: BuildRow): BuildRecord {
     createdAt: row.created_at,
     startedAt: row.started_at,
     finishedAt: row.finished_at,
+    traceId: row.trace_id ?? null,
   };
 }
 
@@ -88,11 +93,11 @@ export class BuildRepository {
   /** Inserts a queued build; with an idempotency key already used by this consumer, returns that build instead. */
   async create(build: NewBuild): Promise<{ record: BuildRecord; created: boolean }> {
     const { rows } = await this.query<BuildRow>(
-      `INSERT INTO builds (id, status, consumer, image, spec, context_key, context_digest, idempotency_key)
-       VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7)
+      `INSERT INTO builds (id, status, consumer, image, spec, context_key, context_digest, idempotency_key, trace_id)
+       VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $8)
        ON CONFLICT (consumer, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
        RETURNING *`,
-      [build.id, build.consumer, build.image, build.spec, build.contextKey, build.contextDigest, build.idempotencyKey ?? null],
+      [build.id, build.consumer, build.image, build.spec, build.contextKey, build.contextDigest, build.idempotencyKey ?? null, build.traceId ?? null],
     );
     if (rows[0]) return { record: toRecord(rows[0]), created: true };
     const existing = await this.query<BuildRow>(

@@ -13,6 +13,7 @@ import { createApp } from '../../api/app';
 import type { ApiDeps } from '../../api/deps';
 import { loadConfig, type Config } from '../../lib/config';
 import { BuildRepository } from '../../lib/db/builds-repository';
+import { temporalClientInterceptors } from '../../lib/telemetry/tracing';
 import { createWorkerDependencies } from '../../worker/dependencies';
 import { ImageBuildWorker } from '../../worker/worker';
 import type { ActivityDeps } from '../../activities';
@@ -65,7 +66,7 @@ export async function startTestStack(name: string, overrides: Record<string, str
   const config = testConfig({ TEMPORAL_TASK_QUEUE: taskQueue, ...overrides });
   const { deps, pool } = await createWorkerDependencies(config);
   const connection = await Connection.connect({ address: config.temporal.address });
-  const client = new Client({ connection, namespace: config.temporal.namespace });
+  const client = new Client({ connection, namespace: config.temporal.namespace, interceptors: temporalClientInterceptors() });
   const settings: ApiDeps['settings'] = {
     taskQueue,
     namespace: config.temporal.namespace,
