@@ -2,7 +2,8 @@
  * Traces against the real OpenTelemetry Collector (otelcorecol, infra/local/start.d/otelcol.sh): a build's POST,
  * the workflow it starts and the workflow's activities are one trace, exported over OTLP/HTTP by the API (this
  * process, with tracing started the way api/main.ts starts it) and by a worker process started with the documented
- * variable (OTEL_EXPORTER_OTLP_ENDPOINT); the Build carries the trace's id.
+ * variable (OTEL_EXPORTER_OTLP_ENDPOINT), and continued by buildctl (the local executor hands it TRACEPARENT and the
+ * endpoint); the Build carries the trace's id.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
@@ -80,9 +81,13 @@ describe('a build traced end to end', () => {
     // The API's spans and the worker's are one trace, told apart by their service.
     expect(trace.find((s) => s.name === 'POST /v1/builds')?.service).toBe('image-build-service-api');
     expect(trace.find((s) => s.name === 'RunActivity:buildImage')?.service).toBe('image-build-service-worker');
-    // One root: the request's span; every other span's parent is in the trace.
+    // And it reaches the builder: buildctl got the build activity's span as TRACEPARENT.
+    const buildImage = trace.find((s) => s.name === 'RunActivity:buildImage');
+    expect(trace.find((s) => s.service === 'buildctl' && s.name === 'build')?.parentId).toBe(buildImage?.spanId);
+    // One root: the request's span; every other span's parent is in the trace. (buildctl also serves the daemon's
+    // file-sync calls; their parents are spans of the shared buildkitd, which exports nothing here.)
     const ids = new Set(trace.map((s) => s.spanId));
-    const roots = trace.filter((s) => !s.parentId || !ids.has(s.parentId));
+    const roots = trace.filter((s) => (!s.parentId || !ids.has(s.parentId)) && s.name !== 'moby.filesync.v1.FileSync/DiffCopy');
     expect(roots.map((s) => s.name)).toEqual(['POST /v1/builds']);
   });
 });
