@@ -7,8 +7,9 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import type { BuildRepository } from '../lib/db/builds-repository';
 import { BuildFailedError, type BuildExecutor } from '../lib/executors/executor';
-import { BuildLog } from '../lib/logs/build-log';
+import { BuildLog, type BuildLogSettings } from '../lib/logs/build-log';
 import { redact } from '../lib/logs/redact';
+import { currentTraceparent } from '../lib/telemetry/tracing';
 import { RegistryError, type RegistryClient } from '../lib/registry/client';
 import { parseImageReference } from '../lib/registry/reference';
 import type { BuildPolicySettings } from '../lib/policy/build-policy';
@@ -25,6 +26,8 @@ export interface ActivityDeps {
   policy: BuildPolicySettings;
   /** Values masked out of logs and error messages. */
   secrets: readonly string[];
+  /** Where build logs are spooled and indexed, and how often they are stored. */
+  buildLogs: BuildLogSettings;
 }
 
 function nonRetryable(code: string, message: string, secrets: readonly string[]): ApplicationFailure {
@@ -50,7 +53,7 @@ export function createActivities(deps: ActivityDeps) {
     async buildImage(input: ImageBuildInput): Promise<{ digest: string }> {
       const ctx = Context.current();
       const target = parseImageReference(input.spec.image);
-      const log = await BuildLog.open(deps.storage, input.buildId, deps.secrets);
+      const log = await BuildLog.open(deps.storage, deps.buildLogs, input.buildId, deps.secrets);
       log.write(`[ibs] attempt ${ctx.info.attempt} of build ${input.buildId} on executor ${deps.executor.name}\n`);
       try {
         const outcome = await deps.executor.run(
@@ -67,6 +70,7 @@ export function createActivities(deps: ActivityDeps) {
             engine: input.engine,
             timeoutSeconds: input.timeoutSeconds,
             resources: input.spec.resources,
+            traceparent: currentTraceparent(),
           },
           { log: (text) => log.write(text), heartbeat: () => ctx.heartbeat(), signal: ctx.cancellationSignal },
         );
@@ -79,7 +83,7 @@ export function createActivities(deps: ActivityDeps) {
         if (err instanceof BuildFailedError) throw nonRetryable(err.code, err.message, deps.secrets);
         throw err;
       } finally {
-        await log.close();
+        await log.close(() => ctx.heartbeat());
       }
     },
 

@@ -5,6 +5,7 @@ import type { Config } from '../lib/config';
 import { BuildRepository } from '../lib/db/builds-repository';
 import { createPool, migrate } from '../lib/db/pool';
 import { buildPolicySettingsOf } from '../lib/policy/build-policy';
+import { LogSegmentIndex } from '../lib/logs/segments';
 import type { BuildExecutor } from '../lib/executors/executor';
 import { createKubernetesExecutor } from '../lib/executors/kubernetes';
 import { LocalExecutor } from '../lib/executors/local/local-executor';
@@ -36,6 +37,7 @@ function createExecutor(config: Config, storage: ObjectStore, credentials: Crede
     contextLimits: config.contextLimits,
     insecureRegistry: config.registry.disableHttps,
     noCache: config.executor.noCache,
+    otlpEndpoint: config.tracing.enabled ? config.otlp.endpoint : undefined,
     builderAuth: (job, dockerfile, dir) =>
       prepareBuilderAuth(credentials, [registryHostOf(job.repository), ...registryHostsOfDockerfile(dockerfile, job.buildArgs)], dir),
   });
@@ -60,6 +62,7 @@ export async function createWorkerDependencies(config: Config): Promise<{ deps: 
       registry,
       policy: buildPolicySettingsOf(config),
       secrets: config.secrets,
+      buildLogs: { index: new LogSegmentIndex(pool), ...config.buildLogs },
     },
   };
 }

@@ -24,6 +24,7 @@ export function toBuild(record: BuildRecord, settings: Pick<ApiDeps['settings'],
     scan: null,
     signature: null,
     policyExemption: record.policyExemption,
+    traceId: record.traceId,
     links: {
       self: `${publicUrl}/v1/builds/${record.id}`,
       logs: `${publicUrl}/v1/builds/${record.id}/logs`,

@@ -60,6 +60,7 @@ export const BuildSchema = z
       .object({ reason: z.enum(['trusted_consumer']), images: z.array(z.string()) })
       .nullable()
       .openapi({ description: 'Set when the build used base images the deny/allow lists refuse, allowed because its consumer is trusted by the operator' }),
+    traceId: z.string().nullable().openapi({ description: 'OpenTelemetry trace id of the request that started the build (null when tracing is off)' }),
     links: z.object({ self: z.string(), logs: z.string(), temporal: z.string() }),
   })
   .openapi('Build');

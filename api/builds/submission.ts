@@ -13,6 +13,7 @@ import type { imageBuild } from '../../workflows/image-build';
 import type { ApiDeps } from '../deps';
 import { ApiError } from '../errors';
 import type { BuildUpload } from './upload';
+import { currentTraceId } from '../../lib/telemetry/tracing';
 
 export interface Submission {
   consumer: string;
@@ -46,6 +47,7 @@ export async function submitBuild(deps: ApiDeps, submission: Submission): Promis
     contextDigest: `sha256:${upload.context.sha256}`,
     idempotencyKey: submission.idempotencyKey,
     policyExemption: submission.policyExemption,
+    traceId: currentTraceId(),
   });
   if (created) await startBuildWorkflow(deps, record);
   return { record, created };

@@ -20,6 +20,8 @@ import {
   type PolicyConfig,
 } from './build';
 import { readAuth, type AuthConfig } from './auth';
+import { readBuildLogs, type BuildLogsConfig } from './build-logs';
+import { readTracing, type TracingConfig } from './tracing';
 import { EnvReader, type Env } from './env-reader';
 import {
   readImageBuilder,
@@ -74,6 +76,8 @@ export interface Config {
   imageBuilder: ImageBuilderConfig;
   kaniko: KanikoConfig;
   otlp: OtlpConfig;
+  buildLogs: BuildLogsConfig;
+  tracing: TracingConfig;
   pullCredentials: PullCredentialsConfig;
   imageScanner: ImageScannerConfig;
   signing: SigningConfig;
@@ -98,6 +102,7 @@ export function loadConfig(env: Env = process.env): Config {
   if ('problem' in springProfile) throw new ConfigError([springProfile.problem]);
   const shared = readSharedSettings(read, springProfile);
   const imageBuilder = readImageBuilder(read);
+  const otlp = readOtlp(read);
 
   const config: Config = {
     api: readApi(read),
@@ -111,7 +116,9 @@ export function loadConfig(env: Env = process.env): Config {
     contextLimits: readContextLimits(read),
     imageBuilder,
     kaniko: readKaniko(read, imageBuilder),
-    otlp: readOtlp(read),
+    otlp,
+    buildLogs: readBuildLogs(read),
+    tracing: readTracing(read, otlp),
     pullCredentials: readPullCredentials(read),
     imageScanner: readImageScanner(read),
     signing: readSigning(read),

@@ -24,6 +24,8 @@ export interface BuildRecord {
   finishedAt: Date | null;
   /** Set when a trusted consumer's build used images the base-image lists refuse (migration 20). */
   policyExemption: PolicyExemption | null;
+  /** The trace the build's request started (OpenTelemetry), when tracing is on. */
+  traceId: string | null;
 }
 
 export interface NewBuild {
@@ -35,6 +37,7 @@ export interface NewBuild {
   contextDigest: string;
   idempotencyKey?: string;
   policyExemption?: PolicyExemption;
+  traceId?: string;
 }
 
 export interface BuildListQuery {
@@ -63,6 +66,7 @@ interface BuildRow {
   started_at: Date | null;
   finished_at: Date | null;
   policy_exemption?: PolicyExemption | null;
+  trace_id?: string | null;
 }
 
 const NOT_TERMINAL = `status NOT IN ('succeeded','failed','cancelled')`;
@@ -84,20 +88,32 @@ function toRecord(row: BuildRow): BuildRecord {
     startedAt: row.started_at,
     finishedAt: row.finished_at,
     policyExemption: row.policy_exemption ?? null,
+    traceId: row.trace_id ?? null,
   };
 }
 
 export class BuildRepository {
-  constructor(private readonly pool: Pool) {}
+  /** Public for the other tables of the same database (lib/logs/segments.ts). */
+  constructor(readonly pool: Pool) {}
 
   /** Inserts a queued build; with an idempotency key already used by this consumer, returns that build instead. */
   async create(build: NewBuild): Promise<{ record: BuildRecord; created: boolean }> {
     const { rows } = await this.query<BuildRow>(
-      `INSERT INTO builds (id, status, consumer, image, spec, context_key, context_digest, idempotency_key, policy_exemption)
-       VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $8)
+      `INSERT INTO builds (id, status, consumer, image, spec, context_key, context_digest, idempotency_key, policy_exemption, trace_id)
+       VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $8, $9)
        ON CONFLICT (consumer, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
        RETURNING *`,
-      [build.id, build.consumer, build.image, build.spec, build.contextKey, build.contextDigest, build.idempotencyKey ?? null, build.policyExemption ?? null],
+      [
+        build.id,
+        build.consumer,
+        build.image,
+        build.spec,
+        build.contextKey,
+        build.contextDigest,
+        build.idempotencyKey ?? null,
+        build.policyExemption ?? null,
+        build.traceId ?? null,
+      ],
     );
     if (rows[0]) return { record: toRecord(rows[0]), created: true };
     const existing = await this.query<BuildRow>(

@@ -20,6 +20,8 @@ export interface BuildJob {
   consumer?: string;
   /** The build's own requests/limits (Kubernetes quantities), honoured within the operator's ceiling; the local executor has no pod to give them to. */
   resources?: BuildResources;
+  /** W3C traceparent of the build activity's span, so the builder's own spans join the build's trace. */
+  traceparent?: string;
 }
 
 export interface BuildOutcome {

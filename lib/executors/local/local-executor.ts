@@ -30,6 +30,8 @@ export interface LocalExecutorOptions {
   /** Build without BuildKit's cache (BUILDKIT_NO_CACHE), e.g. for reproducible timings. */
   noCache?: boolean;
   workDir?: string;
+  /** OTLP/HTTP base URL buildctl exports its spans to (tracing on); the build's trace reaches it as TRACEPARENT. */
+  otlpEndpoint?: string;
 }
 
 // setpriv makes the kernel kill buildctl when the worker dies (SIGKILL included): a retried attempt must never
@@ -93,6 +95,16 @@ export class LocalExecutor implements BuildExecutor {
     return extractContextArchive(archive, contextDir, this.options.contextLimits);
   }
 
+  /** buildctl reads the OpenTelemetry SDK's standard variables and continues the trace named by TRACEPARENT. */
+  private tracingEnv(job: BuildJob): Record<string, string> {
+    if (!this.options.otlpEndpoint) return {};
+    return {
+      OTEL_EXPORTER_OTLP_ENDPOINT: this.options.otlpEndpoint,
+      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf',
+      ...(job.traceparent ? { TRACEPARENT: job.traceparent } : {}),
+    };
+  }
+
   private runBuildctl(args: string[], auth: BuilderAuth, workDir: string, job: BuildJob, observer: BuildObserver): Promise<string> {
     const useSetpriv = existsSync(SETPRIV);
     const command = useSetpriv ? SETPRIV : this.options.buildctlPath;
@@ -101,7 +113,7 @@ export class LocalExecutor implements BuildExecutor {
       const child = spawn(command, argv, {
         cwd: workDir,
         // buildctl runs docker-credential-ibs from PATH when BuildKit first needs a registry's credentials.
-        env: { PATH: `${auth.binDir}:${process.env.PATH ?? '/usr/bin:/bin'}`, HOME: workDir, DOCKER_CONFIG: auth.configDir },
+        env: { PATH: `${auth.binDir}:${process.env.PATH ?? '/usr/bin:/bin'}`, HOME: workDir, DOCKER_CONFIG: auth.configDir, ...this.tracingEnv(job) },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       const tail = new LogTail(40);
