@@ -13,8 +13,9 @@ import { RegistryError, type RegistryClient } from '../lib/registry/client';
 import { parseImageReference } from '../lib/registry/reference';
 import type { ObjectStore } from '../lib/storage/object-store';
 import type { BuildErrorInfo, BuildStatus, ImageBuildInput } from '../workflows/definitions';
+import { createBuildQueueActivities, type BuildQueueDeps } from './build-queue';
 
-export interface ActivityDeps {
+export interface ActivityDeps extends BuildQueueDeps {
   builds: BuildRepository;
   storage: ObjectStore;
   executor: BuildExecutor;
@@ -29,6 +30,8 @@ function nonRetryable(code: string, message: string, secrets: readonly string[])
 
 export function createActivities(deps: ActivityDeps) {
   return {
+    ...createBuildQueueActivities(deps),
+
     async recordStatus(buildId: string, status: Exclude<BuildStatus, 'succeeded' | 'failed' | 'cancelled'>): Promise<void> {
       await deps.builds.markStatus(buildId, status);
     },

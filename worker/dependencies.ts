@@ -1,4 +1,5 @@
 /** Builds the adapters the activities need from the configuration: one place decides which backend is used. */
+import { Client, Connection } from '@temporalio/client';
 import type { Pool } from 'pg';
 import type { ActivityDeps } from '../activities';
 import type { Config } from '../lib/config';
@@ -50,9 +51,13 @@ export async function createWorkerDependencies(config: Config): Promise<{ deps: 
     allowSelfSignedCerts: config.registry.allowSelfSignedCerts,
     credentials: (host) => credentials.credentialsFor(host),
   });
+  // The fair build queue's activities signal the scheduler workflow and describe builds (activities/build-queue.ts).
+  const temporal = new Client({ connection: Connection.lazy({ address: config.temporal.address }), namespace: config.temporal.namespace });
   return {
     pool,
     deps: {
+      temporal,
+      buildSlots: config.build.slots,
       builds: new BuildRepository(pool),
       storage,
       executor: createExecutor(config, storage, credentials),

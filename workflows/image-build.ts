@@ -8,7 +8,10 @@ import {
   ActivityFailure,
   ApplicationFailure,
   CancellationScope,
+  condition,
+  getExternalWorkflowHandle,
   isCancellation,
+  patched,
   proxyActivities,
   setHandler,
   upsertSearchAttributes,
@@ -25,6 +28,7 @@ import {
   type ImageBuildInput,
   type ImageBuildResult,
 } from './definitions';
+import { releaseSlotSignal, schedulerWorkflowIdFor, slotGrantedSignal } from './build-queue';
 
 // Quick bookkeeping against PostgreSQL and the registry.
 const bookkeeping = proxyActivities<Activities>({
@@ -47,6 +51,12 @@ function buildActivities(timeoutSeconds: number) {
 export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResult> {
   const progress: BuildProgress = { status: 'queued' };
   setHandler(progressQuery, () => progress);
+  // The fair queue (build-queue.ts): the build waits, queued, until the scheduler grants it a slot.
+  let slotGranted = false;
+  let slotRequested = false;
+  setHandler(slotGrantedSignal, () => {
+    slotGranted = true;
+  });
 
   const moveTo = async (status: Exclude<BuildStatus, 'succeeded' | 'failed' | 'cancelled'>) => {
     progress.status = status;
@@ -61,6 +71,11 @@ export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResu
   };
 
   try {
+    if (patched('fair-build-queue')) {
+      slotRequested = true;
+      await bookkeeping.requestBuildSlot({ buildId: input.buildId, workflowId: workflowInfo().workflowId, consumer: input.consumer ?? '', timeoutSeconds: input.timeoutSeconds, requestedAt: workflowInfo().runStartTime.getTime() });
+      await condition(() => slotGranted);
+    }
     await moveTo('running');
     const { digest } = await buildActivities(input.timeoutSeconds).buildImage(input);
     progress.digest = digest;
@@ -78,6 +93,13 @@ export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResu
     const error = toBuildError(err);
     await finishAs('failed', error);
     throw ApplicationFailure.create({ type: error.code, message: error.message, nonRetryable: true });
+  } finally {
+    // The slot (or the place in the queue) goes back however the build ended.
+    if (slotRequested) {
+      await CancellationScope.nonCancellable(() =>
+        getExternalWorkflowHandle(schedulerWorkflowIdFor(workflowInfo().taskQueue)).signal(releaseSlotSignal, { buildId: input.buildId }),
+      );
+    }
   }
 }
 

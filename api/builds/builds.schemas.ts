@@ -53,6 +53,9 @@ export const BuildSchema = z
     createdAt: z.string(),
     startedAt: z.string().nullable(),
     finishedAt: z.string().nullable(),
+    queuePosition: z.number().int().nullable().openapi({
+      description: 'Place in the fair build queue while the build waits for a slot (1 = next to start); null once it runs',
+    }),
     error: z.object({ code: z.string(), message: z.string() }).nullable(),
     scan: z.object({ passed: z.boolean(), reportUrl: z.string().nullable() }).nullable(),
     signature: z.object({ digest: z.string() }).nullable(),

@@ -21,6 +21,8 @@ export interface BuildRecord {
   createdAt: Date;
   startedAt: Date | null;
   finishedAt: Date | null;
+  /** Place in the fair queue (1 = next) while the build waits for a slot; null otherwise. */
+  queuePosition: number | null;
 }
 
 export interface NewBuild {
@@ -58,6 +60,7 @@ interface BuildRow {
   created_at: Date;
   started_at: Date | null;
   finished_at: Date | null;
+  queue_position?: number | null;
 }
 
 const NOT_TERMINAL = `status NOT IN ('succeeded','failed','cancelled')`;
@@ -78,6 +81,7 @@ function toRecord(row: BuildRow): BuildRecord {
     createdAt: row.created_at,
     startedAt: row.started_at,
     finishedAt: row.finished_at,
+    queuePosition: row.status === 'queued' ? (row.queue_position ?? null) : null,
   };
 }
 
@@ -161,11 +165,22 @@ export class BuildRepository {
   async requeue(id: string): Promise<BuildRecord | undefined> {
     const { rows } = await this.query<BuildRow>(
       `UPDATE builds SET status = 'queued', attempt = attempt + 1, digest = NULL, error_code = NULL,
-         error_message = NULL, started_at = NULL, finished_at = NULL, updated_at = now()
+         error_message = NULL, started_at = NULL, finished_at = NULL, queue_position = NULL, updated_at = now()
        WHERE id = $1 AND status IN ('failed','cancelled') RETURNING *`,
       [id],
     );
     return rows[0] ? toRecord(rows[0]) : undefined;
+  }
+
+  /** The fair queue's positions (waiting builds still queued) and the builds just granted a slot (no position). */
+  async recordQueuePositions(waiting: { buildId: string; position: number }[], granted: string[]): Promise<void> {
+    // One statement, so a reader never sees a granted build still holding a place in the queue.
+    await this.query(
+      `UPDATE builds b SET queue_position = w.position
+       FROM unnest($1::uuid[], $2::int[]) AS w(id, position)
+       WHERE b.id = w.id AND b.queue_position IS DISTINCT FROM w.position AND (w.position IS NULL OR b.status = 'queued')`,
+      [[...waiting.map((w) => w.buildId), ...granted], [...waiting.map((w) => w.position), ...granted.map(() => null)]],
+    );
   }
 
   async ping(): Promise<void> {
