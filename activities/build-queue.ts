@@ -5,8 +5,7 @@
 import { Context } from '@temporalio/activity';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { BuildRepository } from '../lib/db/builds-repository';
-import { requestSlotSignal, schedulerWorkflowIdFor, type BuildSlotLimits, type SlotRequest } from '../workflows/build-queue';
-import type { buildScheduler } from '../workflows/build-scheduler';
+import { requestSlotSignal, schedulerWorkflowIdFor, type BuildSlotLimits, type SchedulerState, type SlotRequest } from '../workflows/build-queue';
 
 export interface BuildQueueDeps {
   builds: BuildRepository;
@@ -20,7 +19,8 @@ export function createBuildQueueActivities(deps: BuildQueueDeps) {
     /** Joins the queue of the scheduler of this task queue; signalWithStart starts the scheduler if none runs. */
     async requestBuildSlot(request: Omit<SlotRequest, 'limits'>): Promise<void> {
       const taskQueue = Context.current().info.taskQueue;
-      await deps.temporal.workflow.signalWithStart<typeof buildScheduler, [SlotRequest]>('buildScheduler', {
+      // The workflow's signature, written out: importing it from workflows/ would make a cycle back to activities/
+      await deps.temporal.workflow.signalWithStart<(carried?: SchedulerState) => Promise<void>, [SlotRequest]>('buildScheduler', {
         workflowId: schedulerWorkflowIdFor(taskQueue),
         taskQueue,
         args: [],

@@ -6,6 +6,7 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import type { BuildRepository } from '../lib/db/builds-repository';
+import { dependencyDockerfile } from '../lib/dependencies/dockerfile';
 import { BuildFailedError, type BuildExecutor } from '../lib/executors/executor';
 import { BuildLog } from '../lib/logs/build-log';
 import { redact } from '../lib/logs/redact';
@@ -22,6 +23,8 @@ export interface ActivityDeps extends BuildQueueDeps {
   registry: RegistryClient;
   /** Values masked out of logs and error messages. */
   secrets: readonly string[];
+  /** Build arguments every build gets (the dependency mirrors and proxy, lib/dependencies/mirrors.ts); a build's own win. */
+  defaultBuildArgs?: Record<string, string>;
 }
 
 function nonRetryable(code: string, message: string, secrets: readonly string[]): ApplicationFailure {
@@ -58,7 +61,8 @@ export function createActivities(deps: ActivityDeps) {
             contextKey: input.context.key,
             dockerfile: input.spec.dockerfile,
             repository: `${target.registry}/${target.repository}`,
-            buildArgs: input.spec.buildArgs,
+            buildArgs: { ...deps.defaultBuildArgs, ...input.spec.buildArgs },
+            generatedDockerfile: input.spec.dependencies ? dependencyDockerfile(input.spec.dependencies) : undefined,
             labels: input.spec.labels,
             target: input.spec.target,
             platforms: input.spec.platforms,

@@ -5,6 +5,7 @@ import type { ActivityDeps } from '../activities';
 import type { Config } from '../lib/config';
 import { BuildRepository } from '../lib/db/builds-repository';
 import { createPool, migrate } from '../lib/db/pool';
+import { mirrorBuildArgs } from '../lib/dependencies/mirrors';
 import type { BuildExecutor } from '../lib/executors/executor';
 import { createKubernetesExecutor } from '../lib/executors/kubernetes';
 import { LocalExecutor } from '../lib/executors/local/local-executor';
@@ -63,6 +64,7 @@ export async function createWorkerDependencies(config: Config): Promise<{ deps: 
       executor: createExecutor(config, storage, credentials),
       registry,
       secrets: config.secrets,
+      defaultBuildArgs: mirrorBuildArgs(config.dependencies),
     },
   };
 }

@@ -19,6 +19,7 @@ import {
   type ExecutorConfig,
   type PolicyConfig,
 } from './build';
+import { mirrorSecrets } from '../dependencies/mirrors';
 import { EnvReader, type Env } from './env-reader';
 import {
   readImageBuilder,
@@ -132,6 +133,7 @@ function secretsOf(config: Config): string[] {
     storage.type === 'azure' ? storage.connectionString : undefined,
     // Scanner env carries tokens (SNYK_TOKEN…) next to harmless paths; masking all of it is the safe side.
     ...Object.values(config.imageScanner.env),
+    ...mirrorSecrets(config.dependencies),
   ];
   // Very short values would mask ordinary words in logs; such secrets are refused elsewhere anyway.
   return candidates.filter((s): s is string => typeof s === 'string' && s.length >= 4);
