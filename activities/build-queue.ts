@@ -33,9 +33,9 @@ export function createBuildQueueActivities(deps: BuildQueueDeps) {
       await deps.builds.recordQueuePositions(update.waiting, update.granted);
     },
 
-    async isWorkflowRunning(workflowId: string): Promise<boolean> {
+    async isWorkflowRunning(workflowId: string, runId: string): Promise<boolean> {
       try {
-        const description = await deps.temporal.workflow.getHandle(workflowId).describe();
+        const description = await deps.temporal.workflow.getHandle(workflowId, runId).describe();
         return description.status.name === 'RUNNING';
       } catch (err) {
         if (err instanceof WorkflowNotFoundError) return false;

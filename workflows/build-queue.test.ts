@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { fairOrder, pickGrants, type RunningBuild, type WaitingBuild } from './build-queue';
 
-const waiting = (consumer: string, n: number): WaitingBuild => ({ buildId: `${consumer}${n}`, workflowId: `w-${consumer}${n}`, consumer, timeoutSeconds: 60, arrivedAt: n });
+const waiting = (consumer: string, n: number): WaitingBuild => ({ buildId: `${consumer}${n}`, workflowId: `w-${consumer}${n}`, runId: 'r', consumer, timeoutSeconds: 60, arrivedAt: n });
 const running = (consumer: string, n: number): RunningBuild => ({ ...waiting(consumer, n), grantedAt: 0, leaseUntil: 0 });
 const ids = (builds: WaitingBuild[]) => builds.map((g) => g.buildId);
 

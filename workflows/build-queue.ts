@@ -18,8 +18,9 @@ export interface BuildSlotLimits {
 
 export interface SlotRequest {
   buildId: string;
-  /** The imageBuild workflow to signal when the slot is granted. */
+  /** The imageBuild run to signal when the slot is granted (a retry is a new run of the same workflow id). */
   workflowId: string;
+  runId: string;
   consumer: string;
   /** The build step's own timeout: a slot held far beyond it is checked against Temporal (see leaseSeconds). */
   timeoutSeconds: number;
@@ -31,6 +32,7 @@ export interface SlotRequest {
 export interface WaitingBuild {
   buildId: string;
   workflowId: string;
+  runId: string;
   consumer: string;
   timeoutSeconds: number;
   /** When the API accepted the build (its workflow's start, ms): the queue's order. */
@@ -50,7 +52,7 @@ export interface SchedulerState {
 }
 
 export const requestSlotSignal = defineSignal<[SlotRequest]>('requestSlot');
-export const releaseSlotSignal = defineSignal<[{ buildId: string }]>('releaseSlot');
+export const releaseSlotSignal = defineSignal<[{ buildId: string; runId: string }]>('releaseSlot');
 export const slotGrantedSignal = defineSignal('slotGranted');
 export const schedulerStateQuery = defineQuery<SchedulerState>('schedulerState');
 

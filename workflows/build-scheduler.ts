@@ -40,11 +40,15 @@ export async function buildScheduler(carried?: SchedulerState): Promise<void> {
 
   setHandler(requestSlotSignal, (request) => {
     state.limits = request.limits;
-    const known = state.waiting.some((w) => w.buildId === request.buildId) || state.running.some((r) => r.buildId === request.buildId);
-    if (!known) {
+    const sameRun = (b: { buildId: string; runId: string }) => b.buildId === request.buildId && b.runId === request.runId;
+    if (!state.waiting.some(sameRun) && !state.running.some(sameRun)) {
+      // A retry is a new run of the build's workflow: whatever an earlier run of it still holds is stale.
+      state.waiting = state.waiting.filter((w) => w.buildId !== request.buildId);
+      state.running = state.running.filter((r) => r.buildId !== request.buildId);
       state.waiting.push({
         buildId: request.buildId,
         workflowId: request.workflowId,
+        runId: request.runId,
         consumer: request.consumer,
         timeoutSeconds: request.timeoutSeconds,
         arrivedAt: request.requestedAt,
@@ -53,9 +57,10 @@ export async function buildScheduler(carried?: SchedulerState): Promise<void> {
     dirty = true;
   });
   // A build that ends (or is cancelled while waiting) gives its slot or its place back.
-  setHandler(releaseSlotSignal, ({ buildId }) => {
-    state.waiting = state.waiting.filter((w) => w.buildId !== buildId);
-    state.running = state.running.filter((r) => r.buildId !== buildId);
+  setHandler(releaseSlotSignal, ({ buildId, runId }) => {
+    const other = (b: { buildId: string; runId: string }) => b.buildId !== buildId || b.runId !== runId;
+    state.waiting = state.waiting.filter(other);
+    state.running = state.running.filter(other);
     dirty = true;
   });
   setHandler(schedulerStateQuery, () => state);
@@ -73,10 +78,10 @@ export async function buildScheduler(carried?: SchedulerState): Promise<void> {
 
     // A slot held past its lease: keep it while its build still runs, free it otherwise (a terminated build).
     for (const held of state.running.filter((r) => r.leaseUntil <= Date.now())) {
-      if (await bookkeeping.isWorkflowRunning(held.workflowId)) {
+      if (await bookkeeping.isWorkflowRunning(held.workflowId, held.runId)) {
         held.leaseUntil = Date.now() + leaseSeconds(held.timeoutSeconds) * 1000;
       } else {
-        state.running = state.running.filter((r) => r.buildId !== held.buildId);
+        state.running = state.running.filter((r) => r !== held);
         dirty = true;
       }
     }
@@ -95,10 +100,10 @@ export async function buildScheduler(carried?: SchedulerState): Promise<void> {
       });
       for (const g of grants) {
         try {
-          await getExternalWorkflowHandle(g.workflowId).signal(slotGrantedSignal);
+          await getExternalWorkflowHandle(g.workflowId, g.runId).signal(slotGrantedSignal);
         } catch {
           // The build's workflow is gone (terminated before it heard back): its slot is free again.
-          state.running = state.running.filter((r) => r.buildId !== g.buildId);
+          state.running = state.running.filter((r) => r.buildId !== g.buildId || r.runId !== g.runId);
           dirty = true;
         }
       }

@@ -53,10 +53,19 @@ export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResu
   setHandler(progressQuery, () => progress);
   // The fair queue (build-queue.ts): the build waits, queued, until the scheduler grants it a slot.
   let slotGranted = false;
-  let slotRequested = false;
+  let slotHeld = false;
   setHandler(slotGrantedSignal, () => {
     slotGranted = true;
   });
+  // The slot (or the place in the queue) goes back however the build ends, before its final status is recorded, so
+  // a retry that follows the status never finds the slot still taken.
+  const releaseSlot = async () => {
+    if (!slotHeld) return;
+    slotHeld = false;
+    const scheduler = getExternalWorkflowHandle(schedulerWorkflowIdFor(workflowInfo().taskQueue));
+    // A scheduler that is gone holds nothing for this build.
+    await CancellationScope.nonCancellable(() => scheduler.signal(releaseSlotSignal, { buildId: input.buildId, runId: workflowInfo().runId })).catch(() => undefined);
+  };
 
   const moveTo = async (status: Exclude<BuildStatus, 'succeeded' | 'failed' | 'cancelled'>) => {
     progress.status = status;
@@ -67,13 +76,14 @@ export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResu
     progress.status = status;
     progress.error = error;
     upsertSearchAttributes([{ key: searchAttributes.status, value: status }]);
+    await releaseSlot();
     await CancellationScope.nonCancellable(() => bookkeeping.recordFailed(input.buildId, error, status));
   };
 
   try {
     if (patched('fair-build-queue')) {
-      slotRequested = true;
-      await bookkeeping.requestBuildSlot({ buildId: input.buildId, workflowId: workflowInfo().workflowId, consumer: input.consumer ?? '', timeoutSeconds: input.timeoutSeconds, requestedAt: workflowInfo().runStartTime.getTime() });
+      slotHeld = true;
+      await bookkeeping.requestBuildSlot({ buildId: input.buildId, workflowId: workflowInfo().workflowId, runId: workflowInfo().runId, consumer: input.consumer ?? '', timeoutSeconds: input.timeoutSeconds, requestedAt: workflowInfo().runStartTime.getTime() });
       await condition(() => slotGranted);
     }
     await moveTo('running');
@@ -81,6 +91,7 @@ export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResu
     progress.digest = digest;
     await moveTo('pushing');
     await bookkeeping.tagImage(input.spec.image, digest);
+    await releaseSlot();
     await bookkeeping.recordSucceeded(input.buildId, digest);
     progress.status = 'succeeded';
     upsertSearchAttributes([{ key: searchAttributes.status, value: 'succeeded' }]);
@@ -93,13 +104,6 @@ export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResu
     const error = toBuildError(err);
     await finishAs('failed', error);
     throw ApplicationFailure.create({ type: error.code, message: error.message, nonRetryable: true });
-  } finally {
-    // The slot (or the place in the queue) goes back however the build ended.
-    if (slotRequested) {
-      await CancellationScope.nonCancellable(() =>
-        getExternalWorkflowHandle(schedulerWorkflowIdFor(workflowInfo().taskQueue)).signal(releaseSlotSignal, { buildId: input.buildId }),
-      );
-    }
   }
 }
 

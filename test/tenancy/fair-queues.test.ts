@@ -4,9 +4,10 @@
  * Temporal history is the record of every decision it took (each recordQueuePositions activity carries the builds it
  * granted and the ones left waiting, in fair order); the test replays it and checks that every grant kept the limits,
  * went to the consumer with the fewest running builds and, within a consumer, to its oldest waiting build; that no
- * slot was left idle while a build could use it; and, from PostgreSQL, that the build steps themselves never ran
- * beyond the limits and that waiting builds showed their queuePosition.
+ * slot was left idle while a build could use it; from each build's own history, that its build step ran inside its
+ * slot and that the slots never overlapped beyond the limits; and that waiting builds showed their queuePosition.
  */
+import { tsToMs } from '@temporalio/common/lib/time';
 import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { schedulerWorkflowIdFor } from '../../workflows/build-queue';
@@ -132,16 +133,23 @@ describe('fair build queue', () => {
     const lastOfA = grantOrder.map((g) => g.consumer).lastIndexOf('tenant-a');
     expect(firstOfC).toBeLessThan(lastOfA);
 
-    // The build steps themselves (started_at..finished_at in PostgreSQL) never overlapped beyond the limits.
-    const { rows } = await stack.pool.query<{ id: string; consumer: string; started_at: Date; finished_at: Date }>(
-      'SELECT id, consumer, started_at, finished_at FROM builds WHERE id = ANY($1::uuid[])',
-      [submitted.map((s) => s.id)],
-    );
-    expect(rows).toHaveLength(30);
-    for (const r of rows) {
-      const overlapping = rows.filter((o) => o.started_at <= r.started_at && o.finished_at > r.started_at);
+    // Seen from the builds: each build's slot, from the grant it heard to the release it sent (both inside the
+    // scheduler's own interval), contains its build step, and those slots never overlap beyond the limits.
+    const slots: { consumer: string; from: number; to: number }[] = [];
+    for (const s of submitted) {
+      const events = (await stack.client.workflow.getHandle(workflowIdForBuild(s.id)).fetchHistory()).events ?? [];
+      const granted = events.find((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'slotGranted')!;
+      const released = events.find((e) => e.signalExternalWorkflowExecutionInitiatedEventAttributes?.signalName === 'releaseSlot')!;
+      const buildStep = events.find((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'buildImage')!;
+      const buildDone = events.find((e) => e.activityTaskCompletedEventAttributes?.scheduledEventId?.toString() === buildStep.eventId!.toString())!;
+      expect(Number(granted.eventId)).toBeLessThan(Number(buildStep.eventId));
+      expect(Number(buildDone.eventId)).toBeLessThan(Number(released.eventId));
+      slots.push({ consumer: s.consumer, from: tsToMs(granted.eventTime!), to: tsToMs(released.eventTime!) });
+    }
+    for (const slot of slots) {
+      const overlapping = slots.filter((o) => o.from <= slot.from && o.to > slot.from);
       expect(overlapping.length).toBeLessThanOrEqual(GLOBAL);
-      expect(overlapping.filter((o) => o.consumer === r.consumer).length).toBeLessThanOrEqual(PER_CONSUMER);
+      expect(overlapping.filter((o) => o.consumer === slot.consumer).length).toBeLessThanOrEqual(PER_CONSUMER);
     }
   }, 420_000);
 });
