@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../config';
 import { dependencyDockerfile } from './dockerfile';
 import { mirrorBuildArgs, mirrorSecrets } from './mirrors';
 
@@ -47,5 +48,13 @@ describe('dependencyDockerfile', () => {
     const dockerfile = dependencyDockerfile({ baseImage: 'reg/r:4', r: { packages: ['jsonlite', 'data.table'] } });
     expect(dockerfile).toContain('ARG CRAN_MIRROR=https://cran.rstudio.com');
     expect(dockerfile).toContain(`install.packages(c("jsonlite", "data.table"), repos = c(CRAN = Sys.getenv("CRAN_MIRROR")))`);
+  });
+});
+
+describe('the mirror settings in configuration errors', () => {
+  it('never quotes a proxy or index URL, which may carry a password', () => {
+    expect(() => loadConfig({ CUSTOM_MODEL_DEPENDENCIES_HTTP_PROXY: 'ibs:s3cret-pw@proxy:3128' })).toThrow(/CUSTOM_MODEL_DEPENDENCIES_HTTP_PROXY must be an http/);
+    expect(() => loadConfig({ CUSTOM_MODEL_DEPENDENCIES_HTTP_PROXY: 'ibs:s3cret-pw@proxy:3128' })).not.toThrow(/s3cret-pw/);
+    expect(() => loadConfig({ CUSTOM_MODEL_DEPENDENCIES_PYTHON_INDEX: 'ftp://u:s3cret-pw@index' })).not.toThrow(/s3cret-pw/);
   });
 });
