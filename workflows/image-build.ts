@@ -83,7 +83,7 @@ export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResu
   try {
     if (patched('fair-build-queue')) {
       slotHeld = true;
-      await bookkeeping.requestBuildSlot({ buildId: input.buildId, workflowId: workflowInfo().workflowId, runId: workflowInfo().runId, consumer: input.consumer ?? '', timeoutSeconds: input.timeoutSeconds, requestedAt: workflowInfo().runStartTime.getTime() });
+      await bookkeeping.requestBuildSlot({ buildId: input.buildId, workflowId: workflowInfo().workflowId, runId: workflowInfo().runId, consumer: input.consumer ?? '', timeoutSeconds: input.timeoutSeconds, requestedAt: workflowInfo().startTime.getTime() });
       await condition(() => slotGranted);
     }
     await moveTo('running');
