@@ -6,6 +6,7 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import type { BuildRepository } from '../lib/db/builds-repository';
+import { dependencyDockerfile } from '../lib/dependencies/dockerfile';
 import { BuildFailedError, type BuildExecutor } from '../lib/executors/executor';
 import { BuildLog, type BuildLogSettings } from '../lib/logs/build-log';
 import { redact } from '../lib/logs/redact';
@@ -16,8 +17,9 @@ import type { BuildPolicySettings } from '../lib/policy/build-policy';
 import type { ObjectStore } from '../lib/storage/object-store';
 import type { BuildErrorInfo, BuildStatus, ImageBuildInput } from '../workflows/definitions';
 import { createPolicyActivities } from './policy';
+import { createBuildQueueActivities, type BuildQueueDeps } from './build-queue';
 
-export interface ActivityDeps {
+export interface ActivityDeps extends BuildQueueDeps {
   builds: BuildRepository;
   storage: ObjectStore;
   executor: BuildExecutor;
@@ -28,6 +30,8 @@ export interface ActivityDeps {
   secrets: readonly string[];
   /** Where build logs are spooled and indexed, and how often they are stored. */
   buildLogs: BuildLogSettings;
+  /** Build arguments every build gets (the dependency mirrors and proxy, lib/dependencies/mirrors.ts); a build's own win. */
+  defaultBuildArgs?: Record<string, string>;
 }
 
 function nonRetryable(code: string, message: string, secrets: readonly string[]): ApplicationFailure {
@@ -37,6 +41,8 @@ function nonRetryable(code: string, message: string, secrets: readonly string[])
 export function createActivities(deps: ActivityDeps) {
   return {
     ...createPolicyActivities(deps),
+    ...createBuildQueueActivities(deps),
+
     async recordStatus(buildId: string, status: Exclude<BuildStatus, 'succeeded' | 'failed' | 'cancelled'>): Promise<void> {
       await deps.builds.markStatus(buildId, status);
     },
@@ -63,7 +69,8 @@ export function createActivities(deps: ActivityDeps) {
             contextKey: input.context.key,
             dockerfile: input.spec.dockerfile,
             repository: `${target.registry}/${target.repository}`,
-            buildArgs: input.spec.buildArgs,
+            buildArgs: { ...deps.defaultBuildArgs, ...input.spec.buildArgs },
+            generatedDockerfile: input.spec.dependencies ? dependencyDockerfile(input.spec.dependencies) : undefined,
             labels: input.spec.labels,
             target: input.spec.target,
             platforms: input.spec.platforms,

@@ -1,4 +1,5 @@
 /** Builds the adapters the activities need from the configuration: one place decides which backend is used. */
+import { Client, Connection } from '@temporalio/client';
 import type { Pool } from 'pg';
 import type { ActivityDeps } from '../activities';
 import type { Config } from '../lib/config';
@@ -6,6 +7,7 @@ import { BuildRepository } from '../lib/db/builds-repository';
 import { createPool, migrate } from '../lib/db/pool';
 import { buildPolicySettingsOf } from '../lib/policy/build-policy';
 import { LogSegmentIndex } from '../lib/logs/segments';
+import { mirrorBuildArgs } from '../lib/dependencies/mirrors';
 import type { BuildExecutor } from '../lib/executors/executor';
 import { createKubernetesExecutor } from '../lib/executors/kubernetes';
 import { LocalExecutor } from '../lib/executors/local/local-executor';
@@ -53,9 +55,13 @@ export async function createWorkerDependencies(config: Config): Promise<{ deps: 
     allowSelfSignedCerts: config.registry.allowSelfSignedCerts,
     credentials: (host) => credentials.credentialsFor(host),
   });
+  // The fair build queue's activities signal the scheduler workflow and describe builds (activities/build-queue.ts).
+  const temporal = new Client({ connection: Connection.lazy({ address: config.temporal.address }), namespace: config.temporal.namespace });
   return {
     pool,
     deps: {
+      temporal,
+      buildSlots: config.build.slots,
       builds: new BuildRepository(pool),
       storage,
       executor: createExecutor(config, storage, credentials),
@@ -63,6 +69,7 @@ export async function createWorkerDependencies(config: Config): Promise<{ deps: 
       policy: buildPolicySettingsOf(config),
       secrets: config.secrets,
       buildLogs: { index: new LogSegmentIndex(pool), ...config.buildLogs },
+      defaultBuildArgs: mirrorBuildArgs(config.dependencies),
     },
   };
 }

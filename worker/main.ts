@@ -29,6 +29,7 @@ async function main(): Promise<void> {
   console.log(`worker polling task queues ${config.temporal.taskQueue} and ${buildTaskQueueFor(config.temporal.taskQueue)} on ${config.temporal.address} (executor ${deps.executor.name}, Node.js ${process.version})`);
   await worker.run();
   await connection.close();
+  await deps.temporal.connection.close();
   await pool.end();
   await tracing.shutdown();
 }

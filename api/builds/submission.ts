@@ -27,7 +27,10 @@ export interface Submission {
 /** Records and starts the build; `created` is false when the Idempotency-Key named an earlier build. */
 export async function submitBuild(deps: ApiDeps, submission: Submission): Promise<{ record: BuildRecord; created: boolean }> {
   const { spec, upload } = submission;
-  if (!contextHasFile(upload.context, spec.dockerfile)) {
+  if (spec.dependencies?.python && !contextHasFile(upload.context, spec.dependencies.python.requirements)) {
+    throw new ApiError(400, 'requirements_not_found', `spec.dependencies.python.requirements "${spec.dependencies.python.requirements}" is not a file in the context; add it or fix the path`, 'dependencies.python.requirements');
+  }
+  if (!spec.dependencies && !contextHasFile(upload.context, spec.dockerfile)) {
     throw new ApiError(400, 'dockerfile_not_found', `spec.dockerfile "${spec.dockerfile}" is not a file in the context; check the path or add the file`, 'dockerfile');
   }
   const contextKey = `contexts/sha256/${upload.context.sha256}`;

@@ -22,6 +22,7 @@ import {
 import { readAuth, type AuthConfig } from './auth';
 import { readBuildLogs, type BuildLogsConfig } from './build-logs';
 import { readTracing, type TracingConfig } from './tracing';
+import { mirrorSecrets } from '../dependencies/mirrors';
 import { EnvReader, type Env } from './env-reader';
 import {
   readImageBuilder,
@@ -143,6 +144,7 @@ function secretsOf(config: Config): string[] {
     storage.type === 'azure' ? storage.connectionString : undefined,
     // Scanner env carries tokens (SNYK_TOKEN…) next to harmless paths; masking all of it is the safe side.
     ...Object.values(config.imageScanner.env),
+    ...mirrorSecrets(config.dependencies),
   ];
   // Very short values would mask ordinary words in logs; such secrets are refused elsewhere anyway.
   return candidates.filter((s): s is string => typeof s === 'string' && s.length >= 4);

@@ -26,6 +26,8 @@ export interface BuildRecord {
   policyExemption: PolicyExemption | null;
   /** The trace the build's request started (OpenTelemetry), when tracing is on. */
   traceId: string | null;
+  /** Place in the fair queue (1 = next) while the build waits for a slot; null otherwise. */
+  queuePosition: number | null;
 }
 
 export interface NewBuild {
@@ -67,6 +69,7 @@ interface BuildRow {
   finished_at: Date | null;
   policy_exemption?: PolicyExemption | null;
   trace_id?: string | null;
+  queue_position?: number | null;
 }
 
 const NOT_TERMINAL = `status NOT IN ('succeeded','failed','cancelled')`;
@@ -89,6 +92,7 @@ function toRecord(row: BuildRow): BuildRecord {
     finishedAt: row.finished_at,
     policyExemption: row.policy_exemption ?? null,
     traceId: row.trace_id ?? null,
+    queuePosition: row.status === 'queued' ? (row.queue_position ?? null) : null,
   };
 }
 
@@ -183,11 +187,22 @@ export class BuildRepository {
   async requeue(id: string): Promise<BuildRecord | undefined> {
     const { rows } = await this.query<BuildRow>(
       `UPDATE builds SET status = 'queued', attempt = attempt + 1, digest = NULL, error_code = NULL,
-         error_message = NULL, started_at = NULL, finished_at = NULL, updated_at = now()
+         error_message = NULL, started_at = NULL, finished_at = NULL, queue_position = NULL, updated_at = now()
        WHERE id = $1 AND status IN ('failed','cancelled') RETURNING *`,
       [id],
     );
     return rows[0] ? toRecord(rows[0]) : undefined;
+  }
+
+  /** The fair queue's positions (waiting builds still queued) and the builds just granted a slot (no position). */
+  async recordQueuePositions(waiting: { buildId: string; position: number }[], granted: string[]): Promise<void> {
+    // One statement, so a reader never sees a granted build still holding a place in the queue.
+    await this.query(
+      `UPDATE builds b SET queue_position = w.position
+       FROM unnest($1::uuid[], $2::int[]) AS w(id, position)
+       WHERE b.id = w.id AND b.queue_position IS DISTINCT FROM w.position AND (w.position IS NULL OR b.status = 'queued')`,
+      [[...waiting.map((w) => w.buildId), ...granted], [...waiting.map((w) => w.position), ...granted.map(() => null)]],
+    );
   }
 
   async ping(): Promise<void> {

@@ -68,4 +68,10 @@ export const migrations: Migration[] = [
       );
     `,
   },
+  {
+    id: 30,
+    name: 'builds_queue_position',
+    // The Build's place in the fair build queue while it waits (workflows/build-queue.ts).
+    sql: `ALTER TABLE builds ADD COLUMN IF NOT EXISTS queue_position integer;`,
+  },
 ];

@@ -173,6 +173,7 @@ export async function startTestStack(name: string, overrides: Record<string, str
       }
       await new Promise((resolve) => server.close(resolve));
       await connection.close();
+      await deps.temporal.connection.close();
       await pool.end();
     },
   };

@@ -4,7 +4,7 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import { extractContextArchive, resolveContextFile, type ContextLimits, type ContextSummary } from '../../context/archive';
@@ -51,16 +51,13 @@ export class LocalExecutor implements BuildExecutor {
       const context = await this.fetchContext(job, contextDir);
       observer.log(`[ibs] context ${job.contextKey} extracted\n`);
 
-      // Resolved inside the context, never by the OS: an absolute link in the context must not read a host file.
-      const dockerfilePath = resolveContextFile(context, job.dockerfile);
-      if (!dockerfilePath) throw new BuildFailedError('dockerfile_not_found', `${job.dockerfile} is not a file of the build context`);
-      const dockerfile = await readFile(join(contextDir, dockerfilePath), 'utf8');
+      const { dockerfile, dockerfilePath, dockerfileDir } = await this.dockerfileOf(job, context, contextDir, workDir);
       const auth = await this.options.builderAuth(job, dockerfile, join(workDir, 'auth'));
       const metadataFile = join(workDir, 'metadata.json');
       const args = buildctlArguments({ ...job, dockerfile: dockerfilePath, noCache: job.noCache ?? this.options.noCache }, {
         buildkitHost: this.options.buildkitHost,
         contextDir,
-        dockerfileDir: join(contextDir, posix.dirname(dockerfilePath)),
+        dockerfileDir,
         metadataFile,
         insecureRegistry: this.options.insecureRegistry,
       });
@@ -84,6 +81,21 @@ export class LocalExecutor implements BuildExecutor {
       child.on('error', reject);
       child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`buildkitd at ${this.options.buildkitHost} is not answering`))));
     });
+  }
+
+  /** The context's Dockerfile, or the one the service wrote for a dependency build (kept outside the context). */
+  private async dockerfileOf(job: BuildJob, context: ContextSummary, contextDir: string, workDir: string) {
+    if (job.generatedDockerfile !== undefined) {
+      const dockerfileDir = join(workDir, 'generated');
+      await mkdir(dockerfileDir);
+      await writeFile(join(dockerfileDir, 'Dockerfile'), job.generatedDockerfile, { flag: 'wx' });
+      return { dockerfile: job.generatedDockerfile, dockerfilePath: 'Dockerfile', dockerfileDir };
+    }
+    // Resolved inside the context, never by the OS: an absolute link in the context must not read a host file.
+    const dockerfilePath = resolveContextFile(context, job.dockerfile);
+    if (!dockerfilePath) throw new BuildFailedError('dockerfile_not_found', `${job.dockerfile} is not a file of the build context`);
+    const dockerfile = await readFile(join(contextDir, dockerfilePath), 'utf8');
+    return { dockerfile, dockerfilePath, dockerfileDir: join(contextDir, posix.dirname(dockerfilePath)) };
   }
 
   private async fetchContext(job: BuildJob, contextDir: string): Promise<ContextSummary> {
