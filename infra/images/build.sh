@@ -21,7 +21,6 @@ root=$(cd "$here/../.." && pwd)
 . "$here/../local/lib.sh"
 load_stack_env
 
-RUNC_VERSION=v1.5.2          # >= 1.1.12: the 2024 "Leaky Vessels" fixes and later advisories
 ROOTLESSKIT_VERSION=v2.3.6
 # Kaniko: the maintained fork (github.com/osscontainertools/kaniko) is refused by the Go module proxy this project
 # can reach (403 "This module version is not available" for every version), so the executor is built from the last
@@ -54,26 +53,6 @@ require_package() {
 }
 
 buildctl_() { "$IBS_BIN/buildctl" --addr "$BUILDKIT_HOST" "$@"; }
-
-# runc is linked statically so it runs in a FROM scratch image; seccomp support needs libseccomp's static library.
-install_static_runc() {
-  local out=$IBS_BIN/runc-static
-  if [ -x "$out" ] && [ "$(cat "$IBS_BIN/.runc-static.version" 2>/dev/null)" = "$RUNC_VERSION" ]; then return 0; fi
-  require_package libseccomp-dev
-  log "building runc $RUNC_VERSION (static)"
-  local dir=$IBS_CACHE/src/runc-$RUNC_VERSION
-  mkdir -p "$dir"
-  (
-    cd "$dir"
-    [ -f go.mod ] || printf 'module ibs.local/tools/runc\n\ngo 1.26.0\n\nrequire github.com/opencontainers/runc %s\n' "$RUNC_VERSION" >go.mod
-    printf '//go:build tools\n\npackage tools\n\nimport _ "github.com/opencontainers/runc"\n' >tools.go
-    GOFLAGS=-mod=mod go mod tidy >/dev/null
-    CGO_ENABLED=1 GOFLAGS=-mod=mod go build -trimpath -tags 'seccomp netgo osusergo urfave_cli_no_docs' \
-      -ldflags "-s -w -X main.version=${RUNC_VERSION#v} -extldflags -static" -o "$out.tmp.$$" github.com/opencontainers/runc
-  )
-  mv "$out.tmp.$$" "$out"
-  echo "$RUNC_VERSION" >"$IBS_BIN/.runc-static.version"
-}
 
 # rootlesskit runs buildkitd in a user namespace of its own (rootless BuildKit); it is pure Go, so static.
 install_rootlesskit() {
@@ -207,6 +186,7 @@ assemble_image_builder_rootfs() {
 }
 
 build_image_builder() {
+  require_package libseccomp-dev
   install_static_runc
   install_rootlesskit
   local ctx; ctx=$(fresh_context image-builder)

@@ -139,7 +139,9 @@ state = "$NODE_DIR/containerd/state"
     [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
       [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
-        BinaryName = "/usr/sbin/runc"
+        # runc 1.2+ (install.d/node.sh): containerd offers user namespaces (hostUsers: false) only with a runc
+        # that supports idmapped mounts.
+        BinaryName = "$IBS_BIN/runc-static"
         SystemdCgroup = false
   [plugins.'io.containerd.cri.v1.runtime'.cni]
     bin_dirs = ["/usr/lib/cni"]
