@@ -2,6 +2,7 @@
 // for it and exits 0 only when it succeeded and pushed. Plain Node.js without packages, run in the service image.
 // IBS_API_URL, IBS_TEST_IMAGE (repository:tag), IBS_TEST_TIMEOUT_SECONDS; IBS_API_TOKEN, when set, is sent as
 // `Authorization: Bearer <token>` (values: tests.tokenSecret).
+/* global Buffer, fetch, FormData, Blob, console, setTimeout, process */
 import { gzipSync } from 'node:zlib';
 
 const api = process.env.IBS_API_URL;
