@@ -7,16 +7,11 @@
  * (templates/tests/build-test.yaml) does the same from inside the cluster.
  */
 import { randomBytes } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { stringify } from 'yaml';
 import { buildForm, contextOf } from '../support/archives';
 import { BASE_IMAGE, manifestOf } from '../support/registry';
 import { apiFetch, waitForBuild } from '../support/stack';
-import { chartDir } from '../helm/render';
 import { coreApi, eventually } from '../kubernetes/support/cluster';
-import { PUSH_USER, passwordOf } from '../registry/support/registries';
 import { NODE_NAME } from './support/node';
 import { RELEASE, SERVICE_IMAGE, installRelease, type Release } from './support/release';
 
@@ -83,40 +78,4 @@ describe(`the chart installed with helm on the real node ${NODE_NAME}`, () => {
     const served = await eventually(() => manifestOf('ibs-cluster/helm-test', `${RELEASE}-${revision}`).catch(() => undefined), 'the helm test image');
     expect(stdout).toContain(served.digest);
   }, 600_000);
-
-  it('ALLOW_SELF_SIGNED_CERTS reaches the builder pods: a push to the self-signed TLS registry fails without it and succeeds with it', async () => {
-    // The TLS registry (start.d/registry-auth.sh) has a certificate of a local CA for 127.0.0.1 only: at the node's
-    // address no client can verify it. It wants the push user's password, given as the service's registry login.
-    const tlsValues = (allow: boolean) => stringify({
-      buildService: { envApp: { secret: { DISABLE_HTTPS: 'false', ALLOW_SELF_SIGNED_CERTS: String(allow), DOCKERHUB_USERNAME: PUSH_USER, DOCKERHUB_PASSWORD: passwordOf(PUSH_USER) } } },
-    });
-    const upgrade = async (allow: boolean) => {
-      const file = join(release.work, `tls-${allow}.yaml`);
-      await writeFile(file, tlsValues(allow));
-      await release.helm(['upgrade', RELEASE, chartDir, '--namespace', namespace, '--reuse-values', '-f', file, '--wait', '--timeout', '6m']);
-      // Only the new worker may take the next build: wait until the replaced one has gone.
-      await eventually(async () => {
-        const workers = (await coreApi().listNamespacedPod({ namespace, labelSelector: `app.kubernetes.io/instance=${RELEASE},app.kubernetes.io/component=worker` })).items;
-        return workers.length === 1 && !workers[0]?.metadata?.deletionTimestamp ? true : undefined;
-      }, 'one worker after the upgrade', 180_000);
-    };
-    const buildToTlsRegistry = async () => {
-      const context = await contextOf({ Dockerfile: 'FROM scratch\nCOPY hello.txt /hello.txt\n', 'hello.txt': 'self-signed\n' });
-      const res = await apiFetch(apiUrl, '/v1/builds', { method: 'POST', body: buildForm({ image: `${address}:5443/ibs-cluster/self-signed:t${Date.now()}` }, context) });
-      expect(res.status, await res.clone().text()).toBe(202);
-      const { id } = (await res.json()) as { id: string };
-      const build = await waitForBuild(apiUrl, id, 300_000);
-      return { build, log: await (await apiFetch(apiUrl, `/v1/builds/${id}/logs`)).text() };
-    };
-
-    await upgrade(false);
-    const refused = await buildToTlsRegistry();
-    expect(refused.build.status).toBe('failed');
-    expect(refused.log).toMatch(/x509|certificate/i);
-
-    await upgrade(true);
-    const pushed = await buildToTlsRegistry();
-    expect(pushed.build.status, `${JSON.stringify(pushed.build.error)}\n${pushed.log}`).toBe('succeeded');
-    expect(pushed.build.digest).toMatch(/^sha256:[0-9a-f]{64}$/);
-  }, 900_000);
 });
