@@ -14,7 +14,9 @@ import { Pool } from 'pg';
 import { stringify } from 'yaml';
 import { chartDir, ciDir, helm } from '../../helm/render';
 import { KUBECONFIG, coreApi, createNamespace, deleteNamespace } from '../../kubernetes/support/cluster';
+import { hashToken } from '../../../lib/auth/static-tokens';
 import { ensureBaseImage } from '../../support/registry';
+import { tokenFor } from '../../support/stack';
 import { REAL_NODE_NAMESPACE_LABELS, nodeAddress } from './node';
 
 const run = promisify(execFile);
@@ -49,12 +51,21 @@ function helmRun(args: string[], timeoutMs = 600_000) {
   return run(helm, [...args, '--kubeconfig', KUBECONFIG], { timeout: timeoutMs, maxBuffer: 16 << 20 });
 }
 
+/** The Secret holding the token `helm test` sends (tests.tokenSecret), made before the install. */
+const HELM_TEST_TOKEN_SECRET = 'ibs-helm-test-token';
+
 /**
- * The API token `helm test` sends when the API requires one: a Secret named by tests.tokenSecret. None today; the
- * Bearer-token change sets it here (the suites' own calls go through apiFetch, which sends theirs).
+ * Who may call the release's API (buildService.auth.tokens, hashes only): this process's own token (what apiFetch
+ * sends) and the helm test pod's, which the pod reads from HELM_TEST_TOKEN_SECRET.
  */
-function testTokenValues(): Record<string, unknown> {
-  return {};
+function authValues(): { auth: Record<string, unknown>; tests: Record<string, unknown> } {
+  return {
+    auth: { tokens: [
+      { hash: `sha256:${hashToken(tokenFor())}`, principal: 'consumer:tests' },
+      { hash: `sha256:${hashToken(tokenFor({ consumer: 'helm-test' }))}`, principal: 'consumer:helm-test' },
+    ] },
+    tests: { tokenSecret: { name: HELM_TEST_TOKEN_SECRET, key: 'token' } },
+  };
 }
 
 /** Builds the images, makes the namespace and the database, and runs `helm install --wait`. */
@@ -75,6 +86,7 @@ export async function installRelease(prefix: string): Promise<Release> {
   await pool.query(`CREATE DATABASE ${database}`);
   await pool.end();
   const work = await mkdtemp(join(tmpdir(), 'ibs-helm-release-'));
+  await coreApi().createNamespacedSecret({ namespace, body: { metadata: { name: HELM_TEST_TOKEN_SECRET }, stringData: { token: tokenFor({ consumer: 'helm-test' }) } } });
 
   const uninstall = async () => {
     await helmRun(['uninstall', RELEASE, '--namespace', namespace, '--wait', '--timeout', '2m']).catch(() => undefined);
@@ -92,6 +104,7 @@ export async function installRelease(prefix: string): Promise<Release> {
     await writeFile(values, stringify({
       image: { ...SERVICE_IMAGE, pullPolicy: 'Always' },
       buildService: {
+        auth: authValues().auth,
         temporal: { address: `${address}:7233`, taskQueue: `helm-${randomBytes(4).toString('hex')}` },
         service: { type: 'NodePort' },
         envApp: {
@@ -114,7 +127,7 @@ export async function installRelease(prefix: string): Promise<Release> {
         // Two cores shared with the other suites: a builder pod asks for a quarter of one.
         resources: { requests: { cpu: '250m', memory: '512Mi', 'ephemeral-storage': '1G' }, limits: { cpu: '1', memory: '1G', 'ephemeral-storage': '10G' } },
       },
-      tests: { image: `${address}:5000/ibs-cluster/helm-test`, ...testTokenValues() },
+      tests: { image: `${address}:5000/ibs-cluster/helm-test`, ...authValues().tests },
     }));
     // The spec's "Configurations for onprem" snippet on top (overlayfs snapshotter, this kernel is 6.x).
     await helmRun(['install', RELEASE, chartDir, '--namespace', namespace, '-f', join(ciDir, 'buildkit-overlayfs-values.yaml'), '-f', values, '--wait', '--timeout', '8m']);
