@@ -1,10 +1,12 @@
 /**
  * What a builder pod costs: the same small context (FROM the local busybox, three RUN steps sleeping 3 + 3 + 4 s)
- * built by the kubernetes executor in a rootless BuildKit pod on the real node ibs-node, and by the local executor
- * against the stack's BuildKit daemon (no cache, as a fresh pod has none), alternating, ROUNDS rounds (default 3).
- * For the pod it also measures, from the executor's start, when the pod was first seen Running and when the first
- * line of the builder's own log reached the build log. Both push to the local registry. Prints medians; the last
- * line is `pod_ms=<n> local_ms=<n> ratio=<pod/local> to_running_ms=<n> to_first_log_ms=<n>`.
+ * built by the kubernetes executor in a rootless BuildKit pod on the real node ibs-node, by the local executor
+ * against the stack's BuildKit daemon (no cache, as a fresh pod has none), and in a Kaniko pod and a BuildKit-in-QEMU
+ * pod on the same node, one after the other in each of ROUNDS rounds (default 3). For the rootless pod it also
+ * measures, from the executor's start, when the pod was first seen Running and when the first line of the builder's
+ * own log reached the build log. All push to the local registry. Prints medians; the last line is
+ * `pod_ms=<n> local_ms=<n> ratio=<pod/local> to_running_ms=<n> to_first_log_ms=<n> kaniko_ms=<n>
+ * kaniko_vs_rootless=<r> qemu_ms=<n> qemu_vs_rootless=<r>`. MODES (default `local,kaniko,qemu`) narrows the set.
  * Run with the stack's environment: `bash infra/local/with-stack.sh tsx bench/builder-pod.ts`.
  */
 import { randomBytes } from 'node:crypto';
@@ -21,6 +23,9 @@ import { REAL_NODE_NAMESPACE_LABELS, nodeAddress, podReachableStore } from '../t
 import { median } from './stats';
 
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
+type Mode = 'rootless' | 'kaniko' | 'qemu' | 'local';
+/** MODES=rootless,local,... picks what each round builds (default: all four); rootless is always measured. */
+const MODES: Mode[] = ['rootless', ...((process.env.MODES ?? 'local,kaniko,qemu').split(',').map((m) => m.trim()).filter((m): m is Mode => ['local', 'kaniko', 'qemu'].includes(m)))];
 const STEPS = ['RUN sleep 3', 'RUN sleep 3', 'RUN sleep 4'];
 
 async function main(): Promise<void> {
@@ -32,10 +37,13 @@ async function main(): Promise<void> {
   // Pods reach MinIO and the registry at the node's address; the host's BuildKit at loopback.
   const podStorage = podReachableStore(address);
   const localStorage = createObjectStore(config);
-  const pods = createKubernetesExecutor(
-    { namespace, kubeconfigPath: KUBECONFIG, retentionSeconds: 0, imageBuilder: { repository: '127.0.0.1:5000/ibs', version: '0.28.1' } },
+  const podExecutor = (useQemu: boolean) => createKubernetesExecutor(
+    { namespace, kubeconfigPath: KUBECONFIG, retentionSeconds: 0, imageBuilder: { repository: '127.0.0.1:5000/ibs', version: '0.28.1', useQemu } },
     { storage: podStorage, insecureRegistry: true },
   );
+  // Rootless BuildKit and Kaniko (a job's engine picks it) share one executor; BuildKit in QEMU is a deployment mode.
+  const rootless = podExecutor(false);
+  const qemu = podExecutor(true);
   const local = new LocalExecutor({
     buildkitHost: config.executor.buildkitHost,
     buildctlPath: config.executor.buildctlPath,
@@ -57,50 +65,70 @@ async function main(): Promise<void> {
     platforms: ['linux/amd64'], engine: 'buildkit', timeoutSeconds: 600,
   });
 
-  const podMs: number[] = [];
-  const localMs: number[] = [];
+  /** Times one build in a pod: total, and from the executor's start to the pod Running and to its first log line. */
+  const timePod = async (executor: typeof rootless, engine: 'buildkit' | 'kaniko', repository: string, nonce: string) => {
+    const podJob = { ...job(await context(`${address}:5000`, nonce), `${address}:5000/${repository}`), engine };
+    const started = performance.now();
+    let firstLog: number | undefined;
+    let running: number | undefined;
+    const observer: BuildObserver = {
+      // The executor's own "[ibs] ..." lines do not count: the first line from the builder container does.
+      log: (text) => { if (firstLog === undefined && !text.startsWith('[ibs]')) firstLog = performance.now() - started; },
+      heartbeat: () => undefined,
+      signal: new AbortController().signal,
+    };
+    let done = false;
+    const poll = (async () => {
+      while (!done && running === undefined) {
+        const pod = await readPod(namespace, builderPodName(podJob.buildId));
+        if (pod?.status?.phase === 'Running') running = performance.now() - started;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    })();
+    await executor.run(podJob, observer);
+    const ms = performance.now() - started;
+    done = true;
+    await poll;
+    return { ms, running, firstLog };
+  };
+
+  const times: Record<Mode, number[]> = { rootless: [], kaniko: [], qemu: [], local: [] };
   const toRunning: number[] = [];
   const toFirstLog: number[] = [];
   try {
     for (let round = 1; round <= ROUNDS; round++) {
       const nonce = randomBytes(6).toString('hex');
-      const podJob = job(await context(`${address}:5000`, nonce), `${address}:5000/ibs-bench/pod`);
-      const started = performance.now();
-      let firstLog: number | undefined;
-      let running: number | undefined;
-      const observer: BuildObserver = {
-        // The executor's own "[ibs] ..." lines do not count: the first line from the builder container does.
-        log: (text) => { if (firstLog === undefined && !text.startsWith('[ibs]')) firstLog = performance.now() - started; },
-        heartbeat: () => undefined,
-        signal: new AbortController().signal,
-      };
-      let done = false;
-      const poll = (async () => {
-        while (!done && running === undefined) {
-          const pod = await readPod(namespace, builderPodName(podJob.buildId));
-          if (pod?.status?.phase === 'Running') running = performance.now() - started;
-          await new Promise((resolve) => setTimeout(resolve, 100));
+      const line: string[] = [];
+      for (const mode of MODES) {
+        if (mode === 'local') {
+          const localJob = job(await context('127.0.0.1:5000', nonce), '127.0.0.1:5000/ibs-bench/local');
+          const localStarted = performance.now();
+          await local.run(localJob, { log: () => undefined, heartbeat: () => undefined, signal: new AbortController().signal });
+          times.local.push(performance.now() - localStarted);
+          line.push(`local ${Math.round(times.local.at(-1)!)} ms`);
+          continue;
         }
-      })();
-      await pods.run(podJob, observer);
-      podMs.push(performance.now() - started);
-      done = true;
-      await poll;
-      if (running !== undefined) toRunning.push(running);
-      if (firstLog !== undefined) toFirstLog.push(firstLog);
-
-      const localJob = job(await context('127.0.0.1:5000', nonce), '127.0.0.1:5000/ibs-bench/local');
-      const localStarted = performance.now();
-      await local.run(localJob, { log: () => undefined, heartbeat: () => undefined, signal: new AbortController().signal });
-      localMs.push(performance.now() - localStarted);
-      console.log(`round ${round}: pod ${Math.round(podMs.at(-1)!)} ms (running at ${Math.round(running ?? NaN)} ms, first log at ${Math.round(firstLog ?? NaN)} ms), local ${Math.round(localMs.at(-1)!)} ms`);
+        const { ms, running, firstLog } = await timePod(mode === 'qemu' ? qemu : rootless, mode === 'kaniko' ? 'kaniko' : 'buildkit', `ibs-bench/${mode}`, nonce);
+        times[mode].push(ms);
+        if (mode === 'rootless') {
+          if (running !== undefined) toRunning.push(running);
+          if (firstLog !== undefined) toFirstLog.push(firstLog);
+        }
+        line.push(`${mode} ${Math.round(ms)} ms (running at ${Math.round(running ?? NaN)} ms, first log at ${Math.round(firstLog ?? NaN)} ms)`);
+      }
+      console.log(`round ${round}: ${line.join(', ')}`);
     }
   } finally {
     await deleteNamespace(namespace);
   }
-  const pod = median(podMs);
-  const loc = median(localMs);
-  console.log(`pod_ms=${Math.round(pod)} local_ms=${Math.round(loc)} ratio=${(pod / loc).toFixed(2)} to_running_ms=${Math.round(median(toRunning))} to_first_log_ms=${Math.round(median(toFirstLog))}`);
+  const m = (mode: Mode) => median(times[mode]);
+  const figures = [`pod_ms=${Math.round(m('rootless'))}`];
+  if (MODES.includes('local')) figures.push(`local_ms=${Math.round(m('local'))}`, `ratio=${(m('rootless') / m('local')).toFixed(2)}`);
+  figures.push(`to_running_ms=${Math.round(median(toRunning))}`, `to_first_log_ms=${Math.round(median(toFirstLog))}`);
+  for (const engine of ['kaniko', 'qemu'] as const) {
+    if (MODES.includes(engine)) figures.push(`${engine}_ms=${Math.round(m(engine))}`, `${engine}_vs_rootless=${(m(engine) / m('rootless')).toFixed(2)}`);
+  }
+  console.log(figures.join(' '));
 }
 
 main().catch((err: unknown) => {

@@ -21,7 +21,6 @@ root=$(cd "$here/../.." && pwd)
 . "$here/../local/lib.sh"
 load_stack_env
 
-RUNC_VERSION=v1.5.2          # >= 1.1.12: the 2024 "Leaky Vessels" fixes and later advisories
 ROOTLESSKIT_VERSION=v2.3.6
 # Kaniko: the maintained fork (github.com/osscontainertools/kaniko) is refused by the Go module proxy this project
 # can reach (403 "This module version is not available" for every version), so the executor is built from the last
@@ -54,26 +53,6 @@ require_package() {
 }
 
 buildctl_() { "$IBS_BIN/buildctl" --addr "$BUILDKIT_HOST" "$@"; }
-
-# runc is linked statically so it runs in a FROM scratch image; seccomp support needs libseccomp's static library.
-install_static_runc() {
-  local out=$IBS_BIN/runc-static
-  if [ -x "$out" ] && [ "$(cat "$IBS_BIN/.runc-static.version" 2>/dev/null)" = "$RUNC_VERSION" ]; then return 0; fi
-  require_package libseccomp-dev
-  log "building runc $RUNC_VERSION (static)"
-  local dir=$IBS_CACHE/src/runc-$RUNC_VERSION
-  mkdir -p "$dir"
-  (
-    cd "$dir"
-    [ -f go.mod ] || printf 'module ibs.local/tools/runc\n\ngo 1.26.0\n\nrequire github.com/opencontainers/runc %s\n' "$RUNC_VERSION" >go.mod
-    printf '//go:build tools\n\npackage tools\n\nimport _ "github.com/opencontainers/runc"\n' >tools.go
-    GOFLAGS=-mod=mod go mod tidy >/dev/null
-    CGO_ENABLED=1 GOFLAGS=-mod=mod go build -trimpath -tags 'seccomp netgo osusergo urfave_cli_no_docs' \
-      -ldflags "-s -w -X main.version=${RUNC_VERSION#v} -extldflags -static" -o "$out.tmp.$$" github.com/opencontainers/runc
-  )
-  mv "$out.tmp.$$" "$out"
-  echo "$RUNC_VERSION" >"$IBS_BIN/.runc-static.version"
-}
 
 # rootlesskit runs buildkitd in a user namespace of its own (rootless BuildKit); it is pure Go, so static.
 install_rootlesskit() {
@@ -207,6 +186,7 @@ assemble_image_builder_rootfs() {
 }
 
 build_image_builder() {
+  require_package libseccomp-dev
   install_static_runc
   install_rootlesskit
   local ctx; ctx=$(fresh_context image-builder)
@@ -303,7 +283,27 @@ build_node_base() {
 
 # The repository's Dockerfile, with its two upstream bases replaced by named contexts: the Debian + Node.js base
 # above for node:<major>-bookworm-slim, and BuildKit's own buildctl (infra/local's) for moby/buildkit.
+# The service image is rebuilt only when what goes into it changed: the repository's files it COPYs, the base's
+# inputs and the pins (a content key, kept beside the context) and the registry still serves the image. Without
+# this, a BuildKit cache pruned by other builds re-runs the base's RUN steps, which changes the base's digest and
+# with it every later layer: npm ci again, minutes for nothing.
+service_inputs=(package.json package-lock.json tsconfig.json tsconfig.build.json api workflows activities worker lib Dockerfile infra/images/node infra/images/build.sh)
+service_key() {
+  { printf '%s\n' "$SERVICE_IMAGE" "$NODE_VERSION" "$NPM_VERSION" "$DEBIAN_SUITE" "$BUILDKIT_VERSION"
+    (cd "$root" && tar -c --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner "${service_inputs[@]}"); } | sha256sum | cut -c1-64
+}
+image_served() {
+  local ref=$1 host=${1%%/*} rest=${1#*/}
+  curl -fsS -o /dev/null --head -H 'Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json' \
+    "http://$host/v2/${rest%:*}/manifests/${rest##*:}"
+}
+
 build_service() {
+  local key stamp=$IMAGE_CACHE/service-$(printf '%s' "$SERVICE_IMAGE" | sha256sum | cut -c1-12).key
+  key=$(service_key)
+  if [ "$(cat "$stamp" 2>/dev/null)" = "$key" ] && image_served "$SERVICE_IMAGE"; then
+    log "$SERVICE_IMAGE is up to date (its inputs have not changed)"; return 0
+  fi
   build_node_base
   local buildkit; buildkit=$(fresh_context buildctl)
   mkdir -p "$buildkit/usr/bin" && cp "$IBS_BIN/buildctl" "$buildkit/usr/bin/buildctl"
@@ -314,6 +314,7 @@ build_service() {
   build_and_push "$SERVICE_IMAGE" "$ctx" "$ctx" --secret id=ca-certificates,src=/etc/ssl/certs/ca-certificates.crt \
     --opt "context:node:${NODE_VERSION%%.*}-$DEBIAN_SUITE-slim=docker-image://$REPOSITORY/node:$NODE_VERSION-$DEBIAN_SUITE" \
     --opt "context:moby/buildkit:$BUILDKIT_VERSION=local:buildkit" --local buildkit="$buildkit"
+  echo "$key" >"$stamp"
 }
 
 # BuildKit's built-in Dockerfile checks (the frontend's lint subrequest); any warning fails. They work offline:

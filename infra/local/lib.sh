@@ -118,3 +118,25 @@ stop_process() {
 }
 
 http_ok() { curl -fsS -o /dev/null --max-time 2 "$1"; }
+
+# runc, pinned and linked statically: the image-builder's (it runs in a FROM scratch image) and the real node's
+# container runtime (start.d/node.sh), which needs 1.2+ for pods with user namespaces (`hostUsers: false`: idmapped
+# mounts); Debian 12's runc is 1.1.5. Seccomp support needs libseccomp's static library (Debian libseccomp-dev).
+RUNC_VERSION=v1.5.2   # >= 1.1.12: the 2024 "Leaky Vessels" fixes and later advisories
+install_static_runc() {
+  local out=$IBS_BIN/runc-static
+  if [ -x "$out" ] && [ "$(cat "$IBS_BIN/.runc-static.version" 2>/dev/null)" = "$RUNC_VERSION" ]; then return 0; fi
+  log "building runc $RUNC_VERSION (static)"
+  local dir=$IBS_CACHE/src/runc-$RUNC_VERSION
+  mkdir -p "$dir"
+  (
+    cd "$dir"
+    [ -f go.mod ] || printf 'module ibs.local/tools/runc\n\ngo 1.26.0\n\nrequire github.com/opencontainers/runc %s\n' "$RUNC_VERSION" >go.mod
+    printf '//go:build tools\n\npackage tools\n\nimport _ "github.com/opencontainers/runc"\n' >tools.go
+    GOFLAGS=-mod=mod go mod tidy >/dev/null
+    CGO_ENABLED=1 GOFLAGS=-mod=mod go build -trimpath -tags 'seccomp netgo osusergo urfave_cli_no_docs' \
+      -ldflags "-s -w -X main.version=${RUNC_VERSION#v} -extldflags -static" -o "$out.tmp.$$" github.com/opencontainers/runc
+  )
+  mv "$out.tmp.$$" "$out"
+  echo "$RUNC_VERSION" >"$IBS_BIN/.runc-static.version"
+}

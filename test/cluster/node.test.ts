@@ -94,6 +94,20 @@ describe(`the real node ${NODE_NAME}`, () => {
     expect(log).toContain(token);
   });
 
+  it('reaches the API server through the `kubernetes` Service, whose endpoint is the node\'s address', async () => {
+    const address = await nodeAddress();
+    const endpoints = await coreApi().readNamespacedEndpoints({ namespace: 'default', name: 'kubernetes' });
+    expect(endpoints.subsets?.[0]?.addresses?.map((a) => a.ip)).toEqual([address]);
+    const image = await ensureBaseImage();
+    // busybox has no TLS client: a plain HTTP request to the TLS port gets Go's TLS server's own 400 answer, which
+    // proves the connection reached kube-apiserver through kube-proxy (the Service's cluster IP, from the pod's env).
+    const { pod, log } = await runToCompletion(namespace, nodePod('api-server', image,
+      `${HTTP_GET_SH}\necho "kubernetes is $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT"\nget "$KUBERNETES_SERVICE_HOST" "$KUBERNETES_SERVICE_PORT" /version`));
+    expect(pod.status?.phase, log).toBe('Succeeded');
+    expect(log).toContain('kubernetes is 10.96.0.1:443');
+    expect(log).toContain('Client sent an HTTP request to an HTTPS server');
+  });
+
   it('reaches MinIO (a presigned URL) and the registry at the node\'s address, where the host forwards them', async () => {
     const address = await nodeAddress();
     const store = podReachableStore(address);

@@ -147,9 +147,24 @@ describe('chart defaults', () => {
     const kinds = renderChart().map((m: Manifest) => `${m.kind}/${m.metadata.name}`);
     expect(kinds.sort()).toEqual([
       `ConfigMap/${FULLNAME}-config`, `Deployment/${FULLNAME}-api`, `Deployment/${FULLNAME}-worker`,
-      `NetworkPolicy/${FULLNAME}-builder-egress`, `Role/${FULLNAME}-builder`,
+      `NetworkPolicy/${FULLNAME}-builder-egress`, `Pod/${FULLNAME}-build-test`, `Role/${FULLNAME}-builder`,
       `RoleBinding/${FULLNAME}-builder`, `Secret/${FULLNAME}-env`, `Service/${FULLNAME}`, `ServiceAccount/${FULLNAME}`,
     ]);
+  });
+
+  it('renders the helm test pod as a test hook that sends the API token of tests.tokenSecret only when one is named', () => {
+    const testPod = (set: string[] = []) => renderChart({ set }).find((m) => m.kind === 'Pod') as
+      (Manifest & { spec: { containers: { env: { name: string; value?: string; valueFrom?: unknown }[] }[] } }) | undefined;
+    const plain = testPod();
+    expect(plain?.metadata.annotations?.['helm.sh/hook']).toBe('test');
+    const env = plain?.spec.containers[0]?.env ?? [];
+    expect(env.map((e) => e.name)).not.toContain('IBS_API_TOKEN');
+    expect(env.find((e) => e.name === 'IBS_API_URL')?.value).toBe(`http://${FULLNAME}.ibs.svc:8080`);
+    expect(env.find((e) => e.name === 'IBS_TEST_IMAGE')?.value).toBe('docker.io/datarobot/build-service-helm-test:ibs-1');
+    const withToken = testPod(['tests.tokenSecret.name=api-tokens', 'tests.tokenSecret.key=helm-test']);
+    expect(withToken?.spec.containers[0]?.env.find((e) => e.name === 'IBS_API_TOKEN')?.valueFrom)
+      .toEqual({ secretKeyRef: { name: 'api-tokens', key: 'helm-test' } });
+    expect(testPod(['tests.enabled=false'])).toBeUndefined();
   });
 });
 

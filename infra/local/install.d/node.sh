@@ -2,12 +2,13 @@
 # Sourced by infra/local/install.sh (all), after install.d/kubernetes.sh (whose KUBERNETES_VERSION and
 # kube_tool_current it uses; that file builds the kubelet and kube-proxy with the control plane): the rest of a real
 # Kubernetes node. containerd 2.x with its runc shim and CoreDNS are built from the Go module proxy, the pod
-# sandbox's `pause` from the Kubernetes source; runc and the CNI plugins (bridge, host-local, loopback, portmap, in
+# sandbox's `pause` from the Kubernetes source, runc (static, RUNC_VERSION of lib.sh: Debian 12's 1.1.5 cannot run
+# pods with user namespaces) from the Go module proxy; the CNI plugins (bridge, host-local, loopback, portmap, in
 # /usr/lib/cni) come from Debian. infra/local/start.d/node.sh runs them.
 CONTAINERD_VERSION=v2.4.2   # kubelet 1.36 no longer supports containerd 1.x, so Debian's 1.6 will not do
 COREDNS_VERSION=v1.15.0
 
-apt_install 'for the local Kubernetes node' runc containernetworking-plugins gcc libc6-dev
+apt_install 'for the local Kubernetes node' containernetworking-plugins gcc libc6-dev libseccomp-dev
 
 # Writes a wrapper module requiring MODULE@VERSION whose tools.go imports the given packages, so `go build` of each
 # finds every dependency in one go.sum. Runs in the current directory.
@@ -92,4 +93,5 @@ install_pause() {
   install_containerd
   install_coredns
   install_pause
+  install_static_runc
 ) 9>"$IBS_CACHE/.kubernetes-install.lock"

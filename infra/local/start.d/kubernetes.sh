@@ -8,25 +8,53 @@
 KUBE_DIR=$IBS_RUN/kube
 KUBE_API=https://127.0.0.1:6443
 KUBE_NODE=ibs-kwok-node
+# The address the API server advertises: the real node's bridge gateway (NODE_IP of start.d/node.sh). The API server
+# publishes it as the endpoint of the `kubernetes` Service (10.96.0.1:443), so pods on the real node reach it through
+# kube-proxy, as in any cluster. It listens on every address for that, and IBS-KUBE-API (kube_guard_api_port) lets
+# only loopback and the pod bridge in, so the stack's promise of "nothing on the machine's network" holds.
+KUBE_ADVERTISE_ADDRESS=10.244.0.1
+KUBE_API_SANS="IP:127.0.0.1,IP:10.96.0.1,IP:$KUBE_ADVERTISE_ADDRESS,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
 
 # A CA, the API server's serving certificate, one admin client certificate (system:masters) shared by the local
-# components and the tests, and the service-account signing key pair. Made once per $IBS_RUN.
+# components and the tests, and the service-account signing key pair. Made once per $IBS_RUN (the serving
+# certificate again when its names change).
 kube_make_certs() {
   local d=$KUBE_DIR/pki
+  kube_make_serving_cert
   [ -f "$d/admin.crt" ] && return 0
-  mkdir -p "$d"; chmod 700 "$d"
   (
     cd "$d"
-    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 3650 -subj "/CN=ibs-local-kube-ca" 2>/dev/null
-    openssl req -newkey rsa:2048 -nodes -keyout apiserver.key -out apiserver.csr -subj "/CN=kube-apiserver" 2>/dev/null
-    printf 'subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n' >apiserver.ext
-    openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out apiserver.crt -days 3650 -extfile apiserver.ext 2>/dev/null
     openssl req -newkey rsa:2048 -nodes -keyout admin.key -out admin.csr -subj "/O=system:masters/CN=ibs-admin" 2>/dev/null
     printf 'extendedKeyUsage=clientAuth\n' >admin.ext
     openssl x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out admin.crt -days 3650 -extfile admin.ext 2>/dev/null
     openssl genrsa -out sa.key 2048 2>/dev/null
     openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
   )
+}
+
+# The CA (made once) and the API server's serving certificate, made again whenever its names (KUBE_API_SANS) change,
+# under the same CA: kubeconfigs, service-account tokens and the pods' kube-root-ca.crt stay valid.
+kube_make_serving_cert() {
+  local d=$KUBE_DIR/pki ext
+  mkdir -p "$d"; chmod 700 "$d"
+  ext=$(printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth\n' "$KUBE_API_SANS")
+  [ -f "$d/ca.crt" ] || openssl req -x509 -newkey rsa:2048 -nodes -keyout "$d/ca.key" -out "$d/ca.crt" -days 3650 -subj "/CN=ibs-local-kube-ca" 2>/dev/null
+  [ -f "$d/apiserver.crt" ] && [ "$(cat "$d/apiserver.ext" 2>/dev/null)" = "$ext" ] && return 0
+  (
+    cd "$d"
+    printf '%s\n' "$ext" >apiserver.ext
+    openssl req -newkey rsa:2048 -nodes -keyout apiserver.key -out apiserver.csr -subj "/CN=kube-apiserver" 2>/dev/null
+    openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out apiserver.crt -days 3650 -extfile apiserver.ext 2>/dev/null
+  )
+}
+
+# The API server listens on every address (see KUBE_ADVERTISE_ADDRESS); only loopback and the pod bridge may connect.
+kube_guard_api_port() {
+  iptables -N IBS-KUBE-API 2>/dev/null || iptables -F IBS-KUBE-API
+  iptables -A IBS-KUBE-API -i lo -j RETURN
+  iptables -A IBS-KUBE-API -i ibs-cni0 -j RETURN
+  iptables -A IBS-KUBE-API -j DROP
+  iptables -C INPUT -p tcp --dport 6443 -j IBS-KUBE-API 2>/dev/null || iptables -I INPUT -p tcp --dport 6443 -j IBS-KUBE-API
 }
 
 kube_write_kubeconfig() {
@@ -72,11 +100,18 @@ start_kubernetes() {
       --listen-client-urls http://127.0.0.1:23790 --advertise-client-urls http://127.0.0.1:23790 \
       --listen-peer-urls http://127.0.0.1:23800 --initial-advertise-peer-urls http://127.0.0.1:23800 \
       --initial-cluster ibs-kube=http://127.0.0.1:23800 --listen-metrics-urls "" --log-level warn
-  # The endpoint reconciler is off because it refuses a loopback advertise address; nothing here uses the
-  # in-cluster `kubernetes` service.
+  kube_guard_api_port
+  # A running API server started with other flags or before its certificate changed is restarted (a few seconds; its
+  # clients reconnect).
+  local flags="--bind-address 0.0.0.0 --advertise-address $KUBE_ADVERTISE_ADDRESS"
+  if pid_alive "$IBS_RUN/pids/kube-apiserver.pid" &&
+     { [ "$d/apiserver.crt" -nt "$IBS_RUN/pids/kube-apiserver.pid" ] ||
+       ! tr '\0' ' ' <"/proc/$(cat "$IBS_RUN/pids/kube-apiserver.pid")/cmdline" | grep -qF -- "$flags "; }; then
+    stop_process kube-apiserver
+  fi
   start_process kube-apiserver kube_ready \
     "$IBS_BIN/kube-apiserver" --etcd-servers http://127.0.0.1:23790 \
-      --bind-address 127.0.0.1 --secure-port 6443 --advertise-address 127.0.0.1 --endpoint-reconciler-type none \
+      $flags --secure-port 6443 \
       --tls-cert-file "$d/apiserver.crt" --tls-private-key-file "$d/apiserver.key" --client-ca-file "$d/ca.crt" \
       --service-account-issuer https://kubernetes.default.svc --service-account-key-file "$d/sa.pub" \
       --service-account-signing-key-file "$d/sa.key" --service-cluster-ip-range 10.96.0.0/16 \

@@ -65,6 +65,16 @@ node_host_setup() {
   done
 }
 
+# The forwarded ports keep the pod's own address as the source, so PostgreSQL, whose initdb lets in loopback only,
+# must also let in the pod network (with a password, as on loopback).
+node_allow_pods_in_postgres() {
+  local hba=$IBS_RUN/postgres/pg_hba.conf line="host    all             all             $NODE_POD_SUBNET           scram-sha-256"
+  [ -f "$hba" ] || return 0
+  grep -qxF "$line" "$hba" && return 0
+  printf '# pods of the real node (infra/local/start.d/node.sh)\n%s\n' "$line" >>"$hba"
+  PGPASSWORD=$POSTGRES_PASSWORD psql -qtA -h 127.0.0.1 -p "$POSTGRES_PORT" -U "$POSTGRES_USER" -d postgres -c 'SELECT pg_reload_conf()' >/dev/null
+}
+
 node_write_cni_config() {
   mkdir -p "$NODE_DIR/cni/net.d" "$NODE_DIR/cni/ipam"
   node_write_file "$NODE_DIR/cni/net.d/10-ibs-bridge.conflist" <<JSON
@@ -139,7 +149,9 @@ state = "$NODE_DIR/containerd/state"
     [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
       [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
-        BinaryName = "/usr/sbin/runc"
+        # runc 1.2+ (install.d/node.sh): containerd offers user namespaces (hostUsers: false) only with a runc
+        # that supports idmapped mounts.
+        BinaryName = "$IBS_BIN/runc-static"
         SystemdCgroup = false
   [plugins.'io.containerd.cri.v1.runtime'.cni]
     bin_dirs = ["/usr/lib/cni"]
@@ -311,6 +323,7 @@ YAML
 start_node() {
   mkdir -p "$NODE_DIR"
   node_host_setup
+  node_allow_pods_in_postgres
   node_write_cni_config
   node_write_registry_hosts
   node_push_pause_image

@@ -1,0 +1,89 @@
+/**
+ * The other two engines in real pods on the real node (the rootless BuildKit default is builder-pods.test.ts):
+ * Kaniko with its default security context and a user namespace of its own (`hostUsers: false`, which this node
+ * runs with runc 1.5.2, containerd 2 and kernel 6.x), and BuildKit in a QEMU VM in a namespace that enforces Pod
+ * Security `restricted`. Each builds FROM the local busybox with a RUN step and pushes; the registry serves the
+ * digest the executor reported.
+ */
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { V1Pod } from '@kubernetes/client-node';
+import { builderPodName, createKubernetesExecutor, type KubernetesExecutorSettings } from '../../lib/executors/kubernetes';
+import type { S3ObjectStore } from '../../lib/storage/s3-store';
+import { contextOf } from '../support/archives';
+import { BASE_IMAGE, ensureBaseImage, manifestOf } from '../support/registry';
+import { KUBECONFIG, buildJob, createNamespace, deleteNamespace, readPod, recordingObserver } from '../kubernetes/support/cluster';
+import { NODE_NAME, REAL_NODE_NAMESPACE_LABELS, nodeAddress, podReachableStore } from './support/node';
+
+const run = promisify(execFile);
+const BASE_PATH = BASE_IMAGE.slice(BASE_IMAGE.indexOf('/') + 1);
+const IMAGE_BUILDER = { repository: '127.0.0.1:5000/ibs', version: '0.28.1' };
+const namespaces: string[] = [];
+let address: string;
+let store: S3ObjectStore;
+
+beforeAll(async () => {
+  await run('bash', [join(__dirname, '../../infra/images/build.sh'), 'builders'], { timeout: 1_500_000, maxBuffer: 64 << 20 });
+  await ensureBaseImage();
+  address = await nodeAddress();
+  store = podReachableStore(address);
+}, 1_600_000);
+
+afterAll(async () => {
+  for (const namespace of namespaces) await deleteNamespace(namespace);
+});
+
+async function namespaceFor(prefix: string, labels: Record<string, string> = {}): Promise<string> {
+  const namespace = await createNamespace(prefix, { ...REAL_NODE_NAMESPACE_LABELS, ...labels });
+  namespaces.push(namespace);
+  return namespace;
+}
+
+/** Builds FROM busybox with a RUN step in `namespace`; returns the digest, the log and the pod as it ran. */
+async function buildIn(namespace: string, repository: string, settings: Partial<KubernetesExecutorSettings['imageBuilder']>, engine: 'buildkit' | 'kaniko') {
+  const marker = `step-${randomBytes(6).toString('hex')}`;
+  const key = `contexts/cluster-engine-${randomBytes(8).toString('hex')}.tar.gz`;
+  await store.put(key, await contextOf({ Dockerfile: `FROM ${address}:5000/${BASE_PATH}\nRUN echo ${marker} && echo ${marker} > /marker\n` }), { contentType: 'application/gzip' });
+  const job = buildJob(key, { repository: `${address}:5000/${repository}`, engine, timeoutSeconds: 900 });
+  const observer = recordingObserver();
+  let running: Promise<V1Pod | undefined> | undefined;
+  const log = observer.log;
+  observer.log = (text) => {
+    log(text);
+    running ??= readPod(namespace, builderPodName(job.buildId));
+  };
+  const executor = createKubernetesExecutor({
+    namespace,
+    kubeconfigPath: KUBECONFIG,
+    retentionSeconds: 0,
+    heartbeatIntervalMs: 1_000,
+    imageBuilder: { ...IMAGE_BUILDER, resources: { requests: { cpu: '250m' }, limits: { cpu: '1', memory: '1G' } }, ...settings },
+  }, { storage: store, insecureRegistry: true });
+  const { digest } = await executor.run(job, observer);
+  return { digest, marker, text: observer.text(), pod: await running };
+}
+
+describe(`the other engines in real pods on ${NODE_NAME}`, () => {
+  it('Kaniko runs in a user namespace of its own (hostUsers: false) with the default security context, builds and pushes', async () => {
+    const namespace = await namespaceFor('ibs-kaniko');
+    const { digest, marker, text, pod } = await buildIn(namespace, 'ibs-cluster/kaniko', {}, 'kaniko');
+    expect(text).toContain(marker);
+    expect((await manifestOf('ibs-cluster/kaniko', digest)).digest).toBe(digest);
+    expect(pod?.spec?.nodeName).toBe(NODE_NAME);
+    expect(pod?.spec?.hostUsers).toBe(false);
+    expect(pod?.spec?.containers[0]?.image).toBe(`${IMAGE_BUILDER.repository}/image-builder:${IMAGE_BUILDER.version}-kaniko-image`);
+  }, 600_000);
+
+  it('BuildKit in a QEMU VM builds and pushes in a namespace that enforces Pod Security restricted', async () => {
+    const namespace = await namespaceFor('ibs-qemu', { 'pod-security.kubernetes.io/enforce': 'restricted' });
+    const { digest, marker, text, pod } = await buildIn(namespace, 'ibs-cluster/qemu', { useQemu: true }, 'buildkit');
+    expect(text).toContain(marker);
+    expect((await manifestOf('ibs-cluster/qemu', digest)).digest).toBe(digest);
+    expect(pod?.spec?.nodeName).toBe(NODE_NAME);
+    expect(pod?.spec?.containers[0]?.image).toBe(`${IMAGE_BUILDER.repository}/image-builder:${IMAGE_BUILDER.version}-qemu-image`);
+    expect(pod?.spec?.containers[0]?.securityContext).toMatchObject({ allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
+  }, 900_000);
+});

@@ -1,0 +1,81 @@
+/**
+ * The chart installed for real (docs/install-kubernetes.md): `helm install` of infra/helm/build-service into a
+ * namespace of the real node, with the service image that infra/images/build.sh builds from this repository, the
+ * API and the worker running as pods under the chart's own ServiceAccount and Role (in-cluster configuration, no
+ * kubeconfig), reaching the host's PostgreSQL, Temporal and MinIO at the node's address (10.244.0.1) like any
+ * external service. A build sent to the API through its NodePort runs in a builder pod and pushes; `helm test`
+ * (templates/tests/build-test.yaml) does the same from inside the cluster.
+ */
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildForm, contextOf } from '../support/archives';
+import { BASE_IMAGE, manifestOf } from '../support/registry';
+import { apiFetch, waitForBuild } from '../support/stack';
+import { coreApi, eventually } from '../kubernetes/support/cluster';
+import { NODE_NAME } from './support/node';
+import { RELEASE, SERVICE_IMAGE, installRelease, type Release } from './support/release';
+
+const SERVICE_ACCOUNT = `${RELEASE}-build-service`;
+const BASE_PATH = BASE_IMAGE.slice(BASE_IMAGE.indexOf('/') + 1);
+
+let release: Release;
+let namespace: string;
+let address: string;
+let apiUrl: string;
+
+beforeAll(async () => {
+  release = await installRelease('ibs-helm');
+  ({ namespace, address, apiUrl } = release);
+}, 1_800_000);
+
+afterAll(async () => {
+  await release?.uninstall();
+});
+
+describe(`the chart installed with helm on the real node ${NODE_NAME}`, () => {
+  it('runs the API and the worker as pods under the chart\'s ServiceAccount, with no kubeconfig', async () => {
+    const pods = (await coreApi().listNamespacedPod({ namespace, labelSelector: `app.kubernetes.io/instance=${RELEASE}` })).items;
+    const byComponent = new Map(pods.map((p) => [p.metadata?.labels?.['app.kubernetes.io/component'], p]));
+    for (const component of ['api', 'worker']) {
+      const pod = byComponent.get(component);
+      expect(pod?.status?.phase, component).toBe('Running');
+      expect(pod?.spec?.nodeName).toBe(NODE_NAME);
+      expect(pod?.spec?.serviceAccountName).toBe(SERVICE_ACCOUNT);
+      expect(pod?.spec?.containers[0]?.image).toBe(`${SERVICE_IMAGE.registry}/${SERVICE_IMAGE.repository}:${SERVICE_IMAGE.tag}`);
+      expect(pod?.spec?.containers[0]?.env?.map((e) => e.name) ?? []).not.toContain('KUBECONFIG');
+    }
+    const ready = await apiFetch(apiUrl, '/readyz');
+    expect(ready.status, await ready.clone().text()).toBe(200);
+  });
+
+  it('builds an image sent to the in-cluster API in a builder pod, and the registry serves it', async () => {
+    const marker = `helm-${randomBytes(6).toString('hex')}`;
+    const tag = `t${Date.now()}`;
+    const repository = 'ibs-cluster/helm-install';
+    const context = await contextOf({ Dockerfile: `FROM ${address}:5000/${BASE_PATH}\nRUN echo ${marker} && echo ${marker} > /marker\n` });
+    const res = await apiFetch(apiUrl, '/v1/builds', { method: 'POST', body: buildForm({ image: `${address}:5000/${repository}:${tag}` }, context) });
+    expect(res.status, await res.clone().text()).toBe(202);
+    const { id } = (await res.json()) as { id: string };
+
+    const build = await waitForBuild(apiUrl, id, 420_000);
+    const log = await (await apiFetch(apiUrl, `/v1/builds/${id}/logs`)).text();
+    expect(build.status, `${JSON.stringify(build.error)}\n${log}`).toBe('succeeded');
+    expect(log).toContain(marker);
+    const served = await manifestOf(repository, tag);
+    expect(build.digest).toBe(served.digest);
+
+    // The pod is kept for the chart's podRetentionSeconds (300): it ran on the real node, created by the worker.
+    const pod = await coreApi().readNamespacedPod({ namespace, name: `ibs-build-${id}` });
+    expect(pod.spec?.nodeName).toBe(NODE_NAME);
+    expect(pod.status?.phase).toBe('Succeeded');
+  }, 480_000);
+
+  it('`helm test` submits a build from inside the cluster and reports its success', async () => {
+    const { stdout } = await release.helm(['test', RELEASE, '--namespace', namespace, '--logs', '--timeout', '8m']);
+    expect(stdout).toMatch(/Phase:\s+Succeeded/);
+    expect(stdout).toMatch(/build \S+ succeeded: \S+@sha256:[0-9a-f]{64}/);
+    const revision = 1;
+    const served = await eventually(() => manifestOf('ibs-cluster/helm-test', `${RELEASE}-${revision}`).catch(() => undefined), 'the helm test image');
+    expect(stdout).toContain(served.digest);
+  }, 600_000);
+});
