@@ -11,8 +11,10 @@ import { BuildLog } from '../lib/logs/build-log';
 import { redact } from '../lib/logs/redact';
 import { RegistryError, type RegistryClient } from '../lib/registry/client';
 import { parseImageReference } from '../lib/registry/reference';
+import type { ScanGate } from '../lib/scan/gate';
 import type { ObjectStore } from '../lib/storage/object-store';
 import type { BuildErrorInfo, BuildStatus, ImageBuildInput } from '../workflows/definitions';
+import { openScanGate, type OpenGate } from './scan';
 
 export interface ActivityDeps {
   builds: BuildRepository;
@@ -21,6 +23,8 @@ export interface ActivityDeps {
   registry: RegistryClient;
   /** Values masked out of logs and error messages. */
   secrets: readonly string[];
+  /** The scanner gate, when imageBuilder.imageScanner.enabled: scan before push. */
+  scanGate?: ScanGate;
 }
 
 function nonRetryable(code: string, message: string, secrets: readonly string[]): ApplicationFailure {
@@ -47,7 +51,9 @@ export function createActivities(deps: ActivityDeps) {
       const target = parseImageReference(input.spec.image);
       const log = await BuildLog.open(deps.storage, input.buildId, deps.secrets);
       log.write(`[ibs] attempt ${ctx.info.attempt} of build ${input.buildId} on executor ${deps.executor.name}\n`);
+      let gate: OpenGate | undefined;
       try {
+        if (deps.scanGate) gate = await openScanGate(deps.scanGate, deps.builds, input.buildId, (text) => log.write(text));
         const outcome = await deps.executor.run(
           {
             buildId: input.buildId,
@@ -62,9 +68,16 @@ export function createActivities(deps: ActivityDeps) {
             engine: input.engine,
             timeoutSeconds: input.timeoutSeconds,
             resources: input.spec.resources,
+            gate: gate?.job,
           },
-          { log: (text) => log.write(text), heartbeat: () => ctx.heartbeat(), signal: ctx.cancellationSignal },
+          {
+            log: (text) => log.write(text),
+            heartbeat: () => ctx.heartbeat(),
+            signal: ctx.cancellationSignal,
+            phase: (step) => void deps.builds.markStatus(input.buildId, step).catch(() => undefined),
+          },
         );
+        if (gate) return await gate.finish(outcome, target.registry, target.repository);
         log.write(`[ibs] pushed ${target.registry}/${target.repository}@${outcome.digest}\n`);
         return outcome;
       } catch (err) {
@@ -72,8 +85,10 @@ export function createActivities(deps: ActivityDeps) {
         // The executor has stopped the build; tell Temporal this attempt ended because it was cancelled.
         if (ctx.cancellationSignal.aborted) throw new CancelledFailure('the build was cancelled');
         if (err instanceof BuildFailedError) throw nonRetryable(err.code, err.message, deps.secrets);
+        if (err instanceof RegistryError && !err.retryable) throw nonRetryable('push_failed', err.message, deps.secrets);
         throw err;
       } finally {
+        await gate?.close();
         await log.close();
       }
     },

@@ -11,6 +11,9 @@ import { registryHostOf, registryHostsOfDockerfile } from '../lib/registry/base-
 import { RegistryClient } from '../lib/registry/client';
 import { prepareBuilderAuth } from '../lib/registry/builder-auth';
 import { builderCredentials, createCredentialProvider, type CredentialProvider } from '../lib/registry/credentials';
+import { ScanGate } from '../lib/scan/gate';
+import { reportDestination } from '../lib/scan/report-store';
+import { RuncScanner } from '../lib/scan/runc-scanner';
 import { createObjectStore, type ObjectStore } from '../lib/storage';
 import { kubernetesSettingsFrom } from './kubernetes-settings';
 
@@ -18,7 +21,7 @@ import { kubernetesSettingsFrom } from './kubernetes-settings';
  * The executor BUILD_EXECUTOR names. Either way the builder gets credentials only for the hosts it talks to,
  * minted by the registry type's provider when the build starts.
  */
-function createExecutor(config: Config, storage: ObjectStore, credentials: CredentialProvider): BuildExecutor {
+function createExecutor(config: Config, storage: ObjectStore, credentials: CredentialProvider, registry: RegistryClient): BuildExecutor {
   if (config.executor.type === 'kubernetes') {
     // Base-image registries reach builder pods through the pull secrets; the provider covers the push target.
     return createKubernetesExecutor(kubernetesSettingsFrom(config), {
@@ -35,6 +38,7 @@ function createExecutor(config: Config, storage: ObjectStore, credentials: Crede
     contextLimits: config.contextLimits,
     insecureRegistry: config.registry.disableHttps,
     noCache: config.executor.noCache,
+    scanner: config.imageScanner.enabled ? new RuncScanner({ runcPath: config.executor.runcPath, registry }) : undefined,
     builderAuth: (job, dockerfile, dir) =>
       prepareBuilderAuth(credentials, [registryHostOf(job.repository), ...registryHostsOfDockerfile(dockerfile, job.buildArgs)], dir),
   });
@@ -55,9 +59,17 @@ export async function createWorkerDependencies(config: Config): Promise<{ deps: 
     deps: {
       builds: new BuildRepository(pool),
       storage,
-      executor: createExecutor(config, storage, credentials),
+      executor: createExecutor(config, storage, credentials, registry),
       registry,
       secrets: config.secrets,
+      scanGate: config.imageScanner.enabled
+        ? new ScanGate({
+            config: config.imageScanner,
+            registry,
+            storage,
+            destination: reportDestination(config.imageScanner.reportUploadPath, config.storage, storage),
+          })
+        : undefined,
     },
   };
 }

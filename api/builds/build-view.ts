@@ -21,7 +21,7 @@ export function toBuild(record: BuildRecord, settings: Pick<ApiDeps['settings'],
     startedAt: record.startedAt?.toISOString() ?? null,
     finishedAt: record.finishedAt?.toISOString() ?? null,
     error: record.error,
-    scan: null,
+    scan: record.scan ? { passed: record.scan.passed, reportUrl: record.scan.reportUrl, summary: record.scan.summary, scanner: record.scan.scanner } : null,
     signature: null,
     links: {
       self: `${publicUrl}/v1/builds/${record.id}`,

@@ -54,7 +54,16 @@ export const BuildSchema = z
     startedAt: z.string().nullable(),
     finishedAt: z.string().nullable(),
     error: z.object({ code: z.string(), message: z.string() }).nullable(),
-    scan: z.object({ passed: z.boolean(), reportUrl: z.string().nullable() }).nullable(),
+    scan: z
+      .object({
+        passed: z.boolean(),
+        reportUrl: z.string().nullable(),
+        summary: z
+          .object({ format: z.enum(['trivy', 'snyk', 'unknown']), findings: z.record(z.string(), z.number()).optional(), bySeverity: z.record(z.string(), z.number()).optional() })
+          .nullable(),
+        scanner: z.object({ image: z.string(), digest: z.string() }).openapi({ description: 'The scanner image as configured and the digest that ran' }),
+      })
+      .nullable(),
     signature: z.object({ digest: z.string() }).nullable(),
     links: z.object({ self: z.string(), logs: z.string(), temporal: z.string() }),
   })

@@ -3,6 +3,7 @@
  * write here is idempotent (activities may run twice) and never moves a build out of a terminal state.
  */
 import type { Pool, QueryResultRow } from 'pg';
+import type { ScanRecord } from '../scan/contract';
 import type { BuildErrorInfo, BuildSpec, BuildStatus } from '../../workflows/definitions';
 import { DatabaseUnavailableError, isDatabaseUnavailable } from './availability';
 
@@ -17,6 +18,8 @@ export interface BuildRecord {
   idempotencyKey: string | null;
   digest: string | null;
   error: BuildErrorInfo | null;
+  /** What the scanner gate found (null when the build was not scanned). */
+  scan: ScanRecord | null;
   attempt: number;
   createdAt: Date;
   startedAt: Date | null;
@@ -54,6 +57,7 @@ interface BuildRow {
   digest: string | null;
   error_code: string | null;
   error_message: string | null;
+  scan: ScanRecord | null;
   attempt: number;
   created_at: Date;
   started_at: Date | null;
@@ -74,6 +78,7 @@ function toRecord(row: BuildRow): BuildRecord {
     idempotencyKey: row.idempotency_key,
     digest: row.digest,
     error: row.error_code ? { code: row.error_code, message: row.error_message ?? '' } : null,
+    scan: row.scan ?? null,
     attempt: row.attempt,
     createdAt: row.created_at,
     startedAt: row.started_at,
@@ -149,6 +154,11 @@ export class BuildRepository {
     );
   }
 
+  /** The scanner gate's verdict, recorded before the build goes on (or fails), so a failed scan shows it too. */
+  async recordScan(id: string, scan: ScanRecord): Promise<void> {
+    await this.query(`UPDATE builds SET scan = $2, updated_at = now() WHERE id = $1 AND ${NOT_TERMINAL}`, [id, JSON.stringify(scan)]);
+  }
+
   async markFailed(id: string, error: BuildErrorInfo, status: 'failed' | 'cancelled' = 'failed'): Promise<void> {
     await this.query(
       `UPDATE builds SET status = $2, error_code = $3, error_message = $4, finished_at = now(), updated_at = now()
@@ -160,7 +170,7 @@ export class BuildRepository {
   /** Puts a finished build back in the queue for another attempt; false when it is not finished. */
   async requeue(id: string): Promise<BuildRecord | undefined> {
     const { rows } = await this.query<BuildRow>(
-      `UPDATE builds SET status = 'queued', attempt = attempt + 1, digest = NULL, error_code = NULL,
+      `UPDATE builds SET status = 'queued', attempt = attempt + 1, digest = NULL, error_code = NULL, scan = NULL,
          error_message = NULL, started_at = NULL, finished_at = NULL, updated_at = now()
        WHERE id = $1 AND status IN ('failed','cancelled') RETURNING *`,
       [id],
