@@ -15,6 +15,8 @@ import type { ScanGate } from '../lib/scan/gate';
 import type { ObjectStore } from '../lib/storage/object-store';
 import type { BuildErrorInfo, BuildStatus, ImageBuildInput } from '../workflows/definitions';
 import { openScanGate, type OpenGate } from './scan';
+import { createSigningActivities } from './sign';
+import type { NotationSigner } from '../lib/signing/notation';
 
 export interface ActivityDeps {
   builds: BuildRepository;
@@ -25,6 +27,8 @@ export interface ActivityDeps {
   secrets: readonly string[];
   /** The scanner gate, when imageBuilder.imageScanner.enabled: scan before push. */
   scanGate?: ScanGate;
+  /** Notation signing, when IMAGE_SIGNER_TYPE=notation: sign and verify after the push. */
+  signer?: NotationSigner;
 }
 
 function nonRetryable(code: string, message: string, secrets: readonly string[]): ApplicationFailure {
@@ -33,6 +37,8 @@ function nonRetryable(code: string, message: string, secrets: readonly string[])
 
 export function createActivities(deps: ActivityDeps) {
   return {
+    ...createSigningActivities(deps),
+
     async recordStatus(buildId: string, status: Exclude<BuildStatus, 'succeeded' | 'failed' | 'cancelled'>): Promise<void> {
       await deps.builds.markStatus(buildId, status);
     },

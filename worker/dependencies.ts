@@ -14,6 +14,7 @@ import { builderCredentials, createCredentialProvider, type CredentialProvider }
 import { ScanGate } from '../lib/scan/gate';
 import { reportDestination } from '../lib/scan/report-store';
 import { RuncScanner } from '../lib/scan/runc-scanner';
+import { NotationSigner } from '../lib/signing/notation';
 import { createObjectStore, type ObjectStore } from '../lib/storage';
 import { kubernetesSettingsFrom } from './kubernetes-settings';
 
@@ -54,6 +55,17 @@ export async function createWorkerDependencies(config: Config): Promise<{ deps: 
     allowSelfSignedCerts: config.registry.allowSelfSignedCerts,
     credentials: (host) => credentials.credentialsFor(host),
   });
+  const signer =
+    config.signing.type === 'notation'
+      ? new NotationSigner({
+          ...config.signing,
+          insecureRegistry: config.registry.disableHttps,
+          credentials: (host) => credentials.credentialsFor(host),
+          registry,
+          secrets: config.secrets,
+        })
+      : undefined;
+  await signer?.ensureTrustPolicy();
   return {
     pool,
     deps: {
@@ -70,6 +82,7 @@ export async function createWorkerDependencies(config: Config): Promise<{ deps: 
             destination: reportDestination(config.imageScanner.reportUploadPath, config.storage, storage),
           })
         : undefined,
+      signer,
     },
   };
 }

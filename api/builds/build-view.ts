@@ -22,7 +22,7 @@ export function toBuild(record: BuildRecord, settings: Pick<ApiDeps['settings'],
     finishedAt: record.finishedAt?.toISOString() ?? null,
     error: record.error,
     scan: record.scan ? { passed: record.scan.passed, reportUrl: record.scan.reportUrl, summary: record.scan.summary, scanner: record.scan.scanner } : null,
-    signature: null,
+    signature: record.signature ? { digest: record.signature.digest, profile: record.signature.profile, verified: record.signature.verified } : null,
     links: {
       self: `${publicUrl}/v1/builds/${record.id}`,
       logs: `${publicUrl}/v1/builds/${record.id}/logs`,

@@ -64,7 +64,10 @@ export const BuildSchema = z
         scanner: z.object({ image: z.string(), digest: z.string() }).openapi({ description: 'The scanner image as configured and the digest that ran' }),
       })
       .nullable(),
-    signature: z.object({ digest: z.string() }).nullable(),
+    signature: z
+      .object({ digest: z.string().nullable(), profile: z.string(), verified: z.boolean() })
+      .nullable()
+      .openapi({ description: 'The notation signature of the pushed digest; verified false marks an image left unsigned' }),
     links: z.object({ self: z.string(), logs: z.string(), temporal: z.string() }),
   })
   .openapi('Build');

@@ -81,6 +81,22 @@ export class RegistryClient {
     return body;
   }
 
+  /**
+   * Whether the registry implements the OCI referrers API for this repository: 200 with an image index means yes,
+   * 404 means no (distribution 2.8 answers 404; clients then use the referrers tag scheme). Asked, never guessed.
+   */
+  async supportsReferrers(registry: string, repository: string, digest: string): Promise<boolean> {
+    checkRepository(repository);
+    checkReference(digest);
+    const res = await this.request(registry, [pull(repository)], `/v2/${repository}/referrers/${digest}`, () => ({ headers: { accept: MEDIA_TYPES.ociIndex } }));
+    if (res.status === 404 || res.ok) {
+      await res.body?.cancel();
+      return res.ok && (res.headers.get('content-type') ?? '').startsWith(MEDIA_TYPES.ociIndex);
+    }
+    await expectOk(res, registry, repository);
+    return false;
+  }
+
   /** Points `tag` at the manifest already pushed under `digest`; a repeat is harmless. */
   async tagManifest(registry: string, repository: string, digest: string, tag: string): Promise<void> {
     const manifest = await this.getManifest(registry, repository, digest);
