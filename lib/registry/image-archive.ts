@@ -8,7 +8,6 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import type { RegistryClient } from './client';
-import { RegistryError } from './errors';
 
 interface Descriptor {
   mediaType: string;
