@@ -11,9 +11,11 @@ import { BuildLog } from '../lib/logs/build-log';
 import { redact } from '../lib/logs/redact';
 import { RegistryError, type RegistryClient } from '../lib/registry/client';
 import { parseImageReference } from '../lib/registry/reference';
+import type { BuildPolicySettings } from '../lib/policy/build-policy';
 import type { ScanGate } from '../lib/scan/gate';
 import type { ObjectStore } from '../lib/storage/object-store';
 import type { BuildErrorInfo, BuildStatus, ImageBuildInput } from '../workflows/definitions';
+import { createPolicyActivities } from './policy';
 import { openScanGate, type OpenGate } from './scan';
 import { createSigningActivities } from './sign';
 import type { NotationSigner } from '../lib/signing/notation';
@@ -23,6 +25,8 @@ export interface ActivityDeps {
   storage: ObjectStore;
   executor: BuildExecutor;
   registry: RegistryClient;
+  /** The base-image, frontend, entitlement and ADD checks checkBuildPolicy runs before a builder starts. */
+  policy: BuildPolicySettings;
   /** Values masked out of logs and error messages. */
   secrets: readonly string[];
   /** The scanner gate, when imageBuilder.imageScanner.enabled: scan before push. */
@@ -37,6 +41,7 @@ function nonRetryable(code: string, message: string, secrets: readonly string[])
 
 export function createActivities(deps: ActivityDeps) {
   return {
+    ...createPolicyActivities(deps),
     ...createSigningActivities(deps),
 
     async recordStatus(buildId: string, status: Exclude<BuildStatus, 'succeeded' | 'failed' | 'cancelled'>): Promise<void> {

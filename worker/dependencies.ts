@@ -4,6 +4,7 @@ import type { ActivityDeps } from '../activities';
 import type { Config } from '../lib/config';
 import { BuildRepository } from '../lib/db/builds-repository';
 import { createPool, migrate } from '../lib/db/pool';
+import { buildPolicySettingsOf } from '../lib/policy/build-policy';
 import type { BuildExecutor } from '../lib/executors/executor';
 import { createKubernetesExecutor } from '../lib/executors/kubernetes';
 import { LocalExecutor } from '../lib/executors/local/local-executor';
@@ -73,6 +74,7 @@ export async function createWorkerDependencies(config: Config): Promise<{ deps: 
       storage,
       executor: createExecutor(config, storage, credentials, registry),
       registry,
+      policy: buildPolicySettingsOf(config),
       secrets: config.secrets,
       scanGate: config.imageScanner.enabled
         ? new ScanGate({

@@ -69,6 +69,8 @@ export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResu
   };
 
   try {
+    // The policy is checked again here, before a builder starts (runs recorded before it skip it on replay).
+    if (patched('build-policy')) await bookkeeping.checkBuildPolicy(input);
     await moveTo('running');
     const { digest } = await buildActivities(input.timeoutSeconds).buildImage(input);
     progress.digest = digest;

@@ -23,6 +23,7 @@ export function toBuild(record: BuildRecord, settings: Pick<ApiDeps['settings'],
     error: record.error,
     scan: record.scan ? { passed: record.scan.passed, reportUrl: record.scan.reportUrl, summary: record.scan.summary, scanner: record.scan.scanner } : null,
     signature: record.signature ? { digest: record.signature.digest, profile: record.signature.profile, verified: record.signature.verified } : null,
+    policyExemption: record.policyExemption,
     links: {
       self: `${publicUrl}/v1/builds/${record.id}`,
       logs: `${publicUrl}/v1/builds/${record.id}/logs`,

@@ -68,6 +68,10 @@ export const BuildSchema = z
       .object({ digest: z.string().nullable(), profile: z.string(), verified: z.boolean() })
       .nullable()
       .openapi({ description: 'The notation signature of the pushed digest; verified false marks an image left unsigned' }),
+    policyExemption: z
+      .object({ reason: z.enum(['trusted_consumer']), images: z.array(z.string()) })
+      .nullable()
+      .openapi({ description: 'Set when the build used base images the deny/allow lists refuse, allowed because its consumer is trusted by the operator' }),
     links: z.object({ self: z.string(), logs: z.string(), temporal: z.string() }),
   })
   .openapi('Build');

@@ -3,6 +3,7 @@
  * write here is idempotent (activities may run twice) and never moves a build out of a terminal state.
  */
 import type { Pool, QueryResultRow } from 'pg';
+import type { PolicyExemption } from '../policy/build-policy';
 import type { ScanRecord } from '../scan/contract';
 import type { SignatureRecord } from '../signing/notation';
 import type { BuildErrorInfo, BuildSpec, BuildStatus } from '../../workflows/definitions';
@@ -27,6 +28,8 @@ export interface BuildRecord {
   createdAt: Date;
   startedAt: Date | null;
   finishedAt: Date | null;
+  /** Set when a trusted consumer's build used images the base-image lists refuse (migration 20). */
+  policyExemption: PolicyExemption | null;
 }
 
 export interface NewBuild {
@@ -37,6 +40,7 @@ export interface NewBuild {
   contextKey: string;
   contextDigest: string;
   idempotencyKey?: string;
+  policyExemption?: PolicyExemption;
 }
 
 export interface BuildListQuery {
@@ -66,6 +70,7 @@ interface BuildRow {
   created_at: Date;
   started_at: Date | null;
   finished_at: Date | null;
+  policy_exemption?: PolicyExemption | null;
 }
 
 const NOT_TERMINAL = `status NOT IN ('succeeded','failed','cancelled')`;
@@ -88,6 +93,7 @@ function toRecord(row: BuildRow): BuildRecord {
     createdAt: row.created_at,
     startedAt: row.started_at,
     finishedAt: row.finished_at,
+    policyExemption: row.policy_exemption ?? null,
   };
 }
 
@@ -97,11 +103,11 @@ export class BuildRepository {
   /** Inserts a queued build; with an idempotency key already used by this consumer, returns that build instead. */
   async create(build: NewBuild): Promise<{ record: BuildRecord; created: boolean }> {
     const { rows } = await this.query<BuildRow>(
-      `INSERT INTO builds (id, status, consumer, image, spec, context_key, context_digest, idempotency_key)
-       VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7)
+      `INSERT INTO builds (id, status, consumer, image, spec, context_key, context_digest, idempotency_key, policy_exemption)
+       VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $8)
        ON CONFLICT (consumer, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
        RETURNING *`,
-      [build.id, build.consumer, build.image, build.spec, build.contextKey, build.contextDigest, build.idempotencyKey ?? null],
+      [build.id, build.consumer, build.image, build.spec, build.contextKey, build.contextDigest, build.idempotencyKey ?? null, build.policyExemption ?? null],
     );
     if (rows[0]) return { record: toRecord(rows[0]), created: true };
     const existing = await this.query<BuildRow>(

@@ -41,4 +41,10 @@ export const migrations: Migration[] = [
       CREATE INDEX builds_image_created ON builds (image, created_at DESC);
     `,
   },
+  {
+    id: 20,
+    name: 'builds.policy_exemption',
+    // The base-image exemption a trusted consumer's build used ({reason, images}); NULL for every other build.
+    sql: `ALTER TABLE builds ADD COLUMN IF NOT EXISTS policy_exemption jsonb;`,
+  },
 ];
