@@ -30,8 +30,9 @@ describe('notation signing (local test key)', () => {
       method: 'POST',
       body: buildForm({ image: `${registry}/${repository}:1` }, await contextOf({ Dockerfile: `FROM ${base}\nCOPY f /f\n`, f: `${body}${randomUUID()}\n` })),
     });
-    expect(res.status).toBe(202);
-    const { id } = (await res.json()) as { id: string };
+    const answer = (await res.json()) as { id: string };
+    expect(res.status, JSON.stringify(answer)).toBe(202);
+    const { id } = answer;
     return waitForBuild(stack.apiUrl, id);
   };
   const notation = (...args: string[]) =>
@@ -51,6 +52,8 @@ describe('notation signing (local test key)', () => {
       NOTATION_REGION: 'us-east-1',
       NOTATION_CLI_PATH: NOTATION,
       NOTATION_CONFIG_HOME: configHome,
+      // olareg (the referrers-API registry) is a loopback registry the default allowlist does not name.
+      TARGET_REGISTRY_ALLOWLIST: `${REGISTRY},${REFERRERS_REGISTRY}`,
     });
     await stack.startWorker();
   });
