@@ -14,10 +14,14 @@ import { currentTraceparent } from '../lib/telemetry/tracing';
 import { RegistryError, type RegistryClient } from '../lib/registry/client';
 import { parseImageReference } from '../lib/registry/reference';
 import type { BuildPolicySettings } from '../lib/policy/build-policy';
+import type { ScanGate } from '../lib/scan/gate';
 import type { ObjectStore } from '../lib/storage/object-store';
 import type { BuildErrorInfo, BuildStatus, ImageBuildInput } from '../workflows/definitions';
 import { createPolicyActivities } from './policy';
 import { createBuildQueueActivities, type BuildQueueDeps } from './build-queue';
+import { openScanGate, type OpenGate } from './scan';
+import { createSigningActivities } from './sign';
+import type { NotationSigner } from '../lib/signing/notation';
 
 export interface ActivityDeps extends BuildQueueDeps {
   builds: BuildRepository;
@@ -32,6 +36,10 @@ export interface ActivityDeps extends BuildQueueDeps {
   buildLogs: BuildLogSettings;
   /** Build arguments every build gets (the dependency mirrors and proxy, lib/dependencies/mirrors.ts); a build's own win. */
   defaultBuildArgs?: Record<string, string>;
+  /** The scanner gate, when imageBuilder.imageScanner.enabled: scan before push. */
+  scanGate?: ScanGate;
+  /** Notation signing, when IMAGE_SIGNER_TYPE=notation: sign and verify after the push. */
+  signer?: NotationSigner;
 }
 
 function nonRetryable(code: string, message: string, secrets: readonly string[]): ApplicationFailure {
@@ -42,6 +50,7 @@ export function createActivities(deps: ActivityDeps) {
   return {
     ...createPolicyActivities(deps),
     ...createBuildQueueActivities(deps),
+    ...createSigningActivities(deps),
 
     async recordStatus(buildId: string, status: Exclude<BuildStatus, 'succeeded' | 'failed' | 'cancelled'>): Promise<void> {
       await deps.builds.markStatus(buildId, status);
@@ -61,7 +70,9 @@ export function createActivities(deps: ActivityDeps) {
       const target = parseImageReference(input.spec.image);
       const log = await BuildLog.open(deps.storage, deps.buildLogs, input.buildId, deps.secrets);
       log.write(`[ibs] attempt ${ctx.info.attempt} of build ${input.buildId} on executor ${deps.executor.name}\n`);
+      let gate: OpenGate | undefined;
       try {
+        if (deps.scanGate) gate = await openScanGate(deps.scanGate, deps.builds, input.buildId, (text) => log.write(text));
         const outcome = await deps.executor.run(
           {
             buildId: input.buildId,
@@ -78,9 +89,16 @@ export function createActivities(deps: ActivityDeps) {
             timeoutSeconds: input.timeoutSeconds,
             resources: input.spec.resources,
             traceparent: currentTraceparent(),
+            gate: gate?.job,
           },
-          { log: (text) => log.write(text), heartbeat: () => ctx.heartbeat(), signal: ctx.cancellationSignal },
+          {
+            log: (text) => log.write(text),
+            heartbeat: () => ctx.heartbeat(),
+            signal: ctx.cancellationSignal,
+            phase: (step) => void deps.builds.markStatus(input.buildId, step).catch(() => undefined),
+          },
         );
+        if (gate) return await gate.finish(outcome, target.registry, target.repository);
         log.write(`[ibs] pushed ${target.registry}/${target.repository}@${outcome.digest}\n`);
         return outcome;
       } catch (err) {
@@ -88,8 +106,10 @@ export function createActivities(deps: ActivityDeps) {
         // The executor has stopped the build; tell Temporal this attempt ended because it was cancelled.
         if (ctx.cancellationSignal.aborted) throw new CancelledFailure('the build was cancelled');
         if (err instanceof BuildFailedError) throw nonRetryable(err.code, err.message, deps.secrets);
+        if (err instanceof RegistryError && !err.retryable) throw nonRetryable('push_failed', err.message, deps.secrets);
         throw err;
       } finally {
+        await gate?.close();
         await log.close(() => ctx.heartbeat());
       }
     },

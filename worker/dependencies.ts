@@ -15,6 +15,10 @@ import { registryHostOf, registryHostsOfDockerfile } from '../lib/registry/base-
 import { RegistryClient } from '../lib/registry/client';
 import { prepareBuilderAuth } from '../lib/registry/builder-auth';
 import { builderCredentials, createCredentialProvider, type CredentialProvider } from '../lib/registry/credentials';
+import { ScanGate } from '../lib/scan/gate';
+import { reportDestination } from '../lib/scan/report-store';
+import { RuncScanner } from '../lib/scan/runc-scanner';
+import { NotationSigner } from '../lib/signing/notation';
 import { createObjectStore, type ObjectStore } from '../lib/storage';
 import { kubernetesSettingsFrom } from './kubernetes-settings';
 
@@ -22,7 +26,7 @@ import { kubernetesSettingsFrom } from './kubernetes-settings';
  * The executor BUILD_EXECUTOR names. Either way the builder gets credentials only for the hosts it talks to,
  * minted by the registry type's provider when the build starts.
  */
-function createExecutor(config: Config, storage: ObjectStore, credentials: CredentialProvider): BuildExecutor {
+function createExecutor(config: Config, storage: ObjectStore, credentials: CredentialProvider, registry: RegistryClient): BuildExecutor {
   if (config.executor.type === 'kubernetes') {
     // Base-image registries reach builder pods through the pull secrets; the provider covers the push target.
     return createKubernetesExecutor(kubernetesSettingsFrom(config), {
@@ -40,6 +44,7 @@ function createExecutor(config: Config, storage: ObjectStore, credentials: Crede
     insecureRegistry: config.registry.disableHttps,
     noCache: config.executor.noCache,
     otlpEndpoint: config.tracing.enabled ? config.otlp.endpoint : undefined,
+    scanner: config.imageScanner.enabled ? new RuncScanner({ runcPath: config.executor.runcPath, registry }) : undefined,
     builderAuth: (job, dockerfile, dir) =>
       prepareBuilderAuth(credentials, [registryHostOf(job.repository), ...registryHostsOfDockerfile(dockerfile, job.buildArgs)], dir),
   });
@@ -57,6 +62,17 @@ export async function createWorkerDependencies(config: Config): Promise<{ deps: 
   });
   // The fair build queue's activities signal the scheduler workflow and describe builds (activities/build-queue.ts).
   const temporal = new Client({ connection: Connection.lazy({ address: config.temporal.address }), namespace: config.temporal.namespace });
+  const signer =
+    config.signing.type === 'notation'
+      ? new NotationSigner({
+          ...config.signing,
+          insecureRegistry: config.registry.disableHttps,
+          credentials: (host) => credentials.credentialsFor(host),
+          registry,
+          secrets: config.secrets,
+        })
+      : undefined;
+  await signer?.ensureTrustPolicy();
   return {
     pool,
     deps: {
@@ -64,12 +80,21 @@ export async function createWorkerDependencies(config: Config): Promise<{ deps: 
       buildSlots: config.build.slots,
       builds: new BuildRepository(pool),
       storage,
-      executor: createExecutor(config, storage, credentials),
+      executor: createExecutor(config, storage, credentials, registry),
       registry,
       policy: buildPolicySettingsOf(config),
       secrets: config.secrets,
       buildLogs: { index: new LogSegmentIndex(pool), ...config.buildLogs },
       defaultBuildArgs: mirrorBuildArgs(config.dependencies),
+      scanGate: config.imageScanner.enabled
+        ? new ScanGate({
+            config: config.imageScanner,
+            registry,
+            storage,
+            destination: reportDestination(config.imageScanner.reportUploadPath, config.storage, storage),
+          })
+        : undefined,
+      signer,
     },
   };
 }

@@ -3,6 +3,8 @@ import { NativeConnection } from '@temporalio/worker';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, describeSpringProfile, loadConfig } from '../lib/config';
+import { AWS_SIGNER_PLUGIN } from '../lib/signing/notation';
+import { checkSigningProfile } from '../lib/signing/profile-check';
 import { buildTaskQueueFor } from '../workflows/definitions';
 import { startTracing } from '../lib/telemetry/tracing';
 import { createWorkerDependencies } from './dependencies';
@@ -14,6 +16,8 @@ async function main(): Promise<void> {
   const tracing = startTracing(config.tracing, 'worker');
   const { deps, pool } = await createWorkerDependencies(config);
   await deps.storage.check();
+  // A signing profile that cannot sign is found now, not by the first build.
+  if (config.signing.type === 'notation' && config.signing.plugin === AWS_SIGNER_PLUGIN) await checkSigningProfile(config.signing);
   const connection = await NativeConnection.connect({ address: config.temporal.address });
   const bundlePath = join(__dirname, 'workflow-bundle.js');
   const worker = await ImageBuildWorker.create({
@@ -35,6 +39,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  console.error(err instanceof ConfigError ? err.message : err);
+  console.error(err instanceof ConfigError || (err instanceof Error && err.name === 'SigningProfileError') ? err.message : err);
   process.exit(1);
 });

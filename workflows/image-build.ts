@@ -1,7 +1,8 @@
 /**
  * imageBuild: one workflow per build. Deterministic code only: every side effect is an activity.
  *
- *   queued → running (build, push by digest) → pushing (tag) → succeeded
+ *   queued → running (build, push by digest) → pushing (tag) → [signing] → succeeded
+ *   with the scanner gate: running (build to an archive) → scanning → pushing (from the archive, then tag)
  *                                 └──────────────→ failed | cancelled
  */
 import {
@@ -34,6 +35,12 @@ import { releaseSlotSignal, schedulerWorkflowIdFor, slotGrantedSignal } from './
 const bookkeeping = proxyActivities<Activities>({
   startToCloseTimeout: '30 seconds',
   retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 20 },
+});
+
+// Signing and verifying call notation (and, in production, AWS Signer) once per manifest: minutes at most.
+const signing = proxyActivities<Activities>({
+  startToCloseTimeout: '5 minutes',
+  retry: { initialInterval: '2 seconds', maximumInterval: '30 seconds', maximumAttempts: 5 },
 });
 
 // The build itself: long, so liveness comes from heartbeats; cancellation waits for the executor to stop. It runs
@@ -94,6 +101,8 @@ export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResu
     await moveTo('pushing');
     await bookkeeping.tagImage(input.spec.image, digest);
     await releaseSlot();
+    // Signs and verifies when IMAGE_SIGNER_TYPE=notation (the activity sets `signing`); a no-op otherwise.
+    if (patched('sign-after-push')) await signing.signImage(input.buildId, input.spec.image, digest);
     await bookkeeping.recordSucceeded(input.buildId, digest);
     progress.status = 'succeeded';
     upsertSearchAttributes([{ key: searchAttributes.status, value: 'succeeded' }]);

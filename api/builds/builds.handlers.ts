@@ -8,6 +8,7 @@ import { toBuild, type Build } from './build-view';
 import type { ListQuery } from './builds.schemas';
 import { decodeCursor, encodeCursor } from './cursor';
 import { followLog, storedLog } from './logs';
+import { storedScanReport } from './scan-report';
 import * as operator from './operator-actions';
 import { consumerOf, idempotencyKeyOf } from './request-headers';
 import { parseSpec } from './spec';
@@ -78,4 +79,8 @@ export async function cancelBuild(c: Ctx, id: string): Promise<Build> {
 export async function retryBuild(c: Ctx, id: string): Promise<Build> {
   const requeued = await operator.retryBuild(c.get('deps'), await requireBuild(c, id));
   return toBuild(requeued, c.get('deps').settings);
+}
+
+export async function getScanReport(c: Ctx, id: string): Promise<Response> {
+  return storedScanReport(c.get('deps'), await requireBuild(c, id));
 }

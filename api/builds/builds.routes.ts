@@ -74,3 +74,16 @@ export const retryBuildRoute = createRoute({
   request: { params: BuildIdParams },
   responses: { 202: json(BuildSchema, 'The build was queued again'), 404: errors[404], 409: json(ErrorSchema, 'The build is not failed or cancelled'), 503: errors[503] },
 });
+
+export const getScanReportRoute = createRoute({
+  method: 'get',
+  path: '/v1/builds/{id}/scan-report',
+  summary: "Read the scanner's report of a build (imageBuilder.imageScanner)",
+  request: { params: BuildIdParams },
+  responses: {
+    200: { content: { 'application/json': { schema: z.unknown() } }, description: 'The report as the scanner wrote it' },
+    400: errors[400],
+    404: json(ErrorSchema, 'No such build (`build_not_found`) or no report for it (`scan_report_not_available`)'),
+    503: errors[503],
+  },
+});

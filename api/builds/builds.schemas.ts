@@ -71,8 +71,20 @@ export const BuildSchema = z
       description: 'Place in the fair build queue while the build waits for a slot (1 = next to start); null once it runs',
     }),
     error: z.object({ code: z.string(), message: z.string() }).nullable(),
-    scan: z.object({ passed: z.boolean(), reportUrl: z.string().nullable() }).nullable(),
-    signature: z.object({ digest: z.string() }).nullable(),
+    scan: z
+      .object({
+        passed: z.boolean(),
+        reportUrl: z.string().nullable(),
+        summary: z
+          .object({ format: z.enum(['trivy', 'snyk', 'unknown']), findings: z.record(z.string(), z.number()).optional(), bySeverity: z.record(z.string(), z.number()).optional() })
+          .nullable(),
+        scanner: z.object({ image: z.string(), digest: z.string() }).openapi({ description: 'The scanner image as configured and the digest that ran' }),
+      })
+      .nullable(),
+    signature: z
+      .object({ digest: z.string().nullable(), profile: z.string(), verified: z.boolean() })
+      .nullable()
+      .openapi({ description: 'The notation signature of the pushed digest; verified false marks an image left unsigned' }),
     policyExemption: z
       .object({ reason: z.enum(['trusted_consumer']), images: z.array(z.string()) })
       .nullable()

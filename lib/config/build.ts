@@ -13,6 +13,8 @@ export interface ExecutorConfig {
   buildkitHost: string;
   buildctlPath: string;
   noCache: boolean;
+  /** runc, which runs the local executor's scanner (imageBuilder.imageScanner) in a container of its own. */
+  runcPath: string;
   /** The kubernetes executor's kubeconfig (KUBECONFIG); unset means in-cluster configuration. */
   kubeconfig?: string;
 }
@@ -52,6 +54,7 @@ export function readExecutor(read: EnvReader): ExecutorConfig {
     buildkitHost: read.string('BUILDKIT_HOST', 'unix:///run/image-build-service/buildkitd.sock'),
     buildctlPath: read.string('BUILDCTL_PATH', 'buildctl'),
     noCache: read.boolean('BUILDKIT_NO_CACHE', false),
+    runcPath: read.string('SCANNER_RUNC_PATH', '/usr/bin/runc'),
   };
 }
 

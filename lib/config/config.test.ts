@@ -186,6 +186,9 @@ describe('loadConfig', () => {
       profile: 'arn:aws:signer:us-east-1:1234567890:/signing-profiles/your-signing-profiles',
       plugin: 'com.amazonaws.signer.notation.plugin',
       region: 'us-east-1',
+      notationPath: 'notation',
+      configHome: undefined,
+      trustStore: 'signingAuthority:aws-signer-ts',
     });
   });
 

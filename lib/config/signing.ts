@@ -2,7 +2,20 @@
 import type { EnvReader } from './env-reader';
 import { isAwsRegion, signerProfileRegion } from './validators';
 
-export type SigningConfig = { type: 'none' } | { type: 'notation'; profile: string; plugin: string; region: string };
+export type SigningConfig =
+  | { type: 'none' }
+  | {
+      type: 'notation';
+      profile: string;
+      plugin: string;
+      region: string;
+      /** The notation CLI (NOTATION_CLI_PATH). */
+      notationPath: string;
+      /** XDG_CONFIG_HOME for notation: its keys, plugins, trust store and trust policy (NOTATION_CONFIG_HOME). */
+      configHome?: string;
+      /** The trust store holding the profile's certificate, for `notation verify` (NOTATION_TRUST_STORE). */
+      trustStore: string;
+    };
 
 export function readSigning(read: EnvReader): SigningConfig {
   const type = read.raw('IMAGE_SIGNER_TYPE');
@@ -24,5 +37,16 @@ export function readSigning(read: EnvReader): SigningConfig {
       read.problems.push(`NOTATION_REGION (${region}) must match the region of the signing profile in NOTATION_PROFILE (${profileRegion})`);
     }
   }
-  return { type, profile, plugin, region };
+  const defaultTrustStore = plugin === 'com.amazonaws.signer.notation.plugin' ? 'signingAuthority:aws-signer-ts' : `ca:${profile}`;
+  const trustStore = read.string('NOTATION_TRUST_STORE', defaultTrustStore);
+  if (!/^(ca|signingAuthority|tsa):[\w.-]+$/.test(trustStore)) read.invalid('NOTATION_TRUST_STORE', 'must be <type>:<name> with type ca, signingAuthority or tsa', trustStore);
+  return {
+    type,
+    profile,
+    plugin,
+    region,
+    notationPath: read.string('NOTATION_CLI_PATH', 'notation'),
+    configHome: read.optional('NOTATION_CONFIG_HOME'),
+    trustStore,
+  };
 }

@@ -4,6 +4,8 @@
  */
 import type { Pool, QueryResultRow } from 'pg';
 import type { PolicyExemption } from '../policy/build-policy';
+import type { ScanRecord } from '../scan/contract';
+import type { SignatureRecord } from '../signing/notation';
 import type { BuildErrorInfo, BuildSpec, BuildStatus } from '../../workflows/definitions';
 import { DatabaseUnavailableError, isDatabaseUnavailable } from './availability';
 
@@ -18,6 +20,10 @@ export interface BuildRecord {
   idempotencyKey: string | null;
   digest: string | null;
   error: BuildErrorInfo | null;
+  /** What the scanner gate found (null when the build was not scanned). */
+  scan: ScanRecord | null;
+  /** The image's signature (IMAGE_SIGNER_TYPE=notation); verified false marks a pushed image left unsigned. */
+  signature: SignatureRecord | null;
   attempt: number;
   createdAt: Date;
   startedAt: Date | null;
@@ -63,6 +69,8 @@ interface BuildRow {
   digest: string | null;
   error_code: string | null;
   error_message: string | null;
+  scan: ScanRecord | null;
+  signature: SignatureRecord | null;
   attempt: number;
   created_at: Date;
   started_at: Date | null;
@@ -86,6 +94,8 @@ function toRecord(row: BuildRow): BuildRecord {
     idempotencyKey: row.idempotency_key,
     digest: row.digest,
     error: row.error_code ? { code: row.error_code, message: row.error_message ?? '' } : null,
+    scan: row.scan ?? null,
+    signature: row.signature ?? null,
     attempt: row.attempt,
     createdAt: row.created_at,
     startedAt: row.started_at,
@@ -175,6 +185,15 @@ export class BuildRepository {
     );
   }
 
+  /** The scanner gate's verdict, recorded before the build goes on (or fails), so a failed scan shows it too. */
+  async recordScan(id: string, scan: ScanRecord): Promise<void> {
+    await this.query(`UPDATE builds SET scan = $2, updated_at = now() WHERE id = $1 AND ${NOT_TERMINAL}`, [id, JSON.stringify(scan)]);
+  }
+
+  async recordSignature(id: string, signature: SignatureRecord): Promise<void> {
+    await this.query(`UPDATE builds SET signature = $2, updated_at = now() WHERE id = $1 AND ${NOT_TERMINAL}`, [id, JSON.stringify(signature)]);
+  }
+
   async markFailed(id: string, error: BuildErrorInfo, status: 'failed' | 'cancelled' = 'failed'): Promise<void> {
     await this.query(
       `UPDATE builds SET status = $2, error_code = $3, error_message = $4, finished_at = now(), updated_at = now()
@@ -186,7 +205,7 @@ export class BuildRepository {
   /** Puts a finished build back in the queue for another attempt; false when it is not finished. */
   async requeue(id: string): Promise<BuildRecord | undefined> {
     const { rows } = await this.query<BuildRow>(
-      `UPDATE builds SET status = 'queued', attempt = attempt + 1, digest = NULL, error_code = NULL,
+      `UPDATE builds SET status = 'queued', attempt = attempt + 1, digest = NULL, error_code = NULL, scan = NULL, signature = NULL,
          error_message = NULL, started_at = NULL, finished_at = NULL, queue_position = NULL, updated_at = now()
        WHERE id = $1 AND status IN ('failed','cancelled') RETURNING *`,
       [id],

@@ -1,3 +1,4 @@
+import type { GateJob } from '../scan/contract';
 import type { BuildEngine, BuildResources } from '../../workflows/definitions';
 
 /** Everything an executor needs to run one build; the same description serves the local and Kubernetes executors. */
@@ -24,11 +25,18 @@ export interface BuildJob {
   resources?: BuildResources;
   /** W3C traceparent of the build activity's span, so the builder's own spans join the build's trace. */
   traceparent?: string;
+  /**
+   * With the scanner gate on: the engine writes image.tar into the gate's shared folder instead of pushing, and the
+   * scanner runs over it (lib/scan/contract.ts); the gate pushes afterwards.
+   */
+  gate?: GateJob;
 }
 
 export interface BuildOutcome {
-  /** Digest of the manifest (or index) pushed to the repository. */
+  /** Digest of the manifest (or index) pushed to the repository, or written to the archive with a gate. */
   digest: string;
+  /** With a gate: how the scanner exited (its report is in the shared folder). */
+  scan?: { exitCode: number };
 }
 
 /** What a running build reports back: its log lines, liveness, and the signal that asks it to stop. */
@@ -36,6 +44,8 @@ export interface BuildObserver {
   log(text: string): void;
   heartbeat(): void;
   readonly signal: AbortSignal;
+  /** Told when the build moves on to a step the consumer sees as a status of its own (the scanner starting). */
+  phase?(step: 'scanning'): void;
 }
 
 /**

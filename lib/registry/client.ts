@@ -4,6 +4,7 @@
  * transport.ts.
  */
 import { createHash } from 'node:crypto';
+import type { Readable } from 'node:stream';
 import type { RequestInit, Response } from 'undici';
 import { RegistryAuthenticator, credentialsRequired, unauthorized, type CredentialsLookup } from './auth';
 import { preferredChallenge } from './challenge';
@@ -65,6 +66,37 @@ export class RegistryClient {
     return { mediaType: res.headers.get('content-type') ?? MEDIA_TYPES.ociManifest, digest, body };
   }
 
+  /** A blob's bytes (image layers and configs, e.g. of the scanner image), checked against its digest by the caller. */
+  async getBlob(registry: string, repository: string, digest: string): Promise<Buffer> {
+    checkRepository(repository);
+    checkReference(digest);
+    const res = await this.request(registry, [pull(repository)], `/v2/${repository}/blobs/${digest}`, () => ({}));
+    if (res.status === 404) {
+      await res.body?.cancel();
+      throw new RegistryError('manifest_not_found', `${registry}/${repository} has no blob ${digest}`, false);
+    }
+    await expectOk(res, registry, repository);
+    const body = Buffer.from(await res.arrayBuffer());
+    if (sha256(body) !== digest) throw new RegistryError('registry_error', `${registry} served a blob whose digest is not ${digest}`, false);
+    return body;
+  }
+
+  /**
+   * Whether the registry implements the OCI referrers API for this repository: 200 with an image index means yes,
+   * 404 means no (distribution 2.8 answers 404; clients then use the referrers tag scheme). Asked, never guessed.
+   */
+  async supportsReferrers(registry: string, repository: string, digest: string): Promise<boolean> {
+    checkRepository(repository);
+    checkReference(digest);
+    const res = await this.request(registry, [pull(repository)], `/v2/${repository}/referrers/${digest}`, () => ({ headers: { accept: MEDIA_TYPES.ociIndex } }));
+    if (res.status === 404 || res.ok) {
+      await res.body?.cancel();
+      return res.ok && (res.headers.get('content-type') ?? '').startsWith(MEDIA_TYPES.ociIndex);
+    }
+    await expectOk(res, registry, repository);
+    return false;
+  }
+
   /** Points `tag` at the manifest already pushed under `digest`; a repeat is harmless. */
   async tagManifest(registry: string, repository: string, digest: string, tag: string): Promise<void> {
     const manifest = await this.getManifest(registry, repository, digest);
@@ -75,8 +107,43 @@ export class RegistryClient {
     await this.transport.close();
   }
 
+  /** Whether the repository already holds the blob (a repeat push, or layers shared with an earlier image). */
+  async hasBlob(registry: string, repository: string, digest: string): Promise<boolean> {
+    checkRepository(repository);
+    checkReference(digest);
+    const res = await this.request(registry, [push(repository)], `/v2/${repository}/blobs/${digest}`, () => ({ method: 'HEAD' }));
+    await res.body?.cancel();
+    if (res.status === 404) return false;
+    await expectOk(res, registry, repository);
+    return true;
+  }
+
+  /**
+   * Uploads one blob unless the repository already has it (blob reuse), in a single PUT after opening the upload
+   * session. `body` is called again for a retried attempt, since a stream is read only once.
+   */
+  async pushBlob(registry: string, repository: string, digest: string, size: number, body: () => Readable | Buffer): Promise<'uploaded' | 'reused'> {
+    if (await this.hasBlob(registry, repository, digest)) return 'reused';
+    const start = await this.request(registry, [push(repository)], `/v2/${repository}/blobs/uploads/`, () => ({ method: 'POST' }));
+    await expectOk(start, registry, repository);
+    await start.body?.cancel();
+    const location = start.headers.get('location');
+    if (!location) throw new RegistryError('registry_error', `${registry} opened no upload session for ${repository}`, true);
+    const url = new URL(location, `${this.transport.baseUrl(registry)}/`);
+    url.searchParams.set('digest', digest);
+    const res = await this.request(registry, [push(repository)], url.toString(), () => ({
+      method: 'PUT',
+      headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
+      body: body() as RequestInit['body'],
+      duplex: 'half',
+    }));
+    await expectOk(res, registry, repository);
+    await res.body?.cancel();
+    return 'uploaded';
+  }
+
   /** Stores a manifest under a tag or its digest, checking that the registry stored what was sent. */
-  private async putManifest(registry: string, repository: string, reference: string, mediaType: string, body: Buffer): Promise<void> {
+  async putManifest(registry: string, repository: string, reference: string, mediaType: string, body: Buffer): Promise<void> {
     checkRepository(repository);
     checkReference(reference);
     const digest = sha256(body);

@@ -15,8 +15,10 @@ import { readContextFile } from '../../context/read-file';
 import { assertKanikoCompatible } from './dockerfile-checks';
 import { resolveKubernetesOptions, type KubernetesExecutorOptions, type KubernetesExecutorSettings } from './options';
 import {
-  BUILD_CONTAINER, EXPIRES_AT_ANNOTATION, LABELS, MANAGED_BY, builderPodFor, dockerConfigSecretName, engineModeFor, type EngineMode,
+  ARCHIVE_URL_KEY, BUILD_CONTAINER, EXPIRES_AT_ANNOTATION, LABELS, MANAGED_BY, REPORT_URL_KEY, SCAN_CONTAINER, builderPodFor, dockerConfigSecretName, engineModeFor,
+  scannerEnvKey, type EngineMode, type PodGate,
 } from './pod-spec';
+import { fetchGateResults, gateStagingKeys } from './scan-gate';
 import { podProgress } from './pod-state';
 import { PodWatch } from './pod-watch';
 import {
@@ -79,13 +81,15 @@ export class KubernetesExecutor implements BuildExecutor {
     const resources = builderResourcesFor(job.resources, this.options.imageBuilder.resources, this.options.imageBuilder.maxResources);
     const dockerConfig = await this.registryConfigFor(job);
     const contextUrl = await this.deps.storage.presignGet(job.contextKey, this.options.contextUrlTtlSeconds);
-    const body = builderPodFor({ job, options: this.options, resources, contextUrl, insecureRegistry: this.deps.insecureRegistry ?? false, allowSelfSignedCerts: this.deps.allowSelfSignedCerts ?? false });
+    const gate = job.gate ? await this.podGateFor(job) : undefined;
+    const body = builderPodFor({ job, options: this.options, resources, contextUrl, insecureRegistry: this.deps.insecureRegistry ?? false, allowSelfSignedCerts: this.deps.allowSelfSignedCerts ?? false, gate });
 
     const pod = await this.createOrAttach(body, mode, observer);
     try {
-      await this.ensureRegistrySecret(job, pod, dockerConfig);
+      await this.ensureRegistrySecret(job, pod, dockerConfig, gate);
       const outcome = await this.follow(job, pod, observer);
       await this.finish(pod);
+      if (job.gate && outcome.scan) await fetchGateResults(this.deps.storage, job.buildId, job.gate.sharedDir, outcome.scan.exitCode);
       return outcome;
     } catch (err) {
       // Anything but a build failure (the API server unreachable, say) leaves the pod running: the retried
@@ -103,6 +107,18 @@ export class KubernetesExecutor implements BuildExecutor {
     } catch (err) {
       throw new Error(`the Kubernetes API does not let the executor list pods in namespace ${this.options.namespace}: ${apiErrorText(err)}`);
     }
+  }
+
+  /** Upload URLs for the scanner container, valid for as long as the build may run. */
+  private async podGateFor(job: BuildJob): Promise<PodGate | undefined> {
+    if (!job.gate) return undefined;
+    const keys = gateStagingKeys(job.buildId);
+    const ttl = job.timeoutSeconds + 600;
+    return {
+      scanner: job.gate.scanner,
+      reportUpload: await this.deps.storage.presignPut(keys.report, ttl),
+      archiveUpload: await this.deps.storage.presignPut(keys.archive, ttl),
+    };
   }
 
   /** Creating the same build's pod twice is not an error: the second call attaches to the first pod. */
@@ -146,6 +162,7 @@ export class KubernetesExecutor implements BuildExecutor {
     const deadline = Date.now() + job.timeoutSeconds * 1000;
     const watch = new PodWatch(this.watch, this.options.namespace, name);
     let stream: LogStream | undefined;
+    let scanStream: LogStream | undefined;
     let reportedWait: string | undefined;
     try {
       observer.heartbeat();
@@ -156,7 +173,12 @@ export class KubernetesExecutor implements BuildExecutor {
         if (Date.now() >= deadline) {
           throw new BuildFailedError('build_timeout', `the build did not finish within ${job.timeoutSeconds} s (timeoutSeconds); raise it or make the build faster`);
         }
-        if (!stream && buildContainerStarted(current)) stream = this.streamLog(name, observer, tail);
+        if (!stream && containerStarted(current, BUILD_CONTAINER)) stream = this.streamLog(name, BUILD_CONTAINER, observer, tail);
+        if (!scanStream && containerStarted(current, SCAN_CONTAINER)) {
+          observer.phase?.('scanning');
+          await stream?.finished(this.options.logDrainMs);
+          scanStream = this.streamLog(name, SCAN_CONTAINER, observer, tail);
+        }
         const waiting = schedulingProblem(current);
         if (waiting && waiting !== reportedWait) {
           // Not a failure: an autoscaler may still add a node. The consumer sees why nothing happens yet.
@@ -166,7 +188,10 @@ export class KubernetesExecutor implements BuildExecutor {
         const progress = podProgress(current, tail.text());
         if (progress.state === 'succeeded' || progress.state === 'failed') {
           await stream?.finished(this.options.logDrainMs);
-          if (progress.state === 'succeeded') return { digest: progress.digest };
+          await scanStream?.finished(this.options.logDrainMs);
+          if (progress.state === 'succeeded') {
+            return progress.scanExitCode === undefined ? { digest: progress.digest } : { digest: progress.digest, scan: { exitCode: progress.scanExitCode } };
+          }
           // No streamed log (e.g. the stream broke): quote the log's end as the API server still has it.
           if (progress.error.code === 'build_failed' && !tail.text()) {
             const withLog = podProgress(current, await this.logTail(name));
@@ -182,6 +207,7 @@ export class KubernetesExecutor implements BuildExecutor {
       clearInterval(heartbeat);
       watch.stop();
       stream?.stop();
+      scanStream?.stop();
     }
   }
 
@@ -196,7 +222,7 @@ export class KubernetesExecutor implements BuildExecutor {
   }
 
   /** Follows the build container's log into the build log; a broken stream never fails the build. */
-  private streamLog(name: string, observer: BuildObserver, tail: LogTail): LogStream {
+  private streamLog(name: string, container: string, observer: BuildObserver, tail: LogTail): LogStream {
     let controller: AbortController | undefined;
     let resolveDone: () => void = () => undefined;
     const done = new Promise<void>((resolve) => (resolveDone = resolve));
@@ -214,7 +240,7 @@ export class KubernetesExecutor implements BuildExecutor {
     // would surface as an uncaught AbortError and end the worker: handle the source's errors here, where it is known.
     sink.on('pipe', (source: Readable) => source.on('error', () => resolveDone()));
     this.logs
-      .log(this.options.namespace, name, BUILD_CONTAINER, sink, { follow: true })
+      .log(this.options.namespace, name, container, sink, { follow: true })
       .then((c) => (controller = c))
       .catch((err: unknown) => {
         observer.log(`[ibs] the builder's log could not be streamed (${apiErrorText(err)}); its end is shown if the build fails\n`);
@@ -318,7 +344,7 @@ export class KubernetesExecutor implements BuildExecutor {
   }
 
   /** The secret is owned by the pod, so deleting the pod (by us, a retention sweep or a person) deletes it too. */
-  private async ensureRegistrySecret(job: BuildJob, pod: V1Pod, config: DockerConfig): Promise<void> {
+  private async ensureRegistrySecret(job: BuildJob, pod: V1Pod, config: DockerConfig, gate?: PodGate): Promise<void> {
     const namespace = this.options.namespace;
     const name = dockerConfigSecretName(job.buildId);
     const body: V1Secret = {
@@ -333,7 +359,7 @@ export class KubernetesExecutor implements BuildExecutor {
           { apiVersion: 'v1', kind: 'Pod', name: pod.metadata?.name as string, uid: pod.metadata?.uid as string, controller: true, blockOwnerDeletion: false },
         ],
       },
-      data: { '.dockerconfigjson': encodeDockerConfig(config) },
+      data: { '.dockerconfigjson': encodeDockerConfig(config), ...(gate ? gateSecretData(gate) : {}) },
     };
     try {
       await this.core.createNamespacedSecret({ namespace, body });
@@ -343,6 +369,14 @@ export class KubernetesExecutor implements BuildExecutor {
       await this.core.replaceNamespacedSecret({ name, namespace, body });
     }
   }
+}
+
+/** The scanner's env values and the presigned upload URLs: credentials, so they live in the build's secret. */
+function gateSecretData(gate: PodGate): Record<string, string> {
+  const b64 = (v: string) => Buffer.from(v).toString('base64');
+  const data: Record<string, string> = { [REPORT_URL_KEY]: b64(gate.reportUpload.url), [ARCHIVE_URL_KEY]: b64(gate.archiveUpload.url) };
+  for (const [name, value] of Object.entries(gate.scanner.env)) data[scannerEnvKey(name)] = b64(value);
+  return data;
 }
 
 interface LogStream {
@@ -356,8 +390,9 @@ function schedulingProblem(pod: V1Pod): string | undefined {
   return condition?.status === 'False' && condition.reason === 'Unschedulable' ? condition.message || 'Unschedulable' : undefined;
 }
 
-function buildContainerStarted(pod: V1Pod): boolean {
-  const state = pod.status?.containerStatuses?.find((c) => c.name === BUILD_CONTAINER)?.state;
+function containerStarted(pod: V1Pod, container: string): boolean {
+  const statuses = [...(pod.status?.initContainerStatuses ?? []), ...(pod.status?.containerStatuses ?? [])];
+  const state = statuses.find((c) => c.name === container)?.state;
   return Boolean(state?.running || state?.terminated);
 }
 

@@ -7,6 +7,8 @@
  */
 import { createHash } from 'node:crypto';
 import type { V1Container, V1EnvVar, V1Pod, V1SecurityContext, V1Volume } from '@kubernetes/client-node';
+import { SHARED_DIR, type ScannerRun } from '../../scan/contract';
+import type { PresignedPut } from '../../storage/object-store';
 import type { BuildJob } from '../executor';
 import type { BuilderResources, ImageBuilderSecurityContext, KanikoContainerSecurityContext, KubernetesExecutorOptions } from './options';
 import { defaultImageBuilderSecurityContext } from './options';
@@ -29,6 +31,9 @@ const OPENSHIFT_SCC_ANNOTATION = 'openshift.io/required-scc';
 
 export const BUILD_CONTAINER = 'build';
 export const FETCH_CONTAINER = 'fetch-context';
+export const SCAN_CONTAINER = 'scan';
+/** Where the build container leaves a static busybox and the digest for the scanner container (lib/scan/contract.ts). */
+const GATE_TOOLS = `${SHARED_DIR}/.ibs`;
 const WORKSPACE = '/workspace';
 const DOCKER_CONFIG_DIR = '/ibs/docker';
 const ROOTLESS_UID = 1000;
@@ -42,6 +47,15 @@ export interface BuilderPodInput {
   insecureRegistry: boolean;
   /** ALLOW_SELF_SIGNED_CERTS: the context download and the registries' TLS certificates are not verified. */
   allowSelfSignedCerts?: boolean;
+  /** The scanner gate: the build writes /shared/image.tar, the scanner container scans and uploads it. */
+  gate?: PodGate;
+}
+
+/** The scanner of a gated build's pod, and where its container uploads the report and the scanned archive. */
+export interface PodGate {
+  scanner: ScannerRun;
+  reportUpload: PresignedPut;
+  archiveUpload: PresignedPut;
 }
 
 /** DNS-1123 label safe, deterministic per build: a second create of the same build hits the same name. */
@@ -105,9 +119,88 @@ export function builderPodFor(input: BuilderPodInput): V1Pod {
       },
       annotations,
     },
-    spec: mode === 'kaniko' ? kanikoPodSpec(input) : buildkitPodSpec(input, mode),
+    spec: withScanner(mode === 'kaniko' ? kanikoPodSpec(input) : buildkitPodSpec(input, mode), input, mode),
   };
 }
+
+/**
+ * The scanner gate's pod (spec "Image scanning"): the build container becomes an init container that writes
+ * /shared/image.tar (an emptyDir) instead of pushing, and the scanner runs after it as the pod's container, with
+ * its configured command, args, env (from the build's secret, never in the pod spec) and resources. The scanner's
+ * command runs under a static busybox the build left in /shared/.ibs, so any scanner image works; afterwards it
+ * uploads the report (always) and the archive (only when the scan passed) with the scanner image's curl to
+ * presigned URLs, and reports the scanner's exit code as its termination message. The worker then judges the
+ * scan and pushes the archive with the service's registry client (lib/scan/gate.ts), the same as locally.
+ */
+function withScanner(spec: NonNullable<V1Pod['spec']>, input: BuilderPodInput, mode: EngineMode): NonNullable<V1Pod['spec']> {
+  const gate = input.gate;
+  if (!gate) return spec;
+  const [build, ...others] = spec.containers;
+  if (!build || others.length > 0) throw new Error('a builder pod has exactly one build container');
+  const sharedMount = { name: 'shared', mountPath: SHARED_DIR };
+  const gatedBuild: V1Container = {
+    ...build,
+    env: [...(build.env ?? []), { name: 'IBS_ARCHIVE', value: `${SHARED_DIR}/image.tar` }, { name: 'IBS_GATE_TOOLS', value: GATE_TOOLS }],
+    volumeMounts: [...(build.volumeMounts ?? []), sharedMount],
+  };
+  const scanner: V1Container = {
+    name: SCAN_CONTAINER,
+    image: gate.scanner.image,
+    command: [`${GATE_TOOLS}/busybox`, 'sh', '-c', SCAN_SCRIPT, 'ibs-scan', ...gate.scanner.command, ...gate.scanner.args],
+    env: [
+      ...Object.keys(gate.scanner.env).map((name) => ({ name, valueFrom: { secretKeyRef: { name: dockerConfigSecretName(input.job.buildId), key: scannerEnvKey(name) } } })),
+      { name: 'IBS_REPORT_URL', valueFrom: { secretKeyRef: { name: dockerConfigSecretName(input.job.buildId), key: REPORT_URL_KEY } } },
+      { name: 'IBS_ARCHIVE_URL', valueFrom: { secretKeyRef: { name: dockerConfigSecretName(input.job.buildId), key: ARCHIVE_URL_KEY } } },
+      { name: 'IBS_UPLOAD_HEADER', value: Object.entries(gate.archiveUpload.headers).map(([k, v]) => `${k}: ${v}`)[0] ?? '' },
+      allowSelfSignedCertsEnv(input),
+    ],
+    resources: { requests: { ...gate.scanner.resources.requests }, limits: { ...gate.scanner.resources.limits } },
+    // With Kaniko the scanner runs with Kaniko's security context, as the chart documents; with BuildKit as the
+    // pod's build user, which owns the shared emptyDir through fsGroup.
+    securityContext: mode === 'kaniko' ? build.securityContext : scannerSecurityContext(build.securityContext),
+    volumeMounts: [sharedMount, { name: 'scanner-tmp', mountPath: '/tmp' }],
+    terminationMessagePolicy: 'FallbackToLogsOnError',
+  };
+  return {
+    ...spec,
+    initContainers: [...(spec.initContainers ?? []), gatedBuild],
+    containers: [scanner],
+    volumes: [...(spec.volumes ?? []), { name: 'shared', emptyDir: {} }, { name: 'scanner-tmp', emptyDir: {} }],
+  };
+}
+
+/** Keys of the build's secret that the scanner container reads (its env values and the upload URLs). */
+export const REPORT_URL_KEY = 'scan-report-url';
+export const ARCHIVE_URL_KEY = 'scan-archive-url';
+export function scannerEnvKey(name: string): string {
+  return `scanner-env.${name}`;
+}
+
+function scannerSecurityContext(build: V1SecurityContext | undefined): V1SecurityContext {
+  return {
+    allowPrivilegeEscalation: false,
+    runAsNonRoot: true,
+    runAsUser: ROOTLESS_UID,
+    runAsGroup: ROOTLESS_UID,
+    capabilities: { drop: ['ALL'] },
+    seccompProfile: { type: 'RuntimeDefault' },
+    seLinuxOptions: build?.seLinuxOptions,
+  };
+}
+
+/**
+ * Runs the scanner ("$@"), then uploads what the gate needs with curl (which the spec requires of scanner images)
+ * and reports {"scanExitCode": N, "digest": ...}. It exits 0 whenever the uploads worked, so a failed scan still
+ * delivers its report; the worker decides.
+ */
+const SCAN_SCRIPT = [
+  '"$@"; code=$?',
+  'insecure=""; [ "$IBS_ALLOW_SELF_SIGNED_CERTS" != true ] || insecure=--insecure',
+  'put() { curl -fsS $insecure ${IBS_UPLOAD_HEADER:+-H "$IBS_UPLOAD_HEADER"} -X PUT -T "$1" "$2"; }',
+  'if [ -f /shared/scan-report.json ]; then put /shared/scan-report.json "$IBS_REPORT_URL" || { echo "[ibs] the scan report could not be uploaded" >&2; exit 70; }; fi',
+  'if [ "$code" -eq 0 ] && [ -f /shared/scan-report.json ]; then put /shared/image.tar "$IBS_ARCHIVE_URL" || { echo "[ibs] the image archive could not be uploaded" >&2; exit 71; }; fi',
+  `printf '{"scanExitCode":%d,"digest":"%s"}' "$code" "$(cat ${GATE_TOOLS}/digest)" >/dev/termination-log`,
+].join('\n');
 
 function commonPodSpec(input: BuilderPodInput): NonNullable<V1Pod['spec']> {
   const { job, options } = input;

@@ -4,12 +4,12 @@
  */
 import type { V1ContainerStatus, V1Pod } from '@kubernetes/client-node';
 import { BuildFailedError } from '../executor';
-import { BUILD_CONTAINER, FETCH_CONTAINER } from './pod-spec';
+import { BUILD_CONTAINER, FETCH_CONTAINER, SCAN_CONTAINER } from './pod-spec';
 
 export type PodProgress =
   | { state: 'pending' }
   | { state: 'running' }
-  | { state: 'succeeded'; digest: string }
+  | { state: 'succeeded'; digest: string; scanExitCode?: number }
   | { state: 'failed'; error: BuildFailedError };
 
 const IMAGE_PULL_FAILURES = new Set(['ErrImagePull', 'ImagePullBackOff', 'InvalidImageName', 'ErrImageNeverPull']);
@@ -38,13 +38,23 @@ export function podProgress(pod: V1Pod, logTail: string): PodProgress {
   if (fetch?.state?.terminated && fetch.state.terminated.exitCode !== 0) {
     return failed('context_fetch_failed', `the builder pod could not fetch the build context (exit ${fetch.state.terminated.exitCode}): ${terminationText(fetch)}`);
   }
+  // A gated pod (scanner gate) builds in an init container and ends with the scanner's container.
+  const gated = Boolean(pod.spec?.containers.some((c) => c.name === SCAN_CONTAINER));
   if (status.phase === 'Succeeded') {
-    const build = status.containerStatuses?.find((c) => c.name === BUILD_CONTAINER);
-    const digest = reportedDigest(build?.state?.terminated?.message);
+    const last = status.containerStatuses?.find((c) => c.name === (gated ? SCAN_CONTAINER : BUILD_CONTAINER));
+    const digest = reportedDigest(last?.state?.terminated?.message);
     if (!digest) return failed('build_failed', `the builder finished but reported no image digest; last log lines:\n${logTail}`);
-    return { state: 'succeeded', digest };
+    if (!gated) return { state: 'succeeded', digest };
+    const scanExitCode = reportedScanExitCode(last?.state?.terminated?.message);
+    if (scanExitCode === undefined) return failed('scan_report_missing', 'the scanner container reported no exit code; check that the scanner image has curl and the command ran');
+    return { state: 'succeeded', digest, scanExitCode };
   }
-  const build = status.containerStatuses?.find((c) => c.name === BUILD_CONTAINER);
+  const scanner = gated ? status.containerStatuses?.find((c) => c.name === SCAN_CONTAINER) : undefined;
+  const scanExit = scanner?.state?.terminated;
+  if (scanExit && scanExit.exitCode !== 0) {
+    return failed('scan_upload_failed', `the scanner container could not deliver the report or the image archive (exit code ${exitCodeText(scanExit.exitCode)}): ${terminationText(scanner)}; the scanner image must include curl, and object storage must be reachable from the builder pods`);
+  }
+  const build = [...(status.initContainerStatuses ?? []), ...(status.containerStatuses ?? [])].find((c) => c.name === BUILD_CONTAINER);
   const exit = build?.state?.terminated;
   if (exit && exit.exitCode !== 0) {
     const tail = logTail || terminationText(build);
@@ -65,6 +75,20 @@ export function reportedDigest(message: string | undefined): string | undefined 
   } catch {
     return undefined;
   }
+}
+
+/** The scanner container's termination message: {"scanExitCode": N, "digest": ...}. */
+export function reportedScanExitCode(message: string | undefined): number | undefined {
+  try {
+    const code = (JSON.parse(message ?? '') as { scanExitCode?: unknown }).scanExitCode;
+    return typeof code === 'number' && Number.isInteger(code) ? code : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function exitCodeText(code: number): string {
+  return code === 70 ? '70, report upload' : code === 71 ? '71, archive upload' : String(code);
 }
 
 function terminationText(status: V1ContainerStatus | undefined): string {

@@ -8,17 +8,22 @@ export interface BuildctlPaths {
   dockerfileDir: string;
   metadataFile: string;
   insecureRegistry: boolean;
+  /** With the scanner gate: write the image to this archive instead of pushing it. */
+  archive?: string;
 }
 
 export function buildctlArguments(job: BuildJob, paths: BuildctlPaths): string[] {
-  const output = [
-    'type=image',
-    `name=${job.repository}`,
-    'push=true',
-    // Pushed by digest only; the tag is set afterwards by the push step, so a retried build never re-tags.
-    'push-by-digest=true',
-  ];
-  if (paths.insecureRegistry) output.push('registry.insecure=true');
+  const output = paths.archive
+    ? // A docker archive (which also holds an OCI layout) is what most scanners read; only one platform fits in it.
+      [job.platforms.length > 1 ? 'type=oci' : 'type=docker', `name=${job.repository}`, `dest=${paths.archive}`]
+    : [
+        'type=image',
+        `name=${job.repository}`,
+        'push=true',
+        // Pushed by digest only; the tag is set afterwards by the push step, so a retried build never re-tags.
+        'push-by-digest=true',
+      ];
+  if (paths.insecureRegistry && !paths.archive) output.push('registry.insecure=true');
 
   const args = [
     '--addr', paths.buildkitHost,

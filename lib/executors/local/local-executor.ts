@@ -9,6 +9,8 @@ import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import { extractContextArchive, resolveContextFile, type ContextLimits, type ContextSummary } from '../../context/archive';
 import type { BuilderAuth } from '../../registry/builder-auth';
+import { IMAGE_ARCHIVE } from '../../scan/contract';
+import type { RuncScanner } from '../../scan/runc-scanner';
 import type { ObjectStore } from '../../storage/object-store';
 import { BuildFailedError, type BuildExecutor, type BuildJob, type BuildObserver, type BuildOutcome } from '../executor';
 import { buildctlArguments, classifyBuildFailure } from './buildctl';
@@ -32,6 +34,8 @@ export interface LocalExecutorOptions {
   workDir?: string;
   /** OTLP/HTTP base URL buildctl exports its spans to (tracing on); the build's trace reaches it as TRACEPARENT. */
   otlpEndpoint?: string;
+  /** Runs the scanner of gated builds (imageBuilder.imageScanner.enabled) under runc over the gate's folder. */
+  scanner?: RuncScanner;
 }
 
 // setpriv makes the kernel kill buildctl when the worker dies (SIGKILL included): a retried attempt must never
@@ -60,6 +64,7 @@ export class LocalExecutor implements BuildExecutor {
         dockerfileDir,
         metadataFile,
         insecureRegistry: this.options.insecureRegistry,
+        archive: job.gate ? join(job.gate.sharedDir, IMAGE_ARCHIVE) : undefined,
       });
       const logTail = await this.runBuildctl(args, auth, workDir, job, observer).finally(() => auth.close());
       const metadata = JSON.parse(await readFile(metadataFile, 'utf8')) as Record<string, unknown>;
@@ -67,7 +72,13 @@ export class LocalExecutor implements BuildExecutor {
       if (typeof digest !== 'string' || !digest.startsWith('sha256:')) {
         throw new BuildFailedError('build_failed', `BuildKit reported no image digest; last log lines:\n${logTail}`);
       }
-      return { digest };
+      if (!job.gate) return { digest };
+      if (!this.options.scanner) throw new Error('the scanner gate is on but the local executor has no scanner runner');
+      observer.phase?.('scanning');
+      observer.log(`[ibs] scanning the image with ${job.gate.scanner.image}\n`);
+      const exitCode = await this.options.scanner.run(job.gate.scannerImage, job.gate.scanner, job.gate.sharedDir, observer, job.timeoutSeconds);
+      observer.log(`[ibs] the scanner exited with code ${exitCode}\n`);
+      return { digest, scan: { exitCode } };
     } finally {
       await rm(workDir, { recursive: true, force: true });
     }

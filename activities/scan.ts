@@ -1,0 +1,38 @@
+/**
+ * The scanner gate's side of the build activity: a shared folder and the resolved scanner before the executor
+ * runs, then the gate's verdict, the Build's `scan`, and the push from the archive. The statuses follow the real
+ * steps: the executor reports when the scanner starts (scanning), and `pushing` is set as the push starts.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { BuildRepository } from '../lib/db/builds-repository';
+import type { BuildOutcome } from '../lib/executors/executor';
+import type { GateJob } from '../lib/scan/contract';
+import type { ScanGate } from '../lib/scan/gate';
+
+export interface OpenGate {
+  job: GateJob;
+  /** Judges the scan and, when it passed, pushes the archive; answers the pushed digest. */
+  finish(outcome: BuildOutcome, registry: string, repository: string): Promise<{ digest: string }>;
+  close(): Promise<void>;
+}
+
+export async function openScanGate(gate: ScanGate, builds: BuildRepository, buildId: string, log: (text: string) => void): Promise<OpenGate> {
+  const scanner = await gate.prepare();
+  log(`[ibs] scanner ${scanner.configured} resolved to ${scanner.image.digest} for this build\n`);
+  const sharedDir = await mkdtemp(join(tmpdir(), `ibs-shared-${buildId}-`));
+  return {
+    job: { sharedDir, scanner: scanner.run, scannerImage: scanner.image },
+    async finish(outcome, registry, repository) {
+      if (!outcome.scan) throw new Error('the executor ran a gated build without its scanner');
+      const scan = await gate.judge(buildId, sharedDir, outcome.scan.exitCode, scanner, (s) => builds.recordScan(buildId, s));
+      log(`[ibs] the scan passed; report at ${scan.reportUrl}\n`);
+      await builds.markStatus(buildId, 'pushing');
+      const pushed = await gate.push(sharedDir, registry, repository, outcome.digest);
+      log(`[ibs] pushed ${registry}/${repository}@${pushed.digest} from the scanned archive (${pushed.uploaded} blobs uploaded, ${pushed.reused} already there)\n`);
+      return { digest: pushed.digest };
+    },
+    close: () => rm(sharedDir, { recursive: true, force: true }),
+  };
+}

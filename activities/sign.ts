@@ -1,0 +1,45 @@
+/**
+ * The signing step (IMAGE_SIGNER_TYPE=notation): after the push, sign the pushed digest and verify the signature
+ * before the build may succeed. A failure ends the build with its own code and leaves the Build's `signature`
+ * marked unverified (the image stays pushed, unsigned).
+ */
+import { ApplicationFailure } from '@temporalio/common';
+import type { BuildRepository } from '../lib/db/builds-repository';
+import { BuildLog, type BuildLogSettings } from '../lib/logs/build-log';
+import { redact } from '../lib/logs/redact';
+import { parseImageReference } from '../lib/registry/reference';
+import { SigningError, type NotationSigner } from '../lib/signing/notation';
+import type { ObjectStore } from '../lib/storage/object-store';
+
+export interface SigningDeps {
+  builds: BuildRepository;
+  storage: ObjectStore;
+  buildLogs: BuildLogSettings;
+  secrets: readonly string[];
+  signer?: NotationSigner;
+}
+
+export function createSigningActivities(deps: SigningDeps) {
+  return {
+    /** Signs and verifies the pushed digest; does nothing when signing is off. */
+    async signImage(buildId: string, image: string, digest: string): Promise<void> {
+      const signer = deps.signer;
+      if (!signer) return;
+      await deps.builds.markStatus(buildId, 'signing');
+      const ref = parseImageReference(image);
+      const log = await BuildLog.open(deps.storage, deps.buildLogs, buildId, deps.secrets);
+      try {
+        const signature = await signer.signAndVerify(ref.registry, ref.repository, digest, (text) => log.write(text));
+        await deps.builds.recordSignature(buildId, signature);
+        log.write(`[ibs] signature ${signature.digest ?? '(unknown digest)'} of ${digest} verified\n`);
+      } catch (err) {
+        if (!(err instanceof SigningError)) throw err;
+        await deps.builds.recordSignature(buildId, { digest: null, profile: signer.profile, verified: false, signed: [] });
+        log.write(`[ibs] ${err.message}\n`);
+        throw ApplicationFailure.create({ type: err.code, message: redact(err.message, deps.secrets), nonRetryable: true });
+      } finally {
+        await log.close();
+      }
+    },
+  };
+}

@@ -1,0 +1,111 @@
+/**
+ * The scanner gate's builder pod, as the real kube-apiserver validates and defaults it (server-side dry run):
+ * the build is an init container writing /shared/image.tar, the scanner runs after it sharing the emptyDir at
+ * /shared with its configured command, args, resources and env (from the build's secret, never inline), and with
+ * Kaniko the build runs under Kaniko's security context, which the scanner gets too.
+ */
+import type { V1Container, V1Pod } from '@kubernetes/client-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { builderPodFor, resolveKubernetesOptions } from '../../lib/executors/kubernetes';
+import { DEFAULT_BUILDER_RESOURCES } from '../../lib/config';
+import type { PodGate } from '../../lib/executors/kubernetes/pod-spec';
+import { podProgress } from '../../lib/executors/kubernetes/pod-state';
+import { buildJob, coreApi, createNamespace, deleteNamespace, settingsFor } from '../kubernetes/support/cluster';
+
+const SCANNER_DIGEST = `127.0.0.1:5000/ibs-test/trivy-scanner@sha256:${'ab'.repeat(32)}`;
+const gate: PodGate = {
+  scanner: {
+    image: SCANNER_DIGEST,
+    command: ['/usr/local/bin/trivy'],
+    args: ['image', '--input', '/shared/image.tar', '--output', '/shared/scan-report.json'],
+    env: { SNYK_TOKEN: 'canary-scanner-token-91823', SNYK_CACHE_PATH: './shared/.snyk-cache' },
+    resources: { requests: { cpu: '250m', memory: '256Mi' }, limits: { cpu: '500m', memory: '512Mi' } },
+  },
+  reportUpload: { url: 'http://127.0.0.1:9000/data/scan-staging/r?X-Amz-Signature=abc', headers: {} },
+  archiveUpload: { url: 'http://127.0.0.1:9000/data/scan-staging/a?X-Amz-Signature=abc', headers: {} },
+};
+
+let namespace: string;
+beforeAll(async () => {
+  namespace = await createNamespace('ibs-scanpod');
+});
+afterAll(async () => {
+  await deleteNamespace(namespace);
+});
+
+async function dryRun(engine: 'buildkit' | 'kaniko'): Promise<V1Pod> {
+  const options = resolveKubernetesOptions(settingsFor(namespace));
+  const body = builderPodFor({
+    job: buildJob('contexts/x.tar.gz', { engine }),
+    options,
+    resources: DEFAULT_BUILDER_RESOURCES,
+    contextUrl: 'http://127.0.0.1:9000/data/contexts/x?X-Amz-Signature=abc',
+    insecureRegistry: true,
+    gate,
+  });
+  return coreApi().createNamespacedPod({ namespace, body, dryRun: 'All' });
+}
+
+const init = (pod: V1Pod, name: string) => pod.spec?.initContainers?.find((c) => c.name === name) as V1Container;
+const envOf = (c: V1Container) => Object.fromEntries((c.env ?? []).map((e) => [e.name, e]));
+
+describe.each(['buildkit', 'kaniko'] as const)('the gated builder pod (%s)', (engine) => {
+  let pod: V1Pod;
+  beforeAll(async () => {
+    pod = await dryRun(engine);
+  });
+
+  it('builds in an init container that writes the archive, then scans in the pod container', () => {
+    expect(pod.spec?.initContainers?.map((c) => c.name)).toEqual(['fetch-context', 'build']);
+    expect(pod.spec?.containers.map((c) => c.name)).toEqual(['scan']);
+    const build = init(pod, 'build');
+    expect(envOf(build).IBS_ARCHIVE?.value).toBe('/shared/image.tar');
+    expect(build.volumeMounts).toContainEqual(expect.objectContaining({ name: 'shared', mountPath: '/shared' }));
+    expect(pod.spec?.volumes).toContainEqual(expect.objectContaining({ name: 'shared', emptyDir: {} }));
+  });
+
+  it('runs the scanner by digest with its command, args and resources', () => {
+    const scan = pod.spec?.containers[0] as V1Container;
+    expect(scan.image).toBe(SCANNER_DIGEST);
+    expect(scan.command?.slice(0, 2)).toEqual(['/shared/.ibs/busybox', 'sh']);
+    expect(scan.command?.slice(-6)).toEqual([...gate.scanner.command, ...gate.scanner.args]);
+    expect(scan.resources).toEqual({ requests: { cpu: '250m', memory: '256Mi' }, limits: { cpu: '500m', memory: '512Mi' } });
+    expect(scan.volumeMounts).toContainEqual(expect.objectContaining({ name: 'shared', mountPath: '/shared' }));
+  });
+
+  it('hands the scanner its env and the upload URLs through the build secret, never inline', () => {
+    const scan = pod.spec?.containers[0] as V1Container;
+    const env = envOf(scan);
+    expect(env.SNYK_TOKEN?.valueFrom?.secretKeyRef?.key).toBe('scanner-env.SNYK_TOKEN');
+    expect(env.IBS_REPORT_URL?.valueFrom?.secretKeyRef?.key).toBe('scan-report-url');
+    expect(JSON.stringify(pod.spec)).not.toContain('canary-scanner-token-91823');
+    expect(JSON.stringify(scan)).not.toContain('X-Amz-Signature');
+  });
+
+  it('gives the scanner the security context the engine calls for', () => {
+    const scan = pod.spec?.containers[0] as V1Container;
+    if (engine === 'kaniko') {
+      expect(init(pod, 'build').securityContext?.runAsUser).toBe(0);
+      expect(scan.securityContext).toEqual(init(pod, 'build').securityContext);
+    } else {
+      expect(scan.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 1000, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
+    }
+  });
+});
+
+describe('reading a gated pod', () => {
+  const digest = `sha256:${'cd'.repeat(32)}`;
+  const gatedPod = (terminated: { exitCode: number; message?: string }): V1Pod => ({
+    spec: { containers: [{ name: 'scan' }], initContainers: [{ name: 'build' }] },
+    status: { phase: terminated.exitCode === 0 ? 'Succeeded' : 'Failed', containerStatuses: [{ name: 'scan', image: 'x', imageID: '', ready: false, restartCount: 0, state: { terminated } }] },
+  });
+
+  it("takes the scanner's exit code and the digest from the scan container's message", () => {
+    expect(podProgress(gatedPod({ exitCode: 0, message: JSON.stringify({ scanExitCode: 1, digest }) }), '')).toEqual({ state: 'succeeded', digest, scanExitCode: 1 });
+  });
+
+  it('names a failed upload apart from a failed scan', () => {
+    const progress = podProgress(gatedPod({ exitCode: 70, message: '[ibs] the scan report could not be uploaded' }), '');
+    expect(progress.state === 'failed' && progress.error.code).toBe('scan_upload_failed');
+  });
+});

@@ -1,0 +1,115 @@
+/**
+ * Signing with the real notation CLI and a locally generated test key (`notation cert generate-test`): after the
+ * push the digest is signed, stored under the referrers tag scheme on distribution (no referrers API) and as an
+ * OCI referrer on olareg (referrers API), and verified before the build succeeds; `notation verify` refuses a tag
+ * re-pointed to an unsigned image; a second signing of the same digest signs nothing.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtemp } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildForm, contextOf } from '../support/archives';
+import { ensureBaseImage, REGISTRY } from '../support/registry';
+import { startTestStack, waitForBuild, type TestStack } from '../support/stack';
+
+const run = promisify(execFile);
+const NOTATION = join(process.env.IBS_BIN ?? join(process.env.HOME ?? '/root', '.cache/image-build-service/bin'), 'notation');
+const REFERRERS_REGISTRY = '127.0.0.1:5010';
+const KEY = 'ibs-signing-test';
+
+describe('notation signing (local test key)', () => {
+  let stack: TestStack;
+  let configHome: string;
+  let base: string;
+
+  const build = async (registry: string, repository: string, body = 'signed\n') => {
+    const res = await stack.api('/v1/builds', {
+      method: 'POST',
+      body: buildForm({ image: `${registry}/${repository}:1` }, await contextOf({ Dockerfile: `FROM ${base}\nCOPY f /f\n`, f: `${body}${randomUUID()}\n` })),
+    });
+    const answer = (await res.json()) as { id: string };
+    expect(res.status, JSON.stringify(answer)).toBe(202);
+    const { id } = answer;
+    return waitForBuild(stack.apiUrl, id);
+  };
+  const notation = (...args: string[]) =>
+    run(NOTATION, args, { env: { ...process.env, XDG_CONFIG_HOME: configHome } }).then(
+      (r) => ({ code: 0, out: r.stdout + r.stderr }),
+      (e: { code?: number; stdout?: string; stderr?: string }) => ({ code: e.code ?? 1, out: `${e.stdout ?? ''}${e.stderr ?? ''}` }),
+    );
+
+  beforeAll(async () => {
+    base = await ensureBaseImage();
+    configHome = await mkdtemp(join(tmpdir(), 'ibs-notation-'));
+    await notation('cert', 'generate-test', '--default', KEY);
+    stack = await startTestStack('signing', {
+      IMAGE_SIGNER_TYPE: 'notation',
+      NOTATION_PROFILE: KEY,
+      NOTATION_PLUGIN: 'local',
+      NOTATION_REGION: 'us-east-1',
+      NOTATION_CLI_PATH: NOTATION,
+      NOTATION_CONFIG_HOME: configHome,
+      // olareg (the referrers-API registry) is a loopback registry the default allowlist does not name.
+      TARGET_REGISTRY_ALLOWLIST: `${REGISTRY},${REFERRERS_REGISTRY}`,
+    });
+    await stack.startWorker();
+  });
+  afterAll(() => stack?.close());
+
+  it('signs on a registry without the referrers API (tag scheme), verifies, and refuses a re-pointed tag', async () => {
+    const repository = `signing/tags-${randomUUID().slice(0, 8)}`;
+    const done = await build(REGISTRY, repository);
+    expect(done.status, JSON.stringify(done.error)).toBe('succeeded');
+    const signature = done.signature as { digest: string; profile: string; verified: boolean };
+    expect(signature).toEqual({ digest: expect.stringMatching(/^sha256:[a-f0-9]{64}$/), profile: KEY, verified: true });
+    const digest = done.digest as string;
+
+    // Distribution has no referrers API: the signature index sits under the tag sha256-<hex>.
+    expect((await fetch(`http://${REGISTRY}/v2/${repository}/referrers/${digest}`)).status).toBe(404);
+    const tags = (await (await fetch(`http://${REGISTRY}/v2/${repository}/tags/list`)).json()) as { tags: string[] };
+    expect(tags.tags).toContain(digest.replace(':', '-'));
+
+    expect((await notation('verify', '--insecure-registry', `${REGISTRY}/${repository}@${digest}`)).code).toBe(0);
+    // Re-point the tag at an image nobody signed: verification of the tag must now fail.
+    const other = await run(process.env.BUILDCTL_PATH ?? 'buildctl', [
+      '--addr', process.env.BUILDKIT_HOST ?? '', 'build', '--frontend', 'dockerfile.v0',
+      '--local', `context=${configHome}`, '--local', `dockerfile=${await dockerfileDir(base)}`,
+      '--output', `type=image,name=${REGISTRY}/${repository}:1,push=true`,
+    ]).then(() => true);
+    expect(other).toBe(true);
+    const repointed = await notation('verify', '--insecure-registry', `${REGISTRY}/${repository}:1`);
+    expect(repointed.code).not.toBe(0);
+    expect(repointed.out).toMatch(/no signature is associated|signature verification failed/i);
+
+    // A second signing of the same digest (a retried build) finds the signature and signs nothing.
+    const again = await stack.deps.signer!.signAndVerify(REGISTRY, repository, digest, () => undefined);
+    expect(again.alreadySigned).toBe(true);
+    const inspected = await notation('inspect', '--insecure-registry', '-o', 'json', `${REGISTRY}/${repository}@${digest}`);
+    expect((JSON.parse(inspected.out) as { Signatures: unknown[] }).Signatures).toHaveLength(1);
+  });
+
+  it('stores the signature as an OCI referrer where the registry has the referrers API (olareg)', async () => {
+    const repository = `signing/referrers-${randomUUID().slice(0, 8)}`;
+    const done = await build(REFERRERS_REGISTRY, repository);
+    expect(done.status, JSON.stringify(done.error)).toBe('succeeded');
+    expect((done.signature as { verified: boolean }).verified).toBe(true);
+    const digest = done.digest as string;
+    const referrers = (await (await fetch(`http://${REFERRERS_REGISTRY}/v2/${repository}/referrers/${digest}`)).json()) as { manifests: { artifactType: string; digest: string }[] };
+    expect(referrers.manifests.map((m) => m.artifactType)).toContain('application/vnd.cncf.notary.signature');
+    expect(referrers.manifests.map((m) => m.digest)).toContain((done.signature as { digest: string }).digest);
+    const tags = (await (await fetch(`http://${REFERRERS_REGISTRY}/v2/${repository}/tags/list`)).json()) as { tags: string[] };
+    expect(tags.tags).not.toContain(digest.replace(':', '-'));
+    expect((await notation('verify', '--insecure-registry', `${REFERRERS_REGISTRY}/${repository}@${digest}`)).code).toBe(0);
+  });
+});
+
+/** A folder with a Dockerfile for an unsigned image (a different one than any build made). */
+async function dockerfileDir(base: string): Promise<string> {
+  const { writeFile } = await import('node:fs/promises');
+  const dir = await mkdtemp(join(tmpdir(), 'ibs-unsigned-'));
+  await writeFile(join(dir, 'Dockerfile'), `FROM ${base}\nRUN echo unsigned-${randomUUID()} > /u\n`);
+  return dir;
+}
