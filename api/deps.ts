@@ -1,6 +1,7 @@
 import type { Client } from '@temporalio/client';
 import type { ContextLimits } from '../lib/context/archive';
 import type { BuildRepository } from '../lib/db/builds-repository';
+import type { RegistryClient } from '../lib/registry/client';
 import type { ObjectStore } from '../lib/storage/object-store';
 import type { BuildEngine } from '../workflows/definitions';
 import type { BuildResourceSettings } from './builds/resources';
@@ -10,6 +11,11 @@ export interface ApiDeps {
   builds: BuildRepository;
   storage: ObjectStore;
   temporal: Client;
+  /**
+   * The service's registry client: answers whether an earlier identical build's image is still served (reuse) and
+   * whether a failed build's pushed image is still there (retry from the failed step). Without it neither happens.
+   */
+  registry?: RegistryClient;
   settings: {
     taskQueue: string;
     namespace: string;

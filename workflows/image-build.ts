@@ -3,12 +3,16 @@
  *
  *   queued → running (build, push by digest) → pushing (tag) → succeeded
  *                                 └──────────────→ failed | cancelled
+ *
+ * Each failure records its step (BUILD_STEPS) and, once pushed, the digest; a retry whose input says
+ * `resume: { step: 'push', digest }` starts at that step with the image already in the registry.
  */
 import {
   ActivityFailure,
   ApplicationFailure,
   CancellationScope,
   isCancellation,
+  patched,
   proxyActivities,
   setHandler,
   upsertSearchAttributes,
@@ -22,6 +26,7 @@ import {
   type BuildErrorInfo,
   type BuildProgress,
   type BuildStatus,
+  type FailurePoint,
   type ImageBuildInput,
   type ImageBuildResult,
 } from './definitions';
@@ -44,6 +49,8 @@ function buildActivities(timeoutSeconds: number) {
   });
 }
 
+const TAGS_CHECKED_BEFORE_BUILD = 'tags-checked-before-build';
+
 export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResult> {
   const progress: BuildProgress = { status: 'queued' };
   setHandler(progressQuery, () => progress);
@@ -57,16 +64,29 @@ export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResu
     progress.status = status;
     progress.error = error;
     upsertSearchAttributes([{ key: searchAttributes.status, value: status }]);
-    await CancellationScope.nonCancellable(() => bookkeeping.recordFailed(input.buildId, error, status));
+    const at: FailurePoint | undefined = progress.step ? { step: progress.step, digest: progress.digest, resumedFrom: input.resume?.step } : undefined;
+    await CancellationScope.nonCancellable(() => bookkeeping.recordFailed(input.buildId, error, status, at));
   };
 
+  // Runs started before tags were checked keep tagging the way they began: one tag, moved unconditionally.
+  const tagsChecked = patched(TAGS_CHECKED_BEFORE_BUILD);
   try {
-    await moveTo('running');
-    const { digest } = await buildActivities(input.timeoutSeconds).buildImage(input);
+    let digest: string;
+    if (input.resume) {
+      digest = input.resume.digest;
+      await bookkeeping.noteResume(input.buildId, input.resume);
+    } else {
+      progress.step = 'build';
+      if (tagsChecked) await bookkeeping.checkTags(input.spec);
+      await moveTo('running');
+      ({ digest } = await buildActivities(input.timeoutSeconds).buildImage(input));
+    }
     progress.digest = digest;
+    progress.step = 'push';
     await moveTo('pushing');
-    await bookkeeping.tagImage(input.spec.image, digest);
-    await bookkeeping.recordSucceeded(input.buildId, digest);
+    const tagging = tagsChecked ? { tags: input.spec.tags ?? [], overwrite: input.spec.overwrite ?? false } : undefined;
+    await bookkeeping.tagImage(input.spec.image, digest, tagging);
+    await bookkeeping.recordSucceeded(input.buildId, digest, input.resume?.step);
     progress.status = 'succeeded';
     upsertSearchAttributes([{ key: searchAttributes.status, value: 'succeeded' }]);
     return { buildId: input.buildId, image: input.spec.image, digest };

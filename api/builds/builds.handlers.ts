@@ -29,9 +29,14 @@ export async function createBuild(c: Ctx): Promise<Response> {
   const upload = await receiveBuildUpload(c.req.raw, deps.settings.contextLimits, deps.settings.spoolDir);
   try {
     const spec = parseSpec(upload.specText, deps.settings);
-    const { record, created } = await submitBuild(deps, { consumer, idempotencyKey, spec, upload });
-    if (created) c.header('Location', `/v1/builds/${record.id}`);
-    else c.header('Idempotent-Replayed', 'true');
+    const { record, outcome } = await submitBuild(deps, { consumer, idempotencyKey, spec, upload });
+    if (outcome === 'created') c.header('Location', `/v1/builds/${record.id}`);
+    if (outcome === 'replayed') c.header('Idempotent-Replayed', 'true');
+    if (outcome === 'joined' || outcome === 'reused') {
+      // Answered by an identical earlier build: joined while it runs (202), or its result (200).
+      c.header('Content-Location', `/v1/builds/${record.id}`);
+      return c.json(toBuild(record, deps.settings, record.id), outcome === 'reused' ? 200 : 202);
+    }
     return c.json(toBuild(record, deps.settings), 202);
   } finally {
     await upload.cleanup();

@@ -1,6 +1,7 @@
 /** Parses and checks a build's spec; every problem is a 400 that names the field to fix. */
 import { normalizeContextPath } from '../../lib/context/archive';
 import { InvalidReferenceError, parseImageReference } from '../../lib/registry/reference';
+import { InvalidTagError, normalizeTags } from '../../lib/registry/tags';
 import type { BuildSpec } from '../../workflows/definitions';
 import { ApiError } from '../errors';
 import { BuildSpecSchema } from './builds.schemas';
@@ -41,5 +42,15 @@ export function parseSpec(specText: string, settings: { maxTimeoutSeconds: numbe
     throw new ApiError(400, 'invalid_spec', `spec.timeoutSeconds may be at most ${settings.maxTimeoutSeconds}`, 'timeoutSeconds');
   }
   checkBuildResources(spec.resources, settings.buildResources);
-  return { ...spec, dockerfile };
+  const tags = spec.tags === undefined ? undefined : checkedTags(spec.image, spec.tags);
+  return { ...spec, dockerfile, ...(tags ? { tags } : {}) };
+}
+
+function checkedTags(image: string, tags: string[]): string[] {
+  try {
+    return normalizeTags(image, tags);
+  } catch (err) {
+    if (err instanceof InvalidTagError) throw new ApiError(400, err.code, err.message, err.index === undefined ? 'tags' : `tags.${err.index}`);
+    throw err;
+  }
 }

@@ -41,4 +41,14 @@ export const migrations: Migration[] = [
       CREATE INDEX builds_image_created ON builds (image, created_at DESC);
     `,
   },
+  {
+    // Identical-build reuse looks builds up by their request fingerprint; a build keeps the list of its attempts.
+    id: 50,
+    name: 'build fingerprints and attempts',
+    sql: `
+      ALTER TABLE builds ADD COLUMN IF NOT EXISTS fingerprint text;
+      ALTER TABLE builds ADD COLUMN IF NOT EXISTS attempts jsonb NOT NULL DEFAULT '[]'::jsonb;
+      CREATE INDEX IF NOT EXISTS builds_fingerprint ON builds (fingerprint, created_at DESC) WHERE fingerprint IS NOT NULL;
+    `,
+  },
 ];

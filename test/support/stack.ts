@@ -77,7 +77,7 @@ export async function startTestStack(name: string, overrides: Record<string, str
     maxTimeoutSeconds: config.build.maxTimeoutSeconds,
     buildResources: { defaults: config.imageBuilder.resources, ceiling: config.imageBuilder.maxResources },
   };
-  const app = createApp({ builds: deps.builds, storage: deps.storage, temporal: client, settings });
+  const app = createApp({ builds: deps.builds, storage: deps.storage, temporal: client, registry: deps.registry, settings });
   const server: ServerType = await new Promise((resolve) => {
     const s = serve({ fetch: app.fetch, hostname: '127.0.0.1', port: 0 }, () => resolve(s));
   });
