@@ -27,11 +27,36 @@ export async function retryBuild(deps: ApiDeps, record: BuildRecord): Promise<Bu
   if (record.status !== 'failed' && record.status !== 'cancelled') {
     throw new ApiError(409, 'build_not_retryable', `build ${record.id} is ${record.status}; only failed or cancelled builds can be retried`);
   }
+  await lastRunClosed(deps, record);
   const resume = await resumePointOf(deps, record);
   const requeued = await deps.builds.requeue(record.id);
   if (!requeued) throw new ApiError(409, 'build_not_retryable', `build ${record.id} changed state meanwhile; read it again`);
   await startBuildWorkflow(deps, requeued, resume);
   return requeued;
+}
+
+/** How long a retry waits for the last run to close after it recorded its final status. */
+const LAST_RUN_CLOSE_WAIT_MS = 15_000;
+
+/**
+ * A run records its final status and then closes; a retry that started the next run in between would be taken
+ * for a duplicate of the closing one and never run. So the retry waits for the close (a moment, normally).
+ */
+async function lastRunClosed(deps: ApiDeps, record: BuildRecord): Promise<void> {
+  const handle = deps.temporal.workflow.getHandle(workflowIdForBuild(record.id));
+  const deadline = Date.now() + LAST_RUN_CLOSE_WAIT_MS;
+  for (;;) {
+    try {
+      if ((await handle.describe()).status.name !== 'RUNNING') return;
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) return;
+      throw err;
+    }
+    if (Date.now() > deadline) {
+      throw new ApiError(409, 'build_not_retryable', `the last attempt of build ${record.id} is still finishing; retry in a few seconds`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
 }
 
 /** Where the last attempt failed, when a retry can start there: a step after the build, its image still pushed. */
