@@ -44,13 +44,14 @@ async function servesDigestAtEveryTag(registry: RegistryClient, record: BuildRec
 
 /**
  * Makes sure a queued build's workflow exists: the API may have stopped between recording the build and starting
- * it. Starts it when Temporal has never heard of it; false when it already ended (the record is behind Temporal).
+ * it. Starts it when Temporal has never heard of it; false when it already ended (the record is behind Temporal)
+ * or waits on another task queue than this service's, where no worker of ours will ever pick it up.
  */
 export async function ensureWorkflowStarted(deps: ApiDeps, record: BuildRecord, start: StartWorkflow): Promise<boolean> {
   if (record.status !== 'queued') return true;
   try {
     const description = await deps.temporal.workflow.getHandle(workflowIdForBuild(record.id)).describe();
-    return description.status.name === 'RUNNING';
+    return description.status.name === 'RUNNING' && description.taskQueue === deps.settings.taskQueue;
   } catch (err) {
     if (!(err instanceof WorkflowNotFoundError)) throw err;
   }
