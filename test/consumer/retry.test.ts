@@ -32,7 +32,10 @@ const run = `r${Date.now()}`;
 /** A PUT of a manifest by tag (not by digest, which is how the builder pushes). */
 const TAG_PUT = /\/manifests\/(?!sha256:)/;
 
-describe('retry from the failed step', () => {
+/** The machines are shared and often saturated: a build may wait minutes for a worker slot before it runs. */
+const BUILD_WAIT_MS = 480_000;
+
+describe('retry from the failed step', { timeout: 2 * BUILD_WAIT_MS }, () => {
   let stack: TestStack;
   let proxy: FaultProxy;
   let base: string;
@@ -48,7 +51,7 @@ describe('retry from the failed step', () => {
     await proxy?.close();
   });
 
-  const finished = async (id: string) => (await waitForBuild(stack.apiUrl, id)) as unknown as Build;
+  const finished = async (id: string) => (await waitForBuild(stack.apiUrl, id, BUILD_WAIT_MS)) as unknown as Build;
   const logOf = async (id: string) => (await stack.api(`/v1/builds/${id}/logs`)).text();
   const builderRuns = (log: string) => (log.match(/\[ibs\] attempt \d+ of build/g) ?? []).length;
 

@@ -24,7 +24,10 @@ const REPOSITORY = 'consumer/reuse';
 const run = `r${Date.now()}`;
 const ref = (tag: string) => `127.0.0.1:5000/${REPOSITORY}:${tag}`;
 
-describe('identical-build reuse', () => {
+/** The machines are shared and often saturated: a build may wait minutes for a worker slot before it runs. */
+const BUILD_WAIT_MS = 480_000;
+
+describe('identical-build reuse', { timeout: 2 * BUILD_WAIT_MS }, () => {
   let stack: TestStack;
   let base: string;
 
@@ -40,7 +43,7 @@ describe('identical-build reuse', () => {
     const res = await stack.api('/v1/builds', { method: 'POST', body: buildForm(spec, context), headers }, consumer ? { consumer } : undefined);
     return { res, body: (await res.json()) as Build };
   }
-  const finished = async (id: string, consumer?: string) => (await waitForBuild(stack.apiUrl, id, 240_000, consumer ? { consumer } : undefined)) as unknown as Build;
+  const finished = async (id: string, consumer?: string) => (await waitForBuild(stack.apiUrl, id, BUILD_WAIT_MS, consumer ? { consumer } : undefined)) as unknown as Build;
   const rowsFor = async (image: string) => Number((await stack.pool.query('SELECT count(*) FROM builds WHERE image = $1', [image])).rows[0].count);
   /** Workflows Temporal ran for an image (its visibility store catches up within moments). */
   async function workflowsFor(image: string, expected: number): Promise<number> {

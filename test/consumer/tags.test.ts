@@ -21,7 +21,10 @@ const REPOSITORY = 'consumer/tags';
 const run = `r${Date.now()}`;
 const ref = (tag: string) => `127.0.0.1:5000/${REPOSITORY}:${tag}`;
 
-describe('build tags', () => {
+/** The machines are shared and often saturated: a build may wait minutes for a worker slot before it runs. */
+const BUILD_WAIT_MS = 480_000;
+
+describe('build tags', { timeout: 2 * BUILD_WAIT_MS }, () => {
   let stack: TestStack;
   let base: string;
 
@@ -40,7 +43,7 @@ describe('build tags', () => {
     expect(res.status, JSON.stringify(body)).toBe(202);
     return body;
   }
-  const finished = async (id: string) => (await waitForBuild(stack.apiUrl, id)) as unknown as Build;
+  const finished = async (id: string) => (await waitForBuild(stack.apiUrl, id, BUILD_WAIT_MS)) as unknown as Build;
 
   it('points three tags, given bare and as full references, at one digest and lists them on the Build', async () => {
     const accepted = await submit('three', { image: ref(`1.0-${run}`), tags: [run, ref(`1.0-latest-${run}`)] });
@@ -78,10 +81,14 @@ describe('build tags', () => {
   it('does not move a tag that appeared while the build ran, and records the digest it pushed', async () => {
     const earlier = await finished((await submit('earlier', { image: ref(`earlier-${run}`) })).id);
     const racing = await submit('racing', { image: ref(`race-${run}`) }, 'RUN sleep 4\n');
-    for (let i = 0; i < 120; i++) {
-      if (((await (await stack.api(`/v1/builds/${racing.id}`)).json()) as Build).status === 'running') break;
+    // The tag check before the build has passed once the build is running.
+    const deadline = Date.now() + BUILD_WAIT_MS;
+    let status = racing.status;
+    while (status !== 'running' && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 250));
+      status = ((await (await stack.api(`/v1/builds/${racing.id}`)).json()) as Build).status;
     }
+    expect(status).toBe('running');
     // Someone else takes the tag while the builder runs.
     await stack.deps.registry.tagManifest('127.0.0.1:5000', REPOSITORY, earlier.digest!, `race-${run}`);
     const build = await finished(racing.id);
