@@ -11,8 +11,10 @@ import { BuildLog } from '../lib/logs/build-log';
 import { redact } from '../lib/logs/redact';
 import type { RegistryClient } from '../lib/registry/client';
 import { parseImageReference } from '../lib/registry/reference';
+import type { BuildPolicySettings } from '../lib/policy/build-policy';
 import type { ObjectStore } from '../lib/storage/object-store';
 import type { BuildErrorInfo, BuildStatus, BuildStep, FailurePoint, ImageBuildInput } from '../workflows/definitions';
+import { createPolicyActivities } from './policy';
 import { createResumeActivities } from './resume';
 import { createTagActivities } from './tags';
 
@@ -21,6 +23,8 @@ export interface ActivityDeps {
   storage: ObjectStore;
   executor: BuildExecutor;
   registry: RegistryClient;
+  /** The base-image, frontend, entitlement and ADD checks checkBuildPolicy runs before a builder starts. */
+  policy: BuildPolicySettings;
   /** Values masked out of logs and error messages. */
   secrets: readonly string[];
 }
@@ -31,6 +35,7 @@ function nonRetryable(code: string, message: string, secrets: readonly string[])
 
 export function createActivities(deps: ActivityDeps) {
   return {
+    ...createPolicyActivities(deps),
     async recordStatus(buildId: string, status: Exclude<BuildStatus, 'succeeded' | 'failed' | 'cancelled'>): Promise<void> {
       await deps.builds.markStatus(buildId, status);
     },

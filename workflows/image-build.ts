@@ -77,6 +77,8 @@ export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResu
       await bookkeeping.noteResume(input.buildId, input.resume);
     } else {
       progress.step = 'build';
+      // The policy is checked again here, before a builder starts (runs recorded before it skip it on replay).
+      if (patched('build-policy')) await bookkeeping.checkBuildPolicy(input);
       if (tagsChecked) await bookkeeping.checkTags(input.spec);
       await moveTo('running');
       ({ digest } = await buildActivities(input.timeoutSeconds).buildImage(input));

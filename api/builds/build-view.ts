@@ -28,6 +28,7 @@ export function toBuild(record: BuildRecord, settings: Pick<ApiDeps['settings'],
     error: record.error,
     scan: null,
     signature: null,
+    policyExemption: record.policyExemption,
     links: {
       self: `${publicUrl}/v1/builds/${record.id}`,
       logs: `${publicUrl}/v1/builds/${record.id}/logs`,

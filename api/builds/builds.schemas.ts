@@ -85,6 +85,10 @@ export const BuildSchema = z
     error: z.object({ code: z.string(), message: z.string() }).nullable(),
     scan: z.object({ passed: z.boolean(), reportUrl: z.string().nullable() }).nullable(),
     signature: z.object({ digest: z.string() }).nullable(),
+    policyExemption: z
+      .object({ reason: z.enum(['trusted_consumer']), images: z.array(z.string()) })
+      .nullable()
+      .openapi({ description: 'Set when the build used base images the deny/allow lists refuse, allowed because its consumer is trusted by the operator' }),
     links: z.object({ self: z.string(), logs: z.string(), temporal: z.string() }),
   })
   .openapi('Build');

@@ -10,6 +10,7 @@ import { createReadStream } from 'node:fs';
 import { buildFingerprint } from '../../lib/builds/fingerprint';
 import { contextHasFile } from '../../lib/context/archive';
 import type { BuildRecord } from '../../lib/db/builds-repository';
+import type { PolicyExemption } from '../../lib/policy/build-policy';
 import { searchAttributes, workflowIdForBuild, type BuildSpec, type ImageBuildInput, type ResumePoint } from '../../workflows/definitions';
 import type { imageBuild } from '../../workflows/image-build';
 import type { ApiDeps } from '../deps';
@@ -22,6 +23,8 @@ export interface Submission {
   idempotencyKey?: string;
   spec: BuildSpec;
   upload: BuildUpload;
+  /** The base-image exemption a trusted consumer's build used, recorded on the Build. */
+  policyExemption?: PolicyExemption;
 }
 
 /**
@@ -56,6 +59,7 @@ export async function submitBuild(deps: ApiDeps, submission: Submission): Promis
     contextDigest,
     idempotencyKey,
     fingerprint,
+    policyExemption: submission.policyExemption,
   });
   if (!created) return { record: await replayed(deps, record, upload), created, outcome: 'replayed' };
   await startBuildWorkflow(deps, record);

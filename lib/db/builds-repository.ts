@@ -3,6 +3,7 @@
  * write here is idempotent (activities may run twice) and never moves a build out of a terminal state.
  */
 import type { Pool, QueryResultRow } from 'pg';
+import type { PolicyExemption } from '../policy/build-policy';
 import type { BuildErrorInfo, BuildSpec, BuildStatus, BuildStep, FailurePoint } from '../../workflows/definitions';
 import { DatabaseUnavailableError, isDatabaseUnavailable } from './availability';
 
@@ -25,6 +26,8 @@ export interface BuildRecord {
   createdAt: Date;
   startedAt: Date | null;
   finishedAt: Date | null;
+  /** Set when a trusted consumer's build used images the base-image lists refuse (migration 20). */
+  policyExemption: PolicyExemption | null;
 }
 
 /** One run of a build, as recorded when it ended. */
@@ -49,6 +52,7 @@ export interface NewBuild {
   contextKey: string;
   contextDigest: string;
   idempotencyKey?: string;
+  policyExemption?: PolicyExemption;
   fingerprint?: string;
 }
 
@@ -79,6 +83,7 @@ interface BuildRow {
   created_at: Date;
   started_at: Date | null;
   finished_at: Date | null;
+  policy_exemption?: PolicyExemption | null;
 }
 
 const NOT_TERMINAL = `status NOT IN ('succeeded','failed','cancelled')`;
@@ -101,6 +106,7 @@ function toRecord(row: BuildRow): BuildRecord {
     createdAt: row.created_at,
     startedAt: row.started_at,
     finishedAt: row.finished_at,
+    policyExemption: row.policy_exemption ?? null,
   };
 }
 
@@ -110,11 +116,11 @@ export class BuildRepository {
   /** Inserts a queued build; with an idempotency key already used by this consumer, returns that build instead. */
   async create(build: NewBuild): Promise<{ record: BuildRecord; created: boolean }> {
     const { rows } = await this.query<BuildRow>(
-      `INSERT INTO builds (id, status, consumer, image, spec, context_key, context_digest, idempotency_key, fingerprint)
-       VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $8)
+      `INSERT INTO builds (id, status, consumer, image, spec, context_key, context_digest, idempotency_key, policy_exemption, fingerprint)
+       VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $8, $9)
        ON CONFLICT (consumer, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
        RETURNING *`,
-      [build.id, build.consumer, build.image, build.spec, build.contextKey, build.contextDigest, build.idempotencyKey ?? null, build.fingerprint ?? null],
+      [build.id, build.consumer, build.image, build.spec, build.contextKey, build.contextDigest, build.idempotencyKey ?? null, build.policyExemption ?? null, build.fingerprint ?? null],
     );
     if (rows[0]) return { record: toRecord(rows[0]), created: true };
     const existing = await this.query<BuildRow>(

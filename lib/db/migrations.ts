@@ -42,6 +42,12 @@ export const migrations: Migration[] = [
     `,
   },
   {
+    id: 20,
+    name: 'builds.policy_exemption',
+    // The base-image exemption a trusted consumer's build used ({reason, images}); NULL for every other build.
+    sql: `ALTER TABLE builds ADD COLUMN IF NOT EXISTS policy_exemption jsonb;`,
+  },
+  {
     // Identical-build reuse looks builds up by their request fingerprint; a build keeps the list of its attempts.
     id: 50,
     name: 'build fingerprints and attempts',
