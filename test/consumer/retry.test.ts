@@ -41,10 +41,12 @@ describe('retry from the failed step', { timeout: 2 * BUILD_WAIT_MS }, () => {
   let base: string;
 
   beforeAll(async () => {
-    stack = await startTestStack('retry');
+    proxy = await startFaultProxy('127.0.0.1:5000');
+    // The proxy is a push target of its own, which the target-registry policy must allow.
+    const allowed = process.env.TARGET_REGISTRY_ALLOWLIST ?? '127.0.0.1:5000';
+    stack = await startTestStack('retry', { TARGET_REGISTRY_ALLOWLIST: `${allowed},${proxy.host}` });
     await stack.startWorker();
     base = await ensureBaseImage();
-    proxy = await startFaultProxy('127.0.0.1:5000');
   });
   afterAll(async () => {
     await stack?.close();
