@@ -6,19 +6,22 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import type { BuildRepository } from '../lib/db/builds-repository';
+import { dependencyDockerfile } from '../lib/dependencies/dockerfile';
 import { BuildFailedError, type BuildExecutor } from '../lib/executors/executor';
-import { BuildLog } from '../lib/logs/build-log';
+import { BuildLog, type BuildLogSettings } from '../lib/logs/build-log';
 import { redact } from '../lib/logs/redact';
+import { currentTraceparent } from '../lib/telemetry/tracing';
 import type { RegistryClient } from '../lib/registry/client';
 import { parseImageReference } from '../lib/registry/reference';
 import type { BuildPolicySettings } from '../lib/policy/build-policy';
 import type { ObjectStore } from '../lib/storage/object-store';
 import type { BuildErrorInfo, BuildStatus, BuildStep, FailurePoint, ImageBuildInput } from '../workflows/definitions';
 import { createPolicyActivities } from './policy';
+import { createBuildQueueActivities, type BuildQueueDeps } from './build-queue';
 import { createResumeActivities } from './resume';
 import { createTagActivities } from './tags';
 
-export interface ActivityDeps {
+export interface ActivityDeps extends BuildQueueDeps {
   builds: BuildRepository;
   storage: ObjectStore;
   executor: BuildExecutor;
@@ -27,6 +30,10 @@ export interface ActivityDeps {
   policy: BuildPolicySettings;
   /** Values masked out of logs and error messages. */
   secrets: readonly string[];
+  /** Where build logs are spooled and indexed, and how often they are stored. */
+  buildLogs: BuildLogSettings;
+  /** Build arguments every build gets (the dependency mirrors and proxy, lib/dependencies/mirrors.ts); a build's own win. */
+  defaultBuildArgs?: Record<string, string>;
 }
 
 function nonRetryable(code: string, message: string, secrets: readonly string[]): ApplicationFailure {
@@ -36,6 +43,8 @@ function nonRetryable(code: string, message: string, secrets: readonly string[])
 export function createActivities(deps: ActivityDeps) {
   return {
     ...createPolicyActivities(deps),
+    ...createBuildQueueActivities(deps),
+
     async recordStatus(buildId: string, status: Exclude<BuildStatus, 'succeeded' | 'failed' | 'cancelled'>): Promise<void> {
       await deps.builds.markStatus(buildId, status);
     },
@@ -53,7 +62,7 @@ export function createActivities(deps: ActivityDeps) {
     async buildImage(input: ImageBuildInput): Promise<{ digest: string }> {
       const ctx = Context.current();
       const target = parseImageReference(input.spec.image);
-      const log = await BuildLog.open(deps.storage, input.buildId, deps.secrets);
+      const log = await BuildLog.open(deps.storage, deps.buildLogs, input.buildId, deps.secrets);
       log.write(`[ibs] attempt ${ctx.info.attempt} of build ${input.buildId} on executor ${deps.executor.name}\n`);
       try {
         const outcome = await deps.executor.run(
@@ -63,13 +72,15 @@ export function createActivities(deps: ActivityDeps) {
             contextKey: input.context.key,
             dockerfile: input.spec.dockerfile,
             repository: `${target.registry}/${target.repository}`,
-            buildArgs: input.spec.buildArgs,
+            buildArgs: { ...deps.defaultBuildArgs, ...input.spec.buildArgs },
+            generatedDockerfile: input.spec.dependencies ? dependencyDockerfile(input.spec.dependencies) : undefined,
             labels: input.spec.labels,
             target: input.spec.target,
             platforms: input.spec.platforms,
             engine: input.engine,
             timeoutSeconds: input.timeoutSeconds,
             resources: input.spec.resources,
+            traceparent: currentTraceparent(),
           },
           { log: (text) => log.write(text), heartbeat: () => ctx.heartbeat(), signal: ctx.cancellationSignal },
         );
@@ -82,7 +93,7 @@ export function createActivities(deps: ActivityDeps) {
         if (err instanceof BuildFailedError) throw nonRetryable(err.code, err.message, deps.secrets);
         throw err;
       } finally {
-        await log.close();
+        await log.close(() => ctx.heartbeat());
       }
     },
 

@@ -8,12 +8,14 @@ import { RegistryClient } from '../lib/registry/client';
 import { createCredentialProvider } from '../lib/registry/credentials';
 import { createObjectStore } from '../lib/storage';
 import { BearerAuthenticator } from '../lib/auth/authenticator';
+import { startTracing, temporalClientInterceptors } from '../lib/telemetry/tracing';
 import { createApp } from './app';
 import { DockerfilePolicy, policySettingsOf } from './builds/policy';
 
 async function main(): Promise<void> {
   const config = loadConfig();
   console.log(describeSpringProfile(config));
+  const tracing = startTracing(config.tracing, 'api');
   const pool = createPool(config.postgres);
   await migrate(pool);
   const connection = await Connection.connect({ address: config.temporal.address });
@@ -28,9 +30,9 @@ async function main(): Promise<void> {
     registry,
     builds: new BuildRepository(pool),
     storage: createObjectStore(config),
-    temporal: new Client({ connection, namespace: config.temporal.namespace }),
     auth: new BearerAuthenticator(config.auth),
     policy: new DockerfilePolicy(policySettingsOf(config)),
+    temporal: new Client({ connection, namespace: config.temporal.namespace, interceptors: temporalClientInterceptors() }),
     settings: {
       taskQueue: config.temporal.taskQueue,
       namespace: config.temporal.namespace,
@@ -49,7 +51,7 @@ async function main(): Promise<void> {
   });
   const stop = () => {
     server.close();
-    void Promise.all([connection.close(), pool.end(), registry.close()]).finally(() => process.exit(0));
+    void Promise.all([connection.close(), pool.end(), registry.close(), tracing.shutdown()]).finally(() => process.exit(0));
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);

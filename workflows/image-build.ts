@@ -11,6 +11,8 @@ import {
   ActivityFailure,
   ApplicationFailure,
   CancellationScope,
+  condition,
+  getExternalWorkflowHandle,
   isCancellation,
   patched,
   proxyActivities,
@@ -30,6 +32,7 @@ import {
   type ImageBuildInput,
   type ImageBuildResult,
 } from './definitions';
+import { releaseSlotSignal, schedulerWorkflowIdFor, slotGrantedSignal } from './build-queue';
 
 // Quick bookkeeping against PostgreSQL and the registry.
 const bookkeeping = proxyActivities<Activities>({
@@ -54,6 +57,21 @@ const TAGS_CHECKED_BEFORE_BUILD = 'tags-checked-before-build';
 export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResult> {
   const progress: BuildProgress = { status: 'queued' };
   setHandler(progressQuery, () => progress);
+  // The fair queue (build-queue.ts): the build waits, queued, until the scheduler grants it a slot.
+  let slotGranted = false;
+  let slotHeld = false;
+  setHandler(slotGrantedSignal, () => {
+    slotGranted = true;
+  });
+  // The slot (or the place in the queue) goes back however the build ends, before its final status is recorded, so
+  // a retry that follows the status never finds the slot still taken.
+  const releaseSlot = async () => {
+    if (!slotHeld) return;
+    slotHeld = false;
+    const scheduler = getExternalWorkflowHandle(schedulerWorkflowIdFor(workflowInfo().taskQueue));
+    // A scheduler that is gone holds nothing for this build.
+    await CancellationScope.nonCancellable(() => scheduler.signal(releaseSlotSignal, { buildId: input.buildId, runId: workflowInfo().runId })).catch(() => undefined);
+  };
 
   const moveTo = async (status: Exclude<BuildStatus, 'succeeded' | 'failed' | 'cancelled'>) => {
     progress.status = status;
@@ -64,6 +82,7 @@ export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResu
     progress.status = status;
     progress.error = error;
     upsertSearchAttributes([{ key: searchAttributes.status, value: status }]);
+    await releaseSlot();
     const at: FailurePoint | undefined = progress.step ? { step: progress.step, digest: progress.digest, resumedFrom: input.resume?.step } : undefined;
     await CancellationScope.nonCancellable(() => bookkeeping.recordFailed(input.buildId, error, status, at));
   };
@@ -73,6 +92,7 @@ export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResu
   try {
     let digest: string;
     if (input.resume) {
+      // A retry after the push by digest: no builder, so no build slot either.
       digest = input.resume.digest;
       await bookkeeping.noteResume(input.buildId, input.resume);
     } else {
@@ -80,6 +100,11 @@ export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResu
       // The policy is checked again here, before a builder starts (runs recorded before it skip it on replay).
       if (patched('build-policy')) await bookkeeping.checkBuildPolicy(input);
       if (tagsChecked) await bookkeeping.checkTags(input.spec);
+      if (patched('fair-build-queue')) {
+        slotHeld = true;
+        await bookkeeping.requestBuildSlot({ buildId: input.buildId, workflowId: workflowInfo().workflowId, runId: workflowInfo().runId, consumer: input.consumer ?? '', timeoutSeconds: input.timeoutSeconds, requestedAt: workflowInfo().startTime.getTime() });
+        await condition(() => slotGranted);
+      }
       await moveTo('running');
       ({ digest } = await buildActivities(input.timeoutSeconds).buildImage(input));
     }
@@ -88,6 +113,7 @@ export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResu
     await moveTo('pushing');
     const tagging = tagsChecked ? { tags: input.spec.tags ?? [], overwrite: input.spec.overwrite ?? false } : undefined;
     await bookkeeping.tagImage(input.spec.image, digest, tagging);
+    await releaseSlot();
     await bookkeeping.recordSucceeded(input.buildId, digest, input.resume?.step);
     progress.status = 'succeeded';
     upsertSearchAttributes([{ key: searchAttributes.status, value: 'succeeded' }]);

@@ -7,6 +7,7 @@ import { ApiError } from '../errors';
 import { BuildSpecSchema } from './builds.schemas';
 import { checkBuildResources, type BuildResourceSettings } from './resources';
 import { checkFreeFormFields, checkJsonNesting } from './spec-limits';
+import { checkDependencies } from './dependencies';
 
 export function parseSpec(specText: string, settings: { maxTimeoutSeconds: number; buildResources: BuildResourceSettings }): BuildSpec {
   checkJsonNesting(specText);
@@ -43,7 +44,7 @@ export function parseSpec(specText: string, settings: { maxTimeoutSeconds: numbe
   }
   checkBuildResources(spec.resources, settings.buildResources);
   const tags = spec.tags === undefined ? undefined : checkedTags(spec.image, spec.tags);
-  return { ...spec, dockerfile, ...(tags ? { tags } : {}) };
+  return { ...spec, dockerfile, dependencies: checkDependencies(spec.dependencies, json), ...(tags ? { tags } : {}) };
 }
 
 function checkedTags(image: string, tags: string[]): string[] {

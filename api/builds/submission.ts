@@ -17,6 +17,7 @@ import type { ApiDeps } from '../deps';
 import { ApiError } from '../errors';
 import { ensureWorkflowStarted, findIdenticalBuild } from './reuse';
 import type { BuildUpload } from './upload';
+import { currentTraceId } from '../../lib/telemetry/tracing';
 
 export interface Submission {
   consumer: string;
@@ -36,7 +37,10 @@ export type SubmissionOutcome = 'created' | 'replayed' | 'joined' | 'reused';
 /** Records and starts the build, or answers it with an earlier one (see SubmissionOutcome). */
 export async function submitBuild(deps: ApiDeps, submission: Submission): Promise<{ record: BuildRecord; created: boolean; outcome: SubmissionOutcome }> {
   const { spec, upload, consumer, idempotencyKey } = submission;
-  if (!contextHasFile(upload.context, spec.dockerfile)) {
+  if (spec.dependencies?.python && !contextHasFile(upload.context, spec.dependencies.python.requirements)) {
+    throw new ApiError(400, 'requirements_not_found', `spec.dependencies.python.requirements "${spec.dependencies.python.requirements}" is not a file in the context; add it or fix the path`, 'dependencies.python.requirements');
+  }
+  if (!spec.dependencies && !contextHasFile(upload.context, spec.dockerfile)) {
     throw new ApiError(400, 'dockerfile_not_found', `spec.dockerfile "${spec.dockerfile}" is not a file in the context; check the path or add the file`, 'dockerfile');
   }
   if (idempotencyKey) {
@@ -60,6 +64,7 @@ export async function submitBuild(deps: ApiDeps, submission: Submission): Promis
     idempotencyKey,
     fingerprint,
     policyExemption: submission.policyExemption,
+    traceId: currentTraceId(),
   });
   if (!created) return { record: await replayed(deps, record, upload), created, outcome: 'replayed' };
   await startBuildWorkflow(deps, record);

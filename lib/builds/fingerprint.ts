@@ -17,7 +17,7 @@ export interface FingerprintInput {
   consumer: string;
   /** `sha256:<hex>` of the stored context archive. */
   contextDigest: string;
-  spec: Pick<BuildSpec, 'image' | 'tags' | 'dockerfile' | 'buildArgs' | 'labels' | 'target' | 'platforms'>;
+  spec: Pick<BuildSpec, 'image' | 'tags' | 'dockerfile' | 'buildArgs' | 'labels' | 'target' | 'platforms' | 'dependencies'>;
   /** The engine the build runs on (the spec's, or the service's default). */
   engine: BuildEngine;
 }
@@ -36,6 +36,8 @@ export function buildFingerprint(input: FingerprintInput): string {
     input.engine,
     `${target.registry}/${target.repository}`,
     [...new Set(tags)].sort(),
+    // A dependency build's Dockerfile is written from these (base image, requirements file, R packages).
+    input.spec.dependencies ?? null,
   ];
   return `v${FINGERPRINT_VERSION}:${createHash('sha256').update(JSON.stringify(canonical)).digest('hex')}`;
 }
