@@ -16,12 +16,14 @@ import { parseImageReference } from '../lib/registry/reference';
 import type { BuildPolicySettings } from '../lib/policy/build-policy';
 import type { ScanGate } from '../lib/scan/gate';
 import type { ObjectStore } from '../lib/storage/object-store';
-import type { BuildErrorInfo, BuildStatus, ImageBuildInput } from '../workflows/definitions';
+import type { BuildErrorInfo, BuildStatus, BuildStep, FailurePoint, ImageBuildInput } from '../workflows/definitions';
 import { createPolicyActivities } from './policy';
 import { createBuildQueueActivities, type BuildQueueDeps } from './build-queue';
 import { openScanGate, type OpenGate } from './scan';
 import { createSigningActivities } from './sign';
 import type { NotationSigner } from '../lib/signing/notation';
+import { createResumeActivities } from './resume';
+import { createTagActivities } from './tags';
 
 export interface ActivityDeps extends BuildQueueDeps {
   builds: BuildRepository;
@@ -56,12 +58,13 @@ export function createActivities(deps: ActivityDeps) {
       await deps.builds.markStatus(buildId, status);
     },
 
-    async recordSucceeded(buildId: string, digest: string): Promise<void> {
-      await deps.builds.markSucceeded(buildId, digest);
+    async recordSucceeded(buildId: string, digest: string, resumedFrom?: BuildStep): Promise<void> {
+      await deps.builds.markSucceeded(buildId, digest, resumedFrom);
     },
 
-    async recordFailed(buildId: string, error: BuildErrorInfo, status: 'failed' | 'cancelled'): Promise<void> {
-      await deps.builds.markFailed(buildId, { code: error.code, message: redact(error.message, deps.secrets) }, status);
+    /** `at` (where the run stopped) is absent in runs started before steps were recorded. */
+    async recordFailed(buildId: string, error: BuildErrorInfo, status: 'failed' | 'cancelled', at?: FailurePoint): Promise<void> {
+      await deps.builds.markFailed(buildId, { code: error.code, message: redact(error.message, deps.secrets) }, status, at);
     },
 
     /** Builds the image and pushes it by digest to the target repository; heartbeats while it runs. */
@@ -114,20 +117,8 @@ export function createActivities(deps: ActivityDeps) {
       }
     },
 
-    /** Points the requested tag at the pushed digest and checks that the registry serves it. */
-    async tagImage(image: string, digest: string): Promise<void> {
-      const ref = parseImageReference(image);
-      try {
-        await deps.registry.tagManifest(ref.registry, ref.repository, digest, ref.tag);
-        const served = await deps.registry.getManifest(ref.registry, ref.repository, ref.tag);
-        if (served.digest !== digest) {
-          throw new RegistryError('registry_error', `${image} resolves to ${served.digest} after tagging, expected ${digest}`, true);
-        }
-      } catch (err) {
-        if (err instanceof RegistryError && !err.retryable) throw nonRetryable('push_failed', err.message, deps.secrets);
-        throw err;
-      }
-    },
+    ...createTagActivities(deps),
+    ...createResumeActivities(deps),
   };
 }
 

@@ -3,6 +3,7 @@ import type { Authenticator } from '../lib/auth/authenticator';
 import type { Principal } from '../lib/config/auth';
 import type { ContextLimits } from '../lib/context/archive';
 import type { BuildRepository } from '../lib/db/builds-repository';
+import type { RegistryClient } from '../lib/registry/client';
 import type { ObjectStore } from '../lib/storage/object-store';
 import type { BuildEngine } from '../workflows/definitions';
 import type { BuildRequestPolicy } from './builds/policy';
@@ -20,6 +21,11 @@ export interface ApiDeps {
   policy: BuildRequestPolicy;
   /** Build logs, stored and followed (one shared tail per followed build); createApp makes one when not given. */
   logs: BuildLogHub;
+  /**
+   * The service's registry client: answers whether an earlier identical build's image is still served (reuse) and
+   * whether a failed build's pushed image is still there (retry from the failed step). Without it neither happens.
+   */
+  registry?: RegistryClient;
   settings: {
     taskQueue: string;
     namespace: string;

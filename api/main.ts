@@ -4,6 +4,8 @@ import { Client, Connection } from '@temporalio/client';
 import { ConfigError, describeSpringProfile, loadConfig } from '../lib/config';
 import { BuildRepository } from '../lib/db/builds-repository';
 import { createPool, migrate } from '../lib/db/pool';
+import { RegistryClient } from '../lib/registry/client';
+import { createCredentialProvider } from '../lib/registry/credentials';
 import { createObjectStore } from '../lib/storage';
 import { BearerAuthenticator } from '../lib/auth/authenticator';
 import { startTracing, temporalClientInterceptors } from '../lib/telemetry/tracing';
@@ -17,7 +19,15 @@ async function main(): Promise<void> {
   const pool = createPool(config.postgres);
   await migrate(pool);
   const connection = await Connection.connect({ address: config.temporal.address });
+  // Reads only (HEAD of manifests): whether an identical build's image or a failed build's pushed image is still there.
+  const credentials = createCredentialProvider(config.registry);
+  const registry = new RegistryClient({
+    disableHttps: config.registry.disableHttps,
+    allowSelfSignedCerts: config.registry.allowSelfSignedCerts,
+    credentials: (host) => credentials.credentialsFor(host),
+  });
   const app = createApp({
+    registry,
     builds: new BuildRepository(pool),
     storage: createObjectStore(config),
     auth: new BearerAuthenticator(config.auth),
@@ -41,7 +51,7 @@ async function main(): Promise<void> {
   });
   const stop = () => {
     server.close();
-    void Promise.all([connection.close(), pool.end(), tracing.shutdown()]).finally(() => process.exit(0));
+    void Promise.all([connection.close(), pool.end(), registry.close(), tracing.shutdown()]).finally(() => process.exit(0));
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);

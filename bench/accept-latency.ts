@@ -79,14 +79,16 @@ async function main(): Promise<void> {
   const connection = await Connection.connect({ address: process.env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233' });
   const temporal = new Client({ connection, namespace: process.env.TEMPORAL_NAMESPACE ?? 'default' });
   const results = new Map<string, { version: string; latencies: number[] }>();
+  // Images of this run's own: a request identical to an earlier run's would be looked at for reuse first.
+  const runId = Date.now();
   const started: string[] = [];
   try {
     for (let r = 0; r < ROUNDS; r++) {
       for (const node of runtimes) {
         const api = await startApi(node, `bench-accept-${process.pid}`);
         try {
-          await round(api.url, context, `warm-${r}`).then(({ ids }) => started.push(...ids));
-          const { latencies, ids } = await round(api.url, context, `r${r}`);
+          await round(api.url, context, `warm-${runId}-${r}`).then(({ ids }) => started.push(...ids));
+          const { latencies, ids } = await round(api.url, context, `${runId}-r${r}`);
           started.push(...ids);
           const entry = results.get(node) ?? { version: api.version, latencies: [] };
           entry.latencies.push(...latencies);

@@ -32,11 +32,13 @@ async function main(): Promise<void> {
   await writeFile(join(dir, 'Dockerfile'), dockerfile(base));
   const context = await contextOf({ Dockerfile: dockerfile(base) });
 
+  // A build every time: tags of this run's own (an existing tag is not moved without overwrite) and no reuse.
+  const runId = Date.now();
   const viaService = async (i: number): Promise<number> => {
     const started = performance.now();
     const res = await stack.api(`/v1/builds`, {
       method: 'POST',
-      body: buildForm({ image: `127.0.0.1:5000/bench/service:run${i}` }, context),
+      body: buildForm({ image: `127.0.0.1:5000/bench/service:run${runId}-${i}`, reuse: false }, context),
     });
     if (res.status !== 202) throw new Error(`API answered ${res.status}: ${await res.text()}`);
     const { id } = (await res.json()) as { id: string };

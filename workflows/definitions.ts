@@ -44,6 +44,12 @@ export interface BuildSpec {
   metadata?: Record<string, unknown>;
   /** The builder pod's requests and limits (Kubernetes quantities), within the operator's ceiling. */
   resources?: BuildResources;
+  /** More tags of `image`'s repository (bare tags, normalized by the API), all pointing at the build's digest. */
+  tags?: string[];
+  /** Move a tag the registry already serves with another digest; without it such a build fails with `tag_exists`. */
+  overwrite?: boolean;
+  /** false: always build afresh, never answer from an identical earlier build (default true). */
+  reuse?: boolean;
   /** A dependency build: the service writes the Dockerfile (lib/dependencies/dockerfile.ts); `dockerfile` is unused. */
   dependencies?: DependencySpec;
 }
@@ -68,6 +74,31 @@ export interface ImageBuildInput {
   engine: BuildEngine;
   timeoutSeconds: number;
   context: { key: string; digest: string };
+  /** Set by a retry that resumes after the build step: the image is already in the registry under `digest`. */
+  resume?: ResumePoint;
+}
+
+/**
+ * The steps of a build, in order. A failure records the step it happened in (and the digest, once pushed), so a
+ * retry can resume from the failed step when the image is still in the registry. `build` runs the builder and
+ * pushes by digest; `push` points the tags at the digest; `scan` and `sign` slot in around it.
+ */
+export const BUILD_STEPS = ['build', 'scan', 'push', 'sign'] as const;
+export type BuildStep = (typeof BUILD_STEPS)[number];
+/** The steps a retry can resume from: those that start from an image already pushed by digest. */
+export const RESUMABLE_STEPS: readonly BuildStep[] = ['push', 'sign'];
+
+export interface ResumePoint {
+  step: BuildStep;
+  digest: string;
+}
+
+/** Where a failed run stopped: the step, and the digest when the image was already pushed. */
+export interface FailurePoint {
+  step: BuildStep;
+  digest?: string;
+  /** The step this run resumed from, when it was a resumed retry. */
+  resumedFrom?: BuildStep;
 }
 
 export interface ImageBuildResult {
@@ -78,6 +109,8 @@ export interface ImageBuildResult {
 
 export interface BuildProgress {
   status: BuildStatus;
+  /** The step under way (absent in runs started before steps were recorded). */
+  step?: BuildStep;
   digest?: string;
   error?: BuildErrorInfo;
 }

@@ -4,6 +4,9 @@
  *   queued → running (build, push by digest) → pushing (tag) → [signing] → succeeded
  *   with the scanner gate: running (build to an archive) → scanning → pushing (from the archive, then tag)
  *                                 └──────────────→ failed | cancelled
+ *
+ * Each failure records its step (BUILD_STEPS) and, once pushed, the digest; a retry whose input says
+ * `resume: { step: 'push', digest }` starts at that step with the image already in the registry.
  */
 import {
   ActivityFailure,
@@ -26,6 +29,7 @@ import {
   type BuildErrorInfo,
   type BuildProgress,
   type BuildStatus,
+  type FailurePoint,
   type ImageBuildInput,
   type ImageBuildResult,
 } from './definitions';
@@ -54,6 +58,8 @@ function buildActivities(timeoutSeconds: number) {
     retry: { initialInterval: '2 seconds', maximumInterval: '30 seconds', maximumAttempts: 5 },
   });
 }
+
+const TAGS_CHECKED_BEFORE_BUILD = 'tags-checked-before-build';
 
 export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResult> {
   const progress: BuildProgress = { status: 'queued' };
@@ -84,26 +90,43 @@ export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResu
     progress.error = error;
     upsertSearchAttributes([{ key: searchAttributes.status, value: status }]);
     await releaseSlot();
-    await CancellationScope.nonCancellable(() => bookkeeping.recordFailed(input.buildId, error, status));
+    const at: FailurePoint | undefined = progress.step ? { step: progress.step, digest: progress.digest, resumedFrom: input.resume?.step } : undefined;
+    await CancellationScope.nonCancellable(() => bookkeeping.recordFailed(input.buildId, error, status, at));
   };
 
+  // Runs started before tags were checked keep tagging the way they began: one tag, moved unconditionally.
+  const tagsChecked = patched(TAGS_CHECKED_BEFORE_BUILD);
   try {
-    // The policy is checked again here, before a builder starts (runs recorded before it skip it on replay).
-    if (patched('build-policy')) await bookkeeping.checkBuildPolicy(input);
-    if (patched('fair-build-queue')) {
-      slotHeld = true;
-      await bookkeeping.requestBuildSlot({ buildId: input.buildId, workflowId: workflowInfo().workflowId, runId: workflowInfo().runId, consumer: input.consumer ?? '', timeoutSeconds: input.timeoutSeconds, requestedAt: workflowInfo().startTime.getTime() });
-      await condition(() => slotGranted);
+    let digest: string;
+    if (input.resume) {
+      // A retry after the push by digest: no builder, so no build slot either.
+      digest = input.resume.digest;
+      await bookkeeping.noteResume(input.buildId, input.resume);
+    } else {
+      progress.step = 'build';
+      // The policy is checked again here, before a builder starts (runs recorded before it skip it on replay).
+      if (patched('build-policy')) await bookkeeping.checkBuildPolicy(input);
+      if (tagsChecked) await bookkeeping.checkTags(input.spec);
+      if (patched('fair-build-queue')) {
+        slotHeld = true;
+        await bookkeeping.requestBuildSlot({ buildId: input.buildId, workflowId: workflowInfo().workflowId, runId: workflowInfo().runId, consumer: input.consumer ?? '', timeoutSeconds: input.timeoutSeconds, requestedAt: workflowInfo().startTime.getTime() });
+        await condition(() => slotGranted);
+      }
+      await moveTo('running');
+      ({ digest } = await buildActivities(input.timeoutSeconds).buildImage(input));
     }
-    await moveTo('running');
-    const { digest } = await buildActivities(input.timeoutSeconds).buildImage(input);
     progress.digest = digest;
+    progress.step = 'push';
     await moveTo('pushing');
-    await bookkeeping.tagImage(input.spec.image, digest);
+    const tagging = tagsChecked ? { tags: input.spec.tags ?? [], overwrite: input.spec.overwrite ?? false } : undefined;
+    await bookkeeping.tagImage(input.spec.image, digest, tagging);
     await releaseSlot();
     // Signs and verifies when IMAGE_SIGNER_TYPE=notation (the activity sets `signing`); a no-op otherwise.
-    if (patched('sign-after-push')) await signing.signImage(input.buildId, input.spec.image, digest);
-    await bookkeeping.recordSucceeded(input.buildId, digest);
+    if (patched('sign-after-push')) {
+      progress.step = 'sign';
+      await signing.signImage(input.buildId, input.spec.image, digest);
+    }
+    await bookkeeping.recordSucceeded(input.buildId, digest, input.resume?.step);
     progress.status = 'succeeded';
     upsertSearchAttributes([{ key: searchAttributes.status, value: 'succeeded' }]);
     return { buildId: input.buildId, image: input.spec.image, digest };

@@ -1,22 +1,27 @@
 /** How a build record is shown to consumers: the Build of the REST contract, with links to itself and to Temporal. */
 import type { z } from 'zod';
 import type { BuildRecord } from '../../lib/db/builds-repository';
+import { tagReferences } from '../../lib/registry/tags';
 import { workflowIdForBuild } from '../../workflows/definitions';
 import type { ApiDeps } from '../deps';
 import type { BuildSchema } from './builds.schemas';
 
 export type Build = z.infer<typeof BuildSchema>;
 
-export function toBuild(record: BuildRecord, settings: Pick<ApiDeps['settings'], 'publicUrl' | 'temporalUiUrl' | 'namespace'>): Build {
+/** `reusedFrom` is set when the build answers an identical later request. */
+export function toBuild(record: BuildRecord, settings: Pick<ApiDeps['settings'], 'publicUrl' | 'temporalUiUrl' | 'namespace'>, reusedFrom: string | null = null): Build {
   const { publicUrl, temporalUiUrl, namespace } = settings;
   return {
     id: record.id,
     status: record.status,
     image: record.image,
+    tags: tagReferences(record.image, record.spec.tags),
     digest: record.digest,
     spec: record.spec,
     consumer: record.consumer,
     attempt: record.attempt,
+    attempts: record.attempts,
+    reusedFrom,
     createdAt: record.createdAt.toISOString(),
     startedAt: record.startedAt?.toISOString() ?? null,
     finishedAt: record.finishedAt?.toISOString() ?? null,

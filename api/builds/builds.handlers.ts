@@ -35,9 +35,14 @@ export async function createBuild(c: Ctx): Promise<Response> {
   try {
     const spec = parseSpec(upload.specText, deps.settings);
     const policyExemption = await deps.policy.check({ spec, consumer, upload });
-    const { record, created } = await submitBuild(deps, { consumer, idempotencyKey, spec, upload, policyExemption });
-    if (created) c.header('Location', `/v1/builds/${record.id}`);
-    else c.header('Idempotent-Replayed', 'true');
+    const { record, outcome } = await submitBuild(deps, { consumer, idempotencyKey, spec, upload, policyExemption });
+    if (outcome === 'created') c.header('Location', `/v1/builds/${record.id}`);
+    if (outcome === 'replayed') c.header('Idempotent-Replayed', 'true');
+    if (outcome === 'joined' || outcome === 'reused') {
+      // Answered by an identical earlier build: joined while it runs (202), or its result (200).
+      c.header('Content-Location', `/v1/builds/${record.id}`);
+      return c.json(toBuild(record, deps.settings, record.id), outcome === 'reused' ? 200 : 202);
+    }
     return c.json(toBuild(record, deps.settings), 202);
   } finally {
     await upload.cleanup();

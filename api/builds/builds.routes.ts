@@ -24,7 +24,13 @@ export const createBuildRoute = createRoute({
       },
     },
   },
-  responses: { 202: json(BuildSchema, 'The build was accepted and queued'), 400: errors[400], 415: json(ErrorSchema, 'Not multipart/form-data'), 503: errors[503] },
+  responses: {
+    200: json(BuildSchema, 'An identical earlier build succeeded and the registry still serves its digest at every tag: that build, with `reusedFrom`; nothing was built'),
+    202: json(BuildSchema, 'The build was accepted and queued; or an identical build still under way answers it (that build, with `reusedFrom`)'),
+    400: errors[400],
+    415: json(ErrorSchema, 'Not multipart/form-data'),
+    503: errors[503],
+  },
 });
 
 export const listBuildsRoute = createRoute({
@@ -71,6 +77,7 @@ export const retryBuildRoute = createRoute({
   method: 'post',
   path: '/v1/builds/{id}/retry',
   summary: 'Run a failed or cancelled build again',
+  description: 'A build that failed after its image was pushed by digest (in the push step today; scan upload and signing when they run) resumes from that step while the registry still holds the image; otherwise it is rebuilt. Each attempt is listed under `attempts`.',
   request: { params: BuildIdParams },
   responses: { 202: json(BuildSchema, 'The build was queued again'), 404: errors[404], 409: json(ErrorSchema, 'The build is not failed or cancelled'), 503: errors[503] },
 });

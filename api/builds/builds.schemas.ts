@@ -2,7 +2,7 @@
 import { z } from '@hono/zod-openapi';
 import { isQuantity } from '../../lib/config/quantity';
 import { R_PACKAGE } from '../../lib/dependencies/dockerfile';
-import { BUILD_STATUSES } from '../../workflows/definitions';
+import { BUILD_STATUSES, BUILD_STEPS } from '../../workflows/definitions';
 
 const ARG_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const LABEL_KEY = /^[A-Za-z0-9][A-Za-z0-9._\-/]*$/;
@@ -35,6 +35,21 @@ export const BuildSpecSchema = z
         description: "The builder pod's requests and limits (kubernetes executor; the local executor ignores them), each up to the operator's IMAGE_BUILDER_MAX_RESOURCES_*",
         example: { limits: { memory: '8G' } },
       }),
+    tags: z
+      .array(z.string().max(512))
+      .optional()
+      .openapi({
+        description: "More tags of `image`'s repository, all pointing at the build's digest: bare tags (`1.2.3`) or full references of the same repository; at most 16",
+        example: ['1.2.3-4f2a', 'latest'],
+      }),
+    overwrite: z
+      .boolean()
+      .optional()
+      .openapi({ description: 'Move a tag the registry already serves with another digest; without it such a build fails with `tag_exists` before anything is pushed' }),
+    reuse: z
+      .boolean()
+      .optional()
+      .openapi({ description: 'false: always build afresh; by default an identical earlier request (same context, Dockerfile, arguments, labels, target, platforms, engine, image and tags) answers this one' }),
     dependencies: z
       .strictObject({
         baseImage: z.string().min(1).max(512),
@@ -51,6 +66,17 @@ export const BuildSpecSchema = z
   })
   .openapi('BuildSpec');
 
+const BuildAttemptSchema = z.object({
+  attempt: z.number().int(),
+  status: z.enum(['succeeded', 'failed', 'cancelled']),
+  step: z.enum(BUILD_STEPS).optional().openapi({ description: 'The step the attempt ended in' }),
+  digest: z.string().optional(),
+  resumedFrom: z.enum(BUILD_STEPS).optional().openapi({ description: 'The step a resumed retry started from (the build step was skipped)' }),
+  error: z.object({ code: z.string(), message: z.string() }).optional(),
+  startedAt: z.string().optional(),
+  finishedAt: z.string(),
+});
+
 export const ErrorSchema = z
   .object({ error: z.object({ code: z.string(), message: z.string(), field: z.string().optional() }) })
   .openapi('Error');
@@ -60,10 +86,13 @@ export const BuildSchema = z
     id: z.string().uuid(),
     status: z.enum(BUILD_STATUSES),
     image: z.string(),
+    tags: z.array(z.string()).openapi({ description: "Every reference the build points at its digest: `image` first, then the spec's `tags`" }),
     digest: z.string().nullable(),
     spec: BuildSpecSchema,
     consumer: z.string(),
     attempt: z.number().int(),
+    attempts: z.array(BuildAttemptSchema).openapi({ description: 'The attempts that ended, oldest first, each with its error' }),
+    reusedFrom: z.string().uuid().nullable().openapi({ description: 'Set in the answer to a request that an identical earlier build answered: that build, whose id this is' }),
     createdAt: z.string(),
     startedAt: z.string().nullable(),
     finishedAt: z.string().nullable(),

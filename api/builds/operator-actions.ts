@@ -1,7 +1,8 @@
 /** What operators do to a build after it was submitted: cancel it while it runs, run it again once it ended. */
 import { WorkflowNotFoundError } from '@temporalio/client';
 import type { BuildRecord } from '../../lib/db/builds-repository';
-import { TERMINAL_STATUSES, workflowIdForBuild } from '../../workflows/definitions';
+import { RESUMABLE_STEPS, TERMINAL_STATUSES, workflowIdForBuild, type ResumePoint } from '../../workflows/definitions';
+import { parseImageReference } from '../../lib/registry/reference';
 import type { ApiDeps } from '../deps';
 import { ApiError } from '../errors';
 import { startBuildWorkflow } from './submission';
@@ -18,13 +19,57 @@ export async function cancelBuild(deps: ApiDeps, record: BuildRecord): Promise<v
   }
 }
 
-/** Puts a failed or cancelled build back in the queue under the same id and starts its next attempt. */
+/**
+ * Puts a failed or cancelled build back in the queue under the same id and starts its next attempt: from the
+ * step it failed in when that came after the build and the pushed image is still in the registry, else afresh.
+ */
 export async function retryBuild(deps: ApiDeps, record: BuildRecord): Promise<BuildRecord> {
   if (record.status !== 'failed' && record.status !== 'cancelled') {
     throw new ApiError(409, 'build_not_retryable', `build ${record.id} is ${record.status}; only failed or cancelled builds can be retried`);
   }
+  await lastRunClosed(deps, record);
+  const resume = await resumePointOf(deps, record);
   const requeued = await deps.builds.requeue(record.id);
   if (!requeued) throw new ApiError(409, 'build_not_retryable', `build ${record.id} changed state meanwhile; read it again`);
-  await startBuildWorkflow(deps, requeued);
+  await startBuildWorkflow(deps, requeued, resume);
   return requeued;
+}
+
+/** How long a retry waits for the last run to close after it recorded its final status. */
+const LAST_RUN_CLOSE_WAIT_MS = 15_000;
+
+/**
+ * A run records its final status and then closes; a retry that started the next run in between would be taken
+ * for a duplicate of the closing one and never run. So the retry waits for the close (a moment, normally).
+ */
+async function lastRunClosed(deps: ApiDeps, record: BuildRecord): Promise<void> {
+  const handle = deps.temporal.workflow.getHandle(workflowIdForBuild(record.id));
+  const deadline = Date.now() + LAST_RUN_CLOSE_WAIT_MS;
+  for (;;) {
+    try {
+      if ((await handle.describe()).status.name !== 'RUNNING') return;
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) return;
+      throw err;
+    }
+    if (Date.now() > deadline) {
+      throw new ApiError(409, 'build_not_retryable', `the last attempt of build ${record.id} is still finishing; retry in a few seconds`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+/** Where the last attempt failed, when a retry can start there: a step after the build, its image still pushed. */
+async function resumePointOf(deps: ApiDeps, record: BuildRecord): Promise<ResumePoint | undefined> {
+  const last = record.attempts.at(-1);
+  if (record.status !== 'failed' || !deps.registry || !last || last.attempt !== record.attempt) return undefined;
+  if (!last.step || !RESUMABLE_STEPS.includes(last.step) || !last.digest) return undefined;
+  const target = parseImageReference(record.image);
+  try {
+    const served = await deps.registry.headManifest(target.registry, target.repository, last.digest);
+    return served === last.digest ? { step: last.step, digest: last.digest } : undefined;
+  } catch {
+    // The registry cannot say: rebuilding is always correct, only slower.
+    return undefined;
+  }
 }

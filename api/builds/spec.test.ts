@@ -32,6 +32,18 @@ describe('parseSpec', () => {
     });
   });
 
+  it('normalizes tags, and refuses bad ones with their own codes and the index of the tag', () => {
+    expect(parseSpec(JSON.stringify({ image, tags: ['latest', '127.0.0.1:5000/team/app:abc', 'latest'], overwrite: true }), settings)).toMatchObject({
+      tags: ['latest', 'abc'],
+      overwrite: true,
+    });
+    expect(refusal(JSON.stringify({ image, tags: ['ok', '-bad'] }))).toMatchObject({ status: 400, code: 'invalid_tag', field: 'tags.1' });
+    expect(refusal(JSON.stringify({ image, tags: ['127.0.0.1:5000/team/other:1'] }))).toMatchObject({ status: 400, code: 'tag_repository_mismatch', field: 'tags.0' });
+    expect(refusal(JSON.stringify({ image, tags: Array.from({ length: 17 }, (_, i) => `t${i}`) }))).toMatchObject({ status: 400, code: 'too_many_tags', field: 'tags' });
+    expect(refusal(JSON.stringify({ image, tags: 'latest' }))).toMatchObject({ status: 400, code: 'invalid_spec', field: 'tags' });
+    expect(refusal(JSON.stringify({ image, reuse: 'no' }))).toMatchObject({ status: 400, code: 'invalid_spec', field: 'reuse' });
+  });
+
   it.each([
     ['not JSON', '{"image":', 'invalid_spec', 'spec'],
     ['an unknown field', JSON.stringify({ image, colour: 'blue' }), 'invalid_spec', 'colour'],

@@ -1,6 +1,7 @@
 /** Parses and checks a build's spec; every problem is a 400 that names the field to fix. */
 import { normalizeContextPath } from '../../lib/context/archive';
 import { InvalidReferenceError, parseImageReference } from '../../lib/registry/reference';
+import { InvalidTagError, normalizeTags } from '../../lib/registry/tags';
 import type { BuildSpec } from '../../workflows/definitions';
 import { ApiError } from '../errors';
 import { BuildSpecSchema } from './builds.schemas';
@@ -42,5 +43,15 @@ export function parseSpec(specText: string, settings: { maxTimeoutSeconds: numbe
     throw new ApiError(400, 'invalid_spec', `spec.timeoutSeconds may be at most ${settings.maxTimeoutSeconds}`, 'timeoutSeconds');
   }
   checkBuildResources(spec.resources, settings.buildResources);
-  return { ...spec, dockerfile, dependencies: checkDependencies(spec.dependencies, json) };
+  const tags = spec.tags === undefined ? undefined : checkedTags(spec.image, spec.tags);
+  return { ...spec, dockerfile, dependencies: checkDependencies(spec.dependencies, json), ...(tags ? { tags } : {}) };
+}
+
+function checkedTags(image: string, tags: string[]): string[] {
+  try {
+    return normalizeTags(image, tags);
+  } catch (err) {
+    if (err instanceof InvalidTagError) throw new ApiError(400, err.code, err.message, err.index === undefined ? 'tags' : `tags.${err.index}`);
+    throw err;
+  }
 }

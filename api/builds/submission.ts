@@ -1,17 +1,21 @@
 /**
  * Submitting a build: the accepted context goes to object storage under its digest, the build is recorded in
- * PostgreSQL, then its workflow starts. A retried submission with the same Idempotency-Key answers the first build.
+ * PostgreSQL, then its workflow starts. A retried submission with the same Idempotency-Key answers the first build
+ * (and starts it if the API stopped before it could); a request identical to an earlier one is answered by that
+ * build (reuse.ts) unless its spec says `reuse: false`.
  */
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import { buildFingerprint } from '../../lib/builds/fingerprint';
 import { contextHasFile } from '../../lib/context/archive';
 import type { BuildRecord } from '../../lib/db/builds-repository';
 import type { PolicyExemption } from '../../lib/policy/build-policy';
-import { searchAttributes, workflowIdForBuild, type BuildSpec, type ImageBuildInput } from '../../workflows/definitions';
+import { searchAttributes, workflowIdForBuild, type BuildSpec, type ImageBuildInput, type ResumePoint } from '../../workflows/definitions';
 import type { imageBuild } from '../../workflows/image-build';
 import type { ApiDeps } from '../deps';
 import { ApiError } from '../errors';
+import { ensureWorkflowStarted, findIdenticalBuild } from './reuse';
 import type { BuildUpload } from './upload';
 import { currentTraceId } from '../../lib/telemetry/tracing';
 
@@ -24,40 +28,79 @@ export interface Submission {
   policyExemption?: PolicyExemption;
 }
 
-/** Records and starts the build; `created` is false when the Idempotency-Key named an earlier build. */
-export async function submitBuild(deps: ApiDeps, submission: Submission): Promise<{ record: BuildRecord; created: boolean }> {
-  const { spec, upload } = submission;
+/**
+ * How a submission was answered: a new build, the build its Idempotency-Key named, a running identical build it
+ * joined, or an identical build that succeeded and whose image the registry still serves.
+ */
+export type SubmissionOutcome = 'created' | 'replayed' | 'joined' | 'reused';
+
+/** Records and starts the build, or answers it with an earlier one (see SubmissionOutcome). */
+export async function submitBuild(deps: ApiDeps, submission: Submission): Promise<{ record: BuildRecord; created: boolean; outcome: SubmissionOutcome }> {
+  const { spec, upload, consumer, idempotencyKey } = submission;
   if (spec.dependencies?.python && !contextHasFile(upload.context, spec.dependencies.python.requirements)) {
     throw new ApiError(400, 'requirements_not_found', `spec.dependencies.python.requirements "${spec.dependencies.python.requirements}" is not a file in the context; add it or fix the path`, 'dependencies.python.requirements');
   }
   if (!spec.dependencies && !contextHasFile(upload.context, spec.dockerfile)) {
     throw new ApiError(400, 'dockerfile_not_found', `spec.dockerfile "${spec.dockerfile}" is not a file in the context; check the path or add the file`, 'dockerfile');
   }
+  if (idempotencyKey) {
+    const earlier = await deps.builds.findByIdempotencyKey(consumer, idempotencyKey);
+    if (earlier) return { record: await replayed(deps, earlier, upload), created: false, outcome: 'replayed' };
+  }
+  const contextDigest = `sha256:${upload.context.sha256}`;
+  const fingerprint = buildFingerprint({ consumer, contextDigest, spec, engine: spec.engine ?? deps.settings.defaultEngine });
+  if (spec.reuse !== false) {
+    const identical = await findIdenticalBuild(deps, fingerprint, startBuildWorkflow);
+    if (identical) return { ...identical, created: false };
+  }
+  const contextKey = await storeContext(deps, upload);
+  const { record, created } = await deps.builds.create({
+    id: randomUUID(),
+    consumer,
+    image: spec.image,
+    spec,
+    contextKey,
+    contextDigest,
+    idempotencyKey,
+    fingerprint,
+    policyExemption: submission.policyExemption,
+    traceId: currentTraceId(),
+  });
+  if (!created) return { record: await replayed(deps, record, upload), created, outcome: 'replayed' };
+  await startBuildWorkflow(deps, record);
+  return { record, created, outcome: 'created' };
+}
+
+/** Contexts are content-addressed, so a context uploaded before is not stored twice. */
+async function storeContext(deps: ApiDeps, upload: BuildUpload): Promise<string> {
   const contextKey = `contexts/sha256/${upload.context.sha256}`;
-  // Contexts are content-addressed, so a context uploaded before is not stored twice.
   if (!(await deps.storage.exists(contextKey))) {
     await deps.storage.put(contextKey, createReadStream(upload.archivePath), {
       contentType: upload.context.format === 'tar+gzip' ? 'application/gzip' : 'application/x-tar',
       contentLength: upload.context.archiveBytes,
     });
   }
-  const { record, created } = await deps.builds.create({
-    id: randomUUID(),
-    consumer: submission.consumer,
-    image: spec.image,
-    spec,
-    contextKey,
-    contextDigest: `sha256:${upload.context.sha256}`,
-    idempotencyKey: submission.idempotencyKey,
-    policyExemption: submission.policyExemption,
-    traceId: currentTraceId(),
-  });
-  if (created) await startBuildWorkflow(deps, record);
-  return { record, created };
+  return contextKey;
 }
 
-/** Starts the build's workflow; one already running for this build counts as started. */
-export async function startBuildWorkflow(deps: ApiDeps, record: BuildRecord): Promise<void> {
+/**
+ * The build an Idempotency-Key named. If the API stopped between recording it and starting its workflow, the
+ * workflow starts now (with the context of this request when the first one's never reached storage).
+ */
+async function replayed(deps: ApiDeps, record: BuildRecord, upload: BuildUpload): Promise<BuildRecord> {
+  if (record.status !== 'queued') return record;
+  await ensureWorkflowStarted(deps, record, async (d, r) => {
+    if (r.contextDigest === `sha256:${upload.context.sha256}`) await storeContext(d, upload);
+    await startBuildWorkflow(d, r);
+  });
+  return record;
+}
+
+/**
+ * Starts the build's workflow; one already running for this build counts as started. `resume` (a retry) starts
+ * it at a step after the build, with the image already in the registry.
+ */
+export async function startBuildWorkflow(deps: ApiDeps, record: BuildRecord, resume?: ResumePoint): Promise<void> {
   const { temporal, settings, builds } = deps;
   const input: ImageBuildInput = {
     buildId: record.id,
@@ -66,6 +109,7 @@ export async function startBuildWorkflow(deps: ApiDeps, record: BuildRecord): Pr
     engine: record.spec.engine ?? settings.defaultEngine,
     timeoutSeconds: record.spec.timeoutSeconds ?? settings.defaultTimeoutSeconds,
     context: { key: record.contextKey, digest: record.contextDigest },
+    ...(resume ? { resume } : {}),
   };
   try {
     await temporal.workflow.start<typeof imageBuild>('imageBuild', {

@@ -6,7 +6,7 @@ import type { Pool, QueryResultRow } from 'pg';
 import type { PolicyExemption } from '../policy/build-policy';
 import type { ScanRecord } from '../scan/contract';
 import type { SignatureRecord } from '../signing/notation';
-import type { BuildErrorInfo, BuildSpec, BuildStatus } from '../../workflows/definitions';
+import type { BuildErrorInfo, BuildSpec, BuildStatus, BuildStep, FailurePoint } from '../../workflows/definitions';
 import { DatabaseUnavailableError, isDatabaseUnavailable } from './availability';
 
 export interface BuildRecord {
@@ -25,6 +25,10 @@ export interface BuildRecord {
   /** The image's signature (IMAGE_SIGNER_TYPE=notation); verified false marks a pushed image left unsigned. */
   signature: SignatureRecord | null;
   attempt: number;
+  /** The attempts that ended, oldest first. */
+  attempts: BuildAttempt[];
+  /** The canonical request fingerprint identical requests share (lib/builds/fingerprint.ts); null before it existed. */
+  fingerprint: string | null;
   createdAt: Date;
   startedAt: Date | null;
   finishedAt: Date | null;
@@ -34,6 +38,20 @@ export interface BuildRecord {
   traceId: string | null;
   /** Place in the fair queue (1 = next) while the build waits for a slot; null otherwise. */
   queuePosition: number | null;
+}
+
+/** One run of a build, as recorded when it ended. */
+export interface BuildAttempt {
+  attempt: number;
+  status: 'succeeded' | 'failed' | 'cancelled';
+  /** The step it ended in (failures), and the digest once the image was pushed. */
+  step?: BuildStep;
+  digest?: string;
+  /** The step a resumed retry started from. */
+  resumedFrom?: BuildStep;
+  error?: BuildErrorInfo;
+  startedAt?: string;
+  finishedAt: string;
 }
 
 export interface NewBuild {
@@ -46,6 +64,7 @@ export interface NewBuild {
   idempotencyKey?: string;
   policyExemption?: PolicyExemption;
   traceId?: string;
+  fingerprint?: string;
 }
 
 export interface BuildListQuery {
@@ -72,6 +91,8 @@ interface BuildRow {
   scan: ScanRecord | null;
   signature: SignatureRecord | null;
   attempt: number;
+  attempts: BuildAttempt[] | null;
+  fingerprint: string | null;
   created_at: Date;
   started_at: Date | null;
   finished_at: Date | null;
@@ -97,6 +118,8 @@ function toRecord(row: BuildRow): BuildRecord {
     scan: row.scan ?? null,
     signature: row.signature ?? null,
     attempt: row.attempt,
+    attempts: row.attempts ?? [],
+    fingerprint: row.fingerprint ?? null,
     createdAt: row.created_at,
     startedAt: row.started_at,
     finishedAt: row.finished_at,
@@ -113,8 +136,8 @@ export class BuildRepository {
   /** Inserts a queued build; with an idempotency key already used by this consumer, returns that build instead. */
   async create(build: NewBuild): Promise<{ record: BuildRecord; created: boolean }> {
     const { rows } = await this.query<BuildRow>(
-      `INSERT INTO builds (id, status, consumer, image, spec, context_key, context_digest, idempotency_key, policy_exemption, trace_id)
-       VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $8, $9)
+      `INSERT INTO builds (id, status, consumer, image, spec, context_key, context_digest, idempotency_key, policy_exemption, trace_id, fingerprint)
+       VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $8, $9, $10)
        ON CONFLICT (consumer, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
        RETURNING *`,
       [
@@ -127,6 +150,7 @@ export class BuildRepository {
         build.idempotencyKey ?? null,
         build.policyExemption ?? null,
         build.traceId ?? null,
+        build.fingerprint ?? null,
       ],
     );
     if (rows[0]) return { record: toRecord(rows[0]), created: true };
@@ -136,6 +160,24 @@ export class BuildRepository {
     );
     if (!existing.rows[0]) throw new Error('idempotent insert found neither a new nor an existing build');
     return { record: toRecord(existing.rows[0]), created: false };
+  }
+
+  async findByIdempotencyKey(consumer: string, idempotencyKey: string): Promise<BuildRecord | undefined> {
+    const { rows } = await this.query<BuildRow>('SELECT * FROM builds WHERE consumer = $1 AND idempotency_key = $2', [consumer, idempotencyKey]);
+    return rows[0] ? toRecord(rows[0]) : undefined;
+  }
+
+  /**
+   * The newest build with this fingerprint that can answer an identical request: one still under way, or one
+   * that succeeded. One index range scan (builds_fingerprint); the fingerprint already names the consumer.
+   */
+  async findReusable(fingerprint: string): Promise<BuildRecord | undefined> {
+    const { rows } = await this.query<BuildRow>(
+      `SELECT * FROM builds WHERE fingerprint = $1 AND status NOT IN ('failed','cancelled')
+       ORDER BY created_at DESC LIMIT 1`,
+      [fingerprint],
+    );
+    return rows[0] ? toRecord(rows[0]) : undefined;
   }
 
   async get(id: string): Promise<BuildRecord | undefined> {
@@ -166,22 +208,25 @@ export class BuildRepository {
     return rows.map(toRecord);
   }
 
-  /** Moves a build to an intermediate status; started_at is set once, by the first move to running. */
+  /** Moves a build to an intermediate status; started_at is set once, by the first move out of the queue. */
   async markStatus(id: string, status: Exclude<BuildStatus, 'succeeded' | 'failed' | 'cancelled'>): Promise<void> {
     await this.query(
       `UPDATE builds SET status = $2, updated_at = now(),
-         started_at = CASE WHEN $2 = 'running' THEN COALESCE(started_at, now()) ELSE started_at END
+         started_at = CASE WHEN $2 <> 'queued' THEN COALESCE(started_at, now()) ELSE started_at END
        WHERE id = $1 AND ${NOT_TERMINAL}`,
       [id, status],
     );
   }
 
-  async markSucceeded(id: string, digest: string): Promise<void> {
+  async markSucceeded(id: string, digest: string, resumedFrom?: BuildStep): Promise<void> {
     await this.query(
       `UPDATE builds SET status = 'succeeded', digest = $2, error_code = NULL, error_message = NULL,
-         finished_at = now(), updated_at = now()
+         finished_at = now(), updated_at = now(),
+         attempts = attempts || jsonb_build_array(jsonb_strip_nulls(jsonb_build_object(
+           'attempt', attempt, 'status', 'succeeded', 'digest', $2::text, 'resumedFrom', $3::text,
+           'startedAt', started_at, 'finishedAt', now())))
        WHERE id = $1 AND ${NOT_TERMINAL}`,
-      [id, digest],
+      [id, digest, resumedFrom ?? null],
     );
   }
 
@@ -194,11 +239,15 @@ export class BuildRepository {
     await this.query(`UPDATE builds SET signature = $2, updated_at = now() WHERE id = $1 AND ${NOT_TERMINAL}`, [id, JSON.stringify(signature)]);
   }
 
-  async markFailed(id: string, error: BuildErrorInfo, status: 'failed' | 'cancelled' = 'failed'): Promise<void> {
+  /** Ends a build as failed or cancelled; `at` says in which step, for a retry that resumes there. */
+  async markFailed(id: string, error: BuildErrorInfo, status: 'failed' | 'cancelled' = 'failed', at?: FailurePoint): Promise<void> {
     await this.query(
-      `UPDATE builds SET status = $2, error_code = $3, error_message = $4, finished_at = now(), updated_at = now()
+      `UPDATE builds SET status = $2, error_code = $3, error_message = $4, finished_at = now(), updated_at = now(),
+         attempts = attempts || jsonb_build_array(jsonb_strip_nulls(jsonb_build_object(
+           'attempt', attempt, 'status', $2::text, 'step', $5::text, 'digest', $6::text, 'resumedFrom', $7::text,
+           'error', jsonb_build_object('code', $3::text, 'message', $4::text), 'startedAt', started_at, 'finishedAt', now())))
        WHERE id = $1 AND ${NOT_TERMINAL}`,
-      [id, status, error.code, error.message],
+      [id, status, error.code, error.message, at?.step ?? null, at?.digest ?? null, at?.resumedFrom ?? null],
     );
   }
 

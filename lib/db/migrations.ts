@@ -74,4 +74,14 @@ export const migrations: Migration[] = [
     // The Build's place in the fair build queue while it waits (workflows/build-queue.ts).
     sql: `ALTER TABLE builds ADD COLUMN IF NOT EXISTS queue_position integer;`,
   },
+  {
+    // Identical-build reuse looks builds up by their request fingerprint; a build keeps the list of its attempts.
+    id: 50,
+    name: 'build fingerprints and attempts',
+    sql: `
+      ALTER TABLE builds ADD COLUMN IF NOT EXISTS fingerprint text;
+      ALTER TABLE builds ADD COLUMN IF NOT EXISTS attempts jsonb NOT NULL DEFAULT '[]'::jsonb;
+      CREATE INDEX IF NOT EXISTS builds_fingerprint ON builds (fingerprint, created_at DESC) WHERE fingerprint IS NOT NULL;
+    `,
+  },
 ];

@@ -97,6 +97,25 @@ export class RegistryClient {
     return false;
   }
 
+  /**
+   * The digest the registry serves for a tag or digest, from one HEAD request; undefined when it serves nothing
+   * there. A registry that answers without Docker-Content-Digest is asked with a GET instead.
+   */
+  async headManifest(registry: string, repository: string, reference: string): Promise<string | undefined> {
+    checkRepository(repository);
+    checkReference(reference);
+    const res = await this.request(registry, [pull(repository)], `/v2/${repository}/manifests/${reference}`, () => ({ method: 'HEAD', headers: { accept: MANIFEST_TYPES } }));
+    if (res.status === 404) {
+      await res.body?.cancel();
+      return undefined;
+    }
+    await expectOk(res, registry, repository);
+    await res.body?.cancel();
+    const digest = res.headers.get('docker-content-digest');
+    if (digest && /^sha256:[a-f0-9]{64}$/.test(digest)) return digest;
+    return (await this.getManifest(registry, repository, reference)).digest;
+  }
+
   /** Points `tag` at the manifest already pushed under `digest`; a repeat is harmless. */
   async tagManifest(registry: string, repository: string, digest: string, tag: string): Promise<void> {
     const manifest = await this.getManifest(registry, repository, digest);

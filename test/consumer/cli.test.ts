@@ -71,13 +71,15 @@ describe('ibs build', () => {
       'node_modules/keep.txt': 'kept',
       'src/main.txt': 'hello',
     });
-    const run = await ibs('build', dir, '-t', '127.0.0.1:5000/cli-test/app:1', '--build-arg', 'UNUSED=1');
+    // A tag of this run's own: the registry outlives test runs, and a tag it already serves is not moved without overwrite.
+    const tag = `1-${Date.now()}`;
+    const run = await ibs('build', dir, '-t', `127.0.0.1:5000/cli-test/app:${tag}`, '--build-arg', 'UNUSED=1');
     expect(run.code, run.stderr).toBe(0);
     const digest = run.stdout.trim();
     expect(digest).toMatch(/^sha256:[0-9a-f]{64}$/);
     expect(run.stderr).toContain('checked-ignore-rules'); // the followed log reached the terminal
-    expect((await manifestOf('cli-test/app', '1')).digest).toBe(digest);
-    const files = await imageFiles('cli-test/app', '1');
+    expect((await manifestOf('cli-test/app', tag)).digest).toBe(digest);
+    const files = await imageFiles('cli-test/app', tag);
     expect(files.has('app/src/main.txt')).toBe(true);
     expect(files.has('app/node_modules/keep.txt')).toBe(true);
     expect(files.has('app/secret.txt')).toBe(false);
@@ -92,7 +94,7 @@ describe('ibs build', () => {
     const logs = await ibs('logs', id!);
     expect(logs.code).toBe(0);
     expect(logs.stdout).toContain('checked-ignore-rules');
-    const list = await ibs('list', '--image', '127.0.0.1:5000/cli-test/app:1');
+    const list = await ibs('list', '--image', `127.0.0.1:5000/cli-test/app:${tag}`);
     expect(list.stdout).toContain(id);
   });
 

@@ -128,6 +128,7 @@ export async function startTestStack(name: string, overrides: Record<string, str
     builds: deps.builds,
     storage: deps.storage,
     temporal: client,
+    registry: deps.registry,
     auth: new BearerAuthenticator(config.auth),
     policy: new DockerfilePolicy(policySettingsOf(config)),
     settings,

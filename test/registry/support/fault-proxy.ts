@@ -11,6 +11,8 @@ export interface Fault {
   retryAfter?: string;
   /** Only requests with this method are answered with the fault (default: any request). */
   method?: string;
+  /** Only requests whose path matches are answered with the fault (default: any path). */
+  path?: RegExp;
   /** Distribution error code of the answer (default TOOMANYREQUESTS for 429, UNAVAILABLE otherwise). */
   errorCode?: string;
 }
@@ -33,7 +35,7 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
 
   const forward = (req: IncomingMessage, res: ServerResponse) => {
     proxy.seen.push({ method: req.method ?? 'GET', path: req.url ?? '/', at: Date.now() });
-    const at = faults.findIndex((f) => !f.method || f.method === req.method);
+    const at = faults.findIndex((f) => (!f.method || f.method === req.method) && (!f.path || f.path.test(req.url ?? '/')));
     const fault = at >= 0 ? faults.splice(at, 1)[0] : undefined;
     if (fault) {
       req.resume();

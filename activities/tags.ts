@@ -1,0 +1,77 @@
+/**
+ * Tag activities: before the builder starts, a build whose tags the registry already serves fails with
+ * `tag_exists` unless the spec says `overwrite`; after the push by digest, every tag is pointed at the digest and
+ * read back. The tag step looks again first, so a tag that appeared while the build ran is not moved silently.
+ */
+import { ApplicationFailure } from '@temporalio/common';
+import { redact } from '../lib/logs/redact';
+import { RegistryError, type RegistryClient } from '../lib/registry/client';
+import { buildTags } from '../lib/registry/tags';
+import type { BuildSpec } from '../workflows/definitions';
+
+export interface TagActivityDeps {
+  registry: RegistryClient;
+  secrets: readonly string[];
+}
+
+export interface Tagging {
+  /** Extra tags of the image's repository (spec.tags). */
+  tags: string[];
+  /** Move tags that serve another digest. */
+  overwrite: boolean;
+}
+
+export function createTagActivities(deps: TagActivityDeps) {
+  const fail = (code: string, message: string) => ApplicationFailure.create({ type: code, message: redact(message, deps.secrets), nonRetryable: true });
+  /** Registry failures that retrying cannot fix become push_failed; the rest retry. */
+  const asBuildError = (err: unknown) => (err instanceof RegistryError && !err.retryable ? fail('push_failed', err.message) : err);
+
+  /** The tags that serve something other than `digest` (anything at all before the build, when digest is unknown). */
+  async function occupiedTags(image: string, extra: string[], digest?: string): Promise<{ tag: string; served: string }[]> {
+    const { target, tags } = buildTags(image, extra);
+    const served = await Promise.all(tags.map(async (tag) => ({ tag, served: await deps.registry.headManifest(target.registry, target.repository, tag) })));
+    return served.filter((s): s is { tag: string; served: string } => s.served !== undefined && s.served !== digest);
+  }
+
+  function tagExists(image: string, occupied: { tag: string; served: string }[], when: string): ApplicationFailure {
+    const { target } = buildTags(image, []);
+    const list = occupied.map((o) => `${target.registry}/${target.repository}:${o.tag} (${o.served})`).join(', ');
+    return fail('tag_exists', `${when} the registry already serves ${list}; set "overwrite": true in the spec to move ${occupied.length > 1 ? 'them' : 'it'}, or choose new tags`);
+  }
+
+  return {
+    /** Refuses, before anything is built or pushed, a build whose tags already exist and may not be moved. */
+    async checkTags(spec: BuildSpec): Promise<void> {
+      if (spec.overwrite) return;
+      try {
+        const occupied = await occupiedTags(spec.image, spec.tags ?? []);
+        if (occupied.length) throw tagExists(spec.image, occupied, 'nothing was built:');
+      } catch (err) {
+        throw asBuildError(err);
+      }
+    },
+
+    /**
+     * Points the image's tag and the extra tags at the pushed digest and checks that the registry serves it.
+     * Without `tagging` (runs started before tags were checked) only the image's tag is moved, as it always was.
+     */
+    async tagImage(image: string, digest: string, tagging?: Tagging): Promise<void> {
+      const { target, tags } = buildTags(image, tagging?.tags);
+      try {
+        if (tagging && !tagging.overwrite) {
+          const occupied = await occupiedTags(image, tagging.tags, digest);
+          if (occupied.length) throw tagExists(image, occupied, `the image was pushed as ${target.registry}/${target.repository}@${digest}, but no tag was moved:`);
+        }
+        for (const tag of tags) {
+          await deps.registry.tagManifest(target.registry, target.repository, digest, tag);
+          const served = await deps.registry.getManifest(target.registry, target.repository, tag);
+          if (served.digest !== digest) {
+            throw new RegistryError('registry_error', `${target.registry}/${target.repository}:${tag} resolves to ${served.digest} after tagging, expected ${digest}`, true);
+          }
+        }
+      } catch (err) {
+        throw asBuildError(err);
+      }
+    },
+  };
+}
