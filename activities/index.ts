@@ -13,6 +13,7 @@ import { RegistryError, type RegistryClient } from '../lib/registry/client';
 import { parseImageReference } from '../lib/registry/reference';
 import type { ObjectStore } from '../lib/storage/object-store';
 import type { BuildErrorInfo, BuildStatus, ImageBuildInput } from '../workflows/definitions';
+import { createSourceActivities, type SourceImagePolicy } from './sources';
 
 export interface ActivityDeps {
   builds: BuildRepository;
@@ -21,14 +22,26 @@ export interface ActivityDeps {
   registry: RegistryClient;
   /** Values masked out of logs and error messages. */
   secrets: readonly string[];
+  /** Checks an image URI before it is copied (the base-image policy hooks in here); none means every source is allowed. */
+  sourceImagePolicy?: SourceImagePolicy;
 }
 
 function nonRetryable(code: string, message: string, secrets: readonly string[]): ApplicationFailure {
   return ApplicationFailure.create({ type: code, message: redact(message, secrets), nonRetryable: true });
 }
 
+/**
+ * A failure that Temporal may retry but that still names a documented code: an error thrown as it is would reach the
+ * workflow, once the retries are exhausted, typed by its class name (`Error`, `RegistryError`).
+ */
+function retryable(code: string, err: unknown, secrets: readonly string[]): ApplicationFailure {
+  return ApplicationFailure.create({ type: code, message: redact((err as Error)?.message ?? String(err), secrets), nonRetryable: false });
+}
+
 export function createActivities(deps: ActivityDeps) {
   return {
+    ...createSourceActivities(deps),
+
     async recordStatus(buildId: string, status: Exclude<BuildStatus, 'succeeded' | 'failed' | 'cancelled'>): Promise<void> {
       await deps.builds.markStatus(buildId, status);
     },
@@ -72,7 +85,7 @@ export function createActivities(deps: ActivityDeps) {
         // The executor has stopped the build; tell Temporal this attempt ended because it was cancelled.
         if (ctx.cancellationSignal.aborted) throw new CancelledFailure('the build was cancelled');
         if (err instanceof BuildFailedError) throw nonRetryable(err.code, err.message, deps.secrets);
-        throw err;
+        throw retryable('build_failed', err, deps.secrets);
       } finally {
         await log.close();
       }
@@ -89,7 +102,7 @@ export function createActivities(deps: ActivityDeps) {
         }
       } catch (err) {
         if (err instanceof RegistryError && !err.retryable) throw nonRetryable('push_failed', err.message, deps.secrets);
-        throw err;
+        throw retryable('push_failed', err, deps.secrets);
       }
     },
   };

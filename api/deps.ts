@@ -1,6 +1,7 @@
 import type { Client } from '@temporalio/client';
 import type { ContextLimits } from '../lib/context/archive';
 import type { BuildRepository } from '../lib/db/builds-repository';
+import type { ImageArchiveLimits } from '../lib/sources/image-archive';
 import type { ObjectStore } from '../lib/storage/object-store';
 import type { BuildEngine } from '../workflows/definitions';
 import type { BuildResourceSettings } from './builds/resources';
@@ -16,6 +17,7 @@ export interface ApiDeps {
     publicUrl: string;
     temporalUiUrl: string;
     contextLimits: ContextLimits;
+    imageArchiveLimits: ImageArchiveLimits;
     defaultEngine: BuildEngine;
     defaultTimeoutSeconds: number;
     maxTimeoutSeconds: number;

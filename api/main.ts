@@ -23,6 +23,7 @@ async function main(): Promise<void> {
       publicUrl: config.api.publicUrl,
       temporalUiUrl: config.temporal.uiUrl,
       contextLimits: config.contextLimits,
+      imageArchiveLimits: config.imageArchiveLimits,
       defaultEngine: config.build.defaultEngine,
       defaultTimeoutSeconds: config.build.defaultTimeoutSeconds,
       maxTimeoutSeconds: config.build.maxTimeoutSeconds,

@@ -6,6 +6,8 @@ import { BuildRepository } from '../lib/db/builds-repository';
 import { createPool, migrate } from '../lib/db/pool';
 import type { BuildExecutor } from '../lib/executors/executor';
 import { createKubernetesExecutor } from '../lib/executors/kubernetes';
+import { loadKubeConfig } from '../lib/executors/kubernetes/kubernetes-executor';
+import { createPullCredentials } from '../lib/sources/pull-credentials';
 import { LocalExecutor } from '../lib/executors/local/local-executor';
 import { registryHostOf, registryHostsOfDockerfile } from '../lib/registry/base-images';
 import { RegistryClient } from '../lib/registry/client';
@@ -45,10 +47,15 @@ export async function createWorkerDependencies(config: Config): Promise<{ deps: 
   await migrate(pool);
   const storage = createObjectStore(config);
   const credentials = createCredentialProvider(config.registry);
+  // Copying a sourceImage pulls with the builders' pull credentials; the push credentials win for their own hosts,
+  // as they do in a builder pod's docker config.
+  const pullCredentials = createPullCredentials(config.pullCredentials, config.imageBuilder.namespace, () =>
+    loadKubeConfig({ kubeconfigPath: config.executor.kubeconfig }),
+  );
   const registry = new RegistryClient({
     disableHttps: config.registry.disableHttps,
     allowSelfSignedCerts: config.registry.allowSelfSignedCerts,
-    credentials: (host) => credentials.credentialsFor(host),
+    credentials: async (host) => (await credentials.credentialsFor(host)) ?? (await pullCredentials?.credentialsFor(host)),
   });
   return {
     pool,

@@ -23,10 +23,18 @@ export function toBuild(record: BuildRecord, settings: Pick<ApiDeps['settings'],
     error: record.error,
     scan: null,
     signature: null,
+    source: sourceView(record.source),
     links: {
       self: `${publicUrl}/v1/builds/${record.id}`,
       logs: `${publicUrl}/v1/builds/${record.id}/logs`,
       temporal: `${temporalUiUrl}/namespaces/${encodeURIComponent(namespace)}/workflows/${workflowIdForBuild(record.id)}`,
     },
   };
+}
+
+/** The source as consumers see it: no storage keys. */
+function sourceView(source: BuildRecord['source']): Build['source'] {
+  if (source.kind === 'image-archive') return { kind: source.kind, format: source.format, archiveDigest: source.archiveDigest };
+  if (source.kind === 'image-uri') return { kind: source.kind, reference: source.reference };
+  return { kind: 'context' };
 }

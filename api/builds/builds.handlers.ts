@@ -11,6 +11,7 @@ import { followLog, storedLog } from './logs';
 import * as operator from './operator-actions';
 import { consumerOf, idempotencyKeyOf } from './request-headers';
 import { parseSpec } from './spec';
+import { checkMultipartSpec, readJsonSpec, receiveNamedSource } from './sources';
 import { submitBuild } from './submission';
 import { receiveBuildUpload } from './upload';
 
@@ -26,9 +27,14 @@ export async function createBuild(c: Ctx): Promise<Response> {
   const deps = c.get('deps');
   const consumer = consumerOf(c.req.raw.headers);
   const idempotencyKey = idempotencyKeyOf(c.req.raw.headers);
-  const upload = await receiveBuildUpload(c.req.raw, deps.settings.contextLimits, deps.settings.spoolDir);
+  const json = (c.req.header('content-type') ?? '').toLowerCase().startsWith('application/json');
+  const jsonSpec = json ? parseSpec(await readJsonSpec(c.req.raw), deps.settings) : undefined;
+  const upload = jsonSpec
+    ? await receiveNamedSource(deps, consumer, jsonSpec, '')
+    : await receiveBuildUpload(c.req.raw, deps.settings.contextLimits, deps.settings.spoolDir, deps.settings.imageArchiveLimits);
   try {
-    const spec = parseSpec(upload.specText, deps.settings);
+    const spec = jsonSpec ?? parseSpec(upload.specText, deps.settings);
+    if (!jsonSpec) checkMultipartSpec(spec);
     const { record, created } = await submitBuild(deps, { consumer, idempotencyKey, spec, upload });
     if (created) c.header('Location', `/v1/builds/${record.id}`);
     else c.header('Idempotent-Replayed', 'true');

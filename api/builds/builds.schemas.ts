@@ -16,6 +16,13 @@ const stringMap = (keyPattern: RegExp, what: string, maxEntries: number) =>
 const quantity = z.string().max(64).refine(isQuantity, 'must be a Kubernetes quantity such as 2, 500m, 4G or 4Gi');
 const ResourceQuantitiesSchema = z.strictObject({ cpu: quantity.optional(), memory: quantity.optional(), ephemeralStorage: quantity.optional() });
 
+const StoredArtifactSchema = z
+  .strictObject({
+    key: z.string().min(1).max(1024),
+    sha256: z.string().regex(/^[a-f0-9]{64}$/, 'sha256 is the archive\'s hex sha256 (64 lowercase hex digits)'),
+  })
+  .openapi({ description: 'An archive already in the service\'s object storage, under consumers/<consumer>/ (docs/sources.md)' });
+
 export const BuildSpecSchema = z
   .strictObject({
     image: z.string({ error: 'image is required: the target reference registry/repository:tag' }).min(1).max(512),
@@ -34,6 +41,9 @@ export const BuildSpecSchema = z
         description: "The builder pod's requests and limits (kubernetes executor; the local executor ignores them), each up to the operator's IMAGE_BUILDER_MAX_RESOURCES_*",
         example: { limits: { memory: '8G' } },
       }),
+    context: StoredArtifactSchema.optional().openapi({ description: 'JSON requests: a stored build context (tar, tar.gz or zip) to build' }),
+    imageArchive: StoredArtifactSchema.optional().openapi({ description: 'JSON requests: a stored docker save / OCI layout archive to push without a build' }),
+    sourceImage: z.string().min(1).max(512).optional().openapi({ description: 'JSON requests: an image to copy to `image` without a build, registry/repository[:tag][@sha256:...]' }),
   })
   .openapi('BuildSpec');
 
@@ -56,6 +66,14 @@ export const BuildSchema = z
     error: z.object({ code: z.string(), message: z.string() }).nullable(),
     scan: z.object({ passed: z.boolean(), reportUrl: z.string().nullable() }).nullable(),
     signature: z.object({ digest: z.string() }).nullable(),
+    source: z
+      .object({
+        kind: z.enum(['context', 'image-archive', 'image-uri']),
+        format: z.enum(['oci-layout', 'docker-save']).optional(),
+        archiveDigest: z.string().optional(),
+        reference: z.string().optional(),
+      })
+      .openapi({ description: 'Where the image came from: a built context, an uploaded image archive, or a copied image URI' }),
     links: z.object({ self: z.string(), logs: z.string(), temporal: z.string() }),
   })
   .openapi('Build');

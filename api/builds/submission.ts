@@ -7,10 +7,11 @@ import { randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { contextHasFile } from '../../lib/context/archive';
 import type { BuildRecord } from '../../lib/db/builds-repository';
-import { searchAttributes, workflowIdForBuild, type BuildSpec, type ImageBuildInput } from '../../workflows/definitions';
+import { searchAttributes, workflowIdForBuild, type BuildSource, type BuildSpec, type ImageBuildInput } from '../../workflows/definitions';
 import type { imageBuild } from '../../workflows/image-build';
 import type { ApiDeps } from '../deps';
 import { ApiError } from '../errors';
+import { imageArchiveSource } from './sources';
 import type { BuildUpload } from './upload';
 
 export interface Submission {
@@ -23,6 +24,11 @@ export interface Submission {
 /** Records and starts the build; `created` is false when the Idempotency-Key named an earlier build. */
 export async function submitBuild(deps: ApiDeps, submission: Submission): Promise<{ record: BuildRecord; created: boolean }> {
   const { spec, upload } = submission;
+  if (upload.image) return submitWithoutBuild(deps, submission, await imageArchiveSource(deps, upload.image));
+  if (spec.sourceImage !== undefined) return submitWithoutBuild(deps, submission, { kind: 'image-uri', reference: spec.sourceImage });
+  if (!upload.context) {
+    throw new ApiError(400, 'context_part_missing', 'the "context" part is missing; attach the build context as a tar, tar.gz or zip file', 'context');
+  }
   if (!contextHasFile(upload.context, spec.dockerfile)) {
     throw new ApiError(400, 'dockerfile_not_found', `spec.dockerfile "${spec.dockerfile}" is not a file in the context; check the path or add the file`, 'dockerfile');
   }
@@ -47,6 +53,23 @@ export async function submitBuild(deps: ApiDeps, submission: Submission): Promis
   return { record, created };
 }
 
+/** Records and starts a build that pushes an image without building it. */
+async function submitWithoutBuild(deps: ApiDeps, submission: Submission, source: Exclude<BuildSource, { kind: 'context' }>): Promise<{ record: BuildRecord; created: boolean }> {
+  const { record, created } = await deps.builds.create({
+    id: randomUUID(),
+    consumer: submission.consumer,
+    image: submission.spec.image,
+    spec: submission.spec,
+    // The columns of context builds hold the stored plan (image archives) or nothing (image URIs); `source` says which.
+    contextKey: source.kind === 'image-archive' ? source.planKey : '',
+    contextDigest: source.kind === 'image-archive' ? source.archiveDigest : '',
+    idempotencyKey: submission.idempotencyKey,
+    source,
+  });
+  if (created) await startBuildWorkflow(deps, record);
+  return { record, created };
+}
+
 /** Starts the build's workflow; one already running for this build counts as started. */
 export async function startBuildWorkflow(deps: ApiDeps, record: BuildRecord): Promise<void> {
   const { temporal, settings, builds } = deps;
@@ -57,6 +80,7 @@ export async function startBuildWorkflow(deps: ApiDeps, record: BuildRecord): Pr
     engine: record.spec.engine ?? settings.defaultEngine,
     timeoutSeconds: record.spec.timeoutSeconds ?? settings.defaultTimeoutSeconds,
     context: { key: record.contextKey, digest: record.contextDigest },
+    ...(record.source.kind === 'context' ? {} : { source: record.source }),
   };
   try {
     await temporal.workflow.start<typeof imageBuild>('imageBuild', {

@@ -3,7 +3,7 @@
  * write here is idempotent (activities may run twice) and never moves a build out of a terminal state.
  */
 import type { Pool, QueryResultRow } from 'pg';
-import type { BuildErrorInfo, BuildSpec, BuildStatus } from '../../workflows/definitions';
+import type { BuildErrorInfo, BuildSource, BuildSpec, BuildStatus } from '../../workflows/definitions';
 import { DatabaseUnavailableError, isDatabaseUnavailable } from './availability';
 
 export interface BuildRecord {
@@ -21,6 +21,8 @@ export interface BuildRecord {
   createdAt: Date;
   startedAt: Date | null;
   finishedAt: Date | null;
+  /** Where the image comes from; builds recorded before sources existed came from a context. */
+  source: BuildSource;
 }
 
 export interface NewBuild {
@@ -31,6 +33,7 @@ export interface NewBuild {
   contextKey: string;
   contextDigest: string;
   idempotencyKey?: string;
+  source?: BuildSource;
 }
 
 export interface BuildListQuery {
@@ -58,6 +61,7 @@ interface BuildRow {
   created_at: Date;
   started_at: Date | null;
   finished_at: Date | null;
+  source?: BuildSource | null;
 }
 
 const NOT_TERMINAL = `status NOT IN ('succeeded','failed','cancelled')`;
@@ -78,6 +82,7 @@ function toRecord(row: BuildRow): BuildRecord {
     createdAt: row.created_at,
     startedAt: row.started_at,
     finishedAt: row.finished_at,
+    source: row.source ?? { kind: 'context' },
   };
 }
 
@@ -87,11 +92,11 @@ export class BuildRepository {
   /** Inserts a queued build; with an idempotency key already used by this consumer, returns that build instead. */
   async create(build: NewBuild): Promise<{ record: BuildRecord; created: boolean }> {
     const { rows } = await this.query<BuildRow>(
-      `INSERT INTO builds (id, status, consumer, image, spec, context_key, context_digest, idempotency_key)
-       VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7)
+      `INSERT INTO builds (id, status, consumer, image, spec, context_key, context_digest, idempotency_key, source)
+       VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $8)
        ON CONFLICT (consumer, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
        RETURNING *`,
-      [build.id, build.consumer, build.image, build.spec, build.contextKey, build.contextDigest, build.idempotencyKey ?? null],
+      [build.id, build.consumer, build.image, build.spec, build.contextKey, build.contextDigest, build.idempotencyKey ?? null, build.source ?? null],
     );
     if (rows[0]) return { record: toRecord(rows[0]), created: true };
     const existing = await this.query<BuildRow>(

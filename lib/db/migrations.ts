@@ -41,4 +41,11 @@ export const migrations: Migration[] = [
       CREATE INDEX builds_image_created ON builds (image, created_at DESC);
     `,
   },
+  {
+    id: 40,
+    name: 'build source',
+    // Where the image comes from (context, image archive, image URI); NULL for builds recorded before, which all
+    // came from a context.
+    sql: `ALTER TABLE builds ADD COLUMN IF NOT EXISTS source jsonb;`,
+  },
 ];

@@ -4,6 +4,7 @@
  * transport.ts.
  */
 import { createHash } from 'node:crypto';
+import type { Readable } from 'node:stream';
 import type { RequestInit, Response } from 'undici';
 import { RegistryAuthenticator, credentialsRequired, unauthorized, type CredentialsLookup } from './auth';
 import { preferredChallenge } from './challenge';
@@ -75,8 +76,75 @@ export class RegistryClient {
     await this.transport.close();
   }
 
+  /** Whether the repository already holds the blob (HEAD); pushes skip blobs the registry has. */
+  async hasBlob(registry: string, repository: string, digest: string): Promise<boolean> {
+    checkRepository(repository);
+    checkReference(digest);
+    const res = await this.request(registry, [pull(repository)], `/v2/${repository}/blobs/${digest}`, () => ({ method: 'HEAD' }));
+    await res.body?.cancel();
+    if (res.status === 404) return false;
+    await expectOk(res, registry, repository);
+    return true;
+  }
+
+  /** The blob's bytes as a stream (redirects to storage followed); the caller must consume or cancel it. */
+  async getBlob(registry: string, repository: string, digest: string): Promise<{ size: number; body: ReadableStream<Uint8Array> }> {
+    checkRepository(repository);
+    checkReference(digest);
+    const res = await this.request(registry, [pull(repository)], `/v2/${repository}/blobs/${digest}`, () => ({}));
+    if (res.status === 404) {
+      await res.body?.cancel();
+      throw new RegistryError('manifest_not_found', `${registry}/${repository} has no blob ${digest}`, false);
+    }
+    await expectOk(res, registry, repository);
+    if (!res.body) throw new RegistryError('registry_error', `${registry} answered the blob ${digest} without a body`, true);
+    return { size: Number(res.headers.get('content-length') ?? -1), body: res.body as ReadableStream<Uint8Array> };
+  }
+
+  /**
+   * Asks the registry to link a blob another repository of the same registry holds (cross-repository mount);
+   * true when it did, false when it opened an upload instead (the caller then pushes the bytes).
+   */
+  async mountBlob(registry: string, repository: string, digest: string, fromRepository: string): Promise<boolean> {
+    checkRepository(repository);
+    checkRepository(fromRepository);
+    checkReference(digest);
+    const query = `mount=${encodeURIComponent(digest)}&from=${encodeURIComponent(fromRepository)}`;
+    const res = await this.request(registry, [push(repository), pull(fromRepository)], `/v2/${repository}/blobs/uploads/?${query}`, () => ({ method: 'POST' }));
+    await expectOk(res, registry, repository);
+    await res.body?.cancel();
+    return res.status === 201;
+  }
+
+  /**
+   * Uploads a blob in one PUT (POST then PUT, as the distribution spec's monolithic upload) and checks the digest
+   * the registry reports. `open` gives the bytes anew for each try, because a stream can be read once only.
+   */
+  async pushBlob(registry: string, repository: string, digest: string, size: number, open: () => Readable): Promise<void> {
+    checkRepository(repository);
+    checkReference(digest);
+    const scopes = [push(repository)];
+    const started = await this.request(registry, scopes, `/v2/${repository}/blobs/uploads/`, () => ({ method: 'POST', headers: { 'content-length': '0' } }));
+    await expectOk(started, registry, repository);
+    await started.body?.cancel();
+    const location = started.headers.get('location');
+    if (!location) throw new RegistryError('registry_error', `${registry} opened an upload for ${repository} without a Location`, true);
+    const url = new URL(location, this.transport.baseUrl(registry));
+    url.searchParams.set('digest', digest);
+    const res = await this.request(registry, scopes, url.href, () => ({
+      method: 'PUT',
+      headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
+      body: open(),
+      duplex: 'half',
+    }));
+    await expectOk(res, registry, repository);
+    await res.body?.cancel();
+    const stored = res.headers.get('docker-content-digest');
+    if (stored && stored !== digest) throw new RegistryError('registry_error', `${registry} stored the blob as ${stored}, expected ${digest}`, false);
+  }
+
   /** Stores a manifest under a tag or its digest, checking that the registry stored what was sent. */
-  private async putManifest(registry: string, repository: string, reference: string, mediaType: string, body: Buffer): Promise<void> {
+  async putManifest(registry: string, repository: string, reference: string, mediaType: string, body: Buffer): Promise<void> {
     checkRepository(repository);
     checkReference(reference);
     const digest = sha256(body);

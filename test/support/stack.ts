@@ -72,6 +72,7 @@ export async function startTestStack(name: string, overrides: Record<string, str
     publicUrl: 'http://127.0.0.1',
     temporalUiUrl: config.temporal.uiUrl,
     contextLimits: config.contextLimits,
+    imageArchiveLimits: config.imageArchiveLimits,
     defaultEngine: config.build.defaultEngine,
     defaultTimeoutSeconds: config.build.defaultTimeoutSeconds,
     maxTimeoutSeconds: config.build.maxTimeoutSeconds,
