@@ -13,18 +13,32 @@ export const createBuildRoute = createRoute({
   method: 'post',
   path: '/v1/builds',
   summary: 'Start a build',
-  description: 'multipart/form-data with a `spec` part (JSON BuildSpec) and a `context` part (tar, tar.gz or zip, told apart by their magic bytes; a zip is stored as the equivalent tar.gz). Optional headers: Idempotency-Key, X-Consumer.',
+  description:
+    'multipart/form-data with a `spec` part (JSON BuildSpec) and one source part: `context` (tar, tar.gz or zip, told apart by their magic bytes; a zip is stored as the equivalent tar.gz) or `image` (a `docker save` tarball or an OCI image layout archive, pushed without a build). ' +
+    'Or application/json: the BuildSpec itself, naming exactly one of `context` or `imageArchive` (an archive already in object storage under consumers/<consumer>/, with its sha256) or `sourceImage` (an image to copy). See docs/sources.md. Optional headers: Idempotency-Key, X-Consumer.',
   request: {
     body: {
       required: true,
       content: {
         'multipart/form-data': {
-          schema: z.object({ spec: BuildSpecSchema, context: z.string().openapi({ format: 'binary' }) }),
+          schema: z.object({
+            spec: BuildSpecSchema,
+            context: z.string().optional().openapi({ format: 'binary' }),
+            image: z.string().optional().openapi({ format: 'binary' }),
+          }),
         },
+        'application/json': { schema: BuildSpecSchema },
       },
     },
   },
-  responses: { 202: json(BuildSchema, 'The build was accepted and queued'), 400: errors[400], 415: json(ErrorSchema, 'Not multipart/form-data'), 503: errors[503] },
+  responses: {
+    202: json(BuildSchema, 'The build was accepted and queued'),
+    400: errors[400],
+    403: json(ErrorSchema, 'A stored artifact key outside the consumer\'s prefix (`artifact_key_forbidden`)'),
+    404: json(ErrorSchema, 'A stored artifact that is not in object storage (`artifact_not_found`)'),
+    415: json(ErrorSchema, 'Neither multipart/form-data nor application/json'),
+    503: errors[503],
+  },
 });
 
 export const listBuildsRoute = createRoute({

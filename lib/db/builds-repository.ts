@@ -135,11 +135,14 @@ export class BuildRepository {
     return rows.map(toRecord);
   }
 
-  /** Moves a build to an intermediate status; started_at is set once, by the first move to running. */
+  /**
+   * Moves a build to an intermediate status; started_at is set once, by the first move to running (or to pushing,
+   * for an image pushed without a build).
+   */
   async markStatus(id: string, status: Exclude<BuildStatus, 'succeeded' | 'failed' | 'cancelled'>): Promise<void> {
     await this.query(
       `UPDATE builds SET status = $2, updated_at = now(),
-         started_at = CASE WHEN $2 = 'running' THEN COALESCE(started_at, now()) ELSE started_at END
+         started_at = CASE WHEN $2 IN ('running', 'pushing') THEN COALESCE(started_at, now()) ELSE started_at END
        WHERE id = $1 AND ${NOT_TERMINAL}`,
       [id, status],
     );

@@ -10,7 +10,8 @@ import { RegistryClient } from '../../lib/registry/client';
 import { contextOf } from '../support/archives';
 import { ensureBaseImage } from '../support/registry';
 import { startTestStack, waitForBuild, type TestStack } from '../support/stack';
-import { coreApi, KUBECONFIG } from '../kubernetes/support/cluster';
+import { createPullCredentials } from '../../lib/sources/pull-credentials';
+import { coreApi, kubeConfig, KUBECONFIG } from '../kubernetes/support/cluster';
 import { BASIC_REGISTRY, OPEN_REGISTRY, passwordOf, PULL_USER, PUSH_USER } from '../registry/support/registries';
 import { dockerSaveOf, expectedDockerSaveManifest, ociLayoutOf, ociManifestOf, sha256, testImage, testIndex } from './support/images';
 
@@ -132,6 +133,24 @@ describe('image sources', () => {
     expect((await registry.getManifest(OPEN_REGISTRY, target, 'copied')).body.equals(manifest)).toBe(true);
     // The copy came with credentials: the source registry refuses anonymous reads.
     await expect(registry.getManifest(BASIC_REGISTRY, source, 'v1')).rejects.toMatchObject({ code: 'registry_unauthorized' });
+  });
+
+  it('gives wildcard pull credentials to exactly the hosts IMAGE_BUILDER_WILDCARD_REGISTRY_HOSTS lists', async () => {
+    const name = `ibs-sources-wildcard-${run}`;
+    const auths = { '*.ibs-sources.test': { auth: Buffer.from('wild:card').toString('base64') }, 'exact.ibs-sources.test': { username: 'ex', password: 'act' } };
+    await coreApi().createNamespacedSecret({
+      namespace: NAMESPACE,
+      body: { metadata: { name }, type: 'kubernetes.io/dockerconfigjson', data: { '.dockerconfigjson': Buffer.from(JSON.stringify({ auths })).toString('base64') } },
+    });
+    try {
+      const config = stack.config.pullCredentials;
+      const pull = createPullCredentials({ ...config, credentialsSecrets: [name], wildcardRegistryHosts: ['reg.ibs-sources.test', 'exact.ibs-sources.test'] }, NAMESPACE, kubeConfig)!;
+      expect(await pull.credentialsFor('reg.ibs-sources.test')).toEqual({ username: 'wild', password: 'card' });
+      expect(await pull.credentialsFor('exact.ibs-sources.test')).toEqual({ username: 'ex', password: 'act' });
+      expect(await pull.credentialsFor('unlisted.ibs-sources.test')).toBeUndefined();
+    } finally {
+      await coreApi().deleteNamespacedSecret({ name, namespace: NAMESPACE });
+    }
   });
 
   it('a push whose retries are all exhausted fails with push_failed, not the class name of the error', async () => {
