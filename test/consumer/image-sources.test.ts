@@ -51,9 +51,15 @@ describe('image sources', () => {
     await coreApi().deleteNamespacedSecret({ name: PULL_SECRET, namespace: NAMESPACE }).catch(() => undefined);
   });
 
-  async function submit(body: FormData | string, json = false): Promise<{ status: number; body: Record<string, any> }> {
+  interface Answer {
+    id: string;
+    source: Record<string, unknown>;
+    error: { code: string; message: string };
+  }
+
+  async function submit(body: FormData | string, json = false): Promise<{ status: number; body: Answer }> {
     const res = await stack.api('/v1/builds', { method: 'POST', body, headers: json ? { 'content-type': 'application/json' } : {} });
-    return { status: res.status, body: (await res.json()) as Record<string, any> };
+    return { status: res.status, body: (await res.json()) as Answer };
   }
 
   it('refuses a docker save archive with a tampered layer and stores nothing', async () => {
@@ -77,7 +83,7 @@ describe('image sources', () => {
     const res = await submit(imageForm({ image: `${OPEN_REGISTRY}/${repository}:1` }, await dockerSaveOf(image)));
     expect(res.status).toBe(202);
     expect(res.body.source).toMatchObject({ kind: 'image-archive', format: 'docker-save' });
-    const build = await waitForBuild(stack.apiUrl, res.body.id as string);
+    const build = await waitForBuild(stack.apiUrl, res.body.id);
     expect(build.error).toBeNull();
     expect(build.status).toBe('succeeded');
     const expected = Buffer.from(expectedDockerSaveManifest(image));
@@ -96,7 +102,7 @@ describe('image sources', () => {
     const repository = `ibs-test/sources-${run}-oci`;
     const res = await submit(imageForm({ image: `${OPEN_REGISTRY}/${repository}:multi` }, await ociLayoutOf(ix)));
     expect(res.status).toBe(202);
-    const build = await waitForBuild(stack.apiUrl, res.body.id as string);
+    const build = await waitForBuild(stack.apiUrl, res.body.id);
     expect(build.status).toBe('succeeded');
     expect(build.digest).toBe(ix.indexDigest);
     const index = await registry.getManifest(OPEN_REGISTRY, repository, 'multi');
@@ -127,7 +133,7 @@ describe('image sources', () => {
     const res = await submit(JSON.stringify({ image: `${OPEN_REGISTRY}/${target}:copied`, sourceImage: `${BASIC_REGISTRY}/${source}:v1` }), true);
     expect(res.status).toBe(202);
     expect(res.body.source).toEqual({ kind: 'image-uri', reference: `${BASIC_REGISTRY}/${source}:v1` });
-    const build = await waitForBuild(stack.apiUrl, res.body.id as string);
+    const build = await waitForBuild(stack.apiUrl, res.body.id);
     expect(build.error).toBeNull();
     expect(build.digest).toBe(sha256(manifest));
     expect((await registry.getManifest(OPEN_REGISTRY, target, 'copied')).body.equals(manifest)).toBe(true);
@@ -158,7 +164,7 @@ describe('image sources', () => {
     // Nothing listens on port 1: every try is a refused connection, which is retryable.
     const res = await submit(imageForm({ image: '127.0.0.1:1/ibs-test/unreachable:1', timeoutSeconds: 60 }, await dockerSaveOf(image)));
     expect(res.status).toBe(202);
-    const build = await waitForBuild(stack.apiUrl, res.body.id as string);
+    const build = await waitForBuild(stack.apiUrl, res.body.id);
     expect(build.status).toBe('failed');
     expect((build.error as { code: string }).code).toBe('push_failed');
     expect((build.error as { message: string }).message).toMatch(/cannot reach 127\.0\.0\.1:1/);
@@ -172,7 +178,7 @@ describe('image sources', () => {
       await stack.deps.storage.put(key, context);
       const res = await submit(JSON.stringify({ image: `${OPEN_REGISTRY}/ibs-test/sources-${run}-stored:1`, context: { key, sha256: sha256(context).slice(7) } }), true);
       expect(res.status).toBe(202);
-      const build = await waitForBuild(stack.apiUrl, res.body.id as string);
+      const build = await waitForBuild(stack.apiUrl, res.body.id);
       expect(build.error).toBeNull();
       expect(build.status).toBe('succeeded');
     });
@@ -200,7 +206,7 @@ describe('image sources', () => {
       await stack.deps.storage.put(key, archive);
       const res = await submit(JSON.stringify({ image: `${OPEN_REGISTRY}/ibs-test/sources-${run}-stored-image:1`, imageArchive: { key, sha256: sha256(archive).slice(7) } }), true);
       expect(res.status).toBe(202);
-      const build = await waitForBuild(stack.apiUrl, res.body.id as string);
+      const build = await waitForBuild(stack.apiUrl, res.body.id);
       expect(build.digest).toBe(sha256(expectedDockerSaveManifest(image)));
     });
   });
