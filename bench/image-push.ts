@@ -101,10 +101,13 @@ async function main(): Promise<void> {
       const t0 = performance.now();
       const res = await stack.api('/v1/builds', { method: 'POST', body: form });
       const created = (await res.json()) as { id: string; error?: unknown };
+      const acceptMs = performance.now() - t0;
       if (res.status !== 202) throw new Error(`service refused the archive: ${JSON.stringify(created)}`);
       const build = await waitForBuild(stack.apiUrl, created.id, 3_600_000);
       const ms = performance.now() - t0;
       if (build.status !== 'succeeded') throw new Error(`build ${created.id} ${String(build.status)}: ${JSON.stringify(build.error)}`);
+      const at = (field: string) => Date.parse(build[field] as string);
+      console.log(`  service: upload, validation and storage until 202 ${Math.round(acceptMs)} ms; queued ${at('startedAt') - at('createdAt')} ms; push and tag ${at('finishedAt') - at('startedAt')} ms`);
       return ms;
     };
     const viaClient = async (): Promise<number> => {

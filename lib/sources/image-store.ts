@@ -10,14 +10,17 @@ import { pipeline } from 'node:stream/promises';
 import type { ObjectStore } from '../storage/object-store';
 import type { SpooledImageArchive } from './image-archive';
 import { imageBlobKey, imagePlanKey, type ImagePlan } from './image-plan';
+import { forEachLimited } from './parallel';
+
+const PARALLEL_PUTS = 3;
 
 export async function storeImageArchive(storage: ObjectStore, archive: SpooledImageArchive): Promise<{ planKey: string }> {
   const { plan } = archive;
-  for (const desc of [...plan.blobs, ...plan.manifests]) {
+  await forEachLimited([...plan.blobs, ...plan.manifests], PARALLEL_PUTS, async (desc) => {
     const key = imageBlobKey(desc.digest);
-    if (await storage.exists(key)) continue;
+    if (await storage.exists(key)) return;
     await storage.put(key, createReadStream(archive.fileOf(desc.digest)), { contentType: 'application/octet-stream', contentLength: desc.size });
-  }
+  });
   const json = JSON.stringify(plan);
   const planKey = imagePlanKey(createHash('sha256').update(json).digest('hex'));
   if (!(await storage.exists(planKey))) await storage.put(planKey, json, { contentType: 'application/json' });

@@ -10,6 +10,7 @@ import { RegistryError, type RegistryClient } from '../registry/client';
 import type { ObjectStore } from '../storage/object-store';
 import { imageBlobKey, INDEX_TYPES, MANIFEST_TYPES, type Descriptor } from './image-plan';
 import { lazyStream, readAll, readImagePlan } from './image-store';
+import { forEachLimited } from './parallel';
 import type { SourceReference } from './source-reference';
 
 export interface Repository {
@@ -123,12 +124,4 @@ async function fromSource<T>(source: SourceReference, call: () => Promise<T>): P
     }
     throw err;
   }
-}
-
-async function forEachLimited<T>(items: T[], limit: number, run: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) await run(items[next++]!);
-  });
-  await Promise.all(workers);
 }
