@@ -80,7 +80,7 @@ function parseParts(request: Request, contentType: string, limits: ContextLimits
 
     parser.on('field', (name, value, info) => {
       if (name === 'spec' && !firstOf(name)) return;
-      if (name !== 'spec') return fail(new ApiError(400, 'unknown_part', `unexpected form part "${name}"; send only "spec" and "context"`, name));
+      if (name !== 'spec') return fail(new ApiError(400, 'unknown_part', `unexpected form part "${name}"; send only "spec" and one of "context" or "image"`, name));
       if (info.valueTruncated) return fail(new ApiError(400, 'spec_too_large', `the spec part is over ${MAX_SPEC_BYTES} bytes`, 'spec'));
       specText = value;
     });
@@ -113,7 +113,7 @@ function parseParts(request: Request, contentType: string, limits: ContextLimits
       }
       if (name !== 'context') {
         stream.resume();
-        return fail(new ApiError(400, 'unknown_part', `unexpected form part "${name}" (${info.filename ?? 'no file name'}); send only "spec" and "context"`, name));
+        return fail(new ApiError(400, 'unknown_part', `unexpected form part "${name}" (${info.filename ?? 'no file name'}); send only "spec" and one of "context" or "image"`, name));
       }
       // The spool is ended when accepted (a zip is rewritten there as a tar.gz) and destroyed when refused.
       contextDone = spoolContextArchive(stream, limits, archivePath);
@@ -134,7 +134,7 @@ function parseParts(request: Request, contentType: string, limits: ContextLimits
         return;
       }
       const done = contextDone;
-      if (!done) return fail(new ApiError(400, 'context_part_missing', 'the "context" part is missing; attach the build context as a tar, tar.gz or zip file', 'context'));
+      if (!done) return fail(new ApiError(400, 'context_part_missing', 'the "context" part is missing; attach the build context as a tar, tar.gz or zip file (or a prebuilt image as an "image" part)', 'context'));
       done.then((context) => {
         if (failed) return;
         if (specText === undefined) return fail(new ApiError(400, 'spec_missing', 'the "spec" part is missing; send the build spec as JSON in a part named "spec"', 'spec'));

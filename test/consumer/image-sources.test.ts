@@ -95,6 +95,14 @@ describe('image sources', () => {
     const log = await (await stack.api(`/v1/builds/${res.body.id}/logs`)).text();
     expect(log).toContain('without a build');
     expect(log).not.toMatch(/buildctl|executor local/);
+
+    // The same archive again, another tag: every blob is already in the repository, none is sent again.
+    const again = await submit(imageForm({ image: `${OPEN_REGISTRY}/${repository}:2` }, await dockerSaveOf(image)));
+    const second = await waitForBuild(stack.apiUrl, again.body.id);
+    expect(second.digest).toBe(build.digest);
+    const againLog = await (await stack.api(`/v1/builds/${again.body.id}/logs`)).text();
+    expect(againLog).toContain(`blob ${image.layerDigest} already in ${repository}`);
+    expect(againLog).not.toContain('pushed blob');
   });
 
   it('keeps a multi-platform OCI layout intact: the index and both manifests byte for byte', async () => {
