@@ -6,6 +6,7 @@ import { BuildRepository } from '../lib/db/builds-repository';
 import { createPool, migrate } from '../lib/db/pool';
 import { createObjectStore } from '../lib/storage';
 import { createApp } from './app';
+import { API_SERVER_OPTIONS } from './server-options';
 
 async function main(): Promise<void> {
   const config = loadConfig();
@@ -30,7 +31,7 @@ async function main(): Promise<void> {
       buildResources: { defaults: config.imageBuilder.resources, ceiling: config.imageBuilder.maxResources },
     },
   });
-  const server = serve({ fetch: app.fetch, hostname: config.api.host, port: config.api.port }, (info) => {
+  const server = serve({ fetch: app.fetch, hostname: config.api.host, port: config.api.port, serverOptions: API_SERVER_OPTIONS }, (info) => {
     console.log(`API listening on http://${info.address}:${info.port} (Node.js ${process.version})`);
   });
   const stop = () => {

@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { Pool } from 'pg';
 import { createApp } from '../../api/app';
+import { API_SERVER_OPTIONS } from '../../api/server-options';
 import type { ApiDeps } from '../../api/deps';
 import { loadConfig, type Config } from '../../lib/config';
 import { BuildRepository } from '../../lib/db/builds-repository';
@@ -80,7 +81,7 @@ export async function startTestStack(name: string, overrides: Record<string, str
   };
   const app = createApp({ builds: deps.builds, storage: deps.storage, temporal: client, settings });
   const server: ServerType = await new Promise((resolve) => {
-    const s = serve({ fetch: app.fetch, hostname: '127.0.0.1', port: 0 }, () => resolve(s));
+    const s = serve({ fetch: app.fetch, hostname: '127.0.0.1', port: 0, serverOptions: API_SERVER_OPTIONS }, () => resolve(s));
   });
   const apiUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
