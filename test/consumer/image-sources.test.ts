@@ -3,7 +3,11 @@
  * htpasswd registry (5001) and the kube-apiserver that holds the pull secret: `docker save` and OCI layout uploads,
  * an image URI copied with the configured pull credentials, and JSON requests naming stored artifacts.
  */
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RegistryClient } from '../../lib/registry/client';
@@ -176,6 +180,30 @@ describe('image sources', () => {
     expect(build.status).toBe('failed');
     expect((build.error as { code: string }).code).toBe('push_failed');
     expect((build.error as { message: string }).message).toMatch(/cannot reach 127\.0\.0\.1:1/);
+  });
+
+  it('`ibs push-archive` uploads a docker save archive and exits 0 printing the digest', async () => {
+    const image = await testImage();
+    const dir = await mkdtemp(join(tmpdir(), 'ibs-sources-cli-'));
+    try {
+      const file = join(dir, 'image.tar');
+      await writeFile(file, await dockerSaveOf(image));
+      const cli = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+        const child = spawn(process.execPath, ['--import', 'tsx', join(__dirname, '..', '..', 'lib/cli/main.ts'), 'push-archive', file, '-t', `${OPEN_REGISTRY}/ibs-test/sources-${run}-cli:1`], {
+          env: { ...process.env, IBS_API_URL: stack.apiUrl },
+        });
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+        child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+        child.on('error', reject);
+        child.on('close', (code) => resolve({ code, stdout, stderr }));
+      });
+      expect(cli.code, cli.stderr).toBe(0);
+      expect(cli.stdout).toContain(sha256(expectedDockerSaveManifest(image)));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   describe('JSON requests naming a stored artifact', () => {
