@@ -11,15 +11,19 @@ import { BuildLog } from '../lib/logs/build-log';
 import { redact } from '../lib/logs/redact';
 import { RegistryError, type RegistryClient } from '../lib/registry/client';
 import { parseImageReference } from '../lib/registry/reference';
+import type { BuildPolicySettings } from '../lib/policy/build-policy';
 import type { ObjectStore } from '../lib/storage/object-store';
 import type { BuildErrorInfo, BuildStatus, ImageBuildInput } from '../workflows/definitions';
 import { createSourceActivities, type SourceImagePolicy } from './sources';
+import { createPolicyActivities } from './policy';
 
 export interface ActivityDeps {
   builds: BuildRepository;
   storage: ObjectStore;
   executor: BuildExecutor;
   registry: RegistryClient;
+  /** The base-image, frontend, entitlement and ADD checks checkBuildPolicy runs before a builder starts. */
+  policy: BuildPolicySettings;
   /** Values masked out of logs and error messages. */
   secrets: readonly string[];
   /** Checks an image URI before it is copied (the base-image policy hooks in here); none means every source is allowed. */
@@ -41,7 +45,7 @@ function retryable(code: string, err: unknown, secrets: readonly string[]): Appl
 export function createActivities(deps: ActivityDeps) {
   return {
     ...createSourceActivities(deps),
-
+    ...createPolicyActivities(deps),
     async recordStatus(buildId: string, status: Exclude<BuildStatus, 'succeeded' | 'failed' | 'cancelled'>): Promise<void> {
       await deps.builds.markStatus(buildId, status);
     },

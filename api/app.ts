@@ -1,6 +1,7 @@
 /** The Hono application: dependencies arrive through the typed context, never through module singletons. */
 import { OpenAPIHono } from '@hono/zod-openapi';
 import { buildsRouter } from './builds/builds.index';
+import { authenticate } from './auth';
 import type { ApiDeps, AppEnv } from './deps';
 import { ApiError, errorBody, notFound, onError } from './errors';
 import { healthRouter } from './health/health.index';
@@ -20,6 +21,7 @@ export function createApp(deps: ApiDeps): OpenAPIHono<AppEnv> {
     c.set('deps', deps);
     await next();
   });
+  app.use('/v1/*', authenticate);
   healthRouter(app);
   buildsRouter(app);
   app.doc31('/openapi.json', {

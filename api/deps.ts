@@ -1,9 +1,12 @@
 import type { Client } from '@temporalio/client';
+import type { Authenticator } from '../lib/auth/authenticator';
+import type { Principal } from '../lib/config/auth';
 import type { ContextLimits } from '../lib/context/archive';
 import type { BuildRepository } from '../lib/db/builds-repository';
 import type { ImageArchiveLimits } from '../lib/sources/image-archive';
 import type { ObjectStore } from '../lib/storage/object-store';
 import type { BuildEngine } from '../workflows/definitions';
+import type { BuildRequestPolicy } from './builds/policy';
 import type { BuildResourceSettings } from './builds/resources';
 
 /** What the API's handlers need, handed in by api/main.ts (or a test) through the app's typed context. */
@@ -11,6 +14,10 @@ export interface ApiDeps {
   builds: BuildRepository;
   storage: ObjectStore;
   temporal: Client;
+  /** Who is calling: every /v1 request is authenticated by this (api/auth.ts). */
+  auth: Authenticator;
+  /** The request-time policy checks of a build (target registry, base images, frontends, entitlements, ADD URLs). */
+  policy: BuildRequestPolicy;
   settings: {
     taskQueue: string;
     namespace: string;
@@ -28,5 +35,5 @@ export interface ApiDeps {
 }
 
 export interface AppEnv {
-  Variables: { deps: ApiDeps };
+  Variables: { deps: ApiDeps; principal: Principal };
 }

@@ -5,8 +5,10 @@ import { ConfigError, describeSpringProfile, loadConfig } from '../lib/config';
 import { BuildRepository } from '../lib/db/builds-repository';
 import { createPool, migrate } from '../lib/db/pool';
 import { createObjectStore } from '../lib/storage';
+import { BearerAuthenticator } from '../lib/auth/authenticator';
 import { createApp } from './app';
 import { API_SERVER_OPTIONS } from './server-options';
+import { DockerfilePolicy, policySettingsOf } from './builds/policy';
 
 async function main(): Promise<void> {
   const config = loadConfig();
@@ -18,6 +20,8 @@ async function main(): Promise<void> {
     builds: new BuildRepository(pool),
     storage: createObjectStore(config),
     temporal: new Client({ connection, namespace: config.temporal.namespace }),
+    auth: new BearerAuthenticator(config.auth),
+    policy: new DockerfilePolicy(policySettingsOf(config)),
     settings: {
       taskQueue: config.temporal.taskQueue,
       namespace: config.temporal.namespace,
@@ -31,6 +35,7 @@ async function main(): Promise<void> {
       buildResources: { defaults: config.imageBuilder.resources, ceiling: config.imageBuilder.maxResources },
     },
   });
+  if (!config.auth.tokensFile && !config.auth.jwt) console.warn('neither AUTH_TOKENS_FILE nor AUTH_JWT_ISSUER is set: every /v1 call will be refused with 401');
   const server = serve({ fetch: app.fetch, hostname: config.api.host, port: config.api.port, serverOptions: API_SERVER_OPTIONS }, (info) => {
     console.log(`API listening on http://${info.address}:${info.port} (Node.js ${process.version})`);
   });

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { workflowIdForBuild } from '../workflows/definitions';
 import { buildForm, contextOf } from '../test/support/archives';
+import { callerHeaders, TEST_TOKENS_FILE } from '../test/support/stack';
 import { percentile } from './stats';
 
 const REQUESTS = Number(process.env.REQUESTS ?? 300);
@@ -32,7 +33,7 @@ async function freePort(): Promise<number> {
 async function startApi(node: string, taskQueue: string): Promise<{ url: string; child: ChildProcess; version: string }> {
   const port = await freePort();
   const child = spawn(node, ['dist/api/main.js'], {
-    env: { ...process.env, API_PORT: String(port), TEMPORAL_TASK_QUEUE: taskQueue },
+    env: { ...process.env, API_PORT: String(port), TEMPORAL_TASK_QUEUE: taskQueue, AUTH_TOKENS_FILE: TEST_TOKENS_FILE, TARGET_REGISTRY_ALLOWLIST: '127.0.0.1:5000' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const url = `http://127.0.0.1:${port}`;
@@ -60,7 +61,7 @@ async function round(url: string, context: Buffer, tag: string): Promise<{ laten
       const started = performance.now();
       const res = await fetch(`${url}/v1/builds`, {
         method: 'POST',
-        headers: { 'X-Consumer': 'bench' },
+        headers: callerHeaders({ consumer: 'bench' }),
         body: buildForm({ image: `127.0.0.1:5000/bench/accept:${tag}-${i}` }, context),
       });
       const body = (await res.json()) as { id?: string };

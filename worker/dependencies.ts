@@ -4,6 +4,7 @@ import type { ActivityDeps } from '../activities';
 import type { Config } from '../lib/config';
 import { BuildRepository } from '../lib/db/builds-repository';
 import { createPool, migrate } from '../lib/db/pool';
+import { buildPolicySettingsOf } from '../lib/policy/build-policy';
 import type { BuildExecutor } from '../lib/executors/executor';
 import { createKubernetesExecutor } from '../lib/executors/kubernetes';
 import { loadKubeConfig } from '../lib/executors/kubernetes/kubernetes-executor';
@@ -64,6 +65,7 @@ export async function createWorkerDependencies(config: Config): Promise<{ deps: 
       storage,
       executor: createExecutor(config, storage, credentials),
       registry,
+      policy: buildPolicySettingsOf(config),
       secrets: config.secrets,
     },
   };

@@ -9,6 +9,7 @@ import {
   ApplicationFailure,
   CancellationScope,
   isCancellation,
+  patched,
   proxyActivities,
   setHandler,
   upsertSearchAttributes,
@@ -86,6 +87,8 @@ export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResu
     if (input.source && input.source.kind !== 'context') {
       digest = await pushWithoutBuild(input, moveTo);
     } else {
+      // The policy is checked again here, before a builder starts (runs recorded before it skip it on replay).
+      if (patched('build-policy')) await bookkeeping.checkBuildPolicy(input);
       await moveTo('running');
       digest = (await buildActivities(input.timeoutSeconds).buildImage(input)).digest;
       await moveTo('pushing');

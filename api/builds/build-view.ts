@@ -24,6 +24,7 @@ export function toBuild(record: BuildRecord, settings: Pick<ApiDeps['settings'],
     scan: null,
     signature: null,
     source: sourceView(record.source),
+    policyExemption: record.policyExemption,
     links: {
       self: `${publicUrl}/v1/builds/${record.id}`,
       logs: `${publicUrl}/v1/builds/${record.id}/logs`,

@@ -74,6 +74,10 @@ export const BuildSchema = z
         reference: z.string().optional(),
       })
       .openapi({ description: 'Where the image came from: a built context, an uploaded image archive, or a copied image URI' }),
+    policyExemption: z
+      .object({ reason: z.enum(['trusted_consumer']), images: z.array(z.string()) })
+      .nullable()
+      .openapi({ description: 'Set when the build used base images the deny/allow lists refuse, allowed because its consumer is trusted by the operator' }),
     links: z.object({ self: z.string(), logs: z.string(), temporal: z.string() }),
   })
   .openapi('Build');

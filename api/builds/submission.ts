@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { contextHasFile } from '../../lib/context/archive';
 import type { BuildRecord } from '../../lib/db/builds-repository';
+import type { PolicyExemption } from '../../lib/policy/build-policy';
 import { searchAttributes, workflowIdForBuild, type BuildSource, type BuildSpec, type ImageBuildInput } from '../../workflows/definitions';
 import type { imageBuild } from '../../workflows/image-build';
 import type { ApiDeps } from '../deps';
@@ -19,6 +20,8 @@ export interface Submission {
   idempotencyKey?: string;
   spec: BuildSpec;
   upload: BuildUpload;
+  /** The base-image exemption a trusted consumer's build used, recorded on the Build. */
+  policyExemption?: PolicyExemption;
 }
 
 /** Records and starts the build; `created` is false when the Idempotency-Key named an earlier build. */
@@ -48,6 +51,7 @@ export async function submitBuild(deps: ApiDeps, submission: Submission): Promis
     contextKey,
     contextDigest: `sha256:${upload.context.sha256}`,
     idempotencyKey: submission.idempotencyKey,
+    policyExemption: submission.policyExemption,
   });
   if (created) await startBuildWorkflow(deps, record);
   return { record, created };

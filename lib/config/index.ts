@@ -21,6 +21,7 @@ import {
   type ExecutorConfig,
   type PolicyConfig,
 } from './build';
+import { readAuth, type AuthConfig } from './auth';
 import { EnvReader, type Env } from './env-reader';
 import {
   readImageBuilder,
@@ -81,6 +82,8 @@ export interface Config {
   signing: SigningConfig;
   policy: PolicyConfig;
   dependencies: DependenciesConfig;
+  /** Who may call the API (AUTH_*). */
+  auth: AuthConfig;
   /** Values that must never appear in logs, errors, build records or workflow payloads. */
   secrets: string[];
 }
@@ -118,6 +121,7 @@ export function loadConfig(env: Env = process.env): Config {
     signing: readSigning(read),
     policy: readPolicy(read),
     dependencies: readDependencies(read),
+    auth: readAuth(read),
     secrets: [],
   };
   if (read.problems.length > 0) throw new ConfigError(read.problems);

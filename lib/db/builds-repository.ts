@@ -3,6 +3,7 @@
  * write here is idempotent (activities may run twice) and never moves a build out of a terminal state.
  */
 import type { Pool, QueryResultRow } from 'pg';
+import type { PolicyExemption } from '../policy/build-policy';
 import type { BuildErrorInfo, BuildSource, BuildSpec, BuildStatus } from '../../workflows/definitions';
 import { DatabaseUnavailableError, isDatabaseUnavailable } from './availability';
 
@@ -23,6 +24,8 @@ export interface BuildRecord {
   finishedAt: Date | null;
   /** Where the image comes from; builds recorded before sources existed came from a context. */
   source: BuildSource;
+  /** Set when a trusted consumer's build used images the base-image lists refuse (migration 20). */
+  policyExemption: PolicyExemption | null;
 }
 
 export interface NewBuild {
@@ -34,6 +37,7 @@ export interface NewBuild {
   contextDigest: string;
   idempotencyKey?: string;
   source?: BuildSource;
+  policyExemption?: PolicyExemption;
 }
 
 export interface BuildListQuery {
@@ -62,6 +66,7 @@ interface BuildRow {
   started_at: Date | null;
   finished_at: Date | null;
   source?: BuildSource | null;
+  policy_exemption?: PolicyExemption | null;
 }
 
 const NOT_TERMINAL = `status NOT IN ('succeeded','failed','cancelled')`;
@@ -83,6 +88,7 @@ function toRecord(row: BuildRow): BuildRecord {
     startedAt: row.started_at,
     finishedAt: row.finished_at,
     source: row.source ?? { kind: 'context' },
+    policyExemption: row.policy_exemption ?? null,
   };
 }
 
@@ -92,11 +98,11 @@ export class BuildRepository {
   /** Inserts a queued build; with an idempotency key already used by this consumer, returns that build instead. */
   async create(build: NewBuild): Promise<{ record: BuildRecord; created: boolean }> {
     const { rows } = await this.query<BuildRow>(
-      `INSERT INTO builds (id, status, consumer, image, spec, context_key, context_digest, idempotency_key, source)
-       VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $8)
+      `INSERT INTO builds (id, status, consumer, image, spec, context_key, context_digest, idempotency_key, policy_exemption, source)
+       VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $8, $9)
        ON CONFLICT (consumer, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
        RETURNING *`,
-      [build.id, build.consumer, build.image, build.spec, build.contextKey, build.contextDigest, build.idempotencyKey ?? null, build.source ?? null],
+      [build.id, build.consumer, build.image, build.spec, build.contextKey, build.contextDigest, build.idempotencyKey ?? null, build.policyExemption ?? null, build.source ?? null],
     );
     if (rows[0]) return { record: toRecord(rows[0]), created: true };
     const existing = await this.query<BuildRow>(

@@ -42,6 +42,12 @@ export const migrations: Migration[] = [
     `,
   },
   {
+    id: 20,
+    name: 'builds.policy_exemption',
+    // The base-image exemption a trusted consumer's build used ({reason, images}); NULL for every other build.
+    sql: `ALTER TABLE builds ADD COLUMN IF NOT EXISTS policy_exemption jsonb;`,
+  },
+  {
     id: 40,
     name: 'build source',
     // Where the image comes from (context, image archive, image URI); NULL for builds recorded before, which all

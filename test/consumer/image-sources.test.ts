@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RegistryClient } from '../../lib/registry/client';
 import { contextOf } from '../support/archives';
 import { ensureBaseImage } from '../support/registry';
-import { startTestStack, waitForBuild, type TestStack } from '../support/stack';
+import { callerHeaders, startTestStack, waitForBuild, type TestStack } from '../support/stack';
 import { createPullCredentials } from '../../lib/sources/pull-credentials';
 import { coreApi, kubeConfig, KUBECONFIG } from '../kubernetes/support/cluster';
 import { BASIC_REGISTRY, OPEN_REGISTRY, passwordOf, PULL_USER, PUSH_USER } from '../registry/support/registries';
@@ -190,7 +190,7 @@ describe('image sources', () => {
       await writeFile(file, await dockerSaveOf(image));
       const cli = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
         const child = spawn(process.execPath, ['--import', 'tsx', join(__dirname, '..', '..', 'lib/cli/main.ts'), 'push-archive', file, '-t', `${OPEN_REGISTRY}/ibs-test/sources-${run}-cli:1`], {
-          env: { ...process.env, IBS_API_URL: stack.apiUrl },
+          env: { ...process.env, IBS_API_URL: stack.apiUrl, IBS_TOKEN: callerHeaders().authorization?.replace(/^Bearer /, '') },
         });
         let stdout = '';
         let stderr = '';

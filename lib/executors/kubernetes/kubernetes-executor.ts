@@ -11,7 +11,7 @@ import { redactSignedUrls } from '../../logs/redact';
 import type { ObjectStore } from '../../storage/object-store';
 import type { RegistryLogin } from '../../registry/credentials';
 import { BuildFailedError, type BuildExecutor, type BuildJob, type BuildObserver, type BuildOutcome } from '../executor';
-import { readContextFile } from './context-file';
+import { readContextFile } from '../../context/read-file';
 import { assertKanikoCompatible } from './dockerfile-checks';
 import { resolveKubernetesOptions, type KubernetesExecutorOptions, type KubernetesExecutorSettings } from './options';
 import {
