@@ -45,6 +45,8 @@ describe('image sources', () => {
       KUBECONFIG,
       IMAGE_BUILDER_NAMESPACE: NAMESPACE,
       IMAGE_BUILDER_PULL_CREDENTIALS_SECRETS: PULL_SECRET,
+      // 127.0.0.1:1 is the unreachable target of the exhausted-retry test; the policy must let it through.
+      TARGET_REGISTRY_ALLOWLIST: `${OPEN_REGISTRY},127.0.0.1:1`,
     });
     await stack.startWorker();
   });
