@@ -6,9 +6,11 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import type { BuildRepository } from '../lib/db/builds-repository';
+import { dependencyDockerfile } from '../lib/dependencies/dockerfile';
 import { BuildFailedError, type BuildExecutor } from '../lib/executors/executor';
-import { BuildLog } from '../lib/logs/build-log';
+import { BuildLog, type BuildLogSettings } from '../lib/logs/build-log';
 import { redact } from '../lib/logs/redact';
+import { currentTraceparent } from '../lib/telemetry/tracing';
 import { RegistryError, type RegistryClient } from '../lib/registry/client';
 import { parseImageReference } from '../lib/registry/reference';
 import type { BuildPolicySettings } from '../lib/policy/build-policy';
@@ -16,8 +18,9 @@ import type { ObjectStore } from '../lib/storage/object-store';
 import type { BuildErrorInfo, BuildStatus, ImageBuildInput } from '../workflows/definitions';
 import { createSourceActivities, type SourceImagePolicy } from './sources';
 import { createPolicyActivities } from './policy';
+import { createBuildQueueActivities, type BuildQueueDeps } from './build-queue';
 
-export interface ActivityDeps {
+export interface ActivityDeps extends BuildQueueDeps {
   builds: BuildRepository;
   storage: ObjectStore;
   executor: BuildExecutor;
@@ -28,6 +31,10 @@ export interface ActivityDeps {
   secrets: readonly string[];
   /** Checks an image URI before it is copied (the base-image policy hooks in here); none means every source is allowed. */
   sourceImagePolicy?: SourceImagePolicy;
+  /** Where build logs are spooled and indexed, and how often they are stored. */
+  buildLogs: BuildLogSettings;
+  /** Build arguments every build gets (the dependency mirrors and proxy, lib/dependencies/mirrors.ts); a build's own win. */
+  defaultBuildArgs?: Record<string, string>;
 }
 
 function nonRetryable(code: string, message: string, secrets: readonly string[]): ApplicationFailure {
@@ -46,6 +53,8 @@ export function createActivities(deps: ActivityDeps) {
   return {
     ...createSourceActivities(deps),
     ...createPolicyActivities(deps),
+    ...createBuildQueueActivities(deps),
+
     async recordStatus(buildId: string, status: Exclude<BuildStatus, 'succeeded' | 'failed' | 'cancelled'>): Promise<void> {
       await deps.builds.markStatus(buildId, status);
     },
@@ -62,7 +71,7 @@ export function createActivities(deps: ActivityDeps) {
     async buildImage(input: ImageBuildInput): Promise<{ digest: string }> {
       const ctx = Context.current();
       const target = parseImageReference(input.spec.image);
-      const log = await BuildLog.open(deps.storage, input.buildId, deps.secrets);
+      const log = await BuildLog.open(deps.storage, deps.buildLogs, input.buildId, deps.secrets);
       log.write(`[ibs] attempt ${ctx.info.attempt} of build ${input.buildId} on executor ${deps.executor.name}\n`);
       try {
         const outcome = await deps.executor.run(
@@ -72,13 +81,15 @@ export function createActivities(deps: ActivityDeps) {
             contextKey: input.context.key,
             dockerfile: input.spec.dockerfile,
             repository: `${target.registry}/${target.repository}`,
-            buildArgs: input.spec.buildArgs,
+            buildArgs: { ...deps.defaultBuildArgs, ...input.spec.buildArgs },
+            generatedDockerfile: input.spec.dependencies ? dependencyDockerfile(input.spec.dependencies) : undefined,
             labels: input.spec.labels,
             target: input.spec.target,
             platforms: input.spec.platforms,
             engine: input.engine,
             timeoutSeconds: input.timeoutSeconds,
             resources: input.spec.resources,
+            traceparent: currentTraceparent(),
           },
           { log: (text) => log.write(text), heartbeat: () => ctx.heartbeat(), signal: ctx.cancellationSignal },
         );
@@ -91,7 +102,7 @@ export function createActivities(deps: ActivityDeps) {
         if (err instanceof BuildFailedError) throw nonRetryable(err.code, err.message, deps.secrets);
         throw retryable('build_failed', err, deps.secrets);
       } finally {
-        await log.close();
+        await log.close(() => ctx.heartbeat());
       }
     },
 

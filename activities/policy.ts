@@ -6,7 +6,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type { Readable } from 'node:stream';
 import { readContextFileThroughLinks } from '../lib/context/read-file';
-import { BuildLog } from '../lib/logs/build-log';
+import { BuildLog, type BuildLogSettings } from '../lib/logs/build-log';
 import { redact } from '../lib/logs/redact';
 import { checkDockerfilePolicy, type BuildPolicySettings } from '../lib/policy/build-policy';
 import { PolicyViolation } from '../lib/policy/errors';
@@ -15,6 +15,7 @@ import type { ImageBuildInput } from '../workflows/definitions';
 
 export interface PolicyActivityDeps {
   storage: ObjectStore;
+  buildLogs: BuildLogSettings;
   policy: BuildPolicySettings;
   secrets: readonly string[];
 }
@@ -41,7 +42,7 @@ export function createPolicyActivities(deps: PolicyActivityDeps) {
           deps.policy,
         );
         if (exemption) {
-          const log = await BuildLog.open(deps.storage, input.buildId, deps.secrets);
+          const log = await BuildLog.open(deps.storage, deps.buildLogs, input.buildId, deps.secrets);
           log.write(`[ibs] base-image policy: ${exemption.images.join(', ')} allowed because consumer ${input.consumer} is trusted\n`);
           await log.close();
         }

@@ -6,7 +6,7 @@
  */
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import { BuildLog } from '../lib/logs/build-log';
+import { BuildLog, type BuildLogSettings } from '../lib/logs/build-log';
 import { redact } from '../lib/logs/redact';
 import { RegistryError } from '../lib/registry/client';
 import { parseImageReference } from '../lib/registry/reference';
@@ -29,6 +29,7 @@ export interface SourceActivityDeps {
   storage: ObjectStore;
   registry: RegistryClient;
   secrets: readonly string[];
+  buildLogs: BuildLogSettings;
   sourceImagePolicy?: SourceImagePolicy;
 }
 
@@ -73,7 +74,7 @@ export function createSourceActivities(deps: SourceActivityDeps) {
       const ctx = Context.current();
       const target = parseImageReference(input.spec.image);
       const repository = { registry: target.registry, repository: target.repository };
-      const log = await BuildLog.open(deps.storage, input.buildId, deps.secrets);
+      const log = await BuildLog.open(deps.storage, deps.buildLogs, input.buildId, deps.secrets);
       const beat = setInterval(() => ctx.heartbeat(), HEARTBEAT_EVERY_MS);
       const observer = { log: (text: string) => log.write(text), heartbeat: () => ctx.heartbeat() };
       log.write(`[ibs] attempt ${ctx.info.attempt}: pushing ${ready.digest} to ${target.registry}/${target.repository} without a build\n`);

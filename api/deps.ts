@@ -7,6 +7,7 @@ import type { ImageArchiveLimits } from '../lib/sources/image-archive';
 import type { ObjectStore } from '../lib/storage/object-store';
 import type { BuildEngine } from '../workflows/definitions';
 import type { BuildRequestPolicy } from './builds/policy';
+import type { BuildLogHub } from './builds/log-hub';
 import type { BuildResourceSettings } from './builds/resources';
 
 /** What the API's handlers need, handed in by api/main.ts (or a test) through the app's typed context. */
@@ -18,6 +19,8 @@ export interface ApiDeps {
   auth: Authenticator;
   /** The request-time policy checks of a build (target registry, base images, frontends, entitlements, ADD URLs). */
   policy: BuildRequestPolicy;
+  /** Build logs, stored and followed (one shared tail per followed build); createApp makes one when not given. */
+  logs: BuildLogHub;
   settings: {
     taskQueue: string;
     namespace: string;

@@ -6,6 +6,7 @@ import { BuildRepository } from '../lib/db/builds-repository';
 import { createPool, migrate } from '../lib/db/pool';
 import { createObjectStore } from '../lib/storage';
 import { BearerAuthenticator } from '../lib/auth/authenticator';
+import { startTracing, temporalClientInterceptors } from '../lib/telemetry/tracing';
 import { createApp } from './app';
 import { API_SERVER_OPTIONS } from './server-options';
 import { DockerfilePolicy, policySettingsOf } from './builds/policy';
@@ -13,15 +14,16 @@ import { DockerfilePolicy, policySettingsOf } from './builds/policy';
 async function main(): Promise<void> {
   const config = loadConfig();
   console.log(describeSpringProfile(config));
+  const tracing = startTracing(config.tracing, 'api');
   const pool = createPool(config.postgres);
   await migrate(pool);
   const connection = await Connection.connect({ address: config.temporal.address });
   const app = createApp({
     builds: new BuildRepository(pool),
     storage: createObjectStore(config),
-    temporal: new Client({ connection, namespace: config.temporal.namespace }),
     auth: new BearerAuthenticator(config.auth),
     policy: new DockerfilePolicy(policySettingsOf(config)),
+    temporal: new Client({ connection, namespace: config.temporal.namespace, interceptors: temporalClientInterceptors() }),
     settings: {
       taskQueue: config.temporal.taskQueue,
       namespace: config.temporal.namespace,
@@ -41,7 +43,7 @@ async function main(): Promise<void> {
   });
   const stop = () => {
     server.close();
-    void Promise.all([connection.close(), pool.end()]).finally(() => process.exit(0));
+    void Promise.all([connection.close(), pool.end(), tracing.shutdown()]).finally(() => process.exit(0));
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);

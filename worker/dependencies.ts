@@ -1,10 +1,13 @@
 /** Builds the adapters the activities need from the configuration: one place decides which backend is used. */
+import { Client, Connection } from '@temporalio/client';
 import type { Pool } from 'pg';
 import type { ActivityDeps } from '../activities';
 import type { Config } from '../lib/config';
 import { BuildRepository } from '../lib/db/builds-repository';
 import { createPool, migrate } from '../lib/db/pool';
 import { buildPolicySettingsOf } from '../lib/policy/build-policy';
+import { LogSegmentIndex } from '../lib/logs/segments';
+import { mirrorBuildArgs } from '../lib/dependencies/mirrors';
 import type { BuildExecutor } from '../lib/executors/executor';
 import { createKubernetesExecutor } from '../lib/executors/kubernetes';
 import { loadKubeConfig } from '../lib/executors/kubernetes/kubernetes-executor';
@@ -38,6 +41,7 @@ function createExecutor(config: Config, storage: ObjectStore, credentials: Crede
     contextLimits: config.contextLimits,
     insecureRegistry: config.registry.disableHttps,
     noCache: config.executor.noCache,
+    otlpEndpoint: config.tracing.enabled ? config.otlp.endpoint : undefined,
     builderAuth: (job, dockerfile, dir) =>
       prepareBuilderAuth(credentials, [registryHostOf(job.repository), ...registryHostsOfDockerfile(dockerfile, job.buildArgs)], dir),
   });
@@ -58,15 +62,21 @@ export async function createWorkerDependencies(config: Config): Promise<{ deps: 
     allowSelfSignedCerts: config.registry.allowSelfSignedCerts,
     credentials: async (host) => (await credentials.credentialsFor(host)) ?? (await pullCredentials?.credentialsFor(host)),
   });
+  // The fair build queue's activities signal the scheduler workflow and describe builds (activities/build-queue.ts).
+  const temporal = new Client({ connection: Connection.lazy({ address: config.temporal.address }), namespace: config.temporal.namespace });
   return {
     pool,
     deps: {
+      temporal,
+      buildSlots: config.build.slots,
       builds: new BuildRepository(pool),
       storage,
       executor: createExecutor(config, storage, credentials),
       registry,
       policy: buildPolicySettingsOf(config),
       secrets: config.secrets,
+      buildLogs: { index: new LogSegmentIndex(pool), ...config.buildLogs },
+      defaultBuildArgs: mirrorBuildArgs(config.dependencies),
     },
   };
 }

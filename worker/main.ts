@@ -4,12 +4,14 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, describeSpringProfile, loadConfig } from '../lib/config';
 import { buildTaskQueueFor } from '../workflows/definitions';
+import { startTracing } from '../lib/telemetry/tracing';
 import { createWorkerDependencies } from './dependencies';
 import { ImageBuildWorker } from './worker';
 
 async function main(): Promise<void> {
   const config = loadConfig();
   console.log(describeSpringProfile(config));
+  const tracing = startTracing(config.tracing, 'worker');
   const { deps, pool } = await createWorkerDependencies(config);
   await deps.storage.check();
   const connection = await NativeConnection.connect({ address: config.temporal.address });
@@ -19,6 +21,7 @@ async function main(): Promise<void> {
     namespace: config.temporal.namespace,
     taskQueue: config.temporal.taskQueue,
     deps,
+    tracing,
     workflows: existsSync(bundlePath)
       ? { workflowBundle: { codePath: bundlePath } }
       : { workflowsPath: require.resolve('../workflows') },
@@ -26,7 +29,9 @@ async function main(): Promise<void> {
   console.log(`worker polling task queues ${config.temporal.taskQueue} and ${buildTaskQueueFor(config.temporal.taskQueue)} on ${config.temporal.address} (executor ${deps.executor.name}, Node.js ${process.version})`);
   await worker.run();
   await connection.close();
+  await deps.temporal.connection.close();
   await pool.end();
+  await tracing.shutdown();
 }
 
 main().catch((err: unknown) => {

@@ -71,7 +71,8 @@ export async function listBuilds(c: Ctx, query: z.infer<typeof ListQuery>): Prom
 
 export async function getLogs(c: Ctx, id: string, follow: boolean): Promise<Response> {
   const build = await requireBuild(c, id);
-  return follow ? followLog(c, c.get('deps'), build) : storedLog(c.get('deps'), build);
+  const { logs } = c.get('deps');
+  return follow ? followLog(c, logs, build) : storedLog(logs, build);
 }
 
 export async function cancelBuild(c: Ctx, id: string): Promise<Build> {

@@ -1,6 +1,7 @@
 /** Request and response schemas of the builds resource; they also generate /openapi.json. */
 import { z } from '@hono/zod-openapi';
 import { isQuantity } from '../../lib/config/quantity';
+import { R_PACKAGE } from '../../lib/dependencies/dockerfile';
 import { BUILD_STATUSES } from '../../workflows/definitions';
 
 const ARG_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -44,6 +45,19 @@ export const BuildSpecSchema = z
     context: StoredArtifactSchema.optional().openapi({ description: 'JSON requests: a stored build context (tar, tar.gz or zip) to build' }),
     imageArchive: StoredArtifactSchema.optional().openapi({ description: 'JSON requests: a stored docker save / OCI layout archive to push without a build' }),
     sourceImage: z.string().min(1).max(512).optional().openapi({ description: 'JSON requests: an image to copy to `image` without a build, registry/repository[:tag][@sha256:...]' }),
+    dependencies: z
+      .strictObject({
+        baseImage: z.string().min(1).max(512),
+        python: z.strictObject({ requirements: z.string().min(1).max(1024).default('requirements.txt') }).optional(),
+        r: z.strictObject({ packages: z.array(z.string().max(128).regex(R_PACKAGE, 'R package names are letters, digits and dots, starting with a letter')).min(1).max(200) }).optional(),
+      })
+      .refine((d) => (d.python === undefined) !== (d.r === undefined), 'give exactly one of dependencies.python or dependencies.r')
+      .optional()
+      .openapi({
+        description:
+          'A dependency build: no Dockerfile; the service writes one that starts FROM baseImage and installs the context\'s requirements file with pip, or the listed R packages from CRAN, through the configured index, CRAN mirror and proxy (CUSTOM_MODEL_DEPENDENCIES_*)',
+        example: { baseImage: 'registry.example.com/base/python:3.12', python: { requirements: 'requirements.txt' } },
+      }),
   })
   .openapi('BuildSpec');
 
@@ -63,6 +77,9 @@ export const BuildSchema = z
     createdAt: z.string(),
     startedAt: z.string().nullable(),
     finishedAt: z.string().nullable(),
+    queuePosition: z.number().int().nullable().openapi({
+      description: 'Place in the fair build queue while the build waits for a slot (1 = next to start); null once it runs',
+    }),
     error: z.object({ code: z.string(), message: z.string() }).nullable(),
     scan: z.object({ passed: z.boolean(), reportUrl: z.string().nullable() }).nullable(),
     signature: z.object({ digest: z.string() }).nullable(),
@@ -78,6 +95,7 @@ export const BuildSchema = z
       .object({ reason: z.enum(['trusted_consumer']), images: z.array(z.string()) })
       .nullable()
       .openapi({ description: 'Set when the build used base images the deny/allow lists refuse, allowed because its consumer is trusted by the operator' }),
+    traceId: z.string().nullable().openapi({ description: 'OpenTelemetry trace id of the request that started the build (null when tracing is off)' }),
     links: z.object({ self: z.string(), logs: z.string(), temporal: z.string() }),
   })
   .openapi('Build');

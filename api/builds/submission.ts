@@ -14,6 +14,7 @@ import type { ApiDeps } from '../deps';
 import { ApiError } from '../errors';
 import { imageArchiveSource } from './sources';
 import type { BuildUpload } from './upload';
+import { currentTraceId } from '../../lib/telemetry/tracing';
 
 export interface Submission {
   consumer: string;
@@ -32,7 +33,10 @@ export async function submitBuild(deps: ApiDeps, submission: Submission): Promis
   if (!upload.context) {
     throw new ApiError(400, 'context_part_missing', 'the "context" part is missing; attach the build context as a tar, tar.gz or zip file', 'context');
   }
-  if (!contextHasFile(upload.context, spec.dockerfile)) {
+  if (spec.dependencies?.python && !contextHasFile(upload.context, spec.dependencies.python.requirements)) {
+    throw new ApiError(400, 'requirements_not_found', `spec.dependencies.python.requirements "${spec.dependencies.python.requirements}" is not a file in the context; add it or fix the path`, 'dependencies.python.requirements');
+  }
+  if (!spec.dependencies && !contextHasFile(upload.context, spec.dockerfile)) {
     throw new ApiError(400, 'dockerfile_not_found', `spec.dockerfile "${spec.dockerfile}" is not a file in the context; check the path or add the file`, 'dockerfile');
   }
   const contextKey = `contexts/sha256/${upload.context.sha256}`;
@@ -52,6 +56,7 @@ export async function submitBuild(deps: ApiDeps, submission: Submission): Promis
     contextDigest: `sha256:${upload.context.sha256}`,
     idempotencyKey: submission.idempotencyKey,
     policyExemption: submission.policyExemption,
+    traceId: currentTraceId(),
   });
   if (created) await startBuildWorkflow(deps, record);
   return { record, created };

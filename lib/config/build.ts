@@ -22,6 +22,8 @@ export interface BuildConfig {
   defaultEngine: BuildEngine;
   defaultTimeoutSeconds: number;
   maxTimeoutSeconds: number;
+  /** The fair build queue's limits (workflows/build-queue.ts). */
+  slots: { maxConcurrent: number; maxPerConsumer: number };
 }
 
 export interface PolicyConfig {
@@ -60,7 +62,12 @@ export function readBuild(read: EnvReader, defaultEngine: BuildEngine): BuildCon
     defaultEngine,
     defaultTimeoutSeconds: read.integer('BUILD_DEFAULT_TIMEOUT_SECONDS', 3600),
     maxTimeoutSeconds: read.integer('BUILD_MAX_TIMEOUT_SECONDS', 4 * 3600),
+    slots: {
+      maxConcurrent: read.integer('BUILD_MAX_CONCURRENT', 16),
+      maxPerConsumer: read.integer('BUILD_MAX_CONCURRENT_PER_CONSUMER', 4),
+    },
   };
+
   if (build.defaultTimeoutSeconds > build.maxTimeoutSeconds) {
     read.problems.push('BUILD_DEFAULT_TIMEOUT_SECONDS must not exceed BUILD_MAX_TIMEOUT_SECONDS');
   }

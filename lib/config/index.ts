@@ -22,6 +22,9 @@ import {
   type PolicyConfig,
 } from './build';
 import { readAuth, type AuthConfig } from './auth';
+import { readBuildLogs, type BuildLogsConfig } from './build-logs';
+import { readTracing, type TracingConfig } from './tracing';
+import { mirrorSecrets } from '../dependencies/mirrors';
 import { EnvReader, type Env } from './env-reader';
 import {
   readImageBuilder,
@@ -77,6 +80,8 @@ export interface Config {
   imageBuilder: ImageBuilderConfig;
   kaniko: KanikoConfig;
   otlp: OtlpConfig;
+  buildLogs: BuildLogsConfig;
+  tracing: TracingConfig;
   pullCredentials: PullCredentialsConfig;
   imageScanner: ImageScannerConfig;
   signing: SigningConfig;
@@ -101,6 +106,7 @@ export function loadConfig(env: Env = process.env): Config {
   if ('problem' in springProfile) throw new ConfigError([springProfile.problem]);
   const shared = readSharedSettings(read, springProfile);
   const imageBuilder = readImageBuilder(read);
+  const otlp = readOtlp(read);
 
   const config: Config = {
     api: readApi(read),
@@ -115,7 +121,9 @@ export function loadConfig(env: Env = process.env): Config {
     imageArchiveLimits: readImageArchiveLimits(read),
     imageBuilder,
     kaniko: readKaniko(read, imageBuilder),
-    otlp: readOtlp(read),
+    otlp,
+    buildLogs: readBuildLogs(read),
+    tracing: readTracing(read, otlp),
     pullCredentials: readPullCredentials(read),
     imageScanner: readImageScanner(read),
     signing: readSigning(read),
@@ -140,6 +148,7 @@ function secretsOf(config: Config): string[] {
     storage.type === 'azure' ? storage.connectionString : undefined,
     // Scanner env carries tokens (SNYK_TOKEN…) next to harmless paths; masking all of it is the safe side.
     ...Object.values(config.imageScanner.env),
+    ...mirrorSecrets(config.dependencies),
   ];
   // Very short values would mask ordinary words in logs; such secrets are refused elsewhere anyway.
   return candidates.filter((s): s is string => typeof s === 'string' && s.length >= 4);

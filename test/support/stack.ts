@@ -12,7 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Pool } from 'pg';
-import { createApp } from '../../api/app';
+import { createApp, createLogHub } from '../../api/app';
 import { API_SERVER_OPTIONS } from '../../api/server-options';
 import { DockerfilePolicy, policySettingsOf } from '../../api/builds/policy';
 import type { ApiDeps } from '../../api/deps';
@@ -20,6 +20,7 @@ import { BearerAuthenticator } from '../../lib/auth/authenticator';
 import { hashToken } from '../../lib/auth/static-tokens';
 import { loadConfig, type Config } from '../../lib/config';
 import { BuildRepository } from '../../lib/db/builds-repository';
+import { temporalClientInterceptors } from '../../lib/telemetry/tracing';
 import { createWorkerDependencies } from '../../worker/dependencies';
 import { ImageBuildWorker } from '../../worker/worker';
 import type { ActivityDeps } from '../../activities';
@@ -111,7 +112,7 @@ export async function startTestStack(name: string, overrides: Record<string, str
   const config = testConfig({ TEMPORAL_TASK_QUEUE: taskQueue, ...overrides });
   const { deps, pool } = await createWorkerDependencies(config);
   const connection = await Connection.connect({ address: config.temporal.address });
-  const client = new Client({ connection, namespace: config.temporal.namespace });
+  const client = new Client({ connection, namespace: config.temporal.namespace, interceptors: temporalClientInterceptors() });
   const settings: ApiDeps['settings'] = {
     taskQueue,
     namespace: config.temporal.namespace,
@@ -125,6 +126,7 @@ export async function startTestStack(name: string, overrides: Record<string, str
     buildResources: { defaults: config.imageBuilder.resources, ceiling: config.imageBuilder.maxResources },
   };
   const apiDeps: ApiDeps = {
+    logs: createLogHub(deps),
     builds: deps.builds,
     storage: deps.storage,
     temporal: client,
@@ -173,6 +175,7 @@ export async function startTestStack(name: string, overrides: Record<string, str
       }
       await new Promise((resolve) => server.close(resolve));
       await connection.close();
+      await deps.temporal.connection.close();
       await pool.end();
     },
   };

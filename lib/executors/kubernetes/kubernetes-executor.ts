@@ -70,6 +70,10 @@ export class KubernetesExecutor implements BuildExecutor {
   async run(job: BuildJob, observer: BuildObserver): Promise<BuildOutcome> {
     // Best effort: a failed sweep of other builds' retained pods must not fail this build.
     await this.deleteExpiredPods().catch(() => undefined);
+    if (job.generatedDockerfile !== undefined) {
+      // The builder images read the Dockerfile from the fetched context only; see docs/status.md.
+      throw new BuildFailedError('dependency_build_unsupported', 'dependency builds (spec.dependencies) run on the local executor only for now; send a Dockerfile that installs the packages instead');
+    }
     const mode = engineModeFor(job, this.options);
     if (mode === 'kaniko') await this.checkKanikoCompatible(job);
     const resources = builderResourcesFor(job.resources, this.options.imageBuilder.resources, this.options.imageBuilder.maxResources);
