@@ -17,6 +17,7 @@ import type { BuildPolicySettings } from '../lib/policy/build-policy';
 import type { ScanGate } from '../lib/scan/gate';
 import type { ObjectStore } from '../lib/storage/object-store';
 import type { BuildErrorInfo, BuildStatus, BuildStep, FailurePoint, ImageBuildInput } from '../workflows/definitions';
+import { createSourceActivities, type SourceImagePolicy } from './sources';
 import { createPolicyActivities } from './policy';
 import { createBuildQueueActivities, type BuildQueueDeps } from './build-queue';
 import { openScanGate, type OpenGate } from './scan';
@@ -34,6 +35,8 @@ export interface ActivityDeps extends BuildQueueDeps {
   policy: BuildPolicySettings;
   /** Values masked out of logs and error messages. */
   secrets: readonly string[];
+  /** Checks an image URI before it is copied (the base-image policy hooks in here); none means every source is allowed. */
+  sourceImagePolicy?: SourceImagePolicy;
   /** Where build logs are spooled and indexed, and how often they are stored. */
   buildLogs: BuildLogSettings;
   /** Build arguments every build gets (the dependency mirrors and proxy, lib/dependencies/mirrors.ts); a build's own win. */
@@ -48,8 +51,17 @@ function nonRetryable(code: string, message: string, secrets: readonly string[])
   return ApplicationFailure.create({ type: code, message: redact(message, secrets), nonRetryable: true });
 }
 
+/**
+ * A failure that Temporal may retry but that still names a documented code: an error thrown as it is would reach the
+ * workflow, once the retries are exhausted, typed by its class name (`Error`, `RegistryError`).
+ */
+function retryable(code: string, err: unknown, secrets: readonly string[]): ApplicationFailure {
+  return ApplicationFailure.create({ type: code, message: redact((err as Error)?.message ?? String(err), secrets), nonRetryable: false });
+}
+
 export function createActivities(deps: ActivityDeps) {
   return {
+    ...createSourceActivities(deps),
     ...createPolicyActivities(deps),
     ...createBuildQueueActivities(deps),
     ...createSigningActivities(deps),
@@ -110,7 +122,7 @@ export function createActivities(deps: ActivityDeps) {
         if (ctx.cancellationSignal.aborted) throw new CancelledFailure('the build was cancelled');
         if (err instanceof BuildFailedError) throw nonRetryable(err.code, err.message, deps.secrets);
         if (err instanceof RegistryError && !err.retryable) throw nonRetryable('push_failed', err.message, deps.secrets);
-        throw err;
+        throw retryable('build_failed', err, deps.secrets);
       } finally {
         await gate?.close();
         await log.close(() => ctx.heartbeat());

@@ -23,8 +23,15 @@ export interface Tagging {
 
 export function createTagActivities(deps: TagActivityDeps) {
   const fail = (code: string, message: string) => ApplicationFailure.create({ type: code, message: redact(message, deps.secrets), nonRetryable: true });
-  /** Registry failures that retrying cannot fix become push_failed; the rest retry. */
-  const asBuildError = (err: unknown) => (err instanceof RegistryError && !err.retryable ? fail('push_failed', err.message) : err);
+  /**
+   * Registry failures that retrying cannot fix become push_failed at once; the rest retry, typed push_failed too, so
+   * a failure that exhausts its retries still ends the build with a documented code (never a class name).
+   */
+  const asBuildError = (err: unknown) => {
+    if (err instanceof ApplicationFailure) return err;
+    if (err instanceof RegistryError && !err.retryable) return fail('push_failed', err.message);
+    return ApplicationFailure.create({ type: 'push_failed', message: redact((err as Error)?.message ?? String(err), deps.secrets), nonRetryable: false });
+  };
 
   /** The tags that serve something other than `digest` (anything at all before the build, when digest is unknown). */
   async function occupiedTags(image: string, extra: string[], digest?: string): Promise<{ tag: string; served: string }[]> {

@@ -4,6 +4,7 @@ import type { Principal } from '../lib/config/auth';
 import type { ContextLimits } from '../lib/context/archive';
 import type { BuildRepository } from '../lib/db/builds-repository';
 import type { RegistryClient } from '../lib/registry/client';
+import type { ImageArchiveLimits } from '../lib/sources/image-archive';
 import type { ObjectStore } from '../lib/storage/object-store';
 import type { BuildEngine } from '../workflows/definitions';
 import type { BuildRequestPolicy } from './builds/policy';
@@ -32,6 +33,7 @@ export interface ApiDeps {
     publicUrl: string;
     temporalUiUrl: string;
     contextLimits: ContextLimits;
+    imageArchiveLimits: ImageArchiveLimits;
     defaultEngine: BuildEngine;
     defaultTimeoutSeconds: number;
     maxTimeoutSeconds: number;

@@ -10,6 +10,7 @@ import { createObjectStore } from '../lib/storage';
 import { BearerAuthenticator } from '../lib/auth/authenticator';
 import { startTracing, temporalClientInterceptors } from '../lib/telemetry/tracing';
 import { createApp } from './app';
+import { API_SERVER_OPTIONS } from './server-options';
 import { DockerfilePolicy, policySettingsOf } from './builds/policy';
 
 async function main(): Promise<void> {
@@ -39,6 +40,7 @@ async function main(): Promise<void> {
       publicUrl: config.api.publicUrl,
       temporalUiUrl: config.temporal.uiUrl,
       contextLimits: config.contextLimits,
+      imageArchiveLimits: config.imageArchiveLimits,
       defaultEngine: config.build.defaultEngine,
       defaultTimeoutSeconds: config.build.defaultTimeoutSeconds,
       maxTimeoutSeconds: config.build.maxTimeoutSeconds,
@@ -46,7 +48,7 @@ async function main(): Promise<void> {
     },
   });
   if (!config.auth.tokensFile && !config.auth.jwt) console.warn('neither AUTH_TOKENS_FILE nor AUTH_JWT_ISSUER is set: every /v1 call will be refused with 401');
-  const server = serve({ fetch: app.fetch, hostname: config.api.host, port: config.api.port }, (info) => {
+  const server = serve({ fetch: app.fetch, hostname: config.api.host, port: config.api.port, serverOptions: API_SERVER_OPTIONS }, (info) => {
     console.log(`API listening on http://${info.address}:${info.port} (Node.js ${process.version})`);
   });
   const stop = () => {

@@ -10,6 +10,8 @@ import { LogSegmentIndex } from '../lib/logs/segments';
 import { mirrorBuildArgs } from '../lib/dependencies/mirrors';
 import type { BuildExecutor } from '../lib/executors/executor';
 import { createKubernetesExecutor } from '../lib/executors/kubernetes';
+import { loadKubeConfig } from '../lib/executors/kubernetes/kubernetes-executor';
+import { createPullCredentials } from '../lib/sources/pull-credentials';
 import { LocalExecutor } from '../lib/executors/local/local-executor';
 import { registryHostOf, registryHostsOfDockerfile } from '../lib/registry/base-images';
 import { RegistryClient } from '../lib/registry/client';
@@ -55,10 +57,15 @@ export async function createWorkerDependencies(config: Config): Promise<{ deps: 
   await migrate(pool);
   const storage = createObjectStore(config);
   const credentials = createCredentialProvider(config.registry);
+  // Copying a sourceImage pulls with the builders' pull credentials; the push credentials win for their own hosts,
+  // as they do in a builder pod's docker config.
+  const pullCredentials = createPullCredentials(config.pullCredentials, config.imageBuilder.namespace, () =>
+    loadKubeConfig({ kubeconfigPath: config.executor.kubeconfig }),
+  );
   const registry = new RegistryClient({
     disableHttps: config.registry.disableHttps,
     allowSelfSignedCerts: config.registry.allowSelfSignedCerts,
-    credentials: (host) => credentials.credentialsFor(host),
+    credentials: async (host) => (await credentials.credentialsFor(host)) ?? (await pullCredentials?.credentialsFor(host)),
   });
   // The fair build queue's activities signal the scheduler workflow and describe builds (activities/build-queue.ts).
   const temporal = new Client({ connection: Connection.lazy({ address: config.temporal.address }), namespace: config.temporal.namespace });

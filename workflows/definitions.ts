@@ -52,6 +52,16 @@ export interface BuildSpec {
   reuse?: boolean;
   /** A dependency build: the service writes the Dockerfile (lib/dependencies/dockerfile.ts); `dockerfile` is unused. */
   dependencies?: DependencySpec;
+  /** JSON requests name their source instead of uploading it: a stored context, a stored image archive or an image URI. */
+  context?: StoredArtifact;
+  imageArchive?: StoredArtifact;
+  sourceImage?: string;
+}
+
+/** An archive already in object storage: its key (under the consumer's prefix) and the hex sha256 it must have. */
+export interface StoredArtifact {
+  key: string;
+  sha256: string;
 }
 
 /** Kubernetes quantities for a builder pod, e.g. { limits: { memory: '8G' } }: any subset of the operator's. */
@@ -74,6 +84,8 @@ export interface ImageBuildInput {
   engine: BuildEngine;
   timeoutSeconds: number;
   context: { key: string; digest: string };
+  /** Absent for builds from a context. */
+  source?: BuildSource;
   /** Set by a retry that resumes after the build step: the image is already in the registry under `digest`. */
   resume?: ResumePoint;
 }
@@ -100,6 +112,25 @@ export interface FailurePoint {
   /** The step this run resumed from, when it was a resumed retry. */
   resumedFrom?: BuildStep;
 }
+
+/**
+ * Where a build's image comes from. Absent (runs started before sources existed) or `context`: built from the
+ * stored context. The others push without a build.
+ */
+export type BuildSource =
+  | { kind: 'context' }
+  /** An accepted `docker save` / OCI layout upload; `digest` is the manifest or index the tag will point at. */
+  | { kind: 'image-archive'; format: 'oci-layout' | 'docker-save'; archiveDigest: string; planKey: string; digest: string }
+  /** An image copied from a registry (spec.sourceImage). */
+  | { kind: 'image-uri'; reference: string };
+
+/**
+ * An image that exists and is ready to be pushed to the target: the one input of the push step, and what a scanner
+ * gate in front of that step inspects.
+ */
+export type ReadyImage =
+  | { kind: 'stored'; planKey: string; digest: string }
+  | { kind: 'registry'; registry: string; repository: string; digest: string };
 
 export interface ImageBuildResult {
   buildId: string;

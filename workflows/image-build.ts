@@ -61,6 +61,27 @@ function buildActivities(timeoutSeconds: number) {
 
 const TAGS_CHECKED_BEFORE_BUILD = 'tags-checked-before-build';
 
+// Pushing an image that needs no build: long transfers that heartbeat; a few tries, then the build fails with the
+// step's code (push_failed, source_image_unavailable).
+function pushActivities(timeoutSeconds: number) {
+  return proxyActivities<Activities>({
+    startToCloseTimeout: `${timeoutSeconds + 120} seconds`,
+    heartbeatTimeout: '60 seconds',
+    retry: { initialInterval: '1 second', maximumInterval: '10 seconds', maximumAttempts: 5 },
+  });
+}
+
+/**
+ * An uploaded image archive or an image URI: no builder. First the image is made ready (found, checked), then it is
+ * pushed; a gate that inspects the ready image (the scanner) belongs between the two.
+ */
+async function pushWithoutBuild(input: ImageBuildInput, moveTo: (status: 'pushing') => Promise<void>): Promise<string> {
+  const ready = await pushActivities(input.timeoutSeconds).resolveSourceImage(input);
+  await moveTo('pushing');
+  const { digest } = await pushActivities(input.timeoutSeconds).pushReadyImage(input, ready);
+  return digest;
+}
+
 export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResult> {
   const progress: BuildProgress = { status: 'queued' };
   setHandler(progressQuery, () => progress);
@@ -102,6 +123,11 @@ export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResu
       // A retry after the push by digest: no builder, so no build slot either.
       digest = input.resume.digest;
       await bookkeeping.noteResume(input.buildId, input.resume);
+    } else if (input.source && input.source.kind !== 'context') {
+      // An uploaded image archive or an image URI: pushed without a builder.
+      progress.step = 'push';
+      if (tagsChecked) await bookkeeping.checkTags(input.spec);
+      digest = await pushWithoutBuild(input, moveTo);
     } else {
       progress.step = 'build';
       // The policy is checked again here, before a builder starts (runs recorded before it skip it on replay).
@@ -141,8 +167,11 @@ export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResu
   }
 }
 
+/** Error codes are snake_case (docs/errors.md); anything else is a class name that leaked, never a code. */
+const ERROR_CODE = /^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$/;
+
 function toBuildError(err: unknown): BuildErrorInfo {
   const cause = err instanceof ActivityFailure ? err.cause : err;
-  if (cause instanceof ApplicationFailure && cause.type) return { code: cause.type, message: cause.message };
+  if (cause instanceof ApplicationFailure && cause.type && ERROR_CODE.test(cause.type)) return { code: cause.type, message: cause.message };
   return { code: 'internal_error', message: 'the build service failed unexpectedly; retry the build or ask an operator to look at the worker logs' };
 }

@@ -29,6 +29,7 @@ export function toBuild(record: BuildRecord, settings: Pick<ApiDeps['settings'],
     error: record.error,
     scan: record.scan ? { passed: record.scan.passed, reportUrl: record.scan.reportUrl, summary: record.scan.summary, scanner: record.scan.scanner } : null,
     signature: record.signature ? { digest: record.signature.digest, profile: record.signature.profile, verified: record.signature.verified } : null,
+    source: sourceView(record.source),
     policyExemption: record.policyExemption,
     traceId: record.traceId,
     links: {
@@ -37,4 +38,11 @@ export function toBuild(record: BuildRecord, settings: Pick<ApiDeps['settings'],
       temporal: `${temporalUiUrl}/namespaces/${encodeURIComponent(namespace)}/workflows/${workflowIdForBuild(record.id)}`,
     },
   };
+}
+
+/** The source as consumers see it: no storage keys. */
+function sourceView(source: BuildRecord['source']): Build['source'] {
+  if (source.kind === 'image-archive') return { kind: source.kind, format: source.format, archiveDigest: source.archiveDigest };
+  if (source.kind === 'image-uri') return { kind: source.kind, reference: source.reference };
+  return { kind: 'context' };
 }

@@ -12,6 +12,7 @@ import { storedScanReport } from './scan-report';
 import * as operator from './operator-actions';
 import { consumerOf, idempotencyKeyOf } from './request-headers';
 import { parseSpec } from './spec';
+import { checkMultipartSpec, readJsonSpec, receiveNamedSource } from './sources';
 import { submitBuild } from './submission';
 import { receiveBuildUpload } from './upload';
 
@@ -31,9 +32,14 @@ export async function createBuild(c: Ctx): Promise<Response> {
   const deps = c.get('deps');
   const consumer = consumerOf(c.req.raw.headers, c.get('principal'));
   const idempotencyKey = idempotencyKeyOf(c.req.raw.headers);
-  const upload = await receiveBuildUpload(c.req.raw, deps.settings.contextLimits, deps.settings.spoolDir);
+  const json = (c.req.header('content-type') ?? '').toLowerCase().startsWith('application/json');
+  const jsonSpec = json ? parseSpec(await readJsonSpec(c.req.raw), deps.settings) : undefined;
+  const upload = jsonSpec
+    ? await receiveNamedSource(deps, consumer, jsonSpec, '')
+    : await receiveBuildUpload(c.req.raw, deps.settings.contextLimits, deps.settings.spoolDir, deps.settings.imageArchiveLimits);
   try {
-    const spec = parseSpec(upload.specText, deps.settings);
+    const spec = jsonSpec ?? parseSpec(upload.specText, deps.settings);
+    if (!jsonSpec) checkMultipartSpec(spec);
     const policyExemption = await deps.policy.check({ spec, consumer, upload });
     const { record, outcome } = await submitBuild(deps, { consumer, idempotencyKey, spec, upload, policyExemption });
     if (outcome === 'created') c.header('Location', `/v1/builds/${record.id}`);

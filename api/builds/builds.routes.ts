@@ -13,14 +13,22 @@ export const createBuildRoute = createRoute({
   method: 'post',
   path: '/v1/builds',
   summary: 'Start a build',
-  description: 'multipart/form-data with a `spec` part (JSON BuildSpec) and a `context` part (tar, tar.gz or zip, told apart by their magic bytes; a zip is stored as the equivalent tar.gz). Every /v1 call needs Authorization: Bearer <token> (401 authentication_required / invalid_token / token_expired). Optional headers: Idempotency-Key; X-Consumer (operators only: the consumer the build is for). The Dockerfile is checked before anything is stored (base_image_denied, frontend_not_allowed, entitlement_not_allowed, add_url_not_allowed, target_registry_not_allowed).',
+  description:
+    'multipart/form-data with a `spec` part (JSON BuildSpec) and one source part: `context` (tar, tar.gz or zip, told apart by their magic bytes; a zip is stored as the equivalent tar.gz) or `image` (a `docker save` tarball or an OCI image layout archive, pushed without a build). ' +
+    'Or application/json: the BuildSpec itself, naming exactly one of `context` or `imageArchive` (an archive already in object storage under consumers/<consumer>/, with its sha256) or `sourceImage` (an image to copy). See docs/sources.md. ' +
+    'Every /v1 call needs Authorization: Bearer <token> (401 authentication_required / invalid_token / token_expired). Optional headers: Idempotency-Key; X-Consumer (operators only: the consumer the build is for). The Dockerfile is checked before anything is stored (base_image_denied, frontend_not_allowed, entitlement_not_allowed, add_url_not_allowed, target_registry_not_allowed).',
   request: {
     body: {
       required: true,
       content: {
         'multipart/form-data': {
-          schema: z.object({ spec: BuildSpecSchema, context: z.string().openapi({ format: 'binary' }) }),
+          schema: z.object({
+            spec: BuildSpecSchema,
+            context: z.string().optional().openapi({ format: 'binary' }),
+            image: z.string().optional().openapi({ format: 'binary' }),
+          }),
         },
+        'application/json': { schema: BuildSpecSchema },
       },
     },
   },
@@ -28,7 +36,9 @@ export const createBuildRoute = createRoute({
     200: json(BuildSchema, 'An identical earlier build succeeded and the registry still serves its digest at every tag: that build, with `reusedFrom`; nothing was built'),
     202: json(BuildSchema, 'The build was accepted and queued; or an identical build still under way answers it (that build, with `reusedFrom`)'),
     400: errors[400],
-    415: json(ErrorSchema, 'Not multipart/form-data'),
+    403: json(ErrorSchema, 'A stored artifact key outside the consumer\'s prefix (`artifact_key_forbidden`)'),
+    404: json(ErrorSchema, 'A stored artifact that is not in object storage (`artifact_not_found`)'),
+    415: json(ErrorSchema, 'Neither multipart/form-data nor application/json'),
     503: errors[503],
   },
 });

@@ -17,6 +17,13 @@ const stringMap = (keyPattern: RegExp, what: string, maxEntries: number) =>
 const quantity = z.string().max(64).refine(isQuantity, 'must be a Kubernetes quantity such as 2, 500m, 4G or 4Gi');
 const ResourceQuantitiesSchema = z.strictObject({ cpu: quantity.optional(), memory: quantity.optional(), ephemeralStorage: quantity.optional() });
 
+const StoredArtifactSchema = z
+  .strictObject({
+    key: z.string().min(1).max(1024),
+    sha256: z.string().regex(/^[a-f0-9]{64}$/, 'sha256 is the archive\'s hex sha256 (64 lowercase hex digits)'),
+  })
+  .openapi({ description: 'An archive already in the service\'s object storage, under consumers/<consumer>/ (docs/sources.md)' });
+
 export const BuildSpecSchema = z
   .strictObject({
     image: z.string({ error: 'image is required: the target reference registry/repository:tag' }).min(1).max(512),
@@ -50,6 +57,9 @@ export const BuildSpecSchema = z
       .boolean()
       .optional()
       .openapi({ description: 'false: always build afresh; by default an identical earlier request (same context, Dockerfile, arguments, labels, target, platforms, engine, image and tags) answers this one' }),
+    context: StoredArtifactSchema.optional().openapi({ description: 'JSON requests: a stored build context (tar, tar.gz or zip) to build' }),
+    imageArchive: StoredArtifactSchema.optional().openapi({ description: 'JSON requests: a stored docker save / OCI layout archive to push without a build' }),
+    sourceImage: z.string().min(1).max(512).optional().openapi({ description: 'JSON requests: an image to copy to `image` without a build, registry/repository[:tag][@sha256:...]' }),
     dependencies: z
       .strictObject({
         baseImage: z.string().min(1).max(512),
@@ -114,6 +124,14 @@ export const BuildSchema = z
       .object({ digest: z.string().nullable(), profile: z.string(), verified: z.boolean() })
       .nullable()
       .openapi({ description: 'The notation signature of the pushed digest; verified false marks an image left unsigned' }),
+    source: z
+      .object({
+        kind: z.enum(['context', 'image-archive', 'image-uri']),
+        format: z.enum(['oci-layout', 'docker-save']).optional(),
+        archiveDigest: z.string().optional(),
+        reference: z.string().optional(),
+      })
+      .openapi({ description: 'Where the image came from: a built context, an uploaded image archive, or a copied image URI' }),
     policyExemption: z
       .object({ reason: z.enum(['trusted_consumer']), images: z.array(z.string()) })
       .nullable()

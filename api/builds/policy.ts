@@ -34,8 +34,8 @@ export class DockerfilePolicy implements BuildRequestPolicy {
 
   async check({ spec, consumer, upload }: { spec: BuildSpec; consumer: string; upload: BuildUpload }): Promise<PolicyExemption | undefined> {
     checkTargetRegistry(parseImageReference(spec.image).registry, this.settings.targets);
-    const path = resolveContextFile(upload.context, spec.dockerfile);
-    // A missing Dockerfile is answered by the submission (dockerfile_not_found).
+    // An image source has no Dockerfile to check. A missing Dockerfile is answered by the submission (dockerfile_not_found).
+    const path = upload.context ? resolveContextFile(upload.context, spec.dockerfile) : undefined;
     if (path === undefined) return undefined;
     const text = await readContextFile(createReadStream(upload.archivePath), path, MAX_DOCKERFILE_BYTES);
     if (text === undefined) {

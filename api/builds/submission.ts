@@ -11,11 +11,12 @@ import { buildFingerprint } from '../../lib/builds/fingerprint';
 import { contextHasFile } from '../../lib/context/archive';
 import type { BuildRecord } from '../../lib/db/builds-repository';
 import type { PolicyExemption } from '../../lib/policy/build-policy';
-import { searchAttributes, workflowIdForBuild, type BuildSpec, type ImageBuildInput, type ResumePoint } from '../../workflows/definitions';
+import { searchAttributes, workflowIdForBuild, type BuildSource, type BuildSpec, type ImageBuildInput, type ResumePoint } from '../../workflows/definitions';
 import type { imageBuild } from '../../workflows/image-build';
 import type { ApiDeps } from '../deps';
 import { ApiError } from '../errors';
 import { ensureWorkflowStarted, findIdenticalBuild } from './reuse';
+import { imageArchiveSource } from './sources';
 import type { BuildUpload } from './upload';
 import { currentTraceId } from '../../lib/telemetry/tracing';
 
@@ -37,6 +38,11 @@ export type SubmissionOutcome = 'created' | 'replayed' | 'joined' | 'reused';
 /** Records and starts the build, or answers it with an earlier one (see SubmissionOutcome). */
 export async function submitBuild(deps: ApiDeps, submission: Submission): Promise<{ record: BuildRecord; created: boolean; outcome: SubmissionOutcome }> {
   const { spec, upload, consumer, idempotencyKey } = submission;
+  if (upload.image) return submitWithoutBuild(deps, submission, await imageArchiveSource(deps, upload.image));
+  if (spec.sourceImage !== undefined) return submitWithoutBuild(deps, submission, { kind: 'image-uri', reference: spec.sourceImage });
+  if (!upload.context) {
+    throw new ApiError(400, 'context_part_missing', 'the "context" part is missing; attach the build context as a tar, tar.gz or zip file', 'context');
+  }
   if (spec.dependencies?.python && !contextHasFile(upload.context, spec.dependencies.python.requirements)) {
     throw new ApiError(400, 'requirements_not_found', `spec.dependencies.python.requirements "${spec.dependencies.python.requirements}" is not a file in the context; add it or fix the path`, 'dependencies.python.requirements');
   }
@@ -73,11 +79,13 @@ export async function submitBuild(deps: ApiDeps, submission: Submission): Promis
 
 /** Contexts are content-addressed, so a context uploaded before is not stored twice. */
 async function storeContext(deps: ApiDeps, upload: BuildUpload): Promise<string> {
-  const contextKey = `contexts/sha256/${upload.context.sha256}`;
+  const { context } = upload;
+  if (!context) throw new ApiError(400, 'context_part_missing', 'the "context" part is missing; attach the build context as a tar, tar.gz or zip file', 'context');
+  const contextKey = `contexts/sha256/${context.sha256}`;
   if (!(await deps.storage.exists(contextKey))) {
     await deps.storage.put(contextKey, createReadStream(upload.archivePath), {
-      contentType: upload.context.format === 'tar+gzip' ? 'application/gzip' : 'application/x-tar',
-      contentLength: upload.context.archiveBytes,
+      contentType: context.format === 'tar+gzip' ? 'application/gzip' : 'application/x-tar',
+      contentLength: context.archiveBytes,
     });
   }
   return contextKey;
@@ -90,10 +98,31 @@ async function storeContext(deps: ApiDeps, upload: BuildUpload): Promise<string>
 async function replayed(deps: ApiDeps, record: BuildRecord, upload: BuildUpload): Promise<BuildRecord> {
   if (record.status !== 'queued') return record;
   await ensureWorkflowStarted(deps, record, async (d, r) => {
-    if (r.contextDigest === `sha256:${upload.context.sha256}`) await storeContext(d, upload);
+    if (upload.context && r.contextDigest === `sha256:${upload.context.sha256}`) await storeContext(d, upload);
     await startBuildWorkflow(d, r);
   });
   return record;
+}
+
+/** Records and starts a build that pushes an image without building it. */
+async function submitWithoutBuild(
+  deps: ApiDeps,
+  submission: Submission,
+  source: Exclude<BuildSource, { kind: 'context' }>,
+): Promise<{ record: BuildRecord; created: boolean; outcome: SubmissionOutcome }> {
+  const { record, created } = await deps.builds.create({
+    id: randomUUID(),
+    consumer: submission.consumer,
+    image: submission.spec.image,
+    spec: submission.spec,
+    // The columns of context builds hold the stored plan (image archives) or nothing (image URIs); `source` says which.
+    contextKey: source.kind === 'image-archive' ? source.planKey : '',
+    contextDigest: source.kind === 'image-archive' ? source.archiveDigest : '',
+    idempotencyKey: submission.idempotencyKey,
+    source,
+  });
+  if (created) await startBuildWorkflow(deps, record);
+  return { record, created, outcome: created ? 'created' : 'replayed' };
 }
 
 /**
@@ -110,6 +139,7 @@ export async function startBuildWorkflow(deps: ApiDeps, record: BuildRecord, res
     timeoutSeconds: record.spec.timeoutSeconds ?? settings.defaultTimeoutSeconds,
     context: { key: record.contextKey, digest: record.contextDigest },
     ...(resume ? { resume } : {}),
+    ...(record.source.kind === 'context' ? {} : { source: record.source }),
   };
   try {
     await temporal.workflow.start<typeof imageBuild>('imageBuild', {

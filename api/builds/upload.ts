@@ -10,12 +10,17 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { ContextRejectedError, spoolContextArchive, type ContextLimits, type ContextSummary } from '../../lib/context/archive';
+import { SourceRejectedError } from '../../lib/sources/errors';
+import { spoolImageArchive, type ImageArchiveLimits, type SpooledImageArchive } from '../../lib/sources/image-archive';
 import { ApiError } from '../errors';
 
+/** What a request brought: the spec and at most one uploaded source (none when the spec names it). */
 export interface BuildUpload {
   specText: string;
-  context: ContextSummary;
-  /** The spooled archive; removed by cleanup(). */
+  context?: ContextSummary;
+  /** A prebuilt image (`image` part), validated and spooled. */
+  image?: SpooledImageArchive;
+  /** The spooled context archive; removed by cleanup(). */
   archivePath: string;
   cleanup(): Promise<void>;
 }
@@ -23,31 +28,31 @@ export interface BuildUpload {
 const MAX_SPEC_BYTES = 256 * 1024;
 const MiB = 1024 * 1024;
 
-export async function receiveBuildUpload(request: Request, limits: ContextLimits, spoolDir = tmpdir()): Promise<BuildUpload> {
+export async function receiveBuildUpload(request: Request, limits: ContextLimits, spoolDir = tmpdir(), imageLimits?: ImageArchiveLimits): Promise<BuildUpload> {
   const contentType = request.headers.get('content-type') ?? '';
   if (!contentType.toLowerCase().startsWith('multipart/form-data') || !request.body) {
-    throw new ApiError(415, 'unsupported_media_type', 'send the build as multipart/form-data with a "spec" part (JSON) and a "context" part (tar, tar.gz or zip)');
+    throw new ApiError(415, 'unsupported_media_type', 'send the build as multipart/form-data with a "spec" part (JSON) and a "context" part (tar, tar.gz or zip) or an "image" part (docker save or OCI layout), or as application/json naming a stored artifact or sourceImage');
   }
   const dir = await mkdtemp(join(spoolDir, 'ibs-upload-'));
   const archivePath = join(dir, 'context');
   const cleanup = () => rm(dir, { recursive: true, force: true });
   try {
-    const { specText, context } = await parseParts(request, contentType, limits, archivePath);
-    return { specText, context, archivePath, cleanup };
+    const { specText, context, image } = await parseParts(request, contentType, limits, archivePath, imageLimits && { limits: imageLimits, dir: join(dir, 'image') });
+    return { specText, context, image, archivePath, cleanup };
   } catch (err) {
     await cleanup();
     throw err;
   }
 }
 
-function parseParts(request: Request, contentType: string, limits: ContextLimits, archivePath: string) {
-  return new Promise<{ specText: string; context: ContextSummary }>((resolve, reject) => {
+function parseParts(request: Request, contentType: string, limits: ContextLimits, archivePath: string, imageSpool?: { limits: ImageArchiveLimits; dir: string }) {
+  return new Promise<{ specText: string; context?: ContextSummary; image?: SpooledImageArchive }>((resolve, reject) => {
     let parser: busboy.Busboy;
     try {
       parser = busboy({
         headers: { 'content-type': contentType },
         // `spec` may arrive as a field or, with curl -F spec=@file, as a file part.
-        limits: { files: 2, fields: 1, fieldSize: MAX_SPEC_BYTES, fileSize: limits.maxArchiveBytes + 1 },
+        limits: { files: 3, fields: 1, fieldSize: MAX_SPEC_BYTES, fileSize: Math.max(limits.maxArchiveBytes, imageSpool?.limits.maxArchiveBytes ?? 0) + 1 },
       });
     } catch {
       return reject(new ApiError(400, 'invalid_multipart', 'the multipart body has no boundary; let your HTTP client build the form (curl -F)'));
@@ -55,6 +60,7 @@ function parseParts(request: Request, contentType: string, limits: ContextLimits
     const body = Readable.fromWeb(request.body as unknown as WebReadableStream<Uint8Array>);
     let specText: string | undefined;
     let contextDone: Promise<ContextSummary> | undefined;
+    let imageDone: Promise<SpooledImageArchive> | undefined;
     let failed = false;
     const fail = (err: unknown) => {
       if (failed) return;
@@ -62,7 +68,7 @@ function parseParts(request: Request, contentType: string, limits: ContextLimits
       body.unpipe(parser);
       // Read what the client is still sending before answering, so it sees the 400 rather than a reset
       // connection; a client that keeps sending past the archive limit is cut off.
-      void drainRequestBody(body, limits.maxArchiveBytes + MiB).then(() => reject(toContextApiError(err)));
+      void drainRequestBody(body, Math.max(limits.maxArchiveBytes, imageSpool?.limits.maxArchiveBytes ?? 0) + MiB).then(() => reject(toContextApiError(err)));
     };
 
     const seen = new Set<string>();
@@ -74,12 +80,21 @@ function parseParts(request: Request, contentType: string, limits: ContextLimits
 
     parser.on('field', (name, value, info) => {
       if (name === 'spec' && !firstOf(name)) return;
-      if (name !== 'spec') return fail(new ApiError(400, 'unknown_part', `unexpected form part "${name}"; send only "spec" and "context"`, name));
+      if (name !== 'spec') return fail(new ApiError(400, 'unknown_part', `unexpected form part "${name}"; send only "spec" and one of "context" or "image"`, name));
       if (info.valueTruncated) return fail(new ApiError(400, 'spec_too_large', `the spec part is over ${MAX_SPEC_BYTES} bytes`, 'spec'));
       specText = value;
     });
     parser.on('file', (name, stream, info) => {
-      if ((name === 'spec' || name === 'context') && !firstOf(name)) return stream.resume();
+      if ((name === 'spec' || name === 'context' || name === 'image') && !firstOf(name)) return stream.resume();
+      if (name === 'image' && imageSpool) {
+        if (contextDone) {
+          stream.resume();
+          return fail(new ApiError(400, 'source_conflict', 'send either a "context" part or an "image" part, not both', 'image'));
+        }
+        imageDone = spoolImageArchive(stream, imageSpool.limits, imageSpool.dir);
+        imageDone.catch(fail);
+        return;
+      }
       if (name === 'spec') {
         // curl -F spec=@spec.json sends the spec as a file part; read it as text.
         const chunks: Buffer[] = [];
@@ -92,9 +107,13 @@ function parseParts(request: Request, contentType: string, limits: ContextLimits
         stream.on('end', () => (specText = Buffer.concat(chunks).toString('utf8')));
         return;
       }
+      if (name === 'context' && imageDone) {
+        stream.resume();
+        return fail(new ApiError(400, 'source_conflict', 'send either a "context" part or an "image" part, not both', 'context'));
+      }
       if (name !== 'context') {
         stream.resume();
-        return fail(new ApiError(400, 'unknown_part', `unexpected form part "${name}" (${info.filename ?? 'no file name'}); send only "spec" and "context"`, name));
+        return fail(new ApiError(400, 'unknown_part', `unexpected form part "${name}" (${info.filename ?? 'no file name'}); send only "spec" and one of "context" or "image"`, name));
       }
       // The spool is ended when accepted (a zip is rewritten there as a tar.gz) and destroyed when refused.
       contextDone = spoolContextArchive(stream, limits, archivePath);
@@ -106,8 +125,16 @@ function parseParts(request: Request, contentType: string, limits: ContextLimits
     parser.on('error', (err: Error) => fail(new ApiError(400, 'invalid_multipart', `the multipart body could not be read: ${err.message}`)));
     parser.on('close', () => {
       if (failed) return;
+      if (imageDone) {
+        imageDone.then((image) => {
+          if (failed) return;
+          if (specText === undefined) return fail(new ApiError(400, 'spec_missing', 'the "spec" part is missing; send the build spec as JSON in a part named "spec"', 'spec'));
+          resolve({ specText, image });
+        }, fail);
+        return;
+      }
       const done = contextDone;
-      if (!done) return fail(new ApiError(400, 'context_part_missing', 'the "context" part is missing; attach the build context as a tar, tar.gz or zip file', 'context'));
+      if (!done) return fail(new ApiError(400, 'context_part_missing', 'the "context" part is missing; attach the build context as a tar, tar.gz or zip file (or a prebuilt image as an "image" part)', 'context'));
       done.then((context) => {
         if (failed) return;
         if (specText === undefined) return fail(new ApiError(400, 'spec_missing', 'the "spec" part is missing; send the build spec as JSON in a part named "spec"', 'spec'));
@@ -121,6 +148,7 @@ function parseParts(request: Request, contentType: string, limits: ContextLimits
 
 function toContextApiError(err: unknown): unknown {
   if (err instanceof ContextRejectedError) return new ApiError(400, err.code, `the build context was refused: ${err.message}`, 'context');
+  if (err instanceof SourceRejectedError) return new ApiError(err.status, err.code, `the image archive was refused: ${err.message}`, 'image');
   return err;
 }
 

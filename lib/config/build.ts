@@ -3,6 +3,7 @@
  * policy and the dependency mirrors handed to builds.
  */
 import type { ContextLimits } from '../context/archive';
+import type { ImageArchiveLimits } from '../sources/image-archive';
 import type { BuildEngine } from '../../workflows/definitions';
 import type { EnvReader } from './env-reader';
 import { CONSUMER_NAME } from './auth';
@@ -81,6 +82,15 @@ export function readContextLimits(read: EnvReader): ContextLimits {
     maxArchiveBytes: read.integer('CONTEXT_MAX_ARCHIVE_BYTES', 512 * MiB),
     maxUncompressedBytes: read.integer('CONTEXT_MAX_UNCOMPRESSED_BYTES', 2048 * MiB),
     maxEntries: read.integer('CONTEXT_MAX_ENTRIES', 100_000),
+    maxCompressionRatio: read.integer('CONTEXT_MAX_COMPRESSION_RATIO', 100),
+  };
+}
+
+/** Limits on uploaded prebuilt images (`docker save` / OCI layout archives), which are far bigger than contexts. */
+export function readImageArchiveLimits(read: EnvReader): ImageArchiveLimits {
+  return {
+    maxArchiveBytes: read.integer('IMAGE_ARCHIVE_MAX_BYTES', 10 * 1024 * MiB),
+    maxEntries: read.integer('IMAGE_ARCHIVE_MAX_ENTRIES', 10_000),
     maxCompressionRatio: read.integer('CONTEXT_MAX_COMPRESSION_RATIO', 100),
   };
 }

@@ -8,9 +8,11 @@
  * share once (shared.ts).
  */
 import type { ContextLimits } from '../context/archive';
+import type { ImageArchiveLimits } from '../sources/image-archive';
 import {
   readBuild,
   readContextLimits,
+  readImageArchiveLimits,
   readDependencies,
   readExecutor,
   readPolicy,
@@ -74,6 +76,7 @@ export interface Config {
   executor: ExecutorConfig;
   build: BuildConfig;
   contextLimits: ContextLimits;
+  imageArchiveLimits: ImageArchiveLimits;
   imageBuilder: ImageBuilderConfig;
   kaniko: KanikoConfig;
   otlp: OtlpConfig;
@@ -115,6 +118,7 @@ export function loadConfig(env: Env = process.env): Config {
     executor: readExecutor(read),
     build: readBuild(read, imageBuilder.buildEngine),
     contextLimits: readContextLimits(read),
+    imageArchiveLimits: readImageArchiveLimits(read),
     imageBuilder,
     kaniko: readKaniko(read, imageBuilder),
     otlp,

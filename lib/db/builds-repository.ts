@@ -6,7 +6,7 @@ import type { Pool, QueryResultRow } from 'pg';
 import type { PolicyExemption } from '../policy/build-policy';
 import type { ScanRecord } from '../scan/contract';
 import type { SignatureRecord } from '../signing/notation';
-import type { BuildErrorInfo, BuildSpec, BuildStatus, BuildStep, FailurePoint } from '../../workflows/definitions';
+import type { BuildErrorInfo, BuildSource, BuildSpec, BuildStatus, BuildStep, FailurePoint } from '../../workflows/definitions';
 import { DatabaseUnavailableError, isDatabaseUnavailable } from './availability';
 
 export interface BuildRecord {
@@ -32,6 +32,8 @@ export interface BuildRecord {
   createdAt: Date;
   startedAt: Date | null;
   finishedAt: Date | null;
+  /** Where the image comes from; builds recorded before sources existed came from a context. */
+  source: BuildSource;
   /** Set when a trusted consumer's build used images the base-image lists refuse (migration 20). */
   policyExemption: PolicyExemption | null;
   /** The trace the build's request started (OpenTelemetry), when tracing is on. */
@@ -62,6 +64,7 @@ export interface NewBuild {
   contextKey: string;
   contextDigest: string;
   idempotencyKey?: string;
+  source?: BuildSource;
   policyExemption?: PolicyExemption;
   traceId?: string;
   fingerprint?: string;
@@ -96,6 +99,7 @@ interface BuildRow {
   created_at: Date;
   started_at: Date | null;
   finished_at: Date | null;
+  source?: BuildSource | null;
   policy_exemption?: PolicyExemption | null;
   trace_id?: string | null;
   queue_position?: number | null;
@@ -123,6 +127,7 @@ function toRecord(row: BuildRow): BuildRecord {
     createdAt: row.created_at,
     startedAt: row.started_at,
     finishedAt: row.finished_at,
+    source: row.source ?? { kind: 'context' },
     policyExemption: row.policy_exemption ?? null,
     traceId: row.trace_id ?? null,
     queuePosition: row.status === 'queued' ? (row.queue_position ?? null) : null,
@@ -136,8 +141,8 @@ export class BuildRepository {
   /** Inserts a queued build; with an idempotency key already used by this consumer, returns that build instead. */
   async create(build: NewBuild): Promise<{ record: BuildRecord; created: boolean }> {
     const { rows } = await this.query<BuildRow>(
-      `INSERT INTO builds (id, status, consumer, image, spec, context_key, context_digest, idempotency_key, policy_exemption, trace_id, fingerprint)
-       VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $8, $9, $10)
+      `INSERT INTO builds (id, status, consumer, image, spec, context_key, context_digest, idempotency_key, policy_exemption, trace_id, fingerprint, source)
+       VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
        ON CONFLICT (consumer, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
        RETURNING *`,
       [
@@ -151,6 +156,7 @@ export class BuildRepository {
         build.policyExemption ?? null,
         build.traceId ?? null,
         build.fingerprint ?? null,
+        build.source ?? null,
       ],
     );
     if (rows[0]) return { record: toRecord(rows[0]), created: true };

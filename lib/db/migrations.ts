@@ -84,4 +84,11 @@ export const migrations: Migration[] = [
       CREATE INDEX IF NOT EXISTS builds_fingerprint ON builds (fingerprint, created_at DESC) WHERE fingerprint IS NOT NULL;
     `,
   },
+  {
+    id: 40,
+    name: 'build source',
+    // Where the image comes from (context, image archive, image URI); NULL for builds recorded before, which all
+    // came from a context.
+    sql: `ALTER TABLE builds ADD COLUMN IF NOT EXISTS source jsonb;`,
+  },
 ];

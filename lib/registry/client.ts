@@ -137,6 +137,35 @@ export class RegistryClient {
     return true;
   }
 
+  /** The blob's bytes as a stream (redirects to storage followed); the caller must consume or cancel it. */
+  async openBlob(registry: string, repository: string, digest: string): Promise<{ size: number; body: ReadableStream<Uint8Array> }> {
+    checkRepository(repository);
+    checkReference(digest);
+    const res = await this.request(registry, [pull(repository)], `/v2/${repository}/blobs/${digest}`, () => ({}));
+    if (res.status === 404) {
+      await res.body?.cancel();
+      throw new RegistryError('manifest_not_found', `${registry}/${repository} has no blob ${digest}`, false);
+    }
+    await expectOk(res, registry, repository);
+    if (!res.body) throw new RegistryError('registry_error', `${registry} answered the blob ${digest} without a body`, true);
+    return { size: Number(res.headers.get('content-length') ?? -1), body: res.body as ReadableStream<Uint8Array> };
+  }
+
+  /**
+   * Asks the registry to link a blob another repository of the same registry holds (cross-repository mount);
+   * true when it did, false when it opened an upload instead (the caller then pushes the bytes).
+   */
+  async mountBlob(registry: string, repository: string, digest: string, fromRepository: string): Promise<boolean> {
+    checkRepository(repository);
+    checkRepository(fromRepository);
+    checkReference(digest);
+    const query = `mount=${encodeURIComponent(digest)}&from=${encodeURIComponent(fromRepository)}`;
+    const res = await this.request(registry, [push(repository), pull(fromRepository)], `/v2/${repository}/blobs/uploads/?${query}`, () => ({ method: 'POST' }));
+    await expectOk(res, registry, repository);
+    await res.body?.cancel();
+    return res.status === 201;
+  }
+
   /**
    * Uploads one blob unless the repository already has it (blob reuse), in a single PUT after opening the upload
    * session. `body` is called again for a retried attempt, since a stream is read only once.
@@ -158,6 +187,8 @@ export class RegistryClient {
     }));
     await expectOk(res, registry, repository);
     await res.body?.cancel();
+    const stored = res.headers.get('docker-content-digest');
+    if (stored && stored !== digest) throw new RegistryError('registry_error', `${registry} stored the blob as ${stored}, expected ${digest}`, false);
     return 'uploaded';
   }
 

@@ -146,7 +146,8 @@ describe('API requests', () => {
       ['a build id that is not a UUID', '/v1/builds/42', {}, 400, 'invalid_build_id'],
       ['an unknown build', `/v1/builds/${randomUUID()}`, {}, 404, 'build_not_found'],
       ['an unknown route', '/v1/nowhere', {}, 404, 'not_found'],
-      ['a JSON body where multipart is expected', '/v1/builds', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' }, 415, 'unsupported_media_type'],
+      ['a body that is neither multipart nor JSON', '/v1/builds', { method: 'POST', headers: { 'content-type': 'text/plain' }, body: '{}' }, 415, 'unsupported_media_type'],
+      ['a JSON spec without an image', '/v1/builds', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' }, 400, 'invalid_spec'],
       ['retrying an unknown build', `/v1/builds/${randomUUID()}/retry`, { method: 'POST' }, 404, 'build_not_found'],
     ])('answers %s with %i %s', async (_what, path, init, status, code) => {
       const res = await stack.request(path, init);

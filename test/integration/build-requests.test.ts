@@ -146,8 +146,12 @@ describe('rejected build requests', () => {
       await expectRejected(form, 'spec_missing', 'spec');
     });
 
-    it('refuses a body that is not multipart', async () => {
-      await expectRejected(JSON.stringify(SPEC), 'unsupported_media_type', undefined, { 'content-type': 'application/json' });
+    it('refuses a body that is neither multipart nor JSON', async () => {
+      await expectRejected(JSON.stringify(SPEC), 'unsupported_media_type', undefined, { 'content-type': 'text/plain' });
+    });
+
+    it('refuses a JSON spec that names no source', async () => {
+      await expectRejected(JSON.stringify(SPEC), 'source_conflict', 'spec', { 'content-type': 'application/json' });
     });
 
     it('refuses a bad X-Consumer header', async () => {

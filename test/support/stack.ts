@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Pool } from 'pg';
 import { createApp, createLogHub } from '../../api/app';
+import { API_SERVER_OPTIONS } from '../../api/server-options';
 import { DockerfilePolicy, policySettingsOf } from '../../api/builds/policy';
 import type { ApiDeps } from '../../api/deps';
 import { BearerAuthenticator } from '../../lib/auth/authenticator';
@@ -118,6 +119,7 @@ export async function startTestStack(name: string, overrides: Record<string, str
     publicUrl: 'http://127.0.0.1',
     temporalUiUrl: config.temporal.uiUrl,
     contextLimits: config.contextLimits,
+    imageArchiveLimits: config.imageArchiveLimits,
     defaultEngine: config.build.defaultEngine,
     defaultTimeoutSeconds: config.build.defaultTimeoutSeconds,
     maxTimeoutSeconds: config.build.maxTimeoutSeconds,
@@ -135,7 +137,7 @@ export async function startTestStack(name: string, overrides: Record<string, str
   };
   const app = createApp(apiDeps);
   const server: ServerType = await new Promise((resolve) => {
-    const s = serve({ fetch: app.fetch, hostname: '127.0.0.1', port: 0 }, () => resolve(s));
+    const s = serve({ fetch: app.fetch, hostname: '127.0.0.1', port: 0, serverOptions: API_SERVER_OPTIONS }, () => resolve(s));
   });
   const apiUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
