@@ -12,6 +12,8 @@ import { redact } from '../lib/logs/redact';
 import { RegistryError, type RegistryClient } from '../lib/registry/client';
 import { parseImageReference } from '../lib/registry/reference';
 import type { ObjectStore } from '../lib/storage/object-store';
+import type { Telemetry } from '../lib/telemetry';
+import { scrubValue } from '../lib/telemetry/logger';
 import type { BuildErrorInfo, BuildStatus, ImageBuildInput } from '../workflows/definitions';
 
 export interface ActivityDeps {
@@ -21,31 +23,40 @@ export interface ActivityDeps {
   registry: RegistryClient;
   /** Values masked out of logs and error messages. */
   secrets: readonly string[];
+  /** The worker's logger and metrics; builds still run without them (tests that do not look). */
+  telemetry?: Telemetry;
 }
 
-function nonRetryable(code: string, message: string, secrets: readonly string[]): ApplicationFailure {
-  return ApplicationFailure.create({ type: code, message: redact(message, secrets), nonRetryable: true });
+/** The failure's evidence travels as its details, redacted like its message, to the workflow and the record. */
+function nonRetryable(code: string, message: string, secrets: readonly string[], evidence?: Record<string, string>): ApplicationFailure {
+  const details = evidence && Object.keys(evidence).length ? [scrubValue(evidence, secrets)] : undefined;
+  return ApplicationFailure.create({ type: code, message: redact(message, secrets), nonRetryable: true, details });
 }
 
 export function createActivities(deps: ActivityDeps) {
   return {
     async recordStatus(buildId: string, status: Exclude<BuildStatus, 'succeeded' | 'failed' | 'cancelled'>): Promise<void> {
-      await deps.builds.markStatus(buildId, status);
+      const left = await deps.builds.markStatus(buildId, status);
+      if (left) deps.telemetry?.metrics.observeTransition(left, status);
     },
 
     async recordSucceeded(buildId: string, digest: string): Promise<void> {
-      await deps.builds.markSucceeded(buildId, digest);
+      const left = await deps.builds.markSucceeded(buildId, digest);
+      if (left) deps.telemetry?.metrics.observeFinished(left, 'succeeded', '');
     },
 
     async recordFailed(buildId: string, error: BuildErrorInfo, status: 'failed' | 'cancelled'): Promise<void> {
-      await deps.builds.markFailed(buildId, { code: error.code, message: redact(error.message, deps.secrets) }, status);
+      const evidence = error.evidence ? (scrubValue(error.evidence, deps.secrets) as Record<string, string>) : undefined;
+      const left = await deps.builds.markFailed(buildId, { code: error.code, message: redact(error.message, deps.secrets), evidence }, status);
+      if (left) deps.telemetry?.metrics.observeFinished(left, status, error.code);
+      if (left && status === 'failed') deps.telemetry?.logger.warn({ buildId, code: error.code, evidence }, `build failed: ${error.message}`);
     },
 
     /** Builds the image and pushes it by digest to the target repository; heartbeats while it runs. */
     async buildImage(input: ImageBuildInput): Promise<{ digest: string }> {
       const ctx = Context.current();
       const target = parseImageReference(input.spec.image);
-      const log = await BuildLog.open(deps.storage, input.buildId, deps.secrets);
+      const log = await BuildLog.open(deps.storage, input.buildId, deps.secrets, undefined, deps.telemetry);
       log.write(`[ibs] attempt ${ctx.info.attempt} of build ${input.buildId} on executor ${deps.executor.name}\n`);
       try {
         const outcome = await deps.executor.run(
@@ -71,7 +82,7 @@ export function createActivities(deps: ActivityDeps) {
         log.write(`[ibs] build ended: ${(err as Error).message}\n`);
         // The executor has stopped the build; tell Temporal this attempt ended because it was cancelled.
         if (ctx.cancellationSignal.aborted) throw new CancelledFailure('the build was cancelled');
-        if (err instanceof BuildFailedError) throw nonRetryable(err.code, err.message, deps.secrets);
+        if (err instanceof BuildFailedError) throw nonRetryable(err.code, err.message, deps.secrets, err.evidence);
         throw err;
       } finally {
         await log.close();

@@ -4,6 +4,7 @@ import { buildsRouter } from './builds/builds.index';
 import type { ApiDeps, AppEnv } from './deps';
 import { ApiError, errorBody, notFound, onError } from './errors';
 import { healthRouter } from './health/health.index';
+import { metricsRoute, requestTelemetry } from './telemetry';
 
 export function createApp(deps: ApiDeps): OpenAPIHono<AppEnv> {
   const app = new OpenAPIHono<AppEnv>({
@@ -20,7 +21,9 @@ export function createApp(deps: ApiDeps): OpenAPIHono<AppEnv> {
     c.set('deps', deps);
     await next();
   });
+  if (deps.telemetry) app.use(requestTelemetry(deps.telemetry.logger, deps.telemetry.metrics));
   healthRouter(app);
+  if (deps.telemetry?.metrics) metricsRoute(app, deps.telemetry.metrics);
   buildsRouter(app);
   app.doc31('/openapi.json', {
     openapi: '3.1.0',

@@ -2,6 +2,8 @@ import type { Client } from '@temporalio/client';
 import type { ContextLimits } from '../lib/context/archive';
 import type { BuildRepository } from '../lib/db/builds-repository';
 import type { ObjectStore } from '../lib/storage/object-store';
+import type { Logger } from '../lib/telemetry/logger';
+import type { ServiceMetrics } from '../lib/telemetry/metrics';
 import type { BuildEngine } from '../workflows/definitions';
 import type { BuildResourceSettings } from './builds/resources';
 
@@ -10,6 +12,8 @@ export interface ApiDeps {
   builds: BuildRepository;
   storage: ObjectStore;
   temporal: Client;
+  /** The process's logger and metrics (api/main.ts); without them requests go unlogged and /metrics is absent. */
+  telemetry?: { logger: Logger; metrics?: ServiceMetrics };
   settings: {
     taskQueue: string;
     namespace: string;
@@ -26,5 +30,9 @@ export interface ApiDeps {
 }
 
 export interface AppEnv {
-  Variables: { deps: ApiDeps };
+  Variables: {
+    deps: ApiDeps;
+    /** The build a request created or acted on, for its log line (set by the handler that knows it). */
+    buildId?: string;
+  };
 }

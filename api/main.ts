@@ -5,18 +5,24 @@ import { ConfigError, describeSpringProfile, loadConfig } from '../lib/config';
 import { BuildRepository } from '../lib/db/builds-repository';
 import { createPool, migrate } from '../lib/db/pool';
 import { createObjectStore } from '../lib/storage';
+import { createLogger, createTelemetry } from '../lib/telemetry';
+import { instrumentObjectStore } from '../lib/telemetry/instrumented-store';
 import { createApp } from './app';
 
 async function main(): Promise<void> {
   const config = loadConfig();
-  console.log(describeSpringProfile(config));
-  const pool = createPool(config.postgres);
+  const { logger, metrics } = createTelemetry(config, 'api');
+  logger.info({ springProfile: config.springProfile.profile }, describeSpringProfile(config));
+  const pool = createPool(config.postgres, logger);
   await migrate(pool);
   const connection = await Connection.connect({ address: config.temporal.address });
+  const builds = new BuildRepository(pool);
+  if (config.telemetry.metricsEnabled) metrics.countBuildsWith(() => builds.countUnfinished());
   const app = createApp({
-    builds: new BuildRepository(pool),
-    storage: createObjectStore(config),
+    builds,
+    storage: instrumentObjectStore(createObjectStore(config), metrics),
     temporal: new Client({ connection, namespace: config.temporal.namespace }),
+    telemetry: { logger, metrics: config.telemetry.metricsEnabled ? metrics : undefined },
     settings: {
       taskQueue: config.temporal.taskQueue,
       namespace: config.temporal.namespace,
@@ -30,7 +36,7 @@ async function main(): Promise<void> {
     },
   });
   const server = serve({ fetch: app.fetch, hostname: config.api.host, port: config.api.port }, (info) => {
-    console.log(`API listening on http://${info.address}:${info.port} (Node.js ${process.version})`);
+    logger.info({ address: info.address, port: info.port, node: process.version }, `API listening on http://${info.address}:${info.port} (Node.js ${process.version})`);
   });
   const stop = () => {
     server.close();
@@ -41,6 +47,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  console.error(err instanceof ConfigError ? err.message : err);
+  // Before the configuration is read there is no configured logger: this line uses the defaults (JSON, info).
+  createLogger({ base: { service: 'api' } }).fatal(err instanceof ConfigError ? { problems: err.problems } : { err }, err instanceof ConfigError ? err.message : 'start-up failed');
   process.exit(1);
 });

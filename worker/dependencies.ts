@@ -12,17 +12,21 @@ import { RegistryClient } from '../lib/registry/client';
 import { prepareBuilderAuth } from '../lib/registry/builder-auth';
 import { builderCredentials, createCredentialProvider, type CredentialProvider } from '../lib/registry/credentials';
 import { createObjectStore, type ObjectStore } from '../lib/storage';
+import type { Telemetry } from '../lib/telemetry';
+import { instrumentObjectStore } from '../lib/telemetry/instrumented-store';
+import { registryOutcomeOf } from '../lib/telemetry/metrics';
 import { kubernetesSettingsFrom } from './kubernetes-settings';
 
 /**
  * The executor BUILD_EXECUTOR names. Either way the builder gets credentials only for the hosts it talks to,
  * minted by the registry type's provider when the build starts.
  */
-function createExecutor(config: Config, storage: ObjectStore, credentials: CredentialProvider): BuildExecutor {
+function createExecutor(config: Config, storage: ObjectStore, credentials: CredentialProvider, telemetry?: Telemetry): BuildExecutor {
   if (config.executor.type === 'kubernetes') {
     // Base-image registries reach builder pods through the pull secrets; the provider covers the push target.
     return createKubernetesExecutor(kubernetesSettingsFrom(config), {
       storage,
+      telemetry,
       insecureRegistry: config.registry.disableHttps,
       allowSelfSignedCerts: config.registry.allowSelfSignedCerts,
       credentials: (job) => builderCredentials(credentials, [registryHostOf(job.repository)]),
@@ -40,24 +44,30 @@ function createExecutor(config: Config, storage: ObjectStore, credentials: Crede
   });
 }
 
-export async function createWorkerDependencies(config: Config): Promise<{ deps: ActivityDeps; pool: Pool }> {
-  const pool = createPool(config.postgres);
+/** `telemetry` is the worker's logger and metrics (worker/main.ts); tests that do not look leave it out. */
+export async function createWorkerDependencies(config: Config, telemetry?: Telemetry): Promise<{ deps: ActivityDeps; pool: Pool }> {
+  const pool = createPool(config.postgres, telemetry?.logger);
   await migrate(pool);
-  const storage = createObjectStore(config);
+  const store = createObjectStore(config);
+  const storage = telemetry ? instrumentObjectStore(store, telemetry.metrics) : store;
   const credentials = createCredentialProvider(config.registry);
   const registry = new RegistryClient({
     disableHttps: config.registry.disableHttps,
     allowSelfSignedCerts: config.registry.allowSelfSignedCerts,
     credentials: (host) => credentials.credentialsFor(host),
+    onRequest: telemetry
+      ? (method, status) => telemetry.metrics.registryRequests.inc({ method, outcome: status === 'network_error' ? status : registryOutcomeOf(status) })
+      : undefined,
   });
   return {
     pool,
     deps: {
       builds: new BuildRepository(pool),
       storage,
-      executor: createExecutor(config, storage, credentials),
+      executor: createExecutor(config, storage, credentials, telemetry),
       registry,
       secrets: config.secrets,
+      telemetry,
     },
   };
 }

@@ -5,6 +5,7 @@
  */
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from '../activities';
+import { activityTelemetry } from './activity-telemetry';
 import { buildTaskQueueFor } from '../workflows/definitions';
 
 export interface ImageBuildWorkerOptions {
@@ -28,6 +29,8 @@ export class ImageBuildWorker {
 
   static async create(options: ImageBuildWorkerOptions): Promise<ImageBuildWorker> {
     const activities = createActivities(options.deps);
+    const telemetry = options.deps.telemetry;
+    const interceptors: WorkerOptions['interceptors'] = telemetry ? { activity: [activityTelemetry(telemetry)] } : undefined;
     const main = await Worker.create({
       connection: options.connection,
       namespace: options.namespace,
@@ -36,6 +39,7 @@ export class ImageBuildWorker {
       // buildImage is registered here too for builds scheduled on the main queue before builds had a queue of
       // their own; the workflow schedules new ones on the build queue.
       activities,
+      interceptors,
       shutdownGraceTime: SHUTDOWN_GRACE_TIME,
     });
     const builds = await Worker.create({
@@ -44,6 +48,7 @@ export class ImageBuildWorker {
       taskQueue: buildTaskQueueFor(options.taskQueue),
       activities: { buildImage: activities.buildImage },
       maxConcurrentActivityTaskExecutions: options.maxConcurrentBuilds ?? 4,
+      interceptors,
       shutdownGraceTime: SHUTDOWN_GRACE_TIME,
     });
     return new ImageBuildWorker(main, builds);

@@ -27,9 +27,11 @@ export async function createBuild(c: Ctx): Promise<Response> {
   const consumer = consumerOf(c.req.raw.headers);
   const idempotencyKey = idempotencyKeyOf(c.req.raw.headers);
   const upload = await receiveBuildUpload(c.req.raw, deps.settings.contextLimits, deps.settings.spoolDir);
+  deps.telemetry?.metrics?.contextBytesReceived.inc(upload.context.archiveBytes);
   try {
     const spec = parseSpec(upload.specText, deps.settings);
     const { record, created } = await submitBuild(deps, { consumer, idempotencyKey, spec, upload });
+    c.set('buildId', record.id);
     if (created) c.header('Location', `/v1/builds/${record.id}`);
     else c.header('Idempotent-Replayed', 'true');
     return c.json(toBuild(record, deps.settings), 202);

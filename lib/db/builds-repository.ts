@@ -54,6 +54,7 @@ interface BuildRow {
   digest: string | null;
   error_code: string | null;
   error_message: string | null;
+  error_evidence?: Record<string, string> | null;
   attempt: number;
   created_at: Date;
   started_at: Date | null;
@@ -61,6 +62,47 @@ interface BuildRow {
 }
 
 const NOT_TERMINAL = `status NOT IN ('succeeded','failed','cancelled')`;
+
+/** A build's move out of a status, for the phase and outcome metrics: what it left, since when, and its labels. */
+export interface BuildTransition {
+  from: BuildStatus;
+  /** When the build entered `from` (older rows: created_at for queued, started_at otherwise). */
+  since: Date | null;
+  consumer: string;
+  /** The spec's engine; null when the build used the service's default. */
+  engine: string | null;
+}
+
+/** Builds not finished yet, by status, and the age of the oldest queued one (ibs_builds_running/_waiting). */
+export interface UnfinishedBuilds {
+  active: Partial<Record<BuildStatus, number>>;
+  waiting: number;
+  oldestWaitingSeconds: number;
+}
+
+/**
+ * Runs `update` (an UPDATE of builds aliased b, joined to `prev`) and answers the row's status before it: the
+ * CTE locks and reads the row first, so the answer is the status this update moved the build out of.
+ */
+function transitionSql(set: string, where = ''): string {
+  return `WITH prev AS (
+      SELECT id, status, COALESCE(status_changed_at, CASE WHEN status = 'queued' THEN created_at ELSE started_at END) AS since
+      FROM builds WHERE id = $1 AND ${NOT_TERMINAL} ${where} FOR UPDATE)
+    UPDATE builds b SET ${set}, updated_at = now() FROM prev WHERE b.id = prev.id
+    RETURNING prev.status AS from_status, prev.since, b.consumer, b.spec->>'engine' AS engine`;
+}
+
+interface TransitionRow {
+  from_status: BuildStatus;
+  since: Date | null;
+  consumer: string;
+  engine: string | null;
+}
+
+function toTransition(rows: TransitionRow[]): BuildTransition | undefined {
+  const row = rows[0];
+  return row ? { from: row.from_status, since: row.since, consumer: row.consumer, engine: row.engine } : undefined;
+}
 
 function toRecord(row: BuildRow): BuildRecord {
   return {
@@ -73,7 +115,9 @@ function toRecord(row: BuildRow): BuildRecord {
     contextDigest: row.context_digest,
     idempotencyKey: row.idempotency_key,
     digest: row.digest,
-    error: row.error_code ? { code: row.error_code, message: row.error_message ?? '' } : null,
+    error: row.error_code
+      ? { code: row.error_code, message: row.error_message ?? '', ...(row.error_evidence ? { evidence: row.error_evidence } : {}) }
+      : null,
     attempt: row.attempt,
     createdAt: row.created_at,
     startedAt: row.started_at,
@@ -130,38 +174,62 @@ export class BuildRepository {
     return rows.map(toRecord);
   }
 
-  /** Moves a build to an intermediate status; started_at is set once, by the first move to running. */
-  async markStatus(id: string, status: Exclude<BuildStatus, 'succeeded' | 'failed' | 'cancelled'>): Promise<void> {
-    await this.query(
-      `UPDATE builds SET status = $2, updated_at = now(),
-         started_at = CASE WHEN $2 = 'running' THEN COALESCE(started_at, now()) ELSE started_at END
-       WHERE id = $1 AND ${NOT_TERMINAL}`,
+  /**
+   * Moves a build to an intermediate status; started_at is set once, by the first move to running. Answers the
+   * status it left, or undefined when the build is finished (or was already in `status`: an activity run twice).
+   */
+  async markStatus(id: string, status: Exclude<BuildStatus, 'succeeded' | 'failed' | 'cancelled'>): Promise<BuildTransition | undefined> {
+    const { rows } = await this.query<TransitionRow>(
+      transitionSql(
+        `status = $2::text, status_changed_at = now(),
+         started_at = CASE WHEN $2::text = 'running' THEN COALESCE(b.started_at, now()) ELSE b.started_at END`,
+        'AND status <> $2::text',
+      ),
       [id, status],
     );
+    return toTransition(rows);
   }
 
-  async markSucceeded(id: string, digest: string): Promise<void> {
-    await this.query(
-      `UPDATE builds SET status = 'succeeded', digest = $2, error_code = NULL, error_message = NULL,
-         finished_at = now(), updated_at = now()
-       WHERE id = $1 AND ${NOT_TERMINAL}`,
+  async markSucceeded(id: string, digest: string): Promise<BuildTransition | undefined> {
+    const { rows } = await this.query<TransitionRow>(
+      transitionSql(`status = 'succeeded', digest = $2, error_code = NULL, error_message = NULL, error_evidence = NULL,
+         finished_at = now(), status_changed_at = now()`),
       [id, digest],
     );
+    return toTransition(rows);
   }
 
-  async markFailed(id: string, error: BuildErrorInfo, status: 'failed' | 'cancelled' = 'failed'): Promise<void> {
-    await this.query(
-      `UPDATE builds SET status = $2, error_code = $3, error_message = $4, finished_at = now(), updated_at = now()
-       WHERE id = $1 AND ${NOT_TERMINAL}`,
-      [id, status, error.code, error.message],
+  async markFailed(id: string, error: BuildErrorInfo, status: 'failed' | 'cancelled' = 'failed'): Promise<BuildTransition | undefined> {
+    const { rows } = await this.query<TransitionRow>(
+      transitionSql(`status = $2, error_code = $3, error_message = $4, error_evidence = $5, finished_at = now(), status_changed_at = now()`),
+      [id, status, error.code, error.message, error.evidence && Object.keys(error.evidence).length ? JSON.stringify(error.evidence) : null],
     );
+    return toTransition(rows);
+  }
+
+  async countUnfinished(): Promise<UnfinishedBuilds> {
+    const { rows } = await this.query<{ status: BuildStatus; n: number; oldest: number | null }>(
+      `SELECT status, count(*)::int AS n, EXTRACT(EPOCH FROM now() - min(created_at))::float8 AS oldest
+       FROM builds WHERE ${NOT_TERMINAL} GROUP BY status`,
+    );
+    const active: Partial<Record<BuildStatus, number>> = {};
+    let waiting = 0;
+    let oldestWaitingSeconds = 0;
+    for (const row of rows) {
+      if (row.status === 'queued') {
+        waiting = row.n;
+        oldestWaitingSeconds = Math.max(0, row.oldest ?? 0);
+      } else active[row.status] = row.n;
+    }
+    return { active, waiting, oldestWaitingSeconds };
   }
 
   /** Puts a finished build back in the queue for another attempt; false when it is not finished. */
   async requeue(id: string): Promise<BuildRecord | undefined> {
     const { rows } = await this.query<BuildRow>(
       `UPDATE builds SET status = 'queued', attempt = attempt + 1, digest = NULL, error_code = NULL,
-         error_message = NULL, started_at = NULL, finished_at = NULL, updated_at = now()
+         error_message = NULL, error_evidence = NULL, started_at = NULL, finished_at = NULL, status_changed_at = now(),
+         updated_at = now()
        WHERE id = $1 AND status IN ('failed','cancelled') RETURNING *`,
       [id],
     );

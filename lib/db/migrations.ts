@@ -41,4 +41,15 @@ export const migrations: Migration[] = [
       CREATE INDEX builds_image_created ON builds (image, created_at DESC);
     `,
   },
+  {
+    id: 60,
+    name: 'status-changed-at-and-error-evidence',
+    // Nullable columns only, so a service of the previous version keeps working against the new schema. When a
+    // build entered its current status measures the phase it leaves (ibs_build_phase_duration_seconds); the
+    // evidence is what an operator needs to act on a failure (the OOM limit and step, the scheduler's message).
+    sql: `
+      ALTER TABLE builds ADD COLUMN IF NOT EXISTS status_changed_at timestamptz;
+      ALTER TABLE builds ADD COLUMN IF NOT EXISTS error_evidence jsonb;
+    `,
+  },
 ];

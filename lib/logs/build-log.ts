@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { ObjectStore } from '../storage/object-store';
+import type { Telemetry } from '../telemetry';
 import { redact } from './redact';
 
 export function buildLogKey(buildId: string): string {
@@ -20,6 +21,8 @@ export class BuildLog {
   private dirty = false;
   private flushing: Promise<void> = Promise.resolve();
   private timer?: NodeJS.Timeout;
+  /** Set while uploads fail, so an outage is logged once when it starts and once when it ends. */
+  private failingSince?: Date;
 
   private constructor(
     private readonly store: ObjectStore,
@@ -28,16 +31,18 @@ export class BuildLog {
     private readonly file: string,
     private readonly out: WriteStream,
     private readonly secrets: readonly string[],
+    private readonly buildId: string,
+    private readonly telemetry?: Telemetry,
   ) {}
 
-  static async open(store: ObjectStore, buildId: string, secrets: readonly string[], flushIntervalMs = 3_000): Promise<BuildLog> {
+  static async open(store: ObjectStore, buildId: string, secrets: readonly string[], flushIntervalMs = 3_000, telemetry?: Telemetry): Promise<BuildLog> {
     const dir = await mkdtemp(join(tmpdir(), `ibs-log-${buildId}-`));
     const file = join(dir, 'build.log');
     const key = buildLogKey(buildId);
     const previous = await store.get(key);
     if (previous) await pipeline(previous, createWriteStream(file));
     const out = createWriteStream(file, { flags: 'a' });
-    const log = new BuildLog(store, key, dir, file, out, secrets);
+    const log = new BuildLog(store, key, dir, file, out, secrets, buildId, telemetry);
     log.timer = setInterval(() => void log.flush(), flushIntervalMs);
     log.timer.unref();
     return log;
@@ -56,8 +61,16 @@ export class BuildLog {
       await new Promise<void>((resolve) => this.out.write('', () => resolve()));
       const { size } = await stat(this.file);
       await this.store.put(this.key, createReadStream(this.file, { end: Math.max(size - 1, 0) }), { contentType: 'text/plain; charset=utf-8' });
-    }).catch(() => {
+      if (this.failingSince) {
+        this.telemetry?.logger.info({ buildId: this.buildId, key: this.key, failingSince: this.failingSince }, 'build log upload works again');
+        this.failingSince = undefined;
+      }
+    }).catch((err: unknown) => {
       this.dirty = true; // the next flush tries again; the log is never worth failing a build over
+      this.telemetry?.metrics.suppressedErrors.inc({ operation: 'build_log_flush' });
+      if (this.failingSince) return;
+      this.failingSince = new Date();
+      this.telemetry?.logger.warn({ err, buildId: this.buildId, key: this.key, bucket: this.store.bucket }, 'build log upload failed; retrying at the next flush');
     });
     return this.flushing;
   }

@@ -54,6 +54,7 @@ export class LocalExecutor implements BuildExecutor {
       if (!dockerfilePath) throw new BuildFailedError('dockerfile_not_found', `${job.dockerfile} is not a file of the build context`);
       const dockerfile = await readFile(join(contextDir, dockerfilePath), 'utf8');
       const auth = await this.options.builderAuth(job, dockerfile, join(workDir, 'auth'));
+      const credentialsIssuedAt = new Date();
       const metadataFile = join(workDir, 'metadata.json');
       const args = buildctlArguments({ ...job, dockerfile: dockerfilePath, noCache: job.noCache ?? this.options.noCache }, {
         buildkitHost: this.options.buildkitHost,
@@ -62,7 +63,7 @@ export class LocalExecutor implements BuildExecutor {
         metadataFile,
         insecureRegistry: this.options.insecureRegistry,
       });
-      const logTail = await this.runBuildctl(args, auth, workDir, job, observer).finally(() => auth.close());
+      const logTail = await this.runBuildctl(args, auth, workDir, job, observer, credentialsIssuedAt).finally(() => auth.close());
       const metadata = JSON.parse(await readFile(metadataFile, 'utf8')) as Record<string, unknown>;
       const digest = metadata['containerimage.digest'];
       if (typeof digest !== 'string' || !digest.startsWith('sha256:')) {
@@ -93,7 +94,7 @@ export class LocalExecutor implements BuildExecutor {
     return extractContextArchive(archive, contextDir, this.options.contextLimits);
   }
 
-  private runBuildctl(args: string[], auth: BuilderAuth, workDir: string, job: BuildJob, observer: BuildObserver): Promise<string> {
+  private runBuildctl(args: string[], auth: BuilderAuth, workDir: string, job: BuildJob, observer: BuildObserver, credentialsIssuedAt: Date): Promise<string> {
     const useSetpriv = existsSync(SETPRIV);
     const command = useSetpriv ? SETPRIV : this.options.buildctlPath;
     const argv = useSetpriv ? ['--pdeathsig', 'KILL', '--', this.options.buildctlPath, ...args] : args;
@@ -140,7 +141,7 @@ export class LocalExecutor implements BuildExecutor {
         finish();
         if (stopReason) return reject(stopReason);
         if (code === 0) return resolve(tail.text());
-        reject(classifyBuildFailure(tail.text()));
+        reject(classifyBuildFailure(tail.text(), { repository: job.repository, credentialsIssuedAt }));
       });
     });
   }
