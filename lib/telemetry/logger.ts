@@ -32,7 +32,11 @@ const REDACT_PATHS = SECRET_KEYS.flatMap((key) => {
   const dot = k.startsWith('[') ? k : `.${k}`;
   return [k, `*${dot}`, `*.*${dot}`, `*.*.*${dot}`];
 });
-const SECRET_KEY = new RegExp(`^(?:${SECRET_KEYS.map((k) => k.replace(/[-]/g, '\\-')).join('|')})$`, 'i');
+/** Any field named like a credential, in any spelling (`refresh_token`, `X-Registry-Auth`, `clientSecret`). */
+function isSecretKey(key: string): boolean {
+  const k = key.toLowerCase().replace(/[^a-z]/g, '');
+  return k === 'auth' || /(password|passwd|token|secret|secretkey|accesskey|apikey|authorization|cookie|registryauth)$/.test(k);
+}
 
 /** `Authorization: Bearer …`/`Basic …` quoted inside a message or an error's text. */
 const HTTP_CREDENTIAL = /\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{8,}/g;
@@ -47,10 +51,12 @@ export function scrubValue(value: unknown, secrets: readonly string[], depth = 0
   if (value === null || typeof value !== 'object' || depth > 6) return value;
   if (Array.isArray(value)) return value.map((v) => scrubValue(v, secrets, depth + 1));
   if (value instanceof Date) return value;
+  // An Error's message and stack are not enumerable: serialize it first, then scrub what it says.
+  if (value instanceof Error) return scrubValue(pino.stdSerializers.err(value), secrets, depth);
   if (value instanceof Headers) return scrubValue(Object.fromEntries(value.entries()), secrets, depth);
   const out: Record<string, unknown> = {};
   for (const [key, v] of Object.entries(value)) {
-    out[key] = SECRET_KEY.test(key) && v !== undefined && v !== null ? MASK : scrubValue(v, secrets, depth + 1);
+    out[key] = isSecretKey(key) && v !== undefined && v !== null && v !== '' ? MASK : scrubValue(v, secrets, depth + 1);
   }
   return out;
 }
