@@ -16,6 +16,7 @@ import { BuildRepository } from '../../lib/db/builds-repository';
 import { createWorkerDependencies } from '../../worker/dependencies';
 import { ImageBuildWorker } from '../../worker/worker';
 import type { ActivityDeps } from '../../activities';
+import type { Telemetry } from '../../lib/telemetry';
 
 export interface TestStack {
   config: Config;
@@ -60,10 +61,11 @@ export function testConfig(overrides: Record<string, string> = {}): Config {
   return loadConfig({ ...process.env, ...overrides });
 }
 
-export async function startTestStack(name: string, overrides: Record<string, string> = {}): Promise<TestStack> {
+/** `options.telemetry`: a logger and metrics the test reads back, given to the API and the worker alike. */
+export async function startTestStack(name: string, overrides: Record<string, string> = {}, options: { telemetry?: Telemetry } = {}): Promise<TestStack> {
   const taskQueue = `test-${name}-${process.pid}-${Date.now()}`;
   const config = testConfig({ TEMPORAL_TASK_QUEUE: taskQueue, ...overrides });
-  const { deps, pool } = await createWorkerDependencies(config);
+  const { deps, pool } = await createWorkerDependencies(config, options.telemetry);
   const connection = await Connection.connect({ address: config.temporal.address });
   const client = new Client({ connection, namespace: config.temporal.namespace });
   const settings: ApiDeps['settings'] = {
@@ -77,7 +79,7 @@ export async function startTestStack(name: string, overrides: Record<string, str
     maxTimeoutSeconds: config.build.maxTimeoutSeconds,
     buildResources: { defaults: config.imageBuilder.resources, ceiling: config.imageBuilder.maxResources },
   };
-  const app = createApp({ builds: deps.builds, storage: deps.storage, temporal: client, settings });
+  const app = createApp({ builds: deps.builds, storage: deps.storage, temporal: client, settings, telemetry: options.telemetry });
   const server: ServerType = await new Promise((resolve) => {
     const s = serve({ fetch: app.fetch, hostname: '127.0.0.1', port: 0 }, () => resolve(s));
   });
