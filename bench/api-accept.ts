@@ -35,7 +35,8 @@ export async function startApi(node: string, taskQueue: string, env: Record<stri
   });
   child.stdout!.resume();
   const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 200; i++) {
+  // Up to 60 s: on a busy two-core machine the first /readyz can take a while.
+  for (let i = 0; i < 600; i++) {
     if (child.exitCode !== null) throw new Error(`${node} dist/api/main.js exited with ${child.exitCode}`);
     const ok = await fetch(`${url}/readyz`).then((r) => r.ok, () => false);
     if (ok) {
