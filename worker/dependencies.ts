@@ -40,7 +40,12 @@ function createExecutor(config: Config, storage: ObjectStore, credentials: Crede
     insecureRegistry: config.registry.disableHttps,
     noCache: config.executor.noCache,
     builderAuth: (job, dockerfile, dir) =>
-      prepareBuilderAuth(credentials, [registryHostOf(job.repository), ...registryHostsOfDockerfile(dockerfile, job.buildArgs)], dir),
+      prepareBuilderAuth(credentials, [registryHostOf(job.repository), ...registryHostsOfDockerfile(dockerfile, job.buildArgs)], dir, {
+        onRefreshError: (err) => {
+          telemetry?.metrics.suppressedErrors.inc({ operation: 'registry_credentials_refresh' });
+          telemetry?.logger.warn({ err, buildId: job.buildId, registry: registryHostOf(job.repository) }, "renewing the builder's registry credentials failed; it keeps the previous ones");
+        },
+      }),
   });
 }
 
