@@ -147,7 +147,7 @@ describe('chart defaults', () => {
     const kinds = renderChart().map((m: Manifest) => `${m.kind}/${m.metadata.name}`);
     expect(kinds.sort()).toEqual([
       `ConfigMap/${FULLNAME}-config`, `Deployment/${FULLNAME}-api`, `Deployment/${FULLNAME}-worker`, `Role/${FULLNAME}-builder`,
-      `RoleBinding/${FULLNAME}-builder`, `Secret/${FULLNAME}-env`, `Service/${FULLNAME}`, `ServiceAccount/${FULLNAME}`,
+      `RoleBinding/${FULLNAME}-builder`, `Secret/${FULLNAME}-env`, `Service/${FULLNAME}`, `Service/${FULLNAME}-worker-metrics`, `ServiceAccount/${FULLNAME}`,
     ]);
   });
 });
