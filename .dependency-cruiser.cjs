@@ -29,6 +29,13 @@ module.exports = {
       to: { path: '^(api|worker|activities)/' },
     },
     {
+      name: 'cli-is-a-client',
+      comment: 'the ibs client speaks only the REST contract: it imports nothing of the service outside lib/cli/',
+      severity: 'error',
+      from: { path: '^lib/cli/' },
+      to: { path: '^(api|worker|activities|workflows|lib/(?!cli/))' },
+    },
+    {
       name: 'no-circular',
       severity: 'error',
       from: {},

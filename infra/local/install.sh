@@ -78,10 +78,18 @@ install_nodejs() {
 
 install_node_modules() {
   local root; root=$(cd "$here/../.." && pwd)
-  if [ ! -d "$root/node_modules" ] || [ "$root/package-lock.json" -nt "$root/node_modules/.package-lock.json" ]; then
-    log "npm ci"
-    (cd "$root" && npm ci --no-audit --no-fund --loglevel=error)
+  local lock_sum stamp="$root/node_modules/.ibs-package-lock.sha256"
+  lock_sum=$(sha256sum "$root/package-lock.json" | cut -d' ' -f1)
+  # The lock file's content decides, not its modification time: a fresh checkout or worktree has a new mtime
+  # without any change, and `npm ci` wipes node_modules first.
+  if [ -d "$root/node_modules" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$lock_sum" ]; then return 0; fi
+  if [ -L "$root/node_modules" ]; then
+    log "node_modules is a link to a shared install: not reinstalling it; run npm ci where it lives if package-lock.json changed"
+    return 0
   fi
+  log "npm ci"
+  (cd "$root" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$lock_sum" >"$stamp"
 }
 
 # What the running service needs (the README's first command); the test-only components come on top with `all`.
