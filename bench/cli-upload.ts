@@ -68,7 +68,7 @@ async function main(): Promise<void> {
     const times = { curl: [] as number[], ibs: [] as number[] };
     for (let r = 0; r < ROUNDS; r++) {
       const spec = JSON.stringify({ image: `127.0.0.1:5000/bench/cli-upload:curl-${r}` });
-      let t = performance.now();
+      const t = performance.now();
       const { stdout } = await run('curl', [
         '-sS', '--fail-with-body', '-X', 'POST', `${stack.apiUrl}/v1/builds`,
         ...Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}: ${v}`]),

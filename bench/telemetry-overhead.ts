@@ -13,7 +13,7 @@ import { Client, Connection } from '@temporalio/client';
 import { parseArgs } from 'node:util';
 import { workflowIdForBuild } from '../workflows/definitions';
 import { buildForm, contextOf } from '../test/support/archives';
-import { CLIENTS, REQUESTS, ROUNDS, acceptRound, startApi, stopApi } from './api-accept';
+import { CLIENTS, ROUNDS, acceptRound, startApi, stopApi } from './api-accept';
 import { percentile } from './stats';
 
 const FEATURES: Record<string, { on: Record<string, string>; off: Record<string, string> }> = {

@@ -24,7 +24,7 @@ describe('ServiceMetrics', () => {
     metrics.observeFinished({ from: 'pushing', since: new Date('2026-12-01T10:00:20Z'), engine: 'buildkit', consumer: 'x' }, 'succeeded', '', now);
     metrics.observeFinished({ from: 'queued', since: new Date('2026-12-01T10:00:00Z'), engine: null, consumer: 'y' }, 'cancelled', 'cancelled', now);
     const phases = (await metrics.registry.getMetricsAsJSON()).find((m) => m.name === 'ibs_build_phase_duration_seconds')!;
-    const sum = (phase: string, engine: string) => phases.values.find((v) => v.metricName === 'ibs_build_phase_duration_seconds_sum' && v.labels.phase === phase && v.labels.engine === engine)?.value;
+    const sum = (phase: string, engine: string) => (phases.values as { metricName?: string; labels: Record<string, unknown>; value: number }[]).find((v) => v.metricName === 'ibs_build_phase_duration_seconds_sum' && v.labels.phase === phase && v.labels.engine === engine)?.value;
     expect(sum('queued', 'kaniko')).toBe(60);
     expect(sum('push', 'buildkit')).toBe(10);
     expect(await value(metrics, 'ibs_builds_started_total', { consumer: 'y' })).toBeUndefined();
