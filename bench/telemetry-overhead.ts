@@ -14,7 +14,7 @@ import { parseArgs } from 'node:util';
 import { workflowIdForBuild } from '../workflows/definitions';
 import { buildForm, contextOf } from '../test/support/archives';
 import { CLIENTS, ROUNDS, acceptRound, startApi, stopApi } from './api-accept';
-import { percentile } from './stats';
+import { median, percentile } from './stats';
 
 const FEATURES: Record<string, { on: Record<string, string>; off: Record<string, string> }> = {
   // One JSON line per request at info, written to a pipe the benchmark drains (as a container runtime does).
@@ -36,8 +36,8 @@ async function main(): Promise<void> {
   const connection = await Connection.connect({ address: process.env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233' });
   const temporal = new Client({ connection, namespace: process.env.TEMPORAL_NAMESPACE ?? 'default' });
   const variants = [
-    { name: 'off', env: settings(false), latencies: [] as number[] },
-    { name: `on (${measured.join('+')})`, env: settings(true), latencies: [] as number[] },
+    { name: 'off', env: settings(false), latencies: [] as number[], roundP99: [] as number[] },
+    { name: `on (${measured.join('+')})`, env: settings(true), latencies: [] as number[], roundP99: [] as number[] },
   ];
   const started: string[] = [];
   try {
@@ -50,6 +50,7 @@ async function main(): Promise<void> {
           const { latencies, ids } = await acceptRound(api.url, form(`r${r}`));
           started.push(...ids);
           variant.latencies.push(...latencies);
+          variant.roundP99.push(percentile(latencies, 99));
           console.log(`round ${r + 1}/${ROUNDS} ${variant.name}: p50 ${percentile(latencies, 50).toFixed(1)} ms, p99 ${percentile(latencies, 99).toFixed(1)} ms`);
         } finally {
           await stopApi(api);
@@ -62,7 +63,11 @@ async function main(): Promise<void> {
   }
   const [off, on] = variants.map((v) => ({ name: v.name, p50: percentile(v.latencies, 50), p99: percentile(v.latencies, 99), n: v.latencies.length }));
   for (const v of [off!, on!]) console.log(`${v.name}: ${v.n} requests, ${CLIENTS} clients, p50 ${v.p50.toFixed(1)} ms, p99 ${v.p99.toFixed(1)} ms`);
-  console.log(`features=${measured.join(',')} p50_ratio=${(on!.p50 / off!.p50).toFixed(3)} p99_ratio=${(on!.p99 / off!.p99).toFixed(3)}`);
+  // Each round measures both variants back to back; the median of the rounds' ratios resists a round that a busy
+  // machine slowed down for one variant only.
+  const roundRatios = variants[1]!.roundP99.map((p99, r) => p99 / variants[0]!.roundP99[r]!);
+  console.log(`per-round p99 ratios: ${roundRatios.map((r) => r.toFixed(3)).join(' ')}`);
+  console.log(`features=${measured.join(',')} p50_ratio=${(on!.p50 / off!.p50).toFixed(3)} p99_ratio=${(on!.p99 / off!.p99).toFixed(3)} median_round_p99_ratio=${median(roundRatios).toFixed(3)}`);
 }
 
 main().catch((err: unknown) => {
