@@ -6,25 +6,36 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import type { BuildRepository } from '../lib/db/builds-repository';
+import { dependencyDockerfile } from '../lib/dependencies/dockerfile';
 import { BuildFailedError, type BuildExecutor } from '../lib/executors/executor';
-import { BuildLog } from '../lib/logs/build-log';
+import { BuildLog, type BuildLogSettings } from '../lib/logs/build-log';
 import { redact } from '../lib/logs/redact';
+import { currentTraceparent } from '../lib/telemetry/tracing';
 import { RegistryError, type RegistryClient } from '../lib/registry/client';
 import { parseImageReference } from '../lib/registry/reference';
+import type { BuildPolicySettings } from '../lib/policy/build-policy';
 import type { ObjectStore } from '../lib/storage/object-store';
 import type { Telemetry } from '../lib/telemetry';
 import { scrubValue } from '../lib/telemetry/logger';
 import type { BuildErrorInfo, BuildStatus, ImageBuildInput } from '../workflows/definitions';
+import { createPolicyActivities } from './policy';
+import { createBuildQueueActivities, type BuildQueueDeps } from './build-queue';
 
-export interface ActivityDeps {
+export interface ActivityDeps extends BuildQueueDeps {
   builds: BuildRepository;
   storage: ObjectStore;
   executor: BuildExecutor;
   registry: RegistryClient;
+  /** The base-image, frontend, entitlement and ADD checks checkBuildPolicy runs before a builder starts. */
+  policy: BuildPolicySettings;
   /** Values masked out of logs and error messages. */
   secrets: readonly string[];
   /** The worker's logger and metrics; builds still run without them (tests that do not look). */
   telemetry?: Telemetry;
+  /** Where build logs are spooled and indexed, and how often they are stored. */
+  buildLogs: BuildLogSettings;
+  /** Build arguments every build gets (the dependency mirrors and proxy, lib/dependencies/mirrors.ts); a build's own win. */
+  defaultBuildArgs?: Record<string, string>;
 }
 
 /** The failure's evidence travels as its details, redacted like its message, to the workflow and the record. */
@@ -35,6 +46,9 @@ function nonRetryable(code: string, message: string, secrets: readonly string[],
 
 export function createActivities(deps: ActivityDeps) {
   return {
+    ...createPolicyActivities(deps),
+    ...createBuildQueueActivities(deps),
+
     async recordStatus(buildId: string, status: Exclude<BuildStatus, 'succeeded' | 'failed' | 'cancelled'>): Promise<void> {
       const left = await deps.builds.markStatus(buildId, status);
       if (left) deps.telemetry?.metrics.observeTransition(left, status);
@@ -56,7 +70,7 @@ export function createActivities(deps: ActivityDeps) {
     async buildImage(input: ImageBuildInput): Promise<{ digest: string }> {
       const ctx = Context.current();
       const target = parseImageReference(input.spec.image);
-      const log = await BuildLog.open(deps.storage, input.buildId, deps.secrets, undefined, deps.telemetry);
+      const log = await BuildLog.open(deps.storage, deps.buildLogs, input.buildId, deps.secrets);
       log.write(`[ibs] attempt ${ctx.info.attempt} of build ${input.buildId} on executor ${deps.executor.name}\n`);
       try {
         const outcome = await deps.executor.run(
@@ -66,13 +80,15 @@ export function createActivities(deps: ActivityDeps) {
             contextKey: input.context.key,
             dockerfile: input.spec.dockerfile,
             repository: `${target.registry}/${target.repository}`,
-            buildArgs: input.spec.buildArgs,
+            buildArgs: { ...deps.defaultBuildArgs, ...input.spec.buildArgs },
+            generatedDockerfile: input.spec.dependencies ? dependencyDockerfile(input.spec.dependencies) : undefined,
             labels: input.spec.labels,
             target: input.spec.target,
             platforms: input.spec.platforms,
             engine: input.engine,
             timeoutSeconds: input.timeoutSeconds,
             resources: input.spec.resources,
+            traceparent: currentTraceparent(),
           },
           { log: (text) => log.write(text), heartbeat: () => ctx.heartbeat(), signal: ctx.cancellationSignal },
         );
@@ -85,7 +101,7 @@ export function createActivities(deps: ActivityDeps) {
         if (err instanceof BuildFailedError) throw nonRetryable(err.code, err.message, deps.secrets, err.evidence);
         throw err;
       } finally {
-        await log.close();
+        await log.close(() => ctx.heartbeat());
       }
     },
 

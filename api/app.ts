@@ -1,12 +1,19 @@
 /** The Hono application: dependencies arrive through the typed context, never through module singletons. */
 import { OpenAPIHono } from '@hono/zod-openapi';
 import { buildsRouter } from './builds/builds.index';
+import { authenticate } from './auth';
+import { BuildLogHub } from './builds/log-hub';
+import { BuildLogReader } from '../lib/logs/log-reader';
+import { LogSegmentIndex } from '../lib/logs/segments';
 import type { ApiDeps, AppEnv } from './deps';
 import { ApiError, errorBody, notFound, onError } from './errors';
 import { healthRouter } from './health/health.index';
 import { metricsRoute, requestTelemetry } from './telemetry';
+import { traceRequests } from './tracing';
 
-export function createApp(deps: ApiDeps): OpenAPIHono<AppEnv> {
+/** The app; `logs` defaults to a log hub on the builds' own PostgreSQL pool and storage. */
+export function createApp(given: Omit<ApiDeps, 'logs'> & Partial<Pick<ApiDeps, 'logs'>>): OpenAPIHono<AppEnv> {
+  const deps: ApiDeps = { ...given, logs: given.logs ?? createLogHub(given) };
   const app = new OpenAPIHono<AppEnv>({
     // Parameter and query problems get the same error body as everything else, naming the field.
     defaultHook: (result, c) => {
@@ -17,10 +24,12 @@ export function createApp(deps: ApiDeps): OpenAPIHono<AppEnv> {
       return c.json(errorBody(code, `${field || 'request'}: ${issue?.message ?? 'invalid'}`, field || undefined), 400);
     },
   });
+  app.use(traceRequests());
   app.use(async (c, next) => {
     c.set('deps', deps);
     await next();
   });
+  app.use('/v1/*', authenticate);
   if (deps.telemetry) app.use(requestTelemetry(deps.telemetry.logger, deps.telemetry.metrics));
   healthRouter(app);
   if (deps.telemetry?.metrics) metricsRoute(app, deps.telemetry.metrics);
@@ -35,3 +44,7 @@ export function createApp(deps: ApiDeps): OpenAPIHono<AppEnv> {
 }
 
 export { ApiError };
+
+export function createLogHub(deps: Pick<ApiDeps, 'builds' | 'storage'>): BuildLogHub {
+  return new BuildLogHub(deps.builds.pool, new BuildLogReader(deps.storage, new LogSegmentIndex(deps.builds.pool)));
+}

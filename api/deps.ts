@@ -1,10 +1,14 @@
 import type { Client } from '@temporalio/client';
+import type { Authenticator } from '../lib/auth/authenticator';
+import type { Principal } from '../lib/config/auth';
 import type { ContextLimits } from '../lib/context/archive';
 import type { BuildRepository } from '../lib/db/builds-repository';
 import type { ObjectStore } from '../lib/storage/object-store';
 import type { Logger } from '../lib/telemetry/logger';
 import type { ServiceMetrics } from '../lib/telemetry/metrics';
 import type { BuildEngine } from '../workflows/definitions';
+import type { BuildRequestPolicy } from './builds/policy';
+import type { BuildLogHub } from './builds/log-hub';
 import type { BuildResourceSettings } from './builds/resources';
 
 /** What the API's handlers need, handed in by api/main.ts (or a test) through the app's typed context. */
@@ -14,6 +18,12 @@ export interface ApiDeps {
   temporal: Client;
   /** The process's logger and metrics (api/main.ts); without them requests go unlogged and /metrics is absent. */
   telemetry?: { logger: Logger; metrics?: ServiceMetrics };
+  /** Who is calling: every /v1 request is authenticated by this (api/auth.ts). */
+  auth: Authenticator;
+  /** The request-time policy checks of a build (target registry, base images, frontends, entitlements, ADD URLs). */
+  policy: BuildRequestPolicy;
+  /** Build logs, stored and followed (one shared tail per followed build); createApp makes one when not given. */
+  logs: BuildLogHub;
   settings: {
     taskQueue: string;
     namespace: string;
@@ -32,6 +42,7 @@ export interface ApiDeps {
 export interface AppEnv {
   Variables: {
     deps: ApiDeps;
+    principal: Principal;
     /** The build a request created or acted on, for its log line (set by the handler that knows it). */
     buildId?: string;
   };

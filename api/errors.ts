@@ -1,8 +1,10 @@
 /** Errors the API answers with: `{"error": {"code", "message", "field"?}}`, 4xx for the caller, 5xx for us. */
 import type { Context } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import { AuthError } from '../lib/auth/errors';
 import { DatabaseUnavailableError } from '../lib/db/availability';
 import type { Logger } from '../lib/telemetry/logger';
+import { PolicyViolation } from '../lib/policy/errors';
 
 /** Seconds a client is asked to wait while PostgreSQL is unreachable; a restart takes a few seconds. */
 const DATABASE_RETRY_AFTER_SECONDS = 5;
@@ -25,6 +27,11 @@ export function errorBody(code: string, message: string, field?: string) {
 
 export function onError(err: Error, c: Context): Response {
   if (err instanceof ApiError) return c.json(errorBody(err.code, err.message, err.field), err.status);
+  if (err instanceof AuthError) {
+    if (err.status === 401) c.header('WWW-Authenticate', `Bearer error="${err.code === 'authentication_required' ? 'invalid_request' : 'invalid_token'}"`);
+    return c.json(errorBody(err.code, err.message), err.status);
+  }
+  if (err instanceof PolicyViolation) return c.json(errorBody(err.code, err.message, err.field), 400);
   if (err instanceof DatabaseUnavailableError) {
     c.header('Retry-After', String(DATABASE_RETRY_AFTER_SECONDS));
     return c.json(errorBody('database_unavailable', `the build database is unreachable; retry in ${DATABASE_RETRY_AFTER_SECONDS} seconds`), 503);

@@ -7,12 +7,16 @@ import { createPool, migrate } from '../lib/db/pool';
 import { createObjectStore } from '../lib/storage';
 import { createLogger, createTelemetry } from '../lib/telemetry';
 import { instrumentObjectStore } from '../lib/telemetry/instrumented-store';
+import { BearerAuthenticator } from '../lib/auth/authenticator';
+import { startTracing, temporalClientInterceptors } from '../lib/telemetry/tracing';
 import { createApp } from './app';
+import { DockerfilePolicy, policySettingsOf } from './builds/policy';
 
 async function main(): Promise<void> {
   const config = loadConfig();
   const { logger, metrics } = createTelemetry(config, 'api');
   logger.info({ springProfile: config.springProfile.profile }, describeSpringProfile(config));
+  const tracing = startTracing(config.tracing, 'api');
   const pool = createPool(config.postgres, logger);
   await migrate(pool);
   const connection = await Connection.connect({ address: config.temporal.address });
@@ -21,7 +25,9 @@ async function main(): Promise<void> {
   const app = createApp({
     builds,
     storage: instrumentObjectStore(createObjectStore(config), metrics),
-    temporal: new Client({ connection, namespace: config.temporal.namespace }),
+    auth: new BearerAuthenticator(config.auth),
+    policy: new DockerfilePolicy(policySettingsOf(config)),
+    temporal: new Client({ connection, namespace: config.temporal.namespace, interceptors: temporalClientInterceptors() }),
     telemetry: { logger, metrics: config.telemetry.metricsEnabled ? metrics : undefined },
     settings: {
       taskQueue: config.temporal.taskQueue,
@@ -35,12 +41,13 @@ async function main(): Promise<void> {
       buildResources: { defaults: config.imageBuilder.resources, ceiling: config.imageBuilder.maxResources },
     },
   });
+  if (!config.auth.tokensFile && !config.auth.jwt) logger.warn('neither AUTH_TOKENS_FILE nor AUTH_JWT_ISSUER is set: every /v1 call will be refused with 401');
   const server = serve({ fetch: app.fetch, hostname: config.api.host, port: config.api.port }, (info) => {
     logger.info({ address: info.address, port: info.port, node: process.version }, `API listening on http://${info.address}:${info.port} (Node.js ${process.version})`);
   });
   const stop = () => {
     server.close();
-    void Promise.all([connection.close(), pool.end()]).finally(() => process.exit(0));
+    void Promise.all([connection.close(), pool.end(), tracing.shutdown()]).finally(() => process.exit(0));
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);

@@ -6,18 +6,72 @@
  * (upload, validation, object store, PostgreSQL, workflow start) alone; the workflows are terminated at the end.
  * Prints p50/p99 per runtime and, last, `p99_ratio=<second runtime / first>`.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { workflowIdForBuild } from '../workflows/definitions';
 import { buildForm, contextOf } from '../test/support/archives';
-import { CLIENTS, REQUESTS, ROUNDS, acceptRound, startApi, stopApi } from './api-accept';
+import { callerHeaders, TEST_TOKENS_FILE } from '../test/support/stack';
 import { percentile } from './stats';
 
+const REQUESTS = Number(process.env.REQUESTS ?? 300);
+const CLIENTS = Number(process.env.CLIENTS ?? 50);
+const ROUNDS = Number(process.env.ROUNDS ?? 2);
 const cache = process.env.IBS_CACHE ?? join(process.env.HOME ?? '/root', '.cache/image-build-service');
 const runtimes = (process.env.NODE_BINARIES ?? `/usr/bin/node,${cache}/node-v24.22.3/bin/node`).split(',');
 
+async function freePort(): Promise<number> {
+  const server = createServer().listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as { port: number };
+  server.close();
+  return port;
+}
+
+async function startApi(node: string, taskQueue: string): Promise<{ url: string; child: ChildProcess; version: string }> {
+  const port = await freePort();
+  const child = spawn(node, ['dist/api/main.js'], {
+    env: { ...process.env, API_PORT: String(port), TEMPORAL_TASK_QUEUE: taskQueue, AUTH_TOKENS_FILE: TEST_TOKENS_FILE, TARGET_REGISTRY_ALLOWLIST: '127.0.0.1:5000' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 200; i++) {
+    if (child.exitCode !== null) throw new Error(`${node} dist/api/main.js exited with ${child.exitCode}`);
+    const ok = await fetch(`${url}/readyz`).then((r) => r.ok, () => false);
+    if (ok) {
+      const version = await new Promise<string>((resolve, reject) =>
+        spawn(node, ['--version']).stdout!.once('data', (d: Buffer) => resolve(d.toString().trim())).once('error', reject),
+      );
+      return { url, child, version };
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`the API under ${node} did not become ready`);
+}
+
 async function round(url: string, context: Buffer, tag: string): Promise<{ latencies: number[]; ids: string[] }> {
-  return acceptRound(url, (i) => buildForm({ image: `127.0.0.1:5000/bench/accept:${tag}-${i}` }, context));
+  const latencies: number[] = [];
+  const ids: string[] = [];
+  let next = 0;
+  const client = async () => {
+    while (next < REQUESTS) {
+      const i = next++;
+      const started = performance.now();
+      const res = await fetch(`${url}/v1/builds`, {
+        method: 'POST',
+        headers: callerHeaders({ consumer: 'bench' }),
+        body: buildForm({ image: `127.0.0.1:5000/bench/accept:${tag}-${i}` }, context),
+      });
+      const body = (await res.json()) as { id?: string };
+      latencies.push(performance.now() - started);
+      if (res.status !== 202 || !body.id) throw new Error(`API answered ${res.status}: ${JSON.stringify(body)}`);
+      ids.push(body.id);
+    }
+  };
+  await Promise.all(Array.from({ length: CLIENTS }, client));
+  return { latencies, ids };
 }
 
 async function main(): Promise<void> {
@@ -39,7 +93,8 @@ async function main(): Promise<void> {
           results.set(node, entry);
           console.log(`round ${r + 1}/${ROUNDS} ${api.version}: p50 ${percentile(latencies, 50).toFixed(0)} ms, p99 ${percentile(latencies, 99).toFixed(0)} ms`);
         } finally {
-          await stopApi(api);
+          api.child.kill('SIGTERM');
+          await once(api.child, 'exit');
         }
       }
     }

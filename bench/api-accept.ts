@@ -7,6 +7,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
+import { callerHeaders, TEST_TOKENS_FILE } from '../test/support/stack';
 
 export const REQUESTS = Number(process.env.REQUESTS ?? 300);
 export const CLIENTS = Number(process.env.CLIENTS ?? 50);
@@ -30,7 +31,7 @@ export interface StartedApi {
 export async function startApi(node: string, taskQueue: string, env: Record<string, string> = {}): Promise<StartedApi> {
   const port = await freePort();
   const child = spawn(node, ['dist/api/main.js'], {
-    env: { ...process.env, ...env, API_PORT: String(port), TEMPORAL_TASK_QUEUE: taskQueue },
+    env: { ...process.env, ...env, API_PORT: String(port), TEMPORAL_TASK_QUEUE: taskQueue, AUTH_TOKENS_FILE: TEST_TOKENS_FILE, TARGET_REGISTRY_ALLOWLIST: '127.0.0.1:5000' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   child.stdout!.resume();
@@ -64,7 +65,7 @@ export async function acceptRound(url: string, form: (i: number) => FormData): P
     while (next < REQUESTS) {
       const i = next++;
       const started = performance.now();
-      const res = await fetch(`${url}/v1/builds`, { method: 'POST', headers: { 'X-Consumer': 'bench' }, body: form(i) });
+      const res = await fetch(`${url}/v1/builds`, { method: 'POST', headers: callerHeaders({ consumer: 'bench' }), body: form(i) });
       const body = (await res.json()) as { id?: string };
       latencies.push(performance.now() - started);
       if (res.status !== 202 || !body.id) throw new Error(`API answered ${res.status}: ${JSON.stringify(body)}`);

@@ -34,7 +34,7 @@ async function main(): Promise<void> {
 
   const viaService = async (i: number): Promise<number> => {
     const started = performance.now();
-    const res = await fetch(`${stack.apiUrl}/v1/builds`, {
+    const res = await stack.api(`/v1/builds`, {
       method: 'POST',
       body: buildForm({ image: `127.0.0.1:5000/bench/service:run${i}` }, context),
     });

@@ -1,9 +1,13 @@
 /** Builds the adapters the activities need from the configuration: one place decides which backend is used. */
+import { Client, Connection } from '@temporalio/client';
 import type { Pool } from 'pg';
 import type { ActivityDeps } from '../activities';
 import type { Config } from '../lib/config';
 import { BuildRepository } from '../lib/db/builds-repository';
 import { createPool, migrate } from '../lib/db/pool';
+import { buildPolicySettingsOf } from '../lib/policy/build-policy';
+import { LogSegmentIndex } from '../lib/logs/segments';
+import { mirrorBuildArgs } from '../lib/dependencies/mirrors';
 import type { BuildExecutor } from '../lib/executors/executor';
 import { createKubernetesExecutor } from '../lib/executors/kubernetes';
 import { LocalExecutor } from '../lib/executors/local/local-executor';
@@ -39,6 +43,7 @@ function createExecutor(config: Config, storage: ObjectStore, credentials: Crede
     contextLimits: config.contextLimits,
     insecureRegistry: config.registry.disableHttps,
     noCache: config.executor.noCache,
+    otlpEndpoint: config.tracing.enabled ? config.otlp.endpoint : undefined,
     builderAuth: (job, dockerfile, dir) =>
       prepareBuilderAuth(credentials, [registryHostOf(job.repository), ...registryHostsOfDockerfile(dockerfile, job.buildArgs)], dir, {
         onRefreshError: (err) => {
@@ -64,15 +69,22 @@ export async function createWorkerDependencies(config: Config, telemetry?: Telem
       ? (method, status) => telemetry.metrics.registryRequests.inc({ method, outcome: status === 'network_error' ? status : registryOutcomeOf(status) })
       : undefined,
   });
+  // The fair build queue's activities signal the scheduler workflow and describe builds (activities/build-queue.ts).
+  const temporal = new Client({ connection: Connection.lazy({ address: config.temporal.address }), namespace: config.temporal.namespace });
   return {
     pool,
     deps: {
+      temporal,
+      buildSlots: config.build.slots,
       builds: new BuildRepository(pool),
       storage,
       executor: createExecutor(config, storage, credentials, telemetry),
       registry,
+      policy: buildPolicySettingsOf(config),
       secrets: config.secrets,
       telemetry,
+      buildLogs: { index: new LogSegmentIndex(pool), ...config.buildLogs },
+      defaultBuildArgs: mirrorBuildArgs(config.dependencies),
     },
   };
 }

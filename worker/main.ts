@@ -6,6 +6,7 @@ import { ConfigError, describeSpringProfile, loadConfig } from '../lib/config';
 import { createLogger, createTelemetry } from '../lib/telemetry';
 import { temporalLoggerFor } from '../lib/telemetry/temporal-logger';
 import { buildTaskQueueFor } from '../workflows/definitions';
+import { startTracing } from '../lib/telemetry/tracing';
 import { createWorkerDependencies } from './dependencies';
 import { startWorkerMetricsServer } from './metrics-server';
 import { ImageBuildWorker } from './worker';
@@ -22,6 +23,7 @@ async function main(): Promise<void> {
       ? { telemetryOptions: { metrics: { prometheus: { bindAddress: sdkMetrics, countersTotalSuffix: true, unitSuffix: true, useSecondsForDurations: true } } } }
       : {}),
   });
+  const tracing = startTracing(config.tracing, 'worker');
   logger.info({ springProfile: config.springProfile.profile }, describeSpringProfile(config));
   const { deps, pool } = await createWorkerDependencies(config, telemetry);
   const metricsServer = config.telemetry.metricsEnabled
@@ -35,6 +37,7 @@ async function main(): Promise<void> {
     namespace: config.temporal.namespace,
     taskQueue: config.temporal.taskQueue,
     deps,
+    tracing,
     workflows: existsSync(bundlePath)
       ? { workflowBundle: { codePath: bundlePath } }
       : { workflowsPath: require.resolve('../workflows') },
@@ -46,7 +49,9 @@ async function main(): Promise<void> {
   await worker.run();
   metricsServer?.close();
   await connection.close();
+  await deps.temporal.connection.close();
   await pool.end();
+  await tracing.shutdown();
 }
 
 main().catch((err: unknown) => {

@@ -6,6 +6,7 @@
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import { defineQuery } from '@temporalio/workflow';
 import type { ResourceQuantities } from '../lib/config/quantity';
+import type { DependencySpec } from '../lib/dependencies/dockerfile';
 
 /**
  * The task queue the build activity runs on, beside the workflow's own queue: builds hold a worker's build slots
@@ -43,6 +44,8 @@ export interface BuildSpec {
   metadata?: Record<string, unknown>;
   /** The builder pod's requests and limits (Kubernetes quantities), within the operator's ceiling. */
   resources?: BuildResources;
+  /** A dependency build: the service writes the Dockerfile (lib/dependencies/dockerfile.ts); `dockerfile` is unused. */
+  dependencies?: DependencySpec;
 }
 
 /** Kubernetes quantities for a builder pod, e.g. { limits: { memory: '8G' } }: any subset of the operator's. */

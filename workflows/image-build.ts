@@ -8,7 +8,10 @@ import {
   ActivityFailure,
   ApplicationFailure,
   CancellationScope,
+  condition,
+  getExternalWorkflowHandle,
   isCancellation,
+  patched,
   proxyActivities,
   setHandler,
   upsertSearchAttributes,
@@ -25,6 +28,7 @@ import {
   type ImageBuildInput,
   type ImageBuildResult,
 } from './definitions';
+import { releaseSlotSignal, schedulerWorkflowIdFor, slotGrantedSignal } from './build-queue';
 
 // Quick bookkeeping against PostgreSQL and the registry.
 const bookkeeping = proxyActivities<Activities>({
@@ -47,6 +51,21 @@ function buildActivities(timeoutSeconds: number) {
 export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResult> {
   const progress: BuildProgress = { status: 'queued' };
   setHandler(progressQuery, () => progress);
+  // The fair queue (build-queue.ts): the build waits, queued, until the scheduler grants it a slot.
+  let slotGranted = false;
+  let slotHeld = false;
+  setHandler(slotGrantedSignal, () => {
+    slotGranted = true;
+  });
+  // The slot (or the place in the queue) goes back however the build ends, before its final status is recorded, so
+  // a retry that follows the status never finds the slot still taken.
+  const releaseSlot = async () => {
+    if (!slotHeld) return;
+    slotHeld = false;
+    const scheduler = getExternalWorkflowHandle(schedulerWorkflowIdFor(workflowInfo().taskQueue));
+    // A scheduler that is gone holds nothing for this build.
+    await CancellationScope.nonCancellable(() => scheduler.signal(releaseSlotSignal, { buildId: input.buildId, runId: workflowInfo().runId })).catch(() => undefined);
+  };
 
   const moveTo = async (status: Exclude<BuildStatus, 'succeeded' | 'failed' | 'cancelled'>) => {
     progress.status = status;
@@ -57,15 +76,24 @@ export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResu
     progress.status = status;
     progress.error = error;
     upsertSearchAttributes([{ key: searchAttributes.status, value: status }]);
+    await releaseSlot();
     await CancellationScope.nonCancellable(() => bookkeeping.recordFailed(input.buildId, error, status));
   };
 
   try {
+    // The policy is checked again here, before a builder starts (runs recorded before it skip it on replay).
+    if (patched('build-policy')) await bookkeeping.checkBuildPolicy(input);
+    if (patched('fair-build-queue')) {
+      slotHeld = true;
+      await bookkeeping.requestBuildSlot({ buildId: input.buildId, workflowId: workflowInfo().workflowId, runId: workflowInfo().runId, consumer: input.consumer ?? '', timeoutSeconds: input.timeoutSeconds, requestedAt: workflowInfo().startTime.getTime() });
+      await condition(() => slotGranted);
+    }
     await moveTo('running');
     const { digest } = await buildActivities(input.timeoutSeconds).buildImage(input);
     progress.digest = digest;
     await moveTo('pushing');
     await bookkeeping.tagImage(input.spec.image, digest);
+    await releaseSlot();
     await bookkeeping.recordSucceeded(input.buildId, digest);
     progress.status = 'succeeded';
     upsertSearchAttributes([{ key: searchAttributes.status, value: 'succeeded' }]);

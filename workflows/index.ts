@@ -1,1 +1,2 @@
 export { imageBuild } from './image-build';
+export { buildScheduler } from './build-scheduler';

@@ -16,21 +16,26 @@ import { receiveBuildUpload } from './upload';
 
 type Ctx = Context<AppEnv>;
 
+/** The build, if the caller may see it: a consumer sees only its own, and another's is as absent as a missing one. */
 async function requireBuild(c: Ctx, id: string): Promise<BuildRecord> {
   const record = await c.get('deps').builds.get(id);
-  if (!record) throw new ApiError(404, 'build_not_found', `there is no build ${id}`);
+  const principal = c.get('principal');
+  if (!record || (principal.role !== 'operator' && record.consumer !== principal.consumer)) {
+    throw new ApiError(404, 'build_not_found', `there is no build ${id}`);
+  }
   return record;
 }
 
 export async function createBuild(c: Ctx): Promise<Response> {
   const deps = c.get('deps');
-  const consumer = consumerOf(c.req.raw.headers);
+  const consumer = consumerOf(c.req.raw.headers, c.get('principal'));
   const idempotencyKey = idempotencyKeyOf(c.req.raw.headers);
   const upload = await receiveBuildUpload(c.req.raw, deps.settings.contextLimits, deps.settings.spoolDir);
   deps.telemetry?.metrics?.contextBytesReceived.inc(upload.context.archiveBytes);
   try {
     const spec = parseSpec(upload.specText, deps.settings);
-    const { record, created } = await submitBuild(deps, { consumer, idempotencyKey, spec, upload });
+    const policyExemption = await deps.policy.check({ spec, consumer, upload });
+    const { record, created } = await submitBuild(deps, { consumer, idempotencyKey, spec, upload, policyExemption });
     c.set('buildId', record.id);
     if (created) c.header('Location', `/v1/builds/${record.id}`);
     else c.header('Idempotent-Replayed', 'true');
@@ -46,9 +51,12 @@ export async function getBuild(c: Ctx, id: string): Promise<Build> {
 
 export async function listBuilds(c: Ctx, query: z.infer<typeof ListQuery>): Promise<{ items: Build[]; nextCursor: string | null }> {
   const { builds, settings } = c.get('deps');
+  const principal = c.get('principal');
+  // A consumer lists its own builds; asking for another's gives an empty page, as if it had none.
+  if (principal.role !== 'operator' && query.consumer !== undefined && query.consumer !== principal.consumer) return { items: [], nextCursor: null };
   const records = await builds.list({
     status: query.status,
-    consumer: query.consumer,
+    consumer: principal.role === 'operator' ? query.consumer : principal.consumer,
     image: query.image,
     limit: query.limit,
     after: query.cursor ? decodeCursor(query.cursor) : undefined,
@@ -59,7 +67,8 @@ export async function listBuilds(c: Ctx, query: z.infer<typeof ListQuery>): Prom
 
 export async function getLogs(c: Ctx, id: string, follow: boolean): Promise<Response> {
   const build = await requireBuild(c, id);
-  return follow ? followLog(c, c.get('deps'), build) : storedLog(c.get('deps'), build);
+  const { logs } = c.get('deps');
+  return follow ? followLog(c, logs, build) : storedLog(logs, build);
 }
 
 export async function cancelBuild(c: Ctx, id: string): Promise<Build> {

@@ -13,7 +13,7 @@ export const createBuildRoute = createRoute({
   method: 'post',
   path: '/v1/builds',
   summary: 'Start a build',
-  description: 'multipart/form-data with a `spec` part (JSON BuildSpec) and a `context` part (tar, tar.gz or zip, told apart by their magic bytes; a zip is stored as the equivalent tar.gz). Optional headers: Idempotency-Key, X-Consumer.',
+  description: 'multipart/form-data with a `spec` part (JSON BuildSpec) and a `context` part (tar, tar.gz or zip, told apart by their magic bytes; a zip is stored as the equivalent tar.gz). Every /v1 call needs Authorization: Bearer <token> (401 authentication_required / invalid_token / token_expired). Optional headers: Idempotency-Key; X-Consumer (operators only: the consumer the build is for). The Dockerfile is checked before anything is stored (base_image_denied, frontend_not_allowed, entitlement_not_allowed, add_url_not_allowed, target_registry_not_allowed).',
   request: {
     body: {
       required: true,

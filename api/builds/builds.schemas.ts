@@ -1,6 +1,7 @@
 /** Request and response schemas of the builds resource; they also generate /openapi.json. */
 import { z } from '@hono/zod-openapi';
 import { isQuantity } from '../../lib/config/quantity';
+import { R_PACKAGE } from '../../lib/dependencies/dockerfile';
 import { BUILD_STATUSES } from '../../workflows/definitions';
 
 const ARG_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -34,6 +35,19 @@ export const BuildSpecSchema = z
         description: "The builder pod's requests and limits (kubernetes executor; the local executor ignores them), each up to the operator's IMAGE_BUILDER_MAX_RESOURCES_*",
         example: { limits: { memory: '8G' } },
       }),
+    dependencies: z
+      .strictObject({
+        baseImage: z.string().min(1).max(512),
+        python: z.strictObject({ requirements: z.string().min(1).max(1024).default('requirements.txt') }).optional(),
+        r: z.strictObject({ packages: z.array(z.string().max(128).regex(R_PACKAGE, 'R package names are letters, digits and dots, starting with a letter')).min(1).max(200) }).optional(),
+      })
+      .refine((d) => (d.python === undefined) !== (d.r === undefined), 'give exactly one of dependencies.python or dependencies.r')
+      .optional()
+      .openapi({
+        description:
+          'A dependency build: no Dockerfile; the service writes one that starts FROM baseImage and installs the context\'s requirements file with pip, or the listed R packages from CRAN, through the configured index, CRAN mirror and proxy (CUSTOM_MODEL_DEPENDENCIES_*)',
+        example: { baseImage: 'registry.example.com/base/python:3.12', python: { requirements: 'requirements.txt' } },
+      }),
   })
   .openapi('BuildSpec');
 
@@ -53,9 +67,17 @@ export const BuildSchema = z
     createdAt: z.string(),
     startedAt: z.string().nullable(),
     finishedAt: z.string().nullable(),
+    queuePosition: z.number().int().nullable().openapi({
+      description: 'Place in the fair build queue while the build waits for a slot (1 = next to start); null once it runs',
+    }),
     error: z.object({ code: z.string(), message: z.string() }).nullable(),
     scan: z.object({ passed: z.boolean(), reportUrl: z.string().nullable() }).nullable(),
     signature: z.object({ digest: z.string() }).nullable(),
+    policyExemption: z
+      .object({ reason: z.enum(['trusted_consumer']), images: z.array(z.string()) })
+      .nullable()
+      .openapi({ description: 'Set when the build used base images the deny/allow lists refuse, allowed because its consumer is trusted by the operator' }),
+    traceId: z.string().nullable().openapi({ description: 'OpenTelemetry trace id of the request that started the build (null when tracing is off)' }),
     links: z.object({ self: z.string(), logs: z.string(), temporal: z.string() }),
   })
   .openapi('Build');

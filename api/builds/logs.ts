@@ -1,60 +1,57 @@
-/** A build's log: the stored text as it is, or followed live as server-sent events until the build ends. */
+/**
+ * A build's log: the stored text as it is, or followed live as server-sent events until the build ends. Following
+ * goes through the process's shared tail of the build (log-hub.ts): each `log` event carries whole lines and, as its
+ * id, the number of its last line, so a client that reconnects with `Last-Event-ID` gets every line after that one
+ * exactly once.
+ */
 import type { Context } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import { Readable } from 'node:stream';
 import type { BuildRecord } from '../../lib/db/builds-repository';
-import { buildLogKey } from '../../lib/logs/build-log';
-import { TERMINAL_STATUSES } from '../../workflows/definitions';
-import type { ApiDeps } from '../deps';
 import { ApiError } from '../errors';
+import type { BuildLogHub } from './log-hub';
 
-const FOLLOW_POLL_MS = 1_000;
-
-export async function storedLog(deps: ApiDeps, build: BuildRecord): Promise<Response> {
-  const stream = await deps.storage.get(buildLogKey(build.id));
+export async function storedLog(hub: BuildLogHub, build: BuildRecord): Promise<Response> {
+  const stream = await hub.reader.whole(build.id);
   if (!stream) throw new ApiError(404, 'log_not_available', 'this build has not written a log yet; try again in a few seconds');
   return new Response(Readable.toWeb(stream) as unknown as ReadableStream, {
     headers: { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' },
   });
 }
 
-async function readAll(stream: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
+/** The line a reconnecting client has already seen (its Last-Event-ID), 0 when it has none. */
+export function lastEventIdOf(headers: Headers): number {
+  const value = headers.get('last-event-id');
+  if (value === null || value === '') return 0;
+  if (!/^\d{1,15}$/.test(value)) {
+    throw new ApiError(400, 'invalid_last_event_id', 'Last-Event-ID must be the id of a log event this API sent (a line number); drop the header to follow from the start', 'Last-Event-ID');
+  }
+  return Number(value);
 }
 
 /**
- * `?follow=true`: the log as server-sent events, one `log` event per new piece, then an `end` event carrying the
- * final status once the build has finished and its last log upload has been sent.
+ * `?follow=true`: the log as server-sent events, `log` events with the lines after Last-Event-ID as they are
+ * stored, then an `end` event carrying the final status once the build has finished and its log is all stored.
  */
-export function followLog(c: Context, deps: ApiDeps, build: BuildRecord): Response {
-  const { storage, builds } = deps;
+export function followLog(c: Context, hub: BuildLogHub, build: BuildRecord): Response {
+  const after = lastEventIdOf(c.req.raw.headers);
   return streamSSE(c, async (sse) => {
-    let sent = 0;
-    let aborted = false;
-    sse.onAbort(() => {
-      aborted = true;
-    });
-    const sendNew = async () => {
-      const stream = await storage.get(buildLogKey(build.id));
-      if (!stream) return;
-      const log = await readAll(stream);
-      if (log.length > sent) {
-        await sse.writeSSE({ event: 'log', data: log.subarray(sent).toString('utf8') });
-        sent = log.length;
+    const abort = new AbortController();
+    sse.onAbort(() => abort.abort());
+    const tail = await hub.attach(build.id);
+    try {
+      for (let seen = after; ; ) {
+        const step = await tail.read(seen, abort.signal);
+        if (!step) return;
+        if ('end' in step) {
+          await sse.writeSSE({ event: 'end', data: JSON.stringify({ status: step.end }) });
+          return;
+        }
+        await sse.write(step.frame);
+        seen = step.lastLine;
       }
-    };
-    for (;;) {
-      const current = await builds.get(build.id);
-      await sendNew();
-      if (!current || TERMINAL_STATUSES.includes(current.status)) {
-        await sendNew(); // the worker's last upload lands just before the status changes
-        await sse.writeSSE({ event: 'end', data: JSON.stringify({ status: current?.status ?? 'unknown' }) });
-        return;
-      }
-      if (aborted) return;
-      await sse.sleep(FOLLOW_POLL_MS);
+    } finally {
+      hub.release(tail);
     }
   });
 }

@@ -6,6 +6,7 @@ import { ApiError } from '../errors';
 import { BuildSpecSchema } from './builds.schemas';
 import { checkBuildResources, type BuildResourceSettings } from './resources';
 import { checkFreeFormFields, checkJsonNesting } from './spec-limits';
+import { checkDependencies } from './dependencies';
 
 export function parseSpec(specText: string, settings: { maxTimeoutSeconds: number; buildResources: BuildResourceSettings }): BuildSpec {
   checkJsonNesting(specText);
@@ -41,5 +42,5 @@ export function parseSpec(specText: string, settings: { maxTimeoutSeconds: numbe
     throw new ApiError(400, 'invalid_spec', `spec.timeoutSeconds may be at most ${settings.maxTimeoutSeconds}`, 'timeoutSeconds');
   }
   checkBuildResources(spec.resources, settings.buildResources);
-  return { ...spec, dockerfile };
+  return { ...spec, dockerfile, dependencies: checkDependencies(spec.dependencies, json) };
 }

@@ -7,23 +7,30 @@ import { randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { contextHasFile } from '../../lib/context/archive';
 import type { BuildRecord } from '../../lib/db/builds-repository';
+import type { PolicyExemption } from '../../lib/policy/build-policy';
 import { searchAttributes, workflowIdForBuild, type BuildSpec, type ImageBuildInput } from '../../workflows/definitions';
 import type { imageBuild } from '../../workflows/image-build';
 import type { ApiDeps } from '../deps';
 import { ApiError } from '../errors';
 import type { BuildUpload } from './upload';
+import { currentTraceId } from '../../lib/telemetry/tracing';
 
 export interface Submission {
   consumer: string;
   idempotencyKey?: string;
   spec: BuildSpec;
   upload: BuildUpload;
+  /** The base-image exemption a trusted consumer's build used, recorded on the Build. */
+  policyExemption?: PolicyExemption;
 }
 
 /** Records and starts the build; `created` is false when the Idempotency-Key named an earlier build. */
 export async function submitBuild(deps: ApiDeps, submission: Submission): Promise<{ record: BuildRecord; created: boolean }> {
   const { spec, upload } = submission;
-  if (!contextHasFile(upload.context, spec.dockerfile)) {
+  if (spec.dependencies?.python && !contextHasFile(upload.context, spec.dependencies.python.requirements)) {
+    throw new ApiError(400, 'requirements_not_found', `spec.dependencies.python.requirements "${spec.dependencies.python.requirements}" is not a file in the context; add it or fix the path`, 'dependencies.python.requirements');
+  }
+  if (!spec.dependencies && !contextHasFile(upload.context, spec.dockerfile)) {
     throw new ApiError(400, 'dockerfile_not_found', `spec.dockerfile "${spec.dockerfile}" is not a file in the context; check the path or add the file`, 'dockerfile');
   }
   const contextKey = `contexts/sha256/${upload.context.sha256}`;
@@ -42,6 +49,8 @@ export async function submitBuild(deps: ApiDeps, submission: Submission): Promis
     contextKey,
     contextDigest: `sha256:${upload.context.sha256}`,
     idempotencyKey: submission.idempotencyKey,
+    policyExemption: submission.policyExemption,
+    traceId: currentTraceId(),
   });
   if (created) await startBuildWorkflow(deps, record);
   return { record, created };

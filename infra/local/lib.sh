@@ -53,6 +53,8 @@ DISABLE_HTTPS=true
 BUILDKIT_HOST=unix://$IBS_RUN/buildkit/buildkitd.sock
 BUILDCTL_PATH=$IBS_BIN/buildctl
 REGISTRY_ADDRESS=127.0.0.1:5000
+TARGET_REGISTRY_ALLOWLIST=127.0.0.1:5000,127.0.0.1:5001,127.0.0.1:5002,127.0.0.1:5443
+AUTH_TOKENS_FILE=$IBS_RUN/auth/tokens
 AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true
 ENV
 }
@@ -60,6 +62,23 @@ ENV
 load_stack_env() {
   local line
   while IFS= read -r line; do export "${line?}"; done < <(stack_env)
+}
+
+# The API's static tokens for local use: an operator token and a consumer token (consumer "local"), made once per
+# $IBS_RUN. The API reads only their sha256 hashes ($IBS_RUN/auth/tokens, AUTH_TOKENS_FILE); the tokens themselves
+# are in $IBS_RUN/tokens.env (IBS_OPERATOR_TOKEN=, IBS_CONSUMER_TOKEN=), readable by this user only.
+make_api_tokens() {
+  local tokens=$IBS_RUN/tokens.env hashes=$IBS_RUN/auth/tokens
+  if [ ! -s "$tokens" ] || [ ! -s "$hashes" ]; then
+    mkdir -p "$IBS_RUN/auth"; chmod 700 "$IBS_RUN/auth"
+    local operator consumer
+    operator=$(openssl rand -hex 32); consumer=$(openssl rand -hex 32)
+    (umask 077
+      printf 'IBS_OPERATOR_TOKEN=%s\nIBS_CONSUMER_TOKEN=%s\n' "$operator" "$consumer" >"$tokens"
+      printf '# sha256:<hash of the token> <role>:<consumer>\nsha256:%s operator:local-operator\nsha256:%s consumer:local\n' \
+        "$(printf %s "$operator" | sha256sum | cut -d' ' -f1)" "$(printf %s "$consumer" | sha256sum | cut -d' ' -f1)" >"$hashes")
+  fi
+  log "API tokens: $tokens (IBS_OPERATOR_TOKEN, IBS_CONSUMER_TOKEN; consumer \"local\"); their hashes: $hashes"
 }
 
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }

@@ -7,6 +7,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 load_stack_env
 mkdir -p "$IBS_RUN"
 stack_env >"$IBS_RUN/env"
+make_api_tokens
 
 start_postgres() {
   # PostgreSQL refuses to run as root; its data lives under /tmp so the postgres user can own it.

@@ -23,6 +23,7 @@ Image Build Service is up.
   API            http://127.0.0.1:$API_PORT   (OpenAPI: http://127.0.0.1:$API_PORT/openapi.json)
   Temporal UI    http://127.0.0.1:8233
   Registry       127.0.0.1:5000 (plain HTTP; base image 127.0.0.1:5000/library/busybox:stable)
+  API tokens     $IBS_RUN/tokens.env (curl -H "Authorization: Bearer \$IBS_CONSUMER_TOKEN" …)
   Logs           $IBS_RUN/logs/
   Stop with      bash infra/local/down.sh
 

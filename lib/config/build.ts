@@ -5,6 +5,7 @@
 import type { ContextLimits } from '../context/archive';
 import type { BuildEngine } from '../../workflows/definitions';
 import type { EnvReader } from './env-reader';
+import { CONSUMER_NAME } from './auth';
 import { isImagePattern } from './validators';
 
 export interface ExecutorConfig {
@@ -20,11 +21,19 @@ export interface BuildConfig {
   defaultEngine: BuildEngine;
   defaultTimeoutSeconds: number;
   maxTimeoutSeconds: number;
+  /** The fair build queue's limits (workflows/build-queue.ts). */
+  slots: { maxConcurrent: number; maxPerConsumer: number };
 }
 
 export interface PolicyConfig {
   allowlist: string[];
   denylist: string[];
+  /** Consumers exempt from the base-image lists (the internal environments that build FROM the internal images). */
+  trustedConsumers: string[];
+  /** Image patterns of the custom frontends (`# syntax=`, BUILDKIT_SYNTAX) builds may use; empty refuses them all. */
+  allowedFrontends: string[];
+  /** Registries (host[:port], `*.suffix`) builds may push to, besides the configured registry's. */
+  targetRegistries: string[];
 }
 
 export interface DependenciesConfig {
@@ -52,7 +61,12 @@ export function readBuild(read: EnvReader, defaultEngine: BuildEngine): BuildCon
     defaultEngine,
     defaultTimeoutSeconds: read.integer('BUILD_DEFAULT_TIMEOUT_SECONDS', 3600),
     maxTimeoutSeconds: read.integer('BUILD_MAX_TIMEOUT_SECONDS', 4 * 3600),
+    slots: {
+      maxConcurrent: read.integer('BUILD_MAX_CONCURRENT', 16),
+      maxPerConsumer: read.integer('BUILD_MAX_CONCURRENT_PER_CONSUMER', 4),
+    },
   };
+
   if (build.defaultTimeoutSeconds > build.maxTimeoutSeconds) {
     read.problems.push('BUILD_DEFAULT_TIMEOUT_SECONDS must not exceed BUILD_MAX_TIMEOUT_SECONDS');
   }
@@ -73,6 +87,9 @@ export function readPolicy(read: EnvReader): PolicyConfig {
   return {
     allowlist: read.list('EXECUTION_ENVIRONMENT_VERSION_URI_VALIDATION_ALLOWLIST', [], isImagePattern, expected),
     denylist: read.list('EXECUTION_ENVIRONMENT_VERSION_URI_VALIDATION_DENYLIST', ['docker.io/datarobot/*', 'docker.io/datarobotdev/*'], isImagePattern, expected),
+    trustedConsumers: read.list('BASE_IMAGE_POLICY_TRUSTED_CONSUMERS', [], (v) => CONSUMER_NAME.test(v), 'consumer names (letters, digits, . _ -)'),
+    allowedFrontends: read.list('BUILD_ALLOWED_FRONTENDS', [], isImagePattern, expected),
+    targetRegistries: read.list('TARGET_REGISTRY_ALLOWLIST', [], (v) => /^(\*\.)?[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:]+\](:\d{1,5})?$/.test(v), 'registry hosts such as registry.example.com, 127.0.0.1:5000 or *.azurecr.io'),
   };
 }
 

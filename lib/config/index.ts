@@ -19,6 +19,10 @@ import {
   type ExecutorConfig,
   type PolicyConfig,
 } from './build';
+import { readAuth, type AuthConfig } from './auth';
+import { readBuildLogs, type BuildLogsConfig } from './build-logs';
+import { readTracing, type TracingConfig } from './tracing';
+import { mirrorSecrets } from '../dependencies/mirrors';
 import { EnvReader, type Env } from './env-reader';
 import {
   readImageBuilder,
@@ -75,6 +79,8 @@ export interface Config {
   imageBuilder: ImageBuilderConfig;
   kaniko: KanikoConfig;
   otlp: OtlpConfig;
+  buildLogs: BuildLogsConfig;
+  tracing: TracingConfig;
   pullCredentials: PullCredentialsConfig;
   imageScanner: ImageScannerConfig;
   signing: SigningConfig;
@@ -82,6 +88,8 @@ export interface Config {
   dependencies: DependenciesConfig;
   /** LOG_LEVEL and the metrics endpoints (lib/telemetry). */
   telemetry: TelemetryConfig;
+  /** Who may call the API (AUTH_*). */
+  auth: AuthConfig;
   /** Values that must never appear in logs, errors, build records or workflow payloads. */
   secrets: string[];
 }
@@ -99,6 +107,7 @@ export function loadConfig(env: Env = process.env): Config {
   if ('problem' in springProfile) throw new ConfigError([springProfile.problem]);
   const shared = readSharedSettings(read, springProfile);
   const imageBuilder = readImageBuilder(read);
+  const otlp = readOtlp(read);
 
   const config: Config = {
     api: readApi(read),
@@ -112,13 +121,16 @@ export function loadConfig(env: Env = process.env): Config {
     contextLimits: readContextLimits(read),
     imageBuilder,
     kaniko: readKaniko(read, imageBuilder),
-    otlp: readOtlp(read),
+    otlp,
+    buildLogs: readBuildLogs(read),
+    tracing: readTracing(read, otlp),
     pullCredentials: readPullCredentials(read),
     imageScanner: readImageScanner(read),
     signing: readSigning(read),
     policy: readPolicy(read),
     dependencies: readDependencies(read),
     telemetry: readTelemetry(read),
+    auth: readAuth(read),
     secrets: [],
   };
   if (read.problems.length > 0) throw new ConfigError(read.problems);
@@ -137,6 +149,7 @@ function secretsOf(config: Config): string[] {
     storage.type === 'azure' ? storage.connectionString : undefined,
     // Scanner env carries tokens (SNYK_TOKEN…) next to harmless paths; masking all of it is the safe side.
     ...Object.values(config.imageScanner.env),
+    ...mirrorSecrets(config.dependencies),
   ];
   // Very short values would mask ordinary words in logs; such secrets are refused elsewhere anyway.
   return candidates.filter((s): s is string => typeof s === 'string' && s.length >= 4);

@@ -3,6 +3,7 @@
  * write here is idempotent (activities may run twice) and never moves a build out of a terminal state.
  */
 import type { Pool, QueryResultRow } from 'pg';
+import type { PolicyExemption } from '../policy/build-policy';
 import type { BuildErrorInfo, BuildSpec, BuildStatus } from '../../workflows/definitions';
 import { DatabaseUnavailableError, isDatabaseUnavailable } from './availability';
 
@@ -21,6 +22,12 @@ export interface BuildRecord {
   createdAt: Date;
   startedAt: Date | null;
   finishedAt: Date | null;
+  /** Set when a trusted consumer's build used images the base-image lists refuse (migration 20). */
+  policyExemption: PolicyExemption | null;
+  /** The trace the build's request started (OpenTelemetry), when tracing is on. */
+  traceId: string | null;
+  /** Place in the fair queue (1 = next) while the build waits for a slot; null otherwise. */
+  queuePosition: number | null;
 }
 
 export interface NewBuild {
@@ -31,6 +38,8 @@ export interface NewBuild {
   contextKey: string;
   contextDigest: string;
   idempotencyKey?: string;
+  policyExemption?: PolicyExemption;
+  traceId?: string;
 }
 
 export interface BuildListQuery {
@@ -59,6 +68,9 @@ interface BuildRow {
   created_at: Date;
   started_at: Date | null;
   finished_at: Date | null;
+  policy_exemption?: PolicyExemption | null;
+  trace_id?: string | null;
+  queue_position?: number | null;
 }
 
 const NOT_TERMINAL = `status NOT IN ('succeeded','failed','cancelled')`;
@@ -122,20 +134,34 @@ function toRecord(row: BuildRow): BuildRecord {
     createdAt: row.created_at,
     startedAt: row.started_at,
     finishedAt: row.finished_at,
+    policyExemption: row.policy_exemption ?? null,
+    traceId: row.trace_id ?? null,
+    queuePosition: row.status === 'queued' ? (row.queue_position ?? null) : null,
   };
 }
 
 export class BuildRepository {
-  constructor(private readonly pool: Pool) {}
+  /** Public for the other tables of the same database (lib/logs/segments.ts). */
+  constructor(readonly pool: Pool) {}
 
   /** Inserts a queued build; with an idempotency key already used by this consumer, returns that build instead. */
   async create(build: NewBuild): Promise<{ record: BuildRecord; created: boolean }> {
     const { rows } = await this.query<BuildRow>(
-      `INSERT INTO builds (id, status, consumer, image, spec, context_key, context_digest, idempotency_key)
-       VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7)
+      `INSERT INTO builds (id, status, consumer, image, spec, context_key, context_digest, idempotency_key, policy_exemption, trace_id)
+       VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $8, $9)
        ON CONFLICT (consumer, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
        RETURNING *`,
-      [build.id, build.consumer, build.image, build.spec, build.contextKey, build.contextDigest, build.idempotencyKey ?? null],
+      [
+        build.id,
+        build.consumer,
+        build.image,
+        build.spec,
+        build.contextKey,
+        build.contextDigest,
+        build.idempotencyKey ?? null,
+        build.policyExemption ?? null,
+        build.traceId ?? null,
+      ],
     );
     if (rows[0]) return { record: toRecord(rows[0]), created: true };
     const existing = await this.query<BuildRow>(
@@ -228,12 +254,23 @@ export class BuildRepository {
   async requeue(id: string): Promise<BuildRecord | undefined> {
     const { rows } = await this.query<BuildRow>(
       `UPDATE builds SET status = 'queued', attempt = attempt + 1, digest = NULL, error_code = NULL,
-         error_message = NULL, error_evidence = NULL, started_at = NULL, finished_at = NULL, status_changed_at = now(),
-         updated_at = now()
+         error_message = NULL, error_evidence = NULL, started_at = NULL, finished_at = NULL, queue_position = NULL,
+         status_changed_at = now(), updated_at = now()
        WHERE id = $1 AND status IN ('failed','cancelled') RETURNING *`,
       [id],
     );
     return rows[0] ? toRecord(rows[0]) : undefined;
+  }
+
+  /** The fair queue's positions (waiting builds still queued) and the builds just granted a slot (no position). */
+  async recordQueuePositions(waiting: { buildId: string; position: number }[], granted: string[]): Promise<void> {
+    // One statement, so a reader never sees a granted build still holding a place in the queue.
+    await this.query(
+      `UPDATE builds b SET queue_position = w.position
+       FROM unnest($1::uuid[], $2::int[]) AS w(id, position)
+       WHERE b.id = w.id AND b.queue_position IS DISTINCT FROM w.position AND (w.position IS NULL OR b.status = 'queued')`,
+      [[...waiting.map((w) => w.buildId), ...granted], [...waiting.map((w) => w.position), ...granted.map(() => null)]],
+    );
   }
 
   async ping(): Promise<void> {

@@ -42,6 +42,39 @@ export const migrations: Migration[] = [
     `,
   },
   {
+    id: 20,
+    name: 'builds.policy_exemption',
+    // The base-image exemption a trusted consumer's build used ({reason, images}); NULL for every other build.
+    sql: `ALTER TABLE builds ADD COLUMN IF NOT EXISTS policy_exemption jsonb;`,
+  },
+  {
+    // Issue 12: the trace a build's request started (Build.traceId), and the build log stored as it runs, as
+    // append-only numbered segments (lib/logs/segments.ts) indexed here; log_compacted_lines counts the lines of
+    // the whole-log object written when an attempt ends (lib/logs/build-log.ts).
+    id: 70,
+    name: 'build trace id and log segments',
+    sql: `
+      ALTER TABLE builds ADD COLUMN IF NOT EXISTS trace_id text;
+      ALTER TABLE builds ADD COLUMN IF NOT EXISTS log_compacted_lines bigint NOT NULL DEFAULT 0;
+      CREATE TABLE IF NOT EXISTS build_log_segments (
+        build_id    uuid NOT NULL,
+        seq         integer NOT NULL,
+        first_line  bigint NOT NULL,
+        line_count  integer NOT NULL,
+        byte_count  integer NOT NULL,
+        object_key  text NOT NULL,
+        stored_at   timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (build_id, seq)
+      );
+    `,
+  },
+  {
+    id: 30,
+    name: 'builds_queue_position',
+    // The Build's place in the fair build queue while it waits (workflows/build-queue.ts).
+    sql: `ALTER TABLE builds ADD COLUMN IF NOT EXISTS queue_position integer;`,
+  },
+  {
     id: 60,
     name: 'status-changed-at-and-error-evidence',
     // Nullable columns only, so a service of the previous version keeps working against the new schema. When a

@@ -18,8 +18,12 @@ export interface BuildJob {
   noCache?: boolean;
   /** Who asked for the build (X-Consumer); the kubernetes executor labels the builder pod with it. */
   consumer?: string;
+  /** The Dockerfile the service wrote for a dependency build; `dockerfile` is then unused. */
+  generatedDockerfile?: string;
   /** The build's own requests/limits (Kubernetes quantities), honoured within the operator's ceiling; the local executor has no pod to give them to. */
   resources?: BuildResources;
+  /** W3C traceparent of the build activity's span, so the builder's own spans join the build's trace. */
+  traceparent?: string;
 }
 
 export interface BuildOutcome {

@@ -1,85 +1,360 @@
 /**
- * The build log: written to a local spool file as the build runs, uploaded to LOGS_BUCKET every few seconds and
- * at the end, so the API can serve it while the build is still going. A retried attempt appends to what earlier
- * attempts uploaded. Known secret values are masked before anything is written.
+ * The build log as the worker writes it. Nothing a builder printed is lost to an object-storage outage or a worker
+ * crash:
+ *
+ * - "Printed" means the worker has read the line from the builder (buildctl's output, the builder pod's log
+ *   stream). From that moment the line is in the build's spool file on local disk (written synchronously, whole
+ *   lines only, secrets already masked), before anything else happens to it.
+ * - Spooled lines are stored as append-only numbered segments (lib/logs/segments.ts), one per flush interval
+ *   (BUILD_LOG_FLUSH_INTERVAL_MS, 250 ms by default) at most, so a line reaches object storage about a quarter of a
+ *   second after it was printed and a flush never rewrites what was stored before. A failed upload is retried with
+ *   backoff for as long as it takes; meanwhile lines keep accumulating in the spool, and the next segment carries
+ *   them all: an outage delays lines, it never drops them.
+ * - A worker killed at any moment (SIGKILL included) leaves its spool behind (BUILD_LOG_SPOOL_DIR): the next attempt
+ *   of the build on that machine stores what was spooled and not yet stored before it writes anything new. On
+ *   Kubernetes the spool is on the worker pod's volume: it survives a restarted container, not a deleted pod, which
+ *   loses at most the lines of the last flush interval.
+ * - When an attempt ends, the whole log is also written as one object (buildLogKey) for fast plain reads.
  */
-import { createWriteStream, type WriteStream } from 'node:fs';
-import { mkdtemp, rm, stat } from 'node:fs/promises';
-import { createReadStream } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { closeSync, existsSync, fstatSync, ftruncateSync, openSync, readFileSync, readSync, renameSync, writeFileSync, writeSync } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
+import { PassThrough, type Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { ObjectStore } from '../storage/object-store';
-import type { Telemetry } from '../telemetry';
 import { redact } from './redact';
+import { buildLogKey, lastLineOf, segmentKey, type LogSegment, type LogSegmentIndex } from './segments';
 
-export function buildLogKey(buildId: string): string {
-  return `logs/builds/${buildId}/build.log`;
+export { buildLogKey } from './segments';
+
+export interface BuildLogSettings {
+  index: LogSegmentIndex;
+  /** Folder of the spool files, one sub-folder per build (BUILD_LOG_SPOOL_DIR). */
+  spoolDir: string;
+  /** The longest a printed line waits before its segment is stored (BUILD_LOG_FLUSH_INTERVAL_MS). */
+  flushIntervalMs: number;
+  /** How long close() keeps retrying storage before it leaves the rest to the spool. */
+  closeTimeoutMs?: number;
+  /** Longest pause between two tries of a failed upload. */
+  retryMaxMs?: number;
+}
+
+interface SpoolState {
+  writer: string;
+  /** Bytes of spool.log already stored as segments. */
+  storedBytes: number;
+  /** Number and first line of the next segment. */
+  seq: number;
+  line: number;
+}
+
+const MAX_SEGMENT_BYTES = 4 * 1024 * 1024;
+// A "line" that never ends (a progress bar without newlines) is cut here, so it cannot stay unstored.
+const MAX_PARTIAL_LINE = 64 * 1024;
+const NEWLINE = 0x0a;
+
+function countLines(bytes: Buffer): number {
+  let n = 0;
+  for (let i = bytes.indexOf(NEWLINE); i !== -1; i = bytes.indexOf(NEWLINE, i + 1)) n++;
+  return n;
 }
 
 export class BuildLog {
-  private dirty = false;
-  private flushing: Promise<void> = Promise.resolve();
+  private partial = '';
+  private spooledBytes: number;
   private timer?: NodeJS.Timeout;
-  /** Set while uploads fail, so an outage is logged once when it starts and once when it ends. */
-  private failingSince?: Date;
+  private pumping?: Promise<void>;
+  private lastCutAt = 0;
+  private closing = false;
+  private deadline = Infinity;
+  private failing = false;
+  /** Where this writer's stored segments sit in the spool, so the whole-log object is composed without downloads. */
+  private readonly spooled = new Map<number, { offset: number; length: number }>();
 
   private constructor(
     private readonly store: ObjectStore,
-    private readonly key: string,
-    private readonly dir: string,
-    private readonly file: string,
-    private readonly out: WriteStream,
-    private readonly secrets: readonly string[],
+    private readonly settings: BuildLogSettings,
     private readonly buildId: string,
-    private readonly telemetry?: Telemetry,
-  ) {}
+    private readonly secrets: readonly string[],
+    private readonly dir: string,
+    private readonly fd: number,
+    private state: SpoolState,
+  ) {
+    this.spooledBytes = fstatSync(fd).size;
+  }
 
-  static async open(store: ObjectStore, buildId: string, secrets: readonly string[], flushIntervalMs = 3_000, telemetry?: Telemetry): Promise<BuildLog> {
-    const dir = await mkdtemp(join(tmpdir(), `ibs-log-${buildId}-`));
-    const file = join(dir, 'build.log');
-    const key = buildLogKey(buildId);
-    const previous = await store.get(key);
-    if (previous) await pipeline(previous, createWriteStream(file));
-    const out = createWriteStream(file, { flags: 'a' });
-    const log = new BuildLog(store, key, dir, file, out, secrets, buildId, telemetry);
-    log.timer = setInterval(() => void log.flush(), flushIntervalMs);
-    log.timer.unref();
+  static async open(store: ObjectStore, settings: BuildLogSettings, buildId: string, secrets: readonly string[]): Promise<BuildLog> {
+    const dir = join(settings.spoolDir, buildId);
+    await mkdir(dir, { recursive: true });
+    const index = settings.index;
+    const next = async () => {
+      const last = await index.last(buildId);
+      return last ? { seq: last.seq + 1, line: lastLineOf(last) + 1 } : { seq: 0, line: 1 };
+    };
+    let state = readState(dir);
+    if (state) {
+      // A crashed attempt's spool: skip what it stored after its last state write.
+      for (;;) {
+        const row = await index.get(buildId, state.seq);
+        if (!row || row.key !== segmentKey(buildId, state.seq, state.writer)) break;
+        state = { ...state, storedBytes: state.storedBytes + row.byteCount, seq: state.seq + 1, line: lastLineOf(row) + 1 };
+      }
+    } else {
+      state = { writer: randomBytes(4).toString('hex'), storedBytes: 0, ...(await next()) };
+    }
+    // Another writer may have stored segments since (an attempt on another machine): ours come after them.
+    const after = await next();
+    if (after.seq > state.seq) state = { ...state, ...after };
+
+    const fd = openSync(join(dir, 'spool.log'), 'a+');
+    dropTrailingPartialLine(fd);
+    const log = new BuildLog(store, settings, buildId, secrets, dir, fd, state);
+    log.saveState();
+    if (log.spooledBytes > state.storedBytes) log.schedule();
     return log;
   }
 
+  /** Takes builder output as it comes; whole lines go to the spool at once, the rest waits for its newline. */
   write(text: string): void {
-    this.out.write(redact(text, this.secrets));
-    this.dirty = true;
+    this.partial += text;
+    let end = this.partial.lastIndexOf('\n');
+    if (end === -1 && this.partial.length > MAX_PARTIAL_LINE) {
+      this.partial += '\n';
+      end = this.partial.length - 1;
+    }
+    if (end === -1) return;
+    const lines = this.partial.slice(0, end + 1);
+    this.partial = this.partial.slice(end + 1);
+    this.spool(redact(lines, this.secrets));
   }
 
-  /** Uploads the log if it changed; flushes never overlap. */
-  flush(): Promise<void> {
-    this.flushing = this.flushing.then(async () => {
-      if (!this.dirty) return;
-      this.dirty = false;
-      await new Promise<void>((resolve) => this.out.write('', () => resolve()));
-      const { size } = await stat(this.file);
-      await this.store.put(this.key, createReadStream(this.file, { end: Math.max(size - 1, 0) }), { contentType: 'text/plain; charset=utf-8' });
-      if (this.failingSince) {
-        this.telemetry?.logger.info({ buildId: this.buildId, key: this.key, failingSince: this.failingSince }, 'build log upload works again');
-        this.failingSince = undefined;
+  /**
+   * Stores everything still unstored and writes the whole-log object; `heartbeat` is called while that waits on
+   * storage. When storage stays away past closeTimeoutMs the spool is kept for the next attempt on this machine.
+   */
+  async close(heartbeat: () => void = () => undefined): Promise<void> {
+    if (this.partial) this.spool(redact(`${this.partial}\n`, this.secrets));
+    this.partial = '';
+    this.closing = true;
+    this.deadline = Date.now() + (this.settings.closeTimeoutMs ?? 5 * 60_000);
+    clearTimeout(this.timer);
+    const beat = setInterval(heartbeat, 2_000);
+    try {
+      while (this.state.storedBytes < this.spooledBytes) {
+        if (Date.now() > this.deadline) throw new Error('storage did not come back in time');
+        await this.pump();
       }
-    }).catch((err: unknown) => {
-      this.dirty = true; // the next flush tries again; the log is never worth failing a build over
-      this.telemetry?.metrics.suppressedErrors.inc({ operation: 'build_log_flush' });
-      if (this.failingSince) return;
-      this.failingSince = new Date();
-      this.telemetry?.logger.warn({ err, buildId: this.buildId, key: this.key, bucket: this.store.bucket }, 'build log upload failed; retrying at the next flush');
-    });
-    return this.flushing;
+      await this.retrying('write the whole log', () => this.compact());
+      closeSync(this.fd);
+      await rm(this.dir, { recursive: true, force: true });
+    } catch (err) {
+      closeSync(this.fd);
+      console.error(`build ${this.buildId}: its log is not fully stored (${(err as Error).message}); the spool ${this.dir} keeps it for the next attempt`);
+    } finally {
+      clearInterval(beat);
+    }
   }
 
-  async close(): Promise<void> {
-    clearInterval(this.timer);
-    await new Promise<void>((resolve) => this.out.end(() => resolve()));
-    this.dirty = true;
-    await this.flush();
-    await rm(this.dir, { recursive: true, force: true });
+  private spool(text: string): void {
+    if (!text) return;
+    const bytes = Buffer.from(text, 'utf8');
+    writeSync(this.fd, bytes);
+    this.spooledBytes += bytes.length;
+    this.schedule();
+  }
+
+  /** A segment leaves at most flushIntervalMs after the previous one (at once when the log was quiet). */
+  private schedule(): void {
+    if (this.timer || this.pumping || this.closing) return;
+    const wait = Math.max(0, this.lastCutAt + this.settings.flushIntervalMs - Date.now());
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.pump();
+    }, wait);
+  }
+
+  private pump(): Promise<void> {
+    this.pumping ??= this.storePending().finally(() => {
+      this.pumping = undefined;
+      if (this.state.storedBytes < this.spooledBytes && !this.closing) this.schedule();
+    });
+    return this.pumping;
+  }
+
+  private async storePending(): Promise<void> {
+    while (this.state.storedBytes < this.spooledBytes) {
+      const wait = this.lastCutAt + this.settings.flushIntervalMs - Date.now();
+      if (wait > 0 && !this.closing) await sleep(wait);
+      this.lastCutAt = Date.now();
+      const bytes = this.readPending();
+      const segment: LogSegment = {
+        buildId: this.buildId,
+        seq: this.state.seq,
+        firstLine: this.state.line,
+        lineCount: countLines(bytes),
+        byteCount: bytes.length,
+        key: segmentKey(this.buildId, this.state.seq, this.state.writer),
+      };
+      await this.retrying('store a segment', () => this.store.put(segment.key, bytes, { contentType: 'text/plain; charset=utf-8', contentLength: bytes.length }));
+      const outcome = await this.retrying('index a segment', () => this.settings.index.record(segment));
+      if (outcome === 'taken') {
+        // Another writer holds this number: take the next free one and store the same lines again under it.
+        const last = await this.retrying('renumber', () => this.settings.index.last(this.buildId));
+        this.state = { ...this.state, seq: (last?.seq ?? -1) + 1, line: last ? lastLineOf(last) + 1 : 1 };
+        continue;
+      }
+      this.spooled.set(segment.seq, { offset: this.state.storedBytes, length: bytes.length });
+      this.state = { ...this.state, storedBytes: this.state.storedBytes + bytes.length, seq: segment.seq + 1, line: segment.firstLine + segment.lineCount };
+      this.saveState();
+    }
+  }
+
+  /** The unstored spool, up to MAX_SEGMENT_BYTES and ending at a line's end. */
+  private readPending(): Buffer {
+    const length = Math.min(this.spooledBytes - this.state.storedBytes, MAX_SEGMENT_BYTES);
+    const bytes = this.readSpool(this.state.storedBytes, length);
+    if (length < this.spooledBytes - this.state.storedBytes) {
+      const end = bytes.lastIndexOf(NEWLINE);
+      if (end !== -1) return bytes.subarray(0, end + 1);
+      // One line longer than a segment: it goes whole.
+      const rest = this.readSpool(this.state.storedBytes, this.spooledBytes - this.state.storedBytes);
+      return rest.subarray(0, rest.indexOf(NEWLINE) + 1);
+    }
+    return bytes;
+  }
+
+  private readSpool(offset: number, length: number): Buffer {
+    const bytes = Buffer.alloc(length);
+    let read = 0;
+    while (read < length) {
+      const n = readSync(this.fd, bytes, read, length - read, offset + read);
+      if (n === 0) break;
+      read += n;
+    }
+    return bytes.subarray(0, read);
+  }
+
+  /** Retries `action` with backoff until it succeeds or close()'s deadline passes; logs once per outage. */
+  private async retrying<T>(what: string, action: () => Promise<T>): Promise<T> {
+    let pause = 250;
+    for (;;) {
+      try {
+        const result = await action();
+        if (this.failing) console.error(`build ${this.buildId}: log storage works again`);
+        this.failing = false;
+        return result;
+      } catch (err) {
+        if (!this.failing) console.error(`build ${this.buildId}: could not ${what} (${(err as Error).message}); the lines wait in the spool and are retried`);
+        this.failing = true;
+        if (Date.now() + pause > this.deadline) throw err;
+        await sleep(pause);
+        pause = Math.min(pause * 2, this.settings.retryMaxMs ?? 5_000);
+      }
+    }
+  }
+
+  /**
+   * Writes the whole log (every line up to the last stored segment) as one object, then records how many lines it
+   * holds; a reader takes that many lines of it and the segments after them, so the order of the two never matters.
+   */
+  private async compact(): Promise<void> {
+    const index = this.settings.index;
+    const compacted = await index.compactedLines(this.buildId);
+    const segments: LogSegment[] = [];
+    for (let line = compacted; ; ) {
+      const page = await index.after(this.buildId, line);
+      const last = page.at(-1);
+      if (!last) break;
+      segments.push(...page);
+      line = lastLineOf(last);
+    }
+    const last = segments.at(-1);
+    if (!last) return;
+    const body = new PassThrough();
+    const writing = this.store.put(buildLogKey(this.buildId), body, { contentType: 'text/plain; charset=utf-8' });
+    try {
+      if (compacted > 0) {
+        const previous = await this.store.get(buildLogKey(this.buildId));
+        if (previous) await copyLines(previous, body, compacted);
+      }
+      for (const segment of segments) {
+        const mine = segment.key === segmentKey(this.buildId, segment.seq, this.state.writer) ? this.spooled.get(segment.seq) : undefined;
+        const bytes = mine ? this.readSpool(mine.offset, mine.length) : await readAll(await this.store.get(segment.key));
+        // Lines a previous whole-log object already holds are not repeated.
+        const skip = Math.max(0, compacted - segment.firstLine + 1);
+        if (!body.write(skip > 0 ? dropLines(bytes, skip) : bytes)) await new Promise((resolve) => body.once('drain', resolve));
+      }
+      body.end();
+    } catch (err) {
+      body.destroy(err as Error);
+      await writing.catch(() => undefined);
+      throw err;
+    }
+    await writing;
+    await index.recordCompacted(this.buildId, lastLineOf(last));
+  }
+
+  private saveState(): void {
+    const file = join(this.dir, 'state.json');
+    writeFileSync(`${file}.tmp`, JSON.stringify(this.state));
+    renameSync(`${file}.tmp`, file);
+  }
+}
+
+function readState(dir: string): SpoolState | undefined {
+  const file = join(dir, 'state.json');
+  if (!existsSync(file) || !existsSync(join(dir, 'spool.log'))) return undefined;
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as SpoolState;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A spool only ever gets whole lines; anything after the last newline is a write the crash cut short. */
+function dropTrailingPartialLine(fd: number): void {
+  const size = fstatSync(fd).size;
+  if (size === 0) return;
+  const tail = Buffer.alloc(Math.min(size, MAX_SEGMENT_BYTES));
+  readSync(fd, tail, 0, tail.length, size - tail.length);
+  const end = tail.lastIndexOf(NEWLINE);
+  const keep = end === -1 ? size - tail.length : size - tail.length + end + 1;
+  if (keep < size) ftruncateSync(fd, keep);
+}
+
+export async function readAll(stream: Readable | undefined): Promise<Buffer> {
+  if (!stream) throw new Error('a stored log segment is missing');
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+/** `bytes` without its first `count` lines. */
+export function dropLines(bytes: Buffer, count: number): Buffer {
+  let at = 0;
+  for (let i = 0; i < count; i++) {
+    const nl = bytes.indexOf(NEWLINE, at);
+    if (nl === -1) return Buffer.alloc(0);
+    at = nl + 1;
+  }
+  return bytes.subarray(at);
+}
+
+/** Copies the first `count` lines of `source` into `target` (without ending it). */
+export async function copyLines(source: Readable, target: PassThrough, count: number): Promise<void> {
+  let left = count;
+  for await (const chunk of source) {
+    if (left <= 0) continue;
+    let bytes = chunk as Buffer;
+    let cut = -1;
+    for (let i = bytes.indexOf(NEWLINE); i !== -1; i = bytes.indexOf(NEWLINE, i + 1)) {
+      if (--left === 0) {
+        cut = i + 1;
+        break;
+      }
+    }
+    if (cut !== -1) bytes = bytes.subarray(0, cut);
+    if (!target.write(bytes)) await new Promise((resolve) => target.once('drain', resolve));
   }
 }

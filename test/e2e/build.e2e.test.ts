@@ -54,17 +54,17 @@ describe('a build over the REST API', () => {
       metadata: { ticket: 'E2E-1' },
     };
 
-    const res = await fetch(`${stack.apiUrl}/v1/builds`, { method: 'POST', body: buildForm(spec, context), headers: { 'x-consumer': 'custom-models' } });
+    const res = await stack.api(`/v1/builds`, { method: 'POST', body: buildForm(spec, context) }, { consumer: 'custom-models' });
     expect(res.status).toBe(202);
     const accepted = (await res.json()) as { id: string; status: string; links: { logs: string } };
     expect(accepted.status).toBe('queued');
 
     // Follow the log live while the build runs: server-sent events until the build ends.
-    const followed = fetch(`${stack.apiUrl}/v1/builds/${accepted.id}/logs?follow=true`).then(async (r) => {
+    const followed = stack.api(`/v1/builds/${accepted.id}/logs?follow=true`, {}, { consumer: 'custom-models' }).then(async (r) => {
       expect(r.headers.get('content-type')).toContain('text/event-stream');
       return r.text();
     });
-    const build = await waitForBuild(stack.apiUrl, accepted.id);
+    const build = await waitForBuild(stack.apiUrl, accepted.id, undefined, { consumer: 'custom-models' });
     const events = await followed;
     expect(events).toContain('run-step-output: building hi-from-e2e');
     expect(events).toMatch(/event: end\ndata: \{"status":"succeeded"\}/);
@@ -93,7 +93,7 @@ describe('a build over the REST API', () => {
     expect(config.User).toBe('1001');
     expect(config.Entrypoint).toEqual(['/bin/sh', '-c', 'cat /app/greeting.txt']);
 
-    const log = await fetch(`${stack.apiUrl}/v1/builds/${accepted.id}/logs`);
+    const log = await stack.api(`/v1/builds/${accepted.id}/logs`, {}, { consumer: 'custom-models' });
     expect(log.status).toBe(200);
     expect(log.headers.get('content-type')).toContain('text/plain');
     expect(await log.text()).toContain('run-step-output: building hi-from-e2e');
@@ -104,8 +104,8 @@ describe('a build over the REST API', () => {
     const context = await contextOf({ Dockerfile: `FROM ${base}\nRUN echo once\n` });
     const spec = { image: `127.0.0.1:5000/e2e/idempotent:t${Date.now()}` };
     const headers = { 'idempotency-key': `key-${Date.now()}` };
-    const first = await fetch(`${stack.apiUrl}/v1/builds`, { method: 'POST', body: buildForm(spec, context), headers });
-    const second = await fetch(`${stack.apiUrl}/v1/builds`, { method: 'POST', body: buildForm(spec, context), headers });
+    const first = await stack.api(`/v1/builds`, { method: 'POST', body: buildForm(spec, context), headers });
+    const second = await stack.api(`/v1/builds`, { method: 'POST', body: buildForm(spec, context), headers });
     expect(first.status).toBe(202);
     expect(second.status).toBe(202);
     expect(second.headers.get('idempotent-replayed')).toBe('true');

@@ -143,10 +143,11 @@ describe('chart defaults', () => {
     expect(rendered({ set: ['imageBuilder.namespace=ibs-builds'] }).config().imageBuilder.namespace).toBe('ibs-builds');
   });
 
-  it('renders no SCC binding, pull credential secret or ExternalSecret unless asked', () => {
+  it('renders no SCC binding, pull credential secret or ExternalSecret unless asked (and the builder NetworkPolicy)', () => {
     const kinds = renderChart().map((m: Manifest) => `${m.kind}/${m.metadata.name}`);
     expect(kinds.sort()).toEqual([
-      `ConfigMap/${FULLNAME}-config`, `Deployment/${FULLNAME}-api`, `Deployment/${FULLNAME}-worker`, `Role/${FULLNAME}-builder`,
+      `ConfigMap/${FULLNAME}-config`, `Deployment/${FULLNAME}-api`, `Deployment/${FULLNAME}-worker`,
+      `NetworkPolicy/${FULLNAME}-builder-egress`, `Role/${FULLNAME}-builder`,
       `RoleBinding/${FULLNAME}-builder`, `Secret/${FULLNAME}-env`, `Service/${FULLNAME}`, `Service/${FULLNAME}-worker-metrics`, `ServiceAccount/${FULLNAME}`,
     ]);
   });

@@ -10,7 +10,7 @@ import { BuildRepository } from '../../lib/db/builds-repository';
 import { createPool } from '../../lib/db/pool';
 import { buildForm, contextOf } from '../support/archives';
 import { freePort } from '../support/private-postgres';
-import { startTestStack, type TestStack } from '../support/stack';
+import { callerHeaders, startTestStack, type ApiCaller, type TestStack } from '../support/stack';
 
 interface ErrorAnswer {
   error: { code: string; message: string; field?: string };
@@ -27,12 +27,12 @@ describe('API requests', () => {
   });
   afterAll(async () => {
     // Nothing runs these builds; cancelling ends their workflows instead of leaving them waiting.
-    for (const id of submitted) await stack.app.request(`/v1/builds/${id}/cancel`, { method: 'POST' });
+    for (const id of submitted) await stack.request(`/v1/builds/${id}/cancel`, { method: 'POST' }, { role: 'operator' });
     await stack?.close();
   });
 
-  async function submit(spec: unknown, headers: Record<string, string> = {}, form = buildForm(spec, context)): Promise<Response> {
-    const res = await stack.app.request('/v1/builds', { method: 'POST', headers, body: form });
+  async function submit(spec: unknown, headers: Record<string, string> = {}, form = buildForm(spec, context), as?: ApiCaller): Promise<Response> {
+    const res = await stack.request('/v1/builds', { method: 'POST', headers, body: form }, as);
     if (res.status === 202) submitted.push(((await res.clone().json()) as { id: string }).id);
     return res;
   }
@@ -57,7 +57,7 @@ describe('API requests', () => {
         platforms: ['linux/amd64'],
         metadata,
       });
-      const read = await stack.app.request(`/v1/builds/${id}`);
+      const read = await stack.request(`/v1/builds/${id}`);
       expect(((await read.json()) as { spec: unknown }).spec).toEqual(stored?.spec);
     });
 
@@ -71,7 +71,7 @@ describe('API requests', () => {
     it('refuses metadata nested 5,000 levels deep with a 400, and records nothing', async () => {
       const consumer = `deep-${Date.now()}`;
       const spec = `{"image":"127.0.0.1:5000/req/deep:1","metadata":${'{"k":'.repeat(5000)}1${'}'.repeat(5000)}}`;
-      const res = await submit(spec, { 'x-consumer': consumer });
+      const res = await submit(spec, {}, undefined, { consumer });
       expect(res.status).toBe(400);
       expect(await errorOf(res)).toMatchObject({ code: 'spec_too_deep', field: 'spec' });
       expect(await stack.builds.list({ consumer, limit: 1 })).toEqual([]);
@@ -97,9 +97,9 @@ describe('API requests', () => {
     });
 
     it('answers a repeated Idempotency-Key with the first build', async () => {
-      const headers = { 'idempotency-key': `key-${randomUUID()}`, 'x-consumer': 'idempotent' };
-      const first = await submit({ image: '127.0.0.1:5000/req/idem:1' }, headers);
-      const again = await submit({ image: '127.0.0.1:5000/req/idem:1' }, headers);
+      const headers = { 'idempotency-key': `key-${randomUUID()}` };
+      const first = await submit({ image: '127.0.0.1:5000/req/idem:1' }, headers, undefined, { consumer: 'idempotent' });
+      const again = await submit({ image: '127.0.0.1:5000/req/idem:1' }, headers, undefined, { consumer: 'idempotent' });
       expect(again.status).toBe(202);
       expect(again.headers.get('idempotent-replayed')).toBe('true');
       expect(((await again.json()) as { id: string }).id).toBe(((await first.json()) as { id: string }).id);
@@ -111,14 +111,14 @@ describe('API requests', () => {
       const consumer = `pager-${Date.now()}`;
       const ids: string[] = [];
       for (let i = 0; i < 5; i++) {
-        const res = await submit({ image: `127.0.0.1:5000/req/page:${i}` }, { 'x-consumer': consumer });
+        const res = await submit({ image: `127.0.0.1:5000/req/page:${i}` }, {}, undefined, { consumer });
         ids.push(((await res.json()) as { id: string }).id);
       }
       const seen: string[] = [];
       let cursor: string | null = null;
       let pages = 0;
       do {
-        const res = await stack.app.request(`/v1/builds?consumer=${consumer}&limit=2${cursor ? `&cursor=${cursor}` : ''}`);
+        const res = await stack.request(`/v1/builds?consumer=${consumer}&limit=2${cursor ? `&cursor=${cursor}` : ''}`, {}, { consumer });
         expect(res.status).toBe(200);
         const page = (await res.json()) as { items: { id: string }[]; nextCursor: string | null };
         seen.push(...page.items.map((b) => b.id));
@@ -132,11 +132,11 @@ describe('API requests', () => {
     it('refuses a cursor it did not issue with invalid_cursor, not a database error', async () => {
       const forged = Buffer.from(JSON.stringify({ t: new Date().toISOString(), i: 'not-a-uuid' })).toString('base64url');
       for (const cursor of [forged, 'garbage']) {
-        const res = await stack.app.request(`/v1/builds?cursor=${cursor}`);
+        const res = await stack.request(`/v1/builds?cursor=${cursor}`);
         expect(res.status).toBe(400);
         expect(await errorOf(res)).toMatchObject({ code: 'invalid_cursor', field: 'cursor' });
       }
-      const limit = await stack.app.request('/v1/builds?limit=0');
+      const limit = await stack.request('/v1/builds?limit=0');
       expect(await errorOf(limit)).toMatchObject({ code: 'invalid_request', field: 'limit' });
     });
   });
@@ -149,7 +149,7 @@ describe('API requests', () => {
       ['a JSON body where multipart is expected', '/v1/builds', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' }, 415, 'unsupported_media_type'],
       ['retrying an unknown build', `/v1/builds/${randomUUID()}/retry`, { method: 'POST' }, 404, 'build_not_found'],
     ])('answers %s with %i %s', async (_what, path, init, status, code) => {
-      const res = await stack.app.request(path, init);
+      const res = await stack.request(path, init);
       expect(res.status).toBe(status);
       expect(await errorOf(res)).toMatchObject({ code });
     });
@@ -157,10 +157,10 @@ describe('API requests', () => {
     it('answers 409 for operator actions that do not fit the build\'s state, 404 for a log not yet written', async () => {
       const res = await submit({ image: '127.0.0.1:5000/req/state:1' });
       const { id } = (await res.json()) as { id: string };
-      const retry = await stack.app.request(`/v1/builds/${id}/retry`, { method: 'POST' });
+      const retry = await stack.request(`/v1/builds/${id}/retry`, { method: 'POST' });
       expect(retry.status).toBe(409);
       expect(await errorOf(retry)).toMatchObject({ code: 'build_not_retryable' });
-      const log = await stack.app.request(`/v1/builds/${id}/logs`);
+      const log = await stack.request(`/v1/builds/${id}/logs`);
       expect(log.status).toBe(404);
       expect(await errorOf(log)).toMatchObject({ code: 'log_not_available' });
     });
@@ -168,10 +168,10 @@ describe('API requests', () => {
     it('answers 503 database_unavailable with Retry-After when PostgreSQL cannot be reached', async () => {
       // A real pool whose server is not there: nothing listens on this port.
       const pool = createPool({ ...stack.config.postgres, port: await freePort() });
-      const app = createApp({ builds: new BuildRepository(pool), storage: stack.deps.storage, temporal: stack.client, settings: stack.settings });
+      const app = createApp({ ...stack.apiDeps, builds: new BuildRepository(pool) });
       try {
         for (const path of ['/v1/builds', `/v1/builds/${randomUUID()}`]) {
-          const res = await app.request(path);
+          const res = await app.request(path, { headers: callerHeaders() });
           expect(res.status).toBe(503);
           expect(res.headers.get('retry-after')).toBe('5');
           const error = await errorOf(res);

@@ -40,27 +40,27 @@ describe('API resources', () => {
     const consumer = `lister-${Date.now()}`;
     const ids: string[] = [];
     for (let i = 0; i < 3; i++) {
-      const res = await fetch(`${stack.apiUrl}/v1/builds`, {
-        method: 'POST',
-        headers: { 'x-consumer': consumer },
-        body: buildForm({ image: `127.0.0.1:5000/list/app:${i}` }, await contextOf({ Dockerfile: 'FROM scratch\n' })),
-      });
+      const res = await stack.api(
+        '/v1/builds',
+        { method: 'POST', body: buildForm({ image: `127.0.0.1:5000/list/app:${i}` }, await contextOf({ Dockerfile: 'FROM scratch\n' })) },
+        { consumer },
+      );
       ids.push(((await res.json()) as { id: string }).id);
     }
     // No worker polls this suite's queue; cancel so the workflows do not wait.
-    for (const id of ids) await fetch(`${stack.apiUrl}/v1/builds/${id}/cancel`, { method: 'POST' });
+    for (const id of ids) await stack.api(`/v1/builds/${id}/cancel`, { method: 'POST' }, { consumer });
 
-    const first = (await (await fetch(`${stack.apiUrl}/v1/builds?consumer=${consumer}&limit=2`)).json()) as { items: { id: string }[]; nextCursor: string };
+    const first = (await (await stack.api(`/v1/builds?consumer=${consumer}&limit=2`, {}, { consumer })).json()) as { items: { id: string }[]; nextCursor: string };
     expect(first.items.map((b) => b.id)).toEqual([ids[2], ids[1]]);
     expect(first.nextCursor).toBeTruthy();
-    const second = (await (await fetch(`${stack.apiUrl}/v1/builds?consumer=${consumer}&limit=2&cursor=${first.nextCursor}`)).json()) as { items: { id: string }[]; nextCursor: string | null };
+    const second = (await (await stack.api(`/v1/builds?consumer=${consumer}&limit=2&cursor=${first.nextCursor}`, {}, { consumer })).json()) as { items: { id: string }[]; nextCursor: string | null };
     expect(second.items.map((b) => b.id)).toEqual([ids[0]]);
     expect(second.nextCursor).toBeNull();
 
-    const bad = await fetch(`${stack.apiUrl}/v1/builds?status=exploded`);
+    const bad = await stack.api(`/v1/builds?status=exploded`);
     expect(bad.status).toBe(400);
     expect(((await bad.json()) as { error: { code: string; field: string } }).error).toMatchObject({ code: 'invalid_request', field: 'status' });
-    const badCursor = await fetch(`${stack.apiUrl}/v1/builds?cursor=not-a-cursor`);
+    const badCursor = await stack.api(`/v1/builds?cursor=not-a-cursor`);
     expect(((await badCursor.json()) as { error: { code: string } }).error.code).toBe('invalid_cursor');
   });
 });

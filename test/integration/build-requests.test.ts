@@ -24,7 +24,7 @@ describe('rejected build requests', () => {
 
   async function expectRejected(body: FormData | string, code: string, field?: string, headers: Record<string, string> = {}) {
     const [contextsBefore, rowsBefore] = [await storedContexts(), await buildRows()];
-    const res = await fetch(`${stack.apiUrl}/v1/builds`, { method: 'POST', body, headers });
+    const res = await stack.api(`/v1/builds`, { method: 'POST', body, headers });
     const json = (await res.json()) as { error: { code: string; message: string; field?: string } };
     expect(res.status, JSON.stringify(json)).toBeGreaterThanOrEqual(400);
     expect(res.status).toBeLessThan(500);
@@ -71,11 +71,11 @@ describe('rejected build requests', () => {
 
     it('accepts an absolute symlink, which counts from the context root (vendored virtualenvs)', async () => {
       const context = await tarGzOf([DOCKERFILE, { name: 'venv/bin/python', type: 'symlink', linkname: '/usr/bin/python3' }]);
-      const res = await fetch(`${stack.apiUrl}/v1/builds`, { method: 'POST', body: buildForm({ image: '127.0.0.1:5000/rejections/venv:1' }, context) });
+      const res = await stack.api(`/v1/builds`, { method: 'POST', body: buildForm({ image: '127.0.0.1:5000/rejections/venv:1' }, context) });
       expect(res.status).toBe(202);
       // No worker polls this suite's queue, so cancel to keep the workflow from waiting forever.
       const { id } = (await res.json()) as { id: string };
-      expect((await fetch(`${stack.apiUrl}/v1/builds/${id}/cancel`, { method: 'POST' })).status).toBe(202);
+      expect((await stack.api(`/v1/builds/${id}/cancel`, { method: 'POST' })).status).toBe(202);
     });
   });
 
@@ -156,10 +156,10 @@ describe('rejected build requests', () => {
   });
 
   it('answers unknown builds and malformed ids with stable codes', async () => {
-    const missing = await fetch(`${stack.apiUrl}/v1/builds/3b1f0c8e-8a53-4c1e-9a55-0b1c2d3e4f50`);
+    const missing = await stack.api(`/v1/builds/3b1f0c8e-8a53-4c1e-9a55-0b1c2d3e4f50`);
     expect(missing.status).toBe(404);
     expect(((await missing.json()) as { error: { code: string } }).error.code).toBe('build_not_found');
-    const malformed = await fetch(`${stack.apiUrl}/v1/builds/not-a-uuid`);
+    const malformed = await stack.api(`/v1/builds/not-a-uuid`);
     expect(malformed.status).toBe(400);
     expect(((await malformed.json()) as { error: { code: string } }).error.code).toBe('invalid_build_id');
   });

@@ -17,7 +17,7 @@ async function submit(stack: TestStack, script: string, image: string): Promise<
     { name: 'Dockerfile', body: dockerfile, mode: 0o644 },
     { name: 'busybox', body: await readFile('/bin/busybox'), mode: 0o755 },
   ]);
-  const res = await fetch(`${stack.apiUrl}/v1/builds`, { method: 'POST', body: buildForm({ image: `${REGISTRY}/slots/${image}:t${Date.now()}` }, context) });
+  const res = await stack.api(`/v1/builds`, { method: 'POST', body: buildForm({ image: `${REGISTRY}/slots/${image}:t${Date.now()}` }, context) });
   expect(res.status).toBe(202);
   return ((await res.json()) as { id: string }).id;
 }
@@ -41,7 +41,7 @@ describe('build slots', () => {
   it('runs bookkeeping activities while every build slot is busy', async () => {
     const long = await submit(stack, '/busybox echo slot-taken-$((20+22)) && /busybox sleep 45', 'long');
     await until('the long build taking the only slot', async () => {
-      const res = await fetch(`${stack.apiUrl}/v1/builds/${long}/logs`);
+      const res = await stack.api(`/v1/builds/${long}/logs`);
       return res.ok && (await res.text()).includes('slot-taken-42'); // printed by the step, not its command line
     }, 120_000);
 
@@ -50,11 +50,11 @@ describe('build slots', () => {
     await until('the quick build recorded as running', async () => (await stack.builds.get(quick))?.status === 'running', 10_000);
     // Its build has not started: the only slot is still taken.
     expect(await stack.builds.get(long)).toMatchObject({ status: 'running' });
-    const log = await fetch(`${stack.apiUrl}/v1/builds/${quick}/logs`);
+    const log = await stack.api(`/v1/builds/${quick}/logs`);
     expect(log.status).toBe(404);
 
     // Freeing the slot lets the waiting build run to the end.
-    expect((await fetch(`${stack.apiUrl}/v1/builds/${long}/cancel`, { method: 'POST' })).status).toBe(202);
+    expect((await stack.api(`/v1/builds/${long}/cancel`, { method: 'POST' })).status).toBe(202);
     expect((await waitForBuild(stack.apiUrl, long)).status).toBe('cancelled');
     expect((await waitForBuild(stack.apiUrl, quick)).status).toBe('succeeded');
   });

@@ -14,7 +14,7 @@ import { DatabaseUnavailableError } from '../../lib/db/availability';
 import { BuildRepository } from '../../lib/db/builds-repository';
 import { buildForm, contextOf } from '../support/archives';
 import { freePort, PrivatePostgres } from '../support/private-postgres';
-import { testConfig, waitForBuild } from '../support/stack';
+import { apiFetch, TEST_TOKENS_FILE, testConfig, waitForBuild } from '../support/stack';
 import { createWorkerDependencies } from '../../worker/dependencies';
 
 const ROOT = join(__dirname, '..', '..');
@@ -59,6 +59,9 @@ describe('a PostgreSQL restart', () => {
       API_HOST: '127.0.0.1',
       API_PORT: String(apiPort),
       TEMPORAL_TASK_QUEUE: `test-db-restart-${process.pid}-${Date.now()}`,
+      // The real entry point reads the test process's tokens (test/support/stack.ts) and may push to the registry.
+      AUTH_TOKENS_FILE: TEST_TOKENS_FILE,
+      TARGET_REGISTRY_ALLOWLIST: REGISTRY,
     };
     api = await startService('api/main.ts', env, 'API listening');
     worker = await startService('worker/main.ts', env, 'worker polling');
@@ -70,7 +73,7 @@ describe('a PostgreSQL restart', () => {
   });
 
   async function submitAndWait(): Promise<Record<string, unknown>> {
-    const res = await fetch(`${apiUrl}/v1/builds`, {
+    const res = await apiFetch(apiUrl, `/v1/builds`, {
       method: 'POST',
       body: buildForm({ image: `${REGISTRY}/db-restart/app:t${Date.now()}` }, await contextOf({ Dockerfile: 'FROM scratch\nCOPY hello.txt /\n', 'hello.txt': 'hi\n' })),
     });
@@ -93,7 +96,7 @@ describe('a PostgreSQL restart', () => {
 
     await postgres.crash();
 
-    const during = await fetch(`${apiUrl}/v1/builds`);
+    const during = await apiFetch(apiUrl, `/v1/builds`);
     expect(during.status).toBe(503);
     expect(during.headers.get('retry-after')).toBe('5');
     expect(((await during.json()) as { error: { code: string } }).error.code).toBe('database_unavailable');
@@ -107,7 +110,7 @@ describe('a PostgreSQL restart', () => {
     let after: Response | undefined;
     for (let i = 0; i < 50 && after?.status !== 200; i++) {
       if (i > 0) await new Promise((r) => setTimeout(r, 200));
-      after = await fetch(`${apiUrl}/v1/builds`);
+      after = await apiFetch(apiUrl, `/v1/builds`);
     }
     expect(after?.status).toBe(200);
     expect(api.child.exitCode).toBeNull();

@@ -64,7 +64,7 @@ describe('a large upload', () => {
     let peak = before;
     const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 20);
     const boundary = `ibs${Date.now()}`;
-    const res = await fetch(`${stack.apiUrl}/v1/builds`, {
+    const res = await stack.api(`/v1/builds`, {
       method: 'POST',
       body: streamingBody(boundary),
       headers: { 'content-type': `multipart/form-data; boundary=${boundary}` },
@@ -73,7 +73,7 @@ describe('a large upload', () => {
     clearInterval(sampler);
     const build = (await res.json()) as { id: string };
     expect(res.status, JSON.stringify(build)).toBe(202);
-    await fetch(`${stack.apiUrl}/v1/builds/${build.id}/cancel`, { method: 'POST' }); // no worker polls this queue
+    await stack.api(`/v1/builds/${build.id}/cancel`, { method: 'POST' }); // no worker polls this queue
     const record = await stack.builds.get(build.id);
     expect(await stack.deps.storage.exists(record!.contextKey)).toBe(true);
     await stack.deps.storage.delete(record!.contextKey); // random bytes: every run would store another 192 MiB

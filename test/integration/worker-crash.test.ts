@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildForm, contextOf } from '../support/archives';
 import { ensureBaseImage, manifestOf, manifestRevisionCount } from '../support/registry';
-import { startTestStack, waitForBuild, type TestStack } from '../support/stack';
+import { apiFetch, startTestStack, waitForBuild, type TestStack } from '../support/stack';
 
 const ROOT = join(__dirname, '..', '..');
 
@@ -32,7 +32,7 @@ function startWorkerProcess(taskQueue: string): Promise<ChildProcess> {
 async function waitForLog(apiUrl: string, id: string, text: string, timeoutMs = 120_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    const res = await fetch(`${apiUrl}/v1/builds/${id}/logs`);
+    const res = await apiFetch(apiUrl, `/v1/builds/${id}/logs`);
     if (res.ok && (await res.text()).includes(text)) return;
     await new Promise((r) => setTimeout(r, 500));
   }
@@ -58,7 +58,7 @@ describe('a worker killed in the middle of a build', () => {
     workers.push(first);
 
     const dockerfile = `FROM ${base}\nARG NONCE\nRUN echo "long-step-started \${NONCE}" && sleep 8 && echo "\${NONCE}" > /nonce.txt\n`;
-    const res = await fetch(`${stack.apiUrl}/v1/builds`, {
+    const res = await stack.api(`/v1/builds`, {
       method: 'POST',
       body: buildForm({ image: `127.0.0.1:5000/${repository}:v1`, buildArgs: { NONCE: repository } }, await contextOf({ Dockerfile: dockerfile })),
     });
@@ -75,7 +75,7 @@ describe('a worker killed in the middle of a build', () => {
     const served = await manifestOf(repository, 'v1');
     expect(build.digest).toBe(served.digest);
     expect(await manifestRevisionCount(repository)).toBe(1);
-    const log = await (await fetch(`${stack.apiUrl}/v1/builds/${id}/logs`)).text();
+    const log = await (await stack.api(`/v1/builds/${id}/logs`)).text();
     expect(log).toContain('attempt 2 of build');
   });
 });

@@ -28,7 +28,7 @@ async function recordHistory(handle: WorkflowHandle, file: (typeof RECORDED)[num
 }
 
 async function submit(stack: TestStack, dockerfile: string, image: string, extra: Record<string, unknown> = {}): Promise<string> {
-  const res = await fetch(`${stack.apiUrl}/v1/builds`, {
+  const res = await stack.api(`/v1/builds`, {
     method: 'POST',
     body: buildForm({ image, ...extra }, await contextOf({ Dockerfile: dockerfile })),
   });
@@ -83,7 +83,7 @@ describe('imageBuild workflow', () => {
     for (let i = 0; i < 120 && (await handle.query(progressQuery)).status !== 'running'; i++) await new Promise((r) => setTimeout(r, 250));
     await new Promise((r) => setTimeout(r, 2_000));
     const started = Date.now();
-    const res = await fetch(`${stack.apiUrl}/v1/builds/${id}/cancel`, { method: 'POST' });
+    const res = await stack.api(`/v1/builds/${id}/cancel`, { method: 'POST' });
     expect(res.status).toBe(202);
     const build = await waitForBuild(stack.apiUrl, id);
     expect(build.status).toBe('cancelled');
@@ -91,7 +91,7 @@ describe('imageBuild workflow', () => {
     expect((await handle.describe()).status.name).toBe('CANCELLED');
     await recordHistory(handle, 'image-build-cancelled.json');
 
-    const again = await fetch(`${stack.apiUrl}/v1/builds/${id}/cancel`, { method: 'POST' });
+    const again = await stack.api(`/v1/builds/${id}/cancel`, { method: 'POST' });
     expect(again.status).toBe(409);
     expect(((await again.json()) as { error: { code: string } }).error.code).toBe('build_finished');
   });
@@ -99,7 +99,7 @@ describe('imageBuild workflow', () => {
   it('retries a failed build under the same id and records the new attempt', async () => {
     const id = await submit(stack, `FROM ${base}\nRUN exit 1\n`, `127.0.0.1:5000/wf/retry:t${Date.now()}`);
     expect((await waitForBuild(stack.apiUrl, id)).status).toBe('failed');
-    const res = await fetch(`${stack.apiUrl}/v1/builds/${id}/retry`, { method: 'POST' });
+    const res = await stack.api(`/v1/builds/${id}/retry`, { method: 'POST' });
     expect(res.status).toBe(202);
     expect(((await res.json()) as { attempt: number }).attempt).toBe(2);
     const build = await waitForBuild(stack.apiUrl, id);
@@ -121,7 +121,7 @@ describe('imageBuild workflow', () => {
       await new Promise((r) => setTimeout(r, 200));
     }
     expect(attrs.IbsImage).toEqual([image]);
-    expect(attrs.IbsConsumer).toEqual(['anonymous']);
+    expect(attrs.IbsConsumer).toEqual(['tests']);
     expect(attrs.IbsStatus).toEqual(['succeeded']);
     await recordHistory(handle, 'image-build-succeeded.json');
   });

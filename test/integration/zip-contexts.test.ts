@@ -94,7 +94,7 @@ describe('zip build contexts', () => {
       { name: 'app/run.sh', body: '#!/bin/sh\necho "ran from a zip"\n', mode: S_IFREG | 0o755 },
       { name: 'app/greeting', body: 'run.sh', mode: S_IFLNK | 0o777 },
     ]);
-    const res = await fetch(`${stack.apiUrl}/v1/builds`, { method: 'POST', body: buildForm({ image: `127.0.0.1:5000/zip/app:${tag}` }, context, 'context.zip') });
+    const res = await stack.api(`/v1/builds`, { method: 'POST', body: buildForm({ image: `127.0.0.1:5000/zip/app:${tag}` }, context, 'context.zip') });
     const accepted = (await res.json()) as { id: string };
     expect(res.status, JSON.stringify(accepted)).toBe(202);
 
@@ -121,7 +121,7 @@ describe('zip build contexts', () => {
       { name: 'Dockerfile', body: `FROM ${base}\n` },
       { name: 'app/../../escape.txt', body: 'x' },
     ]);
-    const res = await fetch(`${stack.apiUrl}/v1/builds`, { method: 'POST', body: buildForm({ image: '127.0.0.1:5000/zip/evil:1' }, context, 'context.zip') });
+    const res = await stack.api(`/v1/builds`, { method: 'POST', body: buildForm({ image: '127.0.0.1:5000/zip/evil:1' }, context, 'context.zip') });
     const json = (await res.json()) as { error: { code: string; field?: string; message: string } };
     expect(res.status).toBe(400);
     expect(json.error).toMatchObject({ code: 'context_path_traversal', field: 'context' });

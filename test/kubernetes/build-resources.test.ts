@@ -41,7 +41,7 @@ describe('per-build resources on the kubernetes executor', () => {
   async function submit(resources: unknown): Promise<{ status: number; body: Answer }> {
     const context = await contextOf({ Dockerfile: 'FROM scratch\nCOPY . /\n' });
     const spec = { image: `127.0.0.1:5000/k8s-test/resources-${randomBytes(3).toString('hex')}:1`, resources };
-    const res = await fetch(`${stack.apiUrl}/v1/builds`, { method: 'POST', body: buildForm(spec, context), headers: { 'x-consumer': 'resources-tests' } });
+    const res = await stack.api('/v1/builds', { method: 'POST', body: buildForm(spec, context) }, { consumer: 'resources-tests' });
     return { status: res.status, body: (await res.json()) as Answer };
   }
 
@@ -54,7 +54,7 @@ describe('per-build resources on the kubernetes executor', () => {
       requests: { cpu: '2', memory: '3Gi', 'ephemeral-storage': '1G' },
       limits: { cpu: '3500m', memory: '6Gi', 'ephemeral-storage': '100G' },
     });
-    await fetch(`${stack.apiUrl}/v1/builds/${body.id}/cancel`, { method: 'POST' });
+    await stack.api(`/v1/builds/${body.id}/cancel`, { method: 'POST' }, { consumer: 'resources-tests' });
   });
 
   it.each([

@@ -39,14 +39,14 @@ interface Seen {
 async function submit(stack: TestStack, image: string, base: string): Promise<{ build: Record<string, unknown>; seen: Seen[] }> {
   const seen: Seen[] = [];
   const context = await contextOf({ Dockerfile: 'ARG BASE\nFROM ${BASE}\nRUN echo pushed-with-auth > /marker.txt\n' });
-  const res = await fetch(`${stack.apiUrl}/v1/builds`, { method: 'POST', body: buildForm({ image, buildArgs: { BASE: base } }, context), headers: { 'x-consumer': 'registry-tests' } });
+  const res = await stack.api(`/v1/builds`, { method: 'POST', body: buildForm({ image, buildArgs: { BASE: base } }, context) }, { consumer: 'registry-tests' });
   const accepted = await res.text();
   seen.push({ label: 'POST /v1/builds', text: accepted });
   expect(res.status).toBe(202);
   const { id } = JSON.parse(accepted) as { id: string };
-  const build = await waitForBuild(stack.apiUrl, id);
+  const build = await waitForBuild(stack.apiUrl, id, undefined, { consumer: 'registry-tests' });
   for (const path of [`/v1/builds/${id}`, `/v1/builds/${id}/logs`, `/v1/builds?consumer=registry-tests`]) {
-    seen.push({ label: `GET ${path}`, text: await (await fetch(`${stack.apiUrl}${path}`)).text() });
+    seen.push({ label: `GET ${path}`, text: await (await stack.api(path, {}, { consumer: 'registry-tests' })).text() });
   }
   const stored = await stack.deps.storage.get(buildLogKey(id));
   const chunks: Buffer[] = [];

@@ -10,7 +10,7 @@ import { PUSH_USER, TLS_REGISTRY, passwordOf } from './support/registries';
 
 async function buildTo(stack: TestStack, image: string, base: string): Promise<Record<string, unknown>> {
   const context = await contextOf({ Dockerfile: `FROM ${base}\nRUN echo over-tls > /tls.txt\n` });
-  const res = await fetch(`${stack.apiUrl}/v1/builds`, { method: 'POST', body: buildForm({ image }, context) });
+  const res = await stack.api(`/v1/builds`, { method: 'POST', body: buildForm({ image }, context) });
   expect(res.status).toBe(202);
   return waitForBuild(stack.apiUrl, ((await res.json()) as { id: string }).id);
 }

@@ -6,13 +6,20 @@
 import { serve, type ServerType } from '@hono/node-server';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
+import { randomBytes } from 'node:crypto';
+import { appendFileSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Pool } from 'pg';
-import { createApp } from '../../api/app';
+import { createApp, createLogHub } from '../../api/app';
+import { DockerfilePolicy, policySettingsOf } from '../../api/builds/policy';
 import type { ApiDeps } from '../../api/deps';
+import { BearerAuthenticator } from '../../lib/auth/authenticator';
+import { hashToken } from '../../lib/auth/static-tokens';
 import { loadConfig, type Config } from '../../lib/config';
 import { BuildRepository } from '../../lib/db/builds-repository';
+import { temporalClientInterceptors } from '../../lib/telemetry/tracing';
 import { createWorkerDependencies } from '../../worker/dependencies';
 import { ImageBuildWorker } from '../../worker/worker';
 import type { ActivityDeps } from '../../activities';
@@ -23,6 +30,8 @@ export interface TestStack {
   /** The API application itself, for tests that call it with app.request() instead of over HTTP. */
   app: ReturnType<typeof createApp>;
   settings: ApiDeps['settings'];
+  /** What the app was built from, for tests that build a variant of it. */
+  apiDeps: ApiDeps;
   taskQueue: string;
   apiUrl: string;
   client: Client;
@@ -34,6 +43,8 @@ export interface TestStack {
    * fetch, so that how a caller identifies itself is decided in one place.
    */
   api(path: string, init?: RequestInit, as?: ApiCaller): Promise<Response>;
+  /** The same through app.request(), without HTTP. */
+  request(path: string, init?: RequestInit, as?: ApiCaller): Promise<Response>;
   /** Starts an in-process worker for the suite's task queues (stopped by close()). */
   startWorker(options?: { maxConcurrentBuilds?: number }): Promise<ImageBuildWorker>;
   close(): Promise<void>;
@@ -45,20 +56,55 @@ export interface ApiCaller {
   role?: 'consumer' | 'operator';
 }
 
-/** The headers that identify a caller to the API. */
+/**
+ * The test stacks' static tokens: one per caller a test asks for, made up on first use and appended (hashed, as an
+ * operator would store them) to a tokens file of this test process, which the API re-reads when a token it does
+ * not know arrives. The token itself never touches the disk.
+ */
+export const TEST_TOKENS_FILE = join(tmpdir(), `ibs-test-tokens-${process.pid}`);
+const TEST_TOKEN_SECRET = randomBytes(16).toString('hex');
+const issuedTokens = new Map<string, string>();
+writeFileSync(TEST_TOKENS_FILE, '# static tokens of this test process: sha256:<hash> <role>:<consumer>\n', { mode: 0o600 });
+
+/** A real token of this test process for the caller (consumer 'tests' unless told; role consumer unless told). */
+export function tokenFor(as: ApiCaller = {}): string {
+  const who = `${as.role ?? 'consumer'}:${as.consumer ?? 'tests'}`;
+  let token = issuedTokens.get(who);
+  if (!token) {
+    token = `ibs-test-${randomBytes(8).toString('hex')}-${TEST_TOKEN_SECRET}`;
+    appendFileSync(TEST_TOKENS_FILE, `sha256:${hashToken(token)} ${who}\n`);
+    issuedTokens.set(who, token);
+  }
+  return token;
+}
+
+/** The headers that identify a caller to the API: a bearer token naming its consumer and role. */
 export function callerHeaders(as: ApiCaller = {}): Record<string, string> {
-  return { 'x-consumer': as.consumer ?? 'tests' };
+  return { authorization: `Bearer ${tokenFor(as)}` };
+}
+
+function withCaller(init: RequestInit, as?: ApiCaller): RequestInit {
+  const headers = new Headers(callerHeaders(as));
+  new Headers(init.headers).forEach((value, key) => headers.set(key, value));
+  return { ...init, headers };
 }
 
 /** fetch() against the API as the given caller; the caller's headers win over none, the test's own headers over them. */
 export function apiFetch(apiUrl: string, path: string, init: RequestInit = {}, as?: ApiCaller): Promise<Response> {
-  const headers = new Headers(callerHeaders(as));
-  new Headers(init.headers).forEach((value, key) => headers.set(key, value));
-  return fetch(`${apiUrl}${path}`, { ...init, headers });
+  return fetch(`${apiUrl}${path}`, withCaller(init, as));
 }
 
+/** The registries of the local stack (infra/local) that suites push to. */
+const LOCAL_REGISTRIES = '127.0.0.1:5000,127.0.0.1:5001,127.0.0.1:5002,127.0.0.1:5443';
+
+/** The stack's configuration with this process's tokens file, the local registries allowed, and the test's overrides. */
 export function testConfig(overrides: Record<string, string> = {}): Config {
-  return loadConfig({ ...process.env, ...overrides });
+  return loadConfig({
+    ...process.env,
+    AUTH_TOKENS_FILE: TEST_TOKENS_FILE,
+    TARGET_REGISTRY_ALLOWLIST: process.env.TARGET_REGISTRY_ALLOWLIST ?? LOCAL_REGISTRIES,
+    ...overrides,
+  });
 }
 
 /** `options.telemetry`: a logger and metrics the test reads back, given to the API and the worker alike. */
@@ -67,7 +113,7 @@ export async function startTestStack(name: string, overrides: Record<string, str
   const config = testConfig({ TEMPORAL_TASK_QUEUE: taskQueue, ...overrides });
   const { deps, pool } = await createWorkerDependencies(config, options.telemetry);
   const connection = await Connection.connect({ address: config.temporal.address });
-  const client = new Client({ connection, namespace: config.temporal.namespace });
+  const client = new Client({ connection, namespace: config.temporal.namespace, interceptors: temporalClientInterceptors() });
   const settings: ApiDeps['settings'] = {
     taskQueue,
     namespace: config.temporal.namespace,
@@ -79,7 +125,17 @@ export async function startTestStack(name: string, overrides: Record<string, str
     maxTimeoutSeconds: config.build.maxTimeoutSeconds,
     buildResources: { defaults: config.imageBuilder.resources, ceiling: config.imageBuilder.maxResources },
   };
-  const app = createApp({ builds: deps.builds, storage: deps.storage, temporal: client, settings, telemetry: options.telemetry });
+  const apiDeps: ApiDeps = {
+    logs: createLogHub(deps),
+    builds: deps.builds,
+    storage: deps.storage,
+    temporal: client,
+    auth: new BearerAuthenticator(config.auth),
+    policy: new DockerfilePolicy(policySettingsOf(config)),
+    settings,
+    telemetry: options.telemetry,
+  };
+  const app = createApp(apiDeps);
   const server: ServerType = await new Promise((resolve) => {
     const s = serve({ fetch: app.fetch, hostname: '127.0.0.1', port: 0 }, () => resolve(s));
   });
@@ -90,6 +146,7 @@ export async function startTestStack(name: string, overrides: Record<string, str
     config,
     app,
     settings,
+    apiDeps,
     taskQueue,
     apiUrl,
     client,
@@ -97,6 +154,7 @@ export async function startTestStack(name: string, overrides: Record<string, str
     deps,
     builds: deps.builds,
     api: (path, init, as) => apiFetch(apiUrl, path, init, as),
+    request: async (path, init, as) => app.request(path, withCaller(init ?? {}, as)),
     async startWorker(options = {}) {
       const workerConnection = await NativeConnection.connect({ address: config.temporal.address });
       const worker = await ImageBuildWorker.create({
@@ -118,6 +176,7 @@ export async function startTestStack(name: string, overrides: Record<string, str
       }
       await new Promise((resolve) => server.close(resolve));
       await connection.close();
+      await deps.temporal.connection.close();
       await pool.end();
     },
   };

@@ -12,7 +12,7 @@ import type { ObjectStore } from '../../storage/object-store';
 import type { Telemetry } from '../../telemetry';
 import type { RegistryLogin } from '../../registry/credentials';
 import { BuildFailedError, type BuildExecutor, type BuildJob, type BuildObserver, type BuildOutcome } from '../executor';
-import { readContextFile } from './context-file';
+import { readContextFile } from '../../context/read-file';
 import { assertKanikoCompatible } from './dockerfile-checks';
 import { resolveKubernetesOptions, type KubernetesExecutorOptions, type KubernetesExecutorSettings } from './options';
 import {
@@ -74,6 +74,10 @@ export class KubernetesExecutor implements BuildExecutor {
   async run(job: BuildJob, observer: BuildObserver): Promise<BuildOutcome> {
     // Best effort: a failed sweep of other builds' retained pods must not fail this build.
     await this.deleteExpiredPods().catch((err: unknown) => this.suppressed('pod_sweep', err, { buildId: job.buildId }, 'deleting expired builder pods failed; the next build tries again'));
+    if (job.generatedDockerfile !== undefined) {
+      // The builder images read the Dockerfile from the fetched context only; see docs/status.md.
+      throw new BuildFailedError('dependency_build_unsupported', 'dependency builds (spec.dependencies) run on the local executor only for now; send a Dockerfile that installs the packages instead');
+    }
     const mode = engineModeFor(job, this.options);
     if (mode === 'kaniko') await this.checkKanikoCompatible(job);
     const resources = builderResourcesFor(job.resources, this.options.imageBuilder.resources, this.options.imageBuilder.maxResources);

@@ -240,7 +240,7 @@ function buildkitPodSpec(input: BuilderPodInput, mode: 'buildkit-rootless' | 'bu
     seccompProfile: { type: 'RuntimeDefault' },
     seLinuxOptions: securityContext.seLinuxOptions,
   };
-  const env = buildEnv(input);
+  const env = [...buildEnv(input), ...otlpEnv(options, job)];
   // Without a privileged pod there is no procfs to mount for RUN steps' sandboxes; rootless BuildKit's own flag.
   env.push({ name: 'BUILDKITD_FLAGS', value: '--oci-worker-no-process-sandbox' });
   if (ib.buildkitSnapshotter) env.push({ name: 'BUILDKIT_OCI_WORKER_SNAPSHOTTER', value: ib.buildkitSnapshotter });
@@ -271,7 +271,7 @@ function kanikoPodSpec(input: BuilderPodInput): NonNullable<V1Pod['spec']> {
   const kaniko = options.imageBuilder.kaniko;
   const image = builderImageFor('kaniko', options);
   const securityContext = kanikoSecurityContext(kaniko.containerSecurityContext);
-  const env = [...buildEnv(input), { name: 'IBS_ENGINE', value: 'kaniko' }, ...otlpEnv(options)];
+  const env = [...buildEnv(input), { name: 'IBS_ENGINE', value: 'kaniko' }, ...otlpEnv(options, job)];
   return {
     ...commonPodSpec(input),
     // Omitted (not false-negated) when isolation is off, so the cluster's default applies.
@@ -293,12 +293,14 @@ function kanikoPodSpec(input: BuilderPodInput): NonNullable<V1Pod['spec']> {
   };
 }
 
-function otlpEnv(options: KubernetesExecutorOptions): V1EnvVar[] {
+function otlpEnv(options: KubernetesExecutorOptions, job: BuildJob): V1EnvVar[] {
   const otlp = options.imageBuilder.otlp;
   if (!otlp.enabled) return [];
   const env: V1EnvVar[] = [];
   if (otlp.endpoint) env.push({ name: 'OTEL_EXPORTER_OTLP_ENDPOINT', value: otlp.endpoint });
   if (otlp.metricExportIntervalMs !== undefined) env.push({ name: 'OTEL_METRIC_EXPORT_INTERVAL', value: String(otlp.metricExportIntervalMs) });
   if (otlp.logRecordScheduleDelayMs !== undefined) env.push({ name: 'OTEL_BLRP_SCHEDULE_DELAY', value: String(otlp.logRecordScheduleDelayMs) });
+  // The build activity's span: buildctl and Kaniko continue the request's trace (W3C TRACEPARENT in the env).
+  if (job.traceparent) env.push({ name: 'TRACEPARENT', value: job.traceparent });
   return env;
 }

@@ -4,7 +4,7 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import { extractContextArchive, resolveContextFile, type ContextLimits, type ContextSummary } from '../../context/archive';
@@ -30,6 +30,8 @@ export interface LocalExecutorOptions {
   /** Build without BuildKit's cache (BUILDKIT_NO_CACHE), e.g. for reproducible timings. */
   noCache?: boolean;
   workDir?: string;
+  /** OTLP/HTTP base URL buildctl exports its spans to (tracing on); the build's trace reaches it as TRACEPARENT. */
+  otlpEndpoint?: string;
 }
 
 // setpriv makes the kernel kill buildctl when the worker dies (SIGKILL included): a retried attempt must never
@@ -49,17 +51,14 @@ export class LocalExecutor implements BuildExecutor {
       const context = await this.fetchContext(job, contextDir);
       observer.log(`[ibs] context ${job.contextKey} extracted\n`);
 
-      // Resolved inside the context, never by the OS: an absolute link in the context must not read a host file.
-      const dockerfilePath = resolveContextFile(context, job.dockerfile);
-      if (!dockerfilePath) throw new BuildFailedError('dockerfile_not_found', `${job.dockerfile} is not a file of the build context`);
-      const dockerfile = await readFile(join(contextDir, dockerfilePath), 'utf8');
+      const { dockerfile, dockerfilePath, dockerfileDir } = await this.dockerfileOf(job, context, contextDir, workDir);
       const auth = await this.options.builderAuth(job, dockerfile, join(workDir, 'auth'));
       const credentialsIssuedAt = new Date();
       const metadataFile = join(workDir, 'metadata.json');
       const args = buildctlArguments({ ...job, dockerfile: dockerfilePath, noCache: job.noCache ?? this.options.noCache }, {
         buildkitHost: this.options.buildkitHost,
         contextDir,
-        dockerfileDir: join(contextDir, posix.dirname(dockerfilePath)),
+        dockerfileDir,
         metadataFile,
         insecureRegistry: this.options.insecureRegistry,
       });
@@ -85,6 +84,21 @@ export class LocalExecutor implements BuildExecutor {
     });
   }
 
+  /** The context's Dockerfile, or the one the service wrote for a dependency build (kept outside the context). */
+  private async dockerfileOf(job: BuildJob, context: ContextSummary, contextDir: string, workDir: string) {
+    if (job.generatedDockerfile !== undefined) {
+      const dockerfileDir = join(workDir, 'generated');
+      await mkdir(dockerfileDir);
+      await writeFile(join(dockerfileDir, 'Dockerfile'), job.generatedDockerfile, { flag: 'wx' });
+      return { dockerfile: job.generatedDockerfile, dockerfilePath: 'Dockerfile', dockerfileDir };
+    }
+    // Resolved inside the context, never by the OS: an absolute link in the context must not read a host file.
+    const dockerfilePath = resolveContextFile(context, job.dockerfile);
+    if (!dockerfilePath) throw new BuildFailedError('dockerfile_not_found', `${job.dockerfile} is not a file of the build context`);
+    const dockerfile = await readFile(join(contextDir, dockerfilePath), 'utf8');
+    return { dockerfile, dockerfilePath, dockerfileDir: join(contextDir, posix.dirname(dockerfilePath)) };
+  }
+
   private async fetchContext(job: BuildJob, contextDir: string): Promise<ContextSummary> {
     const archive = await this.options.storage.get(job.contextKey);
     if (!archive) {
@@ -92,6 +106,16 @@ export class LocalExecutor implements BuildExecutor {
     }
     // The archive was validated on upload; extracting validates again because storage is outside our control.
     return extractContextArchive(archive, contextDir, this.options.contextLimits);
+  }
+
+  /** buildctl reads the OpenTelemetry SDK's standard variables and continues the trace named by TRACEPARENT. */
+  private tracingEnv(job: BuildJob): Record<string, string> {
+    if (!this.options.otlpEndpoint) return {};
+    return {
+      OTEL_EXPORTER_OTLP_ENDPOINT: this.options.otlpEndpoint,
+      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf',
+      ...(job.traceparent ? { TRACEPARENT: job.traceparent } : {}),
+    };
   }
 
   private runBuildctl(args: string[], auth: BuilderAuth, workDir: string, job: BuildJob, observer: BuildObserver, credentialsIssuedAt: Date): Promise<string> {
@@ -102,7 +126,7 @@ export class LocalExecutor implements BuildExecutor {
       const child = spawn(command, argv, {
         cwd: workDir,
         // buildctl runs docker-credential-ibs from PATH when BuildKit first needs a registry's credentials.
-        env: { PATH: `${auth.binDir}:${process.env.PATH ?? '/usr/bin:/bin'}`, HOME: workDir, DOCKER_CONFIG: auth.configDir },
+        env: { PATH: `${auth.binDir}:${process.env.PATH ?? '/usr/bin:/bin'}`, HOME: workDir, DOCKER_CONFIG: auth.configDir, ...this.tracingEnv(job) },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       const tail = new LogTail(40);

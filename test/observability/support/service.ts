@@ -7,6 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { TEST_TOKENS_FILE } from '../../support/stack';
 
 const ROOT = join(__dirname, '..', '..', '..');
 
@@ -62,7 +63,8 @@ function start(entry: string, env: Record<string, string>, ready: (line: Record<
 export async function startService(name: string, env: Record<string, string> = {}): Promise<RunningService> {
   const taskQueue = `test-${name}-${process.pid}-${Date.now()}`;
   const [apiPort, metricsPort, sdkPort] = [await freePort(), await freePort(), await freePort()];
-  const common = { TEMPORAL_TASK_QUEUE: taskQueue, LOG_LEVEL: 'info', ...env };
+  // The test process's tokens file, so apiFetch's bearer tokens are the service's too.
+  const common = { TEMPORAL_TASK_QUEUE: taskQueue, LOG_LEVEL: 'info', AUTH_TOKENS_FILE: TEST_TOKENS_FILE, TARGET_REGISTRY_ALLOWLIST: '127.0.0.1:5000', ...env };
   const [api, worker] = await Promise.all([
     start('api/main.ts', { ...common, API_PORT: String(apiPort) }, (l) => String(l.msg).startsWith('API listening')),
     start('worker/main.ts', { ...common, WORKER_METRICS_PORT: String(metricsPort), TEMPORAL_SDK_METRICS_ADDRESS: `127.0.0.1:${sdkPort}` }, (l) => String(l.msg).startsWith('worker polling')),

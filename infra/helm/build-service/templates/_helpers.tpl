@@ -68,3 +68,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "build-service.commaList" -}}
 {{- if kindIs "slice" . -}}{{- join "," . -}}{{- else -}}{{- . | toString -}}{{- end -}}
 {{- end -}}
+
+{{- /* Where the API reads its static tokens (the Secret of buildService.auth) and which Secret that is. */ -}}
+{{- define "build-service.apiTokensDir" -}}/etc/image-build-service/auth{{- end }}
+{{- define "build-service.apiTokensSecret" -}}
+{{- .Values.buildService.auth.existingSecret | default (printf "%s-api-tokens" (include "build-service.fullname" .)) -}}
+{{- end }}

@@ -1,0 +1,46 @@
+/**
+ * The activities of the fair build queue (workflows/build-queue.ts): asking the scheduler for a slot (starting it
+ * when it is not running), recording queue positions for the API, and checking whether a slot's holder still runs.
+ */
+import { Context } from '@temporalio/activity';
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import type { BuildRepository } from '../lib/db/builds-repository';
+import { requestSlotSignal, schedulerWorkflowIdFor, type BuildSlotLimits, type SchedulerState, type SlotRequest } from '../workflows/build-queue';
+
+export interface BuildQueueDeps {
+  builds: BuildRepository;
+  /** A Temporal client of the worker's namespace: signalWithStart and describe. */
+  temporal: Client;
+  buildSlots: BuildSlotLimits;
+}
+
+export function createBuildQueueActivities(deps: BuildQueueDeps) {
+  return {
+    /** Joins the queue of the scheduler of this task queue; signalWithStart starts the scheduler if none runs. */
+    async requestBuildSlot(request: Omit<SlotRequest, 'limits'>): Promise<void> {
+      const taskQueue = Context.current().info.taskQueue;
+      // The workflow's signature, written out: importing it from workflows/ would make a cycle back to activities/
+      await deps.temporal.workflow.signalWithStart<(carried?: SchedulerState) => Promise<void>, [SlotRequest]>('buildScheduler', {
+        workflowId: schedulerWorkflowIdFor(taskQueue),
+        taskQueue,
+        args: [],
+        signal: requestSlotSignal,
+        signalArgs: [{ ...request, limits: deps.buildSlots }],
+      });
+    },
+
+    async recordQueuePositions(update: { waiting: { buildId: string; position: number }[]; granted: string[] }): Promise<void> {
+      await deps.builds.recordQueuePositions(update.waiting, update.granted);
+    },
+
+    async isWorkflowRunning(workflowId: string, runId: string): Promise<boolean> {
+      try {
+        const description = await deps.temporal.workflow.getHandle(workflowId, runId).describe();
+        return description.status.name === 'RUNNING';
+      } catch (err) {
+        if (err instanceof WorkflowNotFoundError) return false;
+        throw err;
+      }
+    },
+  };
+}

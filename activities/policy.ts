@@ -1,0 +1,55 @@
+/**
+ * The workflow's half of the build policy: the same checks as at request time, again, on the stored context just
+ * before a builder starts, so a build queued before the operator tightened the lists, or retried after, is held to
+ * the lists in force now. A refusal is a non-retryable failure with the check's stable code.
+ */
+import { ApplicationFailure } from '@temporalio/common';
+import type { Readable } from 'node:stream';
+import { readContextFileThroughLinks } from '../lib/context/read-file';
+import { BuildLog, type BuildLogSettings } from '../lib/logs/build-log';
+import { redact } from '../lib/logs/redact';
+import { checkDockerfilePolicy, type BuildPolicySettings } from '../lib/policy/build-policy';
+import { PolicyViolation } from '../lib/policy/errors';
+import type { ObjectStore } from '../lib/storage/object-store';
+import type { ImageBuildInput } from '../workflows/definitions';
+
+export interface PolicyActivityDeps {
+  storage: ObjectStore;
+  buildLogs: BuildLogSettings;
+  policy: BuildPolicySettings;
+  secrets: readonly string[];
+}
+
+export function createPolicyActivities(deps: PolicyActivityDeps) {
+  return {
+    async checkBuildPolicy(input: ImageBuildInput): Promise<void> {
+      const open = async (): Promise<Readable> => {
+        const stream = await deps.storage.get(input.context.key);
+        if (!stream) throw ApplicationFailure.create({ type: 'context_missing', message: `the build context ${input.context.key} is no longer in storage; submit the build again`, nonRetryable: true });
+        return stream;
+      };
+      // Two passes (links, then the file): opened up front so the reader's callback stays synchronous.
+      const streams = [await open(), await open()];
+      const text = await readContextFileThroughLinks(() => streams.shift()!, input.spec.dockerfile);
+      streams.forEach((s) => s.destroy());
+      if (text === undefined) {
+        throw ApplicationFailure.create({ type: 'dockerfile_not_found', message: `${input.spec.dockerfile} is not a file of the build context (or is over 1 MiB)`, nonRetryable: true });
+      }
+      try {
+        const exemption = checkDockerfilePolicy(
+          { text, path: input.spec.dockerfile, buildArgs: input.spec.buildArgs, platforms: input.spec.platforms },
+          input.consumer ?? '',
+          deps.policy,
+        );
+        if (exemption) {
+          const log = await BuildLog.open(deps.storage, deps.buildLogs, input.buildId, deps.secrets);
+          log.write(`[ibs] base-image policy: ${exemption.images.join(', ')} allowed because consumer ${input.consumer} is trusted\n`);
+          await log.close();
+        }
+      } catch (err) {
+        if (err instanceof PolicyViolation) throw ApplicationFailure.create({ type: err.code, message: redact(err.message, deps.secrets), nonRetryable: true });
+        throw err;
+      }
+    },
+  };
+}

@@ -1,0 +1,46 @@
+/**
+ * The request-time half of the build policy (the workflow's checkBuildPolicy activity is the other): the target
+ * registry, then the Dockerfile read from the spooled upload, with the same checks and settings as the worker's.
+ */
+import { createReadStream } from 'node:fs';
+import type { Config } from '../../lib/config';
+import { resolveContextFile } from '../../lib/context/archive';
+import { readContextFile } from '../../lib/context/read-file';
+import { buildPolicySettingsOf, checkDockerfilePolicy, type BuildPolicySettings, type PolicyExemption } from '../../lib/policy/build-policy';
+import { checkTargetRegistry, type TargetRegistrySettings } from '../../lib/policy/targets';
+import { parseImageReference } from '../../lib/registry/reference';
+import type { BuildSpec } from '../../workflows/definitions';
+import { ApiError } from '../errors';
+import type { BuildUpload } from './upload';
+
+/** Dockerfiles larger than this are refused: the checks read them whole. */
+export const MAX_DOCKERFILE_BYTES = 1 << 20;
+
+export interface BuildRequestPolicy {
+  /** Throws a PolicyViolation (a 400) for a refused build; returns the exemption a trusted consumer used, if any. */
+  check(request: { spec: BuildSpec; consumer: string; upload: BuildUpload }): Promise<PolicyExemption | undefined>;
+}
+
+/** The policy settings of a deployment, from its configuration (the worker's checkBuildPolicy uses the same). */
+export function policySettingsOf(config: Pick<Config, 'policy' | 'registry'>): { build: BuildPolicySettings; targets: TargetRegistrySettings } {
+  return {
+    build: buildPolicySettingsOf(config),
+    targets: { allowlist: config.policy.targetRegistries, registryType: config.registry.type, credentialHosts: config.registry.credentialHosts },
+  };
+}
+
+export class DockerfilePolicy implements BuildRequestPolicy {
+  constructor(private readonly settings: { build: BuildPolicySettings; targets: TargetRegistrySettings }) {}
+
+  async check({ spec, consumer, upload }: { spec: BuildSpec; consumer: string; upload: BuildUpload }): Promise<PolicyExemption | undefined> {
+    checkTargetRegistry(parseImageReference(spec.image).registry, this.settings.targets);
+    const path = resolveContextFile(upload.context, spec.dockerfile);
+    // A missing Dockerfile is answered by the submission (dockerfile_not_found).
+    if (path === undefined) return undefined;
+    const text = await readContextFile(createReadStream(upload.archivePath), path, MAX_DOCKERFILE_BYTES);
+    if (text === undefined) {
+      throw new ApiError(400, 'dockerfile_too_large', `${spec.dockerfile} is over ${MAX_DOCKERFILE_BYTES} bytes, too large to check; shorten it`, 'dockerfile');
+    }
+    return checkDockerfilePolicy({ text, path: spec.dockerfile, buildArgs: spec.buildArgs, platforms: spec.platforms }, consumer, this.settings.build);
+  }
+}

@@ -1,0 +1,34 @@
+/**
+ * Turns an `Authorization: Bearer <token>` header into a principal (consumer and role), or refuses it with a
+ * 401/403 AuthError. Tokens are never logged, stored or echoed: errors say what to do, not what was sent.
+ */
+import type { AuthConfig, Principal } from '../config/auth';
+import { AuthError } from './errors';
+import { JwtVerifier } from './jwt';
+import { StaticTokens } from './static-tokens';
+
+export interface Authenticator {
+  authenticate(authorization: string | undefined): Promise<Principal>;
+}
+
+export class BearerAuthenticator implements Authenticator {
+  private readonly tokens?: StaticTokens;
+  private readonly jwt?: JwtVerifier;
+
+  constructor(config: AuthConfig) {
+    if (config.tokensFile) this.tokens = new StaticTokens(config.tokensFile);
+    if (config.jwt) this.jwt = new JwtVerifier(config.jwt);
+  }
+
+  async authenticate(authorization: string | undefined): Promise<Principal> {
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '');
+    if (!m) {
+      throw new AuthError(401, 'authentication_required', 'send Authorization: Bearer <token> with a token of this deployment (ask the operator for one)');
+    }
+    const token = m[1]!;
+    const known = this.tokens?.lookup(token);
+    if (known) return known;
+    if (this.jwt && JwtVerifier.looksLikeJwt(token)) return this.jwt.verify(token);
+    throw new AuthError(401, 'invalid_token', 'the bearer token is not one this deployment accepts; check that you sent the whole token, or ask the operator for a new one');
+  }
+}

@@ -1,0 +1,52 @@
+import { Readable } from 'node:stream';
+import { gzipSync } from 'node:zlib';
+import { pack } from 'tar-stream';
+import { describe, expect, it } from 'vitest';
+import { createReadStream, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { readContextFile, readContextFileThroughLinks } from './read-file';
+
+async function tarOf(files: Record<string, string>): Promise<Buffer> {
+  const p = pack();
+  for (const [name, content] of Object.entries(files)) p.entry({ name }, content);
+  p.finalize();
+  const chunks: Buffer[] = [];
+  for await (const c of p) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+describe('readContextFile', () => {
+  it('reads one file from a plain tar and from a tar.gz', async () => {
+    const tar = await tarOf({ 'a.txt': 'a', './docker/Dockerfile': 'FROM x\n' });
+    expect(await readContextFile(Readable.from([tar]), 'docker/Dockerfile')).toBe('FROM x\n');
+    expect(await readContextFile(Readable.from([gzipSync(tar)]), 'docker/Dockerfile')).toBe('FROM x\n');
+  });
+
+  it('returns undefined when the file is not there', async () => {
+    expect(await readContextFile(Readable.from([await tarOf({ 'a.txt': 'a' })]), 'Dockerfile')).toBeUndefined();
+  });
+
+  it('stops early on a file archive without an unhandled stream error (the file first, much after it)', async () => {
+    const path = join(mkdtempSync(join(tmpdir(), 'ibs-read-file-')), 'context.tar.gz');
+    writeFileSync(path, gzipSync(await tarOf({ Dockerfile: 'FROM x\n', 'big.bin': randomBytes(4 << 20).toString('base64') })));
+    const reads = Array.from({ length: 20 }, () => readContextFile(createReadStream(path, { highWaterMark: 16 * 1024 }), 'Dockerfile'));
+    expect(await Promise.all(reads)).toEqual(Array(20).fill('FROM x\n'));
+    await new Promise((r) => setTimeout(r, 200)); // a late stream error would surface here as an unhandled error
+  });
+});
+
+describe('readContextFileThroughLinks', () => {
+  it('follows a symlinked Dockerfile the way BuildKit does', async () => {
+    const p = pack();
+    p.entry({ name: 'docker/Dockerfile.real' }, 'FROM real\n');
+    p.entry({ name: 'Dockerfile', type: 'symlink', linkname: '/docker/Dockerfile.real' });
+    p.finalize();
+    const chunks: Buffer[] = [];
+    for await (const c of p) chunks.push(c as Buffer);
+    const archive = gzipSync(Buffer.concat(chunks));
+    expect(await readContextFileThroughLinks(() => Readable.from([archive]), 'Dockerfile')).toBe('FROM real\n');
+    expect(await readContextFileThroughLinks(() => Readable.from([archive]), 'missing')).toBeUndefined();
+  });
+});

@@ -1,0 +1,60 @@
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../config';
+import { dependencyDockerfile } from './dockerfile';
+import { mirrorBuildArgs, mirrorSecrets } from './mirrors';
+
+describe('mirrorBuildArgs', () => {
+  it('puts the proxy in the predefined proxy arguments and the mirrors in their own', () => {
+    expect(mirrorBuildArgs({ httpProxy: 'http://u:p%40ss@proxy:3128', pythonIndex: 'https://pypi.internal/simple', pythonTrustedHost: 'pypi.internal', cranMirror: 'https://cran.internal' })).toEqual({
+      HTTP_PROXY: 'http://u:p%40ss@proxy:3128',
+      HTTPS_PROXY: 'http://u:p%40ss@proxy:3128',
+      http_proxy: 'http://u:p%40ss@proxy:3128',
+      https_proxy: 'http://u:p%40ss@proxy:3128',
+      NO_PROXY: 'localhost,127.0.0.1',
+      no_proxy: 'localhost,127.0.0.1',
+      PIP_INDEX_URL: 'https://pypi.internal/simple',
+      PIP_TRUSTED_HOST: 'pypi.internal',
+      CRAN_MIRROR: 'https://cran.internal',
+    });
+  });
+
+  it('adds nothing when no mirror is configured', () => {
+    expect(mirrorBuildArgs({})).toEqual({});
+  });
+});
+
+describe('mirrorSecrets', () => {
+  it('masks a proxy password in both its encoded and decoded forms, and the whole URL', () => {
+    expect(mirrorSecrets({ httpProxy: 'http://u:p%40ss@proxy:3128' })).toEqual(['p@ss', 'p%40ss', 'http://u:p%40ss@proxy:3128']);
+    expect(mirrorSecrets({ httpProxy: 'http://proxy:3128', pythonIndex: 'https://pypi.org/simple' })).toEqual([]);
+  });
+});
+
+describe('dependencyDockerfile', () => {
+  it('installs a requirements file with pip through the index arguments', () => {
+    expect(dependencyDockerfile({ baseImage: 'reg/python:3.11', python: { requirements: 'deps/requirements.txt' } })).toBe(
+      [
+        'FROM reg/python:3.11',
+        'COPY ["deps/requirements.txt","/tmp/ibs-requirements.txt"]',
+        'ARG PIP_INDEX_URL',
+        'ARG PIP_TRUSTED_HOST',
+        'RUN python3 -m pip install --no-cache-dir --disable-pip-version-check -r /tmp/ibs-requirements.txt && rm -f /tmp/ibs-requirements.txt',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('installs R packages from the CRAN mirror argument and checks they load', () => {
+    const dockerfile = dependencyDockerfile({ baseImage: 'reg/r:4', r: { packages: ['jsonlite', 'data.table'] } });
+    expect(dockerfile).toContain('ARG CRAN_MIRROR=https://cran.rstudio.com');
+    expect(dockerfile).toContain(`install.packages(c("jsonlite", "data.table"), repos = c(CRAN = Sys.getenv("CRAN_MIRROR")))`);
+  });
+});
+
+describe('the mirror settings in configuration errors', () => {
+  it('never quotes a proxy or index URL, which may carry a password', () => {
+    expect(() => loadConfig({ CUSTOM_MODEL_DEPENDENCIES_HTTP_PROXY: 'ibs:s3cret-pw@proxy:3128' })).toThrow(/CUSTOM_MODEL_DEPENDENCIES_HTTP_PROXY must be an http/);
+    expect(() => loadConfig({ CUSTOM_MODEL_DEPENDENCIES_HTTP_PROXY: 'ibs:s3cret-pw@proxy:3128' })).not.toThrow(/s3cret-pw/);
+    expect(() => loadConfig({ CUSTOM_MODEL_DEPENDENCIES_PYTHON_INDEX: 'ftp://u:s3cret-pw@index' })).not.toThrow(/s3cret-pw/);
+  });
+});

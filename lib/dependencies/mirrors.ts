@@ -1,0 +1,37 @@
+/**
+ * The dependency mirrors (CUSTOM_MODEL_DEPENDENCIES_*) as the build arguments every build gets. The proxy goes in
+ * BuildKit's predefined proxy arguments (HTTP_PROXY, HTTPS_PROXY, NO_PROXY and their lower-case forms): RUN steps
+ * see them without an ARG line and BuildKit keeps them out of the image's history and config, so the proxy's
+ * credentials never reach the image. PIP_INDEX_URL, PIP_TRUSTED_HOST and CRAN_MIRROR are ordinary build arguments:
+ * a Dockerfile picks them up with `ARG PIP_INDEX_URL` (pip reads it from the environment of the RUN step) and they
+ * stay out of the image's config unless the Dockerfile copies them into an ENV.
+ */
+import type { DependenciesConfig } from '../config/build';
+
+/** Hosts a RUN step reaches without the proxy. */
+const NO_PROXY = 'localhost,127.0.0.1';
+
+export function mirrorBuildArgs(dependencies: DependenciesConfig): Record<string, string> {
+  const args: Record<string, string> = {};
+  if (dependencies.httpProxy) {
+    for (const name of ['HTTP_PROXY', 'HTTPS_PROXY', 'http_proxy', 'https_proxy']) args[name] = dependencies.httpProxy;
+    args.NO_PROXY = NO_PROXY;
+    args.no_proxy = NO_PROXY;
+  }
+  if (dependencies.pythonIndex) args.PIP_INDEX_URL = dependencies.pythonIndex;
+  if (dependencies.pythonTrustedHost) args.PIP_TRUSTED_HOST = dependencies.pythonTrustedHost;
+  if (dependencies.cranMirror) args.CRAN_MIRROR = dependencies.cranMirror;
+  return args;
+}
+
+/** The parts of the mirror settings that are credentials (a proxy or index URL's user:password), for masking. */
+export function mirrorSecrets(dependencies: DependenciesConfig): string[] {
+  const secrets: string[] = [];
+  for (const value of [dependencies.httpProxy, dependencies.pythonIndex, dependencies.cranMirror]) {
+    if (!value) continue;
+    const url = new URL(value);
+    if (url.password) secrets.push(decodeURIComponent(url.password), url.password);
+    if (url.username && url.password) secrets.push(value);
+  }
+  return [...new Set(secrets)];
+}

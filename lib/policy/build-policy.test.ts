@@ -1,0 +1,82 @@
+import { describe, expect, it } from 'vitest';
+import { checkDockerfilePolicy, type BuildPolicySettings } from './build-policy';
+import { PolicyViolation } from './errors';
+import { checkTargetRegistry } from './targets';
+
+const settings: BuildPolicySettings = {
+  allowlist: [],
+  denylist: ['docker.io/datarobot/*', 'docker.io/datarobotdev/*'],
+  trustedConsumers: ['environments'],
+  allowedFrontends: [],
+};
+const check = (text: string, consumer = 'apps', buildArgs: Record<string, string> = {}, s = settings) =>
+  checkDockerfilePolicy({ text, path: 'Dockerfile', buildArgs, platforms: ['linux/amd64'] }, consumer, s);
+const violation = (fn: () => unknown): PolicyViolation => {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof PolicyViolation) return err;
+    throw err;
+  }
+  throw new Error('no violation');
+};
+
+describe('checkDockerfilePolicy', () => {
+  it('refuses a denylisted base behind an ARG, naming the image and the rule', () => {
+    const err = violation(() => check('ARG BASE=datarobot/internal:1\nFROM $BASE\n'));
+    expect(err.code).toBe('base_image_denied');
+    expect(err.message).toMatch(/Dockerfile line 2: FROM datarobot\/internal:1 \(docker.io\/datarobot\/internal:1\) matches docker.io\/datarobot\/\* on EXECUTION_ENVIRONMENT_VERSION_URI_VALIDATION_DENYLIST/);
+    expect(violation(() => check('ARG BASE=python\nFROM $BASE\n', 'apps', { BASE: 'docker.io/datarobotdev/x' })).code).toBe('base_image_denied');
+    expect(violation(() => check('FROM python\nCOPY --from=datarobot/x / /\n')).message).toMatch(/COPY --from datarobot\/x/);
+  });
+
+  it('refuses what is not on a non-empty allowlist', () => {
+    const s = { ...settings, allowlist: ['registry.example.com/*'] };
+    expect(check('FROM registry.example.com/base:1\n', 'apps', {}, s)).toBeUndefined();
+    expect(violation(() => check('FROM python\n', 'apps', {}, s)).message).toMatch(/matches nothing on EXECUTION_ENVIRONMENT_VERSION_URI_VALIDATION_ALLOWLIST/);
+  });
+
+  it('exempts trusted consumers from the lists, and says which images', () => {
+    expect(check('FROM datarobot/env:1\nFROM python\n', 'environments')).toEqual({ reason: 'trusted_consumer', images: ['docker.io/datarobot/env:1'] });
+    expect(check('FROM python\n', 'environments')).toBeUndefined();
+  });
+
+  it('refuses custom frontends unless allowed, even for trusted consumers', () => {
+    expect(violation(() => check('# syntax=docker/dockerfile:1\nFROM python\n', 'environments')).code).toBe('frontend_not_allowed');
+    expect(violation(() => check('FROM python\n', 'apps', { BUILDKIT_SYNTAX: 'evil.example/f' })).message).toMatch(/BUILDKIT_SYNTAX/);
+    expect(check('# syntax=docker/dockerfile:1\nFROM python\n', 'apps', {}, { ...settings, allowedFrontends: ['docker.io/docker/dockerfile:*'] })).toBeUndefined();
+  });
+
+  it('refuses entitlements and ADD from internal addresses for everyone', () => {
+    expect(violation(() => check('FROM python\nRUN --security=insecure true\n', 'environments')).code).toBe('entitlement_not_allowed');
+    expect(violation(() => check('FROM python\nRUN --network=host true\n')).message).toMatch(/network.host/);
+    expect(violation(() => check('FROM python\nADD http://0x7f.1:8080/v1/builds /x\n')).code).toBe('add_url_not_allowed');
+    expect(check('FROM python\nADD https://pypi.org/simple/ /x\n')).toBeUndefined();
+  });
+});
+
+describe('checkTargetRegistry', () => {
+  const local = { allowlist: ['127.0.0.1:5000', '*.example.com'], registryType: 'private_registry' as const };
+  it('allows the allowlisted registries only', () => {
+    expect(() => checkTargetRegistry('127.0.0.1:5000', local)).not.toThrow();
+    expect(() => checkTargetRegistry('registry.example.com', local)).not.toThrow();
+    for (const host of ['169.254.169.254', '2130706433:8080', '127.0.0.1:5001', 'other.registry.io']) {
+      expect(violation(() => checkTargetRegistry(host, local)).code).toBe('target_registry_not_allowed');
+    }
+    expect(violation(() => checkTargetRegistry('2130706433:8080', local)).message).toMatch(/loopback address 127.0.0.1.*how 127.0.0.1 can also be written/);
+  });
+
+  it('allows the registry type\'s own hosts', () => {
+    const ecr = { allowlist: [], registryType: 'ecr' as const };
+    expect(() => checkTargetRegistry('123456789012.dkr.ecr.us-east-1.amazonaws.com', ecr)).not.toThrow();
+    expect(violation(() => checkTargetRegistry('169.254.169.254', ecr)).code).toBe('target_registry_not_allowed');
+  });
+
+  it('with nothing configured, allows DNS names and public addresses but never internal ones', () => {
+    const open = { allowlist: [], registryType: 'private_registry' as const };
+    expect(() => checkTargetRegistry('registry.example.com:443', open)).not.toThrow();
+    for (const host of ['169.254.169.254', '2130706433:8080', '[::1]:5000', 'localhost:5000', '10.1.2.3']) {
+      expect(violation(() => checkTargetRegistry(host, open)).code).toBe('target_registry_not_allowed');
+    }
+  });
+});

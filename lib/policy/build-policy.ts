@@ -1,0 +1,117 @@
+/**
+ * The checks a Dockerfile passes before anything is built, at request time (the API) and again in the workflow
+ * before a builder starts (the checkBuildPolicy activity), with the same function and the same settings: no
+ * entitlements, no ADD from internal addresses, custom frontends only from the operator's list, and every image it
+ * pulls against the base-image allow and deny lists, which trusted consumers are exempt from.
+ */
+import type { PolicyConfig } from '../config/build';
+import { hostOfUrl, internalAddressReason } from './addresses';
+import { readDockerfile, type ImageMention } from './dockerfile';
+import { PolicyViolation } from './errors';
+import { imageMatches, normaliseImage, normalisePattern } from './image-patterns';
+
+export interface BuildPolicySettings {
+  /** EXECUTION_ENVIRONMENT_VERSION_URI_VALIDATION_ALLOWLIST: when not empty, every image must match one. */
+  allowlist: string[];
+  /** EXECUTION_ENVIRONMENT_VERSION_URI_VALIDATION_DENYLIST: no image may match one. */
+  denylist: string[];
+  /** Consumers exempt from the two lists (BASE_IMAGE_POLICY_TRUSTED_CONSUMERS). */
+  trustedConsumers: string[];
+  /** Image patterns of the custom frontends (`# syntax=`, BUILDKIT_SYNTAX) builds may use (BUILD_ALLOWED_FRONTENDS). */
+  allowedFrontends: string[];
+}
+
+/** The settings from the deployment's configuration, one reader for the API and the worker. */
+export function buildPolicySettingsOf(config: { policy: PolicyConfig }): BuildPolicySettings {
+  const { allowlist, denylist, trustedConsumers, allowedFrontends } = config.policy;
+  return { allowlist, denylist, trustedConsumers, allowedFrontends };
+}
+
+/** What the Build records when a trusted consumer's build used images the lists would have refused. */
+export interface PolicyExemption {
+  reason: 'trusted_consumer';
+  images: string[];
+}
+
+export interface DockerfileToCheck {
+  /** The Dockerfile's text. */
+  text: string;
+  /** Its path in the context, for messages. */
+  path: string;
+  buildArgs: Record<string, string>;
+  platforms: string[];
+}
+
+const USES: Record<ImageMention['use'], string> = {
+  from: 'FROM',
+  'copy-from': 'COPY --from',
+  'mount-from': 'RUN --mount=from',
+  syntax: 'the # syntax= frontend',
+};
+
+function where(path: string, mention: { line: number }): string {
+  return mention.line > 0 ? `${path} line ${mention.line}` : 'the BUILDKIT_SYNTAX build argument';
+}
+
+/** Throws a PolicyViolation for the first problem; returns the exemption a trusted consumer used, if any. */
+export function checkDockerfilePolicy(dockerfile: DockerfileToCheck, consumer: string, settings: BuildPolicySettings): PolicyExemption | undefined {
+  const platforms = dockerfile.platforms.length > 0 ? dockerfile.platforms : ['linux/amd64'];
+  const exempted = new Set<string>();
+  for (const platform of platforms) {
+    const facts = readDockerfile(dockerfile.text, dockerfile.buildArgs, platform);
+    const [entitlement] = facts.entitlements;
+    if (entitlement) {
+      const flag = entitlement.entitlement === 'network.host' ? '--network=host' : '--security=insecure';
+      throw new PolicyViolation(
+        'entitlement_not_allowed',
+        `${where(dockerfile.path, entitlement)}: RUN ${flag} needs the ${entitlement.entitlement} entitlement, which this service never grants; remove ${flag}`,
+        'dockerfile',
+      );
+    }
+    for (const add of facts.addUrls) {
+      const host = hostOfUrl(add.url);
+      const reason = host === undefined ? undefined : internalAddressReason(host);
+      if (reason) {
+        throw new PolicyViolation(
+          'add_url_not_allowed',
+          `${where(dockerfile.path, add)}: ADD ${add.url} points at a ${reason}; builds may only download from public addresses, so fetch it from a public URL or put the file in the context`,
+          'dockerfile',
+        );
+      }
+    }
+    if (facts.frontend) {
+      const frontend = normaliseImage(facts.frontend.image);
+      if (!settings.allowedFrontends.some((p) => imageMatches(normalisePattern(p), frontend))) {
+        throw new PolicyViolation(
+          'frontend_not_allowed',
+          `${where(dockerfile.path, facts.frontend)} asks for the custom frontend ${facts.frontend.image}, which this deployment does not allow${settings.allowedFrontends.length ? ` (allowed: ${settings.allowedFrontends.join(', ')})` : ''}; remove the # syntax= line (or the BUILDKIT_SYNTAX build argument) to use the built-in Dockerfile frontend, or ask the operator to add it to BUILD_ALLOWED_FRONTENDS`,
+          'dockerfile',
+        );
+      }
+    }
+    for (const mention of facts.images) {
+      const rule = refusingRule(normaliseImage(mention.image), settings);
+      if (!rule) continue;
+      if (settings.trustedConsumers.includes(consumer)) {
+        exempted.add(normaliseImage(mention.image));
+        continue;
+      }
+      throw new PolicyViolation(
+        'base_image_denied',
+        `${where(dockerfile.path, mention)}: ${USES[mention.use]} ${mention.image} (${normaliseImage(mention.image)}) ${rule}; use another base image`,
+        'dockerfile',
+      );
+    }
+  }
+  return exempted.size > 0 ? { reason: 'trusted_consumer', images: [...exempted] } : undefined;
+}
+
+/** Why the lists refuse the image, naming the rule, or undefined when they let it through. */
+function refusingRule(image: string, settings: BuildPolicySettings): string | undefined {
+  const denied = settings.denylist.find((p) => imageMatches(normalisePattern(p), image));
+  if (denied) return `matches ${denied} on EXECUTION_ENVIRONMENT_VERSION_URI_VALIDATION_DENYLIST`;
+  if (settings.allowlist.length > 0 && !settings.allowlist.some((p) => imageMatches(normalisePattern(p), image))) {
+    return `matches nothing on EXECUTION_ENVIRONMENT_VERSION_URI_VALIDATION_ALLOWLIST (${settings.allowlist.join(', ')})`;
+  }
+  return undefined;
+}

@@ -1,0 +1,84 @@
+/**
+ * The chart's API authentication and build policy settings: hashed static tokens become a Secret the API mounts and
+ * reads through AUTH_TOKENS_FILE (proven by authenticating with the rendered file), a JWT issuer defaults to this
+ * cluster's JWKS read as the pod's service account, and the policy lists reach the configuration.
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { BearerAuthenticator } from '../../lib/auth/authenticator';
+import { hashToken } from '../../lib/auth/static-tokens';
+import { loadConfig } from '../../lib/config';
+import { containerOf, find, plainEnv, RELEASE, renderChart, resolveEnv, secretData } from './render';
+
+const FULLNAME = `${RELEASE}-build-service`;
+const database = { POSTGRES_HOST: 'postgres', POSTGRES_USER: 'ibs', POSTGRES_PASSWORD: 'pg-password', POSTGRES_DB: 'ibs' };
+
+function valuesFile(values: unknown): string {
+  const file = join(mkdtempSync(join(tmpdir(), 'ibs-auth-values-')), 'values.yaml');
+  writeFileSync(file, stringify(values));
+  return file;
+}
+
+describe('API authentication in the chart', () => {
+  it('renders the hashed tokens into a Secret the API mounts and reads, and the tokens authenticate', async () => {
+    const operatorToken = 'operator-token-kept-by-the-operator';
+    const manifests = renderChart({
+      valuesFiles: [valuesFile({ buildService: { auth: { tokens: [{ hash: `sha256:${hashToken(operatorToken)}`, principal: 'operator:platform' }] } } })],
+    });
+    const secret = secretData(find(manifests, 'Secret', `${FULLNAME}-api-tokens`));
+    expect(secret.tokens).not.toContain(operatorToken);
+    const { container, pod } = containerOf(manifests, `${FULLNAME}-api`);
+    const env = plainEnv(resolveEnv(manifests, container));
+    expect(env.AUTH_TOKENS_FILE).toBe('/etc/image-build-service/auth/tokens');
+    expect((container as unknown as { volumeMounts: { name: string; mountPath: string }[] }).volumeMounts).toContainEqual(expect.objectContaining({ name: 'api-tokens', mountPath: '/etc/image-build-service/auth' }));
+    expect((pod.volumes as { name: string; secret?: { secretName: string } }[]).find((v) => v.name === 'api-tokens')?.secret?.secretName).toBe(`${FULLNAME}-api-tokens`);
+    const worker = containerOf(manifests, `${FULLNAME}-worker`).pod.volumes as { name: string }[];
+    expect(worker.map((v) => v.name)).not.toContain('api-tokens');
+
+    // What the API does with it: the file as the kubelet would mount it, read through the configuration.
+    const mounted = join(mkdtempSync(join(tmpdir(), 'ibs-auth-mount-')), 'tokens');
+    writeFileSync(mounted, secret.tokens!);
+    const config = loadConfig({ ...database, ...env, AUTH_TOKENS_FILE: mounted });
+    await expect(new BearerAuthenticator(config.auth).authenticate(`Bearer ${operatorToken}`)).resolves.toEqual({ consumer: 'platform', role: 'operator' });
+    await expect(new BearerAuthenticator(config.auth).authenticate('Bearer another')).rejects.toMatchObject({ code: 'invalid_token' });
+  });
+
+  it('refuses a token written in clear instead of its hash', () => {
+    expect(() => renderChart({ valuesFiles: [valuesFile({ buildService: { auth: { tokens: [{ hash: 'my-secret-token', principal: 'consumer:apps' }] } } })] })).toThrow(/hash must be sha256:/);
+  });
+
+  it('mounts an existing Secret instead, and renders none of its own', () => {
+    const manifests = renderChart({ set: ['buildService.auth.existingSecret=platform-api-tokens'] });
+    expect(manifests.find((m) => m.kind === 'Secret' && m.metadata.name === `${FULLNAME}-api-tokens`)).toBeUndefined();
+    const { pod } = containerOf(manifests, `${FULLNAME}-api`);
+    expect((pod.volumes as { name: string; secret?: { secretName: string } }[]).find((v) => v.name === 'api-tokens')?.secret?.secretName).toBe('platform-api-tokens');
+  });
+
+  it('points a JWT issuer at this cluster\'s JWKS, read with the pod\'s CA and service-account token', () => {
+    const manifests = renderChart({
+      valuesFiles: [valuesFile({ buildService: { auth: { jwt: { issuer: 'https://kubernetes.default.svc', audiences: ['image-build-service'], subjects: { 'system:serviceaccount:apps:custom-models': 'consumer:custom-models' } } } } })],
+    });
+    const env = plainEnv(resolveEnv(manifests, containerOf(manifests, `${FULLNAME}-api`).container));
+    const config = loadConfig({ ...database, ...env });
+    expect(config.auth.jwt).toEqual({
+      issuer: 'https://kubernetes.default.svc',
+      jwksUrl: 'https://kubernetes.default.svc/openid/v1/jwks',
+      audiences: ['image-build-service'],
+      caFile: '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt',
+      jwksTokenFile: '/var/run/secrets/kubernetes.io/serviceaccount/token',
+      subjects: { 'system:serviceaccount:apps:custom-models': { consumer: 'custom-models', role: 'consumer' } },
+    });
+    expect(config.auth.tokensFile).toBeUndefined();
+  });
+
+  it('hands the policy lists to the service', () => {
+    const manifests = renderChart({
+      valuesFiles: [valuesFile({ buildService: { policy: { trustedConsumers: ['environments'], allowedFrontends: ['docker.io/docker/dockerfile:*'], targetRegistries: ['registry.example.com', '*.internal.example'] } } })],
+    });
+    const config = loadConfig({ ...database, ...plainEnv(resolveEnv(manifests, containerOf(manifests, `${FULLNAME}-worker`).container)) });
+    expect(config.policy).toMatchObject({ trustedConsumers: ['environments'], allowedFrontends: ['docker.io/docker/dockerfile:*'], targetRegistries: ['registry.example.com', '*.internal.example'] });
+  });
+});

@@ -1,0 +1,117 @@
+/**
+ * The contract of the fair build queue, shared by the imageBuild workflow, the buildScheduler workflow and the
+ * activities: signal and query definitions, the scheduler's workflow id and the pure rule that picks which waiting
+ * builds start. Deterministic code only (imported by the workflow bundle).
+ *
+ * Temporal is the queue: one long-running buildScheduler workflow per task queue holds the waiting builds in arrival
+ * order and the running ones; a build asks for a slot with signalWithStart (so the first build starts the
+ * scheduler), waits for the `slotGranted` signal, and signals `releaseSlot` when it ends. No process polls.
+ */
+import { defineQuery, defineSignal } from '@temporalio/workflow';
+
+export interface BuildSlotLimits {
+  /** Builds running at once across all consumers (BUILD_MAX_CONCURRENT). */
+  maxConcurrent: number;
+  /** Builds of one consumer running at once (BUILD_MAX_CONCURRENT_PER_CONSUMER). */
+  maxPerConsumer: number;
+}
+
+export interface SlotRequest {
+  buildId: string;
+  /** The imageBuild run to signal when the slot is granted (a retry is a new run of the same workflow id). */
+  workflowId: string;
+  runId: string;
+  consumer: string;
+  /** The build step's own timeout: a slot held far beyond it is checked against Temporal (see leaseSeconds). */
+  timeoutSeconds: number;
+  /** When the API started the build's workflow (ms; the execution's start, not its first task): the queue's order. */
+  requestedAt: number;
+  limits: BuildSlotLimits;
+}
+
+export interface WaitingBuild {
+  buildId: string;
+  workflowId: string;
+  runId: string;
+  consumer: string;
+  timeoutSeconds: number;
+  /** When the API accepted the build (its workflow's start, ms): the queue's order. */
+  arrivedAt: number;
+}
+
+export interface RunningBuild extends WaitingBuild {
+  grantedAt: number;
+  /** When the scheduler asks Temporal whether the holder still runs (a terminated build never releases). */
+  leaseUntil: number;
+}
+
+export interface SchedulerState {
+  limits: BuildSlotLimits;
+  waiting: WaitingBuild[];
+  running: RunningBuild[];
+}
+
+export const requestSlotSignal = defineSignal<[SlotRequest]>('requestSlot');
+export const releaseSlotSignal = defineSignal<[{ buildId: string; runId: string }]>('releaseSlot');
+export const slotGrantedSignal = defineSignal('slotGranted');
+export const schedulerStateQuery = defineQuery<SchedulerState>('schedulerState');
+
+/** One scheduler per task queue: the workflows of a task queue (and a test suite's own queue) share it. */
+export function schedulerWorkflowIdFor(taskQueue: string): string {
+  return `build-scheduler-${taskQueue}`;
+}
+
+/**
+ * How long a granted slot is trusted before the scheduler checks that its build still runs: the build step's timeout
+ * times its attempts plus the bookkeeping around it. A build that ends normally releases its slot long before.
+ */
+export function leaseSeconds(timeoutSeconds: number): number {
+  return (timeoutSeconds + 120) * 5 + 600;
+}
+
+/**
+ * The fair order of the waiting builds, and which of them start now. A free slot goes to the consumer with the fewest
+ * running builds (ties: the earliest waiting build), and within a consumer builds start in the order they came, so
+ * one tenant's backlog never holds up another's builds: a consumer with builds waiting is at most one slot behind
+ * any other's. A consumer at its own limit is skipped; the global limit stops the round.
+ *
+ * Without limits (`limits` omitted) the same rule gives the order in which the waiting builds would start: the
+ * Build's queuePosition.
+ */
+export function fairOrder(state: Pick<SchedulerState, 'waiting' | 'running'>, limits?: BuildSlotLimits): WaitingBuild[] {
+  const counts = new Map<string, number>();
+  for (const r of state.running) counts.set(r.consumer, (counts.get(r.consumer) ?? 0) + 1);
+  const queues = new Map<string, WaitingBuild[]>();
+  for (const w of [...state.waiting].sort(byArrival)) {
+    const queue = queues.get(w.consumer) ?? [];
+    queue.push(w);
+    queues.set(w.consumer, queue);
+  }
+  let total = state.running.length;
+  const order: WaitingBuild[] = [];
+  for (;;) {
+    if (limits && total >= limits.maxConcurrent) break;
+    let next: WaitingBuild | undefined;
+    for (const [consumer, queue] of queues) {
+      const head = queue[0];
+      const count = counts.get(consumer) ?? 0;
+      if (!head || (limits && count >= limits.maxPerConsumer)) continue;
+      const best = next ? (counts.get(next.consumer) ?? 0) : Infinity;
+      if (count < best || (count === best && next && byArrival(head, next) < 0)) next = head;
+    }
+    if (!next) break;
+    queues.get(next.consumer)!.shift();
+    counts.set(next.consumer, (counts.get(next.consumer) ?? 0) + 1);
+    total += 1;
+    order.push(next);
+  }
+  return order;
+}
+
+export function pickGrants(state: SchedulerState): WaitingBuild[] {
+  return fairOrder(state, state.limits);
+}
+
+function byArrival(a: WaitingBuild, b: WaitingBuild): number {
+  return a.arrivedAt - b.arrivedAt || (a.buildId < b.buildId ? -1 : a.buildId > b.buildId ? 1 : 0);
+}

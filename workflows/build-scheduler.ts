@@ -1,0 +1,117 @@
+/**
+ * buildScheduler: the fair build queue of one task queue, as a long-running workflow (see build-queue.ts). Signals
+ * only change its state; the main loop grants slots, records queue positions in PostgreSQL through an activity (the
+ * Build's queuePosition) and signals the granted builds. It continues as new when Temporal suggests it, carrying the
+ * queue, so its history stays small however long it runs.
+ */
+import {
+  allHandlersFinished,
+  condition,
+  continueAsNew,
+  getExternalWorkflowHandle,
+  proxyActivities,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import {
+  leaseSeconds,
+  fairOrder,
+  pickGrants,
+  releaseSlotSignal,
+  requestSlotSignal,
+  schedulerStateQuery,
+  slotGrantedSignal,
+  type SchedulerState,
+} from './build-queue';
+
+const bookkeeping = proxyActivities<Activities>({
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 20 },
+});
+
+// Continue as new well before Temporal's limits, also when the server does not suggest it.
+const MAX_HISTORY_EVENTS = 5_000;
+const IDLE_EXIT_MS = 10 * 60_000;
+
+export async function buildScheduler(carried?: SchedulerState): Promise<void> {
+  const state: SchedulerState = carried ?? { limits: { maxConcurrent: 1, maxPerConsumer: 1 }, waiting: [], running: [] };
+  let dirty = true;
+
+  setHandler(requestSlotSignal, (request) => {
+    state.limits = request.limits;
+    const sameRun = (b: { buildId: string; runId: string }) => b.buildId === request.buildId && b.runId === request.runId;
+    if (!state.waiting.some(sameRun) && !state.running.some(sameRun)) {
+      // A retry is a new run of the build's workflow: whatever an earlier run of it still holds is stale.
+      state.waiting = state.waiting.filter((w) => w.buildId !== request.buildId);
+      state.running = state.running.filter((r) => r.buildId !== request.buildId);
+      state.waiting.push({
+        buildId: request.buildId,
+        workflowId: request.workflowId,
+        runId: request.runId,
+        consumer: request.consumer,
+        timeoutSeconds: request.timeoutSeconds,
+        arrivedAt: request.requestedAt,
+      });
+    }
+    dirty = true;
+  });
+  // A build that ends (or is cancelled while waiting) gives its slot or its place back.
+  setHandler(releaseSlotSignal, ({ buildId, runId }) => {
+    const other = (b: { buildId: string; runId: string }) => b.buildId !== buildId || b.runId !== runId;
+    state.waiting = state.waiting.filter(other);
+    state.running = state.running.filter(other);
+    dirty = true;
+  });
+  setHandler(schedulerStateQuery, () => state);
+
+  const shouldContinueAsNew = () => workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > MAX_HISTORY_EVENTS;
+
+  for (;;) {
+    const nextLease = Math.min(...state.running.map((r) => r.leaseUntil));
+    const idle = state.waiting.length === 0 && state.running.length === 0;
+    const wait = Number.isFinite(nextLease) ? Math.max(nextLease - Date.now(), 1_000) : IDLE_EXIT_MS;
+    const woke = await condition(() => dirty || shouldContinueAsNew(), wait);
+    // Nothing queued or running for a while: end; the next build's signalWithStart starts a new scheduler. (A signal
+    // that arrives meanwhile makes Temporal refuse the completion, so it is never lost.)
+    if (!woke && idle) return;
+
+    // A slot held past its lease: keep it while its build still runs, free it otherwise (a terminated build).
+    for (const held of state.running.filter((r) => r.leaseUntil <= Date.now())) {
+      if (await bookkeeping.isWorkflowRunning(held.workflowId, held.runId)) {
+        held.leaseUntil = Date.now() + leaseSeconds(held.timeoutSeconds) * 1000;
+      } else {
+        state.running = state.running.filter((r) => r !== held);
+        dirty = true;
+      }
+    }
+
+    if (dirty) {
+      dirty = false;
+      const grants = pickGrants(state);
+      const now = Date.now();
+      for (const g of grants) {
+        state.waiting = state.waiting.filter((w) => w.buildId !== g.buildId);
+        state.running.push({ ...g, grantedAt: now, leaseUntil: now + leaseSeconds(g.timeoutSeconds) * 1000 });
+      }
+      await bookkeeping.recordQueuePositions({
+        waiting: fairOrder(state).map((w, i) => ({ buildId: w.buildId, position: i + 1 })),
+        granted: grants.map((g) => g.buildId),
+      });
+      for (const g of grants) {
+        try {
+          await getExternalWorkflowHandle(g.workflowId, g.runId).signal(slotGrantedSignal);
+        } catch {
+          // The build's workflow is gone (terminated before it heard back): its slot is free again.
+          state.running = state.running.filter((r) => r.buildId !== g.buildId || r.runId !== g.runId);
+          dirty = true;
+        }
+      }
+    }
+
+    if (shouldContinueAsNew() && !dirty) {
+      await condition(allHandlersFinished);
+      await continueAsNew<typeof buildScheduler>(state);
+    }
+  }
+}
