@@ -29,8 +29,9 @@ export function createApp(given: Omit<ApiDeps, 'logs'> & Partial<Pick<ApiDeps, '
     c.set('deps', deps);
     await next();
   });
-  app.use('/v1/*', authenticate);
+  // Before authentication, so a refused call is logged and counted too.
   if (deps.telemetry) app.use(requestTelemetry(deps.telemetry.logger, deps.telemetry.metrics));
+  app.use('/v1/*', authenticate);
   healthRouter(app);
   if (deps.telemetry?.metrics) metricsRoute(app, deps.telemetry.metrics);
   buildsRouter(app);

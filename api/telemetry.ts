@@ -26,7 +26,8 @@ export function requestTelemetry(logger: Logger, metrics: ServiceMetrics | undef
         route,
         status,
         durationMs: Math.round(seconds * 1e4) / 10,
-        consumer: c.req.header('x-consumer'),
+        // Who the token names (set by authentication); an operator acting for a consumer names it in X-Consumer.
+        consumer: c.req.header('x-consumer') ?? (c.get('principal') as { consumer?: string } | undefined)?.consumer,
         ...(buildId ? { buildId } : {}),
       };
       // Probes and scrapes every few seconds would drown the rest: they log at debug.
