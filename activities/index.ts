@@ -18,6 +18,8 @@ import type { ScanGate } from '../lib/scan/gate';
 import type { ObjectStore } from '../lib/storage/object-store';
 import type { BuildErrorInfo, BuildStatus, BuildStep, FailurePoint, ImageBuildInput } from '../workflows/definitions';
 import { createSourceActivities, type SourceImagePolicy } from './sources';
+import type { Telemetry } from '../lib/telemetry';
+import { scrubValue } from '../lib/telemetry/logger';
 import { createPolicyActivities } from './policy';
 import { createBuildQueueActivities, type BuildQueueDeps } from './build-queue';
 import { openScanGate, type OpenGate } from './scan';
@@ -37,6 +39,8 @@ export interface ActivityDeps extends BuildQueueDeps {
   secrets: readonly string[];
   /** Checks an image URI before it is copied (the base-image policy hooks in here); none means every source is allowed. */
   sourceImagePolicy?: SourceImagePolicy;
+  /** The worker's logger and metrics; builds still run without them (tests that do not look). */
+  telemetry?: Telemetry;
   /** Where build logs are spooled and indexed, and how often they are stored. */
   buildLogs: BuildLogSettings;
   /** Build arguments every build gets (the dependency mirrors and proxy, lib/dependencies/mirrors.ts); a build's own win. */
@@ -47,8 +51,10 @@ export interface ActivityDeps extends BuildQueueDeps {
   signer?: NotationSigner;
 }
 
-function nonRetryable(code: string, message: string, secrets: readonly string[]): ApplicationFailure {
-  return ApplicationFailure.create({ type: code, message: redact(message, secrets), nonRetryable: true });
+/** The failure's evidence travels as its details, redacted like its message, to the workflow and the record. */
+function nonRetryable(code: string, message: string, secrets: readonly string[], evidence?: Record<string, string>): ApplicationFailure {
+  const details = evidence && Object.keys(evidence).length ? [scrubValue(evidence, secrets)] : undefined;
+  return ApplicationFailure.create({ type: code, message: redact(message, secrets), nonRetryable: true, details });
 }
 
 /**
@@ -67,16 +73,21 @@ export function createActivities(deps: ActivityDeps) {
     ...createSigningActivities(deps),
 
     async recordStatus(buildId: string, status: Exclude<BuildStatus, 'succeeded' | 'failed' | 'cancelled'>): Promise<void> {
-      await deps.builds.markStatus(buildId, status);
+      const left = await deps.builds.markStatus(buildId, status);
+      if (left) deps.telemetry?.metrics.observeTransition(left, status);
     },
 
     async recordSucceeded(buildId: string, digest: string, resumedFrom?: BuildStep): Promise<void> {
-      await deps.builds.markSucceeded(buildId, digest, resumedFrom);
+      const left = await deps.builds.markSucceeded(buildId, digest, resumedFrom);
+      if (left) deps.telemetry?.metrics.observeFinished(left, 'succeeded', '');
     },
 
     /** `at` (where the run stopped) is absent in runs started before steps were recorded. */
     async recordFailed(buildId: string, error: BuildErrorInfo, status: 'failed' | 'cancelled', at?: FailurePoint): Promise<void> {
-      await deps.builds.markFailed(buildId, { code: error.code, message: redact(error.message, deps.secrets) }, status, at);
+      const evidence = error.evidence ? (scrubValue(error.evidence, deps.secrets) as Record<string, string>) : undefined;
+      const left = await deps.builds.markFailed(buildId, { code: error.code, message: redact(error.message, deps.secrets), evidence }, status, at);
+      if (left) deps.telemetry?.metrics.observeFinished(left, status, error.code);
+      if (left && status === 'failed') deps.telemetry?.logger.warn({ buildId, code: error.code, evidence }, `build failed: ${error.message}`);
     },
 
     /** Builds the image and pushes it by digest to the target repository; heartbeats while it runs. */
@@ -120,7 +131,7 @@ export function createActivities(deps: ActivityDeps) {
         log.write(`[ibs] build ended: ${(err as Error).message}\n`);
         // The executor has stopped the build; tell Temporal this attempt ended because it was cancelled.
         if (ctx.cancellationSignal.aborted) throw new CancelledFailure('the build was cancelled');
-        if (err instanceof BuildFailedError) throw nonRetryable(err.code, err.message, deps.secrets);
+        if (err instanceof BuildFailedError) throw nonRetryable(err.code, err.message, deps.secrets, err.evidence);
         if (err instanceof RegistryError && !err.retryable) throw nonRetryable('push_failed', err.message, deps.secrets);
         throw retryable('build_failed', err, deps.secrets);
       } finally {

@@ -8,6 +8,7 @@ import { LogSegmentIndex } from '../lib/logs/segments';
 import type { ApiDeps, AppEnv } from './deps';
 import { ApiError, errorBody, notFound, onError } from './errors';
 import { healthRouter } from './health/health.index';
+import { metricsRoute, requestTelemetry } from './telemetry';
 import { traceRequests } from './tracing';
 
 /** The app; `logs` defaults to a log hub on the builds' own PostgreSQL pool and storage. */
@@ -28,8 +29,11 @@ export function createApp(given: Omit<ApiDeps, 'logs'> & Partial<Pick<ApiDeps, '
     c.set('deps', deps);
     await next();
   });
+  // Before authentication, so a refused call is logged and counted too.
+  if (deps.telemetry) app.use(requestTelemetry(deps.telemetry.logger, deps.telemetry.metrics));
   app.use('/v1/*', authenticate);
   healthRouter(app);
+  if (deps.telemetry?.metrics) metricsRoute(app, deps.telemetry.metrics);
   buildsRouter(app);
   app.doc31('/openapi.json', {
     openapi: '3.1.0',

@@ -6,6 +6,8 @@ import type { BuildRepository } from '../lib/db/builds-repository';
 import type { RegistryClient } from '../lib/registry/client';
 import type { ImageArchiveLimits } from '../lib/sources/image-archive';
 import type { ObjectStore } from '../lib/storage/object-store';
+import type { Logger } from '../lib/telemetry/logger';
+import type { ServiceMetrics } from '../lib/telemetry/metrics';
 import type { BuildEngine } from '../workflows/definitions';
 import type { BuildRequestPolicy } from './builds/policy';
 import type { BuildLogHub } from './builds/log-hub';
@@ -16,6 +18,8 @@ export interface ApiDeps {
   builds: BuildRepository;
   storage: ObjectStore;
   temporal: Client;
+  /** The process's logger and metrics (api/main.ts); without them requests go unlogged and /metrics is absent. */
+  telemetry?: { logger: Logger; metrics?: ServiceMetrics };
   /** Who is calling: every /v1 request is authenticated by this (api/auth.ts). */
   auth: Authenticator;
   /** The request-time policy checks of a build (target registry, base images, frontends, entitlements, ADD URLs). */
@@ -44,5 +48,10 @@ export interface ApiDeps {
 }
 
 export interface AppEnv {
-  Variables: { deps: ApiDeps; principal: Principal };
+  Variables: {
+    deps: ApiDeps;
+    principal: Principal;
+    /** The build a request created or acted on, for its log line (set by the handler that knows it). */
+    buildId?: string;
+  };
 }

@@ -3,6 +3,7 @@ import type { Context } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { AuthError } from '../lib/auth/errors';
 import { DatabaseUnavailableError } from '../lib/db/availability';
+import type { Logger } from '../lib/telemetry/logger';
 import { PolicyViolation } from '../lib/policy/errors';
 
 /** Seconds a client is asked to wait while PostgreSQL is unreachable; a restart takes a few seconds. */
@@ -35,7 +36,10 @@ export function onError(err: Error, c: Context): Response {
     c.header('Retry-After', String(DATABASE_RETRY_AFTER_SECONDS));
     return c.json(errorBody('database_unavailable', `the build database is unreachable; retry in ${DATABASE_RETRY_AFTER_SECONDS} seconds`), 503);
   }
-  console.error('unhandled API error', err);
+  // The deps' type is not imported here: api/deps.ts already depends on this module through the handlers' types.
+  const logger = (c.get('deps') as { telemetry?: { logger: Logger } } | undefined)?.telemetry?.logger;
+  if (logger) logger.error({ err, method: c.req.method, path: new URL(c.req.url).pathname }, 'unhandled API error');
+  else console.error('unhandled API error', err);
   return c.json(errorBody('internal_error', 'the service failed unexpectedly; retry later or ask an operator to look at the API logs'), 500);
 }
 

@@ -7,6 +7,8 @@ import { createPool, migrate } from '../lib/db/pool';
 import { RegistryClient } from '../lib/registry/client';
 import { createCredentialProvider } from '../lib/registry/credentials';
 import { createObjectStore } from '../lib/storage';
+import { createLogger, createTelemetry } from '../lib/telemetry';
+import { instrumentObjectStore } from '../lib/telemetry/instrumented-store';
 import { BearerAuthenticator } from '../lib/auth/authenticator';
 import { startTracing, temporalClientInterceptors } from '../lib/telemetry/tracing';
 import { createApp } from './app';
@@ -15,9 +17,10 @@ import { DockerfilePolicy, policySettingsOf } from './builds/policy';
 
 async function main(): Promise<void> {
   const config = loadConfig();
-  console.log(describeSpringProfile(config));
+  const { logger, metrics } = createTelemetry(config, 'api');
+  logger.info({ springProfile: config.springProfile.profile }, describeSpringProfile(config));
   const tracing = startTracing(config.tracing, 'api');
-  const pool = createPool(config.postgres);
+  const pool = createPool(config.postgres, logger);
   await migrate(pool);
   const connection = await Connection.connect({ address: config.temporal.address });
   // Reads only (HEAD of manifests): whether an identical build's image or a failed build's pushed image is still there.
@@ -27,13 +30,16 @@ async function main(): Promise<void> {
     allowSelfSignedCerts: config.registry.allowSelfSignedCerts,
     credentials: (host) => credentials.credentialsFor(host),
   });
+  const builds = new BuildRepository(pool);
+  if (config.telemetry.metricsEnabled) metrics.countBuildsWith(() => builds.countUnfinished());
   const app = createApp({
     registry,
-    builds: new BuildRepository(pool),
-    storage: createObjectStore(config),
+    builds,
+    storage: instrumentObjectStore(createObjectStore(config), metrics),
     auth: new BearerAuthenticator(config.auth),
     policy: new DockerfilePolicy(policySettingsOf(config)),
     temporal: new Client({ connection, namespace: config.temporal.namespace, interceptors: temporalClientInterceptors() }),
+    telemetry: { logger, metrics: config.telemetry.metricsEnabled ? metrics : undefined },
     settings: {
       taskQueue: config.temporal.taskQueue,
       namespace: config.temporal.namespace,
@@ -47,9 +53,9 @@ async function main(): Promise<void> {
       buildResources: { defaults: config.imageBuilder.resources, ceiling: config.imageBuilder.maxResources },
     },
   });
-  if (!config.auth.tokensFile && !config.auth.jwt) console.warn('neither AUTH_TOKENS_FILE nor AUTH_JWT_ISSUER is set: every /v1 call will be refused with 401');
+  if (!config.auth.tokensFile && !config.auth.jwt) logger.warn('neither AUTH_TOKENS_FILE nor AUTH_JWT_ISSUER is set: every /v1 call will be refused with 401');
   const server = serve({ fetch: app.fetch, hostname: config.api.host, port: config.api.port, serverOptions: API_SERVER_OPTIONS }, (info) => {
-    console.log(`API listening on http://${info.address}:${info.port} (Node.js ${process.version})`);
+    logger.info({ address: info.address, port: info.port, node: process.version }, `API listening on http://${info.address}:${info.port} (Node.js ${process.version})`);
   });
   const stop = () => {
     server.close();
@@ -60,6 +66,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  console.error(err instanceof ConfigError ? err.message : err);
+  // Before the configuration is read there is no configured logger: this line uses the defaults (JSON, info).
+  createLogger({ base: { service: 'api' } }).fatal(err instanceof ConfigError ? { problems: err.problems } : { err }, err instanceof ConfigError ? err.message : 'start-up failed');
   process.exit(1);
 });

@@ -22,17 +22,21 @@ import { reportDestination } from '../lib/scan/report-store';
 import { RuncScanner } from '../lib/scan/runc-scanner';
 import { NotationSigner } from '../lib/signing/notation';
 import { createObjectStore, type ObjectStore } from '../lib/storage';
+import type { Telemetry } from '../lib/telemetry';
+import { instrumentObjectStore } from '../lib/telemetry/instrumented-store';
+import { registryOutcomeOf } from '../lib/telemetry/metrics';
 import { kubernetesSettingsFrom } from './kubernetes-settings';
 
 /**
  * The executor BUILD_EXECUTOR names. Either way the builder gets credentials only for the hosts it talks to,
  * minted by the registry type's provider when the build starts.
  */
-function createExecutor(config: Config, storage: ObjectStore, credentials: CredentialProvider, registry: RegistryClient): BuildExecutor {
+function createExecutor(config: Config, storage: ObjectStore, credentials: CredentialProvider, registry: RegistryClient, telemetry?: Telemetry): BuildExecutor {
   if (config.executor.type === 'kubernetes') {
     // Base-image registries reach builder pods through the pull secrets; the provider covers the push target.
     return createKubernetesExecutor(kubernetesSettingsFrom(config), {
       storage,
+      telemetry,
       insecureRegistry: config.registry.disableHttps,
       allowSelfSignedCerts: config.registry.allowSelfSignedCerts,
       credentials: (job) => builderCredentials(credentials, [registryHostOf(job.repository)]),
@@ -48,14 +52,21 @@ function createExecutor(config: Config, storage: ObjectStore, credentials: Crede
     otlpEndpoint: config.tracing.enabled ? config.otlp.endpoint : undefined,
     scanner: config.imageScanner.enabled ? new RuncScanner({ runcPath: config.executor.runcPath, registry }) : undefined,
     builderAuth: (job, dockerfile, dir) =>
-      prepareBuilderAuth(credentials, [registryHostOf(job.repository), ...registryHostsOfDockerfile(dockerfile, job.buildArgs)], dir),
+      prepareBuilderAuth(credentials, [registryHostOf(job.repository), ...registryHostsOfDockerfile(dockerfile, job.buildArgs)], dir, {
+        onRefreshError: (err) => {
+          telemetry?.metrics.suppressedErrors.inc({ operation: 'registry_credentials_refresh' });
+          telemetry?.logger.warn({ err, buildId: job.buildId, registry: registryHostOf(job.repository) }, "renewing the builder's registry credentials failed; it keeps the previous ones");
+        },
+      }),
   });
 }
 
-export async function createWorkerDependencies(config: Config): Promise<{ deps: ActivityDeps; pool: Pool }> {
-  const pool = createPool(config.postgres);
+/** `telemetry` is the worker's logger and metrics (worker/main.ts); tests that do not look leave it out. */
+export async function createWorkerDependencies(config: Config, telemetry?: Telemetry): Promise<{ deps: ActivityDeps; pool: Pool }> {
+  const pool = createPool(config.postgres, telemetry?.logger);
   await migrate(pool);
-  const storage = createObjectStore(config);
+  const store = createObjectStore(config);
+  const storage = telemetry ? instrumentObjectStore(store, telemetry.metrics) : store;
   const credentials = createCredentialProvider(config.registry);
   // Copying a sourceImage pulls with the builders' pull credentials; the push credentials win for their own hosts,
   // as they do in a builder pod's docker config.
@@ -66,6 +77,9 @@ export async function createWorkerDependencies(config: Config): Promise<{ deps: 
     disableHttps: config.registry.disableHttps,
     allowSelfSignedCerts: config.registry.allowSelfSignedCerts,
     credentials: async (host) => (await credentials.credentialsFor(host)) ?? (await pullCredentials?.credentialsFor(host)),
+    onRequest: telemetry
+      ? (method, status) => telemetry.metrics.registryRequests.inc({ method, outcome: status === 'network_error' ? status : registryOutcomeOf(status) })
+      : undefined,
   });
   // The fair build queue's activities signal the scheduler workflow and describe builds (activities/build-queue.ts).
   const temporal = new Client({ connection: Connection.lazy({ address: config.temporal.address }), namespace: config.temporal.namespace });
@@ -87,10 +101,11 @@ export async function createWorkerDependencies(config: Config): Promise<{ deps: 
       buildSlots: config.build.slots,
       builds: new BuildRepository(pool),
       storage,
-      executor: createExecutor(config, storage, credentials, registry),
+      executor: createExecutor(config, storage, credentials, registry, telemetry),
       registry,
       policy: buildPolicySettingsOf(config),
       secrets: config.secrets,
+      telemetry,
       buildLogs: { index: new LogSegmentIndex(pool), ...config.buildLogs },
       defaultBuildArgs: mirrorBuildArgs(config.dependencies),
       scanGate: config.imageScanner.enabled

@@ -1,20 +1,36 @@
 /** Worker entry point: configuration → adapters → activities → Worker. */
-import { NativeConnection } from '@temporalio/worker';
+import { NativeConnection, Runtime } from '@temporalio/worker';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, describeSpringProfile, loadConfig } from '../lib/config';
 import { AWS_SIGNER_PLUGIN } from '../lib/signing/notation';
 import { checkSigningProfile } from '../lib/signing/profile-check';
+import { createLogger, createTelemetry } from '../lib/telemetry';
+import { temporalLoggerFor } from '../lib/telemetry/temporal-logger';
 import { buildTaskQueueFor } from '../workflows/definitions';
 import { startTracing } from '../lib/telemetry/tracing';
 import { createWorkerDependencies } from './dependencies';
+import { startWorkerMetricsServer } from './metrics-server';
 import { ImageBuildWorker } from './worker';
 
 async function main(): Promise<void> {
   const config = loadConfig();
-  console.log(describeSpringProfile(config));
+  const telemetry = createTelemetry(config, 'worker');
+  const { logger } = telemetry;
+  const sdkMetrics = config.telemetry.metricsEnabled ? config.telemetry.temporalSdkMetricsAddress : undefined;
+  // Before any connection: the Temporal SDK's own logs become JSON lines of ours, and its metrics are exported.
+  Runtime.install({
+    logger: temporalLoggerFor(logger),
+    ...(sdkMetrics
+      ? { telemetryOptions: { metrics: { prometheus: { bindAddress: sdkMetrics, countersTotalSuffix: true, unitSuffix: true, useSecondsForDurations: true } } } }
+      : {}),
+  });
   const tracing = startTracing(config.tracing, 'worker');
-  const { deps, pool } = await createWorkerDependencies(config);
+  logger.info({ springProfile: config.springProfile.profile }, describeSpringProfile(config));
+  const { deps, pool } = await createWorkerDependencies(config, telemetry);
+  const metricsServer = config.telemetry.metricsEnabled
+    ? await startWorkerMetricsServer({ ...config.telemetry.workerMetrics, metrics: telemetry.metrics, logger, sdkAddress: sdkMetrics })
+    : undefined;
   await deps.storage.check();
   // A signing profile that cannot sign is found now, not by the first build.
   if (config.signing.type === 'notation' && config.signing.plugin === AWS_SIGNER_PLUGIN) await checkSigningProfile(config.signing);
@@ -30,8 +46,12 @@ async function main(): Promise<void> {
       ? { workflowBundle: { codePath: bundlePath } }
       : { workflowsPath: require.resolve('../workflows') },
   });
-  console.log(`worker polling task queues ${config.temporal.taskQueue} and ${buildTaskQueueFor(config.temporal.taskQueue)} on ${config.temporal.address} (executor ${deps.executor.name}, Node.js ${process.version})`);
+  logger.info(
+    { taskQueues: [config.temporal.taskQueue, buildTaskQueueFor(config.temporal.taskQueue)], executor: deps.executor.name, node: process.version, metricsPort: metricsServer ? config.telemetry.workerMetrics.port : undefined },
+    `worker polling task queues ${config.temporal.taskQueue} and ${buildTaskQueueFor(config.temporal.taskQueue)} on ${config.temporal.address} (executor ${deps.executor.name}, Node.js ${process.version})`,
+  );
   await worker.run();
+  metricsServer?.close();
   await connection.close();
   await deps.temporal.connection.close();
   await pool.end();
@@ -39,6 +59,11 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  console.error(err instanceof ConfigError || (err instanceof Error && err.name === 'SigningProfileError') ? err.message : err);
+  // Before the configuration is read there is no configured logger: this line uses the defaults (JSON, info).
+  const known = err instanceof ConfigError || (err instanceof Error && err.name === 'SigningProfileError');
+  createLogger({ base: { service: 'worker' } }).fatal(
+    err instanceof ConfigError ? { problems: err.problems } : known ? {} : { err },
+    known ? (err as Error).message : 'start-up failed',
+  );
   process.exit(1);
 });

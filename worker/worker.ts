@@ -5,6 +5,7 @@
  */
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from '../activities';
+import { activityTelemetry } from './activity-telemetry';
 import { WORKFLOW_TRACING_MODULE, workerTracingOptions, type Tracing } from '../lib/telemetry/tracing';
 import { buildTaskQueueFor } from '../workflows/definitions';
 
@@ -31,7 +32,11 @@ export class ImageBuildWorker {
 
   static async create(options: ImageBuildWorkerOptions): Promise<ImageBuildWorker> {
     const activities = createActivities(options.deps);
+    const telemetry = options.deps.telemetry;
     const tracing = workerTracingOptions(options.tracing);
+    // The activities' log lines and durations (activity-telemetry.ts) come after the tracing interceptors, so each
+    // line is written inside the activity's span.
+    const activityInterceptors = [...(tracing.interceptors?.activity ?? []), ...(telemetry ? [activityTelemetry(telemetry)] : [])];
     const main = await Worker.create({
       ...tracing,
       // The prebuilt bundle carries the workflow interceptors already (build-workflow-bundle.ts); bundled from
@@ -39,6 +44,7 @@ export class ImageBuildWorker {
       // in the first workflow task.
       interceptors: {
         ...tracing.interceptors,
+        activity: activityInterceptors,
         workflowModules: options.workflows.workflowsPath && options.tracing?.enabled ? [WORKFLOW_TRACING_MODULE] : [],
       },
       connection: options.connection,
@@ -57,6 +63,7 @@ export class ImageBuildWorker {
       taskQueue: buildTaskQueueFor(options.taskQueue),
       activities: { buildImage: activities.buildImage },
       maxConcurrentActivityTaskExecutions: options.maxConcurrentBuilds ?? 4,
+      interceptors: { ...tracing.interceptors, activity: activityInterceptors },
       shutdownGraceTime: SHUTDOWN_GRACE_TIME,
     });
     return new ImageBuildWorker(main, builds);

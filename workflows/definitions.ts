@@ -73,6 +73,12 @@ export interface BuildResources {
 export interface BuildErrorInfo {
   code: string;
   message: string;
+  /**
+   * What an operator needs to act on the failure, as short redacted strings: for `builder_oom_killed` the memory
+   * limit and the step that was running, for `builder_evicted` the node and its reason, for
+   * `builder_unschedulable` the scheduler's message, for `push_refused` the registry's error body (docs/errors.md).
+   */
+  evidence?: Record<string, string>;
 }
 
 /** Input of one imageBuild run. Holds references only, never credentials or archive bytes. */

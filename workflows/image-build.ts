@@ -163,7 +163,7 @@ export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResu
     }
     const error = toBuildError(err);
     await finishAs('failed', error);
-    throw ApplicationFailure.create({ type: error.code, message: error.message, nonRetryable: true });
+    throw ApplicationFailure.create({ type: error.code, message: error.message, nonRetryable: true, details: error.evidence ? [error.evidence] : undefined });
   }
 }
 
@@ -172,6 +172,11 @@ const ERROR_CODE = /^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$/;
 
 function toBuildError(err: unknown): BuildErrorInfo {
   const cause = err instanceof ActivityFailure ? err.cause : err;
-  if (cause instanceof ApplicationFailure && cause.type && ERROR_CODE.test(cause.type)) return { code: cause.type, message: cause.message };
+  if (cause instanceof ApplicationFailure && cause.type && ERROR_CODE.test(cause.type)) {
+    const evidence = cause.details?.[0];
+    return evidence && typeof evidence === 'object'
+      ? { code: cause.type, message: cause.message, evidence: evidence as Record<string, string> }
+      : { code: cause.type, message: cause.message };
+  }
   return { code: 'internal_error', message: 'the build service failed unexpectedly; retry the build or ask an operator to look at the worker logs' };
 }

@@ -37,11 +37,13 @@ export async function createBuild(c: Ctx): Promise<Response> {
   const upload = jsonSpec
     ? await receiveNamedSource(deps, consumer, jsonSpec, '')
     : await receiveBuildUpload(c.req.raw, deps.settings.contextLimits, deps.settings.spoolDir, deps.settings.imageArchiveLimits);
+  if (upload.context) deps.telemetry?.metrics?.contextBytesReceived.inc(upload.context.archiveBytes);
   try {
     const spec = jsonSpec ?? parseSpec(upload.specText, deps.settings);
     if (!jsonSpec) checkMultipartSpec(spec);
     const policyExemption = await deps.policy.check({ spec, consumer, upload });
     const { record, outcome } = await submitBuild(deps, { consumer, idempotencyKey, spec, upload, policyExemption });
+    c.set('buildId', record.id);
     if (outcome === 'created') c.header('Location', `/v1/builds/${record.id}`);
     if (outcome === 'replayed') c.header('Idempotent-Replayed', 'true');
     if (outcome === 'joined' || outcome === 'reused') {

@@ -155,7 +155,9 @@ export async function startBuildWorkflow(deps: ApiDeps, record: BuildRecord, res
   } catch (err) {
     if (err instanceof WorkflowExecutionAlreadyStartedError) return;
     await builds.markFailed(record.id, { code: 'workflow_start_failed', message: 'the build could not be started; submit it again' });
-    console.error(`starting workflow for build ${record.id} failed`, err);
+    const logger = deps.telemetry?.logger;
+    if (logger) logger.error({ err, buildId: record.id }, 'starting the build workflow failed');
+    else console.error(`starting workflow for build ${record.id} failed`, err);
     throw new ApiError(503, 'temporal_unavailable', 'the build could not be started because Temporal is unavailable; retry shortly');
   }
 }

@@ -43,8 +43,10 @@ import { readSigning, type SigningConfig } from './signing';
 import { resolveSpringProfile, SPRING_PROFILE_VARIABLE, type ResolvedSpringProfile } from './spring-profile';
 import { readSharedSettings } from './shared';
 import { readStorage, type StorageConfig } from './storage';
+import { readTelemetry, type TelemetryConfig } from './telemetry';
 
 export type { StorageConfig } from './storage';
+export type { LogLevelName, TelemetryConfig } from './telemetry';
 export type { AcrConfig, EcrConfig, GcrConfig, RegistryConfig, RegistryType } from './registry';
 export type {
   BuilderResources,
@@ -87,6 +89,8 @@ export interface Config {
   signing: SigningConfig;
   policy: PolicyConfig;
   dependencies: DependenciesConfig;
+  /** LOG_LEVEL and the metrics endpoints (lib/telemetry). */
+  telemetry: TelemetryConfig;
   /** Who may call the API (AUTH_*). */
   auth: AuthConfig;
   /** Values that must never appear in logs, errors, build records or workflow payloads. */
@@ -129,6 +133,7 @@ export function loadConfig(env: Env = process.env): Config {
     signing: readSigning(read),
     policy: readPolicy(read),
     dependencies: readDependencies(read),
+    telemetry: readTelemetry(read),
     auth: readAuth(read),
     secrets: [],
   };

@@ -93,6 +93,7 @@ interface BuildRow {
   error_message: string | null;
   scan: ScanRecord | null;
   signature: SignatureRecord | null;
+  error_evidence?: Record<string, string> | null;
   attempt: number;
   attempts: BuildAttempt[] | null;
   fingerprint: string | null;
@@ -107,6 +108,47 @@ interface BuildRow {
 
 const NOT_TERMINAL = `status NOT IN ('succeeded','failed','cancelled')`;
 
+/** A build's move out of a status, for the phase and outcome metrics: what it left, since when, and its labels. */
+export interface BuildTransition {
+  from: BuildStatus;
+  /** When the build entered `from` (older rows: created_at for queued, started_at otherwise). */
+  since: Date | null;
+  consumer: string;
+  /** The spec's engine; null when the build used the service's default. */
+  engine: string | null;
+}
+
+/** Builds not finished yet, by status, and the age of the oldest queued one (ibs_builds_running/_waiting). */
+export interface UnfinishedBuilds {
+  active: Partial<Record<BuildStatus, number>>;
+  waiting: number;
+  oldestWaitingSeconds: number;
+}
+
+/**
+ * Runs `update` (an UPDATE of builds aliased b, joined to `prev`) and answers the row's status before it: the
+ * CTE locks and reads the row first, so the answer is the status this update moved the build out of.
+ */
+function transitionSql(set: string, where = ''): string {
+  return `WITH prev AS (
+      SELECT id, status, COALESCE(status_changed_at, CASE WHEN status = 'queued' THEN created_at ELSE started_at END) AS since
+      FROM builds WHERE id = $1 AND ${NOT_TERMINAL} ${where} FOR UPDATE)
+    UPDATE builds b SET ${set}, updated_at = now() FROM prev WHERE b.id = prev.id
+    RETURNING prev.status AS from_status, prev.since, b.consumer, b.spec->>'engine' AS engine`;
+}
+
+interface TransitionRow {
+  from_status: BuildStatus;
+  since: Date | null;
+  consumer: string;
+  engine: string | null;
+}
+
+function toTransition(rows: TransitionRow[]): BuildTransition | undefined {
+  const row = rows[0];
+  return row ? { from: row.from_status, since: row.since, consumer: row.consumer, engine: row.engine } : undefined;
+}
+
 function toRecord(row: BuildRow): BuildRecord {
   return {
     id: row.id,
@@ -118,7 +160,9 @@ function toRecord(row: BuildRow): BuildRecord {
     contextDigest: row.context_digest,
     idempotencyKey: row.idempotency_key,
     digest: row.digest,
-    error: row.error_code ? { code: row.error_code, message: row.error_message ?? '' } : null,
+    error: row.error_code
+      ? { code: row.error_code, message: row.error_message ?? '', ...(row.error_evidence ? { evidence: row.error_evidence } : {}) }
+      : null,
     scan: row.scan ?? null,
     signature: row.signature ?? null,
     attempt: row.attempt,
@@ -214,26 +258,32 @@ export class BuildRepository {
     return rows.map(toRecord);
   }
 
-  /** Moves a build to an intermediate status; started_at is set once, by the first move out of the queue. */
-  async markStatus(id: string, status: Exclude<BuildStatus, 'succeeded' | 'failed' | 'cancelled'>): Promise<void> {
-    await this.query(
-      `UPDATE builds SET status = $2, updated_at = now(),
-         started_at = CASE WHEN $2 <> 'queued' THEN COALESCE(started_at, now()) ELSE started_at END
-       WHERE id = $1 AND ${NOT_TERMINAL}`,
+  /**
+   * Moves a build to an intermediate status; started_at is set once, by the first move to running. Answers the
+   * status it left, or undefined when the build is finished (or was already in `status`: an activity run twice).
+   */
+  async markStatus(id: string, status: Exclude<BuildStatus, 'succeeded' | 'failed' | 'cancelled'>): Promise<BuildTransition | undefined> {
+    const { rows } = await this.query<TransitionRow>(
+      transitionSql(
+        `status = $2::text, status_changed_at = now(),
+         started_at = CASE WHEN $2::text <> 'queued' THEN COALESCE(b.started_at, now()) ELSE b.started_at END`,
+        'AND status <> $2::text',
+      ),
       [id, status],
     );
+    return toTransition(rows);
   }
 
-  async markSucceeded(id: string, digest: string, resumedFrom?: BuildStep): Promise<void> {
-    await this.query(
-      `UPDATE builds SET status = 'succeeded', digest = $2, error_code = NULL, error_message = NULL,
-         finished_at = now(), updated_at = now(),
-         attempts = attempts || jsonb_build_array(jsonb_strip_nulls(jsonb_build_object(
-           'attempt', attempt, 'status', 'succeeded', 'digest', $2::text, 'resumedFrom', $3::text,
-           'startedAt', started_at, 'finishedAt', now())))
-       WHERE id = $1 AND ${NOT_TERMINAL}`,
+  async markSucceeded(id: string, digest: string, resumedFrom?: BuildStep): Promise<BuildTransition | undefined> {
+    const { rows } = await this.query<TransitionRow>(
+      transitionSql(`status = 'succeeded', digest = $2, error_code = NULL, error_message = NULL, error_evidence = NULL,
+         finished_at = now(), status_changed_at = now(),
+         attempts = b.attempts || jsonb_build_array(jsonb_strip_nulls(jsonb_build_object(
+           'attempt', b.attempt, 'status', 'succeeded', 'digest', $2::text, 'resumedFrom', $3::text,
+           'startedAt', b.started_at, 'finishedAt', now())))`),
       [id, digest, resumedFrom ?? null],
     );
+    return toTransition(rows);
   }
 
   /** The scanner gate's verdict, recorded before the build goes on (or fails), so a failed scan shows it too. */
@@ -246,22 +296,49 @@ export class BuildRepository {
   }
 
   /** Ends a build as failed or cancelled; `at` says in which step, for a retry that resumes there. */
-  async markFailed(id: string, error: BuildErrorInfo, status: 'failed' | 'cancelled' = 'failed', at?: FailurePoint): Promise<void> {
-    await this.query(
-      `UPDATE builds SET status = $2, error_code = $3, error_message = $4, finished_at = now(), updated_at = now(),
-         attempts = attempts || jsonb_build_array(jsonb_strip_nulls(jsonb_build_object(
-           'attempt', attempt, 'status', $2::text, 'step', $5::text, 'digest', $6::text, 'resumedFrom', $7::text,
-           'error', jsonb_build_object('code', $3::text, 'message', $4::text), 'startedAt', started_at, 'finishedAt', now())))
-       WHERE id = $1 AND ${NOT_TERMINAL}`,
-      [id, status, error.code, error.message, at?.step ?? null, at?.digest ?? null, at?.resumedFrom ?? null],
+  async markFailed(id: string, error: BuildErrorInfo, status: 'failed' | 'cancelled' = 'failed', at?: FailurePoint): Promise<BuildTransition | undefined> {
+    const { rows } = await this.query<TransitionRow>(
+      transitionSql(`status = $2, error_code = $3, error_message = $4, error_evidence = $5, finished_at = now(), status_changed_at = now(),
+         attempts = b.attempts || jsonb_build_array(jsonb_strip_nulls(jsonb_build_object(
+           'attempt', b.attempt, 'status', $2::text, 'step', $6::text, 'digest', $7::text, 'resumedFrom', $8::text,
+           'error', jsonb_build_object('code', $3::text, 'message', $4::text), 'startedAt', b.started_at, 'finishedAt', now())))`),
+      [
+        id,
+        status,
+        error.code,
+        error.message,
+        error.evidence && Object.keys(error.evidence).length ? JSON.stringify(error.evidence) : null,
+        at?.step ?? null,
+        at?.digest ?? null,
+        at?.resumedFrom ?? null,
+      ],
     );
+    return toTransition(rows);
+  }
+
+  async countUnfinished(): Promise<UnfinishedBuilds> {
+    const { rows } = await this.query<{ status: BuildStatus; n: number; oldest: number | null }>(
+      `SELECT status, count(*)::int AS n, EXTRACT(EPOCH FROM now() - min(created_at))::float8 AS oldest
+       FROM builds WHERE ${NOT_TERMINAL} GROUP BY status`,
+    );
+    const active: Partial<Record<BuildStatus, number>> = {};
+    let waiting = 0;
+    let oldestWaitingSeconds = 0;
+    for (const row of rows) {
+      if (row.status === 'queued') {
+        waiting = row.n;
+        oldestWaitingSeconds = Math.max(0, row.oldest ?? 0);
+      } else active[row.status] = row.n;
+    }
+    return { active, waiting, oldestWaitingSeconds };
   }
 
   /** Puts a finished build back in the queue for another attempt; false when it is not finished. */
   async requeue(id: string): Promise<BuildRecord | undefined> {
     const { rows } = await this.query<BuildRow>(
       `UPDATE builds SET status = 'queued', attempt = attempt + 1, digest = NULL, error_code = NULL, scan = NULL, signature = NULL,
-         error_message = NULL, started_at = NULL, finished_at = NULL, queue_position = NULL, updated_at = now()
+         error_message = NULL, error_evidence = NULL, started_at = NULL, finished_at = NULL, queue_position = NULL,
+         status_changed_at = now(), updated_at = now()
        WHERE id = $1 AND status IN ('failed','cancelled') RETURNING *`,
       [id],
     );

@@ -91,4 +91,15 @@ export const migrations: Migration[] = [
     // came from a context.
     sql: `ALTER TABLE builds ADD COLUMN IF NOT EXISTS source jsonb;`,
   },
+  {
+    id: 60,
+    name: 'status-changed-at-and-error-evidence',
+    // Nullable columns only, so a service of the previous version keeps working against the new schema. When a
+    // build entered its current status measures the phase it leaves (ibs_build_phase_duration_seconds); the
+    // evidence is what an operator needs to act on a failure (the OOM limit and step, the scheduler's message).
+    sql: `
+      ALTER TABLE builds ADD COLUMN IF NOT EXISTS status_changed_at timestamptz;
+      ALTER TABLE builds ADD COLUMN IF NOT EXISTS error_evidence jsonb;
+    `,
+  },
 ];

@@ -1,5 +1,6 @@
 import { Pool } from 'pg';
 import type { Config } from '../config';
+import type { Logger } from '../telemetry/logger';
 import { migrations } from './migrations';
 
 /**
@@ -8,7 +9,7 @@ import { migrations } from './migrations';
  * once the server is back, so the loss is logged (once per outage) and nothing else: queries meanwhile fail
  * as DatabaseUnavailableError, which the API answers with 503 and activities retry.
  */
-export function createPool(config: Config['postgres']): Pool {
+export function createPool(config: Config['postgres'], logger?: Logger): Pool {
   const pool = new Pool({
     host: config.host,
     port: config.port,
@@ -23,12 +24,15 @@ export function createPool(config: Config['postgres']): Pool {
   pool.on('error', (err) => {
     if (connectionLost) return;
     connectionLost = true;
-    console.error(`PostgreSQL connection lost (${err.message}); waiting for the database to come back`);
+    const message = `PostgreSQL connection lost (${err.message}); waiting for the database to come back`;
+    if (logger) logger.error({ err }, message);
+    else console.error(message);
   });
   pool.on('connect', () => {
     if (!connectionLost) return;
     connectionLost = false;
-    console.log('PostgreSQL connection restored');
+    if (logger) logger.info('PostgreSQL connection restored');
+    else console.log('PostgreSQL connection restored');
   });
   return pool;
 }

@@ -63,6 +63,8 @@ export class BuildFailedError extends Error {
   constructor(
     readonly code: string,
     message: string,
+    /** What an operator needs to act on it (limit and step of an OOM kill, the scheduler's message…); no secrets. */
+    readonly evidence?: Record<string, string>,
   ) {
     super(message);
     this.name = 'BuildFailedError';

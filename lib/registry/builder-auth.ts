@@ -48,7 +48,13 @@ function credentialFileName(host: string): string {
   return `${host.replace(/[^A-Za-z0-9.-]/g, '_')}.json`;
 }
 
-export async function prepareBuilderAuth(provider: CredentialProvider, hosts: string[], dir: string, options: { refreshEveryMs?: number } = {}): Promise<BuilderAuth> {
+export async function prepareBuilderAuth(
+  provider: CredentialProvider,
+  hosts: string[],
+  dir: string,
+  /** `onRefreshError`: told when a renewal fails (the previous credentials stay; a push may then meet a 401). */
+  options: { refreshEveryMs?: number; onRefreshError?: (err: unknown) => void } = {},
+): Promise<BuilderAuth> {
   const configDir = join(dir, 'docker');
   const binDir = join(dir, 'bin');
   const credsDir = join(dir, 'creds');
@@ -77,7 +83,7 @@ export async function prepareBuilderAuth(provider: CredentialProvider, hosts: st
   let refreshing: Promise<void> = Promise.resolve();
   const timer = setInterval(() => {
     // A failed renewal keeps the previous credentials; the push reports it if they are no longer valid.
-    refreshing = refresh().catch(() => undefined);
+    refreshing = refresh().catch((err: unknown) => options.onRefreshError?.(err));
   }, options.refreshEveryMs ?? DEFAULT_REFRESH_MS);
   timer.unref();
   return {

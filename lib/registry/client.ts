@@ -9,7 +9,7 @@ import type { RequestInit, Response } from 'undici';
 import { RegistryAuthenticator, credentialsRequired, unauthorized, type CredentialsLookup } from './auth';
 import { preferredChallenge } from './challenge';
 import { RegistryError, isRetryableStatus } from './errors';
-import { Transport, type RetryPolicy } from './transport';
+import { Transport, type RetryPolicy, type TransportOptions } from './transport';
 
 export { RegistryError } from './errors';
 export type { RegistryCredentials, CredentialsLookup } from './auth';
@@ -21,6 +21,8 @@ export interface RegistryClientOptions {
   /** ALLOW_SELF_SIGNED_CERTS: do not verify TLS certificates of registries and token servers. */
   allowSelfSignedCerts?: boolean;
   retry?: Partial<RetryPolicy>;
+  /** Told of every request on the wire (ibs_registry_requests_total). */
+  onRequest?: TransportOptions['onRequest'];
 }
 
 export interface Manifest {

@@ -20,6 +20,8 @@ export interface TransportOptions {
   /** ALLOW_SELF_SIGNED_CERTS: accept any certificate (registry, token server, cloud endpoints). */
   allowSelfSignedCerts?: boolean;
   retry?: Partial<RetryPolicy>;
+  /** Told of every request on the wire: its method and the answer's status, or `network_error` (metrics). */
+  onRequest?: (method: string, status: number | 'network_error') => void;
 }
 
 const DEFAULT_RETRY: RetryPolicy = { attempts: 5, baseDelayMs: 250, maxDelayMs: 30_000 };
@@ -45,9 +47,13 @@ export class Transport {
 
   /** One request on the wire; network failures become RegistryErrors naming `host`. */
   async once(host: string, url: string, init: RequestInit): Promise<Response> {
+    const method = init.method ?? 'GET';
     try {
-      return await fetch(url, { ...init, dispatcher: this.dispatcher });
+      const res = await fetch(url, { ...init, dispatcher: this.dispatcher });
+      this.options.onRequest?.(method, res.status);
+      return res;
     } catch (err) {
+      this.options.onRequest?.(method, 'network_error');
       throw networkError(host, err);
     }
   }

@@ -148,7 +148,7 @@ describe('chart defaults', () => {
     expect(kinds.sort()).toEqual([
       `ConfigMap/${FULLNAME}-config`, `Deployment/${FULLNAME}-api`, `Deployment/${FULLNAME}-worker`,
       `NetworkPolicy/${FULLNAME}-builder-egress`, `Pod/${FULLNAME}-build-test`, `Role/${FULLNAME}-builder`,
-      `RoleBinding/${FULLNAME}-builder`, `Secret/${FULLNAME}-env`, `Service/${FULLNAME}`, `ServiceAccount/${FULLNAME}`,
+      `RoleBinding/${FULLNAME}-builder`, `Secret/${FULLNAME}-env`, `Service/${FULLNAME}`, `Service/${FULLNAME}-worker-metrics`, `ServiceAccount/${FULLNAME}`,
     ]);
   });
 

@@ -24,6 +24,7 @@ import { temporalClientInterceptors } from '../../lib/telemetry/tracing';
 import { createWorkerDependencies } from '../../worker/dependencies';
 import { ImageBuildWorker } from '../../worker/worker';
 import type { ActivityDeps } from '../../activities';
+import type { Telemetry } from '../../lib/telemetry';
 
 export interface TestStack {
   config: Config;
@@ -107,10 +108,11 @@ export function testConfig(overrides: Record<string, string> = {}): Config {
   });
 }
 
-export async function startTestStack(name: string, overrides: Record<string, string> = {}): Promise<TestStack> {
+/** `options.telemetry`: a logger and metrics the test reads back, given to the API and the worker alike. */
+export async function startTestStack(name: string, overrides: Record<string, string> = {}, options: { telemetry?: Telemetry } = {}): Promise<TestStack> {
   const taskQueue = `test-${name}-${process.pid}-${Date.now()}`;
   const config = testConfig({ TEMPORAL_TASK_QUEUE: taskQueue, ...overrides });
-  const { deps, pool } = await createWorkerDependencies(config);
+  const { deps, pool } = await createWorkerDependencies(config, options.telemetry);
   const connection = await Connection.connect({ address: config.temporal.address });
   const client = new Client({ connection, namespace: config.temporal.namespace, interceptors: temporalClientInterceptors() });
   const settings: ApiDeps['settings'] = {
@@ -134,6 +136,7 @@ export async function startTestStack(name: string, overrides: Record<string, str
     auth: new BearerAuthenticator(config.auth),
     policy: new DockerfilePolicy(policySettingsOf(config)),
     settings,
+    telemetry: options.telemetry,
   };
   const app = createApp(apiDeps);
   const server: ServerType = await new Promise((resolve) => {

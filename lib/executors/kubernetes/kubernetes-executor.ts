@@ -9,6 +9,7 @@ import { Writable, type Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { redactSignedUrls } from '../../logs/redact';
 import type { ObjectStore } from '../../storage/object-store';
+import type { Telemetry } from '../../telemetry';
 import type { RegistryLogin } from '../../registry/credentials';
 import { BuildFailedError, type BuildExecutor, type BuildJob, type BuildObserver, type BuildOutcome } from '../executor';
 import { readContextFile } from '../../context/read-file';
@@ -19,13 +20,14 @@ import {
   scannerEnvKey, type EngineMode, type PodGate,
 } from './pod-spec';
 import { fetchGateResults, gateStagingKeys } from './scan-gate';
-import { podProgress } from './pod-state';
+import { podProgress, runningStep } from './pod-state';
 import { PodWatch } from './pod-watch';
 import {
   encodeDockerConfig, expandWildcardRegistryHosts, mergeDockerConfigs, parseDockerConfigSecret, plainCredentialsConfig, pullSecretNamesToMerge, type DockerConfig,
 } from './pull-secrets';
 import { builderResourcesFor } from './resources';
 import { LogTail } from '../log-tail';
+import { isPushFailure, pushFailureEvidence } from '../push-evidence';
 
 export interface KubernetesExecutorDeps {
   storage: ObjectStore;
@@ -37,6 +39,8 @@ export interface KubernetesExecutorDeps {
   allowSelfSignedCerts?: boolean;
   /** A ready client configuration; by default one is loaded from options.kubeconfigPath or the cluster. */
   kubeConfig?: KubeConfig;
+  /** Where the errors the executor carries on after (sweeps, log streams, watches) are logged and counted. */
+  telemetry?: Telemetry;
 }
 
 export function createKubernetesExecutor(settings: KubernetesExecutorSettings, deps: KubernetesExecutorDeps): KubernetesExecutor {
@@ -71,7 +75,7 @@ export class KubernetesExecutor implements BuildExecutor {
 
   async run(job: BuildJob, observer: BuildObserver): Promise<BuildOutcome> {
     // Best effort: a failed sweep of other builds' retained pods must not fail this build.
-    await this.deleteExpiredPods().catch(() => undefined);
+    await this.deleteExpiredPods().catch((err: unknown) => this.suppressed('pod_sweep', err, { buildId: job.buildId }, 'deleting expired builder pods failed; the next build tries again'));
     if (job.generatedDockerfile !== undefined) {
       // The builder images read the Dockerfile from the fetched context only; see docs/status.md.
       throw new BuildFailedError('dependency_build_unsupported', 'dependency builds (spec.dependencies) run on the local executor only for now; send a Dockerfile that installs the packages instead');
@@ -80,6 +84,7 @@ export class KubernetesExecutor implements BuildExecutor {
     if (mode === 'kaniko') await this.checkKanikoCompatible(job);
     const resources = builderResourcesFor(job.resources, this.options.imageBuilder.resources, this.options.imageBuilder.maxResources);
     const dockerConfig = await this.registryConfigFor(job);
+    const credentialsIssuedAt = new Date();
     const contextUrl = await this.deps.storage.presignGet(job.contextKey, this.options.contextUrlTtlSeconds);
     const gate = job.gate ? await this.podGateFor(job) : undefined;
     const body = builderPodFor({ job, options: this.options, resources, contextUrl, insecureRegistry: this.deps.insecureRegistry ?? false, allowSelfSignedCerts: this.deps.allowSelfSignedCerts ?? false, gate });
@@ -87,7 +92,7 @@ export class KubernetesExecutor implements BuildExecutor {
     const pod = await this.createOrAttach(body, mode, observer);
     try {
       await this.ensureRegistrySecret(job, pod, dockerConfig, gate);
-      const outcome = await this.follow(job, pod, observer);
+      const outcome = await this.follow(job, pod, observer, credentialsIssuedAt);
       await this.finish(pod);
       if (job.gate && outcome.scan) await fetchGateResults(this.deps.storage, job.buildId, job.gate.sharedDir, outcome.scan.exitCode);
       return outcome;
@@ -96,7 +101,11 @@ export class KubernetesExecutor implements BuildExecutor {
       // activity attaches to it instead of building again.
       if (!(err instanceof BuildFailedError)) throw err;
       if (err.code === 'build_cancelled' || err.code === 'build_timeout') await this.deletePod(pod);
-      else await this.finish(pod).catch(() => undefined);
+      else {
+        await this.finish(pod).catch((err: unknown) =>
+          this.suppressed('pod_cleanup', err, { buildId: job.buildId, pod: pod.metadata?.name }, 'cleaning up the failed build\'s pod failed; a later sweep or the namespace owner must delete it'),
+        );
+      }
       throw err;
     }
   }
@@ -155,12 +164,14 @@ export class KubernetesExecutor implements BuildExecutor {
    * Follows the pod until it ends: woken by a watch on the pod, re-reading it every resyncIntervalMs in case an
    * event was missed while the watch re-opened. Heartbeats all along, so Temporal knows the worker is alive.
    */
-  private async follow(job: BuildJob, pod: V1Pod, observer: BuildObserver): Promise<BuildOutcome> {
+  private async follow(job: BuildJob, pod: V1Pod, observer: BuildObserver, credentialsIssuedAt: Date): Promise<BuildOutcome> {
     const name = pod.metadata?.name as string;
     const tail = new LogTail(LOG_TAIL_LINES);
     const heartbeat = setInterval(() => observer.heartbeat(), this.options.heartbeatIntervalMs);
     const deadline = Date.now() + job.timeoutSeconds * 1000;
-    const watch = new PodWatch(this.watch, this.options.namespace, name);
+    const watch = new PodWatch(this.watch, this.options.namespace, name, (err) =>
+      this.suppressed('pod_watch', err, { buildId: job.buildId, pod: name }, 'the watch on the builder pod failed; re-opening it (the pod is re-read meanwhile)'),
+    );
     let stream: LogStream | undefined;
     let scanStream: LogStream | undefined;
     let reportedWait: string | undefined;
@@ -171,13 +182,21 @@ export class KubernetesExecutor implements BuildExecutor {
       for (;;) {
         if (observer.signal.aborted) throw new BuildFailedError('build_cancelled', 'the build was cancelled');
         if (Date.now() >= deadline) {
-          throw new BuildFailedError('build_timeout', `the build did not finish within ${job.timeoutSeconds} s (timeoutSeconds); raise it or make the build faster`);
+          const unscheduled = schedulingProblem(current);
+          if (unscheduled) {
+            throw new BuildFailedError('builder_unschedulable', `no node could take the builder pod within ${job.timeoutSeconds} s (timeoutSeconds); the scheduler says: ${unscheduled}; lower the build's resources or add capacity`, {
+              schedulerMessage: unscheduled, waitedSeconds: String(job.timeoutSeconds),
+            });
+          }
+          throw new BuildFailedError('build_timeout', `the build did not finish within ${job.timeoutSeconds} s (timeoutSeconds); raise it or make the build faster`, {
+            timeoutSeconds: String(job.timeoutSeconds), ...(runningStep(tail.text()) ? { step: runningStep(tail.text()) as string } : {}),
+          });
         }
-        if (!stream && containerStarted(current, BUILD_CONTAINER)) stream = this.streamLog(name, BUILD_CONTAINER, observer, tail);
+        if (!stream && containerStarted(current, BUILD_CONTAINER)) stream = this.streamLog(job, name, BUILD_CONTAINER, observer, tail);
         if (!scanStream && containerStarted(current, SCAN_CONTAINER)) {
           observer.phase?.('scanning');
           await stream?.finished(this.options.logDrainMs);
-          scanStream = this.streamLog(name, SCAN_CONTAINER, observer, tail);
+          scanStream = this.streamLog(job, name, SCAN_CONTAINER, observer, tail);
         }
         const waiting = schedulingProblem(current);
         if (waiting && waiting !== reportedWait) {
@@ -193,11 +212,18 @@ export class KubernetesExecutor implements BuildExecutor {
             return progress.scanExitCode === undefined ? { digest: progress.digest } : { digest: progress.digest, scan: { exitCode: progress.scanExitCode } };
           }
           // No streamed log (e.g. the stream broke): quote the log's end as the API server still has it.
-          if (progress.error.code === 'build_failed' && !tail.text()) {
-            const withLog = podProgress(current, await this.logTail(name));
-            if (withLog.state === 'failed') throw withLog.error;
+          let { error } = progress;
+          let logEnd = tail.text();
+          if (error.code === 'build_failed' && !logEnd) {
+            logEnd = await this.logTail(job, name);
+            const withLog = podProgress(current, logEnd);
+            if (withLog.state === 'failed') error = withLog.error;
           }
-          throw progress.error;
+          // A refused push is the registry's answer, not the Dockerfile's: say so, with the registry's words.
+          if (error.code === 'build_failed' && isPushFailure(logEnd)) {
+            throw new BuildFailedError('push_failed', error.message, { ...error.evidence, ...pushFailureEvidence(logEnd, { repository: job.repository, credentialsIssuedAt }) });
+          }
+          throw error;
         }
         const seen = watch.latest;
         await watch.changed(Math.min(this.options.resyncIntervalMs, deadline - Date.now()), observer.signal);
@@ -222,7 +248,7 @@ export class KubernetesExecutor implements BuildExecutor {
   }
 
   /** Follows the build container's log into the build log; a broken stream never fails the build. */
-  private streamLog(name: string, container: string, observer: BuildObserver, tail: LogTail): LogStream {
+  private streamLog(job: BuildJob, name: string, container: string, observer: BuildObserver, tail: LogTail): LogStream {
     let controller: AbortController | undefined;
     let resolveDone: () => void = () => undefined;
     const done = new Promise<void>((resolve) => (resolveDone = resolve));
@@ -238,11 +264,17 @@ export class KubernetesExecutor implements BuildExecutor {
     sink.on('close', () => resolveDone());
     // The client pipes the HTTP body into the sink with no error handler of its own, so aborting the stream (stop())
     // would surface as an uncaught AbortError and end the worker: handle the source's errors here, where it is known.
-    sink.on('pipe', (source: Readable) => source.on('error', () => resolveDone()));
+    sink.on('pipe', (source: Readable) =>
+      source.on('error', (err: Error) => {
+        if (err.name !== 'AbortError') this.suppressed('pod_log_stream', err, { buildId: job.buildId, pod: name }, "the builder's log stream broke; the log's end is read from the API server if the build fails");
+        resolveDone();
+      }),
+    );
     this.logs
       .log(this.options.namespace, name, container, sink, { follow: true })
       .then((c) => (controller = c))
       .catch((err: unknown) => {
+        this.suppressed('pod_log_stream', err, { buildId: job.buildId, pod: name }, "the builder's log could not be streamed");
         observer.log(`[ibs] the builder's log could not be streamed (${apiErrorText(err)}); its end is shown if the build fails\n`);
         resolveDone();
       });
@@ -254,12 +286,19 @@ export class KubernetesExecutor implements BuildExecutor {
     };
   }
 
-  private async logTail(name: string): Promise<string> {
+  private async logTail(job: BuildJob, name: string): Promise<string> {
     try {
       return await this.core.readNamespacedPodLog({ name, namespace: this.options.namespace, container: BUILD_CONTAINER, tailLines: LOG_TAIL_LINES });
-    } catch {
+    } catch (err) {
+      this.suppressed('pod_log_tail', err, { buildId: job.buildId, pod: name }, "reading the end of the builder's log failed; the error is reported without it");
       return '';
     }
+  }
+
+  /** An error the executor carries on after: one log line with its context, and ibs_suppressed_errors_total. */
+  private suppressed(operation: string, err: unknown, context: Record<string, unknown>, message: string): void {
+    this.deps.telemetry?.metrics.suppressedErrors.inc({ operation });
+    this.deps.telemetry?.logger.warn({ err: apiErrorText(err), operation, namespace: this.options.namespace, ...context }, message);
   }
 
   /** After success or failure: delete now, or mark when a retained pod may go (IMAGE_BUILDER_POD_RETENTION_SECONDS). */

@@ -1,6 +1,6 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
-import { podProgress, reportedDigest } from './pod-state';
+import { podProgress, reportedDigest, runningStep } from './pod-state';
 
 const DIGEST = `sha256:${'ab'.repeat(32)}`;
 
@@ -42,5 +42,27 @@ describe('reportedDigest', () => {
     expect(reportedDigest(JSON.stringify({ digest: 'sha256:short' }))).toBeUndefined();
     expect(reportedDigest('oops')).toBeUndefined();
     expect(reportedDigest(undefined)).toBeUndefined();
+  });
+});
+
+describe('failure evidence', () => {
+  const buildkitTail = '#6 [2/3] COPY . /src\n#6 DONE 0.1s\n#7 [3/3] RUN make -j8 all\n#7 12.3 cc1plus: compiling\n';
+
+  it('names the memory limit and the step an OOM kill interrupted', () => {
+    const progress = podProgress({ ...pod({ phase: 'Failed', containerStatuses: [terminated(137, 'OOMKilled')] }, '2Gi'), spec: { nodeName: 'node-a', containers: [{ name: 'build', resources: { limits: { memory: '2Gi' } } }] } }, buildkitTail);
+    if (progress.state !== 'failed') throw new Error('not failed');
+    expect(progress.error.evidence).toEqual({ container: 'build', memoryLimit: '2Gi', step: '[3/3] RUN make -j8 all', node: 'node-a' });
+    expect(progress.error.message).toContain('during [3/3] RUN make -j8 all');
+  });
+
+  it("quotes the node's reason for an eviction", () => {
+    const progress = podProgress({ ...pod({ phase: 'Failed', reason: 'Evicted', message: 'The node was low on resource: ephemeral-storage.' }), spec: { nodeName: 'node-b', containers: [] } }, buildkitTail);
+    if (progress.state !== 'failed') throw new Error('not failed');
+    expect(progress.error.evidence).toMatchObject({ node: 'node-b', nodeReason: 'The node was low on resource: ephemeral-storage.' });
+  });
+
+  it("finds Kaniko's running step too, and none in a log without steps", () => {
+    expect(runningStep('INFO[0001] Unpacking rootfs\nINFO[0004] RUN pip install -r requirements.txt\nKilled\n')).toBe('RUN pip install -r requirements.txt');
+    expect(runningStep('no steps here\n')).toBeUndefined();
   });
 });

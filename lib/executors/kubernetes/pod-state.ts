@@ -21,22 +21,33 @@ export function podProgress(pod: V1Pod, logTail: string): PodProgress {
 
   const pullFailure = all.find((c) => c.state?.waiting?.reason && IMAGE_PULL_FAILURES.has(c.state.waiting.reason));
   if (pullFailure) {
-    return failed('builder_image_pull_failed', `the builder pod could not pull ${pullFailure.image ?? 'its image'} (${pullFailure.state?.waiting?.reason}): ${pullFailure.state?.waiting?.message ?? 'no details'}; check the image-builder repository and version and the pull secrets of the namespace`);
+    return failed('builder_image_pull_failed', `the builder pod could not pull ${pullFailure.image ?? 'its image'} (${pullFailure.state?.waiting?.reason}): ${pullFailure.state?.waiting?.message ?? 'no details'}; check the image-builder repository and version and the pull secrets of the namespace`, {
+      image: pullFailure.image ?? '', reason: pullFailure.state?.waiting?.reason ?? '', kubeletMessage: pullFailure.state?.waiting?.message ?? '', node: pod.spec?.nodeName ?? '',
+    });
   }
   if (status.reason === 'Evicted') {
-    return failed('builder_evicted', `the node evicted the builder pod: ${status.message ?? 'no details'}; the build needs more ephemeral storage or memory than the node could spare`);
+    return failed('builder_evicted', `the node evicted the builder pod: ${status.message ?? 'no details'}; the build needs more ephemeral storage or memory than the node could spare`, {
+      node: pod.spec?.nodeName ?? '', nodeReason: status.message ?? '', step: runningStep(logTail) ?? '',
+    });
   }
   if (status.reason === 'DeadlineExceeded') {
-    return failed('build_timeout', 'the builder pod reached its active deadline (timeoutSeconds); raise it or make the build faster');
+    return failed('build_timeout', 'the builder pod reached its active deadline (timeoutSeconds); raise it or make the build faster', {
+      activeDeadlineSeconds: String(pod.spec?.activeDeadlineSeconds ?? ''), step: runningStep(logTail) ?? '',
+    });
   }
   const oom = all.find((c) => c.state?.terminated?.reason === 'OOMKilled');
   if (oom) {
-    const limit = pod.spec?.containers.find((c) => c.name === oom.name)?.resources?.limits?.memory;
-    return failed('builder_oom_killed', `the builder ran out of memory${limit ? ` (limit ${limit})` : ''} and was killed (OOMKilled); raise the memory limit of the image builder`);
+    const limit = [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])].find((c) => c.name === oom.name)?.resources?.limits?.memory;
+    const step = runningStep(logTail);
+    return failed('builder_oom_killed', `the builder ran out of memory${limit ? ` (limit ${limit})` : ''}${step ? ` during ${step}` : ''} and was killed (OOMKilled); raise the memory limit of the image builder`, {
+      container: oom.name, memoryLimit: limit ?? 'none', step: step ?? 'unknown', node: pod.spec?.nodeName ?? '',
+    });
   }
   const fetch = status.initContainerStatuses?.find((c) => c.name === FETCH_CONTAINER);
   if (fetch?.state?.terminated && fetch.state.terminated.exitCode !== 0) {
-    return failed('context_fetch_failed', `the builder pod could not fetch the build context (exit ${fetch.state.terminated.exitCode}): ${terminationText(fetch)}`);
+    return failed('context_fetch_failed', `the builder pod could not fetch the build context (exit ${fetch.state.terminated.exitCode}): ${terminationText(fetch)}`, {
+      exitCode: String(fetch.state.terminated.exitCode), fetchMessage: terminationText(fetch),
+    });
   }
   // A gated pod (scanner gate) builds in an init container and ends with the scanner's container.
   const gated = Boolean(pod.spec?.containers.some((c) => c.name === SCAN_CONTAINER));
@@ -58,7 +69,9 @@ export function podProgress(pod: V1Pod, logTail: string): PodProgress {
   const exit = build?.state?.terminated;
   if (exit && exit.exitCode !== 0) {
     const tail = logTail || terminationText(build);
-    return failed('build_failed', `the build failed (exit code ${exit.exitCode}${exit.reason && exit.reason !== 'Error' ? `, ${exit.reason}` : ''}); last log lines:\n${tail}`);
+    return failed('build_failed', `the build failed (exit code ${exit.exitCode}${exit.reason && exit.reason !== 'Error' ? `, ${exit.reason}` : ''}); last log lines:\n${tail}`, {
+      exitCode: String(exit.exitCode), reason: exit.reason ?? '', step: runningStep(logTail) ?? '',
+    });
   }
   if (status.phase === 'Failed') {
     return failed('build_failed', `the builder pod failed${status.reason ? ` (${status.reason})` : ''}: ${status.message ?? 'no details'}`);
@@ -95,6 +108,22 @@ function terminationText(status: V1ContainerStatus | undefined): string {
   return status?.state?.terminated?.message?.trim() || status?.state?.terminated?.reason || 'no details';
 }
 
-function failed(code: string, message: string): PodProgress {
-  return { state: 'failed', error: new BuildFailedError(code, message) };
+function failed(code: string, message: string, evidence?: Record<string, string>): PodProgress {
+  const kept = evidence ? Object.fromEntries(Object.entries(evidence).filter(([, v]) => v !== '')) : undefined;
+  return { state: 'failed', error: new BuildFailedError(code, message, kept) };
+}
+
+/**
+ * The build step that was running, from the end of the builder's log: BuildKit's plain progress (`#8 [2/3] RUN …`)
+ * or Kaniko's (`INFO[0003] RUN …`). Long commands are cut: the step is evidence, not a copy of the Dockerfile.
+ */
+export function runningStep(logTail: string): string | undefined {
+  const lines = logTail.split('\n').reverse();
+  for (const line of lines) {
+    const buildkit = /^#\d+ (\[[^\]]+\] .+)$/.exec(line.trim());
+    const kaniko = /^INFO\[\d+\] ((?:RUN|COPY|ADD|FROM|WORKDIR|ENV|USER|ARG)\b.+)$/.exec(line.trim());
+    const step = buildkit?.[1] ?? kaniko?.[1];
+    if (step) return step.length > 200 ? `${step.slice(0, 197)}...` : step;
+  }
+  return undefined;
 }

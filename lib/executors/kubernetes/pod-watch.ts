@@ -16,7 +16,10 @@ export class PodWatch {
     private readonly watch: Watch,
     private readonly namespace: string,
     private readonly name: string,
+    /** Told once per failure streak when the watch cannot be (re-)opened or ends with an error. */
+    private readonly onError: (err: unknown) => void = () => undefined,
   ) {}
+  private failing = false;
 
   start(): void {
     void this.open();
@@ -50,15 +53,27 @@ export class PodWatch {
         `/api/v1/namespaces/${this.namespace}/pods`,
         { fieldSelector: `metadata.name=${this.name}` },
         (type: string, pod: V1Pod) => {
+          this.failing = false;
           if (type === 'ADDED' || type === 'MODIFIED') this.latest = pod;
           if (type === 'DELETED') this.latest = undefined;
           this.wake();
         },
-        () => this.reopenLater(),
+        (err: unknown) => {
+          // Watches end by design (the server's timeout); only an ending with an error is worth a line.
+          if (err && !this.stopped && (err as Error).name !== 'AbortError') this.failed(err);
+          this.reopenLater();
+        },
       );
-    } catch {
+    } catch (err) {
+      if (!this.stopped) this.failed(err);
       this.reopenLater();
     }
+  }
+
+  private failed(err: unknown): void {
+    if (this.failing) return;
+    this.failing = true;
+    this.onError(err);
   }
 
   private reopenLater(): void {

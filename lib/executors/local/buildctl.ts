@@ -1,6 +1,7 @@
 /** The buildctl command line for a job, and what its failures mean. Pure functions, tested beside. */
 import { posix } from 'node:path';
 import { BuildFailedError, type BuildJob } from '../executor';
+import { pushFailureEvidence, type PushContext } from '../push-evidence';
 
 export interface BuildctlPaths {
   buildkitHost: string;
@@ -50,7 +51,7 @@ const UNREACHABLE = /connection refused|no such file or directory.*buildkitd|fai
  * Maps a failed buildctl run to a stable error. A daemon that cannot be reached is transient (a plain Error, so
  * the activity retries); everything else is the build's own failure and carries the tail of the log.
  */
-export function classifyBuildFailure(logTail: string): Error {
+export function classifyBuildFailure(logTail: string, push?: PushContext): Error {
   if (UNREACHABLE.test(logTail) && !/\[\d+\/\d+\]|#\d+ /.test(logTail)) {
     return new Error(`BuildKit daemon unreachable: ${logTail.split('\n').slice(-3).join(' ')}`);
   }
@@ -58,7 +59,7 @@ export function classifyBuildFailure(logTail: string): Error {
     return new BuildFailedError('dockerfile_invalid', `the Dockerfile could not be parsed:\n${logTail}`);
   }
   if (/failed to push|push access denied|unexpected status from PUT|failed to do request.*(PUT|POST)/i.test(logTail)) {
-    return new BuildFailedError('push_failed', `the image could not be pushed:\n${logTail}`);
+    return new BuildFailedError('push_failed', `the image could not be pushed:\n${logTail}`, push ? pushFailureEvidence(logTail, push) : undefined);
   }
   if (/failed to resolve source metadata|pull access denied|not found: not found/i.test(logTail)) {
     return new BuildFailedError('base_image_unavailable', `a base image could not be pulled:\n${logTail}`);

@@ -57,6 +57,7 @@ export class LocalExecutor implements BuildExecutor {
 
       const { dockerfile, dockerfilePath, dockerfileDir } = await this.dockerfileOf(job, context, contextDir, workDir);
       const auth = await this.options.builderAuth(job, dockerfile, join(workDir, 'auth'));
+      const credentialsIssuedAt = new Date();
       const metadataFile = join(workDir, 'metadata.json');
       const args = buildctlArguments({ ...job, dockerfile: dockerfilePath, noCache: job.noCache ?? this.options.noCache }, {
         buildkitHost: this.options.buildkitHost,
@@ -66,7 +67,7 @@ export class LocalExecutor implements BuildExecutor {
         insecureRegistry: this.options.insecureRegistry,
         archive: job.gate ? join(job.gate.sharedDir, IMAGE_ARCHIVE) : undefined,
       });
-      const logTail = await this.runBuildctl(args, auth, workDir, job, observer).finally(() => auth.close());
+      const logTail = await this.runBuildctl(args, auth, workDir, job, observer, credentialsIssuedAt).finally(() => auth.close());
       const metadata = JSON.parse(await readFile(metadataFile, 'utf8')) as Record<string, unknown>;
       const digest = metadata['containerimage.digest'];
       if (typeof digest !== 'string' || !digest.startsWith('sha256:')) {
@@ -128,7 +129,7 @@ export class LocalExecutor implements BuildExecutor {
     };
   }
 
-  private runBuildctl(args: string[], auth: BuilderAuth, workDir: string, job: BuildJob, observer: BuildObserver): Promise<string> {
+  private runBuildctl(args: string[], auth: BuilderAuth, workDir: string, job: BuildJob, observer: BuildObserver, credentialsIssuedAt: Date): Promise<string> {
     const useSetpriv = existsSync(SETPRIV);
     const command = useSetpriv ? SETPRIV : this.options.buildctlPath;
     const argv = useSetpriv ? ['--pdeathsig', 'KILL', '--', this.options.buildctlPath, ...args] : args;
@@ -175,7 +176,7 @@ export class LocalExecutor implements BuildExecutor {
         finish();
         if (stopReason) return reject(stopReason);
         if (code === 0) return resolve(tail.text());
-        reject(classifyBuildFailure(tail.text()));
+        reject(classifyBuildFailure(tail.text(), { repository: job.repository, credentialsIssuedAt }));
       });
     });
   }

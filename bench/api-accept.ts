@@ -1,0 +1,77 @@
+/**
+ * What the accept-latency benchmarks share: the compiled API (dist/api/main.js, `npm run build` first) started as a
+ * process with the settings under test, and rounds of small builds sent by concurrent clients. Every API instance
+ * starts its workflows on a task queue that no worker polls, so only acceptance is measured (upload, validation,
+ * object store, PostgreSQL, workflow start); callers terminate the workflows at the end.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer } from 'node:net';
+import { callerHeaders, TEST_TOKENS_FILE } from '../test/support/stack';
+
+export const REQUESTS = Number(process.env.REQUESTS ?? 300);
+export const CLIENTS = Number(process.env.CLIENTS ?? 50);
+export const ROUNDS = Number(process.env.ROUNDS ?? 2);
+
+export async function freePort(): Promise<number> {
+  const server = createServer().listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as { port: number };
+  server.close();
+  return port;
+}
+
+export interface StartedApi {
+  url: string;
+  child: ChildProcess;
+  version: string;
+}
+
+/** Its stdout is read and dropped, as a container runtime reads it: log lines cost what they cost in production. */
+export async function startApi(node: string, taskQueue: string, env: Record<string, string> = {}): Promise<StartedApi> {
+  const port = await freePort();
+  const child = spawn(node, ['dist/api/main.js'], {
+    env: { ...process.env, ...env, API_PORT: String(port), TEMPORAL_TASK_QUEUE: taskQueue, AUTH_TOKENS_FILE: TEST_TOKENS_FILE, TARGET_REGISTRY_ALLOWLIST: '127.0.0.1:5000' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  child.stdout!.resume();
+  const url = `http://127.0.0.1:${port}`;
+  // Up to 60 s: on a busy two-core machine the first /readyz can take a while.
+  for (let i = 0; i < 600; i++) {
+    if (child.exitCode !== null) throw new Error(`${node} dist/api/main.js exited with ${child.exitCode}`);
+    const ok = await fetch(`${url}/readyz`).then((r) => r.ok, () => false);
+    if (ok) {
+      const version = await new Promise<string>((resolve, reject) =>
+        spawn(node, ['--version']).stdout!.once('data', (d: Buffer) => resolve(d.toString().trim())).once('error', reject),
+      );
+      return { url, child, version };
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`the API under ${node} did not become ready`);
+}
+
+export async function stopApi(api: StartedApi): Promise<void> {
+  api.child.kill('SIGTERM');
+  await once(api.child, 'exit');
+}
+
+/** REQUESTS builds from CLIENTS clients; the latency of each 202, in ms, and the build ids to terminate. */
+export async function acceptRound(url: string, form: (i: number) => FormData): Promise<{ latencies: number[]; ids: string[] }> {
+  const latencies: number[] = [];
+  const ids: string[] = [];
+  let next = 0;
+  const client = async () => {
+    while (next < REQUESTS) {
+      const i = next++;
+      const started = performance.now();
+      const res = await fetch(`${url}/v1/builds`, { method: 'POST', headers: callerHeaders({ consumer: 'bench' }), body: form(i) });
+      const body = (await res.json()) as { id?: string };
+      latencies.push(performance.now() - started);
+      if (res.status !== 202 || !body.id) throw new Error(`API answered ${res.status}: ${JSON.stringify(body)}`);
+      ids.push(body.id);
+    }
+  };
+  await Promise.all(Array.from({ length: CLIENTS }, client));
+  return { latencies, ids };
+}

@@ -1,0 +1,33 @@
+/**
+ * What a refused push leaves in the builder's log (BuildKit and Kaniko alike), turned into evidence: the registry,
+ * the status it answered and its error text (signed URLs removed; secrets are masked again by the activity), and
+ * when the build's registry credentials were issued, which tells an expired token (an old issue time and a 401)
+ * from wrong credentials (a fresh one).
+ */
+import { redactSignedUrls } from '../logs/redact';
+
+const PUSH_FAILURE = /failed to push|push access denied|unexpected status from PUT|failed to do request.*(PUT|POST)|error pushing image|UNAUTHORIZED|DENIED/i;
+
+export function isPushFailure(logTail: string): boolean {
+  return PUSH_FAILURE.test(logTail) && /push|PUT|POST|upload/i.test(logTail);
+}
+
+export interface PushContext {
+  /** The target repository, registry host first (e.g. 127.0.0.1:5000/team/app). */
+  repository: string;
+  /** When the builder's push credentials were minted for this attempt. */
+  credentialsIssuedAt?: Date;
+}
+
+export function pushFailureEvidence(logTail: string, context: PushContext, now = new Date()): Record<string, string> {
+  const line = logTail.split('\n').reverse().find((l) => PUSH_FAILURE.test(l))?.trim() ?? '';
+  const status = /\b([45]\d\d)(?: ([A-Z][A-Za-z ]+?))?(?:$|[;:,)\]])/.exec(line);
+  const evidence: Record<string, string> = { registry: context.repository.split('/')[0] ?? '' };
+  if (status) evidence.registryStatus = [status[1], status[2]].filter(Boolean).join(' ');
+  if (line) evidence.registryError = redactSignedUrls(line).slice(0, 1000);
+  if (context.credentialsIssuedAt) {
+    evidence.credentialsIssuedAt = context.credentialsIssuedAt.toISOString();
+    evidence.credentialsAgeSeconds = String(Math.round((now.getTime() - context.credentialsIssuedAt.getTime()) / 1000));
+  }
+  return evidence;
+}
