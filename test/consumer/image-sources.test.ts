@@ -175,8 +175,9 @@ describe('image sources', () => {
 
   it('a push whose retries are all exhausted fails with push_failed, not the class name of the error', async () => {
     const image = await testImage();
-    // Nothing listens on port 1: every try is a refused connection, which is retryable.
-    const res = await submit(imageForm({ image: '127.0.0.1:1/ibs-test/unreachable:1', timeoutSeconds: 60 }, await dockerSaveOf(image)));
+    // Nothing listens on port 1: every try is a refused connection, which is retryable. `overwrite` skips the tag
+    // check before the push (bookkeeping, retried for minutes), so the push step's own retries are what run out.
+    const res = await submit(imageForm({ image: '127.0.0.1:1/ibs-test/unreachable:1', overwrite: true, timeoutSeconds: 60 }, await dockerSaveOf(image)));
     expect(res.status).toBe(202);
     const build = await waitForBuild(stack.apiUrl, res.body.id);
     expect(build.status).toBe('failed');
