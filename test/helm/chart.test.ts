@@ -265,6 +265,10 @@ describe('envApp', () => {
       profile: 'arn:aws:signer:us-east-1:1234567890:/signing-profiles/your-signing-profiles',
       plugin: 'com.amazonaws.signer.notation.plugin',
       region: 'us-east-1',
+      // The notation CLI and the AWS Signer trust store by their defaults (docs/configuration.md).
+      notationPath: 'notation',
+      trustStore: 'signingAuthority:aws-signer-ts',
+      configHome: undefined,
     });
   });
 

@@ -114,14 +114,16 @@ describe('failures map to stable codes', () => {
     await eventually(() => podGone(namespace, builderPodName(job.buildId)), 'the timed-out pod to be deleted');
   });
 
-  it('tells the build log why a pod waits for a node, and times out', async () => {
+  it('tells the build log why a pod waits for a node, and ends builder_unschedulable with the scheduler\'s words', async () => {
     // More memory than the kwok node has (256Gi), within the deployment's ceiling. The real node (start.d/node.sh)
     // is counted too, refused for its taint.
     const job = buildJob(contextKey, { timeoutSeconds: 3, resources: { requests: { memory: '300Gi' }, limits: { memory: '300Gi' } } });
     const observer = recordingObserver();
     const ex = executor({}, { imageBuilder: { repository: '127.0.0.1:5000/ibs', version: '1.2.3', maxResources: { memory: '1Ti' } } });
     const err = await failureOf(ex.run(job, observer));
-    expect(err.code).toBe('build_timeout');
+    // Never scheduled within timeoutSeconds: its own code, with the scheduler's message as evidence.
+    expect(err.code).toBe('builder_unschedulable');
+    expect(err.evidence?.schedulerMessage).toMatch(/0\/\d+ nodes are available: 1 Insufficient memory/);
     expect(observer.text()).toMatch(/the builder pod is not scheduled yet: 0\/\d+ nodes are available: 1 Insufficient memory/);
     await eventually(() => podGone(namespace, builderPodName(job.buildId)), 'the unscheduled pod to be deleted');
   });

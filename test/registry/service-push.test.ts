@@ -145,8 +145,10 @@ describe('pushing through the service to authenticated registries, and where the
       await wrongStack.startWorker();
       const { build, seen } = await submit(wrongStack, `${TOKEN_REGISTRY}/ibs-test/wrong-${randomBytes(3).toString('hex')}:v1`, base);
       expect(build.status).toBe('failed');
-      // BuildKit pushes first, so its refusal is what the build reports (the executor's wording).
-      expect(JSON.stringify(build.error)).toMatch(/401 Unauthorized/);
+      // The tags are checked with the same credentials before the builder starts, so the refusal comes from there,
+      // in the service's own words, and nothing was built or pushed.
+      expect(build.error).toMatchObject({ code: 'push_failed' });
+      expect(JSON.stringify(build.error)).toMatch(/127\.0\.0\.1:5002 refused the credentials; check DOCKERHUB_USERNAME and DOCKERHUB_PASSWORD/);
       await expectNoCanaries(wrongStack, build, seen, [...variantsOf(wrongPassword, PUSH_USER), ...variantsOf(password, PUSH_USER), ...tokens.issued]);
     } finally {
       await wrongStack.close();

@@ -16,6 +16,7 @@ import { buildForm, tarGzOf } from '../support/archives';
 import { startTestStack, type TestStack } from '../support/stack';
 
 const REGISTRY = process.env.REGISTRY_ADDRESS ?? '127.0.0.1:5000';
+const RUN = Date.now().toString(36);
 const PER_CONSUMER = 2;
 const GLOBAL = 4;
 const CONSUMERS = ['tenant-a', 'tenant-b', 'tenant-c'];
@@ -53,7 +54,8 @@ describe('fair build queue', () => {
       { name: 'Dockerfile', body: dockerfile, mode: 0o644 },
       { name: 'busybox', body: busybox, mode: 0o755 },
     ]);
-    const spec = { image: `${REGISTRY}/fair/${consumer}:b${n}`, buildArgs: { N: `${consumer}-${n}-${Date.now()}` } };
+    // A tag of this run's own: a tag the registry already serves (an earlier run's) is not moved without overwrite.
+    const spec = { image: `${REGISTRY}/fair/${consumer}:${RUN}-b${n}`, buildArgs: { N: `${consumer}-${n}-${Date.now()}` } };
     const res = await stack.api('/v1/builds', { method: 'POST', body: buildForm(spec, context) }, { consumer });
     expect(res.status).toBe(202);
     return ((await res.json()) as { id: string }).id;
@@ -90,7 +92,11 @@ describe('fair build queue', () => {
       const page = (await (await stack.api('/v1/builds?status=queued&limit=100', {}, { consumer })).json()) as {
         items: { id: string; consumer: string; queuePosition: number | null; createdAt: string }[];
       };
-      const mine = page.items.filter((b) => b.consumer === consumer && b.queuePosition !== null).sort((x, y) => x.createdAt.localeCompare(y.createdAt));
+      // Only this run's builds: an earlier run cut short may have left queued rows of the same consumers behind.
+      const ours = new Set(submitted.map((s) => s.id));
+      const mine = page.items
+        .filter((b) => ours.has(b.id) && b.consumer === consumer && b.queuePosition !== null)
+        .sort((x, y) => x.createdAt.localeCompare(y.createdAt));
       positionsSeen.push({ consumer, positions: mine.map((b) => b.queuePosition!) });
     }
 
