@@ -6,6 +6,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type { Readable } from 'node:stream';
 import { readContextFileThroughLinks } from '../lib/context/read-file';
+import { dependencyDockerfile } from '../lib/dependencies/dockerfile';
 import { BuildLog, type BuildLogSettings } from '../lib/logs/build-log';
 import { redact } from '../lib/logs/redact';
 import { checkDockerfilePolicy, type BuildPolicySettings } from '../lib/policy/build-policy';
@@ -21,17 +22,24 @@ export interface PolicyActivityDeps {
 }
 
 export function createPolicyActivities(deps: PolicyActivityDeps) {
+  /** The Dockerfile as stored in the build's context, read through its links as BuildKit would. */
+  async function contextDockerfile(input: ImageBuildInput): Promise<string | undefined> {
+    const open = async (): Promise<Readable> => {
+      const stream = await deps.storage.get(input.context.key);
+      if (!stream) throw ApplicationFailure.create({ type: 'context_missing', message: `the build context ${input.context.key} is no longer in storage; submit the build again`, nonRetryable: true });
+      return stream;
+    };
+    // Two passes (links, then the file): opened up front so the reader's callback stays synchronous.
+    const streams = [await open(), await open()];
+    const text = await readContextFileThroughLinks(() => streams.shift()!, input.spec.dockerfile);
+    streams.forEach((s) => s.destroy());
+    return text;
+  }
+
   return {
     async checkBuildPolicy(input: ImageBuildInput): Promise<void> {
-      const open = async (): Promise<Readable> => {
-        const stream = await deps.storage.get(input.context.key);
-        if (!stream) throw ApplicationFailure.create({ type: 'context_missing', message: `the build context ${input.context.key} is no longer in storage; submit the build again`, nonRetryable: true });
-        return stream;
-      };
-      // Two passes (links, then the file): opened up front so the reader's callback stays synchronous.
-      const streams = [await open(), await open()];
-      const text = await readContextFileThroughLinks(() => streams.shift()!, input.spec.dockerfile);
-      streams.forEach((s) => s.destroy());
+      // A dependency build has no Dockerfile of its own: the one the service generates is what runs, so check it.
+      const text = input.spec.dependencies ? dependencyDockerfile(input.spec.dependencies) : await contextDockerfile(input);
       if (text === undefined) {
         throw ApplicationFailure.create({ type: 'dockerfile_not_found', message: `${input.spec.dockerfile} is not a file of the build context (or is over 1 MiB)`, nonRetryable: true });
       }
