@@ -85,7 +85,7 @@ describe('egress-filtered builds', () => {
     const dockerfile = `FROM ${base}\nCOPY probe.py /probe.py\nARG TARGETS\nARG NONCE\nRUN echo "$NONCE" && python3 /probe.py\n`;
     const res = await stack.api('/v1/builds', {
       method: 'POST',
-      body: buildForm({ image: `${REGISTRY}/tenancy/egress:probe`, buildArgs: { TARGETS: targets, NONCE: String(Date.now()) } }, await contextOf({ Dockerfile: dockerfile, 'probe.py': PROBE })),
+      body: buildForm({ image: `${REGISTRY}/tenancy/egress:probe-${Date.now().toString(36)}`, buildArgs: { TARGETS: targets, NONCE: String(Date.now()) } }, await contextOf({ Dockerfile: dockerfile, 'probe.py': PROBE })),
     });
     expect(res.status).toBe(202);
     const { id } = (await res.json()) as { id: string };

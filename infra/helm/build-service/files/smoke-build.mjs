@@ -45,7 +45,8 @@ async function call(path, init = {}) {
 }
 
 const form = new FormData();
-form.append('spec', JSON.stringify({ image, metadata: { source: 'helm test' } }));
+// A real build every time (never answered by an earlier identical one), moving the test image's own tag.
+form.append('spec', JSON.stringify({ image, overwrite: true, reuse: false, metadata: { source: 'helm test' } }));
 form.append('context', new Blob([tarGz({
   Dockerfile: 'FROM scratch\nCOPY hello.txt /hello.txt\n',
   'hello.txt': `helm test of ${image}\n`,
