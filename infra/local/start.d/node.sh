@@ -234,6 +234,13 @@ podLogsDir: $NODE_DIR/pod-logs
 registerWithTaints:
 - { key: ibs.local/node, value: real, effect: NoSchedule }
 serializeImagePulls: false
+# The node shares its disk with the whole machine (Go caches, registries, checkouts): the defaults (evict below 15 %
+# free, image GC from 85 % used) tainted it with disk-pressure on a large disk with tens of GiB still free. Evict on
+# what builds really need instead.
+evictionHard: { memory.available: 100Mi, nodefs.available: 2Gi, imagefs.available: 2Gi, nodefs.inodesFree: 5% }
+evictionPressureTransitionPeriod: 30s
+imageGCHighThresholdPercent: 95
+imageGCLowThresholdPercent: 90
 YAML
   node_restart_on_change kubelet "$NODE_DIR/kubelet-config.yaml" "$NODE_DIR/kubelet.kubeconfig"
   start_process kubelet "curl -fsS --max-time 2 http://127.0.0.1:10248/healthz" \
