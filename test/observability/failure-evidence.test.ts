@@ -38,7 +38,9 @@ describe('a build whose push the registry refuses', () => {
     const submittedAt = Date.now();
     const res = await stack.api('/v1/builds', {
       method: 'POST',
-      body: buildForm({ image: `${BASIC_REGISTRY}/obs/refused:t${submittedAt}` }, await contextOf({ Dockerfile: `FROM ${base}\nRUN echo refused > /r.txt\n` })),
+      // overwrite: no tag check first, so the builder's own push is what the registry refuses (the tag check's refusal
+      // of the same credentials carries no evidence yet).
+      body: buildForm({ image: `${BASIC_REGISTRY}/obs/refused:t${submittedAt}`, overwrite: true }, await contextOf({ Dockerfile: `FROM ${base}\nRUN echo refused > /r.txt\n` })),
     });
     expect(res.status).toBe(202);
     const { id } = (await res.json()) as { id: string };
