@@ -107,6 +107,8 @@ export async function installRelease(prefix: string): Promise<Release> {
         auth: authValues().auth,
         temporal: { address: `${address}:7233`, taskQueue: `helm-${randomBytes(4).toString('hex')}` },
         service: { type: 'NodePort' },
+        // The local registry is at the node's private address, which builds may push to only when the operator lists it.
+        policy: { targetRegistries: [`${address}:5000`] },
         envApp: {
           secret: {
             LOGS_BUCKET: env('LOGS_BUCKET'),
