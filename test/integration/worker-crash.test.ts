@@ -2,32 +2,14 @@
  * Fault test: the worker is SIGKILLed while a build runs; a new worker takes over and the build still ends
  * `succeeded` with exactly one image pushed (the killed attempt's buildctl dies with its worker and pushes nothing).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { join } from 'node:path';
+import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildForm, contextOf } from '../support/archives';
 import { ensureBaseImage, manifestOf, manifestRevisionCount } from '../support/registry';
 import { apiFetch, startTestStack, waitForBuild, type TestStack } from '../support/stack';
+import { startWorkerProcess } from '../support/worker-process';
 
-const ROOT = join(__dirname, '..', '..');
 
-function startWorkerProcess(taskQueue: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'worker/main.ts'], {
-    cwd: ROOT,
-    env: { ...process.env, TEMPORAL_TASK_QUEUE: taskQueue },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  return new Promise((resolve, reject) => {
-    let output = '';
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString();
-      if (output.includes('worker polling')) resolve(child);
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    child.on('exit', (code) => reject(new Error(`worker exited with ${code} before polling:\n${output}`)));
-  });
-}
 
 async function waitForLog(apiUrl: string, id: string, text: string, timeoutMs = 120_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

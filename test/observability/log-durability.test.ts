@@ -6,17 +6,16 @@
  *   retried attempt's lines. The killed worker stores a segment only every 5 s (BUILD_LOG_FLUSH_INTERVAL_MS), so
  *   what saves the lines printed since its last segment is the spool it leaves behind, not a lucky flush.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildForm, contextOf } from '../support/archives';
 import { ensureBaseImage } from '../support/registry';
 import { startTestStack, waitForBuild, type TestStack } from '../support/stack';
+import { startWorkerProcess } from '../support/worker-process';
 import { readEvents, ticksIn } from './support/sse';
 import { TcpProxy } from './support/tcp-proxy';
 
-const ROOT = join(__dirname, '..', '..');
 
 async function submitTicking(stack: TestStack, repository: string, ticks: number, every: string): Promise<string> {
   const base = await ensureBaseImage();
@@ -91,23 +90,6 @@ describe('a build log while object storage is unreachable for 20 s', () => {
   });
 });
 
-function startWorkerProcess(taskQueue: string, env: Record<string, string>): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'worker/main.ts'], {
-    cwd: ROOT,
-    env: { ...process.env, TEMPORAL_TASK_QUEUE: taskQueue, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  return new Promise((resolve, reject) => {
-    let output = '';
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString();
-      if (output.includes('worker polling')) resolve(child);
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    child.on('exit', (code) => reject(new Error(`worker exited with ${code} before polling:\n${output}`)));
-  });
-}
 
 describe('a build log when the worker is SIGKILLed mid-build', () => {
   let stack: TestStack;

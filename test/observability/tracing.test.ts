@@ -5,35 +5,17 @@
  * variable (OTEL_EXPORTER_OTLP_ENDPOINT), and continued by buildctl (the local executor hands it TRACEPARENT and the
  * endpoint); the Build carries the trace's id.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { join } from 'node:path';
+import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTracing, type Tracing } from '../../lib/telemetry/tracing';
 import { buildForm, contextOf } from '../support/archives';
 import { ensureBaseImage } from '../support/registry';
 import { startTestStack, testConfig, waitForBuild, type TestStack } from '../support/stack';
+import { startWorkerProcess } from '../support/worker-process';
 import { COLLECTOR_ENDPOINT, collectorMark, spansReceivedSince, type ReceivedSpan } from './support/collector';
 
-const ROOT = join(__dirname, '..', '..');
 const TRACING_ENV = { OTEL_EXPORTER_OTLP_ENDPOINT: COLLECTOR_ENDPOINT, OTEL_BSP_SCHEDULE_DELAY: '200' };
 
-function startWorkerProcess(taskQueue: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'worker/main.ts'], {
-    cwd: ROOT,
-    env: { ...process.env, TEMPORAL_TASK_QUEUE: taskQueue, ...TRACING_ENV },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  return new Promise((resolve, reject) => {
-    let output = '';
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString();
-      if (output.includes('worker polling')) resolve(child);
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    child.on('exit', (code) => reject(new Error(`worker exited with ${code} before polling:\n${output}`)));
-  });
-}
 
 describe('a build traced end to end', () => {
   let stack: TestStack;
@@ -44,7 +26,7 @@ describe('a build traced end to end', () => {
     process.env.OTEL_BSP_SCHEDULE_DELAY = '200';
     tracing = startTracing(testConfig(TRACING_ENV).tracing, 'api');
     stack = await startTestStack('obs-trace', TRACING_ENV);
-    worker = await startWorkerProcess(stack.taskQueue);
+    worker = await startWorkerProcess(stack.taskQueue, TRACING_ENV);
   });
   afterAll(async () => {
     worker?.kill('SIGKILL');
