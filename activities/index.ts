@@ -20,6 +20,7 @@ import type { BuildErrorInfo, BuildStatus, BuildStep, FailurePoint, ImageBuildIn
 import { createSourceActivities, type SourceImagePolicy } from './sources';
 import type { Telemetry } from '../lib/telemetry';
 import { scrubValue } from '../lib/telemetry/logger';
+import { evidenceDetails } from './failure-details';
 import { createPolicyActivities } from './policy';
 import { createBuildQueueActivities, type BuildQueueDeps } from './build-queue';
 import { openScanGate, type OpenGate } from './scan';
@@ -51,10 +52,8 @@ export interface ActivityDeps extends BuildQueueDeps {
   signer?: NotationSigner;
 }
 
-/** The failure's evidence travels as its details, redacted like its message, to the workflow and the record. */
 function nonRetryable(code: string, message: string, secrets: readonly string[], evidence?: Record<string, string>): ApplicationFailure {
-  const details = evidence && Object.keys(evidence).length ? [scrubValue(evidence, secrets)] : undefined;
-  return ApplicationFailure.create({ type: code, message: redact(message, secrets), nonRetryable: true, details });
+  return ApplicationFailure.create({ type: code, message: redact(message, secrets), nonRetryable: true, details: evidenceDetails(evidence, secrets) });
 }
 
 /**
@@ -62,7 +61,8 @@ function nonRetryable(code: string, message: string, secrets: readonly string[],
  * workflow, once the retries are exhausted, typed by its class name (`Error`, `RegistryError`).
  */
 function retryable(code: string, err: unknown, secrets: readonly string[]): ApplicationFailure {
-  return ApplicationFailure.create({ type: code, message: redact((err as Error)?.message ?? String(err), secrets), nonRetryable: false });
+  const evidence = err instanceof RegistryError ? err.evidence : undefined;
+  return ApplicationFailure.create({ type: code, message: redact((err as Error)?.message ?? String(err), secrets), nonRetryable: false, details: evidenceDetails(evidence, secrets) });
 }
 
 export function createActivities(deps: ActivityDeps) {
@@ -132,7 +132,7 @@ export function createActivities(deps: ActivityDeps) {
         // The executor has stopped the build; tell Temporal this attempt ended because it was cancelled.
         if (ctx.cancellationSignal.aborted) throw new CancelledFailure('the build was cancelled');
         if (err instanceof BuildFailedError) throw nonRetryable(err.code, err.message, deps.secrets, err.evidence);
-        if (err instanceof RegistryError && !err.retryable) throw nonRetryable('push_failed', err.message, deps.secrets);
+        if (err instanceof RegistryError && !err.retryable) throw nonRetryable('push_failed', err.message, deps.secrets, err.evidence);
         throw retryable('build_failed', err, deps.secrets);
       } finally {
         await gate?.close();

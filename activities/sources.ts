@@ -8,6 +8,7 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { BuildLog, type BuildLogSettings } from '../lib/logs/build-log';
 import { redact } from '../lib/logs/redact';
+import { evidenceDetails } from './failure-details';
 import { RegistryError } from '../lib/registry/client';
 import { parseImageReference } from '../lib/registry/reference';
 import { copyRegistryImage, pushStoredImage, resolveSourceDigest, SourceImageError, StoredImageMissingError } from '../lib/sources/push-image';
@@ -41,12 +42,12 @@ export function createSourceActivities(deps: SourceActivityDeps) {
     if (err instanceof ApplicationFailure) return err;
     if (err instanceof SourceImageError) return fail('source_image_unavailable', err.message, err.retryable);
     if (err instanceof StoredImageMissingError) return fail('image_missing', err.message, false);
-    if (err instanceof RegistryError) return fail(code, err.message, err.retryable);
+    if (err instanceof RegistryError) return fail(code, err.message, err.retryable, err.evidence);
     if (err instanceof StorageError) return fail(code, err.message, true);
     return fail(code, (err as Error)?.message ?? String(err), true);
   };
-  const fail = (code: string, message: string, retryable: boolean) =>
-    ApplicationFailure.create({ type: code, message: redact(message, deps.secrets), nonRetryable: !retryable });
+  const fail = (code: string, message: string, retryable: boolean, evidence?: Record<string, string>) =>
+    ApplicationFailure.create({ type: code, message: redact(message, deps.secrets), nonRetryable: !retryable, details: evidenceDetails(evidence, deps.secrets) });
 
   return {
     /** Finds the image the build pushes and makes it ready: the uploaded archive's plan, or the source's digest. */

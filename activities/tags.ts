@@ -7,6 +7,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { redact } from '../lib/logs/redact';
 import { RegistryError, type RegistryClient } from '../lib/registry/client';
 import { buildTags } from '../lib/registry/tags';
+import { evidenceDetails } from './failure-details';
 import type { BuildSpec } from '../workflows/definitions';
 
 export interface TagActivityDeps {
@@ -22,15 +23,17 @@ export interface Tagging {
 }
 
 export function createTagActivities(deps: TagActivityDeps) {
-  const fail = (code: string, message: string) => ApplicationFailure.create({ type: code, message: redact(message, deps.secrets), nonRetryable: true });
+  const fail = (code: string, message: string, evidence?: Record<string, string>) =>
+    ApplicationFailure.create({ type: code, message: redact(message, deps.secrets), nonRetryable: true, details: evidenceDetails(evidence, deps.secrets) });
   /**
    * Registry failures that retrying cannot fix become push_failed at once; the rest retry, typed push_failed too, so
    * a failure that exhausts its retries still ends the build with a documented code (never a class name).
    */
   const asBuildError = (err: unknown) => {
     if (err instanceof ApplicationFailure) return err;
-    if (err instanceof RegistryError && !err.retryable) return fail('push_failed', err.message);
-    return ApplicationFailure.create({ type: 'push_failed', message: redact((err as Error)?.message ?? String(err), deps.secrets), nonRetryable: false });
+    if (err instanceof RegistryError && !err.retryable) return fail('push_failed', err.message, err.evidence);
+    const evidence = err instanceof RegistryError ? err.evidence : undefined;
+    return ApplicationFailure.create({ type: 'push_failed', message: redact((err as Error)?.message ?? String(err), deps.secrets), nonRetryable: false, details: evidenceDetails(evidence, deps.secrets) });
   };
 
   /** The tags that serve something other than `digest` (anything at all before the build, when digest is unknown). */

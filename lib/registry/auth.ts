@@ -156,8 +156,8 @@ export function unauthorized(registry: string): RegistryError {
   return new RegistryError('registry_unauthorized', `${registry} refused the credentials; ${CREDENTIALS_HINT}`, false);
 }
 
-export function credentialsRequired(registry: string): RegistryError {
-  return new RegistryError('registry_unauthorized', `${registry} requires credentials and none are configured for it; ${CREDENTIALS_HINT}`, false);
+export function credentialsRequired(registry: string, evidence?: Record<string, string>): RegistryError {
+  return new RegistryError('registry_unauthorized', `${registry} requires credentials and none are configured for it; ${CREDENTIALS_HINT}`, false, evidence);
 }
 
 function basicOf(creds: RegistryCredentials | undefined): string | undefined {

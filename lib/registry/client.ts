@@ -8,7 +8,8 @@ import type { Readable } from 'node:stream';
 import type { RequestInit, Response } from 'undici';
 import { RegistryAuthenticator, credentialsRequired, unauthorized, type CredentialsLookup } from './auth';
 import { preferredChallenge } from './challenge';
-import { RegistryError, isRetryableStatus } from './errors';
+import { redactSignedUrls } from '../logs/redact';
+import { RegistryError, isRetryableStatus, type RegistryErrorCode } from './errors';
 import { Transport, type RetryPolicy, type TransportOptions } from './transport';
 
 export { RegistryError } from './errors';
@@ -230,46 +231,54 @@ export class RegistryClient {
     if (known) this.auth.forget(registry, scopes);
     const authorization = await this.auth.answer(registry, challenge, scopes);
     await first.body?.cancel();
-    if (!authorization) throw credentialsRequired(registry);
+    if (!authorization) throw credentialsRequired(registry, { registry, registryStatus: '401', ...(challenge ? { registryChallenge: challenge.slice(0, 300) } : {}) });
     return send(authorization);
   }
 }
 
-/** Maps an unsuccessful answer to the error a user can act on; consumes the body. */
+/** Maps an unsuccessful answer to the error a user can act on, with what the registry said as evidence; consumes the body. */
 async function expectOk(res: Response, registry: string, repository: string): Promise<void> {
   if (res.ok) return;
-  const codes = await errorCodes(res);
+  const answer = await errorBody(res);
+  const evidence = { registry, registryStatus: String(res.status), ...(answer.text ? { registryError: answer.text } : {}) };
+  const fail = (code: RegistryErrorCode, message: string, retryable = false) => new RegistryError(code, message, retryable, evidence);
   if (res.status === 401) {
     const challenge = preferredChallenge(res.headers.get('www-authenticate'));
-    if (challenge?.params.error === 'insufficient_scope' && res.headers.get('www-authenticate')) {
-      throw forbidden(registry, repository);
-    }
-    throw unauthorized(registry);
+    if (challenge?.params.error === 'insufficient_scope' && res.headers.get('www-authenticate')) throw fail('registry_forbidden', forbiddenMessage(registry, repository));
+    throw fail('registry_unauthorized', unauthorized(registry).message);
   }
-  if (res.status === 403 || codes.includes('DENIED')) throw forbidden(registry, repository);
-  if (codes.includes('NAME_INVALID')) {
-    throw new RegistryError('repository_invalid', `${registry} refuses the repository name ${repository}; use lowercase letters, digits and . _ - separated by /`, false);
+  if (res.status === 403 || answer.codes.includes('DENIED')) throw fail('registry_forbidden', forbiddenMessage(registry, repository));
+  if (answer.codes.includes('NAME_INVALID')) {
+    throw fail('repository_invalid', `${registry} refuses the repository name ${repository}; use lowercase letters, digits and . _ - separated by /`);
   }
-  if (res.status === 400 && /http request to an https server/i.test(codes.join(' '))) {
-    throw new RegistryError('registry_tls_failed', `${registry} speaks HTTPS; set DISABLE_HTTPS=false`, false);
+  if (res.status === 400 && /http request to an https server/i.test(answer.text)) {
+    throw fail('registry_tls_failed', `${registry} speaks HTTPS; set DISABLE_HTTPS=false`);
   }
-  const detail = codes.length ? ` (${codes.join(', ')})` : '';
-  throw new RegistryError('registry_error', `${registry} answered ${res.status}${detail} for ${repository}`, isRetryableStatus(res.status));
+  const detail = answer.codes.length ? ` (${answer.codes.join(', ')})` : '';
+  throw fail('registry_error', `${registry} answered ${res.status}${detail} for ${repository}`, isRetryableStatus(res.status));
 }
 
-function forbidden(registry: string, repository: string): RegistryError {
-  return new RegistryError('registry_forbidden', `the credentials for ${registry} may not push to ${repository}; grant them push permission on the repository (AcrPush on ACR, roles/artifactregistry.writer on Google)`, false);
+function forbiddenMessage(registry: string, repository: string): string {
+  return `the credentials for ${registry} may not push to ${repository}; grant them push permission on the repository (AcrPush on ACR, roles/artifactregistry.writer on Google)`;
 }
 
-/** The distribution error codes of an error body (only the codes: messages may quote the request). */
-async function errorCodes(res: Response): Promise<string[]> {
-  const text = await res.text().catch(() => '');
+/**
+ * An error body: the distribution error codes (only these reach the consumer's message, since messages may quote
+ * the request) and, for the evidence, the errors as "CODE: message" (or the first bytes of a body that is not the
+ * distribution's JSON), signed URLs removed.
+ */
+async function errorBody(res: Response): Promise<{ codes: string[]; text: string }> {
+  const raw = await res.text().catch(() => '');
+  let text = raw.trim();
+  let codes: string[] = [];
   try {
-    const body = JSON.parse(text) as { errors?: { code?: unknown }[] };
-    return (body.errors ?? []).map((e) => String(e.code)).filter((c) => /^[A-Z_]+$/.test(c));
+    const errors = (JSON.parse(raw) as { errors?: { code?: unknown; message?: unknown }[] }).errors ?? [];
+    codes = errors.map((e) => String(e.code)).filter((c) => /^[A-Z_]+$/.test(c));
+    text = errors.map((e) => [e.code, e.message].filter((v) => typeof v === 'string' && v).join(': ')).join('; ');
   } catch {
-    return /http request to an https server/i.test(text) ? ['Client sent an HTTP request to an HTTPS server'] : [];
+    // Not the distribution's JSON (a proxy's HTML page, a plain-text answer): its first bytes are the evidence.
   }
+  return { codes, text: redactSignedUrls(text).slice(0, 1000) };
 }
 
 function checkRepository(repository: string): void {

@@ -26,6 +26,12 @@ export class RegistryError extends Error {
     readonly code: RegistryErrorCode,
     message: string,
     readonly retryable: boolean,
+    /**
+     * What the registry answered, for the operator (docs/errors.md): `registry`, `registryStatus` and, when the
+     * registry sent one, `registryError` (its error body's codes and messages). It goes to the build record, which
+     * scrubs the deployment's secrets from it; never into the message, which the consumer sees.
+     */
+    readonly evidence?: Record<string, string>,
   ) {
     super(message);
     this.name = 'RegistryError';

@@ -38,8 +38,7 @@ describe('a build whose push the registry refuses', () => {
     const submittedAt = Date.now();
     const res = await stack.api('/v1/builds', {
       method: 'POST',
-      // overwrite: no tag check first, so the builder's own push is what the registry refuses (the tag check's refusal
-      // of the same credentials carries no evidence yet).
+      // overwrite: no tag check first, so the builder's own push is what the registry refuses.
       body: buildForm({ image: `${BASIC_REGISTRY}/obs/refused:t${submittedAt}`, overwrite: true }, await contextOf({ Dockerfile: `FROM ${base}\nRUN echo refused > /r.txt\n` })),
     });
     expect(res.status).toBe(202);
@@ -64,5 +63,23 @@ describe('a build whose push the registry refuses', () => {
     const metrics = parseExposition(await telemetry.metrics.text());
     expect(sample(metrics, 'ibs_builds_finished_total', { status: 'failed', code: 'push_failed', engine: 'buildkit', consumer: 'tests' })).toBe(1);
     expect(sample(metrics, 'ibs_activity_duration_seconds_count', { activity: 'buildImage', outcome: 'failed' })).toBe(1);
+  });
+
+  it('refused at the tag check, before any builder, it names the registry and its answer', async () => {
+    const base = await ensureBaseImage();
+    const res = await stack.api('/v1/builds', {
+      method: 'POST',
+      body: buildForm({ image: `${BASIC_REGISTRY}/obs/refused-early:t${Date.now()}` }, await contextOf({ Dockerfile: `FROM ${base}\nRUN echo never > /r.txt\n` })),
+    });
+    expect(res.status).toBe(202);
+    const { id } = (await res.json()) as { id: string };
+    const build = (await waitForBuild(stack.apiUrl, id)) as { status: string; error: { code: string; evidence?: Record<string, string> }; startedAt?: string | null };
+
+    expect(build.status).toBe('failed');
+    expect(build.error.code).toBe('push_failed');
+    expect(build.error.evidence).toMatchObject({ registry: BASIC_REGISTRY, registryStatus: '401' });
+    expect(build.error.evidence!.registryChallenge).toMatch(/^Basic realm=/);
+    const log = await (await stack.api(`/v1/builds/${id}/logs`)).text();
+    expect(log).not.toContain('never');
   });
 });
