@@ -62,7 +62,7 @@ async function round(url: string, context: Buffer, tag: string): Promise<{ laten
       const res = await fetch(`${url}/v1/builds`, {
         method: 'POST',
         headers: callerHeaders({ consumer: 'bench' }),
-        body: buildForm({ image: `127.0.0.1:5000/bench/accept:${tag}-${i}` }, context),
+        body: buildForm({ image: `127.0.0.1:5000/bench/accept:${tag}-${i}`, reuse: false }, context),
       });
       const body = (await res.json()) as { id?: string };
       latencies.push(performance.now() - started);

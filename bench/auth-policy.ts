@@ -88,7 +88,7 @@ async function main(): Promise<void> {
     'both on': { ...stack.apiDeps, auth, policy },
   } satisfies Record<string, ApiDeps>;
 
-  const form = new Response(buildForm({ image: '127.0.0.1:5000/bench/auth-policy:1', buildArgs: { REGISTRY: '127.0.0.1:5000' } }, await contextOf({ Dockerfile: DOCKERFILE })));
+  const form = new Response(buildForm({ image: '127.0.0.1:5000/bench/auth-policy:1', buildArgs: { REGISTRY: '127.0.0.1:5000' }, reuse: false }, await contextOf({ Dockerfile: DOCKERFILE })));
   const contentType = form.headers.get('content-type')!;
   const body = Buffer.from(await form.arrayBuffer());
   const authorization = callerHeaders({ consumer: CONSUMER }).authorization!;

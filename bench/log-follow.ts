@@ -15,7 +15,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildForm, contextOf } from '../test/support/archives';
 import { ensureBaseImage } from '../test/support/registry';
-import { apiFetch, waitForBuild } from '../test/support/stack';
+import { apiFetch, TEST_TOKENS_FILE, waitForBuild } from '../test/support/stack';
 import { readEvents } from '../test/observability/support/sse';
 import { median, percentile } from './stats';
 
@@ -38,8 +38,12 @@ function rssMiBOf(pid: number): number {
   return Number(match?.[1] ?? 0) / 1024;
 }
 
+/** Every API and worker the bench started, stopped however it ends (a pair half started included). */
+const children = new Set<ChildProcess>();
+
 function startProcess(entry: string, env: Record<string, string>, ready: string): Promise<ChildProcess> {
   const child = spawn(process.execPath, ['--import', 'tsx', entry], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(child);
   return new Promise((resolve, reject) => {
     let output = '';
     const onData = (chunk: Buffer) => {
@@ -59,7 +63,9 @@ interface Pair {
 }
 
 async function startPair(name: string, port: number, flushIntervalMs: number): Promise<Pair> {
-  const env = { TEMPORAL_TASK_QUEUE: `bench-${name}-${process.pid}`, API_PORT: String(port), BUILD_LOG_FLUSH_INTERVAL_MS: String(flushIntervalMs) };
+  // Each pair serves its metrics on ports of its own (the defaults may be taken by a running worker) and accepts the
+  // tokens apiFetch sends.
+  const env = { TEMPORAL_TASK_QUEUE: `bench-${name}-${process.pid}`, API_PORT: String(port), AUTH_TOKENS_FILE: TEST_TOKENS_FILE, WORKER_METRICS_PORT: String(port + 100), TEMPORAL_SDK_METRICS_ADDRESS: `127.0.0.1:${port + 200}`, BUILD_LOG_FLUSH_INTERVAL_MS: String(flushIntervalMs) };
   const [api, worker] = await Promise.all([startProcess('api/main.ts', env, 'API listening'), startProcess('worker/main.ts', env, 'worker polling')]);
   return { api, worker, url: `http://127.0.0.1:${port}` };
 }
@@ -121,9 +127,9 @@ function describe(label: string, run: Run): string {
 
 async function main(): Promise<void> {
   const port = 18_000 + (process.pid % 1000);
-  const current = await startPair('current', port, 250);
-  const oldInterval = await startPair('flush3s', port + 1, 3_000);
   try {
+    const current = await startPair('current', port, 250);
+    const oldInterval = await startPair('flush3s', port + 1, 3_000);
     await followedBuild(current, 1); // warm-up: bundles, connections, BuildKit cache of the base
     const one = await followedBuild(current, 1);
     const many = await followedBuild(current, FOLLOWERS);
@@ -134,10 +140,7 @@ async function main(): Promise<void> {
     console.log(`latency p99 ratio 250 ms / 3 s flush: ${(percentile(one.latenciesMs, 99) / percentile(slow.latenciesMs, 99)).toFixed(3)}`);
     console.log(`${FOLLOWERS} followers vs 1: API CPU ×${(many.cpuPerSecondMs / one.cpuPerSecondMs).toFixed(2)}, peak RSS ×${(many.peakRssMiB / one.peakRssMiB).toFixed(2)} (+${(many.peakRssMiB - one.peakRssMiB).toFixed(0)} MiB)`);
   } finally {
-    for (const p of [current, oldInterval]) {
-      p.api.kill('SIGTERM');
-      p.worker.kill('SIGTERM');
-    }
+    for (const child of children) child.kill('SIGTERM');
   }
 }
 

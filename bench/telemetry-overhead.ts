@@ -45,7 +45,8 @@ async function main(): Promise<void> {
       for (const variant of r % 2 ? [...variants].reverse() : variants) {
         const api = await startApi(process.execPath, `bench-telemetry-${process.pid}`, variant.env);
         try {
-          const form = (tag: string) => (i: number) => buildForm({ image: `127.0.0.1:5000/bench/telemetry:${tag}-${i}` }, context);
+          // reuse: false, or the second variant of a round would be answered by reuse of the first one's identical builds.
+          const form = (tag: string) => (i: number) => buildForm({ image: `127.0.0.1:5000/bench/telemetry:${tag}-${i}`, reuse: false }, context);
           await acceptRound(api.url, form(`warm-${r}`)).then(({ ids }) => started.push(...ids));
           const { latencies, ids } = await acceptRound(api.url, form(`r${r}`));
           started.push(...ids);
