@@ -1,0 +1,78 @@
+/**
+ * Where an accepted build's cost goes (`npm run bench:accept-cpu`): one round of REQUESTS small builds from CLIENTS
+ * clients against the compiled API (no worker polls its task queue, so only acceptance runs), and the CPU time each
+ * process of the stack spent during the round, read from /proc, per accepted build. Each component's share of the
+ * round's total is the figure to compare: the machine's load moves absolute times, not much the split.
+ */
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { buildForm, contextOf } from '../test/support/archives';
+import { CLIENTS, REQUESTS, acceptRound, startApi, stopApi } from './api-accept';
+import { percentile } from './stats';
+
+/** Processes by their command line (pgrep -f patterns). */
+const COMPONENTS: Record<string, string> = {
+  'Temporal server': 'temporal server start-dev',
+  PostgreSQL: 'postgres',
+  MinIO: 'minio server',
+};
+
+function cpuSeconds(pids: readonly number[]): number {
+  let total = 0;
+  for (const pid of pids) {
+    try {
+      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      total += (Number(fields[11]) + Number(fields[12])) / 100;
+    } catch {
+      // The process ended during the round (a PostgreSQL backend): its time is lost, a small undercount.
+    }
+  }
+  return total;
+}
+
+function pidsOf(pattern: string): number[] {
+  try {
+    return execFileSync('pgrep', ['-f', pattern]).toString().split('\n').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+async function main(): Promise<void> {
+  const api = await startApi(process.execPath, `bench-accept-cpu-${process.pid}`, { LOG_LEVEL: 'silent' });
+  const started: string[] = [];
+  try {
+    const context = await contextOf({ Dockerfile: 'FROM 127.0.0.1:5000/library/busybox:stable\nRUN true\n' });
+    const run = Date.now();
+    const form = (tag: string) => (i: number) => buildForm({ image: `127.0.0.1:5000/bench/accept-cpu:${tag}-${i}`, reuse: false }, context);
+    started.push(...(await acceptRound(api.url, form(`warm-${run}`))).ids);
+    const processes = { ...Object.fromEntries(Object.entries(COMPONENTS).map(([name, pattern]) => [name, pidsOf(pattern)])), API: [api.child.pid!] };
+    const before = Object.fromEntries(Object.entries(processes).map(([name, pids]) => [name, cpuSeconds(pids)]));
+    const client = process.cpuUsage();
+    const t0 = performance.now();
+    const { latencies, ids } = await acceptRound(api.url, form(`r-${run}`));
+    const wallSeconds = (performance.now() - t0) / 1000;
+    started.push(...ids);
+    const spent: Record<string, number> = Object.fromEntries(Object.entries(processes).map(([name, pids]) => [name, cpuSeconds(pids) - before[name]!]));
+    const used = process.cpuUsage(client);
+    spent['clients (this process)'] = (used.user + used.system) / 1e6;
+    const total = Object.values(spent).reduce((a, b) => a + b, 0);
+    console.log(`${REQUESTS} accepts from ${CLIENTS} clients in ${wallSeconds.toFixed(1)} s (${(REQUESTS / wallSeconds).toFixed(1)}/s), p50 ${percentile(latencies, 50).toFixed(0)} ms, p99 ${percentile(latencies, 99).toFixed(0)} ms`);
+    for (const [name, seconds] of Object.entries(spent).sort((a, b) => b[1] - a[1])) {
+      console.log(`${name}: ${((seconds * 1000) / REQUESTS).toFixed(1)} ms CPU per accept (${((100 * seconds) / total).toFixed(0)} %)`);
+    }
+  } finally {
+    await stopApi(api);
+    const { Client, Connection } = await import('@temporalio/client');
+    const { workflowIdForBuild } = await import('../workflows/definitions');
+    const connection = await Connection.connect({ address: process.env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233' });
+    const temporal = new Client({ connection, namespace: process.env.TEMPORAL_NAMESPACE ?? 'default' });
+    await Promise.allSettled(started.map((id) => temporal.workflow.getHandle(workflowIdForBuild(id)).terminate('benchmark over')));
+    await connection.close();
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
