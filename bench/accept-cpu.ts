@@ -7,7 +7,7 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { buildForm, contextOf } from '../test/support/archives';
-import { CLIENTS, REQUESTS, acceptRound, startApi, stopApi } from './api-accept';
+import { CLIENTS, REQUESTS, acceptRound, startApi, stopApi, terminateBuilds } from './api-accept';
 import { percentile } from './stats';
 
 /** Processes by their command line (pgrep -f patterns). */
@@ -63,12 +63,7 @@ async function main(): Promise<void> {
     }
   } finally {
     await stopApi(api);
-    const { Client, Connection } = await import('@temporalio/client');
-    const { workflowIdForBuild } = await import('../workflows/definitions');
-    const connection = await Connection.connect({ address: process.env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233' });
-    const temporal = new Client({ connection, namespace: process.env.TEMPORAL_NAMESPACE ?? 'default' });
-    await Promise.allSettled(started.map((id) => temporal.workflow.getHandle(workflowIdForBuild(id)).terminate('benchmark over')));
-    await connection.close();
+    await terminateBuilds(started);
   }
 }
 

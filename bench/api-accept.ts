@@ -6,20 +6,17 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { createServer } from 'node:net';
+import { Client, Connection } from '@temporalio/client';
 import { callerHeaders, TEST_TOKENS_FILE } from '../test/support/stack';
+import { workflowIdForBuild } from '../workflows/definitions';
+import { freePort } from '../test/support/ports';
+
+export { freePort };
 
 export const REQUESTS = Number(process.env.REQUESTS ?? 300);
 export const CLIENTS = Number(process.env.CLIENTS ?? 50);
 export const ROUNDS = Number(process.env.ROUNDS ?? 2);
 
-export async function freePort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  server.close();
-  return port;
-}
 
 export interface StartedApi {
   url: string;
@@ -74,4 +71,15 @@ export async function acceptRound(url: string, form: (i: number) => FormData): P
   };
   await Promise.all(Array.from({ length: CLIENTS }, client));
   return { latencies, ids };
+}
+
+/** Terminates the workflows of builds a benchmark accepted on a queue no worker polls. */
+export async function terminateBuilds(ids: readonly string[]): Promise<void> {
+  const connection = await Connection.connect({ address: process.env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233' });
+  try {
+    const temporal = new Client({ connection, namespace: process.env.TEMPORAL_NAMESPACE ?? 'default' });
+    await Promise.allSettled(ids.map((id) => temporal.workflow.getHandle(workflowIdForBuild(id)).terminate('benchmark over')));
+  } finally {
+    await connection.close();
+  }
 }

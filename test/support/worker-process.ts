@@ -1,14 +1,20 @@
 /** The real worker entry (worker/main.ts) as a child process, for suites that kill it or read its output. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
+import { freePort } from './ports';
 
 const ROOT = join(__dirname, '..', '..');
 
-/** Starts the worker on `taskQueue` with `env` on top of this process's; resolves once it polls. */
-export function startWorkerProcess(taskQueue: string, env: Record<string, string> = {}): Promise<ChildProcess> {
+/**
+ * Starts the worker on `taskQueue` with `env` on top of this process's; resolves once it polls. Its two metrics
+ * listeners get free ports unless `env` names them, so workers of suites running side by side do not collide on the
+ * defaults (9464, 9465).
+ */
+export async function startWorkerProcess(taskQueue: string, env: Record<string, string> = {}): Promise<ChildProcess> {
+  const ports = { WORKER_METRICS_PORT: String(await freePort()), TEMPORAL_SDK_METRICS_ADDRESS: `127.0.0.1:${await freePort()}` };
   const child = spawn(process.execPath, ['--import', 'tsx', 'worker/main.ts'], {
     cwd: ROOT,
-    env: { ...process.env, TEMPORAL_TASK_QUEUE: taskQueue, ...env },
+    env: { ...process.env, TEMPORAL_TASK_QUEUE: taskQueue, ...ports, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   return new Promise((resolve, reject) => {

@@ -5,9 +5,11 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { TEST_TOKENS_FILE } from '../../support/stack';
+import { freePort } from '../../support/ports';
+
+export { freePort };
 
 const ROOT = join(__dirname, '..', '..', '..');
 
@@ -28,13 +30,6 @@ export interface RunningService {
   stop(): Promise<void>;
 }
 
-export async function freePort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  server.close();
-  return port;
-}
 
 function start(entry: string, env: Record<string, string>, ready: (line: Record<string, unknown>) => boolean): Promise<ServiceProcess> {
   const child = spawn(process.execPath, ['--import', 'tsx', entry], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });

@@ -1,0 +1,99 @@
+/**
+ * A large context upload (`npm run bench:context-upload -- <MiB>`, default 2048): the API's memory growth while it
+ * receives, validates and stores it, and its throughput against `cp` of the same bytes to the same disk, side by side
+ * in one run. The multipart body (a small spec and an uncompressed tar holding one file of incompressible bytes) is
+ * written to a file first; then, alternating ROUNDS times, `cp` copies that file and `curl` POSTs it to the compiled
+ * API (its own process, as in production) until the 202; the API's resident memory is sampled from /proc every
+ * 50 ms. Throughput is bytes over wall time; the ratio is API / cp (target ≥ 0.8), memory growth is the peak RSS
+ * during the upload minus the RSS before it (target ≤ 64 MiB).
+ */
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createWriteStream, readFileSync } from 'node:fs';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { once } from 'node:events';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { headerFor } from '../test/support/archives';
+import { callerHeaders } from '../test/support/stack';
+import { startApi, stopApi, terminateBuilds } from './api-accept';
+import { median } from './stats';
+
+const run = promisify(execFile);
+const MiB = 1024 * 1024;
+const SIZE_MIB = Number(process.argv[2] ?? 2048);
+const ROUNDS = Number(process.env.ROUNDS ?? 2);
+const BOUNDARY = 'ibs-bench-boundary';
+
+async function writeBody(path: string, image: string): Promise<number> {
+  const out = createWriteStream(path);
+  const write = async (chunk: Buffer) => {
+    if (!out.write(chunk)) await once(out, 'drain');
+  };
+  const dockerfile = Buffer.from('FROM scratch\nCOPY big.bin /\n');
+  await write(Buffer.from(`--${BOUNDARY}\r\nContent-Disposition: form-data; name="spec"\r\n\r\n${JSON.stringify({ image, reuse: false })}\r\n`));
+  await write(Buffer.from(`--${BOUNDARY}\r\nContent-Disposition: form-data; name="context"; filename="ctx.tar"\r\nContent-Type: application/x-tar\r\n\r\n`));
+  await write(headerFor('Dockerfile', dockerfile.length));
+  await write(Buffer.concat([dockerfile, Buffer.alloc(512 - dockerfile.length)]));
+  await write(headerFor('big.bin', SIZE_MIB * MiB));
+  // Fresh random bytes per MiB: a repeated block would let MinIO or the page cache shortcut nothing, but keeps the
+  // benchmark honest against any deduplication.
+  for (let i = 0; i < SIZE_MIB; i++) await write(randomBytes(MiB));
+  await write(Buffer.concat([Buffer.alloc(1024), Buffer.from(`\r\n--${BOUNDARY}--\r\n`)]));
+  out.end();
+  await once(out, 'finish');
+  return (await stat(path)).size;
+}
+
+function rssMiB(pid: number): number {
+  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(match?.[1] ?? 0) / 1024;
+}
+
+async function main(): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'ibs-bench-upload-'));
+  const limit = String((SIZE_MIB + 64) * MiB);
+  const api = await startApi(process.execPath, `bench-upload-${process.pid}`, { LOG_LEVEL: 'warn', CONTEXT_MAX_ARCHIVE_BYTES: limit, CONTEXT_MAX_UNCOMPRESSED_BYTES: limit });
+  const ids: string[] = [];
+  const cp: number[] = [];
+  const upload: number[] = [];
+  const growth: number[] = [];
+  try {
+    const body = join(dir, 'body');
+    const bytes = await writeBody(body, `127.0.0.1:5000/bench/context-upload:${Date.now()}`);
+    console.log(`body: ${(bytes / MiB).toFixed(0)} MiB`);
+    for (let r = 0; r < ROUNDS; r++) {
+      let t0 = performance.now();
+      await run('cp', [body, join(dir, 'copy')]);
+      await run('sync', [join(dir, 'copy')]).catch(() => undefined);
+      cp.push(performance.now() - t0);
+      await rm(join(dir, 'copy'));
+
+      const pid = api.child.pid!;
+      const before = rssMiB(pid);
+      let peak = before;
+      const sampler = setInterval(() => (peak = Math.max(peak, rssMiB(pid))), 50);
+      t0 = performance.now();
+      const auth = callerHeaders({ consumer: 'bench' }).authorization!;
+      const { stdout } = await run('curl', ['-sS', '--fail-with-body', '-X', 'POST', '-H', `authorization: ${auth}`, '-H', `content-type: multipart/form-data; boundary=${BOUNDARY}`, '--data-binary', `@${body}`, `${api.url}/v1/builds`], { maxBuffer: 16 * MiB });
+      upload.push(performance.now() - t0);
+      clearInterval(sampler);
+      growth.push(peak - before);
+      ids.push((JSON.parse(stdout) as { id: string }).id);
+      console.log(`round ${r + 1}/${ROUNDS}: cp ${(cp[r]! / 1000).toFixed(1)} s, upload ${(upload[r]! / 1000).toFixed(1)} s, API RSS ${before.toFixed(0)} → peak ${peak.toFixed(0)} MiB`);
+    }
+    const throughput = (ms: number) => bytes / MiB / (ms / 1000);
+    console.log(`cp ${throughput(median(cp)).toFixed(0)} MiB/s, API ${throughput(median(upload)).toFixed(0)} MiB/s`);
+    console.log(`throughput_ratio=${(median(cp) / median(upload)).toFixed(3)} rss_growth_mib=${Math.max(...growth).toFixed(0)}`);
+  } finally {
+    await stopApi(api);
+    await rm(dir, { recursive: true, force: true });
+    await terminateBuilds(ids);
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
