@@ -10,16 +10,14 @@
  *
  * The API and the worker run as their own processes (api/main.ts, worker/main.ts) on task queues of the bench.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { buildForm, contextOf } from '../test/support/archives';
 import { ensureBaseImage } from '../test/support/registry';
-import { apiFetch, TEST_TOKENS_FILE, waitForBuild } from '../test/support/stack';
+import { apiFetch, waitForBuild } from '../test/support/stack';
+import { cpuSecondsOf, rssMiBOf, startServicePair, stopServiceProcesses, type ServicePair } from './service-processes';
 import { readEvents } from '../test/observability/support/sse';
 import { median, percentile } from './stats';
 
-const ROOT = join(__dirname, '..');
 const TICKS = Number(process.env.BENCH_TICKS ?? 100);
 const TICK_SECONDS = process.env.BENCH_TICK_SECONDS ?? '0.2';
 const FOLLOWERS = Number(process.env.BENCH_FOLLOWERS ?? 50);
@@ -28,46 +26,8 @@ function uptime(): number {
   return Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]);
 }
 
-function cpuSecondsOf(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in clock ticks (100 Hz)
-}
-
-function rssMiBOf(pid: number): number {
-  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return Number(match?.[1] ?? 0) / 1024;
-}
-
-/** Every API and worker the bench started, stopped however it ends (a pair half started included). */
-const children = new Set<ChildProcess>();
-
-function startProcess(entry: string, env: Record<string, string>, ready: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', entry], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(child);
-  return new Promise((resolve, reject) => {
-    let output = '';
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString();
-      if (output.includes(ready)) resolve(child);
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    child.on('exit', (code) => reject(new Error(`${entry} exited with ${code}:\n${output}`)));
-  });
-}
-
-interface Pair {
-  api: ChildProcess;
-  worker: ChildProcess;
-  url: string;
-}
-
-async function startPair(name: string, port: number, flushIntervalMs: number): Promise<Pair> {
-  // Each pair serves its metrics on ports of its own (the defaults may be taken by a running worker) and accepts the
-  // tokens apiFetch sends.
-  const env = { TEMPORAL_TASK_QUEUE: `bench-${name}-${process.pid}`, API_PORT: String(port), AUTH_TOKENS_FILE: TEST_TOKENS_FILE, WORKER_METRICS_PORT: String(port + 100), TEMPORAL_SDK_METRICS_ADDRESS: `127.0.0.1:${port + 200}`, BUILD_LOG_FLUSH_INTERVAL_MS: String(flushIntervalMs) };
-  const [api, worker] = await Promise.all([startProcess('api/main.ts', env, 'API listening'), startProcess('worker/main.ts', env, 'worker polling')]);
-  return { api, worker, url: `http://127.0.0.1:${port}` };
+async function startPair(name: string, flushIntervalMs: number): Promise<ServicePair> {
+  return startServicePair(name, { BUILD_LOG_FLUSH_INTERVAL_MS: String(flushIntervalMs) });
 }
 
 interface Run {
@@ -77,7 +37,7 @@ interface Run {
   baseRssMiB: number;
 }
 
-async function followedBuild(pair: Pair, followers: number): Promise<Run> {
+async function followedBuild(pair: ServicePair, followers: number): Promise<Run> {
   const base = await ensureBaseImage();
   const dockerfile = `FROM ${base}\nARG NONCE\nRUN for i in $(seq 1 ${TICKS}); do echo "tick-$i at $(cut -d' ' -f1 /proc/uptime) $NONCE"; sleep ${TICK_SECONDS}; done\n`;
   const res = await apiFetch(pair.url, '/v1/builds', {
@@ -126,10 +86,9 @@ function describe(label: string, run: Run): string {
 }
 
 async function main(): Promise<void> {
-  const port = 18_000 + (process.pid % 1000);
   try {
-    const current = await startPair('current', port, 250);
-    const oldInterval = await startPair('flush3s', port + 1, 3_000);
+    const current = await startPair('current', 250);
+    const oldInterval = await startPair('flush3s', 3_000);
     await followedBuild(current, 1); // warm-up: bundles, connections, BuildKit cache of the base
     const one = await followedBuild(current, 1);
     const many = await followedBuild(current, FOLLOWERS);
@@ -140,7 +99,7 @@ async function main(): Promise<void> {
     console.log(`latency p99 ratio 250 ms / 3 s flush: ${(percentile(one.latenciesMs, 99) / percentile(slow.latenciesMs, 99)).toFixed(3)}`);
     console.log(`${FOLLOWERS} followers vs 1: API CPU ×${(many.cpuPerSecondMs / one.cpuPerSecondMs).toFixed(2)}, peak RSS ×${(many.peakRssMiB / one.peakRssMiB).toFixed(2)} (+${(many.peakRssMiB - one.peakRssMiB).toFixed(0)} MiB)`);
   } finally {
-    for (const child of children) child.kill('SIGTERM');
+    stopServiceProcesses();
   }
 }
 
