@@ -56,7 +56,7 @@ build_network_rules() {
   fi
 }
 
-# Prints the CNI network's configuration file, written for BuildKit's OCI worker.
+# The CNI network's configuration file, for BuildKit's OCI worker.
 build_network_cni_config() {
   mkdir -p "$EGRESS_CNI_DIR"
   cat >"$EGRESS_CNI_DIR/ibs-build.conflist" <<JSON
@@ -71,14 +71,16 @@ build_network_cni_config() {
   ]
 }
 JSON
-  echo "$EGRESS_CNI_DIR/ibs-build.conflist"
 }
 
-# The bridge, its rules and the CNI configuration; prints the [worker.oci] lines that put RUN steps on it.
+# The bridge, its rules and the CNI configuration. Not in a command substitution: a failed rule must stop start.sh.
 build_network() {
-  local conflist
   build_network_bridge
   build_network_rules
-  conflist=$(build_network_cni_config)
-  printf '  networkMode = "cni"\n  cniConfigPath = "%s"\n  cniBinaryPath = "/usr/lib/cni"\n  cniPoolSize = 4\n' "$conflist"
+  build_network_cni_config
+}
+
+# The [worker.oci] lines that put RUN steps on the network.
+build_network_oci_settings() {
+  printf '  networkMode = "cni"\n  cniConfigPath = "%s"\n  cniBinaryPath = "/usr/lib/cni"\n  cniPoolSize = 4\n' "$EGRESS_CNI_DIR/ibs-build.conflist"
 }

@@ -44,7 +44,7 @@ YML
 
 start_buildkit() {
   mkdir -p "$IBS_RUN/buildkit"
-  local network; network=$(build_network)
+  build_network
   cat >"$IBS_RUN/buildkit/buildkitd.toml" <<TOML
 [worker.oci]
   enabled = true
@@ -53,7 +53,7 @@ start_buildkit() {
   gc = true
   gckeepstorage = 10000
   # RUN steps run on the egress-filtered CNI network of build-network.sh.
-$network
+$(build_network_oci_settings)
 [worker.containerd]
   enabled = false
 [registry."127.0.0.1:5000"]
