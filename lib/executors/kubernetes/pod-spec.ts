@@ -3,7 +3,9 @@
  * Kaniko). Every container runs the image-builder's entrypoints from infra/images, whose contract is the IBS_* env
  * below: `ibs-fetch-context` downloads the context from a presigned URL into /workspace/context (so the context never
  * passes through the API server), `ibs-build` builds, pushes by digest and writes {"digest": ...} as the container's
- * termination message.
+ * termination message. A dependency build's generated Dockerfile travels in the build's secret and is copied into the
+ * fetched context by one more init container (`contextInitContainers`), so every engine reads it as a file of
+ * the context.
  */
 import { createHash } from 'node:crypto';
 import type { V1Container, V1EnvVar, V1Pod, V1SecurityContext, V1Volume } from '@kubernetes/client-node';
@@ -31,6 +33,12 @@ const OPENSHIFT_SCC_ANNOTATION = 'openshift.io/required-scc';
 
 export const BUILD_CONTAINER = 'build';
 export const FETCH_CONTAINER = 'fetch-context';
+const DEPENDENCY_DOCKERFILE_CONTAINER = 'dependency-dockerfile';
+/** Key of the build's secret that holds a dependency build's generated Dockerfile. */
+export const GENERATED_DOCKERFILE_KEY = 'generated-dockerfile';
+/** Where the generated Dockerfile lands in the context: the ibs-build entrypoint reads IBS_DOCKERFILE from there. */
+export const GENERATED_DOCKERFILE_PATH = '.ibs-dependencies.Dockerfile';
+const GENERATED_DOCKERFILE_DIR = '/ibs/generated';
 export const SCAN_CONTAINER = 'scan';
 /** Where the build container leaves a static busybox and the digest for the scanner container (lib/scan/contract.ts). */
 const GATE_TOOLS = `${SHARED_DIR}/.ibs`;
@@ -226,7 +234,32 @@ function volumes(job: BuildJob, extra: V1Volume[] = []): V1Volume[] {
       // other user of the container reads the credentials.
       secret: { secretName: dockerConfigSecretName(job.buildId), items: [{ key: '.dockerconfigjson', path: 'config.json' }], defaultMode: 0o400 },
     },
+    ...(job.generatedDockerfile === undefined
+      ? []
+      : [{ name: 'generated-dockerfile', secret: { secretName: dockerConfigSecretName(job.buildId), items: [{ key: GENERATED_DOCKERFILE_KEY, path: 'Dockerfile' }], defaultMode: 0o444 } }]),
     ...extra,
+  ];
+}
+
+/**
+ * The context-fetch init container, then for a dependency build the one that puts the generated Dockerfile into the
+ * fetched context (replacing whatever the consumer's context had at that path), with the same image and user.
+ */
+function contextInitContainers(image: string, input: BuilderPodInput, securityContext: V1SecurityContext): V1Container[] {
+  const fetch = fetchContextContainer(image, input, securityContext);
+  if (input.job.generatedDockerfile === undefined) return [fetch];
+  return [
+    fetch,
+    {
+      name: DEPENDENCY_DOCKERFILE_CONTAINER,
+      image,
+      command: ['/bin/sh', '-c', 'rm -rf -- "$IBS_CONTEXT_DIR/$1" && cp "$0/Dockerfile" "$IBS_CONTEXT_DIR/$1"', GENERATED_DOCKERFILE_DIR, GENERATED_DOCKERFILE_PATH],
+      env: [{ name: 'IBS_CONTEXT_DIR', value: `${WORKSPACE}/context` }],
+      volumeMounts: [{ name: 'workspace', mountPath: WORKSPACE }, { name: 'generated-dockerfile', mountPath: GENERATED_DOCKERFILE_DIR, readOnly: true }],
+      resources: { requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '64Mi' } },
+      securityContext,
+      terminationMessagePolicy: 'FallbackToLogsOnError',
+    },
   ];
 }
 
@@ -253,7 +286,7 @@ function buildEnv(input: BuilderPodInput): V1EnvVar[] {
   const env: V1EnvVar[] = [
     { name: 'IBS_BUILD_ID', value: job.buildId },
     { name: 'IBS_CONTEXT_DIR', value: `${WORKSPACE}/context` },
-    { name: 'IBS_DOCKERFILE', value: job.dockerfile },
+    { name: 'IBS_DOCKERFILE', value: job.generatedDockerfile === undefined ? job.dockerfile : GENERATED_DOCKERFILE_PATH },
     { name: 'IBS_REPOSITORY', value: job.repository },
     { name: 'IBS_PLATFORMS', value: job.platforms.join(',') },
     { name: 'IBS_BUILD_ARGS', value: encodedPairs(job.buildArgs) },
@@ -341,7 +374,7 @@ function buildkitPodSpec(input: BuilderPodInput, mode: 'buildkit-rootless' | 'bu
   return {
     ...commonPodSpec(input),
     securityContext: { fsGroup: ROOTLESS_UID },
-    initContainers: [fetchContextContainer(image, input, fetchSecurity)],
+    initContainers: contextInitContainers(image, input, fetchSecurity),
     containers: [
       {
         name: BUILD_CONTAINER,
@@ -369,7 +402,7 @@ function kanikoPodSpec(input: BuilderPodInput): NonNullable<V1Pod['spec']> {
     ...commonPodSpec(input),
     // Omitted (not false-negated) when isolation is off, so the cluster's default applies.
     hostUsers: kaniko.userNamespaceIsolation ? false : undefined,
-    initContainers: [fetchContextContainer(image, input, securityContext)],
+    initContainers: contextInitContainers(image, input, securityContext),
     containers: [
       {
         name: BUILD_CONTAINER,

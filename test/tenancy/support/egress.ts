@@ -1,6 +1,6 @@
 /**
- * Settings of the egress-filtered build network that infra/local/start.d/egress.sh starts (a BuildKit daemon whose
- * RUN steps run on the ibs-build0 CNI bridge, and tinyproxy), and the Python base image of
+ * Settings of the build network's proxy that infra/local/start.d/egress.sh starts (tinyproxy on the bridge of the
+ * stack BuildKit's CNI network, infra/local/build-network.sh), and the Python base image of
  * infra/local/python-base-image.sh. Suites fail without them: a missing component must not pass as a skip.
  */
 import { execFileSync } from 'node:child_process';
@@ -10,7 +10,6 @@ import { join, resolve } from 'node:path';
 const RUN = process.env.IBS_RUN ?? '/tmp/image-build-service';
 
 export interface EgressSettings {
-  buildkitHost: string;
   gateway: string;
   proxyUrl: string;
   proxyPassword: string;
@@ -19,12 +18,11 @@ export interface EgressSettings {
 
 export function egressSettings(): EgressSettings {
   const file = join(RUN, 'egress', 'egress.env');
-  if (!existsSync(file)) throw new Error(`${file} does not exist: start the egress network (bash infra/local/start.sh)`);
+  if (!existsSync(file)) throw new Error(`${file} does not exist: start the build network's proxy (bash infra/local/start.sh)`);
   const env = Object.fromEntries(
     readFileSync(file, 'utf8').split('\n').filter(Boolean).map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]),
   );
   return {
-    buildkitHost: env.BUILDKIT_EGRESS_HOST!,
     gateway: env.EGRESS_GATEWAY!,
     proxyUrl: env.CUSTOM_MODEL_DEPENDENCIES_HTTP_PROXY!,
     proxyPassword: new URL(env.CUSTOM_MODEL_DEPENDENCIES_HTTP_PROXY!).password,
