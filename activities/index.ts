@@ -17,12 +17,13 @@ import type { BuildPolicySettings } from '../lib/policy/build-policy';
 import type { ScanGate } from '../lib/scan/gate';
 import type { ObjectStore } from '../lib/storage/object-store';
 import type { BuildErrorInfo, BuildStatus, BuildStep, FailurePoint, ImageBuildInput } from '../workflows/definitions';
-import { createSourceActivities, type SourceImagePolicy } from './sources';
+import { createSourceActivities } from './sources';
 import type { Telemetry } from '../lib/telemetry';
 import { scrubValue } from '../lib/telemetry/logger';
 import { evidenceDetails } from './failure-details';
 import { createPolicyActivities } from './policy';
 import { createBuildQueueActivities, type BuildQueueDeps } from './build-queue';
+import { phaseReporter } from './phase';
 import { openScanGate, type OpenGate } from './scan';
 import { createSigningActivities } from './sign';
 import type { NotationSigner } from '../lib/signing/notation';
@@ -38,8 +39,6 @@ export interface ActivityDeps extends BuildQueueDeps {
   policy: BuildPolicySettings;
   /** Values masked out of logs and error messages. */
   secrets: readonly string[];
-  /** Checks an image URI before it is copied (the base-image policy hooks in here); none means every source is allowed. */
-  sourceImagePolicy?: SourceImagePolicy;
   /** The worker's logger and metrics; builds still run without them (tests that do not look). */
   telemetry?: Telemetry;
   /** Where build logs are spooled and indexed, and how often they are stored. */
@@ -96,9 +95,10 @@ export function createActivities(deps: ActivityDeps) {
       const target = parseImageReference(input.spec.image);
       const log = await BuildLog.open(deps.storage, deps.buildLogs, input.buildId, deps.secrets);
       log.write(`[ibs] attempt ${ctx.info.attempt} of build ${input.buildId} on executor ${deps.executor.name}\n`);
+      const phase = phaseReporter(deps, input.buildId);
       let gate: OpenGate | undefined;
       try {
-        if (deps.scanGate) gate = await openScanGate(deps.scanGate, deps.builds, input.buildId, (text) => log.write(text));
+        if (deps.scanGate) gate = await openScanGate(deps.scanGate, deps.builds, input.buildId, (text) => log.write(text), phase);
         const outcome = await deps.executor.run(
           {
             buildId: input.buildId,
@@ -121,7 +121,7 @@ export function createActivities(deps: ActivityDeps) {
             log: (text) => log.write(text),
             heartbeat: () => ctx.heartbeat(),
             signal: ctx.cancellationSignal,
-            phase: (step) => void deps.builds.markStatus(input.buildId, step).catch(() => undefined),
+            phase: (step) => void phase(step).catch(() => undefined),
           },
         );
         if (gate) return await gate.finish(outcome, target.registry, target.repository);

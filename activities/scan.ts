@@ -1,7 +1,8 @@
 /**
  * The scanner gate's side of the build activity: a shared folder and the resolved scanner before the executor
  * runs, then the gate's verdict, the Build's `scan`, and the push from the archive. The statuses follow the real
- * steps: the executor reports when the scanner starts (scanning), and `pushing` is set as the push starts.
+ * steps: the executor reports when the scanner starts (scanning), and `pushing` is set as the push starts, each
+ * recorded and told to the workflow (activities/phase.ts).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -18,7 +19,7 @@ export interface OpenGate {
   close(): Promise<void>;
 }
 
-export async function openScanGate(gate: ScanGate, builds: BuildRepository, buildId: string, log: (text: string) => void): Promise<OpenGate> {
+export async function openScanGate(gate: ScanGate, builds: BuildRepository, buildId: string, log: (text: string) => void, phase: (status: 'pushing') => Promise<void>): Promise<OpenGate> {
   const scanner = await gate.prepare();
   log(`[ibs] scanner ${scanner.configured} resolved to ${scanner.image.digest} for this build\n`);
   const sharedDir = await mkdtemp(join(tmpdir(), `ibs-shared-${buildId}-`));
@@ -28,7 +29,7 @@ export async function openScanGate(gate: ScanGate, builds: BuildRepository, buil
       if (!outcome.scan) throw new Error('the executor ran a gated build without its scanner');
       const scan = await gate.judge(buildId, sharedDir, outcome.scan.exitCode, scanner, (s) => builds.recordScan(buildId, s));
       log(`[ibs] the scan passed; report at ${scan.reportUrl}\n`);
-      await builds.markStatus(buildId, 'pushing');
+      await phase('pushing');
       const pushed = await gate.push(sharedDir, registry, repository, outcome.digest);
       log(`[ibs] pushed ${registry}/${repository}@${pushed.digest} from the scanned archive (${pushed.uploaded} blobs uploaded, ${pushed.reused} already there)\n`);
       return { digest: pushed.digest };

@@ -9,9 +9,10 @@ import { BuildLog, type BuildLogSettings } from '../lib/logs/build-log';
 import { redact } from '../lib/logs/redact';
 import { parseImageReference } from '../lib/registry/reference';
 import { SigningError, type NotationSigner } from '../lib/signing/notation';
+import { phaseReporter, type PhaseDeps } from './phase';
 import type { ObjectStore } from '../lib/storage/object-store';
 
-export interface SigningDeps {
+export interface SigningDeps extends PhaseDeps {
   builds: BuildRepository;
   storage: ObjectStore;
   buildLogs: BuildLogSettings;
@@ -25,7 +26,7 @@ export function createSigningActivities(deps: SigningDeps) {
     async signImage(buildId: string, image: string, digest: string): Promise<void> {
       const signer = deps.signer;
       if (!signer) return;
-      await deps.builds.markStatus(buildId, 'signing');
+      await phaseReporter(deps, buildId)('signing');
       const ref = parseImageReference(image);
       const log = await BuildLog.open(deps.storage, deps.buildLogs, buildId, deps.secrets);
       try {

@@ -31,7 +31,7 @@ import { kubernetesSettingsFrom } from './kubernetes-settings';
  * The executor BUILD_EXECUTOR names. Either way the builder gets credentials only for the hosts it talks to,
  * minted by the registry type's provider when the build starts.
  */
-function createExecutor(config: Config, storage: ObjectStore, credentials: CredentialProvider, registry: RegistryClient, telemetry?: Telemetry): BuildExecutor {
+function createExecutor(config: Config, storage: ObjectStore, credentials: CredentialProvider, registry: RegistryClient, scanner: RuncScanner | undefined, telemetry?: Telemetry): BuildExecutor {
   if (config.executor.type === 'kubernetes') {
     // Base-image registries reach builder pods through the pull secrets; the provider covers the push target.
     return createKubernetesExecutor(kubernetesSettingsFrom(config), {
@@ -50,7 +50,7 @@ function createExecutor(config: Config, storage: ObjectStore, credentials: Crede
     insecureRegistry: config.registry.disableHttps,
     noCache: config.executor.noCache,
     otlpEndpoint: config.tracing.enabled ? config.otlp.endpoint : undefined,
-    scanner: config.imageScanner.enabled ? new RuncScanner({ runcPath: config.executor.runcPath, registry }) : undefined,
+    scanner,
     builderAuth: (job, dockerfile, dir) =>
       prepareBuilderAuth(credentials, [registryHostOf(job.repository), ...registryHostsOfDockerfile(dockerfile, job.buildArgs)], dir, {
         onRefreshError: (err) => {
@@ -94,6 +94,8 @@ export async function createWorkerDependencies(config: Config, telemetry?: Telem
         })
       : undefined;
   await signer?.ensureTrustPolicy();
+  // The local executor's scanner runs on this host; it also scans images that need no build (activities/sources.ts).
+  const scanner = config.imageScanner.enabled && config.executor.type === 'local' ? new RuncScanner({ runcPath: config.executor.runcPath, registry }) : undefined;
   return {
     pool,
     deps: {
@@ -101,7 +103,7 @@ export async function createWorkerDependencies(config: Config, telemetry?: Telem
       buildSlots: config.build.slots,
       builds: new BuildRepository(pool),
       storage,
-      executor: createExecutor(config, storage, credentials, registry, telemetry),
+      executor: createExecutor(config, storage, credentials, registry, scanner, telemetry),
       registry,
       policy: buildPolicySettingsOf(config),
       secrets: config.secrets,
@@ -114,6 +116,7 @@ export async function createWorkerDependencies(config: Config, telemetry?: Telem
             registry,
             storage,
             destination: reportDestination(config.imageScanner.reportUploadPath, config.storage, storage),
+            runner: scanner,
           })
         : undefined,
       signer,

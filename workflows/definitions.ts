@@ -4,7 +4,7 @@
  * are limited to the deterministic parts of the SDK, so the workflow bundle can include this file.
  */
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
-import { defineQuery } from '@temporalio/workflow';
+import { defineQuery, defineSignal } from '@temporalio/workflow';
 import type { ResourceQuantities } from '../lib/config/quantity';
 import type { DependencySpec } from '../lib/dependencies/dockerfile';
 
@@ -134,9 +134,13 @@ export type BuildSource =
  * An image that exists and is ready to be pushed to the target: the one input of the push step, and what a scanner
  * gate in front of that step inspects.
  */
-export type ReadyImage =
+export type ReadyImage = (
   | { kind: 'stored'; planKey: string; digest: string }
-  | { kind: 'registry'; registry: string; repository: string; digest: string };
+  | { kind: 'registry'; registry: string; repository: string; digest: string }
+) & {
+  /** The scanner gate is on: scan it before the push (absent in runs recorded before sources were scanned). */
+  gated?: boolean;
+};
 
 export interface ImageBuildResult {
   buildId: string;
@@ -153,6 +157,17 @@ export interface BuildProgress {
 }
 
 export const progressQuery = defineQuery<BuildProgress>('progress');
+
+/** A step that starts inside an activity (the scanner after the engine, the push after the scan, signing). */
+export interface BuildPhase {
+  status: 'scanning' | 'pushing' | 'signing';
+}
+
+/**
+ * Sent by an activity when its build moves on to a step the consumer sees as a status of its own, so the workflow's
+ * progress and search attribute follow the real steps, not only the ones the workflow starts itself.
+ */
+export const buildPhaseSignal = defineSignal<[BuildPhase]>('buildPhase');
 
 /** Search attributes that let operators find builds in the Temporal UI by consumer, image and status. */
 export const searchAttributes = {

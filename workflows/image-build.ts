@@ -3,7 +3,10 @@
  *
  *   queued → running (build, push by digest) → pushing (tag) → [signing] → succeeded
  *   with the scanner gate: running (build to an archive) → scanning → pushing (from the archive, then tag)
+ *   an image that needs no build: queued → [scanning] → pushing (copy by digest, then tag) → [signing] → succeeded
  *                                 └──────────────→ failed | cancelled
+ * Steps that start inside an activity (scanning and pushing of a gated build, signing) reach the progress and the
+ * search attribute through buildPhaseSignal.
  *
  * Each failure records its step (BUILD_STEPS) and, once pushed, the digest; a retry whose input says
  * `resume: { step: 'push', digest }` starts at that step with the image already in the registry.
@@ -23,9 +26,11 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import {
+  buildPhaseSignal,
   buildTaskQueueFor,
   progressQuery,
   searchAttributes,
+  TERMINAL_STATUSES,
   type BuildErrorInfo,
   type BuildProgress,
   type BuildStatus,
@@ -60,6 +65,7 @@ function buildActivities(timeoutSeconds: number) {
 }
 
 const TAGS_CHECKED_BEFORE_BUILD = 'tags-checked-before-build';
+const SCAN_IMAGE_SOURCES = 'scan-image-sources';
 
 // Pushing an image that needs no build: long transfers that heartbeat; a few tries, then the build fails with the
 // step's code (push_failed, source_image_unavailable).
@@ -72,11 +78,18 @@ function pushActivities(timeoutSeconds: number) {
 }
 
 /**
- * An uploaded image archive or an image URI: no builder. First the image is made ready (found, checked), then it is
- * pushed; a gate that inspects the ready image (the scanner) belongs between the two.
+ * An uploaded image archive or an image URI: no builder. First the image is made ready (found, checked against the
+ * policy), then scanned when the gate is on (a failed scan ends the build before the push), then pushed.
  */
-async function pushWithoutBuild(input: ImageBuildInput, moveTo: (status: 'pushing') => Promise<void>): Promise<string> {
+async function pushWithoutBuild(input: ImageBuildInput, progress: BuildProgress, moveTo: (status: 'scanning' | 'pushing') => Promise<void>): Promise<string> {
   const ready = await pushActivities(input.timeoutSeconds).resolveSourceImage(input);
+  // Runs recorded before sources were scanned resolved no `gated`, and skip the step on replay.
+  if (ready.gated && patched(SCAN_IMAGE_SOURCES)) {
+    progress.step = 'scan';
+    await moveTo('scanning');
+    await pushActivities(input.timeoutSeconds).scanReadyImage(input, ready);
+    progress.step = 'push';
+  }
   await moveTo('pushing');
   const { digest } = await pushActivities(input.timeoutSeconds).pushReadyImage(input, ready);
   return digest;
@@ -90,6 +103,13 @@ export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResu
   let slotHeld = false;
   setHandler(slotGrantedSignal, () => {
     slotGranted = true;
+  });
+  // A step that starts inside an activity (scanning, the push from the scanned archive, signing): the activity has
+  // recorded it on the Build; the progress and search attribute follow. Only histories with the signal see it.
+  setHandler(buildPhaseSignal, ({ status }) => {
+    if (TERMINAL_STATUSES.includes(progress.status) || progress.status === status) return;
+    progress.status = status;
+    upsertSearchAttributes([{ key: searchAttributes.status, value: status }]);
   });
   // The slot (or the place in the queue) goes back however the build ends, before its final status is recorded, so
   // a retry that follows the status never finds the slot still taken.
@@ -127,7 +147,7 @@ export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResu
       // An uploaded image archive or an image URI: pushed without a builder.
       progress.step = 'push';
       if (tagsChecked) await bookkeeping.checkTags(input.spec);
-      digest = await pushWithoutBuild(input, moveTo);
+      digest = await pushWithoutBuild(input, progress, moveTo);
     } else {
       progress.step = 'build';
       // The policy is checked again here, before a builder starts (runs recorded before it skip it on replay).

@@ -1,14 +1,17 @@
 /**
  * The request-time half of the build policy (the workflow's checkBuildPolicy activity is the other): the target
- * registry, then the Dockerfile read from the spooled upload, with the same checks and settings as the worker's.
+ * registry, then the Dockerfile read from the spooled upload (or the image URI to copy), with the same checks and
+ * settings as the worker's.
  */
 import { createReadStream } from 'node:fs';
 import type { Config } from '../../lib/config';
 import { resolveContextFile } from '../../lib/context/archive';
 import { readContextFile } from '../../lib/context/read-file';
 import { buildPolicySettingsOf, checkDockerfilePolicy, type BuildPolicySettings, type PolicyExemption } from '../../lib/policy/build-policy';
+import { checkSourceImagePolicy } from '../../lib/policy/source-image';
 import { checkTargetRegistry, type TargetRegistrySettings } from '../../lib/policy/targets';
 import { parseImageReference } from '../../lib/registry/reference';
+import { parseSourceReference } from '../../lib/sources/source-reference';
 import type { BuildSpec } from '../../workflows/definitions';
 import { ApiError } from '../errors';
 import type { BuildUpload } from './upload';
@@ -34,6 +37,10 @@ export class DockerfilePolicy implements BuildRequestPolicy {
 
   async check({ spec, consumer, upload }: { spec: BuildSpec; consumer: string; upload: BuildUpload }): Promise<PolicyExemption | undefined> {
     checkTargetRegistry(parseImageReference(spec.image).registry, this.settings.targets);
+    if (spec.sourceImage !== undefined) {
+      const source = parseSourceReference(spec.sourceImage);
+      return checkSourceImagePolicy({ registry: source.registry, text: spec.sourceImage }, consumer, this.settings.build);
+    }
     // An image source has no Dockerfile to check. A missing Dockerfile is answered by the submission (dockerfile_not_found).
     const path = upload.context ? resolveContextFile(upload.context, spec.dockerfile) : undefined;
     if (path === undefined) return undefined;

@@ -119,6 +119,7 @@ async function submitWithoutBuild(
     contextKey: source.kind === 'image-archive' ? source.planKey : '',
     contextDigest: source.kind === 'image-archive' ? source.archiveDigest : '',
     idempotencyKey: submission.idempotencyKey,
+    policyExemption: submission.policyExemption,
     source,
   });
   if (created) await startBuildWorkflow(deps, record);

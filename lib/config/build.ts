@@ -37,6 +37,8 @@ export interface PolicyConfig {
   allowedFrontends: string[];
   /** Registries (host[:port], `*.suffix`) builds may push to, besides the configured registry's. */
   targetRegistries: string[];
+  /** Registries at internal addresses (host[:port], `*.suffix`) a `sourceImage` may be copied from; DNS names need no entry. */
+  sourceRegistries: string[];
 }
 
 export interface DependenciesConfig {
@@ -95,6 +97,9 @@ export function readImageArchiveLimits(read: EnvReader): ImageArchiveLimits {
   };
 }
 
+const isRegistryHost = (v: string) => /^(\*\.)?[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:]+\](:\d{1,5})?$/.test(v);
+const REGISTRY_HOSTS = 'registry hosts such as registry.example.com, 127.0.0.1:5000 or *.azurecr.io';
+
 export function readPolicy(read: EnvReader): PolicyConfig {
   const expected = 'image patterns such as docker.io/datarobot/* (letters, digits, . _ - : / @ and * only)';
   return {
@@ -102,7 +107,8 @@ export function readPolicy(read: EnvReader): PolicyConfig {
     denylist: read.list('EXECUTION_ENVIRONMENT_VERSION_URI_VALIDATION_DENYLIST', ['docker.io/datarobot/*', 'docker.io/datarobotdev/*'], isImagePattern, expected),
     trustedConsumers: read.list('BASE_IMAGE_POLICY_TRUSTED_CONSUMERS', [], (v) => CONSUMER_NAME.test(v), 'consumer names (letters, digits, . _ -)'),
     allowedFrontends: read.list('BUILD_ALLOWED_FRONTENDS', [], isImagePattern, expected),
-    targetRegistries: read.list('TARGET_REGISTRY_ALLOWLIST', [], (v) => /^(\*\.)?[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:]+\](:\d{1,5})?$/.test(v), 'registry hosts such as registry.example.com, 127.0.0.1:5000 or *.azurecr.io'),
+    targetRegistries: read.list('TARGET_REGISTRY_ALLOWLIST', [], isRegistryHost, REGISTRY_HOSTS),
+    sourceRegistries: read.list('SOURCE_REGISTRY_ALLOWLIST', [], isRegistryHost, REGISTRY_HOSTS),
   };
 }
 

@@ -8,6 +8,7 @@ const settings: BuildPolicySettings = {
   denylist: ['docker.io/datarobot/*', 'docker.io/datarobotdev/*'],
   trustedConsumers: ['environments'],
   allowedFrontends: [],
+  sourceRegistries: [],
 };
 const check = (text: string, consumer = 'apps', buildArgs: Record<string, string> = {}, s = settings) =>
   checkDockerfilePolicy({ text, path: 'Dockerfile', buildArgs, platforms: ['linux/amd64'] }, consumer, s);

@@ -19,12 +19,14 @@ export interface BuildPolicySettings {
   trustedConsumers: string[];
   /** Image patterns of the custom frontends (`# syntax=`, BUILDKIT_SYNTAX) builds may use (BUILD_ALLOWED_FRONTENDS). */
   allowedFrontends: string[];
+  /** Registries at internal addresses a sourceImage may come from (SOURCE_REGISTRY_ALLOWLIST and TARGET_REGISTRY_ALLOWLIST). */
+  sourceRegistries: string[];
 }
 
 /** The settings from the deployment's configuration, one reader for the API and the worker. */
 export function buildPolicySettingsOf(config: { policy: PolicyConfig }): BuildPolicySettings {
-  const { allowlist, denylist, trustedConsumers, allowedFrontends } = config.policy;
-  return { allowlist, denylist, trustedConsumers, allowedFrontends };
+  const { allowlist, denylist, trustedConsumers, allowedFrontends, sourceRegistries, targetRegistries } = config.policy;
+  return { allowlist, denylist, trustedConsumers, allowedFrontends, sourceRegistries: [...sourceRegistries, ...targetRegistries] };
 }
 
 /** What the Build records when a trusted consumer's build used images the lists would have refused. */
@@ -106,8 +108,8 @@ export function checkDockerfilePolicy(dockerfile: DockerfileToCheck, consumer: s
   return exempted.size > 0 ? { reason: 'trusted_consumer', images: [...exempted] } : undefined;
 }
 
-/** Why the lists refuse the image, naming the rule, or undefined when they let it through. */
-function refusingRule(image: string, settings: BuildPolicySettings): string | undefined {
+/** Why the lists refuse the (normalised) image, naming the rule, or undefined when they let it through. */
+export function refusingRule(image: string, settings: BuildPolicySettings): string | undefined {
   const denied = settings.denylist.find((p) => imageMatches(normalisePattern(p), image));
   if (denied) return `matches ${denied} on EXECUTION_ENVIRONMENT_VERSION_URI_VALIDATION_DENYLIST`;
   if (settings.allowlist.length > 0 && !settings.allowlist.some((p) => imageMatches(normalisePattern(p), image))) {

@@ -15,4 +15,5 @@ export type PolicyViolationCode =
   | 'frontend_not_allowed'
   | 'entitlement_not_allowed'
   | 'add_url_not_allowed'
-  | 'target_registry_not_allowed';
+  | 'target_registry_not_allowed'
+  | 'source_registry_not_allowed';

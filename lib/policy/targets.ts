@@ -23,6 +23,18 @@ function hostWithoutPort(host: string): string {
 }
 
 /**
+ * Why a registry host[:port] is an address a consumer must not point the service's registry client at: an internal
+ * address (", a loopback address 127.0.0.1"), or a number written unusually (" (2130706433 is how 127.0.0.1 can
+ * also be written)"); undefined for a DNS name or a public address written plainly.
+ */
+export function internalRegistryHost(registry: string): string | undefined {
+  const bare = hostWithoutPort(registry.toLowerCase());
+  const reason = internalAddressReason(bare);
+  const unusual = normaliseHost(bare) !== bare ? ` (${bare} is how ${normaliseHost(bare)} can also be written)` : '';
+  return reason || unusual ? `${reason ? `, a ${reason}` : ''}${unusual}` : undefined;
+}
+
+/**
  * Throws `target_registry_not_allowed` unless `registry` (host[:port] of the target) is on TARGET_REGISTRY_ALLOWLIST
  * or is the configured registry (REGISTRY_CREDENTIAL_HOSTS, or the hosts of an ECR/ACR/GCR registry type). With
  * neither configured (a private registry and no lists), any registry named by a DNS name or a public address is
@@ -33,14 +45,12 @@ export function checkTargetRegistry(registry: string, settings: TargetRegistrySe
   if (settings.allowlist.some((p) => hostMatches(p, host))) return;
   const configured = settings.credentialHosts !== undefined || settings.registryType !== 'private_registry';
   if (configured && hostAllowed(settings.registryType, settings.credentialHosts, host)) return;
-  const bare = hostWithoutPort(host);
-  const reason = internalAddressReason(bare);
-  const unusual = normaliseHost(bare) !== bare ? ` (${bare} is how ${normaliseHost(bare)} can also be written)` : '';
-  if (!configured && settings.allowlist.length === 0 && !reason && !unusual) return;
+  const internal = internalRegistryHost(host);
+  if (!configured && settings.allowlist.length === 0 && !internal) return;
   const allowed = [...settings.allowlist, ...(settings.credentialHosts ?? [])];
   throw new PolicyViolation(
     'target_registry_not_allowed',
-    `spec.image: this deployment does not push to ${registry}${reason ? `, a ${reason}` : ''}${unusual}; push to ${allowed.length ? `one of ${allowed.join(', ')}` : 'a registry named by its DNS name'}, or ask the operator to add the registry to TARGET_REGISTRY_ALLOWLIST`,
+    `spec.image: this deployment does not push to ${registry}${internal ?? ''}; push to ${allowed.length ? `one of ${allowed.join(', ')}` : 'a registry named by its DNS name'}, or ask the operator to add the registry to TARGET_REGISTRY_ALLOWLIST`,
     'image',
   );
 }

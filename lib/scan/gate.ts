@@ -2,8 +2,11 @@
  * The scanner gate, one implementation for both executors: before the build, the scanner image is resolved to a
  * digest; after the executor ran the engine (image.tar) and the scanner (exit code) over the build's shared
  * folder, the gate stores the report (on failure too), records `scan` on the Build, stops the build on a non-zero
- * exit or a missing/malformed report, and otherwise pushes the archive with the service's registry client.
+ * exit or a missing/malformed report, and otherwise pushes the archive with the service's registry client. Images
+ * that need no build go through the same judgement (scanImages), scanned by the runner the worker gives it.
  */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ImageScannerConfig } from '../config/scanner';
 import { BuildFailedError } from '../executors/executor';
@@ -11,9 +14,31 @@ import { RegistryError, type RegistryClient } from '../registry/client';
 import { ImageArchiveError, pushImageArchive, type ArchivePushResult } from '../registry/image-archive';
 import type { ObjectStore } from '../storage/object-store';
 import { IMAGE_ARCHIVE, SCAN_REPORT, type ScanRecord, type ScannerRun } from './contract';
-import { readScanReport } from './report';
+import { mergeSummaries, readScanReport } from './report';
+import type { ScannerObserver } from './runc-scanner';
 import { scanReportKey, type ReportDestination } from './report-store';
 import { resolveScannerImage, scannerRunFor, type ScannerImage } from './scanner-image';
+
+/** Runs the scanner over a shared folder and answers its exit code (the local executor's RuncScanner). */
+export interface ScanRunner {
+  run(image: ScannerImage, run: ScannerRun, sharedDir: string, observer: ScannerObserver, timeoutSeconds: number): Promise<number>;
+}
+
+/** An image that needs no build, to be scanned: `write` puts it at the path as the contract's image.tar. */
+export interface ImageToScan {
+  platform: string;
+  digest: string;
+  write(archivePath: string): Promise<void>;
+}
+
+type ScanReport = Awaited<ReturnType<typeof readScanReport>>;
+
+interface Scan {
+  platform: string;
+  digest?: string;
+  exitCode: number;
+  report: ScanReport;
+}
 
 export interface ScanGateDeps {
   config: ImageScannerConfig;
@@ -22,6 +47,8 @@ export interface ScanGateDeps {
   storage: ObjectStore;
   /** reportUploadPath, or the service's bucket when it is unset. */
   destination: ReportDestination;
+  /** Runs the scanner for images that need no build; without it (the kubernetes executor) they are refused, never pushed unscanned. */
+  runner?: ScanRunner;
 }
 
 export interface PreparedScanner {
@@ -54,20 +81,66 @@ export class ScanGate {
    * through `record` before throwing.
    */
   async judge(buildId: string, sharedDir: string, exitCode: number, scanner: PreparedScanner, record: (scan: ScanRecord) => Promise<void>): Promise<ScanRecord> {
-    const scannerInfo = { image: scanner.configured, digest: scanner.image.digest };
-    let report: Awaited<ReturnType<typeof readScanReport>>;
+    const report = await this.readReport(sharedDir, exitCode, scanner, record);
+    return this.verdict(buildId, [{ platform: 'image', exitCode, report }], scanner, record);
+  }
+
+  /**
+   * The gate for an image that needs no build (an uploaded archive, an image URI), on the same contract: each image
+   * (one, or each platform of an index) is written as image.tar into a shared folder of its own, the scanner runs
+   * over it, and the scans are judged together: one report (the scanner's own, or for several platforms
+   * `{platforms: [{platform, digest, exitCode, report}]}`), stored on failure too, and the build goes on only when
+   * every platform passed.
+   */
+  async scanImages(buildId: string, images: ImageToScan[], observer: ScannerObserver, timeoutSeconds: number, record: (scan: ScanRecord) => Promise<void>): Promise<ScanRecord> {
+    const runner = this.deps.runner;
+    if (!runner) {
+      throw new BuildFailedError('scanner_not_available', 'the scanner gate is on, and this worker cannot scan an image that needs no build (uploaded archives and image URIs are scanned on the local executor only); nothing was pushed. Build the image from a Dockerfile, or ask the operator');
+    }
+    const scanner = await this.prepare();
+    observer.log(`[ibs] scanner ${scanner.configured} resolved to ${scanner.image.digest} for this build\n`);
+    const scans: Scan[] = [];
+    for (const image of images) {
+      const sharedDir = await mkdtemp(join(tmpdir(), `ibs-shared-${buildId}-`));
+      try {
+        await image.write(join(sharedDir, IMAGE_ARCHIVE));
+        observer.log(`[ibs] scanning ${image.digest}${images.length > 1 ? ` (${image.platform})` : ''} with ${scanner.run.image}\n`);
+        const exitCode = await runner.run(scanner.image, scanner.run, sharedDir, observer, timeoutSeconds);
+        observer.log(`[ibs] the scanner exited with code ${exitCode}\n`);
+        scans.push({ platform: image.platform, digest: image.digest, exitCode, report: await this.readReport(sharedDir, exitCode, scanner, record) });
+      } finally {
+        await rm(sharedDir, { recursive: true, force: true });
+      }
+    }
+    return this.verdict(buildId, scans, scanner, record);
+  }
+
+  /** The report the scanner left; a missing or malformed one is recorded as a failed scan, then fails the build. */
+  private async readReport(sharedDir: string, exitCode: number, scanner: PreparedScanner, record: (scan: ScanRecord) => Promise<void>): Promise<ScanReport> {
     try {
-      report = await readScanReport(join(sharedDir, SCAN_REPORT));
+      return await readScanReport(join(sharedDir, SCAN_REPORT));
     } catch (err) {
-      await record({ passed: false, reportUrl: null, summary: null, scanner: scannerInfo, exitCode });
+      await record({ passed: false, reportUrl: null, summary: null, scanner: { image: scanner.configured, digest: scanner.image.digest }, exitCode });
       throw err;
     }
-    await this.deps.storage.put(scanReportKey(buildId), report.body, { contentType: 'application/json', contentLength: report.body.length });
-    const reportUrl = await this.deps.destination.upload(buildId, report.body);
-    const scan: ScanRecord = { passed: exitCode === 0, reportUrl, summary: report.summary, scanner: scannerInfo, exitCode };
+  }
+
+  /** Stores the report (on failure too), records `scan`, and stops the build unless every scan exited 0. */
+  private async verdict(buildId: string, scans: Scan[], scanner: PreparedScanner, record: (scan: ScanRecord) => Promise<void>): Promise<ScanRecord> {
+    const [only] = scans;
+    const body =
+      scans.length === 1 && only
+        ? only.report.body
+        : Buffer.from(JSON.stringify({ platforms: scans.map((s) => ({ platform: s.platform, digest: s.digest, exitCode: s.exitCode, report: JSON.parse(s.report.body.toString('utf8')) as unknown })) }));
+    const exitCode = scans.find((s) => s.exitCode !== 0)?.exitCode ?? 0;
+    await this.deps.storage.put(scanReportKey(buildId), body, { contentType: 'application/json', contentLength: body.length });
+    const reportUrl = await this.deps.destination.upload(buildId, body);
+    const summary = mergeSummaries(scans.map((s) => s.report.summary));
+    const scan: ScanRecord = { passed: exitCode === 0, reportUrl, summary, scanner: { image: scanner.configured, digest: scanner.image.digest }, exitCode };
     await record(scan);
     if (exitCode !== 0) {
-      throw new BuildFailedError('scan_failed', `the image scanner stopped the build (exit code ${exitCode}); nothing was pushed. Read the report with GET /v1/builds/${buildId}/scan-report, fix what it found and build again`);
+      const which = scans.length > 1 ? ` on ${scans.filter((s) => s.exitCode !== 0).map((s) => s.platform).join(', ')}` : '';
+      throw new BuildFailedError('scan_failed', `the image scanner stopped the build (exit code ${exitCode}${which}); nothing was pushed. Read the report with GET /v1/builds/${buildId}/scan-report, fix what it found and build again`);
     }
     return scan;
   }

@@ -65,6 +65,22 @@ export function summarize(report: unknown): ScanSummary {
   return { format: 'unknown' };
 }
 
+/** One summary of several scans (the platforms of an index): counts added up when every report has the same known format. */
+export function mergeSummaries(summaries: ScanSummary[]): ScanSummary {
+  const [first] = summaries;
+  if (!first || summaries.length === 1) return first ?? { format: 'unknown' };
+  if (first.format === 'unknown' || summaries.some((s) => s.format !== first.format)) return { format: 'unknown' };
+  const add = (into: Record<string, number>, from: Record<string, number> | undefined) => {
+    for (const [k, v] of Object.entries(from ?? {})) into[k] = (into[k] ?? 0) + v;
+    return into;
+  };
+  return {
+    format: first.format,
+    findings: summaries.reduce((acc, s) => add(acc, s.findings), {} as Record<string, number>),
+    bySeverity: summaries.reduce((acc, s) => add(acc, s.bySeverity), {} as Record<string, number>),
+  };
+}
+
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

@@ -47,6 +47,8 @@ describe('image sources', () => {
       IMAGE_BUILDER_PULL_CREDENTIALS_SECRETS: PULL_SECRET,
       // 127.0.0.1:1 is the unreachable target of the exhausted-retry test; the policy must let it through.
       TARGET_REGISTRY_ALLOWLIST: `${OPEN_REGISTRY},127.0.0.1:1`,
+      // The htpasswd registry is a source only; at a loopback address, the operator lists it.
+      SOURCE_REGISTRY_ALLOWLIST: BASIC_REGISTRY,
     });
     await stack.startWorker();
   });

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildForm, contextOf } from '../support/archives';
 import { ensureBaseImage, REGISTRY } from '../support/registry';
 import { ensureTrivyScannerImage, TRIVY_SECRET_SCAN_ARGS } from '../support/scanner-image';
+import { searchAttributeStatuses } from '../support/search-attributes';
 import { startTestStack, waitForBuild, type TestStack } from '../support/stack';
 
 const REPORT_PREFIX = 'scan-reports-test';
@@ -79,6 +80,8 @@ describe('scanner gate (local executor, trivy --scanners secret)', () => {
     expect(build.status, JSON.stringify(build.error)).toBe('succeeded');
     expect(seen).toEqual(expect.arrayContaining(['running', 'scanning', 'pushing', 'succeeded']));
     expect(seen.indexOf('scanning')).toBeLessThan(seen.indexOf('pushing'));
+    // The workflow's search attribute follows the steps the build activity starts itself (scanning, pushing).
+    expect(await searchAttributeStatuses(stack.client, id)).toEqual(['running', 'scanning', 'pushing', 'succeeded']);
     const scan = build.scan as { passed: boolean; reportUrl: string; summary: { format: string; findings: Record<string, number> }; scanner: { image: string; digest: string } };
     expect(scan.passed).toBe(true);
     expect(scan.reportUrl).toBe(`s3://data/${REPORT_PREFIX}/${id}/scan-report.json`);
@@ -114,6 +117,7 @@ describe('scanner gate (local executor, trivy --scanners secret)', () => {
     expect((build.error as { code: string }).code).toBe('scan_failed');
     expect(seen).toContain('scanning');
     expect(seen).not.toContain('pushing');
+    expect(await searchAttributeStatuses(stack.client, id)).toEqual(['running', 'scanning', 'failed']);
     const scan = build.scan as { passed: boolean; summary: { findings: Record<string, number> } };
     expect(scan.passed).toBe(false);
     expect(scan.summary.findings.secrets).toBeGreaterThanOrEqual(1);

@@ -1,0 +1,104 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pack } from 'tar-stream';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { indexTar } from '../registry/image-archive';
+import { spoolImageArchive } from './image-archive';
+import { MEDIA_TYPES } from './image-plan';
+import { scanTargetsOf, writeScanArchive, type ImageContent } from './scan-archive';
+
+const sha256 = (b: Buffer | string) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+async function layerOf(name: string, body: string): Promise<Buffer> {
+  const p = pack();
+  const chunks: Buffer[] = [];
+  p.on('data', (c: unknown) => chunks.push(c as Buffer));
+  const done = new Promise<void>((r) => p.on('end', () => r()));
+  p.entry({ name, mtime: new Date(0) }, body);
+  p.finalize();
+  await done;
+  return Buffer.concat(chunks);
+}
+
+/** An image (config, one layer, manifest) kept in memory, as an ImageContent reads it. */
+async function imageIn(blobs: Map<string, { body: Buffer; mediaType: string }>, arch: string) {
+  const layer = await layerOf('hello.txt', `hello ${arch}\n`);
+  const config = Buffer.from(JSON.stringify({ architecture: arch, os: 'linux', rootfs: { type: 'layers', diff_ids: [sha256(layer)] } }));
+  const manifest = Buffer.from(JSON.stringify({
+    schemaVersion: 2,
+    mediaType: MEDIA_TYPES.ociManifest,
+    config: { mediaType: MEDIA_TYPES.ociConfig, digest: sha256(config), size: config.length },
+    layers: [{ mediaType: MEDIA_TYPES.ociLayerTar, digest: sha256(layer), size: layer.length }],
+  }));
+  for (const [body, mediaType] of [[layer, MEDIA_TYPES.ociLayerTar], [config, MEDIA_TYPES.ociConfig], [manifest, MEDIA_TYPES.ociManifest]] as const) blobs.set(sha256(body), { body, mediaType });
+  return { layer, config, manifest, digest: sha256(manifest) };
+}
+
+function contentOf(blobs: Map<string, { body: Buffer; mediaType: string }>): ImageContent {
+  return {
+    manifest: async (digest) => blobs.get(digest)!,
+    blob: async (digest) => Readable.from([blobs.get(digest)!.body]),
+  };
+}
+
+describe('the scan archive of an image that needs no build', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'ibs-scan-archive-'));
+  });
+  afterEach(() => rm(dir, { recursive: true, force: true }));
+
+  it('is a docker save archive and an OCI layout of the same image, byte for byte', async () => {
+    const blobs = new Map<string, { body: Buffer; mediaType: string }>();
+    const image = await imageIn(blobs, 'amd64');
+    const path = join(dir, 'image.tar');
+    await writeScanArchive(contentOf(blobs), image.digest, path);
+
+    const entries = await indexTar(path);
+    const read = async (name: string) => {
+      const e = entries.get(name)!;
+      const fd = await readFile(path);
+      return fd.subarray(e.offset, e.offset + e.size);
+    };
+    const saved = JSON.parse((await read('manifest.json')).toString()) as { Config: string; Layers: string[] }[];
+    expect(saved).toHaveLength(1);
+    expect((await read(saved[0]!.Config)).equals(image.config)).toBe(true);
+    expect((await read(saved[0]!.Layers[0]!)).equals(image.layer)).toBe(true);
+    // The service's own validator of uploaded archives reads it as the same image, digest unchanged.
+    const spooled = await spoolImageArchive(createReadStream(path), { maxArchiveBytes: 1 << 20, maxEntries: 100, maxCompressionRatio: 100 }, join(dir, 'spool'));
+    expect(spooled.plan.root.digest).toBe(image.digest);
+  });
+
+  it('fails when a blob has another size than its descriptor says', async () => {
+    const blobs = new Map<string, { body: Buffer; mediaType: string }>();
+    const image = await imageIn(blobs, 'amd64');
+    const content = contentOf(blobs);
+    const short: ImageContent = { ...content, blob: async (d) => (d === sha256(image.layer) ? Readable.from([image.layer.subarray(1)]) : content.blob(d)) };
+    await expect(writeScanArchive(short, image.digest, join(dir, 'image.tar'))).rejects.toThrow();
+  });
+
+  it('scans an index platform by platform, skipping attestation manifests', async () => {
+    const blobs = new Map<string, { body: Buffer; mediaType: string }>();
+    const amd = await imageIn(blobs, 'amd64');
+    const arm = await imageIn(blobs, 'arm64');
+    const index = Buffer.from(JSON.stringify({
+      schemaVersion: 2,
+      mediaType: MEDIA_TYPES.ociIndex,
+      manifests: [
+        { mediaType: MEDIA_TYPES.ociManifest, digest: amd.digest, size: amd.manifest.length, platform: { os: 'linux', architecture: 'amd64' } },
+        { mediaType: MEDIA_TYPES.ociManifest, digest: arm.digest, size: arm.manifest.length, platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } },
+        { mediaType: MEDIA_TYPES.ociManifest, digest: amd.digest, size: amd.manifest.length, platform: { os: 'unknown', architecture: 'unknown' }, annotations: { 'vnd.docker.reference.type': 'attestation-manifest' } },
+      ],
+    }));
+    blobs.set(sha256(index), { body: index, mediaType: MEDIA_TYPES.ociIndex });
+    expect(await scanTargetsOf(contentOf(blobs), sha256(index))).toEqual([
+      { platform: 'linux/amd64', digest: amd.digest },
+      { platform: 'linux/arm64/v8', digest: arm.digest },
+    ]);
+    expect(await scanTargetsOf(contentOf(blobs), amd.digest)).toEqual([{ platform: 'image', digest: amd.digest }]);
+  });
+});

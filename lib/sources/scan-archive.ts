@@ -1,0 +1,158 @@
+/**
+ * An image that needs no build, written for the scanner gate as /shared/image.tar: the layout BuildKit's `docker`
+ * exporter writes for built images, a `docker save` archive (manifest.json, which trivy and most scanners read)
+ * that is also an OCI image layout (index.json, oci-layout, blobs/sha256/<hex>). Its blobs are the ones the push
+ * sends, by digest, so the scanner sees exactly what reaches the registry. One archive holds one image: a
+ * multi-platform index is scanned platform by platform (scanTargetsOf).
+ */
+import { createWriteStream } from 'node:fs';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import { pack as tarPack, type Pack } from 'tar-stream';
+import { RegistryError, type RegistryClient } from '../registry/client';
+import type { ObjectStore } from '../storage/object-store';
+import { imageBlobKey, INDEX_TYPES, MANIFEST_TYPES, MEDIA_TYPES, type Descriptor } from './image-plan';
+import { readAll, readImagePlan } from './image-store';
+import { SourceImageError, StoredImageMissingError } from './push-image';
+import type { SourceReference } from './source-reference';
+
+/** Where an image's manifests and blobs are read from, by digest. */
+export interface ImageContent {
+  manifest(digest: string): Promise<{ body: Buffer; mediaType: string }>;
+  blob(digest: string): Promise<Readable>;
+}
+
+/** One image the scanner reads: a platform manifest, and the platform it is for (`linux/amd64`, or `image`). */
+export interface ScanTarget {
+  platform: string;
+  digest: string;
+}
+
+interface ManifestDoc {
+  mediaType?: string;
+  manifests?: (Descriptor & { platform?: { os?: string; architecture?: string; variant?: string }; annotations?: Record<string, string> })[];
+  config?: Descriptor;
+  layers?: Descriptor[];
+}
+
+const MAX_INDEX_DEPTH = 4;
+
+/**
+ * The images of `root` a scanner reads: the manifest itself, or every platform manifest under an index (nested
+ * indexes followed). Attestation manifests (BuildKit's provenance and SBOM, platform unknown/unknown) hold no
+ * filesystem and are skipped.
+ */
+export async function scanTargetsOf(content: ImageContent, root: string, platform = 'image', depth = 0): Promise<ScanTarget[]> {
+  const { doc, mediaType } = await manifestOf(content, root);
+  if (MANIFEST_TYPES.includes(mediaType)) return [{ platform, digest: root }];
+  if (!INDEX_TYPES.includes(mediaType) || depth >= MAX_INDEX_DEPTH) throw new SourceImageError(`${root} is neither an image manifest nor an index of at most ${MAX_INDEX_DEPTH} levels`, false);
+  const targets: ScanTarget[] = [];
+  for (const child of doc.manifests ?? []) {
+    if (child.annotations?.['vnd.docker.reference.type'] === 'attestation-manifest' || child.platform?.os === 'unknown') continue;
+    const p = child.platform ? [child.platform.os, child.platform.architecture, child.platform.variant].filter(Boolean).join('/') : platform;
+    targets.push(...(await scanTargetsOf(content, child.digest, p, depth + 1)));
+  }
+  return targets;
+}
+
+/** Writes the image manifest `digest` as a docker save archive that is also an OCI layout, to `path`. */
+export async function writeScanArchive(content: ImageContent, digest: string, path: string): Promise<void> {
+  const { doc, body, mediaType } = await manifestOf(content, digest);
+  if (!MANIFEST_TYPES.includes(mediaType) || !doc.config) throw new SourceImageError(`${digest} is not an image manifest with a config`, false);
+  const blobPath = (d: string) => `blobs/sha256/${d.slice('sha256:'.length)}`;
+  const archive = tarPack();
+  const written = pipeline(archive, createWriteStream(path, { flags: 'wx', mode: 0o600 }));
+  try {
+    await addEntry(archive, 'oci-layout', Buffer.from('{"imageLayoutVersion":"1.0.0"}'));
+    await addEntry(archive, 'blobs/', undefined);
+    await addEntry(archive, 'blobs/sha256/', undefined);
+    const seen = new Set<string>();
+    for (const blob of [doc.config, ...(doc.layers ?? [])]) {
+      if (seen.has(blob.digest)) continue;
+      seen.add(blob.digest);
+      await addEntry(archive, blobPath(blob.digest), await content.blob(blob.digest), blob.size);
+    }
+    await addEntry(archive, blobPath(digest), body);
+    const index = { schemaVersion: 2, mediaType: MEDIA_TYPES.ociIndex, manifests: [{ mediaType, digest, size: body.length }] };
+    await addEntry(archive, 'index.json', Buffer.from(JSON.stringify(index)));
+    const saved = [{ Config: blobPath(doc.config.digest), RepoTags: null, Layers: (doc.layers ?? []).map((l) => blobPath(l.digest)) }];
+    await addEntry(archive, 'manifest.json', Buffer.from(JSON.stringify(saved)));
+    archive.finalize();
+  } catch (err) {
+    archive.destroy(err as Error);
+    await written.catch(() => undefined);
+    throw err;
+  }
+  await written;
+}
+
+/** The content of an accepted archive in object storage (its plan names every manifest). */
+export async function storedImageContent(storage: ObjectStore, planKey: string): Promise<ImageContent> {
+  const plan = await readImagePlan(storage, planKey);
+  if (!plan) throw new StoredImageMissingError(`the uploaded image ${planKey} is no longer in object storage; upload it again`);
+  const open = async (digest: string) => {
+    const stream = await storage.get(imageBlobKey(digest));
+    if (!stream) throw new StoredImageMissingError(`the blob ${digest} of the uploaded image is no longer in object storage; upload the image again`);
+    return stream;
+  };
+  return {
+    async manifest(digest) {
+      const desc = plan.manifests.find((m) => m.digest === digest);
+      if (!desc) throw new StoredImageMissingError(`the uploaded image's plan has no manifest ${digest}`);
+      return { body: await readAll(await open(digest)), mediaType: desc.mediaType };
+    },
+    blob: open,
+  };
+}
+
+/** The content of an image in a registry (the source of an image URI), read by digest. */
+export function registryImageContent(registry: RegistryClient, source: Pick<SourceReference, 'registry' | 'repository'>): ImageContent {
+  // Registry failures while reading are the source's, as in the push (source_image_unavailable).
+  const fromSource = async <T>(digest: string, call: () => Promise<T>): Promise<T> => {
+    try {
+      return await call();
+    } catch (err) {
+      if (err instanceof RegistryError) throw new SourceImageError(`cannot read ${digest} of the source image ${source.registry}/${source.repository}: ${err.message}`, err.retryable);
+      throw err;
+    }
+  };
+  return {
+    async manifest(digest) {
+      const manifest = await fromSource(digest, () => registry.getManifest(source.registry, source.repository, digest));
+      return { body: manifest.body, mediaType: manifest.mediaType };
+    },
+    async blob(digest) {
+      const { body } = await fromSource(digest, () => registry.openBlob(source.registry, source.repository, digest));
+      return Readable.fromWeb(body as WebReadableStream<Uint8Array>);
+    },
+  };
+}
+
+async function manifestOf(content: ImageContent, digest: string): Promise<{ doc: ManifestDoc; body: Buffer; mediaType: string }> {
+  const { body, mediaType } = await content.manifest(digest);
+  let doc: ManifestDoc;
+  try {
+    doc = JSON.parse(body.toString('utf8')) as ManifestDoc;
+  } catch {
+    throw new SourceImageError(`the manifest ${digest} is not JSON`, false);
+  }
+  return { doc, body, mediaType: doc.mediaType ?? mediaType };
+}
+
+/** One tar entry: a folder (no body), a buffer, or a stream of `size` bytes (tar-stream refuses another size). */
+function addEntry(archive: Pack, name: string, body: Buffer | Readable | undefined, size?: number): Promise<void> {
+  const header = { name, mode: body === undefined ? 0o755 : 0o644, mtime: new Date(0), type: body === undefined ? ('directory' as const) : ('file' as const) };
+  if (!(body instanceof Readable)) {
+    return new Promise((done, fail) => archive.entry(header, body ?? '', (err) => (err ? fail(err) : done())));
+  }
+  return new Promise((done, fail) => {
+    const sink = archive.entry({ ...header, size }, (err) => (err ? fail(err) : done()));
+    sink.on('error', fail);
+    body.on('error', (err) => {
+      sink.destroy(err);
+      fail(err);
+    });
+    body.pipe(sink);
+  });
+}
