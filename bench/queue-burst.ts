@@ -1,10 +1,14 @@
 /**
  * A burst of small builds queued at once from several consumers (`npm run bench:queue-burst`): BUILDS builds (default
  * 100) from CONSUMERS consumers (default 4), sent together to an API and a worker running as their own processes
- * with a global limit and a per-consumer limit on concurrent builds. Checks that every build finishes (none lost),
- * and, from the builds' own started/finished times, that no more than the limits ever ran at once; prints builds per
- * minute and the API's and the worker's peak resident memory (sampled from /proc every 200 ms).
+ * with a global limit and a per-consumer limit on concurrent builds. Checks that every build finishes (none lost)
+ * and that no more than the limits ever held a build slot at once, by querying the fair queue's scheduler workflow
+ * every 200 ms; prints builds per minute and the API's and the worker's peak resident memory (sampled from /proc at
+ * the same pace). The builds' own started/finished times overlap a little more than the slots do: a build records
+ * `succeeded` just after it hands its slot back, so that figure is printed beside, not checked.
  */
+import { Client, Connection } from '@temporalio/client';
+import { schedulerStateQuery, schedulerWorkflowIdFor } from '../workflows/build-queue';
 import { buildForm, contextOf } from '../test/support/archives';
 import { ensureBaseImage } from '../test/support/registry';
 import { apiFetch, waitForBuild } from '../test/support/stack';
@@ -37,10 +41,21 @@ function maxOverlap(intervals: readonly Interval[]): number {
 async function main(): Promise<void> {
   const base = await ensureBaseImage();
   const pair = await startServicePair('queue-burst', { BUILD_MAX_CONCURRENT: String(MAX_CONCURRENT), BUILD_MAX_CONCURRENT_PER_CONSUMER: String(MAX_PER_CONSUMER) });
-  const peak = { api: 0, worker: 0 };
+  const connection = await Connection.connect({ address: process.env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233' });
+  const scheduler = new Client({ connection, namespace: process.env.TEMPORAL_NAMESPACE ?? 'default' }).workflow.getHandle(schedulerWorkflowIdFor(pair.taskQueue));
+  const peak = { api: 0, worker: 0, slots: 0, perConsumer: new Map<string, number>() };
   const sampler = setInterval(() => {
     peak.api = Math.max(peak.api, rssMiBOf(pair.api.pid!));
     peak.worker = Math.max(peak.worker, rssMiBOf(pair.worker.pid!));
+    scheduler.query(schedulerStateQuery).then(
+      ({ running }) => {
+        peak.slots = Math.max(peak.slots, running.length);
+        const held = new Map<string, number>();
+        for (const r of running) held.set(r.consumer, (held.get(r.consumer) ?? 0) + 1);
+        for (const [consumer, n] of held) peak.perConsumer.set(consumer, Math.max(peak.perConsumer.get(consumer) ?? 0, n));
+      },
+      () => undefined, // the scheduler starts with the first build
+    );
   }, 200);
   try {
     const run = Date.now();
@@ -64,16 +79,19 @@ async function main(): Promise<void> {
     const intervals = builds
       .filter(({ build }) => build.startedAt && build.finishedAt)
       .map(({ consumer, build }) => ({ consumer, start: Date.parse(String(build.startedAt)), end: Date.parse(String(build.finishedAt)) }));
-    const perConsumer = consumers.map((c) => maxOverlap(intervals.filter((i) => i.consumer === c)));
+    const perConsumer = consumers.map((c) => peak.perConsumer.get(c) ?? 0);
     const minutes = (lastFinished - submittedAt) / 60_000;
     console.log(`${BUILDS} builds from ${CONSUMERS} consumers, limits ${MAX_CONCURRENT} at once and ${MAX_PER_CONSUMER} per consumer`);
     console.log(`accepted in ${(acceptedMs / 1000).toFixed(1)} s; all finished ${(minutes * 60).toFixed(0)} s after the first request`);
     console.log(`final states: ${[...statuses].map(([s, n]) => `${s} ${n}`).join(', ')}; lost ${BUILDS - builds.length}`);
-    console.log(`most running at once: ${maxOverlap(intervals)} (limit ${MAX_CONCURRENT}); per consumer: ${perConsumer.join(' ')} (limit ${MAX_PER_CONSUMER})`);
+    console.log(`most slots held at once: ${peak.slots} (limit ${MAX_CONCURRENT}); per consumer: ${perConsumer.join(' ')} (limit ${MAX_PER_CONSUMER}); most builds between started and finished at once: ${maxOverlap(intervals)}`);
+    if (peak.slots > MAX_CONCURRENT || perConsumer.some((n) => n > MAX_PER_CONSUMER)) throw new Error('a limit was exceeded');
+    if (builds.length !== BUILDS || statuses.get('succeeded') !== BUILDS) throw new Error('not every build succeeded');
     console.log(`builds_per_minute=${(BUILDS / minutes).toFixed(1)} api_peak_rss_mib=${peak.api.toFixed(0)} worker_peak_rss_mib=${peak.worker.toFixed(0)}`);
   } finally {
     clearInterval(sampler);
     stopServiceProcesses();
+    await connection.close();
   }
 }
 

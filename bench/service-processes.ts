@@ -16,6 +16,7 @@ export interface ServicePair {
   api: ChildProcess;
   worker: ChildProcess;
   url: string;
+  taskQueue: string;
 }
 
 function startProcess(entry: string, env: Record<string, string>, ready: string): Promise<ChildProcess> {
@@ -45,7 +46,7 @@ export async function startServicePair(name: string, env: Record<string, string>
     ...env,
   };
   const [api, worker] = await Promise.all([startProcess('api/main.ts', settings, 'API listening'), startProcess('worker/main.ts', settings, 'worker polling')]);
-  return { api, worker, url: `http://127.0.0.1:${port}` };
+  return { api, worker, url: `http://127.0.0.1:${port}`, taskQueue: settings.TEMPORAL_TASK_QUEUE };
 }
 
 export function stopServiceProcesses(): void {
