@@ -44,10 +44,11 @@ async function main(): Promise<void> {
   const connection = await Connection.connect({ address: process.env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233' });
   const scheduler = new Client({ connection, namespace: process.env.TEMPORAL_NAMESPACE ?? 'default' }).workflow.getHandle(schedulerWorkflowIdFor(pair.taskQueue));
   const peak = { api: 0, worker: 0, slots: 0, perConsumer: new Map<string, number>() };
+  let inflight: Promise<unknown> = Promise.resolve();
   const sampler = setInterval(() => {
     peak.api = Math.max(peak.api, rssMiBOf(pair.api.pid!));
     peak.worker = Math.max(peak.worker, rssMiBOf(pair.worker.pid!));
-    scheduler.query(schedulerStateQuery).then(
+    inflight = scheduler.query(schedulerStateQuery).then(
       ({ running }) => {
         peak.slots = Math.max(peak.slots, running.length);
         const held = new Map<string, number>();
@@ -91,6 +92,7 @@ async function main(): Promise<void> {
   } finally {
     clearInterval(sampler);
     stopServiceProcesses();
+    await inflight;
     await connection.close();
   }
 }

@@ -20,6 +20,7 @@ import {
   isCancellation,
   patched,
   proxyActivities,
+  proxyLocalActivities,
   setHandler,
   upsertSearchAttributes,
   workflowInfo,
@@ -42,6 +43,15 @@ import { releaseSlotSignal, schedulerWorkflowIdFor, slotGrantedSignal } from './
 
 // Quick bookkeeping against PostgreSQL and the registry.
 const bookkeeping = proxyActivities<Activities>({
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 20 },
+});
+
+// The build's own records in PostgreSQL (status, success, failure, resume) and the request for a build slot: quick,
+// so they run as local activities, in the worker that runs the workflow task, without a round trip through the
+// Temporal server for each (issue 13: the bookkeeping round trips were most of what the service adds to a build).
+const LOCAL_BOOKKEEPING = 'local-bookkeeping';
+const localBookkeeping = proxyLocalActivities<Activities>({
   startToCloseTimeout: '30 seconds',
   retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 20 },
 });
@@ -111,6 +121,8 @@ export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResu
     progress.status = status;
     upsertSearchAttributes([{ key: searchAttributes.status, value: status }]);
   });
+  // Runs recorded before the records were local activities keep scheduling them as activities on replay.
+  const records = patched(LOCAL_BOOKKEEPING) ? localBookkeeping : bookkeeping;
   // The slot (or the place in the queue) goes back however the build ends, before its final status is recorded, so
   // a retry that follows the status never finds the slot still taken.
   const releaseSlot = async () => {
@@ -124,7 +136,7 @@ export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResu
   const moveTo = async (status: Exclude<BuildStatus, 'succeeded' | 'failed' | 'cancelled'>) => {
     progress.status = status;
     upsertSearchAttributes([{ key: searchAttributes.status, value: status }]);
-    await bookkeeping.recordStatus(input.buildId, status);
+    await records.recordStatus(input.buildId, status);
   };
   const finishAs = async (status: 'failed' | 'cancelled', error: BuildErrorInfo) => {
     progress.status = status;
@@ -132,7 +144,7 @@ export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResu
     upsertSearchAttributes([{ key: searchAttributes.status, value: status }]);
     await releaseSlot();
     const at: FailurePoint | undefined = progress.step ? { step: progress.step, digest: progress.digest, resumedFrom: input.resume?.step } : undefined;
-    await CancellationScope.nonCancellable(() => bookkeeping.recordFailed(input.buildId, error, status, at));
+    await CancellationScope.nonCancellable(() => records.recordFailed(input.buildId, error, status, at));
   };
 
   // Runs started before tags were checked keep tagging the way they began: one tag, moved unconditionally.
@@ -142,7 +154,7 @@ export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResu
     if (input.resume) {
       // A retry after the push by digest: no builder, so no build slot either.
       digest = input.resume.digest;
-      await bookkeeping.noteResume(input.buildId, input.resume);
+      await records.noteResume(input.buildId, input.resume);
     } else if (input.source && input.source.kind !== 'context') {
       // An uploaded image archive or an image URI: pushed without a builder.
       progress.step = 'push';
@@ -155,7 +167,7 @@ export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResu
       if (tagsChecked) await bookkeeping.checkTags(input.spec);
       if (patched('fair-build-queue')) {
         slotHeld = true;
-        await bookkeeping.requestBuildSlot({ buildId: input.buildId, workflowId: workflowInfo().workflowId, runId: workflowInfo().runId, consumer: input.consumer ?? '', timeoutSeconds: input.timeoutSeconds, requestedAt: workflowInfo().startTime.getTime() });
+        await records.requestBuildSlot({ buildId: input.buildId, workflowId: workflowInfo().workflowId, runId: workflowInfo().runId, consumer: input.consumer ?? '', timeoutSeconds: input.timeoutSeconds, requestedAt: workflowInfo().startTime.getTime() });
         await condition(() => slotGranted);
       }
       await moveTo('running');
@@ -172,7 +184,7 @@ export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResu
       progress.step = 'sign';
       await signing.signImage(input.buildId, input.spec.image, digest);
     }
-    await bookkeeping.recordSucceeded(input.buildId, digest, input.resume?.step);
+    await records.recordSucceeded(input.buildId, digest, input.resume?.step);
     progress.status = 'succeeded';
     upsertSearchAttributes([{ key: searchAttributes.status, value: 'succeeded' }]);
     return { buildId: input.buildId, image: input.spec.image, digest };
