@@ -3,64 +3,11 @@
  * stored as a tar.gz, built and pushed like any context, and a hostile one gets a 400 with nothing stored.
  */
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
-import { crc32, deflateRawSync, gunzipSync } from 'node:zlib';
+import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildForm } from '../support/archives';
+import { buildForm, S_IFLNK, S_IFREG, zipOf } from '../support/archives';
 import { ensureBaseImage, imageFiles } from '../support/registry';
 import { startTestStack, waitForBuild, type TestStack } from '../support/stack';
-
-const S_IFREG = 0o100000;
-const S_IFLNK = 0o120000;
-
-interface ZipEntry {
-  name: string;
-  body: string;
-  mode?: number;
-}
-
-/** A zip as `zip -r` writes one on Linux: deflated bodies, Unix modes in the external attributes. */
-function zipOf(entries: ZipEntry[]): Buffer {
-  const parts: Buffer[] = [];
-  const directory: Buffer[] = [];
-  let offset = 0;
-  for (const entry of entries) {
-    const data = Buffer.from(entry.body);
-    const compressed = deflateRawSync(data);
-    const name = Buffer.from(entry.name);
-    const local = Buffer.alloc(30);
-    local.writeUInt32LE(0x04034b50, 0);
-    local.writeUInt16LE(20, 4);
-    local.writeUInt16LE(0x0800, 6);
-    local.writeUInt16LE(8, 8);
-    local.writeUInt32LE(crc32(data), 14);
-    local.writeUInt32LE(compressed.length, 18);
-    local.writeUInt32LE(data.length, 22);
-    local.writeUInt16LE(name.length, 26);
-    const central = Buffer.alloc(46);
-    central.writeUInt32LE(0x02014b50, 0);
-    central.writeUInt16LE((3 << 8) | 30, 4);
-    central.writeUInt16LE(20, 6);
-    central.writeUInt16LE(0x0800, 8);
-    central.writeUInt16LE(8, 10);
-    central.writeUInt32LE(crc32(data), 16);
-    central.writeUInt32LE(compressed.length, 20);
-    central.writeUInt32LE(data.length, 24);
-    central.writeUInt16LE(name.length, 28);
-    central.writeUInt32LE(((entry.mode ?? S_IFREG | 0o644) << 16) >>> 0, 38);
-    central.writeUInt32LE(offset, 42);
-    parts.push(local, name, compressed);
-    directory.push(central, name);
-    offset += local.length + name.length + compressed.length;
-  }
-  const listing = Buffer.concat(directory);
-  const end = Buffer.alloc(22);
-  end.writeUInt32LE(0x06054b50, 0);
-  end.writeUInt16LE(entries.length, 8);
-  end.writeUInt16LE(entries.length, 10);
-  end.writeUInt32LE(listing.length, 12);
-  end.writeUInt32LE(offset, 16);
-  return Buffer.concat([...parts, listing, end]);
-}
 
 describe('zip build contexts', () => {
   let stack: TestStack;
