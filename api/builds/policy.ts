@@ -1,15 +1,16 @@
 /**
  * The request-time half of the build policy (the workflow's checkBuildPolicy activity is the other): the target
- * registry, then the Dockerfile read from the spooled upload (or the image URI to copy), with the same checks and
- * settings as the worker's.
+ * registry, then the Dockerfile read from the spooled upload (or the image URI to copy and its registry), with the
+ * same checks and settings as the worker's, and what the host names of a source registry and of ADD URLs resolve to.
  */
 import { createReadStream } from 'node:fs';
 import type { Config } from '../../lib/config';
 import { resolveContextFile } from '../../lib/context/archive';
 import { readContextFile } from '../../lib/context/read-file';
-import { buildPolicySettingsOf, checkDockerfilePolicy, type BuildPolicySettings, type PolicyExemption } from '../../lib/policy/build-policy';
+import { resolveHost } from '../../lib/policy/addresses';
+import { addUrlsByName, buildPolicySettingsOf, checkDockerfilePolicy, checkResolvedAddUrls, type BuildPolicySettings, type PolicyExemption } from '../../lib/policy/build-policy';
 import { checkSourceImagePolicy } from '../../lib/policy/source-image';
-import { checkTargetRegistry, type TargetRegistrySettings } from '../../lib/policy/targets';
+import { checkTargetRegistry, hostWithoutPort, type TargetRegistrySettings } from '../../lib/policy/targets';
 import { parseImageReference } from '../../lib/registry/reference';
 import { parseSourceReference } from '../../lib/sources/source-reference';
 import type { BuildSpec } from '../../workflows/definitions';
@@ -39,7 +40,8 @@ export class DockerfilePolicy implements BuildRequestPolicy {
     checkTargetRegistry(parseImageReference(spec.image).registry, this.settings.targets);
     if (spec.sourceImage !== undefined) {
       const source = parseSourceReference(spec.sourceImage);
-      return checkSourceImagePolicy({ registry: source.registry, text: spec.sourceImage }, consumer, this.settings.build);
+      const resolved = await resolveHost(hostWithoutPort(source.registry));
+      return checkSourceImagePolicy({ registry: source.registry, text: spec.sourceImage }, consumer, this.settings.build, resolved);
     }
     // An image source has no Dockerfile to check. A missing Dockerfile is answered by the submission (dockerfile_not_found).
     const path = upload.context ? resolveContextFile(upload.context, spec.dockerfile) : undefined;
@@ -48,6 +50,14 @@ export class DockerfilePolicy implements BuildRequestPolicy {
     if (text === undefined) {
       throw new ApiError(400, 'dockerfile_too_large', `${spec.dockerfile} is over ${MAX_DOCKERFILE_BYTES} bytes, too large to check; shorten it`, 'dockerfile');
     }
-    return checkDockerfilePolicy({ text, path: spec.dockerfile, buildArgs: spec.buildArgs, platforms: spec.platforms }, consumer, this.settings.build);
+    const dockerfile = { text, path: spec.dockerfile, buildArgs: spec.buildArgs, platforms: spec.platforms };
+    const exemption = checkDockerfilePolicy(dockerfile, consumer, this.settings.build);
+    // Names are judged by what they resolve to here, at request time; the build network's egress rules are the
+    // second line for a name that changes its answer later.
+    const byName = addUrlsByName(dockerfile);
+    const hosts = [...new Set(byName.map((add) => add.host))];
+    const resolved = new Map(await Promise.all(hosts.map(async (host) => [host, await resolveHost(host)] as [string, string[]])));
+    checkResolvedAddUrls(spec.dockerfile, byName, resolved);
+    return exemption;
   }
 }

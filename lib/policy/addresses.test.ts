@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { hostOfUrl, internalAddressReason } from './addresses';
+import { hopRefusal, hostOfUrl, internalAddressReason, resolveHost, resolvedAddressReason } from './addresses';
 
 const reasonForUrl = (url: string) => internalAddressReason(hostOfUrl(url)!);
 
@@ -40,4 +40,37 @@ describe('internal addresses in every form', () => {
       expect(reasonForUrl(url)).toBeUndefined();
     },
   );
+});
+
+describe('hops a registry sends the service on (redirects, token realms)', () => {
+  it.each<[string, string, RegExp | undefined]>([
+    ['registry.example.com', 'storage.example.net', undefined],
+    ['registry.example.com', '169.254.169.254', /link-local/],
+    ['registry.example.com', '::ffff:a9fe:a9fe', /169.254.169.254/],
+    ['registry.example.com', '127.0.0.1', /loopback/],
+    ['registry.example.com', '10.0.0.5', /private/],
+    ['registry.example.com', 'localhost', /host name localhost/],
+    // An operator's registry on the private network may send us to its storage there, never to the metadata address.
+    ['10.0.0.4', '10.0.0.5', undefined],
+    ['127.0.0.1', '127.0.0.1', undefined],
+    ['127.0.0.1', '169.254.169.254', /link-local/],
+    ['10.0.0.4', 'metadata.google.internal', /metadata/],
+  ])('from %s to %s', (from, to, refusal) => {
+    const reason = hopRefusal(from, to);
+    if (refusal) expect(reason).toMatch(refusal);
+    else expect(reason).toBeUndefined();
+  });
+});
+
+describe('names judged by what they resolve to', () => {
+  it('resolves a name of /etc/hosts, and not an address', async () => {
+    expect(await resolveHost('localhost')).toContain('127.0.0.1');
+    expect(await resolveHost('127.0.0.1')).toEqual([]);
+    expect(await resolveHost('[::1]')).toEqual([]);
+  });
+
+  it('names the address an internal name resolves to', () => {
+    expect(resolvedAddressReason('build-host', ['8.8.8.8', '127.0.1.1'])).toBe('host name build-host, which resolves to the loopback address 127.0.1.1');
+    expect(resolvedAddressReason('pypi.org', ['151.101.0.223'])).toBeUndefined();
+  });
 });

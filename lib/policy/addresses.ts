@@ -5,6 +5,7 @@
  * `0177.0.0.1`, `0x7f.1` and `127.1` into `127.0.0.1`, and IPv6 into its compressed form; IPv4-mapped and NAT64
  * IPv6 addresses are judged by the IPv4 address they carry.
  */
+import { lookup } from 'node:dns/promises';
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
 
 const INTERNAL = new BlockList();
@@ -93,4 +94,59 @@ function describeIPv4(ip: string): string {
   if (ip.startsWith('169.254.')) return 'link-local (cloud metadata) address';
   if (/^(?:10\.|192\.168\.|172\.(?:1[6-9]|2\d|3[01])\.)/.test(ip)) return 'private address';
   return 'internal address';
+}
+
+const LINK_LOCAL = new BlockList();
+LINK_LOCAL.addSubnet('169.254.0.0', 16, 'ipv4');
+LINK_LOCAL.addSubnet('fe80::', 10, 'ipv6');
+LINK_LOCAL.addSubnet('fd00:ec2::', 32, 'ipv6');
+
+/** Whether `host` is a link-local address (where clouds serve instance metadata and credentials) or a metadata name. */
+export function isLinkLocalOrMetadata(host: string): boolean {
+  const h = normaliseHost(host);
+  if (/^(?:metadata|metadata\.google\.internal|instance-data(?:\.ec2\.internal)?)\.?$/i.test(h)) return true;
+  if (isIPv4(h)) return LINK_LOCAL.check(h, 'ipv4');
+  if (!isIPv6(h)) return false;
+  const v4 = embeddedIPv4(h);
+  return v4 ? LINK_LOCAL.check(v4, 'ipv4') : LINK_LOCAL.check(h, 'ipv6');
+}
+
+/**
+ * Why a following hop (an HTTP redirect, a token realm) from `from` to `to` is refused, or undefined when it may be
+ * followed. A public host may only send us to public addresses; an internal one (an operator's registry on the
+ * private network) may send us to its internal storage; nothing may send us to a link-local address, where clouds
+ * serve instance credentials.
+ */
+export function hopRefusal(from: string, to: string): string | undefined {
+  const target = internalAddressReason(to);
+  if (target === undefined) return undefined;
+  if (!isLinkLocalOrMetadata(to) && internalAddressReason(from) !== undefined) return undefined;
+  return target;
+}
+
+/** Resolves a host name (not an IP literal) with the system resolver, as the worker and BuildKit would. */
+export async function resolveHost(host: string, timeoutMs = 2000): Promise<string[]> {
+  const h = normaliseHost(host);
+  if (isIPv4(h) || isIPv6(h)) return [];
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<string[]>((resolve) => (timer = setTimeout(() => resolve([]), timeoutMs)));
+  const lookedUp = lookup(h, { all: true }).then(
+    (addresses) => addresses.map((a) => a.address),
+    // A name that does not resolve cannot be reached either; the build itself reports it.
+    () => [],
+  );
+  try {
+    return await Promise.race([lookedUp, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Why a host name is internal by what it resolves to (e.g. a name in /etc/hosts for 127.0.0.1), or undefined. */
+export function resolvedAddressReason(host: string, addresses: string[]): string | undefined {
+  for (const address of addresses) {
+    const reason = internalAddressReason(address);
+    if (reason) return `host name ${normaliseHost(host)}, which resolves to the ${reason}`;
+  }
+  return undefined;
 }

@@ -4,8 +4,9 @@
  * entitlements, no ADD from internal addresses, custom frontends only from the operator's list, and every image it
  * pulls against the base-image allow and deny lists, which trusted consumers are exempt from.
  */
+import { isIP } from 'node:net';
 import type { PolicyConfig } from '../config/build';
-import { hostOfUrl, internalAddressReason } from './addresses';
+import { hostOfUrl, internalAddressReason, resolvedAddressReason } from './addresses';
 import { readDockerfile, type ImageMention } from './dockerfile';
 import { PolicyViolation } from './errors';
 import { imageMatches, normaliseImage, normalisePattern } from './image-patterns';
@@ -116,4 +117,33 @@ export function refusingRule(image: string, settings: BuildPolicySettings): stri
     return `matches nothing on EXECUTION_ENVIRONMENT_VERSION_URI_VALIDATION_ALLOWLIST (${settings.allowlist.join(', ')})`;
   }
   return undefined;
+}
+
+/**
+ * The ADD URLs of a Dockerfile named by a host name rather than an address, for the request-time check of what
+ * those names resolve to (checkDockerfilePolicy judges the names and addresses as written).
+ */
+export function addUrlsByName(dockerfile: DockerfileToCheck): { url: string; line: number; host: string }[] {
+  const found = new Map<string, { url: string; line: number; host: string }>();
+  for (const platform of dockerfile.platforms.length > 0 ? dockerfile.platforms : ['linux/amd64']) {
+    for (const add of readDockerfile(dockerfile.text, dockerfile.buildArgs, platform).addUrls) {
+      const host = hostOfUrl(add.url);
+      if (host !== undefined && !isIP(host) && !found.has(add.url)) found.set(add.url, { ...add, host });
+    }
+  }
+  return [...found.values()];
+}
+
+/** Refuses an ADD whose host name resolves to an internal address (`resolved`: host → its addresses). */
+export function checkResolvedAddUrls(path: string, urls: { url: string; line: number; host: string }[], resolved: Map<string, string[]>): void {
+  for (const add of urls) {
+    const reason = resolvedAddressReason(add.host, resolved.get(add.host) ?? []);
+    if (reason) {
+      throw new PolicyViolation(
+        'add_url_not_allowed',
+        `${where(path, add)}: ADD ${add.url} points at a ${reason}; builds may only download from public addresses, so fetch it from a public URL or put the file in the context`,
+        'dockerfile',
+      );
+    }
+  }
 }

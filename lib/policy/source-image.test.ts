@@ -39,6 +39,13 @@ describe('checkSourceImagePolicy', () => {
     expect(err.message).toContain('SOURCE_REGISTRY_ALLOWLIST');
   });
 
+  it('refuses a host name that resolves to an internal address, unless listed', () => {
+    const err = violation(() => checkSourceImagePolicy({ registry: 'build-host:5000', text: 'build-host:5000/x:1' }, 'apps', settings, ['127.0.1.1']));
+    expect(err.message).toMatch(/build-host, which resolves to the loopback address 127\.0\.1\.1/);
+    expect(checkSourceImagePolicy({ registry: 'cache.mirror.internal', text: 'cache.mirror.internal/x:1' }, 'apps', settings, ['10.0.0.9'])).toBeUndefined();
+    expect(checkSourceImagePolicy({ registry: 'registry.example.com', text: 'registry.example.com/x:1' }, 'apps', settings, ['93.184.215.14'])).toBeUndefined();
+  });
+
   it('allows internal registries the operator listed, and DNS names', () => {
     expect(check('127.0.0.1:5001/ibs-test/origin:v1')).toBeUndefined();
     expect(check('cache.mirror.internal/team/app:1')).toBeUndefined();

@@ -9,12 +9,18 @@ import type { BuildPolicySettings, PolicyExemption } from './build-policy';
 import { refusingRule } from './build-policy';
 import { PolicyViolation } from './errors';
 import { normaliseImage } from './image-patterns';
-import { internalRegistryHost } from './targets';
+import { resolvedAddressReason } from './addresses';
+import { hostWithoutPort, internalRegistryHost } from './targets';
 
-/** Throws a PolicyViolation for a refused source; returns the exemption a trusted consumer used, if any. */
-export function checkSourceImagePolicy(source: { registry: string; text: string }, consumer: string, settings: BuildPolicySettings): PolicyExemption | undefined {
+/**
+ * Throws a PolicyViolation for a refused source; returns the exemption a trusted consumer used, if any. `resolved`:
+ * the addresses the registry's host name resolves to (the API looks them up; a name in /etc/hosts for 127.0.0.1 is as
+ * internal as 127.0.0.1).
+ */
+export function checkSourceImagePolicy(source: { registry: string; text: string }, consumer: string, settings: BuildPolicySettings, resolved: string[] = []): PolicyExemption | undefined {
   const host = source.registry.toLowerCase();
-  const internal = internalRegistryHost(host);
+  const byName = resolvedAddressReason(hostWithoutPort(host), resolved);
+  const internal = internalRegistryHost(host) ?? (byName ? `, the ${byName}` : undefined);
   if (internal && !settings.sourceRegistries.some((p) => hostMatches(p, host))) {
     throw new PolicyViolation(
       'source_registry_not_allowed',

@@ -16,7 +16,8 @@ export interface TargetRegistrySettings {
   credentialHosts?: string[];
 }
 
-function hostWithoutPort(host: string): string {
+/** The host of a registry's `host[:port]`, without the port and the brackets of an IPv6 address. */
+export function hostWithoutPort(host: string): string {
   if (host.startsWith('[')) return host.slice(1, host.indexOf(']'));
   const colon = host.lastIndexOf(':');
   return colon > 0 ? host.slice(0, colon) : host;
@@ -54,3 +55,4 @@ export function checkTargetRegistry(registry: string, settings: TargetRegistrySe
     'image',
   );
 }
+
