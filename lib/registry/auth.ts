@@ -6,6 +6,7 @@
  * When the token server cannot be used (unreachable, 404, 5xx) the registry gets Basic credentials instead.
  */
 import { preferredChallenge, type Challenge } from './challenge';
+import { hopRefusal } from '../policy/addresses';
 import { RegistryError } from './errors';
 import type { Transport } from './transport';
 
@@ -168,12 +169,20 @@ function tokenKey(registry: string, scopes: string[]): string {
   return `${registry} ${[...scopes].sort().join(' ')}`;
 }
 
+/** The realm's URL; one at an internal address that hopRefusal forbids from the registry is refused like a redirect. */
 function parseRealm(registry: string, realm: string): URL {
+  let url: URL;
   try {
-    return new URL(realm);
+    url = new URL(realm);
   } catch {
     throw new RegistryError('registry_error', `${registry} announced a token realm that is not a URL; check the registry's auth configuration`, false);
   }
+  const [from, to] = [new URL(`http://${registry}`).hostname, url.hostname].map((h) => h.replace(/^\[(.*)\]$/, '$1'));
+  const refusal = from === to ? undefined : hopRefusal(from!, to!);
+  if (refusal) {
+    throw new RegistryError('registry_redirect_refused', `${registry} named the token realm ${url.host}, a ${refusal}; registries may not send the service to internal addresses, so use a registry whose token server is public or ask the operator to list it`, false);
+  }
+  return url;
 }
 
 function oauthForm(fields: Record<string, string | undefined>, scopes: string[]): string {

@@ -19,6 +19,8 @@ export type RegistryErrorCode =
   | 'registry_unreachable'
   /** The cloud credential exchange (STS/ECR, Azure AD/ACR, Google OAuth) failed or is misconfigured. */
   | 'registry_credentials_unavailable'
+  /** The registry redirected (or named a token realm) at an internal address a public registry may not send us to. */
+  | 'registry_redirect_refused'
   | 'registry_error';
 
 export class RegistryError extends Error {

@@ -23,7 +23,7 @@ export class InvalidTagError extends Error {
 /** Checks and normalizes spec.tags against the image reference; throws InvalidTagError. */
 export function normalizeTags(image: string, tags: readonly string[]): string[] {
   if (tags.length > MAX_EXTRA_TAGS) {
-    throw new InvalidTagError('too_many_tags', `spec.tags lists ${tags.length} tags; at most ${MAX_EXTRA_TAGS} are allowed`);
+    throw new InvalidTagError('too_many_tags', `spec.tags lists ${tags.length} tags; at most ${MAX_EXTRA_TAGS} are allowed, so drop some or tag the rest with another build`);
   }
   const target = parseImageReference(image);
   const out: string[] = [];
@@ -37,7 +37,7 @@ export function normalizeTags(image: string, tags: readonly string[]): string[] 
 function bareTagOf(target: ImageReference, raw: string, index: number): string {
   if (!raw.includes('/')) {
     if (!TAG.test(raw)) {
-      throw new InvalidTagError('invalid_tag', `spec.tags[${index}] "${raw}" is not a valid tag; tags are up to 128 of A-Z a-z 0-9 _ . - and cannot start with . or -`, index);
+      throw new InvalidTagError('invalid_tag', `spec.tags[${index}] "${raw}" is not a valid tag; tags are up to 128 of A-Z a-z 0-9 _ . - and cannot start with . or -, so fix spec.tags[${index}]`, index);
     }
     return raw;
   }
@@ -45,7 +45,7 @@ function bareTagOf(target: ImageReference, raw: string, index: number): string {
   try {
     ref = parseImageReference(raw);
   } catch (err) {
-    if (err instanceof InvalidReferenceError) throw new InvalidTagError('invalid_tag', `spec.tags[${index}]: ${err.message}`, index);
+    if (err instanceof InvalidReferenceError) throw new InvalidTagError('invalid_tag', `spec.tags[${index}]: ${err.message}; fix spec.tags[${index}]`, index);
     throw err;
   }
   if (ref.registry !== target.registry || ref.repository !== target.repository) {

@@ -1,5 +1,8 @@
-import { describe, expect, it } from 'vitest';
-import { networkError, retryAfterMs } from './transport';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RegistryError } from './errors';
+import { networkError, retryAfterMs, Transport } from './transport';
 
 describe('retryAfterMs', () => {
   it('reads delay-seconds and HTTP dates, and ignores garbage', () => {
@@ -35,5 +38,37 @@ describe('networkError', () => {
   it('treats refused and reset connections as retryable', () => {
     expect(networkError('r.example', fetchFailed('ECONNREFUSED'))).toMatchObject({ code: 'registry_unreachable', retryable: true });
     expect(networkError('r.example', fetchFailed('ECONNRESET'))).toMatchObject({ code: 'registry_unreachable', retryable: true });
+  });
+});
+
+describe('redirects', () => {
+  let server: Server;
+  let origin: string;
+  const transport = new Transport({ disableHttps: true, retry: { attempts: 1 } });
+
+  beforeAll(async () => {
+    server = createServer((req, res) => {
+      if (req.url === '/metadata') res.writeHead(307, { location: 'http://169.254.169.254/latest/meta-data/' }).end();
+      else if (req.url === '/mapped') res.writeHead(302, { location: 'http://[::ffff:a9fe:a9fe]/' }).end();
+      else if (req.url === '/storage') res.writeHead(307, { location: `${origin}/blob` }).end();
+      else res.writeHead(200).end('blob');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    await transport.close();
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  it('are followed to where the registry keeps its content', async () => {
+    const res = await transport.once('registry', `${origin}/storage`, {});
+    expect(await res.text()).toBe('blob');
+  });
+
+  it.each(['/metadata', '/mapped'])('are refused to the metadata address (%s), before any connection', async (path) => {
+    const err = await transport.once('registry', `${origin}${path}`, {}).then(() => undefined, (e: unknown) => e);
+    expect(err).toBeInstanceOf(RegistryError);
+    expect(err).toMatchObject({ code: 'registry_redirect_refused', retryable: false, message: expect.stringMatching(/redirected to .*169\.254\.169\.254|redirected to ::ffff:a9fe:a9fe/) });
   });
 });

@@ -1,9 +1,11 @@
 /**
  * HTTP for the registry layer: one undici dispatcher (TLS verification off only with ALLOW_SELF_SIGNED_CERTS),
- * retries of throttled and failing requests with exponential backoff that honours Retry-After, and network
- * failures turned into RegistryErrors a user can act on.
+ * redirects followed only where hopRefusal allows (a registry a consumer names must not send the worker to the
+ * metadata service or the service's own network), retries of throttled and failing requests with exponential
+ * backoff that honours Retry-After, and network failures turned into RegistryErrors a user can act on.
  */
 import { Agent, fetch, type Dispatcher, type RequestInit, type Response } from 'undici';
+import { hopRefusal } from '../policy/addresses';
 import { RegistryError, isRetryableStatus } from './errors';
 
 export interface RetryPolicy {
@@ -45,11 +47,11 @@ export class Transport {
     return `${this.options.disableHttps ? 'http' : 'https'}://${registry}`;
   }
 
-  /** One request on the wire; network failures become RegistryErrors naming `host`. */
+  /** One request on the wire (redirects included); network failures become RegistryErrors naming `host`. */
   async once(host: string, url: string, init: RequestInit): Promise<Response> {
     const method = init.method ?? 'GET';
     try {
-      const res = await fetch(url, { ...init, dispatcher: this.dispatcher });
+      const res = await fetch(url, { ...init, dispatcher: this.dispatcher.compose(refuseHopsFrom(hostnameOf(url))) });
       this.options.onRequest?.(method, res.status);
       return res;
     } catch (err) {
@@ -103,9 +105,30 @@ const TLS_CODES = new Set([
   'ERR_TLS_CERT_ALTNAME_INVALID', 'CERT_UNTRUSTED', 'CERT_SIGNATURE_FAILURE',
 ]);
 
+function hostnameOf(url: string): string {
+  return new URL(url).hostname.replace(/^\[(.*)\]$/, '$1');
+}
+
+/** Refuses every request of a fetch (its redirects) to an origin that hopRefusal forbids coming from `origin`. */
+function refuseHopsFrom(origin: string): Dispatcher.DispatcherComposeInterceptor {
+  return (dispatch) => (options, handler) => {
+    const target = hostnameOf(String(options.origin));
+    const refusal = target === origin ? undefined : hopRefusal(origin, target);
+    if (refusal) {
+      throw new RegistryError(
+        'registry_redirect_refused',
+        `${origin} redirected to ${target}, a ${refusal}; registries may not send the service to internal addresses, so copy from a registry that serves its own content or ask the operator to list it`,
+        false,
+      );
+    }
+    return dispatch(options, handler);
+  };
+}
+
 /** Maps what undici throws to an error that says what to change. */
 export function networkError(host: string, err: unknown): RegistryError {
   const cause = (err as { cause?: unknown })?.cause ?? err;
+  if (cause instanceof RegistryError) return cause;
   const code = String((cause as { code?: unknown })?.code ?? '');
   const text = String((cause as { message?: unknown })?.message ?? '');
   if (code === 'ENOTFOUND') {
