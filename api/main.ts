@@ -12,7 +12,7 @@ import { instrumentObjectStore } from '../lib/telemetry/instrumented-store';
 import { BearerAuthenticator } from '../lib/auth/authenticator';
 import { startTracing, temporalClientInterceptors } from '../lib/telemetry/tracing';
 import { createApp } from './app';
-import { API_SERVER_OPTIONS } from './server-options';
+import { API_SERVER_OPTIONS, answerClientErrors } from './server-options';
 import { DockerfilePolicy, policySettingsOf } from './builds/policy';
 
 async function main(): Promise<void> {
@@ -57,6 +57,7 @@ async function main(): Promise<void> {
   const server = serve({ fetch: app.fetch, hostname: config.api.host, port: config.api.port, serverOptions: API_SERVER_OPTIONS }, (info) => {
     logger.info({ address: info.address, port: info.port, node: process.version }, `API listening on http://${info.address}:${info.port} (Node.js ${process.version})`);
   });
+  answerClientErrors(server);
   const stop = () => {
     server.close();
     void Promise.all([connection.close(), pool.end(), registry.close(), tracing.shutdown()]).finally(() => process.exit(0));

@@ -4,4 +4,34 @@
  * 10 GiB (IMAGE_ARCHIVE_MAX_BYTES), so the whole request gets two hours. Headers must still arrive within
  * `headersTimeout` (Node's 60 s), so an idle connection does not hold a slot.
  */
+import type { ServerType } from '@hono/node-server';
+import type { Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { errorBody } from './errors';
+
 export const API_SERVER_OPTIONS = { requestTimeout: 2 * 60 * 60 * 1000 };
+
+/** Node's limit on a request's headers (--max-http-header-size), 16 KiB unless changed. */
+const MAX_HEADER_BYTES = 16 * 1024;
+
+/**
+ * Requests Node refuses before the application sees them (headers over the limit, headers too slow, malformed
+ * HTTP) get the same JSON error body as every other refusal, instead of Node's bare status line.
+ */
+export function answerClientErrors(server: ServerType): void {
+  // The API serves HTTP/1.1 (serve() without createServer), so the server is an http.Server.
+  (server as Server).on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    if (err.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const [status, reason, code, message] =
+      err.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, 'Request Header Fields Too Large', 'headers_too_large', `the request's headers are over ${MAX_HEADER_BYTES} bytes; send fewer or shorter headers`]
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? [408, 'Request Timeout', 'request_timeout', 'the request headers did not arrive in time; send the request again']
+          : [400, 'Bad Request', 'invalid_http_request', 'the request is not valid HTTP/1.1; let your HTTP client build the request'];
+    const body = JSON.stringify(errorBody(code, message));
+    socket.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  });
+}

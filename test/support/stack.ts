@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Pool } from 'pg';
 import { createApp, createLogHub } from '../../api/app';
-import { API_SERVER_OPTIONS } from '../../api/server-options';
+import { API_SERVER_OPTIONS, answerClientErrors } from '../../api/server-options';
 import { DockerfilePolicy, policySettingsOf } from '../../api/builds/policy';
 import type { ApiDeps } from '../../api/deps';
 import { BearerAuthenticator } from '../../lib/auth/authenticator';
@@ -142,6 +142,7 @@ export async function startTestStack(name: string, overrides: Record<string, str
   const server: ServerType = await new Promise((resolve) => {
     const s = serve({ fetch: app.fetch, hostname: '127.0.0.1', port: 0, serverOptions: API_SERVER_OPTIONS }, () => resolve(s));
   });
+  answerClientErrors(server);
   const apiUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
   const workers: { worker: ImageBuildWorker; running: Promise<void>; connection: NativeConnection }[] = [];
