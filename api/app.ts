@@ -21,7 +21,7 @@ export function createApp(given: Omit<ApiDeps, 'logs'> & Partial<Pick<ApiDeps, '
       const issue = result.error.issues[0];
       const field = issue?.path.join('.') ?? '';
       const code = field === 'id' ? 'invalid_build_id' : 'invalid_request';
-      return c.json(errorBody(code, `${field || 'request'}: ${issue?.message ?? 'invalid'}`, field || undefined), 400);
+      return c.json(errorBody(code, `${field || 'request'}: ${issue?.message ?? 'invalid'}; fix it (the API is described in /openapi.json)`, field || undefined), 400);
     },
   });
   app.use(traceRequests());

@@ -23,7 +23,7 @@ async function requireBuild(c: Ctx, id: string): Promise<BuildRecord> {
   const record = await c.get('deps').builds.get(id);
   const principal = c.get('principal');
   if (!record || (principal.role !== 'operator' && record.consumer !== principal.consumer)) {
-    throw new ApiError(404, 'build_not_found', `there is no build ${id}`);
+    throw new ApiError(404, 'build_not_found', `there is no build ${id}; check the id (a consumer's token sees only that consumer's builds)`);
   }
   return record;
 }

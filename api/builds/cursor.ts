@@ -20,6 +20,6 @@ export function decodeCursor(cursor: string): BuildPosition {
     if (Number.isNaN(createdAt.getTime()) || typeof i !== 'string' || !BUILD_ID.test(i)) throw new Error('bad cursor');
     return { createdAt, id: i };
   } catch {
-    throw new ApiError(400, 'invalid_cursor', 'cursor must be the nextCursor of a previous page', 'cursor');
+    throw new ApiError(400, 'invalid_cursor', 'cursor must be the nextCursor of a previous page; send that value back unchanged, or leave cursor out to start from the first page', 'cursor');
   }
 }

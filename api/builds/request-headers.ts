@@ -13,7 +13,7 @@ export function consumerOf(headers: Headers, principal: Principal): string {
   const named = headers.get('x-consumer');
   if (named === null) return principal.consumer;
   if (!CONSUMER_NAME.test(named)) {
-    throw new ApiError(400, 'invalid_consumer', 'the X-Consumer header must be 1-63 letters, digits, . _ or -', 'X-Consumer');
+    throw new ApiError(400, 'invalid_consumer', 'the X-Consumer header must be 1-63 letters, digits, . _ or -; fix it, or drop it to submit as your token\'s consumer', 'X-Consumer');
   }
   if (principal.role !== 'operator' && named !== principal.consumer) {
     throw new AuthError(403, 'consumer_mismatch', `your token is for consumer ${principal.consumer}; drop the X-Consumer header or set it to ${principal.consumer}`);
@@ -25,7 +25,7 @@ export function idempotencyKeyOf(headers: Headers): string | undefined {
   const key = headers.get('idempotency-key') ?? undefined;
   if (key === undefined) return undefined;
   if (!IDEMPOTENCY_KEY.test(key)) {
-    throw new ApiError(400, 'invalid_idempotency_key', 'the Idempotency-Key header must be 1-200 printable ASCII characters', 'Idempotency-Key');
+    throw new ApiError(400, 'invalid_idempotency_key', 'the Idempotency-Key header must be 1-200 printable ASCII characters without spaces; send such a key (a UUID works) or none', 'Idempotency-Key');
   }
   return key;
 }

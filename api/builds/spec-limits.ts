@@ -56,7 +56,7 @@ export function checkFreeFormFields(spec: { metadata?: Record<string, unknown>; 
     if (value === undefined) continue;
     const bytes = Buffer.byteLength(JSON.stringify(value));
     if (bytes > MAX_FREE_FORM_FIELD_BYTES) {
-      throw new ApiError(400, 'spec_field_too_large', `spec.${field} takes ${bytes} bytes as JSON; at most ${MAX_FREE_FORM_FIELD_BYTES} are accepted`, field);
+      throw new ApiError(400, 'spec_field_too_large', `spec.${field} takes ${bytes} bytes as JSON; at most ${MAX_FREE_FORM_FIELD_BYTES} are accepted, so shorten it`, field);
     }
   }
 }

@@ -15,7 +15,7 @@ export function parseSpec(specText: string, settings: { maxTimeoutSeconds: numbe
   try {
     json = JSON.parse(specText);
   } catch {
-    throw new ApiError(400, 'invalid_spec', 'the spec part is not valid JSON', 'spec');
+    throw new ApiError(400, 'invalid_spec', 'the spec is not valid JSON; send the BuildSpec as a JSON object (its schema is in /openapi.json)', 'spec');
   }
   const parsed = BuildSpecSchema.safeParse(json);
   if (!parsed.success) {
@@ -25,7 +25,7 @@ export function parseSpec(specText: string, settings: { maxTimeoutSeconds: numbe
       throw new ApiError(400, 'invalid_spec', `spec.${field} is not a known field; remove it (known: ${Object.keys(BuildSpecSchema.shape).join(', ')})`, field);
     }
     const field = issue.path.join('.') || 'spec';
-    throw new ApiError(400, 'invalid_spec', `spec.${field}: ${issue.message}`, field);
+    throw new ApiError(400, 'invalid_spec', `spec.${field}: ${issue.message}; fix spec.${field} (the BuildSpec schema is in /openapi.json)`, field);
   }
   const spec = parsed.data;
   checkFreeFormFields(spec);

@@ -81,7 +81,7 @@ function parseParts(request: Request, contentType: string, limits: ContextLimits
     parser.on('field', (name, value, info) => {
       if (name === 'spec' && !firstOf(name)) return;
       if (name !== 'spec') return fail(new ApiError(400, 'unknown_part', `unexpected form part "${name}"; send only "spec" and one of "context" or "image"`, name));
-      if (info.valueTruncated) return fail(new ApiError(400, 'spec_too_large', `the spec part is over ${MAX_SPEC_BYTES} bytes`, 'spec'));
+      if (info.valueTruncated) return fail(specTooLarge());
       specText = value;
     });
     parser.on('file', (name, stream, info) => {
@@ -101,7 +101,7 @@ function parseParts(request: Request, contentType: string, limits: ContextLimits
         let size = 0;
         stream.on('data', (c: Buffer) => {
           size += c.length;
-          if (size > MAX_SPEC_BYTES) return fail(new ApiError(400, 'spec_too_large', `the spec part is over ${MAX_SPEC_BYTES} bytes`, 'spec'));
+          if (size > MAX_SPEC_BYTES) return fail(specTooLarge());
           chunks.push(c);
         });
         stream.on('end', () => (specText = Buffer.concat(chunks).toString('utf8')));
@@ -144,6 +144,10 @@ function parseParts(request: Request, contentType: string, limits: ContextLimits
     body.on('error', (err) => fail(new ApiError(400, 'invalid_multipart', `the upload was interrupted: ${err.message}`)));
     body.pipe(parser);
   });
+}
+
+function specTooLarge(): ApiError {
+  return new ApiError(400, 'spec_too_large', `the spec part is over ${MAX_SPEC_BYTES} bytes; shorten it (metadata, labels and buildArgs take at most 64 KiB each)`, 'spec');
 }
 
 function toContextApiError(err: unknown): unknown {

@@ -142,7 +142,7 @@ function entryPath(name: string): string {
   if (path === undefined) {
     throw new ContextRejectedError(
       'context_path_traversal',
-      `entry ${quote(name)} climbs out of the context with '..'; archive paths must stay inside the context root`,
+      `entry ${quote(name)} climbs out of the context with '..'; archive paths must stay inside the context root, so create the archive from inside the context folder (tar -C <dir> .)`,
       name,
     );
   }
@@ -155,7 +155,7 @@ function symlinkTarget(name: string, path: string, linkname: string | null | und
   if (!target.startsWith('/') && relativeTargetClimbsAboveRoot(path, target)) {
     throw new ContextRejectedError(
       'context_link_escape',
-      `symlink ${quote(name)} points at ${quote(target)}, which leads outside the context; links must point at something inside the context root`,
+      `symlink ${quote(name)} points at ${quote(target)}, which leads outside the context; links must point at something inside the context root, so store the file the link points at instead`,
       name,
     );
   }

@@ -192,7 +192,7 @@ function entryName(bytes: Buffer): string {
   if (/^[A-Za-z]:/.test(name)) {
     throw new ContextRejectedError(
       'context_absolute_path',
-      `entry ${quote(name)} starts with a drive letter; archive paths must be relative to the context root`,
+      `entry ${quote(name)} starts with a drive letter; archive paths must be relative to the context root, so create the zip from inside the context folder`,
       name,
     );
   }

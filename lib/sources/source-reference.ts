@@ -15,7 +15,7 @@ export function parseSourceReference(input: string): SourceReference {
   const name = at >= 0 ? input.slice(0, at) : input;
   const digest = at >= 0 ? input.slice(at + 1) : undefined;
   if (digest !== undefined && !SHA256_DIGEST.test(digest)) {
-    throw new SourceRejectedError('source_image_invalid', `spec.sourceImage "${input}" has a digest that is not sha256:<64 hex>`);
+    throw new SourceRejectedError('source_image_invalid', `spec.sourceImage "${input}" has a digest that is not sha256:<64 hex>; give a sha256 digest or leave the digest out`);
   }
   try {
     const ref = parseImageReference(name);
