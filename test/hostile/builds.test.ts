@@ -1,0 +1,211 @@
+/**
+ * Hostile input that only shows at build time, and the secrets' canaries, through the whole service: the real API
+ * over HTTP, Temporal, an in-process worker, BuildKit, MinIO and the registries. A Dockerfile that reaches for the
+ * host's files fails and pushes nothing; a source registry that redirects the worker (or names a token realm) at
+ * the cloud metadata address fails the build without the worker going there; and the registry password, the proxy
+ * credentials and the package index credentials of a build appear in none of the logs, PostgreSQL rows, Temporal
+ * payloads, image config, history or layers, or API answers.
+ */
+import { randomBytes } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { gunzipSync } from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { workflowIdForBuild } from '../../workflows/definitions';
+import { BASIC_REGISTRY, PUSH_USER, passwordOf } from '../registry/support/registries';
+import { buildForm, contextOf, tarGzOf } from '../support/archives';
+import { ensureBaseImage } from '../support/registry';
+import { waitForBuild } from '../support/stack';
+import { startHostileStack, type HostileStack } from './support/hostile';
+
+const OPEN_REGISTRY = '127.0.0.1:5000';
+const MANIFEST_ACCEPT = 'application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json';
+
+/** A registry that sends every manifest request to the metadata address, or names a token realm there. */
+function startHostileRegistry(): Promise<{ server: Server; host: string; requests: string[] }> {
+  const requests: string[] = [];
+  const server = createServer((req: IncomingMessage, res) => {
+    requests.push(`${req.method} ${req.url}`);
+    if (req.url?.startsWith('/v2/redirect/')) {
+      res.writeHead(307, { location: 'http://169.254.169.254/latest/meta-data/iam/security-credentials/' }).end();
+    } else if (req.url?.startsWith('/v2/realm/')) {
+      res.writeHead(401, { 'www-authenticate': 'Bearer realm="http://[::ffff:169.254.169.254]/token",service="evil"' }).end();
+    } else {
+      res.writeHead(200, { 'docker-distribution-api-version': 'registry/2.0' }).end('{}');
+    }
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, host: `127.0.0.1:${(server.address() as AddressInfo).port}`, requests })));
+}
+
+/** Reads a manifest or blob of the htpasswd registry with the push user's password. */
+async function fromBasicRegistry(path: string, password: string): Promise<Response> {
+  return fetch(`http://${BASIC_REGISTRY}/v2/${path}`, {
+    headers: { accept: MANIFEST_ACCEPT, authorization: `Basic ${Buffer.from(`${PUSH_USER}:${password}`).toString('base64')}` },
+  });
+}
+
+/** How many manifests a repository of the open registry serves under `tag` (0 when it is not there). */
+async function served(repository: string, tag: string): Promise<number> {
+  const res = await fetch(`http://${OPEN_REGISTRY}/v2/${repository}/manifests/${tag}`, { method: 'HEAD', headers: { accept: MANIFEST_ACCEPT } });
+  return res.status === 200 ? 1 : 0;
+}
+
+/** A Temporal history as text, every payload decoded (payload data is bytes). */
+function historyText(value: unknown): string {
+  const parts: string[] = [];
+  const walk = (v: unknown) => {
+    if (v instanceof Uint8Array) parts.push(Buffer.from(v).toString('utf8'), Buffer.from(v).toString('base64'));
+    else if (Array.isArray(v)) v.forEach(walk);
+    else if (v && typeof v === 'object') Object.values(v).forEach(walk);
+    else if (v !== null && v !== undefined) parts.push(String(v));
+  };
+  walk(value);
+  return parts.join('\n');
+}
+
+describe('hostile builds', () => {
+  let h: HostileStack;
+  let base: string;
+  let evil: Awaited<ReturnType<typeof startHostileRegistry>>;
+  const registryPassword = passwordOf(PUSH_USER);
+  const proxyPassword = `canary-proxy-${randomBytes(12).toString('hex')}`;
+  const indexPassword = `canary-index-${randomBytes(12).toString('hex')}`;
+  const consoleOutput: string[] = [];
+  const write = { out: process.stdout.write.bind(process.stdout), err: process.stderr.write.bind(process.stderr) };
+
+  beforeAll(async () => {
+    const capture = (original: (...a: unknown[]) => boolean) => ((chunk: unknown, ...rest: unknown[]) => {
+      consoleOutput.push(String(chunk));
+      return original(chunk, ...rest);
+    }) as typeof process.stdout.write;
+    process.stdout.write = capture(write.out as (...a: unknown[]) => boolean);
+    process.stderr.write = capture(write.err as (...a: unknown[]) => boolean);
+    base = await ensureBaseImage();
+    evil = await startHostileRegistry();
+    h = await startHostileStack('builds', {
+      DOCKERHUB_USERNAME: PUSH_USER,
+      DOCKERHUB_PASSWORD: registryPassword,
+      // Nothing listens on port 9: the canaries only have to reach the build, not a proxy or an index.
+      CUSTOM_MODEL_DEPENDENCIES_HTTP_PROXY: `http://hostile-proxy:${proxyPassword}@127.0.0.1:9/`,
+      CUSTOM_MODEL_DEPENDENCIES_PYTHON_INDEX: `http://hostile-index:${indexPassword}@127.0.0.1:9/simple/`,
+      // The hostile registry is on loopback: listed, so that the request passes and the worker meets its redirect.
+      TARGET_REGISTRY_ALLOWLIST: `${process.env.TARGET_REGISTRY_ALLOWLIST ?? OPEN_REGISTRY},${evil.host}`,
+    });
+    await h.stack.startWorker();
+  }, 300_000);
+  afterAll(async () => {
+    process.stdout.write = write.out;
+    process.stderr.write = write.err;
+    await h?.close();
+    await new Promise((resolve) => evil?.server.close(resolve));
+  });
+
+  const submitted = async (body: RequestInit['body'], headers: Record<string, string> = {}) => {
+    const res = await h.submit(body, headers);
+    const text = await res.text();
+    expect(res.status, text).toBe(202);
+    return (JSON.parse(text) as { id: string }).id;
+  };
+
+  it('refuses a request with the secrets configured, and its answer carries none of them', async () => {
+    const form = buildForm({ image: `${OPEN_REGISTRY}/hostile/refused:${h.run}` }, await contextOf({ Dockerfile: `FROM ${base}\nADD http://169.254.169.254/latest/ /x\n` }));
+    await h.expectRefused(() => h.submit(form), 400, 'add_url_not_allowed', 'dockerfile');
+    expect(h.stack.config.secrets).toEqual(expect.arrayContaining([registryPassword, proxyPassword, indexPassword]));
+  });
+
+  it("fails Dockerfiles that reach for the host's files, and pushes nothing", async () => {
+    const cases: [string, Buffer][] = [
+      ['bind', await contextOf({ Dockerfile: `FROM ${base}\nRUN --mount=type=bind,source=/etc,target=/host cat /host/passwd /host/shadow\n` })],
+      ['copy-up', await contextOf({ Dockerfile: `FROM ${base}\nCOPY ../../../../../../etc/passwd /stolen\n` })],
+      [
+        'copy-link',
+        await tarGzOf([
+          { name: 'Dockerfile', body: `FROM ${base}\nCOPY hostetc/passwd /stolen\n` },
+          // Accepted: an absolute link counts from the context root, so BuildKit resolves it inside the context.
+          { name: 'hostetc', type: 'symlink', linkname: '/etc' },
+        ]),
+      ],
+    ];
+    const ids = await Promise.all(cases.map(([name, context]) => submitted(buildForm({ image: `${OPEN_REGISTRY}/hostile/host-files:${name}-${h.run}` }, context))));
+    for (const [i, id] of ids.entries()) {
+      const build = await waitForBuild(h.stack.apiUrl, id, 240_000, { consumer: h.consumer });
+      const log = await (await h.stack.api(`/v1/builds/${id}/logs`, {}, { consumer: h.consumer })).text();
+      expect(build.status, `${cases[i]![0]}: ${log.slice(-2000)}`).toBe('failed');
+      expect((build.error as { code: string }).code).toBe('build_failed');
+      expect(log).not.toMatch(/root:x:0:0|root:\*?:\d+/);
+      expect(await served('hostile/host-files', `${cases[i]![0]}-${h.run}`)).toBe(0);
+    }
+  });
+
+  it.each([
+    ['redirects a manifest to the metadata address', 'redirect', /redirected to 169\.254\.169\.254/],
+    ['names a token realm at the metadata address', 'realm', /token realm .*169\.254\.169\.254/],
+  ])('fails a source image whose registry %s, without following it, and pushes nothing', async (_what, repository, message) => {
+    const tag = `${repository}-${h.run}`;
+    const id = await submitted(JSON.stringify({ image: `${OPEN_REGISTRY}/hostile/source:${tag}`, sourceImage: `${evil.host}/${repository}/app:1` }), { 'content-type': 'application/json' });
+    const build = await waitForBuild(h.stack.apiUrl, id, 240_000, { consumer: h.consumer });
+    expect(build.status).toBe('failed');
+    expect(build.error).toMatchObject({ code: 'source_image_unavailable', message: expect.stringMatching(message) });
+    // The worker asked the hostile registry, once: a refused hop is not retried.
+    expect(evil.requests.filter((r) => r.includes(`/v2/${repository}/`)).length).toBeGreaterThan(0);
+    expect(await served('hostile/source', tag)).toBe(0);
+  });
+
+  it('keeps the registry password, the proxy and the index credentials out of everything it keeps or shows', async () => {
+    const tag = `canary-${h.run}`;
+    const repository = `hostile/secrets-${h.run}`;
+    const dockerfile = [
+      `FROM ${base}`,
+      'ARG PIP_INDEX_URL',
+      // The step prints both: the stored log must mask them.
+      'RUN echo "proxy=$HTTP_PROXY index=$PIP_INDEX_URL" && echo built > /built.txt',
+      '',
+    ].join('\n');
+    const id = await submitted(buildForm({ image: `${BASIC_REGISTRY}/${repository}:${tag}` }, await contextOf({ Dockerfile: dockerfile })));
+    const build = await waitForBuild(h.stack.apiUrl, id, 240_000, { consumer: h.consumer });
+    const material: { label: string; text: string }[] = [];
+    for (const path of [`/v1/builds/${id}`, `/v1/builds/${id}/logs`, `/v1/builds?consumer=${h.consumer}`]) {
+      material.push({ label: `GET ${path}`, text: await (await h.stack.api(path, {}, { consumer: h.consumer })).text() });
+    }
+    const log = material[1]!.text;
+    expect(build.status, log.slice(-2000)).toBe('succeeded');
+    // The step ran and printed its line, masked: the search below looks at real material.
+    expect(log).toMatch(/proxy=\S+ index=\S+/);
+
+    const history = await h.stack.client.workflow.getHandle(workflowIdForBuild(id)).fetchHistory();
+    material.push({ label: 'Temporal history', text: historyText(history) });
+    expect(material.at(-1)!.text).toContain(`${repository}:${tag}`);
+
+    const tables = await h.stack.pool.query<{ table_name: string }>("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'");
+    for (const { table_name } of tables.rows) {
+      const rows = await h.stack.pool.query<{ row: string }>(`SELECT row_to_json(t)::text AS row FROM "${table_name}" t`);
+      material.push({ label: `PostgreSQL ${table_name}`, text: rows.rows.map((r) => r.row).join('\n') });
+    }
+    expect(material.filter((m) => m.label.startsWith('PostgreSQL')).map((m) => m.text).join('')).toContain(id);
+
+    const manifestRes = await fromBasicRegistry(`${repository}/manifests/${tag}`, registryPassword);
+    expect(manifestRes.status).toBe(200);
+    const manifest = (await manifestRes.json()) as { config: { digest: string }; layers: { digest: string }[] };
+    const config = await (await fromBasicRegistry(`${repository}/blobs/${manifest.config.digest}`, registryPassword)).text();
+    expect(config).toContain('"history"');
+    material.push({ label: 'image config and history', text: config });
+    for (const layer of manifest.layers) {
+      const blob = Buffer.from(await (await fromBasicRegistry(`${repository}/blobs/${layer.digest}`, registryPassword)).arrayBuffer());
+      material.push({ label: `layer ${layer.digest}`, text: (blob[0] === 0x1f && blob[1] === 0x8b ? gunzipSync(blob) : blob).toString('latin1') });
+    }
+
+    material.push({ label: 'service logs (pino)', text: h.logLines.join('') });
+    material.push({ label: 'console', text: consoleOutput.join('') });
+    expect(h.logLines.join('')).toContain(id);
+
+    const canaries = [
+      registryPassword,
+      Buffer.from(`${PUSH_USER}:${registryPassword}`).toString('base64'),
+      proxyPassword,
+      indexPassword,
+      Buffer.from(`hostile-index:${indexPassword}`).toString('base64'),
+    ];
+    const leaks = material.flatMap((m) => canaries.filter((c) => m.text.includes(c)).map((c) => `${m.label}: ${c.slice(0, 12)}…`));
+    expect(leaks).toEqual([]);
+  });
+});

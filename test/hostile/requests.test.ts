@@ -1,0 +1,255 @@
+/**
+ * Hostile build requests through the real API over HTTP (PostgreSQL, MinIO, Temporal of the stack): Dockerfiles
+ * that ask for untrusted frontends, entitlements, internal URLs or denied images; targets and sources at internal
+ * addresses in every spelling; oversized and malformed requests; and every action on another consumer's build.
+ * Each refusal is checked by support/hostile.ts (exact code, a fix in the message, nothing stored or started). No
+ * worker polls this suite's queue.
+ */
+import { randomUUID } from 'node:crypto';
+import { request as httpRequest } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildForm, contextOf, tarOf } from '../support/archives';
+import { startHostileStack, type HostileStack } from './support/hostile';
+
+const DENIED = '127.0.0.1:5000/hostile-denied';
+
+describe('hostile build requests', () => {
+  let h: HostileStack;
+  let image: string;
+  const json = { 'content-type': 'application/json' };
+
+  beforeAll(async () => {
+    h = await startHostileStack('requests', {
+      EXECUTION_ENVIRONMENT_VERSION_URI_VALIDATION_DENYLIST: `${DENIED}/*`,
+    });
+    image = `127.0.0.1:5000/hostile/requests:${h.run}`;
+  });
+  afterAll(() => h?.close());
+
+  const withDockerfile = async (dockerfile: string, extra: Record<string, unknown> = {}) =>
+    buildForm({ image, ...extra }, await contextOf({ Dockerfile: dockerfile }));
+
+  describe('Dockerfiles', () => {
+    const cases: [string, string, Record<string, unknown>, string][] = [
+      ['a # syntax= frontend from Docker Hub', '# syntax=docker/dockerfile:1\nFROM scratch\n', {}, 'frontend_not_allowed'],
+      ['a # syntax= frontend from a registry it can reach', `# syntax=127.0.0.1:5000/evil/frontend:1\nFROM scratch\n`, {}, 'frontend_not_allowed'],
+      ['the BUILDKIT_SYNTAX build argument', 'FROM scratch\n', { buildArgs: { BUILDKIT_SYNTAX: '127.0.0.1:5000/evil/frontend:1' } }, 'frontend_not_allowed'],
+      ['RUN --security=insecure', 'FROM scratch\nRUN --security=insecure mount -t proc none /mnt\n', {}, 'entitlement_not_allowed'],
+      ['RUN --network=host', 'FROM scratch\nRUN --network=host wget http://127.0.0.1:7233/\n', {}, 'entitlement_not_allowed'],
+      ['RUN --network=host after another flag, in capitals', 'FROM scratch\nRUN --mount=type=cache,target=/c --NETWORK=HOST true\n', {}, 'entitlement_not_allowed'],
+      ['ADD of the cloud metadata address', 'FROM scratch\nADD http://169.254.169.254/latest/meta-data/iam/ /m\n', {}, 'add_url_not_allowed'],
+      ['ADD of loopback written as a decimal number', 'FROM scratch\nADD http://2130706433/ /x\n', {}, 'add_url_not_allowed'],
+      ['ADD of loopback written in octal', 'FROM scratch\nADD http://0177.0.0.1/ /x\n', {}, 'add_url_not_allowed'],
+      ['ADD of loopback written in hex', 'FROM scratch\nADD http://0x7f.0x0.0x0.0x1:8080/ /x\n', {}, 'add_url_not_allowed'],
+      ['ADD of loopback shortened to 127.1', 'FROM scratch\nADD http://127.1/ /x\n', {}, 'add_url_not_allowed'],
+      ['ADD of IPv6 loopback', 'FROM scratch\nADD http://[::1]:8080/ /x\n', {}, 'add_url_not_allowed'],
+      ['ADD of IPv4-mapped IPv6 loopback', 'FROM scratch\nADD http://[::ffff:127.0.0.1]/ /x\n', {}, 'add_url_not_allowed'],
+      ['ADD of an IPv6 link-local address', 'FROM scratch\nADD http://[fe80::1]/ /x\n', {}, 'add_url_not_allowed'],
+      ['ADD of a private address', 'FROM scratch\nADD https://10.0.0.1/secret.tgz /x\n', {}, 'add_url_not_allowed'],
+      ['ADD of a 192.168 address', 'FROM scratch\nADD http://192.168.0.1/ /x\n', {}, 'add_url_not_allowed'],
+      ['ADD of localhost', 'FROM scratch\nADD http://localhost:8080/openapi.json /x\n', {}, 'add_url_not_allowed'],
+      ['ADD of a name /etc/hosts resolves to loopback', 'FROM scratch\nADD http://vm:8080/openapi.json /x\n', {}, 'add_url_not_allowed'],
+      ['ADD of a git URL at the metadata address', 'FROM scratch\nADD git@169.254.169.254:repo.git /x\n', {}, 'add_url_not_allowed'],
+      ['ADD of an internal URL hidden behind ARG', 'FROM scratch\nARG U=http://169.254.169.254/latest/\nADD $U /x\n', {}, 'add_url_not_allowed'],
+      ['ADD of an internal URL given as a build argument', 'FROM scratch\nARG U\nADD ${U} /x\n', { buildArgs: { U: 'http://0x7f000001/' } }, 'add_url_not_allowed'],
+      ['ADD of an internal URL in the JSON form', 'FROM scratch\nADD ["http://[::ffff:a9fe:a9fe]/latest/", "/x"]\n', {}, 'add_url_not_allowed'],
+      ['a denied base image behind a global ARG', `ARG BASE=${DENIED}/base:1\nFROM $BASE\n`, {}, 'base_image_denied'],
+      ['a denied base image given as a build argument', 'ARG BASE=scratch\nFROM ${BASE}\n', { buildArgs: { BASE: `${DENIED}/base:1` } }, 'base_image_denied'],
+      ['RUN --mount=type=bind,from= a denied image', `FROM scratch\nRUN --mount=type=bind,from=${DENIED}/tools:1,target=/t /t/run\n`, {}, 'base_image_denied'],
+      ['COPY --from= a denied image', `FROM scratch\nCOPY --from=${DENIED}/secrets:1 /etc/shadow /x\n`, {}, 'base_image_denied'],
+    ];
+    it.each(cases)('refuses %s', async (_what, dockerfile, extra, code) => {
+      const form = await withDockerfile(dockerfile, extra);
+      await h.expectRefused(() => h.submit(form), 400, code, 'dockerfile');
+    });
+
+    it('refuses a Dockerfile over 1 MiB', async () => {
+      // A plain tar: so repetitive a Dockerfile would be refused as a gzip bomb first.
+      const context = await tarOf([{ name: 'Dockerfile', body: `FROM scratch\n${'# padding\n'.repeat(110_000)}` }]);
+      await h.expectRefused(() => h.submit(buildForm({ image }, context, 'context.tar')), 400, 'dockerfile_too_large', 'dockerfile');
+    });
+  });
+
+  describe('targets and sources at internal addresses', () => {
+    const targets = [
+      '169.254.169.254/latest/meta-data:1',
+      '2130706433:5000/x/y:1',
+      '0177.0.0.1:5000/x/y:1',
+      '0x7f.1:5000/x/y:1',
+      '[::1]:5000/x/y:1',
+      '[::ffff:7f00:1]:5000/x/y:1',
+      'localhost:5000/x/y:1',
+      '10.1.2.3:5000/x/y:1',
+      'vm:5000/x/y:1',
+    ];
+    it.each(targets)('refuses the target %s', async (target) => {
+      const form = buildForm({ image: target }, await contextOf({ Dockerfile: 'FROM scratch\n' }));
+      await h.expectRefused(() => h.submit(form), 400, 'target_registry_not_allowed', 'image');
+    });
+
+    const sources = [
+      '169.254.169.254/latest/meta-data:1',
+      '2130706433:5000/x/y:1',
+      '[::ffff:7f00:1]:5000/x/y:1',
+      '[::ffff:a9fe:a9fe]/x/y:1',
+      'localhost:5000/x/y:1',
+      '192.168.1.10/x/y:1',
+      'vm:5000/x/y:1',
+    ];
+    it.each(sources)('refuses the source image %s', async (source) => {
+      const body = JSON.stringify({ image, sourceImage: source });
+      await h.expectRefused(() => h.submit(body, json), 400, 'source_registry_not_allowed', 'sourceImage');
+    });
+
+    it('refuses a dotted IPv4-mapped address, which is no registry host of the reference grammar', async () => {
+      const form = buildForm({ image: '[::ffff:127.0.0.1]:5000/x/y:1' }, await contextOf({ Dockerfile: 'FROM scratch\n' }));
+      await h.expectRefused(() => h.submit(form), 400, 'invalid_spec', 'image');
+    });
+
+    it('refuses a source image whose digest is not sha256', async () => {
+      const body = JSON.stringify({ image, sourceImage: '127.0.0.1:5000/x/y@md5:abc' });
+      await h.expectRefused(() => h.submit(body, json), 400, 'source_image_invalid');
+    });
+  });
+
+  describe('limits and malformed requests', () => {
+    const specCases: [string, () => string, string, string | undefined][] = [
+      ['a spec nested 5,000 levels', () => `{"image":"${image}","metadata":${'{"k":'.repeat(5000)}1${'}'.repeat(5000)}}`, 'spec_too_deep', 'spec'],
+      ['metadata nested 11 levels', () => JSON.stringify({ image, metadata: JSON.parse(`${'{"k":'.repeat(11)}1${'}'.repeat(11)}`) }), 'spec_too_deep', 'metadata'],
+      ['metadata over 64 KiB', () => JSON.stringify({ image, metadata: { blob: 'x'.repeat(70_000) } }), 'spec_field_too_large', 'metadata'],
+      ['201 build arguments', () => JSON.stringify({ image, buildArgs: Object.fromEntries(Array.from({ length: 201 }, (_, i) => [`A${i}`, 'x'])) }), 'invalid_spec', 'buildArgs'],
+      ['17 tags', () => JSON.stringify({ image, tags: Array.from({ length: 17 }, (_, i) => `t${i}`) }), 'too_many_tags', 'tags'],
+      ['a label value over 8 KiB', () => JSON.stringify({ image, labels: { a: 'x'.repeat(9000) } }), 'invalid_spec', 'labels.a'],
+      ['an image reference over 512 characters', () => JSON.stringify({ image: `127.0.0.1:5000/${'a'.repeat(600)}:1` }), 'invalid_spec', 'image'],
+      ['a tag with a newline', () => JSON.stringify({ image, tags: ['ok\nX-Injected: 1'] }), 'invalid_tag', 'tags.0'],
+      ['a spec that is JSON but not an object', () => '["image"]', 'invalid_spec', undefined],
+    ];
+    it.each(specCases)('refuses %s', async (_what, spec, code, field) => {
+      const form = buildForm(spec(), await contextOf({ Dockerfile: 'FROM scratch\n' }));
+      await h.expectRefused(() => h.submit(form), 400, code, field);
+    });
+
+    it('refuses a multipart spec part over 256 KiB', async () => {
+      const form = buildForm(JSON.stringify({ image, metadata: { pad: 'x'.repeat(300 * 1024) } }), await contextOf({ Dockerfile: 'FROM scratch\n' }));
+      await h.expectRefused(() => h.submit(form), 400, 'spec_too_large', 'spec');
+    });
+
+    it('refuses a JSON body over 256 KiB without reading it all', async () => {
+      // 8 MiB: the refusal must not wait for (or buffer) the whole body.
+      const body = JSON.stringify({ image, sourceImage: '127.0.0.1:5000/x/y:1', metadata: { pad: 'x'.repeat(8 * 1024 * 1024) } });
+      await h.expectRefused(() => h.submit(body, json), 400, 'spec_too_large', 'spec');
+    });
+
+    it.each<[string, Record<string, string>]>([
+      ['a tab', { 'idempotency-key': 'a\tb' }],
+      ['201 characters', { 'idempotency-key': 'k'.repeat(201) }],
+      ['a non-ASCII character', { 'idempotency-key': 'cl\u00e9' }],
+    ])('refuses an Idempotency-Key with %s', async (_what, headers) => {
+      const form = await withDockerfile('FROM scratch\n');
+      await h.expectRefused(() => h.submit(form, headers), 400, 'invalid_idempotency_key', 'Idempotency-Key');
+    });
+
+    it('refuses an X-Consumer that is a path', async () => {
+      const form = await withDockerfile('FROM scratch\n');
+      await h.expectRefused(() => h.submit(form, { 'x-consumer': '../../etc' }), 400, 'invalid_consumer', 'X-Consumer');
+    });
+
+    it('refuses a body that is neither multipart nor JSON', async () => {
+      await h.expectRefused(() => h.submit('image=x', { 'content-type': 'application/x-www-form-urlencoded' }), 415, 'unsupported_media_type');
+    });
+
+    it('refuses multipart without a boundary', async () => {
+      await h.expectRefused(() => h.submit('--x\r\n', { 'content-type': 'multipart/form-data' }), 400, 'invalid_multipart');
+    });
+
+    it('refuses a part it does not know', async () => {
+      const form = await withDockerfile('FROM scratch\n');
+      form.append('script', new Blob(['#!/bin/sh']), 'run.sh');
+      await h.expectRefused(() => h.submit(form), 400, 'unknown_part', 'script');
+    });
+
+    it('refuses a second context part', async () => {
+      const form = await withDockerfile('FROM scratch\n');
+      form.append('context', new Blob([await contextOf({ Dockerfile: `FROM ${DENIED}/x:1\n` })]), 'second.tar.gz');
+      await h.expectRefused(() => h.submit(form), 400, 'unknown_part', 'context');
+    });
+
+    it('refuses a list limit above 100 and a forged cursor', async () => {
+      await h.expectRefused(() => h.stack.api('/v1/builds?limit=100000', {}, { consumer: h.consumer }), 400, 'invalid_request', 'limit');
+      const forged = Buffer.from(JSON.stringify({ t: "2020-01-01'; DROP TABLE builds; --", i: randomUUID() })).toString('base64url');
+      await h.expectRefused(() => h.stack.api(`/v1/builds?cursor=${forged}`, {}, { consumer: h.consumer }), 400, 'invalid_cursor', 'cursor');
+    });
+
+    it('answers headers over the server limit with 431 and a JSON error', async () => {
+      const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const url = new URL(`${h.stack.apiUrl}/v1/builds`);
+        const req = httpRequest({ host: url.hostname, port: url.port, path: url.pathname, headers: { 'x-padding': 'x'.repeat(64 * 1024) } }, (res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => (body += c.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+      expect(answer.status).toBe(431);
+      expect(JSON.parse(answer.body)).toMatchObject({ error: { code: 'headers_too_large' } });
+    });
+  });
+
+  describe("another consumer's build", () => {
+    let owner: { consumer: string };
+    let other: { consumer: string };
+    let build: string;
+
+    beforeAll(async () => {
+      owner = { consumer: `${h.consumer}-owner` };
+      other = { consumer: `${h.consumer}-other` };
+      const before = await h.state();
+      const res = await h.submit(await withDockerfile(`FROM scratch\nLABEL run=${h.run}\n`), {}, owner);
+      expect(res.status).toBe(202);
+      build = ((await res.json()) as { id: string }).id;
+      // The control: an accepted request shows in every check the refusals pass (Temporal's list catches up later).
+      const deadline = Date.now() + 30_000;
+      let after = await h.state();
+      while (after.workflows === before.workflows && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 250));
+        after = await h.state();
+      }
+      expect(after).toEqual({ rows: before.rows + 1, workflows: before.workflows + 1, objects: expect.arrayContaining([expect.stringMatching(/^contexts\//)]) });
+      expect(after.objects.length).toBe(before.objects.length + 1);
+    });
+    afterAll(async () => {
+      await h.stack.api(`/v1/builds/${build}/cancel`, { method: 'POST' }, owner);
+    });
+
+    it.each<[string, string, string]>([
+      ['get', 'GET', ''],
+      ['logs', 'GET', '/logs'],
+      ['follow', 'GET', '/logs?follow=true'],
+      ['cancel', 'POST', '/cancel'],
+      ['retry', 'POST', '/retry'],
+      ['scan-report', 'GET', '/scan-report'],
+    ])('answers %s with 404 build_not_found', async (_what, method, suffix) => {
+      const error = await h.expectRefused(() => h.stack.api(`/v1/builds/${build}${suffix}`, { method }, other), 404, 'build_not_found');
+      expect(error.message).not.toContain(owner.consumer);
+      expect((await h.stack.builds.get(build))?.status).toBe('queued');
+    });
+
+    it('lists none of its builds, however the filter is spelled', async () => {
+      for (const query of [`?consumer=${owner.consumer}`, `?image=${encodeURIComponent(image)}`, '?status=queued&limit=100', `?consumer=${owner.consumer.toUpperCase()}`]) {
+        const res = await h.stack.api(`/v1/builds${query}`, {}, other);
+        expect(res.status, query).toBe(200);
+        expect(((await res.json()) as { items: { id: string }[] }).items.map((b) => b.id), query).not.toContain(build);
+      }
+    });
+
+    it('refuses to submit under its name with X-Consumer', async () => {
+      const form = await withDockerfile('FROM scratch\n');
+      await h.expectRefused(() => h.submit(form, { 'x-consumer': owner.consumer }, other), 403, 'consumer_mismatch');
+    });
+  });
+
+  it('started one workflow in all, the accepted control build, once Temporal has caught up', async () => {
+    expect(await h.settledWorkflows()).toBe(1);
+  });
+});
