@@ -45,6 +45,8 @@ export interface ActivityDeps extends BuildQueueDeps {
   buildLogs: BuildLogSettings;
   /** Build arguments every build gets (the dependency mirrors and proxy, lib/dependencies/mirrors.ts); a build's own win. */
   defaultBuildArgs?: Record<string, string>;
+  /** BuildKit secrets every build gets (the mirrors' URLs with their credentials, lib/dependencies/mirrors.ts). */
+  defaultBuildSecrets?: Record<string, string>;
   /** The scanner gate, when imageBuilder.imageScanner.enabled: scan before push. */
   scanGate?: ScanGate;
   /** Notation signing, when IMAGE_SIGNER_TYPE=notation: sign and verify after the push. */
@@ -107,6 +109,7 @@ export function createActivities(deps: ActivityDeps) {
             dockerfile: input.spec.dockerfile,
             repository: `${target.registry}/${target.repository}`,
             buildArgs: { ...deps.defaultBuildArgs, ...input.spec.buildArgs },
+            secrets: deps.defaultBuildSecrets,
             generatedDockerfile: input.spec.dependencies ? dependencyDockerfile(input.spec.dependencies) : undefined,
             labels: input.spec.labels,
             target: input.spec.target,

@@ -7,7 +7,7 @@ import { BuildRepository } from '../lib/db/builds-repository';
 import { createPool, migrate } from '../lib/db/pool';
 import { buildPolicySettingsOf } from '../lib/policy/build-policy';
 import { LogSegmentIndex } from '../lib/logs/segments';
-import { mirrorBuildArgs } from '../lib/dependencies/mirrors';
+import { mirrorBuildArgs, mirrorBuildSecrets } from '../lib/dependencies/mirrors';
 import type { BuildExecutor } from '../lib/executors/executor';
 import { createKubernetesExecutor } from '../lib/executors/kubernetes';
 import { loadKubeConfig } from '../lib/executors/kubernetes/kubernetes-executor';
@@ -110,6 +110,7 @@ export async function createWorkerDependencies(config: Config, telemetry?: Telem
       telemetry,
       buildLogs: { index: new LogSegmentIndex(pool), ...config.buildLogs },
       defaultBuildArgs: mirrorBuildArgs(config.dependencies),
+      defaultBuildSecrets: mirrorBuildSecrets(config.dependencies),
       scanGate: config.imageScanner.enabled
         ? new ScanGate({
             config: config.imageScanner,

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../config';
 import { dependencyDockerfile } from './dockerfile';
-import { mirrorBuildArgs, mirrorSecrets } from './mirrors';
+import { mirrorBuildArgs, mirrorBuildSecrets, mirrorSecrets } from './mirrors';
 
 describe('mirrorBuildArgs', () => {
   it('puts the proxy in the predefined proxy arguments and the mirrors in their own', () => {
@@ -18,6 +18,13 @@ describe('mirrorBuildArgs', () => {
     });
   });
 
+  it('gives the index and CRAN URLs without their credentials, which only the secrets of the same names carry', () => {
+    const dependencies = { pythonIndex: 'https://bot:t0ken@pypi.internal/simple/', cranMirror: 'https://u:p@cran.internal/' };
+    expect(mirrorBuildArgs(dependencies)).toEqual({ PIP_INDEX_URL: 'https://pypi.internal/simple/', CRAN_MIRROR: 'https://cran.internal/' });
+    expect(mirrorBuildSecrets(dependencies)).toEqual({ PIP_INDEX_URL: 'https://bot:t0ken@pypi.internal/simple/', CRAN_MIRROR: 'https://u:p@cran.internal/' });
+    expect(mirrorBuildSecrets({ httpProxy: 'http://u:p@proxy:3128' })).toEqual({});
+  });
+
   it('adds nothing when no mirror is configured', () => {
     expect(mirrorBuildArgs({})).toEqual({});
   });
@@ -31,23 +38,23 @@ describe('mirrorSecrets', () => {
 });
 
 describe('dependencyDockerfile', () => {
-  it('installs a requirements file with pip through the index arguments', () => {
+  it('installs a requirements file with pip through the index secret', () => {
     expect(dependencyDockerfile({ baseImage: 'reg/python:3.11', python: { requirements: 'deps/requirements.txt' } })).toBe(
       [
         'FROM reg/python:3.11',
         'COPY ["deps/requirements.txt","/tmp/ibs-requirements.txt"]',
-        'ARG PIP_INDEX_URL',
         'ARG PIP_TRUSTED_HOST',
-        'RUN python3 -m pip install --no-cache-dir --disable-pip-version-check -r /tmp/ibs-requirements.txt && rm -f /tmp/ibs-requirements.txt',
+        'RUN --mount=type=secret,id=PIP_INDEX_URL,env=PIP_INDEX_URL python3 -m pip install --no-cache-dir --disable-pip-version-check -r /tmp/ibs-requirements.txt && rm -f /tmp/ibs-requirements.txt',
         '',
       ].join('\n'),
     );
   });
 
-  it('installs R packages from the CRAN mirror argument and checks they load', () => {
+  it('installs R packages from the CRAN mirror secret (CRAN itself without one) and checks they load', () => {
     const dockerfile = dependencyDockerfile({ baseImage: 'reg/r:4', r: { packages: ['jsonlite', 'data.table'] } });
-    expect(dockerfile).toContain('ARG CRAN_MIRROR=https://cran.rstudio.com');
-    expect(dockerfile).toContain(`install.packages(c("jsonlite", "data.table"), repos = c(CRAN = Sys.getenv("CRAN_MIRROR")))`);
+    expect(dockerfile).not.toContain('ARG CRAN_MIRROR');
+    expect(dockerfile).toContain('RUN --mount=type=secret,id=CRAN_MIRROR,env=CRAN_MIRROR Rscript');
+    expect(dockerfile).toContain(`install.packages(c("jsonlite", "data.table"), repos = c(CRAN = Sys.getenv("CRAN_MIRROR", "https://cran.rstudio.com")))`);
   });
 });
 

@@ -1,10 +1,12 @@
 /**
- * The dependency mirrors (CUSTOM_MODEL_DEPENDENCIES_*) as the build arguments every build gets. The proxy goes in
- * BuildKit's predefined proxy arguments (HTTP_PROXY, HTTPS_PROXY, NO_PROXY and their lower-case forms): RUN steps
- * see them without an ARG line and BuildKit keeps them out of the image's history and config, so the proxy's
- * credentials never reach the image. PIP_INDEX_URL, PIP_TRUSTED_HOST and CRAN_MIRROR are ordinary build arguments:
- * a Dockerfile picks them up with `ARG PIP_INDEX_URL` (pip reads it from the environment of the RUN step) and they
- * stay out of the image's config unless the Dockerfile copies them into an ENV.
+ * The dependency mirrors (CUSTOM_MODEL_DEPENDENCIES_*) as the build arguments and BuildKit secrets every build
+ * gets. The proxy goes in BuildKit's predefined proxy arguments (HTTP_PROXY, HTTPS_PROXY, NO_PROXY and their
+ * lower-case forms): RUN steps see them without an ARG line and BuildKit keeps them out of the image's history and
+ * config, so the proxy's credentials never reach the image. PIP_INDEX_URL, PIP_TRUSTED_HOST and CRAN_MIRROR are
+ * ordinary build arguments, which BuildKit writes into the image's history (`RUN |1 PIP_INDEX_URL=...`) of every
+ * RUN after their ARG line: so the index and CRAN URLs go there without their user and password, and whole, with
+ * the credentials, as the secrets of the same names, which a RUN step reads with
+ * `--mount=type=secret,id=PIP_INDEX_URL,env=PIP_INDEX_URL` and which leave no trace in the image.
  */
 import type { DependenciesConfig } from '../config/build';
 
@@ -18,10 +20,26 @@ export function mirrorBuildArgs(dependencies: DependenciesConfig): Record<string
     args.NO_PROXY = NO_PROXY;
     args.no_proxy = NO_PROXY;
   }
-  if (dependencies.pythonIndex) args.PIP_INDEX_URL = dependencies.pythonIndex;
+  if (dependencies.pythonIndex) args.PIP_INDEX_URL = withoutCredentials(dependencies.pythonIndex);
   if (dependencies.pythonTrustedHost) args.PIP_TRUSTED_HOST = dependencies.pythonTrustedHost;
-  if (dependencies.cranMirror) args.CRAN_MIRROR = dependencies.cranMirror;
+  if (dependencies.cranMirror) args.CRAN_MIRROR = withoutCredentials(dependencies.cranMirror);
   return args;
+}
+
+/** The index and CRAN mirror URLs whole, credentials included, as BuildKit secrets named like their arguments. */
+export function mirrorBuildSecrets(dependencies: DependenciesConfig): Record<string, string> {
+  const secrets: Record<string, string> = {};
+  if (dependencies.pythonIndex) secrets.PIP_INDEX_URL = dependencies.pythonIndex;
+  if (dependencies.cranMirror) secrets.CRAN_MIRROR = dependencies.cranMirror;
+  return secrets;
+}
+
+function withoutCredentials(value: string): string {
+  const url = new URL(value);
+  if (!url.username && !url.password) return value;
+  url.username = '';
+  url.password = '';
+  return url.href;
 }
 
 /** The parts of the mirror settings that are credentials (a proxy or index URL's user:password), for masking. */

@@ -11,6 +11,11 @@ export interface BuildJob {
   /** Target repository without tag, e.g. 127.0.0.1:5000/team/app; the push is by digest, tagging comes after. */
   repository: string;
   buildArgs: Record<string, string>;
+  /**
+   * BuildKit secrets by id, for `RUN --mount=type=secret,id=<id>` (the mirrors' URLs with their credentials); the
+   * local executor hands them to buildctl through its environment, never its command line.
+   */
+  secrets?: Record<string, string>;
   labels: Record<string, string>;
   target?: string;
   platforms: string[];

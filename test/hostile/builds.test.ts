@@ -157,8 +157,9 @@ describe('hostile builds', () => {
     const dockerfile = [
       `FROM ${base}`,
       'ARG PIP_INDEX_URL',
-      // The step prints both: the stored log must mask them.
+      // The steps print the proxy, the index argument and the index secret: the stored log must mask the credentials.
       'RUN echo "proxy=$HTTP_PROXY index=$PIP_INDEX_URL" && echo built > /built.txt',
+      'RUN --mount=type=secret,id=PIP_INDEX_URL,env=INDEX echo "secret-index=$INDEX"',
       '',
     ].join('\n');
     const id = await submitted(buildForm({ image: `${BASIC_REGISTRY}/${repository}:${tag}` }, await contextOf({ Dockerfile: dockerfile })));
@@ -169,8 +170,9 @@ describe('hostile builds', () => {
     }
     const log = material[1]!.text;
     expect(build.status, log.slice(-2000)).toBe('succeeded');
-    // The step ran and printed its line, masked: the search below looks at real material.
-    expect(log).toMatch(/proxy=\S+ index=\S+/);
+    // The steps ran and printed their lines: the argument without credentials, the secret with them, masked.
+    expect(log).toMatch(/ index=http:\/\/127\.0\.0\.1:9\/simple\/?\s/);
+    expect(log).toMatch(/secret-index=\S*\*{3,}/);
 
     const history = await h.stack.client.workflow.getHandle(workflowIdForBuild(id)).fetchHistory();
     material.push({ label: 'Temporal history', text: historyText(history) });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { BuildFailedError, type BuildJob } from '../executor';
-import { buildctlArguments, classifyBuildFailure } from './buildctl';
+import { buildctlArguments, classifyBuildFailure, secretVariables } from './buildctl';
 
 const job: BuildJob = {
   buildId: 'b1',
@@ -33,6 +33,12 @@ describe('buildctlArguments', () => {
   it('pushes by digest only, so tagging is a separate idempotent step', () => {
     const output = buildctlArguments(job, paths)[buildctlArguments(job, paths).indexOf('--output') + 1];
     expect(output).toBe('type=image,name=registry.example.com/team/app,push=true,push-by-digest=true');
+  });
+
+  it('names secrets by the environment variables that carry them, never by their values', () => {
+    const args = buildctlArguments({ ...job, secrets: { PIP_INDEX_URL: 'https://bot:t0ken@pypi.internal/simple/' } }, paths);
+    expect(args).toEqual(expect.arrayContaining(['--secret', `id=PIP_INDEX_URL,env=${secretVariables({ secrets: { PIP_INDEX_URL: 'x' } }).PIP_INDEX_URL}`]));
+    expect(args.join(' ')).not.toContain('t0ken');
   });
 
   it('adds registry.insecure with DISABLE_HTTPS and --no-cache when asked', () => {

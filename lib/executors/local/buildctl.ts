@@ -40,9 +40,15 @@ export function buildctlArguments(job: BuildJob, paths: BuildctlPaths): string[]
   ];
   if (job.target) args.push('--opt', `target=${job.target}`);
   for (const [name, value] of Object.entries(job.buildArgs)) args.push('--opt', `build-arg:${name}=${value}`);
+  for (const [id, variable] of Object.entries(secretVariables(job))) args.push('--secret', `id=${id},env=${variable}`);
   for (const [name, value] of Object.entries(job.labels)) args.push('--opt', `label:${name}=${value}`);
   if (job.noCache) args.push('--no-cache');
   return args;
+}
+
+/** The environment variable of buildctl that carries each of the job's secrets (by id), so no secret is on its command line. */
+export function secretVariables(job: Pick<BuildJob, 'secrets'>): Record<string, string> {
+  return Object.fromEntries(Object.keys(job.secrets ?? {}).map((id, index) => [id, `IBS_BUILD_SECRET_${index}`]));
 }
 
 const UNREACHABLE = /connection refused|no such file or directory.*buildkitd|failed to dial|Unavailable desc|connection error/i;

@@ -13,7 +13,7 @@ import { IMAGE_ARCHIVE } from '../../scan/contract';
 import type { RuncScanner } from '../../scan/runc-scanner';
 import type { ObjectStore } from '../../storage/object-store';
 import { BuildFailedError, type BuildExecutor, type BuildJob, type BuildObserver, type BuildOutcome } from '../executor';
-import { buildctlArguments, classifyBuildFailure } from './buildctl';
+import { buildctlArguments, classifyBuildFailure, secretVariables } from './buildctl';
 import { LogTail } from '../log-tail';
 
 export interface LocalExecutorOptions {
@@ -137,7 +137,7 @@ export class LocalExecutor implements BuildExecutor {
       const child = spawn(command, argv, {
         cwd: workDir,
         // buildctl runs docker-credential-ibs from PATH when BuildKit first needs a registry's credentials.
-        env: { PATH: `${auth.binDir}:${process.env.PATH ?? '/usr/bin:/bin'}`, HOME: workDir, DOCKER_CONFIG: auth.configDir, ...this.tracingEnv(job) },
+        env: { PATH: `${auth.binDir}:${process.env.PATH ?? '/usr/bin:/bin'}`, HOME: workDir, DOCKER_CONFIG: auth.configDir, ...this.tracingEnv(job), ...secretEnvironment(job) },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       const tail = new LogTail(40);
@@ -180,4 +180,9 @@ export class LocalExecutor implements BuildExecutor {
       });
     });
   }
+}
+
+/** The job's secrets in the variables its buildctl arguments name (secretVariables). */
+function secretEnvironment(job: BuildJob): Record<string, string> {
+  return Object.fromEntries(Object.entries(secretVariables(job)).map(([id, variable]) => [variable, job.secrets![id]!]));
 }
