@@ -110,7 +110,7 @@ export function createActivities(deps: ActivityDeps) {
             repository: `${target.registry}/${target.repository}`,
             buildArgs: { ...deps.defaultBuildArgs, ...input.spec.buildArgs },
             secrets: deps.defaultBuildSecrets,
-            generatedDockerfile: input.spec.dependencies ? dependencyDockerfile(input.spec.dependencies) : undefined,
+            generatedDockerfile: input.spec.dependencies ? dependencyDockerfile(input.spec.dependencies, { secrets: deps.defaultBuildSecrets !== undefined }) : undefined,
             labels: input.spec.labels,
             target: input.spec.target,
             platforms: input.spec.platforms,

@@ -109,8 +109,9 @@ export async function createWorkerDependencies(config: Config, telemetry?: Telem
       secrets: config.secrets,
       telemetry,
       buildLogs: { index: new LogSegmentIndex(pool), ...config.buildLogs },
-      defaultBuildArgs: mirrorBuildArgs(config.dependencies),
-      defaultBuildSecrets: mirrorBuildSecrets(config.dependencies),
+      // Only the local executor hands BuildKit secrets to its builds so far (mirrors.ts).
+      defaultBuildArgs: mirrorBuildArgs(config.dependencies, { secrets: config.executor.type !== 'kubernetes' }),
+      defaultBuildSecrets: config.executor.type === 'kubernetes' ? undefined : mirrorBuildSecrets(config.dependencies),
       scanGate: config.imageScanner.enabled
         ? new ScanGate({
             config: config.imageScanner,

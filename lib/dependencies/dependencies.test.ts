@@ -20,7 +20,9 @@ describe('mirrorBuildArgs', () => {
 
   it('gives the index and CRAN URLs without their credentials, which only the secrets of the same names carry', () => {
     const dependencies = { pythonIndex: 'https://bot:t0ken@pypi.internal/simple/', cranMirror: 'https://u:p@cran.internal/' };
-    expect(mirrorBuildArgs(dependencies)).toEqual({ PIP_INDEX_URL: 'https://pypi.internal/simple/', CRAN_MIRROR: 'https://cran.internal/' });
+    expect(mirrorBuildArgs(dependencies, { secrets: true })).toEqual({ PIP_INDEX_URL: 'https://pypi.internal/simple/', CRAN_MIRROR: 'https://cran.internal/' });
+    // An executor that passes no secrets (kubernetes) gets the credentials in the arguments, as before.
+    expect(mirrorBuildArgs(dependencies).PIP_INDEX_URL).toBe('https://bot:t0ken@pypi.internal/simple/');
     expect(mirrorBuildSecrets(dependencies)).toEqual({ PIP_INDEX_URL: 'https://bot:t0ken@pypi.internal/simple/', CRAN_MIRROR: 'https://u:p@cran.internal/' });
     expect(mirrorBuildSecrets({ httpProxy: 'http://u:p@proxy:3128' })).toEqual({});
   });
@@ -39,7 +41,7 @@ describe('mirrorSecrets', () => {
 
 describe('dependencyDockerfile', () => {
   it('installs a requirements file with pip through the index secret', () => {
-    expect(dependencyDockerfile({ baseImage: 'reg/python:3.11', python: { requirements: 'deps/requirements.txt' } })).toBe(
+    expect(dependencyDockerfile({ baseImage: 'reg/python:3.11', python: { requirements: 'deps/requirements.txt' } }, { secrets: true })).toBe(
       [
         'FROM reg/python:3.11',
         'COPY ["deps/requirements.txt","/tmp/ibs-requirements.txt"]',
@@ -50,8 +52,14 @@ describe('dependencyDockerfile', () => {
     );
   });
 
+  it('reads the index from an ARG where the executor passes no secrets', () => {
+    const dockerfile = dependencyDockerfile({ baseImage: 'reg/python:3.11', python: { requirements: 'requirements.txt' } });
+    expect(dockerfile).toContain('ARG PIP_INDEX_URL\nARG PIP_TRUSTED_HOST\nRUN python3 -m pip install');
+    expect(dockerfile).not.toContain('--mount');
+  });
+
   it('installs R packages from the CRAN mirror secret (CRAN itself without one) and checks they load', () => {
-    const dockerfile = dependencyDockerfile({ baseImage: 'reg/r:4', r: { packages: ['jsonlite', 'data.table'] } });
+    const dockerfile = dependencyDockerfile({ baseImage: 'reg/r:4', r: { packages: ['jsonlite', 'data.table'] } }, { secrets: true });
     expect(dockerfile).not.toContain('ARG CRAN_MIRROR');
     expect(dockerfile).toContain('RUN --mount=type=secret,id=CRAN_MIRROR,env=CRAN_MIRROR Rscript');
     expect(dockerfile).toContain(`install.packages(c("jsonlite", "data.table"), repos = c(CRAN = Sys.getenv("CRAN_MIRROR", "https://cran.rstudio.com")))`);

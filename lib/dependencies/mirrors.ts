@@ -4,25 +4,32 @@
  * lower-case forms): RUN steps see them without an ARG line and BuildKit keeps them out of the image's history and
  * config, so the proxy's credentials never reach the image. PIP_INDEX_URL, PIP_TRUSTED_HOST and CRAN_MIRROR are
  * ordinary build arguments, which BuildKit writes into the image's history (`RUN |1 PIP_INDEX_URL=...`) of every
- * RUN after their ARG line: so the index and CRAN URLs go there without their user and password, and whole, with
- * the credentials, as the secrets of the same names, which a RUN step reads with
- * `--mount=type=secret,id=PIP_INDEX_URL,env=PIP_INDEX_URL` and which leave no trace in the image.
+ * RUN after their ARG line: so where the executor passes BuildKit secrets (the local executor), the index and CRAN
+ * URLs go there without their user and password, and whole, with the credentials, as the secrets of the same names,
+ * which a RUN step reads with `--mount=type=secret,id=PIP_INDEX_URL,env=PIP_INDEX_URL` and which leave no trace in
+ * the image.
  */
 import type { DependenciesConfig } from '../config/build';
 
 /** Hosts a RUN step reaches without the proxy. */
 const NO_PROXY = 'localhost,127.0.0.1';
 
-export function mirrorBuildArgs(dependencies: DependenciesConfig): Record<string, string> {
+/**
+ * The build arguments; with `secrets` (the executor passes mirrorBuildSecrets to its builds) the index and CRAN
+ * URLs lose their credentials, which the secrets carry. The kubernetes executor's builder pods get no secrets yet,
+ * so there the arguments keep them.
+ */
+export function mirrorBuildArgs(dependencies: DependenciesConfig, { secrets = false } = {}): Record<string, string> {
+  const url = (value: string) => (secrets ? withoutCredentials(value) : value);
   const args: Record<string, string> = {};
   if (dependencies.httpProxy) {
     for (const name of ['HTTP_PROXY', 'HTTPS_PROXY', 'http_proxy', 'https_proxy']) args[name] = dependencies.httpProxy;
     args.NO_PROXY = NO_PROXY;
     args.no_proxy = NO_PROXY;
   }
-  if (dependencies.pythonIndex) args.PIP_INDEX_URL = withoutCredentials(dependencies.pythonIndex);
+  if (dependencies.pythonIndex) args.PIP_INDEX_URL = url(dependencies.pythonIndex);
   if (dependencies.pythonTrustedHost) args.PIP_TRUSTED_HOST = dependencies.pythonTrustedHost;
-  if (dependencies.cranMirror) args.CRAN_MIRROR = withoutCredentials(dependencies.cranMirror);
+  if (dependencies.cranMirror) args.CRAN_MIRROR = url(dependencies.cranMirror);
   return args;
 }
 
