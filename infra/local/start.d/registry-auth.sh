@@ -3,9 +3,12 @@
 # its own config and storage, on loopback:
 #   127.0.0.1:5001  plain HTTP, htpasswd (Basic)
 #   127.0.0.1:5002  plain HTTP, token auth (Bearer); realm http://127.0.0.1:5081/token, served by the test suite
-#   127.0.0.1:5443  HTTPS with a certificate of a self-signed local CA, htpasswd
+#   127.0.0.1:5443  HTTPS with a certificate of a self-signed local CA, htpasswd; pods reach it as 10.244.0.1:5443
+#                   (start.d/node.sh forwards the port), which the certificate names too
 # Users (passwords generated once, kept in $IBS_RUN/registry-auth/ for the tests): ibs-push, ibs-pull.
 registry_auth_dir=$IBS_RUN/registry-auth
+# Where the real node's pods reach the host (start.d/node.sh, NODE_IP); the TLS certificate names it too.
+registry_tls_pod_address=${NODE_IP:-10.244.0.1}
 
 registry_auth_material() {
   local d=$registry_auth_dir
@@ -19,15 +22,22 @@ registry_auth_material() {
     htpasswd -Bbn ibs-pull "$(cat "$d/ibs-pull.password")" >>"$d/htpasswd.tmp"
     mv "$d/htpasswd.tmp" "$d/htpasswd"
   fi
-  if [ ! -s "$d/tls.crt" ]; then
-    # A local CA and a server certificate for 127.0.0.1 signed by it: what buildkitd's ca=[...] and
-    # ALLOW_SELF_SIGNED_CERTS are about.
+  if [ ! -s "$d/ca.crt" ] || [ ! -s "$d/ca.key" ]; then
+    # A local CA that nobody trusts by default: what buildkitd's ca=[...] and ALLOW_SELF_SIGNED_CERTS are about.
     openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj '/CN=ibs-local-test-ca' \
       -keyout "$d/ca.key" -out "$d/ca.crt" 2>/dev/null
+    rm -f "$d/tls.crt"
+  fi
+  # The server certificate, signed by that CA, names every address the registry is reached at: loopback, and the
+  # real node's address that pods use (start.d/node.sh forwards it to loopback). Made again when an older one
+  # lacks an address, so that a machine set up before keeps working with a plain start.sh.
+  if ! openssl x509 -in "$d/tls.crt" -noout -ext subjectAltName 2>/dev/null | grep -q "IP Address:$registry_tls_pod_address\b"; then
     openssl req -newkey rsa:2048 -nodes -subj '/CN=127.0.0.1' -keyout "$d/tls.key" -out "$d/tls.csr" 2>/dev/null
-    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$d/tls.ext"
+    printf 'subjectAltName=IP:127.0.0.1,IP:%s,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' \
+      "$registry_tls_pod_address" >"$d/tls.ext"
     openssl x509 -req -in "$d/tls.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial -days 3650 \
-      -extfile "$d/tls.ext" -out "$d/tls.crt" 2>/dev/null
+      -extfile "$d/tls.ext" -out "$d/tls.crt.tmp" 2>/dev/null
+    mv "$d/tls.crt.tmp" "$d/tls.crt"
   fi
   if [ ! -s "$d/token.crt" ]; then
     # The token server signs its JWTs with this key; the registry trusts the certificate (x5c header).
@@ -63,7 +73,11 @@ registry_auth_instance registry-htpasswd 5001 \
   "  htpasswd: { realm: ibs-test-basic, path: $registry_auth_dir/htpasswd }"
 registry_auth_instance registry-token 5002 \
   "  token: { realm: 'http://127.0.0.1:5081/token', service: ibs-test-registry, issuer: ibs-test-token-server, rootcertbundle: $registry_auth_dir/token.crt }"
+# A running TLS registry keeps the certificate it started with: restart it when the certificate is newer.
+if pid_alive "$IBS_RUN/pids/registry-tls.pid" && [ "$registry_auth_dir/tls.crt" -nt "$IBS_RUN/pids/registry-tls.pid" ]; then
+  stop_process registry-tls
+fi
 registry_auth_instance registry-tls 5443 \
   "  htpasswd: { realm: ibs-test-tls, path: $registry_auth_dir/htpasswd }" \
   "  tls: { certificate: $registry_auth_dir/tls.crt, key: $registry_auth_dir/tls.key }"
-log "test registries up: 127.0.0.1:5001 (htpasswd), 127.0.0.1:5002 (token, realm 127.0.0.1:5081), 127.0.0.1:5443 (TLS, local CA $registry_auth_dir/ca.crt)"
+log "test registries up: 127.0.0.1:5001 (htpasswd), 127.0.0.1:5002 (token, realm 127.0.0.1:5081), 127.0.0.1:5443 (TLS, also $registry_tls_pod_address:5443 for pods, local CA $registry_auth_dir/ca.crt)"
