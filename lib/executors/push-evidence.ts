@@ -12,6 +12,14 @@ export function isPushFailure(logTail: string): boolean {
   return PUSH_FAILURE.test(logTail) && /push|PUT|POST|upload/i.test(logTail);
 }
 
+const UNTRUSTED_CERTIFICATE = /x509:|tls: failed to verify certificate|certificate signed by unknown authority/i;
+
+/** What to change when the builder refused the registry's TLS certificate; undefined for any other refusal. */
+export function pushFailureAdvice(logTail: string): string | undefined {
+  if (!UNTRUSTED_CERTIFICATE.test(logTail)) return undefined;
+  return "the builder does not trust the registry's TLS certificate: give the registry a certificate from a CA the builder trusts, or set ALLOW_SELF_SIGNED_CERTS=true to skip the verification";
+}
+
 export interface PushContext {
   /** The target repository, registry host first (e.g. 127.0.0.1:5000/team/app). */
   repository: string;

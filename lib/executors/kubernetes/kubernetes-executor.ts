@@ -27,7 +27,7 @@ import {
 } from './pull-secrets';
 import { builderResourcesFor } from './resources';
 import { LogTail } from '../log-tail';
-import { isPushFailure, pushFailureEvidence } from '../push-evidence';
+import { isPushFailure, pushFailureAdvice, pushFailureEvidence } from '../push-evidence';
 
 export interface KubernetesExecutorDeps {
   storage: ObjectStore;
@@ -217,7 +217,10 @@ export class KubernetesExecutor implements BuildExecutor {
           }
           // A refused push is the registry's answer, not the Dockerfile's: say so, with the registry's words.
           if (error.code === 'build_failed' && isPushFailure(logEnd)) {
-            throw new BuildFailedError('push_failed', error.message, { ...error.evidence, ...pushFailureEvidence(logEnd, { repository: job.repository, credentialsIssuedAt }) });
+            const advice = pushFailureAdvice(logEnd);
+            throw new BuildFailedError('push_failed', advice ? `${advice}; ${error.message}` : error.message, {
+              ...error.evidence, ...pushFailureEvidence(logEnd, { repository: job.repository, credentialsIssuedAt }),
+            });
           }
           throw error;
         }
