@@ -4,17 +4,20 @@
 # debootstrap from Debian's mirror; everything expensive (debootstrap tarballs, compiled tools, Node.js) is cached
 # under $IBS_CACHE, so a repeat run takes seconds. The local BuildKit daemon builds every image.
 #
-#   bash infra/images/build.sh [all|builders|image-builder|kaniko|qemu|service|lint [DIR...]]   (default: all)
+#   bash infra/images/build.sh [all|builders|image-builder|kaniko|qemu|service|scanner|lint [DIR...]]   (default: all)
 #
 #   image-builder  rootless BuildKit, FROM scratch          <repository>/<name>:<version>
 #   kaniko         Kaniko executor, FROM scratch            <repository>/<name>:<version>-kaniko-image
 #   qemu           BuildKit in a QEMU VM, Debian rootfs     <repository>/<name>:<version>-qemu-image
 #   service        the repository's Dockerfile on a Debian rootfs with Node.js
 #                                                           <repository>/image-build-service:<package.json version>
+#   scanner        trivy and curl for the scanner gate's tests, FROM scratch
+#                                                           <repository>/trivy-scanner:<trivy version>
 #   builders = the first three; all = lint + builders + service.
 # Environment: IMAGE_BUILDER_REPOSITORY (default 127.0.0.1:5000/ibs), IMAGE_BUILDER_NAME (image-builder),
 # IMAGE_BUILDER_VERSION (default: the BuildKit version), SERVICE_IMAGE (default
-# <repository>/image-build-service:<package.json version>), BUILDKIT_HOST (infra/local's daemon).
+# <repository>/image-build-service:<package.json version>), SCANNER_IMAGE (default <repository>/trivy-scanner:<trivy
+# version>), BUILDKIT_HOST (infra/local's daemon).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -44,6 +47,7 @@ NAME=${IMAGE_BUILDER_NAME:-image-builder}
 VERSION=${IMAGE_BUILDER_VERSION:-${BUILDKIT_VERSION#v}}
 SERVICE_VERSION=$(sed -n 's/^  "version": "\(.*\)",$/\1/p' "$root/package.json")
 SERVICE_IMAGE=${SERVICE_IMAGE:-$REPOSITORY/image-build-service:$SERVICE_VERSION}
+SCANNER_IMAGE=${SCANNER_IMAGE:-$REPOSITORY/trivy-scanner:$(cat "$IBS_BIN/.trivy.version" 2>/dev/null)}
 mkdir -p "$IMAGE_BIN" "$IMAGE_CACHE"
 
 # infra/local/install.sh (install.d/kubernetes.sh) installs these; stop with the fix rather than install here.
@@ -252,6 +256,26 @@ build_qemu() {
     --opt build-arg:IMAGE_BUILDER="$REPOSITORY/$NAME:$VERSION"
 }
 
+# ---- the trivy scanner of the gate's tests and benchmarks ----
+
+# FROM scratch: the static trivy that infra/local installs, and Debian's curl (the builder pod's scanner container
+# uploads with it) with the shared libraries ldd names, the loader included.
+build_scanner() {
+  local version; version=$(cat "$IBS_BIN/.trivy.version")
+  local ctx; ctx=$(fresh_context trivy-scanner)
+  local fs=$ctx/rootfs lib
+  mkdir -p "$fs/usr/local/bin" "$fs/usr/bin" "$fs/etc/ssl/certs" "$fs/tmp"
+  cp "$IBS_BIN/trivy" "$fs/usr/local/bin/trivy"
+  cp /usr/bin/curl "$fs/usr/bin/curl"
+  for lib in $(ldd /usr/bin/curl | grep -o '/[^ ]*\.so[^ ]*'); do
+    mkdir -p "$fs$(dirname "$lib")"; cp -L "$lib" "$fs$lib"
+  done
+  cp /etc/ssl/certs/ca-certificates.crt "$fs/etc/ssl/certs/"
+  chmod 755 "$fs/usr/local/bin/trivy" "$fs/usr/bin/curl"; chmod 1777 "$fs/tmp"
+  cp "$here/trivy-scanner/Dockerfile" "$ctx/Dockerfile"
+  build_and_push "$SCANNER_IMAGE" "$ctx" "$ctx" --opt build-arg:TRIVY_VERSION="$version"
+}
+
 # ---- the service ----
 
 # node and npm from the npm registry, unpacked once into the cache as a /usr/local tree.
@@ -289,7 +313,8 @@ build_node_base() {
 # with it every later layer: npm ci again, minutes for nothing.
 service_inputs=(package.json package-lock.json tsconfig.json tsconfig.build.json api workflows activities worker lib Dockerfile infra/images/node infra/images/build.sh)
 service_key() {
-  { printf '%s\n' "$SERVICE_IMAGE" "$NODE_VERSION" "$NPM_VERSION" "$DEBIAN_SUITE" "$BUILDKIT_VERSION"
+  { printf '%s\n' "$SERVICE_IMAGE" "$NODE_VERSION" "$NPM_VERSION" "$DEBIAN_SUITE" "$BUILDKIT_VERSION" \
+      "notation $(cat "$IBS_BIN/.notation.version" 2>/dev/null)" "$(cat "$IBS_BIN"/notation-plugins/*/.version 2>/dev/null)"
     (cd "$root" && tar -c --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner "${service_inputs[@]}"); } | sha256sum | cut -c1-64
 }
 image_served() {
@@ -307,13 +332,25 @@ build_service() {
   build_node_base
   local buildkit; buildkit=$(fresh_context buildctl)
   mkdir -p "$buildkit/usr/bin" && cp "$IBS_BIN/buildctl" "$buildkit/usr/bin/buildctl"
+  # The Dockerfile's notation stage: the CLI, and the plugins that install.d/notation.sh could build (the AWS Signer
+  # plugin only where the Go module proxy serves it); an empty plugin folder otherwise.
+  local notation; notation=$(fresh_context notation)
+  mkdir -p "$notation/usr/local/bin" "$notation/plugins"
+  cp "$IBS_BIN/notation" "$notation/usr/local/bin/notation"
+  local plugin
+  for plugin in "$IBS_BIN"/notation-plugins/*/; do
+    [ -x "$plugin/notation-$(basename "$plugin")" ] || continue
+    mkdir -p "$notation/plugins/$(basename "$plugin")"
+    cp "$plugin/notation-$(basename "$plugin")" "$notation/plugins/$(basename "$plugin")/"
+  done
   local ctx; ctx=$(fresh_context service)
   # The context the Dockerfile COPYs, nothing else (no node_modules, no .git).
   cp -a "$root/package.json" "$root/package-lock.json" "$root/tsconfig.json" "$root/tsconfig.build.json" \
     "$root/api" "$root/workflows" "$root/activities" "$root/worker" "$root/lib" "$root/Dockerfile" "$ctx/"
   build_and_push "$SERVICE_IMAGE" "$ctx" "$ctx" --secret id=ca-certificates,src=/etc/ssl/certs/ca-certificates.crt \
     --opt "context:node:${NODE_VERSION%%.*}-$DEBIAN_SUITE-slim=docker-image://$REPOSITORY/node:$NODE_VERSION-$DEBIAN_SUITE" \
-    --opt "context:moby/buildkit:$BUILDKIT_VERSION=local:buildkit" --local buildkit="$buildkit"
+    --opt "context:moby/buildkit:$BUILDKIT_VERSION=local:buildkit" --local buildkit="$buildkit" \
+    --opt "context:notation=local:notation" --local notation="$notation"
   echo "$key" >"$stamp"
 }
 
@@ -333,15 +370,16 @@ lint_all() {
   for dir in "$@"; do lint_dockerfile "$dir" || status=1; done
   return $status
 }
-all_dockerfiles=("$here/image-builder" "$here/kaniko" "$here/qemu" "$here/node" "$root")
+all_dockerfiles=("$here/image-builder" "$here/kaniko" "$here/qemu" "$here/node" "$here/trivy-scanner" "$root")
 
 case "${1:-all}" in
   image-builder) build_image_builder ;;
   kaniko) build_kaniko ;;
   qemu) build_qemu ;;
   service) build_service ;;
+  scanner) build_scanner ;;
   builders) build_image_builder; build_kaniko; build_qemu ;;
   lint) shift; if [ $# -gt 0 ]; then lint_all "$@"; else lint_all "${all_dockerfiles[@]}"; fi ;;
   all) lint_all "${all_dockerfiles[@]}"; build_image_builder; build_kaniko; build_qemu; build_service ;;
-  *) echo "usage: $0 [all|builders|image-builder|kaniko|qemu|service|lint [DIR...]]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|builders|image-builder|kaniko|qemu|service|scanner|lint [DIR...]]" >&2; exit 2 ;;
 esac

@@ -23,10 +23,10 @@ import type { S3ObjectStore } from '../../lib/storage/s3-store';
 import { AUTH_DIR, PUSH_USER, passwordOf } from '../registry/support/registries';
 import { contextOf } from '../support/archives';
 import { KUBECONFIG, buildJob, createNamespace, deleteNamespace, recordingObserver } from '../kubernetes/support/cluster';
-import { NODE_NAME, REAL_NODE_NAMESPACE_LABELS, nodeAddress, podReachableStore } from './support/node';
+import { NODE_NAME, REAL_NODE_NAMESPACE_LABELS, forgetNodeImage, nodeAddress, podReachableStore } from './support/node';
+import { IMAGE_BUILDER } from './support/release';
 
 const run = promisify(execFile);
-const IMAGE_BUILDER = { repository: '127.0.0.1:5000/ibs', version: '0.28.1' };
 const TLS_PORT = 5443;
 let namespace: string;
 let address: string;
@@ -38,6 +38,7 @@ beforeAll(async () => {
   const buildSh = join(__dirname, '../../infra/images/build.sh');
   await run('bash', [buildSh, 'image-builder'], { timeout: 900_000, maxBuffer: 64 << 20 });
   await run('bash', [buildSh, 'kaniko'], { timeout: 1_500_000, maxBuffer: 64 << 20 });
+  for (const tag of [IMAGE_BUILDER.version, `${IMAGE_BUILDER.version}-kaniko-image`]) await forgetNodeImage(`${IMAGE_BUILDER.repository}/image-builder:${tag}`);
   namespace = await createNamespace('ibs-selfsigned', REAL_NODE_NAMESPACE_LABELS);
   address = await nodeAddress();
   store = podReachableStore(address);

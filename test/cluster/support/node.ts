@@ -7,7 +7,7 @@
 import type { V1EnvVar, V1Node, V1Pod, V1PodSpec } from '@kubernetes/client-node';
 import { execFile } from 'node:child_process';
 import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { S3ObjectStore } from '../../../lib/storage/s3-store';
@@ -41,6 +41,19 @@ export function podReachableStore(address: string): S3ObjectStore {
     accessKeyId: process.env.MINIO_SERVER_ROOT_USER ?? '',
     secretAccessKey: process.env.MINIO_SERVER_ROOT_PASSWORD ?? '',
     backend: 'MinIO',
+  });
+}
+
+/**
+ * Makes the node forget its copy of `image` (a tag of the local registry), so that the next pod pulls what the tag
+ * names now. Builder pods pull IfNotPresent, as a pinned version should in production, so after build.sh rebuilt a
+ * tag the node would otherwise keep running its older copy. Only the tag goes: running containers keep theirs.
+ */
+export async function forgetNodeImage(image: string): Promise<void> {
+  const bin = process.env.IBS_BIN ?? join(homedir(), '.cache/image-build-service/bin');
+  const socket = join(process.env.IBS_RUN ?? '/tmp/image-build-service', 'node/containerd/containerd.sock');
+  await run(join(bin, 'ctr'), ['--address', socket, '--namespace', 'k8s.io', 'images', 'rm', image]).catch((err: { stderr?: string }) => {
+    if (!/not found/.test(err.stderr ?? '')) throw err;
   });
 }
 

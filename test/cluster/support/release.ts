@@ -17,13 +17,14 @@ import { KUBECONFIG, coreApi, createNamespace, deleteNamespace } from '../../kub
 import { hashToken } from '../../../lib/auth/static-tokens';
 import { ensureBaseImage } from '../../support/registry';
 import { tokenFor } from '../../support/stack';
-import { REAL_NODE_NAMESPACE_LABELS, nodeAddress } from './node';
+import { REAL_NODE_NAMESPACE_LABELS, forgetNodeImage, nodeAddress } from './node';
 
 const run = promisify(execFile);
 export const RELEASE = 'ibs';
 /** Built from this worktree's sources by infra/images/build.sh; pulled by containerd on the host (hence 127.0.0.1). */
 export const SERVICE_IMAGE = { registry: '127.0.0.1:5000', repository: 'ibs-test/image-build-service', tag: 'cluster' };
-export const IMAGE_BUILDER = { repository: '127.0.0.1:5000/ibs', version: '0.28.1' };
+/** What infra/images/build.sh tags the image-builder as: IMAGE_BUILDER_VERSION when set, else the BuildKit version. */
+export const IMAGE_BUILDER = { repository: '127.0.0.1:5000/ibs', version: process.env.IMAGE_BUILDER_VERSION ?? '0.28.1' };
 
 export interface Release {
   namespace: string;
@@ -77,6 +78,7 @@ export async function installRelease(prefix: string): Promise<Release> {
     env: { ...process.env, SERVICE_IMAGE: `${SERVICE_IMAGE.registry}/${SERVICE_IMAGE.repository}:${SERVICE_IMAGE.tag}` },
   });
   await run('bash', [join(root, 'infra/images/build.sh'), 'image-builder'], { timeout: 900_000, maxBuffer: 64 << 20 });
+  await forgetNodeImage(`${IMAGE_BUILDER.repository}/image-builder:${IMAGE_BUILDER.version}`);
   await ensureBaseImage();
   const address = await nodeAddress();
   const namespace = await createNamespace(prefix, REAL_NODE_NAMESPACE_LABELS);

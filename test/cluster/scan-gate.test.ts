@@ -1,0 +1,146 @@
+/**
+ * The scanner gate on the real node, through the whole service: API → Temporal → worker with the kubernetes
+ * executor → a builder pod on ibs-node whose build init container writes /shared/image.tar and whose scanner
+ * container runs trivy (`--scanners secret`, offline) from the scanner image that infra/images/build.sh builds
+ * (trivy and curl), uploads the report and, when the scan passed, the archive; the worker then judges and pushes
+ * with the service's registry client. The stack's MinIO is given at the node's address so that the presigned
+ * URLs work inside the pod; the target registry is the local one as pods see it (10.244.0.1:5000).
+ */
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { execFile } from 'node:child_process';
+import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildForm, contextOf } from '../support/archives';
+import { BASE_IMAGE, ensureBaseImage } from '../support/registry';
+import { ensureTrivyScannerImage, TRIVY_SECRET_SCAN_ARGS } from '../support/scanner-image';
+import { startTestStack, waitForBuild, type TestStack } from '../support/stack';
+import { KUBECONFIG, createNamespace, deleteNamespace } from '../kubernetes/support/cluster';
+import { NODE_NAME, REAL_NODE_NAMESPACE_LABELS, forgetNodeImage, nodeAddress } from './support/node';
+import { IMAGE_BUILDER } from './support/release';
+
+const run = promisify(execFile);
+const REPORT_PREFIX = 'scan-reports-cluster';
+const BASE_PATH = BASE_IMAGE.slice(BASE_IMAGE.indexOf('/') + 1);
+
+describe(`the scanner gate in builder pods on ${NODE_NAME} (trivy --scanners secret)`, () => {
+  let stack: TestStack;
+  let namespace: string;
+  let address: string;
+  let s3: S3Client;
+
+  const reportInMinio = async (buildId: string): Promise<{ Results?: { Secrets?: { RuleID: string }[] }[] }> => {
+    const out = await s3.send(new GetObjectCommand({ Bucket: process.env.LOGS_BUCKET ?? 'data', Key: `${REPORT_PREFIX}/${buildId}/scan-report.json` }));
+    return JSON.parse(await out.Body!.transformToString()) as { Results?: { Secrets?: { RuleID: string }[] }[] };
+  };
+  /** The local registry as the host reaches it; a repository nothing was pushed to is unknown (404). */
+  const tagsStatus = async (repository: string): Promise<number> => {
+    const res = await fetch(`http://127.0.0.1:5000/v2/${repository}/tags/list`);
+    await res.body?.cancel();
+    return res.status;
+  };
+
+  const buildAndWatch = async (repository: string, files: Record<string, string | Buffer>) => {
+    const res = await stack.api('/v1/builds', { method: 'POST', body: buildForm({ image: `${address}:5000/${repository}:1` }, await contextOf(files)) });
+    expect(res.status, await res.clone().text()).toBe(202);
+    const { id } = (await res.json()) as { id: string };
+    const seen: string[] = [];
+    const watching = (async () => {
+      for (;;) {
+        const status = (await stack.builds.get(id))?.status;
+        if (status && seen.at(-1) !== status) seen.push(status);
+        if (status && ['succeeded', 'failed', 'cancelled'].includes(status)) return;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    })();
+    const build = await waitForBuild(stack.apiUrl, id, 420_000);
+    await watching;
+    const log = await (await stack.api(`/v1/builds/${id}/logs`)).text();
+    return { id, build, seen, log };
+  };
+
+  beforeAll(async () => {
+    await run('bash', [join(__dirname, '../../infra/images/build.sh'), 'image-builder'], { timeout: 900_000, maxBuffer: 64 << 20 });
+    await forgetNodeImage(`${IMAGE_BUILDER.repository}/image-builder:${IMAGE_BUILDER.version}`);
+    await ensureBaseImage();
+    const scannerImage = await ensureTrivyScannerImage();
+    address = await nodeAddress();
+    namespace = await createNamespace('ibs-scangate', REAL_NODE_NAMESPACE_LABELS);
+    stack = await startTestStack('cluster-scan-gate', {
+      BUILD_EXECUTOR: 'kubernetes',
+      KUBECONFIG,
+      IMAGE_BUILDER_NAMESPACE: namespace,
+      IMAGE_BUILDER_REPOSITORY: IMAGE_BUILDER.repository,
+      IMAGE_BUILDER_VERSION: IMAGE_BUILDER.version,
+      IMAGE_BUILDER_POD_RETENTION_SECONDS: '0',
+      IMAGE_BUILDER_RESOURCES_REQUESTS_CPU: '250m',
+      IMAGE_BUILDER_RESOURCES_LIMITS_CPU: '1',
+      IMAGE_BUILDER_RESOURCES_LIMITS_MEMORY: '1G',
+      // Presigned URLs (context download, report and archive uploads) must work inside the pod.
+      MINIO_SERVER_HOST: `http://${address}:9000`,
+      TARGET_REGISTRY_ALLOWLIST: `${address}:5000`,
+      IMAGE_BUILDER_SCANNER_ENABLED: 'true',
+      IMAGE_BUILDER_SCANNER_IMAGE: scannerImage,
+      IMAGE_BUILDER_SCANNER_ARGS: JSON.stringify(TRIVY_SECRET_SCAN_ARGS),
+      IMAGE_BUILDER_SCANNER_ENV: JSON.stringify({ TRIVY_NO_PROGRESS: 'true', SCANNER_API_TOKEN: 'scanner-token-canary-5512' }),
+      IMAGE_BUILDER_SCANNER_REPORT_UPLOAD_PATH: `s3://${process.env.LOGS_BUCKET ?? 'data'}/${REPORT_PREFIX}`,
+      IMAGE_BUILDER_SCANNER_RESOURCES_LIMITS_MEMORY: '1Gi',
+      IMAGE_BUILDER_SCANNER_RESOURCES_LIMITS_CPU: '1',
+    });
+    await stack.startWorker();
+    s3 = new S3Client({
+      endpoint: process.env.MINIO_SERVER_HOST,
+      region: 'us-east-1',
+      forcePathStyle: true,
+      credentials: { accessKeyId: process.env.MINIO_SERVER_ROOT_USER ?? '', secretAccessKey: process.env.MINIO_SERVER_ROOT_PASSWORD ?? '' },
+    });
+  }, 1_200_000);
+
+  afterAll(async () => {
+    await stack?.close();
+    if (namespace) await deleteNamespace(namespace);
+  });
+
+  it('blocks an image with a planted private key: failed scan_failed, report in object storage, nothing pushed', async () => {
+    const repository = `ibs-cluster/scan-leaky-${randomUUID().slice(0, 8)}`;
+    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const { id, build, seen, log } = await buildAndWatch(repository, {
+      Dockerfile: `FROM ${address}:5000/${BASE_PATH}\nCOPY id_rsa /root/.ssh/id_rsa\n`,
+      id_rsa: privateKey.export({ type: 'pkcs1', format: 'pem' }).toString(),
+    });
+    expect(build.status, `${JSON.stringify(build.error)}\n${log}`).toBe('failed');
+    expect((build.error as { code: string }).code).toBe('scan_failed');
+    expect(seen).toContain('scanning');
+    expect(seen).not.toContain('pushing');
+    const scan = build.scan as { passed: boolean; reportUrl: string; summary: { findings: Record<string, number> } };
+    expect(scan.passed).toBe(false);
+    expect(scan.reportUrl).toBe(`s3://${process.env.LOGS_BUCKET ?? 'data'}/${REPORT_PREFIX}/${id}/scan-report.json`);
+    expect(scan.summary.findings.secrets).toBeGreaterThanOrEqual(1);
+    const report = await reportInMinio(id);
+    expect(report.Results?.flatMap((r) => r.Secrets ?? []).map((s) => s.RuleID)).toContain('private-key');
+    expect(await tagsStatus(repository)).toBe(404);
+    // The scanner's env reached it through the build's secret, never the log.
+    expect(log).not.toContain('scanner-token-canary-5512');
+  }, 480_000);
+
+  it('lets a clean image through: scanned in the pod, then pushed from the archive; the registry serves the digest', async () => {
+    const repository = `ibs-cluster/scan-clean-${randomUUID().slice(0, 8)}`;
+    const { id, build, seen, log } = await buildAndWatch(repository, {
+      Dockerfile: `FROM ${address}:5000/${BASE_PATH}\nCOPY hello.txt /hello.txt\n`,
+      'hello.txt': 'nothing secret here\n',
+    });
+    expect(build.status, `${JSON.stringify(build.error)}\n${log}`).toBe('succeeded');
+    expect(seen.indexOf('scanning')).toBeGreaterThan(-1);
+    expect(seen.indexOf('scanning')).toBeLessThan(seen.indexOf('pushing'));
+    const scan = build.scan as { passed: boolean; summary: { format: string; findings: Record<string, number> } };
+    expect(scan.passed).toBe(true);
+    expect(scan.summary).toMatchObject({ format: 'trivy', findings: { secrets: 0 } });
+    expect((await reportInMinio(id)).Results ?? []).toBeDefined();
+    const manifest = await fetch(`http://127.0.0.1:5000/v2/${repository}/manifests/1`, {
+      headers: { accept: 'application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json' },
+    });
+    expect(manifest.status).toBe(200);
+    expect(manifest.headers.get('docker-content-digest')).toBe(build.digest);
+  }, 480_000);
+});
