@@ -12,7 +12,7 @@ import { buildForm, contextOf } from '../support/archives';
 import { BASE_IMAGE, manifestOf } from '../support/registry';
 import { apiFetch, waitForBuild } from '../support/stack';
 import { coreApi, eventually } from '../kubernetes/support/cluster';
-import { NODE_NAME } from './support/node';
+import { NODE_NAME, nodePod, runToCompletion } from './support/node';
 import { RELEASE, SERVICE_IMAGE, installRelease, type Release } from './support/release';
 
 const SERVICE_ACCOUNT = `${RELEASE}-build-service`;
@@ -47,6 +47,17 @@ describe(`the chart installed with helm on the real node ${NODE_NAME}`, () => {
     const ready = await apiFetch(apiUrl, '/readyz');
     expect(ready.status, await ready.clone().text()).toBe(200);
   });
+
+  it("the worker's image has the notation CLI and its plugin folder, for IMAGE_SIGNER_TYPE=notation", async () => {
+    const worker = (await coreApi().listNamespacedPod({ namespace, labelSelector: `app.kubernetes.io/instance=${RELEASE},app.kubernetes.io/component=worker` })).items[0];
+    const image = worker?.spec?.containers[0]?.image ?? '';
+    // A pod of the worker's image and pod security context, so the same user finds notation on its PATH.
+    const { pod, log } = await runToCompletion(namespace, nodePod(`notation-${randomBytes(3).toString('hex')}`, image,
+      'notation version && test -d /home/node/.config/notation/plugins && echo plugin-folder-present', { spec: { securityContext: worker?.spec?.securityContext } }));
+    expect(pod.status?.phase, log).toBe('Succeeded');
+    expect(log).toMatch(/Version:\s+v1\.3\.2/);
+    expect(log).toContain('plugin-folder-present');
+  }, 120_000);
 
   it('builds an image sent to the in-cluster API in a builder pod, and the registry serves it', async () => {
     const marker = `helm-${randomBytes(6).toString('hex')}`;
