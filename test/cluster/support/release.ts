@@ -21,8 +21,11 @@ import { REAL_NODE_NAMESPACE_LABELS, forgetNodeImage, nodeAddress } from './node
 
 const run = promisify(execFile);
 export const RELEASE = 'ibs';
-/** Built from this worktree's sources by infra/images/build.sh; pulled by containerd on the host (hence 127.0.0.1). */
-export const SERVICE_IMAGE = { registry: '127.0.0.1:5000', repository: 'ibs-test/image-build-service', tag: 'cluster' };
+/**
+ * Built from this worktree's sources by infra/images/build.sh; pulled by containerd on the host (hence 127.0.0.1).
+ * IBS_TEST_SERVICE_TAG gives a checkout a tag of its own, so that two checkouts testing at once do not swap images.
+ */
+export const SERVICE_IMAGE = { registry: '127.0.0.1:5000', repository: 'ibs-test/image-build-service', tag: process.env.IBS_TEST_SERVICE_TAG ?? 'cluster' };
 /** What infra/images/build.sh tags the image-builder as: IMAGE_BUILDER_VERSION when set, else the BuildKit version. */
 export const IMAGE_BUILDER = { repository: '127.0.0.1:5000/ibs', version: process.env.IMAGE_BUILDER_VERSION ?? '0.28.1' };
 
