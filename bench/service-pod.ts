@@ -56,7 +56,9 @@ async function main(): Promise<void> {
       const pod = await build(release.apiUrl, `${release.address}:5000`, 'ibs-bench/service-pod', nonce, (id) => {
         poll = (async () => {
           while (polling && firstLogAt === undefined) {
-            const text = await (await apiFetch(release.apiUrl, `/v1/builds/${id}/logs`)).text();
+            const res = await apiFetch(release.apiUrl, `/v1/builds/${id}/logs`);
+            // Only a served log counts: before the build has one the API answers with an error body.
+            const text = res.status === 200 ? await res.text() : (await res.body?.cancel(), '');
             if (text.split('\n').some((line) => line.trim() !== '' && !line.startsWith('[ibs]'))) firstLogAt = Date.now();
             await new Promise((resolve) => setTimeout(resolve, 250));
           }
