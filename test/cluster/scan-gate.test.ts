@@ -6,33 +6,34 @@
  * with the service's registry client. The stack's MinIO is given at the node's address so that the presigned
  * URLs work inside the pod; the target registry is the local one as pods see it (10.244.0.1:5000).
  */
-import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { execFile } from 'node:child_process';
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { join } from 'node:path';
+import { buffer } from 'node:stream/consumers';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildForm, contextOf } from '../support/archives';
 import { BASE_IMAGE, ensureBaseImage } from '../support/registry';
-import { ensureTrivyScannerImage, TRIVY_SECRET_SCAN_ARGS } from '../support/scanner-image';
+import { ensureTrivyScannerImage, trivyGateSettings } from '../support/scanner-image';
 import { startTestStack, waitForBuild, type TestStack } from '../support/stack';
-import { KUBECONFIG, createNamespace, deleteNamespace } from '../kubernetes/support/cluster';
+import { KUBECONFIG, createNamespace, deleteNamespace, objectStore } from '../kubernetes/support/cluster';
 import { NODE_NAME, REAL_NODE_NAMESPACE_LABELS, forgetNodeImage, nodeAddress } from './support/node';
 import { IMAGE_BUILDER } from './support/release';
 
 const run = promisify(execFile);
 const REPORT_PREFIX = 'scan-reports-cluster';
+const BUCKET = process.env.LOGS_BUCKET ?? 'data';
 const BASE_PATH = BASE_IMAGE.slice(BASE_IMAGE.indexOf('/') + 1);
 
 describe(`the scanner gate in builder pods on ${NODE_NAME} (trivy --scanners secret)`, () => {
   let stack: TestStack;
   let namespace: string;
   let address: string;
-  let s3: S3Client;
 
   const reportInMinio = async (buildId: string): Promise<{ Results?: { Secrets?: { RuleID: string }[] }[] }> => {
-    const out = await s3.send(new GetObjectCommand({ Bucket: process.env.LOGS_BUCKET ?? 'data', Key: `${REPORT_PREFIX}/${buildId}/scan-report.json` }));
-    return JSON.parse(await out.Body!.transformToString()) as { Results?: { Secrets?: { RuleID: string }[] }[] };
+    const body = await objectStore().get(`${REPORT_PREFIX}/${buildId}/scan-report.json`);
+    if (!body) throw new Error(`no scan report of build ${buildId} in object storage`);
+    return JSON.parse((await buffer(body)).toString('utf8')) as { Results?: { Secrets?: { RuleID: string }[] }[] };
   };
   /** The local registry as the host reaches it; a repository nothing was pushed to is unknown (404). */
   const tagsStatus = async (repository: string): Promise<number> => {
@@ -80,21 +81,9 @@ describe(`the scanner gate in builder pods on ${NODE_NAME} (trivy --scanners sec
       // Presigned URLs (context download, report and archive uploads) must work inside the pod.
       MINIO_SERVER_HOST: `http://${address}:9000`,
       TARGET_REGISTRY_ALLOWLIST: `${address}:5000`,
-      IMAGE_BUILDER_SCANNER_ENABLED: 'true',
-      IMAGE_BUILDER_SCANNER_IMAGE: scannerImage,
-      IMAGE_BUILDER_SCANNER_ARGS: JSON.stringify(TRIVY_SECRET_SCAN_ARGS),
-      IMAGE_BUILDER_SCANNER_ENV: JSON.stringify({ TRIVY_NO_PROGRESS: 'true', SCANNER_API_TOKEN: 'scanner-token-canary-5512' }),
-      IMAGE_BUILDER_SCANNER_REPORT_UPLOAD_PATH: `s3://${process.env.LOGS_BUCKET ?? 'data'}/${REPORT_PREFIX}`,
-      IMAGE_BUILDER_SCANNER_RESOURCES_LIMITS_MEMORY: '1Gi',
-      IMAGE_BUILDER_SCANNER_RESOURCES_LIMITS_CPU: '1',
+      ...trivyGateSettings(scannerImage, `s3://${BUCKET}/${REPORT_PREFIX}`, 'scanner-token-canary-5512'),
     });
     await stack.startWorker();
-    s3 = new S3Client({
-      endpoint: process.env.MINIO_SERVER_HOST,
-      region: 'us-east-1',
-      forcePathStyle: true,
-      credentials: { accessKeyId: process.env.MINIO_SERVER_ROOT_USER ?? '', secretAccessKey: process.env.MINIO_SERVER_ROOT_PASSWORD ?? '' },
-    });
   }, 1_200_000);
 
   afterAll(async () => {
@@ -115,7 +104,7 @@ describe(`the scanner gate in builder pods on ${NODE_NAME} (trivy --scanners sec
     expect(seen).not.toContain('pushing');
     const scan = build.scan as { passed: boolean; reportUrl: string; summary: { findings: Record<string, number> } };
     expect(scan.passed).toBe(false);
-    expect(scan.reportUrl).toBe(`s3://${process.env.LOGS_BUCKET ?? 'data'}/${REPORT_PREFIX}/${id}/scan-report.json`);
+    expect(scan.reportUrl).toBe(`s3://${BUCKET}/${REPORT_PREFIX}/${id}/scan-report.json`);
     expect(scan.summary.findings.secrets).toBeGreaterThanOrEqual(1);
     const report = await reportInMinio(id);
     expect(report.Results?.flatMap((r) => r.Secrets ?? []).map((s) => s.RuleID)).toContain('private-key');

@@ -8,7 +8,7 @@ import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildForm, contextOf } from '../support/archives';
 import { ensureBaseImage, REGISTRY } from '../support/registry';
-import { ensureTrivyScannerImage, TRIVY_SECRET_SCAN_ARGS } from '../support/scanner-image';
+import { ensureTrivyScannerImage, TRIVY_SECRET_SCAN_ARGS, trivyGateSettings } from '../support/scanner-image';
 import { searchAttributeStatuses } from '../support/search-attributes';
 import { startTestStack, waitForBuild, type TestStack } from '../support/stack';
 
@@ -52,15 +52,7 @@ describe('scanner gate (local executor, trivy --scanners secret)', () => {
   beforeAll(async () => {
     base = await ensureBaseImage();
     scannerImage = await ensureTrivyScannerImage();
-    stack = await startTestStack('scan-gate', {
-      IMAGE_BUILDER_SCANNER_ENABLED: 'true',
-      IMAGE_BUILDER_SCANNER_IMAGE: scannerImage,
-      IMAGE_BUILDER_SCANNER_ARGS: JSON.stringify(TRIVY_SECRET_SCAN_ARGS),
-      IMAGE_BUILDER_SCANNER_ENV: JSON.stringify({ TRIVY_NO_PROGRESS: 'true', SCANNER_API_TOKEN: 'scanner-token-canary-4711' }),
-      IMAGE_BUILDER_SCANNER_REPORT_UPLOAD_PATH: `s3://data/${REPORT_PREFIX}`,
-      IMAGE_BUILDER_SCANNER_RESOURCES_LIMITS_MEMORY: '1Gi',
-      IMAGE_BUILDER_SCANNER_RESOURCES_LIMITS_CPU: '1',
-    });
+    stack = await startTestStack('scan-gate', trivyGateSettings(scannerImage, `s3://data/${REPORT_PREFIX}`, 'scanner-token-canary-4711'));
     await stack.startWorker();
     s3 = new S3Client({
       endpoint: process.env.MINIO_SERVER_HOST,

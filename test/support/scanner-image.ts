@@ -31,3 +31,19 @@ export const TRIVY_SECRET_SCAN_ARGS = [
   'image', '--input', '/shared/image.tar', '--scanners', 'secret', '--format', 'json', '--output', '/shared/scan-report.json',
   '--exit-code', '1', '--cache-dir', '/tmp/trivy', '--skip-db-update', '--offline-scan', '--skip-version-check', '--quiet',
 ];
+
+/**
+ * The service's scanner settings for trivy's secret scan: its env (TRIVY_NO_PROGRESS and a canary that must never
+ * show in a log), the report's upload path and a memory and CPU limit that trivy fits in.
+ */
+export function trivyGateSettings(image: string, reportUploadPath: string, canary: string): Record<string, string> {
+  return {
+    IMAGE_BUILDER_SCANNER_ENABLED: 'true',
+    IMAGE_BUILDER_SCANNER_IMAGE: image,
+    IMAGE_BUILDER_SCANNER_ARGS: JSON.stringify(TRIVY_SECRET_SCAN_ARGS),
+    IMAGE_BUILDER_SCANNER_ENV: JSON.stringify({ TRIVY_NO_PROGRESS: 'true', SCANNER_API_TOKEN: canary }),
+    IMAGE_BUILDER_SCANNER_REPORT_UPLOAD_PATH: reportUploadPath,
+    IMAGE_BUILDER_SCANNER_RESOURCES_LIMITS_MEMORY: '1Gi',
+    IMAGE_BUILDER_SCANNER_RESOURCES_LIMITS_CPU: '1',
+  };
+}
