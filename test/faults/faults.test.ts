@@ -1,0 +1,353 @@
+/**
+ * The fault-injection suite (`npm run test:faults`, issue 13): each kind of fault injected FAULT_INJECTIONS times
+ * (default 3, so that the suite fits in `npm test` on a two-core machine; the published run used 20) at random points
+ * of small builds, against a private copy of the service's components (support/harness.ts: the developer's stack
+ * is never killed or restarted). After each kind: every accepted build reached exactly one final state that the
+ * API, PostgreSQL and Temporal agree on, no tag serves a digest other than its build's, and nothing temporary was
+ * left behind. The table is printed and written to docs/reliability.md.
+ */
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { join } from 'node:path';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { apiFetch } from '../support/stack';
+import { sleep } from './support/components';
+import { FaultStack, FINAL, newRow, randomBetween, type FaultRow, type Service, type Submission } from './support/harness';
+
+const INJECTIONS = Number(process.env.FAULT_INJECTIONS ?? 3);
+const PG_OUTAGE_MS = Number(process.env.FAULT_PG_OUTAGE_SECONDS ?? 30) * 1000;
+const STORAGE_OUTAGE_MS = Number(process.env.FAULT_STORAGE_OUTAGE_SECONDS ?? 20) * 1000;
+const REGISTRY_WINDOW_MS = Number(process.env.FAULT_REGISTRY_WINDOW_SECONDS ?? 60) * 1000;
+const KIND_TIMEOUT = 900_000;
+const run = promisify(execFile);
+
+const rows: FaultRow[] = [];
+let stack: FaultStack;
+
+function expectClean(row: FaultRow): void {
+  // Every kind is one the service recovers from: the builds it hit must still succeed.
+  const { kind, lost, duplicated, orphans, failed, wrongTags, lostLogLines, notes } = row;
+  expect({ kind, lost, duplicated, orphans, failed, wrongTags, lostLogLines, notes })
+    .toEqual({ kind, lost: 0, duplicated: 0, orphans: 0, failed: 0, wrongTags: 0, lostLogLines: 0, notes: expect.anything() as unknown });
+  expect(row.injections).toBeGreaterThanOrEqual(INJECTIONS);
+}
+
+/** Runs a kind: the row is recorded even when the kind throws, so that the table shows what failed. */
+async function kind(name: string, body: (row: FaultRow) => Promise<void>): Promise<FaultRow> {
+  const row = newRow(name);
+  rows.push(row);
+  try {
+    await body(row);
+  } catch (err) {
+    row.notes.push(`aborted: ${(err as Error).message.slice(0, 300)}`);
+    throw err;
+  } finally {
+    await stack.ensureRunning();
+  }
+  return row;
+}
+
+beforeAll(async () => {
+  stack = new FaultStack();
+  await stack.start();
+}, 300_000);
+
+afterAll(async () => {
+  await stack?.close();
+  report();
+}, 120_000);
+
+describe('fault injection', () => {
+  it('worker SIGKILL mid-build: a new worker takes over', async () => {
+    const row = await kind('worker SIGKILL', async (row) => {
+      const service = stack.service;
+      const submissions: Submission[] = [];
+      for (let i = 0; i < INJECTIONS; i++) {
+        submissions.push(await service.submit('worker'));
+        await sleep(randomBetween(300, 6_000));
+        await service.worker.kill();
+        row.injections++;
+        await service.worker.start();
+      }
+      await stack.check(row, service, submissions);
+    });
+    expectClean(row);
+  }, KIND_TIMEOUT);
+
+  it('API restart mid-upload and mid-follow: a clean error, and a retry with the Idempotency-Key makes one build', async () => {
+    const row = await kind('API restart (upload, follow)', async (row) => {
+      const service = stack.service;
+      const submissions: Submission[] = [];
+      for (let i = 0; i < INJECTIONS; i++) {
+        // Mid-upload: a ~1.5 s upload, the API killed somewhere in it (or just after it).
+        const { submission, body } = await service.newSubmission('upload', 3, 4 << 20);
+        const encoded = new Response(body); // one encoding: its boundary is in the content type
+        const contentType = encoded.headers.get('content-type')!;
+        const bytes = Buffer.from(await encoded.arrayBuffer());
+        const upload = service.post(submission, slowBody(bytes, 1_500), { headers: { 'content-type': contentType }, duplex: 'half' } as RequestInit)
+          .then(async (res) => ({ status: res.status, text: await res.text() }), (err: Error) => ({ status: 0, text: String(err.cause ?? err) }));
+        await sleep(randomBetween(100, 1_800));
+        await service.api.kill();
+        row.injections++;
+        const first = await withTimeout(upload, 30_000, 'the upload neither failed nor answered within 30 s of the API dying');
+        // A clean error is a failed connection or an error answer, never a hang; an accepted build is fine too.
+        expect([0, 202, 503]).toContain(first.status);
+        await service.api.start();
+        const retry = await service.post(submission, bytes, { headers: { 'content-type': contentType } });
+        expect([200, 202]).toContain(retry.status);
+        submission.id = ((await retry.json()) as { id: string }).id;
+        submissions.push(submission);
+
+        // Mid-follow: the API killed while a client follows a running build's log.
+        const followed = await service.submit('follow', 5);
+        submissions.push(followed);
+        const follow = followLog(service, followed.id!);
+        await sleep(randomBetween(500, 4_000));
+        await service.api.kill();
+        row.injections++;
+        const cut = await withTimeout(follow, 30_000, 'the follower neither ended nor failed within 30 s of the API dying');
+        // The stream ended early: no `end` event unless the build had already finished.
+        if (cut.end) expect(FINAL).toContain(cut.end);
+        await service.api.start();
+        const resumed = await withTimeout(followLog(service, followed.id!), 300_000, 'the resumed follower never saw the end');
+        const final = await service.status(followed.id!);
+        expect(resumed.end).toBe(final?.status);
+      }
+      await stack.check(row, service, submissions);
+    });
+    expectClean(row);
+  }, KIND_TIMEOUT);
+
+  it('Temporal server restart, its state kept on disk', async () => {
+    const row = await kind('Temporal restart', async (row) => {
+      const service = stack.service;
+      const submissions: Submission[] = [];
+      for (let i = 0; i < INJECTIONS; i++) {
+        submissions.push(await service.submit('temporal'));
+        await sleep(randomBetween(300, 5_000));
+        await stack.temporal.component.stop(i % 2 === 0 ? 'SIGTERM' : 'SIGKILL');
+        row.injections++;
+        await stack.temporal.component.start();
+      }
+      await stack.check(row, service, submissions);
+    });
+    expectClean(row);
+  }, KIND_TIMEOUT);
+
+  it(`PostgreSQL down for ${PG_OUTAGE_MS / 1000} s: 503 with Retry-After meanwhile, running builds finish after`, async () => {
+    const row = await kind(`PostgreSQL down ${PG_OUTAGE_MS / 1000} s`, async (row) => {
+      const service = stack.service;
+      const submissions: Submission[] = [];
+      for (let i = 0; i < INJECTIONS; i++) {
+        submissions.push(await service.submit('postgres', 6));
+        await sleep(randomBetween(300, 5_000));
+        await stack.postgres.crash();
+        row.injections++;
+        const downUntil = Date.now() + PG_OUTAGE_MS;
+        // Meanwhile the API accepts nothing: a submission and a read answer 503 database_unavailable with Retry-After.
+        const { submission, body } = await service.newSubmission('refused');
+        for (const res of [await service.post(submission, body), await apiFetch(service.apiUrl, '/v1/builds')]) {
+          expect(res.status).toBe(503);
+          expect(res.headers.get('retry-after')).toMatch(/^\d+$/);
+          expect(((await res.json()) as { error: { code: string } }).error.code).toBe('database_unavailable');
+        }
+        await sleep(downUntil - Date.now());
+        await stack.postgres.start();
+        const { rows: refused } = await stack.pool.query('SELECT id FROM builds WHERE idempotency_key = $1', [submission.key]);
+        expect(refused).toHaveLength(0);
+      }
+      await stack.check(row, service, submissions);
+    });
+    expectClean(row);
+  }, KIND_TIMEOUT);
+
+  it(`the registry answering 5xx and 429 on 30 % of requests for ${REGISTRY_WINDOW_MS / 1000} s`, async () => {
+    const row = await kind('registry 5xx/429 (30 %)', async (row) => {
+      const service = stack.service;
+      const submissions: Submission[] = [];
+      const before = stack.proxy.injections;
+      stack.proxy.faulty = true;
+      const until = Date.now() + REGISTRY_WINDOW_MS;
+      try {
+        while (Date.now() < until || stack.proxy.injections - before < INJECTIONS) {
+          submissions.push(await service.submit('registry', 2));
+          await sleep(randomBetween(1_000, 4_000));
+          if (Date.now() > until + 120_000) break;
+        }
+      } finally {
+        stack.proxy.faulty = false;
+      }
+      row.injections = stack.proxy.injections - before;
+      row.notes.push(`faults by status: ${JSON.stringify(Object.fromEntries(stack.proxy.injected))}`);
+      await stack.check(row, service, submissions);
+    });
+    expectClean(row);
+  }, KIND_TIMEOUT);
+
+  it(`object storage down for ${STORAGE_OUTAGE_MS / 1000} s: no log line lost`, async () => {
+    const row = await kind(`object storage down ${STORAGE_OUTAGE_MS / 1000} s`, async (row) => {
+      const service = stack.service;
+      const submissions: Submission[] = [];
+      for (let i = 0; i < INJECTIONS; i++) {
+        submissions.push(await service.submit('storage', 10));
+        await sleep(randomBetween(1_000, 6_000));
+        await stack.minio.component.stop('SIGKILL');
+        row.injections++;
+        await sleep(STORAGE_OUTAGE_MS);
+        await stack.minio.component.start();
+      }
+      await stack.check(row, service, submissions, { checkLogs: true });
+    });
+    expectClean(row);
+  }, KIND_TIMEOUT);
+
+  it('BuildKit daemon restarted mid-build', async () => {
+    const row = await kind('BuildKit restart', async (row) => {
+      const service = stack.service;
+      const submissions: Submission[] = [];
+      for (let i = 0; i < INJECTIONS; i++) {
+        submissions.push(await service.submit('buildkit', 5));
+        await sleep(randomBetween(500, 6_000));
+        await stack.buildkit.component.stop(i % 2 === 0 ? 'SIGTERM' : 'SIGKILL');
+        row.injections++;
+        await stack.buildkit.component.start();
+      }
+      await stack.check(row, service, submissions);
+    });
+    expectClean(row);
+  }, KIND_TIMEOUT);
+
+  it('a builder pod deleted mid-build on the real node', async () => {
+    const row = await kind('builder pod deleted', async (row) => {
+      const { coreApi, KUBECONFIG, createNamespace, deleteNamespace } = await import('../kubernetes/support/cluster');
+      const { nodeAddress, REAL_NODE_NAMESPACE_LABELS } = await import('../cluster/support/node');
+      if (!existsSync(KUBECONFIG)) throw new Error(`no local cluster (${KUBECONFIG} is missing): start it with infra/local/start.sh`);
+      // The builder image the pods run, as test/cluster/builder-pods.test.ts makes it (cached after the first time).
+      await run('bash', [join(__dirname, '../../infra/images/build.sh'), 'image-builder'], { timeout: 900_000, maxBuffer: 64 << 20 });
+      const address = await nodeAddress();
+      const namespace = await createNamespace('ibs-faults', REAL_NODE_NAMESPACE_LABELS);
+      try {
+        // Pods reach the host's shared registry and MinIO at the node's address (writing there harms no one: the
+        // repositories and keys are this run's); the API and the worker are a second service of the private stack.
+        const service = await stack.addService('pods', {
+          targetRegistry: `${address}:5000`,
+          baseImage: `${address}:5000/${'ibs-test/busybox:1'}`,
+          storage: {
+            endpoint: `http://${address}:9000`,
+            user: process.env.MINIO_SERVER_ROOT_USER ?? '',
+            password: process.env.MINIO_SERVER_ROOT_PASSWORD ?? '',
+            bucket: process.env.LOGS_BUCKET ?? 'data',
+          },
+          extraEnv: {
+            BUILD_EXECUTOR: 'kubernetes',
+            KUBECONFIG,
+            IMAGE_BUILDER_NAMESPACE: namespace,
+            IMAGE_BUILDER_REPOSITORY: '127.0.0.1:5000/ibs',
+            IMAGE_BUILDER_VERSION: '0.28.1',
+            IMAGE_BUILDER_POD_RETENTION_SECONDS: '0',
+          },
+        });
+        const submissions: Submission[] = [];
+        for (let i = 0; i < INJECTIONS; i++) {
+          const submission = await service.submit('pod', 6);
+          submissions.push(submission);
+          const name = `ibs-build-${submission.id!}`;
+          // The pod exists once the build activity runs; it is deleted at a random point after it started.
+          const deadline = Date.now() + 120_000;
+          while (!(await coreApi().readNamespacedPod({ namespace, name }).catch(() => undefined))) {
+            if (Date.now() > deadline) throw new Error(`builder pod ${name} never appeared`);
+            await sleep(250);
+          }
+          await sleep(randomBetween(0, 8_000));
+          await coreApi().deleteNamespacedPod({ namespace, name, gracePeriodSeconds: 0 }).catch(() => undefined);
+          row.injections++;
+        }
+        await stack.check(row, service, submissions, {
+          registryFor: (image) => image,
+          extraOrphans: async () => {
+            // Pods and their registry secrets are deleted as their build ends (retention 0); a moment for the last deletion.
+            const deadline = Date.now() + 60_000;
+            for (;;) {
+              const pods = (await coreApi().listNamespacedPod({ namespace })).items.map((p) => `pod ${p.metadata!.name!}`);
+              const secrets = (await coreApi().listNamespacedSecret({ namespace })).items
+                .map((x) => x.metadata!.name!).filter((n) => n.startsWith('ibs-build-')).map((n) => `secret ${n}`);
+              const left = [...pods, ...secrets];
+              if (left.length === 0 || Date.now() > deadline) return left;
+              await sleep(1_000);
+            }
+          },
+        });
+      } finally {
+        await deleteNamespace(namespace);
+      }
+    });
+    expectClean(row);
+  }, KIND_TIMEOUT);
+});
+
+/** A request body that trickles `bytes` out over about `ms`. */
+function slowBody(bytes: Buffer, ms: number): ReadableStream<Uint8Array> {
+  const chunks = 30;
+  const size = Math.ceil(bytes.length / chunks);
+  let i = 0;
+  return new ReadableStream({
+    async pull(controller) {
+      if (i >= chunks) return controller.close();
+      await sleep(ms / chunks);
+      controller.enqueue(bytes.subarray(i * size, (i + 1) * size));
+      i++;
+    },
+  });
+}
+
+/** Follows a build's log until the stream ends; returns the status of its `end` event, if one came. */
+async function followLog(service: Service, id: string): Promise<{ end?: string; error?: string }> {
+  try {
+    const res = await apiFetch(service.apiUrl, `/v1/builds/${id}/logs?follow=true`);
+    if (!res.ok || !res.body) return { error: `status ${res.status}` };
+    let text = '';
+    const decoder = new TextDecoder();
+    for await (const chunk of res.body) {
+      text += decoder.decode(chunk, { stream: true });
+      const end = /event: end\ndata: (.*)\n/.exec(text);
+      if (end?.[1]) return { end: (JSON.parse(end[1]) as { status: string }).status };
+    }
+    return {};
+  } catch (err) {
+    return { error: String((err as Error).cause ?? err) };
+  }
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([promise, new Promise<T>((_, reject) => (timer = setTimeout(() => reject(new Error(what)), ms)))]).finally(() => clearTimeout(timer));
+}
+
+function report(): void {
+  if (rows.length === 0) return;
+  const header = ['kind', 'injections', 'builds', 'lost', 'duplicated', 'orphans', 'failed builds', 'wrong tags', 'lost log lines'];
+  const lines = [
+    `| ${header.join(' | ')} |`,
+    `|${header.map(() => '---').join('|')}|`,
+    ...rows.map((r) => `| ${[r.kind, r.injections, r.builds, r.lost, r.duplicated, r.orphans, r.failed, r.wrongTags, r.lostLogLines].join(' | ')} |`),
+  ];
+  const load = loadavg().map((l) => l.toFixed(2)).join(', ');
+  const notes = rows.flatMap((r) => r.notes.map((n) => `- ${r.kind}: ${n}`));
+  console.log(`\nfault injection, ${INJECTIONS} per kind, load average ${load}\n${lines.join('\n')}\n${notes.join('\n')}`);
+  if (process.env.FAULT_WRITE_DOCS === '0') return;
+  const doc = join(__dirname, '../../docs/reliability.md');
+  const section = [
+    `## Run of ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC`,
+    '',
+    `FAULT_INJECTIONS=${INJECTIONS}; load average (1, 5, 15 min) at the end: ${load}.`,
+    '',
+    ...lines,
+    '',
+    ...(notes.length > 0 ? ['Notes:', '', ...notes, ''] : []),
+  ].join('\n');
+  const previous = existsSync(doc) ? readFileSync(doc, 'utf8') : '';
+  const marker = '<!-- fault runs: newest first -->';
+  writeFileSync(doc, previous.includes(marker) ? previous.replace(marker, `${marker}\n\n${section}`) : `${previous.trimEnd()}\n\n${marker}\n\n${section}\n`);
+}

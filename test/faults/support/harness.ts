@@ -1,0 +1,380 @@
+/**
+ * The fault suite's private service: PostgreSQL, Temporal, MinIO, a registry behind the fault proxy and BuildKit of
+ * its own (support/components.ts), the real API and worker entry points as child processes configured to use them,
+ * and what a run checks afterwards: every accepted build reached exactly one final state that the API, PostgreSQL
+ * and Temporal agree on, its tag serves the build's digest, and nothing temporary is left behind.
+ */
+import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
+import { Client, Connection } from '@temporalio/client';
+import { randomBytes } from 'node:crypto';
+import { execFile } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { Pool } from 'pg';
+import { buildForm, contextOf } from '../../support/archives';
+import { freePort, PrivatePostgres } from '../../support/private-postgres';
+import { BASE_IMAGE, ensureBaseImage } from '../../support/registry';
+import { apiFetch, TEST_TOKENS_FILE } from '../../support/stack';
+import {
+  buildkitDaemon,
+  Component,
+  createBucket,
+  minioServer,
+  registryServer,
+  s3ClientOf,
+  serviceProcess,
+  sleep,
+  temporalServer,
+  type BuildkitInstance,
+  type MinioInstance,
+  type RegistryInstance,
+  type TemporalInstance,
+} from './components';
+import { FaultProxy } from './fault-proxy';
+
+const run = promisify(execFile);
+export const FINAL = ['succeeded', 'failed', 'cancelled'];
+const MANIFEST_ACCEPT = 'application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json';
+
+/** One build a client asked for: its Idempotency-Key, and its id once the API accepted it. */
+export interface Submission {
+  key: string;
+  image: string;
+  nonce: string;
+  id?: string;
+  /** Lines the RUN steps print, all of which the stored log must hold. */
+  lines: string[];
+}
+
+/** One row of the table. */
+export interface FaultRow {
+  kind: string;
+  injections: number;
+  builds: number;
+  lost: number;
+  duplicated: number;
+  orphans: number;
+  failed: number;
+  wrongTags: number;
+  lostLogLines: number;
+  notes: string[];
+}
+
+/** The small build each submission runs: a couple of short RUN steps that print nonce-marked lines over ~`seconds`. */
+export function dockerfileFor(nonce: string, base: string, seconds = 4): { dockerfile: string; lines: string[] } {
+  const steps = Math.max(2, Math.round(seconds / 0.5));
+  const lines = [`first ${nonce}`, ...Array.from({ length: steps }, (_, i) => `line-${i + 1} ${nonce}`)];
+  return {
+    dockerfile: [
+      `FROM ${base}`,
+      // The printed lines must not appear in the step's command, which BuildKit's progress output shows too.
+      `RUN echo "first" "${nonce}" && echo ${nonce} > /nonce`,
+      `RUN i=1; while [ $i -le ${steps} ]; do echo "line-$i ${nonce}"; sleep 0.5; i=$((i+1)); done`,
+      '',
+    ].join('\n'),
+    lines,
+  };
+}
+
+export interface ServiceOptions {
+  /** The registry the builds push to (host:port) and the base image they build FROM. */
+  targetRegistry: string;
+  baseImage: string;
+  storage: { endpoint: string; user: string; password: string; bucket: string };
+  extraEnv?: Record<string, string>;
+}
+
+/** The API and worker entry points against the private components; several services may share them. */
+export class Service {
+  api!: Component;
+  worker!: Component;
+  apiUrl!: string;
+  readonly taskQueue = `faults-${process.pid}-${randomBytes(3).toString('hex')}`;
+  /** TMPDIR of the API and of the worker: where uploads are spooled and contexts unpacked. */
+  readonly scratch: string;
+
+  constructor(
+    private readonly stack: FaultStack,
+    readonly name: string,
+    readonly options: ServiceOptions,
+  ) {
+    this.scratch = join(stack.dir, `${name}-tmp`);
+    mkdirSync(this.scratch, { recursive: true });
+  }
+
+  async start(): Promise<void> {
+    const port = await freePort();
+    this.apiUrl = `http://127.0.0.1:${port}`;
+    const { storage } = this.options;
+    const env: Record<string, string> = {
+      API_HOST: '127.0.0.1',
+      API_PORT: String(port),
+      POSTGRES_HOST: '127.0.0.1',
+      POSTGRES_PORT: String(this.stack.postgres.port),
+      POSTGRES_USER: this.stack.postgres.user,
+      POSTGRES_DB: 'postgres',
+      TEMPORAL_ADDRESS: this.stack.temporal.address,
+      TEMPORAL_TASK_QUEUE: this.taskQueue,
+      MINIO_SERVER_HOST: storage.endpoint,
+      MINIO_SERVER_ROOT_USER: storage.user,
+      MINIO_SERVER_ROOT_PASSWORD: storage.password,
+      LOGS_BUCKET: storage.bucket,
+      BUILDKIT_HOST: this.stack.buildkit.host,
+      AUTH_TOKENS_FILE: TEST_TOKENS_FILE,
+      TARGET_REGISTRY_ALLOWLIST: this.options.targetRegistry,
+      TMPDIR: this.scratch,
+      LOG_LEVEL: 'info',
+      // Every worker on this machine needs metrics ports of its own (the defaults are the developer's worker's).
+      WORKER_METRICS_PORT: String(await freePort()),
+      TEMPORAL_SDK_METRICS_ADDRESS: `127.0.0.1:${await freePort()}`,
+      ...this.options.extraEnv,
+    };
+    this.api = serviceProcess(`${this.name}-api`, 'api/main.ts', env, 'API listening', join(this.stack.dir, `${this.name}-api.log`));
+    this.worker = serviceProcess(`${this.name}-worker`, 'worker/main.ts', env, 'worker polling', join(this.stack.dir, `${this.name}-worker.log`));
+    await this.api.start();
+    await this.worker.start();
+  }
+
+  async close(): Promise<void> {
+    await this.api?.close();
+    await this.worker?.close();
+  }
+
+  /** The form of a new build, with its Idempotency-Key and what it will print. */
+  async newSubmission(kind: string, seconds = 4, pad = 0): Promise<{ submission: Submission; body: FormData }> {
+    const nonce = `${kind}-${randomBytes(5).toString('hex')}`;
+    const { dockerfile, lines } = dockerfileFor(nonce, this.options.baseImage, seconds);
+    const image = `${this.options.targetRegistry}/faults/${nonce}:v1`;
+    const files: Record<string, string | Buffer> = { Dockerfile: dockerfile };
+    // Incompressible padding makes an upload that lasts long enough to be cut.
+    if (pad > 0) files['pad.bin'] = randomBytes(pad);
+    const body = buildForm({ image }, await contextOf(files));
+    return { submission: { key: `faults-${nonce}`, image, nonce, lines }, body };
+  }
+
+  post(submission: Submission, body: RequestInit['body'], init: RequestInit = {}): Promise<Response> {
+    return apiFetch(this.apiUrl, '/v1/builds', {
+      method: 'POST',
+      body,
+      ...init,
+      headers: { 'idempotency-key': submission.key, ...(init.headers as Record<string, string> | undefined) },
+    });
+  }
+
+  /** Submits until the API accepts (retrying with the same key through outages); returns the build id. */
+  async submit(kind: string, seconds = 4): Promise<Submission> {
+    const { submission, body } = await this.newSubmission(kind, seconds);
+    const deadline = Date.now() + 120_000;
+    for (;;) {
+      const res = await this.post(submission, body).catch((err: unknown) => err as Error);
+      if (!(res instanceof Error) && (res.status === 202 || res.status === 200)) {
+        submission.id = ((await res.json()) as { id: string }).id;
+        return submission;
+      }
+      const why = res instanceof Error ? res.message : `${res.status} ${await res.text()}`;
+      if (Date.now() > deadline) throw new Error(`the API never accepted ${submission.key}: ${why}`);
+      await sleep(1_000);
+    }
+  }
+
+  async status(id: string): Promise<Record<string, unknown> | undefined> {
+    const res = await apiFetch(this.apiUrl, `/v1/builds/${id}`).catch(() => undefined);
+    if (!res?.ok) return undefined;
+    return (await res.json()) as Record<string, unknown>;
+  }
+
+  async storedLog(id: string): Promise<string> {
+    const res = await apiFetch(this.apiUrl, `/v1/builds/${id}/logs`);
+    return res.ok ? res.text() : '';
+  }
+}
+
+export class FaultStack {
+  readonly dir = mkdtempSync(join(tmpdir(), 'ibs-faults-'));
+  postgres!: PrivatePostgres;
+  temporal!: TemporalInstance;
+  minio!: MinioInstance;
+  registry!: RegistryInstance;
+  proxy!: FaultProxy;
+  buildkit!: BuildkitInstance;
+  service!: Service;
+  pool!: Pool;
+  temporalClient!: Client;
+  private readonly services: Service[] = [];
+
+  async start(): Promise<void> {
+    await ensureBaseImage();
+    this.postgres = await PrivatePostgres.create();
+    this.temporal = await temporalServer(this.dir);
+    this.minio = await minioServer(this.dir);
+    this.registry = await registryServer(this.dir);
+    await Promise.all([this.temporal.component.start(), this.minio.component.start(), this.registry.component.start()]);
+    await createBucket(this.minio);
+    this.proxy = await FaultProxy.start(this.registry.address);
+    const baseRegistry = BASE_IMAGE.slice(0, BASE_IMAGE.indexOf('/'));
+    this.buildkit = buildkitDaemon(this.dir, [baseRegistry, this.registry.address, this.proxy.address]);
+    await this.buildkit.component.start();
+    this.pool = new Pool({ host: '127.0.0.1', port: this.postgres.port, user: this.postgres.user, database: 'postgres', max: 2 });
+    this.pool.on('error', () => undefined); // idle connections die with the PostgreSQL faults
+    this.service = await this.addService('svc', {
+      targetRegistry: this.proxy.address,
+      baseImage: BASE_IMAGE,
+      storage: { endpoint: this.minio.endpoint, user: this.minio.user, password: this.minio.password, bucket: this.minio.bucket },
+    });
+    this.temporalClient = new Client({ connection: await Connection.connect({ address: this.temporal.address }) });
+  }
+
+  /** Starts whatever a failed kind left stopped, so that the next kind starts from a whole stack. */
+  async ensureRunning(): Promise<void> {
+    for (const c of [this.temporal.component, this.minio.component, this.registry.component, this.buildkit.component]) {
+      if (!c.running) await c.start();
+    }
+    if (!(await this.pool.query('SELECT 1').then(() => true, () => false))) await this.postgres.start();
+    this.proxy.faulty = false;
+    for (const service of this.services) {
+      if (!service.api.running) await service.api.start();
+      if (!service.worker.running) await service.worker.start();
+    }
+  }
+
+  async addService(name: string, options: ServiceOptions): Promise<Service> {
+    const service = new Service(this, name, options);
+    this.services.push(service);
+    await service.start();
+    return service;
+  }
+
+  async close(): Promise<void> {
+    for (const service of this.services) await service.close().catch(() => undefined);
+    await this.temporalClient?.connection.close().catch(() => undefined);
+    await this.pool?.end().catch(() => undefined);
+    await this.proxy?.close();
+    for (const c of [this.buildkit?.component, this.temporal?.component, this.minio?.component, this.registry?.component]) await c?.close();
+    await this.postgres?.stop();
+    // A BuildKit daemon killed mid-build may leave its snapshot mounts: unmounted before the folder goes.
+    const mounts = readFileSync('/proc/self/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1] ?? '').filter((m) => m.startsWith(this.dir));
+    for (const mount of mounts.sort().reverse()) await run('umount', ['-l', mount]).catch(() => undefined);
+    if (!process.env.FAULT_KEEP_SCRATCH) rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /**
+   * Waits until every accepted submission reached a final state, then checks the invariants and fills the row.
+   * `registryFor` is where a build's tag is read back from (the real registry, not the fault proxy).
+   */
+  async check(
+    row: FaultRow,
+    service: Service,
+    submissions: Submission[],
+    options: { registryFor?: (image: string) => string; checkLogs?: boolean; timeoutMs?: number; extraOrphans?: () => Promise<string[]> } = {},
+  ): Promise<void> {
+    const registryFor = options.registryFor ?? ((image: string) => image.replace(this.proxy.address, this.registry.address));
+    row.builds = submissions.length;
+    const deadline = Date.now() + (options.timeoutMs ?? 300_000);
+    const finals = new Map<string, Record<string, unknown>>();
+    for (const s of submissions) {
+      if (!s.id) {
+        row.lost++;
+        row.notes.push(`${s.key}: never accepted`);
+        continue;
+      }
+      for (;;) {
+        const build = await service.status(s.id);
+        if (build && FINAL.includes(build.status as string)) {
+          finals.set(s.id, build);
+          break;
+        }
+        if (Date.now() > deadline) {
+          row.lost++;
+          row.notes.push(`${s.id}: still ${String(build?.status)} at the deadline`);
+          break;
+        }
+        await sleep(1_000);
+      }
+    }
+    for (const s of submissions) {
+      const build = s.id ? finals.get(s.id) : undefined;
+      if (!s.id || !build) continue;
+      const status = build.status as string;
+      if (status !== 'succeeded') {
+        row.failed++;
+        row.notes.push(`${s.id}: ${status} ${JSON.stringify(build.error ?? '')}`.slice(0, 300));
+      }
+      // PostgreSQL: exactly one record for the submission's key, in the state the API reports.
+      const { rows } = await this.pool.query<{ id: string; status: string; digest: string | null }>(
+        'SELECT id, status, digest FROM builds WHERE idempotency_key = $1', [s.key]);
+      if (rows.length > 1) {
+        row.duplicated += rows.length - 1;
+        row.notes.push(`${s.key}: ${rows.length} build records`);
+      }
+      if (rows[0]?.id !== s.id || rows[0]?.status !== status) {
+        row.lost++;
+        row.notes.push(`${s.id}: PostgreSQL says ${JSON.stringify(rows[0] ?? null)}, the API ${status}`);
+      }
+      // Temporal: the build's workflow is closed, and completed when the build succeeded.
+      const workflow = await this.temporalClient.workflow.getHandle(`build-${s.id}`).describe().catch(() => undefined);
+      const workflowStatus = workflow?.status.name;
+      if (!workflowStatus || workflowStatus === 'RUNNING' || (status === 'succeeded' && workflowStatus !== 'COMPLETED')) {
+        row.lost++;
+        row.notes.push(`${s.id}: Temporal says ${String(workflowStatus)}, the API ${status}`);
+      }
+      // The registry: the tag serves the build's digest (and none when the build did not succeed and never pushed).
+      const served = await manifestDigest(registryFor(s.image));
+      if (status === 'succeeded' && served !== build.digest) {
+        row.wrongTags++;
+        row.notes.push(`${s.id}: ${s.image} serves ${String(served)}, the build says ${String(build.digest)}`);
+      }
+      if (status !== 'succeeded' && served && served !== build.digest) {
+        row.wrongTags++;
+        row.notes.push(`${s.id}: ${status} but ${s.image} serves ${served}`);
+      }
+      if (options.checkLogs && status === 'succeeded') {
+        const log = await service.storedLog(s.id);
+        const missing = s.lines.filter((line) => !log.includes(line));
+        row.lostLogLines += missing.length;
+        if (missing.length > 0) row.notes.push(`${s.id}: log lacks ${missing.length} lines, e.g. "${missing[0]}"`);
+      }
+    }
+    const orphans = [...this.leftovers(service), ...(await this.openUploads()), ...((await options.extraOrphans?.()) ?? [])];
+    row.orphans += orphans.length;
+    if (orphans.length > 0) row.notes.push(`left behind: ${orphans.slice(0, 5).join(', ')}`);
+  }
+
+  /** What the API and the worker left in their scratch folders once no build runs. */
+  leftovers(service: Service): string[] {
+    return readdirSync(service.scratch)
+      .filter((name) => !name.startsWith('tsx-')) // tsx's compile cache
+      // The build-log spool folder stays; what it holds is what has not reached object storage yet.
+      .flatMap((name) => (name === 'ibs-build-logs' ? readdirSync(join(service.scratch, name)).map((f) => `${name}/${f}`) : [name]))
+      .map((name) => `${service.name}-tmp/${name}`);
+  }
+
+  /** Multipart uploads to the private MinIO that were started and never completed nor aborted. */
+  async openUploads(): Promise<string[]> {
+    const client = s3ClientOf(this.minio);
+    try {
+      const res = await client.send(new ListMultipartUploadsCommand({ Bucket: this.minio.bucket }));
+      return (res.Uploads ?? []).map((u) => `upload ${u.Key}`);
+    } finally {
+      client.destroy();
+    }
+  }
+}
+
+async function manifestDigest(image: string): Promise<string | undefined> {
+  const at = image.lastIndexOf(':');
+  const slash = image.indexOf('/');
+  const url = `http://${image.slice(0, slash)}/v2/${image.slice(slash + 1, at)}/manifests/${image.slice(at + 1)}`;
+  const res = await fetch(url, { method: 'HEAD', headers: { accept: MANIFEST_ACCEPT } });
+  return res.ok ? (res.headers.get('docker-content-digest') ?? undefined) : undefined;
+}
+
+export function newRow(kind: string): FaultRow {
+  return { kind, injections: 0, builds: 0, lost: 0, duplicated: 0, orphans: 0, failed: 0, wrongTags: 0, lostLogLines: 0, notes: [] };
+}
+
+/** A random delay in [min, max) ms: where in the build the fault lands. */
+export function randomBetween(min: number, max: number): number {
+  return min + Math.random() * (max - min);
+}
