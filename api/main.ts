@@ -14,6 +14,7 @@ import { startTracing, temporalClientInterceptors } from '../lib/telemetry/traci
 import { createApp } from './app';
 import { API_SERVER_OPTIONS, answerClientErrors } from './server-options';
 import { DockerfilePolicy, policySettingsOf } from './builds/policy';
+import { removeAbandonedSpools } from './builds/upload';
 
 async function main(): Promise<void> {
   const config = loadConfig();
@@ -22,6 +23,8 @@ async function main(): Promise<void> {
   const tracing = startTracing(config.tracing, 'api');
   const pool = createPool(config.postgres, logger);
   await migrate(pool);
+  const abandoned = await removeAbandonedSpools();
+  if (abandoned.length > 0) logger.info({ spools: abandoned }, `removed ${abandoned.length} upload spools of API processes that died mid-upload`);
   const connection = await Connection.connect({ address: config.temporal.address });
   // Reads only (HEAD of manifests): whether an identical build's image or a failed build's pushed image is still there.
   const credentials = createCredentialProvider(config.registry);

@@ -4,7 +4,7 @@
  * context's size and nothing reaches object storage until the whole archive has been accepted.
  */
 import busboy from 'busboy';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -26,6 +26,33 @@ export interface BuildUpload {
 }
 
 const MAX_SPEC_BYTES = 256 * 1024;
+/** Spools are named ibs-upload-<pid of the API process>-<random>, so that a restarted API can tell abandoned ones. */
+const SPOOL_PREFIX = 'ibs-upload-';
+
+/**
+ * Removes the spools of API processes that died mid-upload (SIGKILL, OOM kill: nothing of theirs ran to clean up),
+ * at start-up: those whose process is gone, and those of this process's own pid (a restarted container's API has
+ * the pid of the one before it). Spools of other live API processes sharing the folder are left alone.
+ */
+export async function removeAbandonedSpools(spoolDir = tmpdir()): Promise<string[]> {
+  const removed: string[] = [];
+  for (const name of await readdir(spoolDir).catch(() => [] as string[])) {
+    const pid = Number(/^ibs-upload-(\d+)-/.exec(name)?.[1]);
+    if (!pid || (pid !== process.pid && processAlive(pid))) continue;
+    await rm(join(spoolDir, name), { recursive: true, force: true });
+    removed.push(name);
+  }
+  return removed;
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
 const MiB = 1024 * 1024;
 
 export async function receiveBuildUpload(request: Request, limits: ContextLimits, spoolDir = tmpdir(), imageLimits?: ImageArchiveLimits): Promise<BuildUpload> {
@@ -33,7 +60,7 @@ export async function receiveBuildUpload(request: Request, limits: ContextLimits
   if (!contentType.toLowerCase().startsWith('multipart/form-data') || !request.body) {
     throw new ApiError(415, 'unsupported_media_type', 'send the build as multipart/form-data with a "spec" part (JSON) and a "context" part (tar, tar.gz or zip) or an "image" part (docker save or OCI layout), or as application/json naming a stored artifact or sourceImage');
   }
-  const dir = await mkdtemp(join(spoolDir, 'ibs-upload-'));
+  const dir = await mkdtemp(join(spoolDir, `${SPOOL_PREFIX}${process.pid}-`));
   const archivePath = join(dir, 'context');
   const cleanup = () => rm(dir, { recursive: true, force: true });
   try {
