@@ -4,7 +4,7 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import { extractContextArchive, resolveContextFile, type ContextLimits, type ContextSummary } from '../../context/archive';
@@ -42,13 +42,26 @@ export interface LocalExecutorOptions {
 // race a leftover client of the previous attempt that could still push.
 const SETPRIV = '/usr/bin/setpriv';
 
+/**
+ * The work folders of this build's earlier attempts: a worker killed mid-build (SIGKILL, OOM) leaves its folder
+ * behind, and a new attempt only runs once Temporal gave the earlier one up (and setpriv ended its buildctl).
+ */
+async function removeEarlierAttempts(root: string, buildId: string): Promise<void> {
+  const prefix = `ibs-${buildId}-`;
+  for (const name of await readdir(root).catch(() => [] as string[])) {
+    if (name.startsWith(prefix)) await rm(join(root, name), { recursive: true, force: true });
+  }
+}
+
 export class LocalExecutor implements BuildExecutor {
   readonly name = 'local';
 
   constructor(private readonly options: LocalExecutorOptions) {}
 
   async run(job: BuildJob, observer: BuildObserver): Promise<BuildOutcome> {
-    const workDir = await mkdtemp(join(this.options.workDir ?? tmpdir(), `ibs-${job.buildId}-`));
+    const root = this.options.workDir ?? tmpdir();
+    await removeEarlierAttempts(root, job.buildId);
+    const workDir = await mkdtemp(join(root, `ibs-${job.buildId}-`));
     try {
       const contextDir = join(workDir, 'context');
       await mkdir(contextDir);
