@@ -88,8 +88,10 @@ describe('fault injection', () => {
         const bytes = Buffer.from(await encoded.arrayBuffer());
         const upload = service.post(submission, slowBody(bytes, 1_500), { headers: { 'content-type': contentType }, duplex: 'half' } as RequestInit)
           .then(async (res) => ({ status: res.status, text: await res.text() }), (err: Error) => ({ status: 0, text: String(err.cause ?? err) }));
+        // Restarts alternate between a stop (SIGTERM) and a crash (SIGKILL).
+        const signal = i % 2 === 0 ? 'SIGKILL' : 'SIGTERM';
         await sleep(randomBetween(100, 1_800));
-        await service.api.kill();
+        await service.api.stop(signal);
         row.injections++;
         const first = await withTimeout(upload, 30_000, 'the upload neither failed nor answered within 30 s of the API dying');
         // A clean error is a failed connection or an error answer, never a hang; an accepted build is fine too.
@@ -105,7 +107,7 @@ describe('fault injection', () => {
         submissions.push(followed);
         const follow = followLog(service, followed.id!);
         await sleep(randomBetween(500, 4_000));
-        await service.api.kill();
+        await service.api.stop(signal);
         row.injections++;
         const cut = await withTimeout(follow, 30_000, 'the follower neither ended nor failed within 30 s of the API dying');
         // The stream ended early: no `end` event unless the build had already finished.

@@ -3,7 +3,7 @@
  * requests itself with 500, 502, 503 or 429 (Retry-After: 1) instead of forwarding them. The Host header goes
  * through unchanged, so the Location URLs the registry hands out (blob uploads) point back at the proxy.
  */
-import { createServer, request, type Server } from 'node:http';
+import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 const FAULTS = [500, 502, 503, 429] as const;
@@ -16,47 +16,47 @@ export class FaultProxy {
   readonly injected = new Map<number, number>();
   forwarded = 0;
 
-  private constructor(
-    private readonly server: Server,
-    readonly address: string,
-  ) {}
+  private readonly server: Server;
+  address = '';
+
+  private constructor(upstream: string) {
+    this.server = createServer((req, res) => this.handle(upstream, req, res));
+  }
 
   get injections(): number {
     return [...this.injected.values()].reduce((a, b) => a + b, 0);
   }
 
   static async start(upstream: string): Promise<FaultProxy> {
-    const [upstreamHost, upstreamPort] = upstream.split(':');
-    let proxy: FaultProxy | undefined;
-    const server = createServer((req, res) => {
-      if (proxy!.faulty && Math.random() < proxy!.rate) {
-        const status: number = FAULTS[Math.floor(Math.random() * FAULTS.length)] ?? 503;
-        proxy!.injected.set(status, (proxy!.injected.get(status) ?? 0) + 1);
-        // The request body is read to its end first, as a registry would before answering a failed upload.
-        req.resume();
-        req.on('end', () => {
-          res.writeHead(status, { 'content-type': 'application/json', 'retry-after': '1', connection: 'close' });
-          res.end(JSON.stringify({ errors: [{ code: status === 429 ? 'TOOMANYREQUESTS' : 'UNAVAILABLE', message: 'injected by the fault proxy' }] }));
-        });
-        return;
-      }
-      proxy!.forwarded++;
-      const upstreamReq = request(
-        { host: upstreamHost, port: Number(upstreamPort), method: req.method, path: req.url, headers: req.headers },
-        (upstreamRes) => {
-          res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers);
-          upstreamRes.pipe(res);
-        },
-      );
-      upstreamReq.on('error', () => {
-        if (!res.headersSent) res.writeHead(502);
-        res.end();
-      });
-      req.pipe(upstreamReq);
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    proxy = new FaultProxy(server, `127.0.0.1:${(server.address() as AddressInfo).port}`);
+    const proxy = new FaultProxy(upstream);
+    await new Promise<void>((resolve) => proxy.server.listen(0, '127.0.0.1', resolve));
+    proxy.address = `127.0.0.1:${(proxy.server.address() as AddressInfo).port}`;
     return proxy;
+  }
+
+  private handle(upstream: string, req: IncomingMessage, res: ServerResponse): void {
+    if (this.faulty && Math.random() < this.rate) {
+      const status: number = FAULTS[Math.floor(Math.random() * FAULTS.length)] ?? 503;
+      this.injected.set(status, (this.injected.get(status) ?? 0) + 1);
+      // The request body is read to its end first, as a registry would before answering a failed upload.
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(status, { 'content-type': 'application/json', 'retry-after': '1', connection: 'close' });
+        res.end(JSON.stringify({ errors: [{ code: status === 429 ? 'TOOMANYREQUESTS' : 'UNAVAILABLE', message: 'injected by the fault proxy' }] }));
+      });
+      return;
+    }
+    this.forwarded++;
+    const [host, port] = upstream.split(':');
+    const upstreamReq = request({ host, port: Number(port), method: req.method, path: req.url, headers: req.headers }, (upstreamRes) => {
+      res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers);
+      upstreamRes.pipe(res);
+    });
+    upstreamReq.on('error', () => {
+      if (!res.headersSent) res.writeHead(502);
+      res.end();
+    });
+    req.pipe(upstreamReq);
   }
 
   close(): Promise<void> {

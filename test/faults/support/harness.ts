@@ -174,6 +174,7 @@ export class Service {
         return submission;
       }
       const why = res instanceof Error ? res.message : `${res.status} ${await res.text()}`;
+      if (!(res instanceof Error) && res.status < 500 && res.status !== 429) throw new Error(`the API refused ${submission.key}: ${why}`);
       if (Date.now() > deadline) throw new Error(`the API never accepted ${submission.key}: ${why}`);
       await sleep(1_000);
     }
