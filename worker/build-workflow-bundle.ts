@@ -4,18 +4,23 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { WORKFLOW_TRACING_MODULE } from '../lib/telemetry/tracing';
 
-async function main(): Promise<void> {
+/** The workflow bundle, with the tracing interceptors, written to `out`; also what tests give WORKFLOW_BUNDLE_PATH. */
+export async function writeWorkflowBundle(out: string): Promise<void> {
   const { code } = await bundleWorkflowCode({
     workflowsPath: require.resolve('../workflows'),
     workflowInterceptorModules: [WORKFLOW_TRACING_MODULE],
     logger: new DefaultLogger('WARN'),
   });
-  const out = join(__dirname, 'workflow-bundle.js');
   await writeFile(out, code);
-  console.log(`workflow bundle written to ${out}`);
 }
 
-main().catch((err: unknown) => {
-  console.error(err);
-  process.exit(1);
-});
+if (require.main === module) {
+  const out = join(__dirname, 'workflow-bundle.js');
+  writeWorkflowBundle(out).then(
+    () => console.log(`workflow bundle written to ${out}`),
+    (err: unknown) => {
+      console.error(err);
+      process.exit(1);
+    },
+  );
+}

@@ -35,7 +35,7 @@ async function main(): Promise<void> {
   // A signing profile that cannot sign is found now, not by the first build.
   if (config.signing.type === 'notation' && config.signing.plugin === AWS_SIGNER_PLUGIN) await checkSigningProfile(config.signing);
   const connection = await NativeConnection.connect({ address: config.temporal.address });
-  const bundlePath = join(__dirname, 'workflow-bundle.js');
+  const bundlePath = config.temporal.workflowBundlePath ?? join(__dirname, 'workflow-bundle.js');
   const worker = await ImageBuildWorker.create({
     connection,
     namespace: config.temporal.namespace,

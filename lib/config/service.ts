@@ -11,6 +11,11 @@ export interface TemporalConfig {
   namespace: string;
   taskQueue: string;
   uiUrl: string;
+  /**
+   * WORKFLOW_BUNDLE_PATH: a prebuilt workflow bundle (worker/build-workflow-bundle.ts) for the worker to load; unset,
+   * it loads workflow-bundle.js beside its entry point, or bundles the workflow sources at start (tens of seconds).
+   */
+  workflowBundlePath?: string;
 }
 export interface PostgresConfig {
   host: string;
@@ -32,6 +37,7 @@ export function readTemporal(read: EnvReader): TemporalConfig {
     namespace: read.string('TEMPORAL_NAMESPACE', 'default'),
     taskQueue: read.string('TEMPORAL_TASK_QUEUE', 'image-builds'),
     uiUrl: read.url('TEMPORAL_UI_URL', 'http://127.0.0.1:8233'),
+    workflowBundlePath: read.optional('WORKFLOW_BUNDLE_PATH'),
   };
 }
 

@@ -20,7 +20,8 @@ const INJECTIONS = Number(process.env.FAULT_INJECTIONS ?? 3);
 const PG_OUTAGE_MS = Number(process.env.FAULT_PG_OUTAGE_SECONDS ?? 30) * 1000;
 const STORAGE_OUTAGE_MS = Number(process.env.FAULT_STORAGE_OUTAGE_SECONDS ?? 20) * 1000;
 const REGISTRY_WINDOW_MS = Number(process.env.FAULT_REGISTRY_WINDOW_SECONDS ?? 60) * 1000;
-const KIND_TIMEOUT = 900_000;
+// The PostgreSQL kind alone waits its outage at every injection.
+const KIND_TIMEOUT = 300_000 + INJECTIONS * 75_000;
 const run = promisify(execFile);
 
 const rows: FaultRow[] = [];

@@ -33,6 +33,7 @@ import {
   type TemporalInstance,
 } from './components';
 import { FaultProxy } from './fault-proxy';
+import { writeWorkflowBundle } from '../../../worker/build-workflow-bundle';
 
 const run = promisify(execFile);
 export const FINAL = ['succeeded', 'failed', 'cancelled'];
@@ -125,6 +126,7 @@ export class Service {
       AUTH_TOKENS_FILE: TEST_TOKENS_FILE,
       TARGET_REGISTRY_ALLOWLIST: this.options.targetRegistry,
       TMPDIR: this.scratch,
+      WORKFLOW_BUNDLE_PATH: this.stack.workflowBundle,
       LOG_LEVEL: 'info',
       // Every worker on this machine needs metrics ports of its own (the defaults are the developer's worker's).
       WORKER_METRICS_PORT: String(await freePort()),
@@ -204,6 +206,7 @@ export class FaultStack {
   pool!: Pool;
   temporalClient!: Client;
   private readonly services: Service[] = [];
+  readonly workflowBundle = join(this.dir, 'workflow-bundle.js');
 
   async start(): Promise<void> {
     await ensureBaseImage();
@@ -217,6 +220,8 @@ export class FaultStack {
     const baseRegistry = BASE_IMAGE.slice(0, BASE_IMAGE.indexOf('/'));
     this.buildkit = buildkitDaemon(this.dir, [baseRegistry, this.registry.address, this.proxy.address]);
     await this.buildkit.component.start();
+    // Bundled once: a worker that bundles its workflows at every restart spends tens of seconds on a busy machine.
+    await writeWorkflowBundle(this.workflowBundle);
     this.pool = new Pool({ host: '127.0.0.1', port: this.postgres.port, user: this.postgres.user, database: 'postgres', max: 2 });
     this.pool.on('error', () => undefined); // idle connections die with the PostgreSQL faults
     this.service = await this.addService('svc', {
