@@ -4,10 +4,13 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { WORKFLOW_TRACING_MODULE } from '../lib/telemetry/tracing';
 
-/** The workflow bundle, with the tracing interceptors, written to `out`; also what tests give WORKFLOW_BUNDLE_PATH. */
-export async function writeWorkflowBundle(out: string): Promise<void> {
+/**
+ * The workflow bundle, with the tracing interceptors, written to `out`; also what tests give WORKFLOW_BUNDLE_PATH
+ * (they name the sources, workflows/index.ts, which their module loader does not resolve from the folder).
+ */
+export async function writeWorkflowBundle(out: string, workflowsPath = require.resolve('../workflows')): Promise<void> {
   const { code } = await bundleWorkflowCode({
-    workflowsPath: require.resolve('../workflows'),
+    workflowsPath,
     workflowInterceptorModules: [WORKFLOW_TRACING_MODULE],
     logger: new DefaultLogger('WARN'),
   });

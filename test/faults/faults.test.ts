@@ -25,6 +25,9 @@ const KIND_TIMEOUT = 300_000 + INJECTIONS * 75_000;
 const run = promisify(execFile);
 
 const rows: FaultRow[] = [];
+const RUN_STARTED = new Date().toISOString();
+/** What report() last wrote to docs/reliability.md, replaced by its next call. */
+let writtenSection: string | undefined;
 let stack: FaultStack;
 
 function expectClean(row: FaultRow): void {
@@ -45,6 +48,7 @@ async function kind(name: string, body: (row: FaultRow) => Promise<void>): Promi
     row.notes.push(`aborted: ${(err as Error).message.slice(0, 300)}`);
     throw err;
   } finally {
+    report(); // after every kind, so that a run cut short still leaves its rows
     await stack.ensureRunning();
   }
   return row;
@@ -57,7 +61,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await stack?.close();
-  report();
 }, 120_000);
 
 describe('fault injection', () => {
@@ -342,7 +345,7 @@ function report(): void {
   if (process.env.FAULT_WRITE_DOCS === '0') return;
   const doc = join(__dirname, '../../docs/reliability.md');
   const section = [
-    `## Run of ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC`,
+    `## Run of ${RUN_STARTED.slice(0, 16).replace('T', ' ')} UTC`,
     '',
     `FAULT_INJECTIONS=${INJECTIONS}; load average (1, 5, 15 min) at the end: ${load}.`,
     '',
@@ -350,7 +353,11 @@ function report(): void {
     '',
     ...(notes.length > 0 ? ['Notes:', '', ...notes, ''] : []),
   ].join('\n');
-  const previous = existsSync(doc) ? readFileSync(doc, 'utf8') : '';
+  // This run's section is replaced as its rows grow; earlier runs' stay below it.
   const marker = '<!-- fault runs: newest first -->';
-  writeFileSync(doc, previous.includes(marker) ? previous.replace(marker, `${marker}\n\n${section}`) : `${previous.trimEnd()}\n\n${marker}\n\n${section}\n`);
+  let text = existsSync(doc) ? readFileSync(doc, 'utf8') : '';
+  if (writtenSection) text = text.replace(writtenSection, '');
+  if (!text.includes(marker)) text = `${text.trimEnd()}\n\n${marker}\n`;
+  writtenSection = `\n\n${section}`;
+  writeFileSync(doc, text.replace(marker, `${marker}${writtenSection}`));
 }
