@@ -69,11 +69,15 @@ describe('fault injection', () => {
       const service = stack.service;
       const submissions: Submission[] = [];
       for (let i = 0; i < INJECTIONS; i++) {
-        submissions.push(await service.submit('worker'));
+        const submission = await service.submit('worker');
+        submissions.push(submission);
         await sleep(randomBetween(300, 6_000));
         await service.worker.kill();
         row.injections++;
         await service.worker.start();
+        // One kill per build: a kill takes one of the build activity's attempts (five), and kills faster than builds
+        // finish would exhaust them: a crash loop, which fails builds by design (internal_error), not this kind.
+        await service.waitFinal(submission.id!);
       }
       await stack.check(row, service, submissions);
     });
@@ -214,11 +218,13 @@ describe('fault injection', () => {
       const service = stack.service;
       const submissions: Submission[] = [];
       for (let i = 0; i < INJECTIONS; i++) {
-        submissions.push(await service.submit('buildkit', 5));
+        const submission = await service.submit('buildkit', 5);
+        submissions.push(submission);
         await sleep(randomBetween(500, 6_000));
         await stack.buildkit.component.stop(i % 2 === 0 ? 'SIGTERM' : 'SIGKILL');
         row.injections++;
         await stack.buildkit.component.start();
+        await service.waitFinal(submission.id!); // one restart per build, as for the worker
       }
       await stack.check(row, service, submissions);
     });

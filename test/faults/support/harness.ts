@@ -188,6 +188,12 @@ export class Service {
     return (await res.json()) as Record<string, unknown>;
   }
 
+  /** Waits until the build reached a final state (or the deadline: the check afterwards counts it as lost). */
+  async waitFinal(id: string, timeoutMs = 300_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline && !FINAL.includes((await this.status(id))?.status as string)) await sleep(1_000);
+  }
+
   async storedLog(id: string): Promise<string> {
     const res = await apiFetch(this.apiUrl, `/v1/builds/${id}/logs`);
     return res.ok ? res.text() : '';
@@ -206,6 +212,8 @@ export class FaultStack {
   pool!: Pool;
   temporalClient!: Client;
   private readonly services: Service[] = [];
+  /** Leftovers already counted as orphans by an earlier kind. */
+  private readonly counted = new Set<string>();
   readonly workflowBundle = join(this.dir, 'workflow-bundle.js');
 
   async start(): Promise<void> {
@@ -342,7 +350,10 @@ export class FaultStack {
         if (missing.length > 0) row.notes.push(`${s.id}: log lacks ${missing.length} lines, e.g. "${missing[0]}"`);
       }
     }
-    const orphans = [...this.leftovers(service), ...(await this.openUploads()), ...((await options.extraOrphans?.()) ?? [])];
+    // What an earlier kind left is that kind's: counted once, where it was left.
+    const orphans = [...this.leftovers(service), ...(await this.openUploads()), ...((await options.extraOrphans?.()) ?? [])]
+      .filter((o) => !this.counted.has(o));
+    orphans.forEach((o) => this.counted.add(o));
     row.orphans += orphans.length;
     if (orphans.length > 0) row.notes.push(`left behind: ${orphans.slice(0, 5).join(', ')}`);
   }
