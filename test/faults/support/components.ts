@@ -10,7 +10,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
-import { freePort } from '../../support/private-postgres';
+import { freePort } from '../../support/ports';
 
 const run = promisify(execFile);
 export const IBS_BIN = join(process.env.IBS_CACHE ?? join(homedir(), '.cache/image-build-service'), 'bin');

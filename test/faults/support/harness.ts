@@ -14,7 +14,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Pool } from 'pg';
 import { buildForm, contextOf } from '../../support/archives';
-import { freePort, PrivatePostgres } from '../../support/private-postgres';
+import { freePort } from '../../support/ports';
+import { PrivatePostgres } from '../../support/private-postgres';
 import { BASE_IMAGE, ensureBaseImage } from '../../support/registry';
 import { apiFetch, TEST_TOKENS_FILE } from '../../support/stack';
 import {
