@@ -61,8 +61,7 @@ function nonRetryable(code: string, message: string, secrets: readonly string[],
  * A failure that Temporal may retry but that still names a documented code: an error thrown as it is would reach the
  * workflow, once the retries are exhausted, typed by its class name (`Error`, `RegistryError`).
  */
-function retryable(code: string, err: unknown, secrets: readonly string[]): ApplicationFailure {
-  const evidence = err instanceof RegistryError ? err.evidence : undefined;
+function retryable(code: string, err: unknown, secrets: readonly string[], evidence = err instanceof RegistryError ? err.evidence : undefined): ApplicationFailure {
   return ApplicationFailure.create({ type: code, message: redact((err as Error)?.message ?? String(err), secrets), nonRetryable: false, details: evidenceDetails(evidence, secrets) });
 }
 
@@ -134,6 +133,7 @@ export function createActivities(deps: ActivityDeps) {
         log.write(`[ibs] build ended: ${(err as Error).message}\n`);
         // The executor has stopped the build; tell Temporal this attempt ended because it was cancelled.
         if (ctx.cancellationSignal.aborted) throw new CancelledFailure('the build was cancelled');
+        if (err instanceof BuildFailedError && err.transient) throw retryable(err.code, err, deps.secrets, err.evidence);
         if (err instanceof BuildFailedError) throw nonRetryable(err.code, err.message, deps.secrets, err.evidence);
         if (err instanceof RegistryError && !err.retryable) throw nonRetryable('push_failed', err.message, deps.secrets, err.evidence);
         throw retryable('build_failed', err, deps.secrets);

@@ -70,6 +70,11 @@ export class BuildFailedError extends Error {
     message: string,
     /** What an operator needs to act on it (limit and step of an OOM kill, the scheduler's message…); no secrets. */
     readonly evidence?: Record<string, string>,
+    /**
+     * A failure another attempt may not meet (a registry answering 5xx or 429, the builder's daemon going away): the
+     * activity retries it, and the build ends with `code` only once the retries are spent.
+     */
+    readonly transient = false,
   ) {
     super(message);
     this.name = 'BuildFailedError';

@@ -61,6 +61,24 @@ describe('classifyBuildFailure', () => {
     expect(err.message).toContain(tail.split('\n').pop()!);
   });
 
+  it.each([
+    ['#7 exporting to image\n#7 pushing layers\nERROR: failed to solve: failed to push 127.0.0.1:5000/x: failed to copy: unexpected status from PUT request to http://127.0.0.1:5000/v2/x/blobs/uploads/1: 503 Service Unavailable', 'push_failed'],
+    ['#7 pushing layers\nERROR: failed to solve: failed to push 127.0.0.1:5000/x: unexpected status from PUT request: 429 Too Many Requests', 'push_failed'],
+    ['#5 [2/3] RUN sleep 5\nERROR: failed to receive status: rpc error: code = Unavailable desc = error reading from server: EOF', 'build_failed'],
+    ['#5 [2/3] RUN sleep 5\nerror: failed to solve: Canceled: grpc: the client connection is closing', 'build_failed'],
+  ])('retries %j, ending %s only once the retries are spent', (tail, code) => {
+    const err = classifyBuildFailure(tail);
+    expect(err).toMatchObject({ code, transient: true });
+  });
+
+  it.each([
+    '#7 pushing layers\nERROR: failed to push 127.0.0.1:5000/x: unexpected status from PUT request: 401 Unauthorized',
+    // A RUN step whose own output names a broken connection is the build's failure, not the daemon's.
+    '#5 [2/2] RUN curl http://x\n#5 0.2 curl: (56) Recv failure: Connection reset by peer\nERROR: process "/bin/sh -c curl http://x" did not complete successfully: exit code: 56',
+  ])('does not retry %j', (tail) => {
+    expect(classifyBuildFailure(tail)).toMatchObject({ transient: false });
+  });
+
   it('treats an unreachable daemon as transient (plain Error, retried)', () => {
     const err = classifyBuildFailure('error: listing workers: connection error: desc = "transport: Error while dialing: dial unix /run/b.sock: connect: no such file or directory"');
     expect(err).not.toBeInstanceOf(BuildFailedError);

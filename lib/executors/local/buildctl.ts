@@ -52,20 +52,34 @@ export function secretVariables(job: Pick<BuildJob, 'secrets'>): Record<string, 
 }
 
 const UNREACHABLE = /connection refused|no such file or directory.*buildkitd|failed to dial|Unavailable desc|connection error/i;
+/** buildctl's own last words when the daemon went away mid-build (restarted, killed): its gRPC stream broke. */
+const DAEMON_LOST = /code = (Unavailable|Canceled) desc|error reading from server|transport is closing|client connection is closing|connection reset by peer|broken pipe|stream terminated by RST_STREAM|failed to receive status/i;
+/** A registry status another push may not meet: throttling or a fault on the registry's side. */
+const TRANSIENT_PUSH_STATUS = /\b(429 Too Many Requests|5\d\d [A-Z][A-Za-z ]+)\b/;
+
+/** buildctl's closing `error:` line: what failed the run, as opposed to what a RUN step printed. */
+function closingError(logTail: string): string {
+  return logTail.split('\n').reverse().find((l) => /^error: /i.test(l.trim()))?.trim() ?? '';
+}
 
 /**
- * Maps a failed buildctl run to a stable error. A daemon that cannot be reached is transient (a plain Error, so
- * the activity retries); everything else is the build's own failure and carries the tail of the log.
+ * Maps a failed buildctl run to a stable error. A daemon that cannot be reached, or that went away mid-build, is
+ * transient, and so is a push the registry answered with 5xx or 429: the activity retries those. Everything else
+ * is the build's own failure and carries the tail of the log.
  */
 export function classifyBuildFailure(logTail: string, push?: PushContext): Error {
   if (UNREACHABLE.test(logTail) && !/\[\d+\/\d+\]|#\d+ /.test(logTail)) {
     return new Error(`BuildKit daemon unreachable: ${logTail.split('\n').slice(-3).join(' ')}`);
   }
+  if (DAEMON_LOST.test(closingError(logTail))) {
+    return new BuildFailedError('build_failed', `the connection to BuildKit broke during the build; it is retried:\n${logTail}`, undefined, true);
+  }
   if (/dockerfile parse error|failed to parse dockerfile|unknown instruction/i.test(logTail)) {
     return new BuildFailedError('dockerfile_invalid', `the Dockerfile could not be parsed:\n${logTail}`);
   }
   if (/failed to push|push access denied|unexpected status from PUT|failed to do request.*(PUT|POST)/i.test(logTail)) {
-    return new BuildFailedError('push_failed', `the image could not be pushed:\n${logTail}`, push ? pushFailureEvidence(logTail, push) : undefined);
+    const transient = TRANSIENT_PUSH_STATUS.test(closingError(logTail));
+    return new BuildFailedError('push_failed', `the image could not be pushed:\n${logTail}`, push ? pushFailureEvidence(logTail, push) : undefined, transient);
   }
   if (/failed to resolve source metadata|pull access denied|not found: not found/i.test(logTail)) {
     return new BuildFailedError('base_image_unavailable', `a base image could not be pulled:\n${logTail}`);
