@@ -13,14 +13,18 @@ benches=(
   "queue-burst:tsx bench/queue-burst.ts"          # 100 builds from 4 consumers at once: limits, builds/min, memory
 )
 summary=()
+status=0
 for entry in "${benches[@]}"; do
   name=${entry%%:*}; command=${entry#*:}
   echo "== $name ($(date -u +%H:%M:%S), load $(cut -d' ' -f1-3 /proc/loadavg))" | tee -a "$log"
   if out=$($command 2>&1 | tee -a "$log"); then
-    summary+=("$name: $(printf '%s\n' "$out" | grep -E '=|^[A-Za-z].*(p50|p99|limit|lost)' | grep -v '^\[' | tail -n 4 | paste -sd ';' -)")
+    # The closing figures: lines with key=value pairs or p50/p99/limits (never a log line of the stack).
+    summary+=("$name: $(printf '%s\n' "$out" | awk '!/^\[/ && (/=/ || /p50|p99|limit|lost/)' | tail -n 4 | paste -sd ';' -)")
   else
     summary+=("$name: FAILED (see $log)")
+    status=1
   fi
 done
 echo "== summary (full output: $log)"
 printf '%s\n' "${summary[@]}"
+exit "$status"
