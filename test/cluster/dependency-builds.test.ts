@@ -11,10 +11,7 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
-import { gunzipSync } from 'node:zlib';
-import { extract } from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dependencyDockerfile } from '../../lib/dependencies/dockerfile';
 import { mirrorBuildArgs } from '../../lib/dependencies/mirrors';
@@ -23,7 +20,7 @@ import { builderPodFor, builderPodName, createKubernetesExecutor, resolveKuberne
 import { dockerConfigSecretName } from '../../lib/executors/kubernetes/pod-spec';
 import type { S3ObjectStore } from '../../lib/storage/s3-store';
 import { contextOf } from '../support/archives';
-import { blobOf, imageConfig, manifestOf } from '../support/registry';
+import { imageConfig, layerPaths, manifestOf } from '../support/registry';
 import { KUBECONFIG, buildJob, coreApi, createNamespace, deleteNamespace, eventually, podGone, recordingObserver, settingsFor } from '../kubernetes/support/cluster';
 import { egressSettings, pythonBaseImage, type EgressSettings } from '../tenancy/support/egress';
 import { REAL_NODE_NAMESPACE_LABELS, nodeAddress, podReachableStore } from './support/node';
@@ -55,20 +52,7 @@ afterAll(async () => {
 
 async function lastLayerPaths(repository: string, digest: string): Promise<string[]> {
   const { manifest } = await manifestOf(repository, digest);
-  const blob = await blobOf(repository, manifest.layers[manifest.layers.length - 1]!.digest);
-  const paths: string[] = [];
-  const ex = extract();
-  ex.on('entry', (header, stream, next) => {
-    paths.push(header.name);
-    stream.resume();
-    stream.on('end', next);
-  });
-  await new Promise<void>((resolve, reject) => {
-    ex.on('finish', resolve);
-    ex.on('error', reject);
-    Readable.from([blob[0] === 0x1f ? gunzipSync(blob) : blob]).pipe(ex);
-  });
-  return paths;
+  return layerPaths(repository, manifest.layers[manifest.layers.length - 1]!.digest);
 }
 
 describe('dependency builds on the kubernetes executor', () => {

@@ -53,6 +53,24 @@ export async function blobOf(repository: string, digest: string): Promise<Buffer
   return Buffer.from(await res.arrayBuffer());
 }
 
+/** The paths of one layer's entries, in archive order (gzip or plain tar). */
+export async function layerPaths(repository: string, digest: string): Promise<string[]> {
+  const blob = await blobOf(repository, digest);
+  const paths: string[] = [];
+  const ex = extract();
+  ex.on('entry', (header, stream, next) => {
+    paths.push(header.name);
+    stream.resume();
+    stream.on('end', next);
+  });
+  await new Promise<void>((resolve, reject) => {
+    ex.on('finish', resolve);
+    ex.on('error', reject);
+    Readable.from([blob[0] === 0x1f ? gunzipSync(blob) : blob]).pipe(ex);
+  });
+  return paths;
+}
+
 /** Every file of the image's layers, later layers winning, as path → content. */
 export async function imageFiles(repository: string, reference: string): Promise<Map<string, Buffer>> {
   const { manifest } = await manifestOf(repository, reference);

@@ -8,34 +8,14 @@
  * or its config.
  */
 import { readFileSync } from 'node:fs';
-import { gunzipSync } from 'node:zlib';
-import { extract } from 'tar-stream';
-import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildForm, contextOf } from '../support/archives';
-import { blobOf, manifestOf } from '../support/registry';
+import { blobOf, layerPaths, manifestOf } from '../support/registry';
 import { startTestStack, waitForBuild, type TestStack } from '../support/stack';
 import { egressSettings, pythonBaseImage, type EgressSettings } from './support/egress';
 
 const REGISTRY = process.env.REGISTRY_ADDRESS ?? '127.0.0.1:5000';
 const INDEX = 'https://pypi.org/simple';
-
-async function layerPaths(repository: string, digest: string): Promise<string[]> {
-  const blob = await blobOf(repository, digest);
-  const paths: string[] = [];
-  const ex = extract();
-  ex.on('entry', (header, stream, next) => {
-    paths.push(header.name);
-    stream.resume();
-    stream.on('end', next);
-  });
-  await new Promise<void>((resolve, reject) => {
-    ex.on('finish', resolve);
-    ex.on('error', reject);
-    Readable.from([blob[0] === 0x1f ? gunzipSync(blob) : blob]).pipe(ex);
-  });
-  return paths;
-}
 
 describe('dependency mirrors', () => {
   let stack: TestStack;
