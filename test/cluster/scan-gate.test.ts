@@ -19,6 +19,7 @@ import { startTestStack, waitForBuild, type TestStack } from '../support/stack';
 import { KUBECONFIG, createNamespace, deleteNamespace, objectStore } from '../kubernetes/support/cluster';
 import { NODE_NAME, REAL_NODE_NAMESPACE_LABELS, forgetNodeImage, nodeAddress } from './support/node';
 import { IMAGE_BUILDER } from './support/release';
+import { statusTrail } from '../support/status-trail';
 
 const run = promisify(execFile);
 const REPORT_PREFIX = 'scan-reports-cluster';
@@ -46,17 +47,9 @@ describe(`the scanner gate in builder pods on ${NODE_NAME} (trivy --scanners sec
     const res = await stack.api('/v1/builds', { method: 'POST', body: buildForm({ image: `${address}:5000/${repository}:1` }, await contextOf(files)) });
     expect(res.status, await res.clone().text()).toBe(202);
     const { id } = (await res.json()) as { id: string };
-    const seen: string[] = [];
-    const watching = (async () => {
-      for (;;) {
-        const status = (await stack.builds.get(id))?.status;
-        if (status && seen.at(-1) !== status) seen.push(status);
-        if (status && ['succeeded', 'failed', 'cancelled'].includes(status)) return;
-        await new Promise((r) => setTimeout(r, 200));
-      }
-    })();
+    const watching = statusTrail(stack.builds, id, 200);
     const build = await waitForBuild(stack.apiUrl, id, 420_000);
-    await watching;
+    const seen = await watching;
     const log = await (await stack.api(`/v1/builds/${id}/logs`)).text();
     return { id, build, seen, log };
   };

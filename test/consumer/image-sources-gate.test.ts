@@ -21,6 +21,7 @@ import { searchAttributeStatuses } from '../support/search-attributes';
 import { ensureTrivyScannerImage, TRIVY_SECRET_SCAN_ARGS } from '../support/scanner-image';
 import { startTestStack, waitForBuild, type TestStack } from '../support/stack';
 import { dockerSaveOf, expectedDockerSaveManifest, ociLayoutOf, ociManifestOf, sha256, testIndex, type TestImage } from './support/images';
+import { statusTrail } from '../support/status-trail';
 
 const runId = randomBytes(4).toString('hex');
 const REPORT_PREFIX = `scan-reports-sources-${runId}`;
@@ -102,13 +103,7 @@ describe('image sources through the scanner gate (local executor, trivy --scanne
     const res = await stack.api('/v1/builds', { method: 'POST', body, headers: typeof body === 'string' ? { 'content-type': 'application/json' } : {} }, as);
     const answer = (await res.json()) as { id: string; error?: { code: string } };
     expect(res.status, JSON.stringify(answer)).toBe(202);
-    const seen: string[] = [];
-    for (;;) {
-      const status = (await stack.builds.get(answer.id))?.status;
-      if (status && seen.at(-1) !== status) seen.push(status);
-      if (status && ['succeeded', 'failed', 'cancelled'].includes(status)) break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    const seen = await statusTrail(stack.builds, answer.id, 50);
     const build = await waitForBuild(stack.apiUrl, answer.id, 240_000, as);
     return { id: answer.id, build, seen };
   };

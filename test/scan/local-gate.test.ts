@@ -11,6 +11,7 @@ import { ensureBaseImage, REGISTRY } from '../support/registry';
 import { ensureTrivyScannerImage, TRIVY_SECRET_SCAN_ARGS, trivyGateSettings } from '../support/scanner-image';
 import { searchAttributeStatuses } from '../support/search-attributes';
 import { startTestStack, waitForBuild, type TestStack } from '../support/stack';
+import { statusTrail } from '../support/status-trail';
 
 const REPORT_PREFIX = 'scan-reports-test';
 
@@ -35,17 +36,9 @@ describe('scanner gate (local executor, trivy --scanners secret)', () => {
     const res = await stack.api('/v1/builds', { method: 'POST', body: buildForm({ image: `${REGISTRY}/${repository}:1` }, await contextOf(files)) });
     expect(res.status).toBe(202);
     const { id } = (await res.json()) as { id: string };
-    const seen: string[] = [];
-    const watching = (async () => {
-      for (;;) {
-        const status = (await stack.builds.get(id))?.status;
-        if (status && seen.at(-1) !== status) seen.push(status);
-        if (status && ['succeeded', 'failed', 'cancelled'].includes(status)) return;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    })();
+    const watching = statusTrail(stack.builds, id, 100);
     const build = await waitForBuild(stack.apiUrl, id);
-    await watching;
+    const seen = await watching;
     return { id, build, seen };
   };
 
