@@ -2,7 +2,6 @@ import { mkdir, mkdtemp, readFile, readdir, readlink, rm, stat, writeFile } from
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { crc32, deflateRawSync } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   ContextRejectedError,
@@ -12,74 +11,10 @@ import {
   type ContextLimits,
   type ContextRejectionCode,
 } from './archive';
+import { S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, zipOf } from '../../test/support/archives';
 
 const MiB = 1024 * 1024;
 const limits: ContextLimits = { maxArchiveBytes: 100 * MiB, maxUncompressedBytes: 100 * MiB, maxEntries: 50, maxCompressionRatio: 100 };
-
-const S_IFREG = 0o100000;
-const S_IFDIR = 0o040000;
-const S_IFLNK = 0o120000;
-const S_IFIFO = 0o010000;
-
-interface ZipTestEntry {
-  name: string;
-  body?: string | Buffer;
-  /** Unix st_mode; the entry is written as made on Unix (host 3). */
-  mode?: number;
-  method?: number;
-  flags?: number;
-  /** Replaces the name in the local header only. */
-  localName?: string;
-  /** Replaces the uncompressed size in both headers. */
-  declaredSize?: number;
-}
-
-/** Builds a zip the way `zip -r` lays one out: local headers and bodies, then the central directory. */
-function zipOf(entries: ZipTestEntry[]): Buffer {
-  const locals: Buffer[] = [];
-  const centrals: Buffer[] = [];
-  let offset = 0;
-  for (const entry of entries) {
-    const data = Buffer.from(entry.body ?? '');
-    const method = entry.method ?? 8;
-    const compressed = method === 8 ? deflateRawSync(data) : data;
-    const name = Buffer.from(entry.name);
-    const localName = Buffer.from(entry.localName ?? entry.name);
-    const size = entry.declaredSize ?? data.length;
-    const local = Buffer.alloc(30);
-    local.writeUInt32LE(0x04034b50, 0);
-    local.writeUInt16LE(20, 4);
-    local.writeUInt16LE(entry.flags ?? 0x0800, 6);
-    local.writeUInt16LE(method, 8);
-    local.writeUInt32LE(crc32(data), 14);
-    local.writeUInt32LE(compressed.length, 18);
-    local.writeUInt32LE(size, 22);
-    local.writeUInt16LE(localName.length, 26);
-    locals.push(local, localName, compressed);
-    const central = Buffer.alloc(46);
-    central.writeUInt32LE(0x02014b50, 0);
-    central.writeUInt16LE((3 << 8) | 30, 4);
-    central.writeUInt16LE(20, 6);
-    central.writeUInt16LE(entry.flags ?? 0x0800, 8);
-    central.writeUInt16LE(method, 10);
-    central.writeUInt32LE(crc32(data), 16);
-    central.writeUInt32LE(compressed.length, 20);
-    central.writeUInt32LE(size, 24);
-    central.writeUInt16LE(name.length, 28);
-    central.writeUInt32LE(((entry.mode ?? S_IFREG | 0o644) << 16) >>> 0, 38);
-    central.writeUInt32LE(offset, 42);
-    centrals.push(central, name);
-    offset += local.length + localName.length + compressed.length;
-  }
-  const directory = Buffer.concat(centrals);
-  const end = Buffer.alloc(22);
-  end.writeUInt32LE(0x06054b50, 0);
-  end.writeUInt16LE(entries.length, 8);
-  end.writeUInt16LE(entries.length, 10);
-  end.writeUInt32LE(directory.length, 12);
-  end.writeUInt32LE(offset, 16);
-  return Buffer.concat([...locals, directory, end]);
-}
 
 function upload(bytes: Buffer, chunkSize = 4096): Readable {
   const chunks: Buffer[] = [];

@@ -57,6 +57,7 @@ export function headerFor(name: string, size: number): Buffer {
 }
 
 export const S_IFREG = 0o100000;
+export const S_IFDIR = 0o040000;
 export const S_IFLNK = 0o120000;
 export const S_IFIFO = 0o010000;
 
