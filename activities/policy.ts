@@ -29,11 +29,7 @@ export function createPolicyActivities(deps: PolicyActivityDeps) {
       if (!stream) throw ApplicationFailure.create({ type: 'context_missing', message: `the build context ${input.context.key} is no longer in storage; submit the build again`, nonRetryable: true });
       return stream;
     };
-    // Two passes (links, then the file): opened up front so the reader's callback stays synchronous.
-    const streams = [await open(), await open()];
-    const text = await readContextFileThroughLinks(() => streams.shift()!, input.spec.dockerfile);
-    streams.forEach((s) => s.destroy());
-    return text;
+    return readContextFileThroughLinks(open, input.spec.dockerfile);
   }
 
   return {

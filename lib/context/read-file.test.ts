@@ -49,4 +49,24 @@ describe('readContextFileThroughLinks', () => {
     expect(await readContextFileThroughLinks(() => Readable.from([archive]), 'Dockerfile')).toBe('FROM real\n');
     expect(await readContextFileThroughLinks(() => Readable.from([archive]), 'missing')).toBeUndefined();
   });
+
+  it('reads the archive once when the path is a plain file, twice only when it goes through a link', async () => {
+    const p = pack();
+    p.entry({ name: 'real/Dockerfile' }, 'FROM real\n');
+    p.entry({ name: 'linked', type: 'symlink', linkname: 'real' });
+    p.entry({ name: 'Dockerfile' }, 'FROM plain\n');
+    p.finalize();
+    const chunks: Buffer[] = [];
+    for await (const c of p) chunks.push(c as Buffer);
+    const archive = Buffer.concat(chunks);
+    let opened = 0;
+    const open = async () => {
+      opened += 1;
+      return Readable.from([archive]);
+    };
+    expect(await readContextFileThroughLinks(open, './Dockerfile')).toBe('FROM plain\n');
+    expect(opened).toBe(1);
+    expect(await readContextFileThroughLinks(open, 'linked/Dockerfile')).toBe('FROM real\n');
+    expect(opened).toBe(3);
+  });
 });

@@ -65,25 +65,32 @@ async function* decompressed(archive: Readable): AsyncGenerator<Buffer> {
 
 /**
  * Like readContextFile, with `path` resolved through the archive's symlinks the way BuildKit resolves them (a
- * Dockerfile may be a link), at the cost of a first pass that lists the archive's links. `open` is called once
- * per pass.
+ * Dockerfile may be a link). A first pass lists the archive's links and keeps the file at `path` itself; only a path
+ * that turns out to go through a link needs a second pass. `open` is called once per pass.
  */
-export async function readContextFileThroughLinks(open: () => Readable, path: string, maxBytes = 1 << 20): Promise<string | undefined> {
+export async function readContextFileThroughLinks(open: () => Readable | Promise<Readable>, path: string, maxBytes = 1 << 20): Promise<string | undefined> {
   const normalized = normalizeContextPath(path);
   if (normalized === undefined) return undefined;
   const symlinks = new Map<string, string>();
-  const archive = open();
+  let atPath: string | undefined;
+  const archive = await open();
   const tar = extract();
   const input = Readable.from(decompressed(archive));
   input.on('error', (err) => tar.destroy(err));
   input.pipe(tar);
   for await (const entry of tar) {
+    const name = normalizeContextPath(entry.header.name);
     if (entry.header.type === 'symlink' && entry.header.linkname) {
-      const link = normalizeContextPath(entry.header.name);
-      if (link !== undefined) symlinks.set(link, entry.header.linkname);
+      if (name !== undefined) symlinks.set(name, entry.header.linkname);
+    } else if (entry.header.type === 'file' && name === normalized && (entry.header.size ?? 0) <= maxBytes) {
+      const chunks: Buffer[] = [];
+      for await (const chunk of entry) chunks.push(chunk as Buffer);
+      atPath = Buffer.concat(chunks).toString('utf8');
+      continue;
     }
     entry.resume();
   }
   const resolved = resolveThroughLinks(symlinks, normalized);
-  return resolved === undefined ? undefined : readContextFile(open(), resolved, maxBytes);
+  if (resolved === undefined) return undefined;
+  return resolved === normalized ? atPath : readContextFile(await open(), resolved, maxBytes);
 }
