@@ -9,6 +9,7 @@ import {
   condition,
   continueAsNew,
   getExternalWorkflowHandle,
+  patched,
   proxyActivities,
   setHandler,
   workflowInfo,
@@ -29,6 +30,9 @@ const bookkeeping = proxyActivities<Activities>({
   startToCloseTimeout: '30 seconds',
   retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 20 },
 });
+
+// Runs recorded before the grants went out beside the positions' record sent them one workflow task later.
+const GRANTS_WITH_POSITIONS = 'grants-with-positions';
 
 // Continue as new well before Temporal's limits, also when the server does not suggest it.
 const MAX_HISTORY_EVENTS = 5_000;
@@ -94,11 +98,11 @@ export async function buildScheduler(carried?: SchedulerState): Promise<void> {
         state.waiting = state.waiting.filter((w) => w.buildId !== g.buildId);
         state.running.push({ ...g, grantedAt: now, leaseUntil: now + leaseSeconds(g.timeoutSeconds) * 1000 });
       }
-      await bookkeeping.recordQueuePositions({
+      const positions = {
         waiting: fairOrder(state).map((w, i) => ({ buildId: w.buildId, position: i + 1 })),
         granted: grants.map((g) => g.buildId),
-      });
-      for (const g of grants) {
+      };
+      const grant = async (g: (typeof grants)[number]) => {
         try {
           await getExternalWorkflowHandle(g.workflowId, g.runId).signal(slotGrantedSignal);
         } catch {
@@ -106,6 +110,13 @@ export async function buildScheduler(carried?: SchedulerState): Promise<void> {
           state.running = state.running.filter((r) => r.buildId !== g.buildId || r.runId !== g.runId);
           dirty = true;
         }
+      };
+      if (patched(GRANTS_WITH_POSITIONS)) {
+        // The grants leave in the same workflow task as the positions' record: a granted build does not wait for it.
+        await Promise.all([bookkeeping.recordQueuePositions(positions), ...grants.map(grant)]);
+      } else {
+        await bookkeeping.recordQueuePositions(positions);
+        for (const g of grants) await grant(g);
       }
     }
 
