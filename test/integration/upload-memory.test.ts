@@ -78,6 +78,9 @@ describe('a large upload', () => {
     expect(await stack.deps.storage.exists(record!.contextKey)).toBe(true);
     await stack.deps.storage.delete(record!.contextKey); // random bytes: every run would store another 192 MiB
     const growth = (peak - before) / MiB;
-    expect(growth).toBeLessThan(96); // the file alone is 192 MiB
+    // The file alone is 192 MiB. The RSS is the whole test process's (the client producing the stream, the API, the
+    // allocator's slack), which varied between 79 and 99 MiB on quiet runs: two thirds of the file still tells a
+    // stream from a buffer.
+    expect(growth).toBeLessThan(128);
   });
 });
