@@ -1,11 +1,12 @@
 /**
  * The activities of the fair build queue (workflows/build-queue.ts): asking the scheduler for a slot (starting it
- * when it is not running), recording queue positions for the API, and checking whether a slot's holder still runs.
+ * when it is not running), giving it back, recording queue positions for the API, and checking whether a slot's
+ * holder still runs.
  */
 import { Context } from '@temporalio/activity';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { BuildRepository } from '../lib/db/builds-repository';
-import { requestSlotSignal, schedulerWorkflowIdFor, type BuildSlotLimits, type SchedulerState, type SlotRequest } from '../workflows/build-queue';
+import { releaseSlotSignal, requestSlotSignal, schedulerWorkflowIdFor, type BuildSlotLimits, type SchedulerState, type SlotRequest } from '../workflows/build-queue';
 
 export interface BuildQueueDeps {
   builds: BuildRepository;
@@ -27,6 +28,20 @@ export function createBuildQueueActivities(deps: BuildQueueDeps) {
         signal: requestSlotSignal,
         signalArgs: [{ ...request, limits: deps.buildSlots }],
       });
+    },
+
+    /**
+     * Gives the slot (or the place in the queue) back. A local activity of the build, so the release costs no
+     * workflow task of its own, and it is sent before the build's final status is recorded. A scheduler that is gone
+     * holds nothing for this build.
+     */
+    async releaseBuildSlot(release: { buildId: string; runId: string }): Promise<void> {
+      const taskQueue = Context.current().info.taskQueue;
+      try {
+        await deps.temporal.workflow.getHandle(schedulerWorkflowIdFor(taskQueue)).signal(releaseSlotSignal, release);
+      } catch (err) {
+        if (!(err instanceof WorkflowNotFoundError)) throw err;
+      }
     },
 
     async recordQueuePositions(update: { waiting: { buildId: string; position: number }[]; granted: string[] }): Promise<void> {

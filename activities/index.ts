@@ -66,16 +66,19 @@ function retryable(code: string, err: unknown, secrets: readonly string[], evide
 }
 
 export function createActivities(deps: ActivityDeps) {
+  /** Moves the Build to `status` unless it is there already or has ended (then nothing changes). */
+  const recordStatus = async (buildId: string, status: Exclude<BuildStatus, 'succeeded' | 'failed' | 'cancelled'>): Promise<void> => {
+    const left = await deps.builds.markStatus(buildId, status);
+    if (left) deps.telemetry?.metrics.observeTransition(left, status);
+  };
+
   return {
     ...createSourceActivities(deps),
     ...createPolicyActivities(deps),
     ...createBuildQueueActivities(deps),
     ...createSigningActivities(deps),
 
-    async recordStatus(buildId: string, status: Exclude<BuildStatus, 'succeeded' | 'failed' | 'cancelled'>): Promise<void> {
-      const left = await deps.builds.markStatus(buildId, status);
-      if (left) deps.telemetry?.metrics.observeTransition(left, status);
-    },
+    recordStatus,
 
     async recordSucceeded(buildId: string, digest: string, resumedFrom?: BuildStep): Promise<void> {
       const left = await deps.builds.markSucceeded(buildId, digest, resumedFrom);
@@ -90,9 +93,13 @@ export function createActivities(deps: ActivityDeps) {
       if (left && status === 'failed') deps.telemetry?.logger.warn({ buildId, code: error.code, evidence }, `build failed: ${error.message}`);
     },
 
-    /** Builds the image and pushes it by digest to the target repository; heartbeats while it runs. */
+    /**
+     * Builds the image and pushes it by digest to the target repository; heartbeats while it runs. The Build is
+     * `running` from the moment a build worker takes it (workflows recorded before that record it themselves first).
+     */
     async buildImage(input: ImageBuildInput): Promise<{ digest: string }> {
       const ctx = Context.current();
+      await recordStatus(input.buildId, 'running');
       const target = parseImageReference(input.spec.image);
       const log = await BuildLog.open(deps.storage, deps.buildLogs, input.buildId, deps.secrets);
       log.write(`[ibs] attempt ${ctx.info.attempt} of build ${input.buildId} on executor ${deps.executor.name}\n`);

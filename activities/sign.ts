@@ -22,6 +22,11 @@ export interface SigningDeps extends PhaseDeps {
 
 export function createSigningActivities(deps: SigningDeps) {
   return {
+    /** Whether this worker signs (IMAGE_SIGNER_TYPE=notation): the workflow skips the signing step when it does not. */
+    async signingEnabled(): Promise<boolean> {
+      return deps.signer !== undefined;
+    },
+
     /** Signs and verifies the pushed digest; does nothing when signing is off. */
     async signImage(buildId: string, image: string, digest: string): Promise<void> {
       const signer = deps.signer;

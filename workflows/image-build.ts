@@ -10,6 +10,11 @@
  *
  * Each failure records its step (BUILD_STEPS) and, once pushed, the digest; a retry whose input says
  * `resume: { step: 'push', digest }` starts at that step with the image already in the registry.
+ *
+ * Workflow tasks are what the service adds to a build (bench/overhead.ts): everything quick (the checks before the
+ * build, the records, the tag step, the slot's release) runs as local activities, so a build without signing takes
+ * one workflow task before its slot is granted, one after, and one when its build activity ends. Only the build,
+ * the pushes of sources and the signing go through the server's activity queues.
  */
 import {
   ActivityFailure,
@@ -55,6 +60,17 @@ const localBookkeeping = proxyLocalActivities<Activities>({
   startToCloseTimeout: '30 seconds',
   retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 20 },
 });
+
+// The checks before the build (the policy over the stored context, the registry's tags) and the tag step: quick in
+// the common case, but the policy reads the context from storage, so they get longer than the records.
+const localSteps = proxyLocalActivities<Activities>({
+  startToCloseTimeout: '10 minutes',
+  retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 20 },
+});
+
+// Runs recorded before the quick steps became local activities (and the checks ran side by side, the slot was given
+// back by an activity, and signing was skipped when off) replay the way they ran.
+const LOCAL_STEPS = 'local-steps';
 
 // Signing and verifying call notation (and, in production, AWS Signer) once per manifest: minutes at most.
 const signing = proxyActivities<Activities>({
@@ -121,34 +137,43 @@ export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResu
     progress.status = status;
     upsertSearchAttributes([{ key: searchAttributes.status, value: status }]);
   });
+  const local = patched(LOCAL_STEPS);
   // Runs recorded before the records were local activities keep scheduling them as activities on replay.
-  const records = patched(LOCAL_BOOKKEEPING) ? localBookkeeping : bookkeeping;
+  const records = local || patched(LOCAL_BOOKKEEPING) ? localBookkeeping : bookkeeping;
+  const steps = local ? localSteps : bookkeeping;
   // The slot (or the place in the queue) goes back however the build ends, before its final status is recorded, so
   // a retry that follows the status never finds the slot still taken.
   const releaseSlot = async () => {
     if (!slotHeld) return;
     slotHeld = false;
+    const release = { buildId: input.buildId, runId: workflowInfo().runId };
+    if (local) {
+      await CancellationScope.nonCancellable(() => localBookkeeping.releaseBuildSlot(release));
+      return;
+    }
     const scheduler = getExternalWorkflowHandle(schedulerWorkflowIdFor(workflowInfo().taskQueue));
     // A scheduler that is gone holds nothing for this build.
-    await CancellationScope.nonCancellable(() => scheduler.signal(releaseSlotSignal, { buildId: input.buildId, runId: workflowInfo().runId })).catch(() => undefined);
+    await CancellationScope.nonCancellable(() => scheduler.signal(releaseSlotSignal, release)).catch(() => undefined);
   };
 
-  const moveTo = async (status: Exclude<BuildStatus, 'succeeded' | 'failed' | 'cancelled'>) => {
+  const show = (status: BuildStatus) => {
     progress.status = status;
     upsertSearchAttributes([{ key: searchAttributes.status, value: status }]);
+  };
+  const moveTo = async (status: Exclude<BuildStatus, 'succeeded' | 'failed' | 'cancelled'>) => {
+    show(status);
     await records.recordStatus(input.buildId, status);
   };
   const finishAs = async (status: 'failed' | 'cancelled', error: BuildErrorInfo) => {
-    progress.status = status;
     progress.error = error;
-    upsertSearchAttributes([{ key: searchAttributes.status, value: status }]);
+    show(status);
     await releaseSlot();
     const at: FailurePoint | undefined = progress.step ? { step: progress.step, digest: progress.digest, resumedFrom: input.resume?.step } : undefined;
     await CancellationScope.nonCancellable(() => records.recordFailed(input.buildId, error, status, at));
   };
 
   // Runs started before tags were checked keep tagging the way they began: one tag, moved unconditionally.
-  const tagsChecked = patched(TAGS_CHECKED_BEFORE_BUILD);
+  const tagsChecked = local || patched(TAGS_CHECKED_BEFORE_BUILD);
   try {
     let digest: string;
     if (input.resume) {
@@ -158,35 +183,60 @@ export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResu
     } else if (input.source && input.source.kind !== 'context') {
       // An uploaded image archive or an image URI: pushed without a builder.
       progress.step = 'push';
-      if (tagsChecked) await bookkeeping.checkTags(input.spec);
+      if (tagsChecked) await steps.checkTags(input.spec);
       digest = await pushWithoutBuild(input, progress, moveTo);
     } else {
       progress.step = 'build';
-      // The policy is checked again here, before a builder starts (runs recorded before it skip it on replay).
-      if (patched('build-policy')) await bookkeeping.checkBuildPolicy(input);
-      if (tagsChecked) await bookkeeping.checkTags(input.spec);
-      if (patched('fair-build-queue')) {
+      // The policy is checked again here, before a builder starts (runs recorded before it skip it on replay), side
+      // by side with the tags.
+      const slotRequest = { buildId: input.buildId, workflowId: workflowInfo().workflowId, runId: workflowInfo().runId, consumer: input.consumer ?? '', timeoutSeconds: input.timeoutSeconds, requestedAt: workflowInfo().startTime.getTime() };
+      if (local) {
+        // The request for a slot goes with the checks, so the scheduler's answer travels while they run; a build they
+        // refuse gives its place back (finishAs), after the request has surely arrived.
         slotHeld = true;
-        await records.requestBuildSlot({ buildId: input.buildId, workflowId: workflowInfo().workflowId, runId: workflowInfo().runId, consumer: input.consumer ?? '', timeoutSeconds: input.timeoutSeconds, requestedAt: workflowInfo().startTime.getTime() });
+        await allSettled([steps.checkBuildPolicy(input), steps.checkTags(input.spec), records.requestBuildSlot(slotRequest)]);
         await condition(() => slotGranted);
+      } else {
+        if (patched('build-policy')) await bookkeeping.checkBuildPolicy(input);
+        if (tagsChecked) await bookkeeping.checkTags(input.spec);
+        if (patched('fair-build-queue')) {
+          slotHeld = true;
+          await records.requestBuildSlot(slotRequest);
+          await condition(() => slotGranted);
+        }
       }
-      await moveTo('running');
+      // The build activity records `running` on the Build as it starts (no workflow task of its own for it).
+      if (local) show('running');
+      else await moveTo('running');
       ({ digest } = await buildActivities(input.timeoutSeconds).buildImage(input));
     }
     progress.digest = digest;
     progress.step = 'push';
-    await moveTo('pushing');
     const tagging = tagsChecked ? { tags: input.spec.tags ?? [], overwrite: input.spec.overwrite ?? false } : undefined;
-    await bookkeeping.tagImage(input.spec.image, digest, tagging);
-    await releaseSlot();
-    // Signs and verifies when IMAGE_SIGNER_TYPE=notation (the activity sets `signing`); a no-op otherwise.
-    if (patched('sign-after-push')) {
-      progress.step = 'sign';
-      await signing.signImage(input.buildId, input.spec.image, digest);
+    if (local) {
+      // The status, the tags and the question whether this worker signs, side by side; then, without signing, the
+      // slot's release and the final record side by side too (a succeeded build is never retried).
+      const [, , sign] = await allSettled([moveTo('pushing'), steps.tagImage(input.spec.image, digest, tagging), localBookkeeping.signingEnabled()]);
+      if (sign) {
+        await releaseSlot();
+        progress.step = 'sign';
+        await signing.signImage(input.buildId, input.spec.image, digest);
+        await records.recordSucceeded(input.buildId, digest, input.resume?.step);
+      } else {
+        await allSettled([releaseSlot(), records.recordSucceeded(input.buildId, digest, input.resume?.step)]);
+      }
+    } else {
+      await moveTo('pushing');
+      await bookkeeping.tagImage(input.spec.image, digest, tagging);
+      await releaseSlot();
+      // Signs and verifies when IMAGE_SIGNER_TYPE=notation (the activity sets `signing`); a no-op otherwise.
+      if (patched('sign-after-push')) {
+        progress.step = 'sign';
+        await signing.signImage(input.buildId, input.spec.image, digest);
+      }
+      await records.recordSucceeded(input.buildId, digest, input.resume?.step);
     }
-    await records.recordSucceeded(input.buildId, digest, input.resume?.step);
-    progress.status = 'succeeded';
-    upsertSearchAttributes([{ key: searchAttributes.status, value: 'succeeded' }]);
+    show('succeeded');
     return { buildId: input.buildId, image: input.spec.image, digest };
   } catch (err) {
     if (isCancellation(err)) {
@@ -197,6 +247,17 @@ export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResu
     await finishAs('failed', error);
     throw ApplicationFailure.create({ type: error.code, message: error.message, nonRetryable: true, details: error.evidence ? [error.evidence] : undefined });
   }
+}
+
+/**
+ * Waits for every step of a group, then fails with the first failure: unlike Promise.all, nothing of the group is
+ * still running when the build goes on to record how it ended.
+ */
+async function allSettled<T extends readonly unknown[]>(steps: { [K in keyof T]: Promise<T[K]> }): Promise<T> {
+  const results = await Promise.allSettled(steps);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  return results.map((r) => (r as PromiseFulfilledResult<unknown>).value) as unknown as T;
 }
 
 /** Error codes are snake_case (docs/errors.md); anything else is a class name that leaked, never a code. */

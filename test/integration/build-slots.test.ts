@@ -1,10 +1,12 @@
 /**
- * Builds have slots of their own: with every build slot taken by a long build, the bookkeeping activities of
- * another build still run at once (they poll the main task queue), while its build waits for a slot. Real
- * Temporal, BuildKit, PostgreSQL and MinIO.
+ * Builds have slots of their own: with every build slot of the worker taken by a long build, the bookkeeping of
+ * another build (its checks, its place in the fair queue) still runs at once, on the main task queue, while its
+ * build waits for a worker slot; the Build stays `queued` until a build worker takes it. Real Temporal, BuildKit,
+ * PostgreSQL and MinIO.
  */
 import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { progressQuery, workflowIdForBuild } from '../../workflows/definitions';
 import { buildForm, tarGzOf } from '../support/archives';
 import { startTestStack, waitForBuild, type TestStack } from '../support/stack';
 
@@ -46,10 +48,13 @@ describe('build slots', () => {
     }, 120_000);
 
     const quick = await submit(stack, '/busybox echo quick', 'quick');
-    // recordStatus('running') is bookkeeping: it must not wait the 45 s of the long build.
-    await until('the quick build recorded as running', async () => (await stack.builds.get(quick))?.status === 'running', 10_000);
-    // Its build has not started: the only slot is still taken.
+    // The quick build's bookkeeping must not wait the 45 s of the long build: its workflow passes the checks and is
+    // granted a place by the fair queue (the limits allow two builds), and reaches its build step.
+    const progress = () => stack.client.workflow.getHandle(workflowIdForBuild(quick)).query(progressQuery);
+    await until('the quick build reaching its build step', async () => (await progress()).status === 'running', 10_000);
+    // Its build has not started: the worker's only build slot is still taken, so the Build is still queued.
     expect(await stack.builds.get(long)).toMatchObject({ status: 'running' });
+    expect(await stack.builds.get(quick)).toMatchObject({ status: 'queued' });
     const log = await stack.api(`/v1/builds/${quick}/logs`);
     expect(log.status).toBe(404);
 

@@ -22,10 +22,21 @@ const HISTORIES = join(__dirname, '..', 'histories');
 /** One history per way a build ends; the replay test insists on all of them. */
 const RECORDED = ['image-build-succeeded.json', 'image-build-failed.json', 'image-build-cancelled.json'] as const;
 /**
- * Histories kept from earlier workflow versions or other paths, recorded by hand and never overwritten: a gated
- * image-archive build from before sources were scanned (it must replay without the scan step), and one after.
+ * Histories kept from earlier workflow versions or other paths, recorded by hand and never overwritten: the three
+ * endings as the first workflow ran them (no patches) and as they ran while the checks, the tag step, the slot's
+ * release and the no-op signing were still server activities (remote-steps); a gated image-archive build from before
+ * sources were scanned (it must replay without the scan step), and one after.
  */
-const KEPT = ['image-build-source-before-scan.json', 'image-build-source-scanned.json'] as const;
+const KEPT = [
+  'image-build-succeeded-before-patches.json',
+  'image-build-failed-before-patches.json',
+  'image-build-cancelled-before-patches.json',
+  'image-build-succeeded-remote-steps.json',
+  'image-build-failed-remote-steps.json',
+  'image-build-cancelled-remote-steps.json',
+  'image-build-source-before-scan.json',
+  'image-build-source-scanned.json',
+] as const;
 
 /** Saves the run's history for the replay test when asked to (RECORD_HISTORIES=1, see the top of this file). */
 async function recordHistory(handle: WorkflowHandle, file: (typeof RECORDED)[number]): Promise<void> {
