@@ -9,6 +9,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import type { WorkflowHandle } from '@temporalio/client';
+import { tsToMs } from '@temporalio/common/lib/time';
 import { workflowIdForBuild } from '../workflows/definitions';
 import { buildForm, contextOf } from '../test/support/archives';
 import { ensureBaseImage } from '../test/support/registry';
@@ -34,16 +36,22 @@ async function main(): Promise<void> {
 
   // A build every time: tags of this run's own (an existing tag is not moved without overwrite) and no reuse.
   const runId = Date.now();
+  const phases: Phases[] = [];
   const viaService = async (i: number): Promise<number> => {
     const started = performance.now();
+    const startedAt = Date.now();
     const res = await stack.api(`/v1/builds`, {
       method: 'POST',
       body: buildForm({ image: `127.0.0.1:5000/bench/service:run${runId}-${i}`, reuse: false }, context),
     });
     if (res.status !== 202) throw new Error(`API answered ${res.status}: ${await res.text()}`);
+    const acceptedAt = Date.now();
     const { id } = (await res.json()) as { id: string };
-    await stack.client.workflow.getHandle(workflowIdForBuild(id)).result();
-    return performance.now() - started;
+    const handle = stack.client.workflow.getHandle(workflowIdForBuild(id));
+    await handle.result();
+    const took = performance.now() - started;
+    if (i >= 0) phases.push(phasesOf(await handle.fetchHistory(), startedAt, acceptedAt, startedAt + took));
+    return took;
   };
 
   const viaBuildctl = async (i: number): Promise<number> => {
@@ -72,8 +80,41 @@ async function main(): Promise<void> {
   }
   const s = median(service);
   const d = median(direct);
+  // Where the service's time goes, from each run's Temporal history (median of each phase over the runs).
+  for (const key of Object.keys(phases[0] ?? {}) as (keyof Phases)[]) {
+    console.log(`phase ${key}: median ${median(phases.map((p) => p[key])).toFixed(0)} ms`);
+  }
   console.log(`median service ${s.toFixed(0)} ms, median buildctl ${d.toFixed(0)} ms`);
   console.log(`ratio=${(s / d).toFixed(3)} overhead_ms=${(s - d).toFixed(0)}`);
+}
+
+/** The phases of one service build, in ms: the POST, the workflow until its build activity starts, the build
+ * activity, the workflow after it, and the client hearing the result. */
+interface Phases {
+  accept: number;
+  beforeBuild: number;
+  buildActivity: number;
+  afterBuild: number;
+  result: number;
+}
+
+type History = Awaited<ReturnType<WorkflowHandle['fetchHistory']>>;
+
+function phasesOf(history: History, startedAt: number, acceptedAt: number, doneAt: number): Phases {
+  const events = history.events ?? [];
+  const at = (e: NonNullable<History['events']>[number] | undefined) => (e ? tsToMs(e.eventTime!) : NaN);
+  const scheduled = events.find((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'buildImage');
+  const startedBuild = events.find((e) => e.activityTaskStartedEventAttributes?.scheduledEventId?.toString() === scheduled?.eventId?.toString());
+  const completedBuild = events.find((e) => e.activityTaskCompletedEventAttributes?.scheduledEventId?.toString() === scheduled?.eventId?.toString());
+  const first = at(events[0]);
+  const last = at(events[events.length - 1]);
+  return {
+    accept: acceptedAt - startedAt,
+    beforeBuild: at(startedBuild) - first,
+    buildActivity: at(completedBuild) - at(startedBuild),
+    afterBuild: last - at(completedBuild),
+    result: doneAt - last,
+  };
 }
 
 main().catch((err: unknown) => {
