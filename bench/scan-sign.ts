@@ -50,7 +50,7 @@ async function main(): Promise<void> {
     notationPath: join(BIN, 'notation'), configHome, profile: 'ibs-bench', plugin: 'local', region: 'us-east-1', trustStore: 'ca:ibs-bench',
     insecureRegistry: true, credentials: () => undefined, registry, secrets: [],
   });
-  await signer.ensureTrustPolicy();
+  await signer.prepareConfig();
   const observer = { log: () => undefined, heartbeat: () => undefined, signal: new AbortController().signal };
   const times = { direct: [] as number[], gate: [] as number[], sign: [] as number[] };
 

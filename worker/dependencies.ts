@@ -93,7 +93,7 @@ export async function createWorkerDependencies(config: Config, telemetry?: Telem
           secrets: config.secrets,
         })
       : undefined;
-  await signer?.ensureTrustPolicy();
+  await signer?.prepareConfig();
   // The local executor's scanner runs on this host; it also scans images that need no build (activities/sources.ts).
   const scanner = config.imageScanner.enabled && config.executor.type === 'local' ? new RuncScanner({ runcPath: config.executor.runcPath, registry }) : undefined;
   return {

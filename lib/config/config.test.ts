@@ -189,6 +189,7 @@ describe('loadConfig', () => {
       region: 'us-east-1',
       notationPath: 'notation',
       configHome: undefined,
+      defaultsDir: undefined,
       trustStore: 'signingAuthority:aws-signer-ts',
     });
   });

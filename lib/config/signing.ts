@@ -13,6 +13,11 @@ export type SigningConfig =
       notationPath: string;
       /** XDG_CONFIG_HOME for notation: its keys, plugins, trust store and trust policy (NOTATION_CONFIG_HOME). */
       configHome?: string;
+      /**
+       * notation configuration linked into the config home where that lacks it: plugins, trust store, keys
+       * (NOTATION_DEFAULTS_DIR; the service image installs the plugins under ~/.config/notation).
+       */
+      defaultsDir?: string;
       /** The trust store holding the profile's certificate, for `notation verify` (NOTATION_TRUST_STORE). */
       trustStore: string;
     };
@@ -47,6 +52,7 @@ export function readSigning(read: EnvReader): SigningConfig {
     region,
     notationPath: read.string('NOTATION_CLI_PATH', 'notation'),
     configHome: read.optional('NOTATION_CONFIG_HOME'),
+    defaultsDir: read.optional('NOTATION_DEFAULTS_DIR'),
     trustStore,
   };
 }

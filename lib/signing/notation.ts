@@ -11,18 +11,22 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { copyFile, mkdir, stat, symlink, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import type { CredentialsLookup } from '../registry/auth';
 import type { RegistryClient } from '../registry/client';
 
 export const AWS_SIGNER_PLUGIN = 'com.amazonaws.signer.notation.plugin';
+/** What notation reads from its configuration folder besides the trust policy the worker writes. */
+const NOTATION_CONFIG_ENTRIES = ['plugins', 'truststore', 'localkeys', 'signingkeys.json', 'config.json'];
 const INDEX_TYPES = new Set(['application/vnd.oci.image.index.v1+json', 'application/vnd.docker.distribution.manifest.list.v2+json']);
 
 export interface NotationSignerOptions {
   notationPath: string;
   /** XDG_CONFIG_HOME for notation (its keys, plugins, trust store and trust policy live in <this>/notation). */
   configHome?: string;
+  /** notation configuration to link into <configHome>/notation where that lacks it (default ~/.config/notation). */
+  defaultsDir?: string;
   profile: string;
   plugin: string;
   region: string;
@@ -65,13 +69,29 @@ export class NotationSigner {
   }
 
   /**
-   * Writes a trust policy for the profile's certificate unless notation's config already has one (then the
-   * operator's policy is used as it is). Called once at worker start-up.
+   * Makes notation's configuration folder ready, once at worker start-up. In the chart the root filesystem is
+   * read-only and NOTATION_CONFIG_HOME is on a writable volume: what it lacks of the defaults (the plugins the
+   * service image installs, a trust store or keys the operator mounted) is linked in (folders) or copied (files). Then a trust policy for the
+   * profile's certificate is written unless one exists (the operator's policy is used as it is).
    */
-  async ensureTrustPolicy(): Promise<void> {
+  async prepareConfig(): Promise<void> {
+    const defaults = this.options.defaultsDir ?? join(process.env.HOME ?? '/root', '.config', 'notation');
     const dir = join(this.options.configHome ?? join(process.env.HOME ?? '/root', '.config'), 'notation');
+    try {
+      await mkdir(dir, { recursive: true });
+      if (resolve(defaults) !== resolve(dir)) {
+        for (const entry of NOTATION_CONFIG_ENTRIES) {
+          const from = join(defaults, entry);
+          if (!existsSync(from) || existsSync(join(dir, entry))) continue;
+          // notation refuses a key list or config file that is a symlink: files are copied, folders linked.
+          if ((await stat(from)).isDirectory()) await symlink(from, join(dir, entry));
+          else await copyFile(from, join(dir, entry));
+        }
+      }
+    } catch (err) {
+      throw new Error(`notation's configuration folder ${dir} could not be prepared (${(err as Error).message}); point NOTATION_CONFIG_HOME at a writable folder`);
+    }
     if (existsSync(join(dir, 'trustpolicy.json')) || existsSync(join(dir, 'trustpolicy.oci.json'))) return;
-    await mkdir(dir, { recursive: true });
     const aws = this.options.plugin === AWS_SIGNER_PLUGIN;
     const policy = {
       version: '1.0',

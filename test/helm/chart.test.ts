@@ -268,7 +268,10 @@ describe('envApp', () => {
       // The notation CLI and the AWS Signer trust store by their defaults (docs/configuration.md).
       notationPath: 'notation',
       trustStore: 'signingAuthority:aws-signer-ts',
-      configHome: undefined,
+      // On the writable /tmp volume (the root filesystem is read-only); the plugins are linked in from the image's
+      // ~/.config/notation by default.
+      configHome: '/tmp/notation',
+      defaultsDir: undefined,
     });
   });
 

@@ -5,7 +5,8 @@
  * re-pointed to an unsigned image; a second signing of the same digest signs nothing.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { lstat, mkdtemp, readFile } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,6 +24,7 @@ const KEY = 'ibs-signing-test';
 describe('notation signing (local test key)', () => {
   let stack: TestStack;
   let configHome: string;
+  let defaults: string;
   let base: string;
 
   const build = async (registry: string, repository: string, body = 'signed\n') => {
@@ -43,8 +45,13 @@ describe('notation signing (local test key)', () => {
 
   beforeAll(async () => {
     base = await ensureBaseImage();
-    configHome = await mkdtemp(join(tmpdir(), 'ibs-notation-'));
+    // As in the chart: the key and trust store sit in a defaults folder (the image's ~/.config/notation, read-only
+    // there) and the worker's NOTATION_CONFIG_HOME (on the writable volume) starts empty: the worker links them in
+    // and writes its trust policy there, not into the defaults.
+    defaults = await mkdtemp(join(tmpdir(), 'ibs-notation-defaults-'));
+    configHome = defaults;
     await notation('cert', 'generate-test', '--default', KEY);
+    configHome = await mkdtemp(join(tmpdir(), 'ibs-notation-'));
     stack = await startTestStack('signing', {
       IMAGE_SIGNER_TYPE: 'notation',
       NOTATION_PROFILE: KEY,
@@ -52,12 +59,20 @@ describe('notation signing (local test key)', () => {
       NOTATION_REGION: 'us-east-1',
       NOTATION_CLI_PATH: NOTATION,
       NOTATION_CONFIG_HOME: configHome,
+      NOTATION_DEFAULTS_DIR: join(defaults, 'notation'),
       // olareg (the referrers-API registry) is a loopback registry the default allowlist does not name.
       TARGET_REGISTRY_ALLOWLIST: `${REGISTRY},${REFERRERS_REGISTRY}`,
     });
     await stack.startWorker();
   });
   afterAll(() => stack?.close());
+
+  it("prepares the worker's empty notation folder from the defaults at start-up", async () => {
+    expect((await lstat(join(configHome, 'notation', 'localkeys'))).isSymbolicLink()).toBe(true);
+    expect((await lstat(join(configHome, 'notation', 'truststore'))).isSymbolicLink()).toBe(true);
+    expect(JSON.parse(await readFile(join(configHome, 'notation', 'trustpolicy.json'), 'utf8'))).toMatchObject({ trustPolicies: [{ trustStores: [`ca:${KEY}`] }] });
+    expect(existsSync(join(defaults, 'notation', 'trustpolicy.json'))).toBe(false);
+  });
 
   it('signs on a registry without the referrers API (tag scheme), verifies, and refuses a re-pointed tag', async () => {
     const repository = `signing/tags-${randomUUID().slice(0, 8)}`;
