@@ -78,6 +78,12 @@ const signing = proxyActivities<Activities>({
   retry: { initialInterval: '2 seconds', maximumInterval: '30 seconds', maximumAttempts: 5 },
 });
 
+// A failure the executor or the registry client calls transient (a registry's 5xx or 429, a broken connection to
+// BuildKit) is retried for about two minutes (2 + 4 + 8 + 16 + 30 × 3 s between eight attempts), so a registry that
+// misbehaves for a minute does not fail the builds that meet it (test/faults: 30 % of requests failing for 60 s).
+// Refusals that retrying cannot fix are non-retryable and end the build at once.
+const TRANSIENT_RETRY = { initialInterval: '2 seconds', maximumInterval: '30 seconds', maximumAttempts: 8 } as const;
+
 // The build itself: long, so liveness comes from heartbeats; cancellation waits for the executor to stop. It runs
 // on the build task queue, whose worker slots are capped apart from the bookkeeping's.
 function buildActivities(timeoutSeconds: number) {
@@ -86,7 +92,7 @@ function buildActivities(timeoutSeconds: number) {
     startToCloseTimeout: `${timeoutSeconds + 120} seconds`,
     heartbeatTimeout: '20 seconds',
     cancellationType: 'WAIT_CANCELLATION_COMPLETED',
-    retry: { initialInterval: '2 seconds', maximumInterval: '30 seconds', maximumAttempts: 5 },
+    retry: TRANSIENT_RETRY,
   });
 }
 
@@ -99,7 +105,7 @@ function pushActivities(timeoutSeconds: number) {
   return proxyActivities<Activities>({
     startToCloseTimeout: `${timeoutSeconds + 120} seconds`,
     heartbeatTimeout: '60 seconds',
-    retry: { initialInterval: '1 second', maximumInterval: '10 seconds', maximumAttempts: 5 },
+    retry: TRANSIENT_RETRY,
   });
 }
 
