@@ -4,6 +4,7 @@
  * starts its workflows on a task queue that no worker polls, so only acceptance is measured (upload, validation,
  * object store, PostgreSQL, workflow start); callers terminate the workflows at the end.
  */
+import { createWriteStream } from 'node:fs';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { Client, Connection } from '@temporalio/client';
@@ -31,7 +32,9 @@ export async function startApi(node: string, taskQueue: string, env: Record<stri
     env: { ...process.env, ...env, API_PORT: String(port), TEMPORAL_TASK_QUEUE: taskQueue, AUTH_TOKENS_FILE: TEST_TOKENS_FILE, TARGET_REGISTRY_ALLOWLIST: '127.0.0.1:5000' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  child.stdout!.resume();
+  // BENCH_API_LOG=<file> keeps the API's log lines there (to see why an API died); they are dropped otherwise.
+  if (process.env.BENCH_API_LOG) child.stdout!.pipe(createWriteStream(process.env.BENCH_API_LOG, { flags: 'a' }));
+  else child.stdout!.resume();
   const url = `http://127.0.0.1:${port}`;
   // Up to 60 s: on a busy two-core machine the first /readyz can take a while.
   for (let i = 0; i < 600; i++) {

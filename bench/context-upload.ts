@@ -76,9 +76,9 @@ async function main(): Promise<void> {
       const sampler = setInterval(() => (peak = Math.max(peak, rssMiB(pid))), 50);
       t0 = performance.now();
       const auth = callerHeaders({ consumer: 'bench' }).authorization!;
-      const { stdout } = await run('curl', ['-sS', '--fail-with-body', '-X', 'POST', '-H', `authorization: ${auth}`, '-H', `content-type: multipart/form-data; boundary=${BOUNDARY}`, '--data-binary', `@${body}`, `${api.url}/v1/builds`], { maxBuffer: 16 * MiB });
+      // -T streams the file (--data-binary @file reads it into memory first, and curl refuses a 2 GiB one).
+      const { stdout } = await run('curl', ['-sS', '--fail-with-body', '-X', 'POST', '-H', `authorization: ${auth}`, '-H', `content-type: multipart/form-data; boundary=${BOUNDARY}`, '-H', 'expect:', '-T', body, `${api.url}/v1/builds`], { maxBuffer: 16 * MiB }).finally(() => clearInterval(sampler));
       upload.push(performance.now() - t0);
-      clearInterval(sampler);
       growth.push(peak - before);
       ids.push((JSON.parse(stdout) as { id: string }).id);
       console.log(`round ${r + 1}/${ROUNDS}: cp ${(cp[r]! / 1000).toFixed(1)} s, upload ${(upload[r]! / 1000).toFixed(1)} s, API RSS ${before.toFixed(0)} → peak ${peak.toFixed(0)} MiB`);

@@ -44,10 +44,13 @@ async function main(): Promise<void> {
   const connection = await Connection.connect({ address: process.env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233' });
   const scheduler = new Client({ connection, namespace: process.env.TEMPORAL_NAMESPACE ?? 'default' }).workflow.getHandle(schedulerWorkflowIdFor(pair.taskQueue));
   const peak = { api: 0, worker: 0, slots: 0, perConsumer: new Map<string, number>() };
-  let inflight: Promise<unknown> = Promise.resolve();
+  // One query at a time: the last one is awaited before the connection closes (a query still retrying on a closed
+  // connection fails from a timer, outside any await).
+  let inflight: Promise<unknown> | undefined;
   const sampler = setInterval(() => {
     peak.api = Math.max(peak.api, rssMiBOf(pair.api.pid!));
     peak.worker = Math.max(peak.worker, rssMiBOf(pair.worker.pid!));
+    if (inflight) return;
     inflight = scheduler.query(schedulerStateQuery).then(
       ({ running }) => {
         peak.slots = Math.max(peak.slots, running.length);
@@ -56,7 +59,7 @@ async function main(): Promise<void> {
         for (const [consumer, n] of held) peak.perConsumer.set(consumer, Math.max(peak.perConsumer.get(consumer) ?? 0, n));
       },
       () => undefined, // the scheduler starts with the first build
-    );
+    ).finally(() => (inflight = undefined));
   }, 200);
   try {
     const run = Date.now();

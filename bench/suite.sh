@@ -4,6 +4,8 @@
 # each benchmark's closing figures are printed at the end, for docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The benchmarks run with the project's own tsx, also when the suite is started without npm.
+export PATH="$PWD/node_modules/.bin:$PATH"
 log=${IBS_RUN:-/tmp/image-build-service}/bench-$(date -u +%Y%m%dT%H%M%SZ).log
 benches=(
   "overhead:tsx bench/overhead.ts"                # service vs buildctl for a ~10 s build
