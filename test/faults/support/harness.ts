@@ -327,9 +327,10 @@ export class FaultStack {
         row.lost++;
         row.notes.push(`${s.id}: PostgreSQL says ${JSON.stringify(rows[0] ?? null)}, the API ${status}`);
       }
-      // Temporal: the build's workflow is closed, and completed when the build succeeded.
-      const workflow = await this.temporalClient.workflow.getHandle(`build-${s.id}`).describe().catch(() => undefined);
-      const workflowStatus = workflow?.status.name;
+      // Temporal: the build's workflow is closed, and completed when the build succeeded. The final record is written
+      // by a local activity inside the workflow's last task, so a worker killed between the two leaves the workflow
+      // running until that task times out and another worker completes it: it gets a minute to agree.
+      const workflowStatus = await this.closedWorkflowStatus(`build-${s.id}`, 60_000);
       if (!workflowStatus || workflowStatus === 'RUNNING' || (status === 'succeeded' && workflowStatus !== 'COMPLETED')) {
         row.lost++;
         row.notes.push(`${s.id}: Temporal says ${String(workflowStatus)}, the API ${status}`);
@@ -360,6 +361,17 @@ export class FaultStack {
   }
 
   /** What the API and the worker left in their scratch folders once no build runs. */
+  /** The workflow's status once it is no longer RUNNING, or RUNNING (or undefined: not found) after `withinMs`. */
+  private async closedWorkflowStatus(workflowId: string, withinMs: number): Promise<string | undefined> {
+    const until = Date.now() + withinMs;
+    for (;;) {
+      const workflow = await this.temporalClient.workflow.getHandle(workflowId).describe().catch(() => undefined);
+      const status = workflow?.status.name;
+      if (status !== 'RUNNING' || Date.now() > until) return status;
+      await sleep(1_000);
+    }
+  }
+
   leftovers(service: Service): string[] {
     return readdirSync(service.scratch)
       .filter((name) => !name.startsWith('tsx-')) // tsx's compile cache
