@@ -59,6 +59,8 @@ export interface FaultRow {
   duplicated: number;
   orphans: number;
   failed: number;
+  /** The error code of each failed build. */
+  failedCodes: string[];
   wrongTags: number;
   lostLogLines: number;
   notes: string[];
@@ -314,7 +316,10 @@ export class FaultStack {
       const status = build.status as string;
       if (status !== 'succeeded') {
         row.failed++;
-        row.notes.push(`${s.id}: ${status} ${JSON.stringify(build.error ?? '')}`.slice(0, 300));
+        const error = (build.error ?? {}) as { code?: string; message?: string };
+        row.failedCodes.push(error.code ?? status);
+        // The code and the end of the message: buildctl's closing error is its last line.
+        row.notes.push(`${s.id}: ${status} ${error.code ?? ''}: …${String(error.message ?? '').slice(-400)}`);
       }
       // PostgreSQL: exactly one record for the submission's key, in the state the API reports.
       const { rows } = await this.pool.query<{ id: string; status: string; digest: string | null }>(
@@ -401,7 +406,7 @@ async function manifestDigest(image: string): Promise<string | undefined> {
 }
 
 export function newRow(kind: string): FaultRow {
-  return { kind, injections: 0, builds: 0, lost: 0, duplicated: 0, orphans: 0, failed: 0, wrongTags: 0, lostLogLines: 0, notes: [] };
+  return { kind, injections: 0, builds: 0, lost: 0, duplicated: 0, orphans: 0, failed: 0, failedCodes: [], wrongTags: 0, lostLogLines: 0, notes: [] };
 }
 
 /** A random delay in [min, max) ms: where in the build the fault lands. */
