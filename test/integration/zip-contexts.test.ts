@@ -15,9 +15,16 @@ describe('zip build contexts', () => {
   let base: string;
   const bucket = process.env.LOGS_BUCKET ?? 'data';
 
+  // Every page: a bucket that has served many builds holds more than the 1000 keys one listing returns.
   const storedContexts = async (): Promise<string[]> => {
-    const out = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'contexts/' }));
-    return (out.Contents ?? []).map((object) => object.Key ?? '');
+    const keys: string[] = [];
+    let token: string | undefined;
+    do {
+      const out = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'contexts/', ContinuationToken: token }));
+      keys.push(...(out.Contents ?? []).map((object) => object.Key ?? ''));
+      token = out.IsTruncated ? out.NextContinuationToken : undefined;
+    } while (token);
+    return keys;
   };
 
   beforeAll(async () => {
