@@ -16,9 +16,16 @@ describe('rejected build requests', () => {
   let stack: TestStack;
   let s3: S3Client;
 
+  // Every page: one listing stops at 1000 keys, and a count that stays at 1000 would prove nothing.
   const storedContexts = async (): Promise<number> => {
-    const out = await s3.send(new ListObjectsV2Command({ Bucket: process.env.LOGS_BUCKET ?? 'data', Prefix: 'contexts/' }));
-    return out.KeyCount ?? 0;
+    let count = 0;
+    let token: string | undefined;
+    do {
+      const out = await s3.send(new ListObjectsV2Command({ Bucket: process.env.LOGS_BUCKET ?? 'data', Prefix: 'contexts/', ContinuationToken: token }));
+      count += out.KeyCount ?? 0;
+      token = out.IsTruncated ? out.NextContinuationToken : undefined;
+    } while (token);
+    return count;
   };
   const buildRows = async (): Promise<number> => Number((await stack.pool.query('SELECT count(*) FROM builds')).rows[0].count);
 
