@@ -2,11 +2,12 @@
  * Hostile and malformed build requests against the real API, PostgreSQL and MinIO: each gets a 400 with a stable
  * code that names the problem, and nothing is stored (no context object, no build row, no workflow).
  */
-import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { S3Client } from '@aws-sdk/client-s3';
 import { randomBytes } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildForm, contextOf, tarGzOf, tarOf, type Entry } from '../support/archives';
+import { listKeys } from '../support/object-keys';
 import { startTestStack, type TestStack } from '../support/stack';
 
 const DOCKERFILE: Entry = { name: 'Dockerfile', body: 'FROM scratch\n' };
@@ -17,16 +18,7 @@ describe('rejected build requests', () => {
   let s3: S3Client;
 
   // Every page: one listing stops at 1000 keys, and a count that stays at 1000 would prove nothing.
-  const storedContexts = async (): Promise<number> => {
-    let count = 0;
-    let token: string | undefined;
-    do {
-      const out = await s3.send(new ListObjectsV2Command({ Bucket: process.env.LOGS_BUCKET ?? 'data', Prefix: 'contexts/', ContinuationToken: token }));
-      count += out.KeyCount ?? 0;
-      token = out.IsTruncated ? out.NextContinuationToken : undefined;
-    } while (token);
-    return count;
-  };
+  const storedContexts = async (): Promise<number> => (await listKeys(s3, process.env.LOGS_BUCKET ?? 'data', 'contexts/')).length;
   const buildRows = async (): Promise<number> => Number((await stack.pool.query('SELECT count(*) FROM builds')).rows[0].count);
 
   async function expectRejected(body: FormData | string, code: string, field?: string, headers: Record<string, string> = {}) {

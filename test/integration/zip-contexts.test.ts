@@ -2,10 +2,11 @@
  * Zip build contexts through the real API, PostgreSQL, MinIO, Temporal, BuildKit and registry: an accepted zip is
  * stored as a tar.gz, built and pushed like any context, and a hostile one gets a 400 with nothing stored.
  */
-import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildForm, S_IFLNK, S_IFREG, zipOf } from '../support/archives';
+import { listKeys } from '../support/object-keys';
 import { ensureBaseImage, imageFiles } from '../support/registry';
 import { startTestStack, waitForBuild, type TestStack } from '../support/stack';
 
@@ -16,16 +17,7 @@ describe('zip build contexts', () => {
   const bucket = process.env.LOGS_BUCKET ?? 'data';
 
   // Every page: a bucket that has served many builds holds more than the 1000 keys one listing returns.
-  const storedContexts = async (): Promise<string[]> => {
-    const keys: string[] = [];
-    let token: string | undefined;
-    do {
-      const out = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'contexts/', ContinuationToken: token }));
-      keys.push(...(out.Contents ?? []).map((object) => object.Key ?? ''));
-      token = out.IsTruncated ? out.NextContinuationToken : undefined;
-    } while (token);
-    return keys;
-  };
+  const storedContexts = (): Promise<string[]> => listKeys(s3, bucket, 'contexts/');
 
   beforeAll(async () => {
     stack = await startTestStack('zip-contexts');

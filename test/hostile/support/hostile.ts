@@ -5,8 +5,9 @@
  * build row, no workflow on the suite's task queue (so no builder), no object in the bucket, nothing left in the
  * scratch folder and no file at the places a hostile path aimed at.
  */
-import { CreateBucketCommand, DeleteBucketCommand, DeleteObjectsCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, DeleteBucketCommand, DeleteObjectsCommand, S3Client } from '@aws-sdk/client-s3';
 import { randomBytes } from 'node:crypto';
+import { listKeys } from '../../support/object-keys';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -63,14 +64,7 @@ function s3Admin(): S3Client {
 }
 
 async function keysOf(s3: S3Client, bucket: string): Promise<string[]> {
-  const keys: string[] = [];
-  let token: string | undefined;
-  do {
-    const page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, ContinuationToken: token }));
-    keys.push(...(page.Contents ?? []).map((o) => o.Key ?? ''));
-    token = page.IsTruncated ? page.NextContinuationToken : undefined;
-  } while (token);
-  return keys.sort();
+  return (await listKeys(s3, bucket)).sort();
 }
 
 export async function startHostileStack(name: string, overrides: Record<string, string> = {}): Promise<HostileStack> {

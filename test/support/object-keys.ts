@@ -1,0 +1,13 @@
+/** Listing a bucket in tests: every page, since one ListObjectsV2 call stops at 1000 keys. */
+import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+
+export async function listKeys(s3: S3Client, bucket: string, prefix?: string): Promise<string[]> {
+  const keys: string[] = [];
+  let token: string | undefined;
+  do {
+    const page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
+    keys.push(...(page.Contents ?? []).map((o) => o.Key ?? ''));
+    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (token);
+  return keys;
+}
