@@ -11,7 +11,10 @@ import { buildTaskQueueFor } from '../workflows/definitions';
 import { startTracing } from '../lib/telemetry/tracing';
 import { createWorkerDependencies } from './dependencies';
 import { startWorkerMetricsServer } from './metrics-server';
+import { startJanitor } from './janitor';
 import { ImageBuildWorker } from './worker';
+
+const JANITOR_INTERVAL_MS = 5 * 60_000;
 
 async function main(): Promise<void> {
   const config = loadConfig();
@@ -50,7 +53,20 @@ async function main(): Promise<void> {
     { taskQueues: [config.temporal.taskQueue, buildTaskQueueFor(config.temporal.taskQueue)], executor: deps.executor.name, node: process.version, metricsPort: metricsServer ? config.telemetry.workerMetrics.port : undefined },
     `worker polling task queues ${config.temporal.taskQueue} and ${buildTaskQueueFor(config.temporal.taskQueue)} on ${config.temporal.address} (executor ${deps.executor.name}, Node.js ${process.version})`,
   );
+  // Stores the spooled log lines and removes the work folders that killed attempts left, once their builds are over.
+  const janitor = startJanitor({
+    builds: deps.builds,
+    storage: deps.storage,
+    buildLogs: deps.buildLogs,
+    workRoot: deps.executor.workRoot,
+    intervalMs: JANITOR_INTERVAL_MS,
+    report: (err, result) => {
+      if (err) logger.warn({ err }, 'sweeping the leftovers of finished builds failed; the next sweep tries again');
+      else if (result && (result.logsStored.length || result.foldersRemoved.length)) logger.info(result, 'stored the spooled logs and removed the work folders that killed attempts of finished builds left');
+    },
+  });
   await worker.run();
+  janitor.stop();
   metricsServer?.close();
   await connection.close();
   await deps.temporal.connection.close();

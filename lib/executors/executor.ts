@@ -59,6 +59,8 @@ export interface BuildObserver {
  */
 export interface BuildExecutor {
   readonly name: string;
+  /** Where it makes a work folder per attempt on the worker's machine (ibs-<build>-*), if it does. */
+  readonly workRoot?: string;
   run(job: BuildJob, observer: BuildObserver): Promise<BuildOutcome>;
   check(): Promise<void>;
 }

@@ -61,6 +61,13 @@ function countLines(bytes: Buffer): number {
 }
 
 export class BuildLog {
+  /** Builds whose log this process has open: their spools are in use (the janitor leaves them alone). */
+  private static readonly opened = new Set<string>();
+
+  static isOpen(buildId: string): boolean {
+    return BuildLog.opened.has(buildId);
+  }
+
   private partial = '';
   private spooledBytes: number;
   private timer?: NodeJS.Timeout;
@@ -110,6 +117,7 @@ export class BuildLog {
     const fd = openSync(join(dir, 'spool.log'), 'a+');
     dropTrailingPartialLine(fd);
     const log = new BuildLog(store, settings, buildId, secrets, dir, fd, state);
+    BuildLog.opened.add(buildId);
     log.saveState();
     if (log.spooledBytes > state.storedBytes) log.schedule();
     return log;
@@ -153,6 +161,7 @@ export class BuildLog {
       console.error(`build ${this.buildId}: its log is not fully stored (${(err as Error).message}); the spool ${this.dir} keeps it for the next attempt`);
     } finally {
       clearInterval(beat);
+      BuildLog.opened.delete(this.buildId);
     }
   }
 

@@ -58,8 +58,12 @@ export class LocalExecutor implements BuildExecutor {
 
   constructor(private readonly options: LocalExecutorOptions) {}
 
+  get workRoot(): string {
+    return this.options.workDir ?? tmpdir();
+  }
+
   async run(job: BuildJob, observer: BuildObserver): Promise<BuildOutcome> {
-    const root = this.options.workDir ?? tmpdir();
+    const root = this.workRoot;
     await removeEarlierAttempts(root, job.buildId);
     const workDir = await mkdtemp(join(root, `ibs-${job.buildId}-`));
     try {

@@ -1,0 +1,84 @@
+/**
+ * The worker's janitor (worker/janitor.ts) against the real PostgreSQL and object storage: an attempt SIGKILLed
+ * with lines only in its spool, and its work folder, are left alone while the build runs and while it has been over
+ * for less than the grace period; after that the lines are stored in order, once, and the spool and folder are gone.
+ */
+import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sweepFinishedBuilds } from '../../worker/janitor';
+import { startTestStack, type TestStack } from '../support/stack';
+
+const ROOT = join(__dirname, '..', '..');
+
+/** Runs killed-log-writer.ts until its lines are spooled, then SIGKILLs it. */
+async function killedAttempt(buildId: string, spoolDir: string, lines: number): Promise<void> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'test/support/killed-log-writer.ts'], {
+    cwd: ROOT,
+    env: { ...process.env, BUILD_ID: buildId, LINES: String(lines), BUILD_LOG_SPOOL_DIR: spoolDir, BUILD_LOG_FLUSH_INTERVAL_MS: '60000' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (chunk: Buffer) => chunk.toString().includes('spooled') && resolve());
+    child.on('exit', (code) => reject(new Error(`the log writer exited with ${code} before spooling`)));
+  });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGKILL');
+  await exited;
+}
+
+describe('the janitor of killed attempts', () => {
+  let stack: TestStack;
+  let scratch: string;
+
+  beforeAll(async () => {
+    stack = await startTestStack('janitor');
+    scratch = await mkdtemp(join(tmpdir(), 'ibs-janitor-test-'));
+  });
+  afterAll(async () => {
+    await stack?.close();
+    if (scratch) await rm(scratch, { recursive: true, force: true });
+  });
+
+  it('stores a finished build\'s spooled lines and removes its work folder, after the grace period only', async () => {
+    const spoolDir = join(scratch, 'spools');
+    const workRoot = join(scratch, 'work');
+    await mkdir(workRoot, { recursive: true });
+    const image = '127.0.0.1:5000/janitor/app:1';
+    const { record } = await stack.builds.create({
+      id: randomUUID(), consumer: 'tests', image, spec: { image, dockerfile: 'Dockerfile', buildArgs: {}, labels: {}, platforms: ['linux/amd64'] },
+      contextKey: 'contexts/sha256/none', contextDigest: 'sha256:none',
+    });
+    const id = record.id;
+    await killedAttempt(id, spoolDir, 40);
+    const folder = join(workRoot, `ibs-${id}-a1b2c3`);
+    await mkdir(join(folder, 'context'), { recursive: true });
+    await writeFile(join(folder, 'context', 'Dockerfile'), 'FROM scratch\n');
+    // Another build's folder and a spool of a build this database does not know are never touched.
+    const stranger = join(workRoot, `ibs-${randomUUID()}-zzzzzz`);
+    await mkdir(stranger);
+    const sweep = (now = Date.now()) => sweepFinishedBuilds({ builds: stack.builds, storage: stack.deps.storage, buildLogs: { ...stack.deps.buildLogs, spoolDir }, workRoot, now: () => now });
+
+    // The killed attempt stored its first line at once; the other 39 wait in its spool.
+    const stored = async () => (await stack.api(`/v1/builds/${id}/logs`)).text();
+    expect((await stored()).match(/line-\d+/g)).toEqual(['line-1']);
+
+    expect(await sweep()).toEqual({ logsStored: [], foldersRemoved: [] }); // still queued
+    await stack.builds.markFailed(id, { code: 'internal_error', message: 'every attempt was killed' });
+    expect(await sweep()).toEqual({ logsStored: [], foldersRemoved: [] }); // over, but only just
+    expect(existsSync(join(spoolDir, id))).toBe(true);
+
+    expect(await sweep(Date.now() + 11 * 60_000)).toEqual({ logsStored: [id], foldersRemoved: [`ibs-${id}-a1b2c3`] });
+    expect((await stored()).match(/line-\d+/g)).toEqual(Array.from({ length: 40 }, (_, i) => `line-${i + 1}`));
+    expect(existsSync(join(spoolDir, id))).toBe(false);
+    expect(existsSync(folder)).toBe(false);
+    expect(existsSync(stranger)).toBe(true);
+    // A second sweep finds nothing more to do, and stores nothing twice.
+    expect(await sweep(Date.now() + 11 * 60_000)).toEqual({ logsStored: [], foldersRemoved: [] });
+    expect((await stored()).match(/line-\d+/g)).toHaveLength(40);
+  }, 60_000);
+});

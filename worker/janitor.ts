@@ -1,0 +1,90 @@
+/**
+ * What killed build attempts leave on the worker's machine. An attempt killed mid-build (SIGKILL, OOM kill) leaves
+ * its log spool (BUILD_LOG_SPOOL_DIR/<build>) and, with the local executor, its work folder (ibs-<build>-*); the
+ * build's next attempt on this machine takes both over. When no attempt follows here (the attempts ran out in a
+ * crash loop, or the next one ran on another worker), the janitor stores the spooled lines and removes the folder,
+ * once the build has been final for longer than a closing attempt keeps retrying storage, so it never races one.
+ */
+import { readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { BuildRepository } from '../lib/db/builds-repository';
+import { BuildLog, type BuildLogSettings } from '../lib/logs/build-log';
+import type { ObjectStore } from '../lib/storage/object-store';
+
+export interface JanitorOptions {
+  builds: Pick<BuildRepository, 'get'>;
+  storage: ObjectStore;
+  buildLogs: BuildLogSettings;
+  /** Where the local executor makes its work folders; none for the kubernetes executor. */
+  workRoot?: string;
+  /** How long a build must have been final before its leftovers are taken (default 10 min: twice a log's close timeout). */
+  graceMs?: number;
+  now?: () => number;
+}
+
+export interface SweepResult {
+  /** Builds whose spooled log lines were stored and their spool removed. */
+  logsStored: string[];
+  /** Work folders removed. */
+  foldersRemoved: string[];
+}
+
+const UUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
+const SPOOL = new RegExp(`^${UUID}$`);
+const WORK_FOLDER = new RegExp(`^ibs-(${UUID})-`);
+const FINAL = new Set(['succeeded', 'failed', 'cancelled']);
+const DEFAULT_GRACE_MS = 10 * 60_000;
+
+export async function sweepFinishedBuilds(options: JanitorOptions): Promise<SweepResult> {
+  const now = options.now ?? Date.now;
+  const grace = options.graceMs ?? DEFAULT_GRACE_MS;
+  const verdicts = new Map<string, Promise<boolean>>();
+  // A build this process is working on, one that is not ours (another database's worker sharing the folder), or
+  // one not long over is left alone.
+  const over = (buildId: string) => {
+    let verdict = verdicts.get(buildId);
+    if (!verdict) {
+      verdict = options.builds.get(buildId).then((record) =>
+        !!record && FINAL.has(record.status) && !!record.finishedAt && now() - record.finishedAt.getTime() >= grace);
+      verdicts.set(buildId, verdict);
+    }
+    return verdict.then((yes) => yes && !BuildLog.isOpen(buildId));
+  };
+
+  const result: SweepResult = { logsStored: [], foldersRemoved: [] };
+  for (const buildId of (await entries(options.buildLogs.spoolDir)).filter((name) => SPOOL.test(name))) {
+    if (!(await over(buildId))) continue;
+    // Opening takes the spool over as a next attempt would (what the killed one stored is skipped); closing stores
+    // the rest and the whole-log object, then removes the spool. Lines were masked when spooled.
+    const log = await BuildLog.open(options.storage, options.buildLogs, buildId, []);
+    await log.close();
+    result.logsStored.push(buildId);
+  }
+  if (options.workRoot) {
+    for (const name of await entries(options.workRoot)) {
+      const buildId = WORK_FOLDER.exec(name)?.[1];
+      if (!buildId || !(await over(buildId))) continue;
+      await rm(join(options.workRoot, name), { recursive: true, force: true });
+      result.foldersRemoved.push(name);
+    }
+  }
+  return result;
+}
+
+async function entries(dir: string): Promise<string[]> {
+  return readdir(dir).catch(() => []);
+}
+
+/** Sweeps now and every `intervalMs`; failures are reported and the next sweep tries again. */
+export function startJanitor(options: JanitorOptions & { intervalMs: number; report: (err: unknown, result?: SweepResult) => void }): { stop(): void } {
+  let running: Promise<void> | undefined;
+  const sweep = () => {
+    running ??= sweepFinishedBuilds(options)
+      .then((result) => options.report(undefined, result), (err: unknown) => options.report(err))
+      .finally(() => (running = undefined));
+  };
+  sweep();
+  const timer = setInterval(sweep, options.intervalMs);
+  timer.unref();
+  return { stop: () => clearInterval(timer) };
+}
