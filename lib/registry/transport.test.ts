@@ -72,3 +72,37 @@ describe('redirects', () => {
     expect(err).toMatchObject({ code: 'registry_redirect_refused', retryable: false, message: expect.stringMatching(/redirected to .*169\.254\.169\.254|redirected to ::ffff:a9fe:a9fe/) });
   });
 });
+
+describe('connections', () => {
+  let server: Server;
+  let origin: string;
+  let connections = 0;
+  const transport = new Transport({ disableHttps: true, retry: { attempts: 1 } });
+
+  beforeAll(async () => {
+    // Answers HEAD as a registry does: the manifest's length and digest, no body.
+    server = createServer((req, res) => {
+      res.writeHead(200, { 'content-length': '2255', 'docker-content-digest': `sha256:${'a'.repeat(64)}` });
+      res.end(req.method === 'HEAD' ? undefined : 'x'.repeat(2255));
+    });
+    server.on('connection', () => connections++);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    await transport.close();
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  it('are kept across HEAD requests, which undici would otherwise close after each (a TLS handshake per manifest or blob check)', async () => {
+    for (let i = 0; i < 20; i++) {
+      const res = await transport.once('registry', `${origin}/v2/app/manifests/v${i}`, { method: 'HEAD' });
+      expect(res.headers.get('docker-content-digest')).toBe(`sha256:${'a'.repeat(64)}`);
+      await res.body?.cancel();
+    }
+    const get = await transport.once('registry', `${origin}/v2/app/manifests/v9`, {});
+    expect(await get.text()).toHaveLength(2255);
+    // One connection, or two when the next request is sent before the first one's socket is back in the pool.
+    expect(connections).toBeLessThanOrEqual(2);
+  });
+});

@@ -51,7 +51,7 @@ export class Transport {
   async once(host: string, url: string, init: RequestInit): Promise<Response> {
     const method = init.method ?? 'GET';
     try {
-      const res = await fetch(url, { ...init, dispatcher: this.dispatcher.compose(refuseHopsFrom(hostnameOf(url))) });
+      const res = await fetch(url, { ...init, dispatcher: this.dispatcher.compose(refuseHopsFrom(hostnameOf(url)), keepConnectionAfterHead) });
       this.options.onRequest?.(method, res.status);
       return res;
     } catch (err) {
@@ -124,6 +124,14 @@ function refuseHopsFrom(origin: string): Dispatcher.DispatcherComposeInterceptor
     return dispatch(options, handler);
   };
 }
+
+/**
+ * undici closes the connection after every HEAD request (in case a misbehaving server sends a body anyway), so each
+ * manifest and blob check would pay a new TCP connection and, against a real registry, a new TLS handshake. A
+ * registry answers HEAD as HTTP says, so its connections are kept like those of any other request.
+ */
+const keepConnectionAfterHead: Dispatcher.DispatcherComposeInterceptor = (dispatch) => (options, handler) =>
+  dispatch(options.method === 'HEAD' ? { ...options, reset: false } : options, handler);
 
 /** Maps what undici throws to an error that says what to change. */
 export function networkError(host: string, err: unknown): RegistryError {
