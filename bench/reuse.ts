@@ -12,6 +12,7 @@ import { workflowIdForBuild } from '../workflows/definitions';
 import { buildForm, contextOf } from '../test/support/archives';
 import { ensureBaseImage } from '../test/support/registry';
 import { startTestStack, waitForBuild } from '../test/support/stack';
+import { startWorkerProcess } from '../test/support/worker-process';
 import { percentile } from './stats';
 
 const REQUESTS = Number(process.env.REQUESTS ?? 200);
@@ -23,15 +24,18 @@ async function main(): Promise<void> {
   const context = await contextOf({ Dockerfile: `FROM ${base}\nRUN echo ${run} > /marker\n` });
   const spec = { image: `127.0.0.1:5000/bench/reuse:${run}`, tags: [`${run}-latest`] };
 
+  // The seed's worker runs as a process of its own, as in production: its workflow bundle and build garbage are not
+  // collected in the heap of the API being measured.
   const seeding = await startTestStack('bench-reuse-seed');
+  const worker = await startWorkerProcess(seeding.taskQueue);
   let seedId: string;
   try {
-    await seeding.startWorker();
     const res = await seeding.api('/v1/builds', { method: 'POST', body: buildForm(spec, context) });
     seedId = ((await res.json()) as { id: string }).id;
     const seed = await waitForBuild(seeding.apiUrl, seedId);
     if (seed.status !== 'succeeded') throw new Error(`the seed build ended ${String(seed.status)}: ${JSON.stringify(seed.error)}`);
   } finally {
+    worker.kill('SIGTERM');
     await seeding.close();
   }
 

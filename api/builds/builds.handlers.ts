@@ -41,8 +41,8 @@ export async function createBuild(c: Ctx): Promise<Response> {
   try {
     const spec = jsonSpec ?? parseSpec(upload.specText, deps.settings);
     if (!jsonSpec) checkMultipartSpec(spec);
-    const policyExemption = await deps.policy.check({ spec, consumer, upload });
-    const { record, outcome } = await submitBuild(deps, { consumer, idempotencyKey, spec, upload, policyExemption });
+    const policy = deps.policy.check({ spec, consumer, upload });
+    const { record, outcome } = await submitBuild(deps, { consumer, idempotencyKey, spec, upload, policy });
     c.set('buildId', record.id);
     if (outcome === 'created') c.header('Location', `/v1/builds/${record.id}`);
     if (outcome === 'replayed') c.header('Idempotent-Replayed', 'true');

@@ -25,8 +25,11 @@ export interface Submission {
   idempotencyKey?: string;
   spec: BuildSpec;
   upload: BuildUpload;
-  /** The base-image exemption a trusted consumer's build used, recorded on the Build. */
-  policyExemption?: PolicyExemption;
+  /**
+   * The request's policy check, already running: it resolves to the base-image exemption a trusted consumer's build
+   * used (recorded on the Build). Nothing is answered or written before it has passed, and its refusal wins.
+   */
+  policy: Promise<PolicyExemption | undefined>;
 }
 
 /**
@@ -38,8 +41,18 @@ export type SubmissionOutcome = 'created' | 'replayed' | 'joined' | 'reused';
 /** Records and starts the build, or answers it with an earlier one (see SubmissionOutcome). */
 export async function submitBuild(deps: ApiDeps, submission: Submission): Promise<{ record: BuildRecord; created: boolean; outcome: SubmissionOutcome }> {
   const { spec, upload, consumer, idempotencyKey } = submission;
-  if (upload.image) return submitWithoutBuild(deps, submission, await imageArchiveSource(deps, upload.image));
-  if (spec.sourceImage !== undefined) return submitWithoutBuild(deps, submission, { kind: 'image-uri', reference: spec.sourceImage });
+  const fingerprint = upload.context
+    ? buildFingerprint({ consumer, contextDigest: `sha256:${upload.context.sha256}`, spec, engine: spec.engine ?? deps.settings.defaultEngine })
+    : undefined;
+  // An identical build is looked up while the policy check runs (a key's replay comes first, so not with a key).
+  // Its answer is awaited only once every check has passed; a request refused before that never waits for it.
+  const identicalBuild = fingerprint && !idempotencyKey && !upload.image && spec.sourceImage === undefined && spec.reuse !== false
+    ? findIdenticalBuild(deps, fingerprint, startBuildWorkflow)
+    : undefined;
+  identicalBuild?.catch(() => undefined);
+  const policyExemption = await submission.policy;
+  if (upload.image) return submitWithoutBuild(deps, submission, policyExemption, await imageArchiveSource(deps, upload.image));
+  if (spec.sourceImage !== undefined) return submitWithoutBuild(deps, submission, policyExemption, { kind: 'image-uri', reference: spec.sourceImage });
   if (!upload.context) {
     throw new ApiError(400, 'context_part_missing', 'the "context" part is missing; attach the build context as a tar, tar.gz or zip file', 'context');
   }
@@ -54,11 +67,8 @@ export async function submitBuild(deps: ApiDeps, submission: Submission): Promis
     if (earlier) return { record: await replayed(deps, earlier, upload), created: false, outcome: 'replayed' };
   }
   const contextDigest = `sha256:${upload.context.sha256}`;
-  const fingerprint = buildFingerprint({ consumer, contextDigest, spec, engine: spec.engine ?? deps.settings.defaultEngine });
-  if (spec.reuse !== false) {
-    const identical = await findIdenticalBuild(deps, fingerprint, startBuildWorkflow);
-    if (identical) return { ...identical, created: false };
-  }
+  const identical = await identicalBuild;
+  if (identical) return { ...identical, created: false };
   const contextKey = await storeContext(deps, upload);
   const { record, created } = await deps.builds.create({
     id: randomUUID(),
@@ -69,7 +79,7 @@ export async function submitBuild(deps: ApiDeps, submission: Submission): Promis
     contextDigest,
     idempotencyKey,
     fingerprint,
-    policyExemption: submission.policyExemption,
+    policyExemption,
     traceId: currentTraceId(),
   });
   if (!created) return { record: await replayed(deps, record, upload), created, outcome: 'replayed' };
@@ -108,6 +118,7 @@ async function replayed(deps: ApiDeps, record: BuildRecord, upload: BuildUpload)
 async function submitWithoutBuild(
   deps: ApiDeps,
   submission: Submission,
+  policyExemption: PolicyExemption | undefined,
   source: Exclude<BuildSource, { kind: 'context' }>,
 ): Promise<{ record: BuildRecord; created: boolean; outcome: SubmissionOutcome }> {
   const { record, created } = await deps.builds.create({
@@ -119,7 +130,7 @@ async function submitWithoutBuild(
     contextKey: source.kind === 'image-archive' ? source.planKey : '',
     contextDigest: source.kind === 'image-archive' ? source.archiveDigest : '',
     idempotencyKey: submission.idempotencyKey,
-    policyExemption: submission.policyExemption,
+    policyExemption,
     source,
   });
   if (created) await startBuildWorkflow(deps, record);
