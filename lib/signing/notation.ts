@@ -11,8 +11,8 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { copyFile, mkdir, stat, symlink, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { copyFile, cp, mkdir, stat, symlink, writeFile } from 'node:fs/promises';
+import { basename, join, resolve } from 'node:path';
 import type { CredentialsLookup } from '../registry/auth';
 import type { RegistryClient } from '../registry/client';
 
@@ -71,8 +71,9 @@ export class NotationSigner {
   /**
    * Makes notation's configuration folder ready, once at worker start-up. In the chart the root filesystem is
    * read-only and NOTATION_CONFIG_HOME is on a writable volume: what it lacks of the defaults (the plugins the
-   * service image installs, a trust store or keys the operator mounted) is linked in (folders) or copied (files). Then a trust policy for the
-   * profile's certificate is written unless one exists (the operator's policy is used as it is).
+   * service image installs, a trust store or keys the operator mounted) is linked in (folders) or copied (files, and
+   * the trust store). Then a trust policy for the profile's certificate is written unless one exists (the
+   * operator's policy is used as it is).
    */
   async prepareConfig(): Promise<void> {
     const defaults = this.options.defaultsDir ?? join(process.env.HOME ?? '/root', '.config', 'notation');
@@ -83,8 +84,11 @@ export class NotationSigner {
         for (const entry of NOTATION_CONFIG_ENTRIES) {
           const from = join(defaults, entry);
           if (!existsSync(from) || existsSync(join(dir, entry))) continue;
-          // notation refuses a key list or config file that is a symlink: files are copied, folders linked.
-          if ((await stat(from)).isDirectory()) await symlink(from, join(dir, entry));
+          // notation refuses a key list or config file that is a symlink: files are copied, folders linked. It also
+          // refuses trust store certificates that are symlinks, which is what a mounted Secret holds (<name> ->
+          // ..data/<name>): the trust store is copied as regular files, without the volume's own ..data entries.
+          if (entry === 'truststore') await cp(from, join(dir, entry), { recursive: true, dereference: true, filter: (path) => !basename(path).startsWith('..') });
+          else if ((await stat(from)).isDirectory()) await symlink(from, join(dir, entry));
           else await copyFile(from, join(dir, entry));
         }
       }
@@ -174,7 +178,11 @@ export class NotationSigner {
   private async notation(registry: string, args: string[]): Promise<{ code: number; output: string; stdout: string }> {
     const creds = await this.options.credentials(registry);
     const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root' };
-    if (this.options.configHome) env.XDG_CONFIG_HOME = this.options.configHome;
+    if (this.options.configHome) {
+      env.XDG_CONFIG_HOME = this.options.configHome;
+      // Its revocation-list cache, beside the configuration on the writable volume (HOME is read-only in the chart).
+      env.XDG_CACHE_HOME = join(this.options.configHome, 'cache');
+    }
     if (creds) Object.assign(env, { NOTATION_USERNAME: creds.username, NOTATION_PASSWORD: creds.password });
     for (const name of ['AWS_REGION', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_WEB_IDENTITY_TOKEN_FILE', 'AWS_ROLE_ARN', 'AWS_ENDPOINT_URL', 'AWS_ENDPOINT_URL_SIGNER']) {
       const value = process.env[name];

@@ -6,7 +6,7 @@
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { lstat, mkdtemp, readFile } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readdir, readFile, rename, symlink } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -51,6 +51,8 @@ describe('notation signing (local test key)', () => {
     defaults = await mkdtemp(join(tmpdir(), 'ibs-notation-defaults-'));
     configHome = defaults;
     await notation('cert', 'generate-test', '--default', KEY);
+    // The trust store as the chart mounts it, from a Secret: each certificate a symlink through ..data.
+    await asSecretVolume(join(defaults, 'notation', 'truststore', 'x509', 'ca', KEY));
     configHome = await mkdtemp(join(tmpdir(), 'ibs-notation-'));
     stack = await startTestStack('signing', {
       IMAGE_SIGNER_TYPE: 'notation',
@@ -69,7 +71,11 @@ describe('notation signing (local test key)', () => {
 
   it("prepares the worker's empty notation folder from the defaults at start-up", async () => {
     expect((await lstat(join(configHome, 'notation', 'localkeys'))).isSymbolicLink()).toBe(true);
-    expect((await lstat(join(configHome, 'notation', 'truststore'))).isSymbolicLink()).toBe(true);
+    // notation refuses certificates that are symlinks: the trust store is copied as regular files, without ..data.
+    const store = join(configHome, 'notation', 'truststore', 'x509', 'ca', KEY);
+    expect((await lstat(join(configHome, 'notation', 'truststore'))).isSymbolicLink()).toBe(false);
+    expect(await readdir(store)).toEqual([`${KEY}.crt`]);
+    expect((await lstat(join(store, `${KEY}.crt`))).isFile()).toBe(true);
     expect(JSON.parse(await readFile(join(configHome, 'notation', 'trustpolicy.json'), 'utf8'))).toMatchObject({ trustPolicies: [{ trustStores: [`ca:${KEY}`] }] });
     expect(existsSync(join(defaults, 'notation', 'trustpolicy.json'))).toBe(false);
   });
@@ -127,4 +133,14 @@ async function dockerfileDir(base: string): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'ibs-unsigned-'));
   await writeFile(join(dir, 'Dockerfile'), `FROM ${base}\nRUN echo unsigned-${randomUUID()} > /u\n`);
   return dir;
+}
+
+/** Lays a folder out as a Kubernetes Secret volume does: the files in a timestamped folder, reached through ..data. */
+async function asSecretVolume(dir: string): Promise<void> {
+  const names = await readdir(dir);
+  const stamp = '..2026_12_02_04_27_07.2481925230';
+  await mkdir(join(dir, stamp));
+  for (const name of names) await rename(join(dir, name), join(dir, stamp, name));
+  await symlink(stamp, join(dir, '..data'));
+  for (const name of names) await symlink(join('..data', name), join(dir, name));
 }
