@@ -4,17 +4,24 @@
  * API and the worker running as pods under the chart's own ServiceAccount and Role (in-cluster configuration, no
  * kubeconfig), reaching the host's PostgreSQL, Temporal and MinIO at the node's address (10.244.0.1) like any
  * external service. A build sent to the API through its NodePort runs in a builder pod and pushes; `helm test`
- * (templates/tests/build-test.yaml) does the same from inside the cluster.
+ * (templates/tests/build-test.yaml) does the same from inside the cluster. The worker signs with a notation local
+ * key that the chart's buildService.notation values mount (keys and trust store from Secrets), as an operator would.
  */
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildForm, contextOf } from '../support/archives';
-import { BASE_IMAGE, manifestOf } from '../support/registry';
+import { BASE_IMAGE, REGISTRY, manifestOf } from '../support/registry';
 import { apiFetch, waitForBuild } from '../support/stack';
 import { coreApi, eventually } from '../kubernetes/support/cluster';
 import { NODE_NAME, nodePod, runToCompletion } from './support/node';
 import { RELEASE, SERVICE_IMAGE, installRelease, type Release } from './support/release';
 
+const run = promisify(execFile);
 const SERVICE_ACCOUNT = `${RELEASE}-build-service`;
 const BASE_PATH = BASE_IMAGE.slice(BASE_IMAGE.indexOf('/') + 1);
 
@@ -23,13 +30,22 @@ let namespace: string;
 let address: string;
 let apiUrl: string;
 
+/** The notation local key the release's worker signs with (buildService.notation values), and this host's copy of notation. */
+const SIGNING_KEY = 'ibs-helm-signing';
+const NOTATION = join(process.env.IBS_BIN ?? join(process.env.HOME ?? '/root', '.cache/image-build-service/bin'), 'notation');
+let notationHome: string;
+const notation = (...args: string[]) => run(NOTATION, args, { env: { ...process.env, XDG_CONFIG_HOME: notationHome } });
+
 beforeAll(async () => {
-  release = await installRelease('ibs-helm');
+  notationHome = await mkdtemp(join(tmpdir(), 'ibs-helm-notation-'));
+  await notation('cert', 'generate-test', '--default', SIGNING_KEY);
+  release = await installRelease('ibs-helm', { signingKey: { name: SIGNING_KEY, notationDir: join(notationHome, 'notation') } });
   ({ namespace, address, apiUrl } = release);
 }, 1_800_000);
 
 afterAll(async () => {
   await release?.uninstall();
+  if (notationHome) await rm(notationHome, { recursive: true, force: true });
 });
 
 describe(`the chart installed with helm on the real node ${NODE_NAME}`, () => {
@@ -74,6 +90,15 @@ describe(`the chart installed with helm on the real node ${NODE_NAME}`, () => {
     expect(log).toContain(marker);
     const served = await manifestOf(repository, tag);
     expect(build.digest).toBe(served.digest);
+
+    // Signed by the chart-installed worker with the key its notation values mount, and verified there before
+    // `succeeded`; this host's notation, trusting only that key's certificate, verifies the digest too.
+    expect(build.signature).toEqual({ digest: expect.stringMatching(/^sha256:[a-f0-9]{64}$/), profile: SIGNING_KEY, verified: true });
+    await writeFile(join(notationHome, 'notation', 'trustpolicy.json'), JSON.stringify({ version: '1.0', trustPolicies: [{
+      name: 'helm-release', registryScopes: ['*'], signatureVerification: { level: 'strict' }, trustStores: [`ca:${SIGNING_KEY}`], trustedIdentities: ['*'],
+    }] }));
+    const verified = await notation('verify', '--insecure-registry', `${REGISTRY}/${repository}@${served.digest}`);
+    expect(verified.stdout + verified.stderr).toMatch(/Successfully verified signature/);
 
     // The pod is kept for the chart's podRetentionSeconds (300): it ran on the real node, created by the worker.
     const pod = await coreApi().readNamespacedPod({ namespace, name: `ibs-build-${id}` });

@@ -275,6 +275,34 @@ describe('envApp', () => {
     });
   });
 
+  it("mounts the notation trust store and local keys the operator's Secrets hold into the worker only", () => {
+    const { manifests, config } = snippet('image-signing', { set: [
+      'buildService.notation.trustStore=signingAuthority:aws-signer-ts',
+      'buildService.notation.trustStoreSecret=aws-signer-root',
+      'buildService.notation.signingKeysSecret=notation-keys',
+    ] });
+    expect((config().signing as { trustStore: string }).trustStore).toBe('signingAuthority:aws-signer-ts');
+    const worker = containerOf(manifests, `${FULLNAME}-worker`);
+    const mounts = (worker.container as unknown as { volumeMounts: { name: string; mountPath: string; subPath?: string }[] }).volumeMounts;
+    // Under the image's notation folder (NOTATION_DEFAULTS_DIR's default), which the worker links into NOTATION_CONFIG_HOME.
+    expect(mounts).toEqual(expect.arrayContaining([
+      { name: 'notation-trust-store', mountPath: '/home/node/.config/notation/truststore/x509/signingAuthority/aws-signer-ts', readOnly: true },
+      { name: 'notation-signing-keys', mountPath: '/home/node/.config/notation/localkeys', readOnly: true },
+      { name: 'notation-signing-keys', mountPath: '/home/node/.config/notation/signingkeys.json', subPath: 'signingkeys.json', readOnly: true },
+    ]));
+    expect(worker.pod.volumes).toEqual(expect.arrayContaining([
+      { name: 'notation-trust-store', secret: expect.objectContaining({ secretName: 'aws-signer-root' }) },
+      { name: 'notation-signing-keys', secret: expect.objectContaining({ secretName: 'notation-keys' }) },
+    ]));
+    const api = containerOf(manifests, `${FULLNAME}-api`);
+    expect(JSON.stringify(api.pod.volumes)).not.toContain('notation');
+  });
+
+  it('refuses a notation trust store Secret without the trust store it fills, or one not named <type>:<name>', () => {
+    expect(() => renderChart({ set: ['buildService.notation.trustStoreSecret=aws-signer-root'] })).toThrow(/buildService.notation.trustStore .* is required with buildService.notation.trustStoreSecret/);
+    expect(() => renderChart({ set: ['buildService.notation.trustStoreSecret=x', 'buildService.notation.trustStore=../../etc'] })).toThrow(/must be <type>:<name> with type ca, signingAuthority or tsa/);
+  });
+
   it('takes externalsecret keys from the named secret, overriding the same keys of envApp.secret', () => {
     const { manifests, env } = snippet('external-secret', { set: ['buildService.envApp.secret.POSTGRES_USER=from-values'] });
     expect(env.POSTGRES_USER).toEqual({ secretKeyRef: { name: 'external-postgres-secret', key: 'username' } });

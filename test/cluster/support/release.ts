@@ -6,7 +6,7 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -72,8 +72,40 @@ function authValues(): { auth: Record<string, unknown>; tests: Record<string, un
   };
 }
 
+/** A notation local key (`notation cert generate-test`) the release's worker signs with, through the chart's values. */
+export interface SigningKey {
+  /** The key's name: NOTATION_PROFILE, and the trust store ca:<name>. */
+  name: string;
+  /** notation's configuration folder on this host holding the key, its certificate and signingkeys.json. */
+  notationDir: string;
+}
+
+/**
+ * The chart's notation values for a local key: two Secrets in the release's namespace (the key files with a
+ * signingkeys.json whose paths are where the chart mounts them, and the certificate as the trust store), and the
+ * spec's IMAGE_SIGNER_TYPE settings in envApp.secret.
+ */
+async function signingValues(namespace: string, key: SigningKey): Promise<{ notation: Record<string, string>; env: Record<string, string> }> {
+  const mounted = `/home/node/.config/notation/localkeys/${key.name}`;
+  const certificate = await readFile(join(key.notationDir, 'localkeys', `${key.name}.crt`), 'utf8');
+  const signingKeys = JSON.parse(await readFile(join(key.notationDir, 'signingkeys.json'), 'utf8')) as { keys: { name: string; keyPath: string; certPath: string }[] };
+  for (const entry of signingKeys.keys) Object.assign(entry, { keyPath: `${mounted}.key`, certPath: `${mounted}.crt` });
+  const keysSecret = 'ibs-notation-signing-keys';
+  const trustSecret = 'ibs-notation-trust-store';
+  await coreApi().createNamespacedSecret({ namespace, body: { metadata: { name: keysSecret }, stringData: {
+    'signingkeys.json': JSON.stringify(signingKeys),
+    [`${key.name}.key`]: await readFile(join(key.notationDir, 'localkeys', `${key.name}.key`), 'utf8'),
+    [`${key.name}.crt`]: certificate,
+  } } });
+  await coreApi().createNamespacedSecret({ namespace, body: { metadata: { name: trustSecret }, stringData: { [`${key.name}.crt`]: certificate } } });
+  return {
+    notation: { trustStore: `ca:${key.name}`, trustStoreSecret: trustSecret, signingKeysSecret: keysSecret },
+    env: { IMAGE_SIGNER_TYPE: 'notation', NOTATION_PROFILE: key.name, NOTATION_PLUGIN: 'local', NOTATION_REGION: 'us-east-1' },
+  };
+}
+
 /** Builds the images, makes the namespace and the database, and runs `helm install --wait`. */
-export async function installRelease(prefix: string): Promise<Release> {
+export async function installRelease(prefix: string, options: { signingKey?: SigningKey } = {}): Promise<Release> {
   const root = join(__dirname, '../../..');
   // The service image from this repository and the builder image the worker's pods run (both cached by build.sh).
   await run('bash', [join(root, 'infra/images/build.sh'), 'service'], {
@@ -103,6 +135,7 @@ export async function installRelease(prefix: string): Promise<Release> {
   };
 
   try {
+    const signing = options.signingKey ? await signingValues(namespace, options.signingKey) : undefined;
     const values = join(work, 'values.yaml');
     // The install snippet of docs/install-kubernetes.md with this machine's endpoints: the host's components at the
     // node's address, plain HTTP to the local registry, a task queue of the release's own.
@@ -114,6 +147,7 @@ export async function installRelease(prefix: string): Promise<Release> {
         service: { type: 'NodePort' },
         // The local registry is at the node's private address, which builds may push to only when the operator lists it.
         policy: { targetRegistries: [`${address}:5000`] },
+        ...(signing ? { notation: signing.notation } : {}),
         envApp: {
           secret: {
             LOGS_BUCKET: env('LOGS_BUCKET'),
@@ -126,6 +160,7 @@ export async function installRelease(prefix: string): Promise<Release> {
             MINIO_SERVER_HOST: `http://${address}:9000`,
             MINIO_SERVER_ROOT_USER: env('MINIO_SERVER_ROOT_USER'),
             MINIO_SERVER_ROOT_PASSWORD: env('MINIO_SERVER_ROOT_PASSWORD'),
+            ...signing?.env,
           },
         },
       },

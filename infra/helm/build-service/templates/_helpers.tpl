@@ -74,3 +74,18 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "build-service.apiTokensSecret" -}}
 {{- .Values.buildService.auth.existingSecret | default (printf "%s-api-tokens" (include "build-service.fullname" .)) -}}
 {{- end }}
+
+{{- /* Where the service image keeps notation's configuration (the Dockerfile installs the plugins there); the worker
+links what it finds there into NOTATION_CONFIG_HOME at start. */ -}}
+{{- define "build-service.notationDefaults" -}}/home/node/.config/notation{{- end }}
+
+{{- /* The folder of the trust store buildService.notation.trustStore names (<type>:<name>) under notation's defaults. */ -}}
+{{- define "build-service.notationTrustStoreDir" -}}
+{{- $n := .Values.buildService.notation -}}
+{{- $store := required "buildService.notation.trustStore (<type>:<name>, e.g. signingAuthority:aws-signer-ts) is required with buildService.notation.trustStoreSecret" $n.trustStore -}}
+{{- if not (regexMatch "^(ca|signingAuthority|tsa):[A-Za-z0-9_.-]+$" $store) -}}
+{{- fail (printf "buildService.notation.trustStore must be <type>:<name> with type ca, signingAuthority or tsa, not %q" $store) -}}
+{{- end -}}
+{{- $parts := splitList ":" $store -}}
+{{- printf "%s/truststore/x509/%s/%s" (include "build-service.notationDefaults" .) (index $parts 0) (index $parts 1) -}}
+{{- end }}
