@@ -62,6 +62,10 @@ describe('a PostgreSQL restart', () => {
       // The real entry point reads the test process's tokens (test/support/stack.ts) and may push to the registry.
       AUTH_TOKENS_FILE: TEST_TOKENS_FILE,
       TARGET_REGISTRY_ALLOWLIST: REGISTRY,
+      // Free ports for the worker's two metrics listeners: the defaults (9464, 9465) may be held by the stack's own
+      // worker (up.sh) or another suite's.
+      WORKER_METRICS_PORT: String(await freePort()),
+      TEMPORAL_SDK_METRICS_ADDRESS: `127.0.0.1:${await freePort()}`,
     };
     api = await startService('api/main.ts', env, 'API listening');
     worker = await startService('worker/main.ts', env, 'worker polling');
