@@ -28,7 +28,7 @@ install_debian_packages() {
 # (which make plain `go install pkg@version` refuse) do not matter.
 go_tool() {
   local bin=$1 module=$2 pkg=$3 version=$4
-  if [ -x "$IBS_BIN/$bin" ] && [ "$(cat "$IBS_BIN/.$bin.version" 2>/dev/null)" = "$version" ]; then return 0; fi
+  go_tool_missing "$bin" "$version" || return 0
   go_fetch "$bin" "$module" "$version"
   log "building $bin $version from $module (first time only, takes minutes)"
   (
