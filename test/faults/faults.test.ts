@@ -349,7 +349,7 @@ function report(): void {
   const lines = [
     `| ${header.join(' | ')} |`,
     `|${header.map(() => '---').join('|')}|`,
-    ...rows.map((r) => `| ${[r.kind, r.injections, r.builds, r.lost, r.duplicated, r.orphans, r.failed, r.wrongTags, r.lostLogLines].join(' | ')} |`),
+    ...rows.map((r) => `| ${[r.kind, r.injections, r.builds, r.lost, r.duplicated, r.orphans, r.failedCodes.length, r.wrongTags, r.lostLogLines].join(' | ')} |`),
   ];
   const load = loadavg().map((l) => l.toFixed(2)).join(', ');
   const notes = rows.flatMap((r) => r.notes.map((n) => `- ${r.kind}: ${n}`));

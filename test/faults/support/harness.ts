@@ -58,8 +58,7 @@ export interface FaultRow {
   lost: number;
   duplicated: number;
   orphans: number;
-  failed: number;
-  /** The error code of each failed build. */
+  /** The error code of each failed build (their number is the table's "failed builds"). */
   failedCodes: string[];
   wrongTags: number;
   lostLogLines: number;
@@ -315,7 +314,6 @@ export class FaultStack {
       if (!s.id || !build) continue;
       const status = build.status as string;
       if (status !== 'succeeded') {
-        row.failed++;
         const error = (build.error ?? {}) as { code?: string; message?: string };
         row.failedCodes.push(error.code ?? status);
         // The code and the end of the message: buildctl's closing error is its last line.
@@ -365,7 +363,6 @@ export class FaultStack {
     if (orphans.length > 0) row.notes.push(`left behind: ${orphans.slice(0, 5).join(', ')}`);
   }
 
-  /** What the API and the worker left in their scratch folders once no build runs. */
   /** The workflow's status once it is no longer RUNNING, or RUNNING (or undefined: not found) after `withinMs`. */
   private async closedWorkflowStatus(workflowId: string, withinMs: number): Promise<string | undefined> {
     const until = Date.now() + withinMs;
@@ -377,6 +374,7 @@ export class FaultStack {
     }
   }
 
+  /** What the API and the worker left in their scratch folders once no build runs. */
   leftovers(service: Service): string[] {
     return readdirSync(service.scratch)
       .filter((name) => !name.startsWith('tsx-')) // tsx's compile cache
@@ -406,7 +404,7 @@ async function manifestDigest(image: string): Promise<string | undefined> {
 }
 
 export function newRow(kind: string): FaultRow {
-  return { kind, injections: 0, builds: 0, lost: 0, duplicated: 0, orphans: 0, failed: 0, failedCodes: [], wrongTags: 0, lostLogLines: 0, notes: [] };
+  return { kind, injections: 0, builds: 0, lost: 0, duplicated: 0, orphans: 0, failedCodes: [], wrongTags: 0, lostLogLines: 0, notes: [] };
 }
 
 /** A random delay in [min, max) ms: where in the build the fault lands. */
