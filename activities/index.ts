@@ -6,8 +6,10 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import type { BuildRepository } from '../lib/db/builds-repository';
+import type { DependenciesConfig } from '../lib/config/build';
 import { dependencyDockerfile } from '../lib/dependencies/dockerfile';
-import { BuildFailedError, type BuildExecutor } from '../lib/executors/executor';
+import { mirrorBuildArgs, mirrorBuildSecrets } from '../lib/dependencies/mirrors';
+import { BuildFailedError, type BuildExecutor, type BuildJob } from '../lib/executors/executor';
 import { BuildLog, type BuildLogSettings } from '../lib/logs/build-log';
 import { redact } from '../lib/logs/redact';
 import { currentTraceparent } from '../lib/telemetry/tracing';
@@ -43,14 +45,29 @@ export interface ActivityDeps extends BuildQueueDeps {
   telemetry?: Telemetry;
   /** Where build logs are spooled and indexed, and how often they are stored. */
   buildLogs: BuildLogSettings;
-  /** Build arguments every build gets (the dependency mirrors and proxy, lib/dependencies/mirrors.ts); a build's own win. */
-  defaultBuildArgs?: Record<string, string>;
-  /** BuildKit secrets every build gets (the mirrors' URLs with their credentials, lib/dependencies/mirrors.ts). */
-  defaultBuildSecrets?: Record<string, string>;
+  /**
+   * The dependency mirrors and proxy (CUSTOM_MODEL_DEPENDENCIES_*) every build gets as build arguments, a build's own
+   * winning, and where the engine takes them, the mirrors' credentials as BuildKit secrets (lib/dependencies/mirrors.ts).
+   */
+  dependencies?: DependenciesConfig;
   /** The scanner gate, when imageBuilder.imageScanner.enabled: scan before push. */
   scanGate?: ScanGate;
   /** Notation signing, when IMAGE_SIGNER_TYPE=notation: sign and verify after the push. */
   signer?: NotationSigner;
+}
+
+/**
+ * The job's build arguments, BuildKit secrets and generated Dockerfile: the mirrors' credentials travel as secrets
+ * where the executor passes them for the build's engine, and stay in the build arguments where it cannot.
+ */
+function mirrorsFor(deps: ActivityDeps, input: ImageBuildInput): Pick<BuildJob, 'buildArgs' | 'secrets' | 'generatedDockerfile'> {
+  const secrets = deps.executor.passesSecrets(input.engine);
+  const dependencies = deps.dependencies ?? {};
+  return {
+    buildArgs: { ...mirrorBuildArgs(dependencies, { secrets }), ...input.spec.buildArgs },
+    secrets: secrets ? mirrorBuildSecrets(dependencies) : undefined,
+    generatedDockerfile: input.spec.dependencies ? dependencyDockerfile(input.spec.dependencies, { secrets }) : undefined,
+  };
 }
 
 function nonRetryable(code: string, message: string, secrets: readonly string[], evidence?: Record<string, string>): ApplicationFailure {
@@ -114,9 +131,7 @@ export function createActivities(deps: ActivityDeps) {
             contextKey: input.context.key,
             dockerfile: input.spec.dockerfile,
             repository: `${target.registry}/${target.repository}`,
-            buildArgs: { ...deps.defaultBuildArgs, ...input.spec.buildArgs },
-            secrets: deps.defaultBuildSecrets,
-            generatedDockerfile: input.spec.dependencies ? dependencyDockerfile(input.spec.dependencies, { secrets: deps.defaultBuildSecrets !== undefined }) : undefined,
+            ...mirrorsFor(deps, input),
             labels: input.spec.labels,
             target: input.spec.target,
             platforms: input.spec.platforms,

@@ -7,7 +7,6 @@ import { BuildRepository } from '../lib/db/builds-repository';
 import { createPool, migrate } from '../lib/db/pool';
 import { buildPolicySettingsOf } from '../lib/policy/build-policy';
 import { LogSegmentIndex } from '../lib/logs/segments';
-import { mirrorBuildArgs, mirrorBuildSecrets } from '../lib/dependencies/mirrors';
 import type { BuildExecutor } from '../lib/executors/executor';
 import { createKubernetesExecutor } from '../lib/executors/kubernetes';
 import { loadKubeConfig } from '../lib/executors/kubernetes/kubernetes-executor';
@@ -109,9 +108,7 @@ export async function createWorkerDependencies(config: Config, telemetry?: Telem
       secrets: config.secrets,
       telemetry,
       buildLogs: { index: new LogSegmentIndex(pool), ...config.buildLogs },
-      // Only the local executor hands BuildKit secrets to its builds so far (mirrors.ts).
-      defaultBuildArgs: mirrorBuildArgs(config.dependencies, { secrets: config.executor.type !== 'kubernetes' }),
-      defaultBuildSecrets: config.executor.type === 'kubernetes' ? undefined : mirrorBuildSecrets(config.dependencies),
+      dependencies: config.dependencies,
       scanGate: config.imageScanner.enabled
         ? new ScanGate({
             config: config.imageScanner,

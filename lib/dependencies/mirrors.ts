@@ -4,7 +4,8 @@
  * lower-case forms): RUN steps see them without an ARG line and BuildKit keeps them out of the image's history and
  * config, so the proxy's credentials never reach the image. PIP_INDEX_URL, PIP_TRUSTED_HOST and CRAN_MIRROR are
  * ordinary build arguments, which BuildKit writes into the image's history (`RUN |1 PIP_INDEX_URL=...`) of every
- * RUN after their ARG line: so where the executor passes BuildKit secrets (the local executor), the index and CRAN
+ * RUN after their ARG line: so where the executor passes BuildKit secrets (every BuildKit build, on this host or in
+ * a builder pod, in QEMU too; not Kaniko, which ignores secret mounts), the index and CRAN
  * URLs go there without their user and password, and whole, with the credentials, as the secrets of the same names,
  * which a RUN step reads with `--mount=type=secret,id=PIP_INDEX_URL,env=PIP_INDEX_URL` and which leave no trace in
  * the image.
@@ -15,9 +16,8 @@ import type { DependenciesConfig } from '../config/build';
 const NO_PROXY = 'localhost,127.0.0.1';
 
 /**
- * The build arguments; with `secrets` (the executor passes mirrorBuildSecrets to its builds) the index and CRAN
- * URLs lose their credentials, which the secrets carry. The kubernetes executor's builder pods get no secrets yet,
- * so there the arguments keep them.
+ * The build arguments; with `secrets` (the executor passes mirrorBuildSecrets to the build) the index and CRAN
+ * URLs lose their credentials, which the secrets carry; without (Kaniko), the arguments keep them.
  */
 export function mirrorBuildArgs(dependencies: DependenciesConfig, { secrets = false } = {}): Record<string, string> {
   const url = (value: string) => (secrets ? withoutCredentials(value) : value);

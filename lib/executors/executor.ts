@@ -12,8 +12,9 @@ export interface BuildJob {
   repository: string;
   buildArgs: Record<string, string>;
   /**
-   * BuildKit secrets by id, for `RUN --mount=type=secret,id=<id>` (the mirrors' URLs with their credentials); the
-   * local executor hands them to buildctl through its environment, never its command line.
+   * BuildKit secrets by id, for `RUN --mount=type=secret,id=<id>` (the mirrors' URLs with their credentials), given
+   * only where `passesSecrets` says the engine takes them; they reach the builder through an environment variable
+   * (buildctl's on this host, the builder pod's from the build's Secret), never a command line or a pod spec.
    */
   secrets?: Record<string, string>;
   labels: Record<string, string>;
@@ -63,6 +64,11 @@ export interface BuildExecutor {
   readonly workRoot?: string;
   run(job: BuildJob, observer: BuildObserver): Promise<BuildOutcome>;
   check(): Promise<void>;
+  /**
+   * Whether a build with this engine gets `secrets` as BuildKit secrets. Where it does not (Kaniko, which reads the
+   * `--mount=type=secret` syntax and ignores it), the mirrors' URLs stay build arguments, credentials included.
+   */
+  passesSecrets(engine: BuildEngine): boolean;
 }
 
 /** A build that ended for a reason the caller caused or must see; `code` is stable and shown to consumers. */

@@ -3,7 +3,8 @@
  * Kaniko with its default security context and a user namespace of its own (`hostUsers: false`, which this node
  * runs with runc 1.5.2, containerd 2 and kernel 6.x), and BuildKit in a QEMU VM in a namespace that enforces Pod
  * Security `restricted`. Each builds FROM the local busybox with a RUN step and pushes; the registry serves the
- * digest the executor reported.
+ * digest the executor reported. In QEMU, a RUN step also reads a BuildKit secret that travels from the build's
+ * Secret through the VM (the mirrors' credentials do), and the image does not keep it.
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -16,7 +17,8 @@ import type { S3ObjectStore } from '../../lib/storage/s3-store';
 import { contextOf } from '../support/archives';
 import { BASE_IMAGE, ensureBaseImage, manifestOf } from '../support/registry';
 import { KUBECONFIG, buildJob, createNamespace, deleteNamespace, readPod, recordingObserver } from '../kubernetes/support/cluster';
-import { NODE_NAME, REAL_NODE_NAMESPACE_LABELS, nodeAddress, podReachableStore } from './support/node';
+import { NODE_NAME, REAL_NODE_NAMESPACE_LABELS, forgetNodeImage, nodeAddress, podReachableStore } from './support/node';
+import { SECRET_SEEN, imageMetadataText, secretCheckStep } from './support/secrets';
 
 const run = promisify(execFile);
 const BASE_PATH = BASE_IMAGE.slice(BASE_IMAGE.indexOf('/') + 1);
@@ -27,6 +29,8 @@ let store: S3ObjectStore;
 
 beforeAll(async () => {
   await run('bash', [join(__dirname, '../../infra/images/build.sh'), 'builders'], { timeout: 1_500_000, maxBuffer: 64 << 20 });
+  // The node keeps an image it pulled under the same tag: forgotten, so the pods run what build.sh just pushed.
+  for (const tag of ['', '-kaniko-image', '-qemu-image']) await forgetNodeImage(`${IMAGE_BUILDER.repository}/image-builder:${IMAGE_BUILDER.version}${tag}`);
   await ensureBaseImage();
   address = await nodeAddress();
   store = podReachableStore(address);
@@ -42,12 +46,16 @@ async function namespaceFor(prefix: string, labels: Record<string, string> = {})
   return namespace;
 }
 
-/** Builds FROM busybox with a RUN step in `namespace`; returns the digest, the log and the pod as it ran. */
-async function buildIn(namespace: string, repository: string, settings: Partial<KubernetesExecutorSettings['imageBuilder']>, engine: 'buildkit' | 'kaniko') {
+/**
+ * Builds FROM busybox with a RUN step in `namespace` (and with `secrets`, a step that checks each); returns the
+ * digest, the log and the pod as it ran.
+ */
+async function buildIn(namespace: string, repository: string, settings: Partial<KubernetesExecutorSettings['imageBuilder']>, engine: 'buildkit' | 'kaniko', secrets?: Record<string, string>) {
   const marker = `step-${randomBytes(6).toString('hex')}`;
   const key = `contexts/cluster-engine-${randomBytes(8).toString('hex')}.tar.gz`;
-  await store.put(key, await contextOf({ Dockerfile: `FROM ${address}:5000/${BASE_PATH}\nRUN echo ${marker} && echo ${marker} > /marker\n` }), { contentType: 'application/gzip' });
-  const job = buildJob(key, { repository: `${address}:5000/${repository}`, engine, timeoutSeconds: 900 });
+  const secretSteps = Object.entries(secrets ?? {}).map(([id, value]) => `${secretCheckStep(id, value)}\n`).join('');
+  await store.put(key, await contextOf({ Dockerfile: `FROM ${address}:5000/${BASE_PATH}\nRUN echo ${marker} && echo ${marker} > /marker\n${secretSteps}` }), { contentType: 'application/gzip' });
+  const job = buildJob(key, { repository: `${address}:5000/${repository}`, engine, timeoutSeconds: 900, secrets });
   const observer = recordingObserver();
   let running: Promise<V1Pod | undefined> | undefined;
   const log = observer.log;
@@ -77,11 +85,17 @@ describe(`the other engines in real pods on ${NODE_NAME}`, () => {
     expect(pod?.spec?.containers[0]?.image).toBe(`${IMAGE_BUILDER.repository}/image-builder:${IMAGE_BUILDER.version}-kaniko-image`);
   }, 600_000);
 
-  it('BuildKit in a QEMU VM builds and pushes in a namespace that enforces Pod Security restricted', async () => {
+  it('BuildKit in a QEMU VM builds and pushes in a namespace that enforces Pod Security restricted, with the build\'s secrets in its RUN steps only', async () => {
     const namespace = await namespaceFor('ibs-qemu', { 'pod-security.kubernetes.io/enforce': 'restricted' });
-    const { digest, marker, text, pod } = await buildIn(namespace, 'ibs-cluster/qemu', { useQemu: true }, 'buildkit');
+    const canary = `qemu-canary-${randomBytes(6).toString('hex')}`;
+    const secrets = { PIP_INDEX_URL: `https://bot:${canary}@pypi.internal.example/simple/` };
+    const { digest, marker, text, pod } = await buildIn(namespace, 'ibs-cluster/qemu', { useQemu: true }, 'buildkit', secrets);
     expect(text).toContain(marker);
+    expect(text).toContain(SECRET_SEEN);
+    expect(text).not.toContain(canary);
     expect((await manifestOf('ibs-cluster/qemu', digest)).digest).toBe(digest);
+    expect(await imageMetadataText('ibs-cluster/qemu', digest)).not.toContain(canary);
+    expect(JSON.stringify(pod)).not.toContain(canary);
     expect(pod?.spec?.nodeName).toBe(NODE_NAME);
     expect(pod?.spec?.containers[0]?.image).toBe(`${IMAGE_BUILDER.repository}/image-builder:${IMAGE_BUILDER.version}-qemu-image`);
     expect(pod?.spec?.containers[0]?.securityContext).toMatchObject({ allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });

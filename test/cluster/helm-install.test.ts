@@ -6,6 +6,8 @@
  * external service. A build sent to the API through its NodePort runs in a builder pod and pushes; `helm test`
  * (templates/tests/build-test.yaml) does the same from inside the cluster. The worker signs with a notation local
  * key that the chart's buildService.notation values mount (keys and trust store from Secrets), as an operator would.
+ * A Python index mirror with credentials (CUSTOM_MODEL_DEPENDENCIES_PYTHON_INDEX) reaches the build's RUN steps as
+ * a BuildKit secret through the build's Secret, and neither the pod spec nor the image keeps the credentials.
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -20,6 +22,7 @@ import { apiFetch, waitForBuild } from '../support/stack';
 import { coreApi, eventually } from '../kubernetes/support/cluster';
 import { NODE_NAME, nodePod, runToCompletion } from './support/node';
 import { RELEASE, SERVICE_IMAGE, installRelease, type Release } from './support/release';
+import { SECRET_SEEN, imageMetadataText, secretCheckStep } from './support/secrets';
 
 const run = promisify(execFile);
 const SERVICE_ACCOUNT = `${RELEASE}-build-service`;
@@ -34,12 +37,19 @@ let apiUrl: string;
 const SIGNING_KEY = 'ibs-helm-signing';
 const NOTATION = join(process.env.IBS_BIN ?? join(process.env.HOME ?? '/root', '.cache/image-build-service/bin'), 'notation');
 let notationHome: string;
+
+/** The operator's index mirror, with a password that must stay out of everything but the RUN step that reads it. */
+const INDEX_PASSWORD = `idx-${randomBytes(8).toString('hex')}`;
+const PYTHON_INDEX = `https://ibs-bot:${INDEX_PASSWORD}@pypi.internal.example/simple`;
 const notation = (...args: string[]) => run(NOTATION, args, { env: { ...process.env, XDG_CONFIG_HOME: notationHome } });
 
 beforeAll(async () => {
   notationHome = await mkdtemp(join(tmpdir(), 'ibs-helm-notation-'));
   await notation('cert', 'generate-test', '--default', SIGNING_KEY);
-  release = await installRelease('ibs-helm', { signingKey: { name: SIGNING_KEY, notationDir: join(notationHome, 'notation') } });
+  release = await installRelease('ibs-helm', {
+    signingKey: { name: SIGNING_KEY, notationDir: join(notationHome, 'notation') },
+    env: { CUSTOM_MODEL_DEPENDENCIES_PYTHON_INDEX: PYTHON_INDEX },
+  });
   ({ namespace, address, apiUrl } = release);
 }, 1_800_000);
 
@@ -79,7 +89,7 @@ describe(`the chart installed with helm on the real node ${NODE_NAME}`, () => {
     const marker = `helm-${randomBytes(6).toString('hex')}`;
     const tag = `t${Date.now()}`;
     const repository = 'ibs-cluster/helm-install';
-    const context = await contextOf({ Dockerfile: `FROM ${address}:5000/${BASE_PATH}\nRUN echo ${marker} && echo ${marker} > /marker\n` });
+    const context = await contextOf({ Dockerfile: `FROM ${address}:5000/${BASE_PATH}\nRUN echo ${marker} && echo ${marker} > /marker\n${secretCheckStep('PIP_INDEX_URL', PYTHON_INDEX)}\n` });
     const res = await apiFetch(apiUrl, '/v1/builds', { method: 'POST', body: buildForm({ image: `${address}:5000/${repository}:${tag}` }, context) });
     expect(res.status, await res.clone().text()).toBe(202);
     const { id } = (await res.json()) as { id: string };
@@ -90,6 +100,10 @@ describe(`the chart installed with helm on the real node ${NODE_NAME}`, () => {
     expect(log).toContain(marker);
     const served = await manifestOf(repository, tag);
     expect(build.digest).toBe(served.digest);
+    // The index mirror's URL, credentials included, was the RUN step's secret, and stayed there.
+    expect(log).toContain(SECRET_SEEN);
+    expect(log + JSON.stringify(build)).not.toContain(INDEX_PASSWORD);
+    expect(await imageMetadataText(repository, served.digest)).not.toContain(INDEX_PASSWORD);
 
     // Signed by the chart-installed worker with the key its notation values mount, and verified there before
     // `succeeded`; this host's notation, trusting only that key's certificate, verifies the digest too.
@@ -103,6 +117,7 @@ describe(`the chart installed with helm on the real node ${NODE_NAME}`, () => {
     // The pod is kept for the chart's podRetentionSeconds (300): it ran on the real node, created by the worker.
     const pod = await coreApi().readNamespacedPod({ namespace, name: `ibs-build-${id}` });
     expect(pod.spec?.nodeName).toBe(NODE_NAME);
+    expect(JSON.stringify(pod)).not.toContain(INDEX_PASSWORD);
     expect(pod.status?.phase).toBe('Succeeded');
   }, 480_000);
 

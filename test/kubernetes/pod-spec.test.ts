@@ -59,7 +59,14 @@ const fetch = (pod: V1Pod): V1Container => pod.spec?.initContainers?.find((c) =>
 const b64 = (text: string) => Buffer.from(text).toString('base64');
 const env = (c: V1Container) => Object.fromEntries((c.env ?? []).map((e) => [e.name, e.value]));
 
-const rows: Array<[string, Settings, Partial<BuildJob>, (pod: V1Pod) => void]> = [
+/** A key of the build's secret (owned by the retained pod), decoded. */
+async function secretValue(pod: V1Pod, key: string): Promise<string | undefined> {
+  const secret = await coreApi().readNamespacedSecret({ namespace, name: `${pod.metadata?.name}-registry` });
+  const value = secret.data?.[key];
+  return value === undefined ? undefined : Buffer.from(value, 'base64').toString('utf8');
+}
+
+const rows: Array<[string, Settings, Partial<BuildJob>, (pod: V1Pod) => void | Promise<void>]> = [
   ['default engine: rootless BuildKit image <repository>/image-builder:<version>', {}, {}, (pod) => {
     expect(build(pod).image).toBe('127.0.0.1:5000/ibs/image-builder:1.2.3');
     expect(pod.metadata?.labels?.['image-build-service/engine']).toBe('buildkit-rootless');
@@ -83,16 +90,30 @@ const rows: Array<[string, Settings, Partial<BuildJob>, (pod: V1Pod) => void]> =
     expect(env(fetch(pod)).IBS_CONTEXT_URL).toMatch(/^http:\/\/127\.0\.0\.1:9000\/.*contexts\/k8s-test-.*X-Amz-Expires=900/);
     expect(fetch(pod).securityContext).toMatchObject({ allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
   }],
-  ['the build description and the registry secret reach the build container', {}, { target: 'release', buildArgs: { A: '1', B: 'x y\nz' }, labels: { team: 'ml' }, platforms: ['linux/amd64', 'linux/arm64'] }, (pod) => {
+  ['the build description and the registry secret reach the build container, the build arguments from the build\'s secret', {}, { target: 'release', buildArgs: { A: '1', B: 'x y\nz' }, labels: { team: 'ml' }, platforms: ['linux/amd64', 'linux/arm64'] }, async (pod) => {
     expect(env(build(pod))).toMatchObject({
       IBS_DOCKERFILE: 'Dockerfile', IBS_REPOSITORY: '127.0.0.1:5000/k8s-test/app', IBS_TARGET: 'release',
-      IBS_BUILD_ARGS: `A=${b64('1')}\nB=${b64('x y\nz')}`, IBS_LABELS: `team=${b64('ml')}`, IBS_PLATFORMS: 'linux/amd64,linux/arm64', DOCKER_CONFIG: '/ibs/docker',
+      IBS_LABELS: `team=${b64('ml')}`, IBS_PLATFORMS: 'linux/amd64,linux/arm64', DOCKER_CONFIG: '/ibs/docker',
     });
+    // Arguments may carry credentials (the proxy's, a consumer's token): in the secret, not the pod spec.
+    expect(build(pod).env?.find((e) => e.name === 'IBS_BUILD_ARGS')?.valueFrom).toEqual({ secretKeyRef: { name: `${pod.metadata?.name}-registry`, key: 'build-args' } });
+    expect(await secretValue(pod, 'build-args')).toBe(`A=${b64('1')}\nB=${b64('x y\nz')}`);
+    expect(JSON.stringify(pod)).not.toContain(b64('x y\nz'));
     expect(pod.spec?.volumes?.find((v) => v.name === 'docker-config')?.secret).toEqual({
       secretName: `${pod.metadata?.name}-registry`, items: [{ key: '.dockerconfigjson', path: 'config.json' }], defaultMode: 0o400,
     });
     expect(build(pod).volumeMounts).toContainEqual({ name: 'docker-config', mountPath: '/ibs/docker', readOnly: true });
     expect(pod.spec).toMatchObject({ restartPolicy: 'Never', automountServiceAccountToken: false, activeDeadlineSeconds: 120 });
+  }],
+  ['BuildKit secrets (the mirrors\' credentials) reach the build container from the build\'s secret, never the pod spec', {}, { secrets: { PIP_INDEX_URL: 'https://bot:idx-canary-77@pypi.internal.example/simple/' } }, async (pod) => {
+    expect(build(pod).env?.find((e) => e.name === 'IBS_SECRETS')?.valueFrom).toEqual({ secretKeyRef: { name: `${pod.metadata?.name}-registry`, key: 'build-secrets' } });
+    expect(await secretValue(pod, 'build-secrets')).toBe(`PIP_INDEX_URL=${b64('https://bot:idx-canary-77@pypi.internal.example/simple/')}`);
+    expect(JSON.stringify(pod)).not.toContain('idx-canary-77');
+  }],
+  ['no arguments and no secrets: neither variable, nor key in the build\'s secret', {}, {}, async (pod) => {
+    expect(build(pod).env?.map((e) => e.name)).not.toContain('IBS_SECRETS');
+    expect(build(pod).env?.map((e) => e.name)).not.toContain('IBS_BUILD_ARGS');
+    expect(await secretValue(pod, 'build-args')).toBeUndefined();
   }],
   ['imageBuilder.name', { imageBuilder: { name: 'custom-builder' } }, {}, (pod) => {
     expect(build(pod).image).toBe('127.0.0.1:5000/ibs/custom-builder:1.2.3');
@@ -183,7 +204,7 @@ const rows: Array<[string, Settings, Partial<BuildJob>, (pod: V1Pod) => void]> =
 
 describe('builder pod spec as stored by the API server', () => {
   it.each(rows)('%s', async (_name, settings, job, check) => {
-    check(await storedPod(settings, job));
+    await check(await storedPod(settings, job));
   });
 });
 

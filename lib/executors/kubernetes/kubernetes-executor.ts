@@ -12,12 +12,13 @@ import type { ObjectStore } from '../../storage/object-store';
 import type { Telemetry } from '../../telemetry';
 import type { RegistryLogin } from '../../registry/credentials';
 import { BuildFailedError, type BuildExecutor, type BuildJob, type BuildObserver, type BuildOutcome } from '../executor';
+import type { BuildEngine } from '../../../workflows/definitions';
 import { readContextFile } from '../../context/read-file';
 import { assertKanikoCompatible } from './dockerfile-checks';
 import { resolveKubernetesOptions, type KubernetesExecutorOptions, type KubernetesExecutorSettings } from './options';
 import {
   ARCHIVE_URL_KEY, BUILD_CONTAINER, EXPIRES_AT_ANNOTATION, GENERATED_DOCKERFILE_KEY, GENERATED_DOCKERFILE_PATH, LABELS, MANAGED_BY, REPORT_URL_KEY, SCAN_CONTAINER, builderPodFor, dockerConfigSecretName, engineModeFor,
-  scannerEnvKey, type EngineMode, type PodGate,
+  buildSecretData, scannerEnvKey, type EngineMode, type PodGate,
 } from './pod-spec';
 import { fetchGateResults, gateStagingKeys } from './scan-gate';
 import { podProgress, runningStep } from './pod-state';
@@ -104,6 +105,11 @@ export class KubernetesExecutor implements BuildExecutor {
       }
       throw err;
     }
+  }
+
+  /** Rootless BuildKit and BuildKit in QEMU take them from the build's Secret; Kaniko ignores secret mounts. */
+  passesSecrets(engine: BuildEngine): boolean {
+    return engineModeFor({ engine }, this.options) !== 'kaniko';
   }
 
   async check(): Promise<void> {
@@ -402,6 +408,7 @@ export class KubernetesExecutor implements BuildExecutor {
         '.dockerconfigjson': encodeDockerConfig(config),
         ...(gate ? gateSecretData(gate) : {}),
         ...(job.generatedDockerfile === undefined ? {} : { [GENERATED_DOCKERFILE_KEY]: Buffer.from(job.generatedDockerfile).toString('base64') }),
+        ...buildSecretData(job),
       },
     };
     try {

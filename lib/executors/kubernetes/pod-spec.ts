@@ -39,6 +39,14 @@ export const GENERATED_DOCKERFILE_KEY = 'generated-dockerfile';
 /** Where the generated Dockerfile lands in the context: the ibs-build entrypoint reads IBS_DOCKERFILE from there. */
 export const GENERATED_DOCKERFILE_PATH = '.ibs-dependencies.Dockerfile';
 const GENERATED_DOCKERFILE_DIR = '/ibs/generated';
+/**
+ * Keys of the build's secret that hold the job's build arguments and BuildKit secrets (encodedPairs), which the
+ * build container reads as IBS_BUILD_ARGS and IBS_SECRETS (infra/images/image-builder/ibs-build). Both can hold
+ * credentials (the proxy's, the mirrors', whatever a consumer passes as an argument), so neither is in the pod
+ * spec, which anyone who may read pods in the build namespace can read.
+ */
+const BUILD_ARGS_KEY = 'build-args';
+const BUILD_SECRETS_KEY = 'build-secrets';
 export const SCAN_CONTAINER = 'scan';
 /** Where the build container leaves a static busybox and the digest for the scanner container (lib/scan/contract.ts). */
 const GATE_TOOLS = `${SHARED_DIR}/.ibs`;
@@ -85,7 +93,7 @@ export function labelValue(value: string): string {
   return value.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 63).replace(/^[^A-Za-z0-9]+|[^A-Za-z0-9]+$/g, '');
 }
 
-export function engineModeFor(job: BuildJob, options: KubernetesExecutorOptions): EngineMode {
+export function engineModeFor(job: Pick<BuildJob, 'engine'>, options: KubernetesExecutorOptions): EngineMode {
   const engine = job.engine ?? options.imageBuilder.engine;
   if (engine === 'kaniko') return 'kaniko';
   return options.imageBuilder.useQemu ? 'buildkit-qemu' : 'buildkit-rootless';
@@ -289,7 +297,6 @@ function buildEnv(input: BuilderPodInput): V1EnvVar[] {
     { name: 'IBS_DOCKERFILE', value: job.generatedDockerfile === undefined ? job.dockerfile : GENERATED_DOCKERFILE_PATH },
     { name: 'IBS_REPOSITORY', value: job.repository },
     { name: 'IBS_PLATFORMS', value: job.platforms.join(',') },
-    { name: 'IBS_BUILD_ARGS', value: encodedPairs(job.buildArgs) },
     { name: 'IBS_LABELS', value: encodedPairs(job.labels) },
     { name: 'IBS_INSECURE_REGISTRY', value: String(input.insecureRegistry) },
     allowSelfSignedCertsEnv(input),
@@ -297,7 +304,19 @@ function buildEnv(input: BuilderPodInput): V1EnvVar[] {
     { name: 'DOCKER_CONFIG', value: DOCKER_CONFIG_DIR },
   ];
   if (job.target) env.push({ name: 'IBS_TARGET', value: job.target });
+  for (const [name, key] of [['IBS_BUILD_ARGS', BUILD_ARGS_KEY], ['IBS_SECRETS', BUILD_SECRETS_KEY]] as const) {
+    if (key in buildSecretData(job)) env.push({ name, valueFrom: { secretKeyRef: { name: dockerConfigSecretName(job.buildId), key } } });
+  }
   return env;
+}
+
+/** The build arguments and BuildKit secrets as data of the build's secret (base64 of their encodedPairs), if any. */
+export function buildSecretData(job: Pick<BuildJob, 'buildArgs' | 'secrets'>): Record<string, string> {
+  const data: Record<string, string> = {};
+  for (const [key, pairs] of [[BUILD_ARGS_KEY, job.buildArgs], [BUILD_SECRETS_KEY, job.secrets ?? {}]] as const) {
+    if (Object.keys(pairs).length > 0) data[key] = Buffer.from(encodedPairs(pairs)).toString('base64');
+  }
+  return data;
 }
 
 function allowSelfSignedCertsEnv(input: BuilderPodInput): V1EnvVar {

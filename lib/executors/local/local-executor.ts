@@ -102,6 +102,11 @@ export class LocalExecutor implements BuildExecutor {
     }
   }
 
+  /** buildctl takes BuildKit secrets whichever engine was asked for: this executor always builds with BuildKit. */
+  passesSecrets(): boolean {
+    return true;
+  }
+
   async check(): Promise<void> {
     await new Promise<void>((resolve, reject) => {
       const child = spawn(this.options.buildctlPath, ['--addr', this.options.buildkitHost, 'debug', 'workers'], {

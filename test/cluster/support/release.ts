@@ -105,7 +105,8 @@ async function signingValues(namespace: string, key: SigningKey): Promise<{ nota
 }
 
 /** Builds the images, makes the namespace and the database, and runs `helm install --wait`. */
-export async function installRelease(prefix: string, options: { signingKey?: SigningKey } = {}): Promise<Release> {
+/** `env`: more of the service's variables, given as an operator would (buildService.envApp.secret). */
+export async function installRelease(prefix: string, options: { signingKey?: SigningKey; env?: Record<string, string> } = {}): Promise<Release> {
   const root = join(__dirname, '../../..');
   // The service image from this repository and the builder image the worker's pods run (both cached by build.sh).
   await run('bash', [join(root, 'infra/images/build.sh'), 'service'], {
@@ -161,6 +162,7 @@ export async function installRelease(prefix: string, options: { signingKey?: Sig
             MINIO_SERVER_ROOT_USER: env('MINIO_SERVER_ROOT_USER'),
             MINIO_SERVER_ROOT_PASSWORD: env('MINIO_SERVER_ROOT_PASSWORD'),
             ...signing?.env,
+            ...options.env,
           },
         },
       },
