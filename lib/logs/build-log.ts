@@ -61,8 +61,11 @@ function countLines(bytes: Buffer): number {
 }
 
 export class BuildLog {
-  /** Builds whose log this process has open: their spools are in use (the janitor leaves them alone). */
-  private static readonly opened = new Set<string>();
+  /**
+   * Builds whose log this process has open, each with its writer's close: their spools are in use (the janitor
+   * leaves them alone), and a second writer waits for the first to close.
+   */
+  private static readonly opened = new Map<string, Promise<void>>();
 
   static isOpen(buildId: string): boolean {
     return BuildLog.opened.has(buildId);
@@ -87,11 +90,30 @@ export class BuildLog {
     private readonly dir: string,
     private readonly fd: number,
     private state: SpoolState,
+    private readonly released: () => void,
   ) {
     this.spooledBytes = fstatSync(fd).size;
   }
 
+  /**
+   * Opens the build's log for an attempt. An earlier attempt in this process that is still closing (a terminated
+   * run's, cancelled while the retry's starts) is waited for: two writers on one spool would store each other's
+   * lines and remove the spool under each other.
+   */
   static async open(store: ObjectStore, settings: BuildLogSettings, buildId: string, secrets: readonly string[]): Promise<BuildLog> {
+    for (let earlier = BuildLog.opened.get(buildId); earlier; earlier = BuildLog.opened.get(buildId)) await earlier;
+    let released!: () => void;
+    BuildLog.opened.set(buildId, new Promise<void>((resolve) => (released = resolve)));
+    try {
+      return await BuildLog.openSpool(store, settings, buildId, secrets, released);
+    } catch (err) {
+      BuildLog.opened.delete(buildId);
+      released();
+      throw err;
+    }
+  }
+
+  private static async openSpool(store: ObjectStore, settings: BuildLogSettings, buildId: string, secrets: readonly string[], released: () => void): Promise<BuildLog> {
     const dir = join(settings.spoolDir, buildId);
     await mkdir(dir, { recursive: true });
     const index = settings.index;
@@ -116,8 +138,7 @@ export class BuildLog {
 
     const fd = openSync(join(dir, 'spool.log'), 'a+');
     dropTrailingPartialLine(fd);
-    const log = new BuildLog(store, settings, buildId, secrets, dir, fd, state);
-    BuildLog.opened.add(buildId);
+    const log = new BuildLog(store, settings, buildId, secrets, dir, fd, state, released);
     log.saveState();
     if (log.spooledBytes > state.storedBytes) log.schedule();
     return log;
@@ -162,6 +183,7 @@ export class BuildLog {
     } finally {
       clearInterval(beat);
       BuildLog.opened.delete(this.buildId);
+      this.released();
     }
   }
 
@@ -179,7 +201,9 @@ export class BuildLog {
     const wait = Math.max(0, this.lastCutAt + this.settings.flushIntervalMs - Date.now());
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      void this.pump();
+      // close() awaits the same pump and says what became of the lines; here a failure must not go unhandled,
+      // which would end the whole worker process.
+      this.pump().catch((err: unknown) => console.error(`build ${this.buildId}: storing its log failed (${(err as Error).message}); the lines stay in the spool`));
     }, wait);
   }
 
