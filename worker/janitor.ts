@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import type { BuildRepository } from '../lib/db/builds-repository';
 import { BuildLog, type BuildLogSettings } from '../lib/logs/build-log';
 import type { ObjectStore } from '../lib/storage/object-store';
+import { every } from './periodic';
 
 export interface JanitorOptions {
   builds: Pick<BuildRepository, 'get'>;
@@ -77,14 +78,5 @@ async function entries(dir: string): Promise<string[]> {
 
 /** Sweeps now and every `intervalMs`; failures are reported and the next sweep tries again. */
 export function startJanitor(options: JanitorOptions & { intervalMs: number; report: (err: unknown, result?: SweepResult) => void }): { stop(): void } {
-  let running: Promise<void> | undefined;
-  const sweep = () => {
-    running ??= sweepFinishedBuilds(options)
-      .then((result) => options.report(undefined, result), (err: unknown) => options.report(err))
-      .finally(() => (running = undefined));
-  };
-  sweep();
-  const timer = setInterval(sweep, options.intervalMs);
-  timer.unref();
-  return { stop: () => clearInterval(timer) };
+  return every(options.intervalMs, () => sweepFinishedBuilds(options), options.report);
 }

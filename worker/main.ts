@@ -12,9 +12,13 @@ import { startTracing } from '../lib/telemetry/tracing';
 import { createWorkerDependencies } from './dependencies';
 import { startWorkerMetricsServer } from './metrics-server';
 import { startJanitor } from './janitor';
+import { startReconciler } from './reconciler';
+import { createActivities } from '../activities';
 import { ImageBuildWorker } from './worker';
 
 const JANITOR_INTERVAL_MS = 5 * 60_000;
+/** How far back the first reconciliation looks: runs terminated while no worker ran. */
+const RECONCILE_LOOKBACK_MS = 24 * 3600_000;
 
 async function main(): Promise<void> {
   const config = loadConfig();
@@ -65,7 +69,21 @@ async function main(): Promise<void> {
       else if (result && (result.logsStored.length || result.foldersRemoved.length)) logger.info(result, 'stored the spooled logs and removed the work folders that killed attempts of finished builds left');
     },
   });
+  // Ends the Builds whose workflow an operator terminated (or that closed otherwise without recording an outcome).
+  const reconciler = startReconciler({
+    builds: deps.builds,
+    temporal: deps.temporal,
+    taskQueue: config.temporal.taskQueue,
+    recordFailed: createActivities(deps).recordFailed,
+    intervalMs: config.build.reconcileIntervalSeconds * 1000,
+    lookbackMs: RECONCILE_LOOKBACK_MS,
+    report: (err, result) => {
+      if (err) logger.warn({ err }, 'reconciling builds whose workflow closed without an outcome failed; the next sweep tries again');
+      else if (result?.ended.length) logger.warn({ ended: result.ended }, `ended ${result.ended.length} build(s) whose workflow closed in Temporal without recording an outcome`);
+    },
+  });
   await worker.run();
+  reconciler.stop();
   janitor.stop();
   metricsServer?.close();
   await connection.close();

@@ -26,6 +26,8 @@ export interface BuildConfig {
   maxTimeoutSeconds: number;
   /** The fair build queue's limits (workflows/build-queue.ts). */
   slots: { maxConcurrent: number; maxPerConsumer: number };
+  /** How often the worker ends the Builds of runs closed without an outcome, e.g. terminated (worker/reconciler.ts). */
+  reconcileIntervalSeconds: number;
 }
 
 export interface PolicyConfig {
@@ -71,6 +73,7 @@ export function readBuild(read: EnvReader, defaultEngine: BuildEngine): BuildCon
       maxConcurrent: read.integer('BUILD_MAX_CONCURRENT', 16),
       maxPerConsumer: read.integer('BUILD_MAX_CONCURRENT_PER_CONSUMER', 4),
     },
+    reconcileIntervalSeconds: read.integer('BUILD_RECONCILE_INTERVAL_SECONDS', 60, 1, 3600),
   };
 
   if (build.defaultTimeoutSeconds > build.maxTimeoutSeconds) {

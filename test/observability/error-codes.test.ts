@@ -8,7 +8,7 @@ import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 const root = join(__dirname, '..', '..');
-const SOURCES = ['lib/executors', 'activities', 'workflows', 'api/builds/submission.ts'];
+const SOURCES = ['lib/executors', 'activities', 'workflows', 'api/builds/submission.ts', 'worker/reconciler.ts'];
 const PRODUCERS = [
   /new BuildFailedError\(\s*'([a-z_]+)'/g, // executors
   /\bfailed\(\s*'([a-z_]+)'/g, // pod-state's failures
