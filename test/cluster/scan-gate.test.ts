@@ -4,7 +4,9 @@
  * container runs trivy (`--scanners secret`, offline) from the scanner image that infra/images/build.sh builds
  * (trivy and curl), uploads the report and, when the scan passed, the archive; the worker then judges and pushes
  * with the service's registry client. The stack's MinIO is given at the node's address so that the presigned
- * URLs work inside the pod; the target registry is the local one as pods see it (10.244.0.1:5000).
+ * URLs work inside the pod; the target registry is the local one as pods see it (10.244.0.1:5000). With Kaniko
+ * (the spec's layout: Kaniko and the scanner as the pod's containers in turn, with Kaniko's security context) the
+ * same gate blocks the leaky image and passes the clean one.
  */
 import { execFile } from 'node:child_process';
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
@@ -43,8 +45,8 @@ describe(`the scanner gate in builder pods on ${NODE_NAME} (trivy --scanners sec
     return res.status;
   };
 
-  const buildAndWatch = async (repository: string, files: Record<string, string | Buffer>) => {
-    const res = await stack.api('/v1/builds', { method: 'POST', body: buildForm({ image: `${address}:5000/${repository}:1` }, await contextOf(files)) });
+  const buildAndWatch = async (repository: string, files: Record<string, string | Buffer>, engine?: 'kaniko') => {
+    const res = await stack.api('/v1/builds', { method: 'POST', body: buildForm({ image: `${address}:5000/${repository}:1`, ...(engine ? { engine } : {}) }, await contextOf(files)) });
     expect(res.status, await res.clone().text()).toBe(202);
     const { id } = (await res.json()) as { id: string };
     const watching = statusTrail(stack.builds, id, 200);
@@ -55,8 +57,8 @@ describe(`the scanner gate in builder pods on ${NODE_NAME} (trivy --scanners sec
   };
 
   beforeAll(async () => {
-    await run('bash', [join(__dirname, '../../infra/images/build.sh'), 'image-builder'], { timeout: 900_000, maxBuffer: 64 << 20 });
-    await forgetNodeImage(`${IMAGE_BUILDER.repository}/image-builder:${IMAGE_BUILDER.version}`);
+    for (const target of ['image-builder', 'kaniko']) await run('bash', [join(__dirname, '../../infra/images/build.sh'), target], { timeout: 900_000, maxBuffer: 64 << 20 });
+    for (const tag of ['', '-kaniko-image']) await forgetNodeImage(`${IMAGE_BUILDER.repository}/image-builder:${IMAGE_BUILDER.version}${tag}`);
     await ensureBaseImage();
     const scannerImage = await ensureTrivyScannerImage();
     address = await nodeAddress();
@@ -125,4 +127,27 @@ describe(`the scanner gate in builder pods on ${NODE_NAME} (trivy --scanners sec
     expect(manifest.status).toBe(200);
     expect(manifest.headers.get('docker-content-digest')).toBe(build.digest);
   }, 480_000);
+
+  it('with Kaniko: blocks the planted key and lets a clean image through, scanned in the pod', async () => {
+    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const leaky = `ibs-cluster/scan-kaniko-leaky-${randomUUID().slice(0, 8)}`;
+    const blocked = await buildAndWatch(leaky, {
+      Dockerfile: `FROM ${address}:5000/${BASE_PATH}\nCOPY id_rsa /root/.ssh/id_rsa\n`,
+      id_rsa: privateKey.export({ type: 'pkcs1', format: 'pem' }).toString(),
+    }, 'kaniko');
+    expect(blocked.build.status, `${JSON.stringify(blocked.build.error)}\n${blocked.log}`).toBe('failed');
+    expect((blocked.build.error as { code: string }).code, blocked.log).toBe('scan_failed');
+    expect((await reportInMinio(blocked.id)).Results?.flatMap((r) => r.Secrets ?? []).map((s) => s.RuleID)).toContain('private-key');
+    expect(await tagsStatus(leaky)).toBe(404);
+
+    const clean = `ibs-cluster/scan-kaniko-clean-${randomUUID().slice(0, 8)}`;
+    const passed = await buildAndWatch(clean, { Dockerfile: `FROM ${address}:5000/${BASE_PATH}\nCOPY hello.txt /hello.txt\n`, 'hello.txt': 'nothing secret here\n' }, 'kaniko');
+    expect(passed.build.status, `${JSON.stringify(passed.build.error)}\n${passed.log}`).toBe('succeeded');
+    expect(passed.seen.indexOf('scanning')).toBeLessThan(passed.seen.indexOf('pushing'));
+    expect(passed.build.scan).toMatchObject({ passed: true, summary: { format: 'trivy', findings: { secrets: 0 } } });
+    const manifest = await fetch(`http://127.0.0.1:5000/v2/${clean}/manifests/1`, {
+      headers: { accept: 'application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json' },
+    });
+    expect(manifest.headers.get('docker-content-digest')).toBe(passed.build.digest);
+  }, 600_000);
 });
