@@ -49,6 +49,8 @@ export async function reconcileClosedBuilds(options: ReconcilerOptions, since: D
     await releaseSlot(options, buildId, run.runId);
     const record = await options.builds.get(buildId);
     if (!record || TERMINAL_STATUSES.includes(record.status)) continue;
+    // Put back in the queue after this run closed: a retry, whose run may not have started yet, owns the record.
+    if (record.statusChangedAt && run.closeTime && record.statusChangedAt > run.closeTime) continue;
     // A retry started a later run under the same id: that run records the outcome.
     const latest = await options.temporal.workflow.getHandle(workflowIdForBuild(buildId)).describe();
     if (latest.runId !== run.runId) continue;

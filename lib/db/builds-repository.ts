@@ -40,6 +40,8 @@ export interface BuildRecord {
   traceId: string | null;
   /** Place in the fair queue (1 = next) while the build waits for a slot; null otherwise. */
   queuePosition: number | null;
+  /** When the status last changed (null in rows recorded before the column existed). */
+  statusChangedAt: Date | null;
 }
 
 /** One run of a build, as recorded when it ended. */
@@ -104,6 +106,7 @@ interface BuildRow {
   policy_exemption?: PolicyExemption | null;
   trace_id?: string | null;
   queue_position?: number | null;
+  status_changed_at?: Date | null;
 }
 
 const NOT_TERMINAL = `status NOT IN ('succeeded','failed','cancelled')`;
@@ -175,6 +178,7 @@ function toRecord(row: BuildRow): BuildRecord {
     policyExemption: row.policy_exemption ?? null,
     traceId: row.trace_id ?? null,
     queuePosition: row.status === 'queued' ? (row.queue_position ?? null) : null,
+    statusChangedAt: row.status_changed_at ?? null,
   };
 }
 

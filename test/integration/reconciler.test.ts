@@ -2,7 +2,8 @@
  * Builds whose workflow an operator terminated (the Temporal Web UI, `temporal workflow terminate`), against the real
  * Temporal server and PostgreSQL: the real worker process (worker/main.ts) ends such a Build `failed` with
  * `build_terminated` and the operator's reason, gives its build slot back, and the build can be retried; the sweep
- * leaves alone a Build whose latest run still runs (a retry), one already final, and one whose workflow runs.
+ * leaves alone a Build whose latest run still runs (a retry), one put back in the queue after its run closed (a
+ * retry about to start its run), one already final, and one whose workflow runs.
  */
 import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -92,6 +93,7 @@ describe('the reconciliation sweep', () => {
     const final = await submitOne('final');
     const rerun = await submitOne('rerun');
     const running = await submitOne('running');
+    const requeued = await submitOne('requeued');
     const handle = (id: string) => stack.client.workflow.getHandle(workflowIdForBuild(id));
     await handle(terminated).terminate('stuck');
     // Final already (as the workflow records it), then terminated: the record keeps its own outcome.
@@ -100,6 +102,10 @@ describe('the reconciliation sweep', () => {
     // Terminated, then a later run under the same id (as a retry starts): that run records the outcome.
     await handle(rerun).terminate('replaced');
     await stack.client.workflow.start('imageBuild', { workflowId: workflowIdForBuild(rerun), taskQueue: stack.taskQueue, args: [] });
+    // Ended, then put back in the queue by a retry whose run has not started yet: the retry owns the record.
+    await handle(requeued).terminate('retried');
+    await stack.builds.markFailed(requeued, { code: 'build_terminated', message: 'ended by an earlier sweep' });
+    await stack.builds.requeue(requeued);
 
     const options = { builds: stack.builds, temporal: stack.client, taskQueue: stack.taskQueue, recordFailed: createActivities(stack.deps).recordFailed };
     // Visibility lags the terminations a little: sweep until it sees the terminated run.
@@ -112,6 +118,7 @@ describe('the reconciliation sweep', () => {
     expect(await statusOf(stack, final)).toMatchObject({ status: 'failed', error: { code: 'build_failed' } });
     expect((await statusOf(stack, rerun)).status).toBe('queued');
     expect((await statusOf(stack, running)).status).toBe('queued');
+    expect((await statusOf(stack, requeued)).status).toBe('queued');
     // A second sweep over the same window finds nothing left to end.
     expect((await reconcileClosedBuilds(options, since)).ended).toEqual([]);
     await Promise.all([rerun, running].map((id) => handle(id).terminate('test over')));
