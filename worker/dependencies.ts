@@ -8,7 +8,8 @@ import { createPool, migrate } from '../lib/db/pool';
 import { buildPolicySettingsOf } from '../lib/policy/build-policy';
 import { LogSegmentIndex } from '../lib/logs/segments';
 import type { BuildExecutor } from '../lib/executors/executor';
-import { createKubernetesExecutor } from '../lib/executors/kubernetes';
+import { createKubernetesExecutor, resolveKubernetesOptions } from '../lib/executors/kubernetes';
+import { PodScanRunner } from '../lib/executors/kubernetes/pod-scanner';
 import { loadKubeConfig } from '../lib/executors/kubernetes/kubernetes-executor';
 import { createPullCredentials } from '../lib/sources/pull-credentials';
 import { LocalExecutor } from '../lib/executors/local/local-executor';
@@ -60,6 +61,11 @@ function createExecutor(config: Config, storage: ObjectStore, credentials: Crede
   });
 }
 
+function podScanRunner(config: Config, storage: ObjectStore): PodScanRunner {
+  const options = resolveKubernetesOptions(kubernetesSettingsFrom(config));
+  return new PodScanRunner(options, { storage, allowSelfSignedCerts: config.registry.allowSelfSignedCerts }, loadKubeConfig(options));
+}
+
 /** `telemetry` is the worker's logger and metrics (worker/main.ts); tests that do not look leave it out. */
 export async function createWorkerDependencies(config: Config, telemetry?: Telemetry): Promise<{ deps: ActivityDeps; pool: Pool }> {
   const pool = createPool(config.postgres, telemetry?.logger);
@@ -93,8 +99,10 @@ export async function createWorkerDependencies(config: Config, telemetry?: Telem
         })
       : undefined;
   await signer?.prepareConfig();
-  // The local executor's scanner runs on this host; it also scans images that need no build (activities/sources.ts).
+  // The local executor's scanner runs on this host; it also scans images that need no build (activities/sources.ts),
+  // which on Kubernetes run in scan pods of their own (builds are scanned in their builder pods).
   const scanner = config.imageScanner.enabled && config.executor.type === 'local' ? new RuncScanner({ runcPath: config.executor.runcPath, registry }) : undefined;
+  const sourceScanner = config.imageScanner.enabled && config.executor.type === 'kubernetes' ? podScanRunner(config, storage) : scanner;
   return {
     pool,
     deps: {
@@ -115,7 +123,7 @@ export async function createWorkerDependencies(config: Config, telemetry?: Telem
             registry,
             storage,
             destination: reportDestination(config.imageScanner.reportUploadPath, config.storage, storage),
-            runner: scanner,
+            runner: sourceScanner,
           })
         : undefined,
       signer,

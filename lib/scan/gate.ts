@@ -95,7 +95,7 @@ export class ScanGate {
   async scanImages(buildId: string, images: ImageToScan[], observer: ScannerObserver, timeoutSeconds: number, record: (scan: ScanRecord) => Promise<void>): Promise<ScanRecord> {
     const runner = this.deps.runner;
     if (!runner) {
-      throw new BuildFailedError('scanner_not_available', 'the scanner gate is on, and this worker cannot scan an image that needs no build (uploaded archives and image URIs are scanned on the local executor only); nothing was pushed. Build the image from a Dockerfile, or ask the operator');
+      throw new BuildFailedError('scanner_not_available', 'the scanner gate is on, and this worker has no scanner runner for an image that needs no build; nothing was pushed. Ask the operator');
     }
     const scanner = await this.prepare();
     observer.log(`[ibs] scanner ${scanner.configured} resolved to ${scanner.image.digest} for this build\n`);

@@ -6,7 +6,8 @@
  * with the service's registry client. The stack's MinIO is given at the node's address so that the presigned
  * URLs work inside the pod; the target registry is the local one as pods see it (10.244.0.1:5000). With Kaniko
  * (the spec's layout: Kaniko and the scanner as the pod's containers in turn, with Kaniko's security context) the
- * same gate blocks the leaky image and passes the clean one.
+ * same gate blocks the leaky image and passes the clean one. An uploaded `docker save` archive (an image that needs
+ * no build) is scanned in a scan pod of its own (lib/executors/kubernetes/pod-scanner.ts) in the same namespace.
  */
 import { execFile } from 'node:child_process';
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
@@ -14,19 +15,28 @@ import { join } from 'node:path';
 import { buffer } from 'node:stream/consumers';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildForm, contextOf } from '../support/archives';
+import { buildForm, contextOf, tarOf } from '../support/archives';
 import { BASE_IMAGE, ensureBaseImage } from '../support/registry';
 import { ensureTrivyScannerImage, trivyGateSettings } from '../support/scanner-image';
 import { startTestStack, waitForBuild, type TestStack } from '../support/stack';
-import { KUBECONFIG, createNamespace, deleteNamespace, objectStore } from '../kubernetes/support/cluster';
+import { KUBECONFIG, coreApi, createNamespace, deleteNamespace, objectStore } from '../kubernetes/support/cluster';
 import { NODE_NAME, REAL_NODE_NAMESPACE_LABELS, forgetNodeImage, nodeAddress } from './support/node';
 import { IMAGE_BUILDER } from './support/release';
 import { statusTrail } from '../support/status-trail';
+import { dockerSaveOf, sha256, type TestImage } from '../consumer/support/images';
 
 const run = promisify(execFile);
 const REPORT_PREFIX = 'scan-reports-cluster';
 const BUCKET = process.env.LOGS_BUCKET ?? 'data';
 const BASE_PATH = BASE_IMAGE.slice(BASE_IMAGE.indexOf('/') + 1);
+
+/** A `docker save` archive of one image whose one layer holds `files` (unique per call). */
+async function savedImageOf(files: Record<string, string>): Promise<Buffer> {
+  const layer = await tarOf(Object.entries({ ...files, 'nonce.txt': randomUUID() }).map(([name, body]) => ({ name, body, mode: 0o600, mtime: new Date(0) })));
+  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [sha256(layer)] } }));
+  const image: TestImage = { layer, layerDigest: sha256(layer), config, configDigest: sha256(config) };
+  return dockerSaveOf(image);
+}
 
 describe(`the scanner gate in builder pods on ${NODE_NAME} (trivy --scanners secret)`, () => {
   let stack: TestStack;
@@ -149,5 +159,39 @@ describe(`the scanner gate in builder pods on ${NODE_NAME} (trivy --scanners sec
       headers: { accept: 'application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json' },
     });
     expect(manifest.headers.get('docker-content-digest')).toBe(passed.build.digest);
+  }, 600_000);
+
+  it('scans an uploaded image archive in a scan pod: the planted key blocks it, a clean one is pushed', async () => {
+    const submit = async (repository: string, archive: Buffer) => {
+      const form = new FormData();
+      form.append('spec', JSON.stringify({ image: `${address}:5000/${repository}:1` }));
+      form.append('image', new Blob([archive]), 'image.tar');
+      const res = await stack.api('/v1/builds', { method: 'POST', body: form });
+      expect(res.status, await res.clone().text()).toBe(202);
+      const { id } = (await res.json()) as { id: string };
+      const build = await waitForBuild(stack.apiUrl, id, 300_000);
+      return { id, build, log: await (await stack.api(`/v1/builds/${id}/logs`)).text() };
+    };
+    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const leaky = `ibs-cluster/scan-archive-leaky-${randomUUID().slice(0, 8)}`;
+    const blocked = await submit(leaky, await savedImageOf({ 'root/.ssh/id_rsa': privateKey.export({ type: 'pkcs1', format: 'pem' }).toString() }));
+    expect(blocked.build.status, `${JSON.stringify(blocked.build.error)}\n${blocked.log}`).toBe('failed');
+    expect((blocked.build.error as { code: string }).code, blocked.log).toBe('scan_failed');
+    expect(blocked.log).toMatch(new RegExp(`scan pod ${namespace}/ibs-scan-[0-9a-f]+ created`));
+    expect((await reportInMinio(blocked.id)).Results?.flatMap((r) => r.Secrets ?? []).map((s) => s.RuleID)).toContain('private-key');
+    expect(await tagsStatus(leaky)).toBe(404);
+    expect(blocked.log).not.toContain('scanner-token-canary-5512');
+
+    const clean = `ibs-cluster/scan-archive-clean-${randomUUID().slice(0, 8)}`;
+    const passed = await submit(clean, await savedImageOf({ 'hello.txt': 'nothing secret here\n' }));
+    expect(passed.build.status, `${JSON.stringify(passed.build.error)}\n${passed.log}`).toBe('succeeded');
+    expect(passed.build.scan).toMatchObject({ passed: true, summary: { format: 'trivy', findings: { secrets: 0 } } });
+    const manifest = await fetch(`http://127.0.0.1:5000/v2/${clean}/manifests/1`, {
+      headers: { accept: 'application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json' },
+    });
+    expect(manifest.headers.get('docker-content-digest')).toBe(passed.build.digest);
+    // The scan pods and their secrets are gone.
+    const pods = await coreApi().listNamespacedPod({ namespace, labelSelector: 'image-build-service/scan=true' });
+    expect(pods.items.map((p) => p.metadata?.name)).toEqual([]);
   }, 600_000);
 });

@@ -8,7 +8,7 @@ import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { builderPodFor, resolveKubernetesOptions } from '../../lib/executors/kubernetes';
 import { DEFAULT_BUILDER_RESOURCES } from '../../lib/config';
-import type { PodGate } from '../../lib/executors/kubernetes/pod-spec';
+import { scanPodFor, type PodGate } from '../../lib/executors/kubernetes/pod-spec';
 import { podProgress } from '../../lib/executors/kubernetes/pod-state';
 import { buildJob, coreApi, createNamespace, deleteNamespace, settingsFor } from '../kubernetes/support/cluster';
 
@@ -107,5 +107,26 @@ describe('reading a gated pod', () => {
   it('names a failed upload apart from a failed scan', () => {
     const progress = podProgress(gatedPod({ exitCode: 70, message: '[ibs] the scan report could not be uploaded' }), '');
     expect(progress.state === 'failed' && progress.error.code).toBe('scan_upload_failed');
+  });
+});
+
+describe('the scan pod of an image that needs no build', () => {
+  it('passes Pod Security "restricted" and keeps the URLs and the scanner env in its secret', async () => {
+    const restricted = await createNamespace('ibs-scanpod-restricted', { 'pod-security.kubernetes.io/enforce': 'restricted' });
+    try {
+      const options = resolveKubernetesOptions(settingsFor(restricted));
+      const body = scanPodFor({ name: 'ibs-scan-0123456789abcdef', buildId: 'b', options, uploads: { scanner: gate.scanner, reportUpload: gate.reportUpload }, timeoutSeconds: 600, expiresAt: new Date() });
+      const pod = await coreApi().createNamespacedPod({ namespace: restricted, body, dryRun: 'All' });
+      expect(pod.spec?.initContainers?.map((c) => c.name)).toEqual(['fetch-image']);
+      expect(pod.spec?.containers.map((c) => c.name)).toEqual(['scan']);
+      const scan = pod.spec!.containers[0]!;
+      expect(envOf(scan).IBS_REPORT_URL?.valueFrom?.secretKeyRef).toEqual({ name: 'ibs-scan-0123456789abcdef-registry', key: 'scan-report-url' });
+      expect(envOf(scan)).not.toHaveProperty('IBS_ARCHIVE_URL');
+      expect(envOf(init(pod, 'fetch-image')).IBS_IMAGE_URL?.valueFrom?.secretKeyRef?.key).toBe('scan-image-url');
+      expect(JSON.stringify(pod)).not.toContain('X-Amz-Signature');
+      expect(JSON.stringify(pod)).not.toContain('canary-scanner-token-91823');
+    } finally {
+      await deleteNamespace(restricted);
+    }
   });
 });

@@ -446,11 +446,11 @@ function containerStarted(pod: V1Pod, container: string): boolean {
   return Boolean(state?.running || state?.terminated);
 }
 
-function isStatus(err: unknown, code: number): boolean {
+export function isStatus(err: unknown, code: number): boolean {
   return err instanceof ApiException && err.code === code;
 }
 
-async function ignoreNotFound(promise: Promise<unknown>): Promise<void> {
+export async function ignoreNotFound(promise: Promise<unknown>): Promise<void> {
   try {
     await promise;
   } catch (err) {
@@ -459,7 +459,7 @@ async function ignoreNotFound(promise: Promise<unknown>): Promise<void> {
 }
 
 /** The API server's own message (a Status object's `message`), never request bodies or headers. */
-function apiErrorText(err: unknown): string {
+export function apiErrorText(err: unknown): string {
   if (err instanceof ApiException) {
     const body: unknown = err.body;
     if (typeof body === 'string') {

@@ -8,8 +8,8 @@
  * the context.
  */
 import { createHash } from 'node:crypto';
-import type { V1Container, V1EnvVar, V1Pod, V1SecurityContext, V1Volume } from '@kubernetes/client-node';
-import { SHARED_DIR, type ScannerRun } from '../../scan/contract';
+import type { V1Container, V1EnvVar, V1LocalObjectReference, V1Pod, V1SecurityContext, V1Volume } from '@kubernetes/client-node';
+import { IMAGE_ARCHIVE, SHARED_DIR, type ScannerRun } from '../../scan/contract';
 import type { PresignedPut } from '../../storage/object-store';
 import type { BuildJob } from '../executor';
 import type { BuilderResources, ImageBuilderSecurityContext, KanikoContainerSecurityContext, KubernetesExecutorOptions } from './options';
@@ -24,6 +24,8 @@ export const LABELS = {
   buildId: 'image-build-service/build-id',
   consumer: 'image-build-service/consumer',
   engine: 'image-build-service/engine',
+  /** On scan pods (scanPodFor), which scan an image that needed no build. */
+  scan: 'image-build-service/scan',
 } as const;
 export const MANAGED_BY = 'image-build-service';
 /** When a retained pod may be deleted (RFC 3339); set on finished pods when retention is on. */
@@ -68,10 +70,15 @@ export interface BuilderPodInput {
 }
 
 /** The scanner of a gated build's pod, and where its container uploads the report and the scanned archive. */
-export interface PodGate {
+export interface PodGate extends ScanUploads {
+  archiveUpload: PresignedPut;
+}
+
+/** What a scanner container runs and where it uploads: the report always, the scanned archive when one is asked for. */
+export interface ScanUploads {
   scanner: ScannerRun;
   reportUpload: PresignedPut;
-  archiveUpload: PresignedPut;
+  archiveUpload?: PresignedPut;
 }
 
 /** DNS-1123 label safe, deterministic per build: a second create of the same build hits the same name. */
@@ -159,29 +166,39 @@ function withScanner(spec: NonNullable<V1Pod['spec']>, input: BuilderPodInput, m
     env: [...(build.env ?? []), { name: 'IBS_ARCHIVE', value: `${SHARED_DIR}/image.tar` }, { name: 'IBS_GATE_TOOLS', value: GATE_TOOLS }],
     volumeMounts: [...(build.volumeMounts ?? []), sharedMount],
   };
-  const scanner: V1Container = {
-    name: SCAN_CONTAINER,
-    image: gate.scanner.image,
-    command: [`${GATE_TOOLS}/busybox`, 'sh', '-c', SCAN_SCRIPT, 'ibs-scan', ...gate.scanner.command, ...gate.scanner.args],
-    env: [
-      ...Object.keys(gate.scanner.env).map((name) => ({ name, valueFrom: { secretKeyRef: { name: dockerConfigSecretName(input.job.buildId), key: scannerEnvKey(name) } } })),
-      { name: 'IBS_REPORT_URL', valueFrom: { secretKeyRef: { name: dockerConfigSecretName(input.job.buildId), key: REPORT_URL_KEY } } },
-      { name: 'IBS_ARCHIVE_URL', valueFrom: { secretKeyRef: { name: dockerConfigSecretName(input.job.buildId), key: ARCHIVE_URL_KEY } } },
-      { name: 'IBS_UPLOAD_HEADER', value: Object.entries(gate.archiveUpload.headers).map(([k, v]) => `${k}: ${v}`)[0] ?? '' },
-      allowSelfSignedCertsEnv(input),
-    ],
-    resources: { requests: { ...gate.scanner.resources.requests }, limits: { ...gate.scanner.resources.limits } },
-    // With Kaniko the scanner runs with Kaniko's security context, as the chart documents; with BuildKit as the
-    // pod's build user, which owns the shared emptyDir through fsGroup.
-    securityContext: mode === 'kaniko' ? build.securityContext : scannerSecurityContext(build.securityContext),
-    volumeMounts: [sharedMount, { name: 'scanner-tmp', mountPath: '/tmp' }],
-    terminationMessagePolicy: 'FallbackToLogsOnError',
-  };
+  // With Kaniko the scanner runs with Kaniko's security context, as the chart documents; with BuildKit as the
+  // pod's build user, which owns the shared emptyDir through fsGroup.
+  const scanner = scannerContainer(gate, dockerConfigSecretName(input.job.buildId), mode === 'kaniko' ? build.securityContext : restrictedSecurityContext(build.securityContext), input.allowSelfSignedCerts);
   return {
     ...spec,
     initContainers: [...(spec.initContainers ?? []), gatedBuild],
     containers: [scanner],
     volumes: [...(spec.volumes ?? []), { name: 'shared', emptyDir: {} }, { name: 'scanner-tmp', emptyDir: {} }],
+  };
+}
+
+/**
+ * The gate's scanner container (builder pods and scan pods alike): the configured scanner under the static busybox
+ * in /shared/.ibs, its env and the upload URLs from `secretName`; without an archive upload it uploads the report only.
+ */
+function scannerContainer(gate: ScanUploads, secretName: string, securityContext: V1SecurityContext | undefined, allowSelfSignedCerts?: boolean): V1Container {
+  const fromSecret = (name: string, key: string): V1EnvVar => ({ name, valueFrom: { secretKeyRef: { name: secretName, key } } });
+  return {
+    name: SCAN_CONTAINER,
+    image: gate.scanner.image,
+    command: [`${GATE_TOOLS}/busybox`, 'sh', '-c', SCAN_SCRIPT, 'ibs-scan', ...gate.scanner.command, ...gate.scanner.args],
+    env: [
+      ...Object.keys(gate.scanner.env).map((name) => fromSecret(name, scannerEnvKey(name))),
+      fromSecret('IBS_REPORT_URL', REPORT_URL_KEY),
+      ...(gate.archiveUpload ? [fromSecret('IBS_ARCHIVE_URL', ARCHIVE_URL_KEY)] : []),
+      // The store's header for presigned PUTs (Azure's blob type), the same for both uploads.
+      { name: 'IBS_UPLOAD_HEADER', value: Object.entries(gate.reportUpload.headers).map(([k, v]) => `${k}: ${v}`)[0] ?? '' },
+      { name: 'IBS_ALLOW_SELF_SIGNED_CERTS', value: String(allowSelfSignedCerts ?? false) },
+    ],
+    resources: { requests: { ...gate.scanner.resources.requests }, limits: { ...gate.scanner.resources.limits } },
+    securityContext,
+    volumeMounts: [{ name: 'shared', mountPath: SHARED_DIR }, { name: 'scanner-tmp', mountPath: '/tmp' }],
+    terminationMessagePolicy: 'FallbackToLogsOnError',
   };
 }
 
@@ -192,7 +209,8 @@ export function scannerEnvKey(name: string): string {
   return `scanner-env.${name}`;
 }
 
-function scannerSecurityContext(build: V1SecurityContext | undefined): V1SecurityContext {
+/** Pod Security `restricted`: the rootless user, no capabilities, no escalation; SELinux as `like` has it. */
+function restrictedSecurityContext(like?: V1SecurityContext): V1SecurityContext {
   return {
     allowPrivilegeEscalation: false,
     runAsNonRoot: true,
@@ -200,7 +218,7 @@ function scannerSecurityContext(build: V1SecurityContext | undefined): V1Securit
     runAsGroup: ROOTLESS_UID,
     capabilities: { drop: ['ALL'] },
     seccompProfile: { type: 'RuntimeDefault' },
-    seLinuxOptions: build?.seLinuxOptions,
+    seLinuxOptions: like?.seLinuxOptions,
   };
 }
 
@@ -214,13 +232,12 @@ const SCAN_SCRIPT = [
   'insecure=""; [ "$IBS_ALLOW_SELF_SIGNED_CERTS" != true ] || insecure=--insecure',
   'put() { curl -fsS $insecure ${IBS_UPLOAD_HEADER:+-H "$IBS_UPLOAD_HEADER"} -X PUT -T "$1" "$2"; }',
   'if [ -f /shared/scan-report.json ]; then put /shared/scan-report.json "$IBS_REPORT_URL" || { echo "[ibs] the scan report could not be uploaded" >&2; exit 70; }; fi',
-  'if [ "$code" -eq 0 ] && [ -f /shared/scan-report.json ]; then put /shared/image.tar "$IBS_ARCHIVE_URL" || { echo "[ibs] the image archive could not be uploaded" >&2; exit 71; }; fi',
+  'if [ "$code" -eq 0 ] && [ -n "${IBS_ARCHIVE_URL:-}" ] && [ -f /shared/scan-report.json ]; then put /shared/image.tar "$IBS_ARCHIVE_URL" || { echo "[ibs] the image archive could not be uploaded" >&2; exit 71; }; fi',
   `printf '{"scanExitCode":%d,"digest":"%s"}' "$code" "$(cat ${GATE_TOOLS}/digest)" >/dev/termination-log`,
 ].join('\n');
 
 function commonPodSpec(input: BuilderPodInput): NonNullable<V1Pod['spec']> {
   const { job, options } = input;
-  const pullSecretNames = options.pullCredentials.mountImagePullSecrets ? options.pullCredentials.imagePullSecrets : [];
   return {
     restartPolicy: 'Never',
     // The executor stops the build at timeoutSeconds; the deadline is the cluster's backstop if the worker is gone.
@@ -228,9 +245,15 @@ function commonPodSpec(input: BuilderPodInput): NonNullable<V1Pod['spec']> {
     automountServiceAccountToken: false,
     enableServiceLinks: false,
     serviceAccountName: options.serviceAccountName,
-    imagePullSecrets: pullSecretNames.length > 0 ? pullSecretNames.map((name) => ({ name })) : undefined,
+    imagePullSecrets: imagePullSecretsOf(options),
     containers: [],
   };
+}
+
+/** The global image pull secrets, unless imagePullSecrets.mount is off. */
+function imagePullSecretsOf(options: KubernetesExecutorOptions): V1LocalObjectReference[] | undefined {
+  const names = options.pullCredentials.mountImagePullSecrets ? options.pullCredentials.imagePullSecrets : [];
+  return names.length > 0 ? names.map((name) => ({ name })) : undefined;
 }
 
 function volumes(job: BuildJob, extra: V1Volume[] = []): V1Volume[] {
@@ -376,15 +399,7 @@ function buildkitPodSpec(input: BuilderPodInput, mode: 'buildkit-rootless' | 'bu
   if (mode === 'buildkit-rootless' && securityContext.seccompProfile?.type === 'Unconfined') {
     securityContext.appArmorProfile = { type: 'Unconfined' };
   }
-  const fetchSecurity: V1SecurityContext = {
-    allowPrivilegeEscalation: false,
-    runAsNonRoot: true,
-    runAsUser: ROOTLESS_UID,
-    runAsGroup: ROOTLESS_UID,
-    capabilities: { drop: ['ALL'] },
-    seccompProfile: { type: 'RuntimeDefault' },
-    seLinuxOptions: securityContext.seLinuxOptions,
-  };
+  const fetchSecurity = restrictedSecurityContext(securityContext);
   const env = [...buildEnv(input), ...otlpEnv(options, job)];
   // Without a privileged pod there is no procfs to mount for RUN steps' sandboxes; rootless BuildKit's own flag.
   env.push({ name: 'BUILDKITD_FLAGS', value: '--oci-worker-no-process-sandbox' });
@@ -448,4 +463,78 @@ function otlpEnv(options: KubernetesExecutorOptions, job: BuildJob): V1EnvVar[] 
   // The build activity's span: buildctl and Kaniko continue the request's trace (W3C TRACEPARENT in the env).
   if (job.traceparent) env.push({ name: 'TRACEPARENT', value: job.traceparent });
   return env;
+}
+
+/** A scan pod: the gate for an image that needs no build (an uploaded archive, an image URI) on Kubernetes. */
+export interface ScanPodInput {
+  /** The pod's name (ibs-scan-…); its secret is `<name>-registry`, as a builder pod's. */
+  name: string;
+  buildId: string;
+  options: KubernetesExecutorOptions;
+  uploads: ScanUploads;
+  timeoutSeconds: number;
+  /** When the executor's sweep may delete it, should the worker that made it go away. */
+  expiresAt: Date;
+  allowSelfSignedCerts?: boolean;
+}
+
+/** Key of a scan pod's secret holding the presigned URL its init container downloads the image archive from. */
+export const SCAN_IMAGE_URL_KEY = 'scan-image-url';
+const FETCH_IMAGE_CONTAINER = 'fetch-image';
+
+/**
+ * The scan pod: an init container of the image-builder image (rootless, no privileges) leaves the gate's busybox in
+ * /shared/.ibs and downloads image.tar from a presigned URL (with the image's busybox); then the
+ * gate's scanner container runs as in a gated builder pod and uploads the report. Pod Security `restricted` admits it.
+ */
+export function scanPodFor(input: ScanPodInput): V1Pod {
+  const { options } = input;
+  const secretName = `${input.name}-registry`;
+  const securityContext = restrictedSecurityContext();
+  const fetchImage: V1Container = {
+    name: FETCH_IMAGE_CONTAINER,
+    image: builderImageFor('buildkit-rootless', options),
+    command: ['/bin/sh', '-c', [
+      'set -e',
+      `mkdir -p ${GATE_TOOLS}`,
+      // busybox's own shell answers `command -v busybox` with the bare applet name; /bin/sh is a link to the binary.
+      'bb=$(command -v busybox); case "$bb" in /*) ;; *) bb=$(readlink -f /bin/sh) ;; esac',
+      `cp "$bb" ${GATE_TOOLS}/busybox`,
+      // The scanner container reports a digest beside its verdict; the worker knows which image it sent.
+      `: >${GATE_TOOLS}/digest`,
+      'insecure=""; [ "$IBS_ALLOW_SELF_SIGNED_CERTS" != true ] || insecure=--no-check-certificate',
+      `wget -q $insecure -O ${SHARED_DIR}/${IMAGE_ARCHIVE} "$IBS_IMAGE_URL" || { echo "[ibs] the image archive could not be downloaded from object storage" >&2; exit 1; }`,
+    ].join('\n')],
+    env: [
+      { name: 'IBS_IMAGE_URL', valueFrom: { secretKeyRef: { name: secretName, key: SCAN_IMAGE_URL_KEY } } },
+      { name: 'IBS_ALLOW_SELF_SIGNED_CERTS', value: String(input.allowSelfSignedCerts ?? false) },
+    ],
+    resources: { requests: { cpu: '100m', memory: '64Mi' }, limits: { cpu: '1', memory: '256Mi' } },
+    securityContext,
+    volumeMounts: [{ name: 'shared', mountPath: SHARED_DIR }],
+    terminationMessagePolicy: 'FallbackToLogsOnError',
+  };
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      name: input.name,
+      namespace: options.namespace,
+      // The builder pods' component, so the chart's builder NetworkPolicy holds the scanner to the same egress.
+      labels: { [LABELS.managedBy]: MANAGED_BY, [LABELS.component]: 'image-builder', [LABELS.scan]: 'true', [LABELS.buildId]: labelValue(input.buildId) },
+      annotations: { ...options.podAnnotations, [EXPIRES_AT_ANNOTATION]: input.expiresAt.toISOString() },
+    },
+    spec: {
+      restartPolicy: 'Never',
+      activeDeadlineSeconds: input.timeoutSeconds + 60,
+      automountServiceAccountToken: false,
+      enableServiceLinks: false,
+      serviceAccountName: options.serviceAccountName,
+      imagePullSecrets: imagePullSecretsOf(options),
+      securityContext: { fsGroup: ROOTLESS_UID, runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } },
+      initContainers: [fetchImage],
+      containers: [scannerContainer(input.uploads, secretName, securityContext, input.allowSelfSignedCerts)],
+      volumes: [{ name: 'shared', emptyDir: {} }, { name: 'scanner-tmp', emptyDir: {} }],
+    },
+  };
 }
