@@ -7,21 +7,25 @@
  * (templates/tests/build-test.yaml) does the same from inside the cluster. The worker signs with a notation local
  * key that the chart's buildService.notation values mount (keys and trust store from Secrets), as an operator would.
  * A Python index mirror with credentials (CUSTOM_MODEL_DEPENDENCIES_PYTHON_INDEX) reaches the build's RUN steps as
- * a BuildKit secret through the build's Secret, and neither the pod spec nor the image keeps the credentials.
+ * a BuildKit secret through the build's Secret, and neither the pod spec nor the image keeps the credentials. The
+ * scanner gate is on (imageBuilder.imageScanner: trivy `--scanners secret`): builds are scanned in their builder
+ * pods, and an uploaded image archive with a planted private key is stopped in a scan pod, under the chart's Role.
  */
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildForm, contextOf } from '../support/archives';
+import { buildForm, contextOf, tarOf } from '../support/archives';
 import { BASE_IMAGE, REGISTRY, manifestOf } from '../support/registry';
 import { apiFetch, waitForBuild } from '../support/stack';
 import { coreApi, eventually } from '../kubernetes/support/cluster';
 import { NODE_NAME, nodePod, runToCompletion } from './support/node';
 import { RELEASE, SERVICE_IMAGE, installRelease, type Release } from './support/release';
+import { ensureTrivyScannerImage, TRIVY_SECRET_SCAN_ARGS } from '../support/scanner-image';
+import { dockerSaveOf, sha256 } from '../consumer/support/images';
 import { SECRET_SEEN, imageMetadataText, secretCheckStep } from './support/secrets';
 
 const run = promisify(execFile);
@@ -46,9 +50,19 @@ const notation = (...args: string[]) => run(NOTATION, args, { env: { ...process.
 beforeAll(async () => {
   notationHome = await mkdtemp(join(tmpdir(), 'ibs-helm-notation-'));
   await notation('cert', 'generate-test', '--default', SIGNING_KEY);
+  const scanner = await ensureTrivyScannerImage();
   release = await installRelease('ibs-helm', {
     signingKey: { name: SIGNING_KEY, notationDir: join(notationHome, 'notation') },
     env: { CUSTOM_MODEL_DEPENDENCIES_PYTHON_INDEX: PYTHON_INDEX },
+    // The worker pod resolves the scanner's tag and the node pulls it, both at the node's address.
+    imageScanner: (node) => ({
+      enabled: true,
+      image: scanner.replace(/^127\.0\.0\.1:/, `${node}:`),
+      args: TRIVY_SECRET_SCAN_ARGS,
+      env: { TRIVY_NO_PROGRESS: 'true' },
+      reportUploadPath: `s3://${process.env.LOGS_BUCKET ?? 'data'}/helm-scan-reports`,
+      resources: { limits: { memory: '1Gi', cpu: '1' }, requests: { memory: '256Mi', cpu: '250m' } },
+    }),
   });
   ({ namespace, address, apiUrl } = release);
 }, 1_800_000);
@@ -100,6 +114,7 @@ describe(`the chart installed with helm on the real node ${NODE_NAME}`, () => {
     expect(log).toContain(marker);
     const served = await manifestOf(repository, tag);
     expect(build.digest).toBe(served.digest);
+    expect(build.scan).toMatchObject({ passed: true, summary: { format: 'trivy', findings: { secrets: 0 } } });
     // The index mirror's URL, credentials included, was the RUN step's secret, and stayed there.
     expect(log).toContain(SECRET_SEEN);
     expect(log + JSON.stringify(build)).not.toContain(INDEX_PASSWORD);
@@ -120,6 +135,25 @@ describe(`the chart installed with helm on the real node ${NODE_NAME}`, () => {
     expect(JSON.stringify(pod)).not.toContain(INDEX_PASSWORD);
     expect(pod.status?.phase).toBe('Succeeded');
   }, 480_000);
+
+  it('stops an uploaded image archive with a planted private key in a scan pod', async () => {
+    const layer = await tarOf([{ name: 'root/.ssh/id_rsa', body: generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs1', format: 'pem' }).toString(), mode: 0o600, mtime: new Date(0) }]);
+    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [sha256(layer)] } }));
+    const archive = await dockerSaveOf({ layer, layerDigest: sha256(layer), config, configDigest: sha256(config) });
+    const repository = `ibs-cluster/helm-leaky-${randomBytes(4).toString('hex')}`;
+    const form = new FormData();
+    form.append('spec', JSON.stringify({ image: `${address}:5000/${repository}:1` }));
+    form.append('image', new Blob([archive]), 'image.tar');
+    const res = await apiFetch(apiUrl, '/v1/builds', { method: 'POST', body: form });
+    expect(res.status, await res.clone().text()).toBe(202);
+    const { id } = (await res.json()) as { id: string };
+    const build = await waitForBuild(apiUrl, id, 300_000);
+    const log = await (await apiFetch(apiUrl, `/v1/builds/${id}/logs`)).text();
+    expect((build.error as { code?: string } | undefined)?.code, log).toBe('scan_failed');
+    expect(log).toMatch(new RegExp(`scan pod ${namespace}/ibs-scan-[0-9a-f]+ created`));
+    const tags = await fetch(`http://${REGISTRY}/v2/${repository}/tags/list`);
+    expect(tags.status).toBe(404);
+  }, 360_000);
 
   it('`helm test` submits a build from inside the cluster and reports its success', async () => {
     const { stdout } = await release.helm(['test', RELEASE, '--namespace', namespace, '--logs', '--timeout', '8m']);

@@ -105,8 +105,14 @@ async function signingValues(namespace: string, key: SigningKey): Promise<{ nota
 }
 
 /** Builds the images, makes the namespace and the database, and runs `helm install --wait`. */
-/** `env`: more of the service's variables, given as an operator would (buildService.envApp.secret). */
-export async function installRelease(prefix: string, options: { signingKey?: SigningKey; env?: Record<string, string> } = {}): Promise<Release> {
+/**
+ * `env`: more of the service's variables, given as an operator would (buildService.envApp.secret); `imageScanner`:
+ * the chart's imageBuilder.imageScanner values, given the node's address (what pods reach the host's components at).
+ */
+export async function installRelease(
+  prefix: string,
+  options: { signingKey?: SigningKey; env?: Record<string, string>; imageScanner?: (address: string) => Record<string, unknown> } = {},
+): Promise<Release> {
   const root = join(__dirname, '../../..');
   // The service image from this repository and the builder image the worker's pods run (both cached by build.sh).
   await run('bash', [join(root, 'infra/images/build.sh'), 'service'], {
@@ -170,6 +176,7 @@ export async function installRelease(prefix: string, options: { signingKey?: Sig
         ...IMAGE_BUILDER,
         // Two cores shared with the other suites: a builder pod asks for a quarter of one.
         resources: { requests: { cpu: '250m', memory: '512Mi', 'ephemeral-storage': '1G' }, limits: { cpu: '1', memory: '1G', 'ephemeral-storage': '10G' } },
+        ...(options.imageScanner ? { imageScanner: options.imageScanner(address) } : {}),
       },
       tests: { image: `${address}:5000/ibs-cluster/helm-test`, ...authValues().tests },
     }));
