@@ -12,6 +12,7 @@
 import { execFile } from 'node:child_process';
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -23,7 +24,8 @@ import { KUBECONFIG, coreApi, createNamespace, deleteNamespace, objectStore } fr
 import { NODE_NAME, REAL_NODE_NAMESPACE_LABELS, forgetNodeImage, nodeAddress } from './support/node';
 import { IMAGE_BUILDER } from './support/release';
 import { statusTrail } from '../support/status-trail';
-import { dockerSaveOf, sha256, type TestImage } from '../consumer/support/images';
+import { dockerSaveOf, ociManifestOf, sha256, type TestImage } from '../consumer/support/images';
+import { RegistryClient } from '../../lib/registry/client';
 
 const run = promisify(execFile);
 const REPORT_PREFIX = 'scan-reports-cluster';
@@ -194,4 +196,28 @@ describe(`the scanner gate in builder pods on ${NODE_NAME} (trivy --scanners sec
     const pods = await coreApi().listNamespacedPod({ namespace, labelSelector: 'image-build-service/scan=true' });
     expect(pods.items.map((p) => p.metadata?.name)).toEqual([]);
   }, 600_000);
+
+  it('scans an image URI in a scan pod too: a source holding a planted key is not copied', async () => {
+    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const layer = await tarOf([{ name: 'root/.ssh/id_rsa', body: privateKey.export({ type: 'pkcs1', format: 'pem' }).toString(), mode: 0o600, mtime: new Date(0) }]);
+    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [sha256(layer)] } }));
+    const source = `ibs-cluster/scan-uri-source-${randomUUID().slice(0, 8)}`;
+    const registry = new RegistryClient({ credentials: () => undefined, disableHttps: true });
+    for (const blob of [config, layer]) await registry.pushBlob('127.0.0.1:5000', source, sha256(blob), blob.length, () => Readable.from([blob]));
+    await registry.putManifest('127.0.0.1:5000', source, 'v1', 'application/vnd.oci.image.manifest.v1+json', ociManifestOf({ layer, layerDigest: sha256(layer), config, configDigest: sha256(config) }));
+
+    const target = `ibs-cluster/scan-uri-copy-${randomUUID().slice(0, 8)}`;
+    const res = await stack.api('/v1/builds', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ image: `${address}:5000/${target}:1`, sourceImage: `${address}:5000/${source}:v1` }),
+    });
+    expect(res.status, await res.clone().text()).toBe(202);
+    const { id } = (await res.json()) as { id: string };
+    const build = await waitForBuild(stack.apiUrl, id, 300_000);
+    const log = await (await stack.api(`/v1/builds/${id}/logs`)).text();
+    expect((build.error as { code?: string } | undefined)?.code, log).toBe('scan_failed');
+    expect(log).toMatch(new RegExp(`scan pod ${namespace}/ibs-scan-[0-9a-f]+ created`));
+    expect(await tagsStatus(target)).toBe(404);
+  }, 360_000);
 });
