@@ -6,11 +6,12 @@
  */
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { builderPodFor, resolveKubernetesOptions } from '../../lib/executors/kubernetes';
+import { builderPodFor, builderPodName, createKubernetesExecutor, resolveKubernetesOptions } from '../../lib/executors/kubernetes';
+import type { GateJob } from '../../lib/scan/contract';
 import { DEFAULT_BUILDER_RESOURCES } from '../../lib/config';
 import { scanPodFor, type PodGate } from '../../lib/executors/kubernetes/pod-spec';
 import { podProgress } from '../../lib/executors/kubernetes/pod-state';
-import { buildJob, coreApi, createNamespace, deleteNamespace, settingsFor } from '../kubernetes/support/cluster';
+import { buildJob, coreApi, createNamespace, deleteNamespace, objectStore, readPod, recordingObserver, settingsFor } from '../kubernetes/support/cluster';
 
 const SCANNER_DIGEST = `127.0.0.1:5000/ibs-test/trivy-scanner@sha256:${'ab'.repeat(32)}`;
 const gate: PodGate = {
@@ -128,5 +129,14 @@ describe('the scan pod of an image that needs no build', () => {
     } finally {
       await deleteNamespace(restricted);
     }
+  });
+});
+
+describe('the gate with BuildKit in QEMU', () => {
+  it('is refused with scanner_not_available before any pod exists (the VM would push before the scan)', async () => {
+    const executor = createKubernetesExecutor(settingsFor(namespace, { imageBuilder: { repository: '127.0.0.1:5000/ibs', version: '1.2.3', useQemu: true } }), { storage: objectStore() });
+    const job = buildJob('contexts/x.tar.gz', { gate: { sharedDir: '/tmp/unused', scanner: gate.scanner, scannerImage: {} as GateJob['scannerImage'] } });
+    await expect(executor.run(job, recordingObserver())).rejects.toMatchObject({ code: 'scanner_not_available', message: expect.stringContaining('useQemu') });
+    expect(await readPod(namespace, builderPodName(job.buildId))).toBeUndefined();
   });
 });
