@@ -137,6 +137,10 @@ export class PodScanRunner implements ScanRunner {
         }
         return exitCode;
       }
+      // Evicted, or past its deadline, before the scanner said anything.
+      if (pod.status?.phase === 'Failed') {
+        throw new BuildFailedError('scan_report_missing', `the scan pod ${namespace}/${name} failed before the scanner reported (${[pod.status.reason, pod.status.message].filter(Boolean).join(': ') || 'no reason given'})`);
+      }
       await sleep(POLL_MS);
     }
   }
