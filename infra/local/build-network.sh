@@ -38,6 +38,10 @@ build_network_rules() {
   iptables -N "$host" 2>/dev/null || iptables -F "$host"
   iptables -C FORWARD -i "$EGRESS_BRIDGE" -j "$egress" 2>/dev/null || iptables -I FORWARD 1 -i "$EGRESS_BRIDGE" -j "$egress"
   iptables -C INPUT -i "$EGRESS_BRIDGE" -j "$host" 2>/dev/null || iptables -I INPUT 1 -i "$EGRESS_BRIDGE" -j "$host"
+  # Nothing addressed to the host from a build is forwarded elsewhere (the node's DNAT of 10.244.0.1 to loopback,
+  # kube-proxy's node ports): it stays local delivery, which IBS-BUILD-HOST refuses.
+  iptables -t nat -C PREROUTING -i "$EGRESS_BRIDGE" -m addrtype --dst-type LOCAL -j RETURN 2>/dev/null ||
+    iptables -t nat -I PREROUTING 1 -i "$EGRESS_BRIDGE" -m addrtype --dst-type LOCAL -j RETURN
   iptables -A "$egress" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
   for cidr in $EGRESS_DENY_DEFAULT ${IBS_BUILD_EGRESS_DENY:-}; do
     iptables -A "$egress" -d "$cidr" -j REJECT --reject-with icmp-admin-prohibited

@@ -120,7 +120,9 @@ describe('a PostgreSQL restart', () => {
     expect(api.child.exitCode).toBeNull();
     expect(worker.child.exitCode).toBeNull();
     expect(api.output()).toContain('PostgreSQL connection lost');
-    expect(worker.output()).toContain('PostgreSQL connection lost');
+    // An idle connection reports the loss itself; one that a bookkeeping activity holds at that instant (the
+    // scheduler's queue positions run right after a build ends) reports it as that activity's retried failure.
+    expect(worker.output()).toMatch(/PostgreSQL connection lost|activity failed, Temporal retries it: PostgreSQL is unreachable/);
 
     // The worker's activities reach the database again: a build runs through all its bookkeeping.
     expect((await submitAndWait()).status).toBe('succeeded');
