@@ -18,14 +18,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildForm, contextOf, tarOf } from '../support/archives';
+import { buildForm, contextOf } from '../support/archives';
 import { BASE_IMAGE, REGISTRY, manifestOf } from '../support/registry';
 import { apiFetch, waitForBuild } from '../support/stack';
 import { coreApi, eventually } from '../kubernetes/support/cluster';
 import { NODE_NAME, nodePod, runToCompletion } from './support/node';
 import { RELEASE, SERVICE_IMAGE, installRelease, type Release } from './support/release';
 import { ensureTrivyScannerImage, TRIVY_SECRET_SCAN_ARGS } from '../support/scanner-image';
-import { dockerSaveOf, sha256 } from '../consumer/support/images';
+import { dockerSaveOf, imageOfFiles } from '../consumer/support/images';
 import { SECRET_SEEN, imageMetadataText, secretCheckStep } from './support/secrets';
 
 const run = promisify(execFile);
@@ -137,9 +137,7 @@ describe(`the chart installed with helm on the real node ${NODE_NAME}`, () => {
   }, 480_000);
 
   it('stops an uploaded image archive with a planted private key in a scan pod', async () => {
-    const layer = await tarOf([{ name: 'root/.ssh/id_rsa', body: generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs1', format: 'pem' }).toString(), mode: 0o600, mtime: new Date(0) }]);
-    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [sha256(layer)] } }));
-    const archive = await dockerSaveOf({ layer, layerDigest: sha256(layer), config, configDigest: sha256(config) });
+    const archive = await dockerSaveOf(await imageOfFiles({ 'root/.ssh/id_rsa': generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs1', format: 'pem' }).toString() }));
     const repository = `ibs-cluster/helm-leaky-${randomBytes(4).toString('hex')}`;
     const form = new FormData();
     form.append('spec', JSON.stringify({ image: `${address}:5000/${repository}:1` }));

@@ -16,7 +16,7 @@ import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildForm, contextOf, tarOf } from '../support/archives';
+import { buildForm, contextOf } from '../support/archives';
 import { BASE_IMAGE, ensureBaseImage } from '../support/registry';
 import { ensureTrivyScannerImage, trivyGateSettings } from '../support/scanner-image';
 import { startTestStack, waitForBuild, type TestStack } from '../support/stack';
@@ -24,7 +24,7 @@ import { KUBECONFIG, coreApi, createNamespace, deleteNamespace, objectStore } fr
 import { NODE_NAME, REAL_NODE_NAMESPACE_LABELS, forgetNodeImage, nodeAddress } from './support/node';
 import { IMAGE_BUILDER } from './support/release';
 import { statusTrail } from '../support/status-trail';
-import { dockerSaveOf, ociManifestOf, sha256, type TestImage } from '../consumer/support/images';
+import { dockerSaveOf, imageOfFiles, ociManifestOf, sha256 } from '../consumer/support/images';
 import { RegistryClient } from '../../lib/registry/client';
 
 const run = promisify(execFile);
@@ -34,10 +34,7 @@ const BASE_PATH = BASE_IMAGE.slice(BASE_IMAGE.indexOf('/') + 1);
 
 /** A `docker save` archive of one image whose one layer holds `files` (unique per call). */
 async function savedImageOf(files: Record<string, string>): Promise<Buffer> {
-  const layer = await tarOf(Object.entries({ ...files, 'nonce.txt': randomUUID() }).map(([name, body]) => ({ name, body, mode: 0o600, mtime: new Date(0) })));
-  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [sha256(layer)] } }));
-  const image: TestImage = { layer, layerDigest: sha256(layer), config, configDigest: sha256(config) };
-  return dockerSaveOf(image);
+  return dockerSaveOf(await imageOfFiles({ ...files, 'nonce.txt': randomUUID() }));
 }
 
 describe(`the scanner gate in builder pods on ${NODE_NAME} (trivy --scanners secret)`, () => {
@@ -199,12 +196,11 @@ describe(`the scanner gate in builder pods on ${NODE_NAME} (trivy --scanners sec
 
   it('scans an image URI in a scan pod too: a source holding a planted key is not copied', async () => {
     const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-    const layer = await tarOf([{ name: 'root/.ssh/id_rsa', body: privateKey.export({ type: 'pkcs1', format: 'pem' }).toString(), mode: 0o600, mtime: new Date(0) }]);
-    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [sha256(layer)] } }));
+    const image = await imageOfFiles({ 'root/.ssh/id_rsa': privateKey.export({ type: 'pkcs1', format: 'pem' }).toString() });
     const source = `ibs-cluster/scan-uri-source-${randomUUID().slice(0, 8)}`;
     const registry = new RegistryClient({ credentials: () => undefined, disableHttps: true });
-    for (const blob of [config, layer]) await registry.pushBlob('127.0.0.1:5000', source, sha256(blob), blob.length, () => Readable.from([blob]));
-    await registry.putManifest('127.0.0.1:5000', source, 'v1', 'application/vnd.oci.image.manifest.v1+json', ociManifestOf({ layer, layerDigest: sha256(layer), config, configDigest: sha256(config) }));
+    for (const blob of [image.config, image.layer]) await registry.pushBlob('127.0.0.1:5000', source, sha256(blob), blob.length, () => Readable.from([blob]));
+    await registry.putManifest('127.0.0.1:5000', source, 'v1', 'application/vnd.oci.image.manifest.v1+json', ociManifestOf(image));
 
     const target = `ibs-cluster/scan-uri-copy-${randomUUID().slice(0, 8)}`;
     const res = await stack.api('/v1/builds', {

@@ -15,12 +15,11 @@ import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RegistryClient } from '../../lib/registry/client';
-import { tarOf } from '../support/archives';
 import { REGISTRY } from '../support/registry';
 import { searchAttributeStatuses } from '../support/search-attributes';
 import { ensureTrivyScannerImage, TRIVY_SECRET_SCAN_ARGS } from '../support/scanner-image';
 import { startTestStack, waitForBuild, type TestStack } from '../support/stack';
-import { dockerSaveOf, expectedDockerSaveManifest, ociLayoutOf, ociManifestOf, sha256, testIndex, type TestImage } from './support/images';
+import { dockerSaveOf, expectedDockerSaveManifest, imageOfFiles, ociLayoutOf, ociManifestOf, sha256, testIndex, type TestImage } from './support/images';
 import { statusTrail } from '../support/status-trail';
 
 const runId = randomBytes(4).toString('hex');
@@ -31,11 +30,7 @@ const SIGNING_KEY = 'ibs-sources-gate-test';
 const run = promisify(execFile);
 
 /** One image of one uncompressed layer holding `files`; unique to the run. */
-async function imageOf(files: Record<string, string>): Promise<TestImage> {
-  const layer = await tarOf(Object.entries({ ...files, 'run.txt': runId }).map(([name, body]) => ({ name, body, mode: 0o600, mtime: new Date(0) })));
-  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [sha256(layer)] } }));
-  return { layer, layerDigest: sha256(layer), config, configDigest: sha256(config) };
-}
+const imageOf = (files: Record<string, string>): Promise<TestImage> => imageOfFiles({ ...files, 'run.txt': runId });
 
 function imageForm(spec: unknown, archive: Buffer): FormData {
   const form = new FormData();

@@ -26,6 +26,13 @@ export async function testImage(architecture = 'amd64', marker = randomBytes(8).
   return { layer, layerDigest: sha256(layer), config, configDigest: sha256(config) };
 }
 
+/** One amd64 image of one uncompressed layer holding `files` (owner-only modes, epoch times), nothing else. */
+export async function imageOfFiles(files: Record<string, string>): Promise<TestImage> {
+  const layer = await tarOf(Object.entries(files).map(([name, body]) => ({ name, body, mode: 0o600, mtime: new Date(0) })));
+  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [sha256(layer)] } }));
+  return { layer, layerDigest: sha256(layer), config, configDigest: sha256(config) };
+}
+
 /** A legacy `docker save` archive: <config hex>.json, <id>/layer.tar, manifest.json. */
 export function dockerSaveOf(image: TestImage, layer = image.layer): Promise<Buffer> {
   const configName = `${image.configDigest.slice(7)}.json`;
