@@ -2,10 +2,12 @@
  * A large context upload (`npm run bench:context-upload -- <MiB>`, default 2048): the API's memory growth while it
  * receives, validates and stores it, and its throughput against `cp` of the same bytes to the same disk, side by side
  * in one run. The multipart body (a small spec and an uncompressed tar holding one file of incompressible bytes) is
- * written to a file first; then, alternating ROUNDS times, `cp` copies that file and `curl` POSTs it to the compiled
- * API (its own process, as in production) until the 202; the API's resident memory is sampled from /proc every
- * 50 ms. Throughput is bytes over wall time; the ratio is API / cp (target ≥ 0.8), memory growth is the peak RSS
- * during the upload minus the RSS before it (target ≤ 64 MiB).
+ * written to a file first; then, alternating ROUNDS times, `cp` copies that file, `curl` PUTs it straight into the
+ * stack's MinIO (one object, SigV4 with an unsigned payload: what the object store alone costs, the floor under any
+ * upload that must land there) and `curl` POSTs it to the compiled API (its own process, as in production) until
+ * the 202; the API's resident memory is sampled from /proc every 50 ms. Throughput is bytes over wall time; the
+ * ratio is API / cp (target ≥ 0.8), beside MinIO / cp and API / MinIO; memory growth is the peak RSS during the
+ * upload minus the RSS before it (target ≤ 64 MiB).
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -58,6 +60,11 @@ async function main(): Promise<void> {
   const ids: string[] = [];
   const cp: number[] = [];
   const upload: number[] = [];
+  const store: number[] = [];
+  const minio = process.env.MINIO_SERVER_HOST ?? 'http://127.0.0.1:9000';
+  const bucket = process.env.LOGS_BUCKET ?? 'data';
+  const storeKey = `bench/context-upload-${process.pid}`;
+  const storeUser = `${process.env.MINIO_SERVER_ROOT_USER ?? ''}:${process.env.MINIO_SERVER_ROOT_PASSWORD ?? ''}`;
   const growth: number[] = [];
   try {
     const body = join(dir, 'body');
@@ -70,6 +77,10 @@ async function main(): Promise<void> {
       cp.push(performance.now() - t0);
       await rm(join(dir, 'copy'));
 
+      t0 = performance.now();
+      await run('curl', ['-sS', '--fail', '-T', body, '--user', storeUser, '--aws-sigv4', 'aws:amz:us-east-1:s3', '-H', 'x-amz-content-sha256: UNSIGNED-PAYLOAD', `${minio}/${bucket}/${storeKey}`]);
+      store.push(performance.now() - t0);
+
       const pid = api.child.pid!;
       const before = rssMiB(pid);
       let peak = before;
@@ -81,14 +92,15 @@ async function main(): Promise<void> {
       upload.push(performance.now() - t0);
       growth.push(peak - before);
       ids.push((JSON.parse(stdout) as { id: string }).id);
-      console.log(`round ${r + 1}/${ROUNDS}: cp ${(cp[r]! / 1000).toFixed(1)} s, upload ${(upload[r]! / 1000).toFixed(1)} s, API RSS ${before.toFixed(0)} → peak ${peak.toFixed(0)} MiB`);
+      console.log(`round ${r + 1}/${ROUNDS}: cp ${(cp[r]! / 1000).toFixed(1)} s, MinIO PUT ${(store[r]! / 1000).toFixed(1)} s, upload ${(upload[r]! / 1000).toFixed(1)} s, API RSS ${before.toFixed(0)} → peak ${peak.toFixed(0)} MiB`);
     }
     const throughput = (ms: number) => bytes / MiB / (ms / 1000);
-    console.log(`cp ${throughput(median(cp)).toFixed(0)} MiB/s, API ${throughput(median(upload)).toFixed(0)} MiB/s`);
-    console.log(`throughput_ratio=${(median(cp) / median(upload)).toFixed(3)} rss_growth_mib=${Math.max(...growth).toFixed(0)}`);
+    console.log(`cp ${throughput(median(cp)).toFixed(0)} MiB/s, MinIO PUT ${throughput(median(store)).toFixed(0)} MiB/s, API ${throughput(median(upload)).toFixed(0)} MiB/s`);
+    console.log(`throughput_ratio=${(median(cp) / median(upload)).toFixed(3)} store_vs_cp=${(median(cp) / median(store)).toFixed(3)} api_vs_store=${(median(store) / median(upload)).toFixed(3)} rss_growth_mib=${Math.max(...growth).toFixed(0)}`);
   } finally {
     await stopApi(api);
     await rm(dir, { recursive: true, force: true });
+    await run('curl', ['-sS', '-X', 'DELETE', '--user', storeUser, '--aws-sigv4', 'aws:amz:us-east-1:s3', `${minio}/${bucket}/${storeKey}`]).catch(() => undefined);
     await terminateBuilds(ids);
   }
 }
