@@ -4,6 +4,11 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StorageError, type ObjectStore } from '../../lib/storage';
 import { backends, storeFor } from './backends';
@@ -76,13 +81,31 @@ describe.each(backends.map((backend) => [`${backend.type} on ${backend.server}`,
   });
 
   it('streams an object larger than one upload part in and out unchanged', async () => {
-    // 13 MiB: three S3 parts (5 MiB), four Azure blocks (4 MiB), several GCS resumable chunks.
-    const size = 13 * 1024 * 1024 + 123;
+    // 37 MiB: three S3 parts (16 MiB), ten Azure blocks (4 MiB), several GCS resumable chunks.
+    const size = 37 * 1024 * 1024 + 123;
     const { stream, digest } = generatedStream(size);
     await store.put('contexts/big.tar', stream, { contentType: 'application/x-tar' });
     const back = await readAll((await store.get('contexts/big.tar'))!);
     expect(back.length).toBe(size);
     expect(sha256(back)).toBe(await digest);
+  });
+
+  it('puts a file from disk, larger than one part and not, unchanged', async () => {
+    // What the API and the worker put: a createReadStream of a spooled file, with its length.
+    const dir = await mkdtemp(join(tmpdir(), 'ibs-contract-file-'));
+    try {
+      for (const size of [37 * 1024 * 1024 + 123, 1024 * 1024 + 7]) {
+        const path = join(dir, `file-${size}`);
+        const { stream, digest } = generatedStream(size);
+        await pipeline(stream, createWriteStream(path));
+        await store.put(`contexts/file-${size}.tar`, createReadStream(path), { contentType: 'application/x-tar', contentLength: size });
+        const back = await readAll((await store.get(`contexts/file-${size}.tar`))!);
+        expect(back.length).toBe(size);
+        expect(sha256(back)).toBe(await digest);
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('answers undefined and false for a missing object', async () => {
