@@ -6,7 +6,8 @@
  * with the service's registry client. The stack's MinIO is given at the node's address so that the presigned
  * URLs work inside the pod; the target registry is the local one as pods see it (10.244.0.1:5000). With Kaniko
  * (the spec's layout: Kaniko and the scanner as the pod's containers in turn, with Kaniko's security context) the
- * same gate blocks the leaky image and passes the clean one. An uploaded `docker save` archive (an image that needs
+ * same gate blocks the leaky image and passes the clean one, and so it does with BuildKit in a QEMU VM (in a namespace
+ * that enforces Pod Security restricted), whose archive leaves the VM through a virtio-serial port. An uploaded `docker save` archive (an image that needs
  * no build) is scanned in a scan pod of its own (lib/executors/kubernetes/pod-scanner.ts) in the same namespace.
  */
 import { execFile } from 'node:child_process';
@@ -41,6 +42,7 @@ describe(`the scanner gate in builder pods on ${NODE_NAME} (trivy --scanners sec
   let stack: TestStack;
   let namespace: string;
   let address: string;
+  let settings: Record<string, string>;
 
   const reportInMinio = async (buildId: string): Promise<{ Results?: { Secrets?: { RuleID: string }[] }[] }> => {
     const body = await objectStore().get(`${REPORT_PREFIX}/${buildId}/scan-report.json`);
@@ -54,25 +56,25 @@ describe(`the scanner gate in builder pods on ${NODE_NAME} (trivy --scanners sec
     return res.status;
   };
 
-  const buildAndWatch = async (repository: string, files: Record<string, string | Buffer>, engine?: 'kaniko') => {
-    const res = await stack.api('/v1/builds', { method: 'POST', body: buildForm({ image: `${address}:5000/${repository}:1`, ...(engine ? { engine } : {}) }, await contextOf(files)) });
+  const buildAndWatch = async (repository: string, files: Record<string, string | Buffer>, engine?: 'kaniko', on = stack, timeoutMs = 420_000) => {
+    const res = await on.api('/v1/builds', { method: 'POST', body: buildForm({ image: `${address}:5000/${repository}:1`, ...(engine ? { engine } : {}) }, await contextOf(files)) });
     expect(res.status, await res.clone().text()).toBe(202);
     const { id } = (await res.json()) as { id: string };
-    const watching = statusTrail(stack.builds, id, 200);
-    const build = await waitForBuild(stack.apiUrl, id, 420_000);
+    const watching = statusTrail(on.builds, id, 200);
+    const build = await waitForBuild(on.apiUrl, id, timeoutMs);
     const seen = await watching;
-    const log = await (await stack.api(`/v1/builds/${id}/logs`)).text();
+    const log = await (await on.api(`/v1/builds/${id}/logs`)).text();
     return { id, build, seen, log };
   };
 
   beforeAll(async () => {
-    for (const target of ['image-builder', 'kaniko']) await run('bash', [join(__dirname, '../../infra/images/build.sh'), target], { timeout: 900_000, maxBuffer: 64 << 20 });
-    for (const tag of ['', '-kaniko-image']) await forgetNodeImage(`${IMAGE_BUILDER.repository}/image-builder:${IMAGE_BUILDER.version}${tag}`);
+    for (const target of ['image-builder', 'kaniko', 'qemu']) await run('bash', [join(__dirname, '../../infra/images/build.sh'), target], { timeout: 900_000, maxBuffer: 64 << 20 });
+    for (const tag of ['', '-kaniko-image', '-qemu-image']) await forgetNodeImage(`${IMAGE_BUILDER.repository}/image-builder:${IMAGE_BUILDER.version}${tag}`);
     await ensureBaseImage();
     const scannerImage = await ensureTrivyScannerImage();
     address = await nodeAddress();
     namespace = await createNamespace('ibs-scangate', REAL_NODE_NAMESPACE_LABELS);
-    stack = await startTestStack('cluster-scan-gate', {
+    settings = {
       BUILD_EXECUTOR: 'kubernetes',
       KUBECONFIG,
       IMAGE_BUILDER_NAMESPACE: namespace,
@@ -86,7 +88,8 @@ describe(`the scanner gate in builder pods on ${NODE_NAME} (trivy --scanners sec
       MINIO_SERVER_HOST: `http://${address}:9000`,
       TARGET_REGISTRY_ALLOWLIST: `${address}:5000`,
       ...trivyGateSettings(scannerImage, `s3://${BUCKET}/${REPORT_PREFIX}`, 'scanner-token-canary-5512'),
-    });
+    };
+    stack = await startTestStack('cluster-scan-gate', settings);
     await stack.startWorker();
   }, 1_200_000);
 
@@ -159,6 +162,39 @@ describe(`the scanner gate in builder pods on ${NODE_NAME} (trivy --scanners sec
     });
     expect(manifest.headers.get('docker-content-digest')).toBe(passed.build.digest);
   }, 600_000);
+
+  it('with BuildKit in QEMU under Pod Security restricted: the VM hands its archive to the scanner, which blocks the planted key and passes a clean image', async () => {
+    const restricted = await createNamespace('ibs-scangate-qemu', { ...REAL_NODE_NAMESPACE_LABELS, 'pod-security.kubernetes.io/enforce': 'restricted' });
+    const qemu = await startTestStack('cluster-scan-gate-qemu', { ...settings, IMAGE_BUILDER_NAMESPACE: restricted, IMAGE_BUILDER_USE_QEMU: 'true' });
+    try {
+      await qemu.startWorker();
+      const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+      const leaky = `ibs-cluster/scan-qemu-leaky-${randomUUID().slice(0, 8)}`;
+      const clean = `ibs-cluster/scan-qemu-clean-${randomUUID().slice(0, 8)}`;
+      // Side by side: each VM boots under software emulation here (minutes).
+      const [blocked, passed] = await Promise.all([
+        buildAndWatch(leaky, { Dockerfile: `FROM ${address}:5000/${BASE_PATH}\nCOPY id_rsa /root/.ssh/id_rsa\n`, id_rsa: privateKey.export({ type: 'pkcs1', format: 'pem' }).toString() }, undefined, qemu, 1_500_000),
+        buildAndWatch(clean, { Dockerfile: `FROM ${address}:5000/${BASE_PATH}\nCOPY hello.txt /hello.txt\n`, 'hello.txt': 'nothing secret here\n' }, undefined, qemu, 1_500_000),
+      ]);
+      expect(blocked.build.status, `${JSON.stringify(blocked.build.error)}\n${blocked.log}`).toBe('failed');
+      expect((blocked.build.error as { code: string }).code, blocked.log).toBe('scan_failed');
+      expect((await reportInMinio(blocked.id)).Results?.flatMap((r) => r.Secrets ?? []).map((s) => s.RuleID)).toContain('private-key');
+      expect(blocked.seen).not.toContain('pushing');
+      expect(await tagsStatus(leaky)).toBe(404);
+
+      expect(passed.build.status, `${JSON.stringify(passed.build.error)}\n${passed.log}`).toBe('succeeded');
+      expect(passed.log).toContain('booting the build VM');
+      expect(passed.seen.indexOf('scanning')).toBeLessThan(passed.seen.indexOf('pushing'));
+      expect(passed.build.scan).toMatchObject({ passed: true, summary: { format: 'trivy', findings: { secrets: 0 } } });
+      const manifest = await fetch(`http://127.0.0.1:5000/v2/${clean}/manifests/1`, {
+        headers: { accept: 'application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json' },
+      });
+      expect(manifest.headers.get('docker-content-digest')).toBe(passed.build.digest);
+    } finally {
+      await qemu.close();
+      await deleteNamespace(restricted);
+    }
+  }, 1_800_000);
 
   it('scans an uploaded image archive in a scan pod: the planted key blocks it, a clean one is pushed', async () => {
     const submit = async (repository: string, archive: Buffer) => {

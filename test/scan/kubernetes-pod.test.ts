@@ -6,12 +6,11 @@
  */
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { builderPodFor, builderPodName, createKubernetesExecutor, resolveKubernetesOptions } from '../../lib/executors/kubernetes';
-import type { GateJob } from '../../lib/scan/contract';
+import { builderPodFor, resolveKubernetesOptions } from '../../lib/executors/kubernetes';
 import { DEFAULT_BUILDER_RESOURCES } from '../../lib/config';
 import { scanPodFor, type PodGate } from '../../lib/executors/kubernetes/pod-spec';
 import { podProgress } from '../../lib/executors/kubernetes/pod-state';
-import { buildJob, coreApi, createNamespace, deleteNamespace, objectStore, readPod, recordingObserver, settingsFor } from '../kubernetes/support/cluster';
+import { buildJob, coreApi, createNamespace, deleteNamespace, settingsFor } from '../kubernetes/support/cluster';
 
 const SCANNER_DIGEST = `127.0.0.1:5000/ibs-test/trivy-scanner@sha256:${'ab'.repeat(32)}`;
 const gate: PodGate = {
@@ -133,10 +132,26 @@ describe('the scan pod of an image that needs no build', () => {
 });
 
 describe('the gate with BuildKit in QEMU', () => {
-  it('is refused with scanner_not_available before any pod exists (the VM would push before the scan)', async () => {
-    const executor = createKubernetesExecutor(settingsFor(namespace, { imageBuilder: { repository: '127.0.0.1:5000/ibs', version: '1.2.3', useQemu: true } }), { storage: objectStore() });
-    const job = buildJob('contexts/x.tar.gz', { gate: { sharedDir: '/tmp/unused', scanner: gate.scanner, scannerImage: {} as GateJob['scannerImage'] } });
-    await expect(executor.run(job, recordingObserver())).rejects.toMatchObject({ code: 'scanner_not_available', message: expect.stringContaining('useQemu') });
-    expect(await readPod(namespace, builderPodName(job.buildId))).toBeUndefined();
+  it('passes Pod Security "restricted": the VM\'s pod writes the archive to /shared as an init container, the scanner follows', async () => {
+    const restricted = await createNamespace('ibs-scanpod-qemu', { 'pod-security.kubernetes.io/enforce': 'restricted' });
+    try {
+      const options = resolveKubernetesOptions(settingsFor(restricted, { imageBuilder: { repository: '127.0.0.1:5000/ibs', version: '1.2.3', useQemu: true } }));
+      const body = builderPodFor({
+        job: buildJob('contexts/x.tar.gz'),
+        options,
+        resources: DEFAULT_BUILDER_RESOURCES,
+        contextUrl: 'http://127.0.0.1:9000/data/contexts/x?X-Amz-Signature=abc',
+        insecureRegistry: true,
+        gate,
+      });
+      const pod = await coreApi().createNamespacedPod({ namespace: restricted, body, dryRun: 'All' });
+      const build = init(pod, 'build');
+      expect(build.image).toBe('127.0.0.1:5000/ibs/image-builder:1.2.3-qemu-image');
+      expect(envOf(build).IBS_ARCHIVE?.value).toBe('/shared/image.tar');
+      expect(pod.spec?.containers.map((c) => c.name)).toEqual(['scan']);
+      expect(pod.spec?.containers[0]?.securityContext).toMatchObject({ runAsNonRoot: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
+    } finally {
+      await deleteNamespace(restricted);
+    }
   });
 });

@@ -79,11 +79,6 @@ export class KubernetesExecutor implements BuildExecutor {
     await this.deleteExpiredPods().catch((err: unknown) => this.suppressed('pod_sweep', err, { buildId: job.buildId }, 'deleting expired builder pods failed; the next build tries again'));
     const mode = engineModeFor(job, this.options);
     if (mode === 'kaniko') await this.checkKanikoCompatible(job);
-    // The QEMU VM pushes by itself and has no way yet to hand an archive to the pod's scanner: refused before anything
-    // is built, rather than pushed unscanned.
-    if (mode === 'buildkit-qemu' && job.gate) {
-      throw new BuildFailedError('scanner_not_available', 'the scanner gate cannot run with BuildKit in QEMU (imageBuilder.useQemu) yet: the VM would push the image before the scan; nothing was built or pushed. Turn useQemu off, or the gate (imageBuilder.imageScanner.enabled), for this deployment');
-    }
     const resources = builderResourcesFor(job.resources, this.options.imageBuilder.resources, this.options.imageBuilder.maxResources);
     const dockerConfig = await this.registryConfigFor(job);
     const credentialsIssuedAt = new Date();
