@@ -10,8 +10,9 @@
  * (`notation key add`, or `notation cert generate-test` for a local test key).
  */
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { copyFile, cp, mkdir, stat, symlink, writeFile } from 'node:fs/promises';
+import { copyFile, cp, mkdir, readdir, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import type { CredentialsLookup } from '../registry/auth';
 import type { RegistryClient } from '../registry/client';
@@ -62,7 +63,19 @@ export class SigningError extends Error {
 }
 
 export class NotationSigner {
+  /** What the copied trust store was copied from (a digest of its files), and the copy under way. */
+  private trustStoreCopied?: string;
+  private trustStoreSync: Promise<void> = Promise.resolve();
+
   constructor(private readonly options: NotationSignerOptions) {}
+
+  private get defaultsDir(): string {
+    return this.options.defaultsDir ?? join(process.env.HOME ?? '/root', '.config', 'notation');
+  }
+
+  private get configDir(): string {
+    return join(this.options.configHome ?? join(process.env.HOME ?? '/root', '.config'), 'notation');
+  }
 
   get profile(): string {
     return this.options.profile;
@@ -71,26 +84,24 @@ export class NotationSigner {
   /**
    * Makes notation's configuration folder ready, once at worker start-up. In the chart the root filesystem is
    * read-only and NOTATION_CONFIG_HOME is on a writable volume: what it lacks of the defaults (the plugins the
-   * service image installs, a trust store or keys the operator mounted) is linked in (folders) or copied (files, and
-   * the trust store). Then a trust policy for the profile's certificate is written unless one exists (the
-   * operator's policy is used as it is).
+   * service image installs, keys the operator mounted) is linked in (folders) or copied (files); the trust store is
+   * copied, and copied again whenever it changes (syncTrustStore). Then a trust policy for the profile's certificate
+   * is written unless one exists (the operator's policy is used as it is).
    */
   async prepareConfig(): Promise<void> {
-    const defaults = this.options.defaultsDir ?? join(process.env.HOME ?? '/root', '.config', 'notation');
-    const dir = join(this.options.configHome ?? join(process.env.HOME ?? '/root', '.config'), 'notation');
+    const defaults = this.defaultsDir;
+    const dir = this.configDir;
     try {
       await mkdir(dir, { recursive: true });
       if (resolve(defaults) !== resolve(dir)) {
         for (const entry of NOTATION_CONFIG_ENTRIES) {
           const from = join(defaults, entry);
-          if (!existsSync(from) || existsSync(join(dir, entry))) continue;
-          // notation refuses a key list or config file that is a symlink: files are copied, folders linked. It also
-          // refuses trust store certificates that are symlinks, which is what a mounted Secret holds (<name> ->
-          // ..data/<name>): the trust store is copied as regular files, without the volume's own ..data entries.
-          if (entry === 'truststore') await cp(from, join(dir, entry), { recursive: true, dereference: true, filter: (path) => !basename(path).startsWith('..') });
-          else if ((await stat(from)).isDirectory()) await symlink(from, join(dir, entry));
+          if (entry === 'truststore' || !existsSync(from) || existsSync(join(dir, entry))) continue;
+          // notation refuses a key list or config file that is a symlink: files are copied, folders linked.
+          if ((await stat(from)).isDirectory()) await symlink(from, join(dir, entry));
           else await copyFile(from, join(dir, entry));
         }
+        await this.syncTrustStore();
       }
     } catch (err) {
       throw new Error(`notation's configuration folder ${dir} could not be prepared (${(err as Error).message}); point NOTATION_CONFIG_HOME at a writable folder`);
@@ -112,8 +123,39 @@ export class NotationSigner {
     await writeFile(join(dir, 'trustpolicy.json'), JSON.stringify(policy, null, 2));
   }
 
+  /**
+   * notation refuses trust store certificates that are symlinks, which is what a mounted Secret holds (<name> ->
+   * ..data/<name>), so the trust store is copied into notation's folder as regular files, without the volume's own
+   * ..data entries. The kubelet updates a mounted Secret in place when the operator rotates the certificate, so
+   * the copy is checked against it before every signing (a digest of a few small files) and made again when it
+   * changed: a rotated certificate takes effect with the next build, without a new worker pod. Copies are made one
+   * at a time; the new one replaces the old by a rename.
+   */
+  private syncTrustStore(): Promise<void> {
+    const sync = this.trustStoreSync.then(async () => {
+      const from = join(this.defaultsDir, 'truststore');
+      if (resolve(this.defaultsDir) === resolve(this.configDir) || !existsSync(from)) return;
+      const state = await treeDigest(from);
+      if (state === this.trustStoreCopied) return;
+      const to = join(this.configDir, 'truststore');
+      const next = `${to}.next`;
+      await rm(next, { recursive: true, force: true });
+      await cp(from, next, { recursive: true, dereference: true, filter: (path) => !basename(path).startsWith('..') });
+      await rm(to, { recursive: true, force: true });
+      await rename(next, to);
+      this.trustStoreCopied = state;
+    });
+    this.trustStoreSync = sync.catch(() => undefined);
+    return sync;
+  }
+
   /** Signs registry/repository@digest (and its platform manifests), unless this profile already signed it; then verifies. */
   async signAndVerify(registry: string, repository: string, digest: string, log: (text: string) => void): Promise<SignatureRecord> {
+    try {
+      await this.syncTrustStore();
+    } catch (err) {
+      throw new SigningError('signature_verification_failed', `the trust store could not be copied into notation's folder (${(err as Error).message}); check the mounted trust store`);
+    }
     const targets = await this.digestsToSign(registry, repository, digest);
     const base = { profile: this.options.profile, signed: targets };
     if (await this.verifiesAll(registry, repository, targets)) {
@@ -204,4 +246,14 @@ export class NotationSigner {
       });
     });
   }
+}
+
+/** A digest of the files under `dir`, symlinks followed (as the copy follows them), a mounted Secret's ..data skipped. */
+async function treeDigest(dir: string, hash = createHash('sha256'), prefix = ''): Promise<string> {
+  for (const name of (await readdir(dir)).filter((n) => !n.startsWith('..')).sort()) {
+    const path = join(dir, name);
+    if ((await stat(path)).isDirectory()) await treeDigest(path, hash, `${prefix}${name}/`);
+    else hash.update(`${prefix}${name}\0`).update(await readFile(path)).update('\0');
+  }
+  return prefix ? '' : hash.digest('hex');
 }

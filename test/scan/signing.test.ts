@@ -6,7 +6,7 @@
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { lstat, mkdir, mkdtemp, readdir, readFile, rename, symlink } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -125,6 +125,29 @@ describe('notation signing (local test key)', () => {
     expect(tags.tags).not.toContain(digest.replace(':', '-'));
     expect((await notation('verify', '--insecure-registry', `${REFERRERS_REGISTRY}/${repository}@${digest}`)).code).toBe(0);
   });
+
+  it('takes a rotated trust store with the next build, as the kubelet updates the mounted Secret, without a new worker', async () => {
+    const store = join(defaults, 'notation', 'truststore', 'x509', 'ca', KEY);
+    const original = await readFile(join(store, `${KEY}.crt`));
+    // Another key's certificate under the same Secret key: a rotation to a certificate that did not sign the images.
+    const otherHome = await mkdtemp(join(tmpdir(), 'ibs-notation-other-'));
+    await run(NOTATION, ['cert', 'generate-test', `${KEY}-other`], { env: { ...process.env, XDG_CONFIG_HOME: otherHome } });
+    const other = await readFile(join(otherHome, 'notation', 'truststore', 'x509', 'ca', `${KEY}-other`, `${KEY}-other.crt`));
+    try {
+      await rotateSecretVolume(store, { [`${KEY}.crt`]: other });
+      const refused = await build(REGISTRY, `signing/rotated-${randomUUID().slice(0, 8)}`);
+      expect(refused.status).toBe('failed');
+      expect((refused.error as { code: string }).code).toBe('signature_verification_failed');
+
+      await rotateSecretVolume(store, { [`${KEY}.crt`]: original });
+      const trusted = await build(REGISTRY, `signing/rotated-back-${randomUUID().slice(0, 8)}`);
+      expect(trusted.status, JSON.stringify(trusted.error)).toBe('succeeded');
+      expect(trusted.signature).toMatchObject({ verified: true });
+    } finally {
+      await rotateSecretVolume(store, { [`${KEY}.crt`]: original });
+      await rm(otherHome, { recursive: true, force: true });
+    }
+  });
 });
 
 /** A folder with a Dockerfile for an unsigned image (a different one than any build made). */
@@ -143,4 +166,15 @@ async function asSecretVolume(dir: string): Promise<void> {
   for (const name of names) await rename(join(dir, name), join(dir, stamp, name));
   await symlink(stamp, join(dir, '..data'));
   for (const name of names) await symlink(join('..data', name), join(dir, name));
+}
+
+/** As the kubelet updates a mounted Secret: the files in a new ..<stamp> folder, then ..data swapped to it by a rename. */
+async function rotateSecretVolume(dir: string, files: Record<string, Buffer>): Promise<void> {
+  const stamp = `..${Date.now()}.${randomUUID().slice(0, 8)}`;
+  await mkdir(join(dir, stamp));
+  for (const [name, body] of Object.entries(files)) await writeFile(join(dir, stamp, name), body);
+  const previous = await readlink(join(dir, '..data'));
+  await symlink(stamp, join(dir, '..data_tmp'));
+  await rename(join(dir, '..data_tmp'), join(dir, '..data'));
+  await rm(join(dir, previous), { recursive: true, force: true });
 }
