@@ -10,7 +10,7 @@
  * upload minus the RSS before it (target ≤ 64 MiB).
  */
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream, readFileSync } from 'node:fs';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { once } from 'node:events';
@@ -28,24 +28,31 @@ const SIZE_MIB = Number(process.argv[2] ?? 2048);
 const ROUNDS = Number(process.env.ROUNDS ?? 2);
 const BOUNDARY = 'ibs-bench-boundary';
 
-async function writeBody(path: string, image: string): Promise<number> {
+/** Writes the multipart body; answers its size and the sha256 of its context part (the key the API stores it under). */
+async function writeBody(path: string, image: string): Promise<{ bytes: number; contextSha256: string }> {
   const out = createWriteStream(path);
+  const context = createHash('sha256');
+  let inContext = false;
   const write = async (chunk: Buffer) => {
+    if (inContext) context.update(chunk);
     if (!out.write(chunk)) await once(out, 'drain');
   };
   const dockerfile = Buffer.from('FROM scratch\nCOPY big.bin /\n');
   await write(Buffer.from(`--${BOUNDARY}\r\nContent-Disposition: form-data; name="spec"\r\n\r\n${JSON.stringify({ image, reuse: false })}\r\n`));
   await write(Buffer.from(`--${BOUNDARY}\r\nContent-Disposition: form-data; name="context"; filename="ctx.tar"\r\nContent-Type: application/x-tar\r\n\r\n`));
+  inContext = true;
   await write(headerFor('Dockerfile', dockerfile.length));
   await write(Buffer.concat([dockerfile, Buffer.alloc(512 - dockerfile.length)]));
   await write(headerFor('big.bin', SIZE_MIB * MiB));
   // Fresh random bytes per MiB: a repeated block would let MinIO or the page cache shortcut nothing, but keeps the
   // benchmark honest against any deduplication.
   for (let i = 0; i < SIZE_MIB; i++) await write(randomBytes(MiB));
-  await write(Buffer.concat([Buffer.alloc(1024), Buffer.from(`\r\n--${BOUNDARY}--\r\n`)]));
+  await write(Buffer.alloc(1024));
+  inContext = false;
+  await write(Buffer.from(`\r\n--${BOUNDARY}--\r\n`));
   out.end();
   await once(out, 'finish');
-  return (await stat(path)).size;
+  return { bytes: (await stat(path)).size, contextSha256: context.digest('hex') };
 }
 
 function rssMiB(pid: number): number {
@@ -64,11 +71,15 @@ async function main(): Promise<void> {
   const minio = process.env.MINIO_SERVER_HOST ?? 'http://127.0.0.1:9000';
   const bucket = process.env.LOGS_BUCKET ?? 'data';
   const storeKey = `bench/context-upload-${process.pid}`;
+  let storedContext: string | undefined;
   const storeUser = `${process.env.MINIO_SERVER_ROOT_USER ?? ''}:${process.env.MINIO_SERVER_ROOT_PASSWORD ?? ''}`;
   const growth: number[] = [];
   try {
     const body = join(dir, 'body');
-    const bytes = await writeBody(body, `127.0.0.1:5000/bench/context-upload:${Date.now()}`);
+    const { bytes, contextSha256 } = await writeBody(body, `127.0.0.1:5000/bench/context-upload:${Date.now()}`);
+    // The stored context (content-addressed, so one object for every round) is removed at the end: a run must not
+    // leave gigabytes in the stack's MinIO.
+    storedContext = `contexts/sha256/${contextSha256}`;
     console.log(`body: ${(bytes / MiB).toFixed(0)} MiB`);
     for (let r = 0; r < ROUNDS; r++) {
       let t0 = performance.now();
@@ -100,7 +111,9 @@ async function main(): Promise<void> {
   } finally {
     await stopApi(api);
     await rm(dir, { recursive: true, force: true });
-    await run('curl', ['-sS', '-X', 'DELETE', '--user', storeUser, '--aws-sigv4', 'aws:amz:us-east-1:s3', `${minio}/${bucket}/${storeKey}`]).catch(() => undefined);
+    for (const key of [storeKey, storedContext]) {
+      if (key) await run('curl', ['-sS', '--fail', '-X', 'DELETE', '--user', storeUser, '--aws-sigv4', 'aws:amz:us-east-1:s3', `${minio}/${bucket}/${key}`]).catch((err: unknown) => console.error(`could not remove ${key}: ${String(err)}`));
+    }
     await terminateBuilds(ids);
   }
 }
