@@ -88,6 +88,7 @@ describe.each(backends.map((backend) => [`${backend.type} on ${backend.server}`,
     const back = await readAll((await store.get('contexts/big.tar'))!);
     expect(back.length).toBe(size);
     expect(sha256(back)).toBe(await digest);
+    await store.delete('contexts/big.tar');
   });
 
   it('puts a file from disk, larger than one part and not, unchanged', async () => {
@@ -102,6 +103,7 @@ describe.each(backends.map((backend) => [`${backend.type} on ${backend.server}`,
         const back = await readAll((await store.get(`contexts/file-${size}.tar`))!);
         expect(back.length).toBe(size);
         expect(sha256(back)).toBe(await digest);
+        await store.delete(`contexts/file-${size}.tar`);
       }
     } finally {
       await rm(dir, { recursive: true, force: true });
