@@ -18,7 +18,7 @@ import { once } from 'node:events';
 import { Readable } from 'node:stream';
 import { RegistryClient } from '../lib/registry/client';
 import { dockerSaveManifest } from '../lib/sources/image-archive';
-import { MEDIA_TYPES } from '../lib/sources/image-plan';
+import { imageBlobKey, MEDIA_TYPES } from '../lib/sources/image-plan';
 import { headerFor, tarOf } from '../test/support/archives';
 import { startTestStack, waitForBuild } from '../test/support/stack';
 import { median } from './stats';
@@ -83,6 +83,7 @@ async function main(): Promise<void> {
   const stack = await startTestStack('bench-image-push', { IMAGE_ARCHIVE_MAX_BYTES: String((SIZE_MIB + 64) * MiB) });
   await stack.startWorker();
   const client = new RegistryClient({ credentials: () => undefined, disableHttps: true });
+  const stored: string[] = [];
   try {
     const { layers, config } = await writeArchive(file);
     const bytes = (await stat(file)).size;
@@ -92,6 +93,8 @@ async function main(): Promise<void> {
       layers.map((l) => ({ mediaType: MEDIA_TYPES.ociLayerTar, digest: l.digest, size: l.size })),
     ));
     console.log(`archive: ${bytes} bytes (${SIZE_MIB} MiB of layers in ${LAYERS} layers)`);
+    // Random layers nothing else shares: removed from the stack's MinIO at the end (a run must not leave a GiB there).
+    stored.push(...[configDigest, ...layers.map((l) => l.digest)].map(imageBlobKey));
 
     const viaService = async (): Promise<number> => {
       const repository = `ibs-bench/image-push-${randomBytes(4).toString('hex')}`;
@@ -133,6 +136,7 @@ async function main(): Promise<void> {
     const c = median(alone);
     console.log(`size_mib=${SIZE_MIB} service_ms=${Math.round(s)} client_ms=${Math.round(c)} ratio=${(s / c).toFixed(2)}`);
   } finally {
+    for (const key of stored) await stack.deps.storage.delete(key).catch((err: unknown) => console.error(`could not remove ${key}: ${String(err)}`));
     await client.close();
     await stack.close();
     await rm(dir, { recursive: true, force: true });
