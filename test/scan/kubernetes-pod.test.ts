@@ -33,8 +33,9 @@ afterAll(async () => {
   await deleteNamespace(namespace);
 });
 
-async function dryRun(engine: 'buildkit' | 'kaniko'): Promise<V1Pod> {
-  const options = resolveKubernetesOptions(settingsFor(namespace));
+/** The gated builder pod as the API server admits it into `into` (the suite's namespace unless told). */
+async function dryRun(engine: 'buildkit' | 'kaniko', into = namespace, overrides: Parameters<typeof settingsFor>[1] = {}): Promise<V1Pod> {
+  const options = resolveKubernetesOptions(settingsFor(into, overrides));
   const body = builderPodFor({
     job: buildJob('contexts/x.tar.gz', { engine }),
     options,
@@ -43,7 +44,7 @@ async function dryRun(engine: 'buildkit' | 'kaniko'): Promise<V1Pod> {
     insecureRegistry: true,
     gate,
   });
-  return coreApi().createNamespacedPod({ namespace, body, dryRun: 'All' });
+  return coreApi().createNamespacedPod({ namespace: into, body, dryRun: 'All' });
 }
 
 const init = (pod: V1Pod, name: string) => pod.spec?.initContainers?.find((c) => c.name === name) as V1Container;
@@ -135,16 +136,7 @@ describe('the gate with BuildKit in QEMU', () => {
   it('passes Pod Security "restricted": the VM\'s pod writes the archive to /shared as an init container, the scanner follows', async () => {
     const restricted = await createNamespace('ibs-scanpod-qemu', { 'pod-security.kubernetes.io/enforce': 'restricted' });
     try {
-      const options = resolveKubernetesOptions(settingsFor(restricted, { imageBuilder: { repository: '127.0.0.1:5000/ibs', version: '1.2.3', useQemu: true } }));
-      const body = builderPodFor({
-        job: buildJob('contexts/x.tar.gz'),
-        options,
-        resources: DEFAULT_BUILDER_RESOURCES,
-        contextUrl: 'http://127.0.0.1:9000/data/contexts/x?X-Amz-Signature=abc',
-        insecureRegistry: true,
-        gate,
-      });
-      const pod = await coreApi().createNamespacedPod({ namespace: restricted, body, dryRun: 'All' });
+      const pod = await dryRun('buildkit', restricted, { imageBuilder: { repository: '127.0.0.1:5000/ibs', version: '1.2.3', useQemu: true } });
       const build = init(pod, 'build');
       expect(build.image).toBe('127.0.0.1:5000/ibs/image-builder:1.2.3-qemu-image');
       expect(envOf(build).IBS_ARCHIVE?.value).toBe('/shared/image.tar');
