@@ -73,6 +73,9 @@ async function main(): Promise<void> {
   const storeKey = `bench/context-upload-${process.pid}`;
   let storedContext: string | undefined;
   const storeUser = `${process.env.MINIO_SERVER_ROOT_USER ?? ''}:${process.env.MINIO_SERVER_ROOT_PASSWORD ?? ''}`;
+  /** curl signed for the stack's MinIO (SigV4), on one object of the bucket. */
+  const storeCurl = (key: string, ...args: string[]) =>
+    run('curl', ['-sS', '--fail', '--user', storeUser, '--aws-sigv4', 'aws:amz:us-east-1:s3', ...args, `${minio}/${bucket}/${key}`]);
   const growth: number[] = [];
   try {
     const body = join(dir, 'body');
@@ -89,7 +92,7 @@ async function main(): Promise<void> {
       await rm(join(dir, 'copy'));
 
       t0 = performance.now();
-      await run('curl', ['-sS', '--fail', '-T', body, '--user', storeUser, '--aws-sigv4', 'aws:amz:us-east-1:s3', '-H', 'x-amz-content-sha256: UNSIGNED-PAYLOAD', `${minio}/${bucket}/${storeKey}`]);
+      await storeCurl(storeKey, '-T', body, '-H', 'x-amz-content-sha256: UNSIGNED-PAYLOAD');
       store.push(performance.now() - t0);
 
       const pid = api.child.pid!;
@@ -112,7 +115,7 @@ async function main(): Promise<void> {
     await stopApi(api);
     await rm(dir, { recursive: true, force: true });
     for (const key of [storeKey, storedContext]) {
-      if (key) await run('curl', ['-sS', '--fail', '-X', 'DELETE', '--user', storeUser, '--aws-sigv4', 'aws:amz:us-east-1:s3', `${minio}/${bucket}/${key}`]).catch((err: unknown) => console.error(`could not remove ${key}: ${String(err)}`));
+      if (key) await storeCurl(key, '-X', 'DELETE').catch((err: unknown) => console.error(`could not remove ${key}: ${String(err)}`));
     }
     await terminateBuilds(ids);
   }

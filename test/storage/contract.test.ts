@@ -67,6 +67,14 @@ describe.each(backends.map((backend) => [`${backend.type} on ${backend.server}`,
   });
   afterAll(() => backend.stop?.());
 
+  /** Reads `key` back whole, checks it against what was put, and deletes it (runs must not pile up in the stores). */
+  const expectStoredUnchanged = async (key: string, size: number, digest: Promise<string>) => {
+    const back = await readAll((await store.get(key))!);
+    expect(back.length).toBe(size);
+    expect(sha256(back)).toBe(await digest);
+    await store.delete(key);
+  };
+
   it('passes check() on an existing bucket it may use', async () => {
     await expect(store.check()).resolves.toBeUndefined();
     expect(store.bucket).toBe(bucket);
@@ -85,10 +93,7 @@ describe.each(backends.map((backend) => [`${backend.type} on ${backend.server}`,
     const size = 37 * 1024 * 1024 + 123;
     const { stream, digest } = generatedStream(size);
     await store.put('contexts/big.tar', stream, { contentType: 'application/x-tar' });
-    const back = await readAll((await store.get('contexts/big.tar'))!);
-    expect(back.length).toBe(size);
-    expect(sha256(back)).toBe(await digest);
-    await store.delete('contexts/big.tar');
+    await expectStoredUnchanged('contexts/big.tar', size, digest);
   });
 
   it('puts a file from disk, larger than one part and not, unchanged', async () => {
@@ -100,10 +105,7 @@ describe.each(backends.map((backend) => [`${backend.type} on ${backend.server}`,
         const { stream, digest } = generatedStream(size);
         await pipeline(stream, createWriteStream(path));
         await store.put(`contexts/file-${size}.tar`, createReadStream(path), { contentType: 'application/x-tar', contentLength: size });
-        const back = await readAll((await store.get(`contexts/file-${size}.tar`))!);
-        expect(back.length).toBe(size);
-        expect(sha256(back)).toBe(await digest);
-        await store.delete(`contexts/file-${size}.tar`);
+        await expectStoredUnchanged(`contexts/file-${size}.tar`, size, digest);
       }
     } finally {
       await rm(dir, { recursive: true, force: true });
