@@ -3,6 +3,7 @@ import { OpenAPIHono } from '@hono/zod-openapi';
 import { buildsRouter } from './builds/builds.index';
 import { authenticate } from './auth';
 import { BuildLogHub } from './builds/log-hub';
+import { WorkflowStarter } from './builds/workflow-starter';
 import { BuildLogReader } from '../lib/logs/log-reader';
 import { LogSegmentIndex } from '../lib/logs/segments';
 import type { ApiDeps, AppEnv } from './deps';
@@ -11,9 +12,12 @@ import { healthRouter } from './health/health.index';
 import { metricsRoute, requestTelemetry } from './telemetry';
 import { traceRequests } from './tracing';
 
-/** The app; `logs` defaults to a log hub on the builds' own PostgreSQL pool and storage. */
-export function createApp(given: Omit<ApiDeps, 'logs'> & Partial<Pick<ApiDeps, 'logs'>>): OpenAPIHono<AppEnv> {
-  const deps: ApiDeps = { ...given, logs: given.logs ?? createLogHub(given) };
+/**
+ * The app; `logs` defaults to a log hub on the builds' own PostgreSQL pool and storage, `starter` to a workflow
+ * starter that does not sweep (api/main.ts gives one that does).
+ */
+export function createApp(given: Omit<ApiDeps, 'logs' | 'starter'> & Partial<Pick<ApiDeps, 'logs' | 'starter'>>): OpenAPIHono<AppEnv> {
+  const deps: ApiDeps = { ...given, logs: given.logs ?? createLogHub(given), starter: given.starter ?? new WorkflowStarter(given) };
   const app = new OpenAPIHono<AppEnv>({
     // Parameter and query problems get the same error body as everything else, naming the field.
     defaultHook: (result, c) => {

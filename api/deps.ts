@@ -11,6 +11,7 @@ import type { ServiceMetrics } from '../lib/telemetry/metrics';
 import type { BuildEngine } from '../workflows/definitions';
 import type { BuildRequestPolicy } from './builds/policy';
 import type { BuildLogHub } from './builds/log-hub';
+import type { WorkflowStarter } from './builds/workflow-starter';
 import type { BuildResourceSettings } from './builds/resources';
 
 /** What the API's handlers need, handed in by api/main.ts (or a test) through the app's typed context. */
@@ -26,6 +27,8 @@ export interface ApiDeps {
   policy: BuildRequestPolicy;
   /** Build logs, stored and followed (one shared tail per followed build); createApp makes one when not given. */
   logs: BuildLogHub;
+  /** Starts accepted builds' workflows after the answer, and sweeps for starts that did not happen (createApp makes one). */
+  starter: WorkflowStarter;
   /**
    * The service's registry client: answers whether an earlier identical build's image is still served (reuse) and
    * whether a failed build's pushed image is still there (retry from the failed step). Without it neither happens.

@@ -12,9 +12,11 @@ import { instrumentObjectStore } from '../lib/telemetry/instrumented-store';
 import { BearerAuthenticator } from '../lib/auth/authenticator';
 import { startTracing, temporalClientInterceptors } from '../lib/telemetry/tracing';
 import { createApp } from './app';
+import type { ApiDeps } from './deps';
 import { API_SERVER_OPTIONS, answerClientErrors } from './server-options';
 import { DockerfilePolicy, policySettingsOf } from './builds/policy';
 import { removeAbandonedSpools } from './builds/upload';
+import { WorkflowStarter } from './builds/workflow-starter';
 
 async function main(): Promise<void> {
   const config = loadConfig();
@@ -35,26 +37,33 @@ async function main(): Promise<void> {
   });
   const builds = new BuildRepository(pool);
   if (config.telemetry.metricsEnabled) metrics.countBuildsWith(() => builds.countUnfinished());
+  const temporal = new Client({ connection, namespace: config.temporal.namespace, interceptors: temporalClientInterceptors() });
+  const telemetry = { logger, metrics: config.telemetry.metricsEnabled ? metrics : undefined };
+  const settings: ApiDeps['settings'] = {
+    taskQueue: config.temporal.taskQueue,
+    namespace: config.temporal.namespace,
+    publicUrl: config.api.publicUrl,
+    temporalUiUrl: config.temporal.uiUrl,
+    contextLimits: config.contextLimits,
+    imageArchiveLimits: config.imageArchiveLimits,
+    defaultEngine: config.build.defaultEngine,
+    defaultTimeoutSeconds: config.build.defaultTimeoutSeconds,
+    maxTimeoutSeconds: config.build.maxTimeoutSeconds,
+    buildResources: { defaults: config.imageBuilder.resources, ceiling: config.imageBuilder.maxResources },
+  };
+  // Starts accepted builds' workflows, and those whose start an earlier API process or a Temporal outage left undone.
+  const starter = new WorkflowStarter({ builds, temporal, settings, telemetry });
+  const stopStarting = starter.startSweeping();
   const app = createApp({
     registry,
     builds,
     storage: instrumentObjectStore(createObjectStore(config), metrics),
     auth: new BearerAuthenticator(config.auth),
     policy: new DockerfilePolicy(policySettingsOf(config)),
-    temporal: new Client({ connection, namespace: config.temporal.namespace, interceptors: temporalClientInterceptors() }),
-    telemetry: { logger, metrics: config.telemetry.metricsEnabled ? metrics : undefined },
-    settings: {
-      taskQueue: config.temporal.taskQueue,
-      namespace: config.temporal.namespace,
-      publicUrl: config.api.publicUrl,
-      temporalUiUrl: config.temporal.uiUrl,
-      contextLimits: config.contextLimits,
-      imageArchiveLimits: config.imageArchiveLimits,
-      defaultEngine: config.build.defaultEngine,
-      defaultTimeoutSeconds: config.build.defaultTimeoutSeconds,
-      maxTimeoutSeconds: config.build.maxTimeoutSeconds,
-      buildResources: { defaults: config.imageBuilder.resources, ceiling: config.imageBuilder.maxResources },
-    },
+    temporal,
+    telemetry,
+    settings,
+    starter,
   });
   if (!config.auth.tokensFile && !config.auth.jwt) logger.warn('neither AUTH_TOKENS_FILE nor AUTH_JWT_ISSUER is set: every /v1 call will be refused with 401');
   const server = serve({ fetch: app.fetch, hostname: config.api.host, port: config.api.port, serverOptions: API_SERVER_OPTIONS }, (info) => {
@@ -63,7 +72,10 @@ async function main(): Promise<void> {
   answerClientErrors(server);
   const stop = () => {
     server.close();
-    void Promise.all([connection.close(), pool.end(), registry.close(), tracing.shutdown()]).finally(() => process.exit(0));
+    // The starts already promised go out first (a few seconds at most); whatever is left, the next sweep starts.
+    void Promise.race([stopStarting(), new Promise((resolve) => setTimeout(resolve, 5_000))])
+      .then(() => Promise.all([connection.close(), pool.end(), registry.close(), tracing.shutdown()]))
+      .finally(() => process.exit(0));
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);

@@ -2,7 +2,7 @@
  * What the accept-latency benchmarks share: the compiled API (dist/api/main.js, `npm run build` first) started as a
  * process with the settings under test, and rounds of small builds sent by concurrent clients. Every API instance
  * starts its workflows on a task queue that no worker polls, so only acceptance is measured (upload, validation,
- * object store, PostgreSQL, workflow start); callers terminate the workflows at the end.
+ * object store, PostgreSQL; the workflow start follows the answer); callers terminate the workflows at the end.
  */
 import { createWriteStream } from 'node:fs';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -10,6 +10,8 @@ import { once } from 'node:events';
 import { Client, Connection } from '@temporalio/client';
 import { callerHeaders, TEST_TOKENS_FILE } from '../test/support/stack';
 import { workflowIdForBuild } from '../workflows/definitions';
+import { loadConfig } from '../lib/config';
+import { createPool } from '../lib/db/pool';
 import { freePort } from '../test/support/ports';
 
 export { freePort };
@@ -56,10 +58,15 @@ export async function stopApi(api: StartedApi): Promise<void> {
   await once(api.child, 'exit');
 }
 
-/** REQUESTS builds from CLIENTS clients; the latency of each 202, in ms, and the build ids to terminate. */
-export async function acceptRound(url: string, form: (i: number) => FormData): Promise<{ latencies: number[]; ids: string[] }> {
+/**
+ * REQUESTS builds from CLIENTS clients; the latency of each 202, in ms, the build ids to terminate, and when (ms
+ * after the round began) the last answer came and the last of their workflows had started: the round ends then, so the next one does not
+ * compete with this one's starts.
+ */
+export async function acceptRound(url: string, form: (i: number) => FormData): Promise<{ latencies: number[]; ids: string[]; answeredAfterMs: number; startedAfterMs: number }> {
   const latencies: number[] = [];
   const ids: string[] = [];
+  const t0 = performance.now();
   let next = 0;
   const client = async () => {
     while (next < REQUESTS) {
@@ -73,7 +80,25 @@ export async function acceptRound(url: string, form: (i: number) => FormData): P
     }
   };
   await Promise.all(Array.from({ length: CLIENTS }, client));
-  return { latencies, ids };
+  const answeredAfterMs = performance.now() - t0;
+  await allStarted(ids);
+  return { latencies, ids, answeredAfterMs, startedAfterMs: performance.now() - t0 };
+}
+
+/** Waits until the API has started the workflow of every build in `ids` (it starts them after answering). */
+export async function allStarted(ids: readonly string[], timeoutMs = 300_000): Promise<void> {
+  const pool = createPool(loadConfig().postgres);
+  const t0 = performance.now();
+  try {
+    for (;;) {
+      const { rows } = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM builds WHERE id = ANY($1::uuid[]) AND workflow_started_at IS NULL', [ids]);
+      if (rows[0]!.n === 0) return;
+      if (performance.now() - t0 > timeoutMs) throw new Error(`${rows[0]!.n} of ${ids.length} builds still not started after ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } finally {
+    await pool.end();
+  }
 }
 
 /** Terminates the workflows of builds a benchmark accepted on a queue no worker polls. */

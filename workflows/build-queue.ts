@@ -24,7 +24,7 @@ export interface SlotRequest {
   consumer: string;
   /** The build step's own timeout: a slot held far beyond it is checked against Temporal (see leaseSeconds). */
   timeoutSeconds: number;
-  /** When the API started the build's workflow (ms; the execution's start, not its first task): the queue's order. */
+  /** When the API accepted the build (ms; runs from before acceptedAt: their execution's start): the queue's order. */
   requestedAt: number;
   limits: BuildSlotLimits;
 }

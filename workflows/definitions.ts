@@ -94,6 +94,12 @@ export interface ImageBuildInput {
   source?: BuildSource;
   /** Set by a retry that resumes after the build step: the image is already in the registry under `digest`. */
   resume?: ResumePoint;
+  /**
+   * When the API accepted this attempt (ms): its place in the fair queue. The API starts workflows after answering,
+   * a few at a time, so their start times need not keep the order requests came in. Absent in runs started before
+   * it was added, which use their start time.
+   */
+  acceptedAt?: number;
 }
 
 /**

@@ -195,7 +195,7 @@ export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResu
       progress.step = 'build';
       // The policy is checked again here, before a builder starts (runs recorded before it skip it on replay), side
       // by side with the tags.
-      const slotRequest = { buildId: input.buildId, workflowId: workflowInfo().workflowId, runId: workflowInfo().runId, consumer: input.consumer ?? '', timeoutSeconds: input.timeoutSeconds, requestedAt: workflowInfo().startTime.getTime() };
+      const slotRequest = { buildId: input.buildId, workflowId: workflowInfo().workflowId, runId: workflowInfo().runId, consumer: input.consumer ?? '', timeoutSeconds: input.timeoutSeconds, requestedAt: input.acceptedAt ?? workflowInfo().startTime.getTime() };
       if (local) {
         // The request for a slot goes with the checks, so the scheduler's answer travels while they run; a build they
         // refuse gives its place back (finishAs), after the request has surely arrived.

@@ -11,11 +11,17 @@ export async function cancelBuild(deps: ApiDeps, record: BuildRecord): Promise<v
   if (TERMINAL_STATUSES.includes(record.status)) {
     throw new ApiError(409, 'build_finished', `build ${record.id} is already ${record.status}; only queued or running builds can be cancelled`);
   }
+  const handle = deps.temporal.workflow.getHandle(workflowIdForBuild(record.id));
   try {
-    await deps.temporal.workflow.getHandle(workflowIdForBuild(record.id)).cancel();
+    await handle.cancel();
   } catch (err) {
-    // The workflow already ended; its last bookkeeping step is about to record the final status.
     if (!(err instanceof WorkflowNotFoundError)) throw err;
+    // Either the workflow already ended (its last bookkeeping step is about to record the final status), or a
+    // queued build's workflow has not started yet: it is started now and cancelled, so the workflow records the
+    // cancel as it records any other, and the starter cannot start it after the cancel.
+    if (record.status !== 'queued') return;
+    await startBuildWorkflow(deps, record);
+    await handle.cancel();
   }
 }
 

@@ -1,23 +1,22 @@
 /**
  * Submitting a build: the accepted context goes to object storage under its digest, the build is recorded in
- * PostgreSQL, then its workflow starts. A retried submission with the same Idempotency-Key answers the first build
- * (and starts it if the API stopped before it could); a request identical to an earlier one is answered by that
- * build (reuse.ts) unless its spec says `reuse: false`.
+ * PostgreSQL, and the request is answered; the workflow starts right after (workflow-starter.ts). A retried
+ * submission with the same Idempotency-Key answers the first build (and starts it if it has not started); a request
+ * identical to an earlier one is answered by that build (reuse.ts) unless its spec says `reuse: false`.
  */
-import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { buildFingerprint } from '../../lib/builds/fingerprint';
 import { contextHasFile } from '../../lib/context/archive';
 import type { BuildRecord } from '../../lib/db/builds-repository';
 import type { PolicyExemption } from '../../lib/policy/build-policy';
-import { searchAttributes, workflowIdForBuild, type BuildSource, type BuildSpec, type ImageBuildInput, type ResumePoint } from '../../workflows/definitions';
-import type { imageBuild } from '../../workflows/image-build';
+import type { BuildSource, BuildSpec, ResumePoint } from '../../workflows/definitions';
 import type { ApiDeps } from '../deps';
 import { ApiError } from '../errors';
 import { ensureWorkflowStarted, findIdenticalBuild } from './reuse';
 import { imageArchiveSource } from './sources';
 import type { BuildUpload } from './upload';
+import { startWorkflowOf } from './workflow-starter';
 import { currentTraceId } from '../../lib/telemetry/tracing';
 
 export interface Submission {
@@ -38,7 +37,7 @@ export interface Submission {
  */
 export type SubmissionOutcome = 'created' | 'replayed' | 'joined' | 'reused';
 
-/** Records and starts the build, or answers it with an earlier one (see SubmissionOutcome). */
+/** Records the build and has it started, or answers it with an earlier one (see SubmissionOutcome). */
 export async function submitBuild(deps: ApiDeps, submission: Submission): Promise<{ record: BuildRecord; created: boolean; outcome: SubmissionOutcome }> {
   const { spec, upload, consumer, idempotencyKey } = submission;
   const fingerprint = upload.context
@@ -81,9 +80,10 @@ export async function submitBuild(deps: ApiDeps, submission: Submission): Promis
     fingerprint,
     policyExemption,
     traceId: currentTraceId(),
+    taskQueue: deps.settings.taskQueue,
   });
   if (!created) return { record: await replayed(deps, record, upload), created, outcome: 'replayed' };
-  await startBuildWorkflow(deps, record);
+  deps.starter.enqueue(record);
   return { record, created, outcome: 'created' };
 }
 
@@ -132,41 +132,22 @@ async function submitWithoutBuild(
     idempotencyKey: submission.idempotencyKey,
     policyExemption,
     source,
+    taskQueue: deps.settings.taskQueue,
   });
-  if (created) await startBuildWorkflow(deps, record);
+  if (created) deps.starter.enqueue(record);
   return { record, created, outcome: created ? 'created' : 'replayed' };
 }
 
 /**
- * Starts the build's workflow; one already running for this build counts as started. `resume` (a retry) starts
- * it at a step after the build, with the image already in the registry.
+ * Starts the build's workflow now, for the requests that answer only once it runs (a replay, a join, a retry, a
+ * cancel of a build not started yet); one already running for this build counts as started. `resume` (a retry)
+ * starts it at a step after the build, with the image already in the registry.
  */
 export async function startBuildWorkflow(deps: ApiDeps, record: BuildRecord, resume?: ResumePoint): Promise<void> {
-  const { temporal, settings, builds } = deps;
-  const input: ImageBuildInput = {
-    buildId: record.id,
-    consumer: record.consumer,
-    spec: record.spec,
-    engine: record.spec.engine ?? settings.defaultEngine,
-    timeoutSeconds: record.spec.timeoutSeconds ?? settings.defaultTimeoutSeconds,
-    context: { key: record.contextKey, digest: record.contextDigest },
-    ...(resume ? { resume } : {}),
-    ...(record.source.kind === 'context' ? {} : { source: record.source }),
-  };
   try {
-    await temporal.workflow.start<typeof imageBuild>('imageBuild', {
-      taskQueue: settings.taskQueue,
-      workflowId: workflowIdForBuild(record.id),
-      args: [input],
-      typedSearchAttributes: [
-        { key: searchAttributes.consumer, value: record.consumer },
-        { key: searchAttributes.image, value: record.image },
-        { key: searchAttributes.status, value: 'queued' },
-      ],
-    });
+    await startWorkflowOf(deps, record, resume);
   } catch (err) {
-    if (err instanceof WorkflowExecutionAlreadyStartedError) return;
-    await builds.markFailed(record.id, { code: 'workflow_start_failed', message: 'the build could not be started; submit it again' });
+    await deps.builds.markFailed(record.id, { code: 'workflow_start_failed', message: 'the build could not be started; submit it again' });
     const logger = deps.telemetry?.logger;
     if (logger) logger.error({ err, buildId: record.id }, 'starting the build workflow failed');
     else console.error(`starting workflow for build ${record.id} failed`, err);

@@ -42,6 +42,8 @@ export interface BuildRecord {
   queuePosition: number | null;
   /** When the status last changed (null in rows recorded before the column existed). */
   statusChangedAt: Date | null;
+  /** When Temporal accepted this attempt's workflow; null until the API's starter has started it. */
+  workflowStartedAt: Date | null;
 }
 
 /** One run of a build, as recorded when it ended. */
@@ -70,6 +72,8 @@ export interface NewBuild {
   policyExemption?: PolicyExemption;
   traceId?: string;
   fingerprint?: string;
+  /** The task queue of the service that records it: its API starts the workflow, or its sweep does later. */
+  taskQueue?: string;
 }
 
 export interface BuildListQuery {
@@ -107,6 +111,7 @@ interface BuildRow {
   trace_id?: string | null;
   queue_position?: number | null;
   status_changed_at?: Date | null;
+  workflow_started_at?: Date | null;
 }
 
 const NOT_TERMINAL = `status NOT IN ('succeeded','failed','cancelled')`;
@@ -179,6 +184,7 @@ function toRecord(row: BuildRow): BuildRecord {
     traceId: row.trace_id ?? null,
     queuePosition: row.status === 'queued' ? (row.queue_position ?? null) : null,
     statusChangedAt: row.status_changed_at ?? null,
+    workflowStartedAt: row.workflow_started_at ?? null,
   };
 }
 
@@ -189,8 +195,8 @@ export class BuildRepository {
   /** Inserts a queued build; with an idempotency key already used by this consumer, returns that build instead. */
   async create(build: NewBuild): Promise<{ record: BuildRecord; created: boolean }> {
     const { rows } = await this.query<BuildRow>(
-      `INSERT INTO builds (id, status, consumer, image, spec, context_key, context_digest, idempotency_key, policy_exemption, trace_id, fingerprint, source)
-       VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+      `INSERT INTO builds (id, status, consumer, image, spec, context_key, context_digest, idempotency_key, policy_exemption, trace_id, fingerprint, source, task_queue)
+       VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
        ON CONFLICT (consumer, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
        RETURNING *`,
       [
@@ -205,6 +211,7 @@ export class BuildRepository {
         build.traceId ?? null,
         build.fingerprint ?? null,
         build.source ?? null,
+        build.taskQueue ?? null,
       ],
     );
     if (rows[0]) return { record: toRecord(rows[0]), created: true };
@@ -342,11 +349,38 @@ export class BuildRepository {
     const { rows } = await this.query<BuildRow>(
       `UPDATE builds SET status = 'queued', attempt = attempt + 1, digest = NULL, error_code = NULL, scan = NULL, signature = NULL,
          error_message = NULL, error_evidence = NULL, started_at = NULL, finished_at = NULL, queue_position = NULL,
-         status_changed_at = now(), updated_at = now()
+         workflow_started_at = NULL, status_changed_at = now(), updated_at = now()
        WHERE id = $1 AND status IN ('failed','cancelled') RETURNING *`,
       [id],
     );
     return rows[0] ? toRecord(rows[0]) : undefined;
+  }
+
+  /**
+   * Notes that Temporal has this attempt's workflow, and answers the build's status then: `cancelled` means it was
+   * cancelled before its workflow existed, so the starter cancels the workflow it just started.
+   */
+  async markWorkflowStarted(id: string): Promise<BuildStatus | undefined> {
+    const { rows } = await this.query<{ status: BuildStatus }>(
+      `UPDATE builds SET workflow_started_at = COALESCE(workflow_started_at, now()) WHERE id = $1 RETURNING status`,
+      [id],
+    );
+    return rows[0]?.status;
+  }
+
+  /**
+   * Queued builds of this task queue whose workflow was never started (the API stopped or Temporal was down),
+   * recorded or requeued at least `olderThanSeconds` ago, oldest first.
+   */
+  async listUnstarted(taskQueue: string, olderThanSeconds: number, limit: number): Promise<BuildRecord[]> {
+    const { rows } = await this.query<BuildRow>(
+      `SELECT * FROM builds
+       WHERE task_queue = $1 AND status = 'queued' AND workflow_started_at IS NULL
+         AND COALESCE(status_changed_at, created_at) < now() - make_interval(secs => $2::float8)
+       ORDER BY created_at LIMIT $3`,
+      [taskQueue, olderThanSeconds, limit],
+    );
+    return rows.map(toRecord);
   }
 
   /** The fair queue's positions (waiting builds still queued) and the builds just granted a slot (no position). */

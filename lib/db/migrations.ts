@@ -102,4 +102,17 @@ export const migrations: Migration[] = [
       ALTER TABLE builds ADD COLUMN IF NOT EXISTS error_evidence jsonb;
     `,
   },
+  {
+    id: 80,
+    name: 'workflow-start-outbox',
+    // The API answers once a build is recorded and starts its workflow after (api/builds/workflow-starter.ts).
+    // task_queue says which service's API starts it (several share one database); workflow_started_at is set once
+    // Temporal has the workflow. Rows from before have neither and are never swept. Nullable only, as above.
+    sql: `
+      ALTER TABLE builds ADD COLUMN IF NOT EXISTS task_queue text;
+      ALTER TABLE builds ADD COLUMN IF NOT EXISTS workflow_started_at timestamptz;
+      CREATE INDEX IF NOT EXISTS builds_unstarted ON builds (task_queue, created_at)
+        WHERE status = 'queued' AND workflow_started_at IS NULL AND task_queue IS NOT NULL;
+    `,
+  },
 ];

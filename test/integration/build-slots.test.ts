@@ -48,6 +48,7 @@ describe('build slots', () => {
     }, 120_000);
 
     const quick = await submit(stack, '/busybox echo quick', 'quick');
+    await stack.workflowStarted(quick);
     // The quick build's bookkeeping must not wait the 45 s of the long build: its workflow passes the checks and is
     // granted a place by the fair queue (the limits allow two builds), and reaches its build step.
     const progress = () => stack.client.workflow.getHandle(workflowIdForBuild(quick)).query(progressQuery);

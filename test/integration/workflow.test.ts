@@ -95,6 +95,7 @@ describe('imageBuild workflow', () => {
   it('cancels a running build and stops BuildKit', async () => {
     const image = `127.0.0.1:5000/wf/cancelled:t${Date.now()}`;
     const id = await submit(stack, `FROM ${base}\nRUN echo started-long-step && sleep 60\n`, image);
+    await stack.workflowStarted(id);
     const handle = stack.client.workflow.getHandle(workflowIdForBuild(id));
     for (let i = 0; i < 120 && (await handle.query(progressQuery)).status !== 'running'; i++) await new Promise((r) => setTimeout(r, 250));
     await new Promise((r) => setTimeout(r, 2_000));

@@ -16,6 +16,7 @@ import { createApp, createLogHub } from '../../api/app';
 import { API_SERVER_OPTIONS, answerClientErrors } from '../../api/server-options';
 import { DockerfilePolicy, policySettingsOf } from '../../api/builds/policy';
 import type { ApiDeps } from '../../api/deps';
+import { WorkflowStarter } from '../../api/builds/workflow-starter';
 import { BearerAuthenticator } from '../../lib/auth/authenticator';
 import { hashToken } from '../../lib/auth/static-tokens';
 import { loadConfig, type Config } from '../../lib/config';
@@ -46,6 +47,11 @@ export interface TestStack {
   api(path: string, init?: RequestInit, as?: ApiCaller): Promise<Response>;
   /** The same through app.request(), without HTTP. */
   request(path: string, init?: RequestInit, as?: ApiCaller): Promise<Response>;
+  /**
+   * Waits until the API has started the build's workflow: it answers first and starts the workflow right after
+   * (api/builds/workflow-starter.ts), so a test that talks to the workflow itself waits for this.
+   */
+  workflowStarted(buildId: string): Promise<void>;
   /** Starts an in-process worker for the suite's task queues (stopped by close()). */
   startWorker(options?: { maxConcurrentBuilds?: number }): Promise<ImageBuildWorker>;
   close(): Promise<void>;
@@ -127,8 +133,12 @@ export async function startTestStack(name: string, overrides: Record<string, str
     maxTimeoutSeconds: config.build.maxTimeoutSeconds,
     buildResources: { defaults: config.imageBuilder.resources, ceiling: config.imageBuilder.maxResources },
   };
+  // As api/main.ts does: the suite's API starts its builds' workflows after answering and sweeps its task queue.
+  const starter = new WorkflowStarter({ builds: deps.builds, temporal: client, settings, telemetry: options.telemetry });
+  const stopStarting = starter.startSweeping();
   const apiDeps: ApiDeps = {
     logs: createLogHub(deps),
+    starter,
     builds: deps.builds,
     storage: deps.storage,
     temporal: client,
@@ -159,6 +169,12 @@ export async function startTestStack(name: string, overrides: Record<string, str
     builds: deps.builds,
     api: (path, init, as) => apiFetch(apiUrl, path, init, as),
     request: async (path, init, as) => app.request(path, withCaller(init ?? {}, as)),
+    async workflowStarted(buildId) {
+      for (let i = 0; !(await deps.builds.get(buildId))?.workflowStartedAt; i++) {
+        if (i > 300) throw new Error(`the workflow of build ${buildId} has not started within 30 s`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    },
     async startWorker(options = {}) {
       const workerConnection = await NativeConnection.connect({ address: config.temporal.address });
       const worker = await ImageBuildWorker.create({
@@ -179,6 +195,7 @@ export async function startTestStack(name: string, overrides: Record<string, str
         await w.connection.close();
       }
       await new Promise((resolve) => server.close(resolve));
+      await stopStarting();
       await connection.close();
       await deps.temporal.connection.close();
       await pool.end();

@@ -1,0 +1,186 @@
+/**
+ * Build workflows start outside the request (an outbox in PostgreSQL): POST /v1/builds answers once the build is
+ * recorded and its context stored, and the starter starts its workflow right after, a few at a time. Starting a
+ * workflow is the largest single cost of an accept, half its CPU and all of it the Temporal server's
+ * (docs/benchmarks.md), so answers no longer queue behind it under load, and a Temporal outage no longer refuses
+ * builds: they wait in their records. The record is the outbox: a queued build of this service's task queue whose
+ * workflow_started_at is still empty was never started (the API stopped in between, or Temporal was down), and the
+ * sweep starts it. Starts are idempotent: the workflow id is the build's.
+ */
+import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError } from '@temporalio/client';
+import type { BuildRecord } from '../../lib/db/builds-repository';
+import { searchAttributes, workflowIdForBuild, type ImageBuildInput, type ResumePoint } from '../../workflows/definitions';
+import type { imageBuild } from '../../workflows/image-build';
+import type { ApiDeps } from '../deps';
+
+export type StarterDeps = Pick<ApiDeps, 'builds' | 'temporal' | 'settings' | 'telemetry'>;
+
+export interface WorkflowStarterOptions {
+  /** Workflow starts in flight at once; the rest wait in order. */
+  concurrency?: number;
+  /** How often the sweep looks for builds whose start did not happen. */
+  sweepIntervalMs?: number;
+  /** A build is swept only once it has waited this long, so the sweep does not race the start after the request. */
+  graceSeconds?: number;
+  /** A build that could not be started for this long ends failed with `workflow_start_failed`. */
+  startDeadlineSeconds?: number;
+}
+
+const DEFAULTS: Required<WorkflowStarterOptions> = {
+  concurrency: 4,
+  sweepIntervalMs: 10_000,
+  graceSeconds: 30,
+  startDeadlineSeconds: 900,
+};
+
+/** How many unstarted builds one sweep takes; the next sweep takes the rest. */
+const SWEEP_BATCH = 100;
+
+/**
+ * gRPC codes of a start Temporal refused for good (the request or the namespace is wrong): retrying cannot help,
+ * so the build fails at once. Every other failure (unreachable, overloaded, timed out) is retried by the sweep.
+ */
+const PERMANENT_GRPC_CODES = new Set([3 /* INVALID_ARGUMENT */, 5 /* NOT_FOUND */, 9 /* FAILED_PRECONDITION */]);
+
+export class WorkflowStarter {
+  private readonly options: Required<WorkflowStarterOptions>;
+  /** Builds waiting here or being started: the sweep leaves them alone. */
+  private readonly pending = new Set<string>();
+  private readonly waiting: { record: BuildRecord; swept: boolean }[] = [];
+  private inFlight = 0;
+  private idleWaiters: (() => void)[] = [];
+  private sweeping?: NodeJS.Timeout;
+
+  constructor(
+    private readonly deps: StarterDeps,
+    options: WorkflowStarterOptions = {},
+  ) {
+    this.options = { ...DEFAULTS, ...options };
+  }
+
+  /** Starts the build's workflow soon, in the background; a failure leaves it to the sweep. */
+  enqueue(record: BuildRecord, swept = false): void {
+    if (this.pending.has(record.id)) return;
+    this.pending.add(record.id);
+    this.waiting.push({ record, swept });
+    this.pump();
+  }
+
+  /** Enqueues this task queue's builds whose start did not happen; answers how many it found. */
+  async sweep(): Promise<number> {
+    const { builds, settings } = this.deps;
+    const unstarted = await builds.listUnstarted(settings.taskQueue, this.options.graceSeconds, SWEEP_BATCH);
+    const found = unstarted.filter((record) => !this.pending.has(record.id));
+    for (const record of found) this.enqueue(record, true);
+    if (found.length > 0) this.log('warn', { builds: found.map((r) => r.id) }, `starting ${found.length} recorded builds whose workflow had not started`);
+    return found.length;
+  }
+
+  /** Sweeps now and then every sweepIntervalMs; the answer stops it and waits for the starts in flight. */
+  startSweeping(): () => Promise<void> {
+    const sweep = () => void this.sweep().catch((err: unknown) => this.log('warn', { err }, 'sweeping for unstarted builds failed; the next sweep tries again'));
+    sweep();
+    this.sweeping = setInterval(sweep, this.options.sweepIntervalMs);
+    this.sweeping.unref();
+    return async () => {
+      clearInterval(this.sweeping);
+      await this.idle();
+    };
+  }
+
+  /** Resolves once nothing waits here or is being started. */
+  idle(): Promise<void> {
+    if (this.pending.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private pump(): void {
+    while (this.inFlight < this.options.concurrency && this.waiting.length > 0) {
+      const { record, swept } = this.waiting.shift()!;
+      this.inFlight++;
+      void this.startOne(record, swept).finally(() => {
+        this.inFlight--;
+        this.pending.delete(record.id);
+        this.pump();
+        if (this.pending.size === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
+      });
+    }
+  }
+
+  private async startOne(record: BuildRecord, swept: boolean): Promise<void> {
+    try {
+      // A swept build may have its workflow running already (the API stopped after starting it, before noting it).
+      // A closed run is an earlier attempt's (this one's would have moved the build out of queued): start anew.
+      if (swept && (await workflowRunning(this.deps, record))) await this.deps.builds.markWorkflowStarted(record.id);
+      else await startWorkflowOf(this.deps, record);
+    } catch (err) {
+      const waitedSeconds = (Date.now() - (record.statusChangedAt ?? record.createdAt).getTime()) / 1000;
+      if (!isPermanentStartFailure(err) && waitedSeconds < this.options.startDeadlineSeconds) {
+        this.log('warn', { err, buildId: record.id }, 'starting the build workflow failed; the sweep tries again');
+        return;
+      }
+      this.log('error', { err, buildId: record.id }, 'starting the build workflow failed for good; the build is failed');
+      await this.deps.builds
+        .markFailed(record.id, { code: 'workflow_start_failed', message: 'Temporal did not accept the build; submit it again' })
+        .catch((markErr: unknown) => this.log('warn', { err: markErr, buildId: record.id }, 'recording the failed start failed; the sweep tries again'));
+    }
+  }
+
+  private log(level: 'warn' | 'error', fields: Record<string, unknown>, message: string): void {
+    const logger = this.deps.telemetry?.logger;
+    if (logger) logger[level](fields, message);
+    else console[level](message, fields);
+  }
+}
+
+/**
+ * Starts the build's workflow (an attempt's, from `resume` for a retry that skips the build) and notes it on the
+ * record; a workflow already running for this build counts as started. Throws what Temporal threw otherwise.
+ */
+export async function startWorkflowOf(deps: StarterDeps, record: BuildRecord, resume?: ResumePoint): Promise<void> {
+  const { temporal, settings } = deps;
+  const input: ImageBuildInput = {
+    buildId: record.id,
+    consumer: record.consumer,
+    spec: record.spec,
+    engine: record.spec.engine ?? settings.defaultEngine,
+    timeoutSeconds: record.spec.timeoutSeconds ?? settings.defaultTimeoutSeconds,
+    context: { key: record.contextKey, digest: record.contextDigest },
+    acceptedAt: (record.statusChangedAt ?? record.createdAt).getTime(),
+    ...(resume ? { resume } : {}),
+    ...(record.source.kind === 'context' ? {} : { source: record.source }),
+  };
+  try {
+    await temporal.workflow.start<typeof imageBuild>('imageBuild', {
+      taskQueue: settings.taskQueue,
+      workflowId: workflowIdForBuild(record.id),
+      args: [input],
+      typedSearchAttributes: [
+        { key: searchAttributes.consumer, value: record.consumer },
+        { key: searchAttributes.image, value: record.image },
+        { key: searchAttributes.status, value: 'queued' },
+      ],
+    });
+  } catch (err) {
+    if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+  }
+  await deps.builds.markWorkflowStarted(record.id);
+}
+
+async function workflowRunning(deps: StarterDeps, record: BuildRecord): Promise<boolean> {
+  try {
+    return (await deps.temporal.workflow.getHandle(workflowIdForBuild(record.id)).describe()).status.name === 'RUNNING';
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) return false;
+    throw err;
+  }
+}
+
+/** Whether Temporal refused the start for a reason a later attempt cannot change (see PERMANENT_GRPC_CODES). */
+export function isPermanentStartFailure(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e && typeof e === 'object' && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'number') return PERMANENT_GRPC_CODES.has(code);
+  }
+  return false;
+}

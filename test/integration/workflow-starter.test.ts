@@ -1,0 +1,152 @@
+/**
+ * The API answers once a build is recorded and starts its workflow after (api/builds/workflow-starter.ts), against
+ * the real API, worker, Temporal, PostgreSQL, MinIO, BuildKit and registry: a build whose start did not happen (the
+ * API stopped in between, or Temporal was unreachable) is started by the sweep and builds; a build cancelled before
+ * its workflow started ends cancelled; nothing is refused or lost while Temporal is down.
+ */
+import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
+import { createHash, randomUUID } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createApp } from '../../api/app';
+import { WorkflowStarter, isPermanentStartFailure } from '../../api/builds/workflow-starter';
+import type { BuildRecord } from '../../lib/db/builds-repository';
+import { workflowIdForBuild } from '../../workflows/definitions';
+import { buildForm, contextOf } from '../support/archives';
+import { ensureBaseImage } from '../support/registry';
+import { callerHeaders, startTestStack, waitForBuild, type TestStack } from '../support/stack';
+
+const run = `s${Date.now()}`;
+const BUILD_WAIT_MS = 300_000;
+
+describe('starting build workflows after the answer', { timeout: 2 * BUILD_WAIT_MS }, () => {
+  let stack: TestStack;
+  let base: string;
+
+  beforeAll(async () => {
+    stack = await startTestStack('starter');
+    await stack.startWorker();
+    base = await ensureBaseImage();
+  });
+  afterAll(() => stack?.close());
+
+  const imageFor = (name: string) => `127.0.0.1:5000/starter/${name}:${run}`;
+  const workflowOf = (id: string) => stack.client.workflow.getHandle(workflowIdForBuild(id));
+
+  /** What an API that stopped right after recording a build leaves: its context stored, its record, no workflow. */
+  async function recordedButNotStarted(name: string, steps = ''): Promise<BuildRecord> {
+    const context = await contextOf({ Dockerfile: `FROM ${base}\nRUN echo ${run}-${name} > /marker\n${steps}` });
+    const sha256 = createHash('sha256').update(context).digest('hex');
+    const contextKey = `contexts/sha256/${sha256}`;
+    await stack.deps.storage.put(contextKey, Readable.from([context]), { contentType: 'application/gzip', contentLength: context.length });
+    const image = imageFor(name);
+    const { record } = await stack.builds.create({
+      id: randomUUID(),
+      consumer: 'tests',
+      image,
+      spec: { image, dockerfile: 'Dockerfile', buildArgs: {}, labels: {}, platforms: ['linux/amd64'] },
+      contextKey,
+      contextDigest: `sha256:${sha256}`,
+      taskQueue: stack.taskQueue,
+    });
+    return record;
+  }
+
+  /** Moves a record's acceptance back, past the sweep's grace period. */
+  const age = (id: string) => stack.pool.query(`UPDATE builds SET created_at = created_at - interval '10 minutes' WHERE id = $1`, [id]);
+
+  it('answers 202 and starts the workflow right after, noting it on the record', async () => {
+    const res = await stack.api('/v1/builds', { method: 'POST', body: buildForm({ image: imageFor('answered') }, await contextOf({ Dockerfile: `FROM ${base}\nRUN echo ${run}-answered\n` })) });
+    expect(res.status).toBe(202);
+    const { id } = (await res.json()) as { id: string };
+    await stack.workflowStarted(id);
+    expect((await stack.builds.get(id))!.workflowStartedAt).toBeInstanceOf(Date);
+    expect((await waitForBuild(stack.apiUrl, id, BUILD_WAIT_MS)).status).toBe('succeeded');
+  });
+
+  it('starts, by the sweep, a build whose API stopped between recording it and starting it', async () => {
+    const record = await recordedButNotStarted('swept');
+    // Within the grace period the sweep leaves it alone: the API that recorded it is about to start it.
+    expect(await stack.apiDeps.starter.sweep()).toBe(0);
+    await expect(workflowOf(record.id).describe()).rejects.toBeInstanceOf(WorkflowNotFoundError);
+
+    // The suite's periodic sweep may take it first; either way it starts once.
+    await age(record.id);
+    await stack.apiDeps.starter.sweep();
+    await stack.workflowStarted(record.id);
+    const build = await waitForBuild(stack.apiUrl, record.id, BUILD_WAIT_MS);
+    expect(build.status, JSON.stringify(build.error)).toBe('succeeded');
+    // Started once: a later sweep finds nothing, and Temporal holds one run.
+    expect(await stack.apiDeps.starter.sweep()).toBe(0);
+    expect((await stack.client.workflow.count(`WorkflowId = '${workflowIdForBuild(record.id)}'`)).count).toBe(1);
+  });
+
+  it('notes, without a second run, a swept build whose workflow already runs', async () => {
+    // Long enough that its workflow still runs when the sweep looks.
+    const record = await recordedButNotStarted('running', 'RUN sleep 20\n');
+    // The API started the workflow and stopped before noting it: the record still says not started.
+    stack.apiDeps.starter.enqueue(record);
+    await stack.workflowStarted(record.id);
+    await stack.pool.query('UPDATE builds SET workflow_started_at = NULL WHERE id = $1', [record.id]);
+    await age(record.id);
+    const firstRun = (await workflowOf(record.id).describe()).runId;
+    await stack.apiDeps.starter.sweep();
+    await stack.workflowStarted(record.id);
+    expect((await waitForBuild(stack.apiUrl, record.id, BUILD_WAIT_MS)).status).toBe('succeeded');
+    expect((await workflowOf(record.id).describe()).runId).toBe(firstRun);
+  });
+
+  it('cancels a build whose workflow has not started, and the sweep never starts it again', async () => {
+    const record = await recordedButNotStarted('cancelled');
+    const res = await stack.api(`/v1/builds/${record.id}/cancel`, { method: 'POST' });
+    expect(res.status).toBe(202);
+    const build = await waitForBuild(stack.apiUrl, record.id, BUILD_WAIT_MS);
+    expect(build.status).toBe('cancelled');
+    expect((build.error as { code: string }).code).toBe('cancelled');
+    await age(record.id);
+    expect(await stack.apiDeps.starter.sweep()).toBe(0);
+    expect((await stack.client.workflow.count(`WorkflowId = '${workflowIdForBuild(record.id)}'`)).count).toBe(1);
+  });
+
+  it('accepts builds while Temporal is unreachable, keeps them queued, and the sweep starts them once it answers', async () => {
+    // An API whose Temporal does not answer: its starts fail, and nothing the request promised is lost.
+    const deadConnection = Connection.lazy({ address: '127.0.0.1:1', interceptors: [], connectTimeout: 1_000 });
+    const deadTemporal = new Client({ connection: deadConnection, namespace: stack.config.temporal.namespace });
+    const deadDeps = { ...stack.apiDeps, temporal: deadTemporal };
+    const starter = new WorkflowStarter(deadDeps);
+    const app = createApp({ ...deadDeps, starter });
+    try {
+      const res = await app.request('/v1/builds', {
+        method: 'POST',
+        body: buildForm({ image: imageFor('outage') }, await contextOf({ Dockerfile: `FROM ${base}\nRUN echo ${run}-outage\n` })),
+        headers: callerHeaders(),
+      });
+      expect(res.status).toBe(202);
+      const { id, status } = (await res.json()) as { id: string; status: string };
+      expect(status).toBe('queued');
+      await starter.idle();
+      const recorded = await stack.builds.get(id);
+      expect(recorded).toMatchObject({ status: 'queued', workflowStartedAt: null, error: null });
+      expect(await stack.deps.storage.exists(recorded!.contextKey)).toBe(true);
+
+      // Temporal is back (the suite's own API): its sweep starts the build, which builds.
+      await age(id);
+      await stack.apiDeps.starter.sweep();
+      const build = await waitForBuild(stack.apiUrl, id, BUILD_WAIT_MS);
+      expect(build.status, JSON.stringify(build.error)).toBe('succeeded');
+    } finally {
+      await deadConnection.close().catch(() => undefined);
+    }
+  });
+});
+
+describe('isPermanentStartFailure', () => {
+  it('fails a build at once only for a start Temporal refuses for good', () => {
+    const grpc = (code: number) => Object.assign(new Error('refused'), { code });
+    expect(isPermanentStartFailure(grpc(3))).toBe(true); // INVALID_ARGUMENT
+    expect(isPermanentStartFailure(new Error('Failed to start Workflow', { cause: grpc(5) }))).toBe(true); // NOT_FOUND, wrapped
+    expect(isPermanentStartFailure(grpc(14))).toBe(false); // UNAVAILABLE
+    expect(isPermanentStartFailure(grpc(4))).toBe(false); // DEADLINE_EXCEEDED
+    expect(isPermanentStartFailure(new Error('socket hang up'))).toBe(false);
+  });
+});
