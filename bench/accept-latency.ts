@@ -1,10 +1,12 @@
 /**
- * How fast the API accepts builds, per Node.js runtime: the compiled API (dist/api/main.js, `npm run build` first)
- * is started under each runtime named in NODE_BINARIES (default: the machine's `node` and infra/local's Node.js 24),
- * in alternating rounds, and each round sends REQUESTS small builds from CLIENTS concurrent clients. Every API
- * instance starts its workflows on a task queue of its own that no worker polls, so this measures acceptance
- * (upload, validation, object store, PostgreSQL, workflow start) alone; the workflows are terminated at the end.
- * Prints p50/p99 per runtime and, last, `p99_ratio=<second runtime / first>`.
+ * How fast the API accepts builds, per Node.js runtime and per version of the API: the compiled API
+ * (dist/api/main.js, `npm run build` first) of each checkout in API_DIRS (default: this one; another is a `git
+ * worktree` of another commit, built there) is started under each runtime named in NODE_BINARIES (default: the
+ * machine's `node` and infra/local's Node.js 24), in alternating rounds, and each round sends REQUESTS small builds
+ * from CLIENTS concurrent clients. Every API instance starts its workflows on a task queue of its own that no worker
+ * polls, so this measures acceptance (upload, validation, object store, PostgreSQL; the workflow start where the
+ * API does it before answering) alone; a round ends when its workflows have started, and they are terminated at the
+ * end. Prints p50/p99 per variant and, last, `p99_ratio=<second variant / first>`.
  */
 import { join } from 'node:path';
 import { buildForm, contextOf } from '../test/support/archives';
@@ -13,6 +15,8 @@ import { percentile } from './stats';
 
 const cache = process.env.IBS_CACHE ?? join(process.env.HOME ?? '/root', '.cache/image-build-service');
 const runtimes = (process.env.NODE_BINARIES ?? `/usr/bin/node,${cache}/node-v24.22.3/bin/node`).split(',');
+const apiDirs = (process.env.API_DIRS ?? '.').split(',');
+const variants = runtimes.flatMap((node) => apiDirs.map((dir) => ({ node, dir })));
 
 async function main(): Promise<void> {
   const context = await contextOf({ Dockerfile: 'FROM 127.0.0.1:5000/library/busybox:stable\nRUN true\n' });
@@ -24,16 +28,17 @@ async function main(): Promise<void> {
   const form = (tag: string) => (i: number) => buildForm({ image: `127.0.0.1:5000/bench/accept:${tag}-${i}`, reuse: false }, context);
   try {
     for (let r = 0; r < ROUNDS; r++) {
-      for (const node of runtimes) {
-        const api = await startApi(node, `bench-accept-${process.pid}`);
+      for (const { node, dir } of r % 2 ? [...variants].reverse() : variants) {
+        const api = await startApi(node, `bench-accept-${process.pid}`, {}, dir);
+        const name = apiDirs.length > 1 ? `${api.version} ${dir}` : api.version;
         try {
           await acceptRound(api.url, form(`warm-${runId}-${r}`)).then(({ ids }) => started.push(...ids));
-          const { latencies, ids } = await acceptRound(api.url, form(`${runId}-r${r}`));
+          const { latencies, ids, answeredAfterMs, startedAfterMs } = await acceptRound(api.url, form(`${runId}-r${r}`));
           started.push(...ids);
-          const entry = results.get(node) ?? { version: api.version, latencies: [] };
+          const entry = results.get(name) ?? { version: name, latencies: [] };
           entry.latencies.push(...latencies);
-          results.set(node, entry);
-          console.log(`round ${r + 1}/${ROUNDS} ${api.version}: p50 ${percentile(latencies, 50).toFixed(0)} ms, p99 ${percentile(latencies, 99).toFixed(0)} ms`);
+          results.set(name, entry);
+          console.log(`round ${r + 1}/${ROUNDS} ${name}: p50 ${percentile(latencies, 50).toFixed(0)} ms, p99 ${percentile(latencies, 99).toFixed(0)} ms, all answered after ${(answeredAfterMs / 1000).toFixed(1)} s, all started after ${(startedAfterMs / 1000).toFixed(1)} s`);
         } finally {
           await stopApi(api);
         }

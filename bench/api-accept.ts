@@ -27,10 +27,14 @@ export interface StartedApi {
   version: string;
 }
 
-/** Its stdout is read and dropped, as a container runtime reads it: log lines cost what they cost in production. */
-export async function startApi(node: string, taskQueue: string, env: Record<string, string> = {}): Promise<StartedApi> {
+/**
+ * Its stdout is read and dropped, as a container runtime reads it: log lines cost what they cost in production.
+ * `dir` is the checkout whose compiled API runs (another version's, to compare two side by side).
+ */
+export async function startApi(node: string, taskQueue: string, env: Record<string, string> = {}, dir = '.'): Promise<StartedApi> {
   const port = await freePort();
   const child = spawn(node, ['dist/api/main.js'], {
+    cwd: dir,
     env: { ...process.env, ...env, API_PORT: String(port), TEMPORAL_TASK_QUEUE: taskQueue, AUTH_TOKENS_FILE: TEST_TOKENS_FILE, TARGET_REGISTRY_ALLOWLIST: '127.0.0.1:5000' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -85,13 +89,16 @@ export async function acceptRound(url: string, form: (i: number) => FormData): P
   return { latencies, ids, answeredAfterMs, startedAfterMs: performance.now() - t0 };
 }
 
-/** Waits until the API has started the workflow of every build in `ids` (it starts them after answering). */
+/**
+ * Waits until the API has started the workflow of every build in `ids` (it starts them after answering; an API from
+ * before that started them inside the request and recorded no task queue).
+ */
 export async function allStarted(ids: readonly string[], timeoutMs = 300_000): Promise<void> {
   const pool = createPool(loadConfig().postgres);
   const t0 = performance.now();
   try {
     for (;;) {
-      const { rows } = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM builds WHERE id = ANY($1::uuid[]) AND workflow_started_at IS NULL', [ids]);
+      const { rows } = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM builds WHERE id = ANY($1::uuid[]) AND workflow_started_at IS NULL AND task_queue IS NOT NULL', [ids]);
       if (rows[0]!.n === 0) return;
       if (performance.now() - t0 > timeoutMs) throw new Error(`${rows[0]!.n} of ${ids.length} builds still not started after ${timeoutMs} ms`);
       await new Promise((r) => setTimeout(r, 100));

@@ -11,6 +11,7 @@ import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError } from '@te
 import type { BuildRecord } from '../../lib/db/builds-repository';
 import { searchAttributes, workflowIdForBuild, type ImageBuildInput, type ResumePoint } from '../../workflows/definitions';
 import type { imageBuild } from '../../workflows/image-build';
+import { inCurrentTrace } from '../../lib/telemetry/tracing';
 import type { ApiDeps } from '../deps';
 
 export type StarterDeps = Pick<ApiDeps, 'builds' | 'temporal' | 'settings' | 'telemetry'>;
@@ -46,7 +47,8 @@ export class WorkflowStarter {
   private readonly options: Required<WorkflowStarterOptions>;
   /** Builds waiting here or being started: the sweep leaves them alone. */
   private readonly pending = new Set<string>();
-  private readonly waiting: { record: BuildRecord; swept: boolean }[] = [];
+  /** In order; each start runs in the trace of the request that accepted its build. */
+  private readonly waiting: { id: string; start: () => Promise<void> }[] = [];
   private inFlight = 0;
   private idleWaiters: (() => void)[] = [];
   private sweeping?: NodeJS.Timeout;
@@ -62,7 +64,7 @@ export class WorkflowStarter {
   enqueue(record: BuildRecord, swept = false): void {
     if (this.pending.has(record.id)) return;
     this.pending.add(record.id);
-    this.waiting.push({ record, swept });
+    this.waiting.push({ id: record.id, start: inCurrentTrace(() => this.startOne(record, swept)) });
     this.pump();
   }
 
@@ -96,11 +98,11 @@ export class WorkflowStarter {
 
   private pump(): void {
     while (this.inFlight < this.options.concurrency && this.waiting.length > 0) {
-      const { record, swept } = this.waiting.shift()!;
+      const { id, start } = this.waiting.shift()!;
       this.inFlight++;
-      void this.startOne(record, swept).finally(() => {
+      void start().finally(() => {
         this.inFlight--;
-        this.pending.delete(record.id);
+        this.pending.delete(id);
         this.pump();
         if (this.pending.size === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
       });

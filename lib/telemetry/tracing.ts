@@ -50,6 +50,11 @@ export function currentTraceId(): string | undefined {
   return spanContext && isSpanContextValid(spanContext) ? spanContext.traceId : undefined;
 }
 
+/** `fn`, to run later in the trace active now (work a request hands on, such as its workflow's start). */
+export function inCurrentTrace<A extends unknown[], R>(fn: (...args: A) => R): (...args: A) => R {
+  return context.bind(context.active(), fn);
+}
+
 /** The W3C traceparent of the span active now (for a builder), or undefined outside any trace. */
 export function currentTraceparent(): string | undefined {
   const carrier: Record<string, string> = {};
