@@ -40,7 +40,8 @@ function pidsOf(pattern: string): number[] {
 }
 
 async function main(): Promise<void> {
-  const api = await startApi(process.execPath, `bench-accept-cpu-${process.pid}`, { LOG_LEVEL: 'silent' });
+  // API_DIR: another checkout's compiled API (a `git worktree` of another commit), to compare its split.
+  const api = await startApi(process.execPath, `bench-accept-cpu-${process.pid}`, { LOG_LEVEL: 'silent' }, process.env.API_DIR);
   const started: string[] = [];
   try {
     const context = await contextOf({ Dockerfile: 'FROM 127.0.0.1:5000/library/busybox:stable\nRUN true\n' });
