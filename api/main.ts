@@ -12,7 +12,7 @@ import { instrumentObjectStore } from '../lib/telemetry/instrumented-store';
 import { BearerAuthenticator } from '../lib/auth/authenticator';
 import { startTracing, temporalClientInterceptors } from '../lib/telemetry/tracing';
 import { createApp } from './app';
-import type { ApiDeps } from './deps';
+import { apiSettingsOf } from './settings';
 import { API_SERVER_OPTIONS, answerClientErrors } from './server-options';
 import { DockerfilePolicy, policySettingsOf } from './builds/policy';
 import { removeAbandonedSpools } from './builds/upload';
@@ -39,18 +39,8 @@ async function main(): Promise<void> {
   if (config.telemetry.metricsEnabled) metrics.countBuildsWith(() => builds.countUnfinished());
   const temporal = new Client({ connection, namespace: config.temporal.namespace, interceptors: temporalClientInterceptors() });
   const telemetry = { logger, metrics: config.telemetry.metricsEnabled ? metrics : undefined };
-  const settings: ApiDeps['settings'] = {
-    taskQueue: config.temporal.taskQueue,
-    namespace: config.temporal.namespace,
-    publicUrl: config.api.publicUrl,
-    temporalUiUrl: config.temporal.uiUrl,
-    contextLimits: config.contextLimits,
-    imageArchiveLimits: config.imageArchiveLimits,
-    defaultEngine: config.build.defaultEngine,
-    defaultTimeoutSeconds: config.build.defaultTimeoutSeconds,
-    maxTimeoutSeconds: config.build.maxTimeoutSeconds,
-    buildResources: { defaults: config.imageBuilder.resources, ceiling: config.imageBuilder.maxResources },
-  };
+  const settings = apiSettingsOf(config);
+
   // Starts accepted builds' workflows, and those whose start an earlier API process or a Temporal outage left undone.
   const starter = new WorkflowStarter({ builds, temporal, settings, telemetry });
   const stopStarting = starter.startSweeping();

@@ -4,13 +4,12 @@
  * it runs) with `reusedFrom` and no new build, row or workflow; `reuse: false`, another consumer or a tag that
  * moved meanwhile get a build of their own; a replayed key whose workflow never started gets it started.
  */
-import { createHash, randomUUID } from 'node:crypto';
-import { Readable } from 'node:stream';
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { workflowIdForBuild } from '../../workflows/definitions';
 import { buildForm, contextOf } from '../support/archives';
 import { ensureBaseImage, manifestOf } from '../support/registry';
-import { startTestStack, waitForBuild, type TestStack } from '../support/stack';
+import { recordWithoutWorkflow, startTestStack, waitForBuild, type TestStack } from '../support/stack';
 
 interface Build {
   id: string;
@@ -126,19 +125,8 @@ describe('identical-build reuse', { timeout: 2 * BUILD_WAIT_MS }, () => {
     const image = ref(`unstarted-${run}`);
     const context = await contextFor('unstarted');
     const key = `key-${randomUUID()}`;
-    // What the API had done when it stopped: the context stored, the build recorded, no workflow.
-    const sha256 = createHash('sha256').update(context).digest('hex');
-    const contextKey = `contexts/sha256/${sha256}`;
-    await stack.deps.storage.put(contextKey, Readable.from([context]), { contentType: 'application/gzip', contentLength: context.length });
-    const { record } = await stack.builds.create({
-      id: randomUUID(),
-      consumer: 'tests',
-      image,
-      spec: { image, dockerfile: 'Dockerfile', buildArgs: {}, labels: {}, platforms: ['linux/amd64'] },
-      contextKey,
-      contextDigest: `sha256:${sha256}`,
-      idempotencyKey: key,
-    });
+    // What the API had done when it stopped (no task queue on the record: no sweep starts it, the replay must).
+    const record = await recordWithoutWorkflow(stack, image, context, { idempotencyKey: key });
     const handle = stack.client.workflow.getHandle(workflowIdForBuild(record.id));
     await expect(handle.describe()).rejects.toThrow(/not found/i);
 

@@ -5,16 +5,13 @@
  * its workflow started ends cancelled; nothing is refused or lost while Temporal is down.
  */
 import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
-import { createHash, randomUUID } from 'node:crypto';
-import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../api/app';
 import { WorkflowStarter, isPermanentStartFailure } from '../../api/builds/workflow-starter';
-import type { BuildRecord } from '../../lib/db/builds-repository';
 import { workflowIdForBuild } from '../../workflows/definitions';
 import { buildForm, contextOf } from '../support/archives';
 import { ensureBaseImage } from '../support/registry';
-import { callerHeaders, startTestStack, waitForBuild, type TestStack } from '../support/stack';
+import { callerHeaders, recordWithoutWorkflow, startTestStack, waitForBuild, type TestStack } from '../support/stack';
 
 const run = `s${Date.now()}`;
 const BUILD_WAIT_MS = 300_000;
@@ -33,24 +30,9 @@ describe('starting build workflows after the answer', { timeout: 2 * BUILD_WAIT_
   const imageFor = (name: string) => `127.0.0.1:5000/starter/${name}:${run}`;
   const workflowOf = (id: string) => stack.client.workflow.getHandle(workflowIdForBuild(id));
 
-  /** What an API that stopped right after recording a build leaves: its context stored, its record, no workflow. */
-  async function recordedButNotStarted(name: string, steps = ''): Promise<BuildRecord> {
-    const context = await contextOf({ Dockerfile: `FROM ${base}\nRUN echo ${run}-${name} > /marker\n${steps}` });
-    const sha256 = createHash('sha256').update(context).digest('hex');
-    const contextKey = `contexts/sha256/${sha256}`;
-    await stack.deps.storage.put(contextKey, Readable.from([context]), { contentType: 'application/gzip', contentLength: context.length });
-    const image = imageFor(name);
-    const { record } = await stack.builds.create({
-      id: randomUUID(),
-      consumer: 'tests',
-      image,
-      spec: { image, dockerfile: 'Dockerfile', buildArgs: {}, labels: {}, platforms: ['linux/amd64'] },
-      contextKey,
-      contextDigest: `sha256:${sha256}`,
-      taskQueue: stack.taskQueue,
-    });
-    return record;
-  }
+  /** What an API that stopped right after recording a build leaves, on this suite's task queue (so swept). */
+  const recordedButNotStarted = async (name: string, steps = '') =>
+    recordWithoutWorkflow(stack, imageFor(name), await contextOf({ Dockerfile: `FROM ${base}\nRUN echo ${run}-${name} > /marker\n${steps}` }), { taskQueue: stack.taskQueue });
 
   /** Moves a record's acceptance back, past the sweep's grace period. */
   const age = (id: string) => stack.pool.query(`UPDATE builds SET created_at = created_at - interval '10 minutes' WHERE id = $1`, [id]);

@@ -6,7 +6,8 @@
 import { serve, type ServerType } from '@hono/node-server';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { appendFileSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -17,10 +18,11 @@ import { API_SERVER_OPTIONS, answerClientErrors } from '../../api/server-options
 import { DockerfilePolicy, policySettingsOf } from '../../api/builds/policy';
 import type { ApiDeps } from '../../api/deps';
 import { WorkflowStarter } from '../../api/builds/workflow-starter';
+import { apiSettingsOf } from '../../api/settings';
 import { BearerAuthenticator } from '../../lib/auth/authenticator';
 import { hashToken } from '../../lib/auth/static-tokens';
 import { loadConfig, type Config } from '../../lib/config';
-import { BuildRepository } from '../../lib/db/builds-repository';
+import { BuildRepository, type BuildRecord, type NewBuild } from '../../lib/db/builds-repository';
 import { temporalClientInterceptors } from '../../lib/telemetry/tracing';
 import { createWorkerDependencies } from '../../worker/dependencies';
 import { ImageBuildWorker } from '../../worker/worker';
@@ -121,18 +123,8 @@ export async function startTestStack(name: string, overrides: Record<string, str
   const { deps, pool } = await createWorkerDependencies(config, options.telemetry);
   const connection = await Connection.connect({ address: config.temporal.address });
   const client = new Client({ connection, namespace: config.temporal.namespace, interceptors: temporalClientInterceptors() });
-  const settings: ApiDeps['settings'] = {
-    taskQueue,
-    namespace: config.temporal.namespace,
-    publicUrl: 'http://127.0.0.1',
-    temporalUiUrl: config.temporal.uiUrl,
-    contextLimits: config.contextLimits,
-    imageArchiveLimits: config.imageArchiveLimits,
-    defaultEngine: config.build.defaultEngine,
-    defaultTimeoutSeconds: config.build.defaultTimeoutSeconds,
-    maxTimeoutSeconds: config.build.maxTimeoutSeconds,
-    buildResources: { defaults: config.imageBuilder.resources, ceiling: config.imageBuilder.maxResources },
-  };
+  const settings: ApiDeps['settings'] = { ...apiSettingsOf(config), publicUrl: 'http://127.0.0.1' };
+
   // As api/main.ts does: the suite's API starts its builds' workflows after answering and sweeps its task queue.
   const starter = new WorkflowStarter({ builds: deps.builds, temporal: client, settings, telemetry: options.telemetry });
   const stopStarting = starter.startSweeping();
@@ -201,6 +193,26 @@ export async function startTestStack(name: string, overrides: Record<string, str
       await pool.end();
     },
   };
+}
+
+/**
+ * What an API that stopped right after recording a build leaves: the context stored, the build recorded (with
+ * `extra`: an Idempotency-Key, the task queue whose sweep may start it), no workflow.
+ */
+export async function recordWithoutWorkflow(stack: TestStack, image: string, context: Buffer, extra: Pick<NewBuild, 'idempotencyKey' | 'taskQueue'> = {}): Promise<BuildRecord> {
+  const sha256 = createHash('sha256').update(context).digest('hex');
+  const contextKey = `contexts/sha256/${sha256}`;
+  await stack.deps.storage.put(contextKey, Readable.from([context]), { contentType: 'application/gzip', contentLength: context.length });
+  const { record } = await stack.builds.create({
+    id: randomUUID(),
+    consumer: 'tests',
+    image,
+    spec: { image, dockerfile: 'Dockerfile', buildArgs: {}, labels: {}, platforms: ['linux/amd64'] },
+    contextKey,
+    contextDigest: `sha256:${sha256}`,
+    ...extra,
+  });
+  return record;
 }
 
 /** Polls the API until the build reaches a terminal status. */
