@@ -7,7 +7,9 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TRACE_HEADER } from '@temporalio/interceptors-opentelemetry/lib/instrumentation';
 import { startTracing, type Tracing } from '../../lib/telemetry/tracing';
+import { workflowIdForBuild } from '../../workflows/definitions';
 import { buildForm, contextOf } from '../support/archives';
 import { ensureBaseImage } from '../support/registry';
 import { startTestStack, testConfig, waitForBuild, type TestStack } from '../support/stack';
@@ -32,6 +34,29 @@ describe('a build traced end to end', () => {
     worker?.kill('SIGKILL');
     await stack?.close();
     await tracing?.shutdown();
+  });
+
+  // First: the next test shuts the API's tracing down to flush it.
+  it('starts the workflow of each of many builds accepted at once in its own request\'s trace', async () => {
+    const base = await ensureBaseImage();
+    const context = await contextOf({ Dockerfile: `FROM ${base}\nRUN echo started-in-its-trace\n` });
+    // More than the API starts at once, so most starts wait their turn and run after their request ended.
+    const accepted = await Promise.all(
+      Array.from({ length: 12 }, async (_, i) => {
+        const res = await stack.api('/v1/builds', { method: 'POST', body: buildForm({ image: `127.0.0.1:5000/obs/trace-many:t${Date.now()}-${i}`, reuse: false }, context) });
+        expect(res.status).toBe(202);
+        return (await res.json()) as { id: string; traceId: string };
+      }),
+    );
+    for (const { id, traceId } of accepted) {
+      await stack.workflowStarted(id);
+      // The trace the workflow was started in, as the OpenTelemetry interceptor put it in the start's header.
+      const history = await stack.client.workflow.getHandle(workflowIdForBuild(id)).fetchHistory();
+      const header = history.events?.[0]?.workflowExecutionStartedEventAttributes?.header?.fields?.[TRACE_HEADER];
+      const carrier = JSON.parse(Buffer.from(header!.data!).toString('utf8')) as { traceparent: string };
+      expect(carrier.traceparent.split('-')[1], `build ${id}`).toBe(traceId);
+    }
+    for (const { id } of accepted) expect((await waitForBuild(stack.apiUrl, id)).status).toBe('succeeded');
   });
 
   it('reaches the collector as one trace spanning the API, the workflow and its activities', async () => {
