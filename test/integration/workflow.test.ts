@@ -105,6 +105,8 @@ describe('imageBuild workflow', () => {
     const build = await waitForBuild(stack.apiUrl, id);
     expect(build.status).toBe('cancelled');
     expect(Date.now() - started).toBeLessThan(30_000); // not the 60 s of the RUN step
+    // The Build is recorded as cancelled just before the workflow's last commands: wait until it has closed.
+    await handle.result().catch(() => undefined);
     expect((await handle.describe()).status.name).toBe('CANCELLED');
     await recordHistory(handle, 'image-build-cancelled.json');
 
