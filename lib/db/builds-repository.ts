@@ -356,10 +356,7 @@ export class BuildRepository {
     return rows[0] ? toRecord(rows[0]) : undefined;
   }
 
-  /**
-   * Notes that Temporal has this attempt's workflow, and answers the build's status then: `cancelled` means it was
-   * cancelled before its workflow existed, so the starter cancels the workflow it just started.
-   */
+  /** Notes that Temporal has this attempt's workflow (the first time counts); answers the build's status then. */
   async markWorkflowStarted(id: string): Promise<BuildStatus | undefined> {
     const { rows } = await this.query<{ status: BuildStatus }>(
       `UPDATE builds SET workflow_started_at = COALESCE(workflow_started_at, now()) WHERE id = $1 RETURNING status`,
