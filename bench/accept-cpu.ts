@@ -2,8 +2,8 @@
  * Where an accepted build's cost goes (`npm run bench:accept-cpu`): one round of REQUESTS small builds from CLIENTS
  * clients against the compiled API (no worker polls its task queue, so only acceptance runs), and the CPU time each
  * process of the stack spent from the round's start until every workflow had started, read from /proc, per
- * accepted build. Each component's share of the
- * round's total is the figure to compare: the machine's load moves absolute times, not much the split.
+ * accepted build. Each component's share of the round's total is the figure to compare: the machine's load moves
+ * absolute times, not much the split.
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';

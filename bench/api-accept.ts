@@ -64,8 +64,8 @@ export async function stopApi(api: StartedApi): Promise<void> {
 
 /**
  * REQUESTS builds from CLIENTS clients; the latency of each 202, in ms, the build ids to terminate, and when (ms
- * after the round began) the last answer came and the last of their workflows had started: the round ends then, so the next one does not
- * compete with this one's starts.
+ * after the round began) the last answer came and the last of their workflows had started: the round ends then,
+ * so the next one does not compete with this one's starts.
  */
 export async function acceptRound(url: string, form: (i: number) => FormData): Promise<{ latencies: number[]; ids: string[]; answeredAfterMs: number; startedAfterMs: number }> {
   const latencies: number[] = [];
