@@ -28,7 +28,8 @@ build_network_bridge() {
   # Created up front with its address so that the proxy can listen on it before the first build; the CNI bridge
   # plugin adopts it.
   ip link show "$EGRESS_BRIDGE" >/dev/null 2>&1 || ip link add "$EGRESS_BRIDGE" type bridge
-  ip addr show dev "$EGRESS_BRIDGE" | grep -q "inet $EGRESS_GATEWAY/" || ip addr add "$EGRESS_GATEWAY/${EGRESS_SUBNET#*/}" dev "$EGRESS_BRIDGE"
+  # Not `ip addr show | grep -q`: grep stops at the match, ip may then die of SIGPIPE, and pipefail reads that as no match.
+  [[ $(ip -4 addr show dev "$EGRESS_BRIDGE") == *"inet $EGRESS_GATEWAY/"* ]] || ip addr add "$EGRESS_GATEWAY/${EGRESS_SUBNET#*/}" dev "$EGRESS_BRIDGE"
   ip link set "$EGRESS_BRIDGE" up
 }
 

@@ -74,7 +74,7 @@ TOML
   # The second, egress-filtered daemon that earlier stacks ran beside this one: every build has its network now.
   if [ -e "$IBS_RUN/pids/buildkitd-egress.pid" ]; then
     stop_process buildkitd-egress
-    findmnt -rn -o TARGET | grep -q "^$IBS_RUN/buildkit-egress/" || rm -rf "$IBS_RUN/buildkit-egress"
+    grep -q "^$IBS_RUN/buildkit-egress/" <<<"$(findmnt -rn -o TARGET)" || rm -rf "$IBS_RUN/buildkit-egress"
   fi
   start_process buildkitd "$IBS_BIN/buildctl --addr $BUILDKIT_HOST debug workers" "${command[@]}"
 }

@@ -106,7 +106,7 @@ start_kubernetes() {
   local flags="--bind-address 0.0.0.0 --advertise-address $KUBE_ADVERTISE_ADDRESS"
   if pid_alive "$IBS_RUN/pids/kube-apiserver.pid" &&
      { [ "$d/apiserver.crt" -nt "$IBS_RUN/pids/kube-apiserver.pid" ] ||
-       ! tr '\0' ' ' <"/proc/$(cat "$IBS_RUN/pids/kube-apiserver.pid")/cmdline" | grep -qF -- "$flags "; }; then
+       ! grep -qF -- "$flags " <<<"$(tr '\0' ' ' <"/proc/$(cat "$IBS_RUN/pids/kube-apiserver.pid")/cmdline")"; }; then
     stop_process kube-apiserver
   fi
   start_process kube-apiserver kube_ready \
