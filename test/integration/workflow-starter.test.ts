@@ -64,18 +64,29 @@ describe('starting build workflows after the answer', { timeout: 2 * BUILD_WAIT_
   });
 
   it('notes, without a second run, a swept build whose workflow already runs', async () => {
-    // Long enough that its workflow still runs when the sweep looks.
-    const record = await recordedButNotStarted('running', 'RUN sleep 20\n');
-    // The API started the workflow and stopped before noting it: the record still says not started.
-    stack.apiDeps.starter.enqueue(record);
-    await stack.workflowStarted(record.id);
-    await stack.pool.query('UPDATE builds SET workflow_started_at = NULL WHERE id = $1', [record.id]);
-    await age(record.id);
-    const firstRun = (await workflowOf(record.id).describe()).runId;
-    await stack.apiDeps.starter.sweep();
-    await stack.workflowStarted(record.id);
-    expect((await waitForBuild(stack.apiUrl, record.id, BUILD_WAIT_MS)).status).toBe('succeeded');
-    expect((await workflowOf(record.id).describe()).runId).toBe(firstRun);
+    // A task queue no worker polls: the workflow runs in Temporal while the build stays queued, as long as the test
+    // needs (with a worker, the build may leave queued before the sweep looks, and the sweep takes only queued ones).
+    const idleQueue = `${stack.taskQueue}-idle`;
+    const starter = new WorkflowStarter({ ...stack.apiDeps, settings: { ...stack.settings, taskQueue: idleQueue } });
+    const record = await recordWithoutWorkflow(stack, imageFor('running'), await contextOf({ Dockerfile: `FROM ${base}\n` }), { taskQueue: idleQueue });
+    try {
+      // The API started the workflow and stopped before noting it: the record still says not started.
+      starter.enqueue(record);
+      await starter.idle();
+      const firstRun = (await workflowOf(record.id).describe()).runId;
+      await stack.pool.query('UPDATE builds SET workflow_started_at = NULL WHERE id = $1', [record.id]);
+      await age(record.id);
+
+      expect(await starter.sweep()).toBe(1);
+      await starter.idle();
+      expect((await stack.builds.get(record.id))!.workflowStartedAt).toBeInstanceOf(Date);
+      expect((await workflowOf(record.id).describe()).runId).toBe(firstRun);
+      expect((await stack.client.workflow.count(`WorkflowId = '${workflowIdForBuild(record.id)}'`)).count).toBe(1);
+      expect(await starter.sweep()).toBe(0);
+    } finally {
+      await workflowOf(record.id).terminate('test over').catch(() => undefined);
+      await stack.builds.markFailed(record.id, { code: 'cancelled', message: 'test over' }, 'cancelled');
+    }
   });
 
   it('cancels a build whose workflow has not started, and the sweep never starts it again', async () => {
