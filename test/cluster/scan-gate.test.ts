@@ -24,7 +24,7 @@ import { startTestStack, waitForBuild, type TestStack } from '../support/stack';
 import { KUBECONFIG, coreApi, createNamespace, deleteNamespace, objectStore } from '../kubernetes/support/cluster';
 import { NODE_NAME, REAL_NODE_NAMESPACE_LABELS, forgetNodeImage, nodeAddress } from './support/node';
 import { IMAGE_BUILDER } from './support/release';
-import { statusTrail } from '../support/status-trail';
+import { recordStatusTrails, statusTrail } from '../support/status-trail';
 import { dockerSaveOf, imageOfFiles, ociManifestOf, sha256 } from '../consumer/support/images';
 import { RegistryClient } from '../../lib/registry/client';
 
@@ -60,7 +60,7 @@ describe(`the scanner gate in builder pods on ${NODE_NAME} (trivy --scanners sec
     const res = await on.api('/v1/builds', { method: 'POST', body: buildForm({ image: `${address}:5000/${repository}:1`, ...(engine ? { engine } : {}) }, await contextOf(files)) });
     expect(res.status, await res.clone().text()).toBe(202);
     const { id } = (await res.json()) as { id: string };
-    const watching = statusTrail(on.builds, id, 200);
+    const watching = statusTrail(on.pool, id);
     const build = await waitForBuild(on.apiUrl, id, timeoutMs);
     const seen = await watching;
     const log = await (await on.api(`/v1/builds/${id}/logs`)).text();
@@ -90,6 +90,7 @@ describe(`the scanner gate in builder pods on ${NODE_NAME} (trivy --scanners sec
       ...trivyGateSettings(scannerImage, `s3://${BUCKET}/${REPORT_PREFIX}`, 'scanner-token-canary-5512'),
     };
     stack = await startTestStack('cluster-scan-gate', settings);
+    await recordStatusTrails(stack.pool);
     await stack.startWorker();
   }, 1_200_000);
 

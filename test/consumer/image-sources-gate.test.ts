@@ -20,7 +20,7 @@ import { searchAttributeStatuses } from '../support/search-attributes';
 import { ensureTrivyScannerImage, TRIVY_SECRET_SCAN_ARGS } from '../support/scanner-image';
 import { startTestStack, waitForBuild, type TestStack } from '../support/stack';
 import { dockerSaveOf, expectedDockerSaveManifest, imageOfFiles, ociLayoutOf, ociManifestOf, sha256, testIndex, type TestImage } from './support/images';
-import { statusTrail } from '../support/status-trail';
+import { recordStatusTrails, statusTrail } from '../support/status-trail';
 
 const runId = randomBytes(4).toString('hex');
 const REPORT_PREFIX = `scan-reports-sources-${runId}`;
@@ -70,6 +70,7 @@ describe('image sources through the scanner gate (local executor, trivy --scanne
       EXECUTION_ENVIRONMENT_VERSION_URI_VALIDATION_DENYLIST: DENIED,
       BASE_IMAGE_POLICY_TRUSTED_CONSUMERS: 'environments',
     });
+    await recordStatusTrails(stack.pool);
     await stack.startWorker();
     s3 = new S3Client({
       endpoint: process.env.MINIO_SERVER_HOST,
@@ -98,7 +99,7 @@ describe('image sources through the scanner gate (local executor, trivy --scanne
     const res = await stack.api('/v1/builds', { method: 'POST', body, headers: typeof body === 'string' ? { 'content-type': 'application/json' } : {} }, as);
     const answer = (await res.json()) as { id: string; error?: { code: string } };
     expect(res.status, JSON.stringify(answer)).toBe(202);
-    const seen = await statusTrail(stack.builds, answer.id, 50);
+    const seen = await statusTrail(stack.pool, answer.id);
     const build = await waitForBuild(stack.apiUrl, answer.id, 240_000, as);
     return { id: answer.id, build, seen };
   };

@@ -11,7 +11,7 @@ import { ensureBaseImage, REGISTRY } from '../support/registry';
 import { ensureTrivyScannerImage, TRIVY_SECRET_SCAN_ARGS, trivyGateSettings } from '../support/scanner-image';
 import { searchAttributeStatuses } from '../support/search-attributes';
 import { startTestStack, waitForBuild, type TestStack } from '../support/stack';
-import { statusTrail } from '../support/status-trail';
+import { recordStatusTrails, statusTrail } from '../support/status-trail';
 
 const REPORT_PREFIX = 'scan-reports-test';
 
@@ -36,7 +36,7 @@ describe('scanner gate (local executor, trivy --scanners secret)', () => {
     const res = await stack.api('/v1/builds', { method: 'POST', body: buildForm({ image: `${REGISTRY}/${repository}:1` }, await contextOf(files)) });
     expect(res.status).toBe(202);
     const { id } = (await res.json()) as { id: string };
-    const watching = statusTrail(stack.builds, id, 100);
+    const watching = statusTrail(stack.pool, id);
     const build = await waitForBuild(stack.apiUrl, id);
     const seen = await watching;
     return { id, build, seen };
@@ -46,6 +46,7 @@ describe('scanner gate (local executor, trivy --scanners secret)', () => {
     base = await ensureBaseImage();
     scannerImage = await ensureTrivyScannerImage();
     stack = await startTestStack('scan-gate', trivyGateSettings(scannerImage, `s3://data/${REPORT_PREFIX}`, 'scanner-token-canary-4711'));
+    await recordStatusTrails(stack.pool);
     await stack.startWorker();
     s3 = new S3Client({
       endpoint: process.env.MINIO_SERVER_HOST,
