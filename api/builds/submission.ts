@@ -5,7 +5,6 @@
  * identical to an earlier one is answered by that build (reuse.ts) unless its spec says `reuse: false`.
  */
 import { randomUUID } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { buildFingerprint } from '../../lib/builds/fingerprint';
 import { contextHasFile } from '../../lib/context/archive';
 import type { BuildRecord } from '../../lib/db/builds-repository';
@@ -93,10 +92,7 @@ async function storeContext(deps: ApiDeps, upload: BuildUpload): Promise<string>
   if (!context) throw new ApiError(400, 'context_part_missing', 'the "context" part is missing; attach the build context as a tar, tar.gz or zip file', 'context');
   const contextKey = `contexts/sha256/${context.sha256}`;
   if (!(await deps.storage.exists(contextKey))) {
-    await deps.storage.put(contextKey, createReadStream(upload.archivePath), {
-      contentType: context.format === 'tar+gzip' ? 'application/gzip' : 'application/x-tar',
-      contentLength: context.archiveBytes,
-    });
+    await deps.storage.putFile(contextKey, upload.archivePath, { contentType: context.format === 'tar+gzip' ? 'application/gzip' : 'application/x-tar' });
   }
   return contextKey;
 }

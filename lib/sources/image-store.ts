@@ -4,7 +4,6 @@
  * a refused archive leaves nothing behind; the plan goes last, so a plan in storage always has its blobs.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ObjectStore } from '../storage/object-store';
@@ -19,7 +18,7 @@ export async function storeImageArchive(storage: ObjectStore, archive: SpooledIm
   await forEachLimited([...plan.blobs, ...plan.manifests], PARALLEL_PUTS, async (desc) => {
     const key = imageBlobKey(desc.digest);
     if (await storage.exists(key)) return;
-    await storage.put(key, createReadStream(archive.fileOf(desc.digest)), { contentType: 'application/octet-stream', contentLength: desc.size });
+    await storage.putFile(key, archive.fileOf(desc.digest), { contentType: 'application/octet-stream' });
   });
   const json = JSON.stringify(plan);
   const planKey = imagePlanKey(createHash('sha256').update(json).digest('hex'));

@@ -5,6 +5,7 @@ import {
   StorageSharedKeyCredential,
   type ContainerClient,
 } from '@azure/storage-blob';
+import { stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { existsByHead, storageErrorFor, type ObjectStore, type PresignedPut } from './object-store';
 
@@ -59,6 +60,16 @@ export class AzureObjectStore implements ObjectStore {
       } else {
         await blob.uploadData(typeof body === 'string' ? Buffer.from(body) : body, { blobHTTPHeaders });
       }
+    } catch (err) {
+      this.fail(err);
+    }
+  }
+
+  async putFile(key: string, path: string, options: { contentType?: string } = {}): Promise<void> {
+    await stat(path); // a missing file fails as itself, not as the store's
+    try {
+      // The client's own file upload reads 4 MiB blocks from the file, two in flight: memory stays flat.
+      await this.container.getBlockBlobClient(key).uploadFile(path, { blockSize: 4 * 1024 * 1024, concurrency: 2, blobHTTPHeaders: { blobContentType: options.contentType } });
     } catch (err) {
       this.fail(err);
     }

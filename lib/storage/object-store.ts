@@ -5,6 +5,11 @@ export interface ObjectStore {
   readonly bucket: string;
   /** Streams `body` to `key`; `contentLength` lets adapters avoid buffering when the size is known. */
   put(key: string, body: Readable | Buffer | string, options?: { contentType?: string; contentLength?: number }): Promise<void>;
+  /**
+   * Stores the file at `path` (spooled contexts, image archives and blobs): adapters read its parts straight from the
+   * file into a few fixed buffers, so a large upload neither grows memory nor churns the garbage collector.
+   */
+  putFile(key: string, path: string, options?: { contentType?: string }): Promise<void>;
   /** The object's bytes as a stream, or undefined when there is no such object. */
   get(key: string): Promise<Readable | undefined>;
   exists(key: string): Promise<boolean>;

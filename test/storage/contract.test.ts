@@ -4,7 +4,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -96,20 +96,25 @@ describe.each(backends.map((backend) => [`${backend.type} on ${backend.server}`,
     await expectStoredUnchanged('contexts/big.tar', size, digest);
   });
 
-  it('puts a file from disk, larger than one part and not, unchanged', async () => {
-    // What the API and the worker put: a createReadStream of a spooled file, with its length.
+  it('puts a file from disk unchanged: several parts, exactly one, less than one, and empty', async () => {
+    // What the API and the worker put with putFile: spooled contexts, image archives and blobs.
     const dir = await mkdtemp(join(tmpdir(), 'ibs-contract-file-'));
     try {
-      for (const size of [37 * 1024 * 1024 + 123, 1024 * 1024 + 7]) {
+      for (const size of [37 * 1024 * 1024 + 123, 16 * 1024 * 1024, 1024 * 1024 + 7, 0]) {
         const path = join(dir, `file-${size}`);
         const { stream, digest } = generatedStream(size);
         await pipeline(stream, createWriteStream(path));
-        await store.put(`contexts/file-${size}.tar`, createReadStream(path), { contentType: 'application/x-tar', contentLength: size });
+        await store.putFile(`contexts/file-${size}.tar`, path, { contentType: 'application/x-tar' });
         await expectStoredUnchanged(`contexts/file-${size}.tar`, size, digest);
       }
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+
+  it('fails putFile of a missing file as itself, storing nothing', async () => {
+    await expect(store.putFile('contexts/never.tar', join(tmpdir(), `ibs-no-such-file-${run}`))).rejects.toMatchObject({ code: 'ENOENT' });
+    expect(await store.exists('contexts/never.tar')).toBe(false);
   });
 
   it('answers undefined and false for a missing object', async () => {
@@ -176,6 +181,7 @@ describe.each(backends.map((backend) => [`${backend.type} on ${backend.server}`,
     it.each([
       ['check()', (s: ObjectStore) => s.check()],
       ['put()', (s: ObjectStore) => s.put('k', 'v')],
+      ['putFile()', (s: ObjectStore) => s.putFile('k', __filename)],
       ['get()', (s: ObjectStore) => s.get('k')],
       ['exists()', (s: ObjectStore) => s.exists('k')],
     ])('fails %s with storage_bucket_missing naming the bucket and LOGS_BUCKET', async (_name, action) => {
@@ -190,7 +196,7 @@ describe.each(backends.map((backend) => [`${backend.type} on ${backend.server}`,
     const badEnv = backend.badCredentialsEnv;
     it('fails with storage_access_denied for wrong credentials, without printing them', async () => {
       const refused = storeFor(backend, badEnv(bucket));
-      for (const action of [() => refused.check(), () => refused.put('k', 'v'), () => refused.get('logs/a.txt')]) {
+      for (const action of [() => refused.check(), () => refused.put('k', 'v'), () => refused.putFile('k', __filename), () => refused.get('logs/a.txt')]) {
         const err = await storageErrorOf(action);
         expect(err.code).toBe('storage_access_denied');
         expect(err.message).toContain('check the storage credentials');

@@ -8,8 +8,7 @@
  */
 import { CoreV1Api, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -50,7 +49,7 @@ export class PodScanRunner implements ScanRunner {
     const namespace = this.options.namespace;
     const keys = { archive: `scan-staging/scans/${id}/${IMAGE_ARCHIVE}`, report: `scan-staging/scans/${id}/${SCAN_REPORT}` };
     const archive = join(sharedDir, IMAGE_ARCHIVE);
-    await this.deps.storage.put(keys.archive, createReadStream(archive), { contentType: 'application/x-tar', contentLength: (await stat(archive)).size });
+    await this.deps.storage.putFile(keys.archive, archive, { contentType: 'application/x-tar' });
     try {
       const ttl = timeoutSeconds + 600;
       const reportUpload = await this.deps.storage.presignPut(keys.report, ttl);
