@@ -14,7 +14,7 @@ import { consumerOf, idempotencyKeyOf } from './request-headers';
 import { parseSpec } from './spec';
 import { checkMultipartSpec, readJsonSpec, receiveNamedSource } from './sources';
 import { submitBuild } from './submission';
-import { receiveBuildUpload } from './upload';
+import { nodeBodyOf, receiveBuildUpload } from './upload';
 
 type Ctx = Context<AppEnv>;
 
@@ -36,7 +36,7 @@ export async function createBuild(c: Ctx): Promise<Response> {
   const jsonSpec = json ? parseSpec(await readJsonSpec(c.req.raw), deps.settings) : undefined;
   const upload = jsonSpec
     ? await receiveNamedSource(deps, consumer, jsonSpec, '')
-    : await receiveBuildUpload(c.req.raw, deps.settings.contextLimits, deps.settings.spoolDir, deps.settings.imageArchiveLimits);
+    : await receiveBuildUpload(c.req.raw, deps.settings.contextLimits, deps.settings.spoolDir, deps.settings.imageArchiveLimits, nodeBodyOf(c.env));
   if (upload.context) deps.telemetry?.metrics?.contextBytesReceived.inc(upload.context.archiveBytes);
   try {
     const spec = jsonSpec ?? parseSpec(upload.specText, deps.settings);
