@@ -2,10 +2,11 @@
  * A large context upload (`npm run bench:context-upload -- <MiB>`, default 2048): the API's memory growth while it
  * receives, validates and stores it, and its throughput against `cp` of the same bytes to the same disk, side by side
  * in one run. The multipart body (a small spec and an uncompressed tar holding one file of incompressible bytes) is
- * written to a file first; then, alternating ROUNDS times, `cp` copies that file, `curl` PUTs it straight into the
- * stack's MinIO (one object, SigV4 with an unsigned payload: what the object store alone costs, the floor under any
- * upload that must land there) and `curl` POSTs it to the compiled API (its own process, as in production) until
- * the 202; the API's resident memory is sampled from /proc every 50 ms. Throughput is bytes over wall time; the
+ * written to a file first; then, ROUNDS times, `cp` copies that file, `curl` PUTs it straight into the stack's MinIO
+ * (one object, SigV4 with an unsigned payload: what the object store alone costs, the floor under any upload that
+ * must land there) and `curl` POSTs it to the compiled API (its own process, as in production) of each checkout in
+ * API_DIRS (default: this one), alternating which goes first, until the 202; the stored context is deleted before
+ * each upload so that every one stores it. The API's resident memory is sampled from /proc every 50 ms. Throughput is bytes over wall time; the
  * ratio is API / cp (target ≥ 0.8), beside MinIO / cp and API / MinIO; memory growth is the peak RSS during the
  * upload minus the RSS before it (target ≤ 64 MiB).
  */
@@ -19,13 +20,15 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { headerFor } from '../test/support/archives';
 import { callerHeaders } from '../test/support/stack';
-import { startApi, stopApi, terminateBuilds } from './api-accept';
+import { startApi, stopApi, terminateBuilds, type StartedApi } from './api-accept';
 import { median } from './stats';
 
 const run = promisify(execFile);
 const MiB = 1024 * 1024;
 const SIZE_MIB = Number(process.argv[2] ?? 2048);
 const ROUNDS = Number(process.env.ROUNDS ?? 2);
+/** Checkouts whose compiled API is measured side by side (another is a `git worktree` of another commit, built there). */
+const API_DIRS = (process.env.API_DIRS ?? '.').split(',');
 const BOUNDARY = 'ibs-bench-boundary';
 
 /** Writes the multipart body; answers its size and the sha256 of its context part (the key the API stores it under). */
@@ -60,13 +63,20 @@ function rssMiB(pid: number): number {
   return Number(match?.[1] ?? 0) / 1024;
 }
 
+/** One API under test: its checkout (API_DIRS), its process, and what each of its uploads measured. */
+interface Variant {
+  dir: string;
+  api: StartedApi;
+  upload: number[];
+  growth: number[];
+}
+
 async function main(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'ibs-bench-upload-'));
   const limit = String((SIZE_MIB + 64) * MiB);
-  const api = await startApi(process.execPath, `bench-upload-${process.pid}`, { LOG_LEVEL: 'warn', CONTEXT_MAX_ARCHIVE_BYTES: limit, CONTEXT_MAX_UNCOMPRESSED_BYTES: limit });
+  const variants: Variant[] = [];
   const ids: string[] = [];
   const cp: number[] = [];
-  const upload: number[] = [];
   const store: number[] = [];
   const minio = process.env.MINIO_SERVER_HOST ?? 'http://127.0.0.1:9000';
   const bucket = process.env.LOGS_BUCKET ?? 'data';
@@ -76,12 +86,15 @@ async function main(): Promise<void> {
   /** curl signed for the stack's MinIO (SigV4), on one object of the bucket. */
   const storeCurl = (key: string, ...args: string[]) =>
     run('curl', ['-sS', '--fail', '--user', storeUser, '--aws-sigv4', 'aws:amz:us-east-1:s3', ...args, `${minio}/${bucket}/${key}`]);
-  const growth: number[] = [];
   try {
+    for (const apiDir of API_DIRS) {
+      const api = await startApi(process.execPath, `bench-upload-${process.pid}`, { LOG_LEVEL: 'warn', CONTEXT_MAX_ARCHIVE_BYTES: limit, CONTEXT_MAX_UNCOMPRESSED_BYTES: limit }, apiDir);
+      variants.push({ dir: apiDir, api, upload: [], growth: [] });
+    }
     const body = join(dir, 'body');
     const { bytes, contextSha256 } = await writeBody(body, `127.0.0.1:5000/bench/context-upload:${Date.now()}`);
-    // The stored context (content-addressed, so one object for every round) is removed at the end: a run must not
-    // leave gigabytes in the stack's MinIO.
+    // Contexts are content-addressed and an API skips storing one it finds there: the stored context is removed
+    // before every upload, so that each one stores it, and at the end (no gigabytes left in the stack's MinIO).
     storedContext = `contexts/sha256/${contextSha256}`;
     console.log(`body: ${(bytes / MiB).toFixed(0)} MiB`);
     for (let r = 0; r < ROUNDS; r++) {
@@ -95,24 +108,31 @@ async function main(): Promise<void> {
       await storeCurl(storeKey, '-T', body, '-H', 'x-amz-content-sha256: UNSIGNED-PAYLOAD');
       store.push(performance.now() - t0);
 
-      const pid = api.child.pid!;
-      const before = rssMiB(pid);
-      let peak = before;
-      const sampler = setInterval(() => (peak = Math.max(peak, rssMiB(pid))), 50);
-      t0 = performance.now();
-      const auth = callerHeaders({ consumer: 'bench' }).authorization!;
-      // -T streams the file (--data-binary @file reads it into memory first, and curl refuses a 2 GiB one).
-      const { stdout } = await run('curl', ['-sS', '--fail-with-body', '-X', 'POST', '-H', `authorization: ${auth}`, '-H', `content-type: multipart/form-data; boundary=${BOUNDARY}`, '-H', 'expect:', '-T', body, `${api.url}/v1/builds`], { maxBuffer: 16 * MiB }).finally(() => clearInterval(sampler));
-      upload.push(performance.now() - t0);
-      growth.push(peak - before);
-      ids.push((JSON.parse(stdout) as { id: string }).id);
-      console.log(`round ${r + 1}/${ROUNDS}: cp ${(cp[r]! / 1000).toFixed(1)} s, MinIO PUT ${(store[r]! / 1000).toFixed(1)} s, upload ${(upload[r]! / 1000).toFixed(1)} s, API RSS ${before.toFixed(0)} → peak ${peak.toFixed(0)} MiB`);
+      // Alternating which API goes first, so that neither always follows the same work.
+      for (const variant of r % 2 === 0 ? variants : [...variants].reverse()) {
+        await storeCurl(storedContext, '-X', 'DELETE');
+        const pid = variant.api.child.pid!;
+        const before = rssMiB(pid);
+        let peak = before;
+        const sampler = setInterval(() => (peak = Math.max(peak, rssMiB(pid))), 50);
+        t0 = performance.now();
+        const auth = callerHeaders({ consumer: 'bench' }).authorization!;
+        // -T streams the file (--data-binary @file reads it into memory first, and curl refuses a 2 GiB one).
+        const { stdout } = await run('curl', ['-sS', '--fail-with-body', '-X', 'POST', '-H', `authorization: ${auth}`, '-H', `content-type: multipart/form-data; boundary=${BOUNDARY}`, '-H', 'expect:', '-T', body, `${variant.api.url}/v1/builds`], { maxBuffer: 16 * MiB }).finally(() => clearInterval(sampler));
+        variant.upload.push(performance.now() - t0);
+        variant.growth.push(peak - before);
+        ids.push((JSON.parse(stdout) as { id: string }).id);
+        console.log(`round ${r + 1}/${ROUNDS} ${variant.dir}: cp ${(cp[r]! / 1000).toFixed(1)} s, MinIO PUT ${(store[r]! / 1000).toFixed(1)} s, upload ${(variant.upload[r]! / 1000).toFixed(1)} s, API RSS ${before.toFixed(0)} → peak ${peak.toFixed(0)} MiB`);
+      }
     }
     const throughput = (ms: number) => bytes / MiB / (ms / 1000);
-    console.log(`cp ${throughput(median(cp)).toFixed(0)} MiB/s, MinIO PUT ${throughput(median(store)).toFixed(0)} MiB/s, API ${throughput(median(upload)).toFixed(0)} MiB/s`);
-    console.log(`throughput_ratio=${(median(cp) / median(upload)).toFixed(3)} store_vs_cp=${(median(cp) / median(store)).toFixed(3)} api_vs_store=${(median(store) / median(upload)).toFixed(3)} rss_growth_mib=${Math.max(...growth).toFixed(0)}`);
+    console.log(`cp ${throughput(median(cp)).toFixed(0)} MiB/s, MinIO PUT ${throughput(median(store)).toFixed(0)} MiB/s`);
+    for (const v of variants) {
+      console.log(`${v.dir}: API ${throughput(median(v.upload)).toFixed(0)} MiB/s, first upload +${v.growth[0]!.toFixed(0)} MiB`);
+      console.log(`${v.dir}: throughput_ratio=${(median(cp) / median(v.upload)).toFixed(3)} store_vs_cp=${(median(cp) / median(store)).toFixed(3)} api_vs_store=${(median(store) / median(v.upload)).toFixed(3)} rss_growth_mib=${Math.max(...v.growth).toFixed(0)}`);
+    }
   } finally {
-    await stopApi(api);
+    for (const v of variants) await stopApi(v.api);
     await rm(dir, { recursive: true, force: true });
     for (const key of [storeKey, storedContext]) {
       if (key) await storeCurl(key, '-X', 'DELETE').catch((err: unknown) => console.error(`could not remove ${key}: ${String(err)}`));
