@@ -2,19 +2,18 @@
  * How fast the API accepts builds, per Node.js runtime and per version of the API: the compiled API
  * (dist/api/main.js, `npm run build` first) of each checkout in API_DIRS (default: this one; another is a `git
  * worktree` of another commit, built there) is started under each runtime named in NODE_BINARIES (default: the
- * machine's `node` and infra/local's Node.js 24), in alternating rounds, and each round sends REQUESTS small builds
+ * Node.js running this benchmark; the service needs 24 or later, so Debian's Node.js 20 no longer starts it; a
+ * wrapper script that adds V8 flags compares those), in alternating rounds, and each round sends REQUESTS small builds
  * from CLIENTS concurrent clients. Every API instance starts its workflows on a task queue of its own that no worker
  * polls, so this measures acceptance (upload, validation, object store, PostgreSQL; the workflow start where the
  * API does it before answering) alone; a round ends when its workflows have started, and they are terminated at the
  * end. Prints p50/p99 per variant and, last, `p99_ratio=<second variant / first>`.
  */
-import { join } from 'node:path';
 import { buildForm, contextOf } from '../test/support/archives';
 import { CLIENTS, REQUESTS, ROUNDS, acceptRound, startApi, stopApi, terminateBuilds } from './api-accept';
 import { percentile } from './stats';
 
-const cache = process.env.IBS_CACHE ?? join(process.env.HOME ?? '/root', '.cache/image-build-service');
-const runtimes = (process.env.NODE_BINARIES ?? `/usr/bin/node,${cache}/node-v24.22.3/bin/node`).split(',');
+const runtimes = (process.env.NODE_BINARIES ?? process.execPath).split(',');
 const apiDirs = (process.env.API_DIRS ?? '.').split(',');
 const variants = runtimes.flatMap((node) => apiDirs.map((dir) => ({ node, dir })));
 
@@ -30,7 +29,8 @@ async function main(): Promise<void> {
     for (let r = 0; r < ROUNDS; r++) {
       for (const { node, dir } of r % 2 ? [...variants].reverse() : variants) {
         const api = await startApi(node, `bench-accept-${process.pid}`, {}, dir);
-        const name = apiDirs.length > 1 ? `${api.version} ${dir}` : api.version;
+        // Two runtimes may report one version (a wrapper adding V8 flags): their paths tell them apart.
+        const name = [api.version, ...(runtimes.length > 1 ? [node] : []), ...(apiDirs.length > 1 ? [dir] : [])].join(' ');
         try {
           await acceptRound(api.url, form(`warm-${runId}-${r}`)).then(({ ids }) => started.push(...ids));
           const { latencies, ids, answeredAfterMs, startedAfterMs } = await acceptRound(api.url, form(`${runId}-r${r}`));
