@@ -96,16 +96,14 @@ export class S3ObjectStore implements ObjectStore {
 
   async put(key: string, body: Readable | Buffer | string, options: { contentType?: string } = {}): Promise<void> {
     // lib-storage's Upload streams in parts, so memory stays bounded for any object size.
-    try {
-      await new Upload({
+    await this.request(() =>
+      new Upload({
         client: this.client,
         params: { Bucket: this.bucket, Key: key, Body: body, ContentType: options.contentType },
         partSize: PART_BYTES,
         queueSize: PARTS_IN_FLIGHT,
-      }).done();
-    } catch (err) {
-      this.fail(err);
-    }
+      }).done(),
+    );
   }
 
   /**
@@ -176,11 +174,7 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   async delete(key: string): Promise<void> {
-    try {
-      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
-    } catch (err) {
-      this.fail(err);
-    }
+    await this.request(() => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key })));
   }
 
   presignGet(key: string, ttlSeconds: number): Promise<string> {
@@ -193,10 +187,6 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   async check(): Promise<void> {
-    try {
-      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
-    } catch (err) {
-      this.fail(err);
-    }
+    await this.request(() => this.client.send(new HeadBucketCommand({ Bucket: this.bucket })));
   }
 }
