@@ -4,6 +4,7 @@
  * Polling the row instead misses a status shorter than the poll, such as `pushing` a tiny image from an archive.
  */
 import type { Pool } from 'pg';
+import { TERMINAL_STATUSES, type BuildStatus } from '../../workflows/definitions';
 
 const SCHEMA = 'ibs_test';
 
@@ -39,16 +40,14 @@ export async function recordStatusTrails(pool: Pool): Promise<void> {
   }
 }
 
-const FINAL = ['succeeded', 'failed', 'cancelled'];
-
 /**
  * Waits until the build is final (polling every `intervalMs`) and resolves with each status its row held, in order
  * (a status set twice in a row counts once). Needs recordStatusTrails before the build was submitted.
  */
 export async function statusTrail(pool: Pool, id: string, intervalMs = 200): Promise<string[]> {
   for (;;) {
-    const { rows } = await pool.query<{ status: string }>('SELECT status FROM builds WHERE id = $1', [id]);
-    if (rows[0] && FINAL.includes(rows[0].status)) break;
+    const { rows } = await pool.query<{ status: BuildStatus }>('SELECT status FROM builds WHERE id = $1', [id]);
+    if (rows[0] && TERMINAL_STATUSES.includes(rows[0].status)) break;
     await new Promise((r) => setTimeout(r, intervalMs));
   }
   const { rows } = await pool.query<{ status: string }>(`SELECT status FROM ${SCHEMA}.status_trail WHERE build_id = $1 ORDER BY seq`, [id]);
