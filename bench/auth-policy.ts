@@ -56,7 +56,7 @@ async function listen(deps: ApiDeps): Promise<{ url: string; server: ServerType 
 
 /** authenticate() and the policy check alone, on one upload spooled and parsed the way the API does it. */
 async function timeChecksAlone(settings: ApiDeps['settings'], auth: Authenticator, policy: BuildRequestPolicy, authorization: string, body: Buffer, contentType: string) {
-  const upload = await receiveBuildUpload(new Request('http://bench/v1/builds', { method: 'POST', body, headers: { 'content-type': contentType } }), settings.contextLimits);
+  const upload = await receiveBuildUpload(new Request('http://bench/v1/builds', { method: 'POST', body, headers: { 'content-type': contentType } }), { limits: settings.contextLimits });
   const spec = parseSpec(upload.specText, settings);
   const time = async (fn: () => Promise<unknown>) => {
     const samples: number[] = [];

@@ -36,7 +36,13 @@ export async function createBuild(c: Ctx): Promise<Response> {
   const jsonSpec = json ? parseSpec(await readJsonSpec(c.req.raw), deps.settings) : undefined;
   const upload = jsonSpec
     ? await receiveNamedSource(deps, consumer, jsonSpec, '')
-    : await receiveBuildUpload(c.req.raw, deps.settings.contextLimits, deps.settings.spoolDir, deps.settings.imageArchiveLimits, nodeBodyOf(c.env));
+    : await receiveBuildUpload(c.req.raw, {
+        limits: deps.settings.contextLimits,
+        spoolDir: deps.settings.spoolDir,
+        imageLimits: deps.settings.imageArchiveLimits,
+        nodeBody: nodeBodyOf(c.env),
+        storage: deps.storage,
+      });
   if (upload.context) deps.telemetry?.metrics?.contextBytesReceived.inc(upload.context.archiveBytes);
   try {
     const spec = jsonSpec ?? parseSpec(upload.specText, deps.settings);

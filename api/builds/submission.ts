@@ -1,12 +1,13 @@
 /**
- * Submitting a build: the accepted context goes to object storage under its digest, the build is recorded in
+ * Submitting a build: the accepted context is stored (committed when it was streamed to object storage as it arrived,
+ * or put from the spool), unless a context with the same digest is stored already; the build is recorded in
  * PostgreSQL, and the request is answered; the workflow starts right after (workflow-starter.ts). A retried
  * submission with the same Idempotency-Key answers the first build (and starts it if it has not started); a request
  * identical to an earlier one is answered by that build (reuse.ts) unless its spec says `reuse: false`.
  */
 import { randomUUID } from 'node:crypto';
 import { buildFingerprint } from '../../lib/builds/fingerprint';
-import { contextHasFile } from '../../lib/context/archive';
+import { contextHasFile, type ContextSummary } from '../../lib/context/archive';
 import type { BuildRecord } from '../../lib/db/builds-repository';
 import type { PolicyExemption } from '../../lib/policy/build-policy';
 import type { BuildSource, BuildSpec, ResumePoint } from '../../workflows/definitions';
@@ -86,16 +87,30 @@ export async function submitBuild(deps: ApiDeps, submission: Submission): Promis
   return { record, created, outcome: 'created' };
 }
 
-/** Contexts are content-addressed, so a context uploaded before is not stored twice. */
+/**
+ * Stores the accepted context and answers its key. A context with the same digest stored before, by any build, is
+ * not stored twice: the one streamed meanwhile is discarded. One that was not streamed (a zip, rewritten as a tar.gz
+ * once received; a fetched source) is put from the spool under its digest.
+ */
 async function storeContext(deps: ApiDeps, upload: BuildUpload): Promise<string> {
   const { context } = upload;
   if (!context) throw new ApiError(400, 'context_part_missing', 'the "context" part is missing; attach the build context as a tar, tar.gz or zip file', 'context');
-  const contextKey = `contexts/sha256/${context.sha256}`;
-  if (!(await deps.storage.exists(contextKey))) {
-    await deps.storage.putFile(contextKey, upload.archivePath, { contentType: context.format === 'tar+gzip' ? 'application/gzip' : 'application/x-tar' });
+  const digest = `sha256:${context.sha256}`;
+  const earlier = await deps.builds.findContextKey(digest);
+  if (earlier && (await deps.storage.exists(earlier))) {
+    await upload.streamed?.discard();
+    return earlier;
   }
+  if (upload.streamed) {
+    await upload.streamed.commit();
+    return upload.streamed.key;
+  }
+  const contextKey = `contexts/sha256/${context.sha256}`;
+  await deps.storage.putFile(contextKey, upload.archivePath, { contentType: contentTypeOf(context) });
   return contextKey;
 }
+
+const contentTypeOf = (context: ContextSummary) => (context.format === 'tar+gzip' ? 'application/gzip' : 'application/x-tar');
 
 /**
  * The build an Idempotency-Key named. If the API stopped between recording it and starting its workflow, the
@@ -104,7 +119,9 @@ async function storeContext(deps: ApiDeps, upload: BuildUpload): Promise<string>
 async function replayed(deps: ApiDeps, record: BuildRecord, upload: BuildUpload): Promise<BuildRecord> {
   if (record.status !== 'queued') return record;
   await ensureWorkflowStarted(deps, record, async (d, r) => {
-    if (upload.context && r.contextDigest === `sha256:${upload.context.sha256}`) await storeContext(d, upload);
+    if (upload.context && r.contextDigest === `sha256:${upload.context.sha256}` && !(await d.storage.exists(r.contextKey))) {
+      await d.storage.putFile(r.contextKey, upload.archivePath, { contentType: contentTypeOf(upload.context) });
+    }
     await startBuildWorkflow(d, r);
   });
   return record;

@@ -1,18 +1,21 @@
 /**
  * Reads a `multipart/form-data` build request as a stream: the `spec` part is kept (it is small), the `context`
  * part is validated entry by entry while it is spooled to a temporary file, so memory does not grow with the
- * context's size and nothing reaches object storage until the whole archive has been accepted.
+ * context's size. Given a store, a tar or tar.gz context also flows to object storage as it arrives
+ * (streamed-context.ts), where it appears only once the build is accepted.
  */
 import busboy from 'busboy';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, type Writable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { ContextRejectedError, spoolContextArchive, type ContextLimits, type ContextSummary } from '../../lib/context/archive';
 import { SourceRejectedError } from '../../lib/sources/errors';
 import { spoolImageArchive, type ImageArchiveLimits, type SpooledImageArchive } from '../../lib/sources/image-archive';
+import type { ObjectStore } from '../../lib/storage';
 import { ApiError } from '../errors';
+import { SpoolAndStore, type StreamedContext } from './streamed-context';
 
 /** What a request brought: the spec and at most one uploaded source (none when the spec names it). */
 export interface BuildUpload {
@@ -22,7 +25,20 @@ export interface BuildUpload {
   image?: SpooledImageArchive;
   /** The spooled context archive; removed by cleanup(). */
   archivePath: string;
+  /** The context as it was sent to object storage while received, to be committed or discarded (submission.ts). */
+  streamed?: StreamedContext;
+  /** Removes the spool and discards a streamed context not committed. */
   cleanup(): Promise<void>;
+}
+
+export interface UploadOptions {
+  limits: ContextLimits;
+  spoolDir?: string;
+  imageLimits?: ImageArchiveLimits;
+  /** The request's body as Node's stream (nodeBodyOf), read instead of request.body. */
+  nodeBody?: Readable;
+  /** Where a tar or tar.gz context is stored while it arrives; without it the context is only spooled. */
+  storage?: ObjectStore;
 }
 
 const MAX_SPEC_BYTES = 256 * 1024;
@@ -66,13 +82,8 @@ export function nodeBodyOf(env: unknown): Readable | undefined {
   return incoming.readableFlowing === null && !incoming.readableDidRead ? incoming : undefined;
 }
 
-export async function receiveBuildUpload(
-  request: Request,
-  limits: ContextLimits,
-  spoolDir = tmpdir(),
-  imageLimits?: ImageArchiveLimits,
-  nodeBody?: Readable,
-): Promise<BuildUpload> {
+export async function receiveBuildUpload(request: Request, options: UploadOptions): Promise<BuildUpload> {
+  const { limits, spoolDir = tmpdir(), imageLimits, nodeBody, storage } = options;
   const contentType = request.headers.get('content-type') ?? '';
   // Reading request.body on @hono/node-server starts pulling the socket into a web stream: not when nodeBody is given.
   if (!contentType.toLowerCase().startsWith('multipart/form-data') || !(nodeBody ?? request.body)) {
@@ -80,18 +91,29 @@ export async function receiveBuildUpload(
   }
   const dir = await mkdtemp(join(spoolDir, `${SPOOL_PREFIX}${process.pid}-`));
   const archivePath = join(dir, 'context');
-  const cleanup = () => rm(dir, { recursive: true, force: true });
+  let sink: SpoolAndStore | undefined;
+  const sinkFor = storage && ((spool: Writable) => (sink = new SpoolAndStore(spool, storage)));
+  const cleanup = async () => {
+    await sink?.context?.discard();
+    await rm(dir, { recursive: true, force: true });
+  };
   try {
     const body = nodeBody ?? Readable.fromWeb(request.body! as unknown as WebReadableStream<Uint8Array>);
-    const { specText, context, image } = await parseParts(body, contentType, limits, archivePath, imageLimits && { limits: imageLimits, dir: join(dir, 'image') });
-    return { specText, context, image, archivePath, cleanup };
+    const { specText, context, image } = await parseParts(body, contentType, limits, { path: archivePath, sinkFor }, imageLimits && { limits: imageLimits, dir: join(dir, 'image') });
+    return { specText, context, image, archivePath, streamed: context ? sink?.context : undefined, cleanup };
   } catch (err) {
     await cleanup();
     throw err;
   }
 }
 
-function parseParts(body: Readable, contentType: string, limits: ContextLimits, archivePath: string, imageSpool?: { limits: ImageArchiveLimits; dir: string }) {
+function parseParts(
+  body: Readable,
+  contentType: string,
+  limits: ContextLimits,
+  spool: { path: string; sinkFor?: (file: Writable) => Writable },
+  imageSpool?: { limits: ImageArchiveLimits; dir: string },
+) {
   return new Promise<{ specText: string; context?: ContextSummary; image?: SpooledImageArchive }>((resolve, reject) => {
     let parser: busboy.Busboy;
     try {
@@ -161,7 +183,7 @@ function parseParts(body: Readable, contentType: string, limits: ContextLimits, 
         return fail(new ApiError(400, 'unknown_part', `unexpected form part "${name}" (${info.filename ?? 'no file name'}); send only "spec" and one of "context" or "image"`, name));
       }
       // The spool is ended when accepted (a zip is rewritten there as a tar.gz) and destroyed when refused.
-      contextDone = spoolContextArchive(stream, limits, archivePath);
+      contextDone = spoolContextArchive(stream, limits, spool.path, spool.sinkFor);
       contextDone.catch(fail);
     });
     const tooMany = () => fail(new ApiError(400, 'unknown_part', 'send exactly one "spec" part and one "context" part'));

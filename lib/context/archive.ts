@@ -59,8 +59,14 @@ type EntryStore = (entry: AdmittedEntry, body: AsyncIterable<Buffer>) => Promise
  * store, the local executor's extraction, the builder pod's ibs-fetch-context) keeps handling one
  * format, and its summary (sha256 included) describes the tar.gz that is stored.
  */
-export async function spoolContextArchive(source: NodeJS.ReadableStream | Readable, limits: ContextLimits, spoolPath: string): Promise<ContextSummary> {
-  const received = await inspectContextArchive(source, limits, { copyTo: createWriteStream(spoolPath, { mode: 0o600 }) });
+export async function spoolContextArchive(
+  source: NodeJS.ReadableStream | Readable,
+  limits: ContextLimits,
+  spoolPath: string,
+  /** What the upload is copied to, around the spool file (the API's also sends it to object storage as it arrives). */
+  sinkFor: (spool: Writable) => Writable = (spool) => spool,
+): Promise<ContextSummary> {
+  const received = await inspectContextArchive(source, limits, { copyTo: sinkFor(createWriteStream(spoolPath, { mode: 0o600 })) });
   if (received.format !== 'zip') return received;
   await convertZipToTarGzip(spoolPath, limits);
   return inspectContextArchive(createReadStream(spoolPath), limits);

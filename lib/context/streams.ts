@@ -8,7 +8,13 @@ export type ArchiveFormat = 'tar' | 'tar+gzip' | 'zip';
 
 const GZIP_MAGIC = Buffer.from([0x1f, 0x8b]);
 /** Enough bytes to tell every format apart; a real tar is at least 1024 bytes long. */
-const MAGIC_BYTES = ZIP_MAGIC.length;
+export const MAGIC_BYTES = ZIP_MAGIC.length;
+
+/** The format the first MAGIC_BYTES of an upload show (anything but gzip and zip is read as a tar). */
+export function formatOf(head: Buffer): ArchiveFormat {
+  if (head.subarray(0, GZIP_MAGIC.length).equals(GZIP_MAGIC)) return 'tar+gzip';
+  return head.subarray(0, ZIP_MAGIC.length).equals(ZIP_MAGIC) ? 'zip' : 'tar';
+}
 /** Below this much tar output the compression ratio is not checked: tiny archives compress oddly well. */
 const RATIO_CHECK_THRESHOLD = 1024 * 1024;
 
@@ -86,8 +92,9 @@ export class TarDecoder extends Transform {
     }
     const head = this.head;
     this.head = null;
-    if (head.subarray(0, GZIP_MAGIC.length).equals(GZIP_MAGIC)) this.startGunzip();
-    else if (head.subarray(0, ZIP_MAGIC.length).equals(ZIP_MAGIC)) this.format = 'zip';
+    const format = formatOf(head);
+    if (format === 'tar+gzip') this.startGunzip();
+    else this.format = format;
     this.decode(head, done);
   }
 

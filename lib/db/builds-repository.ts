@@ -229,6 +229,19 @@ export class BuildRepository {
   }
 
   /**
+   * The key under which the newest build with this context digest found its context (one index range scan,
+   * builds_context_digest). Only context keys count: an image archive's plan shares the column.
+   */
+  async findContextKey(contextDigest: string): Promise<string | undefined> {
+    const { rows } = await this.query<{ context_key: string }>(
+      `SELECT context_key FROM builds WHERE context_digest = $1 AND context_key LIKE 'contexts/%'
+       ORDER BY created_at DESC LIMIT 1`,
+      [contextDigest],
+    );
+    return rows[0]?.context_key;
+  }
+
+  /**
    * The newest build with this fingerprint that can answer an identical request: one still under way, or one
    * that succeeded. One index range scan (builds_fingerprint); the fingerprint already names the consumer.
    */

@@ -115,4 +115,11 @@ export const migrations: Migration[] = [
         WHERE status = 'queued' AND workflow_started_at IS NULL AND task_queue IS NOT NULL;
     `,
   },
+  {
+    id: 90,
+    name: 'builds.context_digest index',
+    // A context streamed to storage as it arrives is stored under a key of its own (api/builds/streamed-context.ts),
+    // so whether a context is stored already is asked of the builds that used it.
+    sql: `CREATE INDEX IF NOT EXISTS builds_context_digest ON builds (context_digest, created_at DESC);`,
+  },
 ];

@@ -1,38 +1,54 @@
 /**
- * Uploads stream: a 192 MiB context goes through the real API into MinIO while the process's memory stays flat.
- * The request body is generated on the fly (never held in memory), so any growth is the service's own.
+ * Uploads stream: a 192 MiB context goes through the real API into MinIO while the process's memory stays flat, and
+ * a large context is stored as it arrives (api/builds/streamed-context.ts), appearing only once the build is accepted.
+ * The request bodies are generated on the fly (never held in memory), so any growth is the service's own.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { ListMultipartUploadsCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { headerFor } from '../support/archives';
+import { listKeys } from '../support/object-keys';
 import { startTestStack, type TestStack } from '../support/stack';
 
 const MiB = 1024 * 1024;
 const FILE_BYTES = 192 * MiB;
 const CHUNK = MiB;
 
+interface BodyOptions {
+  fileBytes?: number;
+  image?: string;
+  /** Tar entries after the big file (each a 512-byte header, no body), e.g. one a refusal names. */
+  trailingHeaders?: Buffer[];
+  /** The big file's repeated megabyte and the tar's first blocks (headers carry the time): the same give the same context. */
+  noise?: Buffer;
+  tarHead?: Buffer;
+}
+
+function tarHeadFor(fileBytes: number): Buffer {
+  const dockerfile = Buffer.from('FROM scratch\n');
+  return Buffer.concat([headerFor('Dockerfile', dockerfile.length), dockerfile, Buffer.alloc(512 - dockerfile.length), headerFor('big.bin', fileBytes)]);
+}
+
 /** multipart/form-data with a small spec and an uncompressed tar holding one big file of random bytes. */
-function streamingBody(boundary: string): ReadableStream<Uint8Array> {
-  const noise = randomBytes(CHUNK); // reused: incompressible, and the body never sits in memory
+function streamingBody(boundary: string, options: BodyOptions = {}): ReadableStream<Uint8Array> {
+  const { fileBytes = FILE_BYTES, image = '127.0.0.1:5000/memory/big:1', trailingHeaders = [] } = options;
+  const noise = options.noise ?? randomBytes(CHUNK); // reused: incompressible, and the body never sits in memory
   const parts: (() => Uint8Array | undefined)[] = [];
   let written = 0;
   const head = Buffer.from(
     `--${boundary}\r\nContent-Disposition: form-data; name="spec"\r\n\r\n` +
-      JSON.stringify({ image: '127.0.0.1:5000/memory/big:1' }) +
+      JSON.stringify({ image, reuse: false }) +
       `\r\n--${boundary}\r\nContent-Disposition: form-data; name="context"; filename="ctx.tar"\r\n` +
       'Content-Type: application/x-tar\r\n\r\n',
   );
-  const dockerfile = Buffer.from('FROM scratch\n');
   parts.push(() => head);
-  parts.push(() => headerFor('Dockerfile', dockerfile.length));
-  parts.push(() => Buffer.concat([dockerfile, Buffer.alloc(512 - dockerfile.length)]));
-  parts.push(() => headerFor('big.bin', FILE_BYTES));
+  parts.push(() => options.tarHead ?? tarHeadFor(fileBytes));
   const bigFile = () => {
-    if (written >= FILE_BYTES) return undefined;
+    if (written >= fileBytes) return undefined;
     written += CHUNK;
-    return noise;
+    return written > fileBytes ? noise.subarray(0, CHUNK - (written - fileBytes)) : noise;
   };
-  const tail = Buffer.concat([Buffer.alloc(1024), Buffer.from(`\r\n--${boundary}--\r\n`)]);
+  const tail = Buffer.concat([...trailingHeaders, Buffer.alloc(1024), Buffer.from(`\r\n--${boundary}--\r\n`)]);
   let index = 0;
   return new ReadableStream({
     pull(controller) {
@@ -82,5 +98,74 @@ describe('a large upload', () => {
     // allocator's slack), which varied between 79 and 99 MiB on quiet runs: two thirds of the file still tells a
     // stream from a buffer.
     expect(growth).toBeLessThan(128);
+  });
+
+  describe('stored as it arrives', () => {
+    const bucket = process.env.LOGS_BUCKET ?? 'data';
+    let s3: S3Client;
+    // Listing is not part of the ObjectStore port, so the test asks MinIO directly.
+    const streamedObjects = () => listKeys(s3, bucket, 'contexts/uploads/');
+    const unfinishedUploads = async () => (await s3.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: 'contexts/uploads/' }))).Uploads ?? [];
+    const noise = randomBytes(CHUNK);
+    const fileBytes = 40 * MiB; // over two S3 parts, so the store is a multipart upload under way before the end
+    const tarHead = tarHeadFor(fileBytes);
+
+    beforeAll(() => {
+      s3 = new S3Client({
+        endpoint: process.env.MINIO_SERVER_HOST,
+        region: 'us-east-1',
+        forcePathStyle: true,
+        credentials: { accessKeyId: process.env.MINIO_SERVER_ROOT_USER ?? '', secretAccessKey: process.env.MINIO_SERVER_ROOT_PASSWORD ?? '' },
+      });
+    });
+    afterAll(() => s3?.destroy());
+
+    async function post(options: BodyOptions): Promise<{ status: number; body: { id?: string; error?: { code: string } } }> {
+      const boundary = `ibs${Date.now()}`;
+      const res = await stack.api(`/v1/builds`, {
+        method: 'POST',
+        body: streamingBody(boundary, { fileBytes, noise, tarHead, ...options }),
+        headers: { 'content-type': `multipart/form-data; boundary=${boundary}` },
+        duplex: 'half',
+      } as RequestInit);
+      return { status: res.status, body: (await res.json()) as { id?: string; error?: { code: string } } };
+    }
+
+    async function sha256Of(key: string): Promise<string> {
+      const hash = createHash('sha256');
+      for await (const chunk of (await stack.deps.storage.get(key))!) hash.update(chunk as Buffer);
+      return `sha256:${hash.digest('hex')}`;
+    }
+
+    it('stores an accepted context under a key of its own, whole, and a second upload of it not again', async () => {
+      const before = await streamedObjects();
+      const first = await post({ image: '127.0.0.1:5000/memory/streamed:1' });
+      expect(first.status, JSON.stringify(first.body)).toBe(202);
+      const record = (await stack.builds.get(first.body.id!))!;
+      expect(record.contextKey).toMatch(/^contexts\/uploads\/[0-9a-f-]{36}$/);
+      expect(await sha256Of(record.contextKey)).toBe(record.contextDigest);
+
+      // The same bytes for another image: the API finds the stored context by its digest and drops what it streamed.
+      const second = await post({ image: '127.0.0.1:5000/memory/streamed:2' });
+      expect(second.status, JSON.stringify(second.body)).toBe(202);
+      const again = (await stack.builds.get(second.body.id!))!;
+      expect(again.contextDigest).toBe(record.contextDigest);
+      expect(again.contextKey).toBe(record.contextKey);
+      expect(await streamedObjects()).toEqual([...before, record.contextKey].sort());
+      expect(await unfinishedUploads()).toEqual([]);
+      for (const id of [first.body.id!, second.body.id!]) await stack.api(`/v1/builds/${id}/cancel`, { method: 'POST' }); // no worker polls this queue
+    });
+
+    it.each([
+      ['an entry escaping the context after 40 MiB', { trailingHeaders: [headerFor('../escape', 0)] }, 'context_path_traversal'],
+      ['a spec refused once the whole context has arrived', { image: 'not a reference' }, 'invalid_spec'],
+    ])('leaves no object and no unfinished upload for %s', async (_name, options: BodyOptions, code) => {
+      const before = await streamedObjects();
+      const refused = await post(options);
+      expect(refused.status, JSON.stringify(refused.body)).toBe(400);
+      expect(refused.body.error?.code).toBe(code);
+      expect(await streamedObjects()).toEqual(before);
+      expect(await unfinishedUploads()).toEqual([]);
+    });
   });
 });

@@ -3,7 +3,7 @@
  * fresh bucket per run, so runs do not see each other's objects.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { createWriteStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -94,6 +94,25 @@ describe.each(backends.map((backend) => [`${backend.type} on ${backend.server}`,
     const { stream, digest } = generatedStream(size);
     await store.put('contexts/big.tar', stream, { contentType: 'application/x-tar' });
     await expectStoredUnchanged('contexts/big.tar', size, digest);
+  });
+
+  it('stores nothing when the streamed body fails, after several parts or before the first', async () => {
+    // The API streams a context while it arrives and, when the request is refused, destroys the body: the object
+    // must not appear, neither whole nor cut short (api/builds/streamed-context.ts).
+    for (const size of [37 * 1024 * 1024, 1024 * 1024]) {
+      const { stream } = generatedStream(size * 2);
+      let sent = 0;
+      const cut = new PassThrough();
+      stream.on('data', (chunk: Buffer) => {
+        sent += chunk.length;
+        if (sent > size) cut.destroy(new Error('the request was refused'));
+        else if (!cut.write(chunk)) stream.pause();
+      });
+      cut.on('drain', () => stream.resume());
+      await expect(store.put(`contexts/refused-${size}.tar`, cut, { contentType: 'application/x-tar' })).rejects.toThrow();
+      stream.destroy();
+      expect(await store.exists(`contexts/refused-${size}.tar`)).toBe(false);
+    }
   });
 
   it('puts a file from disk unchanged: several parts, exactly one, less than one, and empty', async () => {
