@@ -5,8 +5,8 @@
  * written to a file first; then, ROUNDS times, `cp` copies that file, `curl` PUTs it straight into the stack's MinIO
  * (one object, SigV4 with an unsigned payload: what the object store alone costs, the floor under any upload that
  * must land there) and `curl` POSTs it to the compiled API (its own process, as in production) of each checkout in
- * API_DIRS (default: this one), alternating which goes first, until the 202; the stored context is deleted before
- * each upload so that every one stores it. The API's resident memory is sampled from /proc every 50 ms. Throughput is bytes over wall time; the
+ * API_DIRS (default: this one), alternating which goes first, until the 202; the stored context is deleted after
+ * each upload (under its digest, or the key of its own a streamed one got) so that every upload stores it. The API's resident memory is sampled from /proc every 50 ms. Throughput is bytes over wall time; the
  * ratio is API / cp (target ≥ 0.8), beside MinIO / cp and API / MinIO; memory growth is the peak RSS during the
  * upload minus the RSS before it (target ≤ 64 MiB).
  */
@@ -18,6 +18,8 @@ import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { loadConfig } from '../lib/config';
+import { createPool } from '../lib/db/pool';
 import { headerFor } from '../test/support/archives';
 import { callerHeaders } from '../test/support/stack';
 import { startApi, stopApi, terminateBuilds, type StartedApi } from './api-accept';
@@ -30,6 +32,11 @@ const ROUNDS = Number(process.env.ROUNDS ?? 2);
 /** Checkouts whose compiled API is measured side by side (another is a `git worktree` of another commit, built there). */
 const API_DIRS = (process.env.API_DIRS ?? '.').split(',');
 const BOUNDARY = 'ibs-bench-boundary';
+/**
+ * CLIENT_RATE (curl's --limit-rate, e.g. 119M for a client on a 1 Gbit/s link): the upload as a client elsewhere on
+ * the network sends it, rather than from the same machine as fast as the loopback goes.
+ */
+const CLIENT_RATE = process.env.CLIENT_RATE;
 
 /** Writes the multipart body; answers its size and the sha256 of its context part (the key the API stores it under). */
 async function writeBody(path: string, image: string): Promise<{ bytes: number; contextSha256: string }> {
@@ -58,6 +65,12 @@ async function writeBody(path: string, image: string): Promise<{ bytes: number; 
   return { bytes: (await stat(path)).size, contextSha256: context.digest('hex') };
 }
 
+/** CPU seconds the process has used (user + system), from /proc. */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime and stime, in clock ticks (100 per second here)
+}
+
 function rssMiB(pid: number): number {
   const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return Number(match?.[1] ?? 0) / 1024;
@@ -69,6 +82,7 @@ interface Variant {
   api: StartedApi;
   upload: number[];
   growth: number[];
+  cpu: number[];
 }
 
 async function main(): Promise<void> {
@@ -81,6 +95,8 @@ async function main(): Promise<void> {
   const minio = process.env.MINIO_SERVER_HOST ?? 'http://127.0.0.1:9000';
   const bucket = process.env.LOGS_BUCKET ?? 'data';
   const storeKey = `bench/context-upload-${process.pid}`;
+  const pool = createPool(loadConfig().postgres);
+  const storedKeyOf = async (id: string) => ((await pool.query<{ context_key: string }>('SELECT context_key FROM builds WHERE id = $1', [id])).rows[0]?.context_key);
   let storedContext: string | undefined;
   const storeUser = `${process.env.MINIO_SERVER_ROOT_USER ?? ''}:${process.env.MINIO_SERVER_ROOT_PASSWORD ?? ''}`;
   /** curl signed for the stack's MinIO (SigV4), on one object of the bucket. */
@@ -89,14 +105,15 @@ async function main(): Promise<void> {
   try {
     for (const apiDir of API_DIRS) {
       const api = await startApi(process.execPath, `bench-upload-${process.pid}`, { LOG_LEVEL: 'warn', CONTEXT_MAX_ARCHIVE_BYTES: limit, CONTEXT_MAX_UNCOMPRESSED_BYTES: limit }, apiDir);
-      variants.push({ dir: apiDir, api, upload: [], growth: [] });
+      variants.push({ dir: apiDir, api, upload: [], growth: [], cpu: [] });
     }
     const body = join(dir, 'body');
     const { bytes, contextSha256 } = await writeBody(body, `127.0.0.1:5000/bench/context-upload:${Date.now()}`);
-    // Contexts are content-addressed and an API skips storing one it finds there: the stored context is removed
-    // before every upload, so that each one stores it, and at the end (no gigabytes left in the stack's MinIO).
+    // An API skips storing a context it finds stored: the stored context is removed before every upload, so that
+    // each one stores it, and at the end (no gigabytes left in the stack's MinIO). A version before streaming
+    // stored it under its digest; a streaming one under a key of its own, read from the build's record.
     storedContext = `contexts/sha256/${contextSha256}`;
-    console.log(`body: ${(bytes / MiB).toFixed(0)} MiB`);
+    console.log(`body: ${(bytes / MiB).toFixed(0)} MiB${CLIENT_RATE ? `, the client sending at most ${CLIENT_RATE}B/s` : ''}`);
     for (let r = 0; r < ROUNDS; r++) {
       let t0 = performance.now();
       await run('cp', [body, join(dir, 'copy')]);
@@ -110,25 +127,29 @@ async function main(): Promise<void> {
 
       // Alternating which API goes first, so that neither always follows the same work.
       for (const variant of r % 2 === 0 ? variants : [...variants].reverse()) {
-        await storeCurl(storedContext, '-X', 'DELETE');
+        if (storedContext) await storeCurl(storedContext, '-X', 'DELETE');
         const pid = variant.api.child.pid!;
         const before = rssMiB(pid);
         let peak = before;
+        const cpuBefore = cpuSeconds(pid);
         const sampler = setInterval(() => (peak = Math.max(peak, rssMiB(pid))), 50);
         t0 = performance.now();
         const auth = callerHeaders({ consumer: 'bench' }).authorization!;
         // -T streams the file (--data-binary @file reads it into memory first, and curl refuses a 2 GiB one).
-        const { stdout } = await run('curl', ['-sS', '--fail-with-body', '-X', 'POST', '-H', `authorization: ${auth}`, '-H', `content-type: multipart/form-data; boundary=${BOUNDARY}`, '-H', 'expect:', '-T', body, `${variant.api.url}/v1/builds`], { maxBuffer: 16 * MiB }).finally(() => clearInterval(sampler));
+        const { stdout } = await run('curl', ['-sS', '--fail-with-body', '-X', 'POST', '-H', `authorization: ${auth}`, '-H', `content-type: multipart/form-data; boundary=${BOUNDARY}`, '-H', 'expect:', ...(CLIENT_RATE ? ['--limit-rate', CLIENT_RATE] : []), '-T', body, `${variant.api.url}/v1/builds`], { maxBuffer: 16 * MiB }).finally(() => clearInterval(sampler));
         variant.upload.push(performance.now() - t0);
         variant.growth.push(peak - before);
-        ids.push((JSON.parse(stdout) as { id: string }).id);
-        console.log(`round ${r + 1}/${ROUNDS} ${variant.dir}: cp ${(cp[r]! / 1000).toFixed(1)} s, MinIO PUT ${(store[r]! / 1000).toFixed(1)} s, upload ${(variant.upload[r]! / 1000).toFixed(1)} s, API RSS ${before.toFixed(0)} → peak ${peak.toFixed(0)} MiB`);
+        variant.cpu.push(cpuSeconds(pid) - cpuBefore);
+        const { id } = JSON.parse(stdout) as { id: string };
+        ids.push(id);
+        storedContext = await storedKeyOf(id);
+        console.log(`round ${r + 1}/${ROUNDS} ${variant.dir}: cp ${(cp[r]! / 1000).toFixed(1)} s, MinIO PUT ${(store[r]! / 1000).toFixed(1)} s, upload ${(variant.upload[r]! / 1000).toFixed(1)} s (API CPU ${variant.cpu[r]!.toFixed(1)} s), API RSS ${before.toFixed(0)} → peak ${peak.toFixed(0)} MiB`);
       }
     }
     const throughput = (ms: number) => bytes / MiB / (ms / 1000);
     console.log(`cp ${throughput(median(cp)).toFixed(0)} MiB/s, MinIO PUT ${throughput(median(store)).toFixed(0)} MiB/s`);
     for (const v of variants) {
-      console.log(`${v.dir}: API ${throughput(median(v.upload)).toFixed(0)} MiB/s, first upload +${v.growth[0]!.toFixed(0)} MiB`);
+      console.log(`${v.dir}: API ${throughput(median(v.upload)).toFixed(0)} MiB/s (median API CPU ${median(v.cpu).toFixed(1)} s per upload), first upload +${v.growth[0]!.toFixed(0)} MiB`);
       console.log(`${v.dir}: throughput_ratio=${(median(cp) / median(v.upload)).toFixed(3)} store_vs_cp=${(median(cp) / median(store)).toFixed(3)} api_vs_store=${(median(store) / median(v.upload)).toFixed(3)} rss_growth_mib=${Math.max(...v.growth).toFixed(0)}`);
     }
   } finally {
@@ -137,6 +158,7 @@ async function main(): Promise<void> {
     for (const key of [storeKey, storedContext]) {
       if (key) await storeCurl(key, '-X', 'DELETE').catch((err: unknown) => console.error(`could not remove ${key}: ${String(err)}`));
     }
+    await pool.end();
     await terminateBuilds(ids);
   }
 }

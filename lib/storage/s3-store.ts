@@ -12,7 +12,6 @@ import {
   UploadPartCommand,
   type CompletedPart,
 } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { open, type FileHandle } from 'node:fs/promises';
 import { Agent } from 'node:https';
@@ -47,6 +46,65 @@ function isNotFound(err: unknown): boolean {
  */
 const PART_BYTES = 16 * 1024 * 1024;
 const PARTS_IN_FLIGHT = 2;
+
+/** A stream's chunk as a Buffer, without copying its bytes (string streams give strings). */
+function asBuffer(chunk: unknown): Buffer {
+  if (Buffer.isBuffer(chunk)) return chunk;
+  if (chunk instanceof Uint8Array) return Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  return Buffer.from(String(chunk));
+}
+
+/** A stream read in parts: chunks are held as they arrive and copied out into the caller's buffers. */
+class ChunkReader {
+  private readonly chunks: AsyncIterator<unknown>;
+  private held: Buffer[] = [];
+  private heldBytes = 0;
+
+  constructor(body: Readable) {
+    this.chunks = (body as AsyncIterable<unknown>)[Symbol.asyncIterator]();
+  }
+
+  /** Holds chunks until it has more than `bytes` or the stream ended; answers which. */
+  async holdsMoreThan(bytes: number): Promise<boolean> {
+    while (this.heldBytes <= bytes) {
+      const next = await this.chunks.next();
+      if (next.done) return false;
+      const chunk = asBuffer(next.value);
+      this.held.push(chunk);
+      this.heldBytes += chunk.length;
+    }
+    return true;
+  }
+
+  takeAll(): Buffer {
+    const all = Buffer.concat(this.held);
+    this.held = [];
+    this.heldBytes = 0;
+    return all;
+  }
+
+  /** Fills `buffer` from its start with the next bytes; fewer than its length only at the end of the stream. */
+  async read(buffer: Buffer): Promise<number> {
+    let filled = 0;
+    while (filled < buffer.length) {
+      let chunk = this.held.shift();
+      if (!chunk) {
+        const next = await this.chunks.next();
+        if (next.done) break;
+        chunk = asBuffer(next.value);
+      } else {
+        this.heldBytes -= chunk.length;
+      }
+      const taken = chunk.copy(buffer, filled);
+      filled += taken;
+      if (taken < chunk.length) {
+        this.held.unshift(chunk.subarray(taken));
+        this.heldBytes += chunk.length - taken;
+      }
+    }
+    return filled;
+  }
+}
 
 /** Reads exactly `length` bytes at `position` into the start of `buffer`. */
 async function readFully(file: FileHandle, buffer: Buffer, length: number, position: number): Promise<void> {
@@ -95,22 +153,19 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   async put(key: string, body: Readable | Buffer | string, options: { contentType?: string } = {}): Promise<void> {
-    // lib-storage's Upload streams in parts, so memory stays bounded for any object size.
-    await this.request(() =>
-      new Upload({
-        client: this.client,
-        params: { Bucket: this.bucket, Key: key, Body: body, ContentType: options.contentType },
-        partSize: PART_BYTES,
-        queueSize: PARTS_IN_FLIGHT,
-      }).done(),
-    );
+    if (typeof body === 'string' || Buffer.isBuffer(body)) {
+      await this.putObject(key, typeof body === 'string' ? Buffer.from(body) : body, options.contentType);
+      return;
+    }
+    // A stream is held in its own chunks until it proves longer than one part: a small object needs no part buffers.
+    const reader = new ChunkReader(body);
+    if (!(await reader.holdsMoreThan(PART_BYTES))) {
+      await this.putObject(key, reader.takeAll(), options.contentType);
+      return;
+    }
+    await this.putParts(key, options.contentType, (buffer) => reader.read(buffer));
   }
 
-  /**
-   * Each part is read from the file into one of PARTS_IN_FLIGHT buffers of its own (32 MiB in all, whatever the
-   * size), where lib-storage's Upload of a stream gathers and copies every part into fresh memory. A part's buffer
-   * is reused only after its request ended, so the SDK can retry a part from it.
-   */
   async putFile(key: string, path: string, options: { contentType?: string } = {}): Promise<void> {
     const file = await open(path);
     try {
@@ -118,44 +173,56 @@ export class S3ObjectStore implements ObjectStore {
       if (size <= PART_BYTES) {
         const body = Buffer.allocUnsafe(size);
         await readFully(file, body, size, 0);
-        await this.request(() => this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentLength: size, ContentType: options.contentType })));
+        await this.putObject(key, body, options.contentType);
         return;
       }
-      const { UploadId } = await this.request(() => this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key, ContentType: options.contentType })));
-      const upload = { Bucket: this.bucket, Key: key, UploadId };
-      try {
-        const parts: CompletedPart[] = [];
-        let next = 0;
-        let failed = false;
-        const sendParts = async (buffer: Buffer) => {
-          while (!failed && next * PART_BYTES < size) {
-            const index = next++;
-            const length = Math.min(PART_BYTES, size - index * PART_BYTES);
-            await readFully(file, buffer, length, index * PART_BYTES);
-            const part = new UploadPartCommand({ ...upload, PartNumber: index + 1, Body: buffer.subarray(0, length), ContentLength: length });
-            const { ETag } = await this.request(() => this.client.send(part));
-            parts[index] = { ETag, PartNumber: index + 1 };
-          }
-        };
-        // Every sender stops before the upload is aborted and the file closed, so no read or request outlives them.
-        const outcomes = await Promise.allSettled(
-          Array.from({ length: Math.min(PARTS_IN_FLIGHT, Math.ceil(size / PART_BYTES)) }, () =>
-            sendParts(Buffer.allocUnsafeSlow(PART_BYTES)).catch((err: unknown) => {
-              failed = true;
-              throw err;
-            }),
-          ),
-        );
-        const failure = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
-        if (failure) throw failure.reason;
-        await this.request(() => this.client.send(new CompleteMultipartUploadCommand({ ...upload, MultipartUpload: { Parts: parts } })));
-      } catch (err) {
-        // Nothing half-written stays behind: the parts sent so far are dropped with the upload.
-        await this.client.send(new AbortMultipartUploadCommand(upload)).catch(() => undefined);
-        throw err;
-      }
+      let position = 0;
+      await this.putParts(key, options.contentType, async (buffer) => {
+        const length = Math.min(buffer.length, size - position);
+        await readFully(file, buffer, length, position);
+        position += length;
+        return length;
+      });
     } finally {
       await file.close();
+    }
+  }
+
+  private async putObject(key: string, body: Buffer, contentType: string | undefined): Promise<void> {
+    await this.request(() => this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentLength: body.length, ContentType: contentType })));
+  }
+
+  /**
+   * A multipart upload of the parts `read` fills in turn (it answers how many bytes it put at the start of the buffer,
+   * fewer than the buffer only at the end). Parts are read into PARTS_IN_FLIGHT buffers of their own (32 MiB in all,
+   * whatever the size), where lib-storage's Upload gathers and copies every part into fresh memory; a buffer is read
+   * into again only once its part's request ended, so the SDK can retry a part from it. On any failure the upload is
+   * aborted: nothing half-written stays behind.
+   */
+  private async putParts(key: string, contentType: string | undefined, read: (buffer: Buffer) => Promise<number>): Promise<void> {
+    const { UploadId } = await this.request(() => this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key, ContentType: contentType })));
+    const upload = { Bucket: this.bucket, Key: key, UploadId };
+    const parts: CompletedPart[] = [];
+    const sending: Promise<void>[] = [];
+    try {
+      const buffers = Array.from({ length: PARTS_IN_FLIGHT }, () => Buffer.allocUnsafeSlow(PART_BYTES));
+      for (let index = 0; ; index++) {
+        const slot = index % PARTS_IN_FLIGHT;
+        await sending[slot]; // the buffer's last part has gone up (or failed, which ends the upload here)
+        const length = await read(buffers[slot]!);
+        if (length === 0) break;
+        const part = new UploadPartCommand({ ...upload, PartNumber: index + 1, Body: buffers[slot]!.subarray(0, length), ContentLength: length });
+        sending[slot] = this.request(() => this.client.send(part)).then(({ ETag }) => void (parts[index] = { ETag, PartNumber: index + 1 }));
+        sending[slot].catch(() => undefined); // awaited in turn, or below
+        if (length < PART_BYTES) break;
+      }
+      await Promise.all(sending);
+      await this.request(() => this.client.send(new CompleteMultipartUploadCommand({ ...upload, MultipartUpload: { Parts: parts } })));
+    } catch (err) {
+      // Every request has ended before the abort, so no part arrives after it.
+      await Promise.allSettled(sending);
+      await this.client.send(new AbortMultipartUploadCommand(upload)).catch(() => undefined);
+      throw err;
     }
   }
 
