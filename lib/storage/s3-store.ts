@@ -45,6 +45,11 @@ function isNotFound(err: unknown): boolean {
  * of the SDK's default 5 MiB (docs/benchmarks.md, "Context upload"); a third part in flight gained nothing.
  */
 const PART_BYTES = 16 * 1024 * 1024;
+/**
+ * Parts of a stored stream. A stream's part buffers live while its source still arrives (a context streamed while
+ * received), beside everything the receive allocates, so they are half a file's.
+ */
+const STREAM_PART_BYTES = 8 * 1024 * 1024;
 const PARTS_IN_FLIGHT = 2;
 
 /** A stream's chunk as a Buffer, without copying its bytes (string streams give strings). */
@@ -159,11 +164,11 @@ export class S3ObjectStore implements ObjectStore {
     }
     // A stream is held in its own chunks until it proves longer than one part: a small object needs no part buffers.
     const reader = new ChunkReader(body);
-    if (!(await reader.holdsMoreThan(PART_BYTES))) {
+    if (!(await reader.holdsMoreThan(STREAM_PART_BYTES))) {
       await this.putObject(key, reader.takeAll(), options.contentType);
       return;
     }
-    await this.putParts(key, options.contentType, (buffer) => reader.read(buffer));
+    await this.putParts(key, options.contentType, STREAM_PART_BYTES, (buffer) => reader.read(buffer));
   }
 
   async putFile(key: string, path: string, options: { contentType?: string } = {}): Promise<void> {
@@ -177,7 +182,7 @@ export class S3ObjectStore implements ObjectStore {
         return;
       }
       let position = 0;
-      await this.putParts(key, options.contentType, async (buffer) => {
+      await this.putParts(key, options.contentType, PART_BYTES, async (buffer) => {
         const length = Math.min(buffer.length, size - position);
         await readFully(file, buffer, length, position);
         position += length;
@@ -194,18 +199,18 @@ export class S3ObjectStore implements ObjectStore {
 
   /**
    * A multipart upload of the parts `read` fills in turn (it answers how many bytes it put at the start of the buffer,
-   * fewer than the buffer only at the end). Parts are read into PARTS_IN_FLIGHT buffers of their own (32 MiB in all,
+   * fewer than the buffer only at the end). Parts are read into PARTS_IN_FLIGHT buffers of their own (2 parts' worth,
    * whatever the size), where lib-storage's Upload gathers and copies every part into fresh memory; a buffer is read
    * into again only once its part's request ended, so the SDK can retry a part from it. On any failure the upload is
    * aborted: nothing half-written stays behind.
    */
-  private async putParts(key: string, contentType: string | undefined, read: (buffer: Buffer) => Promise<number>): Promise<void> {
+  private async putParts(key: string, contentType: string | undefined, partBytes: number, read: (buffer: Buffer) => Promise<number>): Promise<void> {
     const { UploadId } = await this.request(() => this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key, ContentType: contentType })));
     const upload = { Bucket: this.bucket, Key: key, UploadId };
     const parts: CompletedPart[] = [];
     const sending: Promise<void>[] = [];
     try {
-      const buffers = Array.from({ length: PARTS_IN_FLIGHT }, () => Buffer.allocUnsafeSlow(PART_BYTES));
+      const buffers = Array.from({ length: PARTS_IN_FLIGHT }, () => Buffer.allocUnsafeSlow(partBytes));
       for (let index = 0; ; index++) {
         const slot = index % PARTS_IN_FLIGHT;
         await sending[slot]; // the buffer's last part has gone up (or failed, which ends the upload here)
@@ -214,7 +219,7 @@ export class S3ObjectStore implements ObjectStore {
         const part = new UploadPartCommand({ ...upload, PartNumber: index + 1, Body: buffers[slot]!.subarray(0, length), ContentLength: length });
         sending[slot] = this.request(() => this.client.send(part)).then(({ ETag }) => void (parts[index] = { ETag, PartNumber: index + 1 }));
         sending[slot].catch(() => undefined); // awaited in turn, or below
-        if (length < PART_BYTES) break;
+        if (length < partBytes) break;
       }
       await Promise.all(sending);
       await this.request(() => this.client.send(new CompleteMultipartUploadCommand({ ...upload, MultipartUpload: { Parts: parts } })));
