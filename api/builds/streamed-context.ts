@@ -13,6 +13,14 @@ import type { ObjectStore } from '../../lib/storage';
 /** Streamed contexts are stored under a key of their own: the digest is known only once the last byte arrived. */
 export const STREAMED_CONTEXT_PREFIX = 'contexts/uploads/';
 
+/**
+ * How many contexts one API process streams at once. Each holds memory while its client still sends (S3: two 8 MiB
+ * part buffers and up to a part of chunks), where a spool holds disk; past this, uploads are spooled and stored once
+ * accepted, as before streaming, so many slow clients cannot pile up memory.
+ */
+export const MAX_STREAMED_CONTEXTS = 4;
+let streamedContexts = 0;
+
 export class StreamedContext {
   readonly key = `${STREAMED_CONTEXT_PREFIX}${randomUUID()}`;
   private readonly body = new PassThrough();
@@ -22,6 +30,11 @@ export class StreamedContext {
 
   constructor(storage: ObjectStore, contentType: string) {
     this.stored = storage.put(this.key, this.body, { contentType });
+    streamedContexts++;
+    void this.stored.then(
+      () => streamedContexts--,
+      () => streamedContexts--,
+    );
     // A store failing mid-upload fails the receive with its own error, instead of leaving the spool waiting on it.
     this.stored.catch((err: unknown) => {
       this.failure ??= err;
@@ -53,8 +66,8 @@ export class StreamedContext {
 
 /**
  * The Writable an upload's context part is copied to: every byte goes to the spool file and, once the first bytes
- * show a tar or a tar.gz, to a StreamedContext too. A zip is only spooled: it is stored as the tar.gz it is rewritten
- * to, which exists only after the whole upload. Ending it ends the spool (never the store: see commit); destroying it
+ * show a tar or a tar.gz, to a StreamedContext too, unless MAX_STREAMED_CONTEXTS stream already. A zip is only
+ * spooled: it is stored as the tar.gz it is rewritten to, which exists only after the whole upload. Ending it ends the spool (never the store: see commit); destroying it
  * destroys the spool and discards the store.
  */
 export class SpoolAndStore extends Writable {
@@ -113,7 +126,7 @@ export class SpoolAndStore extends Writable {
     const head = Buffer.concat(this.head);
     this.head = [];
     const format = formatOf(head);
-    if (format === 'zip') return done();
+    if (format === 'zip' || streamedContexts >= MAX_STREAMED_CONTEXTS) return done();
     this.streamed = new StreamedContext(this.storage, format === 'tar+gzip' ? 'application/gzip' : 'application/x-tar');
     this.streamed.write(head, done);
   }

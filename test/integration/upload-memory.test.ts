@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { headerFor } from '../support/archives';
 import { listKeys } from '../support/object-keys';
 import { startTestStack, type TestStack } from '../support/stack';
+import { MAX_STREAMED_CONTEXTS } from '../../api/builds/streamed-context';
 
 const MiB = 1024 * 1024;
 const FILE_BYTES = 192 * MiB;
@@ -22,6 +23,8 @@ interface BodyOptions {
   /** The big file's repeated megabyte and the tar's first blocks (headers carry the time): the same give the same context. */
   noise?: Buffer;
   tarHead?: Buffer;
+  /** Stops sending once `bytes` of the big file went out, calls `reached`, and goes on when `until` resolves. */
+  gate?: { bytes: number; reached: () => void; until: Promise<void> };
 }
 
 function tarHeadFor(fileBytes: number): Buffer {
@@ -48,10 +51,16 @@ function streamingBody(boundary: string, options: BodyOptions = {}): ReadableStr
     written += CHUNK;
     return written > fileBytes ? noise.subarray(0, CHUNK - (written - fileBytes)) : noise;
   };
+  let gated = false;
   const tail = Buffer.concat([...trailingHeaders, Buffer.alloc(1024), Buffer.from(`\r\n--${boundary}--\r\n`)]);
   let index = 0;
   return new ReadableStream({
-    pull(controller) {
+    async pull(controller) {
+      if (options.gate && !gated && written >= options.gate.bytes) {
+        gated = true;
+        options.gate.reached();
+        await options.gate.until;
+      }
       while (index < parts.length) {
         const chunk = parts[index++]!();
         if (chunk) return controller.enqueue(chunk);
@@ -155,6 +164,32 @@ describe('a large upload', () => {
       expect(await unfinishedUploads()).toEqual([]);
       for (const id of [first.body.id!, second.body.id!]) await stack.api(`/v1/builds/${id}/cancel`, { method: 'POST' }); // no worker polls this queue
       await stack.deps.storage.delete(record.contextKey); // random bytes: every run would store another 40 MiB
+    });
+
+    it(`streams at most ${MAX_STREAMED_CONTEXTS} contexts at once and stores the others from their spools`, async () => {
+      const uploads = MAX_STREAMED_CONTEXTS + 1;
+      let arrived = 0;
+      let release!: () => void;
+      const until = new Promise<void>((resolve) => (release = resolve));
+      // Every upload stops after 12 MiB until all of them got there, so all are under way at once.
+      const reached = () => ++arrived === uploads && release();
+      const before = await streamedObjects();
+      const answers = await Promise.all(
+        Array.from({ length: uploads }, (_, i) => post({ image: `127.0.0.1:5000/memory/many:${i}`, noise: randomBytes(CHUNK), gate: { bytes: 12 * MiB, reached, until } })),
+      );
+      const records = await Promise.all(answers.map(async ({ status, body }) => {
+        expect(status, JSON.stringify(body)).toBe(202);
+        return (await stack.builds.get(body.id!))!;
+      }));
+      for (const record of records) {
+        expect(await sha256Of(record.contextKey)).toBe(record.contextDigest);
+        await stack.api(`/v1/builds/${record.id}/cancel`, { method: 'POST' });
+      }
+      const keys = records.map((r) => r.contextKey);
+      expect(keys.filter((k) => k.startsWith('contexts/uploads/'))).toHaveLength(MAX_STREAMED_CONTEXTS);
+      expect(keys.filter((k) => k.startsWith('contexts/sha256/'))).toHaveLength(1);
+      expect(await streamedObjects()).toEqual([...before, ...keys.filter((k) => k.startsWith('contexts/uploads/'))].sort());
+      for (const key of keys) await stack.deps.storage.delete(key);
     });
 
     it.each([
