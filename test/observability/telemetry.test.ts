@@ -30,7 +30,8 @@ describe('telemetry of a build', () => {
     const base = await ensureBaseImage();
     service = await startService('telemetry');
     before = await scrapeBoth();
-    const context = await contextOf({ Dockerfile: `FROM ${base}\nRUN echo telemetry > /t.txt\n` });
+    // A context no earlier run stored, so the API stores it (one put) rather than finding it (one exists).
+    const context = await contextOf({ Dockerfile: `FROM ${base}\nRUN echo telemetry > /t.txt\n`, 'run.txt': `${process.pid} ${Date.now()}\n` });
     contextBytes = context.length;
     const res = await apiFetch(service.apiUrl, '/v1/builds', { method: 'POST', body: buildForm({ image: `127.0.0.1:5000/obs/telemetry:t${Date.now()}` }, context) }, { consumer: CONSUMER });
     expect(res.status).toBe(202);
@@ -73,7 +74,9 @@ describe('telemetry of a build', () => {
 
     expect(delta('api', 'ibs_http_request_duration_seconds_count', { method: 'POST', route: '/v1/builds', status: '202' })).toBe(1);
     expect(delta('api', 'ibs_context_bytes_received_total')).toBe(contextBytes);
-    expect(delta('api', 'ibs_storage_operations_total', { operation: 'exists', outcome: 'success' })).toBe(1);
+    // The context went to storage while it arrived (api/builds/streamed-context.ts): one put, no lookup in storage.
+    expect(delta('api', 'ibs_storage_operations_total', { operation: 'put', outcome: 'success' })).toBe(1);
+    expect(delta('api', 'ibs_storage_operations_total', { operation: 'exists', outcome: 'success' })).toBe(0);
     // Every API replica reads the same counts from the database; the build is finished, so it is not waiting.
     expect(after.api.families.get('ibs_builds_waiting')).toBe('gauge');
     expect(after.api.families.get('ibs_builds_running')).toBe('gauge');
