@@ -3,11 +3,14 @@ import type { Context } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { AuthError } from '../lib/auth/errors';
 import { DatabaseUnavailableError } from '../lib/db/availability';
+import { StorageError } from '../lib/storage';
 import type { Logger } from '../lib/telemetry/logger';
 import { PolicyViolation } from '../lib/policy/errors';
 
 /** Seconds a client is asked to wait while PostgreSQL is unreachable; a restart takes a few seconds. */
 const DATABASE_RETRY_AFTER_SECONDS = 5;
+/** Seconds a client is asked to wait while object storage fails; the same as for the database. */
+const STORAGE_RETRY_AFTER_SECONDS = 5;
 
 export class ApiError extends Error {
   constructor(
@@ -36,11 +39,21 @@ export function onError(err: Error, c: Context): Response {
     c.header('Retry-After', String(DATABASE_RETRY_AFTER_SECONDS));
     return c.json(errorBody('database_unavailable', `the build database is unreachable; retry in ${DATABASE_RETRY_AFTER_SECONDS} seconds`), 503);
   }
+  if (err instanceof StorageError) {
+    // The caller learns that storage failed and when to retry; the bucket and the cause are the operator's, in the log.
+    logError(c, err, 'object storage failed');
+    c.header('Retry-After', String(STORAGE_RETRY_AFTER_SECONDS));
+    return c.json(errorBody('storage_unavailable', `object storage is unavailable, so the build was not accepted; retry in ${STORAGE_RETRY_AFTER_SECONDS} seconds`), 503);
+  }
+  logError(c, err, 'unhandled API error');
+  return c.json(errorBody('internal_error', 'the service failed unexpectedly; retry later or ask an operator to look at the API logs'), 500);
+}
+
+function logError(c: Context, err: Error, message: string): void {
   // The deps' type is not imported here: api/deps.ts already depends on this module through the handlers' types.
   const logger = (c.get('deps') as { telemetry?: { logger: Logger } } | undefined)?.telemetry?.logger;
-  if (logger) logger.error({ err, method: c.req.method, path: new URL(c.req.url).pathname }, 'unhandled API error');
-  else console.error('unhandled API error', err);
-  return c.json(errorBody('internal_error', 'the service failed unexpectedly; retry later or ask an operator to look at the API logs'), 500);
+  if (logger) logger.error({ err, method: c.req.method, path: new URL(c.req.url).pathname }, message);
+  else console.error(message, err);
 }
 
 export function notFound(c: Context): Response {

@@ -27,6 +27,8 @@ export class StreamedContext {
   private readonly stored: Promise<void>;
   private failure: unknown;
   private discarded?: Promise<void>;
+  /** The callback of the write under way: a destroyed PassThrough may never call it, so a failure does. */
+  private pending?: (err?: unknown) => void;
 
   constructor(storage: ObjectStore, contentType: string) {
     this.stored = storage.put(this.key, this.body, { contentType });
@@ -36,14 +38,24 @@ export class StreamedContext {
       () => streamedContexts--,
     );
     // A store failing mid-upload fails the receive with its own error, instead of leaving the spool waiting on it.
-    this.stored.catch((err: unknown) => {
-      this.failure ??= err;
-      this.body.destroy(err as Error);
-    });
+    this.stored.catch((err: unknown) => this.fail(err));
   }
 
   write(chunk: Buffer, callback: (err?: unknown) => void): void {
-    this.body.write(chunk, (err) => callback(err ? (this.failure ?? err) : undefined));
+    if (this.failure) return callback(this.failure);
+    const done = (err?: unknown) => {
+      if (this.pending !== done) return;
+      this.pending = undefined;
+      callback(err ? (this.failure ?? err) : undefined);
+    };
+    this.pending = done;
+    this.body.write(chunk, done);
+  }
+
+  private fail(err: unknown): void {
+    this.failure ??= err;
+    this.body.destroy(this.failure as Error);
+    this.pending?.(this.failure);
   }
 
   /** Ends the object: it is stored whole when this resolves. */
@@ -56,8 +68,7 @@ export class StreamedContext {
   /** Drops what was sent; resolves once the backend has let go of it. Safe to call more than once. */
   discard(): Promise<void> {
     this.discarded ??= (async () => {
-      this.failure ??= new Error('discarded');
-      this.body.destroy(this.failure as Error);
+      this.fail(new Error('discarded'));
       await this.stored.catch(() => undefined);
     })();
     return this.discarded;

@@ -192,6 +192,33 @@ describe('a large upload', () => {
       for (const key of keys) await stack.deps.storage.delete(key);
     });
 
+    it('answers 503 storage_unavailable with Retry-After when object storage is unreachable, and records nothing', async () => {
+      // The same service with its object store on a port nothing listens on.
+      const down = await startTestStack('storage-down', { MINIO_SERVER_HOST: 'http://127.0.0.1:9', CONTEXT_MAX_ARCHIVE_BYTES: String(256 * MiB) });
+      try {
+        const rows = async () => Number((await down.pool.query('SELECT count(*) FROM builds')).rows[0].count);
+        const before = await rows();
+        // 40 MiB fails while it streams; 1 MiB is held until the request ends and fails when it is stored.
+        for (const bytes of [fileBytes, MiB]) {
+          const boundary = `ibs${Date.now()}`;
+          const res = await down.api(`/v1/builds`, {
+            method: 'POST',
+            body: streamingBody(boundary, { fileBytes: bytes, image: '127.0.0.1:5000/memory/down:1' }),
+            headers: { 'content-type': `multipart/form-data; boundary=${boundary}` },
+            duplex: 'half',
+          } as RequestInit);
+          const body = (await res.json()) as { error: { code: string; message: string } };
+          expect(res.status, JSON.stringify(body)).toBe(503);
+          expect(body.error.code).toBe('storage_unavailable');
+          expect(res.headers.get('retry-after')).toBe('5');
+          expect(body.error.message).not.toContain(bucket);
+        }
+        expect(await rows()).toBe(before);
+      } finally {
+        await down.close();
+      }
+    });
+
     it.each([
       ['an entry escaping the context after 40 MiB', { trailingHeaders: [headerFor('../escape', 0)] }, 'context_path_traversal'],
       ['a spec refused once the whole context has arrived', { image: 'not a reference' }, 'invalid_spec'],
