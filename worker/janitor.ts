@@ -4,9 +4,12 @@
  * build's next attempt on this machine takes both over. When no attempt follows here (the attempts ran out in a
  * crash loop, or the next one ran on another worker), the janitor stores the spooled lines and removes the folder,
  * once the build has been final for longer than a closing attempt keeps retrying storage, so it never races one.
+ * It also aborts the context uploads an API killed mid-upload left unfinished in the service bucket, once they are
+ * older than any request can be.
  */
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { STREAMED_CONTEXTS_PREFIX } from '../lib/context/keys';
 import type { BuildRepository } from '../lib/db/builds-repository';
 import { BuildLog, type BuildLogSettings } from '../lib/logs/build-log';
 import type { ObjectStore } from '../lib/storage/object-store';
@@ -20,6 +23,11 @@ export interface JanitorOptions {
   workRoot?: string;
   /** How long a build must have been final before its leftovers are taken (default 10 min: twice a log's close timeout). */
   graceMs?: number;
+  /**
+   * How old an unfinished streamed context upload must be before it is aborted (default 3 h: longer than any request
+   * lives, the API's server ending each after 2 h, api/server-options.ts).
+   */
+  unfinishedUploadAgeMs?: number;
   now?: () => number;
 }
 
@@ -28,6 +36,8 @@ export interface SweepResult {
   logsStored: string[];
   /** Work folders removed. */
   foldersRemoved: string[];
+  /** Unfinished context uploads aborted: an API killed while a client sent a context left them. */
+  uploadsAborted: number;
 }
 
 const UUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
@@ -35,6 +45,7 @@ const SPOOL = new RegExp(`^${UUID}$`);
 const WORK_FOLDER = new RegExp(`^ibs-(${UUID})-`);
 const FINAL = new Set(['succeeded', 'failed', 'cancelled']);
 const DEFAULT_GRACE_MS = 10 * 60_000;
+export const DEFAULT_UNFINISHED_UPLOAD_AGE_MS = 3 * 60 * 60_000;
 
 export async function sweepFinishedBuilds(options: JanitorOptions): Promise<SweepResult> {
   const now = options.now ?? Date.now;
@@ -52,7 +63,7 @@ export async function sweepFinishedBuilds(options: JanitorOptions): Promise<Swee
     return verdict.then((yes) => yes && !BuildLog.isOpen(buildId));
   };
 
-  const result: SweepResult = { logsStored: [], foldersRemoved: [] };
+  const result: SweepResult = { logsStored: [], foldersRemoved: [], uploadsAborted: 0 };
   for (const buildId of (await entries(options.buildLogs.spoolDir)).filter((name) => SPOOL.test(name))) {
     if (!(await over(buildId))) continue;
     // Opening takes the spool over as a next attempt would (what the killed one stored is skipped); closing stores
@@ -69,6 +80,8 @@ export async function sweepFinishedBuilds(options: JanitorOptions): Promise<Swee
       result.foldersRemoved.push(name);
     }
   }
+  const startedBefore = new Date(now() - (options.unfinishedUploadAgeMs ?? DEFAULT_UNFINISHED_UPLOAD_AGE_MS));
+  result.uploadsAborted = await options.storage.abortUnfinishedUploads(STREAMED_CONTEXTS_PREFIX, startedBefore);
   return result;
 }
 

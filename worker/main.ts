@@ -66,7 +66,9 @@ async function main(): Promise<void> {
     intervalMs: JANITOR_INTERVAL_MS,
     report: (err, result) => {
       if (err) logger.warn({ err }, 'sweeping the leftovers of finished builds failed; the next sweep tries again');
-      else if (result && (result.logsStored.length || result.foldersRemoved.length)) logger.info(result, 'stored the spooled logs and removed the work folders that killed attempts of finished builds left');
+      else if (result && (result.logsStored.length || result.foldersRemoved.length || result.uploadsAborted)) {
+        logger.info(result, 'stored the spooled logs, removed the work folders and aborted the context uploads that killed attempts and API processes left');
+      }
     },
   });
   // Ends the Builds whose workflow an operator terminated (or that closed otherwise without recording an outcome).

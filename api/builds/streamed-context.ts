@@ -4,14 +4,11 @@
  * build is accepted (commit); a refused request or a context already stored discards it, and the backend drops what it
  * had (S3 aborts the multipart upload), so a refused upload leaves no object behind.
  */
-import { randomUUID } from 'node:crypto';
 import { PassThrough, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
+import { streamedContextKey } from '../../lib/context/keys';
 import { formatOf, MAGIC_BYTES } from '../../lib/context/streams';
 import type { ObjectStore } from '../../lib/storage';
-
-/** Streamed contexts are stored under a key of their own: the digest is known only once the last byte arrived. */
-export const STREAMED_CONTEXT_PREFIX = 'contexts/uploads/';
 
 /**
  * How many contexts one API process streams at once. Each holds memory while its client still sends (S3: two 8 MiB
@@ -22,7 +19,7 @@ export const MAX_STREAMED_CONTEXTS = 4;
 let streamedContexts = 0;
 
 export class StreamedContext {
-  readonly key = `${STREAMED_CONTEXT_PREFIX}${randomUUID()}`;
+  readonly key = streamedContextKey();
   private readonly body = new PassThrough();
   private readonly stored: Promise<void>;
   private failure: unknown;

@@ -8,6 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import { buildFingerprint } from '../../lib/builds/fingerprint';
 import { contextHasFile, type ContextSummary } from '../../lib/context/archive';
+import { contextKeyOf } from '../../lib/context/keys';
 import type { BuildRecord } from '../../lib/db/builds-repository';
 import type { PolicyExemption } from '../../lib/policy/build-policy';
 import type { BuildSource, BuildSpec, ResumePoint } from '../../workflows/definitions';
@@ -105,7 +106,7 @@ async function storeContext(deps: ApiDeps, upload: BuildUpload): Promise<string>
     await upload.streamed.commit();
     return upload.streamed.key;
   }
-  const contextKey = `contexts/sha256/${context.sha256}`;
+  const contextKey = contextKeyOf(context.sha256);
   await deps.storage.putFile(contextKey, upload.archivePath, { contentType: contentTypeOf(context) });
   return contextKey;
 }

@@ -24,6 +24,12 @@ export interface ObjectStore {
   presignPut(key: string, ttlSeconds: number): Promise<PresignedPut>;
   /** Fails with a clear message when the bucket is missing or the credentials are refused. */
   check(): Promise<void>;
+  /**
+   * Aborts the uploads under `prefix` begun before `startedBefore` and neither completed nor aborted since (a process
+   * killed while it streamed an object leaves one), and answers how many. Azure drops uncommitted blocks and GCS
+   * its resumable sessions by themselves after a week; their adapters answer 0.
+   */
+  abortUnfinishedUploads(prefix: string, startedBefore: Date): Promise<number>;
 }
 
 export interface PresignedPut {

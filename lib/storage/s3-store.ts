@@ -6,6 +6,7 @@ import {
   GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
   PutObjectCommand,
   S3Client,
   S3ServiceException,
@@ -260,5 +261,21 @@ export class S3ObjectStore implements ObjectStore {
 
   async check(): Promise<void> {
     await this.request(() => this.client.send(new HeadBucketCommand({ Bucket: this.bucket })));
+  }
+
+  async abortUnfinishedUploads(prefix: string, startedBefore: Date): Promise<number> {
+    let aborted = 0;
+    let marker: { KeyMarker?: string; UploadIdMarker?: string } = {};
+    for (;;) {
+      // The whole bucket's list, filtered here: MinIO answers a prefix only when it names one whole key.
+      const page = await this.request(() => this.client.send(new ListMultipartUploadsCommand({ Bucket: this.bucket, ...marker })));
+      for (const upload of page.Uploads ?? []) {
+        if (!upload.Key?.startsWith(prefix) || !upload.Initiated || upload.Initiated >= startedBefore) continue;
+        await this.request(() => this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: upload.Key, UploadId: upload.UploadId })));
+        aborted++;
+      }
+      if (!page.IsTruncated) return aborted;
+      marker = { KeyMarker: page.NextKeyMarker, UploadIdMarker: page.NextUploadIdMarker };
+    }
   }
 }

@@ -10,7 +10,10 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sweepFinishedBuilds } from '../../worker/janitor';
+import { CreateMultipartUploadCommand, ListMultipartUploadsCommand, S3Client } from '@aws-sdk/client-s3';
+import { API_SERVER_OPTIONS } from '../../api/server-options';
+import { streamedContextKey } from '../../lib/context/keys';
+import { DEFAULT_UNFINISHED_UPLOAD_AGE_MS, sweepFinishedBuilds } from '../../worker/janitor';
 import { startTestStack, type TestStack } from '../support/stack';
 
 const ROOT = join(__dirname, '..', '..');
@@ -44,6 +47,32 @@ describe('the janitor of killed attempts', () => {
     if (scratch) await rm(scratch, { recursive: true, force: true });
   });
 
+  it('aborts the context uploads a killed API left unfinished, once older than any request lives', async () => {
+    const bucket = stack.deps.storage.bucket;
+    const s3 = new S3Client({
+      endpoint: process.env.MINIO_SERVER_HOST,
+      region: 'us-east-1',
+      forcePathStyle: true,
+      credentials: { accessKeyId: process.env.MINIO_SERVER_ROOT_USER ?? '', secretAccessKey: process.env.MINIO_SERVER_ROOT_PASSWORD ?? '' },
+    });
+    try {
+      const key = streamedContextKey();
+      await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key }));
+      const unfinished = async () => ((await s3.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: key }))).Uploads ?? []).length;
+      const sweep = (now: () => number) =>
+        sweepFinishedBuilds({ builds: stack.builds, storage: stack.deps.storage, buildLogs: { ...stack.deps.buildLogs, spoolDir: join(scratch, 'no-spools') }, now });
+      // A request may still be sending it: left alone.
+      expect((await sweep(Date.now)).uploadsAborted).toBe(0);
+      expect(await unfinished()).toBe(1);
+      // Older than any request lives (the API's server ends every request after API_SERVER_OPTIONS.requestTimeout).
+      expect(DEFAULT_UNFINISHED_UPLOAD_AGE_MS).toBeGreaterThan(API_SERVER_OPTIONS.requestTimeout);
+      expect((await sweep(() => Date.now() + DEFAULT_UNFINISHED_UPLOAD_AGE_MS + 60_000)).uploadsAborted).toBeGreaterThanOrEqual(1);
+      expect(await unfinished()).toBe(0);
+    } finally {
+      s3.destroy();
+    }
+  });
+
   it('stores a finished build\'s spooled lines and removes its work folder, after the grace period only', async () => {
     const spoolDir = join(scratch, 'spools');
     const workRoot = join(scratch, 'work');
@@ -67,18 +96,18 @@ describe('the janitor of killed attempts', () => {
     const stored = async () => (await stack.api(`/v1/builds/${id}/logs`)).text();
     expect((await stored()).match(/line-\d+/g)).toEqual(['line-1']);
 
-    expect(await sweep()).toEqual({ logsStored: [], foldersRemoved: [] }); // still queued
+    expect(await sweep()).toMatchObject({ logsStored: [], foldersRemoved: [] }); // still queued
     await stack.builds.markFailed(id, { code: 'internal_error', message: 'every attempt was killed' });
-    expect(await sweep()).toEqual({ logsStored: [], foldersRemoved: [] }); // over, but only just
+    expect(await sweep()).toMatchObject({ logsStored: [], foldersRemoved: [] }); // over, but only just
     expect(existsSync(join(spoolDir, id))).toBe(true);
 
-    expect(await sweep(Date.now() + 11 * 60_000)).toEqual({ logsStored: [id], foldersRemoved: [`ibs-${id}-a1b2c3`] });
+    expect(await sweep(Date.now() + 11 * 60_000)).toMatchObject({ logsStored: [id], foldersRemoved: [`ibs-${id}-a1b2c3`] });
     expect((await stored()).match(/line-\d+/g)).toEqual(Array.from({ length: 40 }, (_, i) => `line-${i + 1}`));
     expect(existsSync(join(spoolDir, id))).toBe(false);
     expect(existsSync(folder)).toBe(false);
     expect(existsSync(stranger)).toBe(true);
     // A second sweep finds nothing more to do, and stores nothing twice.
-    expect(await sweep(Date.now() + 11 * 60_000)).toEqual({ logsStored: [], foldersRemoved: [] });
+    expect(await sweep(Date.now() + 11 * 60_000)).toMatchObject({ logsStored: [], foldersRemoved: [] });
     expect((await stored()).match(/line-\d+/g)).toHaveLength(40);
   }, 60_000);
 });
