@@ -10,10 +10,11 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CreateMultipartUploadCommand, ListMultipartUploadsCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateMultipartUploadCommand, ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import { API_SERVER_OPTIONS } from '../../api/server-options';
 import { streamedContextKey } from '../../lib/context/keys';
 import { DEFAULT_UNFINISHED_UPLOAD_AGE_MS, sweepFinishedBuilds } from '../../worker/janitor';
+import { stackMinioClient } from '../support/object-keys';
 import { startTestStack, type TestStack } from '../support/stack';
 
 const ROOT = join(__dirname, '..', '..');
@@ -49,12 +50,7 @@ describe('the janitor of killed attempts', () => {
 
   it('aborts the context uploads a killed API left unfinished, once older than any request lives', async () => {
     const bucket = stack.deps.storage.bucket;
-    const s3 = new S3Client({
-      endpoint: process.env.MINIO_SERVER_HOST,
-      region: 'us-east-1',
-      forcePathStyle: true,
-      credentials: { accessKeyId: process.env.MINIO_SERVER_ROOT_USER ?? '', secretAccessKey: process.env.MINIO_SERVER_ROOT_PASSWORD ?? '' },
-    });
+    const s3 = stackMinioClient();
     try {
       const key = streamedContextKey();
       await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key }));

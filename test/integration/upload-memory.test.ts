@@ -4,10 +4,10 @@
  * The request bodies are generated on the fly (never held in memory), so any growth is the service's own.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { ListMultipartUploadsCommand, S3Client } from '@aws-sdk/client-s3';
+import { ListMultipartUploadsCommand, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { headerFor } from '../support/archives';
-import { listKeys } from '../support/object-keys';
+import { listKeys, stackMinioClient } from '../support/object-keys';
 import { startTestStack, type TestStack } from '../support/stack';
 import { MAX_STREAMED_CONTEXTS } from '../../api/builds/streamed-context';
 
@@ -112,7 +112,6 @@ describe('a large upload', () => {
   describe('stored as it arrives', () => {
     const bucket = process.env.LOGS_BUCKET ?? 'data';
     let s3: S3Client;
-    // Listing is not part of the ObjectStore port, so the test asks MinIO directly.
     const streamedObjects = () => listKeys(s3, bucket, 'contexts/uploads/');
     // The whole bucket's list, filtered here: MinIO answers a prefix only when it names one whole key.
     const unfinishedUploads = async () => ((await s3.send(new ListMultipartUploadsCommand({ Bucket: bucket }))).Uploads ?? []).filter((u) => u.Key?.startsWith('contexts/uploads/'));
@@ -121,12 +120,7 @@ describe('a large upload', () => {
     const tarHead = tarHeadFor(fileBytes);
 
     beforeAll(() => {
-      s3 = new S3Client({
-        endpoint: process.env.MINIO_SERVER_HOST,
-        region: 'us-east-1',
-        forcePathStyle: true,
-        credentials: { accessKeyId: process.env.MINIO_SERVER_ROOT_USER ?? '', secretAccessKey: process.env.MINIO_SERVER_ROOT_PASSWORD ?? '' },
-      });
+      s3 = stackMinioClient();
     });
     afterAll(() => s3?.destroy());
 
