@@ -64,6 +64,8 @@ describe('classifyBuildFailure', () => {
   it.each([
     ['#7 exporting to image\n#7 pushing layers\nERROR: failed to solve: failed to push 127.0.0.1:5000/x: failed to copy: unexpected status from PUT request to http://127.0.0.1:5000/v2/x/blobs/uploads/1: 503 Service Unavailable', 'push_failed'],
     ['#7 pushing layers\nERROR: failed to solve: failed to push 127.0.0.1:5000/x: unexpected status from PUT request: 429 Too Many Requests', 'push_failed'],
+    // Two builds pushing the same layer: the second's manifest arrived before the first's layer (seen in a CI run).
+    ['#7 DONE 0.0s\nerror: failed to solve: failed to push 127.0.0.1:5000/fair/a: errors:\nunknown: provided digest did not match uploaded content\nunknown: blob unknown to registry - sha256:a196', 'push_failed'],
     ['#5 [2/3] RUN sleep 5\nERROR: failed to receive status: rpc error: code = Unavailable desc = error reading from server: EOF', 'build_failed'],
     ['#5 [2/3] RUN sleep 5\nerror: failed to solve: Canceled: grpc: the client connection is closing', 'build_failed'],
   ])('retries %j, ending %s only once the retries are spent', (tail, code) => {
@@ -73,6 +75,8 @@ describe('classifyBuildFailure', () => {
 
   it.each([
     '#7 pushing layers\nERROR: failed to push 127.0.0.1:5000/x: unexpected status from PUT request: 401 Unauthorized',
+    // Only the closing error counts: a RUN step that printed a registry's words does not make a refused push transient.
+    '#5 [2/2] RUN echo "blob unknown to registry"\n#5 0.1 blob unknown to registry\nERROR: failed to push 127.0.0.1:5000/x: unexpected status from PUT request: 403 Forbidden',
     // A RUN step whose own output names a broken connection is the build's failure, not the daemon's.
     '#5 [2/2] RUN curl http://x\n#5 0.2 curl: (56) Recv failure: Connection reset by peer\nERROR: process "/bin/sh -c curl http://x" did not complete successfully: exit code: 56',
   ])('does not retry %j', (tail) => {
