@@ -23,6 +23,8 @@ NODE_NAME=ibs-node
 NODE_IP=10.244.0.1
 NODE_POD_SUBNET=10.244.0.0/24
 NODE_BRIDGE=ibs-cni0
+# Locally administered, ending in the gateway's address (10.244.0.1).
+NODE_BRIDGE_MAC=02:42:0a:f4:00:01
 CLUSTER_DNS_IP=10.96.0.10
 NODE_CONTAINERD_SOCKET=$NODE_DIR/containerd/containerd.sock
 NODE_HOST_PORTS=(5000 5001 5002 5443 9000 7233 55432 10000 4443)
@@ -52,6 +54,9 @@ node_host_setup() {
     ip link add "$NODE_BRIDGE" type bridge
   fi
   [[ $(ip -4 addr show dev "$NODE_BRIDGE") == *"inet $NODE_IP/"* ]] || ip addr add "$NODE_IP/24" dev "$NODE_BRIDGE"
+  # A MAC of its own: a bridge without one takes the lowest of its ports', so a pod deleted while the next one starts
+  # changed the gateway's MAC under the new pod, whose first connections to the host then timed out on a stale ARP entry.
+  ip link set "$NODE_BRIDGE" address "$NODE_BRIDGE_MAC"
   ip link set "$NODE_BRIDGE" up
   # One chain of DNAT rules, rebuilt on every start, entered from PREROUTING (pods) and OUTPUT (the host).
   iptables -t nat -N IBS-HOST-SERVICES 2>/dev/null || iptables -t nat -F IBS-HOST-SERVICES
