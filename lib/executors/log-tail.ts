@@ -15,3 +15,15 @@ export class LogTail {
     return [...this.lines, this.partial].filter(Boolean).slice(-this.max).join('\n');
   }
 }
+
+/**
+ * The builder's closing error, from its last error line to the end (a registry's errors follow on lines of their
+ * own): buildctl's `error: failed to solve: …`, Kaniko's `error pushing image: …`. What a RUN step printed before it
+ * does not count.
+ */
+export function closingError(logTail: string): string {
+  const lines = logTail.split('\n');
+  let at = lines.length - 1;
+  while (at >= 0 && !/^error[: ]/i.test(lines[at]!.trim())) at--;
+  return at < 0 ? '' : lines.slice(at).join('\n').trim();
+}

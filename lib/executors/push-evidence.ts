@@ -5,11 +5,26 @@
  * from wrong credentials (a fresh one).
  */
 import { redactSignedUrls } from '../logs/redact';
+import { closingError } from './log-tail';
 
 const PUSH_FAILURE = /failed to push|push access denied|unexpected status from PUT|failed to do request.*(PUT|POST)|error pushing image|UNAUTHORIZED|DENIED/i;
 
 export function isPushFailure(logTail: string): boolean {
   return PUSH_FAILURE.test(logTail) && /push|PUT|POST|upload/i.test(logTail);
+}
+
+/**
+ * A registry answer another push may not meet: throttling or a fault on the registry's side, by status (5xx, 429)
+ * or by the registry's error code (UNAVAILABLE, TOOMANYREQUESTS: with an error body the builders print the code,
+ * not the status), or a manifest refused for naming a layer not there yet. One BuildKit daemon pushes a layer that
+ * two builds share once, and the second build's push does not wait for the first to finish, so its manifest can
+ * reach the registry before the layer does; pushed again, the layer is uploaded or found and the manifest goes through.
+ */
+const TRANSIENT_PUSH = /\b(429 Too Many Requests|5\d\d [A-Z][A-Za-z ]+)\b|\b(unavailable|UNAVAILABLE|toomanyrequests|TOOMANYREQUESTS): |blob unknown to registry/;
+
+/** Whether a refused push is worth another attempt (the activity retries it, with backoff, a few times). */
+export function isTransientPushFailure(logTail: string): boolean {
+  return isPushFailure(logTail) && TRANSIENT_PUSH.test(closingError(logTail));
 }
 
 const UNTRUSTED_CERTIFICATE = /x509:|tls: failed to verify certificate|certificate signed by unknown authority/i;

@@ -14,6 +14,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { BuildFailedError } from '../../lib/executors/executor';
 import { builderPodName, createKubernetesExecutor, type KubernetesExecutorSettings } from '../../lib/executors/kubernetes';
 import type { S3ObjectStore } from '../../lib/storage/s3-store';
+import { FaultProxy } from '../faults/support/fault-proxy';
 import { contextOf } from '../support/archives';
 import { BASE_IMAGE, ensureBaseImage, manifestOf } from '../support/registry';
 import { KUBECONFIG, buildJob, createNamespace, deleteNamespace, eventually, podGone, readPod, recordingObserver } from '../kubernetes/support/cluster';
@@ -123,6 +124,27 @@ describe(`builder pods on the real node ${NODE_NAME}`, () => {
     expect(error.message).toContain('127.0.0.1:5000/ibs/image-builder:no-such-version');
     await eventually(() => podGone(namespace, builderPodName(job.buildId)), 'the failed pod to be deleted', 30_000);
   }, 150_000);
+
+  it.each([
+    [503, true],
+    [401, false],
+  ] as const)('a push the registry answers %i ends push_failed, marked for another attempt: %s', async (status, transient) => {
+    // The registry behind a fault proxy on the node's address: pulls and blobs go through, manifest PUTs are
+    // answered with `status`. The base comes through the proxy too: the pod trusts plain HTTP only from its target.
+    const proxy = await FaultProxy.start('127.0.0.1:5000', address);
+    proxy.rule = (req) => (req.method === 'PUT' && req.url?.includes('/manifests/') ? status : undefined);
+    try {
+      const context = await uploadDockerfile(`FROM ${proxy.address}/${BASE_PATH}\nRUN echo pushed through a faulty registry > /f\n`);
+      const job = buildJob(context, { repository: `${proxy.address}/ibs-cluster/faulty`, timeoutSeconds: 180 });
+      const error = await failureOf(executor().run(job, recordingObserver()));
+      expect(error.code, error.message).toBe('push_failed');
+      expect(error.transient, error.message).toBe(transient);
+      expect(error.evidence?.registry).toBe(proxy.address);
+      expect(proxy.injected.get(status)).toBeGreaterThan(0);
+    } finally {
+      await proxy.close();
+    }
+  }, 300_000);
 
   it('a build longer than its timeout ends build_timeout and its pod is deleted', async () => {
     const context = await uploadDockerfile(`FROM ${address}:5000/${BASE_PATH}\nRUN sleep 600\n`);

@@ -28,7 +28,7 @@ import {
 } from './pull-secrets';
 import { builderResourcesFor } from './resources';
 import { LogTail } from '../log-tail';
-import { isPushFailure, pushFailureAdvice, pushFailureEvidence } from '../push-evidence';
+import { isPushFailure, isTransientPushFailure, pushFailureAdvice, pushFailureEvidence } from '../push-evidence';
 
 export interface KubernetesExecutorDeps {
   storage: ObjectStore;
@@ -226,7 +226,7 @@ export class KubernetesExecutor implements BuildExecutor {
             const advice = pushFailureAdvice(logEnd);
             throw new BuildFailedError('push_failed', advice ? `${advice}; ${error.message}` : error.message, {
               ...error.evidence, ...pushFailureEvidence(logEnd, { repository: job.repository, credentialsIssuedAt }),
-            });
+            }, isTransientPushFailure(logEnd));
           }
           throw error;
         }

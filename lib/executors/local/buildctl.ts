@@ -1,7 +1,8 @@
 /** The buildctl command line for a job, and what its failures mean. Pure functions, tested beside. */
 import { posix } from 'node:path';
 import { BuildFailedError, type BuildJob } from '../executor';
-import { pushFailureEvidence, type PushContext } from '../push-evidence';
+import { closingError } from '../log-tail';
+import { isTransientPushFailure, pushFailureEvidence, type PushContext } from '../push-evidence';
 
 export interface BuildctlPaths {
   buildkitHost: string;
@@ -55,28 +56,9 @@ const UNREACHABLE = /connection refused|no such file or directory.*buildkitd|fai
 /** buildctl's own last words when the daemon went away mid-build (restarted, killed): its gRPC stream broke. */
 const DAEMON_LOST = /code = (Unavailable|Canceled) desc|error reading from server|transport is closing|client connection is closing|connection reset by peer|broken pipe|stream terminated by RST_STREAM|failed to receive status/i;
 /**
- * A registry answer another push may not meet: throttling, a fault on the registry's side, or a manifest refused for
- * naming a layer not there yet. BuildKit pushes a layer that two builds share once; the second build's push does not
- * wait for the first to finish, so its manifest can reach the registry before the layer does. Pushed again, the layer
- * is uploaded or found, and the manifest goes through.
- */
-const TRANSIENT_PUSH = /\b(429 Too Many Requests|5\d\d [A-Z][A-Za-z ]+)\b|blob unknown to registry/;
-
-/**
- * buildctl's closing error, from its last `error:` line to the end (a registry's errors follow on lines of their
- * own): what failed the run, as opposed to what a RUN step printed.
- */
-function closingError(logTail: string): string {
-  const lines = logTail.split('\n');
-  let i = lines.length - 1;
-  while (i >= 0 && !/^error: /i.test(lines[i]!.trim())) i--;
-  return i < 0 ? '' : lines.slice(i).join('\n').trim();
-}
-
-/**
  * Maps a failed buildctl run to a stable error. A daemon that cannot be reached, or that went away mid-build, is
- * transient, and so is a push the registry answered with 5xx, 429 or an unknown blob: the activity retries those. Everything else
- * is the build's own failure and carries the tail of the log.
+ * transient, and so is a push worth another attempt (isTransientPushFailure): the activity retries those.
+ * Everything else is the build's own failure and carries the tail of the log.
  */
 export function classifyBuildFailure(logTail: string, push?: PushContext): Error {
   if (UNREACHABLE.test(logTail) && !/\[\d+\/\d+\]|#\d+ /.test(logTail)) {
@@ -89,8 +71,7 @@ export function classifyBuildFailure(logTail: string, push?: PushContext): Error
     return new BuildFailedError('dockerfile_invalid', `the Dockerfile could not be parsed:\n${logTail}`);
   }
   if (/failed to push|push access denied|unexpected status from PUT|failed to do request.*(PUT|POST)/i.test(logTail)) {
-    const transient = TRANSIENT_PUSH.test(closingError(logTail));
-    return new BuildFailedError('push_failed', `the image could not be pushed:\n${logTail}`, push ? pushFailureEvidence(logTail, push) : undefined, transient);
+    return new BuildFailedError('push_failed', `the image could not be pushed:\n${logTail}`, push ? pushFailureEvidence(logTail, push) : undefined, isTransientPushFailure(logTail));
   }
   if (/failed to resolve source metadata|pull access denied|not found: not found/i.test(logTail)) {
     return new BuildFailedError('base_image_unavailable', `a base image could not be pulled:\n${logTail}`);

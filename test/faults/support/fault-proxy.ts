@@ -12,6 +12,8 @@ export class FaultProxy {
   /** Share of the requests answered with a fault while `faulty` (0..1). */
   rate = 0.3;
   faulty = false;
+  /** When set, decides instead of `rate` and `faulty`: the status to answer a request with, or undefined to forward it. */
+  rule?: (req: IncomingMessage) => number | undefined;
   /** Faults answered so far, by status. */
   readonly injected = new Map<number, number>();
   forwarded = 0;
@@ -27,22 +29,30 @@ export class FaultProxy {
     return [...this.injected.values()].reduce((a, b) => a + b, 0);
   }
 
-  static async start(upstream: string): Promise<FaultProxy> {
+  /** `host`: where it listens (builder pods reach the host at the node's address). */
+  static async start(upstream: string, host = '127.0.0.1'): Promise<FaultProxy> {
     const proxy = new FaultProxy(upstream);
-    await new Promise<void>((resolve) => proxy.server.listen(0, '127.0.0.1', resolve));
-    proxy.address = `127.0.0.1:${(proxy.server.address() as AddressInfo).port}`;
+    await new Promise<void>((resolve) => proxy.server.listen(0, host, resolve));
+    proxy.address = `${host}:${(proxy.server.address() as AddressInfo).port}`;
     return proxy;
   }
 
+  private fault(req: IncomingMessage): number | undefined {
+    if (this.rule) return this.rule(req);
+    if (!this.faulty || Math.random() >= this.rate) return undefined;
+    return FAULTS[Math.floor(Math.random() * FAULTS.length)] ?? 503;
+  }
+
   private handle(upstream: string, req: IncomingMessage, res: ServerResponse): void {
-    if (this.faulty && Math.random() < this.rate) {
-      const status: number = FAULTS[Math.floor(Math.random() * FAULTS.length)] ?? 503;
+    const status = this.fault(req);
+    if (status !== undefined) {
       this.injected.set(status, (this.injected.get(status) ?? 0) + 1);
       // The request body is read to its end first, as a registry would before answering a failed upload.
       req.resume();
       req.on('end', () => {
         res.writeHead(status, { 'content-type': 'application/json', 'retry-after': '1', connection: 'close' });
-        res.end(JSON.stringify({ errors: [{ code: status === 429 ? 'TOOMANYREQUESTS' : 'UNAVAILABLE', message: 'injected by the fault proxy' }] }));
+        const code = status === 429 ? 'TOOMANYREQUESTS' : status === 401 ? 'UNAUTHORIZED' : 'UNAVAILABLE';
+        res.end(JSON.stringify({ errors: [{ code, message: 'injected by the fault proxy' }] }));
       });
       return;
     }
