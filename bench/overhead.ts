@@ -9,7 +9,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import type { WorkflowHandle } from '@temporalio/client';
+import { WorkflowNotFoundError, type WorkflowHandle } from '@temporalio/client';
 import { tsToMs } from '@temporalio/common/lib/time';
 import { workflowIdForBuild } from '../workflows/definitions';
 import { buildForm, contextOf } from '../test/support/archives';
@@ -48,7 +48,7 @@ async function main(): Promise<void> {
     const acceptedAt = Date.now();
     const { id } = (await res.json()) as { id: string };
     const handle = stack.client.workflow.getHandle(workflowIdForBuild(id));
-    await handle.result();
+    await resultOf(handle);
     const took = performance.now() - started;
     if (i >= 0) phases.push(phasesOf(await handle.fetchHistory(), startedAt, acceptedAt, startedAt + took));
     return took;
@@ -86,6 +86,21 @@ async function main(): Promise<void> {
   }
   console.log(`median service ${s.toFixed(0)} ms, median buildctl ${d.toFixed(0)} ms`);
   console.log(`ratio=${(s / d).toFixed(3)} overhead_ms=${(s - d).toFixed(0)}`);
+}
+
+/**
+ * The workflow's result. The API starts the workflow just after its answer, so the first ask may come before the
+ * workflow exists; it is asked again until it does.
+ */
+async function resultOf(handle: WorkflowHandle): Promise<unknown> {
+  for (let tries = 0; ; tries++) {
+    try {
+      return await handle.result();
+    } catch (err) {
+      if (!(err instanceof WorkflowNotFoundError) || tries >= 200) throw err;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
 }
 
 /** The phases of one service build, in ms: the POST, the workflow until its build activity starts, the build
