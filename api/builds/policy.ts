@@ -1,7 +1,8 @@
 /**
  * The request-time half of the build policy (the workflow's checkBuildPolicy activity is the other): the target
  * registry, then the Dockerfile read from the spooled upload (or the image URI to copy and its registry), with the
- * same checks and settings as the worker's, and what the host names of a source registry and of ADD URLs resolve to.
+ * same checks and settings as the worker's, and what the host names of a target or source registry and of ADD URLs
+ * resolve to.
  */
 import { createReadStream } from 'node:fs';
 import type { Config } from '../../lib/config';
@@ -10,7 +11,7 @@ import { readContextFile } from '../../lib/context/read-file';
 import { resolveHost } from '../../lib/policy/addresses';
 import { addUrlsByName, buildPolicySettingsOf, checkDockerfilePolicy, checkResolvedAddUrls, type BuildPolicySettings, type PolicyExemption } from '../../lib/policy/build-policy';
 import { checkSourceImagePolicy } from '../../lib/policy/source-image';
-import { checkTargetRegistry, hostWithoutPort, type TargetRegistrySettings } from '../../lib/policy/targets';
+import { checkTargetRegistry, hostWithoutPort, targetsUnlisted, type TargetRegistrySettings } from '../../lib/policy/targets';
 import { parseImageReference } from '../../lib/registry/reference';
 import { parseSourceReference } from '../../lib/sources/source-reference';
 import type { BuildSpec } from '../../workflows/definitions';
@@ -37,7 +38,9 @@ export class DockerfilePolicy implements BuildRequestPolicy {
   constructor(private readonly settings: { build: BuildPolicySettings; targets: TargetRegistrySettings }) {}
 
   async check({ spec, consumer, upload }: { spec: BuildSpec; consumer: string; upload: BuildUpload }): Promise<PolicyExemption | undefined> {
-    checkTargetRegistry(parseImageReference(spec.image).registry, this.settings.targets);
+    const target = parseImageReference(spec.image).registry;
+    // Only a deployment that lists no target registry lets a consumer name one, so only there is the name looked up.
+    checkTargetRegistry(target, this.settings.targets, targetsUnlisted(this.settings.targets) ? await resolveHost(hostWithoutPort(target)) : []);
     if (spec.sourceImage !== undefined) {
       const source = parseSourceReference(spec.sourceImage);
       const resolved = await resolveHost(hostWithoutPort(source.registry));

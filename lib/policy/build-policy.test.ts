@@ -73,6 +73,18 @@ describe('checkTargetRegistry', () => {
     expect(violation(() => checkTargetRegistry('169.254.169.254', ecr)).code).toBe('target_registry_not_allowed');
   });
 
+  it('with nothing configured, refuses a name that resolves to an internal address, naming both', () => {
+    const open = { allowlist: [], registryType: 'private_registry' as const };
+    expect(() => checkTargetRegistry('registry.example.com:443', open, ['93.184.215.14'])).not.toThrow();
+    const refused = violation(() => checkTargetRegistry('vm:5000', open, ['93.184.215.14', '127.0.0.1']));
+    expect(refused.code).toBe('target_registry_not_allowed');
+    expect(refused.message).toMatch(/host name vm, which resolves to the loopback address 127.0.0.1/);
+    expect(violation(() => checkTargetRegistry('meta.example:80', open, ['169.254.169.254'])).message).toMatch(/link-local/);
+    // With lists, the lists decide: a listed name is the operator's choice, an unlisted one is refused anyway.
+    const local = { allowlist: ['vm:5000'], registryType: 'private_registry' as const };
+    expect(() => checkTargetRegistry('vm:5000', local, ['127.0.0.1'])).not.toThrow();
+  });
+
   it('with nothing configured, allows DNS names and public addresses but never internal ones', () => {
     const open = { allowlist: [], registryType: 'private_registry' as const };
     expect(() => checkTargetRegistry('registry.example.com:443', open)).not.toThrow();

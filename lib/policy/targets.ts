@@ -5,7 +5,7 @@
  */
 import type { RegistryType } from '../config/registry';
 import { hostAllowed, hostMatches } from '../registry/credentials/hosts';
-import { internalAddressReason, normaliseHost } from './addresses';
+import { internalAddressReason, normaliseHost, resolvedAddressReason } from './addresses';
 import { PolicyViolation } from './errors';
 
 export interface TargetRegistrySettings {
@@ -36,23 +36,32 @@ export function internalRegistryHost(registry: string): string | undefined {
 }
 
 /**
+ * Whether the deployment names no target registry (a private registry and no lists): then any registry named by a
+ * DNS name or a public address is allowed, so a name must be judged by the addresses it resolves to.
+ */
+export function targetsUnlisted(settings: TargetRegistrySettings): boolean {
+  return settings.allowlist.length === 0 && settings.credentialHosts === undefined && settings.registryType === 'private_registry';
+}
+
+/**
  * Throws `target_registry_not_allowed` unless `registry` (host[:port] of the target) is on TARGET_REGISTRY_ALLOWLIST
  * or is the configured registry (REGISTRY_CREDENTIAL_HOSTS, or the hosts of an ECR/ACR/GCR registry type). With
- * neither configured (a private registry and no lists), any registry named by a DNS name or a public address is
- * allowed, and internal addresses are still refused.
+ * neither configured (targetsUnlisted), any registry named by a DNS name or a public address is allowed, and
+ * internal addresses are still refused, also when a name resolves to one (`resolved`: the addresses the caller
+ * looked the host name up to; a name in /etc/hosts for 127.0.0.1 is as internal as 127.0.0.1).
  */
-export function checkTargetRegistry(registry: string, settings: TargetRegistrySettings): void {
+export function checkTargetRegistry(registry: string, settings: TargetRegistrySettings, resolved: string[] = []): void {
   const host = registry.toLowerCase();
   if (settings.allowlist.some((p) => hostMatches(p, host))) return;
   const configured = settings.credentialHosts !== undefined || settings.registryType !== 'private_registry';
   if (configured && hostAllowed(settings.registryType, settings.credentialHosts, host)) return;
-  const internal = internalRegistryHost(host);
-  if (!configured && settings.allowlist.length === 0 && !internal) return;
-  const allowed = [...settings.allowlist, ...(settings.credentialHosts ?? [])];
+  const byName = resolvedAddressReason(hostWithoutPort(host), resolved);
+  const internal = internalRegistryHost(host) ?? (byName ? `, the ${byName}` : undefined);
+  if (targetsUnlisted(settings) && !internal) return;
+  const allowed = [...new Set([...settings.allowlist, ...(settings.credentialHosts ?? [])])];
   throw new PolicyViolation(
     'target_registry_not_allowed',
-    `spec.image: this deployment does not push to ${registry}${internal ?? ''}; push to ${allowed.length ? `one of ${allowed.join(', ')}` : 'a registry named by its DNS name'}, or ask the operator to add the registry to TARGET_REGISTRY_ALLOWLIST`,
+    `spec.image: this deployment does not push to ${registry}${internal ?? ''}; push to ${allowed.length ? `one of ${allowed.join(', ')}` : 'a registry at a public address'}, or ask the operator to add the registry to TARGET_REGISTRY_ALLOWLIST`,
     'image',
   );
 }
-

@@ -112,6 +112,25 @@ describe('hostile build requests', () => {
     });
   });
 
+  describe('targets in a deployment that lists none (any DNS name may be pushed to)', () => {
+    let open: HostileStack;
+    beforeAll(async () => {
+      open = await startHostileStack('open-targets', { TARGET_REGISTRY_ALLOWLIST: '' });
+    });
+    afterAll(() => open?.close());
+
+    it.each([
+      // This machine's /etc/hosts maps vm to 127.0.0.1, as an attacker's DNS name for an internal address would.
+      ['a name that resolves to loopback', 'vm:5000/x/y:1', /host name vm, which resolves to the loopback address 127\.0\.0\.1/],
+      ['localhost', 'localhost:5000/x/y:1', /localhost/],
+      ['the metadata address', '169.254.169.254/latest/meta-data:1', /link-local/],
+    ])('refuses %s', async (_what, target, message) => {
+      const form = buildForm({ image: target }, await contextOf({ Dockerfile: 'FROM scratch\n' }));
+      const error = await open.expectRefused(() => open.submit(form), 400, 'target_registry_not_allowed', 'image');
+      expect(error.message).toMatch(message);
+    });
+  });
+
   describe('limits and malformed requests', () => {
     const specCases: [string, () => string, string, string | undefined][] = [
       ['a spec nested 5,000 levels', () => `{"image":"${image}","metadata":${'{"k":'.repeat(5000)}1${'}'.repeat(5000)}}`, 'spec_too_deep', 'spec'],
