@@ -199,6 +199,16 @@ describe('loadConfig', () => {
     expect(config.secrets).toEqual(expect.arrayContaining(['pg-secret-value', 'minio-secret-value', 'registry-secret', 'snyk-secret-token']));
   });
 
+  it("sends a private registry's credentials to the allowed target registries only, unless REGISTRY_CREDENTIAL_HOSTS says otherwise", () => {
+    const creds = { DOCKERHUB_USERNAME: 'u', DOCKERHUB_PASSWORD: 'p' };
+    const listed = { ...required, ...creds, TARGET_REGISTRY_ALLOWLIST: 'registry.example.com,*.corp.example' };
+    expect(loadConfig(listed).registry.credentialHosts).toEqual(['registry.example.com', '*.corp.example']);
+    expect(loadConfig({ ...listed, REGISTRY_CREDENTIAL_HOSTS: 'creds.example.com' }).registry.credentialHosts).toEqual(['creds.example.com']);
+    // With neither list, any host (docs/registries.md); other registry types keep their own hosts.
+    expect(loadConfig({ ...required, ...creds }).registry.credentialHosts).toBeUndefined();
+    expect(loadConfig({ ...listed, SPRING_PROFILES_ACTIVE: 'azure,acr,minio', AZURE_TENANT_ID: 'tenant' }).registry.credentialHosts).toBeUndefined();
+  });
+
   it('collects Azure storage keys as secrets', () => {
     const config = loadConfig({
       POSTGRES_HOST: 'db', POSTGRES_USER: 'u', POSTGRES_PASSWORD: 'pg-secret-value', POSTGRES_DB: 'd',

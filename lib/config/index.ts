@@ -139,6 +139,12 @@ export function loadConfig(env: Env = process.env): Config {
   };
   if (read.problems.length > 0) throw new ConfigError(read.problems);
 
+  // A private registry's credentials name no host of their own. Without REGISTRY_CREDENTIAL_HOSTS they go to the
+  // registries builds may push to, never to the registry of a base image or a source image a consumer picked
+  // (`FROM attacker.example/x` would otherwise be handed them); only a deployment with neither list sends them anywhere.
+  if (config.registry.type === 'private_registry' && config.registry.credentialHosts === undefined && config.policy.targetRegistries.length > 0) {
+    config.registry.credentialHosts = config.policy.targetRegistries;
+  }
   config.secrets = secretsOf(config);
   return config;
 }

@@ -37,6 +37,17 @@ function startHostileRegistry(): Promise<{ server: Server; host: string; request
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, host: `127.0.0.1:${(server.address() as AddressInfo).port}`, requests })));
 }
 
+/** A registry no list names that asks every caller for Basic credentials, and keeps what it was sent. */
+function startBaitRegistry(): Promise<{ server: Server; host: string; authorizations: (string | undefined)[] }> {
+  const authorizations: (string | undefined)[] = [];
+  const server = createServer((req: IncomingMessage, res) => {
+    authorizations.push(req.headers.authorization);
+    res.writeHead(401, { 'www-authenticate': 'Basic realm="bait"', 'docker-distribution-api-version': 'registry/2.0', 'content-type': 'application/json' });
+    res.end(JSON.stringify({ errors: [{ code: 'UNAUTHORIZED', message: 'authentication required' }] }));
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, host: `127.0.0.1:${(server.address() as AddressInfo).port}`, authorizations })));
+}
+
 /** Reads a manifest or blob of the htpasswd registry with the push user's password. */
 async function fromBasicRegistry(path: string, password: string): Promise<Response> {
   return fetch(`http://${BASIC_REGISTRY}/v2/${path}`, {
@@ -134,6 +145,21 @@ describe('hostile builds', () => {
       expect((build.error as { code: string }).code).toBe('build_failed');
       expect(log).not.toMatch(/root:x:0:0|root:\*?:\d+/);
       expect(await served('hostile/host-files', `${cases[i]![0]}-${h.run}`)).toBe(0);
+    }
+  });
+
+  it("sends the registry credentials to no base image registry a consumer picked, even one that asks for them", async () => {
+    const bait = await startBaitRegistry();
+    try {
+      const id = await submitted(buildForm({ image: `${OPEN_REGISTRY}/hostile/bait:${h.run}` }, await contextOf({ Dockerfile: `FROM ${bait.host}/team/base:1\nRUN true\n` })));
+      const build = await waitForBuild(h.stack.apiUrl, id, 240_000, { consumer: h.consumer });
+      expect(build.status).toBe('failed');
+      // BuildKit asked the registry (and was asked for credentials), but had none to give it.
+      expect(bait.authorizations.length).toBeGreaterThan(0);
+      expect(bait.authorizations.filter(Boolean)).toEqual([]);
+      expect(await served('hostile/bait', h.run)).toBe(0);
+    } finally {
+      await new Promise((resolve) => bait.server.close(resolve));
     }
   });
 
