@@ -34,7 +34,12 @@ function startHostileRegistry(): Promise<{ server: Server; host: string; request
       res.writeHead(200, { 'docker-distribution-api-version': 'registry/2.0' }).end('{}');
     }
   });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, host: `127.0.0.1:${(server.address() as AddressInfo).port}`, requests })));
+  return listening(server).then((host) => ({ server, host, requests }));
+}
+
+/** Starts `server` on a free loopback port; resolves to its host:port. */
+function listening(server: Server): Promise<string> {
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(`127.0.0.1:${(server.address() as AddressInfo).port}`)));
 }
 
 /** A registry no list names that asks every caller for Basic credentials, and keeps what it was sent. */
@@ -45,7 +50,7 @@ function startBaitRegistry(): Promise<{ server: Server; host: string; authorizat
     res.writeHead(401, { 'www-authenticate': 'Basic realm="bait"', 'docker-distribution-api-version': 'registry/2.0', 'content-type': 'application/json' });
     res.end(JSON.stringify({ errors: [{ code: 'UNAUTHORIZED', message: 'authentication required' }] }));
   });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, host: `127.0.0.1:${(server.address() as AddressInfo).port}`, authorizations })));
+  return listening(server).then((host) => ({ server, host, authorizations }));
 }
 
 /** Reads a manifest or blob of the htpasswd registry with the push user's password. */
