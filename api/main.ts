@@ -4,6 +4,7 @@ import { Client, Connection } from '@temporalio/client';
 import { ConfigError, describeSpringProfile, loadConfig } from '../lib/config';
 import { BuildRepository } from '../lib/db/builds-repository';
 import { createPool, migrate } from '../lib/db/pool';
+import { listedRegistryName } from '../lib/policy/targets';
 import { RegistryClient } from '../lib/registry/client';
 import { createCredentialProvider } from '../lib/registry/credentials';
 import { createObjectStore } from '../lib/storage';
@@ -34,6 +35,7 @@ async function main(): Promise<void> {
     disableHttps: config.registry.disableHttps,
     allowSelfSignedCerts: config.registry.allowSelfSignedCerts,
     credentials: (host) => credentials.credentialsFor(host),
+    mayResolveInternally: listedRegistryName(config),
   });
   const builds = new BuildRepository(pool);
   if (config.telemetry.metricsEnabled) metrics.countBuildsWith(() => builds.countUnfinished());

@@ -13,6 +13,7 @@ import { PodScanRunner } from '../lib/executors/kubernetes/pod-scanner';
 import { loadKubeConfig } from '../lib/executors/kubernetes/kubernetes-executor';
 import { createPullCredentials } from '../lib/sources/pull-credentials';
 import { LocalExecutor } from '../lib/executors/local/local-executor';
+import { listedRegistryName } from '../lib/policy/targets';
 import { registryHostOf, registryHostsOfDockerfile } from '../lib/registry/base-images';
 import { RegistryClient } from '../lib/registry/client';
 import { prepareBuilderAuth } from '../lib/registry/builder-auth';
@@ -82,6 +83,8 @@ export async function createWorkerDependencies(config: Config, telemetry?: Telem
     disableHttps: config.registry.disableHttps,
     allowSelfSignedCerts: config.registry.allowSelfSignedCerts,
     credentials: async (host) => (await credentials.credentialsFor(host)) ?? (await pullCredentials?.credentialsFor(host)),
+    // A consumer's registry name that now resolves inside the network (DNS rebinding since the API's check) is refused.
+    mayResolveInternally: listedRegistryName(config),
     onRequest: telemetry
       ? (method, status) => telemetry.metrics.registryRequests.inc({ method, outcome: status === 'network_error' ? status : registryOutcomeOf(status) })
       : undefined,

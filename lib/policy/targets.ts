@@ -3,6 +3,7 @@
  * must be one the deployment allows, never an address a consumer picked (the metadata service, the service's own
  * network). Checked at request time, before anything is stored or started.
  */
+import type { Config } from '../config';
 import type { RegistryType } from '../config/registry';
 import { hostAllowed, hostMatches } from '../registry/credentials/hosts';
 import { internalAddressReason, normaliseHost, resolvedAddressReason } from './addresses';
@@ -64,4 +65,21 @@ export function checkTargetRegistry(registry: string, settings: TargetRegistrySe
     `spec.image: this deployment does not push to ${registry}${internal ?? ''}; push to ${allowed.length ? `one of ${allowed.join(', ')}` : 'a registry at a public address'}, or ask the operator to add the registry to TARGET_REGISTRY_ALLOWLIST`,
     'image',
   );
+}
+
+/**
+ * Whether the service may reach a registry host name (no port) at an internal address: only when the operator listed
+ * it, in TARGET_REGISTRY_ALLOWLIST, SOURCE_REGISTRY_ALLOWLIST or REGISTRY_CREDENTIAL_HOSTS, or it is a host of the
+ * cloud registry type. Every other name must resolve to public addresses when the registry client connects to it
+ * (lib/registry/transport.ts), as the API required of it at request time.
+ */
+export function listedRegistryName(config: Pick<Config, 'policy' | 'registry'>): (hostname: string) => boolean {
+  const { policy, registry } = config;
+  const patterns = [...policy.targetRegistries, ...policy.sourceRegistries, ...(registry.credentialHosts ?? [])].map((p) => hostWithoutPort(p.toLowerCase()));
+  // A private registry without REGISTRY_CREDENTIAL_HOSTS names no host of its own (hostAllowed allows any).
+  const ofType = registry.credentialHosts === undefined && registry.type !== 'private_registry';
+  return (hostname) => {
+    const h = hostname.toLowerCase();
+    return patterns.some((p) => hostMatches(p, h)) || (ofType && hostAllowed(registry.type, undefined, h));
+  };
 }

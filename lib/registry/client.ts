@@ -24,6 +24,8 @@ export interface RegistryClientOptions {
   retry?: Partial<RetryPolicy>;
   /** Told of every request on the wire (ibs_registry_requests_total). */
   onRequest?: TransportOptions['onRequest'];
+  /** Which host names may resolve to internal addresses (listedRegistryName); the others are checked as connected. */
+  mayResolveInternally?: TransportOptions['mayResolveInternally'];
 }
 
 export interface Manifest {

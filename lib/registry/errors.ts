@@ -21,6 +21,8 @@ export type RegistryErrorCode =
   | 'registry_credentials_unavailable'
   /** The registry redirected (or named a token realm) at an internal address a public registry may not send us to. */
   | 'registry_redirect_refused'
+  /** A host name the operator did not list resolved, when the service connected, to an internal address. */
+  | 'registry_address_refused'
   | 'registry_error';
 
 export class RegistryError extends Error {

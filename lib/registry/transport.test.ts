@@ -106,3 +106,49 @@ describe('connections', () => {
     expect(connections).toBeLessThanOrEqual(2);
   });
 });
+
+describe('host names, checked against the address each connection really uses', () => {
+  let server: Server;
+  let port: number;
+  let connections = 0;
+  const unlisted = new Transport({ disableHttps: true, retry: { attempts: 1 }, mayResolveInternally: () => false });
+  const listed = new Transport({ disableHttps: true, retry: { attempts: 1 }, mayResolveInternally: (host) => host === 'localhost' });
+
+  beforeAll(async () => {
+    server = createServer((req, res) => {
+      // A registry at an internal address that keeps its blobs behind another internal name.
+      if (req.url === '/storage') res.writeHead(307, { location: `http://localhost:${port}/blob` }).end();
+      else res.writeHead(200).end('blob');
+    });
+    server.on('connection', () => connections++);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    port = (server.address() as AddressInfo).port;
+  });
+  afterAll(async () => {
+    await Promise.all([unlisted.close(), listed.close()]);
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  it('refuses a name the operator did not list that resolves to loopback, before any byte is sent (DNS rebinding)', async () => {
+    const before = connections;
+    const err = await unlisted.once('localhost:1', `http://localhost:${port}/v2/`, {}).then(() => undefined, (e: unknown) => e);
+    expect(err).toBeInstanceOf(RegistryError);
+    expect(err).toMatchObject({ code: 'registry_address_refused', retryable: false, message: expect.stringMatching(/localhost, which resolves to the loopback address 127\.0\.0\.1.*TARGET_REGISTRY_ALLOWLIST/) });
+    expect(connections).toBe(before);
+  });
+
+  it('connects to a name the operator listed, wherever it resolves', async () => {
+    const res = await listed.once('localhost', `http://localhost:${port}/v2/`, {});
+    expect(await res.text()).toBe('blob');
+  });
+
+  it('leaves IP addresses to the checks of the request, which judge them as written', async () => {
+    const res = await unlisted.once('127.0.0.1', `http://127.0.0.1:${port}/v2/`, {});
+    expect(await res.text()).toBe('blob');
+  });
+
+  it('follows a registry at an internal address to its storage under another internal name', async () => {
+    const res = await unlisted.once('127.0.0.1', `http://127.0.0.1:${port}/storage`, {});
+    expect(await res.text()).toBe('blob');
+  });
+});

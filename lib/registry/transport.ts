@@ -1,11 +1,14 @@
 /**
  * HTTP for the registry layer: one undici dispatcher (TLS verification off only with ALLOW_SELF_SIGNED_CERTS),
  * redirects followed only where hopRefusal allows (a registry a consumer names must not send the worker to the
- * metadata service or the service's own network), retries of throttled and failing requests with exponential
- * backoff that honours Retry-After, and network failures turned into RegistryErrors a user can act on.
+ * metadata service or the service's own network), host names held to the addresses they resolve to when the
+ * connection is made, retries of throttled and failing requests with exponential backoff that honours Retry-After,
+ * and network failures turned into RegistryErrors a user can act on.
  */
+import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
+import type { LookupFunction } from 'node:net';
 import { Agent, fetch, type Dispatcher, type RequestInit, type Response } from 'undici';
-import { hopRefusal } from '../policy/addresses';
+import { hopRefusal, internalAddressReason, resolvedAddressReason } from '../policy/addresses';
 import { RegistryError, isRetryableStatus } from './errors';
 
 export interface RetryPolicy {
@@ -24,6 +27,13 @@ export interface TransportOptions {
   retry?: Partial<RetryPolicy>;
   /** Told of every request on the wire: its method and the answer's status, or `network_error` (metrics). */
   onRequest?: (method: string, status: number | 'network_error') => void;
+  /**
+   * Given, every host name the transport connects to must resolve to public addresses, unless this says the operator
+   * listed it (listedRegistryName). The API judged a consumer's registry by what its name resolved to then; a name
+   * that answers differently by the time the worker connects (DNS rebinding) is caught here, on the address the
+   * connection really uses. Hosts a listed or internal registry redirects to (its storage) are trusted with it.
+   */
+  mayResolveInternally?: (hostname: string) => boolean;
 }
 
 const DEFAULT_RETRY: RetryPolicy = { attempts: 5, baseDelayMs: 250, maxDelayMs: 30_000 };
@@ -34,13 +44,20 @@ export type RequestFactory = () => RequestInit;
 export class Transport {
   readonly retry: RetryPolicy;
   private readonly dispatcher: Dispatcher;
+  private readonly names?: NameGuard;
 
   constructor(private readonly options: TransportOptions) {
     this.retry = { ...DEFAULT_RETRY, ...options.retry };
+    this.names = options.mayResolveInternally && new NameGuard(options.mayResolveInternally);
     this.dispatcher = new Agent({
-      connect: { rejectUnauthorized: !options.allowSelfSignedCerts },
+      connect: { rejectUnauthorized: !options.allowSelfSignedCerts, ...(this.names && { lookup: this.names.lookup }) },
       keepAliveTimeout: 10_000,
     });
+  }
+
+  /** A hop a registry announced outside a redirect (its token realm), already checked by hopRefusal. */
+  followed(from: string, to: string): void {
+    this.names?.followed(from, to);
   }
 
   baseUrl(registry: string): string {
@@ -51,7 +68,7 @@ export class Transport {
   async once(host: string, url: string, init: RequestInit): Promise<Response> {
     const method = init.method ?? 'GET';
     try {
-      const res = await fetch(url, { ...init, dispatcher: this.dispatcher.compose(refuseHopsFrom(hostnameOf(url)), keepConnectionAfterHead) });
+      const res = await fetch(url, { ...init, dispatcher: this.dispatcher.compose(refuseHopsFrom(hostnameOf(url), this.names), keepConnectionAfterHead) });
       this.options.onRequest?.(method, res.status);
       return res;
     } catch (err) {
@@ -109,8 +126,11 @@ function hostnameOf(url: string): string {
   return new URL(url).hostname.replace(/^\[(.*)\]$/, '$1');
 }
 
-/** Refuses every request of a fetch (its redirects) to an origin that hopRefusal forbids coming from `origin`. */
-function refuseHopsFrom(origin: string): Dispatcher.DispatcherComposeInterceptor {
+/**
+ * Refuses every request of a fetch (its redirects) to an origin that hopRefusal forbids coming from `origin`; a host
+ * a trusted registry sends us to is trusted with it by the name guard.
+ */
+function refuseHopsFrom(origin: string, names: NameGuard | undefined): Dispatcher.DispatcherComposeInterceptor {
   return (dispatch) => (options, handler) => {
     const target = hostnameOf(String(options.origin));
     const refusal = target === origin ? undefined : hopRefusal(origin, target);
@@ -121,8 +141,53 @@ function refuseHopsFrom(origin: string): Dispatcher.DispatcherComposeInterceptor
         false,
       );
     }
+    if (target !== origin) names?.followed(origin, target);
     return dispatch(options, handler);
   };
+}
+
+/** At most this many hosts are remembered as trusted through a trusted registry's redirects. */
+const MAX_VOUCHED_HOSTS = 1024;
+
+/**
+ * The connect-time check of host names: the system resolver's answer is judged before the socket uses it, so the
+ * address checked is the address connected to. IP literals never come here (nothing to resolve); the request-time
+ * checks and hopRefusal judge them as written.
+ */
+class NameGuard {
+  private readonly vouched = new Set<string>();
+
+  constructor(private readonly listed: (hostname: string) => boolean) {}
+
+  /** A redirect from `from` to `to`: a registry the operator listed, or one at an internal address, vouches for it. */
+  followed(from: string, to: string): void {
+    if (!this.trusted(from) && internalAddressReason(from) === undefined) return;
+    if (this.vouched.size >= MAX_VOUCHED_HOSTS) this.vouched.clear();
+    this.vouched.add(to.toLowerCase());
+  }
+
+  readonly lookup: LookupFunction = (hostname, options, callback) => {
+    dnsLookup(hostname, { ...options, all: true }, (err, addresses: LookupAddress[]) => {
+      if (err) return callback(err, '', 0);
+      const reason = this.trusted(hostname) ? undefined : resolvedAddressReason(hostname, addresses.map((a) => a.address));
+      if (reason) {
+        const refused = new RegistryError(
+          'registry_address_refused',
+          `the registry's ${reason}, inside the service's network; registries the operator has not listed are reached only at public addresses, so use a registry with a public address or ask the operator to add it to TARGET_REGISTRY_ALLOWLIST or SOURCE_REGISTRY_ALLOWLIST`,
+          false,
+        );
+        return callback(refused as unknown as NodeJS.ErrnoException, '', 0);
+      }
+      if (options.all) return (callback as unknown as (e: null, all: LookupAddress[]) => void)(null, addresses);
+      const first = addresses[0]!;
+      callback(null, first.address, first.family);
+    });
+  };
+
+  private trusted(hostname: string): boolean {
+    const h = hostname.toLowerCase();
+    return this.listed(h) || this.vouched.has(h);
+  }
 }
 
 /**

@@ -6,11 +6,12 @@
  * credentials and the package index credentials of a build appear in none of the logs, PostgreSQL rows, Temporal
  * payloads, image config, history or layers, or API answers.
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startWorkflowOf } from '../../api/builds/workflow-starter';
 import { workflowIdForBuild } from '../../workflows/definitions';
 import { BASIC_REGISTRY, PUSH_USER, passwordOf } from '../registry/support/registries';
 import { buildForm, contextOf, tarGzOf } from '../support/archives';
@@ -180,6 +181,28 @@ describe('hostile builds', () => {
     // The worker asked the hostile registry, once: a refused hop is not retried.
     expect(evil.requests.filter((r) => r.includes(`/v2/${repository}/`)).length).toBeGreaterThan(0);
     expect(await served('hostile/source', tag)).toBe(0);
+  });
+
+  it('fails a source image whose registry name resolves inside the network only by the time the worker connects (DNS rebinding)', async () => {
+    // The API judged the name when it resolved elsewhere and recorded the build; now /etc/hosts maps vm to 127.0.0.1,
+    // where the hostile registry listens. The worker's registry client checks the address it connects to.
+    const port = evil.host.split(':')[1];
+    const image = `${OPEN_REGISTRY}/hostile/rebind:${h.run}`;
+    const { record } = await h.stack.builds.create({
+      id: randomUUID(),
+      consumer: h.consumer,
+      image,
+      spec: { image, dockerfile: 'Dockerfile', buildArgs: {}, labels: {}, platforms: ['linux/amd64'], sourceImage: `vm:${port}/rebind/app:1` },
+      contextKey: '',
+      contextDigest: '',
+      source: { kind: 'image-uri', reference: `vm:${port}/rebind/app:1` },
+    });
+    await startWorkflowOf({ builds: h.stack.builds, temporal: h.stack.client, settings: h.stack.settings }, record);
+    const build = await waitForBuild(h.stack.apiUrl, record.id, 240_000, { consumer: h.consumer });
+    expect(build.status).toBe('failed');
+    expect(build.error).toMatchObject({ code: 'source_image_unavailable', message: expect.stringMatching(/vm, which resolves to the loopback address 127\.0\.0\.1/) });
+    expect(evil.requests.filter((r) => r.includes('/v2/rebind/'))).toEqual([]);
+    expect(await served('hostile/rebind', h.run)).toBe(0);
   });
 
   it('keeps the registry password, the proxy and the index credentials out of everything it keeps or shows', async () => {
