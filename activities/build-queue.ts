@@ -4,9 +4,9 @@
  * holder still runs.
  */
 import { Context } from '@temporalio/activity';
-import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { WithStartWorkflowOperation, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { BuildRepository } from '../lib/db/builds-repository';
-import { releaseSlotSignal, requestSlotSignal, schedulerWorkflowIdFor, type BuildSlotLimits, type SchedulerState, type SlotRequest } from '../workflows/build-queue';
+import { releaseSlotSignal, requestSlotSignal, requestSlotUpdate, schedulerWorkflowIdFor, type BuildSlotLimits, type SchedulerState, type SlotRequest } from '../workflows/build-queue';
 
 export interface BuildQueueDeps {
   builds: BuildRepository;
@@ -17,17 +17,35 @@ export interface BuildQueueDeps {
 
 export function createBuildQueueActivities(deps: BuildQueueDeps) {
   return {
-    /** Joins the queue of the scheduler of this task queue; signalWithStart starts the scheduler if none runs. */
-    async requestBuildSlot(request: Omit<SlotRequest, 'limits'>): Promise<void> {
+    /**
+     * Joins the queue of the scheduler of this task queue (starting the scheduler if none runs) and answers whether the
+     * slot is granted at once. When the update cannot be used (a scheduler of an older worker, without the handler)
+     * the request goes as the signal it used to be, and the grant comes by signal; a build granted already is
+     * signalled again then, so an answer lost on the way is not a build waiting forever.
+     */
+    async requestBuildSlot(request: Omit<SlotRequest, 'limits'>): Promise<{ granted: boolean }> {
       const taskQueue = Context.current().info.taskQueue;
-      // The workflow's signature, written out: importing it from workflows/ would make a cycle back to activities/
-      await deps.temporal.workflow.signalWithStart<(carried?: SchedulerState) => Promise<void>, [SlotRequest]>('buildScheduler', {
-        workflowId: schedulerWorkflowIdFor(taskQueue),
-        taskQueue,
-        args: [],
-        signal: requestSlotSignal,
-        signalArgs: [{ ...request, limits: deps.buildSlots }],
-      });
+      const workflowId = schedulerWorkflowIdFor(taskQueue);
+      const slot: SlotRequest = { ...request, limits: deps.buildSlots };
+      try {
+        // The workflow's signature, written out: importing it from workflows/ would make a cycle back to activities/
+        const startWorkflowOperation = new WithStartWorkflowOperation<(carried?: SchedulerState) => Promise<void>>('buildScheduler', {
+          workflowId,
+          taskQueue,
+          args: [],
+          workflowIdConflictPolicy: 'USE_EXISTING',
+        });
+        return await deps.temporal.workflow.executeUpdateWithStart(requestSlotUpdate, { args: [slot], startWorkflowOperation });
+      } catch {
+        await deps.temporal.workflow.signalWithStart<(carried?: SchedulerState) => Promise<void>, [SlotRequest]>('buildScheduler', {
+          workflowId,
+          taskQueue,
+          args: [],
+          signal: requestSlotSignal,
+          signalArgs: [slot],
+        });
+        return { granted: false };
+      }
     },
 
     /**

@@ -4,10 +4,11 @@
  * builds start. Deterministic code only (imported by the workflow bundle).
  *
  * Temporal is the queue: one long-running buildScheduler workflow per task queue holds the waiting builds in arrival
- * order and the running ones; a build asks for a slot with signalWithStart (so the first build starts the
- * scheduler), waits for the `slotGranted` signal, and signals `releaseSlot` when it ends. No process polls.
+ * order and the running ones; a build asks for a slot with the `requestSlotNow` update (started with the scheduler
+ * when none runs), which answers whether the slot is granted at once; otherwise it waits for the `slotGranted`
+ * signal. It signals `releaseSlot` when it ends. No process polls.
  */
-import { defineQuery, defineSignal } from '@temporalio/workflow';
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 
 export interface BuildSlotLimits {
   /** Builds running at once across all consumers (BUILD_MAX_CONCURRENT). */
@@ -52,6 +53,12 @@ export interface SchedulerState {
 }
 
 export const requestSlotSignal = defineSignal<[SlotRequest]>('requestSlot');
+/**
+ * The request for a slot that waits for the scheduler's next round and answers whether it granted the slot: a build
+ * granted at once needs no `slotGranted` signal, so it schedules its build in the workflow task that asked (one
+ * workflow task and a signal's round trip fewer per build). A build told `granted: false` is signalled later.
+ */
+export const requestSlotUpdate = defineUpdate<{ granted: boolean }, [SlotRequest]>('requestSlotNow');
 export const releaseSlotSignal = defineSignal<[{ buildId: string; runId: string }]>('releaseSlot');
 export const slotGrantedSignal = defineSignal('slotGranted');
 export const schedulerStateQuery = defineQuery<SchedulerState>('schedulerState');

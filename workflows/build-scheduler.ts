@@ -21,9 +21,11 @@ import {
   pickGrants,
   releaseSlotSignal,
   requestSlotSignal,
+  requestSlotUpdate,
   schedulerStateQuery,
   slotGrantedSignal,
   type SchedulerState,
+  type SlotRequest,
 } from './build-queue';
 
 const bookkeeping = proxyActivities<Activities>({
@@ -33,6 +35,7 @@ const bookkeeping = proxyActivities<Activities>({
 
 // Runs recorded before the grants went out beside the positions' record sent them one workflow task later.
 const GRANTS_WITH_POSITIONS = 'grants-with-positions';
+const REGRANT_ON_REQUEST = 'regrant-on-request';
 
 // Continue as new well before Temporal's limits, also when the server does not suggest it.
 const MAX_HISTORY_EVENTS = 5_000;
@@ -41,8 +44,14 @@ const IDLE_EXIT_MS = 10 * 60_000;
 export async function buildScheduler(carried?: SchedulerState): Promise<void> {
   const state: SchedulerState = carried ?? { limits: { maxConcurrent: 1, maxPerConsumer: 1 }, waiting: [], running: [] };
   let dirty = true;
+  // The rounds of grants so far, and the build runs whose update waits for the next round's answer (they are told
+  // by the update's result, not signalled); `regrant`: runs already granted that asked again by signal.
+  let rounds = 0;
+  const answering = new Set<string>();
+  const regrant = new Set<string>();
+  const runKey = (b: { buildId: string; runId: string }) => `${b.buildId}/${b.runId}`;
 
-  setHandler(requestSlotSignal, (request) => {
+  const request = (request: SlotRequest) => {
     state.limits = request.limits;
     const sameRun = (b: { buildId: string; runId: string }) => b.buildId === request.buildId && b.runId === request.runId;
     if (!state.waiting.some(sameRun) && !state.running.some(sameRun)) {
@@ -59,6 +68,23 @@ export async function buildScheduler(carried?: SchedulerState): Promise<void> {
       });
     }
     dirty = true;
+    return state.running.some(sameRun);
+  };
+  setHandler(requestSlotSignal, (slot) => {
+    // Asked again by signal after being granted: the build fell back to the signal when its update's answer was lost.
+    if (request(slot)) regrant.add(runKey(slot));
+  });
+  setHandler(requestSlotUpdate, async (slot) => {
+    const key = runKey(slot);
+    if (request(slot)) return { granted: true };
+    const asked = rounds;
+    answering.add(key);
+    try {
+      await condition(() => rounds > asked);
+    } finally {
+      answering.delete(key);
+    }
+    return { granted: state.running.some((r) => runKey(r) === key) };
   });
   // A build that ends (or is cancelled while waiting) gives its slot or its place back.
   setHandler(releaseSlotSignal, ({ buildId, runId }) => {
@@ -76,7 +102,7 @@ export async function buildScheduler(carried?: SchedulerState): Promise<void> {
     const idle = state.waiting.length === 0 && state.running.length === 0;
     const wait = Number.isFinite(nextLease) ? Math.max(nextLease - Date.now(), 1_000) : IDLE_EXIT_MS;
     const woke = await condition(() => dirty || shouldContinueAsNew(), wait);
-    // Nothing queued or running for a while: end; the next build's signalWithStart starts a new scheduler. (A signal
+    // Nothing queued or running for a while: end; the next build's request starts a new scheduler. (A signal
     // that arrives meanwhile makes Temporal refuse the completion, so it is never lost.)
     if (!woke && idle) return;
 
@@ -102,6 +128,12 @@ export async function buildScheduler(carried?: SchedulerState): Promise<void> {
         waiting: fairOrder(state).map((w, i) => ({ buildId: w.buildId, position: i + 1 })),
         granted: grants.map((g) => g.buildId),
       };
+      rounds += 1;
+      // Granted by this round's answer to their update: no signal. Granted before and asking again: signalled again.
+      // (Histories from before the update never signalled a grant twice.)
+      const again = regrant.size > 0 && patched(REGRANT_ON_REQUEST) ? state.running.filter((r) => regrant.has(runKey(r))) : [];
+      const signalled = [...grants.filter((g) => !answering.has(runKey(g))), ...again];
+      regrant.clear();
       const grant = async (g: (typeof grants)[number]) => {
         try {
           await getExternalWorkflowHandle(g.workflowId, g.runId).signal(slotGrantedSignal);
@@ -113,16 +145,17 @@ export async function buildScheduler(carried?: SchedulerState): Promise<void> {
       };
       if (patched(GRANTS_WITH_POSITIONS)) {
         // The grants leave in the same workflow task as the positions' record: a granted build does not wait for it.
-        await Promise.all([bookkeeping.recordQueuePositions(positions), ...grants.map(grant)]);
+        await Promise.all([bookkeeping.recordQueuePositions(positions), ...signalled.map(grant)]);
       } else {
         await bookkeeping.recordQueuePositions(positions);
-        for (const g of grants) await grant(g);
+        for (const g of signalled) await grant(g);
       }
     }
 
     if (shouldContinueAsNew() && !dirty) {
-      await condition(allHandlersFinished);
-      await continueAsNew<typeof buildScheduler>(state);
+      // An update that arrives meanwhile waits for a round: it is answered first, and the next pass continues as new.
+      await condition(() => allHandlersFinished() || dirty);
+      if (!dirty) await continueAsNew<typeof buildScheduler>(state);
     }
   }
 }

@@ -12,9 +12,10 @@
  * `resume: { step: 'push', digest }` starts at that step with the image already in the registry.
  *
  * Workflow tasks are what the service adds to a build (bench/overhead.ts): everything quick (the checks before the
- * build, the records, the tag step, the slot's release) runs as local activities, so a build without signing takes
- * one workflow task before its slot is granted, one after, and one when its build activity ends. Only the build,
- * the pushes of sources and the signing go through the server's activity queues.
+ * build, the records, the tag step, the slot's release) runs as local activities, and the request for a slot answers
+ * whether it is granted at once, so a build without signing takes one workflow task before its build activity and
+ * one when that ends (one more, the grant's signal, when it had to wait for a slot). Only the build, the pushes of
+ * sources and the signing go through the server's activity queues.
  */
 import {
   ActivityFailure,
@@ -97,6 +98,7 @@ function buildActivities(timeoutSeconds: number) {
 }
 
 const TAGS_CHECKED_BEFORE_BUILD = 'tags-checked-before-build';
+const RELEASE_WITH_TAGS = 'release-with-tags';
 const SCAN_IMAGE_SOURCES = 'scan-image-sources';
 
 // Pushing an image that needs no build: long transfers that heartbeat; a few tries, then the build fails with the
@@ -200,14 +202,16 @@ export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResu
         // The request for a slot goes with the checks, so the scheduler's answer travels while they run; a build they
         // refuse gives its place back (finishAs), after the request has surely arrived.
         slotHeld = true;
-        await allSettled([steps.checkBuildPolicy(input), steps.checkTags(input.spec), records.requestBuildSlot(slotRequest)]);
+        // A slot granted at once is in the request's answer (runs recorded before the answer wait for the signal).
+        const [, , slot] = await allSettled([steps.checkBuildPolicy(input), steps.checkTags(input.spec), records.requestBuildSlot(slotRequest)]);
+        if (slot?.granted) slotGranted = true;
         await condition(() => slotGranted);
       } else {
         if (patched('build-policy')) await bookkeeping.checkBuildPolicy(input);
         if (tagsChecked) await bookkeeping.checkTags(input.spec);
         if (patched('fair-build-queue')) {
           slotHeld = true;
-          await records.requestBuildSlot(slotRequest);
+          if ((await records.requestBuildSlot(slotRequest))?.granted) slotGranted = true;
           await condition(() => slotGranted);
         }
       }
@@ -220,9 +224,16 @@ export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResu
     progress.step = 'push';
     const tagging = tagsChecked ? { tags: input.spec.tags ?? [], overwrite: input.spec.overwrite ?? false } : undefined;
     if (local) {
-      // The status, the tags and the question whether this worker signs, side by side; then, without signing, the
-      // slot's release and the final record side by side too (a succeeded build is never retried).
-      const [, , sign] = await allSettled([moveTo('pushing'), steps.tagImage(input.spec.image, digest, tagging), localBookkeeping.signingEnabled()]);
+      // The status, the tags, the question whether this worker signs and the slot's release (the builder is done
+      // with it), side by side; then the final record. Runs recorded before the release went with the tags gave the
+      // slot back beside the final record.
+      const releaseWithTags = patched(RELEASE_WITH_TAGS);
+      const [, , sign] = await allSettled([
+        moveTo('pushing'),
+        steps.tagImage(input.spec.image, digest, tagging),
+        localBookkeeping.signingEnabled(),
+        releaseWithTags ? releaseSlot() : Promise.resolve(),
+      ]);
       if (sign) {
         await releaseSlot();
         progress.step = 'sign';

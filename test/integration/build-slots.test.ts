@@ -6,6 +6,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { requestSlotSignal, schedulerWorkflowIdFor } from '../../workflows/build-queue';
 import { progressQuery, workflowIdForBuild } from '../../workflows/definitions';
 import { buildForm, tarGzOf } from '../support/archives';
 import { startTestStack, waitForBuild, type TestStack } from '../support/stack';
@@ -63,5 +64,28 @@ describe('build slots', () => {
     expect((await stack.api(`/v1/builds/${long}/cancel`, { method: 'POST' })).status).toBe(202);
     expect((await waitForBuild(stack.apiUrl, long)).status).toBe('cancelled');
     expect((await waitForBuild(stack.apiUrl, quick)).status).toBe('succeeded');
+  });
+
+  it("grants a slot again to a build that asks by signal, as one does whose update's answer was lost", async () => {
+    const id = await submit(stack, '/busybox echo asked-twice && /busybox sleep 6', 'asked-twice');
+    await stack.workflowStarted(id);
+    const handle = stack.client.workflow.getHandle(workflowIdForBuild(id));
+    await until('the build reaching its build step', async () => (await handle.query(progressQuery)).status === 'running', 30_000);
+    const grants = async () => ((await handle.fetchHistory()).events ?? []).filter((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'slotGranted').length;
+    // Granted at once, in the answer to its update: no signal.
+    expect(await grants()).toBe(0);
+
+    const { runId } = await handle.describe();
+    await stack.client.workflow.getHandle(schedulerWorkflowIdFor(stack.taskQueue)).signal(requestSlotSignal, {
+      buildId: id,
+      workflowId: workflowIdForBuild(id),
+      runId,
+      consumer: 'tests',
+      timeoutSeconds: 3600,
+      requestedAt: Date.now(),
+      limits: stack.deps.buildSlots,
+    });
+    await until('the scheduler signalling the grant again', async () => (await grants()) === 1, 10_000);
+    expect((await waitForBuild(stack.apiUrl, id)).status).toBe('succeeded');
   });
 });

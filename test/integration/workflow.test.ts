@@ -24,8 +24,9 @@ const RECORDED = ['image-build-succeeded.json', 'image-build-failed.json', 'imag
 /**
  * Histories kept from earlier workflow versions or other paths, recorded by hand and never overwritten: the three
  * endings as the first workflow ran them (no patches) and as they ran while the checks, the tag step, the slot's
- * release and the no-op signing were still server activities (remote-steps); a gated image-archive build from before
- * sources were scanned (it must replay without the scan step), and one after.
+ * release and the no-op signing were still server activities (remote-steps), and while every slot was granted by a
+ * signal and given back beside the final record (granted-by-signal); a gated image-archive build from before sources
+ * were scanned (it must replay without the scan step), and one after.
  */
 const KEPT = [
   'image-build-succeeded-before-patches.json',
@@ -34,6 +35,9 @@ const KEPT = [
   'image-build-succeeded-remote-steps.json',
   'image-build-failed-remote-steps.json',
   'image-build-cancelled-remote-steps.json',
+  'image-build-succeeded-granted-by-signal.json',
+  'image-build-failed-granted-by-signal.json',
+  'image-build-cancelled-granted-by-signal.json',
   'image-build-source-before-scan.json',
   'image-build-source-scanned.json',
 ] as const;
