@@ -64,21 +64,26 @@ export function createTagActivities(deps: TagActivityDeps) {
     /**
      * Points the image's tag and the extra tags at the pushed digest and checks that the registry serves it.
      * Without `tagging` (runs started before tags were checked) only the image's tag is moved, as it always was.
+     * Round trips are what a remote registry charges for: the manifest is read while the tags are looked at, and
+     * the tags are set side by side, so any number of tags costs three sequential requests.
      */
     async tagImage(image: string, digest: string, tagging?: Tagging): Promise<void> {
       const { target, tags } = buildTags(image, tagging?.tags);
       try {
-        if (tagging && !tagging.overwrite) {
-          const occupied = await occupiedTags(image, tagging.tags, digest);
-          if (occupied.length) throw tagExists(image, occupied, `the image was pushed as ${target.registry}/${target.repository}@${digest}, but no tag was moved:`);
-        }
-        for (const tag of tags) {
-          await deps.registry.tagManifest(target.registry, target.repository, digest, tag);
-          const served = await deps.registry.getManifest(target.registry, target.repository, tag);
-          if (served.digest !== digest) {
-            throw new RegistryError('registry_error', `${target.registry}/${target.repository}:${tag} resolves to ${served.digest} after tagging, expected ${digest}`, true);
-          }
-        }
+        const [occupied, manifest] = await Promise.all([
+          tagging && !tagging.overwrite ? occupiedTags(image, tagging.tags, digest) : [],
+          deps.registry.getManifest(target.registry, target.repository, digest),
+        ]);
+        if (occupied.length) throw tagExists(image, occupied, `the image was pushed as ${target.registry}/${target.repository}@${digest}, but no tag was moved:`);
+        await Promise.all(
+          tags.map(async (tag) => {
+            await deps.registry.putManifest(target.registry, target.repository, tag, manifest.mediaType, manifest.body);
+            const served = await deps.registry.headManifest(target.registry, target.repository, tag);
+            if (served !== digest) {
+              throw new RegistryError('registry_error', `${target.registry}/${target.repository}:${tag} resolves to ${served ?? 'nothing'} after tagging, expected ${digest}`, true);
+            }
+          }),
+        );
       } catch (err) {
         throw asBuildError(err);
       }

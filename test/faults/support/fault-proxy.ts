@@ -14,6 +14,8 @@ export class FaultProxy {
   faulty = false;
   /** When set, decides instead of `rate` and `faulty`: the status to answer a request with, or undefined to forward it. */
   rule?: (req: IncomingMessage) => number | undefined;
+  /** Added before each answer is forwarded: a registry across a network (the round trip a request costs). */
+  delayMs = 0;
   /** Faults answered so far, by status. */
   readonly injected = new Map<number, number>();
   forwarded = 0;
@@ -59,8 +61,12 @@ export class FaultProxy {
     this.forwarded++;
     const [host, port] = upstream.split(':');
     const upstreamReq = request({ host, port: Number(port), method: req.method, path: req.url, headers: req.headers }, (upstreamRes) => {
-      res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers);
-      upstreamRes.pipe(res);
+      const answer = () => {
+        res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers);
+        upstreamRes.pipe(res);
+      };
+      if (this.delayMs > 0) setTimeout(answer, this.delayMs);
+      else answer();
     });
     upstreamReq.on('error', () => {
       if (!res.headersSent) res.writeHead(502);
