@@ -13,7 +13,12 @@ export interface BuildQueueDeps {
   /** A Temporal client of the worker's namespace: signalWithStart and describe. */
   temporal: Client;
   buildSlots: BuildSlotLimits;
+  /** How long the slot request waits for the scheduler's answer before it falls back to the signal (tests shorten it). */
+  slotAnswerDeadlineMs?: number;
 }
+
+/** The scheduler answers in 20–30 ms on a quiet machine. */
+const UPDATE_DEADLINE_MS = 5_000;
 
 export function createBuildQueueActivities(deps: BuildQueueDeps) {
   return {
@@ -35,7 +40,12 @@ export function createBuildQueueActivities(deps: BuildQueueDeps) {
           args: [],
           workflowIdConflictPolicy: 'USE_EXISTING',
         });
-        return await deps.temporal.workflow.executeUpdateWithStart(requestSlotUpdate, { args: [slot], startWorkflowOperation });
+        // The build's workflow task waits for this answer, holding one of the worker's workflow task slots; the
+        // scheduler needs one too for its round. Bounded, so that a burst of waiting builds can never hold them all
+        // until their workflow tasks time out: past it the request goes by signal, and so does the grant.
+        return await deps.temporal.withDeadline(Date.now() + (deps.slotAnswerDeadlineMs ?? UPDATE_DEADLINE_MS), () =>
+          deps.temporal.workflow.executeUpdateWithStart(requestSlotUpdate, { args: [slot], startWorkflowOperation }),
+        );
       } catch {
         await deps.temporal.workflow.signalWithStart<(carried?: SchedulerState) => Promise<void>, [SlotRequest]>('buildScheduler', {
           workflowId,

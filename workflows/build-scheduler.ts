@@ -45,9 +45,12 @@ export async function buildScheduler(carried?: SchedulerState): Promise<void> {
   const state: SchedulerState = carried ?? { limits: { maxConcurrent: 1, maxPerConsumer: 1 }, waiting: [], running: [] };
   let dirty = true;
   // The rounds of grants so far, and the build runs whose update waits for the next round's answer (they are told
-  // by the update's result, not signalled); `regrant`: runs already granted that asked again by signal.
+  // by the update's result, not signalled). Runs that asked by signal (their update failed) are told by signal even
+  // when an earlier update of theirs still waits, since its caller may be gone; `regrant`: runs already granted
+  // that asked again by signal.
   let rounds = 0;
-  const answering = new Set<string>();
+  const answering = new Map<string, number>();
+  const bySignal = new Set<string>();
   const regrant = new Set<string>();
   const runKey = (b: { buildId: string; runId: string }) => `${b.buildId}/${b.runId}`;
 
@@ -73,21 +76,25 @@ export async function buildScheduler(carried?: SchedulerState): Promise<void> {
   setHandler(requestSlotSignal, (slot) => {
     // Asked again by signal after being granted: the build fell back to the signal when its update's answer was lost.
     if (request(slot)) regrant.add(runKey(slot));
+    else bySignal.add(runKey(slot));
   });
   setHandler(requestSlotUpdate, async (slot) => {
     const key = runKey(slot);
     if (request(slot)) return { granted: true };
     const asked = rounds;
-    answering.add(key);
+    answering.set(key, (answering.get(key) ?? 0) + 1);
     try {
       await condition(() => rounds > asked);
     } finally {
-      answering.delete(key);
+      const left = answering.get(key)! - 1;
+      if (left > 0) answering.set(key, left);
+      else answering.delete(key);
     }
     return { granted: state.running.some((r) => runKey(r) === key) };
   });
   // A build that ends (or is cancelled while waiting) gives its slot or its place back.
   setHandler(releaseSlotSignal, ({ buildId, runId }) => {
+    bySignal.delete(runKey({ buildId, runId }));
     const other = (b: { buildId: string; runId: string }) => b.buildId !== buildId || b.runId !== runId;
     state.waiting = state.waiting.filter(other);
     state.running = state.running.filter(other);
@@ -132,8 +139,9 @@ export async function buildScheduler(carried?: SchedulerState): Promise<void> {
       // Granted by this round's answer to their update: no signal. Granted before and asking again: signalled again.
       // (Histories from before the update never signalled a grant twice.)
       const again = regrant.size > 0 && patched(REGRANT_ON_REQUEST) ? state.running.filter((r) => regrant.has(runKey(r))) : [];
-      const signalled = [...grants.filter((g) => !answering.has(runKey(g))), ...again];
+      const signalled = [...grants.filter((g) => !answering.has(runKey(g)) || bySignal.has(runKey(g))), ...again];
       regrant.clear();
+      for (const g of grants) bySignal.delete(runKey(g));
       const grant = async (g: (typeof grants)[number]) => {
         try {
           await getExternalWorkflowHandle(g.workflowId, g.runId).signal(slotGrantedSignal);

@@ -4,9 +4,12 @@
  * build waits for a worker slot; the Build stays `queued` until a build worker takes it. Real Temporal, BuildKit,
  * PostgreSQL and MinIO.
  */
+import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { createBuildQueueActivities } from '../../activities/build-queue';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { requestSlotSignal, schedulerWorkflowIdFor } from '../../workflows/build-queue';
+import { requestSlotSignal, schedulerStateQuery, schedulerWorkflowIdFor } from '../../workflows/build-queue';
 import { progressQuery, workflowIdForBuild } from '../../workflows/definitions';
 import { buildForm, tarGzOf } from '../support/archives';
 import { startTestStack, waitForBuild, type TestStack } from '../support/stack';
@@ -87,5 +90,22 @@ describe('build slots', () => {
     });
     await until('the scheduler signalling the grant again', async () => (await grants()) === 1, 10_000);
     expect((await waitForBuild(stack.apiUrl, id)).status).toBe('succeeded');
+  });
+
+  it("sends the request by signal when the scheduler's answer does not come in time", async () => {
+    // The real activity against the real scheduler, with no time at all to wait for the answer.
+    const { requestBuildSlot } = createBuildQueueActivities({ ...stack.deps, slotAnswerDeadlineMs: 0 });
+    const buildId = randomUUID();
+    const request = { buildId, workflowId: `build-${buildId}`, runId: randomUUID(), consumer: 'tests', timeoutSeconds: 60, requestedAt: Date.now() };
+    const answer = await new MockActivityEnvironment({ taskQueue: stack.taskQueue }).run(requestBuildSlot, request);
+    expect(answer).toEqual({ granted: false });
+    const history = await stack.client.workflow.getHandle(schedulerWorkflowIdFor(stack.taskQueue)).fetchHistory();
+    const signalled = (history.events ?? []).filter((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'requestSlot');
+    expect(signalled.some((e) => Buffer.from(e.workflowExecutionSignaledEventAttributes!.input!.payloads![0]!.data!).toString().includes(buildId))).toBe(true);
+    // The scheduler took it: granted (and, its workflow being made up, freed again when the grant's signal fails).
+    await until('the scheduler handling the request', async () => {
+      const state = await stack.client.workflow.getHandle(schedulerWorkflowIdFor(stack.taskQueue)).query(schedulerStateQuery);
+      return ![...state.waiting, ...state.running].some((b) => b.buildId === buildId);
+    }, 10_000);
   });
 });
