@@ -6,7 +6,7 @@
  * When the token server cannot be used (unreachable, 404, 5xx) the registry gets Basic credentials instead.
  */
 import { preferredChallenge, type Challenge } from './challenge';
-import { hopRefusal } from '../policy/addresses';
+import { hopRefusal, hostOfUrl } from '../policy/addresses';
 import { RegistryError } from './errors';
 import type { Transport } from './transport';
 
@@ -109,7 +109,7 @@ export class RegistryAuthenticator {
   /** A token from the realm, or undefined when the realm is unusable and Basic is the fallback. */
   private async bearerToken(registry: string, challenge: Challenge, scopes: string[], creds: RegistryCredentials | undefined): Promise<TokenAnswer | undefined> {
     const realm = parseRealm(registry, challenge.params.realm!);
-    this.transport.followed(hostnameOf(registry), realm.hostname.replace(/^\[(.*)\]$/, '$1'));
+    this.transport.followed(hostOfUrl(`http://${registry}`)!, hostOfUrl(realm.href)!);
     const service = challenge.params.service;
     const refreshKey = creds ? `${realm.href}|${service ?? ''}|${creds.username}` : '';
     const stored = this.refreshTokens.get(refreshKey);
@@ -178,17 +178,12 @@ function parseRealm(registry: string, realm: string): URL {
   } catch {
     throw new RegistryError('registry_error', `${registry} announced a token realm that is not a URL; check the registry's auth configuration`, false);
   }
-  const [from, to] = [hostnameOf(registry), url.hostname.replace(/^\[(.*)\]$/, '$1')];
-  const refusal = from === to ? undefined : hopRefusal(from!, to!);
+  const [from, to] = [hostOfUrl(`http://${registry}`)!, hostOfUrl(url.href)!];
+  const refusal = from === to ? undefined : hopRefusal(from, to);
   if (refusal) {
     throw new RegistryError('registry_redirect_refused', `${registry} named the token realm ${url.host}, a ${refusal}; registries may not send the service to internal addresses, so use a registry whose token server is public or ask the operator to list it`, false);
   }
   return url;
-}
-
-/** The host name of a registry's host[:port], without the brackets of an IPv6 address. */
-function hostnameOf(registry: string): string {
-  return new URL(`http://${registry}`).hostname.replace(/^\[(.*)\]$/, '$1');
 }
 
 function oauthForm(fields: Record<string, string | undefined>, scopes: string[]): string {
