@@ -140,6 +140,10 @@ export class S3ObjectStore implements ObjectStore {
           : undefined,
       // Retries would turn a missing bucket or refused credentials into a slow start-up; the callers retry.
       maxAttempts: 2,
+      // Every body this adapter sends is a Buffer, which the SDK signs with its SHA-256 and the server checks. The CRC32
+      // the SDK adds by default checks the same bytes a second time (API and store CPU for each byte of a context),
+      // so it is sent only where an operation requires one (test/storage/s3-integrity.test.ts).
+      requestChecksumCalculation: 'WHEN_REQUIRED',
       requestHandler: options.allowSelfSignedCerts ? { httpsAgent: new Agent({ rejectUnauthorized: false }) } : undefined,
     });
   }
