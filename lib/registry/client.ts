@@ -121,12 +121,6 @@ export class RegistryClient {
     return (await this.getManifest(registry, repository, reference)).digest;
   }
 
-  /** Points `tag` at the manifest already pushed under `digest`; a repeat is harmless. */
-  async tagManifest(registry: string, repository: string, digest: string, tag: string): Promise<void> {
-    const manifest = await this.getManifest(registry, repository, digest);
-    await this.putManifest(registry, repository, tag, manifest.mediaType, manifest.body);
-  }
-
   async close(): Promise<void> {
     await this.transport.close();
   }

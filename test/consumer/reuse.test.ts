@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { workflowIdForBuild } from '../../workflows/definitions';
 import { buildForm, contextOf } from '../support/archives';
-import { ensureBaseImage, manifestOf } from '../support/registry';
+import { ensureBaseImage, manifestOf, tagManifest } from '../support/registry';
 import { recordWithoutWorkflow, startTestStack, waitForBuild, type TestStack } from '../support/stack';
 
 interface Build {
@@ -89,7 +89,7 @@ describe('identical-build reuse', { timeout: 2 * BUILD_WAIT_MS }, () => {
     const first = await finished((await post({ image }, context)).body.id);
     expect(first.status).toBe('succeeded');
     const other = await finished((await post({ image: ref(`other-${run}`) }, await contextFor('other'))).body.id);
-    await stack.deps.registry.tagManifest('127.0.0.1:5000', REPOSITORY, other.digest!, `moved-${run}`);
+    await tagManifest(stack.deps.registry, '127.0.0.1:5000', REPOSITORY, other.digest!, `moved-${run}`);
 
     const again = await post({ image }, context);
     expect(again.res.status).toBe(202);

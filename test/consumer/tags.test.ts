@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildForm, contextOf } from '../support/archives';
-import { ensureBaseImage, manifestOf, manifestRevisionCount } from '../support/registry';
+import { ensureBaseImage, manifestOf, manifestRevisionCount, tagManifest } from '../support/registry';
 import { startTestStack, waitForBuild, type TestStack } from '../support/stack';
 
 interface Build {
@@ -90,7 +90,7 @@ describe('build tags', { timeout: 2 * BUILD_WAIT_MS }, () => {
     }
     expect(status).toBe('running');
     // Someone else takes the tag while the builder runs.
-    await stack.deps.registry.tagManifest('127.0.0.1:5000', REPOSITORY, earlier.digest!, `race-${run}`);
+    await tagManifest(stack.deps.registry, '127.0.0.1:5000', REPOSITORY, earlier.digest!, `race-${run}`);
     const build = await finished(racing.id);
     expect(build.status).toBe('failed');
     expect(build.error?.code).toBe('tag_exists');

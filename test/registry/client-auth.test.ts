@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RegistryClient, RegistryError, type RegistryClientOptions } from '../../lib/registry/client';
 import { startFaultProxy } from './support/fault-proxy';
 import { BASIC_REGISTRY, PULL_USER, PUSH_USER, TLS_REGISTRY, TOKEN_REGISTRY, passwordOf, seedImage } from './support/registries';
+import { tagManifest } from '../support/registry';
 import { startTokenServer, type TokenServer } from './support/token-server';
 
 const push = { username: PUSH_USER, password: passwordOf(PUSH_USER) };
@@ -39,7 +40,7 @@ describe('Basic auth against the htpasswd registry', () => {
     const { client } = clientFor(proxy.host, push);
     const repository = repo('basic');
     const digest = await seedImage(BASIC_REGISTRY, repository, push);
-    await client.tagManifest(proxy.host, repository, digest, 'v1');
+    await tagManifest(client, proxy.host, repository, digest, 'v1');
     expect((await client.getManifest(proxy.host, repository, 'v1')).digest).toBe(digest);
     // 3 operations (GET+PUT to tag, GET) and one repeat: only the very first request went without credentials and
     // was challenged.
@@ -86,7 +87,7 @@ describe('Bearer tokens from the token-auth registry (token server: the suite\'s
     const repository = repo('bearer');
     const digest = await seedImage(TOKEN_REGISTRY, repository, push);
     tokens.requests.length = 0;
-    await client.tagManifest(TOKEN_REGISTRY, repository, digest, 'v1');
+    await tagManifest(client, TOKEN_REGISTRY, repository, digest, 'v1');
     expect((await client.getManifest(TOKEN_REGISTRY, repository, 'v1')).digest).toBe(digest);
     const [first, ...later] = tokens.requests;
     expect(first).toMatchObject({ method: 'GET', grantType: 'basic', user: PUSH_USER, offline: true });
@@ -118,7 +119,7 @@ describe('Bearer tokens from the token-auth registry (token server: the suite\'s
     const digest = await seedImage(TOKEN_REGISTRY, repository, push);
     const { client } = clientFor(TOKEN_REGISTRY, pullOnly);
     expect((await client.getManifest(TOKEN_REGISTRY, repository, digest)).digest).toBe(digest);
-    const err = await failure(client.tagManifest(TOKEN_REGISTRY, repository, digest, 'v2'));
+    const err = await failure(tagManifest(client, TOKEN_REGISTRY, repository, digest, 'v2'));
     expect(err.code).toBe('registry_forbidden');
     expect(err.message).toMatch(/grant them push permission/);
     await client.close();
@@ -151,7 +152,7 @@ describe('Bearer tokens from the token-auth registry (token server: the suite\'s
     const repository = repo('acr-style');
     const digest = await seedImage(TOKEN_REGISTRY, repository, push);
     tokens.requests.length = 0;
-    await client.tagManifest(TOKEN_REGISTRY, repository, digest, 'v1');
+    await tagManifest(client, TOKEN_REGISTRY, repository, digest, 'v1');
     expect((await client.getManifest(TOKEN_REGISTRY, repository, 'v1')).digest).toBe(digest);
     expect(tokens.requests.length).toBeGreaterThan(0);
     expect(tokens.requests.every((r) => r.grantType === 'refresh_token')).toBe(true);
@@ -172,7 +173,7 @@ describe('TLS registry with a certificate from a self-signed CA', () => {
     const { client } = clientFor(TLS_REGISTRY, push, { disableHttps: false, allowSelfSignedCerts: true });
     const repository = repo('tls');
     const digest = await seedImage(TLS_REGISTRY, repository, push, true);
-    await client.tagManifest(TLS_REGISTRY, repository, digest, 'v1');
+    await tagManifest(client, TLS_REGISTRY, repository, digest, 'v1');
     expect((await client.getManifest(TLS_REGISTRY, repository, 'v1')).digest).toBe(digest);
     await client.close();
   });

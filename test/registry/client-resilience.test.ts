@@ -7,6 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RegistryClient, RegistryError } from '../../lib/registry/client';
 import { startFaultProxy, type FaultProxy } from './support/fault-proxy';
 import { BASIC_REGISTRY, PUSH_USER, passwordOf, seedImage } from './support/registries';
+import { tagManifest } from '../support/registry';
 
 const creds = { username: PUSH_USER, password: passwordOf(PUSH_USER) };
 
@@ -21,7 +22,7 @@ describe('retries and fallbacks through a faulty proxy in front of the htpasswd 
     client = new RegistryClient({ disableHttps: true, credentials: () => creds, retry: { attempts: 4, baseDelayMs: 20, maxDelayMs: 3_000 } });
     repository = `ibs-test/retry-${randomBytes(4).toString('hex')}`;
     digest = await seedImage(BASIC_REGISTRY, repository, creds);
-    await client.tagManifest(proxy.host, repository, digest, 'v1');
+    await tagManifest(client, proxy.host, repository, digest, 'v1');
     proxy.seen.length = 0;
   });
   afterEach(async () => {
@@ -54,14 +55,14 @@ describe('retries and fallbacks through a faulty proxy in front of the htpasswd 
 
   it('retries a tag whose PUT the registry keeps failing, and the tag then resolves', async () => {
     proxy.inject([500, 503].map((status) => ({ status, method: 'PUT' })));
-    await client.tagManifest(proxy.host, repository, digest, 'v2');
+    await tagManifest(client, proxy.host, repository, digest, 'v2');
     expect(proxy.seen.filter((r) => r.method === 'PUT')).toHaveLength(3);
     expect((await client.getManifest(proxy.host, repository, 'v2')).digest).toBe(digest);
   });
 
   it('maps a registry that denies the push (403 DENIED, as ECR and ACR answer) to registry_forbidden, not retried', async () => {
     proxy.inject([{ status: 403, method: 'PUT', errorCode: 'DENIED' }]);
-    const err = await client.tagManifest(proxy.host, repository, digest, 'v2').catch((e: unknown) => e);
+    const err = await tagManifest(client, proxy.host, repository, digest, 'v2').catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'registry_forbidden', retryable: false });
     expect(proxy.seen.filter((r) => r.method === 'PUT')).toHaveLength(1);
   });

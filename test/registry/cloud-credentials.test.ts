@@ -15,6 +15,7 @@ import { builderCredentials, createCredentialProvider } from '../../lib/registry
 import { testConfig } from '../support/stack';
 import { GOOGLE_TOKEN_AUDIENCE, startFakeAws, startFakeAzure, startFakeGoogle, type FakeAws, type FakeAzure } from './support/cloud-fakes';
 import { BASIC_REGISTRY, PUSH_USER, passwordOf, seedImage } from './support/registries';
+import { tagManifest } from '../support/registry';
 
 /** The registry section of the configuration the worker would load with these variables. */
 function configOf(env: Record<string, string>) {
@@ -56,7 +57,7 @@ describe('ECR (fake STS/ECR endpoints): IRSA web identity → STS → GetAuthori
     const client = new RegistryClient({ disableHttps: true, credentials: (h) => provider.credentialsFor(h) });
     const repository = `ibs-test/ecr-${randomBytes(3).toString('hex')}`;
     const digest = await seedImage(BASIC_REGISTRY, repository, { username: PUSH_USER, password: passwordOf(PUSH_USER) });
-    await client.tagManifest(BASIC_REGISTRY, repository, digest, 'v1');
+    await tagManifest(client, BASIC_REGISTRY, repository, digest, 'v1');
     expect((await client.getManifest(BASIC_REGISTRY, repository, 'v1')).digest).toBe(digest);
     await client.close();
   });

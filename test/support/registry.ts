@@ -10,6 +10,7 @@ import { promisify } from 'node:util';
 import { gunzipSync } from 'node:zlib';
 import { extract } from 'tar-stream';
 import { Readable } from 'node:stream';
+import type { RegistryClient } from '../../lib/registry/client';
 
 const run = promisify(execFile);
 export const REGISTRY = '127.0.0.1:5000';
@@ -105,4 +106,13 @@ export async function imageConfig(repository: string, reference: string): Promis
 export async function manifestRevisionCount(repository: string): Promise<number> {
   const dir = join(process.env.IBS_RUN ?? '/tmp/image-build-service', 'registry/docker/registry/v2/repositories', repository, '_manifests/revisions/sha256');
   return (await readdir(dir).catch(() => [])).length;
+}
+
+/**
+ * Points `tag` at a manifest the repository holds, through the service's registry client (its auth and retries),
+ * as a consumer's other tools would move a tag: the manifest read, then put again under the tag.
+ */
+export async function tagManifest(client: RegistryClient, registry: string, repository: string, digest: string, tag: string): Promise<void> {
+  const manifest = await client.getManifest(registry, repository, digest);
+  await client.putManifest(registry, repository, tag, manifest.mediaType, manifest.body);
 }
