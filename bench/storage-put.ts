@@ -1,0 +1,81 @@
+/**
+ * The S3 adapter's own cost of storing a stream (`npm run bench:storage-put -- <MiB>`, default 512): the CPU time the
+ * adapter's process and MinIO spend per GiB put, for the adapter of each checkout in STORE_DIRS (default: this one;
+ * another is a `git worktree` of another commit), side by side in one process, alternating which goes first. The
+ * stream repeats one MiB of random bytes (no generation cost in the figure; MinIO stores every byte regardless). CPU
+ * is the figure to compare: it moves far less than wall time on a shared machine.
+ */
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { Readable } from 'node:stream';
+import { loadConfig } from '../lib/config';
+import type { ObjectStore } from '../lib/storage';
+import { median } from './stats';
+
+const MiB = 1024 * 1024;
+const SIZE_MIB = Number(process.argv[2] ?? 512);
+const ROUNDS = Number(process.env.ROUNDS ?? 5);
+const STORE_DIRS = (process.env.STORE_DIRS ?? '.').split(',');
+
+function minioCpuSeconds(): number {
+  const pids = execFileSync('pgrep', ['-f', 'minio server'], { encoding: 'utf8' }).trim().split('\n').map(Number);
+  let total = 0;
+  for (const pid of pids) {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    total += (Number(fields[11]) + Number(fields[12])) / 100;
+  }
+  return total;
+}
+
+function streamOf(block: Buffer, mib: number): Readable {
+  let sent = 0;
+  return new Readable({
+    read() {
+      this.push(sent++ < mib ? block : null);
+    },
+  });
+}
+
+async function storeOf(dir: string): Promise<ObjectStore> {
+  const { createObjectStore } = (await import(resolve(dir, 'lib/storage/index.ts'))) as typeof import('../lib/storage');
+  return createObjectStore(loadConfig(process.env));
+}
+
+async function main(): Promise<void> {
+  const stores = await Promise.all(STORE_DIRS.map(async (dir) => ({ dir, store: await storeOf(dir), cpu: [] as number[], minio: [] as number[], wall: [] as number[] })));
+  const block = randomBytes(MiB);
+  const key = `contexts/bench-storage-put-${process.pid}`;
+  // One put each first, not counted: connections and the JIT warm.
+  for (const s of stores) await s.store.put(key, streamOf(block, 64));
+  for (let round = 0; round < ROUNDS; round++) {
+    const order = round % 2 ? [...stores].reverse() : stores;
+    for (const s of order) {
+      const cpu = process.cpuUsage();
+      const minio = minioCpuSeconds();
+      const started = performance.now();
+      await s.store.put(key, streamOf(block, SIZE_MIB));
+      s.wall.push((performance.now() - started) / 1000);
+      const used = process.cpuUsage(cpu);
+      s.cpu.push((used.user + used.system) / 1e6);
+      s.minio.push(minioCpuSeconds() - minio);
+      console.log(`round ${round + 1}/${ROUNDS} ${s.dir}: ${s.wall.at(-1)!.toFixed(2)} s, adapter CPU ${s.cpu.at(-1)!.toFixed(2)} s, MinIO CPU ${s.minio.at(-1)!.toFixed(2)} s`);
+    }
+  }
+  await stores[0]!.store.delete(key);
+  const perGiB = (seconds: number) => (seconds * 1024) / SIZE_MIB;
+  const first = stores[0]!;
+  for (const s of stores) {
+    const cpu = perGiB(median(s.cpu));
+    console.log(
+      `${s.dir}: per GiB adapter CPU ${cpu.toFixed(2)} s, MinIO CPU ${perGiB(median(s.minio)).toFixed(2)} s, wall ${perGiB(median(s.wall)).toFixed(2)} s` +
+        (s === first ? '' : ` (adapter CPU ratio vs ${first.dir}: ${(median(s.cpu) / median(first.cpu)).toFixed(3)}, MinIO ${(median(s.minio) / median(first.minio)).toFixed(3)})`),
+    );
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
