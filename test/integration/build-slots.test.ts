@@ -99,9 +99,14 @@ describe('build slots', () => {
     const request = { buildId, workflowId: `build-${buildId}`, runId: randomUUID(), consumer: 'tests', timeoutSeconds: 60, requestedAt: Date.now() };
     const answer = await new MockActivityEnvironment({ taskQueue: stack.taskQueue }).run(requestBuildSlot, request);
     expect(answer).toEqual({ granted: false });
-    const history = await stack.client.workflow.getHandle(schedulerWorkflowIdFor(stack.taskQueue)).fetchHistory();
-    const signalled = (history.events ?? []).filter((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'requestSlot');
-    expect(signalled.some((e) => Buffer.from(e.workflowExecutionSignaledEventAttributes!.input!.payloads![0]!.data!).toString().includes(buildId))).toBe(true);
+    // The server holds a signal back from the history while a workflow task of the scheduler runs (the update the
+    // activity gave up on may still be in one), so the signal is looked for until it shows.
+    const signalled = async () => {
+      const history = await stack.client.workflow.getHandle(schedulerWorkflowIdFor(stack.taskQueue)).fetchHistory();
+      const requests = (history.events ?? []).filter((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'requestSlot');
+      return requests.some((e) => Buffer.from(e.workflowExecutionSignaledEventAttributes!.input!.payloads![0]!.data!).toString().includes(buildId));
+    };
+    await until('the request arriving by signal', signalled, 10_000);
     // The scheduler took it: granted (and, its workflow being made up, freed again when the grant's signal fails).
     await until('the scheduler handling the request', async () => {
       const state = await stack.client.workflow.getHandle(schedulerWorkflowIdFor(stack.taskQueue)).query(schedulerStateQuery);
