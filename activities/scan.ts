@@ -4,13 +4,12 @@
  * steps: the executor reports when the scanner starts (scanning), and `pushing` is set as the push starts, each
  * recorded and told to the workflow (activities/phase.ts).
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
 import type { BuildRepository } from '../lib/db/builds-repository';
 import type { BuildOutcome } from '../lib/executors/executor';
 import type { GateJob } from '../lib/scan/contract';
 import type { ScanGate } from '../lib/scan/gate';
+import { makeSharedDir, removeEarlierSharedDirs } from '../lib/scan/shared-dir';
 
 export interface OpenGate {
   job: GateJob;
@@ -22,7 +21,8 @@ export interface OpenGate {
 export async function openScanGate(gate: ScanGate, builds: BuildRepository, buildId: string, log: (text: string) => void, phase: (status: 'pushing') => Promise<void>): Promise<OpenGate> {
   const scanner = await gate.prepare();
   log(`[ibs] scanner ${scanner.configured} resolved to ${scanner.image.digest} for this build\n`);
-  const sharedDir = await mkdtemp(join(tmpdir(), `ibs-shared-${buildId}-`));
+  await removeEarlierSharedDirs(buildId);
+  const sharedDir = await makeSharedDir(buildId);
   return {
     job: { sharedDir, scanner: scanner.run, scannerImage: scanner.image },
     async finish(outcome, registry, repository) {

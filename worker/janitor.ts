@@ -1,17 +1,20 @@
 /**
  * What killed build attempts leave on the worker's machine. An attempt killed mid-build (SIGKILL, OOM kill) leaves
- * its log spool (BUILD_LOG_SPOOL_DIR/<build>) and, with the local executor, its work folder (ibs-<build>-*); the
- * build's next attempt on this machine takes both over. When no attempt follows here (the attempts ran out in a
+ * its log spool (BUILD_LOG_SPOOL_DIR/<build>), with the local executor its work folder (ibs-<build>-*), and with the
+ * scanner gate its shared folder (ibs-shared-<build>-*, the image archive); the build's next attempt on this machine
+ * takes them over. When no attempt follows here (the attempts ran out in a
  * crash loop, or the next one ran on another worker), the janitor stores the spooled lines and removes the folder,
  * once the build has been final for longer than a closing attempt keeps retrying storage, so it never races one.
  * It also aborts the context uploads an API killed mid-upload left unfinished in the service bucket, once they are
  * older than any request can be.
  */
 import { readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { STREAMED_CONTEXTS_PREFIX } from '../lib/context/keys';
 import type { BuildRepository } from '../lib/db/builds-repository';
 import { BuildLog, type BuildLogSettings } from '../lib/logs/build-log';
+import { SHARED_DIR_NAME } from '../lib/scan/shared-dir';
 import type { ObjectStore } from '../lib/storage/object-store';
 import { every } from './periodic';
 
@@ -21,6 +24,8 @@ export interface JanitorOptions {
   buildLogs: BuildLogSettings;
   /** Where the local executor makes its work folders; none for the kubernetes executor. */
   workRoot?: string;
+  /** Where gated builds share their image archives with the scanner (default: the temporary folder). */
+  sharedRoot?: string;
   /** How long a build must have been final before its leftovers are taken (default 10 min: twice a log's close timeout). */
   graceMs?: number;
   /**
@@ -72,11 +77,13 @@ export async function sweepFinishedBuilds(options: JanitorOptions): Promise<Swee
     await log.close();
     result.logsStored.push(buildId);
   }
-  if (options.workRoot) {
-    for (const name of await entries(options.workRoot)) {
-      const buildId = WORK_FOLDER.exec(name)?.[1];
+  const folders: [string | undefined, RegExp][] = [[options.workRoot, WORK_FOLDER], [options.sharedRoot ?? tmpdir(), SHARED_DIR_NAME]];
+  for (const [root, pattern] of folders) {
+    if (!root) continue;
+    for (const name of await entries(root)) {
+      const buildId = pattern.exec(name)?.[1];
       if (!buildId || !(await over(buildId))) continue;
-      await rm(join(options.workRoot, name), { recursive: true, force: true });
+      await rm(join(root, name), { recursive: true, force: true });
       result.foldersRemoved.push(name);
     }
   }

@@ -5,8 +5,7 @@
  * exit or a missing/malformed report, and otherwise pushes the archive with the service's registry client. Images
  * that need no build go through the same judgement (scanImages), scanned by the runner the worker gives it.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ImageScannerConfig } from '../config/scanner';
 import { BuildFailedError } from '../executors/executor';
@@ -18,6 +17,7 @@ import { mergeSummaries, readScanReport } from './report';
 import type { ScannerObserver } from './runc-scanner';
 import { scanReportKey, type ReportDestination } from './report-store';
 import { resolveScannerImage, scannerRunFor, type ScannerImage } from './scanner-image';
+import { makeSharedDir, removeEarlierSharedDirs } from './shared-dir';
 
 /** Runs the scanner over a shared folder and answers its exit code (the local executor's RuncScanner). */
 export interface ScanRunner {
@@ -100,8 +100,9 @@ export class ScanGate {
     const scanner = await this.prepare();
     observer.log(`[ibs] scanner ${scanner.configured} resolved to ${scanner.image.digest} for this build\n`);
     const scans: Scan[] = [];
+    await removeEarlierSharedDirs(buildId);
     for (const image of images) {
-      const sharedDir = await mkdtemp(join(tmpdir(), `ibs-shared-${buildId}-`));
+      const sharedDir = await makeSharedDir(buildId);
       try {
         await image.write(join(sharedDir, IMAGE_ARCHIVE));
         observer.log(`[ibs] scanning ${image.digest}${images.length > 1 ? ` (${image.platform})` : ''} with ${scanner.run.image}\n`);

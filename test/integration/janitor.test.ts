@@ -56,7 +56,7 @@ describe('the janitor of killed attempts', () => {
       await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key }));
       const unfinished = async () => ((await s3.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: key }))).Uploads ?? []).length;
       const sweep = (now: () => number) =>
-        sweepFinishedBuilds({ builds: stack.builds, storage: stack.deps.storage, buildLogs: { ...stack.deps.buildLogs, spoolDir: join(scratch, 'no-spools') }, now });
+        sweepFinishedBuilds({ builds: stack.builds, storage: stack.deps.storage, buildLogs: { ...stack.deps.buildLogs, spoolDir: join(scratch, 'no-spools') }, sharedRoot: join(scratch, 'no-shared'), now });
       // A request may still be sending it: left alone.
       expect((await sweep(Date.now)).uploadsAborted).toBe(0);
       expect(await unfinished()).toBe(1);
@@ -69,10 +69,12 @@ describe('the janitor of killed attempts', () => {
     }
   });
 
-  it('stores a finished build\'s spooled lines and removes its work folder, after the grace period only', async () => {
+  it('stores a finished build\'s spooled lines and removes its work and shared folders, after the grace period only', async () => {
     const spoolDir = join(scratch, 'spools');
     const workRoot = join(scratch, 'work');
+    const sharedRoot = join(scratch, 'shared');
     await mkdir(workRoot, { recursive: true });
+    await mkdir(sharedRoot, { recursive: true });
     const image = '127.0.0.1:5000/janitor/app:1';
     const { record } = await stack.builds.create({
       id: randomUUID(), consumer: 'tests', image, spec: { image, dockerfile: 'Dockerfile', buildArgs: {}, labels: {}, platforms: ['linux/amd64'] },
@@ -83,10 +85,16 @@ describe('the janitor of killed attempts', () => {
     const folder = join(workRoot, `ibs-${id}-a1b2c3`);
     await mkdir(join(folder, 'context'), { recursive: true });
     await writeFile(join(folder, 'context', 'Dockerfile'), 'FROM scratch\n');
-    // Another build's folder and a spool of a build this database does not know are never touched.
+    // The scanner gate's shared folder, with the image archive the killed attempt wrote.
+    const shared = join(sharedRoot, `ibs-shared-${id}-d4e5f6`);
+    await mkdir(shared);
+    await writeFile(join(shared, 'image.tar'), 'not really an image');
+    // Another build's folders and a spool of a build this database does not know are never touched.
     const stranger = join(workRoot, `ibs-${randomUUID()}-zzzzzz`);
+    const strangerShared = join(sharedRoot, `ibs-shared-${randomUUID()}-zzzzzz`);
     await mkdir(stranger);
-    const sweep = (now = Date.now()) => sweepFinishedBuilds({ builds: stack.builds, storage: stack.deps.storage, buildLogs: { ...stack.deps.buildLogs, spoolDir }, workRoot, now: () => now });
+    await mkdir(strangerShared);
+    const sweep = (now = Date.now()) => sweepFinishedBuilds({ builds: stack.builds, storage: stack.deps.storage, buildLogs: { ...stack.deps.buildLogs, spoolDir }, workRoot, sharedRoot, now: () => now });
 
     // The killed attempt stored its first line at once; the other 39 wait in its spool.
     const stored = async () => (await stack.api(`/v1/builds/${id}/logs`)).text();
@@ -97,11 +105,13 @@ describe('the janitor of killed attempts', () => {
     expect(await sweep()).toMatchObject({ logsStored: [], foldersRemoved: [] }); // over, but only just
     expect(existsSync(join(spoolDir, id))).toBe(true);
 
-    expect(await sweep(Date.now() + 11 * 60_000)).toMatchObject({ logsStored: [id], foldersRemoved: [`ibs-${id}-a1b2c3`] });
+    expect(await sweep(Date.now() + 11 * 60_000)).toMatchObject({ logsStored: [id], foldersRemoved: [`ibs-${id}-a1b2c3`, `ibs-shared-${id}-d4e5f6`] });
     expect((await stored()).match(/line-\d+/g)).toEqual(Array.from({ length: 40 }, (_, i) => `line-${i + 1}`));
     expect(existsSync(join(spoolDir, id))).toBe(false);
     expect(existsSync(folder)).toBe(false);
+    expect(existsSync(shared)).toBe(false);
     expect(existsSync(stranger)).toBe(true);
+    expect(existsSync(strangerShared)).toBe(true);
     // A second sweep finds nothing more to do, and stores nothing twice.
     expect(await sweep(Date.now() + 11 * 60_000)).toMatchObject({ logsStored: [], foldersRemoved: [] });
     expect((await stored()).match(/line-\d+/g)).toHaveLength(40);

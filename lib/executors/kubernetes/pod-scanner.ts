@@ -9,7 +9,7 @@
 import { CoreV1Api, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { redactSignedUrls } from '../../logs/redact';
@@ -17,6 +17,7 @@ import { IMAGE_ARCHIVE, SCAN_REPORT, type ScannerRun } from '../../scan/contract
 import type { ScanRunner } from '../../scan/gate';
 import type { ScannerObserver } from '../../scan/runc-scanner';
 import type { ScannerImage } from '../../scan/scanner-image';
+import { SHARED_DIR_NAME } from '../../scan/shared-dir';
 import type { ObjectStore } from '../../storage/object-store';
 import { BuildFailedError } from '../executor';
 import { apiErrorText, ignoreNotFound, isStatus } from './kubernetes-executor';
@@ -150,7 +151,7 @@ export class PodScanRunner implements ScanRunner {
   }
 }
 
-/** lib/scan/gate.ts names the shared folder ibs-shared-<build>-…; the build id labels the scan pod. */
+/** The shared folder is named for its build (lib/scan/shared-dir.ts); the build id labels the scan pod. */
 function buildIdOf(sharedDir: string): string {
-  return /ibs-shared-([0-9a-f-]{36})-/.exec(sharedDir)?.[1] ?? 'unknown';
+  return SHARED_DIR_NAME.exec(basename(sharedDir))?.[1] ?? 'unknown';
 }
