@@ -3,6 +3,7 @@ import { NativeConnection, Runtime } from '@temporalio/worker';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, describeSpringProfile, loadConfig } from '../lib/config';
+import { removeAbandonedScanners } from '../lib/scan/runc-scanner';
 import { AWS_SIGNER_PLUGIN } from '../lib/signing/notation';
 import { checkSigningProfile } from '../lib/signing/profile-check';
 import { createLogger, createTelemetry } from '../lib/telemetry';
@@ -39,6 +40,10 @@ async function main(): Promise<void> {
     ? await startWorkerMetricsServer({ ...config.telemetry.workerMetrics, metrics: telemetry.metrics, logger, sdkAddress: sdkMetrics })
     : undefined;
   await deps.storage.check();
+  if (config.imageScanner.enabled && config.executor.type === 'local') {
+    const abandoned = await removeAbandonedScanners(config.executor.runcPath);
+    if (abandoned.length > 0) logger.info({ bundles: abandoned }, `stopped and removed ${abandoned.length} scanner containers of worker processes that died mid-scan`);
+  }
   // A signing profile that cannot sign is found now, not by the first build.
   if (config.signing.type === 'notation' && config.signing.plugin === AWS_SIGNER_PLUGIN) await checkSigningProfile(config.signing);
   const connection = await NativeConnection.connect({ address: config.temporal.address });

@@ -5,11 +5,12 @@
  * (streamed-context.ts), where it appears only once the build is accepted.
  */
 import busboy from 'busboy';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, type Writable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import { abandonedEntries, ownedPrefix } from '../../lib/scratch/abandoned';
 import { ContextRejectedError, spoolContextArchive, type ContextLimits, type ContextSummary } from '../../lib/context/archive';
 import { SourceRejectedError } from '../../lib/sources/errors';
 import { spoolImageArchive, type ImageArchiveLimits, type SpooledImageArchive } from '../../lib/sources/image-archive';
@@ -51,23 +52,9 @@ const SPOOL_PREFIX = 'ibs-upload-';
  * the pid of the one before it). Spools of other live API processes sharing the folder are left alone.
  */
 export async function removeAbandonedSpools(spoolDir = tmpdir()): Promise<string[]> {
-  const removed: string[] = [];
-  for (const name of await readdir(spoolDir).catch(() => [] as string[])) {
-    const pid = Number(/^ibs-upload-(\d+)-/.exec(name)?.[1]);
-    if (!pid || (pid !== process.pid && processAlive(pid))) continue;
-    await rm(join(spoolDir, name), { recursive: true, force: true });
-    removed.push(name);
-  }
-  return removed;
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
+  const abandoned = await abandonedEntries(spoolDir, SPOOL_PREFIX);
+  for (const name of abandoned) await rm(join(spoolDir, name), { recursive: true, force: true });
+  return abandoned;
 }
 const MiB = 1024 * 1024;
 
@@ -89,7 +76,7 @@ export async function receiveBuildUpload(request: Request, options: UploadOption
   if (!contentType.toLowerCase().startsWith('multipart/form-data') || !(nodeBody ?? request.body)) {
     throw new ApiError(415, 'unsupported_media_type', 'send the build as multipart/form-data with a "spec" part (JSON) and a "context" part (tar, tar.gz or zip) or an "image" part (docker save or OCI layout), or as application/json naming a stored artifact or sourceImage');
   }
-  const dir = await mkdtemp(join(spoolDir, `${SPOOL_PREFIX}${process.pid}-`));
+  const dir = await mkdtemp(join(spoolDir, ownedPrefix(SPOOL_PREFIX)));
   const archivePath = join(dir, 'context');
   let sink: SpoolAndStore | undefined;
   const sinkFor = storage && ((spool: Writable) => (sink = new SpoolAndStore(spool, storage)));

@@ -7,7 +7,7 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, link, lstat, mkdir, mkdtemp, realpath, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, link, lstat, mkdir, mkdtemp, readdir, realpath, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, posix } from 'node:path';
 import { Readable } from 'node:stream';
@@ -16,6 +16,7 @@ import { createGunzip } from 'node:zlib';
 import { createWriteStream } from 'node:fs';
 import { extract } from 'tar-stream';
 import { parseQuantity } from '../config/quantity';
+import { abandonedEntries, ownedPrefix } from '../scratch/abandoned';
 import type { RegistryClient } from '../registry/client';
 import { SHARED_DIR, type ScannerRun } from './contract';
 import type { ScannerImage } from './scanner-image';
@@ -34,6 +35,28 @@ export interface ScannerObserver {
 }
 
 const SETPRIV = '/usr/bin/setpriv';
+/** Bundles are named ibs-scanner-<pid of the worker>-<random>, so that a restarted worker can tell abandoned ones. */
+const BUNDLE_PREFIX = 'ibs-scanner-';
+
+/**
+ * Removes what the scanners of dead worker processes left, at worker start-up. A worker killed mid-scan (SIGKILL, OOM
+ * kill) takes runc with it (its parent-death signal) but not the container, which scans on; its bundle (config.json
+ * with the scanner's env) and runc's state stay. Each such container is killed and deleted (runc delete --force,
+ * its cgroup too), then its bundle removed. Answers the bundles removed.
+ */
+export async function removeAbandonedScanners(runcPath: string, dir = tmpdir()): Promise<string[]> {
+  const abandoned = await abandonedEntries(dir, BUNDLE_PREFIX);
+  for (const name of abandoned) {
+    const stateDir = join(dir, name, 'state');
+    for (const id of await readdir(stateDir).catch(() => [] as string[])) {
+      await new Promise<void>((resolve) => {
+        spawn(runcPath, ['--root', stateDir, 'delete', '--force', id], { stdio: 'ignore' }).on('error', () => resolve()).on('close', () => resolve());
+      });
+    }
+    await rm(join(dir, name), { recursive: true, force: true });
+  }
+  return abandoned;
+}
 
 export class RuncScanner {
   constructor(private readonly options: RuncScannerOptions) {}
@@ -41,7 +64,7 @@ export class RuncScanner {
   /** Runs the scanner over `sharedDir`; answers its exit code. Throws only when it could not be run at all. */
   async run(image: ScannerImage, run: ScannerRun, sharedDir: string, observer: ScannerObserver, timeoutSeconds: number): Promise<number> {
     const rootfs = await this.rootfsFor(image);
-    const bundle = await mkdtemp(join(tmpdir(), 'ibs-scanner-'));
+    const bundle = await mkdtemp(join(tmpdir(), ownedPrefix(BUNDLE_PREFIX)));
     const id = `ibs-scan-${createHash('sha256').update(bundle).digest('hex').slice(0, 16)}`;
     const stateDir = join(bundle, 'state');
     try {
