@@ -40,9 +40,11 @@ export function createSigningActivities(deps: SigningDeps) {
         log.write(`[ibs] signature ${signature.digest ?? '(unknown digest)'} of ${digest} verified\n`);
       } catch (err) {
         if (!(err instanceof SigningError)) throw err;
+        // Until an attempt signs, the Build says unsigned. A registry that fails for a while gets the step's next
+        // attempts (the workflow's retry policy); the last one's failure ends the build with the code as any refusal.
         await deps.builds.recordSignature(buildId, { digest: null, profile: signer.profile, verified: false, signed: [] });
-        log.write(`[ibs] ${err.message}\n`);
-        throw ApplicationFailure.create({ type: err.code, message: redact(err.message, deps.secrets), nonRetryable: true });
+        log.write(`[ibs] ${err.message}${err.transient ? '; trying again' : ''}\n`);
+        throw ApplicationFailure.create({ type: err.code, message: redact(err.message, deps.secrets), nonRetryable: !err.transient });
       } finally {
         await log.close();
       }

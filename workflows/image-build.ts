@@ -73,17 +73,19 @@ const localSteps = proxyLocalActivities<Activities>({
 // back by an activity, and signing was skipped when off) replay the way they ran.
 const LOCAL_STEPS = 'local-steps';
 
-// Signing and verifying call notation (and, in production, AWS Signer) once per manifest: minutes at most.
-const signing = proxyActivities<Activities>({
-  startToCloseTimeout: '5 minutes',
-  retry: { initialInterval: '2 seconds', maximumInterval: '30 seconds', maximumAttempts: 5 },
-});
 
 // A failure the executor or the registry client calls transient (a registry's 5xx or 429, a broken connection to
 // BuildKit) is retried for about two minutes (2 + 4 + 8 + 16 + 30 × 3 s between eight attempts), so a registry that
 // misbehaves for a minute does not fail the builds that meet it (test/faults: 30 % of requests failing for 60 s).
 // Refusals that retrying cannot fix are non-retryable and end the build at once.
 const TRANSIENT_RETRY = { initialInterval: '2 seconds', maximumInterval: '30 seconds', maximumAttempts: 8 } as const;
+
+// Signing and verifying call notation (and, in production, AWS Signer) once per manifest: minutes at most. notation
+// does not retry a registry's 5xx or 429 itself, so the step retries those as the push does (activities/sign.ts).
+const signing = proxyActivities<Activities>({
+  startToCloseTimeout: '5 minutes',
+  retry: TRANSIENT_RETRY,
+});
 
 // The build itself: long, so liveness comes from heartbeats; cancellation waits for the executor to stop. It runs
 // on the build task queue, whose worker slots are capped apart from the bookkeeping's.

@@ -52,10 +52,24 @@ export interface SignatureRecord {
   alreadySigned?: boolean;
 }
 
+/**
+ * notation's words for a registry answer another try may not meet: throttling or a fault on the registry's side (a
+ * 5xx or 429 status, notation does not retry them itself), or a connection that broke. Anything else (a refused
+ * login, a key or trust policy notation cannot use, a signature that does not verify) stays a refusal.
+ */
+const TRANSIENT_REGISTRY_ANSWER = /response status code (5\d\d|429)\b|connection refused|connection reset by peer|: EOF\b|i\/o timeout/;
+
+/** Whether notation's output shows a registry fault that a later attempt may not meet. */
+export function isTransientNotationFailure(output: string): boolean {
+  return TRANSIENT_REGISTRY_ANSWER.test(output);
+}
+
 export class SigningError extends Error {
   constructor(
     readonly code: 'signing_failed' | 'signature_verification_failed',
     message: string,
+    /** The registry failed for a while (isTransientNotationFailure): the step is worth another attempt. */
+    readonly transient = false,
   ) {
     super(message);
     this.name = 'SigningError';
@@ -165,13 +179,19 @@ export class NotationSigner {
     const referrersApi = await this.options.registry.supportsReferrers(registry, repository, digest);
     for (const target of targets) {
       const result = await this.notation(registry, ['sign', ...this.signingArgs(), `--force-referrers-tag=${!referrersApi}`, `${registry}/${repository}@${target}`]);
-      if (result.code !== 0) throw new SigningError('signing_failed', `notation could not sign ${registry}/${repository}@${target} with ${this.options.profile}: ${result.output}`);
+      if (result.code !== 0) {
+        throw new SigningError('signing_failed', `notation could not sign ${registry}/${repository}@${target} with ${this.options.profile}: ${result.output}`, isTransientNotationFailure(result.output));
+      }
     }
     log(`[ibs] signed ${targets.length} manifest(s) with ${this.options.profile}, stored ${referrersApi ? 'as OCI referrers' : 'under the referrers tag scheme (the registry has no referrers API)'}\n`);
     for (const target of targets) {
       const result = await this.verify(registry, repository, target);
       if (result.code !== 0) {
-        throw new SigningError('signature_verification_failed', `notation verify refused the signature of ${registry}/${repository}@${target}: ${result.output}; check that the trust policy trusts the certificate of ${this.options.profile}`);
+        throw new SigningError(
+          'signature_verification_failed',
+          `notation verify refused the signature of ${registry}/${repository}@${target}: ${result.output}; check that the trust policy trusts the certificate of ${this.options.profile}`,
+          isTransientNotationFailure(result.output),
+        );
       }
     }
     return { ...base, digest: await this.signatureDigest(registry, repository, digest), verified: true, storedAs: referrersApi ? 'referrers-api' : 'referrers-tag' };
