@@ -37,10 +37,10 @@ let stack: FaultStack;
  * build's eight attempts): such a build is a failure the caller sees and may retry, not a loss; the table counts it.
  */
 function expectClean(row: FaultRow, mayFailWith?: string): void {
-  const { kind, lost, duplicated, orphans, wrongTags, lostLogLines, notes } = row;
+  const { kind, lost, duplicated, orphans, wrongTags, lostLogLines, unsigned, notes } = row;
   const failed = row.failedCodes.filter((code) => code !== mayFailWith).length;
-  expect({ kind, lost, duplicated, orphans, failed, wrongTags, lostLogLines, notes })
-    .toEqual({ kind, lost: 0, duplicated: 0, orphans: 0, failed: 0, wrongTags: 0, lostLogLines: 0, notes: expect.anything() as unknown });
+  expect({ kind, lost, duplicated, orphans, failed, wrongTags, lostLogLines, unsigned, notes })
+    .toEqual({ kind, lost: 0, duplicated: 0, orphans: 0, failed: 0, wrongTags: 0, lostLogLines: 0, unsigned: 0, notes: expect.anything() as unknown });
   expect(row.injections).toBeGreaterThanOrEqual(INJECTIONS);
 }
 
@@ -77,7 +77,7 @@ describe('fault injection', () => {
       for (let i = 0; i < INJECTIONS; i++) {
         const submission = await service.submit('worker');
         submissions.push(submission);
-        await sleep(randomBetween(300, 6_000));
+        await service.atRandomPoint(row, submission.id!, i);
         await service.worker.kill();
         row.injections++;
         await service.worker.start();
@@ -141,8 +141,9 @@ describe('fault injection', () => {
       const service = stack.service;
       const submissions: Submission[] = [];
       for (let i = 0; i < INJECTIONS; i++) {
-        submissions.push(await service.submit('temporal'));
-        await sleep(randomBetween(300, 5_000));
+        const submission = await service.submit('temporal');
+        submissions.push(submission);
+        await service.atRandomPoint(row, submission.id!, i);
         await stack.temporal.component.stop(i % 2 === 0 ? 'SIGTERM' : 'SIGKILL');
         row.injections++;
         await stack.temporal.component.start();
@@ -157,8 +158,9 @@ describe('fault injection', () => {
       const service = stack.service;
       const submissions: Submission[] = [];
       for (let i = 0; i < INJECTIONS; i++) {
-        submissions.push(await service.submit('postgres', 6));
-        await sleep(randomBetween(300, 5_000));
+        const building = await service.submit('postgres', 6);
+        submissions.push(building);
+        await service.atRandomPoint(row, building.id!, i);
         await stack.postgres.crash();
         row.injections++;
         const downUntil = Date.now() + PG_OUTAGE_MS;
@@ -184,6 +186,7 @@ describe('fault injection', () => {
       const service = stack.service;
       const submissions: Submission[] = [];
       const before = stack.proxy.injections;
+      const agentsBefore = stack.proxy.faultedAgents.length;
       stack.proxy.faulty = true;
       const until = Date.now() + REGISTRY_WINDOW_MS;
       try {
@@ -196,6 +199,12 @@ describe('fault injection', () => {
         stack.proxy.faulty = false;
       }
       row.injections = stack.proxy.injections - before;
+      // Which step met each fault, by its client: notation signs; BuildKit pulls the base image; the service's own
+      // registry client pushes the scanned archive and tags.
+      for (const agent of stack.proxy.faultedAgents.slice(agentsBefore)) {
+        const at = /notation/i.test(agent) ? 'sign' : /buildkit|containerd/i.test(agent) ? 'build' : 'push';
+        row.at[at] = (row.at[at] ?? 0) + 1;
+      }
       row.notes.push(`faults by status: ${JSON.stringify(Object.fromEntries(stack.proxy.injected))}`);
       await stack.check(row, service, submissions);
     });
@@ -207,8 +216,9 @@ describe('fault injection', () => {
       const service = stack.service;
       const submissions: Submission[] = [];
       for (let i = 0; i < INJECTIONS; i++) {
-        submissions.push(await service.submit('storage', 10));
-        await sleep(randomBetween(1_000, 6_000));
+        const submission = await service.submit('storage', 10);
+        submissions.push(submission);
+        await service.atRandomPoint(row, submission.id!, i);
         await stack.minio.component.stop('SIGKILL');
         row.injections++;
         await sleep(STORAGE_OUTAGE_MS);
@@ -226,7 +236,7 @@ describe('fault injection', () => {
       for (let i = 0; i < INJECTIONS; i++) {
         const submission = await service.submit('buildkit', 5);
         submissions.push(submission);
-        await sleep(randomBetween(500, 6_000));
+        await service.atRandomPoint(row, submission.id!, i);
         await stack.buildkit.component.stop(i % 2 === 0 ? 'SIGTERM' : 'SIGKILL');
         row.injections++;
         await stack.buildkit.component.start();
@@ -345,11 +355,12 @@ function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<
 
 function report(): void {
   if (rows.length === 0) return;
-  const header = ['kind', 'injections', 'builds', 'lost', 'duplicated', 'orphans', 'failed builds', 'wrong tags', 'lost log lines'];
+  const header = ['kind', 'injections', 'in step', 'builds', 'lost', 'duplicated', 'orphans', 'failed builds', 'wrong tags', 'unsigned', 'lost log lines'];
+  const steps = (r: FaultRow) => Object.entries(r.at).map(([step, n]) => `${step} ${n}`).join(', ') || '—';
   const lines = [
     `| ${header.join(' | ')} |`,
     `|${header.map(() => '---').join('|')}|`,
-    ...rows.map((r) => `| ${[r.kind, r.injections, r.builds, r.lost, r.duplicated, r.orphans, r.failedCodes.length, r.wrongTags, r.lostLogLines].join(' | ')} |`),
+    ...rows.map((r) => `| ${[r.kind, r.injections, steps(r), r.builds, r.lost, r.duplicated, r.orphans, r.failedCodes.length, r.wrongTags, r.unsigned, r.lostLogLines].join(' | ')} |`),
   ];
   const load = loadavg().map((l) => l.toFixed(2)).join(', ');
   const notes = rows.flatMap((r) => r.notes.map((n) => `- ${r.kind}: ${n}`));

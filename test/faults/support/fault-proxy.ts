@@ -18,6 +18,8 @@ export class FaultProxy {
   delayMs = 0;
   /** Faults answered so far, by status. */
   readonly injected = new Map<number, number>();
+  /** The User-Agent of each request answered with a fault: which client met it. */
+  readonly faultedAgents: string[] = [];
   forwarded = 0;
 
   private readonly server: Server;
@@ -49,6 +51,7 @@ export class FaultProxy {
     const status = this.fault(req);
     if (status !== undefined) {
       this.injected.set(status, (this.injected.get(status) ?? 0) + 1);
+      this.faultedAgents.push(req.headers['user-agent'] ?? '');
       // The request body is read to its end first, as a registry would before answering a failed upload.
       req.resume();
       req.on('end', () => {

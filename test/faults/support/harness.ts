@@ -8,7 +8,7 @@ import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import { Client, Connection } from '@temporalio/client';
 import { randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -17,10 +17,12 @@ import { buildForm, contextOf } from '../../support/archives';
 import { freePort } from '../../support/ports';
 import { PrivatePostgres } from '../../support/private-postgres';
 import { BASE_IMAGE, ensureBaseImage } from '../../support/registry';
+import { ensureTrivyScannerImage, trivyGateSettings } from '../../support/scanner-image';
 import { apiFetch, TEST_TOKENS_FILE } from '../../support/stack';
 import {
   buildkitDaemon,
   Component,
+  IBS_BIN,
   createBucket,
   minioServer,
   registryServer,
@@ -37,6 +39,9 @@ import { FaultProxy } from './fault-proxy';
 import { writeWorkflowBundle } from '../../../worker/build-workflow-bundle';
 
 const run = promisify(execFile);
+const NOTATION = join(IBS_BIN, 'notation');
+/** notation's test key (`notation cert generate-test`) the services sign with. */
+const SIGNING_KEY = 'ibs-faults';
 export const FINAL = ['succeeded', 'failed', 'cancelled'];
 const MANIFEST_ACCEPT = 'application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json';
 
@@ -50,10 +55,22 @@ export interface Submission {
   lines: string[];
 }
 
+/**
+ * The steps of a build with the scanner gate and signing on, as the Build's status names them, and their names in
+ * the table. Injections rotate through them, so that faults land in every step.
+ */
+export const STEPS = { running: 'build', scanning: 'scan', pushing: 'push', signing: 'sign' } as const;
+type Step = keyof typeof STEPS;
+const STEP_ORDER: readonly string[] = ['queued', ...Object.keys(STEPS)];
+/** How long after a step began its fault lands, at most: a little less than the step takes here. */
+const STEP_SPAN_MS: Record<Step, number> = { running: 2_500, scanning: 100, pushing: 100, signing: 200 };
+
 /** One row of the table. */
 export interface FaultRow {
   kind: string;
   injections: number;
+  /** Injections by the step (table name, or the status) the build they aimed at was in at that moment. */
+  at: Record<string, number>;
   builds: number;
   lost: number;
   duplicated: number;
@@ -62,6 +79,8 @@ export interface FaultRow {
   failedCodes: string[];
   wrongTags: number;
   lostLogLines: number;
+  /** Succeeded builds of a signing service whose digest has no verified signature in the registry. */
+  unsigned: number;
   notes: string[];
 }
 
@@ -86,6 +105,8 @@ export interface ServiceOptions {
   targetRegistry: string;
   baseImage: string;
   storage: { endpoint: string; user: string; password: string; bucket: string };
+  /** The scanner gate (trivy's offline secret scan) before the push and notation signing after it. */
+  scanAndSign?: boolean;
   extraEnv?: Record<string, string>;
 }
 
@@ -133,6 +154,7 @@ export class Service {
       // Every worker on this machine needs metrics ports of its own (the defaults are the developer's worker's).
       WORKER_METRICS_PORT: String(await freePort()),
       TEMPORAL_SDK_METRICS_ADDRESS: `127.0.0.1:${await freePort()}`,
+      ...(this.options.scanAndSign ? this.stack.scanAndSignEnv(this.name) : {}),
       ...this.options.extraEnv,
     };
     this.api = serviceProcess(`${this.name}-api`, 'api/main.ts', env, 'API listening', join(this.stack.dir, `${this.name}-api.log`));
@@ -184,6 +206,32 @@ export class Service {
     }
   }
 
+  /**
+   * Waits for a random point of the build's `injection`-th step (the steps rotate: build, scan, push, sign): until
+   * the build reached the step, then a random time within the step's usual length. Counts in `row` the step the
+   * build really was in then (a quick step may be over), so the table shows where the faults landed.
+   */
+  async atRandomPoint(row: FaultRow, id: string, injection: number): Promise<void> {
+    const steps = (this.options.scanAndSign ? Object.keys(STEPS) : ['running']) as Step[];
+    const step = steps[injection % steps.length]!;
+    const deadline = Date.now() + 300_000;
+    let status = await this.recordedStatus(id);
+    while (STEP_ORDER.includes(status) && STEP_ORDER.indexOf(status) < STEP_ORDER.indexOf(step) && Date.now() < deadline) {
+      await sleep(25);
+      status = await this.recordedStatus(id);
+    }
+    await sleep(randomBetween(0, STEP_SPAN_MS[step]));
+    status = await this.recordedStatus(id);
+    const at = STEPS[status as Step] ?? status;
+    row.at[at] = (row.at[at] ?? 0) + 1;
+  }
+
+  /** The status PostgreSQL holds for the build ('unknown' while it cannot be read). */
+  private async recordedStatus(id: string): Promise<string> {
+    const { rows } = await this.stack.pool.query<{ status: string }>('SELECT status FROM builds WHERE id = $1', [id]).catch(() => ({ rows: [] }));
+    return rows[0]?.status ?? 'unknown';
+  }
+
   async status(id: string): Promise<Record<string, unknown> | undefined> {
     const res = await apiFetch(this.apiUrl, `/v1/builds/${id}`).catch(() => undefined);
     if (!res?.ok) return undefined;
@@ -217,9 +265,15 @@ export class FaultStack {
   /** Leftovers already counted as orphans by an earlier kind. */
   private readonly counted = new Set<string>();
   readonly workflowBundle = join(this.dir, 'workflow-bundle.js');
+  /** The trivy scanner image of the gate (in the shared registry) and notation's defaults folder with a test key. */
+  private scannerImage!: string;
+  private readonly notationDefaults = join(this.dir, 'notation-defaults');
+  private readonly cgroupsAtStart = new Set(scannerCgroups());
 
   async start(): Promise<void> {
     await ensureBaseImage();
+    this.scannerImage = await ensureTrivyScannerImage();
+    await run(NOTATION, ['cert', 'generate-test', '--default', SIGNING_KEY], { env: { ...process.env, XDG_CONFIG_HOME: this.notationDefaults } });
     this.postgres = await PrivatePostgres.create();
     this.temporal = await temporalServer(this.dir);
     this.minio = await minioServer(this.dir);
@@ -238,8 +292,26 @@ export class FaultStack {
       targetRegistry: this.proxy.address,
       baseImage: BASE_IMAGE,
       storage: { endpoint: this.minio.endpoint, user: this.minio.user, password: this.minio.password, bucket: this.minio.bucket },
+      scanAndSign: true,
     });
     this.temporalClient = new Client({ connection: await Connection.connect({ address: this.temporal.address }) });
+  }
+
+  /**
+   * A service's settings for the scanner gate (reports to the private MinIO) and for signing with the test key: its
+   * own writable notation folder, prepared by the worker from the shared defaults, as in the chart.
+   */
+  scanAndSignEnv(service: string): Record<string, string> {
+    return {
+      ...trivyGateSettings(this.scannerImage, `s3://${this.minio.bucket}/scan-reports`, 'faults-scanner-canary'),
+      IMAGE_SIGNER_TYPE: 'notation',
+      NOTATION_PROFILE: SIGNING_KEY,
+      NOTATION_PLUGIN: 'local',
+      NOTATION_REGION: 'us-east-1',
+      NOTATION_CLI_PATH: NOTATION,
+      NOTATION_CONFIG_HOME: join(this.dir, `${service}-notation`),
+      NOTATION_DEFAULTS_DIR: join(this.notationDefaults, 'notation'),
+    };
   }
 
   /** Starts whatever a failed kind left stopped, so that the next kind starts from a whole stack. */
@@ -344,9 +416,16 @@ export class FaultStack {
         row.wrongTags++;
         row.notes.push(`${s.id}: ${s.image} serves ${String(served)}, the build says ${String(build.digest)}`);
       }
-      if (status !== 'succeeded' && served && served !== build.digest) {
+      // A build that failed after its push (signing) names the digest it pushed in its attempt's record.
+      const attempts = (build.attempts ?? []) as { digest?: string }[];
+      const pushed = build.digest ?? attempts[attempts.length - 1]?.digest;
+      if (status !== 'succeeded' && served && served !== pushed) {
         row.wrongTags++;
         row.notes.push(`${s.id}: ${status} but ${s.image} serves ${served}`);
+      }
+      if (service.options.scanAndSign && status === 'succeeded' && !(await signedInRegistry(registryFor(s.image), build))) {
+        row.unsigned++;
+        row.notes.push(`${s.id}: succeeded, but ${String(build.digest)} has no verified signature in the registry (${JSON.stringify(build.signature ?? null)})`);
       }
       if (options.checkLogs && status === 'succeeded') {
         const log = await service.storedLog(s.id);
@@ -356,7 +435,7 @@ export class FaultStack {
       }
     }
     // What an earlier kind left is that kind's: counted once, where it was left.
-    const orphans = [...this.leftovers(service), ...(await this.openUploads()), ...((await options.extraOrphans?.()) ?? [])]
+    const orphans = [...this.leftovers(service), ...(await this.openUploads()), ...this.newScannerCgroups(), ...((await options.extraOrphans?.()) ?? [])]
       .filter((o) => !this.counted.has(o));
     orphans.forEach((o) => this.counted.add(o));
     row.orphans += orphans.length;
@@ -378,9 +457,15 @@ export class FaultStack {
   leftovers(service: Service): string[] {
     return readdirSync(service.scratch)
       .filter((name) => !name.startsWith('tsx-')) // tsx's compile cache
+      .filter((name) => name !== 'ibs-scanner-images') // the scanner images, unpacked once per digest
       // The build-log spool folder stays; what it holds is what has not reached object storage yet.
       .flatMap((name) => (name === 'ibs-build-logs' ? readdirSync(join(service.scratch, name)).map((f) => `${name}/${f}`) : [name]))
       .map((name) => `${service.name}-tmp/${name}`);
+  }
+
+  /** Scanner containers' cgroups that were not there when the suite started: runc removes them as it deletes a container. */
+  private newScannerCgroups(): string[] {
+    return scannerCgroups().filter((c) => !this.cgroupsAtStart.has(c));
   }
 
   /** Multipart uploads to the private MinIO that were started and never completed nor aborted. */
@@ -395,6 +480,28 @@ export class FaultStack {
   }
 }
 
+/** The cgroups of scanner containers (runc's /ibs-scanner/<id>: on cgroup v1 under each controller, on v2 once). */
+function scannerCgroups(): string[] {
+  for (const root of ['/sys/fs/cgroup/memory/ibs-scanner', '/sys/fs/cgroup/ibs-scanner']) {
+    if (existsSync(root)) return readdirSync(root, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => `scanner cgroup ${d.name}`);
+  }
+  return [];
+}
+
+/**
+ * Whether the build's digest carries the signature the service recorded as verified: on distribution (no referrers
+ * API) notation stores it under the tag sha256-<hex>.
+ */
+async function signedInRegistry(image: string, build: Record<string, unknown>): Promise<boolean> {
+  const signature = build.signature as { verified?: boolean } | undefined;
+  const digest = String(build.digest);
+  const slash = image.indexOf('/');
+  const repository = image.slice(slash + 1, image.lastIndexOf(':'));
+  const res = await fetch(`http://${image.slice(0, slash)}/v2/${repository}/tags/list`);
+  const tags = res.ok ? ((await res.json()) as { tags?: string[] }).tags ?? [] : [];
+  return signature?.verified === true && tags.includes(digest.replace(':', '-'));
+}
+
 async function manifestDigest(image: string): Promise<string | undefined> {
   const at = image.lastIndexOf(':');
   const slash = image.indexOf('/');
@@ -404,7 +511,7 @@ async function manifestDigest(image: string): Promise<string | undefined> {
 }
 
 export function newRow(kind: string): FaultRow {
-  return { kind, injections: 0, builds: 0, lost: 0, duplicated: 0, orphans: 0, failedCodes: [], wrongTags: 0, lostLogLines: 0, notes: [] };
+  return { kind, injections: 0, at: {}, builds: 0, lost: 0, duplicated: 0, orphans: 0, failedCodes: [], wrongTags: 0, lostLogLines: 0, unsigned: 0, notes: [] };
 }
 
 /** A random delay in [min, max) ms: where in the build the fault lands. */
