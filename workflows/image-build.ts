@@ -81,10 +81,12 @@ const LOCAL_STEPS = 'local-steps';
 const TRANSIENT_RETRY = { initialInterval: '2 seconds', maximumInterval: '30 seconds', maximumAttempts: 8 } as const;
 
 // Signing and verifying call notation (and, in production, AWS Signer) once per manifest: minutes at most. notation
-// does not retry a registry's 5xx or 429 itself, so the step retries those as the push does (activities/sign.ts).
+// does not retry a registry's 5xx or 429 itself, and the step records its progress in PostgreSQL, so it waits out a
+// registry or database outage as long as the quick records do (about nine minutes); refusals end it at once
+// (activities/sign.ts). The image is pushed and tagged by then: waiting beats failing the build.
 const signing = proxyActivities<Activities>({
   startToCloseTimeout: '5 minutes',
-  retry: TRANSIENT_RETRY,
+  retry: { initialInterval: '2 seconds', maximumInterval: '30 seconds', maximumAttempts: 20 },
 });
 
 // The build itself: long, so liveness comes from heartbeats; cancellation waits for the executor to stop. It runs

@@ -63,7 +63,7 @@ async function kind(name: string, body: (row: FaultRow) => Promise<void>): Promi
 beforeAll(async () => {
   stack = new FaultStack();
   await stack.start();
-}, 300_000);
+}, 600_000); // the first run on a machine builds the scanner image (test/support/scanner-image.ts)
 
 afterAll(async () => {
   await stack?.close();
