@@ -62,7 +62,7 @@ export interface Submission {
 export const STEPS = { running: 'build', scanning: 'scan', pushing: 'push', signing: 'sign' } as const;
 type Step = keyof typeof STEPS;
 const STEP_ORDER: readonly string[] = ['queued', ...Object.keys(STEPS)];
-/** How long after a step began its fault lands, at most: a little less than the step takes here. */
+/** How long after a step began its fault lands, at most: within the step's length here (scan, push and sign take well under a second). */
 const STEP_SPAN_MS: Record<Step, number> = { running: 2_500, scanning: 100, pushing: 100, signing: 200 };
 
 /** One row of the table. */
