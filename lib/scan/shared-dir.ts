@@ -4,19 +4,18 @@
  * next attempt removes the folders of its earlier ones as it makes its own, and the worker's janitor those of
  * builds that are over (worker/janitor.ts).
  */
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { removeEntriesStartingWith } from '../scratch/abandoned';
 
 const PREFIX = 'ibs-shared-';
 /** A shared folder's name, with its build's id. */
 export const SHARED_DIR_NAME = /^ibs-shared-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})-/;
 
 /** Removes the shared folders of this build's earlier attempts; call once per attempt, before its first folder. */
-export async function removeEarlierSharedDirs(buildId: string, root = tmpdir()): Promise<void> {
-  for (const name of await readdir(root).catch(() => [] as string[])) {
-    if (name.startsWith(`${PREFIX}${buildId}-`)) await rm(join(root, name), { recursive: true, force: true });
-  }
+export function removeEarlierSharedDirs(buildId: string, root = tmpdir()): Promise<void> {
+  return removeEntriesStartingWith(root, `${PREFIX}${buildId}-`);
 }
 
 /** A new shared folder for the build. */

@@ -4,13 +4,14 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import { extractContextArchive, resolveContextFile, type ContextLimits, type ContextSummary } from '../../context/archive';
 import type { BuilderAuth } from '../../registry/builder-auth';
 import { IMAGE_ARCHIVE } from '../../scan/contract';
 import type { RuncScanner } from '../../scan/runc-scanner';
+import { removeEntriesStartingWith } from '../../scratch/abandoned';
 import type { ObjectStore } from '../../storage/object-store';
 import { BuildFailedError, type BuildExecutor, type BuildJob, type BuildObserver, type BuildOutcome } from '../executor';
 import { buildctlArguments, classifyBuildFailure, secretVariables } from './buildctl';
@@ -46,11 +47,8 @@ const SETPRIV = '/usr/bin/setpriv';
  * The work folders of this build's earlier attempts: a worker killed mid-build (SIGKILL, OOM) leaves its folder
  * behind, and a new attempt only runs once Temporal gave the earlier one up (and setpriv ended its buildctl).
  */
-async function removeEarlierAttempts(root: string, buildId: string): Promise<void> {
-  const prefix = `ibs-${buildId}-`;
-  for (const name of await readdir(root).catch(() => [] as string[])) {
-    if (name.startsWith(prefix)) await rm(join(root, name), { recursive: true, force: true });
-  }
+function removeEarlierAttempts(root: string, buildId: string): Promise<void> {
+  return removeEntriesStartingWith(root, `ibs-${buildId}-`);
 }
 
 export class LocalExecutor implements BuildExecutor {
