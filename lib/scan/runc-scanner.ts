@@ -7,7 +7,7 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, link, lstat, mkdir, mkdtemp, readdir, realpath, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, link, lstat, mkdir, mkdtemp, readdir, readFile, realpath, rename, rm, rmdir, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, posix } from 'node:path';
 import { Readable } from 'node:stream';
@@ -38,24 +38,66 @@ const SETPRIV = '/usr/bin/setpriv';
 /** Bundles are named ibs-scanner-<pid of the worker>-<random>, so that a restarted worker can tell abandoned ones. */
 const BUNDLE_PREFIX = 'ibs-scanner-';
 
+/** The cgroup parent of scanner containers (runc's cgroupsPath /ibs-scanner/<id>). */
+const CGROUP_PARENT = 'ibs-scanner';
+
+/** The runc container id of the scanner run in `bundle`: derived from its path, so a restarted worker knows it too. */
+export function containerId(bundle: string): string {
+  return `ibs-scan-${createHash('sha256').update(bundle).digest('hex').slice(0, 16)}`;
+}
+
 /**
  * Removes what the scanners of dead worker processes left, at worker start-up. A worker killed mid-scan (SIGKILL, OOM
  * kill) takes runc with it (its parent-death signal) but not the container, which scans on; its bundle (config.json
- * with the scanner's env) and runc's state stay. Each such container is killed and deleted (runc delete --force,
- * its cgroup too), then its bundle removed. Answers the bundles removed.
+ * with the scanner's env) and runc's state stay. Each such container is killed and deleted (runc delete --force),
+ * then its cgroup removed, then its bundle. The cgroup needs its own step: runc killed while it was still creating
+ * the container leaves a cgroup that its state does not name, which runc delete leaves behind. Answers the bundles
+ * removed.
  */
-export async function removeAbandonedScanners(runcPath: string, dir = tmpdir()): Promise<string[]> {
+export async function removeAbandonedScanners(runcPath: string, dir = tmpdir(), cgroupRoot = '/sys/fs/cgroup'): Promise<string[]> {
   const abandoned = await abandonedEntries(dir, BUNDLE_PREFIX);
   for (const name of abandoned) {
-    const stateDir = join(dir, name, 'state');
+    const bundle = join(dir, name);
+    const stateDir = join(bundle, 'state');
     for (const id of await readdir(stateDir).catch(() => [] as string[])) {
       await new Promise<void>((resolve) => {
         spawn(runcPath, ['--root', stateDir, 'delete', '--force', id], { stdio: 'ignore' }).on('error', () => resolve()).on('close', () => resolve());
       });
     }
-    await rm(join(dir, name), { recursive: true, force: true });
+    await removeCgroup(cgroupRoot, containerId(bundle));
+    await rm(bundle, { recursive: true, force: true });
   }
   return abandoned;
+}
+
+/**
+ * Kills what is left in a scanner's cgroup and removes it: on cgroup v2 one folder, on v1 one under each hierarchy.
+ * A cgroup can only be removed once empty, so removal is retried while the killed processes exit.
+ */
+async function removeCgroup(cgroupRoot: string, id: string): Promise<void> {
+  const hierarchies = ['', ...(await readdir(cgroupRoot).catch(() => [] as string[]))];
+  for (const hierarchy of hierarchies) {
+    const dir = join(cgroupRoot, hierarchy, CGROUP_PARENT, id);
+    const procs = await readFile(join(dir, 'cgroup.procs'), 'utf8').catch(() => undefined);
+    if (procs === undefined) continue;
+    for (const pid of procs.split('\n').filter(Boolean)) {
+      try {
+        process.kill(Number(pid), 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await rmdir(dir);
+        break;
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT' || attempt >= 50 || code !== 'EBUSY') break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  }
 }
 
 export class RuncScanner {
@@ -65,7 +107,7 @@ export class RuncScanner {
   async run(image: ScannerImage, run: ScannerRun, sharedDir: string, observer: ScannerObserver, timeoutSeconds: number): Promise<number> {
     const rootfs = await this.rootfsFor(image);
     const bundle = await mkdtemp(join(tmpdir(), ownedPrefix(BUNDLE_PREFIX)));
-    const id = `ibs-scan-${createHash('sha256').update(bundle).digest('hex').slice(0, 16)}`;
+    const id = containerId(bundle);
     const stateDir = join(bundle, 'state');
     try {
       // The bundle (its config.json holds the scanner's env) is private to root.
@@ -234,7 +276,7 @@ export function runtimeSpec(image: ScannerImage, run: ScannerRun, rootfs: string
     ],
     linux: {
       namespaces: [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }],
-      cgroupsPath: `/ibs-scanner/${id}`,
+      cgroupsPath: `/${CGROUP_PARENT}/${id}`,
       resources: {
         memory: { limit: Math.round(parseQuantity(run.resources.limits.memory) ?? 512 * 2 ** 20) },
         cpu: { quota: Math.max(1000, cpuLimit), period: 100_000, shares: Math.max(2, Math.round(cpuRequest * 1024)) },
