@@ -6,7 +6,7 @@
  */
 import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import { Client, Connection } from '@temporalio/client';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomInt } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -118,6 +118,8 @@ export class Service {
   readonly taskQueue = `faults-${process.pid}-${randomBytes(3).toString('hex')}`;
   /** TMPDIR of the API and of the worker: where uploads are spooled and contexts unpacked. */
   readonly scratch: string;
+  /** Each kind's first step of the rotation, drawn at its first injection. */
+  private readonly firstStep = new Map<string, number>();
 
   constructor(
     private readonly stack: FaultStack,
@@ -207,13 +209,15 @@ export class Service {
   }
 
   /**
-   * Waits for a random point of the build's `injection`-th step (the steps rotate: build, scan, push, sign): until
+   * Waits for a random point of the build's `injection`-th step (the steps rotate: build, scan, push, sign, from a
+   * step drawn at random for each kind, so that runs with fewer injections than steps still reach each of them): until
    * the build reached the step, then a random time within the step's usual length. Counts in `row` the step the
    * build really was in then (a quick step may be over), so the table shows where the faults landed.
    */
   async atRandomPoint(row: FaultRow, id: string, injection: number): Promise<void> {
     const steps = (this.options.scanAndSign ? Object.keys(STEPS) : ['running']) as Step[];
-    const step = steps[injection % steps.length]!;
+    if (!this.firstStep.has(row.kind)) this.firstStep.set(row.kind, randomInt(steps.length));
+    const step = steps[(injection + this.firstStep.get(row.kind)!) % steps.length]!;
     const deadline = Date.now() + 300_000;
     let status = await this.recordedStatus(id);
     while (STEP_ORDER.includes(status) && STEP_ORDER.indexOf(status) < STEP_ORDER.indexOf(step) && Date.now() < deadline) {
