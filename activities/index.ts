@@ -16,6 +16,7 @@ import { currentTraceparent } from '../lib/telemetry/tracing';
 import { RegistryError, type RegistryClient } from '../lib/registry/client';
 import { parseImageReference } from '../lib/registry/reference';
 import type { BuildPolicySettings } from '../lib/policy/build-policy';
+import type { ScanRecord } from '../lib/scan/contract';
 import type { ScanGate } from '../lib/scan/gate';
 import type { ObjectStore } from '../lib/storage/object-store';
 import type { BuildErrorInfo, BuildStatus, BuildStep, FailurePoint, ImageBuildInput } from '../workflows/definitions';
@@ -25,7 +26,7 @@ import { scrubValue } from '../lib/telemetry/logger';
 import { evidenceDetails } from './failure-details';
 import { createPolicyActivities } from './policy';
 import { createBuildQueueActivities, type BuildQueueDeps } from './build-queue';
-import { phaseReporter } from './phase';
+import { patientRecord, phaseReporter } from './phase';
 import { openScanGate, type OpenGate } from './scan';
 import { createSigningActivities } from './sign';
 import type { NotationSigner } from '../lib/signing/notation';
@@ -116,14 +117,18 @@ export function createActivities(deps: ActivityDeps) {
      */
     async buildImage(input: ImageBuildInput): Promise<{ digest: string }> {
       const ctx = Context.current();
-      await recordStatus(input.buildId, 'running');
+      const record = patientRecord(deps, input.buildId);
+      await record('the running step', () => recordStatus(input.buildId, 'running'));
       const target = parseImageReference(input.spec.image);
       const log = await BuildLog.open(deps.storage, deps.buildLogs, input.buildId, deps.secrets);
       log.write(`[ibs] attempt ${ctx.info.attempt} of build ${input.buildId} on executor ${deps.executor.name}\n`);
       const phase = phaseReporter(deps, input.buildId);
       let gate: OpenGate | undefined;
       try {
-        if (deps.scanGate) gate = await openScanGate(deps.scanGate, deps.builds, input.buildId, (text) => log.write(text), phase);
+        if (deps.scanGate) {
+          const recordScan = (scan: ScanRecord) => record('the scan', () => deps.builds.recordScan(input.buildId, scan));
+          gate = await openScanGate(deps.scanGate, input.buildId, recordScan, (text) => log.write(text), phase);
+        }
         const outcome = await deps.executor.run(
           {
             buildId: input.buildId,

@@ -5,9 +5,8 @@
  * recorded and told to the workflow (activities/phase.ts).
  */
 import { rm } from 'node:fs/promises';
-import type { BuildRepository } from '../lib/db/builds-repository';
 import type { BuildOutcome } from '../lib/executors/executor';
-import type { GateJob } from '../lib/scan/contract';
+import type { GateJob, ScanRecord } from '../lib/scan/contract';
 import type { ScanGate } from '../lib/scan/gate';
 import { makeSharedDir, removeEarlierSharedDirs } from '../lib/scan/shared-dir';
 
@@ -18,7 +17,13 @@ export interface OpenGate {
   close(): Promise<void>;
 }
 
-export async function openScanGate(gate: ScanGate, builds: BuildRepository, buildId: string, log: (text: string) => void, phase: (status: 'pushing') => Promise<void>): Promise<OpenGate> {
+export async function openScanGate(
+  gate: ScanGate,
+  buildId: string,
+  recordScan: (scan: ScanRecord) => Promise<void>,
+  log: (text: string) => void,
+  phase: (status: 'pushing') => Promise<void>,
+): Promise<OpenGate> {
   const scanner = await gate.prepare();
   log(`[ibs] scanner ${scanner.configured} resolved to ${scanner.image.digest} for this build\n`);
   await removeEarlierSharedDirs(buildId);
@@ -27,7 +32,7 @@ export async function openScanGate(gate: ScanGate, builds: BuildRepository, buil
     job: { sharedDir, scanner: scanner.run, scannerImage: scanner.image },
     async finish(outcome, registry, repository) {
       if (!outcome.scan) throw new Error('the executor ran a gated build without its scanner');
-      const scan = await gate.judge(buildId, sharedDir, outcome.scan.exitCode, scanner, (s) => builds.recordScan(buildId, s));
+      const scan = await gate.judge(buildId, sharedDir, outcome.scan.exitCode, scanner, recordScan);
       log(`[ibs] the scan passed; report at ${scan.reportUrl}\n`);
       await phase('pushing');
       const pushed = await gate.push(sharedDir, registry, repository, outcome.digest);

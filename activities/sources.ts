@@ -11,6 +11,7 @@ import { BuildFailedError } from '../lib/executors/executor';
 import { BuildLog, type BuildLogSettings } from '../lib/logs/build-log';
 import { redact } from '../lib/logs/redact';
 import { evidenceDetails } from './failure-details';
+import { patientRecord } from './phase';
 import { RegistryError } from '../lib/registry/client';
 import { parseImageReference } from '../lib/registry/reference';
 import { copyRegistryImage, pushStoredImage, resolveSourceDigest, SourceImageError, StoredImageMissingError } from '../lib/sources/push-image';
@@ -24,6 +25,7 @@ import { registryImageContent, scanTargetsOf, storedImageContent, writeScanArchi
 import { StorageError } from '../lib/storage/object-store';
 import type { RegistryClient } from '../lib/registry/client';
 import type { ObjectStore } from '../lib/storage/object-store';
+import type { Telemetry } from '../lib/telemetry';
 import type { ImageBuildInput, ReadyImage } from '../workflows/definitions';
 
 /** The part of ActivityDeps these activities use. */
@@ -37,6 +39,7 @@ export interface SourceActivityDeps {
   policy: BuildPolicySettings;
   /** When set (imageBuilder.imageScanner.enabled), a ready image is scanned before it is pushed. */
   scanGate?: ScanGate;
+  telemetry?: Telemetry;
 }
 
 const HEARTBEAT_EVERY_MS = 5_000;
@@ -96,6 +99,7 @@ export function createSourceActivities(deps: SourceActivityDeps) {
       const log = await BuildLog.open(deps.storage, deps.buildLogs, input.buildId, deps.secrets);
       const beat = setInterval(() => ctx.heartbeat(), HEARTBEAT_EVERY_MS);
       const observer = { log: (text: string) => log.write(text), heartbeat: () => ctx.heartbeat(), signal: ctx.cancellationSignal };
+      const record = patientRecord(deps, input.buildId);
       try {
         const content = ready.kind === 'stored' ? await storedImageContent(deps.storage, ready.planKey) : registryImageContent(deps.registry, ready);
         const targets = await scanTargetsOf(content, ready.digest);
@@ -105,7 +109,7 @@ export function createSourceActivities(deps: SourceActivityDeps) {
           targets.map((t) => ({ ...t, write: (path: string) => writeScanArchive(content, t.digest, path) })),
           observer,
           input.timeoutSeconds,
-          (record) => deps.builds.recordScan(input.buildId, record),
+          (scan) => record('the scan', () => deps.builds.recordScan(input.buildId, scan)),
         );
         log.write(`[ibs] the scan passed; report at ${scan.reportUrl}\n`);
       } catch (err) {

@@ -24,3 +24,35 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   if (typeof code === 'string' && (NETWORK_ERRORS.has(code) || UNAVAILABLE_STATES.has(code) || code.startsWith('08'))) return true;
   return DRIVER_MESSAGES.test(err.message);
 }
+
+export interface OutageWait {
+  /** Called before each wait (a Temporal activity's heartbeat: waiting is not hanging). */
+  heartbeat(): void;
+  /** Stops the waiting (the build was cancelled): the last error is thrown. */
+  signal?: AbortSignal;
+  /** How long an outage is waited out, at most (default two minutes). */
+  budgetMs?: number;
+  /** Called once, when the first attempt found the database unreachable. */
+  onOutage?(err: unknown): void;
+}
+
+/**
+ * Runs `record` until PostgreSQL answers it, waiting out an outage of up to `budgetMs`, for records made in the middle
+ * of long work (a build activity between its build, scan and push): failing there would throw the work away and run
+ * it again, and a few outages in a row would use up its attempts. Any other error, a cancel, or an outage longer than
+ * the budget is thrown as `record` threw it.
+ */
+export async function untilDatabaseAnswers<T>(record: () => Promise<T>, wait: OutageWait): Promise<T> {
+  const started = Date.now();
+  for (let delay = 500, attempt = 0; ; delay = Math.min(delay * 2, 5_000), attempt++) {
+    try {
+      return await record();
+    } catch (err) {
+      const unavailable = err instanceof DatabaseUnavailableError || isDatabaseUnavailable(err);
+      if (!unavailable || wait.signal?.aborted || Date.now() - started + delay > (wait.budgetMs ?? 120_000)) throw err;
+      if (attempt === 0) wait.onOutage?.(err);
+      wait.heartbeat();
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+  }
+}

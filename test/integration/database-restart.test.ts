@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createActivities } from '../../activities';
-import { DatabaseUnavailableError } from '../../lib/db/availability';
+import { DatabaseUnavailableError, untilDatabaseAnswers } from '../../lib/db/availability';
 import { BuildRepository } from '../../lib/db/builds-repository';
 import { buildForm, contextOf } from '../support/archives';
 import { freePort, PrivatePostgres } from '../support/private-postgres';
@@ -108,8 +108,18 @@ describe('a PostgreSQL restart', () => {
     expect(ready.status).toBe(503);
     // A failure Temporal retries: not an ApplicationFailure, let alone a non-retryable one.
     await expect(activities.recordStatus(randomUUID(), 'running')).rejects.toBeInstanceOf(DatabaseUnavailableError);
+    // A record made inside a build activity waits the outage out (heartbeating) instead of failing the attempt, up
+    // to its budget; past the budget it fails as the record did.
+    await expect(untilDatabaseAnswers(() => builds.list({ limit: 1 }), { heartbeat: () => undefined, budgetMs: 1_500 })).rejects.toBeInstanceOf(DatabaseUnavailableError);
+    let heartbeats = 0;
+    let outages = 0;
+    const patient = untilDatabaseAnswers(() => builds.list({ limit: 1 }), { heartbeat: () => heartbeats++, onOutage: () => outages++ });
+    await new Promise((r) => setTimeout(r, 3_000));
 
     await postgres.start();
+    expect(await patient).toHaveLength(1);
+    expect(heartbeats).toBeGreaterThanOrEqual(2);
+    expect(outages).toBe(1);
 
     let after: Response | undefined;
     for (let i = 0; i < 50 && after?.status !== 200; i++) {
