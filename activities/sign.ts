@@ -3,6 +3,7 @@
  * before the build may succeed. A failure ends the build with its own code and leaves the Build's `signature`
  * marked unverified (the image stays pushed, unsigned).
  */
+import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { BuildRepository } from '../lib/db/builds-repository';
 import { BuildLog, type BuildLogSettings } from '../lib/logs/build-log';
@@ -20,6 +21,8 @@ export interface SigningDeps extends PhaseDeps {
   signer?: NotationSigner;
 }
 
+const HEARTBEAT_EVERY_MS = 5_000;
+
 export function createSigningActivities(deps: SigningDeps) {
   return {
     /** Whether this worker signs (IMAGE_SIGNER_TYPE=notation): the workflow skips the signing step when it does not. */
@@ -31,23 +34,35 @@ export function createSigningActivities(deps: SigningDeps) {
     async signImage(buildId: string, image: string, digest: string): Promise<void> {
       const signer = deps.signer;
       if (!signer) return;
-      await phaseReporter(deps, buildId)('signing');
-      const ref = parseImageReference(image);
-      const log = await BuildLog.open(deps.storage, deps.buildLogs, buildId, deps.secrets);
+      // A worker that dies mid-signing is noticed by its missing heartbeats, and the step retried on another worker
+      // within seconds, rather than after the step's whole timeout.
+      const ctx = Context.current();
+      const beat = setInterval(() => ctx.heartbeat(), HEARTBEAT_EVERY_MS);
       try {
-        const signature = await signer.signAndVerify(ref.registry, ref.repository, digest, (text) => log.write(text));
-        await deps.builds.recordSignature(buildId, signature);
-        log.write(`[ibs] signature ${signature.digest ?? '(unknown digest)'} of ${digest} verified\n`);
-      } catch (err) {
-        if (!(err instanceof SigningError)) throw err;
-        // Until an attempt signs, the Build says unsigned. A registry that fails for a while gets the step's next
-        // attempts (the workflow's retry policy); the last one's failure ends the build with the code as any refusal.
-        await deps.builds.recordSignature(buildId, { digest: null, profile: signer.profile, verified: false, signed: [] });
-        log.write(`[ibs] ${err.message}${err.transient ? '; trying again' : ''}\n`);
-        throw ApplicationFailure.create({ type: err.code, message: redact(err.message, deps.secrets), nonRetryable: !err.transient });
+        await sign(signer, buildId, image, digest);
       } finally {
-        await log.close();
+        clearInterval(beat);
       }
     },
   };
+
+  async function sign(signer: NotationSigner, buildId: string, image: string, digest: string): Promise<void> {
+    await phaseReporter(deps, buildId)('signing');
+    const ref = parseImageReference(image);
+    const log = await BuildLog.open(deps.storage, deps.buildLogs, buildId, deps.secrets);
+    try {
+      const signature = await signer.signAndVerify(ref.registry, ref.repository, digest, (text) => log.write(text));
+      await deps.builds.recordSignature(buildId, signature);
+      log.write(`[ibs] signature ${signature.digest ?? '(unknown digest)'} of ${digest} verified\n`);
+    } catch (err) {
+      if (!(err instanceof SigningError)) throw err;
+      // Until an attempt signs, the Build says unsigned. A registry that fails for a while gets the step's next
+      // attempts (the workflow's retry policy); the last one's failure ends the build with the code as any refusal.
+      await deps.builds.recordSignature(buildId, { digest: null, profile: signer.profile, verified: false, signed: [] });
+      log.write(`[ibs] ${err.message}${err.transient ? '; trying again' : ''}\n`);
+      throw ApplicationFailure.create({ type: err.code, message: redact(err.message, deps.secrets), nonRetryable: !err.transient });
+    } finally {
+      await log.close();
+    }
+  }
 }

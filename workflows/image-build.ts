@@ -83,9 +83,11 @@ const TRANSIENT_RETRY = { initialInterval: '2 seconds', maximumInterval: '30 sec
 // Signing and verifying call notation (and, in production, AWS Signer) once per manifest: minutes at most. notation
 // does not retry a registry's 5xx or 429 itself, and the step records its progress in PostgreSQL, so it waits out a
 // registry or database outage as long as the quick records do (about nine minutes); refusals end it at once
-// (activities/sign.ts). The image is pushed and tagged by then: waiting beats failing the build.
+// (activities/sign.ts). The image is pushed and tagged by then: waiting beats failing the build. It heartbeats, so
+// a worker lost mid-signing costs seconds, not the five minutes (options other than the type are not replayed).
 const signing = proxyActivities<Activities>({
   startToCloseTimeout: '5 minutes',
+  heartbeatTimeout: '20 seconds',
   retry: { initialInterval: '2 seconds', maximumInterval: '30 seconds', maximumAttempts: 20 },
 });
 
