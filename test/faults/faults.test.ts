@@ -14,7 +14,8 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apiFetch } from '../support/stack';
 import { sleep } from './support/components';
-import { FaultStack, FINAL, newRow, randomBetween, type FaultRow, type Service, type Submission } from './support/harness';
+import { gateStagingKeys } from '../../lib/executors/kubernetes/scan-gate';
+import { FaultStack, FINAL, newRow, randomBetween, type FaultRow, type Service, type Step, type Submission } from './support/harness';
 
 const INJECTIONS = Number(process.env.FAULT_INJECTIONS ?? 3);
 const PG_OUTAGE_MS = Number(process.env.FAULT_PG_OUTAGE_SECONDS ?? 30) * 1000;
@@ -22,6 +23,8 @@ const STORAGE_OUTAGE_MS = Number(process.env.FAULT_STORAGE_OUTAGE_SECONDS ?? 20)
 const REGISTRY_WINDOW_MS = Number(process.env.FAULT_REGISTRY_WINDOW_SECONDS ?? 60) * 1000;
 // The PostgreSQL kind alone waits its outage at every injection.
 const KIND_TIMEOUT = 300_000 + INJECTIONS * 75_000;
+/** How long after a builder pod's step began its deletion lands, at most (it exists only while it builds and scans). */
+const POD_STEP_SPAN_MS: Record<Step, number> = { running: 8_000, scanning: 3_000, pushing: 0, signing: 0 };
 const run = promisify(execFile);
 
 const rows: FaultRow[] = [];
@@ -249,7 +252,7 @@ describe('fault injection', () => {
 
   it('a builder pod deleted mid-build on the real node', async () => {
     const row = await kind('builder pod deleted', async (row) => {
-      const { coreApi, KUBECONFIG, createNamespace, deleteNamespace } = await import('../kubernetes/support/cluster');
+      const { coreApi, KUBECONFIG, createNamespace, deleteNamespace, objectStore } = await import('../kubernetes/support/cluster');
       const { nodeAddress, REAL_NODE_NAMESPACE_LABELS } = await import('../cluster/support/node');
       if (!existsSync(KUBECONFIG)) throw new Error(`no local cluster (${KUBECONFIG} is missing): start it with infra/local/start.sh`);
       // The builder image the pods run, as test/cluster/builder-pods.test.ts makes it (cached after the first time).
@@ -259,7 +262,10 @@ describe('fault injection', () => {
       try {
         // Pods reach the host's shared registry and MinIO at the node's address (writing there harms no one: the
         // repositories and keys are this run's); the API and the worker are a second service of the private stack.
+        // The scanner gate runs as the pod's scanner container, uploading the report and the archive to the store at
+        // the node's address; the worker then pushes the scanned archive and signs, as for the other kinds.
         const service = await stack.addService('pods', {
+          scanAndSign: true,
           targetRegistry: `${address}:5000`,
           baseImage: `${address}:5000/${'ibs-test/busybox:1'}`,
           storage: {
@@ -278,7 +284,8 @@ describe('fault injection', () => {
           },
         });
         const submissions: Submission[] = [];
-        for (let i = 0; i < INJECTIONS; i++) {
+        // Only a deletion that found its pod counts; one that came after the pod's steps (a quick scan) takes a new build.
+        for (let i = 0; row.injections < INJECTIONS && i < 2 * INJECTIONS; i++) {
           const submission = await service.submit('pod', 6);
           submissions.push(submission);
           const name = `ibs-build-${submission.id!}`;
@@ -288,9 +295,12 @@ describe('fault injection', () => {
             if (Date.now() > deadline) throw new Error(`builder pod ${name} never appeared`);
             await sleep(250);
           }
-          await sleep(randomBetween(0, 8_000));
-          await coreApi().deleteNamespacedPod({ namespace, name, gracePeriodSeconds: 0 }).catch(() => undefined);
-          row.injections++;
+          // At a random point of the build (the pod pulls, fetches the context and runs about 6 s of RUN steps) or
+          // of the scan in the pod's scanner container.
+          await service.atRandomPoint(row, submission.id!, i, { steps: ['running', 'scanning'], spanMs: POD_STEP_SPAN_MS });
+          const deleted = await coreApi().deleteNamespacedPod({ namespace, name, gracePeriodSeconds: 0 }).then(() => true, () => false);
+          if (deleted) row.injections++;
+          else row.notes.push(`${submission.id!}: its pod was gone before the deletion (${JSON.stringify(row.at)})`);
         }
         await stack.check(row, service, submissions, {
           registryFor: (image) => image,
@@ -301,7 +311,13 @@ describe('fault injection', () => {
               const pods = (await coreApi().listNamespacedPod({ namespace })).items.map((p) => `pod ${p.metadata!.name!}`);
               const secrets = (await coreApi().listNamespacedSecret({ namespace })).items
                 .map((x) => x.metadata!.name!).filter((n) => n.startsWith('ibs-build-')).map((n) => `secret ${n}`);
-              const left = [...pods, ...secrets];
+              // What the pod's scanner container uploads, which the worker removes once it has fetched it.
+              const staged: string[] = [];
+              for (const s of submissions) {
+                const keys = gateStagingKeys(s.id ?? '');
+                for (const key of [keys.report, keys.archive]) if (s.id && (await objectStore().exists(key))) staged.push(`object ${key}`);
+              }
+              const left = [...pods, ...secrets, ...staged];
               if (left.length === 0 || Date.now() > deadline) return left;
               await sleep(1_000);
             }

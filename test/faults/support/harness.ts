@@ -60,7 +60,7 @@ export interface Submission {
  * the table. Injections rotate through them, so that faults land in every step.
  */
 export const STEPS = { running: 'build', scanning: 'scan', pushing: 'push', signing: 'sign' } as const;
-type Step = keyof typeof STEPS;
+export type Step = keyof typeof STEPS;
 const STEP_ORDER: readonly string[] = ['queued', ...Object.keys(STEPS)];
 /** How long after a step began its fault lands, at most: within the step's length here (scan, push and sign take well under a second). */
 const STEP_SPAN_MS: Record<Step, number> = { running: 2_500, scanning: 100, pushing: 100, signing: 200 };
@@ -156,7 +156,7 @@ export class Service {
       // Every worker on this machine needs metrics ports of its own (the defaults are the developer's worker's).
       WORKER_METRICS_PORT: String(await freePort()),
       TEMPORAL_SDK_METRICS_ADDRESS: `127.0.0.1:${await freePort()}`,
-      ...(this.options.scanAndSign ? this.stack.scanAndSignEnv(this.name) : {}),
+      ...(this.options.scanAndSign ? this.stack.scanAndSignEnv(this.name, storage.bucket) : {}),
       ...this.options.extraEnv,
     };
     this.api = serviceProcess(`${this.name}-api`, 'api/main.ts', env, 'API listening', join(this.stack.dir, `${this.name}-api.log`));
@@ -212,10 +212,11 @@ export class Service {
    * Waits for a random point of the build's `injection`-th step (the steps rotate: build, scan, push, sign, from a
    * step drawn at random for each kind, so that runs with fewer injections than steps still reach each of them): until
    * the build reached the step, then a random time within the step's usual length. Counts in `row` the step the
-   * build really was in then (a quick step may be over), so the table shows where the faults landed.
+   * build really was in then (a quick step may be over), so the table shows where the faults landed. `only` narrows
+   * the rotation to some steps, with their own lengths (a builder pod exists only while it builds and scans).
    */
-  async atRandomPoint(row: FaultRow, id: string, injection: number): Promise<void> {
-    const steps = (this.options.scanAndSign ? Object.keys(STEPS) : ['running']) as Step[];
+  async atRandomPoint(row: FaultRow, id: string, injection: number, only?: { steps: Step[]; spanMs: Record<Step, number> }): Promise<void> {
+    const steps = only?.steps ?? ((this.options.scanAndSign ? Object.keys(STEPS) : ['running']) as Step[]);
     if (!this.firstStep.has(row.kind)) this.firstStep.set(row.kind, randomInt(steps.length));
     const step = steps[(injection + this.firstStep.get(row.kind)!) % steps.length]!;
     const deadline = Date.now() + 300_000;
@@ -224,7 +225,7 @@ export class Service {
       await sleep(25);
       status = await this.recordedStatus(id);
     }
-    await sleep(randomBetween(0, STEP_SPAN_MS[step]));
+    await sleep(randomBetween(0, (only?.spanMs ?? STEP_SPAN_MS)[step]));
     status = await this.recordedStatus(id);
     const at = STEPS[status as Step] ?? status;
     row.at[at] = (row.at[at] ?? 0) + 1;
@@ -305,9 +306,9 @@ export class FaultStack {
    * A service's settings for the scanner gate (reports to the private MinIO) and for signing with the test key: its
    * own writable notation folder, prepared by the worker from the shared defaults, as in the chart.
    */
-  scanAndSignEnv(service: string): Record<string, string> {
+  scanAndSignEnv(service: string, bucket: string): Record<string, string> {
     return {
-      ...trivyGateSettings(this.scannerImage, `s3://${this.minio.bucket}/scan-reports`, 'faults-scanner-canary'),
+      ...trivyGateSettings(this.scannerImage, `s3://${bucket}/scan-reports`, 'faults-scanner-canary'),
       IMAGE_SIGNER_TYPE: 'notation',
       NOTATION_PROFILE: SIGNING_KEY,
       NOTATION_PLUGIN: 'local',
