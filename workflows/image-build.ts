@@ -1,9 +1,11 @@
 /**
  * imageBuild: one workflow per build. Deterministic code only: every side effect is an activity.
  *
- *   queued → running (build, push by digest) → pushing (tag) → [signing] → succeeded
+ *   queued → running (build, push by digest) → pushing (tag) → [signing, then tag] → succeeded
  *   with the scanner gate: running (build to an archive) → scanning → pushing (from the archive, then tag)
  *   an image that needs no build: queued → [scanning] → pushing (copy by digest, then tag) → [signing] → succeeded
+ * With signing on, the tags move after the signature is verified (`signing, then tag`), so a failed signing leaves
+ * them alone; runs recorded before that replay with the tag first.
  *                                 └──────────────→ failed | cancelled
  * Steps that start inside an activity (scanning and pushing of a gated build, signing) reach the progress and the
  * search attribute through buildPhaseSignal.
@@ -105,6 +107,7 @@ function buildActivities(timeoutSeconds: number) {
 
 const TAGS_CHECKED_BEFORE_BUILD = 'tags-checked-before-build';
 const SCAN_IMAGE_SOURCES = 'scan-image-sources';
+const SIGN_BEFORE_TAG = 'sign-before-tag';
 
 // Pushing an image that needs no build: long transfers that heartbeat; a few tries, then the build fails with the
 // step's code (push_failed, source_image_unavailable).
@@ -187,6 +190,10 @@ export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResu
 
   // Runs started before tags were checked keep tagging the way they began: one tag, moved unconditionally.
   const tagsChecked = local || patched(TAGS_CHECKED_BEFORE_BUILD);
+  // Whether this worker signs, asked while the build runs so that the steps after it wait for nothing; runs recorded
+  // before signing came ahead of the tags tag first on replay. (Handled here: a cancelled build never reads it.)
+  const signsFirst = local && patched(SIGN_BEFORE_TAG) ? localBookkeeping.signingEnabled() : undefined;
+  signsFirst?.catch(() => undefined);
   try {
     let digest: string;
     if (input.resume) {
@@ -228,7 +235,21 @@ export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResu
     progress.digest = digest;
     progress.step = 'push';
     const tagging = tagsChecked ? { tags: input.spec.tags ?? [], overwrite: input.spec.overwrite ?? false } : undefined;
-    if (local) {
+    if (signsFirst) {
+      // With signing on, the tags move only once the digest is signed and the signature verified: a build whose
+      // signing fails leaves its tags where they were, on the image they named before.
+      if (await signsFirst) {
+        await allSettled([moveTo('pushing'), releaseSlot()]);
+        progress.step = 'sign';
+        await signing.signImage(input.buildId, input.spec.image, digest);
+        progress.step = 'push';
+        await steps.tagImage(input.spec.image, digest, tagging);
+        await records.recordSucceeded(input.buildId, digest, input.resume?.step);
+      } else {
+        await allSettled([moveTo('pushing'), steps.tagImage(input.spec.image, digest, tagging)]);
+        await allSettled([releaseSlot(), records.recordSucceeded(input.buildId, digest, input.resume?.step)]);
+      }
+    } else if (local) {
       // The status, the tags and the question whether this worker signs, side by side; then, without signing, the
       // slot's release and the final record side by side too (a succeeded build is never retried). Released beside
       // the tags instead, the scheduler's work on the release competed with the tag step: 10–40 ms slower here.

@@ -27,10 +27,10 @@ describe('notation signing (local test key)', () => {
   let defaults: string;
   let base: string;
 
-  const build = async (registry: string, repository: string, body = 'signed\n') => {
+  const build = async (registry: string, repository: string, body = 'signed\n', spec: Record<string, unknown> = {}) => {
     const res = await stack.api('/v1/builds', {
       method: 'POST',
-      body: buildForm({ image: `${registry}/${repository}:1` }, await contextOf({ Dockerfile: `FROM ${base}\nCOPY f /f\n`, f: `${body}${randomUUID()}\n` })),
+      body: buildForm({ image: `${registry}/${repository}:1`, ...spec }, await contextOf({ Dockerfile: `FROM ${base}\nCOPY f /f\n`, f: `${body}${randomUUID()}\n` })),
     });
     const answer = (await res.json()) as { id: string };
     expect(res.status, JSON.stringify(answer)).toBe(202);
@@ -133,11 +133,20 @@ describe('notation signing (local test key)', () => {
     const otherHome = await mkdtemp(join(tmpdir(), 'ibs-notation-other-'));
     await run(NOTATION, ['cert', 'generate-test', `${KEY}-other`], { env: { ...process.env, XDG_CONFIG_HOME: otherHome } });
     const other = await readFile(join(otherHome, 'notation', 'truststore', 'x509', 'ca', `${KEY}-other`, `${KEY}-other.crt`));
+    const repository = `signing/rotated-${randomUUID().slice(0, 8)}`;
+    const first = await build(REGISTRY, repository);
+    expect(first.status, JSON.stringify(first.error)).toBe('succeeded');
     try {
       await rotateSecretVolume(store, { [`${KEY}.crt`]: other });
-      const refused = await build(REGISTRY, `signing/rotated-${randomUUID().slice(0, 8)}`);
+      const refused = await build(REGISTRY, repository, 'refused\n', { overwrite: true });
       expect(refused.status).toBe('failed');
       expect((refused.error as { code: string }).code).toBe('signature_verification_failed');
+      // Pushed by digest but never tagged: the tag still names the signed image of the build before.
+      const attempts = refused.attempts as { digest?: string }[];
+      const pushed = attempts[attempts.length - 1]?.digest;
+      expect(pushed).toMatch(/^sha256:/);
+      expect(pushed).not.toBe(first.digest);
+      expect(await tagDigest(REGISTRY, repository, '1')).toBe(first.digest);
 
       await rotateSecretVolume(store, { [`${KEY}.crt`]: original });
       const trusted = await build(REGISTRY, `signing/rotated-back-${randomUUID().slice(0, 8)}`);
@@ -177,4 +186,13 @@ async function rotateSecretVolume(dir: string, files: Record<string, Buffer>): P
   await symlink(stamp, join(dir, '..data_tmp'));
   await rename(join(dir, '..data_tmp'), join(dir, '..data'));
   await rm(join(dir, previous), { recursive: true, force: true });
+}
+
+/** The digest a tag serves. */
+async function tagDigest(registry: string, repository: string, tag: string): Promise<string | null> {
+  const res = await fetch(`http://${registry}/v2/${repository}/manifests/${tag}`, {
+    method: 'HEAD',
+    headers: { accept: 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json' },
+  });
+  return res.ok ? res.headers.get('docker-content-digest') : null;
 }
