@@ -1,12 +1,12 @@
 /**
  * imageBuild: one workflow per build. Deterministic code only: every side effect is an activity.
  *
- *   queued → running (build, push by digest) → pushing (tag) → [signing, then tag] → succeeded
+ *   queued → running (build, push by digest) → pushing (tag) → [signing] → succeeded
  *   with the scanner gate: running (build to an archive) → scanning → pushing (from the archive, then tag)
  *   an image that needs no build: queued → [scanning] → pushing (copy by digest, then tag) → [signing] → succeeded
- * With signing on, the tags move after the signature is verified (`signing, then tag`), so a failed signing leaves
- * them alone; runs recorded before that replay with the tag first.
  *                                 └──────────────→ failed | cancelled
+ * With signing on, the tags move only once the signature is verified (the tag step runs at the end of `signing`), so
+ * a failed signing leaves them where they were; runs recorded before that replay with the tag first.
  * Steps that start inside an activity (scanning and pushing of a gated build, signing) reach the progress and the
  * search attribute through buildPhaseSignal.
  *
@@ -85,7 +85,7 @@ const TRANSIENT_RETRY = { initialInterval: '2 seconds', maximumInterval: '30 sec
 // Signing and verifying call notation (and, in production, AWS Signer) once per manifest: minutes at most. notation
 // does not retry a registry's 5xx or 429 itself, and the step records its progress in PostgreSQL, so it waits out a
 // registry or database outage as long as the quick records do (about nine minutes); refusals end it at once
-// (activities/sign.ts). The image is pushed and tagged by then: waiting beats failing the build. It heartbeats, so
+// (activities/sign.ts). The image is pushed by then: waiting beats failing the build. It heartbeats, so
 // a worker lost mid-signing costs seconds, not the five minutes (options other than the type are not replayed).
 const signing = proxyActivities<Activities>({
   startToCloseTimeout: '5 minutes',

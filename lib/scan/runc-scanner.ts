@@ -38,8 +38,9 @@ const SETPRIV = '/usr/bin/setpriv';
 /** Bundles are named ibs-scanner-<pid of the worker>-<random>, so that a restarted worker can tell abandoned ones. */
 const BUNDLE_PREFIX = 'ibs-scanner-';
 
-/** The cgroup parent of scanner containers (runc's cgroupsPath /ibs-scanner/<id>). */
+/** The cgroup parent of scanner containers (runc's cgroupsPath /ibs-scanner/<id>), under the host's cgroup mount. */
 const CGROUP_PARENT = 'ibs-scanner';
+const CGROUP_ROOT = '/sys/fs/cgroup';
 
 /** The runc container id of the scanner run in `bundle`: derived from its path, so a restarted worker knows it too. */
 export function containerId(bundle: string): string {
@@ -54,7 +55,7 @@ export function containerId(bundle: string): string {
  * the container leaves a cgroup that its state does not name, which runc delete leaves behind. Answers the bundles
  * removed.
  */
-export async function removeAbandonedScanners(runcPath: string, dir = tmpdir(), cgroupRoot = '/sys/fs/cgroup'): Promise<string[]> {
+export async function removeAbandonedScanners(runcPath: string, dir = tmpdir()): Promise<string[]> {
   const abandoned = await abandonedEntries(dir, BUNDLE_PREFIX);
   for (const name of abandoned) {
     const bundle = join(dir, name);
@@ -64,7 +65,7 @@ export async function removeAbandonedScanners(runcPath: string, dir = tmpdir(), 
         spawn(runcPath, ['--root', stateDir, 'delete', '--force', id], { stdio: 'ignore' }).on('error', () => resolve()).on('close', () => resolve());
       });
     }
-    await removeCgroup(cgroupRoot, containerId(bundle));
+    await removeCgroup(containerId(bundle));
     await rm(bundle, { recursive: true, force: true });
   }
   return abandoned;
@@ -74,10 +75,10 @@ export async function removeAbandonedScanners(runcPath: string, dir = tmpdir(), 
  * Kills what is left in a scanner's cgroup and removes it: on cgroup v2 one folder, on v1 one under each hierarchy.
  * A cgroup can only be removed once empty, so removal is retried while the killed processes exit.
  */
-async function removeCgroup(cgroupRoot: string, id: string): Promise<void> {
-  const hierarchies = ['', ...(await readdir(cgroupRoot).catch(() => [] as string[]))];
+async function removeCgroup(id: string): Promise<void> {
+  const hierarchies = ['', ...(await readdir(CGROUP_ROOT).catch(() => [] as string[]))];
   for (const hierarchy of hierarchies) {
-    const dir = join(cgroupRoot, hierarchy, CGROUP_PARENT, id);
+    const dir = join(CGROUP_ROOT, hierarchy, CGROUP_PARENT, id);
     const procs = await readFile(join(dir, 'cgroup.procs'), 'utf8').catch(() => undefined);
     if (procs === undefined) continue;
     for (const pid of procs.split('\n').filter(Boolean)) {
