@@ -214,8 +214,9 @@ export class Service {
    * the build reached the step, then a random time within the step's usual length. Counts in `row` the step the
    * build really was in then (a quick step may be over), so the table shows where the faults landed. `only` narrows
    * the rotation to some steps, with their own lengths (a builder pod exists only while it builds and scans).
+   * Answers the step counted.
    */
-  async atRandomPoint(row: FaultRow, id: string, injection: number, only?: { steps: Step[]; spanMs: Record<Step, number> }): Promise<void> {
+  async atRandomPoint(row: FaultRow, id: string, injection: number, only?: { steps: Step[]; spanMs: Record<Step, number> }): Promise<string> {
     const steps = only?.steps ?? ((this.options.scanAndSign ? Object.keys(STEPS) : ['running']) as Step[]);
     if (!this.firstStep.has(row.kind)) this.firstStep.set(row.kind, randomInt(steps.length));
     const step = steps[(injection + this.firstStep.get(row.kind)!) % steps.length]!;
@@ -229,6 +230,7 @@ export class Service {
     status = await this.recordedStatus(id);
     const at = STEPS[status as Step] ?? status;
     row.at[at] = (row.at[at] ?? 0) + 1;
+    return at;
   }
 
   /** The status PostgreSQL holds for the build ('unknown' while it cannot be read). */
