@@ -302,7 +302,9 @@ describe('fault injection', () => {
           if (deleted) {
             row.injections++;
           } else {
-            row.at[at] = (row.at[at] ?? 1) - 1; // no fault landed
+            // No fault landed in that step.
+            if ((row.at[at] ?? 0) > 1) row.at[at]! -= 1;
+            else delete row.at[at];
             row.notes.push(`${submission.id!}: its pod was gone before the deletion (the build in step ${at})`);
           }
         }
