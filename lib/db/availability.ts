@@ -2,6 +2,7 @@
  * Telling "PostgreSQL cannot be reached right now" apart from a wrong query: the first passes when the database
  * is back (the API answers 503 with Retry-After, activities retry), the second is a bug that retrying cannot fix.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export class DatabaseUnavailableError extends Error {
   constructor(cause: unknown) {
@@ -52,7 +53,7 @@ export async function untilDatabaseAnswers<T>(record: () => Promise<T>, wait: Ou
       if (!unavailable || wait.signal?.aborted || Date.now() - started + delay > (wait.budgetMs ?? 120_000)) throw err;
       if (attempt === 0) wait.onOutage?.(err);
       wait.heartbeat();
-      await new Promise((resolve) => setTimeout(resolve, delay));
+      await sleep(delay);
     }
   }
 }

@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, link, lstat, mkdir, mkdtemp, readdir, readFile, realpath, rename, rm, rmdir, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { dirname, join, posix } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -93,9 +94,9 @@ async function removeCgroup(id: string): Promise<void> {
         await rmdir(dir);
         break;
       } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code === 'ENOENT' || attempt >= 50 || code !== 'EBUSY') break;
-        await new Promise((r) => setTimeout(r, 100));
+        // Gone already (ENOENT), or not removable for another reason than processes still exiting.
+        if ((err as NodeJS.ErrnoException).code !== 'EBUSY' || attempt >= 50) break;
+        await sleep(100);
       }
     }
   }
