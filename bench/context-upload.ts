@@ -5,7 +5,10 @@
  * written to a file first; then, ROUNDS times, `cp` copies that file, `curl` PUTs it straight into the stack's MinIO
  * (one object, SigV4 with an unsigned payload: what the object store alone costs, the floor under any upload that
  * must land there) and `curl` POSTs it to the compiled API (its own process, as in production) of each checkout in
- * API_DIRS (default: this one), alternating which goes first, until the 202; the stored context is deleted after
+ * API_DIRS (default: this one) under each runtime in NODE_BINARIES (default: the Node.js running this benchmark; a
+ * wrapper script that adds V8 flags or an environment variable compares those), alternating which goes first, until
+ * the 202; FRESH_API=1 starts each API anew for every upload, so that every round measures a fresh process's first
+ * upload (the one whose memory grows most); the stored context is deleted after
  * each upload (under its digest, or the key of its own a streamed one got) so that every upload stores it. The API's resident memory is sampled from /proc every 50 ms. Throughput is bytes over wall time; the
  * ratio is API / cp (target ≥ 0.8), beside MinIO / cp and API / MinIO; memory growth is the peak RSS during the
  * upload minus the RSS before it (target ≤ 64 MiB).
@@ -31,6 +34,9 @@ const SIZE_MIB = Number(process.argv[2] ?? 2048);
 const ROUNDS = Number(process.env.ROUNDS ?? 2);
 /** Checkouts whose compiled API is measured side by side (another is a `git worktree` of another commit, built there). */
 const API_DIRS = (process.env.API_DIRS ?? '.').split(',');
+/** Runtimes each checkout's API is started under (a wrapper adding V8 flags or environment variables counts as one). */
+const NODE_BINARIES = (process.env.NODE_BINARIES ?? process.execPath).split(',');
+const FRESH_API = process.env.FRESH_API === '1';
 const BOUNDARY = 'ibs-bench-boundary';
 /**
  * CLIENT_RATE (curl's --limit-rate, e.g. 119M for a client on a 1 Gbit/s link): the upload as a client elsewhere on
@@ -78,7 +84,9 @@ function rssMiB(pid: number): number {
 
 /** One API under test: its checkout (API_DIRS), its process, and what each of its uploads measured. */
 interface Variant {
+  name: string;
   dir: string;
+  node: string;
   api: StartedApi;
   upload: number[];
   growth: number[];
@@ -103,9 +111,13 @@ async function main(): Promise<void> {
   const storeCurl = (key: string, ...args: string[]) =>
     run('curl', ['-sS', '--fail', '--user', storeUser, '--aws-sigv4', 'aws:amz:us-east-1:s3', ...args, `${minio}/${bucket}/${key}`]);
   try {
-    for (const apiDir of API_DIRS) {
-      const api = await startApi(process.execPath, `bench-upload-${process.pid}`, { LOG_LEVEL: 'warn', CONTEXT_MAX_ARCHIVE_BYTES: limit, CONTEXT_MAX_UNCOMPRESSED_BYTES: limit }, apiDir);
-      variants.push({ dir: apiDir, api, upload: [], growth: [], cpu: [] });
+    const start = (node: string, dir: string) =>
+      startApi(node, `bench-upload-${process.pid}`, { LOG_LEVEL: 'warn', CONTEXT_MAX_ARCHIVE_BYTES: limit, CONTEXT_MAX_UNCOMPRESSED_BYTES: limit }, dir);
+    for (const node of NODE_BINARIES) {
+      for (const dir of API_DIRS) {
+        const name = [...(API_DIRS.length > 1 ? [dir] : []), ...(NODE_BINARIES.length > 1 ? [node] : [])].join(' ') || dir;
+        variants.push({ name, dir, node, api: await start(node, dir), upload: [], growth: [], cpu: [] });
+      }
     }
     const body = join(dir, 'body');
     const { bytes, contextSha256 } = await writeBody(body, `127.0.0.1:5000/bench/context-upload:${Date.now()}`);
@@ -128,6 +140,10 @@ async function main(): Promise<void> {
       // Alternating which API goes first, so that neither always follows the same work.
       for (const variant of r % 2 === 0 ? variants : [...variants].reverse()) {
         if (storedContext) await storeCurl(storedContext, '-X', 'DELETE');
+        if (FRESH_API && r > 0) {
+          await stopApi(variant.api);
+          variant.api = await start(variant.node, variant.dir);
+        }
         const pid = variant.api.child.pid!;
         const before = rssMiB(pid);
         let peak = before;
@@ -143,14 +159,15 @@ async function main(): Promise<void> {
         const { id } = JSON.parse(stdout) as { id: string };
         ids.push(id);
         storedContext = await storedKeyOf(id);
-        console.log(`round ${r + 1}/${ROUNDS} ${variant.dir}: cp ${(cp[r]! / 1000).toFixed(1)} s, MinIO PUT ${(store[r]! / 1000).toFixed(1)} s, upload ${(variant.upload[r]! / 1000).toFixed(1)} s (API CPU ${variant.cpu[r]!.toFixed(1)} s), API RSS ${before.toFixed(0)} → peak ${peak.toFixed(0)} MiB`);
+        console.log(`round ${r + 1}/${ROUNDS} ${variant.name}: cp ${(cp[r]! / 1000).toFixed(1)} s, MinIO PUT ${(store[r]! / 1000).toFixed(1)} s, upload ${(variant.upload[r]! / 1000).toFixed(1)} s (API CPU ${variant.cpu[r]!.toFixed(1)} s), API RSS ${before.toFixed(0)} → peak ${peak.toFixed(0)} MiB`);
       }
     }
     const throughput = (ms: number) => bytes / MiB / (ms / 1000);
     console.log(`cp ${throughput(median(cp)).toFixed(0)} MiB/s, MinIO PUT ${throughput(median(store)).toFixed(0)} MiB/s`);
     for (const v of variants) {
-      console.log(`${v.dir}: API ${throughput(median(v.upload)).toFixed(0)} MiB/s (median API CPU ${median(v.cpu).toFixed(1)} s per upload), first upload +${v.growth[0]!.toFixed(0)} MiB`);
-      console.log(`${v.dir}: throughput_ratio=${(median(cp) / median(v.upload)).toFixed(3)} store_vs_cp=${(median(cp) / median(store)).toFixed(3)} api_vs_store=${(median(store) / median(v.upload)).toFixed(3)} rss_growth_mib=${Math.max(...v.growth).toFixed(0)}`);
+      const growth = FRESH_API ? `first uploads +${[...v.growth].sort((a, b) => a - b).map((g) => g.toFixed(0)).join(', +')} MiB (median +${median(v.growth).toFixed(0)})` : `first upload +${v.growth[0]!.toFixed(0)} MiB`;
+      console.log(`${v.name}: API ${throughput(median(v.upload)).toFixed(0)} MiB/s (median API CPU ${median(v.cpu).toFixed(1)} s per upload), ${growth}`);
+      console.log(`${v.name}: throughput_ratio=${(median(cp) / median(v.upload)).toFixed(3)} store_vs_cp=${(median(cp) / median(store)).toFixed(3)} api_vs_store=${(median(store) / median(v.upload)).toFixed(3)} rss_growth_mib=${Math.max(...v.growth).toFixed(0)}`);
     }
   } finally {
     for (const v of variants) await stopApi(v.api);
