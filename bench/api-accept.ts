@@ -4,7 +4,8 @@
  * starts its workflows on a task queue that no worker polls, so only acceptance is measured (upload, validation,
  * object store, PostgreSQL; the workflow start follows the answer); callers terminate the workflows at the end.
  */
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { Client, Connection } from '@temporalio/client';
@@ -28,12 +29,23 @@ export interface StartedApi {
 }
 
 /**
+ * The API's arguments as the service image runs it (the Dockerfile's CMD in `dir`, without its `node`), so that a
+ * benchmark runs each version with its own V8 flags and a runtime wrapper adds to them.
+ */
+function apiArguments(dir: string): string[] {
+  const cmd = /^CMD (\[.*\])$/m.exec(readFileSync(join(dir, 'Dockerfile'), 'utf8'));
+  if (!cmd) throw new Error(`no CMD in ${join(dir, 'Dockerfile')}`);
+  return (JSON.parse(cmd[1]!) as string[]).slice(1);
+}
+
+/**
  * Its stdout is read and dropped, as a container runtime reads it: log lines cost what they cost in production.
  * `dir` is the checkout whose compiled API runs (another version's, to compare two side by side).
  */
 export async function startApi(node: string, taskQueue: string, env: Record<string, string> = {}, dir = '.'): Promise<StartedApi> {
   const port = await freePort();
-  const child = spawn(node, ['dist/api/main.js'], {
+  const args = apiArguments(dir);
+  const child = spawn(node, args, {
     cwd: dir,
     env: { ...process.env, ...env, API_PORT: String(port), TEMPORAL_TASK_QUEUE: taskQueue, AUTH_TOKENS_FILE: TEST_TOKENS_FILE, TARGET_REGISTRY_ALLOWLIST: '127.0.0.1:5000' },
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -44,7 +56,7 @@ export async function startApi(node: string, taskQueue: string, env: Record<stri
   const url = `http://127.0.0.1:${port}`;
   // Up to 60 s: on a busy two-core machine the first /readyz can take a while.
   for (let i = 0; i < 600; i++) {
-    if (child.exitCode !== null) throw new Error(`${node} dist/api/main.js exited with ${child.exitCode}`);
+    if (child.exitCode !== null) throw new Error(`${node} ${args.join(' ')} exited with ${child.exitCode}`);
     const ok = await fetch(`${url}/readyz`).then((r) => r.ok, () => false);
     if (ok) {
       const version = await new Promise<string>((resolve, reject) =>

@@ -16,7 +16,7 @@ npm run --silent build
 stop_process worker
 stop_process api
 start_process worker "grep -q 'worker polling' $IBS_RUN/logs/worker.log" node dist/worker/main.js
-start_process api "http_ok http://127.0.0.1:$API_PORT/readyz" node dist/api/main.js
+start_process api "http_ok http://127.0.0.1:$API_PORT/readyz" node --max-semi-space-size=4 dist/api/main.js
 cat <<MSG
 
 Image Build Service is up.

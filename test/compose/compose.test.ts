@@ -42,7 +42,7 @@ describe('docker-compose.yml', () => {
 
   it('runs the API and the worker from the service image with their commands', () => {
     const { services } = resolved();
-    expect(services.api!.command).toEqual(['node', 'dist/api/main.js']);
+    expect(services.api!.command).toEqual(['node', '--max-semi-space-size=4', 'dist/api/main.js']);
     expect(services.worker!.command).toEqual(['node', 'dist/worker/main.js']);
     expect(services.api!.build).toBeDefined();
     expect(services.worker!.image).toBe(services.api!.image);
@@ -90,7 +90,7 @@ describe('Dockerfile', () => {
     expect(dockerfile.replace(/\\\n\s*/g, ' ')).toMatch(/^RUN [^\n]*\bnpm ci\b/m);
     expect(dockerfile).toMatch(/^FROM node:24-/m);
     expect(dockerfile).toContain('npm run build');
-    expect(instructions.at(-1)).toBe('CMD ["node", "dist/api/main.js"]');
+    expect(instructions.at(-1)).toBe('CMD ["node", "--max-semi-space-size=4", "dist/api/main.js"]');
     expect(instructions).toContain('USER node');
   });
 

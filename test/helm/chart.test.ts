@@ -108,7 +108,7 @@ describe('chart defaults', () => {
     const manifests = renderChart({ set: ['image.registry=mirror.example', 'image.tag=1.2.3'] });
     const api = containerOf(manifests, `${FULLNAME}-api`).container;
     const worker = containerOf(manifests, `${FULLNAME}-worker`).container;
-    expect(api.command).toEqual(['node', 'dist/api/main.js']);
+    expect(api.command).toEqual(['node', '--max-semi-space-size=4', 'dist/api/main.js']);
     expect(worker.command).toEqual(['node', 'dist/worker/main.js']);
     expect(api.image).toBe('mirror.example/datarobot/image-build-service:1.2.3');
     expect(worker.image).toBe(api.image);

@@ -280,7 +280,7 @@ describe('the service image', () => {
     const stack = Object.entries(process.env).filter(([k]) => /^(TEMPORAL|POSTGRES|MINIO|LOGS_BUCKET|DISABLE_HTTPS|AWS_SDK)/.test(k)).map(([k, v]) => `${k}=${v}`);
     const api = runContainer(pod, {
       user: { uid: 1000, gid: 1000 },
-      args: ['node', 'dist/api/main.js'],
+      args: ['node', '--max-semi-space-size=4', 'dist/api/main.js'],
       cwd: '/app',
       env: ['PATH=/usr/local/bin:/usr/bin:/bin', 'NODE_ENV=production', 'API_HOST=127.0.0.1', `API_PORT=${port}`, ...stack],
       capabilities: [],
