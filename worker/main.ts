@@ -1,7 +1,5 @@
 /** Worker entry point: configuration → adapters → activities → Worker. */
 import { NativeConnection, Runtime } from '@temporalio/worker';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { ConfigError, describeSpringProfile, loadConfig } from '../lib/config';
 import { removeAbandonedScanners } from '../lib/scan/runc-scanner';
 import { AWS_SIGNER_PLUGIN } from '../lib/signing/notation';
@@ -16,6 +14,7 @@ import { startJanitor } from './janitor';
 import { startReconciler } from './reconciler';
 import { createActivities } from '../activities';
 import { ImageBuildWorker } from './worker';
+import { prebuiltWorkflowBundle } from './build-workflow-bundle';
 
 const JANITOR_INTERVAL_MS = 5 * 60_000;
 /** How far back the first reconciliation looks: runs terminated while no worker ran. */
@@ -47,19 +46,17 @@ async function main(): Promise<void> {
   // A signing profile that cannot sign is found now, not by the first build.
   if (config.signing.type === 'notation' && config.signing.plugin === AWS_SIGNER_PLUGIN) await checkSigningProfile(config.signing);
   const connection = await NativeConnection.connect({ address: config.temporal.address });
-  const bundlePath = config.temporal.workflowBundlePath ?? join(__dirname, 'workflow-bundle.js');
+  const workflowBundle = prebuiltWorkflowBundle(__dirname, tracing.enabled, config.temporal.workflowBundlePath);
   const worker = await ImageBuildWorker.create({
     connection,
     namespace: config.temporal.namespace,
     taskQueue: config.temporal.taskQueue,
     deps,
     tracing,
-    workflows: existsSync(bundlePath)
-      ? { workflowBundle: { codePath: bundlePath } }
-      : { workflowsPath: require.resolve('../workflows') },
+    workflows: workflowBundle ? { workflowBundle } : { workflowsPath: require.resolve('../workflows') },
   });
   logger.info(
-    { taskQueues: [config.temporal.taskQueue, buildTaskQueueFor(config.temporal.taskQueue)], executor: deps.executor.name, node: process.version, metricsPort: metricsServer ? config.telemetry.workerMetrics.port : undefined },
+    { taskQueues: [config.temporal.taskQueue, buildTaskQueueFor(config.temporal.taskQueue)], executor: deps.executor.name, node: process.version, workflowBundle: workflowBundle?.codePath ?? 'bundled from the sources at start', metricsPort: metricsServer ? config.telemetry.workerMetrics.port : undefined },
     `worker polling task queues ${config.temporal.taskQueue} and ${buildTaskQueueFor(config.temporal.taskQueue)} on ${config.temporal.address} (executor ${deps.executor.name}, Node.js ${process.version})`,
   );
   // Stores the spooled log lines and removes the work folders that killed attempts left, once their builds are over.

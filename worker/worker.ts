@@ -39,9 +39,8 @@ export class ImageBuildWorker {
     const activityInterceptors = [...(tracing.interceptors?.activity ?? []), ...(telemetry ? [activityTelemetry(telemetry)] : [])];
     const main = await Worker.create({
       ...tracing,
-      // The prebuilt bundle carries the workflow interceptors already (build-workflow-bundle.ts); bundled from
-      // source they come only with tracing on: they double the bundle (1.6 → 3.4 MB), which a busy machine feels
-      // in the first workflow task.
+      // A prebuilt bundle carries the workflow interceptors or not (build-workflow-bundle.ts); bundled from source
+      // they come only with tracing on: they double the bundle (1.6 → 3.4 MB) and cost CPU in every activation.
       interceptors: {
         ...tracing.interceptors,
         activity: activityInterceptors,

@@ -12,8 +12,9 @@ export interface TemporalConfig {
   taskQueue: string;
   uiUrl: string;
   /**
-   * WORKFLOW_BUNDLE_PATH: a prebuilt workflow bundle (worker/build-workflow-bundle.ts) for the worker to load; unset,
-   * it loads workflow-bundle.js beside its entry point, or bundles the workflow sources at start (tens of seconds).
+   * WORKFLOW_BUNDLE_PATH: a prebuilt workflow bundle (worker/build-workflow-bundle.ts) for the worker to load as it
+   * is; unset, it loads the one beside its entry point that matches whether it exports traces (workflow-bundle.js, or
+   * workflow-bundle-traced.js with the tracing interceptors), or bundles the workflow sources at start (tens of seconds).
    */
   workflowBundlePath?: string;
 }

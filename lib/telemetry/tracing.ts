@@ -67,13 +67,13 @@ export function temporalClientInterceptors(): { workflow: OpenTelemetryWorkflowC
   return { workflow: [new OpenTelemetryWorkflowClientInterceptor()] };
 }
 
-/** The workflow interceptors module; the prebuilt workflow bundle includes it (worker/build-workflow-bundle.ts). */
+/** The workflow interceptors module; the traced prebuilt workflow bundle includes it (worker/build-workflow-bundle.ts). */
 export const WORKFLOW_TRACING_MODULE = require.resolve('@temporalio/interceptors-opentelemetry/lib/workflow-interceptors');
 
 /**
  * The worker's share: activity interceptors that continue the workflow's trace, and the sink through which the
- * workflow's own spans leave the sandbox (a sink that drops them when tracing is off, since the bundle always
- * carries the interceptors that call it).
+ * workflow's own spans leave the sandbox (a sink that drops them when tracing is off, for a bundle that carries the
+ * interceptors all the same: WORKFLOW_BUNDLE_PATH may name one).
  */
 export function workerTracingOptions(tracing?: Tracing): Pick<WorkerOptions, 'interceptors' | 'sinks'> {
   const exporter = tracing?.spanProcessor

@@ -291,8 +291,9 @@ export class FaultStack {
     const baseRegistry = BASE_IMAGE.slice(0, BASE_IMAGE.indexOf('/'));
     this.buildkit = buildkitDaemon(this.dir, [baseRegistry, this.registry.address, this.proxy.address]);
     await this.buildkit.component.start();
-    // Bundled once: a worker that bundles its workflows at every restart spends tens of seconds on a busy machine.
-    await writeWorkflowBundle(this.workflowBundle, join(__dirname, '..', '..', '..', 'workflows', 'index.ts'));
+    // Bundled once (without the tracing interceptors: the suite's workers export no traces): a worker that bundles its
+    // workflows at every restart spends tens of seconds on a busy machine.
+    await writeWorkflowBundle(this.workflowBundle, { traced: false, workflowsPath: join(__dirname, '..', '..', '..', 'workflows', 'index.ts') });
     this.pool = new Pool({ host: '127.0.0.1', port: this.postgres.port, user: this.postgres.user, database: 'postgres', max: 2 });
     this.pool.on('error', () => undefined); // idle connections die with the PostgreSQL faults
     this.service = await this.addService('svc', {

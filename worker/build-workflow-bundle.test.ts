@@ -1,0 +1,42 @@
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TRACED_WORKFLOW_BUNDLE, WORKFLOW_BUNDLE, prebuiltWorkflowBundle, writeWorkflowBundle } from './build-workflow-bundle';
+
+const SOURCES = join(__dirname, '..', 'workflows', 'index.ts');
+// What only the tracing interceptors module brings into a bundle.
+const TRACING_MARK = 'OpenTelemetryInboundInterceptor';
+
+describe('the prebuilt workflow bundles', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'ibs-bundles-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('are written with the tracing interceptors only when traced', async () => {
+    await writeWorkflowBundle(join(dir, WORKFLOW_BUNDLE), { traced: false, workflowsPath: SOURCES });
+    await writeWorkflowBundle(join(dir, TRACED_WORKFLOW_BUNDLE), { traced: true, workflowsPath: SOURCES });
+    const plain = await readFile(join(dir, WORKFLOW_BUNDLE), 'utf8');
+    const traced = await readFile(join(dir, TRACED_WORKFLOW_BUNDLE), 'utf8');
+    for (const bundle of [plain, traced]) expect(bundle).toContain('imageBuild');
+    expect(plain).not.toContain(TRACING_MARK);
+    expect(traced).toContain(TRACING_MARK);
+  }, 180_000);
+
+  it('a worker loads the plain one when it exports no traces and the traced one when it does', () => {
+    expect(prebuiltWorkflowBundle(dir, false)).toEqual({ codePath: join(dir, WORKFLOW_BUNDLE) });
+    expect(prebuiltWorkflowBundle(dir, true)).toEqual({ codePath: join(dir, TRACED_WORKFLOW_BUNDLE) });
+  });
+
+  it('WORKFLOW_BUNDLE_PATH wins whatever the tracing; without any bundle the sources are bundled at start', async () => {
+    const named = join(dir, 'named.js');
+    await writeFile(named, '');
+    expect(prebuiltWorkflowBundle(dir, true, named)).toEqual({ codePath: named });
+    expect(prebuiltWorkflowBundle(join(dir, 'none'), false)).toBeUndefined();
+    expect(prebuiltWorkflowBundle(dir, false, join(dir, 'missing.js'))).toBeUndefined();
+  });
+});
