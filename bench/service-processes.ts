@@ -4,10 +4,12 @@
  * and every process started stopped by stopServiceProcesses() however the benchmark ends.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort } from '../test/support/ports';
 import { TEST_TOKENS_FILE } from '../test/support/stack';
+import { startApi, stopApi } from './api-accept';
 
 const ROOT = join(__dirname, '..');
 const children = new Set<ChildProcess>();
@@ -19,8 +21,8 @@ export interface ServicePair {
   taskQueue: string;
 }
 
-function startProcess(entry: string, env: Record<string, string>, ready: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', entry], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+function startProcess(args: string[], env: Record<string, string>, ready: string, cwd = ROOT): Promise<ChildProcess> {
+  const child = spawn(process.execPath, args, { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   children.add(child);
   return new Promise((resolve, reject) => {
     let output = '';
@@ -30,7 +32,7 @@ function startProcess(entry: string, env: Record<string, string>, ready: string)
     };
     child.stdout!.on('data', onData);
     child.stderr!.on('data', onData);
-    child.on('exit', (code) => reject(new Error(`${entry} exited with ${code}:\n${output}`)));
+    child.on('exit', (code) => reject(new Error(`${args.join(' ')} exited with ${code}:\n${output}`)));
   });
 }
 
@@ -45,8 +47,47 @@ export async function startServicePair(name: string, env: Record<string, string>
     TEMPORAL_SDK_METRICS_ADDRESS: `127.0.0.1:${await freePort()}`,
     ...env,
   };
-  const [api, worker] = await Promise.all([startProcess('api/main.ts', settings, 'API listening'), startProcess('worker/main.ts', settings, 'worker polling')]);
+  const [api, worker] = await Promise.all([startProcess(['--import', 'tsx', 'api/main.ts'], settings, 'API listening'), startProcess(['--import', 'tsx', 'worker/main.ts'], settings, 'worker polling')]);
   return { api, worker, url: `http://127.0.0.1:${port}`, taskQueue: settings.TEMPORAL_TASK_QUEUE };
+}
+
+/**
+ * The compiled worker of checkout `dir` (dist/worker/main.js with its prebuilt workflow bundles, `npm run build`
+ * there first) on `taskQueue`, as the service image runs it; stopped by stopServiceProcesses() too.
+ */
+export async function startCompiledWorker(dir: string, taskQueue: string, env: Record<string, string> = {}): Promise<ChildProcess> {
+  const settings = {
+    TEMPORAL_TASK_QUEUE: taskQueue,
+    WORKER_METRICS_PORT: String(await freePort()),
+    TEMPORAL_SDK_METRICS_ADDRESS: `127.0.0.1:${await freePort()}`,
+    ...env,
+  };
+  return startProcess(['dist/worker/main.js'], settings, 'worker polling', dir);
+}
+
+/** A checkout's compiled API and worker on a task queue of their own, as the service image runs them; stop() ends both. */
+export interface CompiledService {
+  dir: string;
+  url: string;
+  workerPid: number;
+  stop(): Promise<void>;
+}
+
+/**
+ * The compiled API (with its Dockerfile's arguments) and worker of checkout `dir`, building without BuildKit's cache
+ * and pushing to the local registry.
+ */
+export async function startCompiledService(dir: string, taskQueue: string): Promise<CompiledService> {
+  const env = { BUILDKIT_NO_CACHE: 'true', TARGET_REGISTRY_ALLOWLIST: '127.0.0.1:5000' };
+  const [api, worker] = await Promise.all([startApi(process.execPath, taskQueue, env, dir), startCompiledWorker(dir, taskQueue, env)]);
+  worker.stdout!.resume();
+  worker.stderr!.resume();
+  const stopWorker = async () => {
+    if (worker.exitCode !== null) return;
+    worker.kill('SIGTERM');
+    await once(worker, 'exit');
+  };
+  return { dir, url: api.url, workerPid: worker.pid!, stop: async () => void (await Promise.all([stopApi(api), stopWorker()])) };
 }
 
 export function stopServiceProcesses(): void {

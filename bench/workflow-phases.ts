@@ -1,48 +1,103 @@
 /**
- * The workflow's own time around a build (`N=10 LABEL=<name> tsx bench/workflow-phases.ts`): N small builds (one
- * RUN that sleeps 1 s, cache off) one after another on an in-process stack, and from each build's Temporal history
- * the time from the workflow's start to its build step starting, and from the build step's end to the workflow's
- * end. Prints one line with both medians and every value.
+ * The workflow's own time around a build (`CHECKOUTS=<dir>,<dir> N=10 ROUNDS=3 tsx bench/workflow-phases.ts`): in
+ * each round, N small builds (one RUN that sleeps 1 s, cache off) one after another through each checkout's compiled
+ * API and worker (`npm run build` in each first), the checkouts taking turns round by round. From each build's
+ * Temporal history: the time from the workflow's start to its build step starting, and from the build step's end to
+ * the workflow's end; and the worker's CPU time per build. Prints one line per checkout and round, and the medians
+ * over all rounds with the last checkout's ratios to the first's.
  *
- * To compare two versions of the workflow side by side, run it from a `git worktree` of each (node_modules linked)
- * in turns, batch after batch: the machine's speed drifts more between minutes than a change moves these figures.
+ * The machine's speed drifts more between minutes than a change moves these figures, hence the turns.
  */
+import { Client, Connection } from '@temporalio/client';
 import { tsToMs } from '@temporalio/common/lib/time';
+import { loadConfig } from '../lib/config';
 import { workflowIdForBuild } from '../workflows/definitions';
 import { buildForm, contextOf } from '../test/support/archives';
 import { ensureBaseImage } from '../test/support/registry';
-import { startTestStack, waitForBuild } from '../test/support/stack';
+import { callerHeaders } from '../test/support/stack';
+import { cpuSecondsOf, startCompiledService, stopServiceProcesses, type CompiledService } from './service-processes';
 import { median } from './stats';
 
 const N = Number(process.env.N ?? 10);
+const ROUNDS = Number(process.env.ROUNDS ?? 3);
+const CHECKOUTS = (process.env.CHECKOUTS ?? '.').split(',');
+
+interface Figures {
+  before: number[];
+  after: number[];
+  workerCpuMs: number[];
+}
 
 async function main(): Promise<void> {
   const base = await ensureBaseImage();
-  const stack = await startTestStack('phases', { BUILDKIT_NO_CACHE: 'true' });
-  await stack.startWorker();
+  const config = loadConfig();
+  const connection = await Connection.connect({ address: config.temporal.address });
+  const client = new Client({ connection, namespace: config.temporal.namespace });
   const context = await contextOf({ Dockerfile: `FROM ${base}\nRUN echo hi && sleep 1\n` });
-  const before: number[] = [];
-  const after: number[] = [];
+  const figures = new Map<string, Figures>(CHECKOUTS.map((dir) => [dir, { before: [], after: [], workerCpuMs: [] }]));
+
+  const build = async (service: CompiledService): Promise<string> => {
+    const res = await fetch(`${service.url}/v1/builds`, { method: 'POST', headers: callerHeaders(), body: buildForm({ image: `127.0.0.1:5000/bench/phases:${Date.now()}`, reuse: false }, context) });
+    if (res.status !== 202) throw new Error(`API answered ${res.status}: ${await res.text()}`);
+    const { id } = (await res.json()) as { id: string };
+    const handle = client.workflow.getHandle(workflowIdForBuild(id));
+    // The API starts the workflow just after its answer: asked again until it exists.
+    for (let tries = 0; ; tries++) {
+      try {
+        await handle.result();
+        return id;
+      } catch (err) {
+        if (tries >= 200) throw err;
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    }
+  };
+
   try {
-    // One warm-up build (workflow bundle, connections), not counted.
-    for (let i = -1; i < N; i++) {
-      const res = await stack.api('/v1/builds', { method: 'POST', body: buildForm({ image: `127.0.0.1:5000/bench/phases:${Date.now()}`, reuse: false }, context) });
-      if (res.status !== 202) throw new Error(`API answered ${res.status}: ${await res.text()}`);
-      const { id } = (await res.json()) as { id: string };
-      await waitForBuild(stack.apiUrl, id);
-      if (i < 0) continue;
-      const events = (await stack.client.workflow.getHandle(workflowIdForBuild(id)).fetchHistory()).events ?? [];
-      const at = (e: (typeof events)[number] | undefined) => (e ? tsToMs(e.eventTime!) : NaN);
-      before.push(at(events.find((e) => e.activityTaskStartedEventAttributes)) - at(events[0]));
-      after.push(at(events[events.length - 1]) - at(events.find((e) => e.activityTaskCompletedEventAttributes)));
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const [index, dir] of (round % 2 ? [...CHECKOUTS].reverse() : CHECKOUTS).entries()) {
+        // A fresh service each round, so no checkout keeps a warmer process than the other.
+        const service = await startCompiledService(dir, `bench-phases-${process.pid}-${round}-${index}`);
+        try {
+          await build(service); // warm-up: the workflow bundle, connections
+          const mine = figures.get(dir)!;
+          const before: number[] = [];
+          const after: number[] = [];
+          const cpuBefore = cpuSecondsOf(service.workerPid);
+          for (let i = 0; i < N; i++) {
+            const id = await build(service);
+            const events = (await client.workflow.getHandle(workflowIdForBuild(id)).fetchHistory()).events ?? [];
+            const at = (e: (typeof events)[number] | undefined) => (e ? tsToMs(e.eventTime!) : NaN);
+            before.push(at(events.find((e) => e.activityTaskStartedEventAttributes)) - at(events[0]));
+            after.push(at(events[events.length - 1]) - at(events.find((e) => e.activityTaskCompletedEventAttributes)));
+          }
+          const cpuMs = ((cpuSecondsOf(service.workerPid) - cpuBefore) * 1000) / N;
+          mine.before.push(...before);
+          mine.after.push(...after);
+          mine.workerCpuMs.push(cpuMs);
+          console.log(`round ${round + 1} ${dir}: before the build step median ${median(before)} ms (${before.join(', ')}); after it median ${median(after)} ms (${after.join(', ')}); worker CPU per build ${cpuMs.toFixed(0)} ms`);
+        } finally {
+          await service.stop();
+        }
+      }
     }
   } finally {
-    await stack.close();
+    stopServiceProcesses();
+    await connection.close();
   }
-  console.log(`${process.env.LABEL ?? 'this checkout'}: before the build step median ${median(before)} ms (${before.join(', ')}); after it median ${median(after)} ms (${after.join(', ')})`);
+  const summary = CHECKOUTS.map((dir) => {
+    const f = figures.get(dir)!;
+    return { dir, before: median(f.before), after: median(f.after), cpu: median(f.workerCpuMs) };
+  });
+  for (const s of summary) console.log(`${s.dir}: before ${s.before} ms, after ${s.after} ms, worker CPU per build ${s.cpu.toFixed(0)} ms (medians over ${ROUNDS} rounds)`);
+  const [first, last] = [summary[0]!, summary[summary.length - 1]!];
+  if (summary.length > 1) {
+    console.log(`ratios ${last.dir} / ${first.dir}: before=${(last.before / first.before).toFixed(3)} after=${(last.after / first.after).toFixed(3)} worker_cpu=${(last.cpu / first.cpu).toFixed(3)}`);
+  }
 }
 
 main().catch((err: unknown) => {
   console.error(err);
+  stopServiceProcesses();
   process.exit(1);
 });
