@@ -2,13 +2,17 @@
  * Traces against the real OpenTelemetry Collector (otelcorecol, infra/local/start.d/otelcol.sh): a build's POST,
  * the workflow it starts and the workflow's activities are one trace, exported over OTLP/HTTP by the API (this
  * process, with tracing started the way api/main.ts starts it) and by a worker process started with the documented
- * variable (OTEL_EXPORTER_OTLP_ENDPOINT), and continued by buildctl (the local executor hands it TRACEPARENT and the
- * endpoint); the Build carries the trace's id.
+ * variable (OTEL_EXPORTER_OTLP_ENDPOINT) and loading a prebuilt traced workflow bundle as production workers do, and
+ * continued by buildctl (the local executor hands it TRACEPARENT and the endpoint); the Build carries the trace's id.
  */
 import type { ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TRACE_HEADER } from '@temporalio/interceptors-opentelemetry/lib/instrumentation';
 import { startTracing, type Tracing } from '../../lib/telemetry/tracing';
+import { TRACED_WORKFLOW_BUNDLE, writeWorkflowBundle } from '../../worker/build-workflow-bundle';
 import { workflowIdForBuild } from '../../workflows/definitions';
 import { buildForm, contextOf } from '../support/archives';
 import { ensureBaseImage } from '../support/registry';
@@ -23,17 +27,23 @@ describe('a build traced end to end', () => {
   let stack: TestStack;
   let tracing: Tracing;
   let worker: ChildProcess | undefined;
+  let bundleDir: string;
 
   beforeAll(async () => {
     process.env.OTEL_BSP_SCHEDULE_DELAY = '200';
     tracing = startTracing(testConfig(TRACING_ENV).tracing, 'api');
     stack = await startTestStack('obs-trace', TRACING_ENV);
-    worker = await startWorkerProcess(stack.taskQueue, TRACING_ENV);
-  });
+    // The traced bundle `npm run build` writes beside the compiled worker, which a worker exporting traces loads.
+    bundleDir = await mkdtemp(join(tmpdir(), 'ibs-traced-bundle-'));
+    const bundle = join(bundleDir, TRACED_WORKFLOW_BUNDLE);
+    await writeWorkflowBundle(bundle, { traced: true, workflowsPath: join(__dirname, '..', '..', 'workflows', 'index.ts') });
+    worker = await startWorkerProcess(stack.taskQueue, { ...TRACING_ENV, WORKFLOW_BUNDLE_PATH: bundle });
+  }, 180_000);
   afterAll(async () => {
     worker?.kill('SIGKILL');
     await stack?.close();
     await tracing?.shutdown();
+    if (bundleDir) await rm(bundleDir, { recursive: true, force: true });
   });
 
   // First: the next test shuts the API's tracing down to flush it.
