@@ -37,6 +37,10 @@ describe('the prebuilt workflow bundles', () => {
     await writeFile(named, '');
     expect(prebuiltWorkflowBundle(dir, true, named)).toEqual({ codePath: named });
     expect(prebuiltWorkflowBundle(join(dir, 'none'), false)).toBeUndefined();
-    expect(prebuiltWorkflowBundle(dir, false, join(dir, 'missing.js'))).toBeUndefined();
+  });
+
+  it('a WORKFLOW_BUNDLE_PATH that names no file stops the start instead of falling back to the sources', () => {
+    const missing = join(dir, 'missing.js');
+    expect(() => prebuiltWorkflowBundle(dir, false, missing)).toThrow(`WORKFLOW_BUNDLE_PATH names ${missing}, which does not exist`);
   });
 });

@@ -27,12 +27,27 @@ export async function writeWorkflowBundle(out: string, options: { traced: boolea
   await writeFile(out, code);
 }
 
+/** A WORKFLOW_BUNDLE_PATH the worker cannot load: its message says how to fix it. */
+export class WorkflowBundleError extends Error {
+  override name = 'WorkflowBundleError';
+}
+
 /**
  * The prebuilt bundle a worker loads: the one WORKFLOW_BUNDLE_PATH names, as it is; else the one in `dir` that
  * matches whether traces are exported. Undefined when there is none: the worker bundles the sources at start.
+ * A named bundle that is not there stops the start: an operator who names one expects it, not a silent fallback
+ * to bundling the sources (slow, and with the interceptors chosen by the tracing setting rather than by them).
  */
 export function prebuiltWorkflowBundle(dir: string, traced: boolean, explicitBundle?: string): { codePath: string } | undefined {
-  const bundle = explicitBundle ?? join(dir, traced ? TRACED_WORKFLOW_BUNDLE : WORKFLOW_BUNDLE);
+  if (explicitBundle !== undefined) {
+    if (!existsSync(explicitBundle)) {
+      throw new WorkflowBundleError(
+        `WORKFLOW_BUNDLE_PATH names ${explicitBundle}, which does not exist: write it with worker/build-workflow-bundle.ts, or unset WORKFLOW_BUNDLE_PATH to load the bundle beside the worker`,
+      );
+    }
+    return { codePath: explicitBundle };
+  }
+  const bundle = join(dir, traced ? TRACED_WORKFLOW_BUNDLE : WORKFLOW_BUNDLE);
   return existsSync(bundle) ? { codePath: bundle } : undefined;
 }
 

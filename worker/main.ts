@@ -14,7 +14,7 @@ import { startJanitor } from './janitor';
 import { startReconciler } from './reconciler';
 import { createActivities } from '../activities';
 import { ImageBuildWorker } from './worker';
-import { prebuiltWorkflowBundle } from './build-workflow-bundle';
+import { WorkflowBundleError, prebuiltWorkflowBundle } from './build-workflow-bundle';
 
 const JANITOR_INTERVAL_MS = 5 * 60_000;
 /** How far back the first reconciliation looks: runs terminated while no worker ran. */
@@ -33,6 +33,7 @@ async function main(): Promise<void> {
       : {}),
   });
   const tracing = startTracing(config.tracing, 'worker');
+  const workflowBundle = prebuiltWorkflowBundle(__dirname, tracing.enabled, config.temporal.workflowBundlePath);
   logger.info({ springProfile: config.springProfile.profile }, describeSpringProfile(config));
   const { deps, pool } = await createWorkerDependencies(config, telemetry);
   const metricsServer = config.telemetry.metricsEnabled
@@ -46,7 +47,6 @@ async function main(): Promise<void> {
   // A signing profile that cannot sign is found now, not by the first build.
   if (config.signing.type === 'notation' && config.signing.plugin === AWS_SIGNER_PLUGIN) await checkSigningProfile(config.signing);
   const connection = await NativeConnection.connect({ address: config.temporal.address });
-  const workflowBundle = prebuiltWorkflowBundle(__dirname, tracing.enabled, config.temporal.workflowBundlePath);
   const worker = await ImageBuildWorker.create({
     connection,
     namespace: config.temporal.namespace,
@@ -98,7 +98,7 @@ async function main(): Promise<void> {
 
 main().catch((err: unknown) => {
   // Before the configuration is read there is no configured logger: this line uses the defaults (JSON, info).
-  const known = err instanceof ConfigError || (err instanceof Error && err.name === 'SigningProfileError');
+  const known = err instanceof ConfigError || err instanceof WorkflowBundleError || (err instanceof Error && err.name === 'SigningProfileError');
   createLogger({ base: { service: 'worker' } }).fatal(
     err instanceof ConfigError ? { problems: err.problems } : known ? {} : { err },
     known ? (err as Error).message : 'start-up failed',
