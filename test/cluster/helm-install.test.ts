@@ -86,6 +86,13 @@ describe(`the chart installed with helm on the real node ${NODE_NAME}`, () => {
     }
     const ready = await apiFetch(apiUrl, '/readyz');
     expect(ready.status, await ready.clone().text()).toBe(200);
+    // The chart exports no traces by default, so the worker loads the image's prebuilt bundle without the tracing
+    // interceptors (docs/configuration.md, WORKFLOW_BUNDLE_PATH), not the traced one and not the sources.
+    const workerPod = byComponent.get('worker')!;
+    const workerLog = await coreApi().readNamespacedPodLog({ namespace, name: workerPod.metadata!.name!, container: workerPod.spec!.containers[0]!.name });
+    const polling = workerLog.split('\n').find((line) => line.includes('worker polling task queues'));
+    expect(polling, workerLog).toBeDefined();
+    expect((JSON.parse(polling!) as { workflowBundle?: string }).workflowBundle).toBe('/app/dist/worker/workflow-bundle.js');
   });
 
   it("the worker's image has the notation CLI and its plugin folder, for IMAGE_SIGNER_TYPE=notation", async () => {
