@@ -2,11 +2,16 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TRACED_WORKFLOW_BUNDLE, WORKFLOW_BUNDLE, prebuiltWorkflowBundle, writeWorkflowBundle } from './build-workflow-bundle';
+import {
+  TRACED_WORKFLOW_BUNDLE,
+  TRACING_INTERCEPTORS_MARK as TRACING_MARK,
+  WORKFLOW_BUNDLE,
+  prebuiltWorkflowBundle,
+  workflowBundleMismatch,
+  writeWorkflowBundle,
+} from './build-workflow-bundle';
 
 const SOURCES = join(__dirname, '..', 'workflows', 'index.ts');
-// What only the tracing interceptors module brings into a bundle.
-const TRACING_MARK = 'OpenTelemetryInboundInterceptor';
 
 describe('the prebuilt workflow bundles', () => {
   let dir: string;
@@ -42,5 +47,14 @@ describe('the prebuilt workflow bundles', () => {
   it('a WORKFLOW_BUNDLE_PATH that names no file stops the start instead of falling back to the sources', () => {
     const missing = join(dir, 'missing.js');
     expect(() => prebuiltWorkflowBundle(dir, false, missing)).toThrow(`WORKFLOW_BUNDLE_PATH names ${missing}, which does not exist`);
+  });
+
+  it('a named bundle that does not match the tracing setting is named in a warning, either way', () => {
+    const plain = join(dir, WORKFLOW_BUNDLE);
+    const traced = join(dir, TRACED_WORKFLOW_BUNDLE);
+    expect(workflowBundleMismatch(plain, false)).toBeUndefined();
+    expect(workflowBundleMismatch(traced, true)).toBeUndefined();
+    expect(workflowBundleMismatch(plain, true)).toContain(`WORKFLOW_BUNDLE_PATH names ${plain}, a bundle without the tracing interceptors`);
+    expect(workflowBundleMismatch(traced, false)).toContain(`WORKFLOW_BUNDLE_PATH names ${traced}, a bundle with the tracing interceptors`);
   });
 });

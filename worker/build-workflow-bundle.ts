@@ -5,13 +5,15 @@
  * Neither issues commands of its own, so a run replays on either.
  */
 import { bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { WORKFLOW_TRACING_MODULE } from '../lib/telemetry/tracing';
 
 export const WORKFLOW_BUNDLE = 'workflow-bundle.js';
 export const TRACED_WORKFLOW_BUNDLE = 'workflow-bundle-traced.js';
+/** What only the tracing interceptors module brings into a bundle. */
+export const TRACING_INTERCEPTORS_MARK = 'OpenTelemetryInboundInterceptor';
 
 /**
  * The workflow bundle, with the tracing interceptors when `traced`, written to `out`; also what tests give
@@ -49,6 +51,22 @@ export function prebuiltWorkflowBundle(dir: string, traced: boolean, explicitBun
   }
   const bundle = join(dir, traced ? TRACED_WORKFLOW_BUNDLE : WORKFLOW_BUNDLE);
   return existsSync(bundle) ? { codePath: bundle } : undefined;
+}
+
+/**
+ * Why the bundle WORKFLOW_BUNDLE_PATH names does not suit the worker's tracing setting, or undefined when it does:
+ * without the interceptors the workflows' spans are missing from exported traces; with them and no traces exported,
+ * every workflow call and activation opens and drops a span for nothing.
+ */
+export function workflowBundleMismatch(codePath: string, traced: boolean): string | undefined {
+  const carriesTracing = readFileSync(codePath, 'utf8').includes(TRACING_INTERCEPTORS_MARK);
+  if (traced && !carriesTracing) {
+    return `WORKFLOW_BUNDLE_PATH names ${codePath}, a bundle without the tracing interceptors, while this worker exports traces: the workflows' spans will be missing; write it with { traced: true } or unset WORKFLOW_BUNDLE_PATH`;
+  }
+  if (!traced && carriesTracing) {
+    return `WORKFLOW_BUNDLE_PATH names ${codePath}, a bundle with the tracing interceptors, while this worker exports no traces: they cost CPU on every workflow task for nothing; write it with { traced: false } or unset WORKFLOW_BUNDLE_PATH`;
+  }
+  return undefined;
 }
 
 if (require.main === module) {

@@ -14,7 +14,7 @@ import { startJanitor } from './janitor';
 import { startReconciler } from './reconciler';
 import { createActivities } from '../activities';
 import { ImageBuildWorker } from './worker';
-import { WorkflowBundleError, prebuiltWorkflowBundle } from './build-workflow-bundle';
+import { WorkflowBundleError, prebuiltWorkflowBundle, workflowBundleMismatch } from './build-workflow-bundle';
 
 const JANITOR_INTERVAL_MS = 5 * 60_000;
 /** How far back the first reconciliation looks: runs terminated while no worker ran. */
@@ -34,6 +34,8 @@ async function main(): Promise<void> {
   });
   const tracing = startTracing(config.tracing, 'worker');
   const workflowBundle = prebuiltWorkflowBundle(__dirname, tracing.enabled, config.temporal.workflowBundlePath);
+  const bundleMismatch = config.temporal.workflowBundlePath ? workflowBundleMismatch(config.temporal.workflowBundlePath, tracing.enabled) : undefined;
+  if (bundleMismatch) logger.warn({ workflowBundle: config.temporal.workflowBundlePath }, bundleMismatch);
   logger.info({ springProfile: config.springProfile.profile }, describeSpringProfile(config));
   const { deps, pool } = await createWorkerDependencies(config, telemetry);
   const metricsServer = config.telemetry.metricsEnabled

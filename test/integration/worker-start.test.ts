@@ -1,15 +1,39 @@
 /**
- * The real worker entry as a process refuses to start on a WORKFLOW_BUNDLE_PATH that names no file, with a fatal line
- * that says how to fix it, rather than bundling the sources and running with a bundle nobody chose.
+ * The real worker entry as a process, started with a WORKFLOW_BUNDLE_PATH an operator got wrong: one that names no
+ * file stops the start with a fatal line that says how to fix it (rather than bundling the sources and running with
+ * a bundle nobody chose); one without the tracing interceptors while the worker exports traces starts, with a
+ * warning that the workflows' spans will be missing.
  */
+import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WORKFLOW_BUNDLE, writeWorkflowBundle } from '../../worker/build-workflow-bundle';
+import { COLLECTOR_ENDPOINT } from '../observability/support/collector';
 import { startWorkerProcess } from '../support/worker-process';
 
-describe('a worker given a WORKFLOW_BUNDLE_PATH that names no file', () => {
-  it('exits with a fatal line naming the path and the fix, before it polls', async () => {
-    const missing = join(tmpdir(), `ibs-no-bundle-${process.pid}-${Date.now()}.js`);
+interface LogLine {
+  level: unknown;
+  msg: string;
+}
+
+const logLines = (output: string): LogLine[] =>
+  output
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as LogLine);
+
+describe('a worker given a WORKFLOW_BUNDLE_PATH it should not run with as it is', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'ibs-worker-start-'));
+  });
+  afterAll(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('that names no file: exits with a fatal line naming the path and the fix, before it polls', async () => {
+    const missing = join(dir, 'missing.js');
     const started = startWorkerProcess(`worker-start-${Date.now()}`, { WORKFLOW_BUNDLE_PATH: missing });
     const err = await started.then(
       (child) => {
@@ -19,14 +43,20 @@ describe('a worker given a WORKFLOW_BUNDLE_PATH that names no file', () => {
       (e: unknown) => e as Error,
     );
     expect(err.message).toContain('worker exited with 1 before polling');
-    const fatal = err.message
-      .split('\n')
-      .filter((line) => line.startsWith('{'))
-      .map((line) => JSON.parse(line) as { level: unknown; msg: string })
-      .find((line) => line.msg.includes('WORKFLOW_BUNDLE_PATH'));
+    const fatal = logLines(err.message).find((line) => line.msg.includes('WORKFLOW_BUNDLE_PATH'));
     expect(fatal?.level).toBe('fatal');
     expect(fatal?.msg).toBe(
       `WORKFLOW_BUNDLE_PATH names ${missing}, which does not exist: write it with worker/build-workflow-bundle.ts, or unset WORKFLOW_BUNDLE_PATH to load the bundle beside the worker`,
     );
   }, 120_000);
+
+  it('without the tracing interceptors while it exports traces: polls, and warns that the spans will be missing', async () => {
+    const plain = join(dir, WORKFLOW_BUNDLE);
+    await writeWorkflowBundle(plain, { traced: false, workflowsPath: join(__dirname, '..', '..', 'workflows', 'index.ts') });
+    const worker = await startWorkerProcess(`worker-start-${Date.now()}`, { WORKFLOW_BUNDLE_PATH: plain, OTEL_EXPORTER_OTLP_ENDPOINT: COLLECTOR_ENDPOINT });
+    worker.kill('SIGKILL');
+    const warning = logLines(worker.startupOutput).find((line) => line.msg.includes('WORKFLOW_BUNDLE_PATH'));
+    expect(warning?.level).toBe('warn');
+    expect(warning?.msg).toContain(`WORKFLOW_BUNDLE_PATH names ${plain}, a bundle without the tracing interceptors, while this worker exports traces`);
+  }, 180_000);
 });

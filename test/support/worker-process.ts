@@ -6,11 +6,11 @@ import { freePort } from './ports';
 const ROOT = join(__dirname, '..', '..');
 
 /**
- * Starts the worker on `taskQueue` with `env` on top of this process's; resolves once it polls. Its two metrics
- * listeners get free ports unless `env` names them, so workers of suites running side by side do not collide on the
- * defaults (9464, 9465).
+ * Starts the worker on `taskQueue` with `env` on top of this process's; resolves once it polls, with what it printed
+ * until then. Its two metrics listeners get free ports unless `env` names them, so workers of suites running side by
+ * side do not collide on the defaults (9464, 9465).
  */
-export async function startWorkerProcess(taskQueue: string, env: Record<string, string> = {}): Promise<ChildProcess> {
+export async function startWorkerProcess(taskQueue: string, env: Record<string, string> = {}): Promise<ChildProcess & { startupOutput: string }> {
   const ports = { WORKER_METRICS_PORT: String(await freePort()), TEMPORAL_SDK_METRICS_ADDRESS: `127.0.0.1:${await freePort()}` };
   const child = spawn(process.execPath, ['--import', 'tsx', 'worker/main.ts'], {
     cwd: ROOT,
@@ -21,7 +21,7 @@ export async function startWorkerProcess(taskQueue: string, env: Record<string, 
     let output = '';
     const onData = (chunk: Buffer) => {
       output += chunk.toString();
-      if (output.includes('worker polling')) resolve(child);
+      if (output.includes('worker polling')) resolve(Object.assign(child, { startupOutput: output }));
     };
     child.stdout!.on('data', onData);
     child.stderr!.on('data', onData);
