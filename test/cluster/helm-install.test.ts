@@ -88,11 +88,17 @@ describe(`the chart installed with helm on the real node ${NODE_NAME}`, () => {
     expect(ready.status, await ready.clone().text()).toBe(200);
     // The chart exports no traces by default, so the worker loads the image's prebuilt bundle without the tracing
     // interceptors (docs/configuration.md, WORKFLOW_BUNDLE_PATH), not the traced one and not the sources.
+    // The worker has no readiness probe, so its pod runs before it has connected to Temporal and said so.
     const workerPod = byComponent.get('worker')!;
-    const workerLog = await coreApi().readNamespacedPodLog({ namespace, name: workerPod.metadata!.name!, container: workerPod.spec!.containers[0]!.name });
-    const polling = workerLog.split('\n').find((line) => line.includes('worker polling task queues'));
-    expect(polling, workerLog).toBeDefined();
-    expect((JSON.parse(polling!) as { workflowBundle?: string }).workflowBundle).toBe('/app/dist/worker/workflow-bundle.js');
+    const readWorkerLog = () => coreApi().readNamespacedPodLog({ namespace, name: workerPod.metadata!.name!, container: workerPod.spec!.containers[0]!.name });
+    const polling = await eventually(
+      async () => (await readWorkerLog()).split('\n').find((line) => line.includes('worker polling task queues')),
+      "the worker's start-up line",
+      120_000,
+    ).catch(async (err: Error) => {
+      throw new Error(`${err.message}; its log so far:\n${await readWorkerLog()}`);
+    });
+    expect((JSON.parse(polling) as { workflowBundle?: string }).workflowBundle).toBe('/app/dist/worker/workflow-bundle.js');
   });
 
   it("the worker's image has the notation CLI and its plugin folder, for IMAGE_SIGNER_TYPE=notation", async () => {
