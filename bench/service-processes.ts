@@ -1,14 +1,13 @@
 /**
- * The API and the worker as their own processes (api/main.ts, worker/main.ts), as in production, for benchmarks that
- * read a process's CPU time or memory: free ports for the API and both metrics listeners, the test tokens accepted,
- * and every process started stopped by stopServiceProcesses() however the benchmark ends.
+ * The compiled API and worker as their own processes (dist/api/main.js, dist/worker/main.js), as in production, for
+ * benchmarks that read a process's CPU time or memory: free ports for the API and the worker's metrics listeners, the
+ * test tokens accepted, and every process started stopped by stopServiceProcesses() however the benchmark ends.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort } from '../test/support/ports';
-import { TEST_TOKENS_FILE } from '../test/support/stack';
 import { startApi, stopApi } from './api-accept';
 
 const ROOT = join(__dirname, '..');
@@ -36,19 +35,15 @@ function startProcess(args: string[], env: Record<string, string>, ready: string
   });
 }
 
-/** An API and a worker on a task queue of their own (`name`), with `env` on top of the stack's settings. */
+/**
+ * The compiled API (with its Dockerfile's arguments) and worker (dist/, `npm run build` first) on a task queue of
+ * their own (`name`), as the service image runs them, with `env` on top of the stack's settings.
+ */
 export async function startServicePair(name: string, env: Record<string, string> = {}): Promise<ServicePair> {
-  const port = await freePort();
-  const settings = {
-    TEMPORAL_TASK_QUEUE: `bench-${name}-${process.pid}`,
-    API_PORT: String(port),
-    AUTH_TOKENS_FILE: TEST_TOKENS_FILE,
-    WORKER_METRICS_PORT: String(await freePort()),
-    TEMPORAL_SDK_METRICS_ADDRESS: `127.0.0.1:${await freePort()}`,
-    ...env,
-  };
-  const [api, worker] = await Promise.all([startProcess(['--import', 'tsx', 'api/main.ts'], settings, 'API listening'), startProcess(['--import', 'tsx', 'worker/main.ts'], settings, 'worker polling')]);
-  return { api, worker, url: `http://127.0.0.1:${port}`, taskQueue: settings.TEMPORAL_TASK_QUEUE };
+  const taskQueue = `bench-${name}-${process.pid}`;
+  const [api, worker] = await Promise.all([startApi(process.execPath, taskQueue, env), startCompiledWorker(ROOT, taskQueue, env)]);
+  children.add(api.child);
+  return { api: api.child, worker, url: api.url, taskQueue };
 }
 
 /**
