@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort } from '../test/support/ports';
-import { startApi, stopApi } from './api-accept';
+import { startApi, stopApi, type StartedApi } from './api-accept';
 
 const ROOT = join(__dirname, '..');
 const children = new Set<ChildProcess>();
@@ -27,7 +27,11 @@ function startProcess(args: string[], env: Record<string, string>, ready: string
     let output = '';
     const onData = (chunk: Buffer) => {
       output += chunk.toString();
-      if (output.includes(ready)) resolve(child);
+      if (!output.includes(ready)) return;
+      // Started: from here its output is read and dropped, as a container runtime reads it, not kept here.
+      child.stdout!.off('data', onData).resume();
+      child.stderr!.off('data', onData).resume();
+      resolve(child);
     };
     child.stdout!.on('data', onData);
     child.stderr!.on('data', onData);
@@ -41,9 +45,15 @@ function startProcess(args: string[], env: Record<string, string>, ready: string
  */
 export async function startServicePair(name: string, env: Record<string, string> = {}): Promise<ServicePair> {
   const taskQueue = `bench-${name}-${process.pid}`;
-  const [api, worker] = await Promise.all([startApi(process.execPath, taskQueue, env), startCompiledWorker(ROOT, taskQueue, env)]);
-  children.add(api.child);
+  const { api, worker } = await startCompiledPair(ROOT, taskQueue, env);
   return { api: api.child, worker, url: api.url, taskQueue };
+}
+
+/** Checkout `dir`'s compiled API (with its Dockerfile's arguments) and worker on `taskQueue`, both stopped by stopServiceProcesses() too. */
+async function startCompiledPair(dir: string, taskQueue: string, env: Record<string, string>): Promise<{ api: StartedApi; worker: ChildProcess }> {
+  const [api, worker] = await Promise.all([startApi(process.execPath, taskQueue, env, dir), startCompiledWorker(dir, taskQueue, env)]);
+  children.add(api.child);
+  return { api, worker };
 }
 
 /**
@@ -74,9 +84,7 @@ export interface CompiledService {
  */
 export async function startCompiledService(dir: string, taskQueue: string): Promise<CompiledService> {
   const env = { BUILDKIT_NO_CACHE: 'true', TARGET_REGISTRY_ALLOWLIST: '127.0.0.1:5000' };
-  const [api, worker] = await Promise.all([startApi(process.execPath, taskQueue, env, dir), startCompiledWorker(dir, taskQueue, env)]);
-  worker.stdout!.resume();
-  worker.stderr!.resume();
+  const { api, worker } = await startCompiledPair(dir, taskQueue, env);
   const stopWorker = async () => {
     if (worker.exitCode !== null) return;
     worker.kill('SIGTERM');
