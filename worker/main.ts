@@ -9,7 +9,7 @@ import { temporalLoggerFor } from '../lib/telemetry/temporal-logger';
 import { buildTaskQueueFor } from '../workflows/definitions';
 import { startTracing } from '../lib/telemetry/tracing';
 import { createWorkerDependencies } from './dependencies';
-import { startWorkerMetricsServer } from './metrics-server';
+import { startWorkerHttpServer, type WorkerReadiness } from './http-server';
 import { startJanitor } from './janitor';
 import { startReconciler } from './reconciler';
 import { createActivities } from '../activities';
@@ -37,10 +37,15 @@ async function main(): Promise<void> {
   const bundleMismatch = config.temporal.workflowBundlePath ? workflowBundleMismatch(config.temporal.workflowBundlePath, tracing.enabled) : undefined;
   if (bundleMismatch) logger.warn({ workflowBundle: config.temporal.workflowBundlePath }, bundleMismatch);
   logger.info({ springProfile: config.springProfile.profile }, describeSpringProfile(config));
+  // Up before anything slow, so the liveness probe answers through the start; ready once both queues are polled.
+  let readiness: WorkerReadiness = () => ({ worker: 'starting: not polling yet' });
+  const httpServer = await startWorkerHttpServer({
+    ...config.telemetry.workerMetrics,
+    logger,
+    readiness: () => readiness(),
+    metrics: config.telemetry.metricsEnabled ? { metrics: telemetry.metrics, sdkAddress: sdkMetrics } : undefined,
+  });
   const { deps, pool } = await createWorkerDependencies(config, telemetry);
-  const metricsServer = config.telemetry.metricsEnabled
-    ? await startWorkerMetricsServer({ ...config.telemetry.workerMetrics, metrics: telemetry.metrics, logger, sdkAddress: sdkMetrics })
-    : undefined;
   await deps.storage.check();
   if (config.imageScanner.enabled && config.executor.type === 'local') {
     const abandoned = await removeAbandonedScanners(config.executor.runcPath);
@@ -57,8 +62,9 @@ async function main(): Promise<void> {
     tracing,
     workflows: workflowBundle ? { workflowBundle } : { workflowsPath: require.resolve('../workflows') },
   });
+  readiness = () => worker.readiness();
   logger.info(
-    { taskQueues: [config.temporal.taskQueue, buildTaskQueueFor(config.temporal.taskQueue)], executor: deps.executor.name, node: process.version, workflowBundle: workflowBundle?.codePath ?? 'bundled from the sources at start', metricsPort: metricsServer ? config.telemetry.workerMetrics.port : undefined },
+    { taskQueues: [config.temporal.taskQueue, buildTaskQueueFor(config.temporal.taskQueue)], executor: deps.executor.name, node: process.version, workflowBundle: workflowBundle?.codePath ?? 'bundled from the sources at start', httpPort: config.telemetry.workerMetrics.port },
     `worker polling task queues ${config.temporal.taskQueue} and ${buildTaskQueueFor(config.temporal.taskQueue)} on ${config.temporal.address} (executor ${deps.executor.name}, Node.js ${process.version})`,
   );
   // Stores the spooled log lines and removes the work folders that killed attempts left, once their builds are over.
@@ -91,7 +97,7 @@ async function main(): Promise<void> {
   await worker.run();
   reconciler.stop();
   janitor.stop();
-  metricsServer?.close();
+  httpServer.close();
   await connection.close();
   await deps.temporal.connection.close();
   await pool.end();

@@ -80,6 +80,15 @@ export class ImageBuildWorker {
     }
   }
 
+  /**
+   * For the worker's /readyz: 'ok' for each task queue whose SDK Worker polls, else its state (INITIALIZED before
+   * run(), STOPPING or DRAINING once shutdown began, FAILED).
+   */
+  readiness(): Record<string, string> {
+    const state = (worker: Worker) => (worker.getState() === 'RUNNING' ? 'ok' : `the SDK Worker is ${worker.getState()}, not polling`);
+    return { [this.main.options.taskQueue]: state(this.main), [this.builds.options.taskQueue]: state(this.builds) };
+  }
+
   shutdown(): void {
     for (const worker of [this.main, this.builds]) if (worker.getState() === 'RUNNING') worker.shutdown();
   }

@@ -15,7 +15,8 @@ log "compiling the service"
 npm run --silent build
 stop_process worker
 stop_process api
-start_process worker "grep -q 'worker polling' $IBS_RUN/logs/worker.log" node dist/worker/main.js
+# Ready once it polls both task queues (its /readyz); the log keeps earlier runs' lines, so it cannot tell.
+start_process worker "http_ok http://127.0.0.1:\${WORKER_METRICS_PORT:-9464}/readyz" node dist/worker/main.js
 start_process api "http_ok http://127.0.0.1:$API_PORT/readyz" node --max-semi-space-size=4 dist/api/main.js
 cat <<MSG
 

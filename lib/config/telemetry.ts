@@ -7,9 +7,9 @@ export type LogLevelName = (typeof LOG_LEVEL_NAMES)[number];
 export interface TelemetryConfig {
   /** LOG_LEVEL: the least severe level written; `silent` writes nothing. */
   logLevel: LogLevelName;
-  /** METRICS_ENABLED: `GET /metrics` on the API and the worker's metrics port. */
+  /** METRICS_ENABLED: `GET /metrics` on the API and on the worker's HTTP port. */
   metricsEnabled: boolean;
-  /** WORKER_METRICS_HOST, WORKER_METRICS_PORT: where the worker serves `GET /metrics`. */
+  /** WORKER_METRICS_HOST, WORKER_METRICS_PORT: the worker's HTTP port (its probes, and `GET /metrics` when enabled). */
   workerMetrics: { host: string; port: number };
   /** TEMPORAL_SDK_METRICS_ADDRESS: where the Temporal SDK's Prometheus exporter binds; the worker's /metrics includes it. */
   temporalSdkMetricsAddress: string;

@@ -88,8 +88,11 @@ describe(`the chart installed with helm on the real node ${NODE_NAME}`, () => {
     expect(ready.status, await ready.clone().text()).toBe(200);
     // The chart exports no traces by default, so the worker loads the image's prebuilt bundle without the tracing
     // interceptors (docs/configuration.md, WORKFLOW_BUNDLE_PATH), not the traced one and not the sources.
-    // The worker has no readiness probe, so its pod runs before it has connected to Temporal and said so.
+    // `helm install --wait` waited for the worker's readiness probe (/readyz: both task queues polled), answered
+    // by the worker on the real node.
     const workerPod = byComponent.get('worker')!;
+    expect(workerPod.spec?.containers[0]?.readinessProbe?.httpGet?.path).toBe('/readyz');
+    expect(workerPod.status?.conditions?.find((c) => c.type === 'Ready')?.status).toBe('True');
     const readWorkerLog = () => coreApi().readNamespacedPodLog({ namespace, name: workerPod.metadata!.name!, container: workerPod.spec!.containers[0]!.name });
     const polling = await eventually(
       async () => (await readWorkerLog()).split('\n').find((line) => line.includes('worker polling task queues')),

@@ -118,6 +118,24 @@ describe('chart defaults', () => {
     expect(config.kaniko.image).toBe('mirror.example/datarobot/image-builder:1.2.3-kaniko-image');
   });
 
+  it("probes the worker on the port its configuration makes it listen on, with metrics on or off", () => {
+    for (const metrics of ['true', 'false']) {
+      const { manifests, config } = rendered({ set: [`buildService.metrics.enabled=${metrics}`] });
+      const worker = containerOf(manifests, `${FULLNAME}-worker`).container as unknown as {
+        ports: { name: string; containerPort: number }[];
+        readinessProbe: { httpGet: { path: string; port: string } };
+        livenessProbe: { httpGet: { path: string; port: string }; periodSeconds: number; failureThreshold: number };
+      };
+      const { host, port } = config().telemetry.workerMetrics;
+      expect(host, `metrics ${metrics}`).toBe('0.0.0.0');
+      expect(worker.ports).toEqual([{ name: 'http', containerPort: port }]);
+      expect(worker.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'http' });
+      expect(worker.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'http' });
+      // Two minutes without an answer before a restart cuts running steps short.
+      expect(worker.livenessProbe.periodSeconds * worker.livenessProbe.failureThreshold).toBe(120);
+    }
+  });
+
   it('runs every build in a builder pod: the worker uses the kubernetes executor with the in-cluster configuration', () => {
     const config = rendered().config();
     expect(config.executor).toMatchObject({ type: 'kubernetes', kubeconfig: undefined });

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WORKFLOW_BUNDLE, writeWorkflowBundle } from '../../worker/build-workflow-bundle';
 import { COLLECTOR_ENDPOINT } from '../observability/support/collector';
+import { freePort } from '../support/ports';
 import { startWorkerProcess } from '../support/worker-process';
 
 interface LogLine {
@@ -59,4 +60,27 @@ describe('a worker given a WORKFLOW_BUNDLE_PATH it should not run with as it is'
     expect(warning?.level).toBe('warn');
     expect(warning?.msg).toContain(`WORKFLOW_BUNDLE_PATH names ${plain}, a bundle without the tracing interceptors, while this worker exports traces`);
   }, 180_000);
+});
+
+describe("the worker's probes (the chart's readiness and liveness probes call them)", () => {
+  it('is live from the start, ready once both task queues are polled, and serves no /metrics with metrics off', async () => {
+    const port = await freePort();
+    const taskQueue = `worker-probes-${Date.now()}`;
+    const worker = await startWorkerProcess(taskQueue, { WORKER_METRICS_PORT: String(port), METRICS_ENABLED: 'false' });
+    try {
+      const url = `http://127.0.0.1:${port}`;
+      expect((await fetch(`${url}/healthz`)).status).toBe(200);
+      // The start-up line comes just before the SDK Workers run, so readiness follows within moments.
+      let ready: { status: number; body: unknown } | undefined;
+      for (const deadline = Date.now() + 10_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 100))) {
+        const res = await fetch(`${url}/readyz`);
+        ready = { status: res.status, body: await res.json() };
+        if (res.status === 200) break;
+      }
+      expect(ready).toEqual({ status: 200, body: { status: 'ready', checks: { [taskQueue]: 'ok', [`${taskQueue}-builds`]: 'ok' } } });
+      expect((await fetch(`${url}/metrics`)).status).toBe(404);
+    } finally {
+      worker.kill('SIGKILL');
+    }
+  }, 120_000);
 });

@@ -70,7 +70,7 @@ describe("the chart's Prometheus alert rules", () => {
     expect(monitor.spec.endpoints.map((e) => e.port)).toEqual(['http', 'metrics']);
     // The worker exposes the port the ServiceMonitor scrapes, and its configuration tells it to listen there.
     const worker = on.find((m) => m.kind === 'Deployment' && m.metadata.name.endsWith('-worker')) as unknown as { spec: { template: { spec: { containers: { ports: { name: string; containerPort: number }[] }[] } } } };
-    expect(worker.spec.template.spec.containers[0]!.ports).toEqual([{ name: 'metrics', containerPort: 9464 }]);
+    expect(worker.spec.template.spec.containers[0]!.ports).toEqual([{ name: 'http', containerPort: 9464 }]);
     const config = on.find((m) => m.kind === 'ConfigMap' && m.metadata.name.endsWith('-config')) as unknown as { data: Record<string, string> };
     expect(config.data).toMatchObject({ WORKER_METRICS_HOST: '0.0.0.0', WORKER_METRICS_PORT: '9464', METRICS_ENABLED: 'true', LOG_LEVEL: 'info' });
     expect(parse(JSON.stringify(config.data))).toBeTruthy();
