@@ -31,6 +31,7 @@ import { openScanGate, type OpenGate } from './scan';
 import { createSigningActivities } from './sign';
 import type { NotationSigner } from '../lib/signing/notation';
 import { createResumeActivities } from './resume';
+import { createStepGroupActivities } from './step-groups';
 import { createTagActivities } from './tags';
 
 export interface ActivityDeps extends BuildQueueDeps {
@@ -90,7 +91,7 @@ export function createActivities(deps: ActivityDeps) {
     if (left) deps.telemetry?.metrics.observeTransition(left, status);
   };
 
-  return {
+  const activities = {
     ...createSourceActivities(deps),
     ...createPolicyActivities(deps),
     ...createBuildQueueActivities(deps),
@@ -173,6 +174,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createTagActivities(deps),
     ...createResumeActivities(deps),
   };
+  return { ...activities, ...createStepGroupActivities(activities) };
 }
 
 export type Activities = ReturnType<typeof createActivities>;

@@ -185,3 +185,14 @@ export const searchAttributes = {
 export function workflowIdForBuild(buildId: string): string {
   return `build-${buildId}`;
 }
+
+/**
+ * Waits for every step of a group, then fails with the first failure: unlike Promise.all, nothing of the group is
+ * still running when the build goes on to record how it ended.
+ */
+export async function allSettled<T extends readonly unknown[]>(steps: { [K in keyof T]: Promise<T[K]> }): Promise<T> {
+  const results = await Promise.allSettled(steps);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  return results.map((r) => (r as PromiseFulfilledResult<unknown>).value) as unknown as T;
+}

@@ -14,7 +14,8 @@
  * `resume: { step: 'push', digest }` starts at that step with the image already in the registry.
  *
  * Workflow tasks are what the service adds to a build (bench/overhead.ts): everything quick (the checks before the
- * build, the records, the tag step, the slot's release) runs as local activities, and the request for a slot answers
+ * build, the records, the tag step, the slot's release) runs as local activities, grouped into one per side of the
+ * build (activities/step-groups.ts) so the workflow is woken once per side, and the request for a slot answers
  * whether it is granted at once, so a build without signing takes one workflow task before its build activity and
  * one when that ends (one more, the grant's signal, when it had to wait for a slot). Only the build, the pushes of
  * sources and the signing go through the server's activity queues.
@@ -34,7 +35,9 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
+import type { AfterBuild } from '../activities/step-groups';
 import {
+  allSettled,
   buildPhaseSignal,
   buildTaskQueueFor,
   progressQuery,
@@ -74,6 +77,10 @@ const localSteps = proxyLocalActivities<Activities>({
 // Runs recorded before the quick steps became local activities (and the checks ran side by side, the slot was given
 // back by an activity, and signing was skipped when off) replay the way they ran.
 const LOCAL_STEPS = 'local-steps';
+
+// The quick steps on each side of the build run as one local activity per side (activities/step-groups.ts), so the
+// workflow is woken once per side instead of once per step; runs recorded before replay with the steps apart.
+const STEPS_GROUPED = 'steps-grouped';
 
 
 // A failure the executor or the registry client calls transient (a registry's 5xx or 429, a broken connection to
@@ -192,8 +199,18 @@ export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResu
   const tagsChecked = local || patched(TAGS_CHECKED_BEFORE_BUILD);
   // Whether this worker signs, asked while the build runs so that the steps after it wait for nothing; runs recorded
   // before signing came ahead of the tags tag first on replay. (Handled here: a cancelled build never reads it.)
-  const signsFirst = local && patched(SIGN_BEFORE_TAG) ? localBookkeeping.signingEnabled() : undefined;
+  // With the steps grouped, a build from a context hears it from the group before the build.
+  const grouped = local && patched(STEPS_GROUPED);
+  const buildsContext = !input.resume && !(input.source && input.source.kind !== 'context');
+  let signsFirst = local && !(grouped && buildsContext) && patched(SIGN_BEFORE_TAG) ? localBookkeeping.signingEnabled() : undefined;
   signsFirst?.catch(() => undefined);
+  // Without signing: the `pushing` record and the tag step, then the slot's release and the final record, in one go.
+  const finishGrouped = async (digest: string, tagging: AfterBuild['tagging']) => {
+    show('pushing');
+    const release = slotHeld ? { buildId: input.buildId, runId: workflowInfo().runId } : undefined;
+    await localSteps.afterBuild({ buildId: input.buildId, image: input.spec.image, digest, tagging, release, resumedFrom: input.resume?.step });
+    slotHeld = false;
+  };
   try {
     let digest: string;
     if (input.resume) {
@@ -210,7 +227,13 @@ export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResu
       // The policy is checked again here, before a builder starts (runs recorded before it skip it on replay), side
       // by side with the tags.
       const slotRequest = { buildId: input.buildId, workflowId: workflowInfo().workflowId, runId: workflowInfo().runId, consumer: input.consumer ?? '', timeoutSeconds: input.timeoutSeconds, requestedAt: input.acceptedAt ?? workflowInfo().startTime.getTime() };
-      if (local) {
+      if (grouped) {
+        slotHeld = true;
+        const before = await localSteps.beforeBuild(input, slotRequest);
+        signsFirst = Promise.resolve(before.signs);
+        if (before.granted) slotGranted = true;
+        await condition(() => slotGranted);
+      } else if (local) {
         // The request for a slot goes with the checks, so the scheduler's answer travels while they run; a build they
         // refuse gives its place back (finishAs), after the request has surely arrived.
         slotHeld = true;
@@ -245,6 +268,8 @@ export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResu
         progress.step = 'push';
         await steps.tagImage(input.spec.image, digest, tagging);
         await records.recordSucceeded(input.buildId, digest, input.resume?.step);
+      } else if (grouped) {
+        await finishGrouped(digest, tagging);
       } else {
         await allSettled([moveTo('pushing'), steps.tagImage(input.spec.image, digest, tagging)]);
         await allSettled([releaseSlot(), records.recordSucceeded(input.buildId, digest, input.resume?.step)]);
@@ -284,17 +309,6 @@ export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResu
     await finishAs('failed', error);
     throw ApplicationFailure.create({ type: error.code, message: error.message, nonRetryable: true, details: error.evidence ? [error.evidence] : undefined });
   }
-}
-
-/**
- * Waits for every step of a group, then fails with the first failure: unlike Promise.all, nothing of the group is
- * still running when the build goes on to record how it ended.
- */
-async function allSettled<T extends readonly unknown[]>(steps: { [K in keyof T]: Promise<T[K]> }): Promise<T> {
-  const results = await Promise.allSettled(steps);
-  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed) throw failed.reason;
-  return results.map((r) => (r as PromiseFulfilledResult<unknown>).value) as unknown as T;
 }
 
 /** Error codes are snake_case (docs/errors.md); anything else is a class name that leaked, never a code. */

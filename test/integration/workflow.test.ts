@@ -25,8 +25,9 @@ const RECORDED = ['image-build-succeeded.json', 'image-build-failed.json', 'imag
  * Histories kept from earlier workflow versions or other paths, recorded by hand and never overwritten: the three
  * endings as the first workflow ran them (no patches) and as they ran while the checks, the tag step, the slot's
  * release and the no-op signing were still server activities (remote-steps), and while every slot was granted by a
- * signal and given back beside the final record (granted-by-signal); a gated image-archive build from before sources
- * were scanned (it must replay without the scan step), and one after.
+ * signal and given back beside the final record (granted-by-signal), before the signing question came ahead of the
+ * tags (tag-before-sign), and while each quick step was a local activity of its own (steps-apart); a gated
+ * image-archive build from before sources were scanned (it must replay without the scan step), and one after.
  */
 const KEPT = [
   'image-build-succeeded-before-patches.json',
@@ -38,6 +39,12 @@ const KEPT = [
   'image-build-succeeded-granted-by-signal.json',
   'image-build-failed-granted-by-signal.json',
   'image-build-cancelled-granted-by-signal.json',
+  'image-build-succeeded-tag-before-sign.json',
+  'image-build-failed-tag-before-sign.json',
+  'image-build-cancelled-tag-before-sign.json',
+  'image-build-succeeded-steps-apart.json',
+  'image-build-failed-steps-apart.json',
+  'image-build-cancelled-steps-apart.json',
   'image-build-source-before-scan.json',
   'image-build-source-scanned.json',
 ] as const;
