@@ -187,14 +187,18 @@ describe('fault injection', () => {
   it(`the registry answering 5xx and 429 on 30 % of requests for ${REGISTRY_WINDOW_MS / 1000} s`, async () => {
     const row = await kind('registry 5xx/429 (30 %)', async (row) => {
       const service = stack.service;
+      // Every other build goes to a service without signing, whose tag step runs in the workflow's afterBuild group.
+      const plain = await stack.addPlainService('plain');
       const submissions: Submission[] = [];
+      const plainSubmissions: Submission[] = [];
       const before = stack.proxy.injections;
       const agentsBefore = stack.proxy.faultedAgents.length;
       stack.proxy.faulty = true;
       const until = Date.now() + REGISTRY_WINDOW_MS;
       try {
         while (Date.now() < until || stack.proxy.injections - before < INJECTIONS) {
-          submissions.push(await service.submit('registry', 2));
+          if (submissions.length > plainSubmissions.length) plainSubmissions.push(await plain.submit('registry', 2));
+          else submissions.push(await service.submit('registry', 2));
           await sleep(randomBetween(1_000, 4_000));
           if (Date.now() > until + 120_000) break;
         }
@@ -209,7 +213,9 @@ describe('fault injection', () => {
         row.at[at] = (row.at[at] ?? 0) + 1;
       }
       row.notes.push(`faults by status: ${JSON.stringify(Object.fromEntries(stack.proxy.injected))}`);
+      row.notes.push(`builds with signing ${submissions.length}, without ${plainSubmissions.length}`);
       await stack.check(row, service, submissions);
+      await stack.check(row, plain, plainSubmissions);
     });
     expectClean(row, 'push_failed');
   }, KIND_TIMEOUT);

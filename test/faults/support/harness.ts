@@ -299,7 +299,7 @@ export class FaultStack {
     this.service = await this.addService('svc', {
       targetRegistry: this.proxy.address,
       baseImage: BASE_IMAGE,
-      storage: { endpoint: this.minio.endpoint, user: this.minio.user, password: this.minio.password, bucket: this.minio.bucket },
+      storage: this.minioStorage(),
       scanAndSign: true,
     });
     this.temporalClient = new Client({ connection: await Connection.connect({ address: this.temporal.address }) });
@@ -335,6 +335,22 @@ export class FaultStack {
     }
   }
 
+  /**
+   * A second service on this stack's components that neither scans nor signs: its builds move their tags and record
+   * their success in the workflow's `afterBuild` group, a path the signing service's builds never take.
+   */
+  private minioStorage(): ServiceOptions['storage'] {
+    return { endpoint: this.minio.endpoint, user: this.minio.user, password: this.minio.password, bucket: this.minio.bucket };
+  }
+
+  async addPlainService(name: string): Promise<Service> {
+    return this.addService(name, {
+      targetRegistry: this.proxy.address,
+      baseImage: BASE_IMAGE,
+      storage: this.minioStorage(),
+    });
+  }
+
   async addService(name: string, options: ServiceOptions): Promise<Service> {
     const service = new Service(this, name, options);
     this.services.push(service);
@@ -366,7 +382,7 @@ export class FaultStack {
     options: { registryFor?: (image: string) => string; checkLogs?: boolean; timeoutMs?: number; extraOrphans?: () => Promise<string[]> } = {},
   ): Promise<void> {
     const registryFor = options.registryFor ?? ((image: string) => image.replace(this.proxy.address, this.registry.address));
-    row.builds = submissions.length;
+    row.builds += submissions.length;
     const deadline = Date.now() + (options.timeoutMs ?? 300_000);
     const finals = new Map<string, Record<string, unknown>>();
     for (const s of submissions) {
