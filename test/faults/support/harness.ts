@@ -335,14 +335,15 @@ export class FaultStack {
     }
   }
 
-  /**
-   * A second service on this stack's components that neither scans nor signs: its builds move their tags and record
-   * their success in the workflow's `afterBuild` group, a path the signing service's builds never take.
-   */
+  /** The stack's own MinIO, as a service's storage settings. */
   private minioStorage(): ServiceOptions['storage'] {
     return { endpoint: this.minio.endpoint, user: this.minio.user, password: this.minio.password, bucket: this.minio.bucket };
   }
 
+  /**
+   * A second service on this stack's components that neither scans nor signs: its builds move their tags and record
+   * their success in the workflow's `afterBuild` group, a path the signing service's builds never take.
+   */
   async addPlainService(name: string): Promise<Service> {
     return this.addService(name, {
       targetRegistry: this.proxy.address,
