@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apiFetch } from '../support/stack';
 import { sleep } from './support/components';
 import { gateStagingKeys } from '../../lib/executors/kubernetes/scan-gate';
-import { FaultStack, FINAL, newRow, randomBetween, type FaultRow, type Service, type Step, type Submission } from './support/harness';
+import { AFTER_BUILD_KIND, FaultStack, FINAL, newRow, randomBetween, type FaultRow, type Service, type Step, type Submission } from './support/harness';
 
 const INJECTIONS = Number(process.env.FAULT_INJECTIONS ?? 3);
 const PG_OUTAGE_MS = Number(process.env.FAULT_PG_OUTAGE_SECONDS ?? 30) * 1000;
@@ -63,6 +63,62 @@ async function kind(name: string, body: (row: FaultRow) => Promise<void>): Promi
   return row;
 }
 
+/** A kind's builds, by the service they went to. */
+class Builds {
+  private readonly byService = new Map<Service, Submission[]>();
+  private readonly heldBefore = stack.proxy.held;
+
+  add(service: Service, submission: Submission): void {
+    this.byService.set(service, [...(this.byService.get(service) ?? []), submission]);
+  }
+
+  /** Waits until the service's last build reached a final state. */
+  async waitFinal(service: Service): Promise<void> {
+    const last = this.byService.get(service)?.at(-1);
+    if (last?.id) await service.waitFinal(last.id);
+  }
+
+  count(service: Service): number {
+    return this.byService.get(service)?.length ?? 0;
+  }
+
+  async check(row: FaultRow, options?: Parameters<FaultStack['check']>[3]): Promise<void> {
+    for (const [service, submissions] of this.byService) await stack.check(row, service, submissions, options);
+    const afterBuild = [...this.byService].filter(([service]) => service !== stack.service).reduce((n, [, submissions]) => n + submissions.length, 0);
+    if (afterBuild > 0) row.notes.push(`afterBuild builds ${afterBuild}, their tag puts held ${this.tagPutsHeld()}`);
+    // Each of them was hit while its group ran, not after (which would leave that path untested).
+    expect(row.at.afterBuild ?? 0).toBe(afterBuild);
+  }
+
+  /** The afterBuild builds' tag puts so far: more than one per build means a group ran again after its fault. */
+  tagPutsHeld(): number {
+    return stack.proxy.held - this.heldBefore;
+  }
+}
+
+/**
+ * Submits the build of a kind's `injection` and waits for the point where its fault lands; answers the service it
+ * went to. Every fourth injection (so the third of three) goes to the plain service and lands in the workflow's
+ * afterBuild group, the path a build without signing takes after its build step; the others go to the signing
+ * service, rotating through build, scan, push and sign.
+ */
+async function buildAtRandomPoint(row: FaultRow, builds: Builds, injection: number, kind: string, seconds?: number): Promise<Service> {
+  if (injection % 4 === 2) {
+    const plain = await stack.plainService();
+    const submission = await plain.submit(AFTER_BUILD_KIND, seconds);
+    builds.add(plain, submission);
+    await plain.atAfterBuild(row, submission.id!);
+    return plain;
+  }
+  const service = stack.service;
+  // The signing service's own count keeps its rotation whole.
+  const rotation = builds.count(service);
+  const submission = await service.submit(kind, seconds);
+  builds.add(service, submission);
+  await service.atRandomPoint(row, submission.id!, rotation);
+  return service;
+}
+
 beforeAll(async () => {
   stack = new FaultStack();
   await stack.start();
@@ -75,20 +131,19 @@ afterAll(async () => {
 describe('fault injection', () => {
   it('worker SIGKILL mid-build: a new worker takes over', async () => {
     const row = await kind('worker SIGKILL', async (row) => {
-      const service = stack.service;
-      const submissions: Submission[] = [];
+      const builds = new Builds();
       for (let i = 0; i < INJECTIONS; i++) {
-        const submission = await service.submit('worker');
-        submissions.push(submission);
-        await service.atRandomPoint(row, submission.id!, i);
+        const service = await buildAtRandomPoint(row, builds, i, 'worker');
         await service.worker.kill();
         row.injections++;
         await service.worker.start();
         // One kill per build: a kill takes one of the build activity's attempts (five), and kills faster than builds
         // finish would exhaust them: a crash loop, which fails builds by design (internal_error), not this kind.
-        await service.waitFinal(submission.id!);
+        await builds.waitFinal(service);
       }
-      await stack.check(row, service, submissions);
+      await builds.check(row);
+      // A worker killed in an afterBuild group leaves it unfinished: the next worker runs the whole group again.
+      expect(builds.tagPutsHeld()).toBeGreaterThanOrEqual(2 * (row.at.afterBuild ?? 0));
     });
     expectClean(row);
   }, KIND_TIMEOUT);
@@ -141,17 +196,14 @@ describe('fault injection', () => {
 
   it('Temporal server restart, its state kept on disk', async () => {
     const row = await kind('Temporal restart', async (row) => {
-      const service = stack.service;
-      const submissions: Submission[] = [];
+      const builds = new Builds();
       for (let i = 0; i < INJECTIONS; i++) {
-        const submission = await service.submit('temporal');
-        submissions.push(submission);
-        await service.atRandomPoint(row, submission.id!, i);
+        await buildAtRandomPoint(row, builds, i, 'temporal');
         await stack.temporal.component.stop(i % 2 === 0 ? 'SIGTERM' : 'SIGKILL');
         row.injections++;
         await stack.temporal.component.start();
       }
-      await stack.check(row, service, submissions);
+      await builds.check(row);
     });
     expectClean(row);
   }, KIND_TIMEOUT);
@@ -159,11 +211,9 @@ describe('fault injection', () => {
   it(`PostgreSQL down for ${PG_OUTAGE_MS / 1000} s: 503 with Retry-After meanwhile, running builds finish after`, async () => {
     const row = await kind(`PostgreSQL down ${PG_OUTAGE_MS / 1000} s`, async (row) => {
       const service = stack.service;
-      const submissions: Submission[] = [];
+      const builds = new Builds();
       for (let i = 0; i < INJECTIONS; i++) {
-        const building = await service.submit('postgres', 6);
-        submissions.push(building);
-        await service.atRandomPoint(row, building.id!, i);
+        await buildAtRandomPoint(row, builds, i, 'postgres', 6);
         await stack.postgres.crash();
         row.injections++;
         const downUntil = Date.now() + PG_OUTAGE_MS;
@@ -179,7 +229,7 @@ describe('fault injection', () => {
         const { rows: refused } = await stack.pool.query('SELECT id FROM builds WHERE idempotency_key = $1', [submission.key]);
         expect(refused).toHaveLength(0);
       }
-      await stack.check(row, service, submissions);
+      await builds.check(row);
     });
     expectClean(row);
   }, KIND_TIMEOUT);
@@ -188,7 +238,7 @@ describe('fault injection', () => {
     const row = await kind('registry 5xx/429 (30 %)', async (row) => {
       const service = stack.service;
       // Every other build goes to a service without signing, whose tag step runs in the workflow's afterBuild group.
-      const plain = await stack.addPlainService('plain');
+      const plain = await stack.plainService();
       const submissions: Submission[] = [];
       const plainSubmissions: Submission[] = [];
       const before = stack.proxy.injections;
@@ -222,18 +272,15 @@ describe('fault injection', () => {
 
   it(`object storage down for ${STORAGE_OUTAGE_MS / 1000} s: no log line lost`, async () => {
     const row = await kind(`object storage down ${STORAGE_OUTAGE_MS / 1000} s`, async (row) => {
-      const service = stack.service;
-      const submissions: Submission[] = [];
+      const builds = new Builds();
       for (let i = 0; i < INJECTIONS; i++) {
-        const submission = await service.submit('storage', 10);
-        submissions.push(submission);
-        await service.atRandomPoint(row, submission.id!, i);
+        await buildAtRandomPoint(row, builds, i, 'storage', 10);
         await stack.minio.component.stop('SIGKILL');
         row.injections++;
         await sleep(STORAGE_OUTAGE_MS);
         await stack.minio.component.start();
       }
-      await stack.check(row, service, submissions, { checkLogs: true });
+      await builds.check(row, { checkLogs: true });
     });
     expectClean(row);
   }, KIND_TIMEOUT);

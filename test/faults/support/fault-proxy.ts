@@ -16,6 +16,10 @@ export class FaultProxy {
   rule?: (req: IncomingMessage) => number | undefined;
   /** Added before each answer is forwarded: a registry across a network (the round trip a request costs). */
   delayMs = 0;
+  /** How long to hold a request before it goes to the registry (a registry slow to take it), or 0. */
+  hold?: (req: IncomingMessage) => number;
+  /** Requests held so far. */
+  held = 0;
   /** Faults answered so far, by status. */
   readonly injected = new Map<number, number>();
   /** The User-Agent of each request answered with a fault: which client met it. */
@@ -26,7 +30,14 @@ export class FaultProxy {
   address = '';
 
   private constructor(upstream: string) {
-    this.server = createServer((req, res) => this.handle(upstream, req, res));
+    this.server = createServer((req, res) => {
+      const holdMs = this.hold?.(req) ?? 0;
+      if (holdMs <= 0) return this.handle(upstream, req, res);
+      this.held++;
+      req.pause();
+      // A client that went away meanwhile (a killed worker) sent nothing the registry should see.
+      setTimeout(() => (req.destroyed ? res.destroy() : this.handle(upstream, req, res)), holdMs);
+    });
   }
 
   get injections(): number {

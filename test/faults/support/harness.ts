@@ -64,6 +64,13 @@ export type Step = keyof typeof STEPS;
 const STEP_ORDER: readonly string[] = ['queued', ...Object.keys(STEPS)];
 /** How long after a step began its fault lands, at most: within the step's length here (scan, push and sign take well under a second). */
 const STEP_SPAN_MS: Record<Step, number> = { running: 2_500, scanning: 100, pushing: 100, signing: 200 };
+/**
+ * The plain service's builds submitted as this kind (`Service.submit`) have their tag held this long by the fault
+ * proxy: the workflow's `afterBuild` group (the `pushing` record beside the tag step, then the slot's release and the
+ * success) otherwise takes some 30 ms, too short for a fault to land in at random.
+ */
+export const AFTER_BUILD_KIND = 'after';
+const TAG_HOLD_MS = 3_000;
 
 /** One row of the table. */
 export interface FaultRow {
@@ -233,6 +240,25 @@ export class Service {
     return at;
   }
 
+  /**
+   * Waits for a random point of an afterBuild submission's `afterBuild` group (a plain service's build, its tag held
+   * by the fault proxy): once its `pushing` record is in, a random time within the hold. Counted in `row` as
+   * `afterBuild` when the build was still there.
+   */
+  async atAfterBuild(row: FaultRow, id: string): Promise<string> {
+    const deadline = Date.now() + 300_000;
+    let status = await this.recordedStatus(id);
+    while (status !== 'pushing' && !FINAL.includes(status) && Date.now() < deadline) {
+      await sleep(25);
+      status = await this.recordedStatus(id);
+    }
+    await sleep(randomBetween(0, TAG_HOLD_MS - 200));
+    status = await this.recordedStatus(id);
+    const at = status === 'pushing' ? 'afterBuild' : status;
+    row.at[at] = (row.at[at] ?? 0) + 1;
+    return at;
+  }
+
   /** The status PostgreSQL holds for the build ('unknown' while it cannot be read). */
   private async recordedStatus(id: string): Promise<string> {
     const { rows } = await this.stack.pool.query<{ status: string }>('SELECT status FROM builds WHERE id = $1', [id]).catch(() => ({ rows: [] }));
@@ -269,6 +295,7 @@ export class FaultStack {
   pool!: Pool;
   temporalClient!: Client;
   private readonly services: Service[] = [];
+  private plain?: Promise<Service>;
   /** Leftovers already counted as orphans by an earlier kind. */
   private readonly counted = new Set<string>();
   readonly workflowBundle = join(this.dir, 'workflow-bundle.js');
@@ -288,6 +315,11 @@ export class FaultStack {
     await Promise.all([this.temporal.component.start(), this.minio.component.start(), this.registry.component.start()]);
     await createBucket(this.minio);
     this.proxy = await FaultProxy.start(this.registry.address);
+    // The tag step of an afterBuild submission: the service's own registry client (not BuildKit, which pushes by
+    // digest) putting the tag's manifest.
+    const afterBuildTag = new RegExp(`^/v2/faults/${AFTER_BUILD_KIND}-[0-9a-f]+/manifests/v1$`);
+    this.proxy.hold = (req) =>
+      req.method === 'PUT' && afterBuildTag.test(req.url ?? '') && !/buildkit|containerd/i.test(req.headers['user-agent'] ?? '') ? TAG_HOLD_MS : 0;
     const baseRegistry = BASE_IMAGE.slice(0, BASE_IMAGE.indexOf('/'));
     this.buildkit = buildkitDaemon(this.dir, [baseRegistry, this.registry.address, this.proxy.address]);
     await this.buildkit.component.start();
@@ -341,15 +373,17 @@ export class FaultStack {
   }
 
   /**
-   * A second service on this stack's components that neither scans nor signs: its builds move their tags and record
-   * their success in the workflow's `afterBuild` group, a path the signing service's builds never take.
+   * A second service on this stack's components that neither scans nor signs, started at its first use and shared
+   * by the kinds after it: its builds move their tags and record their success in the workflow's `afterBuild` group,
+   * a path the signing service's builds never take.
    */
-  async addPlainService(name: string): Promise<Service> {
-    return this.addService(name, {
+  async plainService(): Promise<Service> {
+    this.plain ??= this.addService('plain', {
       targetRegistry: this.proxy.address,
       baseImage: BASE_IMAGE,
       storage: this.minioStorage(),
     });
+    return this.plain;
   }
 
   async addService(name: string, options: ServiceOptions): Promise<Service> {
