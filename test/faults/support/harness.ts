@@ -64,12 +64,13 @@ export type Step = keyof typeof STEPS;
 const STEP_ORDER: readonly string[] = ['queued', ...Object.keys(STEPS)];
 /** How long after a step began its fault lands, at most: within the step's length here (scan, push and sign take well under a second). */
 const STEP_SPAN_MS: Record<Step, number> = { running: 2_500, scanning: 100, pushing: 100, signing: 200 };
-/**
- * The plain service's builds submitted as this kind (`Service.submit`) have their tag held this long by the fault
- * proxy: the workflow's `afterBuild` group (the `pushing` record beside the tag step, then the slot's release and the
- * success) otherwise takes some 30 ms, too short for a fault to land in at random.
- */
+/** The kind (`Service.submit`) of the plain service's builds whose faults land in their `afterBuild` group. */
 export const AFTER_BUILD_KIND = 'after';
+/**
+ * How long the fault proxy holds those builds' tag put: the workflow's `afterBuild` group (the `pushing` record beside
+ * the tag step, then the slot's release and the success) otherwise takes some 30 ms, too short for a fault to land in
+ * at random.
+ */
 const TAG_HOLD_MS = 3_000;
 
 /** One row of the table. */
