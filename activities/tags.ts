@@ -36,10 +36,14 @@ export function createTagActivities(deps: TagActivityDeps) {
     return ApplicationFailure.create({ type: 'push_failed', message: redact((err as Error)?.message ?? String(err), deps.secrets), nonRetryable: false, details: evidenceDetails(evidence, deps.secrets) });
   };
 
-  /** The tags that serve something other than `digest` (anything at all before the build, when digest is unknown). */
-  async function occupiedTags(image: string, extra: string[], digest?: string): Promise<{ tag: string; served: string }[]> {
+  /** The digest each of the image's tags serves now (undefined: none). */
+  async function servedTags(image: string, extra: string[]): Promise<{ tag: string; served?: string }[]> {
     const { target, tags } = buildTags(image, extra);
-    const served = await Promise.all(tags.map(async (tag) => ({ tag, served: await deps.registry.headManifest(target.registry, target.repository, tag) })));
+    return Promise.all(tags.map(async (tag) => ({ tag, served: await deps.registry.headManifest(target.registry, target.repository, tag) })));
+  }
+
+  /** The tags that serve something other than `digest` (anything at all before the build, when digest is unknown). */
+  function occupiedOf(served: { tag: string; served?: string }[], digest?: string): { tag: string; served: string }[] {
     return served.filter((s): s is { tag: string; served: string } => s.served !== undefined && s.served !== digest);
   }
 
@@ -54,7 +58,7 @@ export function createTagActivities(deps: TagActivityDeps) {
     async checkTags(spec: BuildSpec): Promise<void> {
       if (spec.overwrite) return;
       try {
-        const occupied = await occupiedTags(spec.image, spec.tags ?? []);
+        const occupied = occupiedOf(await servedTags(spec.image, spec.tags ?? []));
         if (occupied.length) throw tagExists(spec.image, occupied, 'nothing was built:');
       } catch (err) {
         throw asBuildError(err);
@@ -65,18 +69,21 @@ export function createTagActivities(deps: TagActivityDeps) {
      * Points the image's tag and the extra tags at the pushed digest and checks that the registry serves it.
      * Without `tagging` (runs started before tags were checked) only the image's tag is moved, as it always was.
      * Round trips are what a remote registry charges for: the manifest is read while the tags are looked at, and
-     * the tags are set side by side, so any number of tags costs three sequential requests.
+     * the tags are set side by side, so any number of tags costs three sequential requests. A tag found serving the
+     * digest already (an earlier attempt of this step moved it before something else failed) is not put again.
      */
     async tagImage(image: string, digest: string, tagging?: Tagging): Promise<void> {
       const { target, tags } = buildTags(image, tagging?.tags);
       try {
-        const [occupied, manifest] = await Promise.all([
-          tagging && !tagging.overwrite ? occupiedTags(image, tagging.tags, digest) : [],
+        const [served, manifest] = await Promise.all([
+          tagging && !tagging.overwrite ? servedTags(image, tagging.tags) : [],
           deps.registry.getManifest(target.registry, target.repository, digest),
         ]);
+        const occupied = occupiedOf(served, digest);
         if (occupied.length) throw tagExists(image, occupied, `the image was pushed as ${target.registry}/${target.repository}@${digest}, but no tag was moved:`);
+        const moved = new Set(served.filter((s) => s.served === digest).map((s) => s.tag));
         await Promise.all(
-          tags.map(async (tag) => {
+          tags.filter((tag) => !moved.has(tag)).map(async (tag) => {
             await deps.registry.putManifest(target.registry, target.repository, tag, manifest.mediaType, manifest.body);
             const served = await deps.registry.headManifest(target.registry, target.repository, tag);
             if (served !== digest) {

@@ -1,0 +1,57 @@
+/**
+ * The tag step (activities/tags.ts) against the local registry: a repeated step, as when its local activity group
+ * failed after the tags moved (the final record during a PostgreSQL outage) and runs again, puts no tag twice.
+ */
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTagActivities } from '../../activities/tags';
+import { RegistryClient } from '../../lib/registry/client';
+import { ensureBaseImage, manifestOf, REGISTRY } from '../support/registry';
+
+describe('tag step', () => {
+  const registry = new RegistryClient({ disableHttps: true, credentials: () => undefined });
+  const { tagImage } = createTagActivities({ registry, secrets: [] });
+  /** The tags the step put, in order. */
+  const puts: string[] = [];
+  let repository: string;
+  let digest: string;
+
+  beforeAll(async () => {
+    const base = await ensureBaseImage();
+    repository = base.slice(REGISTRY.length + 1, base.lastIndexOf(':'));
+    digest = (await manifestOf(repository, base.slice(base.lastIndexOf(':') + 1))).digest;
+    const put = registry.putManifest.bind(registry);
+    registry.putManifest = (host, repo, reference, mediaType, body) => {
+      puts.push(reference);
+      return put(host, repo, reference, mediaType, body);
+    };
+  });
+
+  afterAll(async () => {
+    await registry.close();
+  });
+
+  it('puts each tag once when the step runs again', async () => {
+    const tag = `retried-${randomBytes(4).toString('hex')}`;
+    const image = `${REGISTRY}/${repository}:${tag}`;
+    const tagging = { tags: [`${tag}-a`, `${tag}-b`], overwrite: false };
+
+    await tagImage(image, digest, tagging);
+    expect([...puts].sort()).toEqual([tag, `${tag}-a`, `${tag}-b`]);
+
+    // The step runs again (its group failed after the tags moved): every tag serves the digest, so none is put.
+    puts.length = 0;
+    await tagImage(image, digest, tagging);
+    expect(puts).toEqual([]);
+    for (const t of [tag, `${tag}-a`, `${tag}-b`]) expect((await manifestOf(repository, t)).digest).toBe(digest);
+  });
+
+  it('with overwrite, puts the tags again (it does not look at them first)', async () => {
+    const tag = `overwritten-${randomBytes(4).toString('hex')}`;
+    const image = `${REGISTRY}/${repository}:${tag}`;
+    puts.length = 0;
+    await tagImage(image, digest, { tags: [], overwrite: true });
+    await tagImage(image, digest, { tags: [], overwrite: true });
+    expect(puts).toEqual([tag, tag]);
+  });
+});
