@@ -85,9 +85,9 @@ export function createTagActivities(deps: TagActivityDeps) {
         await Promise.all(
           tags.filter((tag) => !moved.has(tag)).map(async (tag) => {
             await deps.registry.putManifest(target.registry, target.repository, tag, manifest.mediaType, manifest.body);
-            const served = await deps.registry.headManifest(target.registry, target.repository, tag);
-            if (served !== digest) {
-              throw new RegistryError('registry_error', `${target.registry}/${target.repository}:${tag} resolves to ${served ?? 'nothing'} after tagging, expected ${digest}`, true);
+            const serves = await deps.registry.headManifest(target.registry, target.repository, tag);
+            if (serves !== digest) {
+              throw new RegistryError('registry_error', `${target.registry}/${target.repository}:${tag} resolves to ${serves ?? 'nothing'} after tagging, expected ${digest}`, true);
             }
           }),
         );
