@@ -90,7 +90,10 @@ class Builds {
     expect(row.at.afterBuild ?? 0).toBe(afterBuild);
   }
 
-  /** The afterBuild builds' tag puts so far: more than one per build means a group ran again after its fault. */
+  /**
+   * The afterBuild builds' tag puts so far. A second put for a build means its group ran again after a fault cut the
+   * first put short (a rerun after the tag moved finds it in place and puts nothing).
+   */
   tagPutsHeld(): number {
     return stack.proxy.held - this.heldBefore;
   }
