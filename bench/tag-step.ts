@@ -9,16 +9,14 @@ import { randomBytes } from 'node:crypto';
 import { createTagActivities } from '../activities/tags';
 import { RegistryClient } from '../lib/registry/client';
 import { FaultProxy } from '../test/faults/support/fault-proxy';
-import { ensureBaseImage, manifestOf, REGISTRY } from '../test/support/registry';
+import { baseImageInRegistry, REGISTRY } from '../test/support/registry';
 import { median } from './stats';
 
 const DELAY_MS = Number(process.env.DELAY_MS ?? 20);
 const ROUNDS = Number(process.env.ROUNDS ?? 10);
 
 async function main(): Promise<void> {
-  const base = await ensureBaseImage();
-  const repository = base.slice(REGISTRY.length + 1, base.lastIndexOf(':'));
-  const { digest } = await manifestOf(repository, base.slice(base.lastIndexOf(':') + 1));
+  const { repository, digest } = await baseImageInRegistry();
   const proxy = await FaultProxy.start(REGISTRY);
   proxy.delayMs = DELAY_MS;
   const registry = new RegistryClient({ disableHttps: true, credentials: () => undefined });

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTagActivities } from '../../activities/tags';
 import { RegistryClient } from '../../lib/registry/client';
-import { ensureBaseImage, manifestOf, REGISTRY } from '../support/registry';
+import { baseImageInRegistry, manifestOf, REGISTRY } from '../support/registry';
 
 describe('tag step', () => {
   const registry = new RegistryClient({ disableHttps: true, credentials: () => undefined });
@@ -17,9 +17,7 @@ describe('tag step', () => {
   let digest: string;
 
   beforeAll(async () => {
-    const base = await ensureBaseImage();
-    repository = base.slice(REGISTRY.length + 1, base.lastIndexOf(':'));
-    digest = (await manifestOf(repository, base.slice(base.lastIndexOf(':') + 1))).digest;
+    ({ repository, digest } = await baseImageInRegistry());
     const put = registry.putManifest.bind(registry);
     registry.putManifest = (host, repo, reference, mediaType, body) => {
       puts.push(reference);

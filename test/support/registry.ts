@@ -42,6 +42,14 @@ export async function ensureBaseImage(): Promise<string> {
   return BASE_IMAGE;
 }
 
+/** The base image (pushed if missing): its repository in the local registry and its manifest's digest. */
+export async function baseImageInRegistry(): Promise<{ repository: string; digest: string }> {
+  const base = await ensureBaseImage();
+  const repository = base.slice(REGISTRY.length + 1, base.lastIndexOf(':'));
+  const { digest } = await manifestOf(repository, base.slice(base.lastIndexOf(':') + 1));
+  return { repository, digest };
+}
+
 export async function manifestOf(repository: string, reference: string): Promise<{ digest: string; manifest: { config: { digest: string }; layers: { digest: string }[] } }> {
   const res = await fetch(`http://${REGISTRY}/v2/${repository}/manifests/${reference}`, { headers: { accept: MANIFEST_ACCEPT } });
   if (!res.ok) throw new Error(`registry answered ${res.status} for ${repository}:${reference}`);

@@ -228,14 +228,9 @@ export class Service {
     const steps = only?.steps ?? ((this.options.scanAndSign ? Object.keys(STEPS) : ['running']) as Step[]);
     if (!this.firstStep.has(row.kind)) this.firstStep.set(row.kind, randomInt(steps.length));
     const step = steps[(injection + this.firstStep.get(row.kind)!) % steps.length]!;
-    const deadline = Date.now() + 300_000;
-    let status = await this.recordedStatus(id);
-    while (STEP_ORDER.includes(status) && STEP_ORDER.indexOf(status) < STEP_ORDER.indexOf(step) && Date.now() < deadline) {
-      await sleep(25);
-      status = await this.recordedStatus(id);
-    }
+    await this.untilStep(id, step);
     await sleep(randomBetween(0, (only?.spanMs ?? STEP_SPAN_MS)[step]));
-    status = await this.recordedStatus(id);
+    const status = await this.recordedStatus(id);
     const at = STEPS[status as Step] ?? status;
     row.at[at] = (row.at[at] ?? 0) + 1;
     return at;
@@ -247,17 +242,22 @@ export class Service {
    * `afterBuild` when the build was still there.
    */
   async atAfterBuild(row: FaultRow, id: string): Promise<string> {
-    const deadline = Date.now() + 300_000;
-    let status = await this.recordedStatus(id);
-    while (status !== 'pushing' && !FINAL.includes(status) && Date.now() < deadline) {
-      await sleep(25);
-      status = await this.recordedStatus(id);
-    }
+    await this.untilStep(id, 'pushing');
     await sleep(randomBetween(0, TAG_HOLD_MS - 200));
-    status = await this.recordedStatus(id);
+    const status = await this.recordedStatus(id);
     const at = status === 'pushing' ? 'afterBuild' : status;
     row.at[at] = (row.at[at] ?? 0) + 1;
     return at;
+  }
+
+  /** Waits (five minutes at most) until the build reached `step` or went past the steps (a final state). */
+  private async untilStep(id: string, step: Step): Promise<void> {
+    const deadline = Date.now() + 300_000;
+    let status = await this.recordedStatus(id);
+    while (STEP_ORDER.includes(status) && STEP_ORDER.indexOf(status) < STEP_ORDER.indexOf(step) && Date.now() < deadline) {
+      await sleep(25);
+      status = await this.recordedStatus(id);
+    }
   }
 
   /** The status PostgreSQL holds for the build ('unknown' while it cannot be read). */
