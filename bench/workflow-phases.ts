@@ -2,8 +2,9 @@
  * The workflow's own time around a build (`CHECKOUTS=<dir>,<dir> N=10 ROUNDS=3 tsx bench/workflow-phases.ts`): in
  * each round, N small builds (one RUN that sleeps 1 s, cache off) one after another through each checkout's compiled
  * API and worker (`npm run build` in each first), the checkouts taking turns round by round. From each build's
- * Temporal history: the time from the workflow's start to its build step starting, and from the build step's end to
- * the workflow's end; and the worker's CPU time per build. Prints one line per checkout and round, and the medians
+ * Temporal history: the time from the workflow's start to its build step starting, the build step itself (the
+ * same BuildKit build in every checkout, so a difference is the activity's own work around it), and from the build
+ * step's end to the workflow's end; and the worker's CPU time per build. Prints one line per checkout and round, and the medians
  * over all rounds with the last checkout's ratios to the first's.
  *
  * The machine's speed drifts more between minutes than a change moves these figures, hence the turns.
@@ -24,6 +25,7 @@ const CHECKOUTS = (process.env.CHECKOUTS ?? '.').split(',');
 
 interface Figures {
   before: number[];
+  step: number[];
   after: number[];
   workerCpuMs: number[];
 }
@@ -34,7 +36,7 @@ async function main(): Promise<void> {
   const connection = await Connection.connect({ address: config.temporal.address });
   const client = new Client({ connection, namespace: config.temporal.namespace });
   const context = await contextOf({ Dockerfile: `FROM ${base}\nRUN echo hi && sleep 1\n` });
-  const figures = new Map<string, Figures>(CHECKOUTS.map((dir) => [dir, { before: [], after: [], workerCpuMs: [] }]));
+  const figures = new Map<string, Figures>(CHECKOUTS.map((dir) => [dir, { before: [], step: [], after: [], workerCpuMs: [] }]));
 
   const build = async (service: CompiledService): Promise<string> => {
     const res = await fetch(`${service.url}/v1/builds`, { method: 'POST', headers: callerHeaders(), body: buildForm({ image: `127.0.0.1:5000/bench/phases:${Date.now()}`, reuse: false }, context) });
@@ -62,20 +64,25 @@ async function main(): Promise<void> {
           await build(service); // warm-up: the workflow bundle, connections
           const mine = figures.get(dir)!;
           const before: number[] = [];
+          const step: number[] = [];
           const after: number[] = [];
           const cpuBefore = cpuSecondsOf(service.workerPid);
           for (let i = 0; i < N; i++) {
             const id = await build(service);
             const events = (await client.workflow.getHandle(workflowIdForBuild(id)).fetchHistory()).events ?? [];
             const at = (e: (typeof events)[number] | undefined) => (e ? tsToMs(e.eventTime!) : NaN);
-            before.push(at(events.find((e) => e.activityTaskStartedEventAttributes)) - at(events[0]));
-            after.push(at(events[events.length - 1]) - at(events.find((e) => e.activityTaskCompletedEventAttributes)));
+            const started = at(events.find((e) => e.activityTaskStartedEventAttributes));
+            const completed = at(events.find((e) => e.activityTaskCompletedEventAttributes));
+            before.push(started - at(events[0]));
+            step.push(completed - started);
+            after.push(at(events[events.length - 1]) - completed);
           }
           const cpuMs = ((cpuSecondsOf(service.workerPid) - cpuBefore) * 1000) / N;
           mine.before.push(...before);
+          mine.step.push(...step);
           mine.after.push(...after);
           mine.workerCpuMs.push(cpuMs);
-          console.log(`round ${round + 1} ${dir}: before the build step median ${median(before)} ms (${before.join(', ')}); after it median ${median(after)} ms (${after.join(', ')}); worker CPU per build ${cpuMs.toFixed(0)} ms`);
+          console.log(`round ${round + 1} ${dir}: before the build step median ${median(before)} ms (${before.join(', ')}); the step median ${median(step)} ms; after it median ${median(after)} ms (${after.join(', ')}); worker CPU per build ${cpuMs.toFixed(0)} ms`);
         } finally {
           await service.stop();
         }
@@ -87,12 +94,12 @@ async function main(): Promise<void> {
   }
   const summary = CHECKOUTS.map((dir) => {
     const f = figures.get(dir)!;
-    return { dir, before: median(f.before), after: median(f.after), cpu: median(f.workerCpuMs) };
+    return { dir, before: median(f.before), step: median(f.step), after: median(f.after), cpu: median(f.workerCpuMs) };
   });
-  for (const s of summary) console.log(`${s.dir}: before ${s.before} ms, after ${s.after} ms, worker CPU per build ${s.cpu.toFixed(0)} ms (medians over ${ROUNDS} rounds)`);
+  for (const s of summary) console.log(`${s.dir}: before ${s.before} ms, the build step ${s.step} ms, after ${s.after} ms, worker CPU per build ${s.cpu.toFixed(0)} ms (medians over ${ROUNDS} rounds)`);
   const [first, last] = [summary[0]!, summary[summary.length - 1]!];
   if (summary.length > 1) {
-    console.log(`ratios ${last.dir} / ${first.dir}: before=${(last.before / first.before).toFixed(3)} after=${(last.after / first.after).toFixed(3)} worker_cpu=${(last.cpu / first.cpu).toFixed(3)}`);
+    console.log(`ratios ${last.dir} / ${first.dir}: before=${(last.before / first.before).toFixed(3)} step=${(last.step / first.step).toFixed(3)} step_ms=${last.step - first.step} after=${(last.after / first.after).toFixed(3)} worker_cpu=${(last.cpu / first.cpu).toFixed(3)}`);
   }
 }
 
