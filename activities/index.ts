@@ -84,23 +84,6 @@ function retryable(code: string, err: unknown, secrets: readonly string[], evide
   return ApplicationFailure.create({ type: code, message: redact((err as Error)?.message ?? String(err), secrets), nonRetryable: false, details: evidenceDetails(evidence, secrets) });
 }
 
-/**
- * Opens the build's log while `recording` (the running step's record) is under way: both wait on PostgreSQL. A
- * failed record closes the log again; an open that failed, while the record waited out an outage, is tried again.
- */
-async function openLogWhile(deps: ActivityDeps, buildId: string, recording: Promise<void>): Promise<BuildLog> {
-  const open = () => BuildLog.open(deps.storage, deps.buildLogs, buildId, deps.secrets);
-  const opening = open();
-  opening.catch(() => undefined);
-  try {
-    await recording;
-  } catch (err) {
-    await opening.then((log) => log.close(), () => undefined);
-    throw err;
-  }
-  return opening.catch(open);
-}
-
 export function createActivities(deps: ActivityDeps) {
   /** Moves the Build to `status` unless it is there already or has ended (then nothing changes). */
   const recordStatus = async (buildId: string, status: Exclude<BuildStatus, 'succeeded' | 'failed' | 'cancelled'>): Promise<void> => {
@@ -136,8 +119,9 @@ export function createActivities(deps: ActivityDeps) {
     async buildImage(input: ImageBuildInput): Promise<{ digest: string }> {
       const ctx = Context.current();
       const record = patientRecord(deps, input.buildId);
-      const log = await openLogWhile(deps, input.buildId, record('the running step', () => recordStatus(input.buildId, 'running')));
+      await record('the running step', () => recordStatus(input.buildId, 'running'));
       const target = parseImageReference(input.spec.image);
+      const log = await BuildLog.open(deps.storage, deps.buildLogs, input.buildId, deps.secrets);
       log.write(`[ibs] attempt ${ctx.info.attempt} of build ${input.buildId} on executor ${deps.executor.name}\n`);
       const phase = phaseReporter(deps, input.buildId);
       let gate: OpenGate | undefined;
@@ -183,8 +167,7 @@ export function createActivities(deps: ActivityDeps) {
         throw retryable('build_failed', err, deps.secrets);
       } finally {
         await gate?.close();
-        // The whole-log object is written after the step ends; the step's lines are all stored before it does.
-        await log.close(() => ctx.heartbeat(), { wholeLog: 'later' });
+        await log.close(() => ctx.heartbeat());
       }
     },
 

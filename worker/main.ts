@@ -1,7 +1,6 @@
 /** Worker entry point: configuration → adapters → activities → Worker. */
 import { NativeConnection, Runtime } from '@temporalio/worker';
 import { ConfigError, describeSpringProfile, loadConfig } from '../lib/config';
-import { BuildLog } from '../lib/logs/build-log';
 import { removeAbandonedScanners } from '../lib/scan/runc-scanner';
 import { AWS_SIGNER_PLUGIN } from '../lib/signing/notation';
 import { checkSigningProfile } from '../lib/signing/profile-check';
@@ -18,8 +17,6 @@ import { ImageBuildWorker } from './worker';
 import { WorkflowBundleError, prebuiltWorkflowBundle, workflowBundleMismatch } from './build-workflow-bundle';
 
 const JANITOR_INTERVAL_MS = 5 * 60_000;
-// How long a stopping worker waits for the build logs still writing their whole-log object (the janitor does the rest).
-const LOG_DRAIN_MS = 10_000;
 /** How far back the first reconciliation looks: runs terminated while no worker ran. */
 const RECONCILE_LOOKBACK_MS = 24 * 3600_000;
 
@@ -98,7 +95,6 @@ async function main(): Promise<void> {
     },
   });
   await worker.run();
-  await BuildLog.drain(LOG_DRAIN_MS);
   reconciler.stop();
   janitor.stop();
   httpServer.close();

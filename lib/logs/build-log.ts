@@ -161,13 +161,8 @@ export class BuildLog {
   /**
    * Stores everything still unstored and writes the whole-log object; `heartbeat` is called while that waits on
    * storage. When storage stays away past closeTimeoutMs the spool is kept for the next attempt on this machine.
-   *
-   * With `wholeLog: 'later'` it resolves once every line is stored as a segment, and the whole-log object follows
-   * after (readers read the segments until it is there): a build's step does not wait for it. The log stays open in
-   * this process until it is written (a next writer waits, the janitor leaves the spool alone); BuildLog.drain()
-   * waits for every such log.
    */
-  async close(heartbeat: () => void = () => undefined, options: { wholeLog?: 'now' | 'later' } = {}): Promise<void> {
+  async close(heartbeat: () => void = () => undefined): Promise<void> {
     if (this.partial) this.spool(redact(`${this.partial}\n`, this.secrets));
     this.partial = '';
     this.closing = true;
@@ -179,49 +174,17 @@ export class BuildLog {
         if (Date.now() > this.deadline) throw new Error('storage did not come back in time');
         await this.pump();
       }
+      await this.retrying('write the whole log', () => this.compact());
+      closeSync(this.fd);
+      await rm(this.dir, { recursive: true, force: true });
     } catch (err) {
-      this.keepSpool(err);
-      return;
+      closeSync(this.fd);
+      console.error(`build ${this.buildId}: its log is not fully stored (${(err as Error).message}); the spool ${this.dir} keeps it for the next attempt`);
     } finally {
       clearInterval(beat);
+      BuildLog.opened.delete(this.buildId);
+      this.released();
     }
-    const finishing = this.finish();
-    if (options.wholeLog !== 'later') await finishing;
-  }
-
-  /**
-   * Waits, at most `withinMs`, for the logs of this process to close, those whose whole-log object close() left for
-   * later included (a worker shutting down). A log not closed by then keeps its spool for the janitor.
-   */
-  static async drain(withinMs: number): Promise<void> {
-    const until = Date.now() + withinMs;
-    while (BuildLog.opened.size > 0 && Date.now() < until) {
-      await Promise.race([Promise.all(BuildLog.opened.values()), sleep(until - Date.now())]);
-    }
-  }
-
-  /** Writes the whole-log object and removes the spool: every line is stored as a segment by now. Never rejects. */
-  private async finish(): Promise<void> {
-    try {
-      await this.retrying('write the whole log', () => this.compact());
-    } catch (err) {
-      this.keepSpool(err);
-      return;
-    }
-    closeSync(this.fd);
-    await rm(this.dir, { recursive: true, force: true }).catch(() => undefined);
-    this.release();
-  }
-
-  private keepSpool(err: unknown): void {
-    closeSync(this.fd);
-    console.error(`build ${this.buildId}: its log is not fully stored (${(err as Error).message}); the spool ${this.dir} keeps it for the next attempt`);
-    this.release();
-  }
-
-  private release(): void {
-    BuildLog.opened.delete(this.buildId);
-    this.released();
   }
 
   private spool(text: string): void {

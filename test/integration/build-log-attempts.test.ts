@@ -2,8 +2,7 @@
  * Two attempts of one build writing its log in one worker process, against the real PostgreSQL and object storage:
  * a terminated run's attempt still closing while the retry's starts. The second writer waits for the first to
  * close (before that, the first removed the spool under the second, whose next state write then ended the whole
- * worker process with ENOENT); every line is stored once, in order. And a build step's close, which leaves the
- * whole-log object for after the step: the lines are all stored first, and the log stays open until it is written.
+ * worker process with ENOENT); every line is stored once, in order.
  */
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -11,11 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync } from 'node:fs';
-import { BuildLog, buildLogKey, readAll } from '../../lib/logs/build-log';
+import { BuildLog } from '../../lib/logs/build-log';
 import { startTestStack, type TestStack } from '../support/stack';
-
-const IMAGE = '127.0.0.1:5000/log-attempts/app:1';
 
 describe('two attempts of a build writing its log in one process', () => {
   let stack: TestStack;
@@ -31,8 +27,9 @@ describe('two attempts of a build writing its log in one process', () => {
   });
 
   it('opens the second only once the first closed, and stores every line once', async () => {
+    const image = '127.0.0.1:5000/log-attempts/app:1';
     const { record } = await stack.builds.create({
-      id: randomUUID(), consumer: 'tests', image: IMAGE, spec: { image: IMAGE, dockerfile: 'Dockerfile', buildArgs: {}, labels: {}, platforms: ['linux/amd64'] },
+      id: randomUUID(), consumer: 'tests', image, spec: { image, dockerfile: 'Dockerfile', buildArgs: {}, labels: {}, platforms: ['linux/amd64'] },
       contextKey: 'contexts/sha256/none', contextDigest: 'sha256:none',
     });
     const settings = { ...stack.deps.buildLogs, spoolDir, flushIntervalMs: 20 };
@@ -59,29 +56,5 @@ describe('two attempts of a build writing its log in one process', () => {
 
     const stored = await (await stack.api(`/v1/builds/${record.id}/logs`)).text();
     expect(stored.match(/(first|second)-\d/g)).toEqual(['first-1', 'first-2', 'first-3', 'second-1', 'second-2']);
-  });
-
-  it('with the whole-log object left for later, answers once every line is stored and stays open until it is written', async () => {
-    const { record } = await stack.builds.create({
-      id: randomUUID(), consumer: 'tests', image: IMAGE, spec: { image: IMAGE, dockerfile: 'Dockerfile', buildArgs: {}, labels: {}, platforms: ['linux/amd64'] },
-      contextKey: 'contexts/sha256/none', contextDigest: 'sha256:none',
-    });
-    const settings = { ...stack.deps.buildLogs, spoolDir, flushIntervalMs: 60_000 };
-    const log = await BuildLog.open(stack.deps.storage, settings, record.id, []);
-    log.write('later-1\nlater-2\n');
-    log.write('later-3');
-    await log.close(() => undefined, { wholeLog: 'later' });
-
-    // Every line is readable from its segments already; the spool and the open log wait for the whole-log object.
-    expect(BuildLog.isOpen(record.id)).toBe(true);
-    expect(existsSync(join(spoolDir, record.id))).toBe(true);
-    const early = await (await stack.api(`/v1/builds/${record.id}/logs`)).text();
-    expect(early.match(/later-\d/g)).toEqual(['later-1', 'later-2', 'later-3']);
-
-    await BuildLog.drain(10_000);
-    expect(BuildLog.isOpen(record.id)).toBe(false);
-    expect(existsSync(join(spoolDir, record.id))).toBe(false);
-    const whole = (await readAll(await stack.deps.storage.get(buildLogKey(record.id)))).toString('utf8');
-    expect(whole).toBe('later-1\nlater-2\nlater-3\n');
   });
 });

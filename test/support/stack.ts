@@ -23,7 +23,6 @@ import { BearerAuthenticator } from '../../lib/auth/authenticator';
 import { hashToken } from '../../lib/auth/static-tokens';
 import { loadConfig, type Config } from '../../lib/config';
 import { BuildRepository, type BuildRecord, type NewBuild } from '../../lib/db/builds-repository';
-import { BuildLog } from '../../lib/logs/build-log';
 import { temporalClientInterceptors } from '../../lib/telemetry/tracing';
 import { createWorkerDependencies } from '../../worker/dependencies';
 import { ImageBuildWorker } from '../../worker/worker';
@@ -187,7 +186,6 @@ export async function startTestStack(name: string, overrides: Record<string, str
         await w.running.catch(() => undefined);
         await w.connection.close();
       }
-      await BuildLog.drain(10_000);
       await new Promise((resolve) => server.close(resolve));
       await stopStarting();
       await connection.close();

@@ -495,7 +495,7 @@ export class FaultStack {
       }
     }
     // What an earlier kind left is that kind's: counted once, where it was left.
-    const orphans = [...(await this.leftovers(service)), ...(await this.openUploads()), ...this.newScannerCgroups(), ...((await options.extraOrphans?.()) ?? [])]
+    const orphans = [...this.leftovers(service), ...(await this.openUploads()), ...this.newScannerCgroups(), ...((await options.extraOrphans?.()) ?? [])]
       .filter((o) => !this.counted.has(o));
     orphans.forEach((o) => this.counted.add(o));
     row.orphans += orphans.length;
@@ -513,13 +513,8 @@ export class FaultStack {
     }
   }
 
-  /**
-   * What the API and the worker left in their scratch folders once no build runs. A build's log spool goes a moment
-   * after the build ends (once its whole-log object is written), so spools get a few seconds to go.
-   */
-  async leftovers(service: Service): Promise<string[]> {
-    const spools = join(service.scratch, 'ibs-build-logs');
-    for (let waited = 0; waited < 5_000 && existsSync(spools) && readdirSync(spools).length > 0; waited += 200) await sleep(200);
+  /** What the API and the worker left in their scratch folders once no build runs. */
+  leftovers(service: Service): string[] {
     return readdirSync(service.scratch)
       .filter((name) => !name.startsWith('tsx-')) // tsx's compile cache
       .filter((name) => name !== 'ibs-scanner-images') // the scanner images, unpacked once per digest
