@@ -4,8 +4,8 @@
  * API and worker (`npm run build` in each first), the checkouts taking turns round by round. From each build's
  * Temporal history: the time from the workflow's start to its build step starting, the build step itself (the
  * same BuildKit build in every checkout, so a difference is the activity's own work around it), and from the build
- * step's end to the workflow's end; and the worker's CPU time per build. Prints one line per checkout and round, and the medians
- * over all rounds with the last checkout's ratios to the first's.
+ * step's end to the workflow's end; and the worker's CPU time per build. Prints one line per checkout and round,
+ * and the medians over all rounds with the last checkout's ratios to the first's.
  *
  * The machine's speed drifts more between minutes than a change moves these figures, hence the turns.
  */
