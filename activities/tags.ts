@@ -1,7 +1,8 @@
 /**
  * Tag activities: before the builder starts, a build whose tags the registry already serves fails with
- * `tag_exists` unless the spec says `overwrite`; after the push by digest, every tag is pointed at the digest and
- * read back. The tag step looks again first, so a tag that appeared while the build ran is not moved silently.
+ * `tag_exists` unless the spec says `overwrite`; after the push by digest, every tag is pointed at the digest, and
+ * the registry must say it stored that digest (or serve it when read back). The tag step looks again first, so a tag
+ * that appeared while the build ran is not moved silently.
  */
 import { ApplicationFailure } from '@temporalio/common';
 import { redact } from '../lib/logs/redact';
@@ -69,8 +70,9 @@ export function createTagActivities(deps: TagActivityDeps) {
      * Points the image's tag and the extra tags at the pushed digest and checks that the registry serves it.
      * Without `tagging` (runs started before tags were checked) only the image's tag is moved, as it always was.
      * Round trips are what a remote registry charges for: the manifest is read while the tags are looked at, and
-     * the tags are set side by side, so any number of tags costs three sequential requests. A tag found serving the
-     * digest already (an earlier attempt of this step moved it before something else failed) is not put again.
+     * the tags are set side by side, so any number of tags costs two sequential requests. A tag is read back only
+     * when the registry's answer to its put did not name the digest it stored. A tag found serving the digest
+     * already (an earlier attempt of this step moved it before something else failed) is not put again.
      */
     async tagImage(image: string, digest: string, tagging?: Tagging): Promise<void> {
       const { target, tags } = buildTags(image, tagging?.tags);
@@ -84,7 +86,8 @@ export function createTagActivities(deps: TagActivityDeps) {
         const moved = new Set(served.filter((s) => s.served === digest).map((s) => s.tag));
         await Promise.all(
           tags.filter((tag) => !moved.has(tag)).map(async (tag) => {
-            await deps.registry.putManifest(target.registry, target.repository, tag, manifest.mediaType, manifest.body);
+            const stored = await deps.registry.putManifest(target.registry, target.repository, tag, manifest.mediaType, manifest.body);
+            if (stored === digest) return;
             const serves = await deps.registry.headManifest(target.registry, target.repository, tag);
             if (serves !== digest) {
               throw new RegistryError('registry_error', `${target.registry}/${target.repository}:${tag} resolves to ${serves ?? 'nothing'} after tagging, expected ${digest}`, true);

@@ -192,7 +192,12 @@ export class RegistryClient {
   }
 
   /** Stores a manifest under a tag or its digest, checking that the registry stored what was sent. */
-  async putManifest(registry: string, repository: string, reference: string, mediaType: string, body: Buffer): Promise<void> {
+  /**
+   * Stores a manifest under `reference`. Answers the digest the registry says it stored (its Docker-Content-Digest,
+   * which must be the body's), or undefined when its answer names none; a registry that stored something else is an
+   * error.
+   */
+  async putManifest(registry: string, repository: string, reference: string, mediaType: string, body: Buffer): Promise<string | undefined> {
     checkRepository(repository);
     checkReference(reference);
     const digest = sha256(body);
@@ -203,10 +208,11 @@ export class RegistryClient {
     }));
     await expectOk(res, registry, repository);
     await res.body?.cancel();
-    const served = res.headers.get('docker-content-digest');
+    const served = res.headers.get('docker-content-digest') ?? undefined;
     if (served && served !== digest) {
       throw new RegistryError('registry_error', `${registry} stored the manifest with digest ${served}, expected ${digest}`, false);
     }
+    return served;
   }
 
   /**

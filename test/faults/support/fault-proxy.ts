@@ -16,6 +16,8 @@ export class FaultProxy {
   rule?: (req: IncomingMessage) => number | undefined;
   /** Added before each answer is forwarded: a registry across a network (the round trip a request costs). */
   delayMs = 0;
+  /** Headers taken out of the registry's answers (lower case): a registry that sends fewer of them. */
+  withoutHeaders: string[] = [];
   /** How long to hold a request before it goes to the registry (a registry slow to take it), or 0. */
   hold?: (req: IncomingMessage) => number;
   /** Requests held so far. */
@@ -76,7 +78,9 @@ export class FaultProxy {
     const [host, port] = upstream.split(':');
     const upstreamReq = request({ host, port: Number(port), method: req.method, path: req.url, headers: req.headers }, (upstreamRes) => {
       const answer = () => {
-        res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers);
+        const headers = { ...upstreamRes.headers };
+        for (const name of this.withoutHeaders) delete headers[name];
+        res.writeHead(upstreamRes.statusCode ?? 502, headers);
         upstreamRes.pipe(res);
       };
       if (this.delayMs > 0) setTimeout(answer, this.delayMs);
