@@ -191,11 +191,10 @@ export class RegistryClient {
     return 'uploaded';
   }
 
-  /** Stores a manifest under a tag or its digest, checking that the registry stored what was sent. */
   /**
-   * Stores a manifest under `reference`. Answers the digest the registry says it stored (its Docker-Content-Digest,
-   * which must be the body's), or undefined when its answer names none; a registry that stored something else is an
-   * error.
+   * Stores a manifest under `reference` (a tag or its digest). Answers the digest the registry says it stored (its
+   * Docker-Content-Digest, which must be the body's), or undefined when its answer names none; a registry that
+   * stored something else is an error.
    */
   async putManifest(registry: string, repository: string, reference: string, mediaType: string, body: Buffer): Promise<string | undefined> {
     checkRepository(repository);
