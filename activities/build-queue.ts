@@ -20,6 +20,20 @@ export interface BuildQueueDeps {
 /** The scheduler answers in 20–30 ms on a quiet machine. */
 const UPDATE_DEADLINE_MS = 5_000;
 
+/**
+ * The start of a task queue's scheduler that goes with a slot request (update-with-start): it joins the running one.
+ * A fresh one per request, as the SDK uses each once.
+ */
+export function schedulerStartOperation(taskQueue: string): WithStartWorkflowOperation<(carried?: SchedulerState) => Promise<void>> {
+  // The workflow's signature, written out: importing it from workflows/ would make a cycle back to activities/
+  return new WithStartWorkflowOperation<(carried?: SchedulerState) => Promise<void>>('buildScheduler', {
+    workflowId: schedulerWorkflowIdFor(taskQueue),
+    taskQueue,
+    args: [],
+    workflowIdConflictPolicy: 'USE_EXISTING',
+  });
+}
+
 export function createBuildQueueActivities(deps: BuildQueueDeps) {
   return {
     /**
@@ -33,13 +47,7 @@ export function createBuildQueueActivities(deps: BuildQueueDeps) {
       const workflowId = schedulerWorkflowIdFor(taskQueue);
       const slot: SlotRequest = { ...request, limits: deps.buildSlots };
       try {
-        // The workflow's signature, written out: importing it from workflows/ would make a cycle back to activities/
-        const startWorkflowOperation = new WithStartWorkflowOperation<(carried?: SchedulerState) => Promise<void>>('buildScheduler', {
-          workflowId,
-          taskQueue,
-          args: [],
-          workflowIdConflictPolicy: 'USE_EXISTING',
-        });
+        const startWorkflowOperation = schedulerStartOperation(taskQueue);
         // The build's workflow task waits for this answer, holding one of the worker's workflow task slots; the
         // scheduler needs one too for its round. Bounded, so that a burst of waiting builds can never hold them all
         // until their workflow tasks time out: past it the request goes by signal, and so does the grant.

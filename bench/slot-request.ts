@@ -6,9 +6,10 @@
  * Prints the median time of each and their ratio.
  */
 import { randomUUID } from 'node:crypto';
-import { Client, Connection, WithStartWorkflowOperation } from '@temporalio/client';
+import { Client, Connection } from '@temporalio/client';
+import { schedulerStartOperation } from '../activities/build-queue';
 import { loadConfig } from '../lib/config';
-import { releaseSlotSignal, requestSlotUpdate, schedulerWorkflowIdFor, type SchedulerState, type SlotRequest } from '../workflows/build-queue';
+import { releaseSlotSignal, requestSlotUpdate, schedulerWorkflowIdFor, type SlotRequest } from '../workflows/build-queue';
 import { startCompiledWorker, stopServiceProcesses } from './service-processes';
 import { median } from './stats';
 
@@ -27,12 +28,8 @@ async function main(): Promise<void> {
   });
   const ways = {
     update: (slot: SlotRequest) => client.workflow.getHandle(workflowId).executeUpdate(requestSlotUpdate, { args: [slot] }),
-    updateWithStart: (slot: SlotRequest) => client.workflow.executeUpdateWithStart(requestSlotUpdate, {
-      args: [slot],
-      startWorkflowOperation: new WithStartWorkflowOperation<(carried?: SchedulerState) => Promise<void>>('buildScheduler', {
-        workflowId, taskQueue, args: [], workflowIdConflictPolicy: 'USE_EXISTING',
-      }),
-    }),
+    updateWithStart: (slot: SlotRequest) =>
+      client.workflow.executeUpdateWithStart(requestSlotUpdate, { args: [slot], startWorkflowOperation: schedulerStartOperation(taskQueue) }),
   };
   const took: Record<keyof typeof ways, number[]> = { update: [], updateWithStart: [] };
   try {
