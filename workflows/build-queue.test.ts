@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { fairOrder, pickGrants, type RunningBuild, type WaitingBuild } from './build-queue';
+import { changesPositions, fairOrder, pickGrants, type RunningBuild, type WaitingBuild } from './build-queue';
 
 const waiting = (consumer: string, n: number): WaitingBuild => ({ buildId: `${consumer}${n}`, workflowId: `w-${consumer}${n}`, runId: 'r', consumer, timeoutSeconds: 60, arrivedAt: n });
 const running = (consumer: string, n: number): RunningBuild => ({ ...waiting(consumer, n), grantedAt: 0, leaseUntil: 0 });
@@ -39,5 +39,21 @@ describe('fairOrder', () => {
   it('orders the waiting builds round-robin across consumers by arrival: the queue positions', () => {
     const order = fairOrder({ running: [], waiting: [waiting('a', 1), waiting('a', 2), waiting('a', 3), waiting('b', 4), waiting('c', 5), waiting('c', 6)] });
     expect(ids(order)).toEqual(['a1', 'b4', 'c5', 'a2', 'c6', 'a3']);
+  });
+});
+
+describe('changesPositions', () => {
+  const recorded = new Map([['a1', 1], ['b2', 2]]);
+
+  it('needs no record for a build granted into free room or a release with nobody waiting', () => {
+    expect(changesPositions(new Map(), { waiting: [], granted: ['c3'] })).toBe(false);
+    expect(changesPositions(new Map(), { waiting: [], granted: [] })).toBe(false);
+    expect(changesPositions(recorded, { waiting: [{ buildId: 'a1', position: 1 }, { buildId: 'b2', position: 2 }], granted: ['c3'] })).toBe(false);
+  });
+
+  it('records a new place, a changed place, and a granted build that had a place', () => {
+    expect(changesPositions(recorded, { waiting: [{ buildId: 'a1', position: 1 }, { buildId: 'b2', position: 2 }, { buildId: 'c3', position: 3 }], granted: [] })).toBe(true);
+    expect(changesPositions(recorded, { waiting: [{ buildId: 'b2', position: 1 }], granted: [] })).toBe(true);
+    expect(changesPositions(recorded, { waiting: [{ buildId: 'b2', position: 2 }], granted: ['a1'] })).toBe(true);
   });
 });

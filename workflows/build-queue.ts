@@ -52,6 +52,21 @@ export interface SchedulerState {
   running: RunningBuild[];
 }
 
+/** A round's queue positions, for PostgreSQL: the waiting builds in fair order (1 = next) and the builds it granted. */
+export interface QueuePositions {
+  waiting: { buildId: string; position: number }[];
+  granted: string[];
+}
+
+/**
+ * Whether a round's positions change anything PostgreSQL holds, given the positions this scheduler recorded last
+ * (build id → position): a waiting build with a new place, or a granted build that had one. A build granted at once
+ * and a release with nobody waiting change nothing (a build's place starts empty), so they need no record.
+ */
+export function changesPositions(recorded: ReadonlyMap<string, number>, round: QueuePositions): boolean {
+  return round.waiting.some((w) => recorded.get(w.buildId) !== w.position) || round.granted.some((id) => recorded.has(id));
+}
+
 export const requestSlotSignal = defineSignal<[SlotRequest]>('requestSlot');
 /**
  * The request for a slot that waits for the scheduler's next round and answers whether it granted the slot: a build

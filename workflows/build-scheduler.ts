@@ -1,8 +1,8 @@
 /**
  * buildScheduler: the fair build queue of one task queue, as a long-running workflow (see build-queue.ts). Signals
- * only change its state; the main loop grants slots, records queue positions in PostgreSQL through an activity (the
- * Build's queuePosition) and signals the granted builds. It continues as new when Temporal suggests it, carrying the
- * queue, so its history stays small however long it runs.
+ * only change its state; the main loop grants slots, records the queue positions that changed in PostgreSQL through
+ * an activity (the Build's queuePosition) and signals the granted builds. It continues as new when Temporal suggests
+ * it, carrying the queue, so its history stays small however long it runs.
  */
 import {
   allHandlersFinished,
@@ -16,6 +16,7 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import {
+  changesPositions,
   leaseSeconds,
   fairOrder,
   pickGrants,
@@ -24,6 +25,7 @@ import {
   requestSlotUpdate,
   schedulerStateQuery,
   slotGrantedSignal,
+  type QueuePositions,
   type SchedulerState,
   type SlotRequest,
 } from './build-queue';
@@ -36,6 +38,8 @@ const bookkeeping = proxyActivities<Activities>({
 // Runs recorded before the grants went out beside the positions' record sent them one workflow task later.
 const GRANTS_WITH_POSITIONS = 'grants-with-positions';
 const REGRANT_ON_REQUEST = 'regrant-on-request';
+// Runs recorded before rounds that change no place in the queue went without a record wrote one every round.
+const POSITIONS_WHEN_CHANGED = 'positions-when-changed';
 
 // Continue as new well before Temporal's limits, also when the server does not suggest it.
 const MAX_HISTORY_EVENTS = 5_000;
@@ -53,6 +57,8 @@ export async function buildScheduler(carried?: SchedulerState): Promise<void> {
   const bySignal = new Set<string>();
   const regrant = new Set<string>();
   const runKey = (b: { buildId: string; runId: string }) => `${b.buildId}/${b.runId}`;
+  // The positions this run recorded last. The waiting builds a continued run carries had places of unknown value.
+  let recorded = new Map<string, number>((carried?.waiting ?? []).map((w) => [w.buildId, 0]));
 
   const request = (request: SlotRequest) => {
     state.limits = request.limits;
@@ -61,6 +67,8 @@ export async function buildScheduler(carried?: SchedulerState): Promise<void> {
       // A retry is a new run of the build's workflow: whatever an earlier run of it still holds is stale.
       state.waiting = state.waiting.filter((w) => w.buildId !== request.buildId);
       state.running = state.running.filter((r) => r.buildId !== request.buildId);
+      // A new run's Build has no place yet (a retry clears it), whatever an earlier run of it had.
+      recorded.delete(request.buildId);
       state.waiting.push({
         buildId: request.buildId,
         workflowId: request.workflowId,
@@ -131,10 +139,14 @@ export async function buildScheduler(carried?: SchedulerState): Promise<void> {
         state.waiting = state.waiting.filter((w) => w.buildId !== g.buildId);
         state.running.push({ ...g, grantedAt: now, leaseUntil: now + leaseSeconds(g.timeoutSeconds) * 1000 });
       }
-      const positions = {
+      const positions: QueuePositions = {
         waiting: fairOrder(state).map((w, i) => ({ buildId: w.buildId, position: i + 1 })),
         granted: grants.map((g) => g.buildId),
       };
+      // Most rounds (a build granted at once, a release with nobody waiting) change no place in the queue: no record,
+      // so the scheduler runs no activity and no workflow task for its completion beside the build it just answered.
+      const record = !patched(POSITIONS_WHEN_CHANGED) || changesPositions(recorded, positions);
+      if (record) recorded = new Map(positions.waiting.map((w) => [w.buildId, w.position]));
       rounds += 1;
       // Granted by this round's answer to their update: no signal. Granted before and asking again: signalled again.
       // (Histories from before the update never signalled a grant twice.)
@@ -153,7 +165,7 @@ export async function buildScheduler(carried?: SchedulerState): Promise<void> {
       };
       if (patched(GRANTS_WITH_POSITIONS)) {
         // The grants leave in the same workflow task as the positions' record: a granted build does not wait for it.
-        await Promise.all([bookkeeping.recordQueuePositions(positions), ...signalled.map(grant)]);
+        await Promise.all([record ? bookkeeping.recordQueuePositions(positions) : undefined, ...signalled.map(grant)]);
       } else {
         await bookkeeping.recordQueuePositions(positions);
         for (const g of signalled) await grant(g);

@@ -75,9 +75,12 @@ describe('build scheduler', () => {
       .map((a) => a!.workflowExecution!.workflowId);
 
   it("signals the grant to a build whose update was given up and that asked again by signal", async () => {
-    // The first build is granted in its update's answer; the round then waits on its positions' record.
+    // The first build is granted in its update's answer. Nothing waits and no build had a place, so its round
+    // records no positions and ends at once (a record would wait here, and the next answer with it).
     expect(await ask(request(1))).toEqual({ granted: true });
-    await until('the first round recording positions', () => rounds.length === 1);
+    // A build of the same consumer waits at the consumer's limit: its round records its place, and waits on that.
+    expect(await ask({ ...request(3), consumer: 'consumer-1' })).toEqual({ granted: false });
+    await until('the round recording the waiting build\'s place', () => rounds.length === 1);
 
     // The second build's update waits for the next round, and its caller gives up.
     const second = request(2);

@@ -27,7 +27,9 @@ const RECORDED = ['image-build-succeeded.json', 'image-build-failed.json', 'imag
  * release and the no-op signing were still server activities (remote-steps), and while every slot was granted by a
  * signal and given back beside the final record (granted-by-signal), before the signing question came ahead of the
  * tags (tag-before-sign), and while each quick step was a local activity of its own (steps-apart); a gated
- * image-archive build from before sources were scanned (it must replay without the scan step), and one after.
+ * image-archive build from before sources were scanned (it must replay without the scan step), and one after; and
+ * the fair queue's scheduler recording the queue's positions every round, also when they had not changed (three
+ * builds of two consumers with one slot in all).
  */
 const KEPT = [
   'image-build-succeeded-before-patches.json',
@@ -47,6 +49,7 @@ const KEPT = [
   'image-build-cancelled-steps-apart.json',
   'image-build-source-before-scan.json',
   'image-build-source-scanned.json',
+  'build-scheduler-every-round-recorded.json',
 ] as const;
 
 /** Saves the run's history for the replay test when asked to (RECORD_HISTORIES=1, see the top of this file). */
@@ -156,7 +159,7 @@ describe('imageBuild workflow', () => {
     await recordHistory(handle, 'image-build-succeeded.json');
   });
 
-  it('replays the committed histories (succeeded, failed, cancelled, and the kept source builds) with the current workflow code', async () => {
+  it('replays the committed histories (succeeded, failed, cancelled, the kept source builds and the scheduler) with the current workflow code', async () => {
     const files = (await readdir(HISTORIES)).filter((f) => f.endsWith('.json')).sort();
     expect(files).toEqual([...RECORDED, ...KEPT].sort());
     const histories = await Promise.all(files.map(async (file) => ({ workflowId: file, history: JSON.parse(await readFile(join(HISTORIES, file), 'utf8')) })));

@@ -2,7 +2,8 @@
  * The fair build queue (workflows/build-queue.ts) against the real Temporal dev server, BuildKit, PostgreSQL and
  * MinIO: 30 small builds from three consumers with at most 2 running per consumer and 4 overall. The scheduler's
  * Temporal history is the record of every decision it took (each recordQueuePositions activity carries the builds it
- * granted and the ones left waiting, in fair order); the test replays it and checks that every grant kept the limits,
+ * granted and the ones left waiting, in fair order; a round that changes no place in the queue records nothing, and
+ * its grants are read from the update's answers and the grant signals of that round); the test replays it and checks that every grant kept the limits,
  * went to the consumer with the fewest running builds and, within a consumer, to its oldest waiting build; that no
  * slot was left idle while a build could use it; from each build's own history, that its build step ran inside its
  * slot and that the slots never overlapped beyond the limits; and that waiting builds showed their queuePosition.
@@ -121,13 +122,50 @@ describe('fair build queue', () => {
     const told: Submitted[] = [];
     const toldAt = new Map<string, number>();
     const updates = new Map<string, Submitted>();
+    // The builds waiting after the last decision, in fair order: the last record's, less those granted or released
+    // since. A round that changes no place in the queue records nothing (a build granted at once into free room),
+    // and then this is exactly what it left waiting.
+    let waitingNow: Submitted[] = [];
+    // Builds told of a grant in the round being read, checked once its record (if any) is read.
+    let answered: Submitted[] = [];
     let decisions = 0;
+    let unrecordedRounds = 0;
     const count = (consumer: string) => [...running].filter((id) => byId.get(id)!.consumer === consumer).length;
+    const decide = (granted: Submitted[], left: Submitted[]) => {
+      decisions++;
+      for (const g of granted) {
+        const mine = count(g.consumer);
+        expect(mine, `grant of ${g.consumer} #${g.order}`).toBeLessThan(PER_CONSUMER);
+        expect(running.size).toBeLessThan(GLOBAL);
+        for (const w of left) {
+          // Within a consumer, the oldest waiting build goes first.
+          if (w.consumer === g.consumer) expect(w.order, `${g.consumer} #${g.order} before its #${w.order}`).toBeGreaterThan(g.order);
+          // Across consumers, the one with the fewest running builds goes first.
+          else if (count(w.consumer) < PER_CONSUMER) expect(count(w.consumer), `${g.consumer} #${g.order} granted while ${w.consumer} ran fewer`).toBeGreaterThanOrEqual(mine);
+        }
+        running.add(g.id);
+        grantOrder.push(g);
+      }
+      waitingNow = left;
+      // No slot left idle while a waiting build could use it.
+      if (running.size < GLOBAL) for (const w of left) expect(count(w.consumer), `${w.consumer} #${w.order} waited beside a free slot`).toBe(PER_CONSUMER);
+    };
+    // Grants that no record of their round carried: rounds without a record.
+    const decideAnswered = () => {
+      const unrecorded = answered.filter((g) => !running.has(g.id));
+      answered = [];
+      if (unrecorded.length === 0) return;
+      unrecordedRounds++;
+      decide(unrecorded, waitingNow);
+    };
     for (const event of history.events ?? []) {
+      // A round's events follow the completion of its workflow task; what comes after them (a task, a signal) is later.
+      if (event.workflowTaskCompletedEventAttributes || event.workflowTaskScheduledEventAttributes || event.workflowExecutionSignaledEventAttributes) decideAnswered();
       const signal = event.workflowExecutionSignaledEventAttributes;
       if (signal?.signalName === 'releaseSlot') {
         const { buildId } = payload(signal.input) as { buildId: string };
         running.delete(buildId);
+        waitingNow = waitingNow.filter((w) => w.id !== buildId);
         releasedAt.set(buildId, tsToMs(event.eventTime!));
       }
       const external = event.signalExternalWorkflowExecutionInitiatedEventAttributes;
@@ -135,6 +173,7 @@ describe('fair build queue', () => {
         const build = byWorkflow.get(external.workflowExecution!.workflowId!)!;
         told.push(build);
         toldAt.set(build.id, tsToMs(event.eventTime!));
+        answered.push(build);
       }
       const accepted = event.workflowExecutionUpdateAcceptedEventAttributes;
       if (accepted?.acceptedRequest?.input?.name === 'requestSlotNow') {
@@ -145,31 +184,21 @@ describe('fair build queue', () => {
         const build = updates.get(String(completed.acceptedEventId))!;
         told.push(build);
         toldAt.set(build.id, tsToMs(event.eventTime!));
+        answered.push(build);
       }
       const activity = event.activityTaskScheduledEventAttributes;
       if (activity?.activityType?.name !== 'recordQueuePositions') continue;
-      decisions++;
       const { waiting, granted } = payload(activity.input) as { waiting: { buildId: string; position: number }[]; granted: string[] };
-      const left = waiting.map((w) => byId.get(w.buildId)!);
       expect(waiting.map((w) => w.position)).toEqual(waiting.map((_, i) => i + 1));
-      for (const id of granted) {
-        const g = byId.get(id)!;
-        const mine = count(g.consumer);
-        expect(mine, `grant of ${g.consumer} #${g.order}`).toBeLessThan(PER_CONSUMER);
-        expect(running.size).toBeLessThan(GLOBAL);
-        for (const w of left) {
-          // Within a consumer, the oldest waiting build goes first.
-          if (w.consumer === g.consumer) expect(w.order, `${g.consumer} #${g.order} before its #${w.order}`).toBeGreaterThan(g.order);
-          // Across consumers, the one with the fewest running builds goes first.
-          else if (count(w.consumer) < PER_CONSUMER) expect(count(w.consumer), `${g.consumer} #${g.order} granted while ${w.consumer} ran fewer`).toBeGreaterThanOrEqual(mine);
-        }
-        running.add(id);
-        grantOrder.push(g);
-      }
-      // No slot left idle while a waiting build could use it.
-      if (running.size < GLOBAL) for (const w of left) expect(count(w.consumer), `${w.consumer} #${w.order} waited beside a free slot`).toBe(PER_CONSUMER);
+      decide(
+        granted.map((id) => byId.get(id)!),
+        waiting.map((w) => byId.get(w.buildId)!),
+      );
     }
+    decideAnswered();
     expect(decisions).toBeGreaterThan(1);
+    // The first builds went into free room with nobody waiting: rounds that changed no place recorded nothing.
+    expect(unrecordedRounds).toBeGreaterThan(0);
     expect(new Set(grantOrder.map((g) => g.id)).size).toBe(30);
     expect(told.map((s) => s.id).sort()).toEqual(grantOrder.map((g) => g.id).sort());
     // The builds granted while the queue had room heard it in the update's answer, without a signal.
