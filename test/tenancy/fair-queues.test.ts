@@ -3,10 +3,11 @@
  * MinIO: 30 small builds from three consumers with at most 2 running per consumer and 4 overall. The scheduler's
  * Temporal history is the record of every decision it took (each recordQueuePositions activity carries the builds it
  * granted and the ones left waiting, in fair order; a round that changes no place in the queue records nothing, and
- * its grants are read from the update's answers and the grant signals of that round); the test replays it and checks that every grant kept the limits,
- * went to the consumer with the fewest running builds and, within a consumer, to its oldest waiting build; that no
- * slot was left idle while a build could use it; from each build's own history, that its build step ran inside its
- * slot and that the slots never overlapped beyond the limits; and that waiting builds showed their queuePosition.
+ * its grants are read from the update's answers and the grant signals of that round); the test replays it and checks
+ * that every grant kept the limits, went to the consumer with the fewest running builds and, within a consumer, to
+ * its oldest waiting build; that no slot was left idle while a build could use it; from each build's own history,
+ * that its build step ran inside its slot and that the slots never overlapped beyond the limits; and that waiting
+ * builds showed their queuePosition.
  */
 import { tsToMs } from '@temporalio/common/lib/time';
 import { readFile } from 'node:fs/promises';
