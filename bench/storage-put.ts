@@ -3,15 +3,20 @@
  * adapter's process and MinIO spend per GiB put, for the adapter of each checkout in STORE_DIRS (default: this one;
  * another is a `git worktree` of another commit), side by side in one process, alternating which goes first. The
  * stream repeats one MiB of random bytes (no generation cost in the figure; MinIO stores every byte regardless). CPU
- * is the figure to compare: it moves far less than wall time on a shared machine.
+ * is the figure to compare: it moves far less than wall time on a shared machine. OVER_TLS=1 puts to a MinIO of its
+ * own that serves HTTPS (a self-signed certificate, ALLOW_SELF_SIGNED_CERTS) instead of the stack's, which serves HTTP.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { loadConfig } from '../lib/config';
 import type { ObjectStore } from '../lib/storage';
+import { createBucket, minioServer } from '../test/faults/support/components';
+import { selfSignedCertificate } from '../test/support/tls';
 import { median } from './stats';
 
 const MiB = 1024 * 1024;
@@ -19,8 +24,11 @@ const SIZE_MIB = Number(process.argv[2] ?? 512);
 const ROUNDS = Number(process.env.ROUNDS ?? 5);
 const STORE_DIRS = (process.env.STORE_DIRS ?? '.').split(',');
 
+const OVER_TLS = process.env.OVER_TLS === '1';
+let minioPids = (): number[] => execFileSync('pgrep', ['-f', 'minio server'], { encoding: 'utf8' }).trim().split('\n').map(Number);
+
 function minioCpuSeconds(): number {
-  const pids = execFileSync('pgrep', ['-f', 'minio server'], { encoding: 'utf8' }).trim().split('\n').map(Number);
+  const pids = minioPids();
   let total = 0;
   for (const pid of pids) {
     const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
@@ -43,7 +51,26 @@ async function storeOf(dir: string): Promise<ObjectStore> {
   return createObjectStore(loadConfig(process.env));
 }
 
+/** A MinIO of its own over HTTPS, which the stores below are configured for; stopped when the benchmark ends. */
+async function startTlsMinio(): Promise<() => Promise<void>> {
+  const dir = await mkdtemp(join(tmpdir(), 'ibs-bench-tls-minio-'));
+  const minio = await minioServer(dir, '127.0.0.1', selfSignedCertificate());
+  await minio.component.start();
+  await createBucket(minio);
+  Object.assign(process.env, {
+    MINIO_SERVER_HOST: minio.endpoint, MINIO_SERVER_ROOT_USER: minio.user, MINIO_SERVER_ROOT_PASSWORD: minio.password,
+    LOGS_BUCKET: minio.bucket, ALLOW_SELF_SIGNED_CERTS: 'true',
+  });
+  minioPids = () => [minio.component.pid!];
+  console.log(`MinIO over TLS at ${minio.endpoint}`);
+  return async () => {
+    await minio.component.stop();
+    await rm(dir, { recursive: true, force: true });
+  };
+}
+
 async function main(): Promise<void> {
+  const stopMinio = OVER_TLS ? await startTlsMinio() : undefined;
   const stores = await Promise.all(STORE_DIRS.map(async (dir) => ({ dir, store: await storeOf(dir), cpu: [] as number[], minio: [] as number[], wall: [] as number[] })));
   const block = randomBytes(MiB);
   const key = `contexts/bench-storage-put-${process.pid}`;
@@ -73,6 +100,7 @@ async function main(): Promise<void> {
         (s === first ? '' : ` (adapter CPU ratio vs ${first.dir}: ${(median(s.cpu) / median(first.cpu)).toFixed(3)}, MinIO ${(median(s.minio) / median(first.minio)).toFixed(3)})`),
     );
   }
+  await stopMinio?.();
 }
 
 main().catch((err: unknown) => {

@@ -2,16 +2,22 @@
  * What keeps the bytes the S3 adapter sends intact, on MinIO over plain HTTP: every body goes with its SHA-256 in the
  * signed headers, which the server checks, so the adapter sends no CRC32 besides it (the SDK's default would hash each
  * byte twice). A proxy between the adapter and MinIO records each request and can alter a body on the way.
+ *
+ * Over TLS the connection keeps a body intact, so the adapter signs it as an unsigned payload and hashes nothing: the
+ * same proxy, listening with TLS (a self-signed certificate, ALLOW_SELF_SIGNED_CERTS), forwards to MinIO, which takes
+ * the signature and stores the bytes as sent.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { writeFile, mkdtemp, rm } from 'node:fs/promises';
-import { createServer, request, type IncomingHttpHeaders, type Server } from 'node:http';
+import { createServer, request, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { StorageError, type ObjectStore } from '../../lib/storage';
+import { selfSignedCertificate } from '../support/tls';
 import { backends, storeFor } from './backends';
 
 interface SeenRequest {
@@ -29,8 +35,12 @@ class RecordingProxy {
   alter: (req: SeenRequest) => boolean = () => false;
   private readonly server: Server;
 
-  constructor(private readonly upstream: URL) {
-    this.server = createServer((req, res) => {
+  /** `tls`: listen with this key and certificate (the adapter then speaks HTTPS to the proxy, the proxy HTTP to MinIO). */
+  constructor(
+    private readonly upstream: URL,
+    private readonly tls?: { key: string; cert: string },
+  ) {
+    const handle = (req: IncomingMessage, res: ServerResponse) => {
       const chunks: Buffer[] = [];
       req.on('data', (chunk: Buffer) => chunks.push(chunk));
       req.on('end', () => {
@@ -45,12 +55,13 @@ class RecordingProxy {
         out.on('error', () => res.destroy());
         out.end(body);
       });
-    });
+    };
+    this.server = tls ? createTlsServer(tls, handle) : createServer(handle);
   }
 
   async start(): Promise<string> {
     await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
-    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    return `${this.tls ? 'https' : 'http'}://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
   }
 
   stop(): Promise<void> {
@@ -115,5 +126,50 @@ describe('S3 adapter on MinIO over plain HTTP: request bodies are covered by the
     expect(String((failure as Error).message)).toMatch(/sha256|content/i);
     expect(await direct.exists('contexts/altered.tar')).toBe(false);
     expect(await direct.abortUnfinishedUploads('contexts/altered.tar', new Date(Date.now() + 60_000))).toBe(0);
+  });
+});
+
+describe('S3 adapter on MinIO over TLS: request bodies go unhashed, as an unsigned payload', () => {
+  const bucket = `ibs-integrity-tls-${Date.now().toString(36)}-${process.pid}`;
+  let proxy: RecordingProxy;
+  let store: ObjectStore;
+  let direct: ObjectStore;
+  let dir: string;
+
+  beforeAll(async () => {
+    await minio.createBucket(bucket);
+    dir = await mkdtemp(join(tmpdir(), 'ibs-integrity-tls-'));
+    proxy = new RecordingProxy(new URL(process.env.MINIO_SERVER_HOST ?? 'http://127.0.0.1:9000'), selfSignedCertificate());
+    const url = await proxy.start();
+    store = storeFor(minio, { ...minio.env(bucket), MINIO_SERVER_HOST: url, ALLOW_SELF_SIGNED_CERTS: 'true' });
+    direct = storeFor(minio, minio.env(bucket));
+  });
+  afterAll(async () => {
+    await proxy?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('signs every body as UNSIGNED-PAYLOAD, sends no checksum, and MinIO stores the bytes sent: one object, a file in parts, a stream in parts', async () => {
+    const file = join(dir, 'parts.bin');
+    const fileBytes = randomBytes(17 * MiB);
+    const small = randomBytes(64 * 1024);
+    const stream = randomBytes(9 * MiB);
+    await writeFile(file, fileBytes);
+    await store.put('contexts/small.tar', small);
+    await store.putFile('contexts/file.tar', file);
+    await store.put('contexts/stream.tar', Readable.from([stream]));
+    const uploads = proxy.seen.filter(isUpload);
+    expect(uploads.length).toBe(5); // one object, two parts of a file (16 MiB), two of a stream (8 MiB)
+    for (const upload of uploads) {
+      expect(upload.headers['x-amz-content-sha256']).toBe('UNSIGNED-PAYLOAD');
+      expect(upload.headers.authorization).toContain('x-amz-content-sha256');
+      expect(Object.keys(upload.headers).filter((name) => name.startsWith('x-amz-checksum') || name === 'x-amz-sdk-checksum-algorithm')).toEqual([]);
+    }
+    const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
+    for (const [key, bytes] of [['contexts/small.tar', small], ['contexts/file.tar', fileBytes], ['contexts/stream.tar', stream]] as const) {
+      const chunks: Buffer[] = [];
+      for await (const chunk of (await direct.get(key))!) chunks.push(chunk as Buffer);
+      expect(sha256(Buffer.concat(chunks))).toBe(sha256(bytes));
+    }
   });
 });

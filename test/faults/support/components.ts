@@ -6,6 +6,7 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync, writeFileSync, type WriteStream } from 'node:fs';
+import { get as httpsGet, Agent } from 'node:https';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -151,11 +152,21 @@ export interface MinioInstance {
   bucket: string;
 }
 
-export async function minioServer(dir: string, host = '127.0.0.1'): Promise<MinioInstance> {
+/**
+ * A MinIO server of its own on a free port, storing under `dir`. With `tls` (a key and certificate in PEM) it serves
+ * HTTPS only (its `--certs-dir`), and the caller must accept the certificate.
+ */
+export async function minioServer(dir: string, host = '127.0.0.1', tls?: { key: string; cert: string }): Promise<MinioInstance> {
   const port = await freePort();
-  const endpoint = `http://${host}:${port}`;
+  const endpoint = `${tls ? 'https' : 'http'}://${host}:${port}`;
   const data = join(dir, 'minio');
   mkdirSync(data, { recursive: true });
+  const certs = join(dir, 'minio-certs');
+  if (tls) {
+    mkdirSync(certs, { recursive: true });
+    writeFileSync(join(certs, 'private.key'), tls.key, { mode: 0o600 });
+    writeFileSync(join(certs, 'public.crt'), tls.cert);
+  }
   const instance: MinioInstance = {
     endpoint,
     user: 'ibs-faults',
@@ -164,13 +175,25 @@ export async function minioServer(dir: string, host = '127.0.0.1'): Promise<Mini
     component: new Component({
       name: 'minio',
       command: join(IBS_BIN, 'minio'),
-      args: ['server', '--quiet', '--address', `${host}:${port}`, data],
+      args: ['server', '--quiet', '--address', `${host}:${port}`, ...(tls ? ['--certs-dir', certs] : []), data],
       env: { MINIO_ROOT_USER: 'ibs-faults', MINIO_ROOT_PASSWORD: 'ibs-faults-minio-password', MINIO_BROWSER: 'off' },
       logFile: join(dir, 'minio.log'),
-      healthy: () => httpOk(`${endpoint}/minio/health/ready`),
+      healthy: () => (tls ? httpsAnswers(`${endpoint}/minio/health/ready`) : httpOk(`${endpoint}/minio/health/ready`)),
     }),
   };
   return instance;
+}
+
+/** Whether an HTTPS URL answers 200, whatever its certificate. */
+function httpsAnswers(url: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = httpsGet(url, { rejectUnauthorized: false, timeout: 2_000 }, (res) => {
+      res.resume();
+      resolve(res.statusCode === 200);
+    });
+    req.on('error', () => resolve(false));
+    req.on('timeout', () => req.destroy());
+  });
 }
 
 export function s3ClientOf(minio: MinioInstance): S3Client {
@@ -179,6 +202,8 @@ export function s3ClientOf(minio: MinioInstance): S3Client {
     endpoint: minio.endpoint,
     forcePathStyle: true,
     credentials: { accessKeyId: minio.user, secretAccessKey: minio.password },
+    // A server of minioServer's with TLS has a self-signed certificate.
+    requestHandler: minio.endpoint.startsWith('https:') ? { httpsAgent: new Agent({ rejectUnauthorized: false }) } : undefined,
   });
 }
 
