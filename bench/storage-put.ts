@@ -4,12 +4,14 @@
  * another is a `git worktree` of another commit), side by side in one process, alternating which goes first. The
  * stream repeats one MiB of random bytes (no generation cost in the figure; MinIO stores every byte regardless). CPU
  * is the figure to compare: it moves far less than wall time on a shared machine. OVER_TLS=1 puts to a MinIO of its
- * own that serves HTTPS (a self-signed certificate, ALLOW_SELF_SIGNED_CERTS) instead of the stack's, which serves HTTP.
+ * own that serves HTTPS (a self-signed certificate the adapters trust and verify) instead of the stack's, which
+ * serves HTTP.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
@@ -51,26 +53,40 @@ async function storeOf(dir: string): Promise<ObjectStore> {
   return createObjectStore(loadConfig(process.env));
 }
 
-/** A MinIO of its own over HTTPS, which the stores below are configured for; stopped when the benchmark ends. */
-async function startTlsMinio(): Promise<() => Promise<void>> {
+/**
+ * OVER_TLS=1: starts a MinIO of its own over HTTPS and runs the benchmark again in a child process that trusts its
+ * certificate (NODE_EXTRA_CA_CERTS, read only at start-up; ALLOW_SELF_SIGNED_CERTS off, so the adapters verify it as
+ * they would a CA's), then stops it.
+ */
+async function runOverTls(): Promise<number> {
   const dir = await mkdtemp(join(tmpdir(), 'ibs-bench-tls-minio-'));
-  const minio = await minioServer(dir, '127.0.0.1', selfSignedCertificate());
+  const tls = selfSignedCertificate();
+  await writeFile(join(dir, 'cert.pem'), tls.cert);
+  const minio = await minioServer(dir, '127.0.0.1', tls);
   await minio.component.start();
-  await createBucket(minio);
-  Object.assign(process.env, {
-    MINIO_SERVER_HOST: minio.endpoint, MINIO_SERVER_ROOT_USER: minio.user, MINIO_SERVER_ROOT_PASSWORD: minio.password,
-    LOGS_BUCKET: minio.bucket, ALLOW_SELF_SIGNED_CERTS: 'true',
-  });
-  minioPids = () => [minio.component.pid!];
-  console.log(`MinIO over TLS at ${minio.endpoint}`);
-  return async () => {
+  try {
+    await createBucket(minio);
+    console.log(`MinIO over TLS at ${minio.endpoint}`);
+    const child = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
+      stdio: 'inherit',
+      env: {
+        ...process.env,
+        MINIO_SERVER_HOST: minio.endpoint, MINIO_SERVER_ROOT_USER: minio.user, MINIO_SERVER_ROOT_PASSWORD: minio.password,
+        LOGS_BUCKET: minio.bucket, ALLOW_SELF_SIGNED_CERTS: 'false', NODE_EXTRA_CA_CERTS: join(dir, 'cert.pem'),
+        BENCH_MINIO_PID: String(minio.component.pid),
+      },
+    });
+    const [code] = (await once(child, 'exit')) as [number | null];
+    return code ?? 1;
+  } finally {
     await minio.component.stop();
     await rm(dir, { recursive: true, force: true });
-  };
+  }
 }
 
 async function main(): Promise<void> {
-  const stopMinio = OVER_TLS ? await startTlsMinio() : undefined;
+  if (OVER_TLS && !process.env.BENCH_MINIO_PID) process.exit(await runOverTls());
+  if (process.env.BENCH_MINIO_PID) minioPids = () => [Number(process.env.BENCH_MINIO_PID)];
   const stores = await Promise.all(STORE_DIRS.map(async (dir) => ({ dir, store: await storeOf(dir), cpu: [] as number[], minio: [] as number[], wall: [] as number[] })));
   const block = randomBytes(MiB);
   const key = `contexts/bench-storage-put-${process.pid}`;
@@ -100,7 +116,6 @@ async function main(): Promise<void> {
         (s === first ? '' : ` (adapter CPU ratio vs ${first.dir}: ${(median(s.cpu) / median(first.cpu)).toFixed(3)}, MinIO ${(median(s.minio) / median(first.minio)).toFixed(3)})`),
     );
   }
-  await stopMinio?.();
 }
 
 main().catch((err: unknown) => {

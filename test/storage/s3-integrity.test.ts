@@ -3,11 +3,13 @@
  * signed headers, which the server checks, so the adapter sends no CRC32 besides it (the SDK's default would hash each
  * byte twice). A proxy between the adapter and MinIO records each request and can alter a body on the way.
  *
- * Over TLS the connection keeps a body intact, so the adapter signs it as an unsigned payload and hashes nothing: the
- * same proxy, listening with TLS (a self-signed certificate, ALLOW_SELF_SIGNED_CERTS), forwards to MinIO, which takes
- * the signature and stores the bytes as sent.
+ * Over TLS whose certificate is verified the connection keeps a body intact, so the adapter signs it as an unsigned
+ * payload and hashes nothing: the same proxy, listening with TLS (a self-signed certificate, which a process of its
+ * own trusts through NODE_EXTRA_CA_CERTS), forwards to MinIO, which takes the signature and stores the bytes as sent.
+ * With ALLOW_SELF_SIGNED_CERTS nothing checks who answers, so there each body's SHA-256 stays signed.
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { execFile } from 'node:child_process';
 import { writeFile, mkdtemp, rm } from 'node:fs/promises';
 import { createServer, request, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
@@ -15,6 +17,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { StorageError, type ObjectStore } from '../../lib/storage';
 import { selfSignedCertificate } from '../support/tls';
@@ -69,6 +72,7 @@ class RecordingProxy {
   }
 }
 
+const runFile = promisify(execFile);
 const minio = backends.find((backend) => backend.type === 'minio')!;
 const MiB = 1024 * 1024;
 const isUpload = (req: SeenRequest) => req.method === 'PUT' && req.bodyBytes > 0;
@@ -129,47 +133,64 @@ describe('S3 adapter on MinIO over plain HTTP: request bodies are covered by the
   });
 });
 
-describe('S3 adapter on MinIO over TLS: request bodies go unhashed, as an unsigned payload', () => {
+describe('S3 adapter on MinIO over TLS', () => {
   const bucket = `ibs-integrity-tls-${Date.now().toString(36)}-${process.pid}`;
+  const upstream = new URL(process.env.MINIO_SERVER_HOST ?? 'http://127.0.0.1:9000');
   let proxy: RecordingProxy;
-  let store: ObjectStore;
+  let url: string;
   let direct: ObjectStore;
   let dir: string;
+  let certFile: string;
 
   beforeAll(async () => {
     await minio.createBucket(bucket);
     dir = await mkdtemp(join(tmpdir(), 'ibs-integrity-tls-'));
-    proxy = new RecordingProxy(new URL(process.env.MINIO_SERVER_HOST ?? 'http://127.0.0.1:9000'), selfSignedCertificate());
-    const url = await proxy.start();
-    store = storeFor(minio, { ...minio.env(bucket), MINIO_SERVER_HOST: url, ALLOW_SELF_SIGNED_CERTS: 'true' });
+    const tls = selfSignedCertificate();
+    certFile = join(dir, 'cert.pem');
+    await writeFile(certFile, tls.cert);
+    proxy = new RecordingProxy(upstream, tls);
+    url = await proxy.start();
     direct = storeFor(minio, minio.env(bucket));
   });
   afterAll(async () => {
     await proxy?.stop();
     if (dir) await rm(dir, { recursive: true, force: true });
   });
+  beforeEach(() => {
+    proxy.seen.length = 0;
+  });
 
-  it('signs every body as UNSIGNED-PAYLOAD, sends no checksum, and MinIO stores the bytes sent: one object, a file in parts, a stream in parts', async () => {
-    const file = join(dir, 'parts.bin');
-    const fileBytes = randomBytes(17 * MiB);
-    const small = randomBytes(64 * 1024);
-    const stream = randomBytes(9 * MiB);
-    await writeFile(file, fileBytes);
-    await store.put('contexts/small.tar', small);
-    await store.putFile('contexts/file.tar', file);
-    await store.put('contexts/stream.tar', Readable.from([stream]));
+  const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
+  const stored = async (key: string) => {
+    const chunks: Buffer[] = [];
+    for await (const chunk of (await direct.get(key))!) chunks.push(chunk as Buffer);
+    return sha256(Buffer.concat(chunks));
+  };
+  const uploadHeaders = () => proxy.seen.filter(isUpload).map((upload) => upload.headers);
+
+  it('with the certificate verified: signs every body as UNSIGNED-PAYLOAD, sends no checksum, and MinIO stores the bytes sent', async () => {
+    // Another process, which trusts the proxy's certificate as it would a CA's (ALLOW_SELF_SIGNED_CERTS stays off).
+    const { stdout } = await runFile(process.execPath, ['--import', 'tsx', join(__dirname, 'put-objects.ts')], {
+      env: { ...process.env, ...minio.env(bucket), MINIO_SERVER_HOST: url, ALLOW_SELF_SIGNED_CERTS: 'false', NODE_EXTRA_CA_CERTS: certFile },
+    });
+    const sent = JSON.parse(stdout.trim().split('\n').at(-1)!) as Record<string, string>;
+    expect(uploadHeaders().length).toBe(5); // one object, two parts of a file (16 MiB), two of a stream (8 MiB)
+    for (const headers of uploadHeaders()) {
+      expect(headers['x-amz-content-sha256']).toBe('UNSIGNED-PAYLOAD');
+      expect(headers.authorization).toContain('x-amz-content-sha256');
+      expect(Object.keys(headers).filter((name) => name.startsWith('x-amz-checksum') || name === 'x-amz-sdk-checksum-algorithm')).toEqual([]);
+    }
+    for (const [key, digest] of Object.entries(sent)) expect(await stored(key)).toBe(digest);
+  });
+
+  it('with ALLOW_SELF_SIGNED_CERTS (nothing verifies who answers): still signs each body\'s SHA-256', async () => {
+    const store = storeFor(minio, { ...minio.env(bucket), MINIO_SERVER_HOST: url, ALLOW_SELF_SIGNED_CERTS: 'true' });
+    const body = randomBytes(64 * 1024);
+    await store.put('contexts/self-signed.tar', body);
+    await store.put('contexts/self-signed-stream.tar', Readable.from([randomBytes(9 * MiB)]));
     const uploads = proxy.seen.filter(isUpload);
-    expect(uploads.length).toBe(5); // one object, two parts of a file (16 MiB), two of a stream (8 MiB)
-    for (const upload of uploads) {
-      expect(upload.headers['x-amz-content-sha256']).toBe('UNSIGNED-PAYLOAD');
-      expect(upload.headers.authorization).toContain('x-amz-content-sha256');
-      expect(Object.keys(upload.headers).filter((name) => name.startsWith('x-amz-checksum') || name === 'x-amz-sdk-checksum-algorithm')).toEqual([]);
-    }
-    const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
-    for (const [key, bytes] of [['contexts/small.tar', small], ['contexts/file.tar', fileBytes], ['contexts/stream.tar', stream]] as const) {
-      const chunks: Buffer[] = [];
-      for await (const chunk of (await direct.get(key))!) chunks.push(chunk as Buffer);
-      expect(sha256(Buffer.concat(chunks))).toBe(sha256(bytes));
-    }
+    expect(uploads.length).toBe(3);
+    for (const upload of uploads) expect(upload.headers['x-amz-content-sha256']).toBe(upload.bodySha256);
+    expect(await stored('contexts/self-signed.tar')).toBe(sha256(body));
   });
 });
