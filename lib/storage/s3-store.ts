@@ -125,24 +125,16 @@ async function readFully(file: FileHandle, buffer: Buffer, length: number, posit
 }
 
 /**
- * Whether the store is reached over TLS whose certificate is verified: AWS itself (no endpoint) always is, an
- * S3-compatible server when its URL is https and ALLOW_SELF_SIGNED_CERTS is off (otherwise anyone on the way could
- * answer in its place).
+ * Signs each request body's bytes as `UNSIGNED-PAYLOAD` instead of their SHA-256 when the request goes over TLS: the
+ * SDK computes that hash over every byte sent, on the event loop, which was a tenth of the API's CPU per byte of an
+ * uploaded context (docs/benchmarks.md, "Context upload"). TLS keeps a body intact on the way; over plain HTTP the
+ * signed SHA-256 is what does (test/storage/s3-integrity.test.ts). Decided per request, from the endpoint the SDK
+ * resolved (an AWS endpoint, S3_ENDPOINT, MINIO_SERVER_HOST or the SDK's own AWS_ENDPOINT_URL variables). The signer
+ * takes a payload hash already in the headers as given, and signs that header with the others.
  */
-export function reachedOverVerifiedTls(endpoint: string | undefined, allowSelfSignedCerts = false): boolean {
-  return endpoint === undefined || (new URL(endpoint).protocol === 'https:' && !allowSelfSignedCerts);
-}
-
-/**
- * Signs each request body's bytes as `UNSIGNED-PAYLOAD` instead of their SHA-256: the SDK computes that hash over
- * every byte sent, on the event loop, which was a tenth of the API's CPU per byte of an uploaded context
- * (docs/benchmarks.md, "Context upload"). Added only over verified TLS, which keeps a body intact on the way; over
- * plain HTTP, or TLS to a certificate nobody checks, the signed SHA-256 is what does (test/storage/s3-integrity.test.ts).
- * The signer takes a payload hash already in the headers as given, and signs that header with the others.
- */
-const unsignedPayload: BuildMiddleware<ServiceInputTypes, ServiceOutputTypes> = (next) => async (args) => {
-  const request = args.request as { headers?: Record<string, string>; body?: unknown };
-  if (request.headers && request.body instanceof Uint8Array) request.headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
+const unsignedPayloadOverTls: BuildMiddleware<ServiceInputTypes, ServiceOutputTypes> = (next) => async (args) => {
+  const request = args.request as { protocol?: string; headers?: Record<string, string>; body?: unknown };
+  if (request.protocol === 'https:' && request.headers && request.body instanceof Uint8Array) request.headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
   return next(args);
 };
 
@@ -166,15 +158,14 @@ export class S3ObjectStore implements ObjectStore {
       // Retries would turn a missing bucket or refused credentials into a slow start-up; the callers retry.
       maxAttempts: 2,
       // Every body this adapter sends is a Buffer, which the SDK signs with its SHA-256 and the server checks (over
-      // verified TLS the connection keeps it intact instead: unsignedPayload). The CRC32 the SDK adds by default checks
-      // the same bytes again (API and store CPU for each byte of a context), so it is sent only where an operation
-      // requires one (test/storage/s3-integrity.test.ts).
+      // verified TLS the connection keeps it intact instead: unsignedPayloadOverTls). The CRC32 the SDK adds by
+      // default checks the same bytes again (API and store CPU for each byte of a context), so it is sent only where
+      // an operation requires one (test/storage/s3-integrity.test.ts).
       requestChecksumCalculation: 'WHEN_REQUIRED',
       requestHandler: options.allowSelfSignedCerts ? { httpsAgent: new Agent({ rejectUnauthorized: false }) } : undefined,
     });
-    if (reachedOverVerifiedTls(options.endpoint, options.allowSelfSignedCerts)) {
-      this.client.middlewareStack.add(unsignedPayload, { step: 'build', name: 'ibsUnsignedPayloadOverVerifiedTls' });
-    }
+    // With ALLOW_SELF_SIGNED_CERTS nothing checks who answers on the TLS connection: there the SHA-256 stays signed.
+    if (!options.allowSelfSignedCerts) this.client.middlewareStack.add(unsignedPayloadOverTls, { step: 'build', name: 'ibsUnsignedPayloadOverTls' });
   }
 
   /** A missing key is answered per call; everything else (missing bucket, refused credentials) becomes a StorageError. */
