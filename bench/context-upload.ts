@@ -8,7 +8,8 @@
  * API_DIRS (default: this one) under each runtime in NODE_BINARIES (default: the Node.js running this benchmark; a
  * wrapper script that adds V8 flags or an environment variable compares those), alternating which goes first, until
  * the 202; FRESH_API=1 starts each API anew for every upload, so that every round measures a fresh process's first
- * upload (the one whose memory grows most); the stored context is deleted after
+ * upload (the one whose memory grows most); OVER_TLS=1 stores in a MinIO of its own that serves HTTPS, which the APIs
+ * and curl trust (the stack's serves plain HTTP); the stored context is deleted after
  * each upload (under its digest, or the key of its own a streamed one got) so that every upload stores it. The API's resident memory is sampled from /proc every 50 ms. Throughput is bytes over wall time; the
  * ratio is API / cp (target ≥ 0.8), beside MinIO / cp and API / MinIO; memory growth is the peak RSS during the
  * upload minus the RSS before it (target ≤ 64 MiB).
@@ -16,7 +17,7 @@
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream, readFileSync } from 'node:fs';
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,6 +26,8 @@ import { loadConfig } from '../lib/config';
 import { createPool } from '../lib/db/pool';
 import { headerFor } from '../test/support/archives';
 import { callerHeaders } from '../test/support/stack';
+import { createBucket, minioServer, type MinioInstance } from '../test/faults/support/components';
+import { selfSignedCertificate } from '../test/support/tls';
 import { startApi, stopApi, terminateBuilds, type StartedApi } from './api-accept';
 import { median } from './stats';
 
@@ -37,6 +40,7 @@ const API_DIRS = (process.env.API_DIRS ?? '.').split(',');
 /** Runtimes each checkout's API is started under (a wrapper adding V8 flags or environment variables counts as one). */
 const NODE_BINARIES = (process.env.NODE_BINARIES ?? process.execPath).split(',');
 const FRESH_API = process.env.FRESH_API === '1';
+const OVER_TLS = process.env.OVER_TLS === '1';
 const BOUNDARY = 'ibs-bench-boundary';
 /**
  * CLIENT_RATE (curl's --limit-rate, e.g. 119M for a client on a 1 Gbit/s link): the upload as a client elsewhere on
@@ -100,19 +104,22 @@ async function main(): Promise<void> {
   const ids: string[] = [];
   const cp: number[] = [];
   const store: number[] = [];
-  const minio = process.env.MINIO_SERVER_HOST ?? 'http://127.0.0.1:9000';
-  const bucket = process.env.LOGS_BUCKET ?? 'data';
+  // OVER_TLS=1: a MinIO of its own that serves HTTPS, whose self-signed certificate the APIs and curl trust (the
+  // stack's MinIO serves plain HTTP); the APIs verify it as they would a CA's (ALLOW_SELF_SIGNED_CERTS off).
+  const tls = OVER_TLS ? await tlsMinio(dir) : undefined;
+  const minio = tls?.minio.endpoint ?? process.env.MINIO_SERVER_HOST ?? 'http://127.0.0.1:9000';
+  const bucket = tls?.minio.bucket ?? process.env.LOGS_BUCKET ?? 'data';
   const storeKey = `bench/context-upload-${process.pid}`;
   const pool = createPool(loadConfig().postgres);
   const storedKeyOf = async (id: string) => ((await pool.query<{ context_key: string }>('SELECT context_key FROM builds WHERE id = $1', [id])).rows[0]?.context_key);
   let storedContext: string | undefined;
-  const storeUser = `${process.env.MINIO_SERVER_ROOT_USER ?? ''}:${process.env.MINIO_SERVER_ROOT_PASSWORD ?? ''}`;
-  /** curl signed for the stack's MinIO (SigV4), on one object of the bucket. */
+  const storeUser = tls ? `${tls.minio.user}:${tls.minio.password}` : `${process.env.MINIO_SERVER_ROOT_USER ?? ''}:${process.env.MINIO_SERVER_ROOT_PASSWORD ?? ''}`;
+  /** curl signed for the MinIO the APIs store in (SigV4), on one object of the bucket. */
   const storeCurl = (key: string, ...args: string[]) =>
-    run('curl', ['-sS', '--fail', '--user', storeUser, '--aws-sigv4', 'aws:amz:us-east-1:s3', ...args, `${minio}/${bucket}/${key}`]);
+    run('curl', ['-sS', '--fail', '--user', storeUser, '--aws-sigv4', 'aws:amz:us-east-1:s3', ...(tls ? ['--cacert', tls.certFile] : []), ...args, `${minio}/${bucket}/${key}`]);
   try {
     const start = (node: string, dir: string) =>
-      startApi(node, `bench-upload-${process.pid}`, { LOG_LEVEL: 'warn', CONTEXT_MAX_ARCHIVE_BYTES: limit, CONTEXT_MAX_UNCOMPRESSED_BYTES: limit }, dir);
+      startApi(node, `bench-upload-${process.pid}`, { LOG_LEVEL: 'warn', CONTEXT_MAX_ARCHIVE_BYTES: limit, CONTEXT_MAX_UNCOMPRESSED_BYTES: limit, ...tls?.env }, dir);
     for (const node of NODE_BINARIES) {
       for (const dir of API_DIRS) {
         const name = [...(API_DIRS.length > 1 ? [dir] : []), ...(NODE_BINARIES.length > 1 ? [node] : [])].join(' ') || dir;
@@ -171,13 +178,33 @@ async function main(): Promise<void> {
     }
   } finally {
     for (const v of variants) await stopApi(v.api);
-    await rm(dir, { recursive: true, force: true });
-    for (const key of [storeKey, storedContext]) {
-      if (key) await storeCurl(key, '-X', 'DELETE').catch((err: unknown) => console.error(`could not remove ${key}: ${String(err)}`));
+    // A MinIO of its own goes with its data, which lives in `dir`.
+    if (tls) await tls.minio.component.stop();
+    else {
+      for (const key of [storeKey, storedContext]) {
+        if (key) await storeCurl(key, '-X', 'DELETE').catch((err: unknown) => console.error(`could not remove ${key}: ${String(err)}`));
+      }
     }
+    await rm(dir, { recursive: true, force: true });
     await pool.end();
     await terminateBuilds(ids);
   }
+}
+
+/** OVER_TLS: a MinIO of its own over HTTPS under `dir`, and the environment that points an API at it. */
+async function tlsMinio(dir: string): Promise<{ minio: MinioInstance; certFile: string; env: Record<string, string> }> {
+  const certificate = selfSignedCertificate();
+  const certFile = join(dir, 'minio-cert.pem');
+  await writeFile(certFile, certificate.cert);
+  const minio = await minioServer(dir, '127.0.0.1', certificate);
+  await minio.component.start();
+  await createBucket(minio);
+  console.log(`MinIO over TLS at ${minio.endpoint}`);
+  const env = {
+    MINIO_SERVER_HOST: minio.endpoint, MINIO_SERVER_ROOT_USER: minio.user, MINIO_SERVER_ROOT_PASSWORD: minio.password,
+    LOGS_BUCKET: minio.bucket, ALLOW_SELF_SIGNED_CERTS: 'false', NODE_EXTRA_CA_CERTS: certFile,
+  };
+  return { minio, certFile, env };
 }
 
 main().catch((err: unknown) => {
