@@ -180,6 +180,7 @@ describe('S3 adapter on MinIO over TLS', () => {
       expect(headers.authorization).toContain('x-amz-content-sha256');
       expect(Object.keys(headers).filter((name) => name.startsWith('x-amz-checksum') || name === 'x-amz-sdk-checksum-algorithm')).toEqual([]);
     }
+    expect(Object.keys(sent).sort()).toEqual(['contexts/file.tar', 'contexts/small.tar', 'contexts/stream.tar']);
     for (const [key, digest] of Object.entries(sent)) expect(await stored(key)).toBe(digest);
   });
 
