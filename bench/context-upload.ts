@@ -17,7 +17,7 @@
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream, readFileSync } from 'node:fs';
-import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,9 +26,8 @@ import { loadConfig } from '../lib/config';
 import { createPool } from '../lib/db/pool';
 import { headerFor } from '../test/support/archives';
 import { callerHeaders } from '../test/support/stack';
-import { createBucket, minioServer, type MinioInstance } from '../test/faults/support/components';
-import { selfSignedCertificate } from '../test/support/tls';
 import { startApi, stopApi, terminateBuilds, type StartedApi } from './api-accept';
+import { startTlsMinio } from './tls-minio';
 import { median } from './stats';
 
 const run = promisify(execFile);
@@ -106,7 +105,7 @@ async function main(): Promise<void> {
   const store: number[] = [];
   // OVER_TLS=1: a MinIO of its own that serves HTTPS, whose self-signed certificate the APIs and curl trust (the
   // stack's MinIO serves plain HTTP); the APIs verify it as they would a CA's (ALLOW_SELF_SIGNED_CERTS off).
-  const tls = OVER_TLS ? await tlsMinio(dir) : undefined;
+  const tls = OVER_TLS ? await startTlsMinio(dir) : undefined;
   const minio = tls?.minio.endpoint ?? process.env.MINIO_SERVER_HOST ?? 'http://127.0.0.1:9000';
   const bucket = tls?.minio.bucket ?? process.env.LOGS_BUCKET ?? 'data';
   const storeKey = `bench/context-upload-${process.pid}`;
@@ -189,22 +188,6 @@ async function main(): Promise<void> {
     await pool.end();
     await terminateBuilds(ids);
   }
-}
-
-/** OVER_TLS: a MinIO of its own over HTTPS under `dir`, and the environment that points an API at it. */
-async function tlsMinio(dir: string): Promise<{ minio: MinioInstance; certFile: string; env: Record<string, string> }> {
-  const certificate = selfSignedCertificate();
-  const certFile = join(dir, 'minio-cert.pem');
-  await writeFile(certFile, certificate.cert);
-  const minio = await minioServer(dir, '127.0.0.1', certificate);
-  await minio.component.start();
-  await createBucket(minio);
-  console.log(`MinIO over TLS at ${minio.endpoint}`);
-  const env = {
-    MINIO_SERVER_HOST: minio.endpoint, MINIO_SERVER_ROOT_USER: minio.user, MINIO_SERVER_ROOT_PASSWORD: minio.password,
-    LOGS_BUCKET: minio.bucket, ALLOW_SELF_SIGNED_CERTS: 'false', NODE_EXTRA_CA_CERTS: certFile,
-  };
-  return { minio, certFile, env };
 }
 
 main().catch((err: unknown) => {

@@ -11,15 +11,14 @@ import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { loadConfig } from '../lib/config';
 import type { ObjectStore } from '../lib/storage';
-import { createBucket, minioServer } from '../test/faults/support/components';
-import { selfSignedCertificate } from '../test/support/tls';
 import { median } from './stats';
+import { startTlsMinio } from './tls-minio';
 
 const MiB = 1024 * 1024;
 const SIZE_MIB = Number(process.argv[2] ?? 512);
@@ -60,21 +59,11 @@ async function storeOf(dir: string): Promise<ObjectStore> {
  */
 async function runOverTls(): Promise<number> {
   const dir = await mkdtemp(join(tmpdir(), 'ibs-bench-tls-minio-'));
-  const tls = selfSignedCertificate();
-  await writeFile(join(dir, 'cert.pem'), tls.cert);
-  const minio = await minioServer(dir, '127.0.0.1', tls);
-  await minio.component.start();
+  const { minio, env } = await startTlsMinio(dir);
   try {
-    await createBucket(minio);
-    console.log(`MinIO over TLS at ${minio.endpoint}`);
     const child = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
       stdio: 'inherit',
-      env: {
-        ...process.env,
-        MINIO_SERVER_HOST: minio.endpoint, MINIO_SERVER_ROOT_USER: minio.user, MINIO_SERVER_ROOT_PASSWORD: minio.password,
-        LOGS_BUCKET: minio.bucket, ALLOW_SELF_SIGNED_CERTS: 'false', NODE_EXTRA_CA_CERTS: join(dir, 'cert.pem'),
-        BENCH_MINIO_PID: String(minio.component.pid),
-      },
+      env: { ...process.env, ...env, BENCH_MINIO_PID: String(minio.component.pid) },
     });
     const [code] = (await once(child, 'exit')) as [number | null];
     return code ?? 1;
