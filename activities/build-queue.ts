@@ -1,28 +1,25 @@
 /**
- * The activities of the fair build queue (workflows/build-queue.ts): asking the scheduler for a slot (starting it
- * when it is not running), giving it back, recording queue positions for the API, and checking whether a slot's
- * holder still runs.
+ * The activities of the fair build queue (workflows/build-queue.ts): asking for a slot and giving it back, each one
+ * round of the queue in PostgreSQL (lib/db/build-slots-repository.ts), after which the builds the round granted are
+ * signalled. The last two serve the queue of earlier versions, a scheduler workflow, while one still runs.
  */
 import { Context } from '@temporalio/activity';
 import { WithStartWorkflowOperation, WorkflowNotFoundError, type Client } from '@temporalio/client';
+import type { BuildSlotRepository, SlotRound, SlotRun } from '../lib/db/build-slots-repository';
 import type { BuildRepository } from '../lib/db/builds-repository';
-import { releaseSlotSignal, requestSlotSignal, requestSlotUpdate, schedulerWorkflowIdFor, type BuildSlotLimits, type SchedulerState, type SlotRequest } from '../workflows/build-queue';
+import { releaseSlotSignal, schedulerWorkflowIdFor, slotGrantedSignal, type BuildSlotLimits, type RunningBuild, type SchedulerState, type SlotRequest } from '../workflows/build-queue';
 
 export interface BuildQueueDeps {
   builds: BuildRepository;
-  /** A Temporal client of the worker's namespace: signalWithStart and describe. */
+  slots: BuildSlotRepository;
+  /** A Temporal client of the worker's namespace: the grants' signals and describe. */
   temporal: Client;
   buildSlots: BuildSlotLimits;
-  /** How long the slot request waits for the scheduler's answer before it falls back to the signal (tests shorten it). */
-  slotAnswerDeadlineMs?: number;
 }
 
-/** The scheduler answers in 20–30 ms on a quiet machine. */
-const UPDATE_DEADLINE_MS = 5_000;
-
 /**
- * The start of a task queue's scheduler that goes with a slot request (update-with-start): it joins the running one.
- * A fresh one per request, as the SDK uses each once.
+ * The start of a task queue's scheduler of earlier versions, as their slot request sent it (update-with-start); kept
+ * for bench/slot-request.ts, which measures that request beside the queue in PostgreSQL.
  */
 export function schedulerStartOperation(taskQueue: string): WithStartWorkflowOperation<(carried?: SchedulerState) => Promise<void>> {
   // The workflow's signature, written out: importing it from workflows/ would make a cycle back to activities/
@@ -34,50 +31,105 @@ export function schedulerStartOperation(taskQueue: string): WithStartWorkflowOpe
   });
 }
 
+export type SlotQueue = ReturnType<typeof createSlotQueue>;
+
+/** The queue of one worker's task queue, for the activities and the reconciler (worker/reconciler.ts). */
+export function createSlotQueue(deps: Pick<BuildQueueDeps, 'slots' | 'temporal' | 'buildSlots'>) {
+  const isRunning = async (run: { workflowId: string; runId: string }) => {
+    try {
+      const description = await deps.temporal.workflow.getHandle(run.workflowId, run.runId).describe();
+      return description.status.name === 'RUNNING';
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) return false;
+      throw err;
+    }
+  };
+
+  /**
+   * Tells the builds a round granted (all but `asking`, which hears it in its answer), and settles the slots whose
+   * lease ran out: renewed while their build runs, freed otherwise, as is the slot of a granted build whose workflow
+   * is gone. Freeing grants again, so this goes on until a round frees nothing. A signal that fails otherwise (Temporal
+   * unreachable) is not retried here: the waiting build asks again on its own (SLOT_RECHECK in the workflow).
+   * Answers whether one of these rounds granted `asking` (a slot it got by freeing an expired one).
+   */
+  const settle = async (taskQueue: string, first: SlotRound, asking?: SlotRun): Promise<boolean> => {
+    let askingGranted = false;
+    for (let round: SlotRound | undefined = first; round; ) {
+      const gone: SlotRun[] = [];
+      const told = round.granted.filter((g) => !asking || g.buildId !== asking.buildId || g.runId !== asking.runId);
+      if (told.length < round.granted.length) askingGranted = true;
+      await Promise.all(
+        told.map((g) =>
+          deps.temporal.workflow.getHandle(g.workflowId, g.runId).signal(slotGrantedSignal).catch((err: unknown) => {
+            if (err instanceof WorkflowNotFoundError) gone.push(g);
+          }),
+        ),
+      );
+      const alive: RunningBuild[] = [];
+      for (const held of round.expired) {
+        const running = await isRunning(held).catch(() => undefined);
+        if (running === true) alive.push(held);
+        else if (running === false) gone.push(held);
+      }
+      round = undefined;
+      if (alive.length > 0) round = await deps.slots.renew(taskQueue, alive, deps.buildSlots);
+      if (gone.length > 0) round = merge(round, (await deps.slots.release(taskQueue, gone, deps.buildSlots)).round);
+    }
+    return askingGranted;
+  };
+
+  return {
+    /** Queues the build (a repeated request of the same run changes nothing) and answers whether it holds a slot. */
+    async request(taskQueue: string, request: Omit<SlotRequest, 'limits'>): Promise<{ granted: boolean }> {
+      const build = { ...request, arrivedAt: request.requestedAt };
+      const { granted, round } = await deps.slots.request(taskQueue, build, deps.buildSlots);
+      const grantedLater = await settle(taskQueue, round, request);
+      return { granted: granted || grantedLater };
+    },
+
+    /**
+     * Gives the slots (or places) of these runs back and tells the builds that get them. A run the queue does not
+     * hold may hold a slot of the scheduler workflow of an earlier version (a build that asked before the upgrade):
+     * that scheduler, if it still runs, is told instead.
+     */
+    async release(taskQueue: string, runs: SlotRun[]): Promise<void> {
+      const { released, round } = await deps.slots.release(taskQueue, runs, deps.buildSlots);
+      await settle(taskQueue, round);
+      if (released === runs.length) return;
+      const scheduler = deps.temporal.workflow.getHandle(schedulerWorkflowIdFor(taskQueue));
+      for (const run of runs) {
+        await scheduler.signal(releaseSlotSignal, run).catch((err: unknown) => {
+          if (!(err instanceof WorkflowNotFoundError)) throw err;
+        });
+      }
+    },
+
+    isRunning,
+  };
+}
+
+function merge(a: SlotRound | undefined, b: SlotRound): SlotRound {
+  return a ? { granted: [...a.granted, ...b.granted], expired: [...a.expired, ...b.expired] } : b;
+}
+
 export function createBuildQueueActivities(deps: BuildQueueDeps) {
+  const queue = createSlotQueue(deps);
   return {
     /**
-     * Joins the queue of the scheduler of this task queue (starting the scheduler if none runs) and answers whether the
-     * slot is granted at once. When the update cannot be used (a scheduler of an older worker, without the handler)
-     * the request goes as the signal it used to be, and the grant comes by signal; a build granted already is
-     * signalled again then, so an answer lost on the way is not a build waiting forever.
+     * Asks for a slot in the fair queue of the worker's task queue and answers whether the build holds one. A build
+     * told `granted: false` is signalled `slotGranted` when a round grants it, and asks again now and then in case
+     * that signal was lost.
      */
     async requestBuildSlot(request: Omit<SlotRequest, 'limits'>): Promise<{ granted: boolean }> {
-      const taskQueue = Context.current().info.taskQueue;
-      const workflowId = schedulerWorkflowIdFor(taskQueue);
-      const slot: SlotRequest = { ...request, limits: deps.buildSlots };
-      try {
-        const startWorkflowOperation = schedulerStartOperation(taskQueue);
-        // The build's workflow task waits for this answer, holding one of the worker's workflow task slots; the
-        // scheduler needs one too for its round. Bounded, so that a burst of waiting builds can never hold them all
-        // until their workflow tasks time out: past it the request goes by signal, and so does the grant.
-        return await deps.temporal.withDeadline(Date.now() + (deps.slotAnswerDeadlineMs ?? UPDATE_DEADLINE_MS), () =>
-          deps.temporal.workflow.executeUpdateWithStart(requestSlotUpdate, { args: [slot], startWorkflowOperation }),
-        );
-      } catch {
-        await deps.temporal.workflow.signalWithStart<(carried?: SchedulerState) => Promise<void>, [SlotRequest]>('buildScheduler', {
-          workflowId,
-          taskQueue,
-          args: [],
-          signal: requestSlotSignal,
-          signalArgs: [slot],
-        });
-        return { granted: false };
-      }
+      return queue.request(Context.current().info.taskQueue, request);
     },
 
     /**
      * Gives the slot (or the place in the queue) back. A local activity of the build, so the release costs no
-     * workflow task of its own, and it is sent before the build's final status is recorded. A scheduler that is gone
-     * holds nothing for this build.
+     * workflow task of its own, and it is sent before the build's final status is recorded.
      */
-    async releaseBuildSlot(release: { buildId: string; runId: string }): Promise<void> {
-      const taskQueue = Context.current().info.taskQueue;
-      try {
-        await deps.temporal.workflow.getHandle(schedulerWorkflowIdFor(taskQueue)).signal(releaseSlotSignal, release);
-      } catch (err) {
-        if (!(err instanceof WorkflowNotFoundError)) throw err;
-      }
+    async releaseBuildSlot(release: SlotRun): Promise<void> {
+      await queue.release(Context.current().info.taskQueue, [release]);
     },
 
     async recordQueuePositions(update: { waiting: { buildId: string; position: number }[]; granted: string[] }): Promise<void> {
@@ -85,13 +137,7 @@ export function createBuildQueueActivities(deps: BuildQueueDeps) {
     },
 
     async isWorkflowRunning(workflowId: string, runId: string): Promise<boolean> {
-      try {
-        const description = await deps.temporal.workflow.getHandle(workflowId, runId).describe();
-        return description.status.name === 'RUNNING';
-      } catch (err) {
-        if (err instanceof WorkflowNotFoundError) return false;
-        throw err;
-      }
+      return queue.isRunning({ workflowId, runId });
     },
   };
 }

@@ -6,7 +6,7 @@
  *
  * Each group runs its steps side by side and waits for all of them before it fails with the first failure, as the
  * workflow did with the steps apart, so the error codes and the order of the records are unchanged. Every step is
- * idempotent (a repeated slot request of the same run is answered as the first), so a retry repeats the group.
+ * idempotent (a repeated slot request of the same run changes nothing in the queue), so a retry repeats the group.
  */
 import type { BuildStatus, BuildStep, ImageBuildInput } from '../workflows/definitions';
 import { allSettled } from '../workflows/definitions';
@@ -37,7 +37,7 @@ export interface AfterBuild {
 
 export function createStepGroupActivities(steps: GroupedSteps) {
   return {
-    /** Before a build from a context: the checks, beside the slot request, so the scheduler's answer travels while they run. */
+    /** Before a build from a context: the checks, beside the slot request (one round of the queue in PostgreSQL). */
     async beforeBuild(input: ImageBuildInput, slotRequest: Omit<SlotRequest, 'limits'>): Promise<{ granted: boolean; signs: boolean }> {
       const [, , slot, signs] = await allSettled([
         steps.checkBuildPolicy(input),

@@ -3,6 +3,7 @@ import { Client, Connection } from '@temporalio/client';
 import type { Pool } from 'pg';
 import type { ActivityDeps } from '../activities';
 import type { Config } from '../lib/config';
+import { BuildSlotRepository } from '../lib/db/build-slots-repository';
 import { BuildRepository } from '../lib/db/builds-repository';
 import { createPool, migrate } from '../lib/db/pool';
 import { buildPolicySettingsOf } from '../lib/policy/build-policy';
@@ -89,7 +90,7 @@ export async function createWorkerDependencies(config: Config, telemetry?: Telem
       ? (method, status) => telemetry.metrics.registryRequests.inc({ method, outcome: status === 'network_error' ? status : registryOutcomeOf(status) })
       : undefined,
   });
-  // The fair build queue's activities signal the scheduler workflow and describe builds (activities/build-queue.ts).
+  // The fair build queue's activities signal the builds they grant and describe builds (activities/build-queue.ts).
   const temporal = new Client({ connection: Connection.lazy({ address: config.temporal.address }), namespace: config.temporal.namespace });
   const signer =
     config.signing.type === 'notation'
@@ -112,6 +113,7 @@ export async function createWorkerDependencies(config: Config, telemetry?: Telem
       temporal,
       buildSlots: config.build.slots,
       builds: new BuildRepository(pool),
+      slots: new BuildSlotRepository(pool),
       storage,
       executor: createExecutor(config, storage, credentials, registry, scanner, telemetry),
       registry,

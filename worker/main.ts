@@ -13,6 +13,7 @@ import { startWorkerHttpServer, type WorkerReadiness } from './http-server';
 import { startJanitor } from './janitor';
 import { startReconciler } from './reconciler';
 import { createActivities } from '../activities';
+import { createSlotQueue } from '../activities/build-queue';
 import { ImageBuildWorker } from './worker';
 import { WorkflowBundleError, prebuiltWorkflowBundle, workflowBundleMismatch } from './build-workflow-bundle';
 
@@ -86,6 +87,7 @@ async function main(): Promise<void> {
     builds: deps.builds,
     temporal: deps.temporal,
     taskQueue: config.temporal.taskQueue,
+    releaseSlot: (buildId, runId) => createSlotQueue(deps).release(config.temporal.taskQueue, [{ buildId, runId }]),
     recordFailed: createActivities(deps).recordFailed,
     intervalMs: config.build.reconcileIntervalSeconds * 1000,
     lookbackMs: RECONCILE_LOOKBACK_MS,

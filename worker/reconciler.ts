@@ -7,12 +7,11 @@
  * the Build of each whose latest run it is and whose record is still open: `failed` with `build_terminated`
  * (the operator's reason and identity in the message) or `internal_error`, or `cancelled`. Retry works as for any
  * failed build. Each such run's build slot goes back to the fair queue too (a terminated run never releases it;
- * the scheduler's lease would free it only hours later). Idempotent: the record only moves while it is open and a
+ * the slot's lease would free it only hours later). Idempotent: the record only moves while it is open and a
  * release of a slot not held changes nothing, so two workers sweeping is harmless.
  */
-import { WorkflowNotFoundError, type Client, type WorkflowExecutionInfo } from '@temporalio/client';
+import { type Client, type WorkflowExecutionInfo } from '@temporalio/client';
 import type { BuildRepository } from '../lib/db/builds-repository';
-import { releaseSlotSignal, schedulerWorkflowIdFor } from '../workflows/build-queue';
 import { TERMINAL_STATUSES, workflowIdForBuild, type BuildErrorInfo } from '../workflows/definitions';
 import { every } from './periodic';
 
@@ -21,6 +20,8 @@ export interface ReconcilerOptions {
   temporal: Pick<Client, 'workflow'>;
   /** The workflows' task queue (TEMPORAL_TASK_QUEUE): builds of other deployments sharing the namespace are theirs. */
   taskQueue: string;
+  /** Gives a run's build slot (or place in the queue) back (activities/build-queue.ts). */
+  releaseSlot(buildId: string, runId: string): Promise<void>;
   /** Ends an open Build (the workflow's own recordFailed: the record, its metrics and log line). */
   recordFailed(buildId: string, error: BuildErrorInfo, status: 'failed' | 'cancelled'): Promise<void>;
 }
@@ -46,7 +47,7 @@ export async function reconcileClosedBuilds(options: ReconcilerOptions, since: D
   for await (const run of options.temporal.workflow.list({ query })) {
     const buildId = WORKFLOW_ID.exec(run.workflowId)?.[1];
     if (!buildId) continue;
-    await releaseSlot(options, buildId, run.runId);
+    await options.releaseSlot(buildId, run.runId);
     const record = await options.builds.get(buildId);
     if (!record || TERMINAL_STATUSES.includes(record.status)) continue;
     // Put back in the queue after this run closed: a retry, whose run may not have started yet, owns the record.
@@ -59,15 +60,6 @@ export async function reconcileClosedBuilds(options: ReconcilerOptions, since: D
     result.ended.push({ buildId, code: error.code });
   }
   return result;
-}
-
-async function releaseSlot(options: ReconcilerOptions, buildId: string, runId: string): Promise<void> {
-  try {
-    await options.temporal.workflow.getHandle(schedulerWorkflowIdFor(options.taskQueue)).signal(releaseSlotSignal, { buildId, runId });
-  } catch (err) {
-    // No scheduler, no slot held.
-    if (!(err instanceof WorkflowNotFoundError)) throw err;
-  }
 }
 
 async function outcomeOf(options: ReconcilerOptions, run: WorkflowExecutionInfo): Promise<{ error: BuildErrorInfo; status: 'failed' | 'cancelled' }> {

@@ -1,12 +1,13 @@
 /**
- * The contract of the fair build queue, shared by the imageBuild workflow, the buildScheduler workflow and the
- * activities: signal and query definitions, the scheduler's workflow id and the pure rule that picks which waiting
- * builds start. Deterministic code only (imported by the workflow bundle).
+ * The contract of the fair build queue, shared by the imageBuild workflow, the activities, the queue's rounds in
+ * PostgreSQL (lib/db/build-slots-repository.ts) and the buildScheduler workflow of earlier versions: the pure rule that
+ * picks which waiting builds start, the `slotGranted` signal, and the scheduler's signals, update and workflow id.
+ * Deterministic code only (imported by the workflow bundle).
  *
- * Temporal is the queue: one long-running buildScheduler workflow per task queue holds the waiting builds in arrival
- * order and the running ones; a build asks for a slot with the `requestSlotNow` update (started with the scheduler
- * when none runs), which answers whether the slot is granted at once; otherwise it waits for the `slotGranted`
- * signal. It signals `releaseSlot` when it ends. No process polls.
+ * A build asks for a slot from a local activity, which answers whether the slot is granted at once; otherwise it
+ * waits for the `slotGranted` signal, asking again now and then. It gives the slot back from a local activity when it
+ * ends (docs/build-queue.md). Until version 2026-12-05 the queue was a long-running buildScheduler workflow per task
+ * queue (workflows/build-scheduler.ts); it stays registered for the builds that asked it before an upgrade.
  */
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 

@@ -1,8 +1,11 @@
 /**
- * buildScheduler: the fair build queue of one task queue, as a long-running workflow (see build-queue.ts). Signals
- * only change its state; the main loop grants slots, records the queue positions that changed in PostgreSQL through
- * an activity (the Build's queuePosition) and signals the granted builds. It continues as new when Temporal suggests
- * it, carrying the queue, so its history stays small however long it runs.
+ * buildScheduler: the fair build queue of one task queue as earlier versions kept it, a long-running workflow (see
+ * build-queue.ts). Builds now queue in PostgreSQL; a scheduler still running at an upgrade serves the builds that
+ * asked it until they give their slots back, then ends after its idle time, and its history replays with this code.
+ *
+ * Signals only change its state; the main loop grants slots, records the queue positions that changed in PostgreSQL
+ * through an activity (the Build's queuePosition) and signals the granted builds. It continues as new when Temporal
+ * suggests it, carrying the queue, so its history stays small however long it runs.
  */
 import {
   allHandlersFinished,

@@ -16,8 +16,8 @@
  * Workflow tasks are what the service adds to a build (bench/overhead.ts): everything quick (the checks before the
  * build, the records, the tag step, the slot's release) runs as local activities, grouped into one per side of the
  * build (activities/step-groups.ts) so the workflow is woken once per side, and the request for a slot answers
- * whether it is granted at once, so a build without signing takes one workflow task before its build activity and
- * one when that ends (one more, the grant's signal, when it had to wait for a slot). Only the build, the pushes of
+ * whether it is granted at once (one round of the queue in PostgreSQL), so a build without signing takes one workflow
+ * task before its build activity and one when that ends (one more, the grant's signal, when it had to wait). Only the build, the pushes of
  * sources and the signing go through the server's activity queues.
  */
 import {
@@ -81,6 +81,13 @@ const LOCAL_STEPS = 'local-steps';
 // The quick steps on each side of the build run as one local activity per side (activities/step-groups.ts), so the
 // workflow is woken once per side instead of once per step; runs recorded before replay with the steps apart.
 const STEPS_GROUPED = 'steps-grouped';
+
+// The fair queue's state is in PostgreSQL (lib/db/build-slots-repository.ts): a build told to wait is signalled when a
+// round grants it, and asks again every SLOT_RECHECK, so a grant whose signal was lost (the worker that decided it
+// died before sending it; Temporal unreachable just then) still reaches it. Runs recorded before, whose queue was the
+// scheduler workflow, wait for its signal alone.
+const SLOTS_IN_POSTGRES = 'slots-in-postgres';
+const SLOT_RECHECK = '30 seconds';
 
 
 // A failure the executor or the registry client calls transient (a registry's 5xx or 429, a broken connection to
@@ -232,6 +239,11 @@ export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResu
         const before = await localSteps.beforeBuild(input, slotRequest);
         signsFirst = Promise.resolve(before.signs);
         if (before.granted) slotGranted = true;
+        else if (patched(SLOTS_IN_POSTGRES)) {
+          while (!(await condition(() => slotGranted, SLOT_RECHECK))) {
+            if ((await localBookkeeping.requestBuildSlot(slotRequest)).granted) slotGranted = true;
+          }
+        }
         await condition(() => slotGranted);
       } else if (local) {
         // The request for a slot goes with the checks, so the scheduler's answer travels while they run; a build they

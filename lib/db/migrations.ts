@@ -122,4 +122,29 @@ export const migrations: Migration[] = [
     // so whether a context is stored already is asked of the builds that used it.
     sql: `CREATE INDEX IF NOT EXISTS builds_context_digest ON builds (context_digest, created_at DESC);`,
   },
+  {
+    id: 100,
+    name: 'build-slots',
+    // The fair build queue (lib/db/build-slots-repository.ts): one row per build, for the run that last asked for a
+    // slot; kept once released as the record of when it waited and held its slot. Only the open rows of a task queue
+    // are read on the build's path, hence the partial index. A new table, so a service of the previous version
+    // (whose queue is a workflow) is not affected by it.
+    sql: `
+      CREATE TABLE IF NOT EXISTS build_slots (
+        build_id        uuid PRIMARY KEY REFERENCES builds (id) ON DELETE CASCADE,
+        task_queue      text NOT NULL,
+        run_id          text NOT NULL,
+        workflow_id     text NOT NULL,
+        consumer        text NOT NULL,
+        timeout_seconds integer NOT NULL,
+        accepted_at     timestamptz NOT NULL,
+        requested_at    timestamptz NOT NULL,
+        queue_position  integer,
+        granted_at      timestamptz,
+        lease_until     timestamptz,
+        released_at     timestamptz
+      );
+      CREATE INDEX IF NOT EXISTS build_slots_open ON build_slots (task_queue) WHERE released_at IS NULL;
+    `,
+  },
 ];

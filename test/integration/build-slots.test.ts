@@ -1,15 +1,12 @@
 /**
  * Builds have slots of their own: with every build slot of the worker taken by a long build, the bookkeeping of
  * another build (its checks, its place in the fair queue) still runs at once, on the main task queue, while its
- * build waits for a worker slot; the Build stays `queued` until a build worker takes it. Real Temporal, BuildKit,
+ * build waits for a worker slot; the Build stays `queued` until a build worker takes it. And the fair queue heals
+ * what it cannot be told: a grant whose signal was lost, a slot whose build was terminated. Real Temporal, BuildKit,
  * PostgreSQL and MinIO.
  */
-import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { MockActivityEnvironment } from '@temporalio/testing';
-import { createBuildQueueActivities } from '../../activities/build-queue';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { requestSlotSignal, schedulerStateQuery, schedulerWorkflowIdFor } from '../../workflows/build-queue';
 import { progressQuery, workflowIdForBuild } from '../../workflows/definitions';
 import { buildForm, tarGzOf } from '../support/archives';
 import { startTestStack, waitForBuild, type TestStack } from '../support/stack';
@@ -68,49 +65,51 @@ describe('build slots', () => {
     expect((await waitForBuild(stack.apiUrl, long)).status).toBe('cancelled');
     expect((await waitForBuild(stack.apiUrl, quick)).status).toBe('succeeded');
   });
+});
 
-  it("grants a slot again to a build that asks by signal, as one does whose update's answer was lost", async () => {
-    const id = await submit(stack, '/busybox echo asked-twice && /busybox sleep 6', 'asked-twice');
-    await stack.workflowStarted(id);
-    const handle = stack.client.workflow.getHandle(workflowIdForBuild(id));
-    await until('the build reaching its build step', async () => (await handle.query(progressQuery)).status === 'running', 30_000);
-    const grants = async () => ((await handle.fetchHistory()).events ?? []).filter((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'slotGranted').length;
-    // Granted at once, in the answer to its update: no signal.
-    expect(await grants()).toBe(0);
+describe('the fair queue heals itself', () => {
+  let stack: TestStack;
+  beforeAll(async () => {
+    // One slot in all, and no reconciliation sweep (the stack's worker runs none): what frees a slot here is the queue.
+    stack = await startTestStack('slots-heal', { BUILD_MAX_CONCURRENT: '1', BUILD_MAX_CONCURRENT_PER_CONSUMER: '1' });
+    await stack.startWorker();
+  });
+  afterAll(() => stack?.close());
 
-    const { runId } = await handle.describe();
-    await stack.client.workflow.getHandle(schedulerWorkflowIdFor(stack.taskQueue)).signal(requestSlotSignal, {
-      buildId: id,
-      workflowId: workflowIdForBuild(id),
-      runId,
-      consumer: 'tests',
-      timeoutSeconds: 3600,
-      requestedAt: Date.now(),
-      limits: stack.deps.buildSlots,
-    });
-    await until('the scheduler signalling the grant again', async () => (await grants()) === 1, 10_000);
-    expect((await waitForBuild(stack.apiUrl, id)).status).toBe('succeeded');
+  const waitingInQueue = (id: string) => until(`build ${id} waiting in the queue`, async () => (await stack.builds.get(id))?.queuePosition === 1, 60_000);
+  const grantSignals = async (id: string) =>
+    ((await stack.client.workflow.getHandle(workflowIdForBuild(id)).fetchHistory()).events ?? []).filter((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'slotGranted').length;
+
+  it('gives a waiting build the slot a round granted it when the signal of that grant was lost', async () => {
+    const holder = await submit(stack, '/busybox echo holding && /busybox sleep 120', 'holder');
+    await until('the holder running', async () => (await stack.builds.get(holder))?.status === 'running', 120_000);
+    const waiting = await submit(stack, '/busybox echo was-waiting', 'waiting');
+    await waitingInQueue(waiting);
+    // A round that gave the holder's slot to the waiting build, as a release does, whose worker died before it sent
+    // the grant's signal.
+    await stack.builds.pool.query(`UPDATE build_slots SET released_at = now() WHERE build_id = $1`, [holder]);
+    await stack.builds.pool.query(`UPDATE build_slots SET granted_at = now(), lease_until = now() + interval '1 hour', queue_position = NULL WHERE build_id = $1`, [waiting]);
+    // Its workflow asks again within SLOT_RECHECK (30 s), finds the grant and builds, while the holder still runs.
+    await until('the waiting build running', async () => (await stack.builds.get(waiting))?.status !== 'queued', 60_000);
+    expect((await stack.builds.get(holder))?.status).toBe('running');
+    expect((await waitForBuild(stack.apiUrl, waiting)).status).toBe('succeeded');
+    expect(await grantSignals(waiting)).toBe(0);
+    expect((await stack.api(`/v1/builds/${holder}/cancel`, { method: 'POST' })).status).toBe(202);
+    expect((await waitForBuild(stack.apiUrl, holder)).status).toBe('cancelled');
   });
 
-  it("sends the request by signal when the scheduler's answer does not come in time", async () => {
-    // The real activity against the real scheduler, with no time at all to wait for the answer.
-    const { requestBuildSlot } = createBuildQueueActivities({ ...stack.deps, slotAnswerDeadlineMs: 0 });
-    const buildId = randomUUID();
-    const request = { buildId, workflowId: `build-${buildId}`, runId: randomUUID(), consumer: 'tests', timeoutSeconds: 60, requestedAt: Date.now() };
-    const answer = await new MockActivityEnvironment({ taskQueue: stack.taskQueue }).run(requestBuildSlot, request);
-    expect(answer).toEqual({ granted: false });
-    // The server holds a signal back from the history while a workflow task of the scheduler runs (the update the
-    // activity gave up on may still be in one), so the signal is looked for until it shows.
-    const signalled = async () => {
-      const history = await stack.client.workflow.getHandle(schedulerWorkflowIdFor(stack.taskQueue)).fetchHistory();
-      const requests = (history.events ?? []).filter((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'requestSlot');
-      return requests.some((e) => Buffer.from(e.workflowExecutionSignaledEventAttributes!.input!.payloads![0]!.data!).toString().includes(buildId));
-    };
-    await until('the request arriving by signal', signalled, 10_000);
-    // The scheduler took it: granted (and, its workflow being made up, freed again when the grant's signal fails).
-    await until('the scheduler handling the request', async () => {
-      const state = await stack.client.workflow.getHandle(schedulerWorkflowIdFor(stack.taskQueue)).query(schedulerStateQuery);
-      return ![...state.waiting, ...state.running].some((b) => b.buildId === buildId);
-    }, 10_000);
+  it('frees the slot of a build whose workflow was terminated once the lease runs out', async () => {
+    const holder = await submit(stack, '/busybox echo holding && /busybox sleep 120', 'terminated');
+    await until('the holder running', async () => (await stack.builds.get(holder))?.status === 'running', 120_000);
+    await stack.client.workflow.getHandle(workflowIdForBuild(holder)).terminate('test: a build that never gives its slot back');
+    const next = await submit(stack, '/busybox echo next', 'next');
+    await waitingInQueue(next);
+    // The lease (hours for a real build) runs out now: the next round asks Temporal, finds the holder gone and frees
+    // its slot; the round is the waiting build's own request, so it hears the grant in the answer.
+    await stack.builds.pool.query(`UPDATE build_slots SET lease_until = now() - interval '1 second' WHERE build_id = $1`, [holder]);
+    expect((await waitForBuild(stack.apiUrl, next)).status).toBe('succeeded');
+    expect(await grantSignals(next)).toBe(0);
+    const { rows } = await stack.builds.pool.query(`SELECT released_at IS NOT NULL AS released FROM build_slots WHERE build_id = $1`, [holder]);
+    expect(rows[0].released).toBe(true);
   });
 });

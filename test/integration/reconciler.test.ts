@@ -8,6 +8,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { workflowIdForBuild } from '../../workflows/definitions';
+import { createSlotQueue } from '../../activities/build-queue';
 import { reconcileClosedBuilds, type ReconcileResult } from '../../worker/reconciler';
 import { createActivities } from '../../activities';
 import { buildForm, contextOf } from '../support/archives';
@@ -107,7 +108,14 @@ describe('the reconciliation sweep', () => {
     await stack.builds.markFailed(requeued, { code: 'build_terminated', message: 'ended by an earlier sweep' });
     await stack.builds.requeue(requeued);
 
-    const options = { builds: stack.builds, temporal: stack.client, taskQueue: stack.taskQueue, recordFailed: createActivities(stack.deps).recordFailed };
+    const queue = createSlotQueue(stack.deps);
+    const options = {
+      builds: stack.builds,
+      temporal: stack.client,
+      taskQueue: stack.taskQueue,
+      releaseSlot: (buildId: string, runId: string) => queue.release(stack.taskQueue, [{ buildId, runId }]),
+      recordFailed: createActivities(stack.deps).recordFailed,
+    };
     // Visibility lags the terminations a little: sweep until it sees the terminated run.
     const result = await until<ReconcileResult>('the terminated run in visibility', async () => {
       const swept = await reconcileClosedBuilds(options, since);

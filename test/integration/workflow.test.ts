@@ -29,7 +29,8 @@ const RECORDED = ['image-build-succeeded.json', 'image-build-failed.json', 'imag
  * tags (tag-before-sign), and while each quick step was a local activity of its own (steps-apart); a gated
  * image-archive build from before sources were scanned (it must replay without the scan step), and one after; and
  * the fair queue's scheduler recording the queue's positions every round, also when they had not changed (three
- * builds of two consumers with one slot in all).
+ * builds of two consumers with one slot in all); and a build that waited in the queue in PostgreSQL, asked again
+ * after 30 s and found its slot granted (test/integration/build-slots.test.ts, the grant whose signal was lost).
  */
 const KEPT = [
   'image-build-succeeded-before-patches.json',
@@ -50,6 +51,7 @@ const KEPT = [
   'image-build-source-before-scan.json',
   'image-build-source-scanned.json',
   'build-scheduler-every-round-recorded.json',
+  'image-build-succeeded-waited-asked-again.json',
 ] as const;
 
 /** Saves the run's history for the replay test when asked to (RECORD_HISTORIES=1, see the top of this file). */

@@ -1,0 +1,187 @@
+/**
+ * The fair build queue's state (table build_slots, migration 100): one row per build, for the run that last asked
+ * for a slot, kept once released as the record of when the build waited and when it held its slot.
+ *
+ * Every change is one round: a transaction under the task queue's advisory lock that applies the change (a request,
+ * releases, renewed leases), reads the queue's open rows, grants the slots the fair rule gives (workflows/build-queue.ts)
+ * and records the places in the queue that moved, on the row and on the Build (`queue_position`). So every worker
+ * replica shares one queue, each grant is decided once, and a reader never sees a granted build still holding a
+ * place. A round takes a few milliseconds; the caller tells the builds it granted (activities/build-queue.ts).
+ */
+import type { Pool, PoolClient } from 'pg';
+import { fairOrder, leaseSeconds, type BuildSlotLimits, type RunningBuild, type WaitingBuild } from '../../workflows/build-queue';
+import { DatabaseUnavailableError, isDatabaseUnavailable } from './availability';
+
+/** What a round decided. */
+export interface SlotRound {
+  /** The builds the round granted, in the order granted. */
+  granted: WaitingBuild[];
+  /** Held slots whose lease has run out: the caller asks Temporal whether their builds still run. */
+  expired: RunningBuild[];
+}
+
+export type SlotRun = { buildId: string; runId: string };
+
+interface OpenRow {
+  build_id: string;
+  run_id: string;
+  workflow_id: string;
+  consumer: string;
+  timeout_seconds: number;
+  accepted_ms: string;
+  queue_position: number | null;
+  granted_ms: string | null;
+  lease_ms: string | null;
+}
+
+export class BuildSlotRepository {
+  constructor(private readonly pool: Pool) {}
+
+  /**
+   * Puts a build run in its task queue's queue and answers whether it holds a slot after the round. Asking again
+   * for the same run changes nothing (a repeated local activity, a waiting build checking on its grant); a new run
+   * of the build (a retry) takes the row over, and whatever an earlier run held is given back by that.
+   */
+  async request(taskQueue: string, build: WaitingBuild, limits: BuildSlotLimits): Promise<{ granted: boolean; round: SlotRound }> {
+    const { round, held } = await this.round(taskQueue, limits, async (client, now) => {
+      // No row changes when this run is queued already (it stays as it is).
+      await client.query(
+        `INSERT INTO build_slots AS s (build_id, task_queue, run_id, workflow_id, consumer, timeout_seconds, accepted_at, requested_at)
+         VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7::double precision / 1000), $8)
+         ON CONFLICT (build_id) DO UPDATE SET task_queue = EXCLUDED.task_queue, run_id = EXCLUDED.run_id,
+           workflow_id = EXCLUDED.workflow_id, consumer = EXCLUDED.consumer, timeout_seconds = EXCLUDED.timeout_seconds,
+           accepted_at = EXCLUDED.accepted_at, requested_at = EXCLUDED.requested_at,
+           queue_position = NULL, granted_at = NULL, lease_until = NULL, released_at = NULL
+         WHERE s.run_id <> EXCLUDED.run_id OR s.released_at IS NOT NULL`,
+        [build.buildId, taskQueue, build.runId, build.workflowId, build.consumer, build.timeoutSeconds, build.arrivedAt, now],
+      );
+    });
+    return { round, granted: held.has(runKey(build)) };
+  }
+
+  /** Gives back the slots (or places) of these runs; `released`: how many of them were open. */
+  async release(taskQueue: string, runs: SlotRun[], limits: BuildSlotLimits): Promise<{ released: number; round: SlotRound }> {
+    let released = 0;
+    const { round } = await this.round(taskQueue, limits, async (client, now) => {
+      const { rowCount } = await client.query(
+        `UPDATE build_slots s SET released_at = $3, queue_position = NULL
+         FROM unnest($1::uuid[], $2::text[]) AS r(build_id, run_id)
+         WHERE s.build_id = r.build_id AND s.run_id = r.run_id AND s.released_at IS NULL`,
+        [runs.map((r) => r.buildId), runs.map((r) => r.runId), now],
+      );
+      released = rowCount ?? 0;
+    });
+    return { released, round };
+  }
+
+  /** Extends the leases of held slots whose builds still run. */
+  async renew(taskQueue: string, runs: RunningBuild[], limits: BuildSlotLimits): Promise<SlotRound> {
+    const { round } = await this.round(taskQueue, limits, async (client, now) => {
+      await client.query(
+        `UPDATE build_slots s SET lease_until = $4::timestamptz + make_interval(secs => r.lease)
+         FROM unnest($1::uuid[], $2::text[], $3::int[]) AS r(build_id, run_id, lease)
+         WHERE s.build_id = r.build_id AND s.run_id = r.run_id AND s.released_at IS NULL AND s.granted_at IS NOT NULL`,
+        [runs.map((r) => r.buildId), runs.map((r) => r.runId), runs.map((r) => leaseSeconds(r.timeoutSeconds)), now],
+      );
+    });
+    return round;
+  }
+
+  /**
+   * One round: the change, then the grants and the places, all in one transaction under the task queue's lock.
+   * `held`: the runs holding a slot after it.
+   */
+  private async round(
+    taskQueue: string,
+    limits: BuildSlotLimits,
+    change: (client: PoolClient, now: Date) => Promise<void>,
+  ): Promise<{ round: SlotRound; held: Set<string> }> {
+    const client = await this.connect();
+    const ignoreLostConnection = () => undefined;
+    client.on('error', ignoreLostConnection);
+    try {
+      await client.query('BEGIN');
+      // The lock is the transaction's: a worker that dies mid-round leaves nothing held.
+      const locked = await client.query<{ now: Date }>(`SELECT pg_advisory_xact_lock(${QUEUE_LOCK_CLASS}, hashtext($1)), clock_timestamp() AS now`, [taskQueue]);
+      const now = locked.rows[0]!.now;
+      await change(client, now);
+      const { rows } = await client.query<OpenRow>(
+        `SELECT build_id, run_id, workflow_id, consumer, timeout_seconds, queue_position,
+                (extract(epoch FROM accepted_at) * 1000)::bigint AS accepted_ms,
+                (extract(epoch FROM granted_at) * 1000)::bigint AS granted_ms,
+                (extract(epoch FROM lease_until) * 1000)::bigint AS lease_ms
+         FROM build_slots WHERE task_queue = $1 AND released_at IS NULL`,
+        [taskQueue],
+      );
+      const waiting: WaitingBuild[] = [];
+      const running: RunningBuild[] = [];
+      const placed = new Map<string, number | null>();
+      for (const row of rows) {
+        const build: WaitingBuild = {
+          buildId: row.build_id,
+          workflowId: row.workflow_id,
+          runId: row.run_id,
+          consumer: row.consumer,
+          timeoutSeconds: row.timeout_seconds,
+          arrivedAt: Number(row.accepted_ms),
+        };
+        if (row.granted_ms === null) {
+          waiting.push(build);
+          placed.set(row.build_id, row.queue_position);
+        } else running.push({ ...build, grantedAt: Number(row.granted_ms), leaseUntil: Number(row.lease_ms) });
+      }
+      const granted = fairOrder({ waiting, running }, limits);
+      const grantedIds = new Set(granted.map((g) => g.buildId));
+      const left = waiting.filter((w) => !grantedIds.has(w.buildId));
+      const order = fairOrder({ waiting: left, running: [...running, ...granted.map((g) => ({ ...g, grantedAt: 0, leaseUntil: 0 }))] });
+      // Places that moved, and granted builds that had one (a build granted at once never had a place).
+      const moved = order.map((w, i) => ({ buildId: w.buildId, position: i + 1 })).filter((p) => placed.get(p.buildId) !== p.position);
+      const unplaced = granted.filter((g) => placed.get(g.buildId) !== null).map((g) => g.buildId);
+      if (granted.length > 0 || moved.length > 0) {
+        await client.query(
+          `WITH grants AS (
+             UPDATE build_slots s SET granted_at = $1::timestamptz, queue_position = NULL, lease_until = $1::timestamptz + make_interval(secs => g.lease)
+             FROM unnest($2::uuid[], $3::int[]) AS g(build_id, lease) WHERE s.build_id = g.build_id
+           ), places AS (
+             UPDATE build_slots s SET queue_position = p.position
+             FROM unnest($4::uuid[], $5::int[]) AS p(build_id, position) WHERE s.build_id = p.build_id
+           )
+           UPDATE builds b SET queue_position = w.position
+           FROM unnest($6::uuid[], $7::int[]) AS w(id, position)
+           WHERE b.id = w.id AND b.queue_position IS DISTINCT FROM w.position AND (w.position IS NULL OR b.status = 'queued')`,
+          [
+            now,
+            granted.map((g) => g.buildId),
+            granted.map((g) => leaseSeconds(g.timeoutSeconds)),
+            moved.map((p) => p.buildId),
+            moved.map((p) => p.position),
+            [...moved.map((p) => p.buildId), ...unplaced],
+            [...moved.map((p) => p.position), ...unplaced.map(() => null)],
+          ],
+        );
+      }
+      await client.query('COMMIT');
+      const expired = running.filter((r) => r.leaseUntil <= now.getTime());
+      return { round: { granted, expired }, held: new Set([...running, ...granted].map(runKey)) };
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw isDatabaseUnavailable(err) ? new DatabaseUnavailableError(err) : err;
+    } finally {
+      client.removeListener('error', ignoreLostConnection);
+      client.release();
+    }
+  }
+
+  private async connect(): Promise<PoolClient> {
+    try {
+      return await this.pool.connect();
+    } catch (err) {
+      throw isDatabaseUnavailable(err) ? new DatabaseUnavailableError(err) : err;
+    }
+  }
+}
+
+/** The first key of the queues' advisory locks (the second is the task queue's hash): apart from the migrations' lock. */
+const QUEUE_LOCK_CLASS = 7_204_114;
+
+const runKey = (run: SlotRun) => `${run.buildId}/${run.runId}`;

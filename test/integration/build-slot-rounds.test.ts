@@ -1,0 +1,127 @@
+/**
+ * The fair queue's rounds (lib/db/build-slots-repository.ts) against the real PostgreSQL of the local stack: grants
+ * within the limits, places in the queue on the row and on the Build, the next build by the fair rule on release,
+ * repeated and retried requests, expired and renewed leases, and concurrent rounds never granting beyond the limits.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Pool } from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { testConfig } from '../support/stack';
+import type { WaitingBuild } from '../../workflows/build-queue';
+import { BuildSlotRepository } from '../../lib/db/build-slots-repository';
+import { BuildRepository } from '../../lib/db/builds-repository';
+import { createPool, migrate } from '../../lib/db/pool';
+
+const LIMITS = { maxConcurrent: 2, maxPerConsumer: 2 };
+const ONE = { maxConcurrent: 1, maxPerConsumer: 1 };
+
+describe('the build queue in PostgreSQL', () => {
+  let pool: Pool;
+  let slots: BuildSlotRepository;
+  let builds: BuildRepository;
+  beforeAll(async () => {
+    pool = createPool(testConfig().postgres);
+    await migrate(pool);
+    slots = new BuildSlotRepository(pool);
+    builds = new BuildRepository(pool);
+  });
+  // The Builds made here never run: they go, and their slots' rows with them.
+  const made: string[] = [];
+  afterAll(async () => {
+    await pool?.query('DELETE FROM builds WHERE id = ANY($1::uuid[])', [made]);
+    await pool?.end();
+  });
+
+  const queueName = () => `test-slots-${randomUUID().slice(0, 8)}`;
+  let arrivals = Date.now();
+  /** A Build (the slot's row refers to it) and its request, arriving after the previous one. */
+  async function build(consumer: string): Promise<WaitingBuild> {
+    const id = randomUUID();
+    made.push(id);
+    await builds.create({ id, consumer, image: 'registry.test/slots:t', spec: { image: 'registry.test/slots:t', dockerfile: 'Dockerfile', buildArgs: {}, labels: {}, platforms: [] }, contextKey: 'k', contextDigest: 'sha256:0' });
+    return { buildId: id, workflowId: `build-${id}`, runId: randomUUID(), consumer, timeoutSeconds: 60, arrivedAt: ++arrivals };
+  }
+  const placeOf = async (b: WaitingBuild) => (await builds.get(b.buildId))!.queuePosition;
+
+  it('grants within the limits, places the others, and gives a freed slot to the consumer with the fewest running', async () => {
+    const q = queueName();
+    const [a1, a2, a3, b1, c1] = [await build('a'), await build('a'), await build('a'), await build('b'), await build('c')];
+    expect((await slots.request(q, a1, LIMITS)).granted).toBe(true);
+    // Granted at once into free room: no place was ever recorded.
+    expect(await slots.request(q, a2, LIMITS)).toEqual({ granted: true, round: { granted: [a2], expired: [] } });
+    expect(await placeOf(a2)).toBeNull();
+    // The global limit is reached: the others wait. b and c run fewer than a, so they go ahead of a3.
+    expect((await slots.request(q, a3, LIMITS)).granted).toBe(false);
+    expect(await placeOf(a3)).toBe(1);
+    expect((await slots.request(q, b1, LIMITS)).granted).toBe(false);
+    expect((await slots.request(q, c1, LIMITS)).granted).toBe(false);
+    expect([await placeOf(b1), await placeOf(c1), await placeOf(a3)]).toEqual([1, 2, 3]);
+
+    // a1 ends: the slot goes to b1 (none running, the earliest such), not to a3 that came before it.
+    const released = await slots.release(q, [{ buildId: a1.buildId, runId: a1.runId }], LIMITS);
+    expect(released).toEqual({ released: 1, round: { granted: [b1], expired: [] } });
+    expect([await placeOf(b1), await placeOf(c1), await placeOf(a3)]).toEqual([null, 1, 2]);
+    // Asking again is answered from the queue, unchanged.
+    expect(await slots.request(q, b1, LIMITS)).toEqual({ granted: true, round: { granted: [], expired: [] } });
+    expect(await slots.request(q, c1, LIMITS)).toEqual({ granted: false, round: { granted: [], expired: [] } });
+    // A release of a run not held changes nothing.
+    expect(await slots.release(q, [{ buildId: a1.buildId, runId: a1.runId }], LIMITS)).toEqual({ released: 0, round: { granted: [], expired: [] } });
+
+    // The row keeps the record: when the build asked, got its slot and gave it back.
+    const { rows } = await pool.query('SELECT requested_at, granted_at, released_at FROM build_slots WHERE build_id = $1', [a1.buildId]);
+    expect(rows[0].requested_at <= rows[0].granted_at && rows[0].granted_at <= rows[0].released_at).toBe(true);
+  });
+
+  it('lets a new run of a build (a retry) take its row over, giving back what the earlier run held', async () => {
+    const q = queueName();
+    const first = await build('a');
+    const other = await build('a');
+    expect((await slots.request(q, first, ONE)).granted).toBe(true);
+    expect((await slots.request(q, other, ONE)).granted).toBe(false);
+    // The retry asks as a new run: the earlier run's slot is gone, so the other build of a is granted first.
+    const retry = { ...first, runId: randomUUID(), arrivedAt: ++arrivals };
+    const asked = await slots.request(q, retry, ONE);
+    expect(asked).toEqual({ granted: false, round: { granted: [other], expired: [] } });
+    // The earlier run's release changes nothing now.
+    expect((await slots.release(q, [{ buildId: first.buildId, runId: first.runId }], ONE)).released).toBe(0);
+    expect((await slots.release(q, [{ buildId: other.buildId, runId: other.runId }], ONE)).round.granted).toEqual([retry]);
+  });
+
+  it('reports held slots whose lease ran out, and renews them', async () => {
+    const q = queueName();
+    const held = await build('a');
+    await slots.request(q, held, ONE);
+    await pool.query(`UPDATE build_slots SET lease_until = now() - interval '1 second' WHERE build_id = $1`, [held.buildId]);
+    const waiting = await build('a');
+    const { round } = await slots.request(q, waiting, ONE);
+    expect(round.expired.map((e) => e.buildId)).toEqual([held.buildId]);
+    expect((await slots.renew(q, round.expired, ONE)).expired).toEqual([]);
+    const { rows } = await pool.query(`SELECT lease_until > now() + interval '10 minutes' AS renewed FROM build_slots WHERE build_id = $1`, [held.buildId]);
+    expect(rows[0].renewed).toBe(true);
+  });
+
+  it('never grants beyond the limits when many rounds run at once', async () => {
+    const q = queueName();
+    const many = await Promise.all(Array.from({ length: 24 }, (_, i) => build(`c${i % 4}`)));
+    const limits = { maxConcurrent: 5, maxPerConsumer: 2 };
+    const answers = await Promise.all(many.map((b) => slots.request(q, b, limits)));
+    expect(answers.filter((a) => a.granted)).toHaveLength(5);
+    // Release them all at once, also concurrently: every grant is decided once, and the limits hold at every round.
+    const { rows } = await pool.query(`SELECT count(*)::int AS n FROM build_slots WHERE task_queue = $1 AND granted_at IS NOT NULL`, [q]);
+    expect(rows[0].n).toBe(5);
+    const granted = new Set<string>();
+    let open = many.filter((_, i) => answers[i]!.granted);
+    while (open.length > 0) {
+      const rounds = await Promise.all(open.map((b) => slots.release(q, [{ buildId: b.buildId, runId: b.runId }], limits)));
+      open = rounds.flatMap((r) => r.round.granted);
+      for (const g of open) {
+        expect(granted.has(g.buildId)).toBe(false);
+        granted.add(g.buildId);
+      }
+      const held = await pool.query(`SELECT consumer, count(*)::int AS n FROM build_slots WHERE task_queue = $1 AND granted_at IS NOT NULL AND released_at IS NULL GROUP BY consumer`, [q]);
+      expect(held.rows.reduce((sum, r) => sum + r.n, 0)).toBeLessThanOrEqual(5);
+      for (const r of held.rows) expect(r.n).toBeLessThanOrEqual(2);
+    }
+    expect(granted.size).toBe(19);
+  });
+});
