@@ -2,13 +2,14 @@
  * A burst of small builds queued at once from several consumers (`npm run bench:queue-burst`): BUILDS builds (default
  * 100) from CONSUMERS consumers (default 4), sent together to an API and a worker running as their own processes
  * with a global limit and a per-consumer limit on concurrent builds. Checks that every build finishes (none lost)
- * and that no more than the limits ever held a build slot at once, by querying the fair queue's scheduler workflow
- * every 200 ms; prints builds per minute and the API's and the worker's peak resident memory (sampled from /proc at
- * the same pace). The builds' own started/finished times overlap a little more than the slots do: a build records
- * `succeeded` just after it hands its slot back, so that figure is printed beside, not checked.
+ * and that no more than the limits ever held a build slot at once, from the queue's own record (each slot's grant and
+ * release in build_slots, to the microsecond); prints builds per minute and the API's and the worker's peak resident
+ * memory (sampled from /proc every 200 ms). The builds' own started/finished times overlap a little more than the
+ * slots do: a build records `succeeded` just after it hands its slot back, so that figure is printed beside, not
+ * checked.
  */
-import { Client, Connection } from '@temporalio/client';
-import { schedulerStateQuery, schedulerWorkflowIdFor } from '../workflows/build-queue';
+import { loadConfig } from '../lib/config';
+import { createPool } from '../lib/db/pool';
 import { buildForm, contextOf } from '../test/support/archives';
 import { ensureBaseImage } from '../test/support/registry';
 import { apiFetch, waitForBuild } from '../test/support/stack';
@@ -41,25 +42,11 @@ function maxOverlap(intervals: readonly Interval[]): number {
 async function main(): Promise<void> {
   const base = await ensureBaseImage();
   const pair = await startServicePair('queue-burst', { BUILD_MAX_CONCURRENT: String(MAX_CONCURRENT), BUILD_MAX_CONCURRENT_PER_CONSUMER: String(MAX_PER_CONSUMER) });
-  const connection = await Connection.connect({ address: process.env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233' });
-  const scheduler = new Client({ connection, namespace: process.env.TEMPORAL_NAMESPACE ?? 'default' }).workflow.getHandle(schedulerWorkflowIdFor(pair.taskQueue));
-  const peak = { api: 0, worker: 0, slots: 0, perConsumer: new Map<string, number>() };
-  // One query at a time: the last one is awaited before the connection closes (a query still retrying on a closed
-  // connection fails from a timer, outside any await).
-  let inflight: Promise<unknown> | undefined;
+  const pool = createPool(loadConfig().postgres);
+  const peak = { api: 0, worker: 0 };
   const sampler = setInterval(() => {
     peak.api = Math.max(peak.api, rssMiBOf(pair.api.pid!));
     peak.worker = Math.max(peak.worker, rssMiBOf(pair.worker.pid!));
-    if (inflight) return;
-    inflight = scheduler.query(schedulerStateQuery).then(
-      ({ running }) => {
-        peak.slots = Math.max(peak.slots, running.length);
-        const held = new Map<string, number>();
-        for (const r of running) held.set(r.consumer, (held.get(r.consumer) ?? 0) + 1);
-        for (const [consumer, n] of held) peak.perConsumer.set(consumer, Math.max(peak.perConsumer.get(consumer) ?? 0, n));
-      },
-      () => undefined, // the scheduler starts with the first build
-    ).finally(() => (inflight = undefined));
   }, 200);
   try {
     const run = Date.now();
@@ -83,20 +70,28 @@ async function main(): Promise<void> {
     const intervals = builds
       .filter(({ build }) => build.startedAt && build.finishedAt)
       .map(({ consumer, build }) => ({ consumer, start: Date.parse(String(build.startedAt)), end: Date.parse(String(build.finishedAt)) }));
-    const perConsumer = consumers.map((c) => peak.perConsumer.get(c) ?? 0);
+    // Each build's slot, from the round that granted it to the one that took it back.
+    const { rows } = await pool.query<{ consumer: string; granted: string; released: string }>(
+      `SELECT consumer, (extract(epoch FROM granted_at) * 1000000)::bigint AS granted, (extract(epoch FROM released_at) * 1000000)::bigint AS released
+       FROM build_slots WHERE build_id = ANY($1::uuid[]) AND granted_at IS NOT NULL AND released_at IS NOT NULL`,
+      [submitted.map((s) => s.id)],
+    );
+    if (rows.length !== BUILDS) throw new Error(`${rows.length} of ${BUILDS} builds have a slot granted and given back`);
+    const slots = rows.map((r) => ({ consumer: r.consumer, start: Number(r.granted), end: Number(r.released) }));
+    const mostSlots = maxOverlap(slots);
+    const perConsumer = consumers.map((c) => maxOverlap(slots.filter((slot) => slot.consumer === c)));
     const minutes = (lastFinished - submittedAt) / 60_000;
     console.log(`${BUILDS} builds from ${CONSUMERS} consumers, limits ${MAX_CONCURRENT} at once and ${MAX_PER_CONSUMER} per consumer`);
     console.log(`accepted in ${(acceptedMs / 1000).toFixed(1)} s; all finished ${(minutes * 60).toFixed(0)} s after the first request`);
     console.log(`final states: ${[...statuses].map(([s, n]) => `${s} ${n}`).join(', ')}; lost ${BUILDS - builds.length}`);
-    console.log(`most slots held at once: ${peak.slots} (limit ${MAX_CONCURRENT}); per consumer: ${perConsumer.join(' ')} (limit ${MAX_PER_CONSUMER}); most builds between started and finished at once: ${maxOverlap(intervals)}`);
-    if (peak.slots > MAX_CONCURRENT || perConsumer.some((n) => n > MAX_PER_CONSUMER)) throw new Error('a limit was exceeded');
+    console.log(`most slots held at once: ${mostSlots} (limit ${MAX_CONCURRENT}); per consumer: ${perConsumer.join(' ')} (limit ${MAX_PER_CONSUMER}); most builds between started and finished at once: ${maxOverlap(intervals)}`);
+    if (mostSlots > MAX_CONCURRENT || perConsumer.some((n) => n > MAX_PER_CONSUMER)) throw new Error('a limit was exceeded');
     if (builds.length !== BUILDS || statuses.get('succeeded') !== BUILDS) throw new Error('not every build succeeded');
     console.log(`builds_per_minute=${(BUILDS / minutes).toFixed(1)} api_peak_rss_mib=${peak.api.toFixed(0)} worker_peak_rss_mib=${peak.worker.toFixed(0)}`);
   } finally {
     clearInterval(sampler);
     stopServiceProcesses();
-    await inflight;
-    await connection.close();
+    await pool.end();
   }
 }
 

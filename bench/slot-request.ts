@@ -1,14 +1,16 @@
 /**
- * The fair queue's slot request, the largest part of what a build waits for before its build step
- * (`tsx bench/slot-request.ts`): against the compiled worker running the scheduler workflow, ROUNDS times each, in
- * turns, the update-with-start the activity sends (it starts the scheduler when none runs) and a plain update of the
- * running scheduler (the variant tried on 2026-12-04, docs/benchmarks.md). Each granted slot is given back at once.
- * Prints the median time of each and their ratio.
+ * The fair queue's slot request, as the asking activity sees it (`tsx bench/slot-request.ts`), ROUNDS times each, in
+ * turns: a round of the queue in PostgreSQL (activities/build-queue.ts, as the worker runs it) and the update-with-start
+ * that earlier versions sent the scheduler workflow, answered by the compiled worker running it. Each granted slot is
+ * given back at once, the same way. Prints the median time of each and their ratio.
  */
 import { randomUUID } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
-import { schedulerStartOperation } from '../activities/build-queue';
+import { createSlotQueue, schedulerStartOperation } from '../activities/build-queue';
 import { loadConfig } from '../lib/config';
+import { BuildSlotRepository } from '../lib/db/build-slots-repository';
+import { BuildRepository } from '../lib/db/builds-repository';
+import { createPool, migrate } from '../lib/db/pool';
 import { releaseSlotSignal, requestSlotUpdate, schedulerWorkflowIdFor, type SlotRequest } from '../workflows/build-queue';
 import { startCompiledWorker, stopServiceProcesses } from './service-processes';
 import { median } from './stats';
@@ -21,27 +23,40 @@ async function main(): Promise<void> {
   await startCompiledWorker('.', taskQueue);
   const connection = await Connection.connect({ address: config.temporal.address });
   const client = new Client({ connection, namespace: config.temporal.namespace });
+  const pool = createPool(config.postgres);
+  await migrate(pool);
+  const builds = new BuildRepository(pool);
+  const limits = { maxConcurrent: 1000, maxPerConsumer: 1000 };
+  const queue = createSlotQueue({ slots: new BuildSlotRepository(pool), temporal: client, buildSlots: limits });
   const workflowId = schedulerWorkflowIdFor(taskQueue);
-  const request = (): SlotRequest => ({
-    buildId: randomUUID(), workflowId: `bench-${randomUUID()}`, runId: randomUUID(), consumer: 'bench',
-    timeoutSeconds: 600, requestedAt: Date.now(), limits: { maxConcurrent: 1000, maxPerConsumer: 1000 },
-  });
-  const ways = {
-    update: (slot: SlotRequest) => client.workflow.getHandle(workflowId).executeUpdate(requestSlotUpdate, { args: [slot] }),
-    updateWithStart: (slot: SlotRequest) =>
-      client.workflow.executeUpdateWithStart(requestSlotUpdate, { args: [slot], startWorkflowOperation: schedulerStartOperation(taskQueue) }),
+  // A slot's row refers to its Build, as a real build's does.
+  const made: string[] = [];
+  const request = async (): Promise<SlotRequest> => {
+    const buildId = randomUUID();
+    made.push(buildId);
+    await builds.create({ id: buildId, consumer: 'bench', image: 'bench.test/slot:t', spec: { image: 'bench.test/slot:t', dockerfile: 'Dockerfile', buildArgs: {}, labels: {}, platforms: [] }, contextKey: 'bench', contextDigest: 'sha256:0' });
+    return { buildId, workflowId: `bench-${randomUUID()}`, runId: randomUUID(), consumer: 'bench', timeoutSeconds: 600, requestedAt: Date.now(), limits };
   };
-  const took: Record<keyof typeof ways, number[]> = { update: [], updateWithStart: [] };
+  const ways = {
+    postgres: {
+      ask: (slot: SlotRequest) => queue.request(taskQueue, slot),
+      release: (slot: SlotRequest) => queue.release(taskQueue, [{ buildId: slot.buildId, runId: slot.runId }]),
+    },
+    scheduler: {
+      ask: (slot: SlotRequest) => client.workflow.executeUpdateWithStart(requestSlotUpdate, { args: [slot], startWorkflowOperation: schedulerStartOperation(taskQueue) }),
+      release: (slot: SlotRequest) => client.workflow.getHandle(workflowId).signal(releaseSlotSignal, { buildId: slot.buildId, runId: slot.runId }),
+    },
+  };
+  const took: Record<keyof typeof ways, number[]> = { postgres: [], scheduler: [] };
   try {
     for (let round = -5; round < ROUNDS; round++) {
-      for (const way of (round % 2 ? ['update', 'updateWithStart'] : ['updateWithStart', 'update']) as (keyof typeof ways)[]) {
-        const slot = request();
+      for (const way of (round % 2 ? ['postgres', 'scheduler'] : ['scheduler', 'postgres']) as (keyof typeof ways)[]) {
+        const slot = await request();
         const started = performance.now();
-        // The first request of all starts the scheduler: the warm-up rounds send it with start.
-        const { granted } = await (round < 0 ? ways.updateWithStart : ways[way])(slot);
+        const { granted } = await ways[way].ask(slot);
         const ms = performance.now() - started;
-        if (!granted) throw new Error('the scheduler did not grant the slot');
-        await client.workflow.getHandle(workflowId).signal(releaseSlotSignal, { buildId: slot.buildId, runId: slot.runId });
+        if (!granted) throw new Error(`the ${way} queue did not grant the slot`);
+        await ways[way].release(slot);
         if (round >= 0) took[way].push(ms);
       }
     }
@@ -49,10 +64,13 @@ async function main(): Promise<void> {
     await client.workflow.getHandle(workflowId).terminate('benchmark over').catch(() => undefined);
     stopServiceProcesses();
     await connection.close();
+    // The Builds made here never ran: they go, and their slots' rows with them.
+    await pool.query('DELETE FROM builds WHERE id = ANY($1::uuid[])', [made]);
+    await pool.end();
   }
-  const [update, withStart] = [median(took.update), median(took.updateWithStart)];
-  console.log(`update-with-start: median ${withStart.toFixed(1)} ms; update: median ${update.toFixed(1)} ms (${ROUNDS} each, in turns)`);
-  console.log(`ratio=${(update / withStart).toFixed(3)} saved_ms=${(withStart - update).toFixed(1)}`);
+  const [postgres, scheduler] = [median(took.postgres), median(took.scheduler)];
+  console.log(`scheduler workflow (update-with-start): median ${scheduler.toFixed(1)} ms; PostgreSQL round: median ${postgres.toFixed(1)} ms (${ROUNDS} each, in turns)`);
+  console.log(`ratio=${(postgres / scheduler).toFixed(3)} saved_ms=${(scheduler - postgres).toFixed(1)}`);
 }
 
 main().then(() => process.exit(0), (err: unknown) => {
