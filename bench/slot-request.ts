@@ -2,7 +2,9 @@
  * The fair queue's slot request, as the asking activity sees it (`tsx bench/slot-request.ts`), ROUNDS times each, in
  * turns: a round of the queue in PostgreSQL (activities/build-queue.ts, as the worker runs it) and the update-with-start
  * that earlier versions sent the scheduler workflow, answered by the compiled worker running it. Each granted slot is
- * given back at once, the same way. Prints the median time of each and their ratio.
+ * given back at once, the same way. Prints the median time of each and their ratio. Then, with WAITING builds
+ * (default 500) waiting behind one slot, the median of RELEASES rounds that free the slot: each grants the next build
+ * and moves every waiting build up one place, the most a round writes.
  */
 import { randomUUID } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
@@ -16,6 +18,8 @@ import { startCompiledWorker, stopServiceProcesses } from './service-processes';
 import { median } from './stats';
 
 const ROUNDS = Number(process.env.ROUNDS ?? 100);
+const WAITING = Number(process.env.WAITING ?? 500);
+const RELEASES = Number(process.env.RELEASES ?? 20);
 
 async function main(): Promise<void> {
   const config = loadConfig();
@@ -27,7 +31,8 @@ async function main(): Promise<void> {
   await migrate(pool);
   const builds = new BuildRepository(pool);
   const limits = { maxConcurrent: 1000, maxPerConsumer: 1000 };
-  const queue = createSlotQueue({ slots: new BuildSlotRepository(pool), temporal: client, buildSlots: limits });
+  const slots = new BuildSlotRepository(pool);
+  const queue = createSlotQueue({ slots, temporal: client, buildSlots: limits });
   const workflowId = schedulerWorkflowIdFor(taskQueue);
   // A slot's row refers to its Build, as a real build's does.
   const made: string[] = [];
@@ -48,6 +53,7 @@ async function main(): Promise<void> {
     },
   };
   const took: Record<keyof typeof ways, number[]> = { postgres: [], scheduler: [] };
+  const releases: number[] = [];
   try {
     for (let round = -5; round < ROUNDS; round++) {
       for (const way of (round % 2 ? ['postgres', 'scheduler'] : ['scheduler', 'postgres']) as (keyof typeof ways)[]) {
@@ -60,6 +66,23 @@ async function main(): Promise<void> {
         if (round >= 0) took[way].push(ms);
       }
     }
+    // A long queue behind one slot (a queue of its own, so the rounds above are not in it).
+    const longQueue = `${taskQueue}-long`;
+    const one = createSlotQueue({ slots, temporal: client, buildSlots: { maxConcurrent: 1, maxPerConsumer: 1 } });
+    const queued: SlotRequest[] = [];
+    for (let i = 0; i <= WAITING; i++) {
+      const slot = await request();
+      queued.push(slot);
+      await one.request(longQueue, slot);
+    }
+    for (let i = 0; i < RELEASES; i++) {
+      const holder = queued[i]!;
+      const started = performance.now();
+      // The round alone: its grant goes to a made-up workflow, so it is not signalled here.
+      const round = await slots.release(longQueue, [{ buildId: holder.buildId, runId: holder.runId }], { maxConcurrent: 1, maxPerConsumer: 1 });
+      releases.push(performance.now() - started);
+      if (round.round.granted[0]?.buildId !== queued[i + 1]!.buildId) throw new Error('the release did not grant the next build');
+    }
   } finally {
     await client.workflow.getHandle(workflowId).terminate('benchmark over').catch(() => undefined);
     stopServiceProcesses();
@@ -71,6 +94,7 @@ async function main(): Promise<void> {
   const [postgres, scheduler] = [median(took.postgres), median(took.scheduler)];
   console.log(`scheduler workflow (update-with-start): median ${scheduler.toFixed(1)} ms; PostgreSQL round: median ${postgres.toFixed(1)} ms (${ROUNDS} each, in turns)`);
   console.log(`ratio=${(postgres / scheduler).toFixed(3)} saved_ms=${(scheduler - postgres).toFixed(1)}`);
+  console.log(`with ${WAITING} builds waiting behind one slot: a release round takes a median ${median(releases).toFixed(1)} ms (${RELEASES} rounds)`);
 }
 
 main().then(() => process.exit(0), (err: unknown) => {
