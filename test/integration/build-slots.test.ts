@@ -2,11 +2,14 @@
  * Builds have slots of their own: with every build slot of the worker taken by a long build, the bookkeeping of
  * another build (its checks, its place in the fair queue) still runs at once, on the main task queue, while its
  * build waits for a worker slot; the Build stays `queued` until a build worker takes it. And the fair queue heals
- * what it cannot be told: a grant whose signal was lost, a slot whose build was terminated. Real Temporal, BuildKit,
- * PostgreSQL and MinIO.
+ * what it cannot be told: a grant whose signal was lost, a slot whose build was terminated; a slot the scheduler
+ * workflow of an earlier version holds goes back to it. Real Temporal, BuildKit, PostgreSQL and MinIO.
  */
+import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createSlotQueue, schedulerStartOperation } from '../../activities/build-queue';
+import { requestSlotUpdate, schedulerStateQuery, schedulerWorkflowIdFor } from '../../workflows/build-queue';
 import { progressQuery, workflowIdForBuild } from '../../workflows/definitions';
 import { buildForm, tarGzOf } from '../support/archives';
 import { startTestStack, waitForBuild, type TestStack } from '../support/stack';
@@ -64,6 +67,38 @@ describe('build slots', () => {
     expect((await stack.api(`/v1/builds/${long}/cancel`, { method: 'POST' })).status).toBe(202);
     expect((await waitForBuild(stack.apiUrl, long)).status).toBe('cancelled');
     expect((await waitForBuild(stack.apiUrl, quick)).status).toBe('succeeded');
+  });
+});
+
+describe('an upgrade from the scheduler workflow', () => {
+  let stack: TestStack;
+  beforeAll(async () => {
+    stack = await startTestStack('slots-upgrade');
+    await stack.startWorker();
+  });
+  afterAll(async () => {
+    await stack?.client.workflow.getHandle(schedulerWorkflowIdFor(stack.taskQueue)).terminate('test over').catch(() => undefined);
+    await stack?.close();
+  });
+
+  it("gives a slot the scheduler of an earlier version granted back to that scheduler, and the queue's own slots to the queue", async () => {
+    const scheduler = stack.client.workflow.getHandle(schedulerWorkflowIdFor(stack.taskQueue));
+    // A build that asked before the upgrade, as earlier versions asked: the scheduler holds its slot.
+    const before = { buildId: randomUUID(), workflowId: `made-up-${randomUUID()}`, runId: randomUUID(), consumer: 'before-upgrade', timeoutSeconds: 60, requestedAt: Date.now(), limits: stack.deps.buildSlots };
+    const answer = await stack.client.workflow.executeUpdateWithStart(requestSlotUpdate, { args: [before], startWorkflowOperation: schedulerStartOperation(stack.taskQueue) });
+    expect(answer).toEqual({ granted: true });
+    // Its release, from a worker of this version: the queue in PostgreSQL does not know the run, so the scheduler is told.
+    const queue = createSlotQueue(stack.deps);
+    await queue.release(stack.taskQueue, [{ buildId: before.buildId, runId: before.runId }]);
+    await until('the scheduler freeing the slot', async () => !(await scheduler.query(schedulerStateQuery)).running.some((r) => r.buildId === before.buildId), 10_000);
+
+    // A build of this version holds its slot in PostgreSQL, and its release does not reach the scheduler.
+    const after = await submit(stack, '/busybox echo after-upgrade', 'after-upgrade');
+    expect((await waitForBuild(stack.apiUrl, after)).status).toBe('succeeded');
+    const { rows } = await stack.builds.pool.query('SELECT granted_at IS NOT NULL AS granted, released_at IS NOT NULL AS released FROM build_slots WHERE build_id = $1', [after]);
+    expect(rows).toEqual([{ granted: true, released: true }]);
+    const releasesSent = ((await scheduler.fetchHistory()).events ?? []).filter((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'releaseSlot');
+    expect(releasesSent).toHaveLength(1);
   });
 });
 
