@@ -99,8 +99,11 @@ export class BuildSlotRepository {
     const client = await this.connect();
     const ignoreLostConnection = () => undefined;
     client.on('error', ignoreLostConnection);
+    let broken: unknown;
     try {
-      await client.query('BEGIN');
+      // A round waits at most ROUND_TIMEOUT for the lock, and a session that stalls inside a round (a worker frozen
+      // mid-transaction) is ended by PostgreSQL after as long, which frees the lock: the queue never waits on it.
+      await client.query(`BEGIN; SET LOCAL lock_timeout = '${ROUND_TIMEOUT}'; SET LOCAL idle_in_transaction_session_timeout = '${ROUND_TIMEOUT}'`);
       // The lock is the transaction's: a worker that dies mid-round leaves nothing held.
       const locked = await client.query<{ now: Date }>(`SELECT pg_advisory_xact_lock(${QUEUE_LOCK_CLASS}, hashtext($1)), clock_timestamp() AS now`, [taskQueue]);
       const now = locked.rows[0]!.now;
@@ -164,11 +167,12 @@ export class BuildSlotRepository {
       const expired = running.filter((r) => r.leaseUntil <= now.getTime());
       return { round: { granted, expired }, held: new Set([...running, ...granted].map(runKey)) };
     } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
+      // A connection that cannot even roll back is dropped, not handed to the next caller.
+      await client.query('ROLLBACK').catch((rollbackFailed: unknown) => (broken = rollbackFailed));
       throw isDatabaseUnavailable(err) ? new DatabaseUnavailableError(err) : err;
     } finally {
       client.removeListener('error', ignoreLostConnection);
-      client.release();
+      client.release(broken instanceof Error ? broken : undefined);
     }
   }
 
@@ -181,7 +185,12 @@ export class BuildSlotRepository {
   }
 }
 
-/** The first key of the queues' advisory locks (the second is the task queue's hash): apart from the migrations' lock. */
-const QUEUE_LOCK_CLASS = 7_204_114;
+/** How long a round may wait for its queue's lock, or sit idle inside its transaction (the activity then retries). */
+const ROUND_TIMEOUT = '10s';
+/**
+ * The first key of the queues' advisory locks, the second being `hashtext(<task queue>)`: apart from the migrations'
+ * lock. (In pg_locks: locktype advisory, classid 7204114.)
+ */
+export const QUEUE_LOCK_CLASS = 7_204_114;
 
 const runKey = (run: SlotRun) => `${run.buildId}/${run.runId}`;

@@ -1,14 +1,15 @@
 /**
  * The fair queue's rounds (lib/db/build-slots-repository.ts) against the real PostgreSQL of the local stack: grants
  * within the limits, places in the queue on the row and on the Build, the next build by the fair rule on release,
- * repeated and retried requests, expired and renewed leases, and concurrent rounds never granting beyond the limits.
+ * repeated and retried requests, expired and renewed leases, a round bounded when its queue's lock is held, and
+ * concurrent rounds never granting beyond the limits.
  */
 import { randomUUID } from 'node:crypto';
 import type { Pool } from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testConfig } from '../support/stack';
 import type { WaitingBuild } from '../../workflows/build-queue';
-import { BuildSlotRepository } from '../../lib/db/build-slots-repository';
+import { BuildSlotRepository, QUEUE_LOCK_CLASS } from '../../lib/db/build-slots-repository';
 import { BuildRepository } from '../../lib/db/builds-repository';
 import { createPool, migrate } from '../../lib/db/pool';
 
@@ -98,6 +99,26 @@ describe('the build queue in PostgreSQL', () => {
     expect((await slots.renew(q, round.expired, ONE)).expired).toEqual([]);
     const { rows } = await pool.query(`SELECT lease_until > now() + interval '10 minutes' AS renewed FROM build_slots WHERE build_id = $1`, [held.buildId]);
     expect(rows[0].renewed).toBe(true);
+  });
+
+  it("waits at most 10 s for a queue whose lock another session holds, and the queue works once it is free", async () => {
+    const q = queueName();
+    const b = await build('a');
+    // Another session in the middle of a round of this queue, stalled.
+    const holder = await pool.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [QUEUE_LOCK_CLASS, q]);
+      const started = Date.now();
+      await expect(slots.request(q, b, ONE)).rejects.toThrow(/lock timeout/);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(9_500);
+    } finally {
+      await holder.query('ROLLBACK');
+      holder.release();
+    }
+    // Nothing of the refused round was kept; asked again (as the activity's retry does), the build is granted.
+    expect((await pool.query('SELECT 1 FROM build_slots WHERE build_id = $1', [b.buildId])).rowCount).toBe(0);
+    expect((await slots.request(q, b, ONE)).granted).toBe(true);
   });
 
   it('never grants beyond the limits when many rounds run at once', async () => {
