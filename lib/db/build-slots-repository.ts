@@ -39,8 +39,9 @@ export class BuildSlotRepository {
 
   /**
    * Puts a build run in its task queue's queue and answers whether it holds a slot after the round. Asking again
-   * for the same run changes nothing (a repeated local activity, a waiting build checking on its grant); a new run
-   * of the build (a retry) takes the row over, and whatever an earlier run held is given back by that.
+   * for the same run changes nothing (a repeated local activity, a waiting build checking on its grant), also once
+   * the run gave its slot back: a request still under way when its build was cancelled must not queue it again. A
+   * new run of the build (a retry) takes the row over, and whatever an earlier run held is given back by that.
    */
   async request(taskQueue: string, build: WaitingBuild, limits: BuildSlotLimits): Promise<{ granted: boolean; round: SlotRound }> {
     const { round, held } = await this.round(taskQueue, limits, async (client, now) => {
@@ -52,7 +53,7 @@ export class BuildSlotRepository {
            workflow_id = EXCLUDED.workflow_id, consumer = EXCLUDED.consumer, timeout_seconds = EXCLUDED.timeout_seconds,
            accepted_at = EXCLUDED.accepted_at, requested_at = EXCLUDED.requested_at,
            queue_position = NULL, granted_at = NULL, lease_until = NULL, released_at = NULL
-         WHERE s.run_id <> EXCLUDED.run_id OR s.released_at IS NOT NULL`,
+         WHERE s.run_id <> EXCLUDED.run_id`,
         [build.buildId, taskQueue, build.runId, build.workflowId, build.consumer, build.timeoutSeconds, build.arrivedAt, now],
       );
     });

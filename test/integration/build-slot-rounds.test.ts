@@ -65,8 +65,10 @@ describe('the build queue in PostgreSQL', () => {
     // Asking again is answered from the queue, unchanged.
     expect(await slots.request(q, b1, LIMITS)).toEqual({ granted: true, round: { granted: [], expired: [] } });
     expect(await slots.request(q, c1, LIMITS)).toEqual({ granted: false, round: { granted: [], expired: [] } });
-    // A release of a run not held changes nothing.
+    // A release of a run not held changes nothing, and a late request of a run that gave its slot back (one under
+    // way when its build was cancelled) does not queue it again.
     expect(await slots.release(q, [{ buildId: a1.buildId, runId: a1.runId }], LIMITS)).toEqual({ released: 0, round: { granted: [], expired: [] } });
+    expect(await slots.request(q, a1, LIMITS)).toEqual({ granted: false, round: { granted: [], expired: [] } });
 
     // The row keeps the record: when the build asked, got its slot and gave it back.
     const { rows } = await pool.query('SELECT requested_at, granted_at, released_at FROM build_slots WHERE build_id = $1', [a1.buildId]);
