@@ -10,7 +10,7 @@
  * the slot's lease would free it only hours later). Idempotent: the record only moves while it is open and a
  * release of a slot not held changes nothing, so two workers sweeping is harmless.
  */
-import { type Client, type WorkflowExecutionInfo } from '@temporalio/client';
+import type { Client, WorkflowExecutionInfo } from '@temporalio/client';
 import type { BuildRepository } from '../lib/db/builds-repository';
 import { TERMINAL_STATUSES, workflowIdForBuild, type BuildErrorInfo } from '../workflows/definitions';
 import { every } from './periodic';

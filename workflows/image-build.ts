@@ -16,9 +16,9 @@
  * Workflow tasks are what the service adds to a build (bench/overhead.ts): everything quick (the checks before the
  * build, the records, the tag step, the slot's release) runs as local activities, grouped into one per side of the
  * build (activities/step-groups.ts) so the workflow is woken once per side, and the request for a slot answers
- * whether it is granted at once (one round of the queue in PostgreSQL), so a build without signing takes one workflow
- * task before its build activity and one when that ends (one more, the grant's signal, when it had to wait). Only the build, the pushes of
- * sources and the signing go through the server's activity queues.
+ * whether it is granted at once (one round of the queue in PostgreSQL), so a build without signing takes one
+ * workflow task before its build activity and one when that ends (one more, the grant's signal, when it had to
+ * wait). Only the build, the pushes of sources and the signing go through the server's activity queues.
  */
 import {
   ActivityFailure,
@@ -88,7 +88,6 @@ const STEPS_GROUPED = 'steps-grouped';
 // scheduler workflow, wait for its signal alone.
 const SLOTS_IN_POSTGRES = 'slots-in-postgres';
 const SLOT_RECHECK = '30 seconds';
-
 
 // A failure the executor or the registry client calls transient (a registry's 5xx or 429, a broken connection to
 // BuildKit) is retried for about two minutes (2 + 4 + 8 + 16 + 30 × 3 s between eight attempts), so a registry that
