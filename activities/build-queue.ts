@@ -7,6 +7,7 @@ import { Context } from '@temporalio/activity';
 import { WithStartWorkflowOperation, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { BuildSlotRepository, SlotRound, SlotRun } from '../lib/db/build-slots-repository';
 import type { BuildRepository } from '../lib/db/builds-repository';
+import type { Telemetry } from '../lib/telemetry';
 import { releaseSlotSignal, schedulerWorkflowIdFor, slotGrantedSignal, type BuildSlotLimits, type RunningBuild, type SchedulerState, type SlotRequest } from '../workflows/build-queue';
 
 export interface BuildQueueDeps {
@@ -15,6 +16,8 @@ export interface BuildQueueDeps {
   /** A Temporal client of the worker's namespace: the grants' signals and describe. */
   temporal: Client;
   buildSlots: BuildSlotLimits;
+  /** The worker's logger and metrics: a grant's signal or a lease's check that failed is logged and counted. */
+  telemetry?: Telemetry;
 }
 
 /**
@@ -34,7 +37,7 @@ export function schedulerStartOperation(taskQueue: string): WithStartWorkflowOpe
 export type SlotQueue = ReturnType<typeof createSlotQueue>;
 
 /** The queue of one worker's task queue, for the activities and the reconciler (worker/reconciler.ts). */
-export function createSlotQueue(deps: Pick<BuildQueueDeps, 'slots' | 'temporal' | 'buildSlots'>) {
+export function createSlotQueue(deps: Pick<BuildQueueDeps, 'slots' | 'temporal' | 'buildSlots' | 'telemetry'>) {
   const isRunning = async (run: { workflowId: string; runId: string }) => {
     try {
       const description = await deps.temporal.workflow.getHandle(run.workflowId, run.runId).describe();
@@ -45,11 +48,17 @@ export function createSlotQueue(deps: Pick<BuildQueueDeps, 'slots' | 'temporal' 
     }
   };
 
+  /** An error the queue carries on after: one log line with the build, and ibs_suppressed_errors_total. */
+  const carryOn = (operation: string, err: unknown, buildId: string, message: string) => {
+    deps.telemetry?.metrics.suppressedErrors.inc({ operation });
+    deps.telemetry?.logger.warn({ err, buildId, operation }, message);
+  };
+
   /**
    * Tells the builds a round granted (all but `asking`, which hears it in its answer), and settles the slots whose
    * lease ran out: renewed while their build runs, freed otherwise, as is the slot of a granted build whose workflow
    * is gone. Freeing grants again, so this goes on until a round frees nothing. A signal that fails otherwise (Temporal
-   * unreachable) is not retried here: the waiting build asks again on its own (SLOT_RECHECK in the workflow).
+   * unreachable) is logged and not retried here: the waiting build asks again on its own (SLOT_RECHECK in the workflow).
    * Answers whether one of these rounds granted `asking` (a slot it got by freeing an expired one).
    */
   const settle = async (taskQueue: string, first: SlotRound, asking?: SlotRun): Promise<boolean> => {
@@ -62,12 +71,16 @@ export function createSlotQueue(deps: Pick<BuildQueueDeps, 'slots' | 'temporal' 
         told.map((g) =>
           deps.temporal.workflow.getHandle(g.workflowId, g.runId).signal(slotGrantedSignal).catch((err: unknown) => {
             if (err instanceof WorkflowNotFoundError) gone.push(g);
+            else carryOn('slot_grant_signal', err, g.buildId, 'telling a build that it was granted its slot failed; the build finds the grant when it asks again (within 30 s)');
           }),
         ),
       );
       const alive: RunningBuild[] = [];
       for (const held of round.expired) {
-        const running = await isRunning(held).catch(() => undefined);
+        const running = await isRunning(held).catch((err: unknown) => {
+          carryOn('slot_lease_check', err, held.buildId, 'asking Temporal whether the holder of a slot whose lease ran out still runs failed; the next round of the queue asks again');
+          return undefined;
+        });
         if (running === true) alive.push(held);
         else if (running === false) gone.push(held);
       }

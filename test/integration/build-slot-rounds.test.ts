@@ -1,10 +1,13 @@
 /**
  * The fair queue's rounds (lib/db/build-slots-repository.ts) against the real PostgreSQL of the local stack: grants
  * within the limits, places in the queue on the row and on the Build, the next build by the fair rule on release,
- * repeated and retried requests, expired and renewed leases, a round bounded when its queue's lock is held, and
- * concurrent rounds never granting beyond the limits.
+ * repeated and retried requests, expired and renewed leases, a round bounded when its queue's lock is held,
+ * concurrent rounds never granting beyond the limits, and a grant whose signal cannot be sent (Temporal unreachable)
+ * logged and kept for its build to find.
  */
 import { randomUUID } from 'node:crypto';
+import { Writable } from 'node:stream';
+import { Client, Connection } from '@temporalio/client';
 import type { Pool } from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testConfig } from '../support/stack';
@@ -12,6 +15,8 @@ import type { WaitingBuild } from '../../workflows/build-queue';
 import { BuildSlotRepository, QUEUE_LOCK_CLASS } from '../../lib/db/build-slots-repository';
 import { BuildRepository } from '../../lib/db/builds-repository';
 import { createPool, migrate } from '../../lib/db/pool';
+import { createTelemetry } from '../../lib/telemetry';
+import { createSlotQueue } from '../../activities/build-queue';
 
 const LIMITS = { maxConcurrent: 2, maxPerConsumer: 2 };
 const ONE = { maxConcurrent: 1, maxPerConsumer: 1 };
@@ -146,5 +151,36 @@ describe('the build queue in PostgreSQL', () => {
       for (const r of held.rows) expect(r.n).toBeLessThanOrEqual(2);
     }
     expect(granted.size).toBe(19);
+  });
+
+  it("logs a grant it could not tell its build while Temporal is unreachable, and the build finds it when it asks again", async () => {
+    const lines: Record<string, unknown>[] = [];
+    const destination = new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        for (const text of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(text) as Record<string, unknown>);
+        callback();
+      },
+    });
+    const telemetry = createTelemetry(testConfig(), 'worker', { destination, processMetrics: false });
+    // A worker whose Temporal does not answer: the queue's rounds still work, the grants' signals cannot go.
+    const connection = Connection.lazy({ address: '127.0.0.1:1', interceptors: [], connectTimeout: 1_000 });
+    const queue = createSlotQueue({ slots, temporal: new Client({ connection, namespace: 'default' }), buildSlots: ONE, telemetry });
+    try {
+      const q = queueName();
+      const [holder, waiting] = [await build('a'), await build('b')];
+      const ask = (b: WaitingBuild) => queue.request(q, { ...b, requestedAt: b.arrivedAt });
+      expect(await ask(holder)).toEqual({ granted: true });
+      expect(await ask(waiting)).toEqual({ granted: false });
+      await queue.release(q, [{ buildId: holder.buildId, runId: holder.runId }]);
+
+      const warned = lines.filter((l) => l.operation === 'slot_grant_signal');
+      expect(warned).toHaveLength(1);
+      expect(warned[0]).toMatchObject({ level: 'warn', buildId: waiting.buildId, msg: expect.stringContaining('asks again') });
+      expect(await telemetry.metrics.registry.getSingleMetricAsString('ibs_suppressed_errors_total')).toContain('operation="slot_grant_signal"} 1');
+      // The grant stays the build's (its workflow is not gone, only out of reach), and its next request finds it.
+      expect(await ask(waiting)).toEqual({ granted: true });
+    } finally {
+      await connection.close().catch(() => undefined);
+    }
   });
 });
