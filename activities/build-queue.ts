@@ -4,11 +4,11 @@
  * signalled. The last two serve the queue of earlier versions, a scheduler workflow, while one still runs.
  */
 import { Context } from '@temporalio/activity';
-import { WithStartWorkflowOperation, WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { BuildSlotRepository, SlotRound, SlotRun } from '../lib/db/build-slots-repository';
 import type { BuildRepository } from '../lib/db/builds-repository';
 import type { Telemetry } from '../lib/telemetry';
-import { releaseSlotSignal, schedulerWorkflowIdFor, slotGrantedSignal, type BuildSlotLimits, type RunningBuild, type SchedulerState, type SlotRequest } from '../workflows/build-queue';
+import { releaseSlotSignal, schedulerWorkflowIdFor, slotGrantedSignal, type BuildSlotLimits, type RunningBuild, type SlotRequest } from '../workflows/build-queue';
 
 export interface BuildQueueDeps {
   builds: BuildRepository;
@@ -19,22 +19,6 @@ export interface BuildQueueDeps {
   /** The worker's logger and metrics: a grant's signal or a lease's check that failed is logged and counted. */
   telemetry?: Telemetry;
 }
-
-/**
- * The start of a task queue's scheduler of earlier versions, as their slot request sent it (update-with-start); kept
- * for bench/slot-request.ts, which measures that request beside the queue in PostgreSQL.
- */
-export function schedulerStartOperation(taskQueue: string): WithStartWorkflowOperation<(carried?: SchedulerState) => Promise<void>> {
-  // The workflow's signature, written out: importing it from workflows/ would make a cycle back to activities/
-  return new WithStartWorkflowOperation<(carried?: SchedulerState) => Promise<void>>('buildScheduler', {
-    workflowId: schedulerWorkflowIdFor(taskQueue),
-    taskQueue,
-    args: [],
-    workflowIdConflictPolicy: 'USE_EXISTING',
-  });
-}
-
-export type SlotQueue = ReturnType<typeof createSlotQueue>;
 
 /** The queue of one worker's task queue, for the activities and the reconciler (worker/reconciler.ts). */
 export function createSlotQueue(deps: Pick<BuildQueueDeps, 'slots' | 'temporal' | 'buildSlots' | 'telemetry'>) {

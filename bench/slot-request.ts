@@ -8,11 +8,12 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
-import { createSlotQueue, schedulerStartOperation } from '../activities/build-queue';
+import { createSlotQueue } from '../activities/build-queue';
 import { loadConfig } from '../lib/config';
 import { BuildSlotRepository } from '../lib/db/build-slots-repository';
 import { BuildRepository } from '../lib/db/builds-repository';
 import { createPool, migrate } from '../lib/db/pool';
+import { schedulerStartOperation } from '../test/support/earlier-scheduler';
 import { releaseSlotSignal, requestSlotUpdate, schedulerWorkflowIdFor, type SlotRequest } from '../workflows/build-queue';
 import { startCompiledWorker, stopServiceProcesses } from './service-processes';
 import { median } from './stats';

@@ -82,12 +82,13 @@ async function main(): Promise<void> {
       }
     },
   });
+  const slotQueue = createSlotQueue(deps);
   // Ends the Builds whose workflow an operator terminated (or that closed otherwise without recording an outcome).
   const reconciler = startReconciler({
     builds: deps.builds,
     temporal: deps.temporal,
     taskQueue: config.temporal.taskQueue,
-    releaseSlot: (buildId, runId) => createSlotQueue(deps).release(config.temporal.taskQueue, [{ buildId, runId }]),
+    releaseSlot: (buildId, runId) => slotQueue.release(config.temporal.taskQueue, [{ buildId, runId }]),
     recordFailed: createActivities(deps).recordFailed,
     intervalMs: config.build.reconcileIntervalSeconds * 1000,
     lookbackMs: RECONCILE_LOOKBACK_MS,

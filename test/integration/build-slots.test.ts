@@ -8,10 +8,11 @@
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSlotQueue, schedulerStartOperation } from '../../activities/build-queue';
+import { createSlotQueue } from '../../activities/build-queue';
 import { requestSlotUpdate, schedulerStateQuery, schedulerWorkflowIdFor } from '../../workflows/build-queue';
 import { progressQuery, workflowIdForBuild } from '../../workflows/definitions';
 import { buildForm, tarGzOf } from '../support/archives';
+import { schedulerStartOperation } from '../support/earlier-scheduler';
 import { startTestStack, waitForBuild, type TestStack } from '../support/stack';
 
 const REGISTRY = process.env.REGISTRY_ADDRESS ?? '127.0.0.1:5000';
