@@ -21,11 +21,14 @@ const INJECTIONS = Number(process.env.FAULT_INJECTIONS ?? 3);
 const PG_OUTAGE_MS = Number(process.env.FAULT_PG_OUTAGE_SECONDS ?? 30) * 1000;
 const STORAGE_OUTAGE_MS = Number(process.env.FAULT_STORAGE_OUTAGE_SECONDS ?? 20) * 1000;
 const REGISTRY_WINDOW_MS = Number(process.env.FAULT_REGISTRY_WINDOW_SECONDS ?? 60) * 1000;
-// The PostgreSQL kind alone waits its outage at every injection.
 const KIND_TIMEOUT = 300_000 + INJECTIONS * 75_000;
+/** A kind that waits out an outage at every injection gets that long more per injection (FAULT_*_SECONDS may be raised). */
+const withOutages = (outageMs: number) => KIND_TIMEOUT + INJECTIONS * outageMs;
 /** How long after a builder pod's step began its deletion lands, at most (it exists only while it builds and scans). */
 const POD_STEP_SPAN_MS: Record<Step, number> = { running: 8_000, scanning: 3_000, pushing: 0, signing: 0 };
 const run = promisify(execFile);
+/** Builds sent at once to the queued service (one slot) at each injection of its PostgreSQL kind. */
+const QUEUED_BATCH = 3;
 
 const rows: FaultRow[] = [];
 const RUN_STARTED = new Date().toISOString();
@@ -84,7 +87,7 @@ class Builds {
 
   async check(row: FaultRow, options?: Parameters<FaultStack['check']>[3]): Promise<void> {
     for (const [service, submissions] of this.byService) await stack.check(row, service, submissions, options);
-    const afterBuild = [...this.byService].filter(([service]) => service !== stack.service).reduce((n, [, submissions]) => n + submissions.length, 0);
+    const afterBuild = [...this.byService].filter(([service]) => service.name === 'plain').reduce((n, [, submissions]) => n + submissions.length, 0);
     if (afterBuild > 0) row.notes.push(`afterBuild builds ${afterBuild}, their tag puts held ${this.tagPutsHeld()}`);
     // Each of them was hit while its group ran, not after (which would leave that path untested).
     expect(row.at.afterBuild ?? 0).toBe(afterBuild);
@@ -235,7 +238,46 @@ describe('fault injection', () => {
       await builds.check(row);
     });
     expectClean(row);
-  }, KIND_TIMEOUT);
+  }, withOutages(PG_OUTAGE_MS));
+
+  it(`PostgreSQL down for ${PG_OUTAGE_MS / 1000} s while builds wait for a slot: the queue's limit holds and every build gets the slot`, async () => {
+    const row = await kind(`PostgreSQL down ${PG_OUTAGE_MS / 1000} s, builds queued`, async (row) => {
+      const queued = await stack.queuedService();
+      const builds = new Builds();
+      const waitingAtOutage: number[] = [];
+      for (let i = 0; i < INJECTIONS; i++) {
+        const batch: Submission[] = [];
+        for (let n = 0; n < QUEUED_BATCH; n++) {
+          const submission = await queued.submit('queue', 5);
+          builds.add(queued, submission);
+          batch.push(submission);
+        }
+        // The outage lands at a random point of the slot holder's build step, while the others wait in the queue: the
+        // holder's release and the waiting builds' requests and rechecks meet it.
+        const { holder, waiting } = await untilOneHoldsOthersWait(queued, batch.map((s) => s.id!));
+        await sleep(randomBetween(0, 2_500));
+        const at = await queued.step(holder);
+        await stack.postgres.crash();
+        row.injections++;
+        row.at[at] = (row.at[at] ?? 0) + 1;
+        waitingAtOutage.push(waiting);
+        await sleep(PG_OUTAGE_MS);
+        await stack.postgres.start();
+        for (const submission of batch) await queued.waitFinal(submission.id!);
+      }
+      row.notes.push(`builds waiting for the slot at each outage: ${waitingAtOutage.join(' ')}`);
+      await builds.check(row);
+      // The queue's own record: every build was granted and gave its slot back, and with one slot no two grants overlap.
+      const { rows: slots } = await stack.pool.query<{ build_id: string; granted_at: Date | null; released_at: Date | null }>(
+        'SELECT build_id, granted_at, released_at FROM build_slots WHERE task_queue = $1 ORDER BY granted_at', [queued.taskQueue]);
+      expect(slots).toHaveLength(builds.count(queued));
+      expect(slots.filter((s) => s.granted_at === null || s.released_at === null)).toEqual([]);
+      const overlaps = slots.slice(1).filter((s, k) => s.granted_at! < slots[k]!.released_at!);
+      for (const s of overlaps) row.notes.push(`${s.build_id}: granted at ${s.granted_at!.toISOString()}, before the slot it took was given back`);
+      expect(overlaps).toEqual([]);
+    });
+    expectClean(row);
+  }, withOutages(PG_OUTAGE_MS));
 
   it(`the registry answering 5xx and 429 on 30 % of requests for ${REGISTRY_WINDOW_MS / 1000} s`, async () => {
     const row = await kind('registry 5xx/429 (30 %)', async (row) => {
@@ -286,7 +328,7 @@ describe('fault injection', () => {
       await builds.check(row, { checkLogs: true });
     });
     expectClean(row);
-  }, KIND_TIMEOUT);
+  }, withOutages(STORAGE_OUTAGE_MS));
 
   it('BuildKit daemon restarted mid-build', async () => {
     const row = await kind('BuildKit restart', async (row) => {
@@ -406,6 +448,26 @@ function slowBody(bytes: Buffer, ms: number): ReadableStream<Uint8Array> {
       i++;
     },
   });
+}
+
+/**
+ * Waits until every one of `ids` asked for the queued service's slot, one holds it and is in its build step, and others
+ * wait in the queue (read from the queue's rows in build_slots); answers the holder and how many wait.
+ */
+async function untilOneHoldsOthersWait(service: Service, ids: string[]): Promise<{ holder: string; waiting: number }> {
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    const { rows } = await stack.pool.query<{ build_id: string; granted: boolean; status: string }>(
+      `SELECT s.build_id, s.granted_at IS NOT NULL AS granted, b.status FROM build_slots s JOIN builds b ON b.id = s.build_id
+       WHERE s.task_queue = $1 AND s.build_id = ANY($2::uuid[]) AND s.released_at IS NULL`,
+      [service.taskQueue, ids],
+    );
+    const holder = rows.find((r) => r.granted && r.status === 'running');
+    const waiting = rows.filter((r) => !r.granted).length;
+    if (holder && waiting > 0 && rows.length === ids.length) return { holder: holder.build_id, waiting };
+    if (Date.now() > deadline) throw new Error(`no build of ${ids.join(', ')} held the slot while the others waited for it: ${JSON.stringify(rows)}`);
+    await sleep(50);
+  }
 }
 
 /** Follows a build's log until the stream ends; returns the status of its `end` event, if one came. */

@@ -230,10 +230,15 @@ export class Service {
     const step = steps[(injection + this.firstStep.get(row.kind)!) % steps.length]!;
     await this.untilStep(id, step);
     await sleep(randomBetween(0, (only?.spanMs ?? STEP_SPAN_MS)[step]));
-    const status = await this.recordedStatus(id);
-    const at = STEPS[status as Step] ?? status;
+    const at = await this.step(id);
     row.at[at] = (row.at[at] ?? 0) + 1;
     return at;
+  }
+
+  /** The step the build is in now (build, scan, push, sign), or its status outside them (queued, a final state). */
+  async step(id: string): Promise<string> {
+    const status = await this.recordedStatus(id);
+    return STEPS[status as Step] ?? status;
   }
 
   /**
@@ -297,6 +302,7 @@ export class FaultStack {
   temporalClient!: Client;
   private readonly services: Service[] = [];
   private plain?: Promise<Service>;
+  private queued?: Promise<Service>;
   /** Leftovers already counted as orphans by an earlier kind. */
   private readonly counted = new Set<string>();
   readonly workflowBundle = join(this.dir, 'workflow-bundle.js');
@@ -385,6 +391,20 @@ export class FaultStack {
       storage: this.minioStorage(),
     });
     return this.plain;
+  }
+
+  /**
+   * A service like the plain one whose fair queue grants one slot at a time (BUILD_MAX_CONCURRENT=1), on a task queue
+   * of its own: several builds sent at once wait in its queue in PostgreSQL.
+   */
+  async queuedService(): Promise<Service> {
+    this.queued ??= this.addService('queued', {
+      targetRegistry: this.proxy.address,
+      baseImage: BASE_IMAGE,
+      storage: this.minioStorage(),
+      extraEnv: { BUILD_MAX_CONCURRENT: '1' },
+    });
+    return this.queued;
   }
 
   async addService(name: string, options: ServiceOptions): Promise<Service> {
