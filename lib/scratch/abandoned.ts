@@ -21,7 +21,8 @@ export async function abandonedEntries(dir: string, prefix: string): Promise<str
   });
 }
 
-function processAlive(pid: number): boolean {
+/** Whether a process with that pid runs (EPERM: it does, as another user's). */
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

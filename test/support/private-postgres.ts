@@ -29,7 +29,7 @@ export class PrivatePostgres {
   private constructor(
     readonly port: number,
     readonly user: string,
-    private readonly dataDir: string,
+    readonly dataDir: string,
   ) {}
 
   static async create(user = 'ibs'): Promise<PrivatePostgres> {

@@ -37,6 +37,7 @@ import {
 } from './components';
 import { FaultProxy } from './fault-proxy';
 import { writeWorkflowBundle } from '../../../worker/build-workflow-bundle';
+import { claimStack, STACK_PREFIX, sweepAbandonedStacks } from './abandoned-stacks';
 
 const run = promisify(execFile);
 const NOTATION = join(IBS_BIN, 'notation');
@@ -290,7 +291,7 @@ export class Service {
 }
 
 export class FaultStack {
-  readonly dir = mkdtempSync(join(tmpdir(), 'ibs-faults-'));
+  readonly dir = mkdtempSync(join(tmpdir(), STACK_PREFIX));
   postgres!: PrivatePostgres;
   temporal!: TemporalInstance;
   minio!: MinioInstance;
@@ -312,10 +313,15 @@ export class FaultStack {
   private readonly cgroupsAtStart = new Set(scannerCgroups());
 
   async start(): Promise<void> {
+    // A run stopped by a signal never reached its afterAll: its stack is stopped and removed here.
+    const swept = await sweepAbandonedStacks();
+    if (swept.length > 0) console.warn(`removed the private stacks of fault runs that did not end: ${swept.join(', ')}`);
+    claimStack(this.dir);
     await ensureBaseImage();
     this.scannerImage = await ensureTrivyScannerImage();
     await run(NOTATION, ['cert', 'generate-test', '--default', SIGNING_KEY], { env: { ...process.env, XDG_CONFIG_HOME: this.notationDefaults } });
     this.postgres = await PrivatePostgres.create();
+    claimStack(this.dir, [this.postgres.dataDir]);
     this.temporal = await temporalServer(this.dir);
     this.minio = await minioServer(this.dir);
     this.registry = await registryServer(this.dir);
