@@ -15,7 +15,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apiFetch } from '../support/stack';
 import { sleep } from './support/components';
 import { gateStagingKeys } from '../../lib/executors/kubernetes/scan-gate';
-import { AFTER_BUILD_KIND, FaultStack, FINAL, newRow, randomBetween, type FaultRow, type Service, type Step, type Submission } from './support/harness';
+import { slotGrantedSignal } from '../../workflows/build-queue';
+import { AFTER_BUILD_KIND, FaultStack, FINAL, newRow, randomBetween, STEPS, TAG_HOLD_MS, type FaultRow, type Service, type Step, type Submission } from './support/harness';
 
 const INJECTIONS = Number(process.env.FAULT_INJECTIONS ?? 3);
 const PG_OUTAGE_MS = Number(process.env.FAULT_PG_OUTAGE_SECONDS ?? 30) * 1000;
@@ -27,8 +28,15 @@ const withOutages = (outageMs: number) => KIND_TIMEOUT + INJECTIONS * outageMs;
 /** How long after a builder pod's step began its deletion lands, at most (it exists only while it builds and scans). */
 const POD_STEP_SPAN_MS: Record<Step, number> = { running: 8_000, scanning: 3_000, pushing: 0, signing: 0 };
 const run = promisify(execFile);
-/** Builds sent at once to the queued service (one slot) at each injection of its PostgreSQL kind. */
+/** Builds sent at once to the queued service (one slot) at each injection of its kinds. */
 const QUEUED_BATCH = 3;
+/** A waiting build asks for its slot again this often (SLOT_RECHECK, workflows/image-build.ts): a lost grant signal costs up to that. */
+const SLOT_RECHECK_MS = 30_000;
+/**
+ * Longer than the Temporal client retries a call while the server is unreachable (@temporalio/client's gRPC retry:
+ * ten attempts, 100 ms growing 1.7-fold to at most 5 s, about 20 s in all): a signal sent meanwhile is given up.
+ */
+const SIGNAL_RETRIES_MS = 25_000;
 
 const rows: FaultRow[] = [];
 const RUN_STARTED = new Date().toISOString();
@@ -83,6 +91,10 @@ class Builds {
 
   count(service: Service): number {
     return this.byService.get(service)?.length ?? 0;
+  }
+
+  ids(service: Service): string[] {
+    return (this.byService.get(service) ?? []).flatMap((s) => (s.id ? [s.id] : []));
   }
 
   async check(row: FaultRow, options?: Parameters<FaultStack['check']>[3]): Promise<void> {
@@ -241,43 +253,38 @@ describe('fault injection', () => {
   }, withOutages(PG_OUTAGE_MS));
 
   it(`PostgreSQL down for ${PG_OUTAGE_MS / 1000} s while builds wait for a slot: the queue's limit holds and every build gets the slot`, async () => {
-    const row = await kind(`PostgreSQL down ${PG_OUTAGE_MS / 1000} s, builds queued`, async (row) => {
-      const queued = await stack.queuedService();
-      const builds = new Builds();
-      const waitingAtOutage: number[] = [];
-      for (let i = 0; i < INJECTIONS; i++) {
-        const batch: Submission[] = [];
-        for (let n = 0; n < QUEUED_BATCH; n++) {
-          const submission = await queued.submit('queue', 5);
-          builds.add(queued, submission);
-          batch.push(submission);
-        }
-        // The outage lands at a random point of the slot holder's build step, while the others wait in the queue: the
-        // holder's release and the waiting builds' requests and rechecks meet it.
-        const { holder, waiting } = await untilOneHoldsOthersWait(queued, batch.map((s) => s.id!));
-        await sleep(randomBetween(0, 2_500));
-        const at = await queued.step(holder);
+    const row = await kind(`PostgreSQL down ${PG_OUTAGE_MS / 1000} s, builds queued`, (row) =>
+      queuedKind(row, () => 'build step', async () => {
         await stack.postgres.crash();
-        row.injections++;
-        row.at[at] = (row.at[at] ?? 0) + 1;
-        waitingAtOutage.push(waiting);
         await sleep(PG_OUTAGE_MS);
         await stack.postgres.start();
-        for (const submission of batch) await queued.waitFinal(submission.id!);
-      }
-      row.notes.push(`builds waiting for the slot at each outage: ${waitingAtOutage.join(' ')}`);
-      await builds.check(row);
-      // The queue's own record: every build was granted and gave its slot back, and with one slot no two grants overlap.
-      const { rows: slots } = await stack.pool.query<{ build_id: string; granted_at: Date | null; released_at: Date | null }>(
-        'SELECT build_id, granted_at, released_at FROM build_slots WHERE task_queue = $1 ORDER BY granted_at', [queued.taskQueue]);
-      expect(slots).toHaveLength(builds.count(queued));
-      expect(slots.filter((s) => s.granted_at === null || s.released_at === null)).toEqual([]);
-      const overlaps = slots.slice(1).filter((s, k) => s.granted_at! < slots[k]!.released_at!);
-      for (const s of overlaps) row.notes.push(`${s.build_id}: granted at ${s.granted_at!.toISOString()}, before the slot it took was given back`);
-      expect(overlaps).toEqual([]);
-    });
+      }));
     expectClean(row);
   }, withOutages(PG_OUTAGE_MS));
+
+  it('worker SIGKILL while builds wait for a slot: the slot is given back and granted once, and the grant reaches its build', async () => {
+    const row = await kind('worker SIGKILL, builds queued', (row) =>
+      queuedKind(row, (i) => (['build step', 'before release', 'release'] as const)[i % 3]!, async () => {
+        const { worker } = await stack.queuedService();
+        await worker.kill();
+        await worker.start();
+      }));
+    expectClean(row);
+  }, withOutages(SLOT_RECHECK_MS));
+
+  it('Temporal server down while a slot is given back: the grant it could not signal still reaches its build', async () => {
+    const row = await kind('Temporal restart, builds queued', (row) =>
+      queuedKind(row, (i) => (i % 2 === 0 ? 'before release' : 'build step'), async (i, holder, point) => {
+        await stack.temporal.component.stop(i % 4 < 2 ? 'SIGKILL' : 'SIGTERM');
+        if (point === 'before release') {
+          // Down from before the holder's release until the worker's client has given up the grant's signal.
+          await untilReleased(holder);
+          await sleep(SIGNAL_RETRIES_MS);
+        }
+        await stack.temporal.component.start();
+      }));
+    expectClean(row);
+  }, withOutages(SIGNAL_RETRIES_MS + SLOT_RECHECK_MS));
 
   it(`the registry answering 5xx and 429 on 30 % of requests for ${REGISTRY_WINDOW_MS / 1000} s`, async () => {
     const row = await kind('registry 5xx/429 (30 %)', async (row) => {
@@ -451,6 +458,70 @@ function slowBody(bytes: Buffer, ms: number): ReadableStream<Uint8Array> {
 }
 
 /**
+ * Where a queued kind's fault lands, in the slot holder's way: at a random point of its build step, while the others
+ * wait; at a random point of its afterBuild group before it gives the slot back (its tag put held by the fault proxy);
+ * or the moment the round of its release is committed, which grants the next build its slot, so that the fault meets
+ * the grant's signal, gone out or not. A build whose signal is lost finds its grant when it asks again (SLOT_RECHECK).
+ */
+type QueuedPoint = 'build step' | 'before release' | 'release';
+
+/**
+ * A kind against the queued service (one slot): at each injection QUEUED_BATCH builds at once and the fault at the
+ * injection's point, then every build must end. Besides the usual checks, the queue's own record: every build was
+ * granted and gave its slot back, and no grant came before the previous holder's release. The notes say, for each
+ * fault around a release, how the build it granted heard of it (the grant's signal, or its own recheck) and when.
+ */
+async function queuedKind(row: FaultRow, pointOf: (injection: number) => QueuedPoint, fault: (injection: number, holder: string, point: QueuedPoint) => Promise<void>): Promise<void> {
+  const queued = await stack.queuedService();
+  const builds = new Builds();
+  const waitingAtFault: number[] = [];
+  const grants: string[] = [];
+  for (let i = 0; i < INJECTIONS; i++) {
+    const batch: Submission[] = [];
+    for (let n = 0; n < QUEUED_BATCH; n++) {
+      // Their tag puts are held, so that a fault can land in the afterBuild group before the release.
+      const submission = await queued.submit(AFTER_BUILD_KIND, 5);
+      builds.add(queued, submission);
+      batch.push(submission);
+    }
+    const ids = batch.map((s) => s.id!);
+    const { holder, waiting } = await untilOneHoldsOthersWait(queued, ids);
+    const point = pointOf(i);
+    let at: string;
+    if (point === 'build step') {
+      await sleep(randomBetween(0, 2_500));
+      at = await queued.step(holder);
+    } else if (point === 'before release') {
+      await queued.untilStep(holder, 'pushing');
+      await sleep(randomBetween(0, TAG_HOLD_MS - 200));
+      const status = await queued.step(holder);
+      at = status === STEPS.pushing ? point : status;
+    } else {
+      await untilReleased(holder);
+      at = point;
+    }
+    await fault(i, holder, point);
+    row.injections++;
+    row.at[at] = (row.at[at] ?? 0) + 1;
+    waitingAtFault.push(waiting);
+    for (const id of ids) await queued.waitFinal(id);
+    if (point !== 'build step') grants.push(`${point}: ${await howGrantReached(holder, ids)}`);
+  }
+  row.notes.push(`builds waiting for the slot at each fault: ${waitingAtFault.join(' ')}`);
+  if (grants.length > 0) row.notes.push(`the build that the holder's release granted: ${grants.join('; ')}`);
+  await builds.check(row);
+  const { rows: slots } = await stack.pool.query<{ build_id: string; granted_at: Date | null; released_at: Date | null }>(
+    'SELECT build_id, granted_at, released_at FROM build_slots WHERE task_queue = $1 AND build_id = ANY($2::uuid[]) ORDER BY granted_at',
+    [queued.taskQueue, builds.ids(queued)],
+  );
+  expect(slots).toHaveLength(builds.count(queued));
+  expect(slots.filter((s) => s.granted_at === null || s.released_at === null)).toEqual([]);
+  const overlaps = slots.slice(1).filter((s, k) => s.granted_at! < slots[k]!.released_at!);
+  for (const s of overlaps) row.notes.push(`${s.build_id}: granted at ${s.granted_at!.toISOString()}, before the slot it took was given back`);
+  expect(overlaps).toEqual([]);
+}
+
+/**
  * Waits until every one of `ids` asked for the queued service's slot, one holds it and is in its build step, and others
  * wait in the queue (read from the queue's rows in build_slots); answers the holder and how many wait.
  */
@@ -468,6 +539,34 @@ async function untilOneHoldsOthersWait(service: Service, ids: string[]): Promise
     if (Date.now() > deadline) throw new Error(`no build of ${ids.join(', ')} held the slot while the others waited for it: ${JSON.stringify(rows)}`);
     await sleep(50);
   }
+}
+
+/** Waits, polling every few milliseconds, until the round that gives the build's slot back is committed. */
+async function untilReleased(id: string): Promise<void> {
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    const { rows } = await stack.pool.query('SELECT 1 FROM build_slots WHERE build_id = $1 AND released_at IS NOT NULL', [id]);
+    if (rows.length > 0) return;
+    if (Date.now() > deadline) throw new Error(`${id} never gave its slot back`);
+    await sleep(3);
+  }
+}
+
+/**
+ * How the build that the holder's release granted heard of its grant: by the `slotGranted` signal (in its workflow's
+ * history) or by asking again, and how long after the grant it started (its `running` record).
+ */
+async function howGrantReached(holder: string, ids: string[]): Promise<string> {
+  const { rows } = await stack.pool.query<{ build_id: string; seconds: number | null }>(
+    `SELECT s.build_id, EXTRACT(EPOCH FROM b.started_at - s.granted_at)::float AS seconds FROM build_slots s JOIN builds b ON b.id = s.build_id
+     WHERE s.build_id = ANY($2::uuid[]) AND s.granted_at = (SELECT released_at FROM build_slots WHERE build_id = $1)`,
+    [holder, ids],
+  );
+  const next = rows[0];
+  if (!next) return 'none granted';
+  const history = await stack.temporalClient.workflow.getHandle(`build-${next.build_id}`).fetchHistory();
+  const signalled = (history.events ?? []).some((e) => e.workflowExecutionSignaledEventAttributes?.signalName === slotGrantedSignal.name);
+  return `${signalled ? 'signalled' : 'by its recheck'}, started ${next.seconds?.toFixed(1) ?? '?'} s after the grant`;
 }
 
 /** Follows a build's log until the stream ends; returns the status of its `end` event, if one came. */

@@ -72,7 +72,7 @@ export const AFTER_BUILD_KIND = 'after';
  * the tag step, then the slot's release and the success) otherwise takes some 30 ms, too short for a fault to land in
  * at random.
  */
-const TAG_HOLD_MS = 3_000;
+export const TAG_HOLD_MS = 3_000;
 
 /** One row of the table. */
 export interface FaultRow {
@@ -257,7 +257,7 @@ export class Service {
   }
 
   /** Waits (five minutes at most) until the build reached `step` or went past the steps (a final state). */
-  private async untilStep(id: string, step: Step): Promise<void> {
+  async untilStep(id: string, step: Step): Promise<void> {
     const deadline = Date.now() + 300_000;
     let status = await this.recordedStatus(id);
     while (STEP_ORDER.includes(status) && STEP_ORDER.indexOf(status) < STEP_ORDER.indexOf(step) && Date.now() < deadline) {
