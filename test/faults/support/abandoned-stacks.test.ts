@@ -9,9 +9,9 @@ const parent = mkdtempSync(join(tmpdir(), 'ibs-sweep-test-'));
 const children: ChildProcess[] = [];
 
 /** A process that runs until killed and names `dir` in its environment (as a service's TMPDIR) or its arguments. */
-function runningWith(dir: string, how: 'env' | 'args', detached: boolean): ChildProcess {
+function runningWith(dir: string, how: 'env' | 'args' | 'pwd', detached: boolean): ChildProcess {
   const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)', ...(how === 'args' ? [dir] : [])], {
-    env: how === 'env' ? { ...process.env, TMPDIR: dir } : process.env,
+    env: how === 'env' ? { ...process.env, TMPDIR: dir } : how === 'pwd' ? { ...process.env, PWD: dir } : process.env,
     detached,
     stdio: 'ignore',
   });
@@ -32,7 +32,7 @@ afterEach(() => {
 });
 
 describe('sweepAbandonedStacks', () => {
-  it("stops and removes a stack whose owner is gone, and leaves a live owner's stack and an unclaimed folder alone", async () => {
+  it("stops and removes a stack whose owner is gone, and leaves a live owner's stack, an unclaimed folder and a shell in the folder alone", async () => {
     const abandoned = join(parent, 'ibs-faults-abandoned');
     const pgData = join(parent, 'ibs-private-pg-abandoned');
     const live = join(parent, 'ibs-faults-live');
@@ -46,6 +46,7 @@ describe('sweepAbandonedStacks', () => {
     const database = runningWith(pgData, 'args', false); // in this test's own process group: only it goes
     const liveComponent = runningWith(live, 'env', true);
     const unclaimedComponent = runningWith(unclaimed, 'env', true);
+    const lookingAtIt = runningWith(abandoned, 'pwd', true); // a shell someone opened in the folder
     await new Promise((resolve) => setTimeout(resolve, 200)); // their /proc entries hold the new environment
 
     expect(await sweepAbandonedStacks(parent)).toEqual(['ibs-faults-abandoned']);
@@ -53,7 +54,9 @@ describe('sweepAbandonedStacks', () => {
     expect(await exited(component)).toBe(true);
     expect(await exited(database)).toBe(true);
     expect([existsSync(abandoned), existsSync(pgData)]).toEqual([false, false]);
-    expect([liveComponent.exitCode, liveComponent.signalCode, unclaimedComponent.exitCode]).toEqual([null, null, null]);
+    await new Promise((resolve) => setTimeout(resolve, 300)); // a killed one would have been reaped by now
+    const running = (child: ChildProcess) => child.exitCode === null && child.signalCode === null;
+    expect([liveComponent, unclaimedComponent, lookingAtIt].map(running)).toEqual([true, true, true]);
     expect([existsSync(live), existsSync(unclaimed)]).toEqual([true, true]);
     // This process, in the group of the process the sweep killed alone, still runs (the assertions above ran).
     rmSync(parent, { recursive: true, force: true });

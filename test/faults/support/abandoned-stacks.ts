@@ -27,6 +27,11 @@ export function claimStack(dir: string, otherDirs: string[] = []): void {
   writeFileSync(join(dir, OWNER_FILE), JSON.stringify({ pid: process.pid, dirs: [dir, ...otherDirs] } satisfies Owner));
 }
 
+/** Gives up the claim on a stack closed normally whose folder is kept (FAULT_KEEP_SCRATCH), so no sweep removes it. */
+export function releaseStack(dir: string): void {
+  rmSync(join(dir, OWNER_FILE), { force: true });
+}
+
 /**
  * Stops and removes every stack under `parent` whose owner has exited: kills each process whose command line or
  * environment names one of its folders (a component's whole process group when it leads one), unmounts what is
@@ -58,13 +63,17 @@ function readOwner(dir: string): Owner | undefined {
   }
 }
 
-/** The processes whose command line or environment holds one of `dirs` (a data folder, a TMPDIR). */
+/**
+ * The processes whose command line or environment holds one of `dirs` (a data folder, a TMPDIR). A shell whose only
+ * tie is its working folder there (PWD, OLDPWD: someone looking at what a run left) is not one of them.
+ */
 function processesUsing(dirs: string[]): number[] {
   const found: number[] = [];
   for (const entry of readdirSync('/proc')) {
     const pid = Number(entry);
     if (!Number.isInteger(pid) || pid === process.pid) continue;
-    const text = ['cmdline', 'environ'].map((file) => readProc(pid, file)).join('\0');
+    const environment = readProc(pid, 'environ').split('\0').filter((v) => !/^(OLD)?PWD=/.test(v));
+    const text = [readProc(pid, 'cmdline'), ...environment].join('\0');
     if (dirs.some((dir) => text.includes(dir))) found.push(pid);
   }
   return found;

@@ -37,7 +37,7 @@ import {
 } from './components';
 import { FaultProxy } from './fault-proxy';
 import { writeWorkflowBundle } from '../../../worker/build-workflow-bundle';
-import { claimStack, STACK_PREFIX, sweepAbandonedStacks } from './abandoned-stacks';
+import { claimStack, releaseStack, STACK_PREFIX, sweepAbandonedStacks } from './abandoned-stacks';
 
 const run = promisify(execFile);
 const NOTATION = join(IBS_BIN, 'notation');
@@ -430,7 +430,9 @@ export class FaultStack {
     // A BuildKit daemon killed mid-build may leave its snapshot mounts: unmounted before the folder goes.
     const mounts = readFileSync('/proc/self/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1] ?? '').filter((m) => m.startsWith(this.dir));
     for (const mount of mounts.sort().reverse()) await run('umount', ['-l', mount]).catch(() => undefined);
-    if (!process.env.FAULT_KEEP_SCRATCH) rmSync(this.dir, { recursive: true, force: true });
+    // A kept folder is no longer claimed: it holds nothing running, and the next run's sweep leaves it alone.
+    if (process.env.FAULT_KEEP_SCRATCH) releaseStack(this.dir);
+    else rmSync(this.dir, { recursive: true, force: true });
   }
 
   /**
