@@ -16,7 +16,7 @@ import { apiFetch } from '../support/stack';
 import { sleep } from './support/components';
 import { gateStagingKeys } from '../../lib/executors/kubernetes/scan-gate';
 import { slotGrantedSignal } from '../../workflows/build-queue';
-import { AFTER_BUILD_KIND, FaultStack, FINAL, newRow, randomBetween, STEPS, TAG_HOLD_MS, type FaultRow, type Service, type Step, type Submission } from './support/harness';
+import { AFTER_BUILD_KIND, FaultStack, FINAL, newRow, randomBetween, type FaultRow, type Service, type Step, type Submission } from './support/harness';
 
 const INJECTIONS = Number(process.env.FAULT_INJECTIONS ?? 3);
 const PG_OUTAGE_MS = Number(process.env.FAULT_PG_OUTAGE_SECONDS ?? 30) * 1000;
@@ -492,10 +492,8 @@ async function queuedKind(row: FaultRow, pointOf: (injection: number) => QueuedP
       await sleep(randomBetween(0, 2_500));
       at = await queued.step(holder);
     } else if (point === 'before release') {
-      await queued.untilStep(holder, 'pushing');
-      await sleep(randomBetween(0, TAG_HOLD_MS - 200));
-      const status = await queued.step(holder);
-      at = status === STEPS.pushing ? point : status;
+      const where = await queued.inAfterBuild(holder);
+      at = where === 'afterBuild' ? point : where;
     } else {
       await untilReleased(holder);
       at = point;

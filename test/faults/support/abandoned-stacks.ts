@@ -43,13 +43,18 @@ export async function sweepAbandonedStacks(parent = tmpdir()): Promise<string[]>
     const owner = readOwner(join(parent, name));
     if (!owner || processAlive(owner.pid)) continue;
     for (const pid of processesUsing(owner.dirs)) kill(pid);
-    const mounts = readFileSync('/proc/self/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1] ?? '')
-      .filter((m) => owner.dirs.some((dir) => m === dir || m.startsWith(`${dir}/`)));
-    for (const mount of mounts.sort().reverse()) await run('umount', ['-l', mount]).catch(() => undefined);
+    await unmountUnder(owner.dirs);
     for (const dir of owner.dirs) rmSync(dir, { recursive: true, force: true });
     removed.push(name);
   }
   return removed;
+}
+
+/** Unmounts (lazily, the deepest first) whatever is mounted in or under `dirs`: a killed BuildKit's snapshots. */
+export async function unmountUnder(dirs: string[]): Promise<void> {
+  const mounts = readFileSync('/proc/self/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1] ?? '')
+    .filter((m) => dirs.some((dir) => m === dir || m.startsWith(`${dir}/`)));
+  for (const mount of mounts.sort().reverse()) await run('umount', ['-l', mount]).catch(() => undefined);
 }
 
 function readOwner(dir: string): Owner | undefined {

@@ -8,7 +8,7 @@ import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import { Client, Connection } from '@temporalio/client';
 import { randomBytes, randomInt } from 'node:crypto';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -37,7 +37,7 @@ import {
 } from './components';
 import { FaultProxy } from './fault-proxy';
 import { writeWorkflowBundle } from '../../../worker/build-workflow-bundle';
-import { claimStack, releaseStack, STACK_PREFIX, sweepAbandonedStacks } from './abandoned-stacks';
+import { claimStack, releaseStack, STACK_PREFIX, sweepAbandonedStacks, unmountUnder } from './abandoned-stacks';
 
 const run = promisify(execFile);
 const NOTATION = join(IBS_BIN, 'notation');
@@ -72,7 +72,7 @@ export const AFTER_BUILD_KIND = 'after';
  * the tag step, then the slot's release and the success) otherwise takes some 30 ms, too short for a fault to land in
  * at random.
  */
-export const TAG_HOLD_MS = 3_000;
+const TAG_HOLD_MS = 3_000;
 
 /** One row of the table. */
 export interface FaultRow {
@@ -248,16 +248,21 @@ export class Service {
    * `afterBuild` when the build was still there.
    */
   async atAfterBuild(row: FaultRow, id: string): Promise<string> {
-    await this.untilStep(id, 'pushing');
-    await sleep(randomBetween(0, TAG_HOLD_MS - 200));
-    const status = await this.recordedStatus(id);
-    const at = status === 'pushing' ? 'afterBuild' : status;
+    const at = await this.inAfterBuild(id);
     row.at[at] = (row.at[at] ?? 0) + 1;
     return at;
   }
 
+  /** The same point, uncounted: answers `afterBuild`, or the build's status when it was no longer there. */
+  async inAfterBuild(id: string): Promise<string> {
+    await this.untilStep(id, 'pushing');
+    await sleep(randomBetween(0, TAG_HOLD_MS - 200));
+    const status = await this.recordedStatus(id);
+    return status === 'pushing' ? 'afterBuild' : status;
+  }
+
   /** Waits (five minutes at most) until the build reached `step` or went past the steps (a final state). */
-  async untilStep(id: string, step: Step): Promise<void> {
+  private async untilStep(id: string, step: Step): Promise<void> {
     const deadline = Date.now() + 300_000;
     let status = await this.recordedStatus(id);
     while (STEP_ORDER.includes(status) && STEP_ORDER.indexOf(status) < STEP_ORDER.indexOf(step) && Date.now() < deadline) {
@@ -428,8 +433,7 @@ export class FaultStack {
     for (const c of [this.buildkit?.component, this.temporal?.component, this.minio?.component, this.registry?.component]) await c?.close();
     await this.postgres?.stop();
     // A BuildKit daemon killed mid-build may leave its snapshot mounts: unmounted before the folder goes.
-    const mounts = readFileSync('/proc/self/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1] ?? '').filter((m) => m.startsWith(this.dir));
-    for (const mount of mounts.sort().reverse()) await run('umount', ['-l', mount]).catch(() => undefined);
+    await unmountUnder([this.dir]);
     // A kept folder is no longer claimed: it holds nothing running, and the next run's sweep leaves it alone.
     if (process.env.FAULT_KEEP_SCRATCH) releaseStack(this.dir);
     else rmSync(this.dir, { recursive: true, force: true });
