@@ -6,6 +6,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     fileParallelism: false,
+    // One scratch folder per run for the tests' small files, removed when the run ends.
+    globalSetup: ['test/support/run-scratch.ts'],
     projects: [
       {
         test: {

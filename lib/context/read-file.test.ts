@@ -2,11 +2,11 @@ import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { pack } from 'tar-stream';
 import { describe, expect, it } from 'vitest';
-import { createReadStream, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { createReadStream, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { readContextFile, readContextFileThroughLinks } from './read-file';
+import { scratchDir } from '../../test/support/scratch';
 
 async function tarOf(files: Record<string, string>): Promise<Buffer> {
   const p = pack();
@@ -29,7 +29,7 @@ describe('readContextFile', () => {
   });
 
   it('stops early on a file archive without an unhandled stream error (the file first, much after it)', async () => {
-    const path = join(mkdtempSync(join(tmpdir(), 'ibs-read-file-')), 'context.tar.gz');
+    const path = join(scratchDir('ibs-read-file-'), 'context.tar.gz');
     writeFileSync(path, gzipSync(await tarOf({ Dockerfile: 'FROM x\n', 'big.bin': randomBytes(4 << 20).toString('base64') })));
     const reads = Array.from({ length: 20 }, () => readContextFile(createReadStream(path, { highWaterMark: 16 * 1024 }), 'Dockerfile'));
     expect(await Promise.all(reads)).toEqual(Array(20).fill('FROM x\n'));

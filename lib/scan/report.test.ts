@@ -1,10 +1,10 @@
-import { mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { indexTar } from '../registry/image-archive';
 import { tarOf } from '../../test/support/archives';
 import { readScanReport, summarize } from './report';
+import { scratchDir } from '../../test/support/scratch';
 
 describe('scan report', () => {
   it('counts trivy findings by kind and severity', () => {
@@ -18,7 +18,7 @@ describe('scan report', () => {
   });
 
   it('tells a missing report from a malformed one', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'ibs-report-'));
+    const dir = scratchDir('ibs-report-');
     await expect(readScanReport(join(dir, 'scan-report.json'))).rejects.toMatchObject({ code: 'scan_report_missing' });
     await writeFile(join(dir, 'scan-report.json'), 'Total: 0 (table output)');
     await expect(readScanReport(join(dir, 'scan-report.json'))).rejects.toMatchObject({ code: 'scan_report_invalid' });
@@ -30,7 +30,7 @@ describe('scan report', () => {
 describe('image archive index', () => {
   it('finds each file with its byte range, long names and ./ prefixes included', async () => {
     const long = `blobs/sha256/${'a'.repeat(64)}/${'b'.repeat(80)}`;
-    const dir = await mkdtemp(join(tmpdir(), 'ibs-tar-'));
+    const dir = scratchDir('ibs-tar-');
     const path = join(dir, 'x.tar');
     await writeFile(path, await tarOf([{ name: './index.json', body: '{"manifests":[]}' }, { name: long, body: 'x'.repeat(1000) }, { name: 'dir/', type: 'directory' }]));
     const index = await indexTar(path);

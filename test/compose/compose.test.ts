@@ -4,12 +4,12 @@
  * must load through lib/config exactly as the service would read them.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { loadConfig } from '../../lib/config';
+import { scratchDir } from '../support/scratch';
 
 const root = resolve(__dirname, '../..');
 const composeFile = join(root, 'docker-compose.yml');
@@ -33,7 +33,7 @@ describe('docker-compose.yml', () => {
   });
 
   it('is refused by the validator when broken, so the check above can fail', () => {
-    const broken = join(mkdtempSync(join(tmpdir(), 'ibs-compose-')), 'docker-compose.yml');
+    const broken = join(scratchDir('ibs-compose-'), 'docker-compose.yml');
     writeFileSync(broken, readFileSync(composeFile, 'utf8').replace('condition: service_healthy', 'condition: when_it_feels_like_it'));
     const result = spawnSync(validator, ['-f', broken, 'config', '-q'], { encoding: 'utf8' });
     expect(result.status).not.toBe(0);

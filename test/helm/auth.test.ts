@@ -3,8 +3,7 @@
  * reads through AUTH_TOKENS_FILE (proven by authenticating with the rendered file), a JWT issuer defaults to this
  * cluster's JWKS read as the pod's service account, and the policy lists reach the configuration.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
@@ -12,12 +11,13 @@ import { BearerAuthenticator } from '../../lib/auth/authenticator';
 import { hashToken } from '../../lib/auth/static-tokens';
 import { loadConfig } from '../../lib/config';
 import { containerOf, find, plainEnv, RELEASE, renderChart, resolveEnv, secretData } from './render';
+import { scratchDir } from '../support/scratch';
 
 const FULLNAME = `${RELEASE}-build-service`;
 const database = { POSTGRES_HOST: 'postgres', POSTGRES_USER: 'ibs', POSTGRES_PASSWORD: 'pg-password', POSTGRES_DB: 'ibs' };
 
 function valuesFile(values: unknown): string {
-  const file = join(mkdtempSync(join(tmpdir(), 'ibs-auth-values-')), 'values.yaml');
+  const file = join(scratchDir('ibs-auth-values-'), 'values.yaml');
   writeFileSync(file, stringify(values));
   return file;
 }
@@ -39,7 +39,7 @@ describe('API authentication in the chart', () => {
     expect(worker.map((v) => v.name)).not.toContain('api-tokens');
 
     // What the API does with it: the file as the kubelet would mount it, read through the configuration.
-    const mounted = join(mkdtempSync(join(tmpdir(), 'ibs-auth-mount-')), 'tokens');
+    const mounted = join(scratchDir('ibs-auth-mount-'), 'tokens');
     writeFileSync(mounted, secret.tokens!);
     const config = loadConfig({ ...database, ...env, AUTH_TOKENS_FILE: mounted });
     await expect(new BearerAuthenticator(config.auth).authenticate(`Bearer ${operatorToken}`)).resolves.toEqual({ consumer: 'platform', role: 'operator' });

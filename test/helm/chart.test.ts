@@ -3,8 +3,7 @@
  * infra/helm/build-service/ci/) renders both at the top level and under the `build-service:` key of an umbrella
  * chart, and the service's containers end up with the environment, and so the configuration, the snippet asks for.
  */
-import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
@@ -26,6 +25,7 @@ import {
   underBuildServiceKey,
   type Manifest,
 } from './render';
+import { scratchDir } from '../support/scratch';
 
 const FULLNAME = `${RELEASE}-build-service`;
 const values = (name: string) => join(ciDir, `${name}-values.yaml`);
@@ -55,7 +55,7 @@ function operatorValues(file: string): string[] {
   };
   const secret = filled[file];
   if (!secret) return [];
-  const path = join(mkdtempSync(join(tmpdir(), 'ibs-helm-')), 'operator-values.yaml');
+  const path = join(scratchDir('ibs-helm-'), 'operator-values.yaml');
   writeFileSync(path, stringify({ buildService: { envApp: { secret } } }));
   return [path];
 }

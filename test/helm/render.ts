@@ -3,10 +3,10 @@
  * manifests, and the environment a service container ends up with once Kubernetes resolves envFrom and env.
  */
 import { execFileSync } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseAllDocuments, parse } from 'yaml';
+import { scratchDir } from '../support/scratch';
 
 export const chartDir = resolve(__dirname, '../../infra/helm/build-service');
 export const ciDir = join(chartDir, 'ci');
@@ -58,7 +58,7 @@ let umbrellaDir: string | undefined;
 /** An umbrella chart with this chart as its `build-service` subchart, as the spec's values snippets assume. */
 function umbrella(): string {
   if (umbrellaDir) return umbrellaDir;
-  const dir = mkdtempSync(join(tmpdir(), 'ibs-umbrella-'));
+  const dir = scratchDir('ibs-umbrella-');
   writeFileSync(join(dir, 'Chart.yaml'), 'apiVersion: v2\nname: platform\nversion: 1.0.0\n');
   cpSync(chartDir, join(dir, 'charts', 'build-service'), { recursive: true });
   umbrellaDir = dir;
@@ -67,7 +67,7 @@ function umbrella(): string {
 
 /** The values file wrapped under `build-service:`, the way the spec writes every snippet. */
 export function underBuildServiceKey(file: string): string {
-  const wrapped = join(mkdtempSync(join(tmpdir(), 'ibs-values-')), 'values.yaml');
+  const wrapped = join(scratchDir('ibs-values-'), 'values.yaml');
   const indented = readFileSync(file, 'utf8').split('\n').map((line) => `  ${line}`).join('\n');
   writeFileSync(wrapped, `build-service:\n${indented}\n`);
   return wrapped;

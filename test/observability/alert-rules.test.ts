@@ -5,13 +5,13 @@
  * and here against the names lib/telemetry/metrics.ts registers.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { ServiceMetrics } from '../../lib/telemetry/metrics';
 import { renderChart } from '../helm/render';
+import { scratchDir } from '../support/scratch';
 
 const cacheBin = join(process.env.IBS_CACHE ?? join(process.env.HOME ?? '/root', '.cache/image-build-service'), 'bin');
 const promtool = process.env.PROMTOOL ?? join(cacheBin, 'promtool');
@@ -27,7 +27,7 @@ function renderedRules(set: string[] = []): RuleGroups {
 }
 
 function promtoolCheck(rules: RuleGroups): string {
-  const dir = mkdtempSync(join(tmpdir(), 'ibs-rules-'));
+  const dir = scratchDir('ibs-rules-');
   const file = join(dir, 'rules.yaml');
   writeFileSync(file, JSON.stringify(rules));
   return execFileSync(promtool, ['check', 'rules', file], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });

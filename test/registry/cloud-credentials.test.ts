@@ -5,7 +5,7 @@
  * credentials are then used, they are used against the real registries.
  */
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { Agent } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +16,7 @@ import { testConfig } from '../support/stack';
 import { GOOGLE_TOKEN_AUDIENCE, startFakeAws, startFakeAzure, startFakeGoogle, type FakeAws, type FakeAzure } from './support/cloud-fakes';
 import { BASIC_REGISTRY, PUSH_USER, passwordOf, seedImage } from './support/registries';
 import { tagManifest } from '../support/registry';
+import { scratchDir } from '../support/scratch';
 
 /** The registry section of the configuration the worker would load with these variables. */
 function configOf(env: Record<string, string>) {
@@ -36,7 +37,7 @@ describe('ECR (fake STS/ECR endpoints): IRSA web identity → STS → GetAuthori
   let env: Record<string, string>;
 
   beforeAll(async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'ibs-irsa-'));
+    const dir = scratchDir('ibs-irsa-');
     await writeFile(join(dir, 'token'), webIdentityToken);
     aws = await startFakeAws({ roleArn: ROLE, webIdentityToken, region: 'eu-west-1', registryCreds: { username: PUSH_USER, password: passwordOf(PUSH_USER) }, proxyEndpoint: `http://${BASIC_REGISTRY}` });
     env = {
@@ -94,7 +95,7 @@ describe('ECR (fake STS/ECR endpoints): IRSA web identity → STS → GetAuthori
   });
 
   it('reports a refused web identity as registry_unauthorized with the STS code and without the token', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'ibs-irsa-'));
+    const dir = scratchDir('ibs-irsa-');
     const wrongToken = `eyJ.${randomBytes(12).toString('hex')}.x`;
     await writeFile(join(dir, 'token'), wrongToken);
     const provider = createCredentialProvider(configOf({ ...env, AWS_WEB_IDENTITY_TOKEN_FILE: join(dir, 'token') }));

@@ -6,15 +6,15 @@
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, readlink, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildForm, contextOf } from '../support/archives';
 import { ensureBaseImage, REGISTRY } from '../support/registry';
 import { startTestStack, waitForBuild, type TestStack } from '../support/stack';
+import { scratchDir } from '../support/scratch';
 
 const run = promisify(execFile);
 const NOTATION = join(process.env.IBS_BIN ?? join(process.env.HOME ?? '/root', '.cache/image-build-service/bin'), 'notation');
@@ -48,12 +48,12 @@ describe('notation signing (local test key)', () => {
     // As in the chart: the key and trust store sit in a defaults folder (the image's ~/.config/notation, read-only
     // there) and the worker's NOTATION_CONFIG_HOME (on the writable volume) starts empty: the worker links them in
     // and writes its trust policy there, not into the defaults.
-    defaults = await mkdtemp(join(tmpdir(), 'ibs-notation-defaults-'));
+    defaults = scratchDir('ibs-notation-defaults-');
     configHome = defaults;
     await notation('cert', 'generate-test', '--default', KEY);
     // The trust store as the chart mounts it, from a Secret: each certificate a symlink through ..data.
     await asSecretVolume(join(defaults, 'notation', 'truststore', 'x509', 'ca', KEY));
-    configHome = await mkdtemp(join(tmpdir(), 'ibs-notation-'));
+    configHome = scratchDir('ibs-notation-');
     stack = await startTestStack('signing', {
       IMAGE_SIGNER_TYPE: 'notation',
       NOTATION_PROFILE: KEY,
@@ -130,7 +130,7 @@ describe('notation signing (local test key)', () => {
     const store = join(defaults, 'notation', 'truststore', 'x509', 'ca', KEY);
     const original = await readFile(join(store, `${KEY}.crt`));
     // Another key's certificate under the same Secret key: a rotation to a certificate that did not sign the images.
-    const otherHome = await mkdtemp(join(tmpdir(), 'ibs-notation-other-'));
+    const otherHome = scratchDir('ibs-notation-other-');
     await run(NOTATION, ['cert', 'generate-test', `${KEY}-other`], { env: { ...process.env, XDG_CONFIG_HOME: otherHome } });
     const other = await readFile(join(otherHome, 'notation', 'truststore', 'x509', 'ca', `${KEY}-other`, `${KEY}-other.crt`));
     const repository = `signing/rotated-${randomUUID().slice(0, 8)}`;
@@ -162,7 +162,7 @@ describe('notation signing (local test key)', () => {
 /** A folder with a Dockerfile for an unsigned image (a different one than any build made). */
 async function dockerfileDir(base: string): Promise<string> {
   const { writeFile } = await import('node:fs/promises');
-  const dir = await mkdtemp(join(tmpdir(), 'ibs-unsigned-'));
+  const dir = scratchDir('ibs-unsigned-');
   await writeFile(join(dir, 'Dockerfile'), `FROM ${base}\nRUN echo unsigned-${randomUUID()} > /u\n`);
   return dir;
 }

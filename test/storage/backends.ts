@@ -7,12 +7,12 @@ import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { BlobServiceClient, StorageSharedKeyCredential } from '@azure/storage-blob';
 import { Storage } from '@google-cloud/storage';
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadConfig } from '../../lib/config';
 import { createObjectStore, type ObjectStore } from '../../lib/storage';
 import { startGcsSignatureCheck, type GcsSignatureCheck } from './gcs-signature-check';
+import { scratchDir } from '../support/scratch';
 
 const minioUrl = process.env.MINIO_SERVER_HOST ?? 'http://127.0.0.1:9000';
 const minioUser = process.env.MINIO_SERVER_ROOT_USER ?? '';
@@ -39,7 +39,7 @@ interface GcsKey {
 function gcsKey(): GcsKey {
   const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
   const pem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
-  const file = join(mkdtempSync(join(tmpdir(), 'ibs-gcs-')), 'key.json');
+  const file = join(scratchDir('ibs-gcs-'), 'key.json');
   writeFileSync(
     file,
     JSON.stringify({

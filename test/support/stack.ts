@@ -10,7 +10,6 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { appendFileSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Pool } from 'pg';
 import { createApp, createLogHub } from '../../api/app';
@@ -28,6 +27,7 @@ import { createWorkerDependencies } from '../../worker/dependencies';
 import { ImageBuildWorker } from '../../worker/worker';
 import type { ActivityDeps } from '../../activities';
 import type { Telemetry } from '../../lib/telemetry';
+import { scratchDir } from './scratch';
 
 export interface TestStack {
   config: Config;
@@ -70,7 +70,7 @@ export interface ApiCaller {
  * operator would store them) to a tokens file of this test process, which the API re-reads when a token it does
  * not know arrives. The token itself never touches the disk.
  */
-export const TEST_TOKENS_FILE = join(tmpdir(), `ibs-test-tokens-${process.pid}`);
+export const TEST_TOKENS_FILE = join(scratchDir('ibs-test-tokens-'), 'tokens');
 const TEST_TOKEN_SECRET = randomBytes(16).toString('hex');
 const issuedTokens = new Map<string, string>();
 writeFileSync(TEST_TOKENS_FILE, '# static tokens of this test process: sha256:<hash> <role>:<consumer>\n', { mode: 0o600 });

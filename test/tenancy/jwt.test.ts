@@ -8,13 +8,13 @@
 import { createPrivateKey, randomUUID } from 'node:crypto';
 import { request } from 'node:https';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { exportJWK, generateKeyPair, importPKCS8, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { coreApi, createNamespace, deleteNamespace, KUBE_DIR } from '../kubernetes/support/cluster';
 import { buildForm, contextOf } from '../support/archives';
 import { startTestStack, type TestStack } from '../support/stack';
+import { scratchDir } from '../support/scratch';
 
 const ISSUER = 'https://kubernetes.default.svc';
 const AUDIENCE = 'image-build-service';
@@ -24,7 +24,7 @@ describe('service-account JWTs of the real kube-apiserver', () => {
   let stack: TestStack;
   let namespace: string;
   let kid: string;
-  const tokenFile = join(tmpdir(), `ibs-jwks-reader-${process.pid}`);
+  const tokenFile = join(scratchDir('ibs-jwks-reader-'), 'token');
 
   async function serviceAccountToken(name: string, audiences?: string[]): Promise<string> {
     const core = coreApi();

@@ -1,11 +1,11 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { scratchDir } from '../../support/scratch';
 import { claimStack, sweepAbandonedStacks } from './abandoned-stacks';
 
-const parent = mkdtempSync(join(tmpdir(), 'ibs-sweep-test-'));
+const parent = scratchDir('ibs-sweep-test-');
 const children: ChildProcess[] = [];
 
 /** A process that runs until killed and names `dir` in its environment (as a service's TMPDIR) or its arguments. */

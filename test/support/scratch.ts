@@ -1,0 +1,12 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/**
+ * A new folder for a test's small scratch files. Inside a vitest run it sits in the run's own folder, which is
+ * removed when the run ends (test/support/run-scratch.ts); elsewhere (a benchmark importing test support) in the
+ * system's temporary folder.
+ */
+export function scratchDir(prefix: string): string {
+  return mkdtempSync(join(process.env.IBS_TEST_SCRATCH ?? tmpdir(), prefix));
+}
