@@ -101,6 +101,17 @@ export function createSlotQueue(deps: Pick<BuildQueueDeps, 'slots' | 'temporal' 
       }
     },
 
+    /**
+     * Tells again the builds granted a slot that have not started: a worker killed between a round's commit and its
+     * signals left them to find their grant at their next recheck (up to SLOT_RECHECK, 30 s, with the slot idle
+     * meanwhile). Run when a worker starts; a build told twice hears it once. Answers how many were told.
+     */
+    async retellGrants(taskQueue: string): Promise<number> {
+      const granted = await deps.slots.grantedNotStarted(taskQueue);
+      if (granted.length > 0) await settle(taskQueue, { granted, expired: [] });
+      return granted.length;
+    },
+
     isRunning,
   };
 }

@@ -83,6 +83,13 @@ async function main(): Promise<void> {
     },
   });
   const slotQueue = createSlotQueue(deps);
+  // A worker killed between a round's commit and its signals left the builds it granted waiting for their recheck.
+  void slotQueue.retellGrants(config.temporal.taskQueue).then(
+    (told) => {
+      if (told > 0) logger.info({ told }, `signalled the grant again to ${told} build(s) granted a slot that had not started`);
+    },
+    (err: unknown) => logger.warn({ err }, 'signalling the grants again to the builds granted a slot that had not started failed; each finds its grant when it asks again (within 30 s)'),
+  );
   // Ends the Builds whose workflow an operator terminated (or that closed otherwise without recording an outcome).
   const reconciler = startReconciler({
     builds: deps.builds,

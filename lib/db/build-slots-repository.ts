@@ -89,6 +89,22 @@ export class BuildSlotRepository {
   }
 
   /**
+   * The runs of the task queue granted a slot whose build has not started yet (still `queued`): the builds a round's
+   * signal may not have reached. Read outside any round: it changes nothing.
+   */
+  async grantedNotStarted(taskQueue: string): Promise<WaitingBuild[]> {
+    const { rows } = await this.pool.query<OpenRow>(
+      `SELECT s.build_id, s.run_id, s.workflow_id, s.consumer, s.timeout_seconds, (extract(epoch FROM s.accepted_at) * 1000)::bigint AS accepted_ms
+       FROM build_slots s JOIN builds b ON b.id = s.build_id
+       WHERE s.task_queue = $1 AND s.released_at IS NULL AND s.granted_at IS NOT NULL AND b.status = 'queued'`,
+      [taskQueue],
+    ).catch((err: unknown) => {
+      throw isDatabaseUnavailable(err) ? new DatabaseUnavailableError(err) : err;
+    });
+    return rows.map(waitingBuildOf);
+  }
+
+  /**
    * One round: the change, then the grants and the places, all in one transaction under the task queue's lock.
    * `held`: the runs holding a slot after it.
    */
@@ -121,14 +137,7 @@ export class BuildSlotRepository {
       const running: RunningBuild[] = [];
       const placed = new Map<string, number | null>();
       for (const row of rows) {
-        const build: WaitingBuild = {
-          buildId: row.build_id,
-          workflowId: row.workflow_id,
-          runId: row.run_id,
-          consumer: row.consumer,
-          timeoutSeconds: row.timeout_seconds,
-          arrivedAt: Number(row.accepted_ms),
-        };
+        const build = waitingBuildOf(row);
         if (row.granted_ms === null) {
           waiting.push(build);
           placed.set(row.build_id, row.queue_position);
@@ -193,5 +202,16 @@ const ROUND_TIMEOUT = '10s';
  * lock. (In pg_locks: locktype advisory, classid 7204114.)
  */
 export const QUEUE_LOCK_CLASS = 7_204_114;
+
+function waitingBuildOf(row: Pick<OpenRow, 'build_id' | 'workflow_id' | 'run_id' | 'consumer' | 'timeout_seconds' | 'accepted_ms'>): WaitingBuild {
+  return {
+    buildId: row.build_id,
+    workflowId: row.workflow_id,
+    runId: row.run_id,
+    consumer: row.consumer,
+    timeoutSeconds: row.timeout_seconds,
+    arrivedAt: Number(row.accepted_ms),
+  };
+}
 
 const runKey = (run: SlotRun) => `${run.buildId}/${run.runId}`;

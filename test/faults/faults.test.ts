@@ -264,11 +264,18 @@ describe('fault injection', () => {
 
   it('worker SIGKILL while builds wait for a slot: the slot is given back and granted once, and the grant reaches its build', async () => {
     const row = await kind('worker SIGKILL, builds queued', (row) =>
-      queuedKind(row, (i) => (['build step', 'before release', 'release'] as const)[i % 3]!, async () => {
-        const { worker } = await stack.queuedService();
-        await worker.kill();
-        await worker.start();
-      }));
+      // Every grant reaches its build by a signal: the round's own, or, when the kill took that down with the worker,
+      // the one the starting worker sends again (worker/main.ts), before the build's recheck.
+      queuedKind(
+        row,
+        (i) => (['build step', 'before release', 'release'] as const)[i % 3]!,
+        async () => {
+          const { worker } = await stack.queuedService();
+          await worker.kill();
+          await worker.start();
+        },
+        'signalled',
+      ));
     expectClean(row);
   }, withOutages(SLOT_RECHECK_MS));
 
@@ -469,13 +476,19 @@ type QueuedPoint = 'build step' | 'before release' | 'release';
  * A kind against the queued service (one slot): at each injection QUEUED_BATCH builds at once and the fault at the
  * injection's point, then every build must end. Besides the usual checks, the queue's own record: every build was
  * granted and gave its slot back, and no grant came before the previous holder's release. The notes say, for each
- * fault around a release, how the build it granted heard of it (the grant's signal, or its own recheck) and when.
+ * fault around a release, how the build it granted heard of it (the grant's signal, or its own recheck) and when;
+ * with `grantsHeardBy`, each must have heard of it that way.
  */
-async function queuedKind(row: FaultRow, pointOf: (injection: number) => QueuedPoint, fault: (injection: number, holder: string, point: QueuedPoint) => Promise<void>): Promise<void> {
+async function queuedKind(
+  row: FaultRow,
+  pointOf: (injection: number) => QueuedPoint,
+  fault: (injection: number, holder: string, point: QueuedPoint) => Promise<void>,
+  grantsHeardBy?: GrantHeard['how'],
+): Promise<void> {
   const queued = await stack.queuedService();
   const builds = new Builds();
   const waitingAtFault: number[] = [];
-  const grants: string[] = [];
+  const grants: (GrantHeard & { point: QueuedPoint })[] = [];
   for (let i = 0; i < INJECTIONS; i++) {
     const batch: Submission[] = [];
     for (let n = 0; n < QUEUED_BATCH; n++) {
@@ -503,10 +516,10 @@ async function queuedKind(row: FaultRow, pointOf: (injection: number) => QueuedP
     row.at[at] = (row.at[at] ?? 0) + 1;
     waitingAtFault.push(waiting);
     for (const id of ids) await queued.waitFinal(id);
-    if (point !== 'build step') grants.push(`${point}: ${await howGrantReached(holder, ids)}`);
+    if (point !== 'build step') grants.push({ point, ...(await howGrantReached(holder, ids)) });
   }
   row.notes.push(`builds waiting for the slot at each fault: ${waitingAtFault.join(' ')}`);
-  if (grants.length > 0) row.notes.push(`the build that the holder's release granted: ${grants.join('; ')}`);
+  if (grants.length > 0) row.notes.push(`the build that the holder's release granted: ${grants.map((g) => `${g.point}: ${describeGrant(g)}`).join('; ')}`);
   await builds.check(row);
   const { rows: slots } = await stack.pool.query<{ build_id: string; granted_at: Date | null; released_at: Date | null }>(
     'SELECT build_id, granted_at, released_at FROM build_slots WHERE task_queue = $1 AND build_id = ANY($2::uuid[]) ORDER BY granted_at',
@@ -517,6 +530,7 @@ async function queuedKind(row: FaultRow, pointOf: (injection: number) => QueuedP
   const overlaps = slots.slice(1).filter((s, k) => s.granted_at! < slots[k]!.released_at!);
   for (const s of overlaps) row.notes.push(`${s.build_id}: granted at ${s.granted_at!.toISOString()}, before the slot it took was given back`);
   expect(overlaps).toEqual([]);
+  if (grantsHeardBy) expect(grants.filter((g) => g.how !== grantsHeardBy).map((g) => `${g.point}: ${describeGrant(g)}`)).toEqual([]);
 }
 
 /**
@@ -554,18 +568,26 @@ async function untilReleased(id: string): Promise<void> {
  * How the build that the holder's release granted heard of its grant: by the `slotGranted` signal (in its workflow's
  * history) or by asking again, and how long after the grant it started (its `running` record).
  */
-async function howGrantReached(holder: string, ids: string[]): Promise<string> {
+async function howGrantReached(holder: string, ids: string[]): Promise<GrantHeard> {
   const { rows } = await stack.pool.query<{ build_id: string; seconds: number | null }>(
     `SELECT s.build_id, EXTRACT(EPOCH FROM b.started_at - s.granted_at)::float AS seconds FROM build_slots s JOIN builds b ON b.id = s.build_id
      WHERE s.build_id = ANY($2::uuid[]) AND s.granted_at = (SELECT released_at FROM build_slots WHERE build_id = $1)`,
     [holder, ids],
   );
   const next = rows[0];
-  if (!next) return 'none granted';
+  if (!next) return { how: 'none granted' };
   const history = await stack.temporalClient.workflow.getHandle(`build-${next.build_id}`).fetchHistory();
   const signalled = (history.events ?? []).some((e) => e.workflowExecutionSignaledEventAttributes?.signalName === slotGrantedSignal.name);
-  return `${signalled ? 'signalled' : 'by its recheck'}, started ${next.seconds?.toFixed(1) ?? '?'} s after the grant`;
+  return { how: signalled ? 'signalled' : 'by its recheck', seconds: next.seconds ?? undefined };
 }
+
+interface GrantHeard {
+  how: 'signalled' | 'by its recheck' | 'none granted';
+  /** From the grant to the build's `running` record. */
+  seconds?: number;
+}
+
+const describeGrant = (g: GrantHeard) => (g.how === 'none granted' ? g.how : `${g.how}, started ${g.seconds?.toFixed(1) ?? '?'} s after the grant`);
 
 /** Follows a build's log until the stream ends; returns the status of its `end` event, if one came. */
 async function followLog(service: Service, id: string): Promise<{ end?: string; error?: string }> {

@@ -2,7 +2,8 @@
  * Builds have slots of their own: with every build slot of the worker taken by a long build, the bookkeeping of
  * another build (its checks, its place in the fair queue) still runs at once, on the main task queue, while its
  * build waits for a worker slot; the Build stays `queued` until a build worker takes it. And the fair queue heals
- * what it cannot be told: a grant whose signal was lost, a slot whose build was terminated; a slot the scheduler
+ * what it cannot be told: a grant whose signal was lost (found by the build's recheck, or signalled again by a
+ * starting worker), a slot whose build was terminated; a slot the scheduler
  * workflow of an earlier version holds goes back to it. Real Temporal, BuildKit, PostgreSQL and MinIO.
  */
 import { randomUUID } from 'node:crypto';
@@ -116,20 +117,45 @@ describe('the fair queue heals itself', () => {
   const grantSignals = async (id: string) =>
     ((await stack.client.workflow.getHandle(workflowIdForBuild(id)).fetchHistory()).events ?? []).filter((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'slotGranted').length;
 
-  it('gives a waiting build the slot a round granted it when the signal of that grant was lost', async () => {
-    const holder = await submit(stack, '/busybox echo holding && /busybox sleep 120', 'holder');
+  /**
+   * A build holding the only slot and one waiting, then a round that gave the holder's slot to the waiting build, as
+   * a release does, whose worker died before it sent the grant's signal. The holder still runs.
+   */
+  async function grantWithoutSignal(name: string): Promise<{ holder: string; waiting: string }> {
+    const holder = await submit(stack, '/busybox echo holding && /busybox sleep 120', `holder-${name}`);
     await until('the holder running', async () => (await stack.builds.get(holder))?.status === 'running', 120_000);
-    const waiting = await submit(stack, '/busybox echo was-waiting', 'waiting');
+    const waiting = await submit(stack, '/busybox echo was-waiting', `waiting-${name}`);
     await waitingInQueue(waiting);
-    // A round that gave the holder's slot to the waiting build, as a release does, whose worker died before it sent
-    // the grant's signal.
     await stack.builds.pool.query(`UPDATE build_slots SET released_at = now() WHERE build_id = $1`, [holder]);
     await stack.builds.pool.query(`UPDATE build_slots SET granted_at = now(), lease_until = now() + interval '1 hour', queue_position = NULL WHERE build_id = $1`, [waiting]);
+    return { holder, waiting };
+  }
+
+  it('gives a waiting build the slot a round granted it when the signal of that grant was lost', async () => {
+    const { holder, waiting } = await grantWithoutSignal('recheck');
     // Its workflow asks again within SLOT_RECHECK (30 s), finds the grant and builds, while the holder still runs.
     await until('the waiting build running', async () => (await stack.builds.get(waiting))?.status !== 'queued', 60_000);
     expect((await stack.builds.get(holder))?.status).toBe('running');
     expect((await waitForBuild(stack.apiUrl, waiting)).status).toBe('succeeded');
     expect(await grantSignals(waiting)).toBe(0);
+    expect((await stack.api(`/v1/builds/${holder}/cancel`, { method: 'POST' })).status).toBe(202);
+    expect((await waitForBuild(stack.apiUrl, holder)).status).toBe('cancelled');
+  });
+
+  it('signals a grant whose signal was lost again when a worker starts, so the build does not wait for its recheck', async () => {
+    const { holder, waiting } = await grantWithoutSignal('retold');
+    // What a starting worker does (worker/main.ts): only the granted build that has not started is told; the
+    // holder, running, is not.
+    expect(await createSlotQueue(stack.deps).retellGrants(stack.taskQueue)).toBe(1);
+    expect((await waitForBuild(stack.apiUrl, waiting)).status).toBe('succeeded');
+    // The build step was scheduled on the signal: no request for the slot (its recheck) came between the two.
+    const events = (await stack.client.workflow.getHandle(workflowIdForBuild(waiting)).fetchHistory()).events ?? [];
+    const signalled = events.findIndex((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'slotGranted');
+    const scheduled = events.findIndex((e) => e.activityTaskScheduledEventAttributes);
+    expect(signalled).toBeGreaterThan(-1);
+    expect(scheduled).toBeGreaterThan(signalled);
+    expect(events.slice(signalled, scheduled).filter((e) => e.markerRecordedEventAttributes)).toEqual([]);
+    expect(await grantSignals(holder)).toBe(0);
     expect((await stack.api(`/v1/builds/${holder}/cancel`, { method: 'POST' })).status).toBe(202);
     expect((await waitForBuild(stack.apiUrl, holder)).status).toBe('cancelled');
   });
