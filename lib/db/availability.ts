@@ -26,6 +26,11 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   return DRIVER_MESSAGES.test(err.message);
 }
 
+/** The error to throw for `err`: a DatabaseUnavailableError when it says PostgreSQL cannot be reached, else `err`. */
+export function asUnavailable(err: unknown): unknown {
+  return isDatabaseUnavailable(err) ? new DatabaseUnavailableError(err) : err;
+}
+
 export interface OutageWait {
   /** Called before each wait (a Temporal activity's heartbeat: waiting is not hanging). */
   heartbeat(): void;

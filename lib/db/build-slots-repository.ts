@@ -10,7 +10,7 @@
  */
 import type { Pool, PoolClient } from 'pg';
 import { fairOrder, leaseSeconds, type BuildSlotLimits, type RunningBuild, type WaitingBuild } from '../../workflows/build-queue';
-import { DatabaseUnavailableError, isDatabaseUnavailable } from './availability';
+import { asUnavailable } from './availability';
 
 /** What a round decided. */
 export interface SlotRound {
@@ -93,13 +93,13 @@ export class BuildSlotRepository {
    * signal may not have reached. Read outside any round: it changes nothing.
    */
   async grantedNotStarted(taskQueue: string): Promise<WaitingBuild[]> {
-    const { rows } = await this.pool.query<OpenRow>(
+    const { rows } = await this.pool.query<BuildColumns>(
       `SELECT s.build_id, s.run_id, s.workflow_id, s.consumer, s.timeout_seconds, (extract(epoch FROM s.accepted_at) * 1000)::bigint AS accepted_ms
        FROM build_slots s JOIN builds b ON b.id = s.build_id
        WHERE s.task_queue = $1 AND s.released_at IS NULL AND s.granted_at IS NOT NULL AND b.status = 'queued'`,
       [taskQueue],
     ).catch((err: unknown) => {
-      throw isDatabaseUnavailable(err) ? new DatabaseUnavailableError(err) : err;
+      throw asUnavailable(err);
     });
     return rows.map(waitingBuildOf);
   }
@@ -179,7 +179,7 @@ export class BuildSlotRepository {
     } catch (err) {
       // A connection that cannot even roll back is dropped, not handed to the next caller.
       await client.query('ROLLBACK').catch((rollbackFailed: unknown) => (broken = rollbackFailed));
-      throw isDatabaseUnavailable(err) ? new DatabaseUnavailableError(err) : err;
+      throw asUnavailable(err);
     } finally {
       client.removeListener('error', ignoreLostConnection);
       client.release(broken instanceof Error ? broken : undefined);
@@ -190,7 +190,7 @@ export class BuildSlotRepository {
     try {
       return await this.pool.connect();
     } catch (err) {
-      throw isDatabaseUnavailable(err) ? new DatabaseUnavailableError(err) : err;
+      throw asUnavailable(err);
     }
   }
 }
@@ -203,7 +203,10 @@ const ROUND_TIMEOUT = '10s';
  */
 export const QUEUE_LOCK_CLASS = 7_204_114;
 
-function waitingBuildOf(row: Pick<OpenRow, 'build_id' | 'workflow_id' | 'run_id' | 'consumer' | 'timeout_seconds' | 'accepted_ms'>): WaitingBuild {
+/** The columns of a row that make its WaitingBuild. */
+type BuildColumns = Pick<OpenRow, 'build_id' | 'workflow_id' | 'run_id' | 'consumer' | 'timeout_seconds' | 'accepted_ms'>;
+
+function waitingBuildOf(row: BuildColumns): WaitingBuild {
   return {
     buildId: row.build_id,
     workflowId: row.workflow_id,

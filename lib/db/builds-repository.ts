@@ -7,7 +7,7 @@ import type { PolicyExemption } from '../policy/build-policy';
 import type { ScanRecord } from '../scan/contract';
 import type { SignatureRecord } from '../signing/notation';
 import type { BuildErrorInfo, BuildSource, BuildSpec, BuildStatus, BuildStep, FailurePoint } from '../../workflows/definitions';
-import { DatabaseUnavailableError, isDatabaseUnavailable } from './availability';
+import { asUnavailable } from './availability';
 
 export interface BuildRecord {
   id: string;
@@ -413,7 +413,7 @@ export class BuildRepository {
     try {
       return await this.pool.query<R>(text, values);
     } catch (err) {
-      throw isDatabaseUnavailable(err) ? new DatabaseUnavailableError(err) : err;
+      throw asUnavailable(err);
     }
   }
 }
