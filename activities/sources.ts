@@ -44,19 +44,26 @@ export interface SourceActivityDeps {
 
 const HEARTBEAT_EVERY_MS = 5_000;
 
+/**
+ * Turns what a step threw into a failure whose type is the documented code: the error's own, or `code` for an error
+ * that has none. Retryable as the error says; messages and evidence without `secrets`.
+ */
+export function sourceStepFailure(err: unknown, code: string, secrets: readonly string[]): unknown {
+  const fail = (type: string, message: string, retryable: boolean, evidence?: Record<string, string>) =>
+    ApplicationFailure.create({ type, message: redact(message, secrets), nonRetryable: !retryable, details: evidenceDetails(evidence, secrets) });
+  if (err instanceof ApplicationFailure) return err;
+  if (err instanceof PolicyViolation) return fail(err.code, err.message, false);
+  // A scan pod deleted under the scan (a node drain) may not meet another attempt; a refused image always would.
+  if (err instanceof BuildFailedError) return fail(err.code, err.message, err.transient, err.evidence);
+  if (err instanceof SourceImageError) return fail('source_image_unavailable', err.message, err.retryable);
+  if (err instanceof StoredImageMissingError) return fail('image_missing', err.message, false);
+  if (err instanceof RegistryError) return fail(code, err.message, err.retryable, err.evidence);
+  if (err instanceof StorageError) return fail(code, err.message, true);
+  return fail(code, (err as Error)?.message ?? String(err), true);
+}
+
 export function createSourceActivities(deps: SourceActivityDeps) {
-  /** Turns what a step threw into a failure whose type is the documented code `code`. */
-  const failure = (err: unknown, code: string): unknown => {
-    if (err instanceof ApplicationFailure) return err;
-    if (err instanceof PolicyViolation || err instanceof BuildFailedError) return fail(err.code, err.message, false);
-    if (err instanceof SourceImageError) return fail('source_image_unavailable', err.message, err.retryable);
-    if (err instanceof StoredImageMissingError) return fail('image_missing', err.message, false);
-    if (err instanceof RegistryError) return fail(code, err.message, err.retryable, err.evidence);
-    if (err instanceof StorageError) return fail(code, err.message, true);
-    return fail(code, (err as Error)?.message ?? String(err), true);
-  };
-  const fail = (code: string, message: string, retryable: boolean, evidence?: Record<string, string>) =>
-    ApplicationFailure.create({ type: code, message: redact(message, deps.secrets), nonRetryable: !retryable, details: evidenceDetails(evidence, deps.secrets) });
+  const failure = (err: unknown, code: string): unknown => sourceStepFailure(err, code, deps.secrets);
   const logLine = async (buildId: string, text: string) => {
     const log = await BuildLog.open(deps.storage, deps.buildLogs, buildId, deps.secrets);
     log.write(text);

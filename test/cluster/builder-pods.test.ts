@@ -6,19 +6,23 @@
  * at the node's address (10.244.0.1), so the context URL is signed for it and the images are named with it.
  */
 import { execFile } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { V1Pod } from '@kubernetes/client-node';
 import { BuildFailedError } from '../../lib/executors/executor';
-import { builderPodName, createKubernetesExecutor, type KubernetesExecutorSettings } from '../../lib/executors/kubernetes';
+import { builderPodName, createKubernetesExecutor, loadKubeConfig, resolveKubernetesOptions, type KubernetesExecutorSettings } from '../../lib/executors/kubernetes';
+import { PodScanRunner } from '../../lib/executors/kubernetes/pod-scanner';
+import type { ScannerImage } from '../../lib/scan/scanner-image';
 import type { S3ObjectStore } from '../../lib/storage/s3-store';
 import { FaultProxy } from '../faults/support/fault-proxy';
 import { contextOf } from '../support/archives';
+import { scratchDir } from '../support/scratch';
 import { BASE_IMAGE, ensureBaseImage, manifestOf } from '../support/registry';
-import { KUBECONFIG, buildJob, createNamespace, deleteNamespace, eventually, podGone, readPod, recordingObserver } from '../kubernetes/support/cluster';
-import { NODE_NAME, REAL_NODE_NAMESPACE_LABELS, nodeAddress, podReachableStore } from './support/node';
+import { KUBECONFIG, buildJob, coreApi, createNamespace, deleteNamespace, eventually, podGone, readPod, recordingObserver } from '../kubernetes/support/cluster';
+import { NODE_NAME, REAL_NODE_NAMESPACE_LABELS, cordonNode, drainPod, nodeAddress, podReachableStore } from './support/node';
 
 /** The base image as pods see it: through the node's address instead of loopback. */
 const BASE_PATH = BASE_IMAGE.slice(BASE_IMAGE.indexOf('/') + 1);
@@ -145,6 +149,71 @@ describe(`builder pods on the real node ${NODE_NAME}`, () => {
       await proxy.close();
     }
   }, 300_000);
+
+  it('a node drained mid-step ends the attempt builder_pod_deleted for another attempt, which waits for the uncordoned node and builds', async () => {
+    const marker = `drain-${randomBytes(6).toString('hex')}`;
+    const context = await uploadDockerfile(`FROM ${address}:5000/${BASE_PATH}\nRUN echo ${marker}-started && sleep 8 && echo ${marker} > /marker\n`);
+    const job = buildJob(context, { repository: `${address}:5000/ibs-cluster/drained`, timeoutSeconds: 180 });
+    const name = builderPodName(job.buildId);
+    try {
+      // The drain's grace period (2 s) is shorter than the step, so the kubelet kills the build: the pod ends Failed,
+      // exit 137, while it is being deleted. That is the drain's doing, not the Dockerfile's.
+      const first = recordingObserver();
+      let drained: Promise<boolean> | undefined;
+      const log = first.log;
+      first.log = (text) => {
+        log(text);
+        if (!drained && text.includes(`${marker}-started`)) drained = drainPod(namespace, name, 2);
+      };
+      const error = await failureOf(executor().run(job, first));
+      expect(await drained).toBe(true);
+      expect(error.code, error.message).toBe('builder_pod_deleted');
+      expect(error.transient).toBe(true);
+      expect(error.evidence).toMatchObject({ node: NODE_NAME, disruption: 'EvictionByEvictionAPI' });
+
+      // The next attempt, as the activity's retry makes it, while the node is still cordoned: its pod waits for a node
+      // and says why, and builds once the node is uncordoned.
+      const second = recordingObserver();
+      let uncordoned: Promise<void> | undefined;
+      const log2 = second.log;
+      second.log = (text) => {
+        log2(text);
+        if (!uncordoned && text.includes('the builder pod is not scheduled yet')) uncordoned = cordonNode(false);
+      };
+      const { digest } = await executor().run(job, second);
+      await uncordoned;
+      expect(second.text()).toMatch(/not scheduled yet: .*unschedulable/);
+      expect((await manifestOf('ibs-cluster/drained', digest)).digest).toBe(digest);
+    } finally {
+      await cordonNode(false);
+    }
+  }, 300_000);
+
+  it("a scan pod drained mid-scan ends builder_pod_deleted for another attempt, not the scanner's failure", async () => {
+    // The scan pod of an image that needs no build (lib/executors/kubernetes/pod-scanner.ts), as the worker makes it.
+    // The scanner is a shell that outlasts the drain's 2 s grace period, so the kubelet kills it before it reports.
+    const options = resolveKubernetesOptions({ namespace, kubeconfigPath: KUBECONFIG, imageBuilder: IMAGE_BUILDER });
+    const runner = new PodScanRunner(options, { storage: store }, loadKubeConfig(options));
+    const shared = scratchDir('ibs-scan-drain-');
+    writeFileSync(join(shared, 'image.tar'), 'the archive the scanner would read');
+    const scanner = { image: `${address}:5000/${BASE_PATH}`, command: ['sh', '-c', 'echo scanning; sleep 60'], args: [], env: {}, resources: { requests: { cpu: '100m', memory: '64Mi' }, limits: { cpu: '1', memory: '256Mi' } } };
+    const log: string[] = [];
+    const observer = { log: (text: string) => log.push(text), heartbeat: () => undefined, signal: new AbortController().signal };
+    try {
+      const scanning = runner.run({} as ScannerImage, scanner, shared, observer, 120).then(() => undefined, (err: unknown) => err);
+      const name = await eventually(async () => {
+        const pods = (await coreApi().listNamespacedPod({ namespace, labelSelector: 'image-build-service/scan=true' })).items;
+        return pods.find((p) => p.status?.containerStatuses?.some((c) => c.state?.running))?.metadata?.name;
+      }, 'the scanner container to run', 90_000);
+      expect(await drainPod(namespace, name, 2)).toBe(true);
+      const error = await scanning;
+      expect(error).toBeInstanceOf(BuildFailedError);
+      expect((error as BuildFailedError).code, (error as Error).message).toBe('builder_pod_deleted');
+      expect((error as BuildFailedError).transient).toBe(true);
+    } finally {
+      await cordonNode(false);
+    }
+  }, 180_000);
 
   it('a build longer than its timeout ends build_timeout and its pod is deleted', async () => {
     const context = await uploadDockerfile(`FROM ${address}:5000/${BASE_PATH}\nRUN sleep 600\n`);

@@ -21,7 +21,7 @@ import {
   buildSecretData, scannerEnvKey, type EngineMode, type PodGate,
 } from './pod-spec';
 import { fetchGateResults, gateStagingKeys } from './scan-gate';
-import { podProgress, runningStep } from './pod-state';
+import { builderPodDeleted, podProgress, runningStep } from './pod-state';
 import { PodWatch } from './pod-watch';
 import {
   encodeDockerConfig, expandWildcardRegistryHosts, mergeDockerConfigs, parseDockerConfigSecret, plainCredentialsConfig, pullSecretNamesToMerge, type DockerConfig,
@@ -247,7 +247,7 @@ export class KubernetesExecutor implements BuildExecutor {
     try {
       return await this.core.readNamespacedPod({ name, namespace: this.options.namespace });
     } catch (err) {
-      if (isStatus(err, 404)) throw new Error(`the builder pod ${this.options.namespace}/${name} was deleted before the build finished`);
+      if (isStatus(err, 404)) throw builderPodDeleted(this.options.namespace, name);
       throw err;
     }
   }

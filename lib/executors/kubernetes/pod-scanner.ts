@@ -23,7 +23,7 @@ import { BuildFailedError } from '../executor';
 import { apiErrorText, ignoreNotFound, isStatus } from './kubernetes-executor';
 import type { KubernetesExecutorOptions } from './options';
 import { REPORT_URL_KEY, SCAN_CONTAINER, SCAN_IMAGE_URL_KEY, scanPodFor, scannerEnvKey } from './pod-spec';
-import { reportedScanExitCode } from './pod-state';
+import { builderPodDeleted, reportedScanExitCode } from './pod-state';
 
 const POLL_MS = 1_000;
 const PULL_FAILURES = new Set(['ErrImagePull', 'ImagePullBackOff', 'InvalidImageName', 'ErrImageNeverPull']);
@@ -117,7 +117,11 @@ export class PodScanRunner implements ScanRunner {
       if (observer.signal.aborted) throw new BuildFailedError('build_cancelled', 'the build was cancelled while its image was scanned');
       if (Date.now() > deadline) throw new BuildFailedError('build_timeout', `the scan pod ${namespace}/${name} did not finish within ${timeoutSeconds} s`, { timeoutSeconds: String(timeoutSeconds), step: 'scan' });
       observer.heartbeat();
-      const pod = await this.core.readNamespacedPod({ name, namespace });
+      const pod = await this.core.readNamespacedPod({ name, namespace }).catch((err: unknown) => {
+        throw isStatus(err, 404) ? builderPodDeleted(namespace, name) : err;
+      });
+      // Someone else deleting the pod (a node drain) ends its scan early: not the image's fault, so another attempt.
+      const failure = (error: BuildFailedError) => (pod.metadata?.deletionTimestamp ? builderPodDeleted(namespace, name, error, pod) : error);
       const statuses = [...(pod.status?.initContainerStatuses ?? []), ...(pod.status?.containerStatuses ?? [])];
       const pulling = statuses.find((c) => PULL_FAILURES.has(c.state?.waiting?.reason ?? ''));
       if (pulling) {
@@ -126,20 +130,20 @@ export class PodScanRunner implements ScanRunner {
       const fetch = pod.status?.initContainerStatuses?.[0]?.state?.terminated;
       if (fetch && fetch.exitCode !== 0) {
         await this.relayLog(name, 'fetch-image', observer);
-        throw new BuildFailedError('scan_upload_failed', `the scan pod could not download the image archive from object storage (exit code ${fetch.exitCode}); check that pods reach object storage`);
+        throw failure(new BuildFailedError('scan_upload_failed', `the scan pod could not download the image archive from object storage (exit code ${fetch.exitCode}); check that pods reach object storage`));
       }
       const scan = pod.status?.containerStatuses?.find((c) => c.name === SCAN_CONTAINER)?.state?.terminated;
       if (scan) {
         await this.relayLog(name, SCAN_CONTAINER, observer);
         const exitCode = reportedScanExitCode(scan.message);
         if (exitCode === undefined) {
-          throw new BuildFailedError(scan.exitCode === 70 ? 'scan_upload_failed' : 'scan_report_missing', `the scan container ended (exit code ${scan.exitCode}) without reporting the scanner's exit code; check that the scanner image has curl and the command ran`);
+          throw failure(new BuildFailedError(scan.exitCode === 70 ? 'scan_upload_failed' : 'scan_report_missing', `the scan container ended (exit code ${scan.exitCode}) without reporting the scanner's exit code; check that the scanner image has curl and the command ran`));
         }
         return exitCode;
       }
       // Evicted, or past its deadline, before the scanner said anything.
       if (pod.status?.phase === 'Failed') {
-        throw new BuildFailedError('scan_report_missing', `the scan pod ${namespace}/${name} failed before the scanner reported (${[pod.status.reason, pod.status.message].filter(Boolean).join(': ') || 'no reason given'})`);
+        throw failure(new BuildFailedError('scan_report_missing', `the scan pod ${namespace}/${name} failed before the scanner reported (${[pod.status.reason, pod.status.message].filter(Boolean).join(': ') || 'no reason given'})`));
       }
       await sleep(POLL_MS);
     }

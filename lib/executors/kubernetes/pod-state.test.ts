@@ -30,6 +30,36 @@ describe('podProgress', () => {
     expect(podProgress(pod({ phase: 'Succeeded', containerStatuses: [terminated(0, 'Completed', JSON.stringify({ digest: DIGEST }))] }), '')).toEqual({ state: 'succeeded', digest: DIGEST });
   });
 
+  describe('a pod being deleted (a node drain, an eviction, a person)', () => {
+    const deleting = (status: V1Pod['status']): V1Pod => ({
+      ...pod(status),
+      metadata: { namespace: 'builds', name: 'ibs-build-1', deletionTimestamp: new Date('2026-12-05T18:25:17Z') },
+      spec: { nodeName: 'node-1', containers: [{ name: 'build' }] },
+    });
+    const drained = { type: 'DisruptionTarget', status: 'True', reason: 'EvictionByEvictionAPI', message: 'Eviction API: evicting' };
+
+    it('ends builder_pod_deleted, for another attempt, when its build was killed', () => {
+      const progress = podProgress(deleting({ phase: 'Failed', conditions: [drained], containerStatuses: [terminated(137, 'Error')] }), '#5 [2/2] RUN sleep 90');
+      expect(progress.state).toBe('failed');
+      if (progress.state !== 'failed') return;
+      expect(progress.error.code).toBe('builder_pod_deleted');
+      expect(progress.error.transient).toBe(true);
+      expect(progress.error.message).toMatch(/builds\/ibs-build-1 was deleted before the build finished \(EvictionByEvictionAPI: Eviction API: evicting\).*exit code 137/s);
+      expect(progress.error.evidence).toEqual({ node: 'node-1', disruption: 'EvictionByEvictionAPI', endedAs: 'build_failed', step: '[2/2] RUN sleep 90' });
+    });
+
+    it('is still followed while it runs, and its result counts when the build finished within the grace period', () => {
+      expect(podProgress(deleting({ phase: 'Running', conditions: [drained] }), '').state).toBe('running');
+      const done = deleting({ phase: 'Succeeded', conditions: [drained], containerStatuses: [terminated(0, 'Completed', JSON.stringify({ digest: DIGEST }))] });
+      expect(podProgress(done, '')).toEqual({ state: 'succeeded', digest: DIGEST });
+    });
+
+    it('is the same failure as before when nothing is deleting it', () => {
+      const progress = podProgress(pod({ phase: 'Failed', conditions: [drained], containerStatuses: [terminated(137, 'Error')] }), '');
+      expect(progress.state === 'failed' && [progress.error.code, progress.error.transient]).toEqual(['build_failed', false]);
+    });
+  });
+
   it('reports pending and running pods as still going', () => {
     expect(podProgress(pod({ phase: 'Pending' }), '').state).toBe('pending');
     expect(podProgress(pod({ phase: 'Running' }), '').state).toBe('running');

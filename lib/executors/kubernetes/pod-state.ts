@@ -1,6 +1,6 @@
 /**
  * Reads a builder pod's status: still going, succeeded with a digest, or failed with a stable code that tells the
- * consumer what happened (OOMKilled, evicted, image pull failure, deadline exceeded, non-zero exit).
+ * consumer what happened (OOMKilled, evicted, image pull failure, deadline exceeded, non-zero exit, deleted).
  */
 import type { V1ContainerStatus, V1Pod } from '@kubernetes/client-node';
 import { BuildFailedError } from '../executor';
@@ -14,8 +14,32 @@ export type PodProgress =
 
 const IMAGE_PULL_FAILURES = new Set(['ErrImagePull', 'ImagePullBackOff', 'InvalidImageName', 'ErrImageNeverPull']);
 
-/** `logTail` is the end of the build log, quoted in a non-zero-exit error so the consumer sees why. */
+/**
+ * `logTail` is the end of the build log, quoted in a non-zero-exit error so the consumer sees why.
+ *
+ * A pod that someone else is deleting (a node drain, an eviction through the API, a person) may still finish within its
+ * grace period, and then its result counts. If it fails instead, its containers were most likely killed by that
+ * deletion, not by the Dockerfile: that is `builder_pod_deleted`, which another attempt may not meet.
+ */
 export function podProgress(pod: V1Pod, logTail: string): PodProgress {
+  const progress = statusProgress(pod, logTail);
+  if (progress.state !== 'failed' || !pod.metadata?.deletionTimestamp) return progress;
+  return { state: 'failed', error: builderPodDeleted(pod.metadata.namespace ?? '', pod.metadata.name ?? '', progress.error, pod, logTail) };
+}
+
+/**
+ * `builder_pod_deleted`, for another attempt: the pod `namespace/name` was deleted by someone else before its build or
+ * scan ended: gone (the API server's 404), or `killed` while it was being deleted, with the evidence its pod gives.
+ */
+export function builderPodDeleted(namespace: string, name: string, killed?: BuildFailedError, pod?: V1Pod, logTail = ''): BuildFailedError {
+  const disruption = pod?.status?.conditions?.find((c) => c.type === 'DisruptionTarget' && c.status === 'True');
+  const why = disruption?.reason ? ` (${disruption.reason}${disruption.message ? `: ${disruption.message}` : ''})` : '';
+  const ended = killed ? `, and it ended: ${killed.message}` : '';
+  const evidence = nonEmpty({ node: pod?.spec?.nodeName ?? '', disruption: disruption?.reason ?? '', endedAs: killed?.code ?? '', step: runningStep(logTail) ?? '' });
+  return new BuildFailedError('builder_pod_deleted', `the pod ${namespace}/${name} was deleted before the build finished${why}${ended}; the step is tried again while it has attempts left`, evidence, true);
+}
+
+function statusProgress(pod: V1Pod, logTail: string): PodProgress {
   const status = pod.status ?? {};
   const all = [...(status.initContainerStatuses ?? []), ...(status.containerStatuses ?? [])];
 
@@ -109,8 +133,13 @@ function terminationText(status: V1ContainerStatus | undefined): string {
 }
 
 function failed(code: string, message: string, evidence?: Record<string, string>): PodProgress {
-  const kept = evidence ? Object.fromEntries(Object.entries(evidence).filter(([, v]) => v !== '')) : undefined;
-  return { state: 'failed', error: new BuildFailedError(code, message, kept) };
+  return { state: 'failed', error: new BuildFailedError(code, message, evidence && nonEmpty(evidence)) };
+}
+
+/** Evidence without its empty values; none at all when nothing is left. */
+function nonEmpty(evidence: Record<string, string>): Record<string, string> | undefined {
+  const kept = Object.entries(evidence).filter(([, v]) => v !== '');
+  return kept.length ? Object.fromEntries(kept) : undefined;
 }
 
 /**

@@ -4,7 +4,7 @@
  * it; pods of a namespace labelled REAL_NODE_NAMESPACE_LABELS get its toleration and node selector at admission (a
  * MutatingAdmissionPolicy of the start script), as the kubernetes executor's builder pods would.
  */
-import type { V1EnvVar, V1Node, V1Pod, V1PodSpec } from '@kubernetes/client-node';
+import { PatchStrategy, setHeaderOptions, type V1EnvVar, type V1Node, type V1Pod, type V1PodSpec } from '@kubernetes/client-node';
 import { execFile } from 'node:child_process';
 import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
@@ -20,6 +20,28 @@ export const REAL_NODE_NAMESPACE_LABELS = { 'ibs.local/node': 'real' };
 
 export async function readNode(): Promise<V1Node> {
   return coreApi().readNode({ name: NODE_NAME });
+}
+
+/**
+ * What `kubectl drain --force --grace-period=<seconds>` does to one of the node's pods: cordon the node, then evict the
+ * pod through the Eviction API with that grace period (builder pods have no controller, hence --force). False when the
+ * pod was gone already. The node stays cordoned until `cordonNode(false)`.
+ */
+export async function drainPod(namespace: string, name: string, gracePeriodSeconds: number): Promise<boolean> {
+  await cordonNode(true);
+  const body = { apiVersion: 'policy/v1', kind: 'Eviction', metadata: { name, namespace }, deleteOptions: { gracePeriodSeconds } };
+  return coreApi().createNamespacedPodEviction({ name, namespace, body }).then(
+    () => true,
+    (err: { code?: number }) => {
+      if (err.code === 404) return false;
+      throw err;
+    },
+  );
+}
+
+/** Marks the node unschedulable (`kubectl cordon`) or schedulable again (`kubectl uncordon`). */
+export async function cordonNode(unschedulable: boolean): Promise<void> {
+  await coreApi().patchNode({ name: NODE_NAME, body: { spec: { unschedulable } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
 }
 
 /** The node's InternalIP: the bridge gateway, where pods reach the host's registry, MinIO, Temporal, PostgreSQL. */

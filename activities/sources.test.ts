@@ -1,0 +1,29 @@
+import { ApplicationFailure } from '@temporalio/common';
+import { describe, expect, it } from 'vitest';
+import { BuildFailedError } from '../lib/executors/executor';
+import { PolicyViolation } from '../lib/policy/errors';
+import { sourceStepFailure } from './sources';
+
+const failureOf = (err: unknown) => sourceStepFailure(err, 'scan_failed', ['canary-secret-1']) as ApplicationFailure;
+
+describe('sourceStepFailure', () => {
+  it('retries a failure the executor marks transient (a scan pod deleted by a drain), keeping its code and evidence', () => {
+    const failure = failureOf(new BuildFailedError('builder_pod_deleted', 'the pod ns/ibs-scan-1 was deleted', { node: 'node-1' }, true));
+    expect(failure).toBeInstanceOf(ApplicationFailure);
+    expect([failure.type, failure.nonRetryable]).toEqual(['builder_pod_deleted', false]);
+    expect(failure.details).toEqual([{ node: 'node-1' }]);
+  });
+
+  it("does not retry the executor's other failures or a policy refusal", () => {
+    const scanner = failureOf(new BuildFailedError('scan_report_missing', 'the scanner reported nothing'));
+    expect([scanner.type, scanner.nonRetryable]).toEqual(['scan_report_missing', true]);
+    const policy = failureOf(new PolicyViolation('source_registry_not_allowed', 'not allowed'));
+    expect([policy.type, policy.nonRetryable]).toEqual(['source_registry_not_allowed', true]);
+  });
+
+  it('gives an error without a code the step\'s code, retryable, and keeps secrets out of the message', () => {
+    const failure = failureOf(new Error('connection to canary-secret-1@host reset'));
+    expect([failure.type, failure.nonRetryable]).toEqual(['scan_failed', false]);
+    expect(failure.message).not.toContain('canary-secret-1');
+  });
+});
