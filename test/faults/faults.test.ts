@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CoreV1Api } from '@kubernetes/client-node';
 import { apiFetch } from '../support/stack';
 import { sleep } from './support/components';
 import { gateStagingKeys } from '../../lib/executors/kubernetes/scan-gate';
@@ -27,6 +28,10 @@ const KIND_TIMEOUT = 300_000 + INJECTIONS * 75_000;
 const withOutages = (outageMs: number) => KIND_TIMEOUT + INJECTIONS * outageMs;
 /** How long after a builder pod's step began its deletion lands, at most (it exists only while it builds and scans). */
 const POD_STEP_SPAN_MS: Record<Step, number> = { running: 8_000, scanning: 3_000, pushing: 0, signing: 0 };
+/** The drain kind's grace period (`kubectl drain --grace-period`), shorter than a build's RUN steps. */
+const DRAIN_GRACE_SECONDS = 2;
+/** How long the drained node stays cordoned before it is uncordoned. */
+const CORDONED_MS = 10_000;
 const run = promisify(execFile);
 /** Builds sent at once to the queued service (one slot) at each injection of its kinds. */
 const QUEUED_BATCH = 3;
@@ -367,91 +372,125 @@ describe('fault injection', () => {
   }, KIND_TIMEOUT);
 
   it('a builder pod deleted mid-build on the real node', async () => {
-    const row = await kind('builder pod deleted', async (row) => {
-      const { coreApi, KUBECONFIG, createNamespace, deleteNamespace, objectStore } = await import('../kubernetes/support/cluster');
-      const { nodeAddress, REAL_NODE_NAMESPACE_LABELS } = await import('../cluster/support/node');
-      if (!existsSync(KUBECONFIG)) throw new Error(`no local cluster (${KUBECONFIG} is missing): start it with infra/local/start.sh`);
-      // The builder image the pods run, as test/cluster/builder-pods.test.ts makes it (cached after the first time).
-      await run('bash', [join(__dirname, '../../infra/images/build.sh'), 'image-builder'], { timeout: 900_000, maxBuffer: 64 << 20 });
-      const address = await nodeAddress();
-      const namespace = await createNamespace('ibs-faults', REAL_NODE_NAMESPACE_LABELS);
+    const row = await kind('builder pod deleted', (row) =>
+      podKind(row, 'pods', async ({ coreApi, namespace, name }) => coreApi().deleteNamespacedPod({ namespace, name, gracePeriodSeconds: 0 }).then(() => true, () => false)),
+    );
+    expectClean(row);
+  }, KIND_TIMEOUT);
+
+  it("a builder pod's node drained mid-build: evicted with a short grace period, its next attempt waits for the uncordoned node", async () => {
+    const { cordonNode, drainPod } = await import('../cluster/support/node');
+    const row = await kind('builder pod\'s node drained', async (row) => {
       try {
-        // Pods reach the host's shared registry and MinIO at the node's address (writing there harms no one: the
-        // repositories and keys are this run's); the API and the worker are a second service of the private stack.
-        // The scanner gate runs as the pod's scanner container, uploading the report and the archive to the store at
-        // the node's address; the worker then pushes the scanned archive and signs, as for the other kinds.
-        const service = await stack.addService('pods', {
-          scanAndSign: true,
-          targetRegistry: `${address}:5000`,
-          baseImage: `${address}:5000/${'ibs-test/busybox:1'}`,
-          storage: {
-            endpoint: `http://${address}:9000`,
-            user: process.env.MINIO_SERVER_ROOT_USER ?? '',
-            password: process.env.MINIO_SERVER_ROOT_PASSWORD ?? '',
-            bucket: process.env.LOGS_BUCKET ?? 'data',
-          },
-          extraEnv: {
-            BUILD_EXECUTOR: 'kubernetes',
-            KUBECONFIG,
-            IMAGE_BUILDER_NAMESPACE: namespace,
-            IMAGE_BUILDER_REPOSITORY: '127.0.0.1:5000/ibs',
-            IMAGE_BUILDER_VERSION: '0.28.1',
-            IMAGE_BUILDER_POD_RETENTION_SECONDS: '0',
-          },
-        });
-        const submissions: Submission[] = [];
-        // Only a deletion that found its pod counts; one that came after the pod's steps (a quick scan) takes a new build.
-        for (let i = 0; row.injections < INJECTIONS && i < 2 * INJECTIONS; i++) {
-          const submission = await service.submit('pod', 6);
-          submissions.push(submission);
-          const name = `ibs-build-${submission.id!}`;
-          // The pod exists once the build activity runs; it is deleted at a random point after it started.
-          const deadline = Date.now() + 120_000;
-          while (!(await coreApi().readNamespacedPod({ namespace, name }).catch(() => undefined))) {
-            if (Date.now() > deadline) throw new Error(`builder pod ${name} never appeared`);
-            await sleep(250);
-          }
-          // At a random point of the build (the pod pulls, fetches the context and runs about 6 s of RUN steps) or
-          // of the scan in the pod's scanner container.
-          const at = await service.atRandomPoint(row, submission.id!, i, { steps: ['running', 'scanning'], spanMs: POD_STEP_SPAN_MS });
-          const deleted = await coreApi().deleteNamespacedPod({ namespace, name, gracePeriodSeconds: 0 }).then(() => true, () => false);
-          if (deleted) {
-            row.injections++;
-          } else {
-            // No fault landed in that step.
-            if ((row.at[at] ?? 0) > 1) row.at[at]! -= 1;
-            else delete row.at[at];
-            row.notes.push(`${submission.id!}: its pod was gone before the deletion (the build in step ${at})`);
-          }
-        }
-        await stack.check(row, service, submissions, {
-          registryFor: (image) => image,
-          extraOrphans: async () => {
-            // Pods and their registry secrets are deleted as their build ends (retention 0); a moment for the last deletion.
-            const deadline = Date.now() + 60_000;
-            for (;;) {
-              const pods = (await coreApi().listNamespacedPod({ namespace })).items.map((p) => `pod ${p.metadata!.name!}`);
-              const secrets = (await coreApi().listNamespacedSecret({ namespace })).items
-                .map((x) => x.metadata!.name!).filter((n) => n.startsWith('ibs-build-')).map((n) => `secret ${n}`);
-              // What the pod's scanner container uploads, which the worker removes once it has fetched it.
-              const staged: string[] = [];
-              for (const s of submissions) {
-                const keys = gateStagingKeys(s.id ?? '');
-                for (const key of [keys.report, keys.archive]) if (s.id && (await objectStore().exists(key))) staged.push(`object ${key}`);
-              }
-              const left = [...pods, ...secrets, ...staged];
-              if (left.length === 0 || Date.now() > deadline) return left;
-              await sleep(1_000);
-            }
-          },
+        await podKind(row, 'drain', async ({ namespace, name }) => {
+          // `kubectl drain --force --grace-period=2`: the build is killed 2 s later, unless it ends first. The node
+          // stays cordoned a while, so that the next attempt's pod may find no node and wait.
+          const evicted = await drainPod(namespace, name, DRAIN_GRACE_SECONDS);
+          await sleep(CORDONED_MS);
+          await cordonNode(false);
+          return evicted;
         });
       } finally {
-        await deleteNamespace(namespace);
+        await cordonNode(false);
       }
     });
     expectClean(row);
-  }, KIND_TIMEOUT);
+  }, KIND_TIMEOUT + INJECTIONS * CORDONED_MS);
 });
+
+interface PodInjection {
+  coreApi: () => CoreV1Api;
+  namespace: string;
+  /** The build's pod. */
+  name: string;
+}
+
+/**
+ * Builds through builder pods on the real node, by a service of its own named `serviceName`, with `inject` applied to
+ * each build's pod at a random point of its build or scan; true when it found the pod. The kinds' usual checks follow,
+ * and no pod, secret or staged object may be left.
+ */
+async function podKind(row: FaultRow, serviceName: string, inject: (target: PodInjection) => Promise<boolean>): Promise<void> {
+  const { coreApi, KUBECONFIG, createNamespace, deleteNamespace, objectStore } = await import('../kubernetes/support/cluster');
+  const { nodeAddress, REAL_NODE_NAMESPACE_LABELS } = await import('../cluster/support/node');
+  if (!existsSync(KUBECONFIG)) throw new Error(`no local cluster (${KUBECONFIG} is missing): start it with infra/local/start.sh`);
+  // The builder image the pods run, as test/cluster/builder-pods.test.ts makes it (cached after the first time).
+  await run('bash', [join(__dirname, '../../infra/images/build.sh'), 'image-builder'], { timeout: 900_000, maxBuffer: 64 << 20 });
+  const address = await nodeAddress();
+  const namespace = await createNamespace('ibs-faults', REAL_NODE_NAMESPACE_LABELS);
+  try {
+    // Pods reach the host's shared registry and MinIO at the node's address (writing there harms no one: the
+    // repositories and keys are this run's); the API and the worker are a second service of the private stack.
+    // The scanner gate runs as the pod's scanner container, uploading the report and the archive to the store at
+    // the node's address; the worker then pushes the scanned archive and signs, as for the other kinds.
+    const service = await stack.addService(serviceName, {
+      scanAndSign: true,
+      targetRegistry: `${address}:5000`,
+      baseImage: `${address}:5000/${'ibs-test/busybox:1'}`,
+      storage: {
+        endpoint: `http://${address}:9000`,
+        user: process.env.MINIO_SERVER_ROOT_USER ?? '',
+        password: process.env.MINIO_SERVER_ROOT_PASSWORD ?? '',
+        bucket: process.env.LOGS_BUCKET ?? 'data',
+      },
+      extraEnv: {
+        BUILD_EXECUTOR: 'kubernetes',
+        KUBECONFIG,
+        IMAGE_BUILDER_NAMESPACE: namespace,
+        IMAGE_BUILDER_REPOSITORY: '127.0.0.1:5000/ibs',
+        IMAGE_BUILDER_VERSION: '0.28.1',
+        IMAGE_BUILDER_POD_RETENTION_SECONDS: '0',
+      },
+    });
+    const submissions: Submission[] = [];
+    // Only an injection that found its pod counts; one that came after the pod's steps (a quick scan) takes a new build.
+    for (let i = 0; row.injections < INJECTIONS && i < 2 * INJECTIONS; i++) {
+      const submission = await service.submit('pod', 6);
+      submissions.push(submission);
+      const name = `ibs-build-${submission.id!}`;
+      // The pod exists once the build activity runs; the fault meets it at a random point after it started.
+      const deadline = Date.now() + 120_000;
+      while (!(await coreApi().readNamespacedPod({ namespace, name }).catch(() => undefined))) {
+        if (Date.now() > deadline) throw new Error(`builder pod ${name} never appeared`);
+        await sleep(250);
+      }
+      // At a random point of the build (the pod pulls, fetches the context and runs about 6 s of RUN steps) or
+      // of the scan in the pod's scanner container.
+      const at = await service.atRandomPoint(row, submission.id!, i, { steps: ['running', 'scanning'], spanMs: POD_STEP_SPAN_MS });
+      if (await inject({ coreApi, namespace, name })) {
+        row.injections++;
+      } else {
+        // No fault landed in that step.
+        if ((row.at[at] ?? 0) > 1) row.at[at]! -= 1;
+        else delete row.at[at];
+        row.notes.push(`${submission.id!}: its pod was gone before the fault (the build in step ${at})`);
+      }
+    }
+    await stack.check(row, service, submissions, {
+      registryFor: (image) => image,
+      extraOrphans: async () => {
+        // Pods and their registry secrets are deleted as their build ends (retention 0); a moment for the last deletion.
+        const deadline = Date.now() + 60_000;
+        for (;;) {
+          const pods = (await coreApi().listNamespacedPod({ namespace })).items.map((p) => `pod ${p.metadata!.name!}`);
+          const secrets = (await coreApi().listNamespacedSecret({ namespace })).items
+            .map((x) => x.metadata!.name!).filter((n) => n.startsWith('ibs-build-')).map((n) => `secret ${n}`);
+          // What the pod's scanner container uploads, which the worker removes once it has fetched it.
+          const staged: string[] = [];
+          for (const s of submissions) {
+            const keys = gateStagingKeys(s.id ?? '');
+            for (const key of [keys.report, keys.archive]) if (s.id && (await objectStore().exists(key))) staged.push(`object ${key}`);
+          }
+          const left = [...pods, ...secrets, ...staged];
+          if (left.length === 0 || Date.now() > deadline) return left;
+          await sleep(1_000);
+        }
+      },
+    });
+  } finally {
+    await deleteNamespace(namespace);
+  }
+}
 
 /** A request body that trickles `bytes` out over about `ms`. */
 function slowBody(bytes: Buffer, ms: number): ReadableStream<Uint8Array> {
