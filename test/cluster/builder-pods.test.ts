@@ -22,7 +22,7 @@ import { contextOf } from '../support/archives';
 import { scratchDir } from '../support/scratch';
 import { BASE_IMAGE, ensureBaseImage, manifestOf } from '../support/registry';
 import { KUBECONFIG, buildJob, coreApi, createNamespace, deleteNamespace, eventually, podGone, readPod, recordingObserver } from '../kubernetes/support/cluster';
-import { NODE_NAME, REAL_NODE_NAMESPACE_LABELS, cordonNode, drainPod, nodeAddress, podReachableStore } from './support/node';
+import { NODE_NAME, REAL_NODE_NAMESPACE_LABELS, cordonNode, drainPod, nodeAddress, podReachableStore, withKubeletStopped } from './support/node';
 
 /** The base image as pods see it: through the node's address instead of loopback. */
 const BASE_PATH = BASE_IMAGE.slice(BASE_IMAGE.indexOf('/') + 1);
@@ -188,6 +188,39 @@ describe(`builder pods on the real node ${NODE_NAME}`, () => {
       await cordonNode(false);
     }
   }, 300_000);
+
+  it('a pod its node cannot end (the kubelet stopped) is given up past its deletion deadline: builder_pod_deleted, and the pod is force-deleted', async () => {
+    const marker = `hung-${randomBytes(6).toString('hex')}`;
+    const context = await uploadDockerfile(`FROM ${address}:5000/${BASE_PATH}\nRUN echo ${marker}-started && sleep 60\n`);
+    const job = buildJob(context, { repository: `${address}:5000/ibs-cluster/hung`, timeoutSeconds: 180 });
+    const name = builderPodName(job.buildId);
+    const observer = recordingObserver();
+    let started: () => void = () => undefined;
+    const running = new Promise<void>((resolve) => (started = resolve));
+    const log = observer.log;
+    observer.log = (text) => {
+      log(text);
+      if (text.includes(`${marker}-started`)) started();
+    };
+    // Allowed 3 s past the deadline here (60 s by default), so the kubelet stays stopped for seconds only.
+    const building = executor({ deletionOverdueMs: 3_000, resyncIntervalMs: 1_000 }).run(job, observer).then(() => undefined, (err: unknown) => err);
+    await running;
+    const { error, stoppedMs, gone } = await withKubeletStopped(async () => {
+      const since = Date.now();
+      await coreApi().deleteNamespacedPod({ namespace, name, gracePeriodSeconds: 2 });
+      const error = await building;
+      // Gone while the kubelet is still stopped: the executor force-deleted it, so that the next attempt can make a
+      // pod of the same name.
+      return { error, stoppedMs: Date.now() - since, gone: await podGone(namespace, name) };
+    });
+    expect(gone).toBe(true);
+    expect(error).toBeInstanceOf(BuildFailedError);
+    expect((error as BuildFailedError).code, (error as Error).message).toBe('builder_pod_deleted');
+    expect((error as Error).message).toContain(`its node ${NODE_NAME} had not ended it 3 s after its grace period`);
+    expect((error as BuildFailedError).transient).toBe(true);
+    // Given up on soon after the 2 s grace and the 3 s allowance, not at the build's timeout.
+    expect(stoppedMs).toBeLessThan(15_000);
+  }, 240_000);
 
   it("a scan pod drained mid-scan ends builder_pod_deleted for another attempt, not the scanner's failure", async () => {
     // The scan pod of an image that needs no build (lib/executors/kubernetes/pod-scanner.ts), as the worker makes it.

@@ -21,7 +21,7 @@ import {
   buildSecretData, scannerEnvKey, type EngineMode, type PodGate,
 } from './pod-spec';
 import { fetchGateResults, gateStagingKeys } from './scan-gate';
-import { builderPodDeleted, podProgress, runningStep } from './pod-state';
+import { builderPodDeleted, deletionOverdue, podProgress, runningStep } from './pod-state';
 import { PodWatch } from './pod-watch';
 import {
   encodeDockerConfig, expandWildcardRegistryHosts, mergeDockerConfigs, parseDockerConfigSecret, plainCredentialsConfig, pullSecretNamesToMerge, type DockerConfig,
@@ -229,6 +229,9 @@ export class KubernetesExecutor implements BuildExecutor {
             }, isTransientPushFailure(logEnd));
           }
           throw error;
+        }
+        if (deletionOverdue(current, this.options.deletionOverdueMs)) {
+          throw builderPodDeleted(this.options.namespace, name, { pod: current, logTail: tail.text(), overdueSeconds: Math.round(this.options.deletionOverdueMs / 1000) });
         }
         const seen = watch.latest;
         await watch.changed(Math.min(this.options.resyncIntervalMs, deadline - Date.now()), observer.signal);

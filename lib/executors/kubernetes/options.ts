@@ -81,6 +81,12 @@ export interface KubernetesExecutorOptions {
   heartbeatIntervalMs: number;
   /** After the pod ended, how long the log stream may take to deliver its last lines. */
   logDrainMs: number;
+  /**
+   * How long past its deletion deadline (deletionTimestamp: the deletion plus its grace period) a pod that has not
+   * ended is still followed. A node that cannot end its pods (unreachable, hung) leaves them terminating for good; the
+   * attempt then ends builder_pod_deleted instead of holding the build until timeoutSeconds.
+   */
+  deletionOverdueMs: number;
 }
 
 export type KubernetesExecutorSettings = Omit<Partial<KubernetesExecutorOptions>, 'imageBuilder' | 'pullCredentials'> & {
@@ -144,6 +150,7 @@ export function resolveKubernetesOptions(settings: KubernetesExecutorSettings): 
     resyncIntervalMs: settings.resyncIntervalMs ?? 10_000,
     heartbeatIntervalMs: settings.heartbeatIntervalMs ?? 5_000,
     logDrainMs: settings.logDrainMs ?? 2_000,
+    deletionOverdueMs: settings.deletionOverdueMs ?? 60_000,
   };
 }
 

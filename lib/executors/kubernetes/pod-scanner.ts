@@ -23,7 +23,7 @@ import { BuildFailedError } from '../executor';
 import { apiErrorText, ignoreNotFound, isStatus } from './kubernetes-executor';
 import type { KubernetesExecutorOptions } from './options';
 import { REPORT_URL_KEY, SCAN_CONTAINER, SCAN_IMAGE_URL_KEY, scanPodFor, scannerEnvKey } from './pod-spec';
-import { builderPodDeleted, reportedScanExitCode } from './pod-state';
+import { builderPodDeleted, deletionOverdue, reportedScanExitCode } from './pod-state';
 
 const POLL_MS = 1_000;
 const PULL_FAILURES = new Set(['ErrImagePull', 'ImagePullBackOff', 'InvalidImageName', 'ErrImageNeverPull']);
@@ -121,7 +121,7 @@ export class PodScanRunner implements ScanRunner {
         throw isStatus(err, 404) ? builderPodDeleted(namespace, name) : err;
       });
       // Someone else deleting the pod (a node drain) ends its scan early: not the image's fault, so another attempt.
-      const failure = (error: BuildFailedError) => (pod.metadata?.deletionTimestamp ? builderPodDeleted(namespace, name, error, pod) : error);
+      const failure = (error: BuildFailedError) => (pod.metadata?.deletionTimestamp ? builderPodDeleted(namespace, name, { killed: error, pod }) : error);
       const statuses = [...(pod.status?.initContainerStatuses ?? []), ...(pod.status?.containerStatuses ?? [])];
       const pulling = statuses.find((c) => PULL_FAILURES.has(c.state?.waiting?.reason ?? ''));
       if (pulling) {
@@ -140,6 +140,9 @@ export class PodScanRunner implements ScanRunner {
           throw failure(new BuildFailedError(scan.exitCode === 70 ? 'scan_upload_failed' : 'scan_report_missing', `the scan container ended (exit code ${scan.exitCode}) without reporting the scanner's exit code; check that the scanner image has curl and the command ran`));
         }
         return exitCode;
+      }
+      if (deletionOverdue(pod, this.options.deletionOverdueMs)) {
+        throw builderPodDeleted(namespace, name, { pod, overdueSeconds: Math.round(this.options.deletionOverdueMs / 1000) });
       }
       // Evicted, or past its deadline, before the scanner said anything.
       if (pod.status?.phase === 'Failed') {

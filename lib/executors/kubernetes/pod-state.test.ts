@@ -1,6 +1,6 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
-import { podProgress, reportedDigest, runningStep } from './pod-state';
+import { builderPodDeleted, deletionOverdue, podProgress, reportedDigest, runningStep } from './pod-state';
 
 const DIGEST = `sha256:${'ab'.repeat(32)}`;
 
@@ -52,6 +52,17 @@ describe('podProgress', () => {
       expect(podProgress(deleting({ phase: 'Running', conditions: [drained] }), '').state).toBe('running');
       const done = deleting({ phase: 'Succeeded', conditions: [drained], containerStatuses: [terminated(0, 'Completed', JSON.stringify({ digest: DIGEST }))] });
       expect(podProgress(done, '')).toEqual({ state: 'succeeded', digest: DIGEST });
+    });
+
+    it('is overdue once it outlives its deletion deadline by more than the allowance, as on a node that cannot end it', () => {
+      const deadline = Date.parse('2026-12-05T18:25:17Z');
+      const running = deleting({ phase: 'Running', conditions: [{ ...drained, reason: 'DeletionByTaintManager' }] });
+      expect(deletionOverdue(running, 60_000, deadline + 60_000)).toBe(false);
+      expect(deletionOverdue(running, 60_000, deadline + 60_001)).toBe(true);
+      expect(deletionOverdue(pod({ phase: 'Running' }), 0, deadline + 3_600_000)).toBe(false);
+      const error = builderPodDeleted('builds', 'ibs-build-1', { pod: running, overdueSeconds: 60 });
+      expect([error.code, error.transient]).toEqual(['builder_pod_deleted', true]);
+      expect(error.message).toMatch(/\(DeletionByTaintManager: .*node node-1 had not ended it 60 s after its grace period \(the node may be unreachable\)/);
     });
 
     it('is the same failure as before when nothing is deleting it', () => {

@@ -24,19 +24,41 @@ const IMAGE_PULL_FAILURES = new Set(['ErrImagePull', 'ImagePullBackOff', 'Invali
 export function podProgress(pod: V1Pod, logTail: string): PodProgress {
   const progress = statusProgress(pod, logTail);
   if (progress.state !== 'failed' || !pod.metadata?.deletionTimestamp) return progress;
-  return { state: 'failed', error: builderPodDeleted(pod.metadata.namespace ?? '', pod.metadata.name ?? '', progress.error, pod, logTail) };
+  return { state: 'failed', error: builderPodDeleted(pod.metadata.namespace ?? '', pod.metadata.name ?? '', { killed: progress.error, pod, logTail }) };
+}
+
+/** How the pod's deletion met the attempt, for `builderPodDeleted`. */
+export interface PodDeletion {
+  /** How the pod ended while it was being deleted. */
+  killed?: BuildFailedError;
+  /** The pod as last read; none when it is gone. */
+  pod?: V1Pod;
+  logTail?: string;
+  /** The pod had not ended this long past its deletion deadline (its node did not end it). */
+  overdueSeconds?: number;
 }
 
 /**
  * `builder_pod_deleted`, for another attempt: the pod `namespace/name` was deleted by someone else before its build or
- * scan ended: gone (the API server's 404), or `killed` while it was being deleted, with the evidence its pod gives.
+ * scan ended: gone (the API server's 404), killed while it was being deleted, or not ended by its node long after its
+ * grace period, with the evidence the pod gives.
  */
-export function builderPodDeleted(namespace: string, name: string, killed?: BuildFailedError, pod?: V1Pod, logTail = ''): BuildFailedError {
+export function builderPodDeleted(namespace: string, name: string, { killed, pod, logTail = '', overdueSeconds }: PodDeletion = {}): BuildFailedError {
   const disruption = pod?.status?.conditions?.find((c) => c.type === 'DisruptionTarget' && c.status === 'True');
   const why = disruption?.reason ? ` (${disruption.reason}${disruption.message ? `: ${disruption.message}` : ''})` : '';
-  const ended = killed ? `, and it ended: ${killed.message}` : '';
+  const ended = killed
+    ? `, and it ended: ${killed.message}`
+    : overdueSeconds !== undefined
+      ? `, and its node ${pod?.spec?.nodeName ?? ''} had not ended it ${overdueSeconds} s after its grace period (the node may be unreachable)`
+      : '';
   const evidence = nonEmpty({ node: pod?.spec?.nodeName ?? '', disruption: disruption?.reason ?? '', endedAs: killed?.code ?? '', step: runningStep(logTail) ?? '' });
   return new BuildFailedError('builder_pod_deleted', `the pod ${namespace}/${name} was deleted before the build finished${why}${ended}; the step is tried again while it has attempts left`, evidence, true);
+}
+
+/** Whether the pod, being deleted, is still there more than `overdueMs` past its deletion deadline, at `now`. */
+export function deletionOverdue(pod: V1Pod, overdueMs: number, now = Date.now()): boolean {
+  const deadline = pod.metadata?.deletionTimestamp;
+  return deadline !== undefined && now - new Date(deadline).getTime() > overdueMs;
 }
 
 function statusProgress(pod: V1Pod, logTail: string): PodProgress {

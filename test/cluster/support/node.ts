@@ -6,6 +6,7 @@
  */
 import { PatchStrategy, setHeaderOptions, type V1EnvVar, type V1Node, type V1Pod, type V1PodSpec } from '@kubernetes/client-node';
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -37,6 +38,21 @@ export async function drainPod(namespace: string, name: string, gracePeriodSecon
       throw err;
     },
   );
+}
+
+/**
+ * Runs `during` with the node's kubelet stopped (SIGSTOP, then SIGCONT), as a node that hangs or is cut off: the API
+ * server still answers for it, but nothing on the node acts. Keep it short: after 40 s the node controller marks the
+ * node NotReady.
+ */
+export async function withKubeletStopped<T>(during: () => Promise<T>): Promise<T> {
+  const pid = Number(readFileSync(join(process.env.IBS_RUN ?? '/tmp/image-build-service', 'pids/kubelet.pid'), 'utf8').trim());
+  process.kill(pid, 'SIGSTOP');
+  try {
+    return await during();
+  } finally {
+    process.kill(pid, 'SIGCONT');
+  }
 }
 
 /** Marks the node unschedulable (`kubectl cordon`) or schedulable again (`kubectl uncordon`). */
