@@ -134,10 +134,12 @@ start_kubernetes() {
   { cat "$stages"; printf -- '---\napiVersion: kwok.x-k8s.io/v1alpha1\nkind: ClusterLogs\nmetadata: { name: ibs-builder-logs }\nspec:\n  selector: {}\n  logs:\n  - logsFile: %s\n    follow: false\n' "$KUBE_DIR/builder.log"; } >"$KUBE_DIR/kwok.yaml"
   # No node lease (--node-lease-duration-seconds): with one, kwok waits a lease period (40 s) before it plays the
   # node; the node's heartbeat is its Ready condition, refreshed by the ibs-node-heartbeat stage.
-  start_process kwok "curl -fsSk --max-time 2 https://127.0.0.1:10250/healthz" \
-    "$IBS_BIN/kwok" --kubeconfig "$KUBE_DIR/kubeconfig" --config "$KUBE_DIR/kwok.yaml" \
-      --manage-single-node "$KUBE_NODE" --node-ip 127.0.0.1 --node-port 10250 --server-address 127.0.0.1:10250 \
-      --tls-cert-file "$d/apiserver.crt" --tls-private-key-file "$d/apiserver.key"
+  local kwok=("$IBS_BIN/kwok" --kubeconfig "$KUBE_DIR/kubeconfig" --config "$KUBE_DIR/kwok.yaml"
+    --manage-single-node "$KUBE_NODE" --node-ip 127.0.0.1 --node-port 10250 --server-address 127.0.0.1:10250
+    --tls-cert-file "$d/apiserver.crt" --tls-private-key-file "$d/apiserver.key")
+  # kwok reads its Stage rules once: a running kwok whose rules changed (a new outcome the tests use) starts again.
+  restart_if_changed kwok "${kwok[*]}" "$KUBE_DIR/kwok.yaml"
+  start_process kwok "curl -fsSk --max-time 2 https://127.0.0.1:10250/healthz" "${kwok[@]}"
   kube_apply "/api/v1/nodes/$KUBE_NODE" "{\"apiVersion\":\"v1\",\"kind\":\"Node\",\"metadata\":{\"name\":\"$KUBE_NODE\",\"labels\":{\"type\":\"kwok\",\"kubernetes.io/hostname\":\"$KUBE_NODE\",\"kubernetes.io/os\":\"linux\",\"kubernetes.io/arch\":\"amd64\"},\"annotations\":{\"kwok.x-k8s.io/node\":\"fake\"}}}"
   # kwok keeps a node's own capacity; ephemeral-storage must be there for pods that request it to be scheduled.
   local capacity='{"cpu":"64","memory":"256Gi","ephemeral-storage":"2Ti","pods":"250"}'
