@@ -8,9 +8,9 @@ const failureOf = (err: unknown) => sourceStepFailure(err, 'scan_failed', ['cana
 
 describe('sourceStepFailure', () => {
   it('retries a failure the executor marks transient (a scan pod deleted by a drain), keeping its code and evidence', () => {
-    const failure = failureOf(new BuildFailedError('builder_pod_deleted', 'the pod ns/ibs-scan-1 was deleted', { node: 'node-1' }, true));
+    const failure = failureOf(new BuildFailedError('builder_pod_disrupted', 'the pod ns/ibs-scan-1 was deleted', { node: 'node-1' }, true));
     expect(failure).toBeInstanceOf(ApplicationFailure);
-    expect([failure.type, failure.nonRetryable]).toEqual(['builder_pod_deleted', false]);
+    expect([failure.type, failure.nonRetryable]).toEqual(['builder_pod_disrupted', false]);
     expect(failure.details).toEqual([{ node: 'node-1' }]);
   });
 

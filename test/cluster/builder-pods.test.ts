@@ -150,7 +150,7 @@ describe(`builder pods on the real node ${NODE_NAME}`, () => {
     }
   }, 300_000);
 
-  it('a node drained mid-step ends the attempt builder_pod_deleted for another attempt, which waits for the uncordoned node and builds', async () => {
+  it('a node drained mid-step ends the attempt builder_pod_disrupted for another attempt, which waits for the uncordoned node and builds', async () => {
     const marker = `drain-${randomBytes(6).toString('hex')}`;
     const context = await uploadDockerfile(`FROM ${address}:5000/${BASE_PATH}\nRUN echo ${marker}-started && sleep 8 && echo ${marker} > /marker\n`);
     const job = buildJob(context, { repository: `${address}:5000/ibs-cluster/drained`, timeoutSeconds: 180 });
@@ -167,7 +167,7 @@ describe(`builder pods on the real node ${NODE_NAME}`, () => {
       };
       const error = await failureOf(executor().run(job, first));
       expect(await drained).toBe(true);
-      expect(error.code, error.message).toBe('builder_pod_deleted');
+      expect(error.code, error.message).toBe('builder_pod_disrupted');
       expect(error.transient).toBe(true);
       expect(error.evidence).toMatchObject({ node: NODE_NAME, disruption: 'EvictionByEvictionAPI' });
 
@@ -189,7 +189,7 @@ describe(`builder pods on the real node ${NODE_NAME}`, () => {
     }
   }, 300_000);
 
-  it('a pod its node cannot end (the kubelet stopped) is given up past its deletion deadline: builder_pod_deleted, and the pod is force-deleted', async () => {
+  it('a pod its node cannot end (the kubelet stopped) is given up past its deletion deadline: builder_pod_disrupted, and the pod is force-deleted', async () => {
     const marker = `hung-${randomBytes(6).toString('hex')}`;
     const context = await uploadDockerfile(`FROM ${address}:5000/${BASE_PATH}\nRUN echo ${marker}-started && sleep 60\n`);
     const job = buildJob(context, { repository: `${address}:5000/ibs-cluster/hung`, timeoutSeconds: 180 });
@@ -215,14 +215,14 @@ describe(`builder pods on the real node ${NODE_NAME}`, () => {
     });
     expect(gone).toBe(true);
     expect(error).toBeInstanceOf(BuildFailedError);
-    expect((error as BuildFailedError).code, (error as Error).message).toBe('builder_pod_deleted');
+    expect((error as BuildFailedError).code, (error as Error).message).toBe('builder_pod_disrupted');
     expect((error as Error).message).toContain(`its node ${NODE_NAME} had not ended it 3 s after its grace period`);
     expect((error as BuildFailedError).transient).toBe(true);
     // Given up on soon after the 2 s grace and the 3 s allowance, not at the build's timeout.
     expect(stoppedMs).toBeLessThan(15_000);
   }, 240_000);
 
-  it("a scan pod drained mid-scan ends builder_pod_deleted for another attempt, not the scanner's failure", async () => {
+  it("a scan pod drained mid-scan ends builder_pod_disrupted for another attempt, not the scanner's failure", async () => {
     // The scan pod of an image that needs no build (lib/executors/kubernetes/pod-scanner.ts), as the worker makes it.
     // The scanner is a shell that outlasts the drain's 2 s grace period, so the kubelet kills it before it reports.
     const options = resolveKubernetesOptions({ namespace, kubeconfigPath: KUBECONFIG, imageBuilder: IMAGE_BUILDER });
@@ -241,7 +241,7 @@ describe(`builder pods on the real node ${NODE_NAME}`, () => {
       expect(await drainPod(namespace, name, 2)).toBe(true);
       const error = await scanning;
       expect(error).toBeInstanceOf(BuildFailedError);
-      expect((error as BuildFailedError).code, (error as Error).message).toBe('builder_pod_deleted');
+      expect((error as BuildFailedError).code, (error as Error).message).toBe('builder_pod_disrupted');
       expect((error as BuildFailedError).transient).toBe(true);
     } finally {
       await cordonNode(false);

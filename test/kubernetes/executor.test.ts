@@ -94,6 +94,8 @@ describe('failures map to stable codes', () => {
     ['a non-zero exit, with the log tail', { outcome: 'failed', 'exit-code': '3' }, 'build_failed', /exit code 3.*ERROR: process "\/bin\/sh -c make" did not complete/s],
     ['OOMKilled', { outcome: 'oomkilled' }, 'builder_oom_killed', /out of memory \(limit 1G\)/],
     ['eviction', { outcome: 'evicted' }, 'builder_evicted', /low on resource: ephemeral-storage/],
+    // As the kubelet's graceful node shutdown reports a pod it stopped (a spot node reclaimed): another attempt.
+    ['a node shutdown', { outcome: 'node-shutdown' }, 'builder_pod_disrupted', /stopped by its node ibs-kwok-node shutting down \(Terminated: Pod was terminated in response to imminent node shutdown\.\)/],
     ['the pod\'s active deadline', { outcome: 'deadline-exceeded' }, 'build_timeout', /active deadline/],
     ['an image pull failure', { 'image-pull-failure': 'true' }, 'builder_image_pull_failed', /127\.0\.0\.1:5000\/ibs\/image-builder:1\.2\.3 \(ImagePullBackOff\)/],
   ])('%s', async (_name, kwok, code, message) => {
@@ -102,6 +104,7 @@ describe('failures map to stable codes', () => {
     const err = await failureOf(executor({ 'after-ms': '300', ...kwok }).run(job, recordingObserver()));
     expect(err.code).toBe(code);
     expect(err.message).toMatch(message);
+    expect(err.transient).toBe(code === 'builder_pod_disrupted');
     await eventually(() => podGone(namespace, builderPodName(job.buildId)), 'the failed pod to be cleaned up');
   });
 

@@ -21,7 +21,7 @@ import {
   buildSecretData, scannerEnvKey, type EngineMode, type PodGate,
 } from './pod-spec';
 import { fetchGateResults, gateStagingKeys } from './scan-gate';
-import { builderPodDeleted, deletionOverdue, podProgress, runningStep } from './pod-state';
+import { builderPodDisrupted, deletionOverdue, podProgress, runningStep } from './pod-state';
 import { PodWatch } from './pod-watch';
 import {
   encodeDockerConfig, expandWildcardRegistryHosts, mergeDockerConfigs, parseDockerConfigSecret, plainCredentialsConfig, pullSecretNamesToMerge, type DockerConfig,
@@ -231,7 +231,7 @@ export class KubernetesExecutor implements BuildExecutor {
           throw error;
         }
         if (deletionOverdue(current, this.options.deletionOverdueMs)) {
-          throw builderPodDeleted(this.options.namespace, name, { pod: current, logTail: tail.text(), overdueSeconds: Math.round(this.options.deletionOverdueMs / 1000) });
+          throw builderPodDisrupted(this.options.namespace, name, { pod: current, logTail: tail.text(), overdueSeconds: Math.round(this.options.deletionOverdueMs / 1000) });
         }
         const seen = watch.latest;
         await watch.changed(Math.min(this.options.resyncIntervalMs, deadline - Date.now()), observer.signal);
@@ -250,7 +250,7 @@ export class KubernetesExecutor implements BuildExecutor {
     try {
       return await this.core.readNamespacedPod({ name, namespace: this.options.namespace });
     } catch (err) {
-      if (isStatus(err, 404)) throw builderPodDeleted(this.options.namespace, name);
+      if (isStatus(err, 404)) throw builderPodDisrupted(this.options.namespace, name);
       throw err;
     }
   }

@@ -84,7 +84,7 @@ export interface KubernetesExecutorOptions {
   /**
    * How long past its deletion deadline (deletionTimestamp: the deletion plus its grace period) a pod that has not
    * ended is still followed. A node that cannot end its pods (unreachable, hung) leaves them terminating for good; the
-   * attempt then ends builder_pod_deleted instead of holding the build until timeoutSeconds.
+   * attempt then ends builder_pod_disrupted instead of holding the build until timeoutSeconds.
    */
   deletionOverdueMs: number;
 }

@@ -23,7 +23,7 @@ import { BuildFailedError } from '../executor';
 import { apiErrorText, ignoreNotFound, isStatus } from './kubernetes-executor';
 import type { KubernetesExecutorOptions } from './options';
 import { REPORT_URL_KEY, SCAN_CONTAINER, SCAN_IMAGE_URL_KEY, scanPodFor, scannerEnvKey } from './pod-spec';
-import { builderPodDeleted, deletionOverdue, reportedScanExitCode } from './pod-state';
+import { builderPodDisrupted, deletionOverdue, disrupted, reportedScanExitCode } from './pod-state';
 
 const POLL_MS = 1_000;
 const PULL_FAILURES = new Set(['ErrImagePull', 'ImagePullBackOff', 'InvalidImageName', 'ErrImageNeverPull']);
@@ -118,10 +118,11 @@ export class PodScanRunner implements ScanRunner {
       if (Date.now() > deadline) throw new BuildFailedError('build_timeout', `the scan pod ${namespace}/${name} did not finish within ${timeoutSeconds} s`, { timeoutSeconds: String(timeoutSeconds), step: 'scan' });
       observer.heartbeat();
       const pod = await this.core.readNamespacedPod({ name, namespace }).catch((err: unknown) => {
-        throw isStatus(err, 404) ? builderPodDeleted(namespace, name) : err;
+        throw isStatus(err, 404) ? builderPodDisrupted(namespace, name) : err;
       });
-      // Someone else deleting the pod (a node drain) ends its scan early: not the image's fault, so another attempt.
-      const failure = (error: BuildFailedError) => (pod.metadata?.deletionTimestamp ? builderPodDeleted(namespace, name, { killed: error, pod }) : error);
+      // Someone else taking the pod away (a node drain, its node's shutdown) ends its scan early: not the image's
+      // fault, so another attempt.
+      const failure = (error: BuildFailedError) => (disrupted(pod) ? builderPodDisrupted(namespace, name, { killed: error, pod }) : error);
       const statuses = [...(pod.status?.initContainerStatuses ?? []), ...(pod.status?.containerStatuses ?? [])];
       const pulling = statuses.find((c) => PULL_FAILURES.has(c.state?.waiting?.reason ?? ''));
       if (pulling) {
@@ -142,7 +143,7 @@ export class PodScanRunner implements ScanRunner {
         return exitCode;
       }
       if (deletionOverdue(pod, this.options.deletionOverdueMs)) {
-        throw builderPodDeleted(namespace, name, { pod, overdueSeconds: Math.round(this.options.deletionOverdueMs / 1000) });
+        throw builderPodDisrupted(namespace, name, { pod, overdueSeconds: Math.round(this.options.deletionOverdueMs / 1000) });
       }
       // Evicted, or past its deadline, before the scanner said anything.
       if (pod.status?.phase === 'Failed') {

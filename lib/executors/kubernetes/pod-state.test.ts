@@ -1,6 +1,6 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
-import { builderPodDeleted, deletionOverdue, podProgress, reportedDigest, runningStep } from './pod-state';
+import { builderPodDisrupted, deletionOverdue, podProgress, reportedDigest, runningStep } from './pod-state';
 
 const DIGEST = `sha256:${'ab'.repeat(32)}`;
 
@@ -30,7 +30,7 @@ describe('podProgress', () => {
     expect(podProgress(pod({ phase: 'Succeeded', containerStatuses: [terminated(0, 'Completed', JSON.stringify({ digest: DIGEST }))] }), '')).toEqual({ state: 'succeeded', digest: DIGEST });
   });
 
-  describe('a pod being deleted (a node drain, an eviction, a person)', () => {
+  describe('a pod taken away (a node drain, an eviction, a person, its node shutting down)', () => {
     const deleting = (status: V1Pod['status']): V1Pod => ({
       ...pod(status),
       metadata: { namespace: 'builds', name: 'ibs-build-1', deletionTimestamp: new Date('2026-12-05T18:25:17Z') },
@@ -38,13 +38,13 @@ describe('podProgress', () => {
     });
     const drained = { type: 'DisruptionTarget', status: 'True', reason: 'EvictionByEvictionAPI', message: 'Eviction API: evicting' };
 
-    it('ends builder_pod_deleted, for another attempt, when its build was killed', () => {
+    it('ends builder_pod_disrupted, for another attempt, when its build was killed', () => {
       const progress = podProgress(deleting({ phase: 'Failed', conditions: [drained], containerStatuses: [terminated(137, 'Error')] }), '#5 [2/2] RUN sleep 90');
       expect(progress.state).toBe('failed');
       if (progress.state !== 'failed') return;
-      expect(progress.error.code).toBe('builder_pod_deleted');
+      expect(progress.error.code).toBe('builder_pod_disrupted');
       expect(progress.error.transient).toBe(true);
-      expect(progress.error.message).toMatch(/builds\/ibs-build-1 was deleted before the build finished \(EvictionByEvictionAPI: Eviction API: evicting\).*exit code 137/s);
+      expect(progress.error.message).toMatch(/builds\/ibs-build-1 was deleted \(EvictionByEvictionAPI: Eviction API: evicting\) before the build finished, and it ended: .*exit code 137/s);
       expect(progress.error.evidence).toEqual({ node: 'node-1', disruption: 'EvictionByEvictionAPI', endedAs: 'build_failed', step: '[2/2] RUN sleep 90' });
     });
 
@@ -60,9 +60,26 @@ describe('podProgress', () => {
       expect(deletionOverdue(running, 60_000, deadline + 60_000)).toBe(false);
       expect(deletionOverdue(running, 60_000, deadline + 60_001)).toBe(true);
       expect(deletionOverdue(pod({ phase: 'Running' }), 0, deadline + 3_600_000)).toBe(false);
-      const error = builderPodDeleted('builds', 'ibs-build-1', { pod: running, overdueSeconds: 60 });
-      expect([error.code, error.transient]).toEqual(['builder_pod_deleted', true]);
+      const error = builderPodDisrupted('builds', 'ibs-build-1', { pod: running, overdueSeconds: 60 });
+      expect([error.code, error.transient]).toEqual(['builder_pod_disrupted', true]);
       expect(error.message).toMatch(/\(DeletionByTaintManager: .*node node-1 had not ended it 60 s after its grace period \(the node may be unreachable\)/);
+    });
+
+    it("ends builder_pod_disrupted when its node's graceful shutdown killed its build, as the kubelet reports it", () => {
+      const shutdown = { ...pod({
+        phase: 'Failed', reason: 'Terminated', message: 'Pod was terminated in response to imminent node shutdown.',
+        conditions: [{ type: 'DisruptionTarget', status: 'True', reason: 'TerminationByKubelet', message: 'Pod was terminated in response to imminent node shutdown.' }],
+        containerStatuses: [terminated(137, 'Error')],
+      }), metadata: { namespace: 'builds', name: 'ibs-build-2' } };
+      shutdown.spec!.nodeName = 'spot-1';
+      const progress = podProgress(shutdown, '');
+      expect(progress.state === 'failed' && [progress.error.code, progress.error.transient]).toEqual(['builder_pod_disrupted', true]);
+      if (progress.state !== 'failed') return;
+      expect(progress.error.message).toMatch(/^the pod builds\/ibs-build-2 was stopped by its node spot-1 shutting down \(Terminated: Pod was terminated in response to imminent node shutdown\.\) before the build finished, and it ended/);
+      expect(progress.error.evidence).toMatchObject({ node: 'spot-1', disruption: 'TerminationByKubelet', endedAs: 'build_failed' });
+      // One the kubelet refused while its node shut down never ran: another attempt too.
+      const refused = podProgress(pod({ phase: 'Failed', reason: 'NodeShutdown', message: 'Pod was rejected as the node is shutting down.' }), '');
+      expect(refused.state === 'failed' && refused.error.code).toBe('builder_pod_disrupted');
     });
 
     it('is the same failure as before when nothing is deleting it', () => {

@@ -1,6 +1,6 @@
 /**
  * Reads a builder pod's status: still going, succeeded with a digest, or failed with a stable code that tells the
- * consumer what happened (OOMKilled, evicted, image pull failure, deadline exceeded, non-zero exit, deleted).
+ * consumer what happened (OOMKilled, evicted, image pull failure, deadline exceeded, non-zero exit, disrupted).
  */
 import type { V1ContainerStatus, V1Pod } from '@kubernetes/client-node';
 import { BuildFailedError } from '../executor';
@@ -17,19 +17,31 @@ const IMAGE_PULL_FAILURES = new Set(['ErrImagePull', 'ImagePullBackOff', 'Invali
 /**
  * `logTail` is the end of the build log, quoted in a non-zero-exit error so the consumer sees why.
  *
- * A pod that someone else is deleting (a node drain, an eviction through the API, a person) may still finish within its
- * grace period, and then its result counts. If it fails instead, its containers were most likely killed by that
- * deletion, not by the Dockerfile: that is `builder_pod_deleted`, which another attempt may not meet.
+ * A pod that someone else takes away may still finish first, and then its result counts: one being deleted (a node
+ * drain, an eviction through the API, preemption, a person) within its grace period, or one on a node that is shutting
+ * down within the node's shutdown grace. If it fails instead, its containers were most likely killed by that, not by
+ * the Dockerfile: that is `builder_pod_disrupted`, which another attempt may not meet.
  */
 export function podProgress(pod: V1Pod, logTail: string): PodProgress {
   const progress = statusProgress(pod, logTail);
-  if (progress.state !== 'failed' || !pod.metadata?.deletionTimestamp) return progress;
-  return { state: 'failed', error: builderPodDeleted(pod.metadata.namespace ?? '', pod.metadata.name ?? '', { killed: progress.error, pod, logTail }) };
+  if (progress.state !== 'failed' || !disrupted(pod)) return progress;
+  return { state: 'failed', error: builderPodDisrupted(pod.metadata?.namespace ?? '', pod.metadata?.name ?? '', { killed: progress.error, pod, logTail }) };
 }
 
-/** How the pod's deletion met the attempt, for `builderPodDeleted`. */
-export interface PodDeletion {
-  /** How the pod ended while it was being deleted. */
+/**
+ * The pod's status reasons of a graceful node shutdown, as the kubelet sets them: `Terminated` for a pod it stopped,
+ * `NodeShutdown` for one it refused while shutting down (`Shutdown` before Kubernetes 1.21).
+ */
+const NODE_SHUTDOWN_REASONS = new Set(['Terminated', 'NodeShutdown', 'Shutdown']);
+
+/** Whether someone else than the executor is taking the pod away: deleting it, or shutting its node down. */
+export function disrupted(pod: V1Pod): boolean {
+  return Boolean(pod.metadata?.deletionTimestamp) || NODE_SHUTDOWN_REASONS.has(pod.status?.reason ?? '');
+}
+
+/** How the pod was taken away from the attempt, for `builderPodDisrupted`. */
+export interface PodDisruption {
+  /** How the pod ended while it was taken away. */
   killed?: BuildFailedError;
   /** The pod as last read; none when it is gone. */
   pod?: V1Pod;
@@ -39,20 +51,26 @@ export interface PodDeletion {
 }
 
 /**
- * `builder_pod_deleted`, for another attempt: the pod `namespace/name` was deleted by someone else before its build or
- * scan ended: gone (the API server's 404), killed while it was being deleted, or not ended by its node long after its
- * grace period, with the evidence the pod gives.
+ * `builder_pod_disrupted`, for another attempt: the pod `namespace/name` was taken away before its build or scan ended:
+ * gone (the API server's 404), killed while it was being deleted or while its node shut down, or not ended by its node
+ * long after its deletion's grace period; with the evidence the pod gives.
  */
-export function builderPodDeleted(namespace: string, name: string, { killed, pod, logTail = '', overdueSeconds }: PodDeletion = {}): BuildFailedError {
+export function builderPodDisrupted(namespace: string, name: string, { killed, pod, logTail = '', overdueSeconds }: PodDisruption = {}): BuildFailedError {
   const disruption = pod?.status?.conditions?.find((c) => c.type === 'DisruptionTarget' && c.status === 'True');
-  const why = disruption?.reason ? ` (${disruption.reason}${disruption.message ? `: ${disruption.message}` : ''})` : '';
+  const node = pod?.spec?.nodeName ?? '';
+  const shutdown = NODE_SHUTDOWN_REASONS.has(pod?.status?.reason ?? '') && !pod?.metadata?.deletionTimestamp;
+  const what = shutdown
+    ? `was stopped by its node ${node} shutting down (${pod?.status?.reason}: ${pod?.status?.message ?? 'no details'})`
+    : `was deleted${disruption?.reason ? ` (${disruption.reason}${disruption.message ? `: ${disruption.message}` : ''})` : ''}`;
   const ended = killed
     ? `, and it ended: ${killed.message}`
     : overdueSeconds !== undefined
-      ? `, and its node ${pod?.spec?.nodeName ?? ''} had not ended it ${overdueSeconds} s after its grace period (the node may be unreachable)`
+      ? `, and its node ${node} had not ended it ${overdueSeconds} s after its grace period (the node may be unreachable)`
       : '';
-  const evidence = nonEmpty({ node: pod?.spec?.nodeName ?? '', disruption: disruption?.reason ?? '', endedAs: killed?.code ?? '', step: runningStep(logTail) ?? '' });
-  return new BuildFailedError('builder_pod_deleted', `the pod ${namespace}/${name} was deleted before the build finished${why}${ended}; the step is tried again while it has attempts left`, evidence, true);
+  const evidence = nonEmpty({
+    node, disruption: disruption?.reason ?? (shutdown ? pod?.status?.reason ?? '' : ''), endedAs: killed?.code ?? '', step: runningStep(logTail) ?? '',
+  });
+  return new BuildFailedError('builder_pod_disrupted', `the pod ${namespace}/${name} ${what} before the build finished${ended}; the step is tried again while it has attempts left`, evidence, true);
 }
 
 /** Whether the pod, being deleted, is still there more than `overdueMs` past its deletion deadline, at `now`. */
