@@ -9,6 +9,7 @@ import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { V1Pod } from '@kubernetes/client-node';
@@ -208,7 +209,8 @@ describe(`builder pods on the real node ${NODE_NAME}`, () => {
     const { error, stoppedMs, gone } = await withKubeletStopped(async () => {
       const since = Date.now();
       await coreApi().deleteNamespacedPod({ namespace, name, gracePeriodSeconds: 2 });
-      const error = await building;
+      // Bounded, so that a run that never gives up cannot leave the kubelet stopped for the tests after this one.
+      const error = await Promise.race([building, delay(30_000, new Error('the executor had not given up on the pod 30 s after its deletion'))]);
       // Gone while the kubelet is still stopped: the executor force-deleted it, so that the next attempt can make a
       // pod of the same name.
       return { error, stoppedMs: Date.now() - since, gone: await podGone(namespace, name) };
