@@ -7,7 +7,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, chownSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from './ports';
+import { freePort, restartablePort } from './ports';
 
 export { freePort };
 
@@ -39,7 +39,8 @@ export class PrivatePostgres {
     chmodSync(dataDir, 0o700);
     // trust: the server listens on loopback only and lives as long as the test.
     execFileSync('runuser', ['-u', 'postgres', '--', join(PG_BIN, 'initdb'), '-D', dataDir, '-U', user, '-A', 'trust'], { stdio: 'ignore' });
-    const pg = new PrivatePostgres(await freePort(), user, dataDir);
+    // Crashed and started again while pools keep reconnecting.
+    const pg = new PrivatePostgres(await restartablePort(), user, dataDir);
     await pg.start();
     return pg;
   }

@@ -11,7 +11,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
-import { freePort } from '../../support/ports';
+import { restartablePort } from '../../support/ports';
 
 const run = promisify(execFile);
 export const IBS_BIN = join(process.env.IBS_CACHE ?? join(homedir(), '.cache/image-build-service'), 'bin');
@@ -50,7 +50,12 @@ export class Component {
     return this.child?.pid;
   }
 
-  async start(): Promise<void> {
+  /**
+   * Starts it and waits until it is healthy. A start that fails to bind a port is tried twice more: the Temporal dev
+   * server picks some of its ports itself (a free port, closed, then bound), and another process can take one between
+   * the two. That race is the dev server's, not a fault under test; it is logged, and any other failure is thrown.
+   */
+  async start(attempt = 1): Promise<void> {
     if (this.running) throw new Error(`${this.options.name} is already running`);
     const { command, args, env, healthy, name } = this.options;
     this.output = '';
@@ -65,7 +70,18 @@ export class Component {
     child.stderr!.on('data', onData);
     const deadline = Date.now() + (this.options.startTimeoutMs ?? 90_000);
     for (;;) {
-      if (!this.running) throw new Error(`${name} exited during start-up (${child.exitCode ?? child.signalCode}):\n${this.output.slice(-3000)}`);
+      if (!this.running) {
+        // Its own words on the port, which a long error chain (Temporal's) would push out of the tail below.
+        const bind = /listen tcp [^\s"\\]+: bind: address already in use/.exec(this.output)?.[0];
+        if (bind && attempt < 3) {
+          const line = `[faults] ${name} could not bind a port (${bind}); starting it again\n`;
+          this.log.write(line);
+          console.warn(line.trim());
+          await sleep(1_000);
+          return this.start(attempt + 1);
+        }
+        throw new Error(`${name} exited during start-up (${child.exitCode ?? child.signalCode})${bind ? `, ${bind}` : ''}:\n${this.output.slice(-3000)}`);
+      }
       if (await healthy().catch(() => false)) return;
       if (Date.now() > deadline) throw new Error(`${name} did not become healthy in time:\n${this.output.slice(-3000)}`);
       await sleep(250);
@@ -125,7 +141,7 @@ export interface TemporalInstance {
 
 /** `temporal server start-dev` with its state in a file of the scratch folder, so a restart keeps every workflow. */
 export async function temporalServer(dir: string): Promise<TemporalInstance> {
-  const [port, httpPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
+  const [port, httpPort, metricsPort] = [await restartablePort(), await restartablePort(), await restartablePort()];
   const address = `127.0.0.1:${port}`;
   const component = new Component({
     name: 'temporal',
@@ -157,7 +173,7 @@ export interface MinioInstance {
  * HTTPS only (its `--certs-dir`), and the caller must accept the certificate.
  */
 export async function minioServer(dir: string, host = '127.0.0.1', tls?: { key: string; cert: string }): Promise<MinioInstance> {
-  const port = await freePort();
+  const port = await restartablePort();
   const endpoint = `${tls ? 'https' : 'http'}://${host}:${port}`;
   const data = join(dir, 'minio');
   mkdirSync(data, { recursive: true });
@@ -223,7 +239,7 @@ export interface RegistryInstance {
 
 /** Debian's docker-registry (distribution) on a free port, storing under the scratch folder. */
 export async function registryServer(dir: string): Promise<RegistryInstance> {
-  const port = await freePort();
+  const port = await restartablePort();
   const address = `127.0.0.1:${port}`;
   const root = join(dir, 'registry');
   mkdirSync(root, { recursive: true });

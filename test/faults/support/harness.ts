@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Pool } from 'pg';
 import { buildForm, contextOf } from '../../support/archives';
-import { freePort } from '../../support/ports';
+import { restartablePort } from '../../support/ports';
 import { PrivatePostgres } from '../../support/private-postgres';
 import { BASE_IMAGE, ensureBaseImage } from '../../support/registry';
 import { ensureTrivyScannerImage, trivyGateSettings } from '../../support/scanner-image';
@@ -140,7 +140,8 @@ export class Service {
   }
 
   async start(): Promise<void> {
-    const port = await freePort();
+    // The fault kinds restart the API and the worker while clients dial them.
+    const port = await restartablePort();
     this.apiUrl = `http://127.0.0.1:${port}`;
     const { storage } = this.options;
     const env: Record<string, string> = {
@@ -163,8 +164,8 @@ export class Service {
       WORKFLOW_BUNDLE_PATH: this.stack.workflowBundle,
       LOG_LEVEL: 'info',
       // Every worker on this machine needs metrics ports of its own (the defaults are the developer's worker's).
-      WORKER_METRICS_PORT: String(await freePort()),
-      TEMPORAL_SDK_METRICS_ADDRESS: `127.0.0.1:${await freePort()}`,
+      WORKER_METRICS_PORT: String(await restartablePort()),
+      TEMPORAL_SDK_METRICS_ADDRESS: `127.0.0.1:${await restartablePort()}`,
       ...(this.options.scanAndSign ? this.stack.scanAndSignEnv(this.name, storage.bucket) : {}),
       ...this.options.extraEnv,
     };
