@@ -26,7 +26,7 @@ const REGISTRY_WINDOW_MS = Number(process.env.FAULT_REGISTRY_WINDOW_SECONDS ?? 6
 const KIND_TIMEOUT = 300_000 + INJECTIONS * 75_000;
 /** A kind that waits out an outage at every injection gets that long more per injection (FAULT_*_SECONDS may be raised). */
 const withOutages = (outageMs: number) => KIND_TIMEOUT + INJECTIONS * outageMs;
-/** How long after a builder pod's step began its deletion lands, at most (it exists only while it builds and scans). */
+/** How long after a builder pod's step began its fault (deletion or drain) lands, at most (it exists only while it builds and scans). */
 const POD_STEP_SPAN_MS: Record<Step, number> = { running: 8_000, scanning: 3_000, pushing: 0, signing: 0 };
 /** The drain kind's grace period (`kubectl drain --grace-period`), shorter than a build's RUN steps. */
 const DRAIN_GRACE_SECONDS = 2;
