@@ -21,7 +21,7 @@ import {
   buildSecretData, scannerEnvKey, type EngineMode, type PodGate,
 } from './pod-spec';
 import { fetchGateResults, gateStagingKeys } from './scan-gate';
-import { builderPodDisrupted, deletionOverdue, podProgress, runningStep } from './pod-state';
+import { builderPodDisrupted, overdueDeletion, podProgress, runningStep } from './pod-state';
 import { PodWatch } from './pod-watch';
 import {
   encodeDockerConfig, expandWildcardRegistryHosts, mergeDockerConfigs, parseDockerConfigSecret, plainCredentialsConfig, pullSecretNamesToMerge, type DockerConfig,
@@ -230,9 +230,8 @@ export class KubernetesExecutor implements BuildExecutor {
           }
           throw error;
         }
-        if (deletionOverdue(current, this.options.deletionOverdueMs)) {
-          throw builderPodDisrupted(this.options.namespace, name, { pod: current, logTail: tail.text(), overdueSeconds: Math.round(this.options.deletionOverdueMs / 1000) });
-        }
+        const overdue = overdueDeletion(current, this.options.deletionOverdueMs, tail.text());
+        if (overdue) throw overdue;
         const seen = watch.latest;
         await watch.changed(Math.min(this.options.resyncIntervalMs, deadline - Date.now()), observer.signal);
         current = watch.latest && watch.latest !== seen ? watch.latest : await this.readFollowedPod(name);

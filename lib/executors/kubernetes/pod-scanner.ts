@@ -23,7 +23,7 @@ import { BuildFailedError } from '../executor';
 import { apiErrorText, ignoreNotFound, isStatus } from './kubernetes-executor';
 import type { KubernetesExecutorOptions } from './options';
 import { REPORT_URL_KEY, SCAN_CONTAINER, SCAN_IMAGE_URL_KEY, scanPodFor, scannerEnvKey } from './pod-spec';
-import { builderPodDisrupted, deletionOverdue, disrupted, reportedScanExitCode } from './pod-state';
+import { builderPodDisrupted, overdueDeletion, reportedScanExitCode, unlessDisrupted } from './pod-state';
 
 const POLL_MS = 1_000;
 const PULL_FAILURES = new Set(['ErrImagePull', 'ImagePullBackOff', 'InvalidImageName', 'ErrImageNeverPull']);
@@ -122,7 +122,7 @@ export class PodScanRunner implements ScanRunner {
       });
       // Someone else taking the pod away (a node drain, its node's shutdown) ends its scan early: not the image's
       // fault, so another attempt.
-      const failure = (error: BuildFailedError) => (disrupted(pod) ? builderPodDisrupted(namespace, name, { killed: error, pod }) : error);
+      const failure = (error: BuildFailedError) => unlessDisrupted(pod, error);
       const statuses = [...(pod.status?.initContainerStatuses ?? []), ...(pod.status?.containerStatuses ?? [])];
       const pulling = statuses.find((c) => PULL_FAILURES.has(c.state?.waiting?.reason ?? ''));
       if (pulling) {
@@ -142,9 +142,8 @@ export class PodScanRunner implements ScanRunner {
         }
         return exitCode;
       }
-      if (deletionOverdue(pod, this.options.deletionOverdueMs)) {
-        throw builderPodDisrupted(namespace, name, { pod, overdueSeconds: Math.round(this.options.deletionOverdueMs / 1000) });
-      }
+      const overdue = overdueDeletion(pod, this.options.deletionOverdueMs);
+      if (overdue) throw overdue;
       // Evicted, or past its deadline, before the scanner said anything.
       if (pod.status?.phase === 'Failed') {
         throw failure(new BuildFailedError('scan_report_missing', `the scan pod ${namespace}/${name} failed before the scanner reported (${[pod.status.reason, pod.status.message].filter(Boolean).join(': ') || 'no reason given'})`));

@@ -24,8 +24,12 @@ const IMAGE_PULL_FAILURES = new Set(['ErrImagePull', 'ImagePullBackOff', 'Invali
  */
 export function podProgress(pod: V1Pod, logTail: string): PodProgress {
   const progress = statusProgress(pod, logTail);
-  if (progress.state !== 'failed' || !disrupted(pod)) return progress;
-  return { state: 'failed', error: builderPodDisrupted(pod.metadata?.namespace ?? '', pod.metadata?.name ?? '', { killed: progress.error, pod, logTail }) };
+  return progress.state === 'failed' ? { state: 'failed', error: unlessDisrupted(pod, progress.error, logTail) } : progress;
+}
+
+/** The error to end the attempt with for the pod's failure `error`: `builder_pod_disrupted` if someone else is taking the pod away. */
+export function unlessDisrupted(pod: V1Pod, error: BuildFailedError, logTail = ''): BuildFailedError {
+  return disrupted(pod) ? builderPodDisrupted(pod.metadata?.namespace ?? '', pod.metadata?.name ?? '', { killed: error, pod, logTail }) : error;
 }
 
 /**
@@ -35,7 +39,7 @@ export function podProgress(pod: V1Pod, logTail: string): PodProgress {
 const NODE_SHUTDOWN_REASONS = new Set(['Terminated', 'NodeShutdown', 'Shutdown']);
 
 /** Whether someone else than the executor is taking the pod away: deleting it, or shutting its node down. */
-export function disrupted(pod: V1Pod): boolean {
+function disrupted(pod: V1Pod): boolean {
   return Boolean(pod.metadata?.deletionTimestamp) || NODE_SHUTDOWN_REASONS.has(pod.status?.reason ?? '');
 }
 
@@ -73,10 +77,14 @@ export function builderPodDisrupted(namespace: string, name: string, { killed, p
   return new BuildFailedError('builder_pod_disrupted', `the pod ${namespace}/${name} ${what} before the build finished${ended}; the step is tried again while it has attempts left`, evidence, true);
 }
 
-/** Whether the pod, being deleted, is still there more than `overdueMs` past its deletion deadline, at `now`. */
-export function deletionOverdue(pod: V1Pod, overdueMs: number, now = Date.now()): boolean {
+/**
+ * `builder_pod_disrupted` when the pod, being deleted, is still there more than `overdueMs` past its deletion deadline
+ * at `now` (its node does not end it); none otherwise.
+ */
+export function overdueDeletion(pod: V1Pod, overdueMs: number, logTail = '', now = Date.now()): BuildFailedError | undefined {
   const deadline = pod.metadata?.deletionTimestamp;
-  return deadline !== undefined && now - new Date(deadline).getTime() > overdueMs;
+  if (deadline === undefined || now - new Date(deadline).getTime() <= overdueMs) return undefined;
+  return builderPodDisrupted(pod.metadata?.namespace ?? '', pod.metadata?.name ?? '', { pod, logTail, overdueSeconds: Math.round(overdueMs / 1000) });
 }
 
 function statusProgress(pod: V1Pod, logTail: string): PodProgress {
