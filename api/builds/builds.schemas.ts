@@ -24,10 +24,13 @@ const StoredArtifactSchema = z
   })
   .openapi({ description: 'An archive already in the service\'s object storage, under consumers/<consumer>/ (docs/sources.md)' });
 
+/** The Dockerfile a spec names when it names none. */
+export const DEFAULT_DOCKERFILE = 'Dockerfile';
+
 export const BuildSpecSchema = z
   .strictObject({
     image: z.string({ error: 'image is required: the target reference registry/repository:tag' }).min(1).max(512),
-    dockerfile: z.string().min(1).max(1024).default('Dockerfile'),
+    dockerfile: z.string().min(1).max(1024).default(DEFAULT_DOCKERFILE),
     buildArgs: stringMap(ARG_NAME, 'build argument', 200).default({}),
     target: z.string().regex(TARGET, 'target must be a stage name').max(128).optional(),
     labels: stringMap(LABEL_KEY, 'label', 200).default({}),

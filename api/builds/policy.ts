@@ -1,13 +1,13 @@
 /**
  * The request-time half of the build policy (the workflow's checkBuildPolicy activity is the other): the target
- * registry, then the Dockerfile read from the spooled upload (or the image URI to copy and its registry), with the
- * same checks and settings as the worker's, and what the host names of a target or source registry and of ADD URLs
- * resolve to.
+ * registry, then the Dockerfile, kept while the upload was received or read from its spool (or the image URI to copy
+ * and its registry), with the same checks and settings as the worker's, and what the host names of a target or
+ * source registry and of ADD URLs resolve to.
  */
 import { createReadStream } from 'node:fs';
 import type { Config } from '../../lib/config';
 import { resolveContextFile } from '../../lib/context/archive';
-import { readContextFile } from '../../lib/context/read-file';
+import { MAX_DOCKERFILE_BYTES, readContextFile } from '../../lib/context/read-file';
 import { resolveHost } from '../../lib/policy/addresses';
 import { addUrlsByName, buildPolicySettingsOf, checkDockerfilePolicy, checkResolvedAddUrls, type BuildPolicySettings, type PolicyExemption } from '../../lib/policy/build-policy';
 import { checkSourceImagePolicy } from '../../lib/policy/source-image';
@@ -17,9 +17,6 @@ import { parseSourceReference } from '../../lib/sources/source-reference';
 import type { BuildSpec } from '../../workflows/definitions';
 import { ApiError } from '../errors';
 import type { BuildUpload } from './upload';
-
-/** Dockerfiles larger than this are refused: the checks read them whole. */
-export const MAX_DOCKERFILE_BYTES = 1 << 20;
 
 export interface BuildRequestPolicy {
   /** Throws a PolicyViolation (a 400) for a refused build; returns the exemption a trusted consumer used, if any. */
@@ -49,7 +46,10 @@ export class DockerfilePolicy implements BuildRequestPolicy {
     // An image source has no Dockerfile to check. A missing Dockerfile is answered by the submission (dockerfile_not_found).
     const path = upload.context ? resolveContextFile(upload.context, spec.dockerfile) : undefined;
     if (path === undefined) return undefined;
-    const text = await readContextFile(createReadStream(upload.archivePath), path, MAX_DOCKERFILE_BYTES);
+    // Kept while the context was received when the spec came first and names it directly (no link on the way);
+    // otherwise read from the spool, up to the Dockerfile.
+    const kept = upload.context?.kept;
+    const text = kept?.path === path ? kept.bytes.toString('utf8') : await readContextFile(createReadStream(upload.archivePath), path, MAX_DOCKERFILE_BYTES);
     if (text === undefined) {
       throw new ApiError(400, 'dockerfile_too_large', `${spec.dockerfile} is over ${MAX_DOCKERFILE_BYTES} bytes, too large to check; shorten it`, 'dockerfile');
     }

@@ -6,6 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spoolContextArchive, ContextRejectedError } from '../../lib/context/archive';
+import { MAX_DOCKERFILE_BYTES } from '../../lib/context/read-file';
 import { SourceRejectedError } from '../../lib/sources/errors';
 import { spoolImageArchive, type SpooledImageArchive } from '../../lib/sources/image-archive';
 import { storeImageArchive } from '../../lib/sources/image-store';
@@ -84,7 +85,8 @@ export async function receiveNamedSource(deps: ApiDeps, consumer: string, spec: 
     stored.on('error', (err) => hashing.destroy(err));
     const source = stored.pipe(hashing);
     if (field === 'context') {
-      const context = await spoolContextArchive(source, deps.settings.contextLimits, archivePath).catch((err: unknown) => {
+      const keep = { path: spec.dockerfile, maxBytes: MAX_DOCKERFILE_BYTES };
+      const context = await spoolContextArchive(source, deps.settings.contextLimits, archivePath, { keep }).catch((err: unknown) => {
         throw err instanceof ContextRejectedError ? new ApiError(400, err.code, `the stored context was refused: ${err.message}`, 'context') : err;
       });
       checkArtifactDigest(hashing.digest(), artifact.sha256, field);

@@ -11,11 +11,14 @@ import { join } from 'node:path';
 import { Readable, type Writable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { abandonedEntries, ownedPrefix } from '../../lib/scratch/abandoned';
-import { ContextRejectedError, spoolContextArchive, type ContextLimits, type ContextSummary } from '../../lib/context/archive';
+import { ContextRejectedError, normalizeContextPath, spoolContextArchive, type ContextLimits, type ContextSummary, type KeepFile } from '../../lib/context/archive';
+import { MAX_DOCKERFILE_BYTES } from '../../lib/context/read-file';
 import { SourceRejectedError } from '../../lib/sources/errors';
 import { spoolImageArchive, type ImageArchiveLimits, type SpooledImageArchive } from '../../lib/sources/image-archive';
 import type { ObjectStore } from '../../lib/storage';
 import { ApiError } from '../errors';
+import { DEFAULT_DOCKERFILE } from './builds.schemas';
+import { checkJsonNesting } from './spec-limits';
 import { SpoolAndStore, type StreamedContext } from './streamed-context';
 
 /** What a request brought: the spec and at most one uploaded source (none when the spec names it). */
@@ -170,7 +173,7 @@ function parseParts(
         return fail(new ApiError(400, 'unknown_part', `unexpected form part "${name}" (${info.filename ?? 'no file name'}); send only "spec" and one of "context" or "image"`, name));
       }
       // The spool is ended when accepted (a zip is rewritten there as a tar.gz) and destroyed when refused.
-      contextDone = spoolContextArchive(stream, limits, spool.path, spool.sinkFor);
+      contextDone = spoolContextArchive(stream, limits, spool.path, { sinkFor: spool.sinkFor, keep: dockerfileToKeep(specText) });
       contextDone.catch(fail);
     });
     const tooMany = () => fail(new ApiError(400, 'unknown_part', 'send exactly one "spec" part and one "context" part'));
@@ -231,4 +234,22 @@ function drainRequestBody(stream: Readable, limit: number): Promise<void> {
     stream.once('error', done);
     stream.resume();
   });
+}
+
+/**
+ * The Dockerfile that a spec received ahead of the context names, for the context's validation to keep as it passes,
+ * so the policy check need not read the spool again. A spec that does not parse keeps nothing: it is refused anyway.
+ */
+function dockerfileToKeep(specText: string | undefined): KeepFile | undefined {
+  if (specText === undefined) return undefined;
+  try {
+    checkJsonNesting(specText);
+    const spec: unknown = JSON.parse(specText);
+    if (typeof spec !== 'object' || spec === null) return undefined;
+    const named = (spec as { dockerfile?: unknown }).dockerfile ?? DEFAULT_DOCKERFILE;
+    const path = typeof named === 'string' ? normalizeContextPath(named) : undefined;
+    return path === undefined ? undefined : { path, maxBytes: MAX_DOCKERFILE_BYTES };
+  } catch {
+    return undefined;
+  }
 }

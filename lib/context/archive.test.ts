@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -482,3 +482,40 @@ describe('extractContextArchive', () => {
     expect(await readdir(outside)).toEqual([]);
   });
 });
+
+describe('inspectContextArchive with keep', () => {
+  const big = randomBytes(3 * MiB);
+
+  it('hands back the named regular file, wherever it is in the archive, with the summary unchanged', async () => {
+    const last = await tarOf([...projectEntries, { name: './big.bin', body: big }, { name: './build/app.dockerfile', body: 'FROM scratch\nCOPY big.bin /\n' }]);
+    const plain = await inspectContextArchive(upload(last), limits);
+    const summary = await inspectContextArchive(gzipped(last), limits, { keep: { path: 'build/app.dockerfile', maxBytes: MiB } });
+
+    expect(summary.kept?.path).toBe('build/app.dockerfile');
+    expect(summary.kept?.bytes.toString('utf8')).toBe('FROM scratch\nCOPY big.bin /\n');
+    expect(summary.format).toBe('tar+gzip');
+    expect([summary.files, summary.symlinks, summary.entries, summary.uncompressedBytes]).toEqual([plain.files, plain.symlinks, plain.entries, plain.uncompressedBytes]);
+    expect(plain.kept).toBeUndefined();
+  });
+
+  it('keeps nothing for a file over maxBytes, a link at that path, or a path the context lacks', async () => {
+    const tar = await tarOf([...projectEntries, { name: './big.bin', body: big }]);
+    for (const path of ['big.bin', 'Dockerfile', 'src/copy.py', 'missing/Dockerfile']) {
+      const summary = await inspectContextArchive(upload(tar), limits, { keep: { path, maxBytes: MiB } });
+      expect(summary.kept, path).toBeUndefined();
+      expect(summary.files.size).toBe(5);
+    }
+    const exactly = await inspectContextArchive(upload(tar), limits, { keep: { path: 'big.bin', maxBytes: big.length } });
+    expect(exactly.kept?.bytes.equals(big)).toBe(true);
+  });
+
+  it('keeps nothing from an archive it refuses', async () => {
+    const tar = await tarOf([{ name: 'Dockerfile', body: 'FROM scratch\n' }, { name: '../escape', body: 'x' }]);
+    const error = await rejectionOf(inspectContextArchive(upload(tar), limits, { keep: { path: 'Dockerfile', maxBytes: MiB } }));
+    expect(error.code).toBe('context_path_traversal');
+  });
+});
+
+function gzipped(tar: Buffer): Readable {
+  return upload(gzipSync(tar));
+}

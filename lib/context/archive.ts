@@ -3,7 +3,8 @@
  *
  * One pass over the upload: UploadReceiver (archive size, sha256, spool copy) -> TarDecoder (format by
  * magic bytes, gunzip, uncompressed size and ratio) -> readTarEntries (tar parsing) -> ContextTree (the
- * rules on names, links and types) -> skip the body (inspect) or ContextWriter (extract).
+ * rules on names, links and types) -> skip the body, keeping at most one small file (inspect), or ContextWriter
+ * (extract).
  * Every stage is backpressured, so memory does not grow with the archive or with any entry.
  *
  * A zip lists its entries at its end, so it is validated from the spooled copy (readZipEntries) and
@@ -47,6 +48,18 @@ export interface ContextSummary {
   files: ReadonlySet<string>;
   /** Normalized link path -> raw target. */
   symlinks: ReadonlyMap<string, string>;
+  /** The file asked for with `keep`, when the context has it as a regular file of at most `keep.maxBytes`. */
+  kept?: { path: string; bytes: Buffer };
+}
+
+/**
+ * A file of the context to hand back in the summary, read as it passes: the API checks the Dockerfile from it
+ * instead of reading the spooled archive a second time up to the Dockerfile (all of it, when the Dockerfile is last).
+ */
+export interface KeepFile {
+  /** Normalized path, as in ContextSummary.files. */
+  path: string;
+  maxBytes: number;
 }
 
 type EntryStore = (entry: AdmittedEntry, body: AsyncIterable<Buffer>) => Promise<void>;
@@ -63,13 +76,17 @@ export async function spoolContextArchive(
   source: NodeJS.ReadableStream | Readable,
   limits: ContextLimits,
   spoolPath: string,
-  /** What the upload is copied to, around the spool file (the API's also sends it to object storage as it arrives). */
-  sinkFor: (spool: Writable) => Writable = (spool) => spool,
+  options: {
+    /** What the upload is copied to, around the spool file (the API's also sends it to object storage as it arrives). */
+    sinkFor?: (spool: Writable) => Writable;
+    keep?: KeepFile;
+  } = {},
 ): Promise<ContextSummary> {
-  const received = await inspectContextArchive(source, limits, { copyTo: sinkFor(createWriteStream(spoolPath, { mode: 0o600 })) });
+  const { sinkFor = (spool: Writable) => spool, keep } = options;
+  const received = await inspectContextArchive(source, limits, { copyTo: sinkFor(createWriteStream(spoolPath, { mode: 0o600 })), keep });
   if (received.format !== 'zip') return received;
   await convertZipToTarGzip(spoolPath, limits);
-  return inspectContextArchive(createReadStream(spoolPath), limits);
+  return inspectContextArchive(createReadStream(spoolPath), limits, { keep });
 }
 
 /**
@@ -82,12 +99,30 @@ export async function spoolContextArchive(
  * `copyTo` receives every byte as read, at the pace it can take them. Like pipeline(), this function owns
  * it: it is ended, and flushed, before the promise resolves, and destroyed when the upload is refused.
  */
-export function inspectContextArchive(
+export async function inspectContextArchive(
   source: NodeJS.ReadableStream | Readable,
   limits: ContextLimits,
-  options: { copyTo?: Writable } = {},
+  options: { copyTo?: Writable; keep?: KeepFile } = {},
 ): Promise<ContextSummary> {
-  return readContextArchive(source, limits, options.copyTo, (_entry, body) => skipEntryBody(body));
+  const { keep } = options;
+  let kept: ContextSummary['kept'];
+  const summary = await readContextArchive(source, limits, options.copyTo, async (entry, body) => {
+    if (keep && entry.kind === 'file' && entry.path === keep.path) kept = await readUpTo(body, keep.maxBytes).then((bytes) => bytes && { path: entry.path, bytes });
+    else await skipEntryBody(body);
+  });
+  return kept ? { ...summary, kept } : summary;
+}
+
+/** The whole body when it is at most `maxBytes`, else undefined; the body is read to its end either way. */
+async function readUpTo(body: AsyncIterable<Buffer>, maxBytes: number): Promise<Buffer | undefined> {
+  let chunks: Buffer[] | undefined = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += chunk.length;
+    if (size > maxBytes) chunks = undefined;
+    chunks?.push(chunk);
+  }
+  return chunks && Buffer.concat(chunks);
 }
 
 /**

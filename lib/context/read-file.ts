@@ -9,7 +9,10 @@ import { extract } from 'tar-stream';
 import { normalizeContextPath, resolveThroughLinks } from './paths';
 
 /** The file's text, or undefined when the archive has no regular file at `path` (or it is larger than maxBytes). */
-export async function readContextFile(archive: Readable, path: string, maxBytes = 1 << 20): Promise<string | undefined> {
+/** Dockerfiles larger than this are refused: the policy checks read them whole. */
+export const MAX_DOCKERFILE_BYTES = 1 << 20;
+
+export async function readContextFile(archive: Readable, path: string, maxBytes = MAX_DOCKERFILE_BYTES): Promise<string | undefined> {
   const wanted = withoutDotSlash(path);
   const tar = extract();
   const input = Readable.from(decompressed(archive));
@@ -68,7 +71,7 @@ async function* decompressed(archive: Readable): AsyncGenerator<Buffer> {
  * Dockerfile may be a link). A first pass lists the archive's links and keeps the file at `path` itself; only a path
  * that turns out to go through a link needs a second pass. `open` is called once per pass.
  */
-export async function readContextFileThroughLinks(open: () => Readable | Promise<Readable>, path: string, maxBytes = 1 << 20): Promise<string | undefined> {
+export async function readContextFileThroughLinks(open: () => Readable | Promise<Readable>, path: string, maxBytes = MAX_DOCKERFILE_BYTES): Promise<string | undefined> {
   const normalized = normalizeContextPath(path);
   if (normalized === undefined) return undefined;
   const symlinks = new Map<string, string>();

@@ -47,6 +47,12 @@ async function expectRefused(zip: Buffer, code: ContextRejectionCode, entry?: st
 const dockerfile = { name: 'Dockerfile', body: 'FROM scratch\nCOPY . /\n' };
 
 describe('accepted zip contexts', () => {
+  it('hand back the file asked to keep from the tar.gz they are stored as', async () => {
+    const zip = zipOf([{ name: 'app/run.sh', body: 'echo hi\n', mode: S_IFREG | 0o755 }, dockerfile]);
+    const summary = await spoolContextArchive(upload(zip), limits, join(dir, 'context'), { keep: { path: 'Dockerfile', maxBytes: MiB } });
+    expect(summary.kept?.bytes.toString('utf8')).toBe(dockerfile.body);
+  });
+
   it('are stored as a tar.gz of the same tree, with modes and links kept', async () => {
     const spool = join(dir, 'context');
     const zip = zipOf([

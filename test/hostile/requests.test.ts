@@ -5,7 +5,7 @@
  * Each refusal is checked by support/hostile.ts (exact code, a fix in the message, nothing stored or started). No
  * worker polls this suite's queue.
  */
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildForm, contextOf, tarOf } from '../support/archives';
@@ -67,6 +67,23 @@ describe('hostile build requests', () => {
       // A plain tar: so repetitive a Dockerfile would be refused as a gzip bomb first.
       const context = await tarOf([{ name: 'Dockerfile', body: `FROM scratch\n${'# padding\n'.repeat(110_000)}` }]);
       await h.expectRefused(() => h.submit(buildForm({ image }, context, 'context.tar')), 400, 'dockerfile_too_large', 'dockerfile');
+    });
+
+    // The API keeps the Dockerfile that a spec sent ahead of the context names as the context arrives; these two
+    // take the other way, reading it back from the spooled context.
+    it('refuses a Dockerfile last in the context when the spec part comes after it', async () => {
+      const form = new FormData();
+      form.append('context', new Blob([await contextOf({ 'src/a.bin': randomBytes(1 << 20), Dockerfile: '# syntax=docker/dockerfile:1\nFROM scratch\n' })]), 'context.tar.gz');
+      form.append('spec', JSON.stringify({ image }));
+      await h.expectRefused(() => h.submit(form), 400, 'frontend_not_allowed', 'dockerfile');
+    });
+
+    it('refuses a Dockerfile the spec reaches through a symlink', async () => {
+      const context = await tarOf([
+        { name: 'docker/Dockerfile', body: 'FROM scratch\nRUN --network=host true\n' },
+        { name: 'Dockerfile', type: 'symlink', linkname: 'docker/Dockerfile' },
+      ]);
+      await h.expectRefused(() => h.submit(buildForm({ image }, context, 'context.tar')), 400, 'entitlement_not_allowed', 'dockerfile');
     });
   });
 

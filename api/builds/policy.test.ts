@@ -1,0 +1,84 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildForm, tarOf, type Entry } from '../../test/support/archives';
+import { DockerfilePolicy } from './policy';
+import { parseSpec } from './spec';
+import { receiveBuildUpload, type BuildUpload } from './upload';
+
+const MiB = 1024 * 1024;
+const limits = { maxArchiveBytes: 64 * MiB, maxUncompressedBytes: 64 * MiB, maxEntries: 100, maxCompressionRatio: 100 };
+const specSettings = { maxTimeoutSeconds: 3600, buildResources: { defaults: { requests: { cpu: '1', memory: '1Gi', ephemeralStorage: '1Gi' }, limits: { cpu: '2', memory: '2Gi', ephemeralStorage: '2Gi' } }, ceiling: {} } };
+const policy = new DockerfilePolicy({
+  build: { allowlist: [], denylist: [], trustedConsumers: [], allowedFrontends: [], sourceRegistries: [] },
+  targets: { allowlist: ['127.0.0.1:5000'], registryType: 'private_registry' },
+});
+const image = '127.0.0.1:5000/team/app:1';
+const refused = '# syntax=docker/dockerfile:1\nFROM scratch\n';
+/** A megabyte of other files ahead of the Dockerfile, as `tar` of a folder may order them. */
+const filler: Entry[] = [{ name: 'data/a.bin', body: Buffer.alloc(MiB, 1) }];
+
+let spoolDir: string;
+beforeAll(async () => {
+  spoolDir = await mkdtemp(join(tmpdir(), 'ibs-policy-test-'));
+});
+afterAll(() => rm(spoolDir, { recursive: true, force: true }));
+
+/** Receives a multipart upload the way the API does, with the spec part before or after the context. */
+async function received(spec: Record<string, unknown>, entries: Entry[], specFirst = true): Promise<BuildUpload> {
+  const context = await tarOf(entries);
+  const form = specFirst ? buildForm(spec, context, 'context.tar') : new FormData();
+  if (!specFirst) {
+    form.append('context', new Blob([context]), 'context.tar');
+    form.append('spec', JSON.stringify(spec));
+  }
+  return receiveBuildUpload(new Request('http://api/v1/builds', { method: 'POST', body: form }), { limits, spoolDir });
+}
+
+/** 'allowed', or the code of the refusal (a PolicyViolation's or an ApiError's) or of a file error. */
+async function check(upload: BuildUpload): Promise<string> {
+  const spec = parseSpec(upload.specText, specSettings);
+  return policy.check({ spec, consumer: 'team', upload }).then(
+    () => 'allowed',
+    (err: { code?: string }) => err.code ?? String(err),
+  );
+}
+
+describe('the request-time Dockerfile check', () => {
+  it('keeps the Dockerfile the spec names while the context arrives, so the check reads no spool', async () => {
+    const upload = await received({ image, dockerfile: './build/app.dockerfile' }, [...filler, { name: 'build/app.dockerfile', body: refused }]);
+    expect(upload.context?.kept?.path).toBe('build/app.dockerfile');
+    await rm(upload.archivePath);
+    expect(await check(upload)).toBe('frontend_not_allowed');
+    await upload.cleanup();
+  });
+
+  it('reads the spool when the spec came after the context or names the Dockerfile through a link', async () => {
+    const after = await received({ image }, [...filler, { name: 'Dockerfile', body: refused }], false);
+    const linked = await received({ image }, [...filler, { name: 'docker/Dockerfile', body: refused }, { name: 'Dockerfile', type: 'symlink', linkname: 'docker/Dockerfile' }]);
+    for (const upload of [after, linked]) {
+      expect(upload.context?.kept).toBeUndefined();
+      expect(await check(upload)).toBe('frontend_not_allowed');
+      await upload.cleanup();
+    }
+    // The spool is what they are read from: without it the check cannot run.
+    const gone = await received({ image }, [{ name: 'Dockerfile', body: refused }], false);
+    await rm(gone.archivePath);
+    expect(await check(gone)).toBe('ENOENT');
+    await gone.cleanup();
+  });
+
+  it('keeps nothing for a spec it cannot read, and answers a Dockerfile over 1 MiB as before', async () => {
+    const unreadable = await received({ image, dockerfile: 7 }, [{ name: 'Dockerfile', body: 'FROM scratch\n' }]);
+    expect(unreadable.context?.kept).toBeUndefined();
+    await unreadable.cleanup();
+    const large = await received({ image }, [{ name: 'Dockerfile', body: `FROM scratch\n${'#'.repeat(MiB)}\n` }]);
+    expect(large.context?.kept).toBeUndefined();
+    expect(await check(large)).toBe('dockerfile_too_large');
+    await large.cleanup();
+    const allowed = await received({ image }, [...filler, { name: 'Dockerfile', body: 'FROM scratch\n' }]);
+    expect(await check(allowed)).toBe('allowed');
+    await allowed.cleanup();
+  });
+});
