@@ -10,7 +10,9 @@
  * the 202; FRESH_API=1 starts each API anew for every upload, so that every round measures a fresh process's first
  * upload (the one whose memory grows most); OVER_TLS=1 stores in a MinIO of its own that serves HTTPS, which the APIs
  * and curl trust (the stack's serves plain HTTP); the stored context is deleted after
- * each upload (under its digest, or the key of its own a streamed one got) so that every upload stores it. The API's resident memory is sampled from /proc every 50 ms. Throughput is bytes over wall time; the
+ * each upload (under its digest, or the key of its own a streamed one got) so that every upload stores it;
+ * DOCKERFILE_LAST=1 puts the Dockerfile after the large file in the tar (as `tar` of a folder may order it), where a
+ * check that reads it back from the spool reads the whole context again. The API's resident memory is sampled from /proc every 50 ms. Throughput is bytes over wall time; the
  * ratio is API / cp (target ≥ 0.8), beside MinIO / cp and API / MinIO; memory growth is the peak RSS during the
  * upload minus the RSS before it (target ≤ 64 MiB).
  */
@@ -40,6 +42,7 @@ const API_DIRS = (process.env.API_DIRS ?? '.').split(',');
 const NODE_BINARIES = (process.env.NODE_BINARIES ?? process.execPath).split(',');
 const FRESH_API = process.env.FRESH_API === '1';
 const OVER_TLS = process.env.OVER_TLS === '1';
+const DOCKERFILE_LAST = process.env.DOCKERFILE_LAST === '1';
 const BOUNDARY = 'ibs-bench-boundary';
 /**
  * CLIENT_RATE (curl's --limit-rate, e.g. 119M for a client on a 1 Gbit/s link): the upload as a client elsewhere on
@@ -60,12 +63,16 @@ async function writeBody(path: string, image: string): Promise<{ bytes: number; 
   await write(Buffer.from(`--${BOUNDARY}\r\nContent-Disposition: form-data; name="spec"\r\n\r\n${JSON.stringify({ image, reuse: false })}\r\n`));
   await write(Buffer.from(`--${BOUNDARY}\r\nContent-Disposition: form-data; name="context"; filename="ctx.tar"\r\nContent-Type: application/x-tar\r\n\r\n`));
   inContext = true;
-  await write(headerFor('Dockerfile', dockerfile.length));
-  await write(Buffer.concat([dockerfile, Buffer.alloc(512 - dockerfile.length)]));
+  const writeDockerfile = async () => {
+    await write(headerFor('Dockerfile', dockerfile.length));
+    await write(Buffer.concat([dockerfile, Buffer.alloc(512 - dockerfile.length)]));
+  };
+  if (!DOCKERFILE_LAST) await writeDockerfile();
   await write(headerFor('big.bin', SIZE_MIB * MiB));
   // Fresh random bytes per MiB: a repeated block would let MinIO or the page cache shortcut nothing, but keeps the
   // benchmark honest against any deduplication.
   for (let i = 0; i < SIZE_MIB; i++) await write(randomBytes(MiB));
+  if (DOCKERFILE_LAST) await writeDockerfile();
   await write(Buffer.alloc(1024));
   inContext = false;
   await write(Buffer.from(`\r\n--${BOUNDARY}--\r\n`));
@@ -131,7 +138,7 @@ async function main(): Promise<void> {
     // each one stores it, and at the end (no gigabytes left in the stack's MinIO). A version before streaming
     // stored it under its digest; a streaming one under a key of its own, read from the build's record.
     storedContext = `contexts/sha256/${contextSha256}`;
-    console.log(`body: ${(bytes / MiB).toFixed(0)} MiB${CLIENT_RATE ? `, the client sending at most ${CLIENT_RATE}B/s` : ''}`);
+    console.log(`body: ${(bytes / MiB).toFixed(0)} MiB${CLIENT_RATE ? `, the client sending at most ${CLIENT_RATE}B/s` : ''}${DOCKERFILE_LAST ? ', the Dockerfile last in the tar' : ''}`);
     for (let r = 0; r < ROUNDS; r++) {
       let t0 = performance.now();
       await run('cp', [body, join(dir, 'copy')]);
