@@ -12,9 +12,9 @@ import { createLogger, createTelemetry } from '../lib/telemetry';
 import { instrumentObjectStore } from '../lib/telemetry/instrumented-store';
 import { BearerAuthenticator } from '../lib/auth/authenticator';
 import { startTracing, temporalClientInterceptors } from '../lib/telemetry/tracing';
-import { createApp } from './app';
+import { createApp, createLogHub } from './app';
 import { apiSettingsOf } from './settings';
-import { API_SERVER_OPTIONS, answerClientErrors } from './server-options';
+import { API_SERVER_OPTIONS, answerClientErrors, drainServer } from './server-options';
 import { DockerfilePolicy, policySettingsOf } from './builds/policy';
 import { removeAbandonedSpools } from './builds/upload';
 import { WorkflowStarter } from './builds/workflow-starter';
@@ -46,10 +46,13 @@ async function main(): Promise<void> {
   // Starts accepted builds' workflows, and those whose start an earlier API process or a Temporal outage left undone.
   const starter = new WorkflowStarter({ builds, temporal, settings, telemetry });
   const stopStarting = starter.startSweeping();
+  const storage = instrumentObjectStore(createObjectStore(config), metrics);
+  const logs = createLogHub({ builds, storage });
   const app = createApp({
     registry,
     builds,
-    storage: instrumentObjectStore(createObjectStore(config), metrics),
+    storage,
+    logs,
     auth: new BearerAuthenticator(config.auth),
     policy: new DockerfilePolicy(policySettingsOf(config)),
     temporal,
@@ -62,10 +65,19 @@ async function main(): Promise<void> {
     logger.info({ address: info.address, port: info.port, node: process.version }, `API listening on http://${info.address}:${info.port} (Node.js ${process.version})`);
   });
   answerClientErrors(server);
+  let stopping = false;
   const stop = () => {
-    server.close();
-    // The starts already promised go out first (a few seconds at most); whatever is left, the next sweep starts.
-    void Promise.race([stopStarting(), new Promise((resolve) => setTimeout(resolve, 5_000))])
+    if (stopping) return;
+    stopping = true;
+    // Followers end at once (they resume from their Last-Event-ID on another API); the requests under way are
+    // answered first, uploads included, then the starts they promised go out (a few seconds at most; whatever is
+    // left, the next sweep starts), and only then do the connections they use close.
+    logs.close();
+    void drainServer(server)
+      .then((answered) => {
+        if (!answered) logger.warn('stopping: requests still under way after the drain had their connections cut');
+      })
+      .then(() => Promise.race([stopStarting(), new Promise((resolve) => setTimeout(resolve, 5_000))]))
       .then(() => Promise.all([connection.close(), pool.end(), registry.close(), tracing.shutdown()]))
       .finally(() => process.exit(0));
   };

@@ -35,3 +35,30 @@ export function answerClientErrors(server: ServerType): void {
     socket.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
   });
 }
+
+/**
+ * How long a stopping API lets the requests under way finish (an upload still arriving, above all): within
+ * Kubernetes' default grace period of 30 s, with room for the workflow starts and the connections' close after it.
+ */
+export const SHUTDOWN_DRAIN_MS = 20_000;
+
+/**
+ * Stops taking connections and waits until the requests under way are answered, closing each connection once it
+ * is idle; past `deadlineMs` the ones still open are cut. Resolves true when every request was answered in time.
+ * Called before the API closes its database and Temporal connections, so that no request under way meets them
+ * closed: it is answered, or its client sees the connection drop and sends it again (with its Idempotency-Key).
+ */
+export async function drainServer(server: ServerType, deadlineMs = SHUTDOWN_DRAIN_MS): Promise<boolean> {
+  const http = server as Server;
+  const closed = new Promise<true>((resolve) => http.close(() => resolve(true)));
+  // A keep-alive connection that becomes idle during the drain would hold it open until its client lets go.
+  const idle = setInterval(() => http.closeIdleConnections(), 100);
+  http.closeIdleConnections();
+  try {
+    const answered = await Promise.race([closed, new Promise<false>((resolve) => setTimeout(resolve, deadlineMs, false).unref())]);
+    if (!answered) http.closeAllConnections();
+    return answered;
+  } finally {
+    clearInterval(idle);
+  }
+}

@@ -42,6 +42,7 @@ export class BuildLogHub {
   private connecting?: Promise<void>;
   private readonly tails = new Map<string, SharedTail>();
   readonly options: LogHubOptions;
+  private stopped = false;
 
   constructor(
     private readonly pool: Pool,
@@ -78,6 +79,11 @@ export class BuildLogHub {
     if (this.tails.size === 0) this.closeListener();
   }
 
+  /** True once close() ran: every read answers undefined from then on. */
+  get closed(): boolean {
+    return this.stopped;
+  }
+
   /** Followed builds right now (for tests and benchmarks). */
   get tailCount(): number {
     return this.tails.size;
@@ -111,7 +117,12 @@ export class BuildLogHub {
     void client?.end().catch(() => undefined);
   }
 
+  /**
+   * Ends every follow at once, without its `end` event (the API is stopping: a follower resumes from its
+   * Last-Event-ID on another API process), and every follow that attaches after.
+   */
   close(): void {
+    this.stopped = true;
     for (const tail of this.tails.values()) tail.stop();
     this.tails.clear();
     this.closeListener();
@@ -166,7 +177,7 @@ export class SharedTail {
    */
   async read(after: number, signal: AbortSignal): Promise<FollowStep | undefined> {
     for (;;) {
-      if (signal.aborted) return undefined;
+      if (signal.aborted || this.hub.closed) return undefined;
       if (after < this.position) return this.linesAfter(after);
       if (this.ended) return { end: this.ended };
       await new Promise<void>((resolve) => {

@@ -55,6 +55,16 @@ function start(entry: string, env: Record<string, string>, ready: (line: Record<
   });
 }
 
+/** api/main.ts alone, on a task queue and port of its own (no worker polls the queue). */
+export async function startApiProcess(name: string, env: Record<string, string> = {}): Promise<{ apiUrl: string; taskQueue: string; api: ServiceProcess }> {
+  const taskQueue = `test-${name}-${process.pid}-${Date.now()}`;
+  const port = await freePort();
+  const api = await start('api/main.ts', { TEMPORAL_TASK_QUEUE: taskQueue, LOG_LEVEL: 'info', AUTH_TOKENS_FILE: TEST_TOKENS_FILE, TARGET_REGISTRY_ALLOWLIST: '127.0.0.1:5000', API_PORT: String(port), ...env }, (l) =>
+    String(l.msg).startsWith('API listening'),
+  );
+  return { apiUrl: `http://127.0.0.1:${port}`, taskQueue, api };
+}
+
 export async function startService(name: string, env: Record<string, string> = {}): Promise<RunningService> {
   const taskQueue = `test-${name}-${process.pid}-${Date.now()}`;
   const [apiPort, metricsPort, sdkPort] = [await freePort(), await freePort(), await freePort()];
