@@ -69,4 +69,23 @@ describe('readContextFileThroughLinks', () => {
     expect(await readContextFileThroughLinks(open, 'linked/Dockerfile')).toBe('FROM real\n');
     expect(opened).toBe(3);
   });
+
+  it('stops at a plain file at the path, reading none of the archive after it', async () => {
+    const tar = await tarOf({ 'docker/Dockerfile': 'FROM early\n', 'big.bin': randomBytes(4 << 20).toString('base64') });
+    let sent = 0;
+    const open = () =>
+      Readable.from(
+        (function* () {
+          for (let offset = 0; offset < tar.length; offset += 64 * 1024) {
+            sent += Math.min(64 * 1024, tar.length - offset);
+            yield tar.subarray(offset, offset + 64 * 1024);
+          }
+        })(),
+      );
+    expect(await readContextFileThroughLinks(open, 'docker/Dockerfile')).toBe('FROM early\n');
+    // The stream reads ahead a little; the 5.3 MB after the Dockerfile are not read.
+    expect(sent).toBeLessThan(2 << 20);
+    await new Promise((r) => setTimeout(r, 200)); // a late stream error would surface here as an unhandled error
+  });
 });
+

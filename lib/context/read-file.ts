@@ -68,32 +68,39 @@ async function* decompressed(archive: Readable): AsyncGenerator<Buffer> {
 
 /**
  * Like readContextFile, with `path` resolved through the archive's symlinks the way BuildKit resolves them (a
- * Dockerfile may be a link). A first pass lists the archive's links and keeps the file at `path` itself; only a path
- * that turns out to go through a link needs a second pass. `open` is called once per pass.
+ * Dockerfile may be a link). Meant for contexts the validator admitted (lib/context/tree.ts: no path twice, no entry
+ * under a link), as every stored context is: there a regular file at `path` itself is what BuildKit opens, so the
+ * read stops at it. Otherwise a first pass lists the archive's links, and a path that goes through one needs a
+ * second pass. `open` is called once per pass.
  */
 export async function readContextFileThroughLinks(open: () => Readable | Promise<Readable>, path: string, maxBytes = MAX_DOCKERFILE_BYTES): Promise<string | undefined> {
   const normalized = normalizeContextPath(path);
   if (normalized === undefined) return undefined;
   const symlinks = new Map<string, string>();
-  let atPath: string | undefined;
   const archive = await open();
   const tar = extract();
   const input = Readable.from(decompressed(archive));
   input.on('error', (err) => tar.destroy(err));
   input.pipe(tar);
-  for await (const entry of tar) {
-    const name = normalizeContextPath(entry.header.name);
-    if (entry.header.type === 'symlink' && entry.header.linkname) {
-      if (name !== undefined) symlinks.set(name, entry.header.linkname);
-    } else if (entry.header.type === 'file' && name === normalized && (entry.header.size ?? 0) <= maxBytes) {
-      const chunks: Buffer[] = [];
-      for await (const chunk of entry) chunks.push(chunk as Buffer);
-      atPath = Buffer.concat(chunks).toString('utf8');
-      continue;
+  try {
+    for await (const entry of tar) {
+      const name = normalizeContextPath(entry.header.name);
+      if (entry.header.type === 'symlink' && entry.header.linkname) {
+        if (name !== undefined) symlinks.set(name, entry.header.linkname);
+      } else if (entry.header.type === 'file' && name === normalized) {
+        if ((entry.header.size ?? 0) > maxBytes) return undefined;
+        const chunks: Buffer[] = [];
+        for await (const chunk of entry) chunks.push(chunk as Buffer);
+        return Buffer.concat(chunks).toString('utf8');
+      }
+      entry.resume();
     }
-    entry.resume();
+  } finally {
+    // Stops reading the rest of a possibly large archive once the file is found.
+    input.destroy();
+    archive.destroy();
   }
   const resolved = resolveThroughLinks(symlinks, normalized);
-  if (resolved === undefined) return undefined;
-  return resolved === normalized ? atPath : readContextFile(await open(), resolved, maxBytes);
+  if (resolved === undefined || resolved === normalized) return undefined;
+  return readContextFile(await open(), resolved, maxBytes);
 }
