@@ -7,6 +7,9 @@
  * step's end to the workflow's end; and the worker's CPU time per build. Prints one line per checkout and round,
  * and the medians over all rounds with the last checkout's ratios to the first's.
  *
+ * CONTEXT_MIB=<n> adds n MiB of text-like files to the context, after the Dockerfile (which the RUN never reads),
+ * so that what the workflow does with a context of that size before and around the build step shows.
+ *
  * The machine's speed drifts more between minutes than a change moves these figures, hence the turns.
  */
 import { Client, Connection } from '@temporalio/client';
@@ -22,6 +25,19 @@ import { median } from './stats';
 const N = Number(process.env.N ?? 10);
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
 const CHECKOUTS = (process.env.CHECKOUTS ?? '.').split(',');
+const CONTEXT_MIB = Number(process.env.CONTEXT_MIB ?? 0);
+
+/** n MiB of words from a small vocabulary, one file per MiB: it packs about as well as source code. */
+function textFiles(mib: number): Record<string, string> {
+  const words = Array.from({ length: 4096 }, (_, i) => (i * 2654435761).toString(36).slice(0, 3 + (i % 6)));
+  const files: Record<string, string> = {};
+  for (let i = 0; i < mib; i++) {
+    let text = '';
+    while (text.length < 1 << 20) text += `${words[Math.floor(Math.random() * words.length)]} `;
+    files[`src/f${i}.txt`] = text.slice(0, 1 << 20);
+  }
+  return files;
+}
 
 interface Figures {
   before: number[];
@@ -35,7 +51,8 @@ async function main(): Promise<void> {
   const config = loadConfig();
   const connection = await Connection.connect({ address: config.temporal.address });
   const client = new Client({ connection, namespace: config.temporal.namespace });
-  const context = await contextOf({ Dockerfile: `FROM ${base}\nRUN echo hi && sleep 1\n` });
+  const context = await contextOf({ Dockerfile: `FROM ${base}\nRUN echo hi && sleep 1\n`, ...textFiles(CONTEXT_MIB) });
+  if (CONTEXT_MIB) console.log(`context: ${(context.length / (1 << 20)).toFixed(1)} MiB packed, ${CONTEXT_MIB} MiB of files besides the Dockerfile`);
   const figures = new Map<string, Figures>(CHECKOUTS.map((dir) => [dir, { before: [], step: [], after: [], workerCpuMs: [] }]));
 
   const build = async (service: CompiledService): Promise<string> => {
