@@ -1,8 +1,9 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { Readable } from 'node:stream';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildForm, tarOf, type Entry } from '../../test/support/archives';
+import { tarOf, type Entry } from '../../test/support/archives';
 import { DockerfilePolicy } from './policy';
 import { parseSpec } from './spec';
 import { receiveBuildUpload, type BuildUpload } from './upload';
@@ -25,15 +26,27 @@ beforeAll(async () => {
 });
 afterAll(() => rm(spoolDir, { recursive: true, force: true }));
 
-/** Receives a multipart upload the way the API does, with the spec part before or after the context. */
-async function received(spec: Record<string, unknown>, entries: Entry[], specFirst = true): Promise<BuildUpload> {
+/**
+ * Receives a multipart upload the way the API does: the spec part first (a field, or a file part), or after the
+ * context; the body streamed part by part, or in one chunk, as Node's request stream may hand over a small spec
+ * part together with the context's first bytes.
+ */
+async function received(
+  spec: Record<string, unknown>,
+  entries: Entry[],
+  order: 'spec first' | 'spec file first' | 'spec last' = 'spec first',
+  delivery: 'streamed' | 'one chunk' = 'streamed',
+): Promise<BuildUpload> {
   const context = await tarOf(entries);
-  const form = specFirst ? buildForm(spec, context, 'context.tar') : new FormData();
-  if (!specFirst) {
-    form.append('context', new Blob([context]), 'context.tar');
-    form.append('spec', JSON.stringify(spec));
-  }
-  return receiveBuildUpload(new Request('http://api/v1/builds', { method: 'POST', body: form }), { limits, spoolDir });
+  const form = new FormData();
+  if (order === 'spec first') form.append('spec', JSON.stringify(spec));
+  if (order === 'spec file first') form.append('spec', new Blob([JSON.stringify(spec)]), 'spec.json');
+  form.append('context', new Blob([context]), 'context.tar');
+  if (order === 'spec last') form.append('spec', JSON.stringify(spec));
+  if (delivery === 'streamed') return receiveBuildUpload(new Request('http://api/v1/builds', { method: 'POST', body: form }), { limits, spoolDir });
+  const body = new Response(form);
+  const request = new Request('http://api/v1/builds', { method: 'POST', headers: { 'content-type': body.headers.get('content-type')! }, body: 'unused' });
+  return receiveBuildUpload(request, { limits, spoolDir, nodeBody: Readable.from([Buffer.from(await body.arrayBuffer())]) });
 }
 
 /** 'allowed', or the code of the refusal (a PolicyViolation's or an ApiError's) or of a file error. */
@@ -46,8 +59,12 @@ async function check(upload: BuildUpload): Promise<string> {
 }
 
 describe('the request-time Dockerfile check', () => {
-  it('keeps the Dockerfile the spec names while the context arrives, so the check reads no spool', async () => {
-    const upload = await received({ image, dockerfile: './build/app.dockerfile' }, [...filler, { name: 'build/app.dockerfile', body: refused }]);
+  it.each([
+    ['spec first', 'streamed'],
+    ['spec file first', 'streamed'],
+    ['spec file first', 'one chunk'],
+  ] as const)('keeps the Dockerfile the spec names while the context arrives, so the check reads no spool (%s, %s)', async (order, delivery) => {
+    const upload = await received({ image, dockerfile: './build/app.dockerfile' }, [...filler, { name: 'build/app.dockerfile', body: refused }], order, delivery);
     expect(upload.context?.kept?.path).toBe('build/app.dockerfile');
     await rm(upload.archivePath);
     expect(await check(upload)).toBe('frontend_not_allowed');
@@ -55,7 +72,7 @@ describe('the request-time Dockerfile check', () => {
   });
 
   it('reads the spool when the spec came after the context or names the Dockerfile through a link', async () => {
-    const after = await received({ image }, [...filler, { name: 'Dockerfile', body: refused }], false);
+    const after = await received({ image }, [...filler, { name: 'Dockerfile', body: refused }], 'spec last');
     const linked = await received({ image }, [...filler, { name: 'docker/Dockerfile', body: refused }, { name: 'Dockerfile', type: 'symlink', linkname: 'docker/Dockerfile' }]);
     for (const upload of [after, linked]) {
       expect(upload.context?.kept).toBeUndefined();
@@ -63,7 +80,7 @@ describe('the request-time Dockerfile check', () => {
       await upload.cleanup();
     }
     // The spool is what they are read from: without it the check cannot run.
-    const gone = await received({ image }, [{ name: 'Dockerfile', body: refused }], false);
+    const gone = await received({ image }, [{ name: 'Dockerfile', body: refused }], 'spec last');
     await rm(gone.archivePath);
     expect(await check(gone)).toBe('ENOENT');
     await gone.cleanup();

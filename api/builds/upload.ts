@@ -173,7 +173,8 @@ function parseParts(
         return fail(new ApiError(400, 'unknown_part', `unexpected form part "${name}" (${info.filename ?? 'no file name'}); send only "spec" and one of "context" or "image"`, name));
       }
       // The spool is ended when accepted (a zip is rewritten there as a tar.gz) and destroyed when refused.
-      contextDone = spoolContextArchive(stream, limits, spool.path, { sinkFor: spool.sinkFor, keep: dockerfileToKeep(specText) });
+      // Asked at the first entry: a spec sent as a file part (curl -F spec=@spec.json) has ended by then.
+      contextDone = spoolContextArchive(stream, limits, spool.path, { sinkFor: spool.sinkFor, keep: () => dockerfileToKeep(specText) });
       contextDone.catch(fail);
     });
     const tooMany = () => fail(new ApiError(400, 'unknown_part', 'send exactly one "spec" part and one "context" part'));

@@ -79,7 +79,7 @@ export async function spoolContextArchive(
   options: {
     /** What the upload is copied to, around the spool file (the API's also sends it to object storage as it arrives). */
     sinkFor?: (spool: Writable) => Writable;
-    keep?: KeepFile;
+    keep?: KeepFile | (() => KeepFile | undefined);
   } = {},
 ): Promise<ContextSummary> {
   const { sinkFor = (spool: Writable) => spool, keep } = options;
@@ -102,11 +102,13 @@ export async function spoolContextArchive(
 export async function inspectContextArchive(
   source: NodeJS.ReadableStream | Readable,
   limits: ContextLimits,
-  options: { copyTo?: Writable; keep?: KeepFile } = {},
+  /** `keep` may be a function, asked once when the first entry arrives (the API's spec may still be arriving before). */
+  options: { copyTo?: Writable; keep?: KeepFile | (() => KeepFile | undefined) } = {},
 ): Promise<ContextSummary> {
-  const { keep } = options;
+  let keep: KeepFile | undefined | (() => KeepFile | undefined) = options.keep;
   let kept: ContextSummary['kept'];
   const summary = await readContextArchive(source, limits, options.copyTo, async (entry, body) => {
+    if (typeof keep === 'function') keep = keep();
     if (keep && entry.kind === 'file' && entry.path === keep.path) kept = await readUpTo(body, keep.maxBytes).then((bytes) => bytes && { path: entry.path, bytes });
     else await skipEntryBody(body);
   });
