@@ -74,7 +74,8 @@ describe('the API stopped with SIGTERM', () => {
       api.child.kill('SIGTERM');
 
       expect(await followed).toEqual({ sawEnd: false });
-      expect(Date.now() - stoppedAt).toBeLessThan(2_000);
+      // At once, not at the drain's 20 s deadline: a follow left open would hold the drain that long.
+      expect(Date.now() - stoppedAt).toBeLessThan(5_000);
       const answer = await upload;
       expect(answer.status).toBe(202);
       const accepted = (await answer.json()) as { id: string; status: string };
