@@ -8,10 +8,10 @@ import { createGunzip } from 'node:zlib';
 import { extract } from 'tar-stream';
 import { normalizeContextPath, resolveThroughLinks } from './paths';
 
-/** The file's text, or undefined when the archive has no regular file at `path` (or it is larger than maxBytes). */
 /** Dockerfiles larger than this are refused: the policy checks read them whole. */
 export const MAX_DOCKERFILE_BYTES = 1 << 20;
 
+/** The file's text, or undefined when the archive has no regular file at `path` (or it is larger than maxBytes). */
 export async function readContextFile(archive: Readable, path: string, maxBytes = MAX_DOCKERFILE_BYTES): Promise<string | undefined> {
   const wanted = withoutDotSlash(path);
   const tar = extract();
