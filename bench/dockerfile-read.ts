@@ -6,7 +6,6 @@
  * entry and once as its last (`tar` of a folder may put it anywhere). Prints each checkout's median per position and
  * the ratio of the last checkout to the first.
  */
-import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
@@ -14,6 +13,7 @@ import { loadConfig } from '../lib/config';
 import { createObjectStore } from '../lib/storage';
 import { tarOf } from '../test/support/archives';
 import { median } from './stats';
+import { textFiles } from './text-files';
 
 const MiB = 1024 * 1024;
 const SIZE_MIB = Number(process.argv[2] ?? 200);
@@ -22,14 +22,9 @@ const READ_DIRS = (process.env.READ_DIRS ?? '.').split(',');
 
 type Reader = typeof import('../lib/context/read-file').readContextFileThroughLinks;
 
-/** SIZE_MIB of files that compress like source code (words from a small vocabulary), as a tar.gz. */
+/** SIZE_MIB of text-like files, as a tar.gz, with the Dockerfile first or last. */
 async function contextOf(dockerfileFirst: boolean): Promise<Buffer> {
-  const words = Array.from({ length: 4096 }, () => randomBytes(3 + (randomBytes(1)[0]! % 6)).toString('hex'));
-  const files = Array.from({ length: SIZE_MIB }, (_, i) => {
-    let text = '';
-    while (text.length < MiB) text += `${words[Math.floor(Math.random() * words.length)]} `;
-    return { name: `src/f${i}.txt`, body: text.slice(0, MiB) };
-  });
+  const files = Object.entries(textFiles(SIZE_MIB)).map(([name, body]) => ({ name, body }));
   const dockerfile = { name: 'Dockerfile', body: 'FROM scratch\nCOPY src /src\n' };
   return gzipSync(await tarOf(dockerfileFirst ? [dockerfile, ...files] : [...files, dockerfile]));
 }

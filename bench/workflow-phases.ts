@@ -21,23 +21,12 @@ import { ensureBaseImage } from '../test/support/registry';
 import { callerHeaders } from '../test/support/stack';
 import { cpuSecondsOf, startCompiledService, stopServiceProcesses, type CompiledService } from './service-processes';
 import { median } from './stats';
+import { textFiles } from './text-files';
 
 const N = Number(process.env.N ?? 10);
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
 const CHECKOUTS = (process.env.CHECKOUTS ?? '.').split(',');
 const CONTEXT_MIB = Number(process.env.CONTEXT_MIB ?? 0);
-
-/** n MiB of words from a small vocabulary, one file per MiB: it packs about as well as source code. */
-function textFiles(mib: number): Record<string, string> {
-  const words = Array.from({ length: 4096 }, (_, i) => (i * 2654435761).toString(36).slice(0, 3 + (i % 6)));
-  const files: Record<string, string> = {};
-  for (let i = 0; i < mib; i++) {
-    let text = '';
-    while (text.length < 1 << 20) text += `${words[Math.floor(Math.random() * words.length)]} `;
-    files[`src/f${i}.txt`] = text.slice(0, 1 << 20);
-  }
-  return files;
-}
 
 interface Figures {
   before: number[];

@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CoreV1Api } from '@kubernetes/client-node';
 import { apiFetch } from '../support/stack';
 import { sleep } from './support/components';
+import { slowBody } from '../support/slow-body';
 import { gateStagingKeys } from '../../lib/executors/kubernetes/scan-gate';
 import { slotGrantedSignal } from '../../workflows/build-queue';
 import { AFTER_BUILD_KIND, FaultStack, FINAL, newRow, randomBetween, type FaultRow, type Service, type Step, type Submission } from './support/harness';
@@ -490,21 +491,6 @@ async function podKind(row: FaultRow, serviceName: string, inject: (target: PodI
   } finally {
     await deleteNamespace(namespace);
   }
-}
-
-/** A request body that trickles `bytes` out over about `ms`. */
-function slowBody(bytes: Buffer, ms: number): ReadableStream<Uint8Array> {
-  const chunks = 30;
-  const size = Math.ceil(bytes.length / chunks);
-  let i = 0;
-  return new ReadableStream({
-    async pull(controller) {
-      if (i >= chunks) return controller.close();
-      await sleep(ms / chunks);
-      controller.enqueue(bytes.subarray(i * size, (i + 1) * size));
-      i++;
-    },
-  });
 }
 
 /**

@@ -10,6 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { workflowIdForBuild } from '../../workflows/definitions';
 import { startApiProcess } from '../observability/support/service';
 import { buildForm, contextOf } from '../support/archives';
+import { slowBody } from '../support/slow-body';
 import { apiFetch, callerHeaders } from '../support/stack';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -21,19 +22,6 @@ afterAll(async () => {
   await Promise.allSettled(started.map((id) => temporal.workflow.getHandle(workflowIdForBuild(id)).terminate('test over')));
   await connection.close();
 });
-
-/** `bytes` sent in 30 pieces over `ms`, as a client on a slow link sends an upload. */
-function trickle(bytes: Buffer, ms: number): ReadableStream<Uint8Array> {
-  const size = Math.ceil(bytes.length / 30);
-  let offset = 0;
-  return new ReadableStream({
-    async pull(controller) {
-      if (offset >= bytes.length) return controller.close();
-      await sleep(ms / 30);
-      controller.enqueue(bytes.subarray(offset, (offset += size)));
-    },
-  });
-}
 
 /** Reads a follow stream to its end: whether it carried the `end` event. */
 async function followToEnd(res: Response): Promise<{ sawEnd: boolean }> {
@@ -65,7 +53,7 @@ describe('the API stopped with SIGTERM', () => {
       const bytes = Buffer.from(await encoded.arrayBuffer());
       const upload = fetch(`${apiUrl}/v1/builds`, {
         method: 'POST',
-        body: trickle(bytes, 3_000),
+        body: slowBody(bytes, 3_000),
         headers: { ...callerHeaders(), 'content-type': contentType, 'idempotency-key': `shutdown-${Date.now()}` },
         duplex: 'half',
       } as RequestInit);
