@@ -35,7 +35,8 @@ export function createPolicyActivities(deps: PolicyActivityDeps) {
   return {
     async checkBuildPolicy(input: ImageBuildInput): Promise<void> {
       // A dependency build has no Dockerfile of its own: the one the service generates is what runs, so check it.
-      const text = input.spec.dependencies ? dependencyDockerfile(input.spec.dependencies) : await contextDockerfile(input);
+      // Otherwise the text the API read from this context and carried in the input, or the context's own.
+      const text = input.spec.dependencies ? dependencyDockerfile(input.spec.dependencies) : (input.dockerfileText ?? (await contextDockerfile(input)));
       if (text === undefined) {
         throw ApplicationFailure.create({ type: 'dockerfile_not_found', message: `${input.spec.dockerfile} is not a file of the build context (or is over 1 MiB)`, nonRetryable: true });
       }

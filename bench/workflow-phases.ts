@@ -8,7 +8,8 @@
  * and the medians over all rounds with the last checkout's ratios to the first's.
  *
  * CONTEXT_MIB=<n> adds n MiB of text-like files to the context, after the Dockerfile (which the RUN never reads),
- * so that what the workflow does with a context of that size before and around the build step shows.
+ * so that what the workflow does with a context of that size before and around the build step shows;
+ * DOCKERFILE_LAST=1 puts the Dockerfile after them, as `tar` of a folder may.
  *
  * The machine's speed drifts more between minutes than a change moves these figures, hence the turns.
  */
@@ -27,6 +28,7 @@ const N = Number(process.env.N ?? 10);
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
 const CHECKOUTS = (process.env.CHECKOUTS ?? '.').split(',');
 const CONTEXT_MIB = Number(process.env.CONTEXT_MIB ?? 0);
+const DOCKERFILE_LAST = process.env.DOCKERFILE_LAST === '1';
 
 interface Figures {
   before: number[];
@@ -40,8 +42,9 @@ async function main(): Promise<void> {
   const config = loadConfig();
   const connection = await Connection.connect({ address: config.temporal.address });
   const client = new Client({ connection, namespace: config.temporal.namespace });
-  const context = await contextOf({ Dockerfile: `FROM ${base}\nRUN echo hi && sleep 1\n`, ...textFiles(CONTEXT_MIB) });
-  if (CONTEXT_MIB) console.log(`context: ${(context.length / (1 << 20)).toFixed(1)} MiB packed, ${CONTEXT_MIB} MiB of files besides the Dockerfile`);
+  const dockerfile = { Dockerfile: `FROM ${base}\nRUN echo hi && sleep 1\n` };
+  const context = await contextOf(DOCKERFILE_LAST ? { ...textFiles(CONTEXT_MIB), ...dockerfile } : { ...dockerfile, ...textFiles(CONTEXT_MIB) });
+  if (CONTEXT_MIB) console.log(`context: ${(context.length / (1 << 20)).toFixed(1)} MiB packed, ${CONTEXT_MIB} MiB of files besides the Dockerfile, ${DOCKERFILE_LAST ? 'after' : 'before'} them`);
   const figures = new Map<string, Figures>(CHECKOUTS.map((dir) => [dir, { before: [], step: [], after: [], workerCpuMs: [] }]));
 
   const build = async (service: CompiledService): Promise<string> => {

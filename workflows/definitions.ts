@@ -100,6 +100,14 @@ export interface ImageBuildInput {
    * it was added, which use their start time.
    */
   acceptedAt?: number;
+  /**
+   * The Dockerfile's text as the API read it from this context to check it at request time. The worker's policy
+   * check reads it from here rather than from the stored context, where it may sit after gigabytes of other files.
+   * Absent when the API did not read it (a source the worker fetches), in a build started by the sweep, a replay or
+   * a retry, for a Dockerfile over the size the API carries (api/builds/workflow-starter.ts), and in runs started
+   * before it was added: the check then reads the stored context.
+   */
+  dockerfileText?: string;
 }
 
 /**

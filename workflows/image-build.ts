@@ -264,7 +264,8 @@ export async function imageBuild(input: ImageBuildInput): Promise<ImageBuildResu
       // The build activity records `running` on the Build as it starts (no workflow task of its own for it).
       if (local) show('running');
       else await moveTo('running');
-      ({ digest } = await buildActivities(input.timeoutSeconds).buildImage(input));
+      // The Dockerfile's text served the check; the build reads the context, so the text stays out of its event.
+      ({ digest } = await buildActivities(input.timeoutSeconds).buildImage({ ...input, dockerfileText: undefined }));
     }
     progress.digest = digest;
     progress.step = 'push';

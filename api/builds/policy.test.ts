@@ -86,6 +86,16 @@ describe('the request-time Dockerfile check', () => {
     await gone.cleanup();
   });
 
+  it('answers the Dockerfile it read, kept or from the spool, for the workflow to check again', async () => {
+    const text = 'FROM scratch\nCOPY data /data\n';
+    const kept = await received({ image }, [...filler, { name: 'Dockerfile', body: text }]);
+    const linked = await received({ image }, [...filler, { name: 'docker/Dockerfile', body: text }, { name: 'Dockerfile', type: 'symlink', linkname: 'docker/Dockerfile' }]);
+    for (const upload of [kept, linked]) {
+      expect(await policy.check({ spec: parseSpec(upload.specText, specSettings), consumer: 'team', upload })).toEqual({ exemption: undefined, dockerfileText: text });
+      await upload.cleanup();
+    }
+  });
+
   it('keeps nothing for a spec it cannot read, and answers a Dockerfile over 1 MiB as before', async () => {
     const unreadable = await received({ image, dockerfile: 7 }, [{ name: 'Dockerfile', body: 'FROM scratch\n' }]);
     expect(unreadable.context?.kept).toBeUndefined();

@@ -19,8 +19,14 @@ import { ApiError } from '../errors';
 import type { BuildUpload } from './upload';
 
 export interface BuildRequestPolicy {
-  /** Throws a PolicyViolation (a 400) for a refused build; returns the exemption a trusted consumer used, if any. */
-  check(request: { spec: BuildSpec; consumer: string; upload: BuildUpload }): Promise<PolicyExemption | undefined>;
+  /** Throws a PolicyViolation (a 400) for a refused build; answers what a passed check found. */
+  check(request: { spec: BuildSpec; consumer: string; upload: BuildUpload }): Promise<PolicyOutcome>;
+}
+
+/** What a passed check found: the exemption a trusted consumer used, and the Dockerfile's text when it read one. */
+export interface PolicyOutcome {
+  exemption?: PolicyExemption;
+  dockerfileText?: string;
 }
 
 /** The policy settings of a deployment, from its configuration (the worker's checkBuildPolicy uses the same). */
@@ -34,18 +40,18 @@ export function policySettingsOf(config: Pick<Config, 'policy' | 'registry'>): {
 export class DockerfilePolicy implements BuildRequestPolicy {
   constructor(private readonly settings: { build: BuildPolicySettings; targets: TargetRegistrySettings }) {}
 
-  async check({ spec, consumer, upload }: { spec: BuildSpec; consumer: string; upload: BuildUpload }): Promise<PolicyExemption | undefined> {
+  async check({ spec, consumer, upload }: { spec: BuildSpec; consumer: string; upload: BuildUpload }): Promise<PolicyOutcome> {
     const target = parseImageReference(spec.image).registry;
     // Only a deployment that lists no target registry lets a consumer name one, so only there is the name looked up.
     checkTargetRegistry(target, this.settings.targets, targetsUnlisted(this.settings.targets) ? await resolveHost(hostWithoutPort(target)) : []);
     if (spec.sourceImage !== undefined) {
       const source = parseSourceReference(spec.sourceImage);
       const resolved = await resolveHost(hostWithoutPort(source.registry));
-      return checkSourceImagePolicy({ registry: source.registry, text: spec.sourceImage }, consumer, this.settings.build, resolved);
+      return { exemption: checkSourceImagePolicy({ registry: source.registry, text: spec.sourceImage }, consumer, this.settings.build, resolved) };
     }
     // An image source has no Dockerfile to check. A missing Dockerfile is answered by the submission (dockerfile_not_found).
     const path = upload.context ? resolveContextFile(upload.context, spec.dockerfile) : undefined;
-    if (path === undefined) return undefined;
+    if (path === undefined) return {};
     // Kept while the context was received when the spec came first and names it directly (no link on the way);
     // otherwise read from the spool, up to the Dockerfile.
     const kept = upload.context?.kept;
@@ -61,6 +67,6 @@ export class DockerfilePolicy implements BuildRequestPolicy {
     const hosts = [...new Set(byName.map((add) => add.host))];
     const resolved = new Map(await Promise.all(hosts.map(async (host) => [host, await resolveHost(host)] as [string, string[]])));
     checkResolvedAddUrls(spec.dockerfile, byName, resolved);
-    return exemption;
+    return { exemption, dockerfileText: text };
   }
 }

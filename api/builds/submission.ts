@@ -14,6 +14,7 @@ import type { PolicyExemption } from '../../lib/policy/build-policy';
 import type { BuildSource, BuildSpec, ResumePoint } from '../../workflows/definitions';
 import type { ApiDeps } from '../deps';
 import { ApiError } from '../errors';
+import type { PolicyOutcome } from './policy';
 import { ensureWorkflowStarted, findIdenticalBuild } from './reuse';
 import { imageArchiveSource } from './sources';
 import type { BuildUpload } from './upload';
@@ -27,9 +28,10 @@ export interface Submission {
   upload: BuildUpload;
   /**
    * The request's policy check, already running: it resolves to the base-image exemption a trusted consumer's build
-   * used (recorded on the Build). Nothing is answered or written before it has passed, and its refusal wins.
+   * used (recorded on the Build) and the Dockerfile it read (handed to the workflow). Nothing is answered or written
+   * before it has passed, and its refusal wins.
    */
-  policy: Promise<PolicyExemption | undefined>;
+  policy: Promise<PolicyOutcome>;
 }
 
 /**
@@ -50,7 +52,7 @@ export async function submitBuild(deps: ApiDeps, submission: Submission): Promis
     ? findIdenticalBuild(deps, fingerprint, startBuildWorkflow)
     : undefined;
   identicalBuild?.catch(() => undefined);
-  const policyExemption = await submission.policy;
+  const { exemption: policyExemption, dockerfileText } = await submission.policy;
   if (upload.image) return submitWithoutBuild(deps, submission, policyExemption, await imageArchiveSource(deps, upload.image));
   if (spec.sourceImage !== undefined) return submitWithoutBuild(deps, submission, policyExemption, { kind: 'image-uri', reference: spec.sourceImage });
   if (!upload.context) {
@@ -84,7 +86,7 @@ export async function submitBuild(deps: ApiDeps, submission: Submission): Promis
     taskQueue: deps.settings.taskQueue,
   });
   if (!created) return { record: await replayed(deps, record, upload), created, outcome: 'replayed' };
-  deps.starter.enqueue(record);
+  deps.starter.enqueue(record, { dockerfileText });
   return { record, created, outcome: 'created' };
 }
 
@@ -159,7 +161,7 @@ async function submitWithoutBuild(
  */
 export async function startBuildWorkflow(deps: ApiDeps, record: BuildRecord, resume?: ResumePoint): Promise<void> {
   try {
-    await startWorkflowOf(deps, record, resume);
+    await startWorkflowOf(deps, record, { resume });
   } catch (err) {
     await deps.builds.markFailed(record.id, { code: 'workflow_start_failed', message: 'the build could not be started; submit it again' });
     const logger = deps.telemetry?.logger;

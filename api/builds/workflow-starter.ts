@@ -34,6 +34,13 @@ const DEFAULTS: Required<WorkflowStarterOptions> = {
   startDeadlineSeconds: 900,
 };
 
+/**
+ * The largest Dockerfile whose text the workflow's input carries for the worker's policy check. Dockerfiles are a
+ * few KiB; a larger one (up to the 1 MiB the checks read) is read from the stored context again, which keeps
+ * Temporal's start request and history small.
+ */
+export const MAX_CARRIED_DOCKERFILE_BYTES = 64 * 1024;
+
 /** How many unstarted builds one sweep takes; the next sweep takes the rest. */
 const SWEEP_BATCH = 100;
 
@@ -60,11 +67,14 @@ export class WorkflowStarter {
     this.options = { ...DEFAULTS, ...options };
   }
 
-  /** Starts the build's workflow soon, in the background; a failure leaves it to the sweep. */
-  enqueue(record: BuildRecord, swept = false): void {
+  /**
+   * Starts the build's workflow soon, in the background; a failure leaves it to the sweep. `dockerfileText` is the
+   * Dockerfile the request's policy check read, handed to the workflow (a swept build has none).
+   */
+  enqueue(record: BuildRecord, options: { swept?: boolean; dockerfileText?: string } = {}): void {
     if (this.pending.has(record.id)) return;
     this.pending.add(record.id);
-    this.waiting.push({ id: record.id, start: inCurrentTrace(() => this.startOne(record, swept)) });
+    this.waiting.push({ id: record.id, start: inCurrentTrace(() => this.startOne(record, options.swept ?? false, options.dockerfileText)) });
     this.pump();
   }
 
@@ -73,7 +83,7 @@ export class WorkflowStarter {
     const { builds, settings } = this.deps;
     const unstarted = await builds.listUnstarted(settings.taskQueue, this.options.graceSeconds, SWEEP_BATCH);
     const found = unstarted.filter((record) => !this.pending.has(record.id));
-    for (const record of found) this.enqueue(record, true);
+    for (const record of found) this.enqueue(record, { swept: true });
     if (found.length > 0) this.log('warn', { builds: found.map((r) => r.id) }, `starting ${found.length} recorded builds whose workflow had not started`);
     return found.length;
   }
@@ -109,12 +119,12 @@ export class WorkflowStarter {
     }
   }
 
-  private async startOne(record: BuildRecord, swept: boolean): Promise<void> {
+  private async startOne(record: BuildRecord, swept: boolean, dockerfileText: string | undefined): Promise<void> {
     try {
       // A swept build may have its workflow running already (the API stopped after starting it, before noting it).
       // A closed run is an earlier attempt's (this one's would have moved the build out of queued): start anew.
       if (swept && (await workflowRunning(this.deps, record))) await this.deps.builds.markWorkflowStarted(record.id);
-      else await startWorkflowOf(this.deps, record);
+      else await startWorkflowOf(this.deps, record, { dockerfileText });
     } catch (err) {
       const waitedSeconds = (Date.now() - (record.statusChangedAt ?? record.createdAt).getTime()) / 1000;
       if (!isPermanentStartFailure(err) && waitedSeconds < this.options.startDeadlineSeconds) {
@@ -138,8 +148,10 @@ export class WorkflowStarter {
 /**
  * Starts the build's workflow (an attempt's, from `resume` for a retry that skips the build) and notes it on the
  * record; a workflow already running for this build counts as started. Throws what Temporal threw otherwise.
+ * `dockerfileText`, the Dockerfile the request's check read from this build's context, goes into the input when it
+ * is what the worker checks (not a dependency build's) and small enough.
  */
-export async function startWorkflowOf(deps: StarterDeps, record: BuildRecord, resume?: ResumePoint): Promise<void> {
+export async function startWorkflowOf(deps: StarterDeps, record: BuildRecord, { resume, dockerfileText }: { resume?: ResumePoint; dockerfileText?: string } = {}): Promise<void> {
   const { temporal, settings } = deps;
   const input: ImageBuildInput = {
     buildId: record.id,
@@ -151,6 +163,7 @@ export async function startWorkflowOf(deps: StarterDeps, record: BuildRecord, re
     acceptedAt: (record.statusChangedAt ?? record.createdAt).getTime(),
     ...(resume ? { resume } : {}),
     ...(record.source.kind === 'context' ? {} : { source: record.source }),
+    ...(dockerfileText !== undefined && !record.spec.dependencies && Buffer.byteLength(dockerfileText) <= MAX_CARRIED_DOCKERFILE_BYTES ? { dockerfileText } : {}),
   };
   try {
     await temporal.workflow.start<typeof imageBuild>('imageBuild', {

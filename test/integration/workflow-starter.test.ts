@@ -8,7 +8,7 @@ import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../api/app';
 import { WorkflowStarter, isPermanentStartFailure } from '../../api/builds/workflow-starter';
-import { workflowIdForBuild } from '../../workflows/definitions';
+import { workflowIdForBuild, type ImageBuildInput } from '../../workflows/definitions';
 import { buildForm, contextOf } from '../support/archives';
 import { ensureBaseImage } from '../support/registry';
 import { callerHeaders, recordWithoutWorkflow, startTestStack, waitForBuild, type TestStack } from '../support/stack';
@@ -37,13 +37,28 @@ describe('starting build workflows after the answer', { timeout: 2 * BUILD_WAIT_
   /** Moves a record's acceptance back, past the sweep's grace period. */
   const age = (id: string) => stack.pool.query(`UPDATE builds SET created_at = created_at - interval '10 minutes' WHERE id = $1`, [id]);
 
+  /** The workflow's input, and the input of its build activity, from its history. */
+  async function inputsOf(id: string): Promise<{ workflow: ImageBuildInput; build: ImageBuildInput }> {
+    const events = (await workflowOf(id).fetchHistory()).events ?? [];
+    const started = events.find((e) => e.workflowExecutionStartedEventAttributes)!.workflowExecutionStartedEventAttributes!;
+    const build = events.find((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'buildImage')!.activityTaskScheduledEventAttributes!;
+    const { payloadConverter } = stack.client.options.loadedDataConverter;
+    return { workflow: payloadConverter.fromPayload(started.input!.payloads![0]!), build: payloadConverter.fromPayload(build.input!.payloads![0]!) };
+  }
+
   it('answers 202 and starts the workflow right after, noting it on the record', async () => {
-    const res = await stack.api('/v1/builds', { method: 'POST', body: buildForm({ image: imageFor('answered') }, await contextOf({ Dockerfile: `FROM ${base}\nRUN echo ${run}-answered\n` })) });
+    const dockerfile = `FROM ${base}\nRUN echo ${run}-answered\n`;
+    const res = await stack.api('/v1/builds', { method: 'POST', body: buildForm({ image: imageFor('answered') }, await contextOf({ Dockerfile: dockerfile })) });
     expect(res.status).toBe(202);
     const { id } = (await res.json()) as { id: string };
     await stack.workflowStarted(id);
     expect((await stack.builds.get(id))!.workflowStartedAt).toBeInstanceOf(Date);
     expect((await waitForBuild(stack.apiUrl, id, BUILD_WAIT_MS)).status).toBe('succeeded');
+    // The Dockerfile the request's check read goes to the worker's check in the input; not on to the build step.
+    const inputs = await inputsOf(id);
+    expect(inputs.workflow.dockerfileText).toBe(dockerfile);
+    expect(inputs.build.buildId).toBe(id);
+    expect(inputs.build).not.toHaveProperty('dockerfileText');
   });
 
   it('starts, by the sweep, a build whose API stopped between recording it and starting it', async () => {
@@ -58,6 +73,8 @@ describe('starting build workflows after the answer', { timeout: 2 * BUILD_WAIT_
     await stack.workflowStarted(record.id);
     const build = await waitForBuild(stack.apiUrl, record.id, BUILD_WAIT_MS);
     expect(build.status, JSON.stringify(build.error)).toBe('succeeded');
+    // No request read its Dockerfile: the worker's check read it from the stored context.
+    expect((await inputsOf(record.id)).workflow).not.toHaveProperty('dockerfileText');
     // Started once: a later sweep finds nothing, and Temporal holds one run.
     expect(await stack.apiDeps.starter.sweep()).toBe(0);
     expect((await stack.client.workflow.count(`WorkflowId = '${workflowIdForBuild(record.id)}'`)).count).toBe(1);

@@ -1,0 +1,69 @@
+/**
+ * The worker's policy check against the stack's MinIO: it checks the Dockerfile text the input carries without
+ * reading the stored context, and reads the context when the input carries none.
+ */
+import { randomUUID } from 'node:crypto';
+import { afterAll, describe, expect, it } from 'vitest';
+import { contextKeyOf } from '../lib/context/keys';
+import { loadConfig } from '../lib/config';
+import { createObjectStore } from '../lib/storage';
+import { contextOf } from '../test/support/archives';
+import type { ImageBuildInput } from '../workflows/definitions';
+import { createPolicyActivities } from './policy';
+
+const storage = createObjectStore(loadConfig());
+const { checkBuildPolicy } = createPolicyActivities({
+  storage,
+  // Only a trusted consumer's exemption writes to the build's log; these builds have none.
+  buildLogs: undefined as never,
+  policy: { allowlist: [], denylist: [], trustedConsumers: [], allowedFrontends: [], sourceRegistries: [] },
+  secrets: [],
+});
+
+const REFUSED = '# syntax=docker/dockerfile:1\nFROM scratch\n';
+const ALLOWED = 'FROM scratch\nCOPY a /a\n';
+const stored: string[] = [];
+afterAll(() => Promise.all(stored.map((key) => storage.delete(key))));
+
+/** A build input whose context holds `dockerfile` in MinIO, or whose context key names nothing stored. */
+async function inputWith(dockerfile: string | undefined, extra: Partial<ImageBuildInput> = {}): Promise<ImageBuildInput> {
+  const key = contextKeyOf(randomUUID().replaceAll('-', ''));
+  if (dockerfile !== undefined) {
+    await storage.put(key, await contextOf({ 'data/a.bin': 'x'.repeat(1 << 20), Dockerfile: dockerfile }), { contentType: 'application/gzip' });
+    stored.push(key);
+  }
+  return {
+    buildId: randomUUID(),
+    spec: { image: '127.0.0.1:5000/team/app:1', dockerfile: 'Dockerfile', buildArgs: {}, platforms: [] } as unknown as ImageBuildInput['spec'],
+    engine: 'buildkit',
+    timeoutSeconds: 60,
+    context: { key, digest: 'sha256:unused' },
+    ...extra,
+  };
+}
+
+const outcomeOf = (input: ImageBuildInput) =>
+  checkBuildPolicy(input).then(
+    () => 'allowed',
+    (err: { type?: string }) => err.type ?? String(err),
+  );
+
+describe('checkBuildPolicy', () => {
+  it('checks the Dockerfile the input carries, without reading the stored context', async () => {
+    // Nothing is stored under these inputs' context keys: a read would fail with context_missing.
+    expect(await outcomeOf(await inputWith(undefined, { dockerfileText: REFUSED }))).toBe('frontend_not_allowed');
+    expect(await outcomeOf(await inputWith(undefined, { dockerfileText: ALLOWED }))).toBe('allowed');
+  });
+
+  it('reads the stored context when the input carries no Dockerfile', async () => {
+    expect(await outcomeOf(await inputWith(REFUSED))).toBe('frontend_not_allowed');
+    expect(await outcomeOf(await inputWith(ALLOWED))).toBe('allowed');
+    expect(await outcomeOf(await inputWith(undefined))).toBe('context_missing');
+  });
+
+  it('checks the Dockerfile a dependency build generates, not a carried one', async () => {
+    const input = await inputWith(undefined, { dockerfileText: REFUSED });
+    input.spec = { ...input.spec, dependencies: { baseImage: '127.0.0.1:5000/team/base:1', r: { packages: ['jsonlite'] } } };
+    expect(await outcomeOf(input)).toBe('allowed');
+  });
+});
