@@ -32,6 +32,8 @@ export function createApp(given: Omit<ApiDeps, 'logs' | 'starter'> & Partial<Pic
   app.use(async (c, next) => {
     c.set('deps', deps);
     await next();
+    // A stopping API tells keep-alive clients to send their next request elsewhere.
+    if (deps.stopping?.()) c.header('Connection', 'close');
   });
   // Before authentication, so a refused call is logged and counted too.
   if (deps.telemetry) app.use(requestTelemetry(deps.telemetry.logger, deps.telemetry.metrics));

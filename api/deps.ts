@@ -34,6 +34,11 @@ export interface ApiDeps {
    * whether a failed build's pushed image is still there (retry from the failed step). Without it neither happens.
    */
   registry?: RegistryClient;
+  /**
+   * Whether the process is stopping (SIGTERM, api/main.ts). During its shutdown delay it still answers, but /readyz
+   * answers 503 and every answer closes its connection, so load balancers and keep-alive clients move to another API.
+   */
+  stopping?: () => boolean;
   settings: {
     taskQueue: string;
     namespace: string;

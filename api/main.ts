@@ -48,6 +48,7 @@ async function main(): Promise<void> {
   const stopStarting = starter.startSweeping();
   const storage = instrumentObjectStore(createObjectStore(config), metrics);
   const logs = createLogHub({ builds, storage });
+  let stopping = false;
   const app = createApp({
     registry,
     builds,
@@ -59,21 +60,28 @@ async function main(): Promise<void> {
     telemetry,
     settings,
     starter,
+    stopping: () => stopping,
   });
   if (!config.auth.tokensFile && !config.auth.jwt) logger.warn('neither AUTH_TOKENS_FILE nor AUTH_JWT_ISSUER is set: every /v1 call will be refused with 401');
   const server = serve({ fetch: app.fetch, hostname: config.api.host, port: config.api.port, serverOptions: API_SERVER_OPTIONS }, (info) => {
     logger.info({ address: info.address, port: info.port, node: process.version }, `API listening on http://${info.address}:${info.port} (Node.js ${process.version})`);
   });
   answerClientErrors(server);
-  let stopping = false;
   const stop = () => {
     if (stopping) return;
     stopping = true;
-    // Followers end at once (they resume from their Last-Event-ID on another API); the requests under way are
-    // answered first, uploads included, then the starts they promised go out (a few seconds at most; whatever is
-    // left, the next sweep starts), and only then do the connections they use close.
-    logs.close();
-    void drainServer(server)
+    // For API_SHUTDOWN_DELAY_SECONDS it still answers (out of rotation: /readyz answers 503, answers close their
+    // connections) while load balancers let go of it. Then it stops taking connections: followers end (they resume
+    // from their Last-Event-ID on another API); the requests under way are answered first, uploads included, then the
+    // starts they promised go out (a few seconds at most; whatever is left, the next sweep starts), and only then do
+    // the connections they use close.
+    const delayMs = config.api.shutdownDelaySeconds * 1000;
+    if (delayMs > 0) logger.info({ delaySeconds: config.api.shutdownDelaySeconds }, 'stopping: answering until the shutdown delay ends, out of rotation');
+    void new Promise((resolve) => setTimeout(resolve, delayMs))
+      .then(() => {
+        logs.close();
+        return drainServer(server);
+      })
       .then((answered) => {
         if (!answered) logger.warn('stopping: requests still under way after the drain had their connections cut');
       })

@@ -21,7 +21,7 @@ const readyzRoute = createRoute({
   summary: 'Temporal, PostgreSQL and object storage are reachable',
   responses: {
     200: { content: { 'application/json': { schema: CheckResult } }, description: 'Ready' },
-    503: { content: { 'application/json': { schema: CheckResult } }, description: 'A dependency is unreachable' },
+    503: { content: { 'application/json': { schema: CheckResult } }, description: 'A dependency is unreachable, or the API is stopping' },
   },
 });
 
@@ -43,7 +43,9 @@ async function probe(check: () => Promise<unknown>, timeoutMs = 3_000): Promise<
 export function healthRouter(router: OpenAPIHono<AppEnv>): void {
   router.openapi(healthzRoute, (c) => c.json({ status: 'ok' as const, node: process.version }, 200));
   router.openapi(readyzRoute, async (c) => {
-    const { builds, storage, temporal } = c.get('deps');
+    const { builds, storage, temporal, stopping } = c.get('deps');
+    // Out of rotation as soon as it received SIGTERM, while it still answers during its shutdown delay.
+    if (stopping?.()) return c.json({ status: 'not_ready' as const, checks: { api: 'stopping: received SIGTERM' } }, 503);
     const [postgres, objectStorage, temporalCheck] = await Promise.all([
       probe(() => builds.ping()),
       probe(() => storage.check()),

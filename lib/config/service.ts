@@ -5,6 +5,11 @@ export interface ApiConfig {
   host: string;
   port: number;
   publicUrl: string;
+  /**
+   * API_SHUTDOWN_DELAY_SECONDS: after SIGTERM, how long the API still answers (with /readyz at 503 and every answer
+   * closing its connection) before it stops taking connections, while load balancers take it out of rotation.
+   */
+  shutdownDelaySeconds: number;
 }
 export interface TemporalConfig {
   address: string;
@@ -29,7 +34,12 @@ export interface PostgresConfig {
 export function readApi(read: EnvReader): ApiConfig {
   const host = read.string('API_HOST', '127.0.0.1');
   const port = read.integer('API_PORT', 8080, 1, 65535);
-  return { host, port, publicUrl: read.url('API_PUBLIC_URL', `http://${host}:${port}`) };
+  return {
+    host,
+    port,
+    publicUrl: read.url('API_PUBLIC_URL', `http://${host}:${port}`),
+    shutdownDelaySeconds: read.integer('API_SHUTDOWN_DELAY_SECONDS', 0, 0, 120),
+  };
 }
 
 export function readTemporal(read: EnvReader): TemporalConfig {

@@ -10,7 +10,9 @@
  * a BuildKit secret through the build's Secret, and neither the pod spec nor the image keeps the credentials. The
  * scanner gate is on (imageBuilder.imageScanner: trivy `--scanners secret`): builds are scanned in their builder
  * pods, and an uploaded image archive with a planted private key is stopped in a scan pod, under the chart's Role.
+ * The API rolls over (a new pod, then the old one stopped) under a client calling back to back, with no refused call.
  */
+import { AppsV1Api, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { execFile } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -21,7 +23,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildForm, contextOf } from '../support/archives';
 import { BASE_IMAGE, REGISTRY, manifestOf } from '../support/registry';
 import { apiFetch, waitForBuild } from '../support/stack';
-import { coreApi, eventually } from '../kubernetes/support/cluster';
+import { coreApi, eventually, kubeConfig, podGone } from '../kubernetes/support/cluster';
 import { NODE_NAME, nodePod, runToCompletion } from './support/node';
 import { RELEASE, SERVICE_IMAGE, installRelease, type Release } from './support/release';
 import { ensureTrivyScannerImage, TRIVY_SECRET_SCAN_ARGS } from '../support/scanner-image';
@@ -177,4 +179,45 @@ describe(`the chart installed with helm on the real node ${NODE_NAME}`, () => {
     const served = await eventually(() => manifestOf('ibs-cluster/helm-test', `${RELEASE}-${revision}`).catch(() => undefined), 'the helm test image');
     expect(stdout).toContain(served.digest);
   }, 600_000);
+
+  it('rolls the API over with no refused request: the old pod answers through its shutdown delay', async () => {
+    const deployment = `${RELEASE}-build-service-api`;
+    const apps = kubeConfig().makeApiClient(AppsV1Api);
+    const { spec } = await apps.readNamespacedDeployment({ name: deployment, namespace });
+    const labelSelector = Object.entries(spec!.selector.matchLabels!).map(([k, v]) => `${k}=${v}`).join(',');
+    const [old] = (await coreApi().listNamespacedPod({ namespace, labelSelector })).items.map((pod) => pod.metadata!.name!);
+
+    // A client calling through the NodePort back to back, on keep-alive connections, while the API rolls over.
+    const failures: string[] = [];
+    let answered = 0;
+    let closing = 0;
+    let calling = true;
+    const calls = (async () => {
+      while (calling) {
+        try {
+          const res = await apiFetch(apiUrl, '/v1/builds?limit=1');
+          await res.arrayBuffer();
+          if (res.status === 200) answered++;
+          else failures.push(`HTTP ${res.status}`);
+          if (res.headers.get('connection') === 'close') closing++;
+        } catch (err) {
+          failures.push(String((err as { cause?: unknown }).cause ?? err));
+        }
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    })();
+    await apps.patchNamespacedDeployment(
+      { name: deployment, namespace, body: { spec: { template: { metadata: { annotations: { 'ibs-tests/restarted-at': new Date().toISOString() } } } } } },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+    await eventually(() => podGone(namespace, old!), `the old API pod ${old} gone`, 180_000);
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    calling = false;
+    await calls;
+
+    expect(failures).toEqual([]);
+    expect(answered).toBeGreaterThan(100);
+    // The old pod answered after its SIGTERM, telling the client to reconnect (to the new pod).
+    expect(closing).toBeGreaterThan(0);
+  }, 300_000);
 });

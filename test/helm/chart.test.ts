@@ -136,6 +136,17 @@ describe('chart defaults', () => {
     }
   });
 
+  it('gives the API its shutdown delay, and a grace period that covers it, its drain and its last workflow starts', () => {
+    for (const [set, delay] of [[[], 5], [['buildService.api.shutdownDelaySeconds=0'], 0], [['buildService.api.shutdownDelaySeconds=15'], 15]] as const) {
+      const manifests = renderChart({ set: [...set] });
+      const { container, pod } = containerOf(manifests, `${FULLNAME}-api`);
+      expect(loadConfig({ ...database, ...plainEnv(resolveEnv(manifests, container)) }).api.shutdownDelaySeconds).toBe(delay);
+      // The delay, the drain's 20 s (SHUTDOWN_DRAIN_MS) and the 5 s of starts, with 5 s to close.
+      expect(pod.terminationGracePeriodSeconds).toBe(delay + 20 + 5 + 5);
+      expect(containerOf(manifests, `${FULLNAME}-worker`).pod.terminationGracePeriodSeconds).toBeUndefined();
+    }
+  });
+
   it('runs every build in a builder pod: the worker uses the kubernetes executor with the in-cluster configuration', () => {
     const config = rendered().config();
     expect(config.executor).toMatchObject({ type: 'kubernetes', kubeconfig: undefined });

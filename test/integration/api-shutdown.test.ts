@@ -1,7 +1,7 @@
 /**
  * The API stopped the way Kubernetes stops a pod (SIGTERM, in a rolling update or a scale-down) while an upload is
- * still arriving and a client follows a build's log: api/main.ts as a process of its own, against the running stack,
- * on a task queue no worker polls.
+ * still arriving and a client follows a build's log, and with a shutdown delay: api/main.ts as a process of its own,
+ * against the running stack, on a task queue no worker polls.
  */
 import { Client, Connection } from '@temporalio/client';
 import { randomBytes } from 'node:crypto';
@@ -78,6 +78,36 @@ describe('the API stopped with SIGTERM', () => {
       await connection.close();
       expect(description.status.name).toBe('RUNNING');
       expect(api.lines.some((l) => l.level === 'error' || Number(l.level) >= 50)).toBe(false);
+    } finally {
+      if (api.child.exitCode === null) api.child.kill('SIGKILL');
+    }
+  }, 60_000);
+
+  it('keeps answering, out of rotation, for its shutdown delay, then stops taking connections and exits', async () => {
+    const { apiUrl, api } = await startApiProcess('shutdown-delay', { API_SHUTDOWN_DELAY_SECONDS: '2' });
+    try {
+      expect((await fetch(`${apiUrl}/readyz`)).status).toBe(200);
+      const exited = once(api.child, 'exit');
+      const stoppedAt = Date.now();
+      api.child.kill('SIGTERM');
+      await sleep(300);
+
+      // A load balancer that has not let go yet still gets answers, on new connections, each telling it to close.
+      const ready = await fetch(`${apiUrl}/readyz`);
+      expect(ready.status).toBe(503);
+      expect(ready.headers.get('connection')).toBe('close');
+      expect(await ready.json()).toEqual({ status: 'not_ready', checks: { api: 'stopping: received SIGTERM' } });
+      const image = `127.0.0.1:5000/tests/shutdown-delay:${Date.now()}`;
+      const accepted = await apiFetch(apiUrl, '/v1/builds', { method: 'POST', body: buildForm({ image, reuse: false }, await contextOf({ Dockerfile: 'FROM scratch\n' })) });
+      expect(accepted.status).toBe(202);
+      expect(accepted.headers.get('connection')).toBe('close');
+      started.push(((await accepted.json()) as { id: string }).id);
+
+      // After the delay it takes no connection, and exits.
+      await sleep(Math.max(0, stoppedAt + 2_500 - Date.now()));
+      await expect(fetch(`${apiUrl}/healthz`)).rejects.toThrow();
+      const [code] = (await Promise.race([exited, sleep(20_000).then(() => ['still running'])])) as [unknown];
+      expect(code).toBe(0);
     } finally {
       if (api.child.exitCode === null) api.child.kill('SIGKILL');
     }
