@@ -39,7 +39,7 @@ const DEFAULTS: Required<WorkflowStarterOptions> = {
  * few KiB; a larger one (up to the 1 MiB the checks read) is read from the stored context again, which keeps
  * Temporal's start request and history small.
  */
-export const MAX_CARRIED_DOCKERFILE_BYTES = 64 * 1024;
+const MAX_CARRIED_DOCKERFILE_BYTES = 64 * 1024;
 
 /** How many unstarted builds one sweep takes; the next sweep takes the rest. */
 const SWEEP_BATCH = 100;
