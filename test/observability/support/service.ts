@@ -55,23 +55,29 @@ function start(entry: string, env: Record<string, string>, ready: (line: Record<
   });
 }
 
+/**
+ * A task queue of the suite's own, and the settings both processes share: the test process's tokens file, so
+ * apiFetch's bearer tokens are the service's too, and the local registry as a target.
+ */
+function serviceEnv(name: string, env: Record<string, string>): { taskQueue: string; common: Record<string, string> } {
+  const taskQueue = `test-${name}-${process.pid}-${Date.now()}`;
+  return { taskQueue, common: { TEMPORAL_TASK_QUEUE: taskQueue, LOG_LEVEL: 'info', AUTH_TOKENS_FILE: TEST_TOKENS_FILE, TARGET_REGISTRY_ALLOWLIST: '127.0.0.1:5000', ...env } };
+}
+
+const startApi = (env: Record<string, string>, port: number) => start('api/main.ts', { ...env, API_PORT: String(port) }, (l) => String(l.msg).startsWith('API listening'));
+
 /** api/main.ts alone, on a task queue and port of its own (no worker polls the queue). */
 export async function startApiProcess(name: string, env: Record<string, string> = {}): Promise<{ apiUrl: string; taskQueue: string; api: ServiceProcess }> {
-  const taskQueue = `test-${name}-${process.pid}-${Date.now()}`;
+  const { taskQueue, common } = serviceEnv(name, env);
   const port = await freePort();
-  const api = await start('api/main.ts', { TEMPORAL_TASK_QUEUE: taskQueue, LOG_LEVEL: 'info', AUTH_TOKENS_FILE: TEST_TOKENS_FILE, TARGET_REGISTRY_ALLOWLIST: '127.0.0.1:5000', API_PORT: String(port), ...env }, (l) =>
-    String(l.msg).startsWith('API listening'),
-  );
-  return { apiUrl: `http://127.0.0.1:${port}`, taskQueue, api };
+  return { apiUrl: `http://127.0.0.1:${port}`, taskQueue, api: await startApi(common, port) };
 }
 
 export async function startService(name: string, env: Record<string, string> = {}): Promise<RunningService> {
-  const taskQueue = `test-${name}-${process.pid}-${Date.now()}`;
+  const { taskQueue, common } = serviceEnv(name, env);
   const [apiPort, metricsPort, sdkPort] = [await freePort(), await freePort(), await freePort()];
-  // The test process's tokens file, so apiFetch's bearer tokens are the service's too.
-  const common = { TEMPORAL_TASK_QUEUE: taskQueue, LOG_LEVEL: 'info', AUTH_TOKENS_FILE: TEST_TOKENS_FILE, TARGET_REGISTRY_ALLOWLIST: '127.0.0.1:5000', ...env };
   const [api, worker] = await Promise.all([
-    start('api/main.ts', { ...common, API_PORT: String(apiPort) }, (l) => String(l.msg).startsWith('API listening')),
+    startApi(common, apiPort),
     start('worker/main.ts', { ...common, WORKER_METRICS_PORT: String(metricsPort), TEMPORAL_SDK_METRICS_ADDRESS: `127.0.0.1:${sdkPort}` }, (l) => String(l.msg).startsWith('worker polling')),
   ]);
   return {
