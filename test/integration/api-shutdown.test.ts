@@ -58,6 +58,8 @@ describe('the API stopped with SIGTERM', () => {
         duplex: 'half',
       } as RequestInit);
       await sleep(1_000);
+      // Listened for before the signal: the process may exit as soon as the upload is answered.
+      const exited = once(api.child, 'exit');
       const stoppedAt = Date.now();
       api.child.kill('SIGTERM');
 
@@ -69,7 +71,7 @@ describe('the API stopped with SIGTERM', () => {
       const accepted = (await answer.json()) as { id: string; status: string };
       started.push(accepted.id);
       expect(accepted.status).toBe('queued');
-      const [code] = (await Promise.race([once(api.child, 'exit'), sleep(20_000).then(() => ['still running'])])) as [unknown];
+      const [code] = (await Promise.race([exited, sleep(20_000).then(() => ['still running'])])) as [unknown];
       expect(code).toBe(0);
       // What it accepted, it started before exiting: the workflow runs, waiting for a worker.
       const connection = await Connection.connect({ address: process.env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233' });
