@@ -12,6 +12,7 @@ import type { BuildEngine } from '../workflows/definitions';
 import type { BuildRequestPolicy } from './builds/policy';
 import type { BuildLogHub } from './builds/log-hub';
 import type { WorkflowStarter } from './builds/workflow-starter';
+import type { QueuePlaces } from './builds/queue-places';
 import type { BuildResourceSettings } from './builds/resources';
 
 /** What the API's handlers need, handed in by api/main.ts (or a test) through the app's typed context. */
@@ -29,6 +30,8 @@ export interface ApiDeps {
   logs: BuildLogHub;
   /** Starts accepted builds' workflows after the answer, and sweeps for starts that did not happen (createApp makes one). */
   starter: WorkflowStarter;
+  /** The places in the fair queue shown on waiting builds, shared between readers for a moment (createApp makes one). */
+  queuePlaces: QueuePlaces;
   /**
    * The service's registry client: answers whether an earlier identical build's image is still served (reuse) and
    * whether a failed build's pushed image is still there (retry from the failed step). Without it neither happens.

@@ -98,8 +98,10 @@ export function leaseSeconds(timeoutSeconds: number): number {
  * one tenant's backlog never holds up another's builds: a consumer with builds waiting is at most one slot behind
  * any other's. A consumer at its own limit is skipped; the global limit stops the round.
  *
- * Without limits (`limits` omitted) the same rule gives the order in which the waiting builds would start: the
- * Build's queuePosition.
+ * Without limits (`limits` omitted) the same rule gives the order in which the waiting builds would start, which the
+ * view build_queue (migration 110) computes in SQL for the Build's queuePosition: a consumer's k-th waiting build
+ * comes when it holds its running builds plus k, ties to the earliest (test/integration/build-slot-rounds.test.ts
+ * checks the two agree).
  */
 export function fairOrder(state: Pick<SchedulerState, 'waiting' | 'running'>, limits?: BuildSlotLimits): WaitingBuild[] {
   const counts = new Map<string, number>();

@@ -52,23 +52,27 @@ export async function createBuild(c: Ctx): Promise<Response> {
     c.set('buildId', record.id);
     if (outcome === 'created') c.header('Location', `/v1/builds/${record.id}`);
     if (outcome === 'replayed') c.header('Idempotent-Replayed', 'true');
+    // A build that was there before this request (a replay, or an identical one joined) may wait in the queue.
+    const [shown] = outcome === 'created' ? [record] : await deps.queuePlaces.shown([record]);
     if (outcome === 'joined' || outcome === 'reused') {
       // Answered by an identical earlier build: joined while it runs (202), or its result (200).
       c.header('Content-Location', `/v1/builds/${record.id}`);
-      return c.json(toBuild(record, deps.settings, record.id), outcome === 'reused' ? 200 : 202);
+      return c.json(toBuild(shown!, deps.settings, record.id), outcome === 'reused' ? 200 : 202);
     }
-    return c.json(toBuild(record, deps.settings), 202);
+    return c.json(toBuild(shown!, deps.settings), 202);
   } finally {
     await upload.cleanup();
   }
 }
 
 export async function getBuild(c: Ctx, id: string): Promise<Build> {
-  return toBuild(await requireBuild(c, id), c.get('deps').settings);
+  const { queuePlaces, settings } = c.get('deps');
+  const [record] = await queuePlaces.shown([await requireBuild(c, id)]);
+  return toBuild(record!, settings);
 }
 
 export async function listBuilds(c: Ctx, query: z.infer<typeof ListQuery>): Promise<{ items: Build[]; nextCursor: string | null }> {
-  const { builds, settings } = c.get('deps');
+  const { builds, queuePlaces, settings } = c.get('deps');
   const principal = c.get('principal');
   // A consumer lists its own builds; asking for another's gives an empty page, as if it had none.
   if (principal.role !== 'operator' && query.consumer !== undefined && query.consumer !== principal.consumer) return { items: [], nextCursor: null };
@@ -78,7 +82,7 @@ export async function listBuilds(c: Ctx, query: z.infer<typeof ListQuery>): Prom
     image: query.image,
     limit: query.limit,
     after: query.cursor ? decodeCursor(query.cursor) : undefined,
-  });
+  }).then((page) => queuePlaces.shown(page));
   const last = records.length === query.limit ? records[records.length - 1] : undefined;
   return { items: records.map((r) => toBuild(r, settings)), nextCursor: last ? encodeCursor(last) : null };
 }

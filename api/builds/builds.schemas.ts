@@ -110,7 +110,7 @@ export const BuildSchema = z
     startedAt: z.string().nullable(),
     finishedAt: z.string().nullable(),
     queuePosition: z.number().int().nullable().openapi({
-      description: 'Place in the fair build queue while the build waits for a slot (1 = next to start); null once it runs',
+      description: 'Place in the fair build queue while the build waits for a slot (1 = next to start), at most about a second old; null before the build has asked for a slot and once it holds one',
     }),
     error: z.object({ code: z.string(), message: z.string() }).nullable(),
     scan: z

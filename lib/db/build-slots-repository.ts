@@ -3,10 +3,11 @@
  * for a slot, kept once released as the record of when the build waited and when it held its slot.
  *
  * Every change is one round: a transaction under the task queue's advisory lock that applies the change (a request,
- * releases, renewed leases), reads the queue's open rows, grants the slots the fair rule gives (workflows/build-queue.ts)
- * and records the places in the queue that moved, on the row and on the Build (`queue_position`). So every worker
- * replica shares one queue, each grant is decided once, and a reader never sees a granted build still holding a
- * place. A round takes a few milliseconds; the caller tells the builds it granted (activities/build-queue.ts).
+ * releases, renewed leases), reads the queue's holders and the builds next in line, and grants the slots the fair
+ * rule gives (workflows/build-queue.ts). So every worker replica shares one queue and each grant is decided once. A
+ * round reads and writes the same few rows however many builds wait, and takes a few milliseconds; the caller tells
+ * the builds it granted (activities/build-queue.ts). The places of the waiting builds are computed when read, by the
+ * view build_queue (migration 110; BuildRepository.queuePositions, api/builds/queue-places.ts).
  */
 import type { Pool, PoolClient } from 'pg';
 import { fairOrder, leaseSeconds, type BuildSlotLimits, type RunningBuild, type WaitingBuild } from '../../workflows/build-queue';
@@ -22,17 +23,23 @@ export interface SlotRound {
 
 export type SlotRun = { buildId: string; runId: string };
 
-interface OpenRow {
+/** The columns of a row that make its WaitingBuild. */
+interface BuildColumns {
   build_id: string;
   run_id: string;
   workflow_id: string;
   consumer: string;
   timeout_seconds: number;
   accepted_ms: string;
-  queue_position: number | null;
-  granted_ms: string | null;
-  lease_ms: string | null;
 }
+
+interface HolderRow extends BuildColumns {
+  granted_ms: string;
+  lease_ms: string;
+}
+
+/** When the API accepted the build, in ms: the queue's order (WaitingBuild.arrivedAt). */
+const ACCEPTED_MS = '(extract(epoch FROM accepted_at) * 1000)::bigint AS accepted_ms';
 
 export class BuildSlotRepository {
   constructor(private readonly pool: Pool) {}
@@ -94,7 +101,7 @@ export class BuildSlotRepository {
    */
   async grantedNotStarted(taskQueue: string): Promise<WaitingBuild[]> {
     const { rows } = await this.pool.query<BuildColumns>(
-      `SELECT s.build_id, s.run_id, s.workflow_id, s.consumer, s.timeout_seconds, (extract(epoch FROM s.accepted_at) * 1000)::bigint AS accepted_ms
+      `SELECT s.build_id, s.run_id, s.workflow_id, s.consumer, s.timeout_seconds, ${ACCEPTED_MS}
        FROM build_slots s JOIN builds b ON b.id = s.build_id
        WHERE s.task_queue = $1 AND s.released_at IS NULL AND s.granted_at IS NOT NULL AND b.status = 'queued'`,
       [taskQueue],
@@ -105,7 +112,7 @@ export class BuildSlotRepository {
   }
 
   /**
-   * One round: the change, then the grants and the places, all in one transaction under the task queue's lock.
+   * One round: the change, then the grants, in one transaction under the task queue's lock.
    * `held`: the runs holding a slot after it.
    */
   private async round(
@@ -125,52 +132,24 @@ export class BuildSlotRepository {
       const locked = await client.query<{ now: Date }>(`SELECT pg_advisory_xact_lock(${QUEUE_LOCK_CLASS}, hashtext($1)), clock_timestamp() AS now`, [taskQueue]);
       const now = locked.rows[0]!.now;
       await change(client, now);
-      const { rows } = await client.query<OpenRow>(
-        `SELECT build_id, run_id, workflow_id, consumer, timeout_seconds, queue_position,
-                (extract(epoch FROM accepted_at) * 1000)::bigint AS accepted_ms,
+      const { rows: holders } = await client.query<HolderRow>(
+        `SELECT build_id, run_id, workflow_id, consumer, timeout_seconds, ${ACCEPTED_MS},
                 (extract(epoch FROM granted_at) * 1000)::bigint AS granted_ms,
                 (extract(epoch FROM lease_until) * 1000)::bigint AS lease_ms
-         FROM build_slots WHERE task_queue = $1 AND released_at IS NULL`,
+         FROM build_slots WHERE task_queue = $1 AND released_at IS NULL AND granted_at IS NOT NULL`,
         [taskQueue],
       );
-      const waiting: WaitingBuild[] = [];
-      const running: RunningBuild[] = [];
-      const placed = new Map<string, number | null>();
-      for (const row of rows) {
-        const build = waitingBuildOf(row);
-        if (row.granted_ms === null) {
-          waiting.push(build);
-          placed.set(row.build_id, row.queue_position);
-        } else running.push({ ...build, grantedAt: Number(row.granted_ms), leaseUntil: Number(row.lease_ms) });
-      }
-      const granted = fairOrder({ waiting, running }, limits);
-      const grantedIds = new Set(granted.map((g) => g.buildId));
-      const left = waiting.filter((w) => !grantedIds.has(w.buildId));
-      const order = fairOrder({ waiting: left, running: [...running, ...granted.map((g) => ({ ...g, grantedAt: 0, leaseUntil: 0 }))] });
-      // Places that moved, and granted builds that had one (a build granted at once never had a place).
-      const moved = order.map((w, i) => ({ buildId: w.buildId, position: i + 1 })).filter((p) => placed.get(p.buildId) !== p.position);
-      const unplaced = granted.filter((g) => placed.get(g.buildId) !== null).map((g) => g.buildId);
-      if (granted.length > 0 || moved.length > 0) {
+      const running: RunningBuild[] = holders.map((row) => ({ ...waitingBuildOf(row), grantedAt: Number(row.granted_ms), leaseUntil: Number(row.lease_ms) }));
+      const granted = fairOrder({ waiting: await this.nextInLine(client, taskQueue, limits.maxConcurrent - running.length), running }, limits);
+      if (granted.length > 0) {
+        // A place an earlier version's round wrote on the Build goes with its grant.
         await client.query(
           `WITH grants AS (
-             UPDATE build_slots s SET granted_at = $1::timestamptz, queue_position = NULL, lease_until = $1::timestamptz + make_interval(secs => g.lease)
+             UPDATE build_slots s SET granted_at = $1::timestamptz, lease_until = $1::timestamptz + make_interval(secs => g.lease)
              FROM unnest($2::uuid[], $3::int[]) AS g(build_id, lease) WHERE s.build_id = g.build_id
-           ), places AS (
-             UPDATE build_slots s SET queue_position = p.position
-             FROM unnest($4::uuid[], $5::int[]) AS p(build_id, position) WHERE s.build_id = p.build_id
            )
-           UPDATE builds b SET queue_position = w.position
-           FROM unnest($6::uuid[], $7::int[]) AS w(id, position)
-           WHERE b.id = w.id AND b.queue_position IS DISTINCT FROM w.position AND (w.position IS NULL OR b.status = 'queued')`,
-          [
-            now,
-            granted.map((g) => g.buildId),
-            granted.map((g) => leaseSeconds(g.timeoutSeconds)),
-            moved.map((p) => p.buildId),
-            moved.map((p) => p.position),
-            [...moved.map((p) => p.buildId), ...unplaced],
-            [...moved.map((p) => p.position), ...unplaced.map(() => null)],
-          ],
+           UPDATE builds SET queue_position = NULL WHERE id = ANY($2::uuid[]) AND queue_position IS NOT NULL`,
+          [now, granted.map((g) => g.buildId), granted.map((g) => leaseSeconds(g.timeoutSeconds))],
         );
       }
       await client.query('COMMIT');
@@ -184,6 +163,31 @@ export class BuildSlotRepository {
       client.removeListener('error', ignoreLostConnection);
       client.release(broken instanceof Error ? broken : undefined);
     }
+  }
+
+  /**
+   * The builds a round may grant: the first `free` waiting builds of each consumer, in the order they came. With
+   * `free` slots no consumer gets more than `free`, and a consumer's builds start in order, so the fair rule picks
+   * from these what it would pick from the whole queue. One index probe per consumer (build_slots_queue, skipped
+   * through consumer by consumer), however many builds wait.
+   */
+  private async nextInLine(client: PoolClient, taskQueue: string, free: number): Promise<WaitingBuild[]> {
+    if (free <= 0) return [];
+    const waiting = 'task_queue = $1 AND released_at IS NULL AND granted_at IS NULL';
+    const { rows } = await client.query<BuildColumns>(
+      `WITH RECURSIVE consumers AS (
+         (SELECT consumer FROM build_slots WHERE ${waiting} ORDER BY consumer LIMIT 1)
+         UNION ALL
+         SELECT (SELECT s.consumer FROM build_slots s WHERE ${waiting} AND s.consumer > c.consumer ORDER BY s.consumer LIMIT 1)
+         FROM consumers c WHERE c.consumer IS NOT NULL
+       )
+       SELECT w.* FROM consumers c CROSS JOIN LATERAL (
+         SELECT build_id, run_id, workflow_id, consumer, timeout_seconds, ${ACCEPTED_MS}
+         FROM build_slots WHERE ${waiting} AND consumer = c.consumer ORDER BY accepted_at, build_id LIMIT $2
+       ) w`,
+      [taskQueue, free],
+    );
+    return rows.map(waitingBuildOf);
   }
 
   private async connect(): Promise<PoolClient> {
@@ -202,9 +206,6 @@ const ROUND_TIMEOUT = '10s';
  * lock. (In pg_locks: locktype advisory, classid 7204114.)
  */
 export const QUEUE_LOCK_CLASS = 7_204_114;
-
-/** The columns of a row that make its WaitingBuild. */
-type BuildColumns = Pick<OpenRow, 'build_id' | 'workflow_id' | 'run_id' | 'consumer' | 'timeout_seconds' | 'accepted_ms'>;
 
 function waitingBuildOf(row: BuildColumns): WaitingBuild {
   return {

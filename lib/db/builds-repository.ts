@@ -38,7 +38,10 @@ export interface BuildRecord {
   policyExemption: PolicyExemption | null;
   /** The trace the build's request started (OpenTelemetry), when tracing is on. */
   traceId: string | null;
-  /** Place in the fair queue (1 = next) while the build waits for a slot; null otherwise. */
+  /**
+   * Place in the fair queue (1 = next) while the build waits for a slot; null otherwise. Computed when read, by the
+   * API (api/builds/queue-places.ts); a record read here has only a place an earlier version's scheduler recorded.
+   */
   queuePosition: number | null;
   /** When the status last changed (null in rows recorded before the column existed). */
   statusChangedAt: Date | null;
@@ -257,6 +260,16 @@ export class BuildRepository {
   async get(id: string): Promise<BuildRecord | undefined> {
     const { rows } = await this.query<BuildRow>('SELECT * FROM builds WHERE id = $1', [id]);
     return rows[0] ? toRecord(rows[0]) : undefined;
+  }
+
+  /**
+   * The places of the builds waiting in a task queue's fair queue (build id → place, 1 = next), computed now by the
+   * view build_queue (migration 110) from the queue's open rows: it reads every waiting build of the queue, so the API
+   * shares one answer between its readers (api/builds/queue-places.ts).
+   */
+  async queuePositions(taskQueue: string): Promise<Map<string, number>> {
+    const { rows } = await this.query<{ build_id: string; position: number }>('SELECT build_id, position FROM build_queue WHERE task_queue = $1', [taskQueue]);
+    return new Map(rows.map((r) => [r.build_id, r.position]));
   }
 
   async list(query: BuildListQuery): Promise<BuildRecord[]> {

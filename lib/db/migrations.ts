@@ -147,4 +147,34 @@ export const migrations: Migration[] = [
       CREATE INDEX IF NOT EXISTS build_slots_open ON build_slots (task_queue) WHERE released_at IS NULL;
     `,
   },
+  {
+    id: 110,
+    name: 'build-queue view',
+    // A round reads the holders of its task queue and the first builds waiting of each consumer, whatever the
+    // queue's length (lib/db/build-slots-repository.ts), through these two partial indexes; the first replaces
+    // build_slots_open, which a planner that has not yet seen a burst of new rows would pick for the waiting builds
+    // too, and then read them all. The places in the queue are computed when read, by the view build_queue, instead of
+    // rewritten by every round: when a slot frees, every waiting build moves up one. The view orders the waiting
+    // builds of a task queue as the fair rule would start them (workflows/build-queue.ts, fairOrder): a consumer's
+    // k-th waiting build comes when that consumer holds its running builds plus k, ties going to the earliest
+    // accepted. Only the rows of the task queues asked for are read: a filter on task_queue reaches the rows through
+    // both windows (their partitions).
+    sql: `
+      CREATE INDEX IF NOT EXISTS build_slots_queue ON build_slots (task_queue, consumer, accepted_at, build_id) WHERE released_at IS NULL;
+      DROP INDEX IF EXISTS build_slots_open;
+      CREATE INDEX IF NOT EXISTS build_slots_holding ON build_slots (task_queue) WHERE released_at IS NULL AND granted_at IS NOT NULL;
+      CREATE OR REPLACE VIEW build_queue AS
+        SELECT w.task_queue, w.build_id, w.consumer, w.accepted_at,
+               (row_number() OVER (PARTITION BY w.task_queue ORDER BY w.running + w.turn, w.accepted_at, w.build_id))::integer AS position
+        FROM (
+          SELECT s.task_queue, s.build_id, s.consumer, s.accepted_at, COALESCE(h.running, 0) AS running,
+                 row_number() OVER (PARTITION BY s.task_queue, s.consumer ORDER BY s.accepted_at, s.build_id) AS turn
+          FROM build_slots s
+          LEFT JOIN (SELECT task_queue, consumer, count(*) AS running FROM build_slots
+                     WHERE released_at IS NULL AND granted_at IS NOT NULL GROUP BY task_queue, consumer) h
+            ON h.task_queue = s.task_queue AND h.consumer = s.consumer
+          WHERE s.released_at IS NULL AND s.granted_at IS NULL
+        ) w;
+    `,
+  },
 ];

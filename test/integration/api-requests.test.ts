@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../api/app';
+import { BuildSlotRepository } from '../../lib/db/build-slots-repository';
 import { BuildRepository } from '../../lib/db/builds-repository';
 import { createPool } from '../../lib/db/pool';
 import { buildForm, contextOf } from '../support/archives';
@@ -103,6 +104,36 @@ describe('API requests', () => {
       expect(again.status).toBe(202);
       expect(again.headers.get('idempotent-replayed')).toBe('true');
       expect(((await again.json()) as { id: string }).id).toBe(((await first.json()) as { id: string }).id);
+    });
+  });
+
+  describe('places in the queue', () => {
+    it('shows a waiting build its place in GET, in the list and in an Idempotency-Key replay, computed from the queue', async () => {
+      const consumer = `placed-${Date.now()}`;
+      const headers = { 'idempotency-key': `key-${randomUUID()}` };
+      const ids: string[] = [];
+      for (let i = 0; i < 3; i++) {
+        const res = await submit({ image: `127.0.0.1:5000/req/placed:${i}` }, i === 2 ? headers : {}, undefined, { consumer });
+        ids.push(((await res.json()) as { id: string }).id);
+      }
+      // The queue's own rounds, one slot in all: the first build holds it, the other two wait in order.
+      const slots = new BuildSlotRepository(stack.builds.pool);
+      const one = { maxConcurrent: 1, maxPerConsumer: 1 };
+      for (const [i, id] of ids.entries()) {
+        await slots.request(stack.taskQueue, { buildId: id, workflowId: `build-${id}`, runId: randomUUID(), consumer, timeoutSeconds: 60, arrivedAt: Date.now() + i }, one);
+      }
+      const placeOf = async (id: string) => ((await (await stack.request(`/v1/builds/${id}`, {}, { consumer })).json()) as { queuePosition: number | null }).queuePosition;
+      // The API shares the places it computed for a second (api/builds/queue-places.ts): an earlier test's read may
+      // have computed them before these rounds. The holder is still `queued` until its build step starts, with no place.
+      const placesOf = async () => [await placeOf(ids[0]!), await placeOf(ids[1]!), await placeOf(ids[2]!)];
+      const deadline = Date.now() + 5_000;
+      while (JSON.stringify(await placesOf()) !== '[null,1,2]' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      expect(await placesOf()).toEqual([null, 1, 2]);
+      const page = (await (await stack.request(`/v1/builds?consumer=${consumer}`, {}, { consumer })).json()) as { items: { id: string; queuePosition: number | null }[] };
+      expect(page.items.map((b) => [b.id, b.queuePosition])).toEqual([[ids[2], 2], [ids[1], 1], [ids[0], null]]);
+      const replay = await submit({ image: '127.0.0.1:5000/req/placed:2' }, headers, undefined, { consumer });
+      expect(replay.headers.get('idempotent-replayed')).toBe('true');
+      expect(((await replay.json()) as { queuePosition: number | null }).queuePosition).toBe(2);
     });
   });
 

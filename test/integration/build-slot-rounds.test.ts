@@ -11,7 +11,7 @@ import { Client, Connection } from '@temporalio/client';
 import type { Pool } from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testConfig } from '../support/stack';
-import type { WaitingBuild } from '../../workflows/build-queue';
+import { fairOrder, type WaitingBuild } from '../../workflows/build-queue';
 import { BuildSlotRepository, QUEUE_LOCK_CLASS } from '../../lib/db/build-slots-repository';
 import { BuildRepository } from '../../lib/db/builds-repository';
 import { createPool, migrate } from '../../lib/db/pool';
@@ -47,7 +47,8 @@ describe('the build queue in PostgreSQL', () => {
     await builds.create({ id, consumer, image: 'registry.test/slots:t', spec: { image: 'registry.test/slots:t', dockerfile: 'Dockerfile', buildArgs: {}, labels: {}, platforms: [] }, contextKey: 'k', contextDigest: 'sha256:0' });
     return { buildId: id, workflowId: `build-${id}`, runId: randomUUID(), consumer, timeoutSeconds: 60, arrivedAt: ++arrivals };
   }
-  const placeOf = async (b: WaitingBuild) => (await builds.get(b.buildId))!.queuePosition;
+  /** The place in its queue, as the API reads it; null for a build not waiting. */
+  const placeOf = async (q: string, b: WaitingBuild) => (await builds.queuePositions(q)).get(b.buildId) ?? null;
 
   it('grants within the limits, places the others, and gives a freed slot to the consumer with the fewest running', async () => {
     const q = queueName();
@@ -55,18 +56,18 @@ describe('the build queue in PostgreSQL', () => {
     expect((await slots.request(q, a1, LIMITS)).granted).toBe(true);
     // Granted at once into free room: no place was ever recorded.
     expect(await slots.request(q, a2, LIMITS)).toEqual({ granted: true, round: { granted: [a2], expired: [] } });
-    expect(await placeOf(a2)).toBeNull();
+    expect(await placeOf(q, a2)).toBeNull();
     // The global limit is reached: the others wait. b and c run fewer than a, so they go ahead of a3.
     expect((await slots.request(q, a3, LIMITS)).granted).toBe(false);
-    expect(await placeOf(a3)).toBe(1);
+    expect(await placeOf(q, a3)).toBe(1);
     expect((await slots.request(q, b1, LIMITS)).granted).toBe(false);
     expect((await slots.request(q, c1, LIMITS)).granted).toBe(false);
-    expect([await placeOf(b1), await placeOf(c1), await placeOf(a3)]).toEqual([1, 2, 3]);
+    expect([await placeOf(q, b1), await placeOf(q, c1), await placeOf(q, a3)]).toEqual([1, 2, 3]);
 
     // a1 ends: the slot goes to b1 (none running, the earliest such), not to a3 that came before it.
     const released = await slots.release(q, [{ buildId: a1.buildId, runId: a1.runId }], LIMITS);
     expect(released).toEqual({ released: 1, round: { granted: [b1], expired: [] } });
-    expect([await placeOf(b1), await placeOf(c1), await placeOf(a3)]).toEqual([null, 1, 2]);
+    expect([await placeOf(q, b1), await placeOf(q, c1), await placeOf(q, a3)]).toEqual([null, 1, 2]);
     // Asking again is answered from the queue, unchanged.
     expect(await slots.request(q, b1, LIMITS)).toEqual({ granted: true, round: { granted: [], expired: [] } });
     expect(await slots.request(q, c1, LIMITS)).toEqual({ granted: false, round: { granted: [], expired: [] } });
@@ -151,6 +152,47 @@ describe('the build queue in PostgreSQL', () => {
       for (const r of held.rows) expect(r.n).toBeLessThanOrEqual(2);
     }
     expect(granted.size).toBe(19);
+  });
+
+  it('places every waiting build where the fair rule would start it, and grants from the builds next in line what the rule grants from the whole queue', async () => {
+    // Random queues, written straight into the table: up to four consumers, some holding slots, arrival times that
+    // often tie (the build id decides then), and limits that each consumer's holders may already exceed.
+    let seed = 20261206;
+    /** 0 ≤ random(n) < n, the same sequence in every run (mulberry32). */
+    const random = (n: number) => {
+      seed = (seed + 0x6d2b79f5) | 0;
+      let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+      return (((t ^ (t >>> 14)) >>> 0) % n);
+    };
+    let mixed = 0;
+    for (let trial = 0; trial < 40; trial++) {
+      const q = queueName();
+      const consumers = ['a', 'b', 'c', 'd'].slice(0, 1 + random(4));
+      const start = Date.now() - 60_000;
+      const rows = await Promise.all(
+        Array.from({ length: 1 + random(30) }, async () => ({ ...(await build(consumers[random(consumers.length)]!)), arrivedAt: start + 10 * random(8), holds: random(4) === 0 })),
+      );
+      await pool.query(
+        `INSERT INTO build_slots (build_id, task_queue, run_id, workflow_id, consumer, timeout_seconds, accepted_at, requested_at, granted_at, lease_until)
+         SELECT r.build_id, $1, r.run_id, r.workflow_id, r.consumer, 60, to_timestamp(r.accepted::double precision / 1000), now(),
+                CASE WHEN r.holds THEN now() END, CASE WHEN r.holds THEN now() + interval '1 hour' END
+         FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::boolean[]) AS r(build_id, run_id, workflow_id, consumer, accepted, holds)`,
+        [q, ...(['buildId', 'runId', 'workflowId', 'consumer', 'arrivedAt', 'holds'] as const).map((k) => rows.map((r) => r[k]))],
+      );
+      const waiting = rows.filter((r) => !r.holds).map(({ holds: _, ...w }) => w);
+      const running = rows.filter((r) => r.holds).map(({ holds: _, ...w }) => ({ ...w, grantedAt: 0, leaseUntil: Infinity }));
+
+      if (new Set(running.map((r) => r.consumer)).size > 0 && new Set(waiting.map((w) => w.consumer)).size > 1) mixed += 1;
+      const expected = new Map(fairOrder({ waiting, running }).map((w, i) => [w.buildId, i + 1]));
+      expect(await builds.queuePositions(q), `trial ${trial}`).toEqual(expected);
+
+      const limits = { maxConcurrent: running.length + random(5), maxPerConsumer: 1 + random(4) };
+      const { granted } = await slots.renew(q, [], limits);
+      expect(granted.map((g) => g.buildId), `trial ${trial}`).toEqual(fairOrder({ waiting, running }, limits).map((w) => w.buildId));
+    }
+    // Most trials had holders and builds of several consumers waiting: the cases where the rule is more than arrival.
+    expect(mixed).toBeGreaterThan(20);
   });
 
   it("logs a grant it could not tell its build while Temporal is unreachable, and the build finds it when it asks again", async () => {

@@ -113,7 +113,7 @@ describe('the fair queue heals itself', () => {
   });
   afterAll(() => stack?.close());
 
-  const waitingInQueue = (id: string) => until(`build ${id} waiting in the queue`, async () => (await stack.builds.get(id))?.queuePosition === 1, 60_000);
+  const waitingInQueue = (id: string) => until(`build ${id} waiting in the queue`, async () => (await stack.builds.queuePositions(stack.taskQueue)).get(id) === 1, 60_000);
   const grantSignals = async (id: string) =>
     ((await stack.client.workflow.getHandle(workflowIdForBuild(id)).fetchHistory()).events ?? []).filter((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'slotGranted').length;
 

@@ -17,6 +17,7 @@ import { API_SERVER_OPTIONS, answerClientErrors } from '../../api/server-options
 import { DockerfilePolicy, policySettingsOf } from '../../api/builds/policy';
 import type { ApiDeps } from '../../api/deps';
 import { WorkflowStarter } from '../../api/builds/workflow-starter';
+import { QueuePlaces } from '../../api/builds/queue-places';
 import { apiSettingsOf } from '../../api/settings';
 import { BearerAuthenticator } from '../../lib/auth/authenticator';
 import { hashToken } from '../../lib/auth/static-tokens';
@@ -131,6 +132,7 @@ export async function startTestStack(name: string, overrides: Record<string, str
   const apiDeps: ApiDeps = {
     logs: createLogHub(deps),
     starter,
+    queuePlaces: new QueuePlaces(deps.builds, taskQueue),
     builds: deps.builds,
     storage: deps.storage,
     temporal: client,
