@@ -3,8 +3,8 @@
  * turns: a round of the queue in PostgreSQL (activities/build-queue.ts, as the worker runs it) and the update-with-start
  * that earlier versions sent the scheduler workflow, answered by the compiled worker running it. Each granted slot is
  * given back at once, the same way. Prints the median time of each and their ratio. Then, with WAITING builds
- * (default 500) waiting behind one slot, the median of RELEASES rounds that free the slot: each grants the next build
- * and moves every waiting build up one place, the most a round writes.
+ * (default 500) waiting behind one slot, the median of RELEASES rounds that free the slot, each granting the next
+ * build (bench/queue-depth.ts compares such rounds between versions and depths).
  */
 import { randomUUID } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
