@@ -100,8 +100,8 @@ describe('fair build queue', () => {
     for (const { positions } of shown) expect([...positions].sort((x, y) => x - y)).toEqual(positions);
     // And is gone once a build runs.
     for (const s of submitted) {
-      const shown = (await (await stack.api(`/v1/builds/${s.id}`, {}, { consumer: s.consumer })).json()) as { queuePosition: number | null };
-      expect(shown.queuePosition).toBeNull();
+      const build = (await (await stack.api(`/v1/builds/${s.id}`, {}, { consumer: s.consumer })).json()) as { queuePosition: number | null };
+      expect(build.queuePosition).toBeNull();
     }
 
     // Replay the queue's decisions from its rows in PostgreSQL. Every change is a round under the queue's lock, and
