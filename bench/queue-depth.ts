@@ -8,19 +8,32 @@
  * - ROUNDS reads of one waiting build as the API shows it (its place in the queue), and of a page of 50, each
  *   computing the places as if no read had come shortly before (the API shares them between reads for a second).
  * Prints the medians per checkout and depth, and each checkout's ratio to the first's.
+ *
+ * Then, unless POLL_SECONDS=0: each checkout's compiled API (`npm run build` in each first) serving POLLERS clients
+ * (default 50) that read waiting builds of a queue POLL_DEPTH deep (default 5,000) back to back for POLL_SECONDS
+ * (default 10): reads per second, p50 and p99, how many showed a place, and the CPU time PostgreSQL and the API spent
+ * per second. One round of the queue runs first, with that checkout's code, so an earlier version has written its
+ * places.
  */
+import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { resolve } from 'node:path';
 import { loadConfig } from '../lib/config';
 import type { BuildRecord } from '../lib/db/builds-repository';
 import { createPool, migrate } from '../lib/db/pool';
-import { median } from './stats';
+import { callerHeaders } from '../test/support/stack';
+import { startApi, stopApi } from './api-accept';
+import { cpuSecondsOf } from './service-processes';
+import { median, percentile } from './stats';
 
 const DEPTHS = (process.env.DEPTHS ?? '500,5000').split(',').map(Number);
 const QUEUE_DIRS = (process.env.QUEUE_DIRS ?? '.').split(',');
 const ROUNDS = Number(process.env.ROUNDS ?? 20);
 const ONE = { maxConcurrent: 1, maxPerConsumer: 1 };
 const CONSUMERS = ['bench-a', 'bench-b', 'bench-c', 'bench-d'];
+const POLL_SECONDS = Number(process.env.POLL_SECONDS ?? 10);
+const POLL_DEPTH = Number(process.env.POLL_DEPTH ?? 5000);
+const POLLERS = Number(process.env.POLLERS ?? 50);
 
 type Figures = { release: number[]; request: number[]; readOne: number[]; readPage: number[] };
 
@@ -41,6 +54,7 @@ async function main(): Promise<void> {
   );
   const made: string[] = [];
   const figures = new Map<string, Figures>();
+  const polled: string[] = [];
   try {
     for (const depth of DEPTHS) {
       for (const checkout of checkouts) {
@@ -76,10 +90,14 @@ async function main(): Promise<void> {
         await pool.query('UPDATE build_slots SET released_at = now() WHERE task_queue = $1 AND released_at IS NULL', [taskQueue]);
       }
     }
+    if (POLL_SECONDS > 0) {
+      for (const checkout of checkouts) polled.push(await poll(pool, checkout, made));
+    }
   } finally {
     await pool.query('DELETE FROM builds WHERE id = ANY($1::uuid[])', [made]);
     await pool.end();
   }
+  for (const line of polled) console.log(line);
   const first = QUEUE_DIRS[0]!;
   for (const depth of DEPTHS) {
     for (const { dir } of checkouts) {
@@ -90,6 +108,63 @@ async function main(): Promise<void> {
         .join(', ');
       console.log(`${depth} waiting, ${dir}: ${line}`);
     }
+  }
+}
+
+type Checkout = { dir: string; slots: import('../lib/db/build-slots-repository').BuildSlotRepository };
+
+/** POLLERS clients reading waiting builds through the checkout's compiled API, back to back; one line of figures. */
+async function poll(pool: import('pg').Pool, checkout: Checkout, made: string[]): Promise<string> {
+  const taskQueue = `bench-queue-poll-${randomUUID().slice(0, 8)}`;
+  const api = await startApi(process.execPath, taskQueue, { LOG_LEVEL: 'silent' }, checkout.dir);
+  try {
+    const rows = await fill(pool, taskQueue, POLL_DEPTH + 1, made);
+    await checkout.slots.release(taskQueue, [rows[0]!], ONE);
+    const waiting = rows.slice(2).map((r) => r.buildId);
+    const postgres = () => new Map(pgrepPids('postgres').map((pid) => [pid, cpuOrZero(pid)]));
+    const [pgBefore, apiBefore] = [postgres(), cpuSecondsOf(api.child.pid!)];
+    const latencies: number[] = [];
+    let placed = 0;
+    const until = performance.now() + POLL_SECONDS * 1000;
+    await Promise.all(
+      Array.from({ length: POLLERS }, async (_, client) => {
+        for (let i = client; performance.now() < until; i += POLLERS) {
+          const started = performance.now();
+          const res = await fetch(`${api.url}/v1/builds/${waiting[(i * 7919) % waiting.length]}`, { headers: callerHeaders({ role: 'operator' }) });
+          const build = (await res.json()) as { queuePosition?: number | null };
+          if (!res.ok) throw new Error(`${checkout.dir}: GET answered ${res.status}`);
+          latencies.push(performance.now() - started);
+          if (typeof build.queuePosition === 'number') placed += 1;
+        }
+      }),
+    );
+    const pg = [...postgres()].reduce((sum, [pid, seconds]) => sum + seconds - (pgBefore.get(pid) ?? 0), 0);
+    const apiCpu = cpuSecondsOf(api.child.pid!) - apiBefore;
+    await pool.query('UPDATE build_slots SET released_at = now() WHERE task_queue = $1 AND released_at IS NULL', [taskQueue]);
+    return (
+      `${POLLERS} clients reading ${POLL_DEPTH} waiting builds for ${POLL_SECONDS} s, ${checkout.dir}: ${(latencies.length / POLL_SECONDS).toFixed(0)} reads/s, ` +
+      `p50 ${percentile(latencies, 50).toFixed(1)} ms, p99 ${percentile(latencies, 99).toFixed(1)} ms, ${placed} of ${latencies.length} with a place; ` +
+      `CPU per second: PostgreSQL ${((1000 * pg) / POLL_SECONDS).toFixed(0)} ms, API ${((1000 * apiCpu) / POLL_SECONDS).toFixed(0)} ms`
+    );
+  } finally {
+    await stopApi(api);
+  }
+}
+
+function pgrepPids(pattern: string): number[] {
+  try {
+    return execFileSync('pgrep', ['-f', pattern]).toString().split('\n').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** A PostgreSQL backend that ended during the reads took its time with it (a small undercount), or 0 if gone. */
+function cpuOrZero(pid: number): number {
+  try {
+    return cpuSecondsOf(pid);
+  } catch {
+    return 0;
   }
 }
 
