@@ -5,10 +5,9 @@
  * accepted build. Each component's share of the round's total is the figure to compare: the machine's load moves
  * absolute times, not much the split.
  */
-import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { buildForm, contextOf } from '../test/support/archives';
 import { CLIENTS, REQUESTS, acceptRound, startApi, stopApi, terminateBuilds } from './api-accept';
+import { cpuSecondsIfRunning, pidsOf } from './service-processes';
 import { percentile } from './stats';
 
 /** Processes by their command line (pgrep -f patterns). */
@@ -18,25 +17,9 @@ const COMPONENTS: Record<string, string> = {
   MinIO: 'minio server',
 };
 
+/** The CPU time of these processes so far; one that ended took its time with it, a small undercount. */
 function cpuSeconds(pids: readonly number[]): number {
-  let total = 0;
-  for (const pid of pids) {
-    try {
-      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-      total += (Number(fields[11]) + Number(fields[12])) / 100;
-    } catch {
-      // The process ended during the round (a PostgreSQL backend): its time is lost, a small undercount.
-    }
-  }
-  return total;
-}
-
-function pidsOf(pattern: string): number[] {
-  try {
-    return execFileSync('pgrep', ['-f', pattern]).toString().split('\n').filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
+  return pids.reduce((total, pid) => total + cpuSecondsIfRunning(pid), 0);
 }
 
 async function main(): Promise<void> {

@@ -15,7 +15,6 @@
  * per second. One round of the queue runs first, with that checkout's code, so an earlier version has written its
  * places.
  */
-import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { resolve } from 'node:path';
 import { loadConfig } from '../lib/config';
@@ -23,7 +22,7 @@ import type { BuildRecord } from '../lib/db/builds-repository';
 import { createPool, migrate } from '../lib/db/pool';
 import { callerHeaders } from '../test/support/stack';
 import { startApi, stopApi } from './api-accept';
-import { cpuSecondsOf } from './service-processes';
+import { cpuSecondsIfRunning, cpuSecondsOf, pidsOf } from './service-processes';
 import { median, percentile } from './stats';
 
 const DEPTHS = (process.env.DEPTHS ?? '500,5000').split(',').map(Number);
@@ -121,7 +120,7 @@ async function poll(pool: import('pg').Pool, checkout: Checkout, made: string[])
     const rows = await fill(pool, taskQueue, POLL_DEPTH + 1, made);
     await checkout.slots.release(taskQueue, [rows[0]!], ONE);
     const waiting = rows.slice(2).map((r) => r.buildId);
-    const postgres = () => new Map(pgrepPids('postgres').map((pid) => [pid, cpuOrZero(pid)]));
+    const postgres = () => new Map(pidsOf('postgres').map((pid) => [pid, cpuSecondsIfRunning(pid)]));
     const [pgBefore, apiBefore] = [postgres(), cpuSecondsOf(api.child.pid!)];
     const latencies: number[] = [];
     let placed = 0;
@@ -148,23 +147,6 @@ async function poll(pool: import('pg').Pool, checkout: Checkout, made: string[])
     );
   } finally {
     await stopApi(api);
-  }
-}
-
-function pgrepPids(pattern: string): number[] {
-  try {
-    return execFileSync('pgrep', ['-f', pattern]).toString().split('\n').filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
-}
-
-/** A PostgreSQL backend that ended during the reads took its time with it (a small undercount), or 0 if gone. */
-function cpuOrZero(pid: number): number {
-  try {
-    return cpuSecondsOf(pid);
-  } catch {
-    return 0;
   }
 }
 

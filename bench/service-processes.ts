@@ -3,7 +3,7 @@
  * benchmarks that read a process's CPU time or memory: free ports for the API and the worker's metrics listeners, the
  * test tokens accepted, and every process started stopped by stopServiceProcesses() however the benchmark ends.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -101,6 +101,24 @@ export function stopServiceProcesses(): void {
 export function cpuSecondsOf(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
   return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in clock ticks (100 Hz)
+}
+
+/** Its CPU time so far, or 0 for a process that has ended (a PostgreSQL backend): its time went with it. */
+export function cpuSecondsIfRunning(pid: number): number {
+  try {
+    return cpuSecondsOf(pid);
+  } catch {
+    return 0;
+  }
+}
+
+/** The processes whose command line matches (`pgrep -f`); none when nothing does. */
+export function pidsOf(pattern: string): number[] {
+  try {
+    return execFileSync('pgrep', ['-f', pattern]).toString().split('\n').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
 }
 
 export function rssMiBOf(pid: number): number {
