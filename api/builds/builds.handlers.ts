@@ -53,13 +53,13 @@ export async function createBuild(c: Ctx): Promise<Response> {
     if (outcome === 'created') c.header('Location', `/v1/builds/${record.id}`);
     if (outcome === 'replayed') c.header('Idempotent-Replayed', 'true');
     // A build that was there before this request (a replay, or an identical one joined) may wait in the queue.
-    const [shown] = outcome === 'created' ? [record] : await deps.queuePlaces.shown([record]);
+    const shown = outcome === 'created' ? record : await deps.queuePlaces.one(record);
     if (outcome === 'joined' || outcome === 'reused') {
       // Answered by an identical earlier build: joined while it runs (202), or its result (200).
       c.header('Content-Location', `/v1/builds/${record.id}`);
-      return c.json(toBuild(shown!, deps.settings, record.id), outcome === 'reused' ? 200 : 202);
+      return c.json(toBuild(shown, deps.settings, record.id), outcome === 'reused' ? 200 : 202);
     }
-    return c.json(toBuild(shown!, deps.settings), 202);
+    return c.json(toBuild(shown, deps.settings), 202);
   } finally {
     await upload.cleanup();
   }
@@ -67,8 +67,7 @@ export async function createBuild(c: Ctx): Promise<Response> {
 
 export async function getBuild(c: Ctx, id: string): Promise<Build> {
   const { queuePlaces, settings } = c.get('deps');
-  const [record] = await queuePlaces.shown([await requireBuild(c, id)]);
-  return toBuild(record!, settings);
+  return toBuild(await queuePlaces.one(await requireBuild(c, id)), settings);
 }
 
 export async function listBuilds(c: Ctx, query: z.infer<typeof ListQuery>): Promise<{ items: Build[]; nextCursor: string | null }> {

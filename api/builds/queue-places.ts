@@ -29,6 +29,11 @@ export class QueuePlaces {
     return records.map((r) => (r.status === 'queued' && places.has(r.id) ? { ...r, queuePosition: places.get(r.id)! } : r));
   }
 
+  /** One record, with its place if it waits. */
+  async one(record: BuildRecord): Promise<BuildRecord> {
+    return (await this.shown([record]))[0]!;
+  }
+
   private async places(): Promise<Map<string, number>> {
     if (this.latest && this.now() < this.latest.until) return this.latest.places;
     this.computing ??= (async () => {
