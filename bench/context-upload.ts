@@ -18,7 +18,7 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { createWriteStream, readFileSync } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { once } from 'node:events';
 import { tmpdir } from 'node:os';
@@ -30,6 +30,7 @@ import { headerFor } from '../test/support/archives';
 import { callerHeaders } from '../test/support/stack';
 import { startApi, stopApi, terminateBuilds, type StartedApi } from './api-accept';
 import { startTlsMinio } from './tls-minio';
+import { cpuSecondsOf, rssMiBOf } from './service-processes';
 import { median } from './stats';
 
 const run = promisify(execFile);
@@ -79,17 +80,6 @@ async function writeBody(path: string, image: string): Promise<{ bytes: number; 
   out.end();
   await once(out, 'finish');
   return { bytes: (await stat(path)).size, contextSha256: context.digest('hex') };
-}
-
-/** CPU seconds the process has used (user + system), from /proc. */
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime and stime, in clock ticks (100 per second here)
-}
-
-function rssMiB(pid: number): number {
-  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return Number(match?.[1] ?? 0) / 1024;
 }
 
 /** One API under test: its checkout (API_DIRS), its process, and what each of its uploads measured. */
@@ -158,17 +148,17 @@ async function main(): Promise<void> {
           variant.api = await start(variant.node, variant.dir);
         }
         const pid = variant.api.child.pid!;
-        const before = rssMiB(pid);
+        const before = rssMiBOf(pid);
         let peak = before;
-        const cpuBefore = cpuSeconds(pid);
-        const sampler = setInterval(() => (peak = Math.max(peak, rssMiB(pid))), 50);
+        const cpuBefore = cpuSecondsOf(pid);
+        const sampler = setInterval(() => (peak = Math.max(peak, rssMiBOf(pid))), 50);
         t0 = performance.now();
         const auth = callerHeaders({ consumer: 'bench' }).authorization!;
         // -T streams the file (--data-binary @file reads it into memory first, and curl refuses a 2 GiB one).
         const { stdout } = await run('curl', ['-sS', '--fail-with-body', '-X', 'POST', '-H', `authorization: ${auth}`, '-H', `content-type: multipart/form-data; boundary=${BOUNDARY}`, '-H', 'expect:', ...(CLIENT_RATE ? ['--limit-rate', CLIENT_RATE] : []), '-T', body, `${variant.api.url}/v1/builds`], { maxBuffer: 16 * MiB }).finally(() => clearInterval(sampler));
         variant.upload.push(performance.now() - t0);
         variant.growth.push(peak - before);
-        variant.cpu.push(cpuSeconds(pid) - cpuBefore);
+        variant.cpu.push(cpuSecondsOf(pid) - cpuBefore);
         const { id } = JSON.parse(stdout) as { id: string };
         ids.push(id);
         storedContext = await storedKeyOf(id);
