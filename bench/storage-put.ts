@@ -7,16 +7,16 @@
  * own that serves HTTPS (a self-signed certificate the adapters trust and verify) instead of the stack's, which
  * serves HTTP.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { loadConfig } from '../lib/config';
 import type { ObjectStore } from '../lib/storage';
+import { cpuSecondsOf, pidsOf } from './service-processes';
 import { median } from './stats';
 import { startTlsMinio } from './tls-minio';
 
@@ -26,16 +26,14 @@ const ROUNDS = Number(process.env.ROUNDS ?? 5);
 const STORE_DIRS = (process.env.STORE_DIRS ?? '.').split(',');
 
 const OVER_TLS = process.env.OVER_TLS === '1';
-let minioPids = (): number[] => execFileSync('pgrep', ['-f', 'minio server'], { encoding: 'utf8' }).trim().split('\n').map(Number);
+let minioPids = (): number[] => {
+  const pids = pidsOf('minio server');
+  if (pids.length === 0) throw new Error('no MinIO process is running (pgrep -f "minio server"); start the stack first');
+  return pids;
+};
 
 function minioCpuSeconds(): number {
-  const pids = minioPids();
-  let total = 0;
-  for (const pid of pids) {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    total += (Number(fields[11]) + Number(fields[12])) / 100;
-  }
-  return total;
+  return minioPids().reduce((total, pid) => total + cpuSecondsOf(pid), 0);
 }
 
 function streamOf(block: Buffer, mib: number): Readable {
