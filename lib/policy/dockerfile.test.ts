@@ -37,6 +37,27 @@ describe('readDockerfile', () => {
     expect(readDockerfile('FROM scratch\n', { BUILDKIT_SYNTAX: 'evil.example/frontend:1' }).frontend).toEqual({ image: 'evil.example/frontend:1', use: 'syntax', line: 0 });
   });
 
+  it('finds the frontend wherever BuildKit detects one: behind a #! line, as a // directive, or as a JSON file', () => {
+    const frontend = (text: string) => readDockerfile(text).frontend;
+    expect(frontend('#!/usr/bin/env buildctl\n# syntax=evil.example/fe:1\nFROM scratch\n')).toEqual({ image: 'evil.example/fe:1', use: 'syntax', line: 2 });
+    expect(frontend('// syntax=evil.example/fe:1\nFROM scratch\n')?.image).toBe('evil.example/fe:1');
+    expect(frontend('#!x\n//syntax = evil.example/fe:1\n')?.image).toBe('evil.example/fe:1');
+    expect(frontend('{"syntax": "evil.example/fe:1"}')?.image).toBe('evil.example/fe:1');
+    expect(frontend('\uFEFF# syntax=evil.example/fe:1\nFROM scratch\n')?.image).toBe('evil.example/fe:1');
+    // The image is the first word; the rest is the frontend's command line.
+    expect(frontend('# syntax=evil.example/fe:1 --opt=x\nFROM scratch\n')?.image).toBe('evil.example/fe:1');
+    expect(readDockerfile('FROM scratch\n', { BUILDKIT_SYNTAX: ' evil.example/fe:1 --opt=x' }).frontend?.image).toBe('evil.example/fe:1');
+  });
+
+  it('ends the directives where BuildKit does: at another name, a repeat, or a #! line for the instructions', () => {
+    expect(readDockerfile('# foo=bar\n# syntax=x/y\nFROM scratch\n').frontend).toBeUndefined();
+    expect(readDockerfile('# syntax=x/first\n# syntax=x/second\nFROM scratch\n').frontend?.image).toBe('x/first');
+    expect(readDockerfile('{"syntax": 1}').frontend).toBeUndefined();
+    // `# escape=` behind a #! line is a comment to the instruction parser, so `\` still continues lines.
+    expect(images('#!x\n# escape=`\nFROM a \\\n  AS b\nFROM b\n')).toEqual(['from a @3']);
+    expect(images('# escape=`\nFROM a `\n  AS b\nFROM b\n')).toEqual(['from a @2']);
+  });
+
   it('does not take a directive below the first instruction or comment, nor heredoc bodies for instructions', () => {
     expect(readDockerfile('# a comment\n# syntax=x/y\nFROM scratch\n').frontend).toBeUndefined();
     const text = 'FROM alpine\nRUN <<EOF\nFROM docker.io/datarobot/hidden\nEOF\nCOPY <<-A <<B /x\n\tFROM a\n\tA\nFROM b\nB\n';

@@ -59,11 +59,13 @@ function platformArgs(platform: string): Record<string, string> {
 }
 
 export function readDockerfile(text: string, buildArgs: Record<string, string> = {}, platform = 'linux/amd64'): DockerfileFacts {
-  const { directives, instructions } = parse(text);
+  const { instructions } = parse(text);
   const facts: DockerfileFacts = { images: [], addUrls: [], entitlements: [] };
-  const syntax = buildArgs.BUILDKIT_SYNTAX ?? directives.syntax?.value;
-  if (syntax) {
-    facts.frontend = { image: syntax.trim(), use: 'syntax', line: buildArgs.BUILDKIT_SYNTAX ? 0 : directives.syntax!.line };
+  // BuildKit runs the image named by the first word of BUILDKIT_SYNTAX, or else of the detected syntax directive.
+  const detected = detectSyntax(text);
+  const syntax = buildArgs.BUILDKIT_SYNTAX !== undefined ? { value: buildArgs.BUILDKIT_SYNTAX.trim().split(' ', 1)[0]!, line: 0 } : detected;
+  if (syntax?.value) {
+    facts.frontend = { image: syntax.value, use: 'syntax', line: syntax.line };
     facts.images.push(facts.frontend);
   }
 
@@ -219,25 +221,64 @@ export function substitute(text: string, vars: Record<string, string>): string {
   });
 }
 
-const DIRECTIVE = /^#\s*([A-Za-z]+)\s*=\s*(.*?)\s*$/;
+/** A directive after its comment marker, as BuildKit's parser/directives.go matches it. */
+const DIRECTIVE = /^([a-zA-Z][a-zA-Z0-9]*)[ \t\f\r\n]*=[ \t\f\r\n]*(.+?)[ \t\f\r\n]*$/;
+/** Any other name ends the directives, as a line that is not a directive does. */
+const DIRECTIVE_NAMES = new Set(['syntax', 'escape', 'check']);
 const HEREDOC = /<<-?\s*(["']?)([A-Za-z_][A-Za-z0-9_]*)\1/g;
 
+type Directives = Record<string, { value: string; line: number }>;
+
 /**
- * Parser directives (only at the very top, before any comment, blank line or instruction), then the instructions
- * with continuation lines joined (comment lines inside a continuation dropped, as BuildKit does) and heredoc
- * bodies skipped.
+ * The directives at the top of `lines` written behind `comment` (`#`, or `//` in the syntax detection's fallback),
+ * with their 1-based lines counted from `firstLine`. They end at the first line that is not one, or that repeats one.
  */
-function parse(text: string): { directives: Record<string, { value: string; line: number }>; instructions: Instruction[] } {
-  const lines = text.replace(/^\uFEFF/, '').split(/\r?\n/);
-  const directives: Record<string, { value: string; line: number }> = {};
-  let index = 0;
-  for (; index < lines.length; index++) {
-    const m = DIRECTIVE.exec(lines[index]!);
-    if (!m) break;
-    const key = m[1]!.toLowerCase();
-    if (key in directives) break;
-    directives[key] = { value: m[2]!, line: index + 1 };
+function directivesOf(lines: readonly string[], comment: string, firstLine: number): Directives {
+  const directives: Directives = {};
+  for (const [i, line] of lines.entries()) {
+    if (!line.startsWith(comment)) break;
+    const [, name, value] = DIRECTIVE.exec(line.slice(comment.length).replace(/^\s+/, '')) ?? [];
+    const key = name?.toLowerCase();
+    if (key === undefined || !DIRECTIVE_NAMES.has(key) || key in directives) break;
+    directives[key] = { value: value!, line: firstLine + i };
   }
+  return directives;
+}
+
+/**
+ * The frontend the Dockerfile asks for, found as BuildKit's dockerfile frontend finds it before anything else
+ * (parser.DetectSyntax), since that decides which code reads the rest: a first line starting `#!` is skipped, then a
+ * `# syntax=` directive counts, else a `// syntax=` one, else a file that is a JSON object with a string "syntax".
+ * Its value is the image (the first word; a JSON one whole).
+ */
+function detectSyntax(text: string): { value: string; line: number } | undefined {
+  let lines = text.replace(/^\uFEFF/, '').split(/\r?\n/);
+  const shebang = lines[0]!.startsWith('#!');
+  if (shebang) lines = lines.slice(1);
+  const first = shebang ? 2 : 1;
+  const directive = directivesOf(lines, '#', first).syntax ?? directivesOf(lines, '//', first).syntax;
+  if (directive) return { value: directive.value.split(' ', 1)[0]!, line: directive.line };
+  try {
+    const json = JSON.parse(lines.join('\n')) as unknown;
+    if (json && typeof json === 'object' && !Array.isArray(json)) {
+      const value = (json as Record<string, unknown>).syntax;
+      if (typeof value === 'string') return { value, line: first };
+    }
+  } catch {
+    // Not JSON: a Dockerfile without a frontend of its own.
+  }
+  return undefined;
+}
+
+/**
+ * The instructions with continuation lines joined (comment lines inside a continuation dropped, as BuildKit does)
+ * and heredoc bodies skipped, read with the escape character of the `# escape=` directive (the instruction parser
+ * reads directives from the very first line, a `#!` one included, which ends them).
+ */
+function parse(text: string): { instructions: Instruction[] } {
+  const lines = text.replace(/^\uFEFF/, '').split(/\r?\n/);
+  const directives = directivesOf(lines, '#', 1);
+  let index = Object.keys(directives).length;
   const escape = directives.escape?.value === '`' ? '`' : '\\';
   const instructions: Instruction[] = [];
   while (index < lines.length) {
@@ -272,5 +313,5 @@ function parse(text: string): { directives: Record<string, { value: string; line
       }
     }
   }
-  return { directives, instructions };
+  return { instructions };
 }

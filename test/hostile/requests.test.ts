@@ -33,6 +33,9 @@ describe('hostile build requests', () => {
     const cases: [string, string, Record<string, unknown>, string][] = [
       ['a # syntax= frontend from Docker Hub', '# syntax=docker/dockerfile:1\nFROM scratch\n', {}, 'frontend_not_allowed'],
       ['a # syntax= frontend from a registry it can reach', `# syntax=127.0.0.1:5000/evil/frontend:1\nFROM scratch\n`, {}, 'frontend_not_allowed'],
+      ['a # syntax= frontend behind a #! first line', '#!/usr/bin/env buildctl\n# syntax=127.0.0.1:5000/evil/frontend:1\nFROM scratch\n', {}, 'frontend_not_allowed'],
+      ['a // syntax= frontend', '// syntax=127.0.0.1:5000/evil/frontend:1\nFROM scratch\n', {}, 'frontend_not_allowed'],
+      ['a frontend named by a Dockerfile that is JSON', '{"syntax": "127.0.0.1:5000/evil/frontend:1"}', {}, 'frontend_not_allowed'],
       ['the BUILDKIT_SYNTAX build argument', 'FROM scratch\n', { buildArgs: { BUILDKIT_SYNTAX: '127.0.0.1:5000/evil/frontend:1' } }, 'frontend_not_allowed'],
       ['RUN --security=insecure', 'FROM scratch\nRUN --security=insecure mount -t proc none /mnt\n', {}, 'entitlement_not_allowed'],
       ['RUN --network=host', 'FROM scratch\nRUN --network=host wget http://127.0.0.1:7233/\n', {}, 'entitlement_not_allowed'],
