@@ -16,7 +16,7 @@ const { checkBuildPolicy } = createPolicyActivities({
   storage,
   // Only a trusted consumer's exemption writes to the build's log; these builds have none.
   buildLogs: undefined as never,
-  policy: { allowlist: [], denylist: [], trustedConsumers: [], allowedFrontends: [], sourceRegistries: [] },
+  policy: { allowlist: [], denylist: [], trustedConsumers: [], allowedFrontends: [], sourceRegistries: [], proxyArgs: [] },
   secrets: [],
 });
 

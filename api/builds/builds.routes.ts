@@ -16,7 +16,7 @@ export const createBuildRoute = createRoute({
   description:
     'multipart/form-data with a `spec` part (JSON BuildSpec) and one source part: `context` (tar, tar.gz or zip, told apart by their magic bytes; a zip is stored as the equivalent tar.gz) or `image` (a `docker save` tarball or an OCI image layout archive, pushed without a build). Send the `spec` part before the context: the Dockerfile it names is then kept as the context arrives, instead of read back from the spooled upload afterwards. ' +
     'Or application/json: the BuildSpec itself, naming exactly one of `context` or `imageArchive` (an archive already in object storage under consumers/<consumer>/, with its sha256) or `sourceImage` (an image to copy). See docs/sources.md. ' +
-    'Every /v1 call needs Authorization: Bearer <token> (401 authentication_required / invalid_token / token_expired). Optional headers: Idempotency-Key; X-Consumer (operators only: the consumer the build is for). The Dockerfile is checked before anything is stored (base_image_denied, frontend_not_allowed, entitlement_not_allowed, add_url_not_allowed, target_registry_not_allowed).',
+    'Every /v1 call needs Authorization: Bearer <token> (401 authentication_required / invalid_token / token_expired). Optional headers: Idempotency-Key; X-Consumer (operators only: the consumer the build is for). The Dockerfile is checked before anything is stored (base_image_denied, frontend_not_allowed, entitlement_not_allowed, add_url_not_allowed, proxy_arg_declared, target_registry_not_allowed).',
   request: {
     body: {
       required: true,

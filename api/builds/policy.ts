@@ -30,7 +30,7 @@ export interface PolicyOutcome {
 }
 
 /** The policy settings of a deployment, from its configuration (the worker's checkBuildPolicy uses the same). */
-export function policySettingsOf(config: Pick<Config, 'policy' | 'registry'>): { build: BuildPolicySettings; targets: TargetRegistrySettings } {
+export function policySettingsOf(config: Pick<Config, 'policy' | 'registry' | 'dependencies'>): { build: BuildPolicySettings; targets: TargetRegistrySettings } {
   return {
     build: buildPolicySettingsOf(config),
     targets: { allowlist: config.policy.targetRegistries, registryType: config.registry.type, credentialHosts: config.registry.credentialHosts },

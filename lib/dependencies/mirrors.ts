@@ -2,7 +2,7 @@
  * The dependency mirrors (CUSTOM_MODEL_DEPENDENCIES_*) as the build arguments and BuildKit secrets every build
  * gets. The proxy goes in BuildKit's predefined proxy arguments (HTTP_PROXY, HTTPS_PROXY, NO_PROXY and their
  * lower-case forms): RUN steps see them without an ARG line and BuildKit keeps them out of the image's history and
- * config, so the proxy's credentials never reach the image. PIP_INDEX_URL, PIP_TRUSTED_HOST and CRAN_MIRROR are
+ * config, so the proxy's credentials never reach the image (a Dockerfile that declares one is refused: PROXY_ARGS). PIP_INDEX_URL, PIP_TRUSTED_HOST and CRAN_MIRROR are
  * ordinary build arguments, which BuildKit writes into the image's history (`RUN |1 PIP_INDEX_URL=...`) of every
  * RUN after their ARG line: so where the executor passes BuildKit secrets (every BuildKit build, on this host or in
  * a builder pod, in QEMU too; not Kaniko, which ignores secret mounts), the index and CRAN
@@ -11,6 +11,21 @@
  * the image.
  */
 import type { DependenciesConfig } from '../config/build';
+
+/**
+ * The predefined proxy arguments that carry the proxy's URL, credentials included. BuildKit keeps them out of the
+ * image's history only while the Dockerfile does not declare them: an `ARG HTTP_PROXY` writes
+ * `RUN |1 HTTP_PROXY=http://user:password@...` into the history of every RUN after it, so the build policy refuses
+ * such an ARG when the proxy has credentials (proxyArgsWithCredentials).
+ */
+export const PROXY_ARGS = ['HTTP_PROXY', 'HTTPS_PROXY', 'http_proxy', 'https_proxy'] as const;
+
+/** The proxy arguments a Dockerfile must not declare: all of them when the proxy's URL has credentials, else none. */
+export function proxyArgsWithCredentials(dependencies: Pick<DependenciesConfig, 'httpProxy'>): string[] {
+  if (!dependencies.httpProxy) return [];
+  const url = new URL(dependencies.httpProxy);
+  return url.username || url.password ? [...PROXY_ARGS] : [];
+}
 
 /** Hosts a RUN step reaches without the proxy. */
 const NO_PROXY = 'localhost,127.0.0.1';
@@ -23,7 +38,7 @@ export function mirrorBuildArgs(dependencies: DependenciesConfig, { secrets = fa
   const url = (value: string) => (secrets ? withoutCredentials(value) : value);
   const args: Record<string, string> = {};
   if (dependencies.httpProxy) {
-    for (const name of ['HTTP_PROXY', 'HTTPS_PROXY', 'http_proxy', 'https_proxy']) args[name] = dependencies.httpProxy;
+    for (const name of PROXY_ARGS) args[name] = dependencies.httpProxy;
     args.NO_PROXY = NO_PROXY;
     args.no_proxy = NO_PROXY;
   }

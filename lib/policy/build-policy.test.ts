@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { checkDockerfilePolicy, type BuildPolicySettings } from './build-policy';
+import { buildPolicySettingsOf, checkDockerfilePolicy, type BuildPolicySettings } from './build-policy';
 import { PolicyViolation } from './errors';
 import { checkTargetRegistry } from './targets';
 
@@ -9,7 +9,9 @@ const settings: BuildPolicySettings = {
   trustedConsumers: ['environments'],
   allowedFrontends: [],
   sourceRegistries: [],
+  proxyArgs: [],
 };
+const POLICY = { allowlist: [], denylist: [], trustedConsumers: [], allowedFrontends: [], sourceRegistries: [], targetRegistries: [] };
 const check = (text: string, consumer = 'apps', buildArgs: Record<string, string> = {}, s = settings) =>
   checkDockerfilePolicy({ text, path: 'Dockerfile', buildArgs, platforms: ['linux/amd64'] }, consumer, s);
 const violation = (fn: () => unknown): PolicyViolation => {
@@ -46,6 +48,21 @@ describe('checkDockerfilePolicy', () => {
     expect(violation(() => check('# syntax=docker/dockerfile:1\nFROM python\n', 'environments')).code).toBe('frontend_not_allowed');
     expect(violation(() => check('FROM python\n', 'apps', { BUILDKIT_SYNTAX: 'evil.example/f' })).message).toMatch(/BUILDKIT_SYNTAX/);
     expect(check('# syntax=docker/dockerfile:1\nFROM python\n', 'apps', {}, { ...settings, allowedFrontends: ['docker.io/docker/dockerfile:*'] })).toBeUndefined();
+  });
+
+  it('refuses an ARG of a proxy argument when the proxy has credentials, in any stage, for everyone', () => {
+    const s = { ...settings, proxyArgs: buildPolicySettingsOf({ policy: POLICY, dependencies: { httpProxy: 'http://ibs:pw@proxy:3128' } }).proxyArgs };
+    const err = violation(() => check('FROM python\nARG HTTP_PROXY\nRUN pip install x\n', 'environments', {}, s));
+    expect(err.code).toBe('proxy_arg_declared');
+    expect(err.message).toMatch(/^Dockerfile line 2: ARG HTTP_PROXY would write the dependency proxy's URL, with its credentials, into the image's history; remove the ARG line/);
+    expect(err.message).not.toContain('pw');
+    expect(violation(() => check('ARG https_proxy=x\nFROM python\n', 'apps', {}, s)).message).toMatch(/line 1: ARG https_proxy/);
+    expect(violation(() => check('FROM python AS a\nFROM python\nARG A B HTTPS_PROXY\n', 'apps', {}, s)).message).toMatch(/line 3: ARG HTTPS_PROXY/);
+    // NO_PROXY carries no credentials, and a proxy without credentials leaves every ARG allowed.
+    expect(check('FROM python\nARG NO_PROXY\nARG http_proxy_x\n', 'apps', {}, s)).toBeUndefined();
+    const open = buildPolicySettingsOf({ policy: POLICY, dependencies: { httpProxy: 'http://proxy:3128' } });
+    expect(open.proxyArgs).toEqual([]);
+    expect(buildPolicySettingsOf({ policy: POLICY, dependencies: {} }).proxyArgs).toEqual([]);
   });
 
   it('refuses entitlements and ADD from internal addresses for everyone', () => {

@@ -5,7 +5,8 @@
  * pulls against the base-image allow and deny lists, which trusted consumers are exempt from.
  */
 import { isIP } from 'node:net';
-import type { PolicyConfig } from '../config/build';
+import type { DependenciesConfig, PolicyConfig } from '../config/build';
+import { proxyArgsWithCredentials } from '../dependencies/mirrors';
 import { hostOfUrl, internalAddressReason, resolvedAddressReason } from './addresses';
 import { readDockerfile, type ImageMention } from './dockerfile';
 import { PolicyViolation } from './errors';
@@ -22,12 +23,21 @@ export interface BuildPolicySettings {
   allowedFrontends: string[];
   /** Registries at internal addresses a sourceImage may come from (SOURCE_REGISTRY_ALLOWLIST and TARGET_REGISTRY_ALLOWLIST). */
   sourceRegistries: string[];
+  /** Build arguments carrying the dependency proxy's credentials, which a Dockerfile must not declare (PROXY_ARGS). */
+  proxyArgs: string[];
 }
 
 /** The settings from the deployment's configuration, one reader for the API and the worker. */
-export function buildPolicySettingsOf(config: { policy: PolicyConfig }): BuildPolicySettings {
+export function buildPolicySettingsOf(config: { policy: PolicyConfig; dependencies: DependenciesConfig }): BuildPolicySettings {
   const { allowlist, denylist, trustedConsumers, allowedFrontends, sourceRegistries, targetRegistries } = config.policy;
-  return { allowlist, denylist, trustedConsumers, allowedFrontends, sourceRegistries: [...sourceRegistries, ...targetRegistries] };
+  return {
+    allowlist,
+    denylist,
+    trustedConsumers,
+    allowedFrontends,
+    sourceRegistries: [...sourceRegistries, ...targetRegistries],
+    proxyArgs: proxyArgsWithCredentials(config.dependencies),
+  };
 }
 
 /** What the Build records when a trusted consumer's build used images the lists would have refused. */
@@ -81,6 +91,14 @@ export function checkDockerfilePolicy(dockerfile: DockerfileToCheck, consumer: s
           'dockerfile',
         );
       }
+    }
+    const proxyArg = facts.declaredArgs.find((arg) => settings.proxyArgs.includes(arg.name));
+    if (proxyArg) {
+      throw new PolicyViolation(
+        'proxy_arg_declared',
+        `${where(dockerfile.path, proxyArg)}: ARG ${proxyArg.name} would write the dependency proxy's URL, with its credentials, into the image's history; remove the ARG line: RUN steps use the proxy without it`,
+        'dockerfile',
+      );
     }
     if (facts.frontend) {
       const frontend = normaliseImage(facts.frontend.image);

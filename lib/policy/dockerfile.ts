@@ -34,6 +34,8 @@ export interface DockerfileFacts {
   frontend?: ImageMention;
   addUrls: UrlMention[];
   entitlements: EntitlementRequest[];
+  /** Every ARG the Dockerfile declares, global or in a stage: a declared build argument is written into the image's history. */
+  declaredArgs: { name: string; line: number }[];
 }
 
 interface Instruction {
@@ -60,7 +62,7 @@ function platformArgs(platform: string): Record<string, string> {
 
 export function readDockerfile(text: string, buildArgs: Record<string, string> = {}, platform = 'linux/amd64'): DockerfileFacts {
   const { instructions } = parse(text);
-  const facts: DockerfileFacts = { images: [], addUrls: [], entitlements: [] };
+  const facts: DockerfileFacts = { images: [], addUrls: [], entitlements: [], declaredArgs: [] };
   // BuildKit runs the image named by the first word of BUILDKIT_SYNTAX, or else of the detected syntax directive.
   const detected = detectSyntax(text);
   const syntax = buildArgs.BUILDKIT_SYNTAX !== undefined ? { value: buildArgs.BUILDKIT_SYNTAX.trim().split(' ', 1)[0]!, line: 0 } : detected;
@@ -81,6 +83,7 @@ export function readDockerfile(text: string, buildArgs: Record<string, string> =
         for (const word of args) {
           const eq = word.indexOf('=');
           const name = eq >= 0 ? word.slice(0, eq) : word;
+          facts.declaredArgs.push({ name, line });
           const scope = stage ?? globals;
           const fallback = eq >= 0 ? substitute(word.slice(eq + 1), stage ?? globals) : stage ? globals[name] : undefined;
           const value = buildArgs[name] ?? fallback;

@@ -13,6 +13,7 @@ export class PolicyViolation extends Error {
 export type PolicyViolationCode =
   | 'base_image_denied'
   | 'frontend_not_allowed'
+  | 'proxy_arg_declared'
   | 'entitlement_not_allowed'
   | 'add_url_not_allowed'
   | 'target_registry_not_allowed'

@@ -10,6 +10,7 @@ const settings: BuildPolicySettings = {
   trustedConsumers: ['environments'],
   allowedFrontends: [],
   sourceRegistries: ['127.0.0.1:5001', '*.mirror.internal'],
+  proxyArgs: [],
 };
 const check = (text: string, consumer = 'apps', s = settings) => checkSourceImagePolicy({ registry: parseSourceReference(text).registry, text }, consumer, s);
 const violation = (fn: () => unknown): PolicyViolation => {

@@ -5,7 +5,8 @@
  * and MinIO. A dependency build (a base image plus a requirements.txt, no Dockerfile) installs through the configured
  * index and proxy, and the proxy's access log shows the requests; a user's Dockerfile picks the same settings up as
  * build arguments; neither the proxy's credentials nor the mirror settings reach the build log, the image's history
- * or its config.
+ * or its config, and a Dockerfile that declares a proxy argument (which BuildKit would then write into the history) is
+ * refused.
  */
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -104,6 +105,20 @@ describe('dependency mirrors', () => {
     expect(log).toContain(`index=${INDEX} trusted=pypi.org cran=https://cran.example.internal proxy=http://ibs-proxy:*****@${egress.gateway}:3128`);
     await secretFree(repository, tag, log);
   }, 660_000);
+
+  it('refuses a Dockerfile that declares a proxy argument, which would put the proxy\'s credentials in the image\'s history', async () => {
+    const before = (await stack.builds.list({ limit: 100 })).length;
+    for (const [dockerfile, line] of [[`FROM ${base}\nARG HTTPS_PROXY\nRUN true\n`, 'line 2: ARG HTTPS_PROXY'], [`ARG http_proxy\nFROM ${base}\n`, 'line 1: ARG http_proxy']] as const) {
+      const res = await stack.api('/v1/builds', { method: 'POST', body: buildForm({ image: `${REGISTRY}/tenancy/proxy-arg:1` }, await contextOf({ Dockerfile: dockerfile })) });
+      const text = await res.text();
+      expect(res.status, text).toBe(400);
+      const { error } = JSON.parse(text) as { error: { code: string; message: string } };
+      expect(error.code).toBe('proxy_arg_declared');
+      expect(error.message).toContain(line);
+      expect(text).not.toContain(egress.proxyPassword);
+    }
+    expect((await stack.builds.list({ limit: 100 })).length).toBe(before);
+  });
 
   it('refuses a dependency build whose requirements file is not in the context', async () => {
     const res = await stack.api('/v1/builds', {
