@@ -109,6 +109,27 @@ describe(`builder pods on the real node ${NODE_NAME}`, () => {
     await eventually(() => podGone(namespace, builderPodName(job.buildId)), 'the finished pod to be deleted', 30_000);
   }, 200_000);
 
+  it("a RUN step sees the builder's processes but cannot read their environment or files: not the build's secrets, not the registry credentials", async () => {
+    // Rootless BuildKit runs RUN steps without a process sandbox (--oci-worker-no-process-sandbox), in the pod's PID
+    // namespace; they run as root of rootlesskit's user namespace, which owns none of the builder's processes.
+    const canary = `canary-${randomBytes(8).toString('hex')}`;
+    const probe = [
+      'for p in /proc/[0-9]*; do c=$(tr "\\0" " " < $p/cmdline); case "$c" in buildctl*|buildkitd*|rootlesskit*|/bin/sh\\ /usr/local/bin/ibs-build*)',
+      'echo "probe $(echo $c | cut -d" " -f1)"; cat $p/environ; cat $p/root/ibs/docker/config.json; ls $p/root/;; esac; done 2>&1; true',
+    ].join(' ');
+    const context = await uploadDockerfile(`FROM ${address}:5000/${BASE_PATH}\nRUN ${probe}\n`);
+    const job = buildJob(context, { repository: `${address}:5000/ibs-cluster/isolation`, timeoutSeconds: 180, secrets: { PROBE: canary }, noCache: true });
+    const observer = recordingObserver();
+    await executor().run(job, observer);
+    const log = observer.text();
+    for (const process of ['buildctl', 'buildkitd', 'rootlesskit', '/bin/sh']) expect(log).toContain(`probe ${process}`);
+    expect(log).toMatch(/can't open '\/proc\/\d+\/environ': Permission denied/);
+    expect(log).toMatch(/can't open '\/proc\/\d+\/root\/ibs\/docker\/config.json': Permission denied/);
+    expect(log).not.toContain(canary);
+    expect(log).not.toContain('IBS_BUILD_SECRET');
+    expect(log).not.toContain('"auths"');
+  }, 200_000);
+
   it('a RUN step that allocates past the memory limit ends builder_oom_killed naming the limit', async () => {
     const context = await uploadDockerfile(`FROM ${address}:5000/${BASE_PATH}\nRUN dd if=/dev/zero of=/dev/null bs=1024M count=1\n`);
     const job = buildJob(context, {
