@@ -2,8 +2,7 @@
  * The sources a build request can name besides an uploaded context: a prebuilt image (`image` part), and in an
  * `application/json` request a stored context, a stored image archive or an image URI (docs/sources.md).
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { spoolContextArchive, ContextRejectedError } from '../../lib/context/archive';
 import { MAX_DOCKERFILE_BYTES } from '../../lib/context/read-file';
@@ -15,7 +14,7 @@ import { checkArtifactDigest, checkArtifactKey, HashingStream, openArtifact } fr
 import type { BuildSource, BuildSpec } from '../../workflows/definitions';
 import type { ApiDeps } from '../deps';
 import { ApiError } from '../errors';
-import type { BuildUpload } from './upload';
+import { newSpoolFolder, type BuildUpload } from './upload';
 
 const MAX_JSON_BYTES = 256 * 1024;
 
@@ -69,7 +68,7 @@ export async function receiveNamedSource(deps: ApiDeps, consumer: string, spec: 
   if (named.length !== 1) {
     throw new ApiError(400, 'source_conflict', named.length ? `the spec names ${named.join(' and ')}; name exactly one source` : 'a JSON request names its source: spec.context or spec.imageArchive ({key, sha256} in object storage) or spec.sourceImage; or upload it as multipart/form-data', 'spec');
   }
-  const dir = await mkdtemp(join(deps.settings.spoolDir ?? tmpdir(), 'ibs-artifact-'));
+  const dir = await newSpoolFolder(deps.settings.spoolDir);
   const archivePath = join(dir, 'context');
   const cleanup = () => rm(dir, { recursive: true, force: true });
   try {

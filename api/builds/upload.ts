@@ -49,6 +49,11 @@ const MAX_SPEC_BYTES = 256 * 1024;
 /** Spools are named ibs-upload-<pid of the API process>-<random>, so that a restarted API can tell abandoned ones. */
 const SPOOL_PREFIX = 'ibs-upload-';
 
+/** A new spool folder of this process, for an upload or a named source: removeAbandonedSpools sweeps both kinds. */
+export function newSpoolFolder(spoolDir = tmpdir()): Promise<string> {
+  return mkdtemp(join(spoolDir, ownedPrefix(SPOOL_PREFIX)));
+}
+
 /**
  * Removes the spools of API processes that died mid-upload (SIGKILL, OOM kill: nothing of theirs ran to clean up),
  * at start-up: those whose process is gone, and those of this process's own pid (a restarted container's API has
@@ -79,7 +84,7 @@ export async function receiveBuildUpload(request: Request, options: UploadOption
   if (!contentType.toLowerCase().startsWith('multipart/form-data') || !(nodeBody ?? request.body)) {
     throw new ApiError(415, 'unsupported_media_type', 'send the build as multipart/form-data with a "spec" part (JSON) and a "context" part (tar, tar.gz or zip) or an "image" part (docker save or OCI layout), or as application/json naming a stored artifact or sourceImage');
   }
-  const dir = await mkdtemp(join(spoolDir, ownedPrefix(SPOOL_PREFIX)));
+  const dir = await newSpoolFolder(spoolDir);
   const archivePath = join(dir, 'context');
   let sink: SpoolAndStore | undefined;
   const sinkFor = storage && ((spool: Writable) => (sink = new SpoolAndStore(spool, storage)));
