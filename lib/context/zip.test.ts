@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, readFile, readdir, readlink, rm, stat, writeFile } from
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
   ContextRejectedError,
   extractContextArchive,
@@ -89,6 +89,13 @@ describe('accepted zip contexts', () => {
     expect(error).toBeInstanceOf(ContextRejectedError);
     expect((error as ContextRejectedError).code).toBe('context_invalid_archive');
     expect(await readdir(tree)).toEqual([]);
+  });
+
+  it('are read whole when their central directory spans several read windows', async () => {
+    // 40 names of 3000 bytes: a 120 KB directory, with headers across the 64 KiB window boundaries.
+    const names = Array.from({ length: 40 }, (_, index) => `${String(index).padStart(2, '0')}${'n'.repeat(2998)}`);
+    const summary = await spoolContextArchive(upload(zipOf([dockerfile, ...names.map((name) => ({ name, body: name.slice(0, 2) }))])), limits, join(dir, 'context'));
+    expect([...summary.files].sort()).toEqual(['Dockerfile', ...names].sort());
   });
 
   it('give the same stored bytes every time, so the content-addressed store deduplicates them', async () => {
@@ -190,6 +197,52 @@ describe('refused zip contexts', () => {
     zip.writeUInt32LE(0, second + 42);
     const error = await expectRefused(zip, 'context_invalid_archive', 'Dockerfile');
     expect(error.message).toContain('overlaps');
+  });
+
+  describe('whose end record claims a central directory of nearly the whole file', () => {
+    /** A 4 MiB zip whose end record puts its directory at offset 0, running up to the end record itself. */
+    function claimingWholeFile(entryCount: number): { zip: Buffer; claimed: number } {
+      const zip = zipOf([{ name: 'padding', body: Buffer.alloc(4 * MiB), method: 0 }]);
+      const end = zip.length - 22;
+      zip.writeUInt16LE(entryCount, end + 8);
+      zip.writeUInt16LE(entryCount, end + 10);
+      zip.writeUInt32LE(end, end + 12);
+      zip.writeUInt32LE(0, end + 16);
+      return { zip, claimed: end };
+    }
+
+    /** The largest Buffer.alloc while `run` runs: readAt allocates what it is asked to read. */
+    async function largestAllocation(run: () => Promise<unknown>): Promise<number> {
+      let largest = 0;
+      const alloc = Buffer.alloc.bind(Buffer);
+      const spy = vi.spyOn(Buffer, 'alloc').mockImplementation((size, ...rest) => {
+        largest = Math.max(largest, size);
+        return alloc(size, ...rest);
+      });
+      try {
+        await run();
+      } finally {
+        spy.mockRestore();
+      }
+      return largest;
+    }
+
+    it('refuse a claim larger than its entries can fill, without reading it', async () => {
+      const { zip, claimed } = claimingWholeFile(1);
+      let error: ContextRejectedError | undefined;
+      const largest = await largestAllocation(async () => (error = await expectRefused(zip, 'context_invalid_archive')));
+      expect(error?.message).toContain(`claims a central directory of ${claimed} bytes, more than its 1 entries can fill`);
+      expect(largest).toBeLessThan(MiB);
+    });
+
+    it('read a claim the entry count allows a window at a time, so memory does not follow it', async () => {
+      // 50 entries may fill 9.8 MB, so the claim passes; the first header is then found corrupt after one window.
+      const { zip } = claimingWholeFile(limits.maxEntries);
+      let error: ContextRejectedError | undefined;
+      const largest = await largestAllocation(async () => (error = await expectRefused(zip, 'context_invalid_archive')));
+      expect(error?.message).toContain('corrupt at entry 1');
+      expect(largest).toBeLessThan(MiB);
+    });
   });
 
   it('leave nothing beside the spool when a later entry is refused', async () => {

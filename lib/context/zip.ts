@@ -37,6 +37,10 @@ const END_RECORD_BYTES = 22;
 const CENTRAL_HEADER_BYTES = 46;
 const LOCAL_HEADER_BYTES = 30;
 const MAX_COMMENT_BYTES = 0xffff;
+/** A central header's fixed part plus its name, extra field and comment at their 16-bit maximum. */
+const MAX_CENTRAL_ENTRY_BYTES = CENTRAL_HEADER_BYTES + 3 * 0xffff;
+/** How much of the central directory is read at a time: memory does not follow the size the end record claims. */
+const DIRECTORY_WINDOW_BYTES = 64 * 1024;
 /** Marks a 16- or 32-bit field whose real value is in a zip64 record. */
 const ZIP64_MARKERS = [0xffff, 0xffffffff];
 
@@ -113,8 +117,14 @@ async function readCentralDirectory(
   if (directoryOffset + directorySize > endPosition) throw invalidArchive('the zip central directory lies outside the file, so it is truncated');
   // Checked before parsing, so a huge directory is not read entry by entry only to be refused.
   if (entryCount > maxEntries) throw tooManyEntries(maxEntries);
-  const directory = await readAt(file, directoryOffset, directorySize);
-  return { entries: parseCentralDirectory(directory, entryCount), directoryOffset };
+  // The end record is attacker-written: a directory larger than its entries can fill is refused unread.
+  if (directorySize > entryCount * MAX_CENTRAL_ENTRY_BYTES) {
+    throw invalidArchive(
+      `the zip end record claims a central directory of ${directorySize} bytes, more than its ${entryCount} entries can fill (at most ${MAX_CENTRAL_ENTRY_BYTES} bytes each), so it is corrupt`,
+    );
+  }
+  const directory = new DirectoryReader(file, directoryOffset, directorySize);
+  return { entries: await parseCentralDirectory(directory, entryCount), directoryOffset };
 }
 
 /** The end record is the last 'PK\5\6' whose comment runs exactly to the end of the file. */
@@ -125,28 +135,27 @@ function findEndRecord(tail: Buffer): number | undefined {
   return undefined;
 }
 
-function parseCentralDirectory(directory: Buffer, entryCount: number): CentralEntry[] {
+async function parseCentralDirectory(directory: DirectoryReader, entryCount: number): Promise<CentralEntry[]> {
   const entries: CentralEntry[] = [];
-  let at = 0;
   for (let index = 0; index < entryCount; index++) {
-    if (at + CENTRAL_HEADER_BYTES > directory.length || directory.readUInt32LE(at) !== CENTRAL_HEADER) {
-      throw invalidArchive(`the zip central directory is corrupt at entry ${index + 1}`);
-    }
-    const madeBy = directory.readUInt16LE(at + 4);
-    const flags = directory.readUInt16LE(at + 8);
-    const method = directory.readUInt16LE(at + 10);
-    const crc = directory.readUInt32LE(at + 16);
-    const compressedSize = directory.readUInt32LE(at + 20);
-    const size = directory.readUInt32LE(at + 24);
-    const nameLength = directory.readUInt16LE(at + 28);
-    const extraLength = directory.readUInt16LE(at + 30);
-    const commentLength = directory.readUInt16LE(at + 32);
-    const externalAttributes = directory.readUInt32LE(at + 38);
-    const localHeaderOffset = directory.readUInt32LE(at + 42);
-    const nameStart = at + CENTRAL_HEADER_BYTES;
-    at = nameStart + nameLength + extraLength + commentLength;
-    if (at > directory.length) throw invalidArchive(`the zip central directory is corrupt at entry ${index + 1}`);
-    const nameBytes = directory.subarray(nameStart, nameStart + nameLength);
+    const corrupt = () => invalidArchive(`the zip central directory is corrupt at entry ${index + 1}`);
+    const fixed = await directory.take(CENTRAL_HEADER_BYTES);
+    if (fixed === undefined || fixed.readUInt32LE(0) !== CENTRAL_HEADER) throw corrupt();
+    const madeBy = fixed.readUInt16LE(4);
+    const flags = fixed.readUInt16LE(8);
+    const method = fixed.readUInt16LE(10);
+    const crc = fixed.readUInt32LE(16);
+    const compressedSize = fixed.readUInt32LE(20);
+    const size = fixed.readUInt32LE(24);
+    const nameLength = fixed.readUInt16LE(28);
+    const extraLength = fixed.readUInt16LE(30);
+    const commentLength = fixed.readUInt16LE(32);
+    const externalAttributes = fixed.readUInt32LE(38);
+    const localHeaderOffset = fixed.readUInt32LE(42);
+    const variable = await directory.take(nameLength + extraLength + commentLength);
+    if (variable === undefined) throw corrupt();
+    // A copy: the window it was read into is reused for the next entries.
+    const nameBytes = Buffer.from(variable.subarray(0, nameLength));
     const name = entryName(nameBytes);
     if ([compressedSize, size, localHeaderOffset].includes(0xffffffff)) throw zip64(name);
     if (flags & FLAG_ENCRYPTED) {
@@ -166,8 +175,48 @@ function parseCentralDirectory(directory: Buffer, entryCount: number): CentralEn
     const header = { ...entryType(name, madeBy, externalAttributes), name, linkname: null, size };
     entries.push({ name, nameBytes, flags, method, crc, compressedSize, size, localHeaderOffset, header, dataStart: 0 });
   }
-  if (at !== directory.length) throw invalidArchive('the zip central directory has bytes after its last entry');
+  if (directory.remaining > 0) throw invalidArchive('the zip central directory has bytes after its last entry');
   return entries;
+}
+
+/**
+ * The central directory read forwards a window at a time, so it costs memory for the entries it really holds
+ * (one window, at least one entry's header) rather than for the size the end record claims.
+ */
+class DirectoryReader {
+  private window: Buffer = Buffer.alloc(0);
+  /** Where `window` starts in the file. */
+  private windowStart: number;
+  /** Where the next take starts in the file. */
+  private position: number;
+  private readonly end: number;
+
+  constructor(
+    private readonly file: FileHandle,
+    start: number,
+    size: number,
+  ) {
+    this.windowStart = start;
+    this.position = start;
+    this.end = start + size;
+  }
+
+  get remaining(): number {
+    return this.end - this.position;
+  }
+
+  /** The next `length` bytes of the directory, valid until the next take; undefined when the directory ends first. */
+  async take(length: number): Promise<Buffer | undefined> {
+    if (length > this.remaining) return undefined;
+    if (this.position + length > this.windowStart + this.window.length) {
+      this.window = await readAt(this.file, this.position, Math.min(Math.max(length, DIRECTORY_WINDOW_BYTES), this.remaining));
+      this.windowStart = this.position;
+      if (this.window.length < length) return undefined;
+    }
+    const from = this.position - this.windowStart;
+    this.position += length;
+    return this.window.subarray(from, from + length);
+  }
 }
 
 /**

@@ -150,6 +150,18 @@ describe('hostile build contexts', () => {
         'context_zip64_unsupported',
       ],
       [
+        'an end record claiming a central directory of nearly the whole file, near CONTEXT_MAX_ARCHIVE_BYTES',
+        () => {
+          // One entry at offset 0 with a directory of nearly 2 MiB: refused from the claim, before it is read.
+          const zip = zipOf([{ name: 'padding', body: Buffer.alloc(2 * MiB - 200), method: 0 }]);
+          const end = zip.length - 22;
+          zip.writeUInt32LE(end, end + 12);
+          zip.writeUInt32LE(0, end + 16);
+          return zip;
+        },
+        'context_invalid_archive',
+      ],
+      [
         'two entries sharing one body',
         () => {
           const zip = zipOf([Z_DOCKERFILE, { name: 'other', body: 'FROM scratch\nCOPY . /\n' }]);
