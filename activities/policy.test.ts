@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { contextKeyOf } from '../lib/context/keys';
 import { loadConfig } from '../lib/config';
 import { createObjectStore } from '../lib/storage';
-import { contextOf } from '../test/support/archives';
+import { contextOf, tarGzOf, type Entry } from '../test/support/archives';
 import type { ImageBuildInput } from '../workflows/definitions';
 import { createPolicyActivities } from './policy';
 
@@ -25,11 +25,12 @@ const ALLOWED = 'FROM scratch\nCOPY a /a\n';
 const stored: string[] = [];
 afterAll(() => Promise.all(stored.map((key) => storage.delete(key))));
 
-/** A build input whose context holds `dockerfile` in MinIO, or whose context key names nothing stored. */
-async function inputWith(dockerfile: string | undefined, extra: Partial<ImageBuildInput> = {}): Promise<ImageBuildInput> {
+/** A build input whose context holds `dockerfile` in MinIO (or is the given archive), or whose context key names nothing stored. */
+async function inputWith(dockerfile: string | Buffer | undefined, extra: Partial<ImageBuildInput> = {}): Promise<ImageBuildInput> {
   const key = contextKeyOf(randomUUID().replaceAll('-', ''));
   if (dockerfile !== undefined) {
-    await storage.put(key, await contextOf({ 'data/a.bin': 'x'.repeat(1 << 20), Dockerfile: dockerfile }), { contentType: 'application/gzip' });
+    const archive = typeof dockerfile === 'string' ? await contextOf({ 'data/a.bin': 'x'.repeat(1 << 20), Dockerfile: dockerfile }) : dockerfile;
+    await storage.put(key, archive, { contentType: 'application/gzip' });
     stored.push(key);
   }
   return {
@@ -59,6 +60,17 @@ describe('checkBuildPolicy', () => {
     expect(await outcomeOf(await inputWith(REFUSED))).toBe('frontend_not_allowed');
     expect(await outcomeOf(await inputWith(ALLOWED))).toBe('allowed');
     expect(await outcomeOf(await inputWith(undefined))).toBe('context_missing');
+  });
+
+  it('reads a hard-linked Dockerfile from the earlier entry it names, and refuses a broken hard link for good', async () => {
+    // As GNU tar writes a file with two names: the body under the first, a link entry for the second.
+    const hardLinked = (text: string): Promise<Buffer> =>
+      tarGzOf([{ name: './docker/Dockerfile.orig', body: text }, { name: './data/a.bin', body: 'x'.repeat(1 << 20) }, { name: './Dockerfile', type: 'link', linkname: './docker/Dockerfile.orig' }]);
+    expect(await outcomeOf(await inputWith(await hardLinked(REFUSED)))).toBe('frontend_not_allowed');
+    expect(await outcomeOf(await inputWith(await hardLinked(ALLOWED)))).toBe('allowed');
+    const broken: Entry[] = [{ name: 'data', type: 'directory' }, { name: 'Dockerfile', type: 'link', linkname: 'data' }];
+    const failure = await checkBuildPolicy(await inputWith(await tarGzOf(broken))).catch((err: { type?: string; nonRetryable?: boolean }) => err);
+    expect(failure).toMatchObject({ type: 'context_hardlink_invalid', nonRetryable: true });
   });
 
   it('checks the Dockerfile a dependency build generates, not a carried one', async () => {

@@ -5,6 +5,7 @@
  */
 import { ApplicationFailure } from '@temporalio/common';
 import type { Readable } from 'node:stream';
+import { ContextRejectedError } from '../lib/context/errors';
 import { readContextFileThroughLinks } from '../lib/context/read-file';
 import { dependencyDockerfile } from '../lib/dependencies/dockerfile';
 import { BuildLog, type BuildLogSettings } from '../lib/logs/build-log';
@@ -29,7 +30,13 @@ export function createPolicyActivities(deps: PolicyActivityDeps) {
       if (!stream) throw ApplicationFailure.create({ type: 'context_missing', message: `the build context ${input.context.key} is no longer in storage; submit the build again`, nonRetryable: true });
       return stream;
     };
-    return readContextFileThroughLinks(open, input.spec.dockerfile);
+    try {
+      return await readContextFileThroughLinks(open, input.spec.dockerfile);
+    } catch (err) {
+      // A broken hard link in the stored context fails the same way on every attempt.
+      if (err instanceof ContextRejectedError) throw ApplicationFailure.create({ type: err.code, message: err.message, nonRetryable: true });
+      throw err;
+    }
   }
 
   return {

@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { Readable } from 'node:stream';
 import { join } from 'node:path';
@@ -94,6 +94,30 @@ describe('the request-time Dockerfile check', () => {
       expect(await policy.check({ spec: parseSpec(upload.specText, specSettings), consumer: 'team', upload })).toEqual({ exemption: undefined, dockerfileText: text });
       await upload.cleanup();
     }
+  });
+
+  it('reads a hard-linked Dockerfile from the earlier entry it names, not as a Dockerfile over 1 MiB', async () => {
+    // As GNU tar writes a file with two names: the body under the first, a link entry for the second.
+    const hardLinked = (text: string): Entry[] => [{ name: './docker/Dockerfile.orig', body: text }, ...filler, { name: './Dockerfile', type: 'link', linkname: './docker/Dockerfile.orig' }];
+    for (const order of ['spec first', 'spec last'] as const) {
+      const refusedUpload = await received({ image }, hardLinked(refused), order);
+      expect(refusedUpload.context?.kept).toBeUndefined();
+      expect(await check(refusedUpload)).toBe('frontend_not_allowed');
+      await refusedUpload.cleanup();
+      const text = 'FROM scratch\nCOPY data /data\n';
+      const allowed = await received({ image }, hardLinked(text), order);
+      expect(await policy.check({ spec: parseSpec(allowed.specText, specSettings), consumer: 'team', upload: allowed })).toEqual({ exemption: undefined, dockerfileText: text });
+      await allowed.cleanup();
+    }
+  });
+
+  it('answers a hard link to a missing entry in a spool the upload did not check with context_hardlink_invalid', async () => {
+    // Upload validation refuses such a link first; this holds the read itself to a 400 should the two ever disagree.
+    const upload = await received({ image }, [{ name: 'Dockerfile', body: 'FROM scratch\n' }]);
+    await writeFile(upload.archivePath, await tarOf([{ name: 'Dockerfile', type: 'link', linkname: 'missing' }]));
+    const error = await policy.check({ spec: parseSpec(upload.specText, specSettings), consumer: 'team', upload: { ...upload, context: { ...upload.context!, kept: undefined } } }).catch((err: unknown) => err);
+    expect(error).toMatchObject({ status: 400, code: 'context_hardlink_invalid', field: 'context' });
+    await upload.cleanup();
   });
 
   it('keeps nothing for a spec it cannot read, and answers a Dockerfile over 1 MiB as before', async () => {

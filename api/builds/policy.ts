@@ -6,7 +6,7 @@
  */
 import { createReadStream } from 'node:fs';
 import type { Config } from '../../lib/config';
-import { resolveContextFile } from '../../lib/context/archive';
+import { ContextRejectedError, resolveContextFile } from '../../lib/context/archive';
 import { MAX_DOCKERFILE_BYTES, readContextFile } from '../../lib/context/read-file';
 import { resolveHost } from '../../lib/policy/addresses';
 import { addUrlsByName, buildPolicySettingsOf, checkDockerfilePolicy, checkResolvedAddUrls, type BuildPolicySettings, type PolicyExemption } from '../../lib/policy/build-policy';
@@ -37,6 +37,16 @@ export function policySettingsOf(config: Pick<Config, 'policy' | 'registry' | 'd
   };
 }
 
+/** A file of the spooled context, read through a hard link too; a broken hard link is the context's fault, a 400. */
+async function readSpooledFile(archivePath: string, path: string): Promise<string | undefined> {
+  try {
+    return await readContextFile(() => createReadStream(archivePath), path, MAX_DOCKERFILE_BYTES);
+  } catch (err) {
+    if (err instanceof ContextRejectedError) throw new ApiError(400, err.code, `the build context was refused: ${err.message}`, 'context');
+    throw err;
+  }
+}
+
 export class DockerfilePolicy implements BuildRequestPolicy {
   constructor(private readonly settings: { build: BuildPolicySettings; targets: TargetRegistrySettings }) {}
 
@@ -55,7 +65,7 @@ export class DockerfilePolicy implements BuildRequestPolicy {
     // Kept while the context was received when the spec came first and names it directly (no link on the way);
     // otherwise read from the spool, up to the Dockerfile.
     const kept = upload.context?.kept;
-    const text = kept?.path === path ? kept.bytes.toString('utf8') : await readContextFile(createReadStream(upload.archivePath), path, MAX_DOCKERFILE_BYTES);
+    const text = kept?.path === path ? kept.bytes.toString('utf8') : await readSpooledFile(upload.archivePath, path);
     if (text === undefined) {
       throw new ApiError(400, 'dockerfile_too_large', `${spec.dockerfile} is over ${MAX_DOCKERFILE_BYTES} bytes, too large to check; shorten it`, 'dockerfile');
     }

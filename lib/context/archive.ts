@@ -109,6 +109,7 @@ export async function inspectContextArchive(
   let kept: ContextSummary['kept'];
   const summary = await readContextArchive(source, limits, options.copyTo, async (entry, body) => {
     if (typeof keep === 'function') keep = keep();
+    // A hard link's body is its target's, which has already passed: the policy reads that one from the spool.
     if (keep && entry.kind === 'file' && entry.path === keep.path) kept = await readUpTo(body, keep.maxBytes).then((bytes) => bytes && { path: entry.path, bytes });
     else await skipEntryBody(body);
   });

@@ -88,6 +88,15 @@ describe('hostile build requests', () => {
       ]);
       await h.expectRefused(() => h.submit(buildForm({ image }, context, 'context.tar')), 400, 'entitlement_not_allowed', 'dockerfile');
     });
+
+    it('refuses a Dockerfile that is a hard link by what the file it links to says', async () => {
+      // As GNU tar writes a file with two names: the body under the first, a link entry for the second.
+      const context = await tarOf([
+        { name: './docker/Dockerfile.orig', body: 'FROM scratch\nRUN --network=host true\n' },
+        { name: './Dockerfile', type: 'link', linkname: './docker/Dockerfile.orig' },
+      ]);
+      await h.expectRefused(() => h.submit(buildForm({ image }, context, 'context.tar')), 400, 'entitlement_not_allowed', 'dockerfile');
+    });
   });
 
   describe('targets and sources at internal addresses', () => {

@@ -13,6 +13,7 @@ import type { Telemetry } from '../../telemetry';
 import type { RegistryLogin } from '../../registry/credentials';
 import { BuildFailedError, type BuildExecutor, type BuildJob, type BuildObserver, type BuildOutcome } from '../executor';
 import type { BuildEngine } from '../../../workflows/definitions';
+import { ContextRejectedError } from '../../context/errors';
 import { readContextFile } from '../../context/read-file';
 import { assertKanikoCompatible } from './dockerfile-checks';
 import { resolveKubernetesOptions, type KubernetesExecutorOptions, type KubernetesExecutorSettings } from './options';
@@ -354,11 +355,16 @@ export class KubernetesExecutor implements BuildExecutor {
 
   private async checkKanikoCompatible(job: BuildJob): Promise<void> {
     if (job.generatedDockerfile !== undefined) return assertKanikoCompatible(job.generatedDockerfile, GENERATED_DOCKERFILE_PATH);
-    const archive = await this.deps.storage.get(job.contextKey);
-    if (!archive) {
-      throw new BuildFailedError('context_missing', `the build context ${job.contextKey} is no longer in object storage; submit the build again`);
-    }
-    const dockerfile = await readContextFile(archive, job.dockerfile);
+    const open = async () => {
+      const archive = await this.deps.storage.get(job.contextKey);
+      if (!archive) {
+        throw new BuildFailedError('context_missing', `the build context ${job.contextKey} is no longer in object storage; submit the build again`);
+      }
+      return archive;
+    };
+    const dockerfile = await readContextFile(open, job.dockerfile).catch((err: unknown) => {
+      throw err instanceof ContextRejectedError ? new BuildFailedError(err.code, err.message) : err;
+    });
     if (dockerfile !== undefined) assertKanikoCompatible(dockerfile, job.dockerfile);
   }
 
