@@ -62,7 +62,10 @@ export class StreamedContext {
     await this.stored;
   }
 
-  /** Drops what was sent; resolves once the backend has let go of it. Safe to call more than once. */
+  /**
+   * Drops what was sent; resolves once the backend has let go of it. Safe to call more than once. After a commit it
+   * does nothing: a committed object that no build names is deleted by the submission (submission.ts).
+   */
   discard(): Promise<void> {
     this.discarded ??= (async () => {
       this.fail(new Error('discarded'));

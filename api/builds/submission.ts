@@ -72,20 +72,31 @@ export async function submitBuild(deps: ApiDeps, submission: Submission): Promis
   const identical = await identicalBuild;
   if (identical) return { ...identical, created: false };
   const contextKey = await storeContext(deps, upload);
-  const { record, created } = await deps.builds.create({
-    id: randomUUID(),
-    consumer,
-    image: spec.image,
-    spec,
-    contextKey,
-    contextDigest,
-    idempotencyKey,
-    fingerprint,
-    policyExemption,
-    traceId: currentTraceId(),
-    taskQueue: deps.settings.taskQueue,
-  });
-  if (!created) return { record: await replayed(deps, record, upload), created, outcome: 'replayed' };
+  let recorded: { record: BuildRecord; created: boolean };
+  try {
+    recorded = await deps.builds.create({
+      id: randomUUID(),
+      consumer,
+      image: spec.image,
+      spec,
+      contextKey,
+      contextDigest,
+      idempotencyKey,
+      fingerprint,
+      policyExemption,
+      traceId: currentTraceId(),
+      taskQueue: deps.settings.taskQueue,
+    });
+  } catch (err) {
+    await removeUnrecordedContext(deps, upload, contextKey);
+    throw err;
+  }
+  const { record, created } = recorded;
+  if (!created) {
+    // A concurrent request with the same key recorded its build first, with its own context.
+    await removeUnrecordedContext(deps, upload, contextKey);
+    return { record: await replayed(deps, record, upload), created, outcome: 'replayed' };
+  }
   deps.starter.enqueue(record, { dockerfileText });
   return { record, created, outcome: 'created' };
 }
@@ -111,6 +122,24 @@ async function storeContext(deps: ApiDeps, upload: BuildUpload): Promise<string>
   const contextKey = contextKeyOf(context.sha256);
   await deps.storage.putFile(contextKey, upload.archivePath, { contentType: contentTypeOf(context) });
   return contextKey;
+}
+
+/**
+ * Deletes the streamed context this request committed when no build record names it (the record's insert failed, or
+ * lost to a concurrent request with the same Idempotency-Key): its key is this request's alone, and the janitor only
+ * removes unfinished uploads, so nothing else would. A context stored under its digest, or one stored before, may
+ * be another build's and stays. Best effort: the request's own answer is not changed by a failed delete.
+ */
+async function removeUnrecordedContext(deps: ApiDeps, upload: BuildUpload, contextKey: string): Promise<void> {
+  if (upload.streamed === undefined || contextKey !== upload.streamed.key) return;
+  try {
+    await deps.storage.delete(contextKey);
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    const logger = deps.telemetry?.logger;
+    if (logger) logger.warn({ contextKey, reason }, 'removing a context no build names failed; it stays in object storage');
+    else console.warn(`removing the context ${contextKey}, which no build names, failed: ${reason}`);
+  }
 }
 
 const contentTypeOf = (context: ContextSummary) => (context.format === 'tar+gzip' ? 'application/gzip' : 'application/x-tar');
