@@ -78,4 +78,11 @@ describe('checkBuildPolicy', () => {
     input.spec = { ...input.spec, dependencies: { baseImage: '127.0.0.1:5000/team/base:1', r: { packages: ['jsonlite'] } } };
     expect(await outcomeOf(input)).toBe('allowed');
   });
+
+  it('refuses a dependency build whose baseImage the lists refuse, with the code the API refuses it with', async () => {
+    const denying = createPolicyActivities({ storage, buildLogs: undefined as never, secrets: [], policy: { allowlist: [], denylist: ['127.0.0.1:5000/team/*'], trustedConsumers: [], allowedFrontends: [], sourceRegistries: [], proxyArgs: [] } });
+    const input = await inputWith(undefined, { dockerfileText: ALLOWED });
+    input.spec = { ...input.spec, dependencies: { baseImage: '127.0.0.1:5000/team/base:1', python: { requirements: 'requirements.txt' } } };
+    expect(await denying.checkBuildPolicy(input).then(() => 'allowed', (err: { type?: string }) => err.type ?? String(err))).toBe('base_image_denied');
+  });
 });

@@ -7,10 +7,9 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Readable } from 'node:stream';
 import { ContextRejectedError } from '../lib/context/errors';
 import { readContextFileThroughLinks } from '../lib/context/read-file';
-import { dependencyDockerfile } from '../lib/dependencies/dockerfile';
 import { BuildLog, type BuildLogSettings } from '../lib/logs/build-log';
 import { redact } from '../lib/logs/redact';
-import { checkDockerfilePolicy, type BuildPolicySettings } from '../lib/policy/build-policy';
+import { checkDockerfilePolicy, generatedDockerfileToCheck, type BuildPolicySettings, type DockerfileToCheck } from '../lib/policy/build-policy';
 import { PolicyViolation } from '../lib/policy/errors';
 import type { ObjectStore } from '../lib/storage/object-store';
 import type { ImageBuildInput } from '../workflows/definitions';
@@ -39,20 +38,22 @@ export function createPolicyActivities(deps: PolicyActivityDeps) {
     }
   }
 
+  /** The build's own Dockerfile: the text the API read from this context and carried in the input, or the context's. */
+  async function ownDockerfile(input: ImageBuildInput): Promise<DockerfileToCheck> {
+    const text = input.dockerfileText ?? (await contextDockerfile(input));
+    if (text === undefined) {
+      throw ApplicationFailure.create({ type: 'dockerfile_not_found', message: `${input.spec.dockerfile} is not a file of the build context (or is over 1 MiB)`, nonRetryable: true });
+    }
+    return { text, path: input.spec.dockerfile, buildArgs: input.spec.buildArgs, platforms: input.spec.platforms };
+  }
+
   return {
     async checkBuildPolicy(input: ImageBuildInput): Promise<void> {
       // A dependency build has no Dockerfile of its own: the one the service generates is what runs, so check it.
-      // Otherwise the text the API read from this context and carried in the input, or the context's own.
-      const text = input.spec.dependencies ? dependencyDockerfile(input.spec.dependencies) : (input.dockerfileText ?? (await contextDockerfile(input)));
-      if (text === undefined) {
-        throw ApplicationFailure.create({ type: 'dockerfile_not_found', message: `${input.spec.dockerfile} is not a file of the build context (or is over 1 MiB)`, nonRetryable: true });
-      }
+      const { dependencies } = input.spec;
+      const dockerfile = dependencies ? generatedDockerfileToCheck({ ...input.spec, dependencies }) : await ownDockerfile(input);
       try {
-        const exemption = checkDockerfilePolicy(
-          { text, path: input.spec.dockerfile, buildArgs: input.spec.buildArgs, platforms: input.spec.platforms },
-          input.consumer ?? '',
-          deps.policy,
-        );
+        const exemption = checkDockerfilePolicy(dockerfile, input.consumer ?? '', deps.policy);
         if (exemption) {
           const log = await BuildLog.open(deps.storage, deps.buildLogs, input.buildId, deps.secrets);
           log.write(`[ibs] base-image policy: ${exemption.images.join(', ')} allowed because consumer ${input.consumer} is trusted\n`);

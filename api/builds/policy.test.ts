@@ -133,3 +133,47 @@ describe('the request-time Dockerfile check', () => {
     await allowed.cleanup();
   });
 });
+
+describe('the request-time check of a dependency build', () => {
+  const base = '127.0.0.1:5000/team/python:3.12';
+  const denying = (lists: { allowlist?: string[]; denylist?: string[]; trustedConsumers?: string[] }) =>
+    new DockerfilePolicy({
+      build: { allowlist: [], denylist: [], trustedConsumers: [], allowedFrontends: [], sourceRegistries: [], proxyArgs: [], ...lists },
+      targets: { allowlist: ['127.0.0.1:5000'], registryType: 'private_registry' },
+    });
+  const dependencyUpload = (baseImage: string, dockerfile = 'FROM scratch\n') =>
+    received({ image, dependencies: { baseImage, python: { requirements: 'requirements.txt' } } }, [{ name: 'requirements.txt', body: 'six\n' }, { name: 'Dockerfile', body: dockerfile }]);
+  /** 'allowed', or the refusal's code and field. */
+  const outcome = (policy: DockerfilePolicy, upload: BuildUpload, consumer = 'team') =>
+    policy.check({ spec: parseSpec(upload.specText, specSettings), consumer, upload }).then(
+      () => 'allowed',
+      (err: { code?: string; field?: string }) => `${err.code ?? String(err)} ${err.field}`,
+    );
+
+  it('refuses a baseImage on the denylist, or missing from the allowlist, with the code the workflow would refuse it with', async () => {
+    const upload = await dependencyUpload(base);
+    expect(await outcome(denying({ denylist: ['127.0.0.1:5000/team/*'] }), upload)).toBe('base_image_denied dependencies.baseImage');
+    expect(await outcome(denying({ allowlist: ['docker.io/library/*'] }), upload)).toBe('base_image_denied dependencies.baseImage');
+    expect(await outcome(denying({ allowlist: ['127.0.0.1:5000/team/*'] }), upload)).toBe('allowed');
+    await upload.cleanup();
+  });
+
+  it('records the exemption a trusted consumer used for its baseImage', async () => {
+    const upload = await dependencyUpload(base);
+    const policy = denying({ denylist: ['127.0.0.1:5000/team/*'], trustedConsumers: ['trusted'] });
+    expect(await policy.check({ spec: parseSpec(upload.specText, specSettings), consumer: 'trusted', upload })).toEqual({ exemption: { reason: 'trusted_consumer', images: [base] } });
+    await upload.cleanup();
+  });
+
+  it('neither keeps nor reads a Dockerfile of the context, which is not built, and carries none to the workflow', async () => {
+    const upload = await dependencyUpload(base, `${refused}RUN --network=host true\n`);
+    expect(upload.context?.kept).toBeUndefined();
+    // Without the spool a read of the context would fail (ENOENT).
+    await rm(upload.archivePath);
+    expect(await policy.check({ spec: parseSpec(upload.specText, specSettings), consumer: 'team', upload })).toEqual({ exemption: undefined });
+    // The same context's Dockerfile is still refused for a build that uses it.
+    const own = await received({ image }, [{ name: 'Dockerfile', body: refused }]);
+    expect(await check(own)).toBe('frontend_not_allowed');
+    await Promise.all([upload.cleanup(), own.cleanup()]);
+  });
+});

@@ -1,15 +1,16 @@
 /**
  * The request-time half of the build policy (the workflow's checkBuildPolicy activity is the other): the target
- * registry, then the Dockerfile, kept while the upload was received or read from its spool (or the image URI to copy
- * and its registry), with the same checks and settings as the worker's, and what the host names of a target or
- * source registry and of ADD URLs resolve to.
+ * registry, then the Dockerfile, kept while the upload was received or read from its spool (for a dependency build
+ * the one the service generates; or the image URI to copy and its registry), with the same checks and settings as the
+ * worker's, and what the host names of a target or source registry and of ADD URLs resolve to.
  */
 import { createReadStream } from 'node:fs';
 import type { Config } from '../../lib/config';
 import { ContextRejectedError, resolveContextFile } from '../../lib/context/archive';
 import { MAX_DOCKERFILE_BYTES, readContextFile } from '../../lib/context/read-file';
 import { resolveHost } from '../../lib/policy/addresses';
-import { addUrlsByName, buildPolicySettingsOf, checkDockerfilePolicy, checkResolvedAddUrls, type BuildPolicySettings, type PolicyExemption } from '../../lib/policy/build-policy';
+import { addUrlsByName, buildPolicySettingsOf, checkDockerfilePolicy, checkResolvedAddUrls, generatedDockerfileToCheck, type BuildPolicySettings, type DockerfileToCheck, type PolicyExemption } from '../../lib/policy/build-policy';
+import { PolicyViolation } from '../../lib/policy/errors';
 import { checkSourceImagePolicy } from '../../lib/policy/source-image';
 import { checkTargetRegistry, hostWithoutPort, targetsUnlisted, type TargetRegistrySettings } from '../../lib/policy/targets';
 import { parseImageReference } from '../../lib/registry/reference';
@@ -59,24 +60,45 @@ export class DockerfilePolicy implements BuildRequestPolicy {
       const resolved = await resolveHost(hostWithoutPort(source.registry));
       return { exemption: checkSourceImagePolicy({ registry: source.registry, text: spec.sourceImage }, consumer, this.settings.build, resolved) };
     }
-    // An image source has no Dockerfile to check. A missing Dockerfile is answered by the submission (dockerfile_not_found).
-    const path = upload.context ? resolveContextFile(upload.context, spec.dockerfile) : undefined;
+    // An image source has no Dockerfile to check.
+    if (!upload.context) return {};
+    if (spec.dependencies) {
+      // What is built is the Dockerfile the service generates, as the workflow checks it; a Dockerfile in the context
+      // is not used, so it is not read. Nothing is carried to the workflow: it generates the same text again.
+      return { exemption: await this.checkDependencyBuild(generatedDockerfileToCheck({ ...spec, dependencies: spec.dependencies }), consumer) };
+    }
+    // A missing Dockerfile is answered by the submission (dockerfile_not_found).
+    const path = resolveContextFile(upload.context, spec.dockerfile);
     if (path === undefined) return {};
     // Kept while the context was received when the spec came first and names it directly (no link on the way);
     // otherwise read from the spool, up to the Dockerfile.
-    const kept = upload.context?.kept;
+    const kept = upload.context.kept;
     const text = kept?.path === path ? kept.bytes.toString('utf8') : await readSpooledFile(upload.archivePath, path);
     if (text === undefined) {
       throw new ApiError(400, 'dockerfile_too_large', `${spec.dockerfile} is over ${MAX_DOCKERFILE_BYTES} bytes, too large to check; shorten it`, 'dockerfile');
     }
-    const dockerfile = { text, path: spec.dockerfile, buildArgs: spec.buildArgs, platforms: spec.platforms };
+    const exemption = await this.checkDockerfile({ text, path: spec.dockerfile, buildArgs: spec.buildArgs, platforms: spec.platforms }, consumer);
+    return { exemption, dockerfileText: text };
+  }
+
+  private async checkDockerfile(dockerfile: DockerfileToCheck, consumer: string): Promise<PolicyExemption | undefined> {
     const exemption = checkDockerfilePolicy(dockerfile, consumer, this.settings.build);
     // Names are judged by what they resolve to here, at request time; the build network's egress rules are the
     // second line for a name that changes its answer later.
     const byName = addUrlsByName(dockerfile);
     const hosts = [...new Set(byName.map((add) => add.host))];
     const resolved = new Map(await Promise.all(hosts.map(async (host) => [host, await resolveHost(host)] as [string, string[]])));
-    checkResolvedAddUrls(spec.dockerfile, byName, resolved);
-    return { exemption, dockerfileText: text };
+    checkResolvedAddUrls(dockerfile.path, byName, resolved);
+    return exemption;
+  }
+
+  /** A refused base image of a generated Dockerfile names the spec field it came from, which the caller can change. */
+  private async checkDependencyBuild(dockerfile: DockerfileToCheck, consumer: string): Promise<PolicyExemption | undefined> {
+    try {
+      return await this.checkDockerfile(dockerfile, consumer);
+    } catch (err) {
+      if (err instanceof PolicyViolation && err.code === 'base_image_denied') throw new PolicyViolation(err.code, err.message, 'dependencies.baseImage');
+      throw err;
+    }
   }
 }

@@ -6,6 +6,7 @@
  */
 import { isIP } from 'node:net';
 import type { DependenciesConfig, PolicyConfig } from '../config/build';
+import { dependencyDockerfile, type DependencySpec } from '../dependencies/dockerfile';
 import { proxyArgsWithCredentials } from '../dependencies/mirrors';
 import { hostOfUrl, internalAddressReason, resolvedAddressReason } from './addresses';
 import { readDockerfile, type ImageMention } from './dockerfile';
@@ -53,6 +54,15 @@ export interface DockerfileToCheck {
   path: string;
   buildArgs: Record<string, string>;
   platforms: string[];
+}
+
+/**
+ * What the policy checks for a dependency build (spec.dependencies), at request time and in the workflow alike: the
+ * Dockerfile the service generates, since that is what is built; a Dockerfile the context may hold is not used.
+ * Generated without secret mounts, which change no image it pulls.
+ */
+export function generatedDockerfileToCheck(spec: { dependencies: DependencySpec; buildArgs: Record<string, string>; platforms: string[] }): DockerfileToCheck {
+  return { text: dependencyDockerfile(spec.dependencies), path: 'the Dockerfile generated from spec.dependencies', buildArgs: spec.buildArgs, platforms: spec.platforms };
 }
 
 const USES: Record<ImageMention['use'], string> = {

@@ -99,6 +99,15 @@ describe('hostile build requests', () => {
     });
   });
 
+  describe('dependency builds', () => {
+    it('refuses a denied baseImage at request time, though the unused Dockerfile of the context would pass', async () => {
+      const spec = { image, dependencies: { baseImage: `${DENIED}/python:3.12`, python: { requirements: 'requirements.txt' } } };
+      const form = buildForm(spec, await contextOf({ 'requirements.txt': 'six\n', Dockerfile: 'FROM scratch\n' }));
+      const error = await h.expectRefused(() => h.submit(form), 400, 'base_image_denied', 'dependencies.baseImage');
+      expect(error.message).toContain(`${DENIED}/* on EXECUTION_ENVIRONMENT_VERSION_URI_VALIDATION_DENYLIST`);
+    });
+  });
+
   describe('targets and sources at internal addresses', () => {
     const targets = [
       '169.254.169.254/latest/meta-data:1',

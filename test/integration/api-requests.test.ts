@@ -89,6 +89,13 @@ describe('API requests', () => {
       expect(await errorOf(res)).toMatchObject({ code, field });
     });
 
+    it('accepts a dependency build whose context holds a Dockerfile the policy would refuse: it is not what is built', async () => {
+      const spec = { image: '127.0.0.1:5000/req/deps:1', dependencies: { baseImage: '127.0.0.1:5000/req/python:3.12', python: { requirements: 'requirements.txt' } } };
+      const refusedDockerfile = '# syntax=docker/dockerfile:1\nFROM scratch\nRUN --network=host true\n';
+      const res = await submit(spec, {}, buildForm(spec, await contextOf({ 'requirements.txt': 'six\n', Dockerfile: refusedDockerfile })));
+      expect(res.status, await res.clone().text()).toBe(202);
+    });
+
     it('refuses bad headers before reading the upload', async () => {
       const consumer = await submit({ image: '127.0.0.1:5000/req/x:1' }, { 'x-consumer': 'no spaces allowed' });
       expect(consumer.status).toBe(400);
