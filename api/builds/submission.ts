@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { buildFingerprint } from '../../lib/builds/fingerprint';
 import { contextHasFile, type ContextSummary } from '../../lib/context/archive';
 import { contextKeyOf } from '../../lib/context/keys';
+import { certainlyNotCommitted } from '../../lib/db/availability';
 import type { BuildRecord } from '../../lib/db/builds-repository';
 import type { PolicyExemption } from '../../lib/policy/build-policy';
 import type { BuildSource, BuildSpec, ResumePoint } from '../../workflows/definitions';
@@ -88,7 +89,8 @@ export async function submitBuild(deps: ApiDeps, submission: Submission): Promis
       taskQueue: deps.settings.taskQueue,
     });
   } catch (err) {
-    await removeUnrecordedContext(deps, upload, contextKey);
+    // Only when the insert surely did not commit: a connection lost mid-insert may have left a record naming it.
+    if (certainlyNotCommitted(err)) await removeUnrecordedContext(deps, upload, contextKey);
     throw err;
   }
   const { record, created } = recorded;

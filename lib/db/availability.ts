@@ -26,6 +26,23 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   return DRIVER_MESSAGES.test(err.message);
 }
 
+/** Connect failures: no connection was made, so nothing sent on it can have committed. */
+const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
+
+/**
+ * Whether a failed statement certainly did not commit: no connection could be made, or PostgreSQL answered the
+ * statement with an error of its own (not a shutdown or a lost connection). A connection lost while the statement
+ * ran (ECONNRESET, "Connection terminated") leaves it unknown: the commit may have happened before the answer was lost.
+ */
+export function certainlyNotCommitted(err: unknown): boolean {
+  const cause = err instanceof DatabaseUnavailableError ? err.cause : err;
+  if (!(cause instanceof Error)) return false;
+  const code = (cause as { code?: unknown }).code;
+  if (typeof code === 'string' && CONNECT_ERRORS.has(code)) return true;
+  if (/timeout exceeded when trying to connect/.test(cause.message)) return true;
+  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) && !UNAVAILABLE_STATES.has(code) && !code.startsWith('08');
+}
+
 /** The error to throw for `err`: a DatabaseUnavailableError when it says PostgreSQL cannot be reached, else `err`. */
 export function asUnavailable(err: unknown): unknown {
   return isDatabaseUnavailable(err) ? new DatabaseUnavailableError(err) : err;

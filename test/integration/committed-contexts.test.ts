@@ -19,6 +19,9 @@ import { callerHeaders, startTestStack, testConfig, type TestStack } from '../su
 
 type Builds = ApiDeps['builds'];
 
+/** What node-postgres throws when PostgreSQL is down: the insert never reached it. */
+const refused = () => Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:55432'), { code: 'ECONNREFUSED' });
+
 describe('committed contexts no build names', () => {
   let stack: TestStack;
   let s3: S3Client;
@@ -112,7 +115,7 @@ describe('committed contexts no build names', () => {
       ...stack.apiDeps,
       builds: buildsWith(() => {
         attempts++;
-        throw new DatabaseUnavailableError(new Error('connect ECONNREFUSED'));
+        throw new DatabaseUnavailableError(refused());
       }),
     });
 
@@ -121,6 +124,21 @@ describe('committed contexts no build names', () => {
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe('database_unavailable');
     expect(attempts).toBe(1);
     expect(await storedCopiesOf(context, before)).toEqual([]);
+  });
+
+  it('keeps the context when the connection was lost mid-insert, since the record may have been committed', async () => {
+    const context = await uniqueContext();
+    const before = await contextKeys();
+    const app = createApp({
+      ...stack.apiDeps,
+      builds: buildsWith(() => Promise.reject(new DatabaseUnavailableError(new Error('Connection terminated unexpectedly')))),
+    });
+    const res = await submit(app, context, `lost-${Date.now()}`);
+    expect(res.status).toBe(503);
+    const [left, ...more] = await storedCopiesOf(context, before);
+    expect(more).toEqual([]);
+    expect(left).toMatch(/^contexts\/uploads\//);
+    await stack.deps.storage.delete(left!);
   });
 
   it('still answers the database failure when the unrecorded context cannot be deleted, and logs it without secrets', async () => {
@@ -141,7 +159,7 @@ describe('committed contexts no build names', () => {
       ...stack.apiDeps,
       storage,
       telemetry: createTelemetry(testConfig(), 'api', { destination, processMetrics: false }),
-      builds: buildsWith(() => Promise.reject(new DatabaseUnavailableError(new Error('connect ECONNREFUSED')))),
+      builds: buildsWith(() => Promise.reject(new DatabaseUnavailableError(refused()))),
     });
 
     const res = await submit(app, context, `undeletable-${Date.now()}`);
