@@ -206,7 +206,6 @@ describe('ALLOW_SELF_SIGNED_CERTS', () => {
       job: { buildId: 'b-1', contextKey: 'contexts/b-1.tar.gz', dockerfile: 'Dockerfile', repository: 'registry.example/team/app', buildArgs: {}, labels: {}, platforms: ['linux/amd64'], engine: config.build.defaultEngine, timeoutSeconds: 600 },
       options,
       resources: options.imageBuilder.resources,
-      contextUrl: 'https://minio.example/data/contexts/b-1.tar.gz?X-Amz-Signature=s',
       insecureRegistry: config.registry.disableHttps,
       allowSelfSignedCerts: config.registry.allowSelfSignedCerts,
     });

@@ -3,6 +3,7 @@
  * and kwok playing the node: pods are created, scheduled, run, fail, time out, are cancelled and cleaned up for real.
  */
 import { KubeConfig } from '@kubernetes/client-node';
+import { setTimeout as delay } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BuildFailedError } from '../../lib/executors/executor';
 import { builderPodName, createKubernetesExecutor } from '../../lib/executors/kubernetes';
@@ -24,9 +25,9 @@ afterAll(async () => {
   await deleteNamespace(namespace);
 });
 
-function executor(kwok: Record<string, string>, overrides: Parameters<typeof settingsFor>[1] = {}) {
+function executor(kwok: Record<string, string>, overrides: Parameters<typeof settingsFor>[1] = {}, storage = objectStore()) {
   return createKubernetesExecutor(settingsFor(namespace, overrides, kwok), {
-    storage: objectStore(),
+    storage,
     credentials: async () => [{ host: '127.0.0.1:5000', username: 'pusher', password: 'push-secret-value' }],
   });
 }
@@ -68,8 +69,16 @@ describe('a successful build', () => {
 
   it('attaches a second run of the same build to the first pod instead of creating another', async () => {
     const job = buildJob(contextKey);
+    const storage = objectStore();
+    const presignGet = storage.presignGet.bind(storage);
+    const contextUrls: string[] = [];
+    storage.presignGet = async (key, ttl) => {
+      const url = await presignGet(key, ttl);
+      contextUrls.push(url);
+      return url;
+    };
     // Retained, so that neither run deletes the pod under the other.
-    const ex = executor({ outcome: 'succeeded', 'after-ms': '2500', digest: DIGEST }, { retentionSeconds: 3600 });
+    const ex = executor({ outcome: 'succeeded', 'after-ms': '2500', digest: DIGEST }, { retentionSeconds: 3600 }, storage);
     const first = ex.run(job, recordingObserver());
     const name = builderPodName(job.buildId);
     const original = await eventually(() => readPod(namespace, name), 'the first pod');
@@ -79,10 +88,17 @@ describe('a successful build', () => {
     expect(await first).toEqual({ digest: DIGEST });
     expect(await second).toEqual({ digest: DIGEST });
     expect(secondObserver.text()).toContain(`attached to the existing builder pod ${namespace}/${name}`);
-    // A run after the build finished (a retried activity) returns the same result without building again.
+    // A run after the build finished (a retried activity) returns the same result without building again. It starts
+    // a second later, so that its context URL is signed apart from the first run's (X-Amz-Date has whole seconds).
+    await delay(1_100);
     const third = recordingObserver();
     expect(await ex.run(job, third)).toEqual({ digest: DIGEST });
     expect(third.text()).toContain('attached to the existing builder pod');
+    // The replaced secret holds the latest run's context URL, not the first run's, which may have expired.
+    const secret = await coreApi().readNamespacedSecret({ namespace, name: `${name}-registry` });
+    expect(contextUrls).toHaveLength(3);
+    expect(contextUrls[2]).not.toBe(contextUrls[0]);
+    expect(Buffer.from(secret.data?.['context-url'] ?? '', 'base64').toString('utf8')).toBe(contextUrls[2]);
     expect((await readPod(namespace, name))?.metadata?.uid).toBe(original.metadata?.uid);
     const pods = await coreApi().listNamespacedPod({ namespace, labelSelector: `image-build-service/build-id=${job.buildId}` });
     expect(pods.items).toHaveLength(1);

@@ -18,7 +18,7 @@ import { readContextFile } from '../../context/read-file';
 import { assertKanikoCompatible } from './dockerfile-checks';
 import { resolveKubernetesOptions, type KubernetesExecutorOptions, type KubernetesExecutorSettings } from './options';
 import {
-  ARCHIVE_URL_KEY, BUILD_CONTAINER, EXPIRES_AT_ANNOTATION, GENERATED_DOCKERFILE_KEY, GENERATED_DOCKERFILE_PATH, LABELS, MANAGED_BY, REPORT_URL_KEY, SCAN_CONTAINER, builderPodFor, dockerConfigSecretName, engineModeFor,
+  ARCHIVE_URL_KEY, BUILD_CONTAINER, CONTEXT_URL_KEY, EXPIRES_AT_ANNOTATION, GENERATED_DOCKERFILE_KEY, GENERATED_DOCKERFILE_PATH, LABELS, MANAGED_BY, REPORT_URL_KEY, SCAN_CONTAINER, builderPodFor, dockerConfigSecretName, engineModeFor,
   buildSecretData, scannerEnvKey, type EngineMode, type PodGate,
 } from './pod-spec';
 import { fetchGateResults, gateStagingKeys } from './scan-gate';
@@ -85,11 +85,11 @@ export class KubernetesExecutor implements BuildExecutor {
     const credentialsIssuedAt = new Date();
     const contextUrl = await this.deps.storage.presignGet(job.contextKey, this.options.contextUrlTtlSeconds);
     const gate = job.gate ? await this.podGateFor(job) : undefined;
-    const body = builderPodFor({ job, options: this.options, resources, contextUrl, insecureRegistry: this.deps.insecureRegistry ?? false, allowSelfSignedCerts: this.deps.allowSelfSignedCerts ?? false, gate });
+    const body = builderPodFor({ job, options: this.options, resources, insecureRegistry: this.deps.insecureRegistry ?? false, allowSelfSignedCerts: this.deps.allowSelfSignedCerts ?? false, gate });
 
     const pod = await this.createOrAttach(body, mode, observer);
     try {
-      await this.ensureRegistrySecret(job, pod, dockerConfig, gate);
+      await this.ensureRegistrySecret(job, pod, dockerConfig, contextUrl, gate);
       const outcome = await this.follow(job, pod, observer, credentialsIssuedAt);
       await this.finish(pod);
       if (job.gate && outcome.scan) await fetchGateResults(this.deps.storage, job.buildId, job.gate.sharedDir, outcome.scan.exitCode);
@@ -396,8 +396,11 @@ export class KubernetesExecutor implements BuildExecutor {
     return parseDockerConfigSecret(name, secret.data);
   }
 
-  /** The secret is owned by the pod, so deleting the pod (by us, a retention sweep or a person) deletes it too. */
-  private async ensureRegistrySecret(job: BuildJob, pod: V1Pod, config: DockerConfig, gate?: PodGate): Promise<void> {
+  /**
+   * The secret is owned by the pod, so deleting the pod (by us, a retention sweep or a person) deletes it too. It
+   * holds every credential the pod reads, the context's presigned URL included, so none is in the pod spec.
+   */
+  private async ensureRegistrySecret(job: BuildJob, pod: V1Pod, config: DockerConfig, contextUrl: string, gate?: PodGate): Promise<void> {
     const namespace = this.options.namespace;
     const name = dockerConfigSecretName(job.buildId);
     const body: V1Secret = {
@@ -414,6 +417,7 @@ export class KubernetesExecutor implements BuildExecutor {
       },
       data: {
         '.dockerconfigjson': encodeDockerConfig(config),
+        [CONTEXT_URL_KEY]: Buffer.from(contextUrl).toString('base64'),
         ...(gate ? gateSecretData(gate) : {}),
         ...(job.generatedDockerfile === undefined ? {} : { [GENERATED_DOCKERFILE_KEY]: Buffer.from(job.generatedDockerfile).toString('base64') }),
         ...buildSecretData(job),
@@ -423,7 +427,8 @@ export class KubernetesExecutor implements BuildExecutor {
       await this.core.createNamespacedSecret({ namespace, body });
     } catch (err) {
       if (!isStatus(err, 409)) throw new Error(`could not create the registry secret ${namespace}/${name}: ${apiErrorText(err)}`);
-      // Left by an earlier attempt; replaced so it belongs to this pod and holds this run's credentials.
+      // Left by an earlier attempt; replaced so it belongs to this pod and holds this run's credentials (a pod still
+      // waiting to fetch its context reads this run's URL, not the earlier one that may have expired).
       await this.core.replaceNamespacedSecret({ name, namespace, body });
     }
   }

@@ -49,6 +49,11 @@ const GENERATED_DOCKERFILE_DIR = '/ibs/generated';
  */
 const BUILD_ARGS_KEY = 'build-args';
 const BUILD_SECRETS_KEY = 'build-secrets';
+/**
+ * Key of the build's secret that holds the context's presigned URL, which the fetch init container reads as
+ * IBS_CONTEXT_URL: the URL is a credential to the consumer's context, so it is not in the pod spec either.
+ */
+export const CONTEXT_URL_KEY = 'context-url';
 export const SCAN_CONTAINER = 'scan';
 /** Where the build container leaves a static busybox and the digest for the scanner container (lib/scan/contract.ts). */
 const GATE_TOOLS = `${SHARED_DIR}/.ibs`;
@@ -60,7 +65,6 @@ export interface BuilderPodInput {
   job: BuildJob;
   options: KubernetesExecutorOptions;
   resources: BuilderResources;
-  contextUrl: string;
   /** Push over plain HTTP (DISABLE_HTTPS). */
   insecureRegistry: boolean;
   /** ALLOW_SELF_SIGNED_CERTS: the context download and the registries' TLS certificates are not verified. */
@@ -300,7 +304,9 @@ function fetchContextContainer(image: string, input: BuilderPodInput, securityCo
     image,
     command: ['/usr/local/bin/ibs-fetch-context'],
     env: [
-      { name: 'IBS_CONTEXT_URL', value: input.contextUrl },
+      // No start-up delay: the build container mounts the same secret as the non-optional docker-config volume, and
+      // the kubelet mounts every volume a container of the pod uses before it starts any, init containers included.
+      { name: 'IBS_CONTEXT_URL', valueFrom: { secretKeyRef: { name: dockerConfigSecretName(input.job.buildId), key: CONTEXT_URL_KEY } } },
       { name: 'IBS_CONTEXT_DIR', value: `${WORKSPACE}/context` },
       allowSelfSignedCertsEnv(input),
     ],
