@@ -197,6 +197,8 @@ describe('loadConfig', () => {
   it('collects the secrets to mask', () => {
     const config = loadConfig({ ...required, DOCKERHUB_USERNAME: 'u', DOCKERHUB_PASSWORD: 'registry-secret', IMAGE_BUILDER_SCANNER_ENV: '{"SNYK_TOKEN":"snyk-secret-token"}' });
     expect(config.secrets).toEqual(expect.arrayContaining(['pg-secret-value', 'minio-secret-value', 'registry-secret', 'snyk-secret-token']));
+    // What a builder's docker config holds as `auth` and a client sends as `Authorization: Basic`.
+    expect(config.secrets).toContain(Buffer.from('u:registry-secret').toString('base64'));
   });
 
   it("sends a private registry's credentials to the allowed target registries only, unless REGISTRY_CREDENTIAL_HOSTS says otherwise", () => {

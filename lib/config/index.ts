@@ -25,6 +25,7 @@ import { readAuth, type AuthConfig } from './auth';
 import { readBuildLogs, type BuildLogsConfig } from './build-logs';
 import { readTracing, type TracingConfig } from './tracing';
 import { mirrorSecrets } from '../dependencies/mirrors';
+import { basicCredentials } from '../logs/redact';
 import { EnvReader, type Env } from './env-reader';
 import {
   readImageBuilder,
@@ -154,6 +155,9 @@ function secretsOf(config: Config): string[] {
   const candidates = [
     config.postgres.password,
     config.registry.password,
+    // Builders given the configured pair (a private registry) hold it as `auth` in their docker config, and a
+    // client in a RUN step sends it as `Authorization: Basic`.
+    config.registry.username && config.registry.password ? basicCredentials(config.registry.username, config.registry.password) : undefined,
     storage.type === 'minio' || storage.type === 's3' ? storage.secretKey : undefined,
     storage.type === 'azure' ? storage.accountKey : undefined,
     storage.type === 'azure' ? storage.connectionString : undefined,

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../config';
 import { dependencyDockerfile } from './dockerfile';
+import { redact } from '../logs/redact';
 import { mirrorBuildArgs, mirrorBuildSecrets, mirrorSecrets } from './mirrors';
 
 describe('mirrorBuildArgs', () => {
@@ -33,9 +34,26 @@ describe('mirrorBuildArgs', () => {
 });
 
 describe('mirrorSecrets', () => {
-  it('masks a proxy password in both its encoded and decoded forms, and the whole URL', () => {
-    expect(mirrorSecrets({ httpProxy: 'http://u:p%40ss@proxy:3128' })).toEqual(['p@ss', 'p%40ss', 'http://u:p%40ss@proxy:3128']);
+  const basic = (pair: string) => Buffer.from(pair).toString('base64');
+
+  it('masks a proxy password in both its encoded and decoded forms, the whole URL, and the Basic token of both forms', () => {
+    expect(mirrorSecrets({ httpProxy: 'http://u:p%40ss@proxy:3128' })).toEqual(['p@ss', 'p%40ss', basic('u:p@ss'), basic('u:p%40ss'), 'http://u:p%40ss@proxy:3128']);
     expect(mirrorSecrets({ httpProxy: 'http://proxy:3128', pythonIndex: 'https://pypi.org/simple' })).toEqual([]);
+  });
+
+  it('decodes the user too, and lists the token once when nothing was encoded', () => {
+    expect(mirrorSecrets({ pythonIndex: 'https://b%40t:t0ken@pypi.internal/simple/' })).toEqual(expect.arrayContaining([basic('b@t:t0ken'), basic('b%40t:t0ken')]));
+    expect(mirrorSecrets({ cranMirror: 'https://u:cran-pass@cran.internal/' }).filter((s) => s === basic('u:cran-pass'))).toHaveLength(1);
+  });
+
+  it('lets the build log mask the Proxy-Authorization a verbose curl or pip prints', () => {
+    const dependencies = { httpProxy: 'http://proxy-user:pr%3Axy-pass@proxy:3128', pythonIndex: 'https://bot:idx-pass@pypi.internal/simple/' };
+    const printed = [
+      `> Proxy-Authorization: Basic ${basic('proxy-user:pr:xy-pass')}`,
+      `Authorization: Basic ${basic('bot:idx-pass')}`,
+    ].join('\n');
+    const masked = redact(printed, mirrorSecrets(dependencies));
+    expect(masked).toBe('> Proxy-Authorization: Basic *****\nAuthorization: Basic *****');
   });
 });
 

@@ -11,6 +11,7 @@
  * the image.
  */
 import type { DependenciesConfig } from '../config/build';
+import { basicCredentials } from '../logs/redact';
 
 /**
  * The predefined proxy arguments that carry the proxy's URL, credentials included. BuildKit keeps them out of the
@@ -64,14 +65,21 @@ function withoutCredentials(value: string): string {
   return url.href;
 }
 
-/** The parts of the mirror settings that are credentials (a proxy or index URL's user:password), for masking. */
+/**
+ * The parts of the mirror settings that are credentials (a proxy or index URL's user:password), for masking: the
+ * password, the whole URL, and the Basic token a RUN step's client sends the proxy or index with them, which
+ * `curl -v` and `pip -vvv` print (`Proxy-Authorization: Basic …`). Clients decode the URL's user and password
+ * before encoding the token; the still-encoded form is there for those that do not.
+ */
 export function mirrorSecrets(dependencies: DependenciesConfig): string[] {
   const secrets: string[] = [];
   for (const value of [dependencies.httpProxy, dependencies.pythonIndex, dependencies.cranMirror]) {
     if (!value) continue;
     const url = new URL(value);
-    if (url.password) secrets.push(decodeURIComponent(url.password), url.password);
-    if (url.username && url.password) secrets.push(value);
+    if (!url.password) continue;
+    const password = decodeURIComponent(url.password);
+    secrets.push(password, url.password, basicCredentials(decodeURIComponent(url.username), password), basicCredentials(url.username, url.password));
+    if (url.username) secrets.push(value);
   }
   return [...new Set(secrets)];
 }

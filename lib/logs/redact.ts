@@ -15,6 +15,15 @@ export function redact(text: string, secrets: readonly string[]): string {
   return out;
 }
 
+/**
+ * The token of `Authorization: Basic` (and `Proxy-Authorization: Basic`) for a user and password: what a client sends,
+ * and a verbose one prints (`curl -v`, `pip -vvv`), and what a docker config keeps as `auth`. Masking the password
+ * and its own base64 does not catch it, so lists of secrets carry it as well.
+ */
+export function basicCredentials(user: string, password: string): string {
+  return Buffer.from(`${user}:${password}`).toString('base64');
+}
+
 const URL_PATTERN = /\b[a-z][a-z0-9+.-]*:\/\/[^\s"'<>`]+/gi;
 
 /**

@@ -214,6 +214,9 @@ describe('hostile builds', () => {
       // The steps print the proxy, the index argument and the index secret: the stored log must mask the credentials.
       'RUN echo "proxy=$HTTP_PROXY index=$PIP_INDEX_URL" && echo built > /built.txt',
       'RUN --mount=type=secret,id=PIP_INDEX_URL,env=INDEX echo "secret-index=$INDEX"',
+      // As `curl -v` and `pip -vvv` do through the proxy and the index: the Basic token of the URLs' user:password.
+      'RUN p=${HTTP_PROXY#http://} && echo "> Proxy-Authorization: Basic $(printf %s "${p%%@*}" | base64)"',
+      'RUN --mount=type=secret,id=PIP_INDEX_URL,env=INDEX i=${INDEX#http://} && echo "> Index-Authorization: Basic $(printf %s "${i%%@*}" | base64)"',
       '',
     ].join('\n');
     const id = await submitted(buildForm({ image: `${BASIC_REGISTRY}/${repository}:${tag}` }, await contextOf({ Dockerfile: dockerfile })));
@@ -227,6 +230,8 @@ describe('hostile builds', () => {
     // The steps ran and printed their lines: the argument without credentials, the secret with them, masked.
     expect(log).toMatch(/ index=http:\/\/127\.0\.0\.1:9\/simple\/?\s/);
     expect(log).toMatch(/secret-index=\S*\*{3,}/);
+    expect(log).toMatch(/> Proxy-Authorization: Basic \*{5}\s/);
+    expect(log).toMatch(/> Index-Authorization: Basic \*{5}\s/);
 
     const history = await h.stack.client.workflow.getHandle(workflowIdForBuild(id)).fetchHistory();
     material.push({ label: 'Temporal history', text: historyText(history) });
@@ -258,6 +263,7 @@ describe('hostile builds', () => {
       registryPassword,
       Buffer.from(`${PUSH_USER}:${registryPassword}`).toString('base64'),
       proxyPassword,
+      Buffer.from(`hostile-proxy:${proxyPassword}`).toString('base64'),
       indexPassword,
       Buffer.from(`hostile-index:${indexPassword}`).toString('base64'),
     ];
