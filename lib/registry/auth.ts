@@ -7,6 +7,7 @@
  */
 import { preferredChallenge, type Challenge } from './challenge';
 import { hopRefusal, hostOfUrl } from '../policy/addresses';
+import { MAX_SMALL_ANSWER_BYTES, readCapped, type Answer } from './body';
 import { RegistryError } from './errors';
 import type { Transport } from './transport';
 
@@ -123,7 +124,7 @@ export class RegistryAuthenticator {
         body: oauthForm({ grant_type: 'refresh_token', refresh_token: refreshToken, service, client_id: CLIENT_ID }, scopes),
       })).catch(fallBackOnNetworkError);
       if (!res) return undefined;
-      const answer = await readToken(res);
+      const answer = await readToken(res, registry, realm);
       if (answer) {
         if (answer.refresh_token) this.refreshTokens.set(refreshKey, answer.refresh_token);
         return answer;
@@ -148,7 +149,7 @@ export class RegistryAuthenticator {
       await res.body?.cancel();
       throw creds ? unauthorized(registry) : credentialsRequired(registry);
     }
-    const answer = await readToken(res);
+    const answer = await readToken(res, registry, realm);
     if (answer?.refresh_token && creds) this.refreshTokens.set(refreshKey, answer.refresh_token);
     return answer;
   }
@@ -195,12 +196,22 @@ function oauthForm(fields: Record<string, string | undefined>, scopes: string[])
 }
 
 /** The token in a 2xx answer, or undefined (the body is consumed either way). */
-async function readToken(res: { ok: boolean; json(): Promise<unknown>; body: { cancel(): Promise<void> } | null }): Promise<TokenAnswer | undefined> {
+async function readToken(res: Answer & { ok: boolean }, registry: string, realm: URL): Promise<TokenAnswer | undefined> {
   if (!res.ok) {
     await res.body?.cancel();
     return undefined;
   }
-  const answer = (await res.json().catch(() => ({}))) as TokenAnswer;
+  const body = await readCapped(res, MAX_SMALL_ANSWER_BYTES, () => new RegistryError(
+    'registry_answer_too_large',
+    `the token server ${realm.host} that ${registry} named answered with more than ${MAX_SMALL_ANSWER_BYTES / 1024} KiB, more than any token needs; check the registry's token realm (its auth configuration)`,
+    false,
+  ));
+  let answer: TokenAnswer;
+  try {
+    answer = (JSON.parse(body.toString('utf8')) ?? {}) as TokenAnswer;
+  } catch {
+    return undefined;
+  }
   return answer.token || answer.access_token ? answer : undefined;
 }
 

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { RequestInit, Response } from 'undici';
 import { RegistryAuthenticator, credentialsRequired, unauthorized, type CredentialsLookup } from './auth';
+import { MAX_MANIFEST_BYTES, MAX_SMALL_ANSWER_BYTES, readCapped, readPrefix } from './body';
 import { preferredChallenge } from './challenge';
 import { redactSignedUrls } from '../logs/redact';
 import { RegistryError, isRetryableStatus, type RegistryErrorCode } from './errors';
@@ -63,7 +64,11 @@ export class RegistryClient {
       throw new RegistryError('manifest_not_found', `${registry}/${repository}@${reference} is not in the registry`, false);
     }
     await expectOk(res, registry, repository);
-    const body = Buffer.from(await res.arrayBuffer());
+    const body = await readCapped(res, MAX_MANIFEST_BYTES, () => new RegistryError(
+      'registry_answer_too_large',
+      `${registry} served ${repository}@${reference} as a manifest over ${MAX_MANIFEST_BYTES / 1024 / 1024} MiB, more than the OCI distribution spec asks registries to accept, so no image needs one; check the image reference and that the registry serves images`,
+      false,
+    ));
     const digest = sha256(body);
     if (reference.startsWith('sha256:') && digest !== reference) {
       throw new RegistryError('registry_error', `${registry} served content for ${reference} whose digest is ${digest}`, false);
@@ -269,7 +274,8 @@ function forbiddenMessage(registry: string, repository: string): string {
  * distribution's JSON), signed URLs removed.
  */
 async function errorBody(res: Response): Promise<{ codes: string[]; text: string }> {
-  const raw = await res.text().catch(() => '');
+  // Only quoted, so a long answer is cut rather than refused.
+  const raw = (await readPrefix(res, MAX_SMALL_ANSWER_BYTES).catch(() => Buffer.alloc(0))).toString('utf8');
   let text = raw.trim();
   let codes: string[] = [];
   try {

@@ -23,6 +23,8 @@ export type RegistryErrorCode =
   | 'registry_redirect_refused'
   /** A host name the operator did not list resolved, when the service connected, to an internal address. */
   | 'registry_address_refused'
+  /** A manifest, token answer or error body larger than any real one (lib/registry/body.ts): read no further. */
+  | 'registry_answer_too_large'
   | 'registry_error';
 
 export class RegistryError extends Error {
