@@ -2,6 +2,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { describe, expect, it } from 'vitest';
 import { BuildFailedError } from '../lib/executors/executor';
 import { PolicyViolation } from '../lib/policy/errors';
+import { SourceImageError } from '../lib/sources/push-image';
 import { sourceStepFailure } from './sources';
 
 const failureOf = (err: unknown) => sourceStepFailure(err, 'scan_failed', ['canary-secret-1']) as ApplicationFailure;
@@ -25,5 +26,14 @@ describe('sourceStepFailure', () => {
     const failure = failureOf(new Error('connection to canary-secret-1@host reset'));
     expect([failure.type, failure.nonRetryable]).toEqual(['scan_failed', false]);
     expect(failure.message).not.toContain('canary-secret-1');
+  });
+
+  it('records a source image failure as source_image_unavailable, its reason and the registry\'s answer as evidence', () => {
+    const failure = failureOf(new SourceImageError('the index is nested too deep', false, 'source_index_too_deep'));
+    expect([failure.type, failure.nonRetryable]).toEqual(['source_image_unavailable', true]);
+    expect(failure.details).toEqual([{ reason: 'source_index_too_deep' }]);
+    const registry = failureOf(new SourceImageError('cannot read the source image', true, 'registry_error', { registry: 'r.example', registryStatus: '503' }));
+    expect([registry.type, registry.nonRetryable]).toEqual(['source_image_unavailable', false]);
+    expect(registry.details).toEqual([{ registry: 'r.example', registryStatus: '503', reason: 'registry_error' }]);
   });
 });

@@ -55,7 +55,7 @@ export function sourceStepFailure(err: unknown, code: string, secrets: readonly 
   if (err instanceof PolicyViolation) return fail(err.code, err.message, false);
   // A scan pod deleted under the scan (a node drain) may not meet another attempt; a refused image always would.
   if (err instanceof BuildFailedError) return fail(err.code, err.message, err.transient, err.evidence);
-  if (err instanceof SourceImageError) return fail('source_image_unavailable', err.message, err.retryable);
+  if (err instanceof SourceImageError) return fail('source_image_unavailable', err.message, err.retryable, { ...err.evidence, reason: err.reason });
   if (err instanceof StoredImageMissingError) return fail('image_missing', err.message, false);
   if (err instanceof RegistryError) return fail(code, err.message, err.retryable, err.evidence);
   if (err instanceof StorageError) return fail(code, err.message, true);

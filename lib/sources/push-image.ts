@@ -7,6 +7,7 @@
 import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { RegistryError, type RegistryClient } from '../registry/client';
+import type { RegistryErrorCode } from '../registry/errors';
 import type { ObjectStore } from '../storage/object-store';
 import { imageBlobKey, INDEX_TYPES, MANIFEST_TYPES, type Descriptor } from './image-plan';
 import { lazyStream, readAll, readImagePlan } from './image-store';
@@ -24,15 +25,106 @@ export interface PushObserver {
   heartbeat(): void;
 }
 
-/** The source (not the target) failed: the image to copy is missing, refused or unreachable. */
+/**
+ * Why a source image could not be read (docs/errors.md, the evidence of `source_image_unavailable`): the registry
+ * client's code for a failed request, or what was wrong with what the registry served.
+ */
+export type SourceImageReason =
+  | RegistryErrorCode
+  /** Indexes nested deeper than MAX_INDEX_DEPTH. */
+  | 'source_index_too_deep'
+  /** More than MAX_SOURCE_MANIFESTS manifests and indexes under the root. */
+  | 'source_too_many_manifests'
+  /** A manifest or index that is not JSON, or an image manifest without a config. */
+  | 'source_manifest_invalid'
+  /** Neither an image manifest nor an index. */
+  | 'source_media_type_unsupported';
+
+/** The source (not the target) failed: the image to copy is missing, refused, unreachable or not an image. */
 export class SourceImageError extends Error {
   override readonly name = 'SourceImageError';
   constructor(
     message: string,
     readonly retryable: boolean,
+    readonly reason: SourceImageReason,
+    /** What the registry answered, when a request failed (RegistryError's evidence). */
+    readonly evidence?: Record<string, string>,
   ) {
     super(message);
   }
+}
+
+/**
+ * How deep indexes may nest in a source image. A real image needs at most 2 levels (an index of platform manifests,
+ * or one index of such indexes); a registry a consumer names could serve any depth, and each level multiplies what
+ * is read, so 4 leaves room for odd tooling and no more.
+ */
+export const MAX_INDEX_DEPTH = 4;
+
+/**
+ * Manifests and indexes read for one source image, each digest counted once. A multi-platform image with its
+ * attestations has tens; a wide tree from a hostile registry stops here instead of costing a request per leaf.
+ */
+export const MAX_SOURCE_MANIFESTS = 1000;
+
+/** A manifest or index as far as copying and scanning read it. */
+export interface ManifestDoc {
+  mediaType?: string;
+  manifests?: (Descriptor & { platform?: { os?: string; architecture?: string; variant?: string }; annotations?: Record<string, string> })[];
+  config?: Descriptor;
+  layers?: Descriptor[];
+}
+
+/**
+ * The parsed manifest `digest` of `image`. What a registry serves is untrusted: anything but a JSON object whose
+ * descriptors name sha256 digests is the source's fault, refused with its code instead of crashing further on.
+ */
+export function parseManifest(body: Buffer, image: string, digest: string): ManifestDoc {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(body.toString('utf8'));
+  } catch {
+    doc = undefined;
+  }
+  if (!isObject(doc) || !isDescriptorList(doc.manifests) || !isDescriptorList(doc.layers) || (doc.config !== undefined && !isDescriptor(doc.config)) || (doc.mediaType !== undefined && typeof doc.mediaType !== 'string')) {
+    throw new SourceImageError(`the manifest ${digest} of ${image} is not a JSON image manifest or index with sha256 descriptors; check that the reference names an image`, false, 'source_manifest_invalid');
+  }
+  return doc as ManifestDoc;
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isDescriptor = (v: unknown): boolean => isObject(v) && typeof v.digest === 'string' && /^sha256:[a-f0-9]{64}$/.test(v.digest);
+const isDescriptorList = (v: unknown): boolean => v === undefined || (Array.isArray(v) && v.every(isDescriptor));
+
+/** Counts the manifests one walk of a source image reads: each digest once, at most MAX_SOURCE_MANIFESTS of them. */
+export class ManifestBudget {
+  private readonly seen = new Set<string>();
+
+  constructor(private readonly image: string) {}
+
+  /** True the first time `digest` is met (read it), false after (already handled); throws past the budget. */
+  first(digest: string): boolean {
+    if (this.seen.has(digest)) return false;
+    if (this.seen.size >= MAX_SOURCE_MANIFESTS) {
+      throw new SourceImageError(
+        `${this.image} holds more than ${MAX_SOURCE_MANIFESTS} manifests and indexes, far more than any image; check the reference, or name one platform's manifest by its digest`,
+        false,
+        'source_too_many_manifests',
+      );
+    }
+    this.seen.add(digest);
+    return true;
+  }
+}
+
+/** An index at `depth` (the root is 0) may not hold further indexes once MAX_INDEX_DEPTH levels are reached. */
+export function checkIndexDepth(image: string, digest: string, depth: number): void {
+  if (depth < MAX_INDEX_DEPTH) return;
+  throw new SourceImageError(
+    `the index ${digest} of ${image} is nested more than ${MAX_INDEX_DEPTH} indexes deep, where an image needs at most 2; check the reference, or name one platform's manifest by its digest`,
+    false,
+    'source_index_too_deep',
+  );
 }
 
 /** The plan or one of its blobs is gone from object storage (deleted by a lifecycle rule or a person). */
@@ -76,24 +168,31 @@ export async function resolveSourceDigest(registry: RegistryClient, source: Sour
 
 /** Copies the manifest (or index, with every manifest under it) `digest` of `source` to `target`. */
 export async function copyRegistryImage(registry: RegistryClient, source: SourceReference, digest: string, target: Repository, observer: PushObserver): Promise<string> {
-  await copyManifest(registry, source, digest, target, observer, 0);
-  observer.log(`[ibs] copied ${source.registry}/${source.repository}@${digest}\n`);
+  const image = `${source.registry}/${source.repository}`;
+  await copyManifest(registry, source, digest, target, observer, new ManifestBudget(`${image}@${digest}`), 0);
+  observer.log(`[ibs] copied ${image}@${digest}\n`);
   return digest;
 }
 
-async function copyManifest(registry: RegistryClient, source: SourceReference, digest: string, target: Repository, observer: PushObserver, depth: number): Promise<void> {
+/**
+ * Copies the manifest or index `digest`, children first. A digest met again under another index was copied the
+ * first time (children are copied one after the other), so it is neither read nor put again.
+ */
+async function copyManifest(registry: RegistryClient, source: SourceReference, digest: string, target: Repository, observer: PushObserver, budget: ManifestBudget, depth: number): Promise<void> {
+  if (!budget.first(digest)) return;
   observer.heartbeat();
+  const image = `${source.registry}/${source.repository}`;
   const manifest = await fromSource(source, () => registry.getManifest(source.registry, source.repository, digest));
-  const doc = JSON.parse(manifest.body.toString('utf8')) as { mediaType?: string; manifests?: Descriptor[]; config?: Descriptor; layers?: Descriptor[] };
+  const doc = parseManifest(manifest.body, image, digest);
   const mediaType = doc.mediaType ?? manifest.mediaType;
   if (INDEX_TYPES.includes(mediaType)) {
-    if (depth >= 4) throw new SourceImageError(`${source.registry}/${source.repository}@${digest} nests indexes more than 4 deep`, false);
-    for (const child of doc.manifests ?? []) await copyManifest(registry, source, child.digest, target, observer, depth + 1);
+    checkIndexDepth(image, digest, depth);
+    for (const child of doc.manifests ?? []) await copyManifest(registry, source, child.digest, target, observer, budget, depth + 1);
   } else if (MANIFEST_TYPES.includes(mediaType)) {
     const blobs = [doc.config, ...(doc.layers ?? [])].filter((b): b is Descriptor => Boolean(b));
     await forEachLimited(blobs, PARALLEL_BLOBS, (blob) => copyBlob(registry, source, blob, target, observer));
   } else {
-    throw new SourceImageError(`${source.registry}/${source.repository}@${digest} has the media type ${mediaType}, which is neither an image manifest nor an index`, false);
+    throw new SourceImageError(`${image}@${digest} has the media type ${mediaType}, which is neither an image manifest nor an index; check that the reference names an image`, false, 'source_media_type_unsupported');
   }
   await registry.putManifest(target.registry, target.repository, digest, mediaType, manifest.body);
 }
@@ -120,7 +219,7 @@ async function fromSource<T>(source: SourceReference, call: () => Promise<T>): P
   } catch (err) {
     if (err instanceof RegistryError) {
       const what = `${source.registry}/${source.repository}@${source.reference}`;
-      throw new SourceImageError(`cannot read the source image ${what}: ${err.message}`, err.retryable);
+      throw new SourceImageError(`cannot read the source image ${what}: ${err.message}`, err.retryable, err.code, err.evidence);
     }
     throw err;
   }

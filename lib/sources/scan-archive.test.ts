@@ -9,6 +9,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { indexTar } from '../registry/image-archive';
 import { spoolImageArchive } from './image-archive';
 import { MEDIA_TYPES } from './image-plan';
+import { SourceImageError } from './push-image';
 import { scanTargetsOf, writeScanArchive, type ImageContent } from './scan-archive';
 
 const sha256 = (b: Buffer | string) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
@@ -100,5 +101,29 @@ describe('the scan archive of an image that needs no build', () => {
       { platform: 'linux/arm64/v8', digest: arm.digest },
     ]);
     expect(await scanTargetsOf(contentOf(blobs), amd.digest)).toEqual([{ platform: 'image', digest: amd.digest }]);
+  });
+
+  it('reads each manifest of an index tree once and refuses indexes nested too deep', async () => {
+    const blobs = new Map<string, { body: Buffer; mediaType: string }>();
+    const amd = await imageIn(blobs, 'amd64');
+    const indexOf = (digest: string, tag: string) => {
+      const body = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPES.ociIndex, manifests: [{ mediaType: MEDIA_TYPES.ociManifest, digest, size: 1 }], annotations: { tag } }));
+      blobs.set(sha256(body), { body, mediaType: MEDIA_TYPES.ociIndex });
+      return sha256(body);
+    };
+    const reads: string[] = [];
+    const content = contentOf(blobs);
+    const counted: ImageContent = { ...content, manifest: (d) => (reads.push(d), content.manifest(d)) };
+    const shared = indexOf(amd.digest, 'shared');
+    const both = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPES.ociIndex, manifests: [shared, shared].map((digest) => ({ mediaType: MEDIA_TYPES.ociIndex, digest, size: 1 })) }));
+    blobs.set(sha256(both), { body: both, mediaType: MEDIA_TYPES.ociIndex });
+    expect(await scanTargetsOf(counted, sha256(both))).toEqual([{ platform: 'image', digest: amd.digest }]);
+    expect(reads).toEqual([sha256(both), shared, amd.digest]);
+
+    let deep = amd.digest;
+    for (let i = 0; i < 6; i++) deep = indexOf(deep, `level ${i}`);
+    const err = await scanTargetsOf(content, deep).then(() => undefined, (e: unknown) => e);
+    expect(err).toBeInstanceOf(SourceImageError);
+    expect(err).toMatchObject({ reason: 'source_index_too_deep' });
   });
 });

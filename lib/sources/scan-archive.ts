@@ -12,9 +12,9 @@ import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { pack as tarPack, type Pack } from 'tar-stream';
 import { RegistryError, type RegistryClient } from '../registry/client';
 import type { ObjectStore } from '../storage/object-store';
-import { imageBlobKey, INDEX_TYPES, MANIFEST_TYPES, MEDIA_TYPES, type Descriptor } from './image-plan';
+import { imageBlobKey, INDEX_TYPES, MANIFEST_TYPES, MEDIA_TYPES } from './image-plan';
 import { readAll, readImagePlan } from './image-store';
-import { SourceImageError, StoredImageMissingError } from './push-image';
+import { checkIndexDepth, ManifestBudget, parseManifest, SourceImageError, StoredImageMissingError, type ManifestDoc } from './push-image';
 import type { SourceReference } from './source-reference';
 
 /** Where an image's manifests and blobs are read from, by digest. */
@@ -29,37 +29,37 @@ export interface ScanTarget {
   digest: string;
 }
 
-interface ManifestDoc {
-  mediaType?: string;
-  manifests?: (Descriptor & { platform?: { os?: string; architecture?: string; variant?: string }; annotations?: Record<string, string> })[];
-  config?: Descriptor;
-  layers?: Descriptor[];
-}
-
-const MAX_INDEX_DEPTH = 4;
-
 /**
  * The images of `root` a scanner reads: the manifest itself, or every platform manifest under an index (nested
- * indexes followed). Attestation manifests (BuildKit's provenance and SBOM, platform unknown/unknown) hold no
- * filesystem and are skipped.
+ * indexes followed, each manifest read and scanned once, within the bounds of a copy). Attestation manifests
+ * (BuildKit's provenance and SBOM, platform unknown/unknown) hold no filesystem and are skipped.
  */
-export async function scanTargetsOf(content: ImageContent, root: string, platform = 'image', depth = 0): Promise<ScanTarget[]> {
-  const { doc, mediaType } = await manifestOf(content, root);
-  if (MANIFEST_TYPES.includes(mediaType)) return [{ platform, digest: root }];
-  if (!INDEX_TYPES.includes(mediaType) || depth >= MAX_INDEX_DEPTH) throw new SourceImageError(`${root} is neither an image manifest nor an index of at most ${MAX_INDEX_DEPTH} levels`, false);
+export async function scanTargetsOf(content: ImageContent, root: string): Promise<ScanTarget[]> {
   const targets: ScanTarget[] = [];
+  await collectTargets(content, root, 'image', 0, new ManifestBudget(root), targets);
+  return targets;
+}
+
+async function collectTargets(content: ImageContent, digest: string, platform: string, depth: number, budget: ManifestBudget, targets: ScanTarget[]): Promise<void> {
+  if (!budget.first(digest)) return;
+  const { doc, mediaType } = await manifestOf(content, digest);
+  if (MANIFEST_TYPES.includes(mediaType)) {
+    targets.push({ platform, digest });
+    return;
+  }
+  if (!INDEX_TYPES.includes(mediaType)) throw new SourceImageError(`${digest} has the media type ${mediaType}, which is neither an image manifest nor an index; check that the reference names an image`, false, 'source_media_type_unsupported');
+  checkIndexDepth('the image', digest, depth);
   for (const child of doc.manifests ?? []) {
     if (child.annotations?.['vnd.docker.reference.type'] === 'attestation-manifest' || child.platform?.os === 'unknown') continue;
     const p = child.platform ? [child.platform.os, child.platform.architecture, child.platform.variant].filter(Boolean).join('/') : platform;
-    targets.push(...(await scanTargetsOf(content, child.digest, p, depth + 1)));
+    await collectTargets(content, child.digest, p, depth + 1, budget, targets);
   }
-  return targets;
 }
 
 /** Writes the image manifest `digest` as a docker save archive that is also an OCI layout, to `path`. */
 export async function writeScanArchive(content: ImageContent, digest: string, path: string): Promise<void> {
   const { doc, body, mediaType } = await manifestOf(content, digest);
-  if (!MANIFEST_TYPES.includes(mediaType) || !doc.config) throw new SourceImageError(`${digest} is not an image manifest with a config`, false);
+  if (!MANIFEST_TYPES.includes(mediaType) || !doc.config) throw new SourceImageError(`${digest} is not an image manifest with a config; check that the reference names an image`, false, 'source_manifest_invalid');
   const blobPath = (d: string) => `blobs/sha256/${d.slice('sha256:'.length)}`;
   const archive = tarPack();
   const written = pipeline(archive, createWriteStream(path, { flags: 'wx', mode: 0o600 }));
@@ -113,7 +113,7 @@ export function registryImageContent(registry: RegistryClient, source: Pick<Sour
     try {
       return await call();
     } catch (err) {
-      if (err instanceof RegistryError) throw new SourceImageError(`cannot read ${digest} of the source image ${source.registry}/${source.repository}: ${err.message}`, err.retryable);
+      if (err instanceof RegistryError) throw new SourceImageError(`cannot read ${digest} of the source image ${source.registry}/${source.repository}: ${err.message}`, err.retryable, err.code, err.evidence);
       throw err;
     }
   };
@@ -131,12 +131,7 @@ export function registryImageContent(registry: RegistryClient, source: Pick<Sour
 
 async function manifestOf(content: ImageContent, digest: string): Promise<{ doc: ManifestDoc; body: Buffer; mediaType: string }> {
   const { body, mediaType } = await content.manifest(digest);
-  let doc: ManifestDoc;
-  try {
-    doc = JSON.parse(body.toString('utf8')) as ManifestDoc;
-  } catch {
-    throw new SourceImageError(`the manifest ${digest} is not JSON`, false);
-  }
+  const doc = parseManifest(body, 'the image', digest);
   return { doc, body, mediaType: doc.mediaType ?? mediaType };
 }
 
