@@ -20,6 +20,7 @@ import { ensureWorkflowStarted, findIdenticalBuild } from './reuse';
 import { imageArchiveSource } from './sources';
 import type { BuildUpload } from './upload';
 import { startWorkflowOf } from './workflow-starter';
+import { logProblem } from '../../lib/telemetry';
 import { currentTraceId } from '../../lib/telemetry/tracing';
 
 export interface Submission {
@@ -138,9 +139,7 @@ async function removeUnrecordedContext(deps: ApiDeps, upload: BuildUpload, conte
     await deps.storage.delete(contextKey);
   } catch (err) {
     const reason = err instanceof Error ? err.message : String(err);
-    const logger = deps.telemetry?.logger;
-    if (logger) logger.warn({ contextKey, reason }, 'removing a context no build names failed; it stays in object storage');
-    else console.warn(`removing the context ${contextKey}, which no build names, failed: ${reason}`);
+    logProblem(deps.telemetry, 'warn', { contextKey, reason }, 'removing a context no build names failed; it stays in object storage');
   }
 }
 
@@ -195,9 +194,7 @@ export async function startBuildWorkflow(deps: ApiDeps, record: BuildRecord, res
     await startWorkflowOf(deps, record, { resume });
   } catch (err) {
     await deps.builds.markFailed(record.id, { code: 'workflow_start_failed', message: 'the build could not be started; submit it again' });
-    const logger = deps.telemetry?.logger;
-    if (logger) logger.error({ err, buildId: record.id }, 'starting the build workflow failed');
-    else console.error(`starting workflow for build ${record.id} failed`, err);
+    logProblem(deps.telemetry, 'error', { err, buildId: record.id }, 'starting the build workflow failed');
     throw new ApiError(503, 'temporal_unavailable', 'the build could not be started because Temporal is unavailable; retry shortly');
   }
 }

@@ -11,6 +11,7 @@ import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError } from '@te
 import type { BuildRecord } from '../../lib/db/builds-repository';
 import { searchAttributes, workflowIdForBuild, type ImageBuildInput, type ResumePoint } from '../../workflows/definitions';
 import type { imageBuild } from '../../workflows/image-build';
+import { logProblem } from '../../lib/telemetry';
 import { inCurrentTrace } from '../../lib/telemetry/tracing';
 import type { ApiDeps } from '../deps';
 
@@ -139,9 +140,7 @@ export class WorkflowStarter {
   }
 
   private log(level: 'warn' | 'error', fields: Record<string, unknown>, message: string): void {
-    const logger = this.deps.telemetry?.logger;
-    if (logger) logger[level](fields, message);
-    else console[level](message, fields);
+    logProblem(this.deps.telemetry, level, fields, message);
   }
 }
 

@@ -22,5 +22,14 @@ export function createTelemetry(
   };
 }
 
+/**
+ * A problem the caller carries on from, through the process's logger, or the console where none is wired (an app
+ * built without telemetry, as some tests build it).
+ */
+export function logProblem(telemetry: Pick<Telemetry, 'logger'> | undefined, level: 'warn' | 'error', fields: Record<string, unknown>, message: string): void {
+  if (telemetry) telemetry.logger[level](fields, message);
+  else console[level](message, fields);
+}
+
 export { createLogger, errorText, type Logger } from './logger';
 export { ServiceMetrics } from './metrics';
