@@ -7,7 +7,7 @@
  */
 import { preferredChallenge, type Challenge } from './challenge';
 import { hopRefusal, hostOfUrl } from '../policy/addresses';
-import { MAX_SMALL_ANSWER_BYTES, readCapped, type Answer } from './body';
+import { MAX_SMALL_ANSWER_BYTES, readCappedJson, type Answer } from './body';
 import { RegistryError } from './errors';
 import type { Transport } from './transport';
 
@@ -201,18 +201,12 @@ async function readToken(res: Answer & { ok: boolean }, registry: string, realm:
     await res.body?.cancel();
     return undefined;
   }
-  const body = await readCapped(res, MAX_SMALL_ANSWER_BYTES, () => new RegistryError(
+  const answer = (await readCappedJson(res, MAX_SMALL_ANSWER_BYTES, () => new RegistryError(
     'registry_answer_too_large',
     `the token server ${realm.host} that ${registry} named answered with more than ${MAX_SMALL_ANSWER_BYTES / 1024} KiB, more than any token needs; check the registry's token realm (its auth configuration)`,
     false,
-  ));
-  let answer: TokenAnswer;
-  try {
-    answer = (JSON.parse(body.toString('utf8')) ?? {}) as TokenAnswer;
-  } catch {
-    return undefined;
-  }
-  return answer.token || answer.access_token ? answer : undefined;
+  ))) as TokenAnswer | null | undefined;
+  return answer?.token || answer?.access_token ? answer : undefined;
 }
 
 /** The token server being down is no reason to fail: the registry may still take Basic credentials. */

@@ -33,6 +33,16 @@ export async function readCapped(res: Answer, limit: number, tooLarge: () => Reg
   return bytes;
 }
 
+/** The body as JSON, read as readCapped reads it; undefined when it is not JSON (the caller judges what it needs). */
+export async function readCappedJson(res: Answer, limit: number, tooLarge: () => RegistryError): Promise<unknown> {
+  const body = await readCapped(res, limit, tooLarge);
+  try {
+    return JSON.parse(body.toString('utf8')) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The body's first `limit` bytes, the rest cancelled unread: for text that is only quoted (an error answer). */
 export async function readPrefix(res: Answer, limit: number): Promise<Buffer> {
   return (await readUpTo(res, limit)).bytes;

@@ -8,7 +8,7 @@
 import type { Agent } from 'node:https';
 import { ClientSecretCredential } from '@azure/identity';
 import type { RegistryCredentials } from '../auth';
-import { MAX_SMALL_ANSWER_BYTES, readCapped } from '../body';
+import { MAX_SMALL_ANSWER_BYTES, readCappedJson } from '../body';
 import { RegistryError } from '../errors';
 import type { AcrConfig } from '../../config/registry';
 import type { Transport } from '../transport';
@@ -64,24 +64,15 @@ export class AcrCredentials {
       headers: { 'content-type': 'application/x-www-form-urlencoded' },
       body: new URLSearchParams({ grant_type: 'access_token', service: host, tenant: this.config.tenantId, access_token: accessToken }).toString(),
     });
-    const body = await readCapped(res, MAX_SMALL_ANSWER_BYTES, () => new RegistryError(
+    const answer = (await readCappedJson(res, MAX_SMALL_ANSWER_BYTES, () => new RegistryError(
       'registry_answer_too_large',
       `ACR ${host} token exchange answered with more than ${MAX_SMALL_ANSWER_BYTES / 1024} KiB, more than any token needs; check that ${host} is an Azure container registry`,
       false,
-    ));
-    const answer = parsedOrEmpty(body);
-    if (!res.ok || !answer.refresh_token) {
+    ))) as { refresh_token?: string } | null | undefined;
+    if (!res.ok || !answer?.refresh_token) {
       throw exchangeFailed(`ACR ${host} token exchange`, res, '', `check that the service principal has the AcrPush role on ${host} and that AZURE_TENANT_ID is its tenant`);
     }
     return { value: answer.refresh_token, expiresAt: jwtExpiry(answer.refresh_token) ?? Date.now() + REFRESH_TOKEN_MS };
-  }
-}
-
-function parsedOrEmpty(body: Buffer): { refresh_token?: string } {
-  try {
-    return (JSON.parse(body.toString('utf8')) ?? {}) as { refresh_token?: string };
-  } catch {
-    return {};
   }
 }
 
