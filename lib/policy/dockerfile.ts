@@ -61,10 +61,11 @@ function platformArgs(platform: string): Record<string, string> {
 }
 
 export function readDockerfile(text: string, buildArgs: Record<string, string> = {}, platform = 'linux/amd64'): DockerfileFacts {
-  const { instructions } = parse(text);
+  const lines = text.replace(/^\uFEFF/, '').split(/\r?\n/);
+  const { instructions } = parse(lines);
   const facts: DockerfileFacts = { images: [], addUrls: [], entitlements: [], declaredArgs: [] };
   // BuildKit runs the image named by the first word of BUILDKIT_SYNTAX, or else of the detected syntax directive.
-  const detected = detectSyntax(text);
+  const detected = detectSyntax(lines);
   const syntax = buildArgs.BUILDKIT_SYNTAX !== undefined ? { value: buildArgs.BUILDKIT_SYNTAX.trim().split(' ', 1)[0]!, line: 0 } : detected;
   if (syntax?.value) {
     facts.frontend = { image: syntax.value, use: 'syntax', line: syntax.line };
@@ -254,10 +255,9 @@ function directivesOf(lines: readonly string[], comment: string, firstLine: numb
  * `# syntax=` directive counts, else a `// syntax=` one, else a file that is a JSON object with a string "syntax".
  * Its value is the image (the first word; a JSON one whole).
  */
-function detectSyntax(text: string): { value: string; line: number } | undefined {
-  let lines = text.replace(/^\uFEFF/, '').split(/\r?\n/);
-  const shebang = lines[0]!.startsWith('#!');
-  if (shebang) lines = lines.slice(1);
+function detectSyntax(dockerfileLines: readonly string[]): { value: string; line: number } | undefined {
+  const shebang = dockerfileLines[0]!.startsWith('#!');
+  const lines = shebang ? dockerfileLines.slice(1) : dockerfileLines;
   const first = shebang ? 2 : 1;
   const directive = directivesOf(lines, '#', first).syntax ?? directivesOf(lines, '//', first).syntax;
   if (directive) return { value: directive.value.split(' ', 1)[0]!, line: directive.line };
@@ -278,8 +278,7 @@ function detectSyntax(text: string): { value: string; line: number } | undefined
  * and heredoc bodies skipped, read with the escape character of the `# escape=` directive (the instruction parser
  * reads directives from the very first line, a `#!` one included, which ends them).
  */
-function parse(text: string): { instructions: Instruction[] } {
-  const lines = text.replace(/^\uFEFF/, '').split(/\r?\n/);
+function parse(lines: readonly string[]): { instructions: Instruction[] } {
   const directives = directivesOf(lines, '#', 1);
   let index = Object.keys(directives).length;
   const escape = directives.escape?.value === '`' ? '`' : '\\';
