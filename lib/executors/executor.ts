@@ -52,6 +52,11 @@ export interface BuildObserver {
   readonly signal: AbortSignal;
   /** Told when the build moves on to a step the consumer sees as a status of its own (the scanner starting). */
   phase?(step: 'scanning'): void;
+  /**
+   * Told the credentials the builder was handed that are not configured secrets (pull secrets read from Kubernetes,
+   * minted registry tokens): the build's log and errors mask them from then on.
+   */
+  mask?(values: readonly string[]): void;
 }
 
 /**

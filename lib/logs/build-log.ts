@@ -86,7 +86,7 @@ export class BuildLog {
     private readonly store: ObjectStore,
     private readonly settings: BuildLogSettings,
     private readonly buildId: string,
-    private readonly secrets: readonly string[],
+    private secrets: readonly string[],
     private readonly dir: string,
     private readonly fd: number,
     private state: SpoolState,
@@ -142,6 +142,15 @@ export class BuildLog {
     log.saveState();
     if (log.spooledBytes > state.storedBytes) log.schedule();
     return log;
+  }
+
+  /**
+   * Adds values this log masks from now on: the credentials an executor handed the builder for this build (pull
+   * secrets, minted registry tokens), which are not among the configured secrets the log was opened with.
+   */
+  mask(values: readonly string[]): void {
+    const added = values.filter((v) => v.length >= 4 && !this.secrets.includes(v));
+    if (added.length > 0) this.secrets = [...this.secrets, ...added];
   }
 
   /** Takes builder output as it comes; whole lines go to the spool at once, the rest waits for its newline. */

@@ -50,13 +50,23 @@ async function namespaceFor(prefix: string, labels: Record<string, string> = {})
  * Builds FROM busybox with a RUN step in `namespace` (and with `secrets`, a step that checks each); returns the
  * digest, the log and the pod as it ran.
  */
-async function buildIn(namespace: string, repository: string, settings: Partial<KubernetesExecutorSettings['imageBuilder']>, engine: 'buildkit' | 'kaniko', secrets?: Record<string, string>) {
+async function buildIn(
+  namespace: string,
+  repository: string,
+  settings: Partial<KubernetesExecutorSettings['imageBuilder']>,
+  engine: 'buildkit' | 'kaniko',
+  secrets?: Record<string, string>,
+  /** More RUN steps, and the builder's pull credentials. */
+  more: { steps?: string; pullCredentials?: KubernetesExecutorSettings['pullCredentials'] } = {},
+) {
   const marker = `step-${randomBytes(6).toString('hex')}`;
   const key = `contexts/cluster-engine-${randomBytes(8).toString('hex')}.tar.gz`;
   const secretSteps = Object.entries(secrets ?? {}).map(([id, value]) => `${secretCheckStep(id, value)}\n`).join('');
-  await store.put(key, await contextOf({ Dockerfile: `FROM ${address}:5000/${BASE_PATH}\nRUN echo ${marker} && echo ${marker} > /marker\n${secretSteps}` }), { contentType: 'application/gzip' });
+  await store.put(key, await contextOf({ Dockerfile: `FROM ${address}:5000/${BASE_PATH}\nRUN echo ${marker} && echo ${marker} > /marker\n${secretSteps}${more.steps ?? ''}` }), { contentType: 'application/gzip' });
   const job = buildJob(key, { repository: `${address}:5000/${repository}`, engine, timeoutSeconds: 900, secrets });
   const observer = recordingObserver();
+  const masked: string[] = [];
+  observer.mask = (values) => masked.push(...values);
   let running: Promise<V1Pod | undefined> | undefined;
   const log = observer.log;
   observer.log = (text) => {
@@ -69,15 +79,24 @@ async function buildIn(namespace: string, repository: string, settings: Partial<
     retentionSeconds: 0,
     heartbeatIntervalMs: 1_000,
     imageBuilder: { ...IMAGE_BUILDER, resources: { requests: { cpu: '250m' }, limits: { cpu: '1', memory: '1G' } }, ...settings },
+    pullCredentials: more.pullCredentials,
   }, { storage: store, insecureRegistry: true });
   const { digest } = await executor.run(job, observer);
-  return { digest, marker, text: observer.text(), pod: await running };
+  return { digest, marker, text: observer.text(), pod: await running, masked };
 }
 
 describe(`the other engines in real pods on ${NODE_NAME}`, () => {
   it('Kaniko runs in a user namespace of its own (hostUsers: false) with the default security context, builds and pushes', async () => {
     const namespace = await namespaceFor('ibs-kaniko');
-    const { digest, marker, text, pod } = await buildIn(namespace, 'ibs-cluster/kaniko', {}, 'kaniko');
+    // Kaniko's RUN steps run beside the executor and can read the mounted docker config (docs/kubernetes.md): the
+    // executor tells its observer the credentials in it, which the build activity then masks in the build's log.
+    const canary = `pull-canary-${randomBytes(6).toString('hex')}`;
+    const pullCredentials = { plain: [{ host: 'pull.example.invalid', user: 'puller', password: canary }] };
+    const steps = 'RUN cat /ibs/docker/config.json; echo; true\n';
+    const { digest, marker, text, pod, masked } = await buildIn(namespace, 'ibs-cluster/kaniko', {}, 'kaniko', undefined, { steps, pullCredentials });
+    const auth = Buffer.from(`puller:${canary}`).toString('base64');
+    expect(text).toContain(auth);
+    expect(masked).toEqual(expect.arrayContaining([canary, auth]));
     expect(text).toContain(marker);
     expect((await manifestOf('ibs-cluster/kaniko', digest)).digest).toBe(digest);
     expect(pod?.spec?.nodeName).toBe(NODE_NAME);

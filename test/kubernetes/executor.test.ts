@@ -43,6 +43,8 @@ describe('a successful build', () => {
     setBuilderLog('#1 [internal] load build definition from Dockerfile\n#2 DONE 0.1s\n');
     const job = buildJob(contextKey);
     const observer = recordingObserver();
+    const masked: string[] = [];
+    observer.mask = (values) => masked.push(...values);
     const name = builderPodName(job.buildId);
     let seen: Awaited<ReturnType<typeof readPod>>;
     const watcher = eventually(async () => {
@@ -63,6 +65,8 @@ describe('a successful build', () => {
     expect(observer.text()).toContain('#1 [internal] load build definition from Dockerfile');
     expect(observer.heartbeats()).toBeGreaterThan(1);
     expect(observer.text()).not.toContain('push-secret-value');
+    // The build activity masks what the pod's docker config holds in the build's log (activities/build-image.test.ts).
+    expect(masked).toEqual(expect.arrayContaining(['push-secret-value', Buffer.from('pusher:push-secret-value').toString('base64')]));
     await eventually(() => podGone(namespace, name), 'the pod to be deleted');
     await eventually(() => secretGone(namespace, `${name}-registry`), 'the registry secret to be deleted');
   });

@@ -25,7 +25,7 @@ import { fetchGateResults, gateStagingKeys } from './scan-gate';
 import { builderPodDisrupted, overdueDeletion, podProgress, runningStep } from './pod-state';
 import { PodWatch } from './pod-watch';
 import {
-  encodeDockerConfig, expandWildcardRegistryHosts, mergeDockerConfigs, parseDockerConfigSecret, plainCredentialsConfig, pullSecretNamesToMerge, type DockerConfig,
+  credentialValuesOf, encodeDockerConfig, expandWildcardRegistryHosts, mergeDockerConfigs, parseDockerConfigSecret, plainCredentialsConfig, pullSecretNamesToMerge, type DockerConfig,
 } from './pull-secrets';
 import { builderResourcesFor } from './resources';
 import { LogTail } from '../log-tail';
@@ -82,6 +82,7 @@ export class KubernetesExecutor implements BuildExecutor {
     if (mode === 'kaniko') await this.checkKanikoCompatible(job);
     const resources = builderResourcesFor(job.resources, this.options.imageBuilder.resources, this.options.imageBuilder.maxResources);
     const dockerConfig = await this.registryConfigFor(job);
+    observer.mask?.(credentialValuesOf(dockerConfig));
     const credentialsIssuedAt = new Date();
     const contextUrl = await this.deps.storage.presignGet(job.contextKey, this.options.contextUrlTtlSeconds);
     const gate = job.gate ? await this.podGateFor(job) : undefined;

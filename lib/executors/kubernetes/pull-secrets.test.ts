@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { BuildFailedError } from '../executor';
 import {
-  encodeDockerConfig, expandWildcardRegistryHosts, mergeDockerConfigs, parseDockerConfigSecret, plainCredentialsConfig, pullSecretNamesToMerge,
+  credentialValuesOf, encodeDockerConfig, expandWildcardRegistryHosts, mergeDockerConfigs, parseDockerConfigSecret, plainCredentialsConfig, pullSecretNamesToMerge,
 } from './pull-secrets';
 
 const auth = (user: string) => ({ auth: Buffer.from(`${user}:pw`).toString('base64') });
@@ -59,5 +59,22 @@ describe('pull secret merging', () => {
       expect((err as Error).message).not.toContain('hunter2');
     }
     expect(() => parseDockerConfigSecret('opaque', { password: 'x' })).toThrow(/kubernetes.io\/dockerconfigjson/);
+  });
+});
+
+describe('credentialValuesOf', () => {
+  it("gives each entry's password, tokens, auth and the password inside auth, and nothing for entries without them", () => {
+    const config = mergeDockerConfigs([
+      plainCredentialsConfig([{ host: 'a.example', user: 'alice', password: 'pw-from:auth' }]),
+      { auths: { 'b.example': { username: 'bob', password: 'bob-password' }, 'c.example': { identitytoken: 'id-token', registrytoken: 'reg-token' }, 'd.example': {} } },
+    ]);
+    expect(credentialValuesOf(config).sort()).toEqual(
+      [Buffer.from('alice:pw-from:auth').toString('base64'), 'pw-from:auth', 'bob-password', 'id-token', 'reg-token'].sort(),
+    );
+  });
+
+  it('ignores values that are not strings and an auth without a password', () => {
+    const config = { auths: { 'x.example': { auth: Buffer.from('user-only:').toString('base64'), password: 42 } } } as unknown as Parameters<typeof credentialValuesOf>[0];
+    expect(credentialValuesOf(config)).toEqual([Buffer.from('user-only:').toString('base64')]);
   });
 });

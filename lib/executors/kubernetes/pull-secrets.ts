@@ -85,3 +85,25 @@ export function expandWildcardRegistryHosts(config: DockerConfig, hosts: string[
 export function encodeDockerConfig(config: DockerConfig): string {
   return Buffer.from(JSON.stringify(config)).toString('base64');
 }
+
+/**
+ * The secret values in a docker config, for the build log to mask: each entry's password and tokens, its `auth`
+ * (base64 of user:password, which is how a verbose client in a RUN step prints it) and the password inside that.
+ * A Kaniko RUN step can read the mounted config (docs/kubernetes.md), and the pull secrets and minted registry tokens
+ * in it are not configured values the log already masks.
+ */
+export function credentialValuesOf(config: DockerConfig): string[] {
+  const values = new Set<string>();
+  for (const entry of Object.values(config.auths)) {
+    for (const key of ['password', 'auth', 'identitytoken', 'registrytoken']) {
+      const value = entry?.[key];
+      if (typeof value === 'string' && value) values.add(value);
+    }
+    if (typeof entry?.auth === 'string') {
+      const decoded = Buffer.from(entry.auth, 'base64').toString('utf8');
+      const colon = decoded.indexOf(':');
+      if (colon >= 0 && colon < decoded.length - 1) values.add(decoded.slice(colon + 1));
+    }
+  }
+  return [...values];
+}
