@@ -3,6 +3,7 @@
  * and kwok playing the node: pods are created, scheduled, run, fail, time out, are cancelled and cleaned up for real.
  */
 import { KubeConfig } from '@kubernetes/client-node';
+import { randomUUID } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BuildFailedError } from '../../lib/executors/executor';
@@ -10,6 +11,7 @@ import { builderPodName, createKubernetesExecutor } from '../../lib/executors/ku
 import {
   buildJob, coreApi, createNamespace, deleteNamespace, eventually, objectStore, podGone, readPod, recordingObserver, secretGone, setBuilderLog, settingsFor, uploadContext,
 } from './support/cluster';
+import { tarGzOf } from '../support/archives';
 
 const DIGEST = `sha256:${'5e'.repeat(32)}`;
 
@@ -30,6 +32,17 @@ function executor(kwok: Record<string, string>, overrides: Parameters<typeof set
     storage,
     credentials: async () => [{ host: '127.0.0.1:5000', username: 'pusher', password: 'push-secret-value' }],
   });
+}
+
+/** A context whose Dockerfile is a symlink to build/real.Dockerfile (which Kaniko, like BuildKit, follows). */
+async function uploadSymlinkedDockerfile(dockerfile: string): Promise<string> {
+  const key = `contexts/k8s-test-${randomUUID()}.tar.gz`;
+  const archive = await tarGzOf([
+    { name: 'Dockerfile', type: 'symlink', linkname: 'build/real.Dockerfile' },
+    { name: 'build/real.Dockerfile', body: dockerfile, mode: 0o644 },
+  ]);
+  await objectStore().put(key, archive, { contentType: 'application/gzip' });
+  return key;
 }
 
 async function failureOf(promise: Promise<unknown>): Promise<BuildFailedError> {
@@ -126,6 +139,15 @@ describe('failures map to stable codes', () => {
     expect(err.message).toMatch(message);
     expect(err.transient).toBe(code === 'builder_pod_disrupted');
     await eventually(() => podGone(namespace, builderPodName(job.buildId)), 'the failed pod to be cleaned up');
+  });
+
+  it('refuses a Kaniko build whose Dockerfile, reached through a symlink, mounts a secret, before any pod', async () => {
+    const key = await uploadSymlinkedDockerfile('FROM scratch\nRUN --mount=type=secret,id=token true\n');
+    const job = buildJob(key, { engine: 'kaniko' });
+    const err = await failureOf(executor({ outcome: 'succeeded', digest: DIGEST }).run(job, recordingObserver()));
+    expect(err.code).toBe('kaniko_secret_mount_unsupported');
+    expect(err.message).toContain('line 2');
+    expect(await readPod(namespace, builderPodName(job.buildId))).toBeUndefined();
   });
 
   it('times out a build that runs past timeoutSeconds and deletes its pod', async () => {

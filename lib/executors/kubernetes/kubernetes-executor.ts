@@ -14,7 +14,7 @@ import type { RegistryLogin } from '../../registry/credentials';
 import { BuildFailedError, type BuildExecutor, type BuildJob, type BuildObserver, type BuildOutcome } from '../executor';
 import type { BuildEngine } from '../../../workflows/definitions';
 import { ContextRejectedError } from '../../context/errors';
-import { readContextFile } from '../../context/read-file';
+import { readContextFileThroughLinks } from '../../context/read-file';
 import { assertKanikoCompatible } from './dockerfile-checks';
 import { resolveKubernetesOptions, type KubernetesExecutorOptions, type KubernetesExecutorSettings } from './options';
 import {
@@ -363,7 +363,8 @@ export class KubernetesExecutor implements BuildExecutor {
       }
       return archive;
     };
-    const dockerfile = await readContextFile(open, job.dockerfile).catch((err: unknown) => {
+    // Through symlinks and hard links, as the engine reads it from the extracted context.
+    const dockerfile = await readContextFileThroughLinks(open, job.dockerfile).catch((err: unknown) => {
       throw err instanceof ContextRejectedError ? new BuildFailedError(err.code, err.message) : err;
     });
     if (dockerfile !== undefined) assertKanikoCompatible(dockerfile, job.dockerfile);
