@@ -46,6 +46,13 @@ describe('mirrorSecrets', () => {
     expect(mirrorSecrets({ cranMirror: 'https://u:cran-pass@cran.internal/' }).filter((s) => s === basic('u:cran-pass'))).toHaveLength(1);
   });
 
+  it('takes a user without a password for a token: masks it, its Basic token and the URL', () => {
+    const token = 'glpat-0123456789abcdef';
+    const secrets = mirrorSecrets({ pythonIndex: `https://${token}@gitlab.internal/api/v4/projects/7/packages/pypi/simple` });
+    expect(secrets).toEqual(expect.arrayContaining([token, basic(`${token}:`), `https://${token}@gitlab.internal/api/v4/projects/7/packages/pypi/simple`]));
+    expect(redact(`GET https://${token}@gitlab.internal/x\nAuthorization: Basic ${basic(`${token}:`)}`, secrets)).not.toContain(token.slice(6));
+  });
+
   it('lets the build log mask the Proxy-Authorization a verbose curl or pip prints', () => {
     const dependencies = { httpProxy: 'http://proxy-user:pr%3Axy-pass@proxy:3128', pythonIndex: 'https://bot:idx-pass@pypi.internal/simple/' };
     const printed = [

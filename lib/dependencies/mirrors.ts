@@ -66,8 +66,8 @@ function withoutCredentials(value: string): string {
 }
 
 /**
- * The parts of the mirror settings that are credentials (a proxy or index URL's user:password), for masking: the
- * password, the whole URL, and the Basic token a RUN step's client sends the proxy or index with them, which
+ * The parts of the mirror settings that are credentials (a proxy or index URL's user:password, or a user alone, which
+ * is then a token), for masking: the password (or the token), the whole URL, and the Basic token a RUN step's client sends the proxy or index with them, which
  * `curl -v` and `pip -vvv` print (`Proxy-Authorization: Basic …`). Clients decode the URL's user and password
  * before encoding the token; the still-encoded form is there for those that do not.
  */
@@ -76,10 +76,16 @@ export function mirrorSecrets(dependencies: DependenciesConfig): string[] {
   for (const value of [dependencies.httpProxy, dependencies.pythonIndex, dependencies.cranMirror]) {
     if (!value) continue;
     const url = new URL(value);
-    if (!url.password) continue;
-    const password = decodeURIComponent(url.password);
-    secrets.push(password, url.password, basicCredentials(decodeURIComponent(url.username), password), basicCredentials(url.username, url.password));
-    if (url.username) secrets.push(value);
+    if (!url.password && !url.username) continue;
+    if (url.password) {
+      const password = decodeURIComponent(url.password);
+      secrets.push(password, url.password, basicCredentials(decodeURIComponent(url.username), password), basicCredentials(url.username, url.password));
+    } else {
+      // A user alone (`https://<token>@host`) is the token: clients send it as `Basic base64(token:)`.
+      const token = decodeURIComponent(url.username);
+      secrets.push(token, url.username, basicCredentials(token, ''), basicCredentials(url.username, ''));
+    }
+    secrets.push(value);
   }
   return [...new Set(secrets)];
 }
