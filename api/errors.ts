@@ -5,12 +5,15 @@ import { AuthError } from '../lib/auth/errors';
 import { DatabaseUnavailableError } from '../lib/db/availability';
 import { StorageError } from '../lib/storage';
 import type { Logger } from '../lib/telemetry/logger';
+import { HostLookupUnavailable } from '../lib/policy/addresses';
 import { PolicyViolation } from '../lib/policy/errors';
 
 /** Seconds a client is asked to wait while PostgreSQL is unreachable; a restart takes a few seconds. */
 const DATABASE_RETRY_AFTER_SECONDS = 5;
 /** Seconds a client is asked to wait while object storage fails; the same as for the database. */
 const STORAGE_RETRY_AFTER_SECONDS = 5;
+/** Seconds a client is asked to wait when a host name of its request could not be looked up in time. */
+const LOOKUP_RETRY_AFTER_SECONDS = 5;
 
 export class ApiError extends Error {
   constructor(
@@ -38,6 +41,10 @@ export function onError(err: Error, c: Context): Response {
   if (err instanceof DatabaseUnavailableError) {
     c.header('Retry-After', String(DATABASE_RETRY_AFTER_SECONDS));
     return c.json(errorBody('database_unavailable', `the build database is unreachable; retry in ${DATABASE_RETRY_AFTER_SECONDS} seconds`), 503);
+  }
+  if (err instanceof HostLookupUnavailable) {
+    c.header('Retry-After', String(LOOKUP_RETRY_AFTER_SECONDS));
+    return c.json(errorBody('dns_unavailable', `${err.message}, so the build was not accepted: retry in ${LOOKUP_RETRY_AFTER_SECONDS} seconds, and if it keeps failing, check that the name resolves`), 503);
   }
   if (err instanceof StorageError) {
     // The caller learns that storage failed and when to retry; the bucket and the cause are the operator's, in the log.

@@ -6,7 +6,7 @@ const json = <T extends z.ZodType>(schema: T, description: string) => ({ content
 const errors = {
   400: json(ErrorSchema, 'The request is invalid; `error.code` says why and `error.field` which part'),
   404: json(ErrorSchema, 'No such build'),
-  503: json(ErrorSchema, 'PostgreSQL (`database_unavailable`, with Retry-After) or Temporal is unreachable; retry later'),
+  503: json(ErrorSchema, 'PostgreSQL (`database_unavailable`, with Retry-After) or Temporal is unreachable, object storage failed (`storage_unavailable`), or a host name of the request could not be looked up (`dns_unavailable`); retry later'),
 };
 
 export const createBuildRoute = createRoute({

@@ -49,15 +49,19 @@ async function readSpooledFile(archivePath: string, path: string): Promise<strin
 }
 
 export class DockerfilePolicy implements BuildRequestPolicy {
-  constructor(private readonly settings: { build: BuildPolicySettings; targets: TargetRegistrySettings }) {}
+  constructor(
+    private readonly settings: { build: BuildPolicySettings; targets: TargetRegistrySettings },
+    /** How host names are looked up: the system resolver (resolveHost), or a test's resolver that does not answer. */
+    private readonly resolve: (host: string) => Promise<string[]> = (host) => resolveHost(host),
+  ) {}
 
   async check({ spec, consumer, upload }: { spec: BuildSpec; consumer: string; upload: BuildUpload }): Promise<PolicyOutcome> {
     const target = parseImageReference(spec.image).registry;
     // Only a deployment that lists no target registry lets a consumer name one, so only there is the name looked up.
-    checkTargetRegistry(target, this.settings.targets, targetsUnlisted(this.settings.targets) ? await resolveHost(hostWithoutPort(target)) : []);
+    checkTargetRegistry(target, this.settings.targets, targetsUnlisted(this.settings.targets) ? await this.resolve(hostWithoutPort(target)) : []);
     if (spec.sourceImage !== undefined) {
       const source = parseSourceReference(spec.sourceImage);
-      const resolved = await resolveHost(hostWithoutPort(source.registry));
+      const resolved = await this.resolve(hostWithoutPort(source.registry));
       return { exemption: checkSourceImagePolicy({ registry: source.registry, text: spec.sourceImage }, consumer, this.settings.build, resolved) };
     }
     // An image source has no Dockerfile to check.
@@ -87,7 +91,7 @@ export class DockerfilePolicy implements BuildRequestPolicy {
     // second line for a name that changes its answer later.
     const byName = addUrlsByName(dockerfile);
     const hosts = [...new Set(byName.map((add) => add.host))];
-    const resolved = new Map(await Promise.all(hosts.map(async (host) => [host, await resolveHost(host)] as [string, string[]])));
+    const resolved = new Map(await Promise.all(hosts.map(async (host) => [host, await this.resolve(host)] as [string, string[]])));
     checkResolvedAddUrls(dockerfile.path, byName, resolved);
     return exemption;
   }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { hopRefusal, hostOfUrl, internalAddressReason, resolveHost, resolvedAddressReason } from './addresses';
+import { HostLookupUnavailable, hopRefusal, hostOfUrl, internalAddressReason, resolveHost, resolvedAddressReason } from './addresses';
 
 const reasonForUrl = (url: string) => internalAddressReason(hostOfUrl(url)!);
 
@@ -67,6 +67,16 @@ describe('names judged by what they resolve to', () => {
     expect(await resolveHost('localhost')).toContain('127.0.0.1');
     expect(await resolveHost('127.0.0.1')).toEqual([]);
     expect(await resolveHost('[::1]')).toEqual([]);
+  });
+
+  it('refuses to guess when the lookup times out or fails for now, and resolves a name that does not exist to nothing', async () => {
+    const failing = (code: string) => () => Promise.reject(Object.assign(new Error(code), { code }));
+    await expect(resolveHost('slow.example', { timeoutMs: 50, lookup: () => new Promise(() => undefined) })).rejects.toThrow(
+      new HostLookupUnavailable('slow.example', 'no answer within 50 ms'),
+    );
+    await expect(resolveHost('flaky.example', { lookup: failing('EAI_AGAIN') })).rejects.toBeInstanceOf(HostLookupUnavailable);
+    expect(await resolveHost('gone.example', { lookup: failing('ENOTFOUND') })).toEqual([]);
+    expect(await resolveHost('nonexistent.invalid')).toEqual([]);
   });
 
   it('names the address an internal name resolves to', () => {

@@ -124,16 +124,39 @@ export function hopRefusal(from: string, to: string): string | undefined {
   return target;
 }
 
-/** Resolves a host name (not an IP literal) with the system resolver, as the worker and BuildKit would. */
-export async function resolveHost(host: string, timeoutMs = 2000): Promise<string[]> {
+/**
+ * A host name whose lookup did not finish (it timed out, or the resolver failed for now): whether it names an
+ * internal address is unknown, so the request is refused for now rather than let through (the API answers 503
+ * `dns_unavailable` with Retry-After). A name the resolver says does not exist is no such case: it reaches nothing.
+ */
+export class HostLookupUnavailable extends Error {
+  constructor(readonly host: string, why: string) {
+    super(`the host name ${host} could not be looked up (${why}), so whether it is an internal address is unknown`);
+    this.name = 'HostLookupUnavailable';
+  }
+}
+
+type Lookup = (host: string, options: { all: true }) => Promise<Array<{ address: string }>>;
+
+/** getaddrinfo's "try again": the resolver did not get an answer, which says nothing about the name. */
+const TEMPORARY_LOOKUP_FAILURES = new Set(['EAI_AGAIN', 'ETIMEOUT', 'ECONNREFUSED', 'ESERVFAIL']);
+
+/**
+ * Resolves a host name (not an IP literal) with the system resolver, as the worker and BuildKit would. A name that
+ * does not exist resolves to nothing; a lookup that times out or fails for now throws HostLookupUnavailable.
+ */
+export async function resolveHost(host: string, { timeoutMs = 2000, lookup: lookUp = lookup as Lookup }: { timeoutMs?: number; lookup?: Lookup } = {}): Promise<string[]> {
   const h = normaliseHost(host);
   if (isIPv4(h) || isIPv6(h)) return [];
   let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<string[]>((resolve) => (timer = setTimeout(() => resolve([]), timeoutMs)));
-  const lookedUp = lookup(h, { all: true }).then(
+  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new HostLookupUnavailable(h, `no answer within ${timeoutMs} ms`)), timeoutMs)));
+  const lookedUp = lookUp(h, { all: true }).then(
     (addresses) => addresses.map((a) => a.address),
-    // A name that does not resolve cannot be reached either; the build itself reports it.
-    () => [],
+    (err: NodeJS.ErrnoException) => {
+      if (err.code && TEMPORARY_LOOKUP_FAILURES.has(err.code)) throw new HostLookupUnavailable(h, err.code);
+      // A name that does not resolve cannot be reached either; the build itself reports it.
+      return [];
+    },
   );
   try {
     return await Promise.race([lookedUp, timeout]);

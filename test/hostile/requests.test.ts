@@ -8,6 +8,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { resolveHost } from '../../lib/policy/addresses';
 import { buildForm, contextOf, tarOf } from '../support/archives';
 import { startHostileStack, type HostileStack } from './support/hostile';
 
@@ -147,6 +148,32 @@ describe('hostile build requests', () => {
     it('refuses a source image whose digest is not sha256', async () => {
       const body = JSON.stringify({ image, sourceImage: '127.0.0.1:5000/x/y@md5:abc' });
       await h.expectRefused(() => h.submit(body, json), 400, 'source_image_invalid');
+    });
+  });
+
+  describe('host names the resolver does not answer for in time', () => {
+    let slow: HostileStack;
+    beforeAll(async () => {
+      // A resolver that never answers, as a consumer's slow authoritative server makes the system's time out.
+      const silent = (host: string) => resolveHost(host, { timeoutMs: 100, lookup: () => new Promise(() => undefined) });
+      slow = await startHostileStack('slow-dns', {}, { resolveHost: silent });
+    });
+    afterAll(() => slow?.close());
+
+    const target = () => `127.0.0.1:5000/hostile/slow-dns:${slow.run}`;
+    it.each([
+      ['an ADD URL', async () => buildForm({ image: target() }, await contextOf({ Dockerfile: 'FROM scratch\nADD http://slow.attacker.example/x.tgz /x\n' })), {}],
+      ['a source image', async () => JSON.stringify({ image: target(), sourceImage: 'slow.attacker.example/x/y:1' }), json],
+    ])('refuses for now (503, Retry-After) %s whose host name cannot be looked up, rather than let it through', async (_what, body, headers) => {
+      const sent = await body();
+      let retryAfter: string | null = null;
+      const error = await slow.expectRefused(async () => {
+        const res = await slow.submit(sent, headers);
+        retryAfter = res.headers.get('retry-after');
+        return res;
+      }, 503, 'dns_unavailable');
+      expect(retryAfter).toBe('5');
+      expect(error.message).toContain('slow.attacker.example');
     });
   });
 

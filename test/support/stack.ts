@@ -117,8 +117,15 @@ export function testConfig(overrides: Record<string, string> = {}): Config {
   });
 }
 
-/** `options.telemetry`: a logger and metrics the test reads back, given to the API and the worker alike. */
-export async function startTestStack(name: string, overrides: Record<string, string> = {}, options: { telemetry?: Telemetry } = {}): Promise<TestStack> {
+/**
+ * `options.telemetry`: a logger and metrics the test reads back, given to the API and the worker alike;
+ * `options.resolveHost`: how the API's policy check looks up host names (the system resolver by default).
+ */
+export async function startTestStack(
+  name: string,
+  overrides: Record<string, string> = {},
+  options: { telemetry?: Telemetry; resolveHost?: (host: string) => Promise<string[]> } = {},
+): Promise<TestStack> {
   const taskQueue = `test-${name}-${process.pid}-${Date.now()}`;
   const config = testConfig({ TEMPORAL_TASK_QUEUE: taskQueue, ...overrides });
   const { deps, pool } = await createWorkerDependencies(config, options.telemetry);
@@ -138,7 +145,7 @@ export async function startTestStack(name: string, overrides: Record<string, str
     temporal: client,
     registry: deps.registry,
     auth: new BearerAuthenticator(config.auth),
-    policy: new DockerfilePolicy(policySettingsOf(config)),
+    policy: new DockerfilePolicy(policySettingsOf(config), options.resolveHost),
     settings,
     telemetry: options.telemetry,
   };

@@ -67,7 +67,8 @@ async function keysOf(s3: S3Client, bucket: string): Promise<string[]> {
   return (await listKeys(s3, bucket)).sort();
 }
 
-export async function startHostileStack(name: string, overrides: Record<string, string> = {}): Promise<HostileStack> {
+/** `options.resolveHost`: how the API looks up host names (the system resolver by default). */
+export async function startHostileStack(name: string, overrides: Record<string, string> = {}, options: { resolveHost?: (host: string) => Promise<string[]> } = {}): Promise<HostileStack> {
   const run = `${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
   const consumer = `hostile-${run}`;
   const bucket = `ibs-hostile-${run}`;
@@ -77,7 +78,7 @@ export async function startHostileStack(name: string, overrides: Record<string, 
   const logLines: string[] = [];
   const env = { LOGS_BUCKET: bucket, ...overrides };
   const telemetry = createTelemetry(testConfig(env), 'api', { destination: { write: (line: string) => void logLines.push(line) } });
-  const stack = await startTestStack(`hostile-${name}`, env, { telemetry });
+  const stack = await startTestStack(`hostile-${name}`, env, { telemetry, resolveHost: options.resolveHost });
   stack.settings.spoolDir = scratch;
   const escapeName = `ibs-hostile-escape-${run}`;
   const escapeTargets = () => [join('/tmp', escapeName), join('/', escapeName), join(dirname(scratch), escapeName), join(process.cwd(), escapeName)];
