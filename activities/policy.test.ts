@@ -16,7 +16,7 @@ const { checkBuildPolicy } = createPolicyActivities({
   storage,
   // Only a trusted consumer's exemption writes to the build's log; these builds have none.
   buildLogs: undefined as never,
-  policy: { allowlist: [], denylist: [], trustedConsumers: [], allowedFrontends: [], sourceRegistries: [], proxyArgs: [] },
+  policy: { allowlist: [], denylist: [], trustedConsumers: [], allowedFrontends: [], sourceRegistries: [], proxyArgs: [], engines: ['buildkit'] },
   secrets: [],
 });
 
@@ -56,6 +56,11 @@ describe('checkBuildPolicy', () => {
     expect(await outcomeOf(await inputWith(undefined, { dockerfileText: ALLOWED }))).toBe('allowed');
   });
 
+  it('refuses an engine the deployment no longer lists before it reads anything', async () => {
+    // The engine comes before the Dockerfile: nothing is stored under this context key either.
+    expect(await outcomeOf(await inputWith(undefined, { engine: 'kaniko', dockerfileText: ALLOWED }))).toBe('engine_not_allowed');
+  });
+
   it('reads the stored context when the input carries no Dockerfile', async () => {
     expect(await outcomeOf(await inputWith(REFUSED))).toBe('frontend_not_allowed');
     expect(await outcomeOf(await inputWith(ALLOWED))).toBe('allowed');
@@ -80,7 +85,7 @@ describe('checkBuildPolicy', () => {
   });
 
   it('refuses a dependency build whose baseImage the lists refuse, with the code the API refuses it with', async () => {
-    const denying = createPolicyActivities({ storage, buildLogs: undefined as never, secrets: [], policy: { allowlist: [], denylist: ['127.0.0.1:5000/team/*'], trustedConsumers: [], allowedFrontends: [], sourceRegistries: [], proxyArgs: [] } });
+    const denying = createPolicyActivities({ storage, buildLogs: undefined as never, secrets: [], policy: { allowlist: [], denylist: ['127.0.0.1:5000/team/*'], trustedConsumers: [], allowedFrontends: [], sourceRegistries: [], proxyArgs: [], engines: ['buildkit'] } });
     const input = await inputWith(undefined, { dockerfileText: ALLOWED });
     input.spec = { ...input.spec, dependencies: { baseImage: '127.0.0.1:5000/team/base:1', python: { requirements: 'requirements.txt' } } };
     expect(await denying.checkBuildPolicy(input).then(() => 'allowed', (err: { type?: string }) => err.type ?? String(err))).toBe('base_image_denied');

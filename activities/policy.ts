@@ -9,7 +9,7 @@ import { ContextRejectedError } from '../lib/context/errors';
 import { readContextFileThroughLinks } from '../lib/context/read-file';
 import { BuildLog, type BuildLogSettings } from '../lib/logs/build-log';
 import { redact } from '../lib/logs/redact';
-import { checkDockerfilePolicy, generatedDockerfileToCheck, type BuildPolicySettings, type DockerfileToCheck } from '../lib/policy/build-policy';
+import { checkDockerfilePolicy, checkEngine, generatedDockerfileToCheck, type BuildPolicySettings, type DockerfileToCheck } from '../lib/policy/build-policy';
 import { PolicyViolation } from '../lib/policy/errors';
 import type { ObjectStore } from '../lib/storage/object-store';
 import type { ImageBuildInput } from '../workflows/definitions';
@@ -49,10 +49,12 @@ export function createPolicyActivities(deps: PolicyActivityDeps) {
 
   return {
     async checkBuildPolicy(input: ImageBuildInput): Promise<void> {
-      // A dependency build has no Dockerfile of its own: the one the service generates is what runs, so check it.
-      const { dependencies } = input.spec;
-      const dockerfile = dependencies ? generatedDockerfileToCheck({ ...input.spec, dependencies }) : await ownDockerfile(input);
       try {
+        // The engine it will run with, named or the default of when it was started: the operator may have narrowed the list since.
+        checkEngine(input.engine, deps.policy);
+        // A dependency build has no Dockerfile of its own: the one the service generates is what runs, so check it.
+        const { dependencies } = input.spec;
+        const dockerfile = dependencies ? generatedDockerfileToCheck({ ...input.spec, dependencies }) : await ownDockerfile(input);
         const exemption = checkDockerfilePolicy(dockerfile, input.consumer ?? '', deps.policy);
         if (exemption) {
           const log = await BuildLog.open(deps.storage, deps.buildLogs, input.buildId, deps.secrets);

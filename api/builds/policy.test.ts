@@ -12,7 +12,7 @@ const MiB = 1024 * 1024;
 const limits = { maxArchiveBytes: 64 * MiB, maxUncompressedBytes: 64 * MiB, maxEntries: 100, maxCompressionRatio: 100 };
 const specSettings = { maxTimeoutSeconds: 3600, buildResources: { defaults: { requests: { cpu: '1', memory: '1Gi', ephemeralStorage: '1Gi' }, limits: { cpu: '2', memory: '2Gi', ephemeralStorage: '2Gi' } }, ceiling: {} } };
 const policy = new DockerfilePolicy({
-  build: { allowlist: [], denylist: [], trustedConsumers: [], allowedFrontends: [], sourceRegistries: [], proxyArgs: [] },
+  build: { allowlist: [], denylist: [], trustedConsumers: [], allowedFrontends: [], sourceRegistries: [], proxyArgs: [], engines: ['buildkit'] },
   targets: { allowlist: ['127.0.0.1:5000'], registryType: 'private_registry' },
 });
 const image = '127.0.0.1:5000/team/app:1';
@@ -138,7 +138,7 @@ describe('the request-time check of a dependency build', () => {
   const base = '127.0.0.1:5000/team/python:3.12';
   const denying = (lists: { allowlist?: string[]; denylist?: string[]; trustedConsumers?: string[] }) =>
     new DockerfilePolicy({
-      build: { allowlist: [], denylist: [], trustedConsumers: [], allowedFrontends: [], sourceRegistries: [], proxyArgs: [], ...lists },
+      build: { allowlist: [], denylist: [], trustedConsumers: [], allowedFrontends: [], sourceRegistries: [], proxyArgs: [], engines: ['buildkit'], ...lists },
       targets: { allowlist: ['127.0.0.1:5000'], registryType: 'private_registry' },
     });
   const dependencyUpload = (baseImage: string, dockerfile = 'FROM scratch\n') =>

@@ -9,7 +9,7 @@ import type { Config } from '../../lib/config';
 import { ContextRejectedError, resolveContextFile } from '../../lib/context/archive';
 import { MAX_DOCKERFILE_BYTES, readContextFile } from '../../lib/context/read-file';
 import { resolveHost } from '../../lib/policy/addresses';
-import { addUrlsByName, buildPolicySettingsOf, checkDockerfilePolicy, checkResolvedAddUrls, generatedDockerfileToCheck, type BuildPolicySettings, type DockerfileToCheck, type PolicyExemption } from '../../lib/policy/build-policy';
+import { addUrlsByName, buildPolicySettingsOf, checkDockerfilePolicy, checkEngine, checkResolvedAddUrls, generatedDockerfileToCheck, type BuildPolicySettings, type DockerfileToCheck, type PolicyExemption } from '../../lib/policy/build-policy';
 import { PolicyViolation } from '../../lib/policy/errors';
 import { checkSourceImagePolicy } from '../../lib/policy/source-image';
 import { checkTargetRegistry, hostWithoutPort, targetsUnlisted, type TargetRegistrySettings } from '../../lib/policy/targets';
@@ -31,7 +31,7 @@ export interface PolicyOutcome {
 }
 
 /** The policy settings of a deployment, from its configuration (the worker's checkBuildPolicy uses the same). */
-export function policySettingsOf(config: Pick<Config, 'policy' | 'registry' | 'dependencies'>): { build: BuildPolicySettings; targets: TargetRegistrySettings } {
+export function policySettingsOf(config: Pick<Config, 'policy' | 'registry' | 'dependencies' | 'build'>): { build: BuildPolicySettings; targets: TargetRegistrySettings } {
   return {
     build: buildPolicySettingsOf(config),
     targets: { allowlist: config.policy.targetRegistries, registryType: config.registry.type, credentialHosts: config.registry.credentialHosts },
@@ -56,6 +56,8 @@ export class DockerfilePolicy implements BuildRequestPolicy {
   ) {}
 
   async check({ spec, consumer, upload }: { spec: BuildSpec; consumer: string; upload: BuildUpload }): Promise<PolicyOutcome> {
+    // Only an engine the build names: the deployment's default is always among the allowed ones.
+    if (spec.engine !== undefined) checkEngine(spec.engine, this.settings.build);
     const target = parseImageReference(spec.image).registry;
     // Only a deployment that lists no target registry lets a consumer name one, so only there is the name looked up.
     checkTargetRegistry(target, this.settings.targets, targetsUnlisted(this.settings.targets) ? await this.resolve(hostWithoutPort(target)) : []);

@@ -22,6 +22,11 @@ export interface ExecutorConfig {
 
 export interface BuildConfig {
   defaultEngine: BuildEngine;
+  /**
+   * IMAGE_BUILDER_ALLOWED_ENGINES: the engines a build may name (its `engine`); by default only `defaultEngine`.
+   * Kaniko's RUN steps can read the builder's registry credentials, so letting consumers pick it is the operator's call.
+   */
+  allowedEngines: BuildEngine[];
   defaultTimeoutSeconds: number;
   maxTimeoutSeconds: number;
   /** The fair build queue's limits (workflows/build-queue.ts). */
@@ -52,6 +57,8 @@ export interface DependenciesConfig {
 
 const MiB = 1024 * 1024;
 
+const isEngine = (value: string): boolean => value === 'buildkit' || value === 'kaniko';
+
 export function readExecutor(read: EnvReader): ExecutorConfig {
   return {
     type: read.oneOf('BUILD_EXECUTOR', ['local', 'kubernetes'] as const, 'local'),
@@ -67,6 +74,7 @@ export function readExecutor(read: EnvReader): ExecutorConfig {
 export function readBuild(read: EnvReader, defaultEngine: BuildEngine): BuildConfig {
   const build = {
     defaultEngine,
+    allowedEngines: read.list('IMAGE_BUILDER_ALLOWED_ENGINES', [defaultEngine], isEngine, 'engines ("buildkit", "kaniko")') as BuildEngine[],
     defaultTimeoutSeconds: read.integer('BUILD_DEFAULT_TIMEOUT_SECONDS', 3600),
     maxTimeoutSeconds: read.integer('BUILD_MAX_TIMEOUT_SECONDS', 4 * 3600),
     slots: {
@@ -76,6 +84,9 @@ export function readBuild(read: EnvReader, defaultEngine: BuildEngine): BuildCon
     reconcileIntervalSeconds: read.integer('BUILD_RECONCILE_INTERVAL_SECONDS', 60, 1, 3600),
   };
 
+  if (!build.allowedEngines.includes(defaultEngine)) {
+    read.problems.push(`IMAGE_BUILDER_ALLOWED_ENGINES must include IMAGE_BUILDER_BUILD_ENGINE (${defaultEngine}), the engine of builds that name none`);
+  }
   if (build.defaultTimeoutSeconds > build.maxTimeoutSeconds) {
     read.problems.push('BUILD_DEFAULT_TIMEOUT_SECONDS must not exceed BUILD_MAX_TIMEOUT_SECONDS');
   }

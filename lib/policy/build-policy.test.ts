@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { buildPolicySettingsOf, checkDockerfilePolicy, type BuildPolicySettings } from './build-policy';
+import { buildPolicySettingsOf, checkDockerfilePolicy, checkEngine, type BuildPolicySettings } from './build-policy';
 import { PolicyViolation } from './errors';
 import { checkTargetRegistry } from './targets';
 
@@ -10,8 +10,10 @@ const settings: BuildPolicySettings = {
   allowedFrontends: [],
   sourceRegistries: [],
   proxyArgs: [],
+  engines: ['buildkit'],
 };
 const POLICY = { allowlist: [], denylist: [], trustedConsumers: [], allowedFrontends: [], sourceRegistries: [], targetRegistries: [] };
+const BUILD = { allowedEngines: ['buildkit' as const] };
 const check = (text: string, consumer = 'apps', buildArgs: Record<string, string> = {}, s = settings) =>
   checkDockerfilePolicy({ text, path: 'Dockerfile', buildArgs, platforms: ['linux/amd64'] }, consumer, s);
 const violation = (fn: () => unknown): PolicyViolation => {
@@ -51,7 +53,7 @@ describe('checkDockerfilePolicy', () => {
   });
 
   it('refuses an ARG of a proxy argument when the proxy has credentials, in any stage, for everyone', () => {
-    const s = { ...settings, proxyArgs: buildPolicySettingsOf({ policy: POLICY, dependencies: { httpProxy: 'http://ibs:pw@proxy:3128' } }).proxyArgs };
+    const s = { ...settings, proxyArgs: buildPolicySettingsOf({ policy: POLICY, build: BUILD, dependencies: { httpProxy: 'http://ibs:pw@proxy:3128' } }).proxyArgs };
     const err = violation(() => check('FROM python\nARG HTTP_PROXY\nRUN pip install x\n', 'environments', {}, s));
     expect(err.code).toBe('proxy_arg_declared');
     expect(err.message).toMatch(/^Dockerfile line 2: ARG HTTP_PROXY would write the dependency proxy's URL, with its credentials, into the image's history; remove the ARG line/);
@@ -60,9 +62,9 @@ describe('checkDockerfilePolicy', () => {
     expect(violation(() => check('FROM python AS a\nFROM python\nARG A B HTTPS_PROXY\n', 'apps', {}, s)).message).toMatch(/line 3: ARG HTTPS_PROXY/);
     // NO_PROXY carries no credentials, and a proxy without credentials leaves every ARG allowed.
     expect(check('FROM python\nARG NO_PROXY\nARG http_proxy_x\n', 'apps', {}, s)).toBeUndefined();
-    const open = buildPolicySettingsOf({ policy: POLICY, dependencies: { httpProxy: 'http://proxy:3128' } });
+    const open = buildPolicySettingsOf({ policy: POLICY, build: BUILD, dependencies: { httpProxy: 'http://proxy:3128' } });
     expect(open.proxyArgs).toEqual([]);
-    expect(buildPolicySettingsOf({ policy: POLICY, dependencies: {} }).proxyArgs).toEqual([]);
+    expect(buildPolicySettingsOf({ policy: POLICY, build: BUILD, dependencies: {} }).proxyArgs).toEqual([]);
   });
 
   it('refuses entitlements and ADD from internal addresses for everyone', () => {
@@ -108,5 +110,20 @@ describe('checkTargetRegistry', () => {
     for (const host of ['169.254.169.254', '2130706433:8080', '[::1]:5000', 'localhost:5000', '10.1.2.3']) {
       expect(violation(() => checkTargetRegistry(host, open)).code).toBe('target_registry_not_allowed');
     }
+  });
+});
+
+describe('checkEngine', () => {
+  it('lets a build run with a listed engine and refuses another, naming the allowed ones and the field', () => {
+    expect(() => checkEngine('buildkit', { engines: ['buildkit'] })).not.toThrow();
+    expect(() => checkEngine('kaniko', { engines: ['buildkit', 'kaniko'] })).not.toThrow();
+    const err = violation(() => checkEngine('kaniko', { engines: ['buildkit'] }));
+    expect(err.code).toBe('engine_not_allowed');
+    expect(err.field).toBe('engine');
+    expect(err.message).toBe('this deployment builds with "buildkit" only, not "kaniko"; remove spec.engine or set it to one of those (operators allow more with IMAGE_BUILDER_ALLOWED_ENGINES)');
+  });
+
+  it('takes the allowed engines from the build configuration', () => {
+    expect(buildPolicySettingsOf({ policy: POLICY, build: { allowedEngines: ['kaniko'] }, dependencies: {} }).engines).toEqual(['kaniko']);
   });
 });

@@ -5,7 +5,8 @@
  * pulls against the base-image allow and deny lists, which trusted consumers are exempt from.
  */
 import { isIP } from 'node:net';
-import type { DependenciesConfig, PolicyConfig } from '../config/build';
+import type { BuildConfig, DependenciesConfig, PolicyConfig } from '../config/build';
+import type { BuildEngine } from '../../workflows/definitions';
 import { dependencyDockerfile, type DependencySpec } from '../dependencies/dockerfile';
 import { proxyArgsWithCredentials } from '../dependencies/mirrors';
 import { hostOfUrl, internalAddressReason, resolvedAddressReason } from './addresses';
@@ -26,10 +27,12 @@ export interface BuildPolicySettings {
   sourceRegistries: string[];
   /** Build arguments carrying the dependency proxy's credentials, which a Dockerfile must not declare (PROXY_ARGS). */
   proxyArgs: string[];
+  /** The engines a build may run with (IMAGE_BUILDER_ALLOWED_ENGINES). */
+  engines: BuildEngine[];
 }
 
 /** The settings from the deployment's configuration, one reader for the API and the worker. */
-export function buildPolicySettingsOf(config: { policy: PolicyConfig; dependencies: DependenciesConfig }): BuildPolicySettings {
+export function buildPolicySettingsOf(config: { policy: PolicyConfig; dependencies: DependenciesConfig; build: Pick<BuildConfig, 'allowedEngines'> }): BuildPolicySettings {
   const { allowlist, denylist, trustedConsumers, allowedFrontends, sourceRegistries, targetRegistries } = config.policy;
   return {
     allowlist,
@@ -38,7 +41,21 @@ export function buildPolicySettingsOf(config: { policy: PolicyConfig; dependenci
     allowedFrontends,
     sourceRegistries: [...sourceRegistries, ...targetRegistries],
     proxyArgs: proxyArgsWithCredentials(config.dependencies),
+    engines: config.build.allowedEngines,
   };
+}
+
+/**
+ * Refuses an engine the deployment does not let builds run with. Kaniko runs RUN steps beside the registry
+ * credentials it pushes with, so a deployment that hides them from builds (BuildKit's default) lists only that.
+ */
+export function checkEngine(engine: BuildEngine, settings: Pick<BuildPolicySettings, 'engines'>): void {
+  if (settings.engines.includes(engine)) return;
+  throw new PolicyViolation(
+    'engine_not_allowed',
+    `this deployment builds with ${settings.engines.map((e) => `"${e}"`).join(' or ')} only, not "${engine}"; remove spec.engine or set it to one of those (operators allow more with IMAGE_BUILDER_ALLOWED_ENGINES)`,
+    'engine',
+  );
 }
 
 /** What the Build records when a trusted consumer's build used images the lists would have refused. */

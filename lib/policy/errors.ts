@@ -14,6 +14,7 @@ export type PolicyViolationCode =
   | 'base_image_denied'
   | 'frontend_not_allowed'
   | 'proxy_arg_declared'
+  | 'engine_not_allowed'
   | 'entitlement_not_allowed'
   | 'add_url_not_allowed'
   | 'target_registry_not_allowed'

@@ -11,6 +11,7 @@ const settings: BuildPolicySettings = {
   allowedFrontends: [],
   sourceRegistries: ['127.0.0.1:5001', '*.mirror.internal'],
   proxyArgs: [],
+  engines: ['buildkit'],
 };
 const check = (text: string, consumer = 'apps', s = settings) => checkSourceImagePolicy({ registry: parseSourceReference(text).registry, text }, consumer, s);
 const violation = (fn: () => unknown): PolicyViolation => {

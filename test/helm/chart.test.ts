@@ -94,7 +94,7 @@ describe('chart defaults', () => {
   it('equal the defaults of the spec and of lib/config', () => {
     const fromChart = rendered().config();
     const fromCode = loadConfig({ ...database });
-    for (const path of ['imageBuilder.resources', 'imageBuilder.securityContext', 'imageBuilder.useQemu', 'imageBuilder.name', 'imageBuilder.podRetentionSeconds', 'kaniko.containerSecurityContext', 'kaniko.userNamespaceIsolation', 'imageScanner.resources', 'imageScanner.enabled', 'otlp.enabled', 'pullCredentials', 'policy', 'signing', 'storage.bucket', 'registry.disableHttps', 'registry.allowSelfSignedCerts', 'postgres.port', 'build.defaultEngine']) {
+    for (const path of ['imageBuilder.resources', 'imageBuilder.securityContext', 'imageBuilder.useQemu', 'imageBuilder.name', 'imageBuilder.podRetentionSeconds', 'kaniko.containerSecurityContext', 'kaniko.userNamespaceIsolation', 'imageScanner.resources', 'imageScanner.enabled', 'otlp.enabled', 'pullCredentials', 'policy', 'signing', 'storage.bucket', 'registry.disableHttps', 'registry.allowSelfSignedCerts', 'postgres.port', 'build.defaultEngine', 'build.allowedEngines']) {
       const get = (c: Config) => path.split('.').reduce<unknown>((v, k) => (v as Record<string, unknown>)[k], c);
       expect(get(fromChart), path).toEqual(get(fromCode));
     }
@@ -432,9 +432,17 @@ describe('Kaniko', () => {
   it('is selected with its derived image', () => {
     const config = snippet('kaniko').config();
     expect(config.build.defaultEngine).toBe('kaniko');
+    expect(config.build.allowedEngines).toEqual(['kaniko']);
     expect(config.imageBuilder.buildEngine).toBe('kaniko');
     expect(config.kaniko.image).toBe('docker.io/datarobot/image-builder:0.1.0-kaniko-image');
     expect(config.kaniko.userNamespaceIsolation).toBe(true);
+  });
+
+  it('is an engine builds may name only where imageBuilder.allowedEngines lists it', () => {
+    expect(rendered().config().build.allowedEngines).toEqual(['buildkit']);
+    const config = rendered({ set: ['imageBuilder.allowedEngines={buildkit,kaniko}'] }).config();
+    expect(config.build.defaultEngine).toBe('buildkit');
+    expect(config.build.allowedEngines).toEqual(['buildkit', 'kaniko']);
   });
 
   it('takes an image override', () => {
@@ -493,6 +501,7 @@ describe('values the service could not use', () => {
 
   it.each<[string, string[], RegExp]>([
     ['an unknown build engine', ['imageBuilder.buildEngine=docker'], /\/imageBuilder\/buildEngine.*buildkit, kaniko|\/imageBuilder\/buildEngine.*'buildkit', 'kaniko'/],
+    ['an unknown allowed engine', ['imageBuilder.allowedEngines={buildkit,docker}'], /\/imageBuilder\/allowedEngines\/1/],
     ['a memory limit that is not a quantity', ['imageBuilder.resources.limits.memory=4 GB'], /\/imageBuilder\/resources\/limits\/memory/],
     ['useQemu that is not a boolean', ['imageBuilder.useQemu=yes'], /\/imageBuilder\/useQemu/],
     ['an unknown seccomp profile type', ['imageBuilder.kaniko.containerSecurityContext.seccompProfileType=runtime/default'], /seccompProfileType/],

@@ -67,6 +67,13 @@ describe('hostile build requests', () => {
       await h.expectRefused(() => h.submit(form), 400, code, 'dockerfile');
     });
 
+    it('refuses an engine the deployment does not list (Kaniko, whose RUN steps could read the push credentials)', async () => {
+      const error = await h.expectRefused(async () => h.submit(await withDockerfile('FROM scratch\n', { engine: 'kaniko' })), 400, 'engine_not_allowed', 'engine');
+      expect(error.message).toContain('"buildkit" only');
+      const body = JSON.stringify({ image, sourceImage: '127.0.0.1:5000/x/y:1', engine: 'kaniko' });
+      await h.expectRefused(() => h.submit(body, json), 400, 'engine_not_allowed', 'engine');
+    });
+
     it('refuses a Dockerfile over 1 MiB', async () => {
       // A plain tar: so repetitive a Dockerfile would be refused as a gzip bomb first.
       const context = await tarOf([{ name: 'Dockerfile', body: `FROM scratch\n${'# padding\n'.repeat(110_000)}` }]);
