@@ -45,7 +45,8 @@ export class JwtVerifier {
       }
       throw err;
     }
-    const principal = subject === undefined ? undefined : this.config.subjects[subject];
+    // Own keys only: a subject such as `constructor` or `__proto__` must not find what every object inherits.
+    const principal = subject !== undefined && Object.hasOwn(this.config.subjects, subject) ? this.config.subjects[subject] : undefined;
     if (!principal) {
       throw new AuthError(403, 'subject_not_allowed', `the token's subject ${subject ?? '(none)'} is not a consumer of this service; ask the operator to add it to AUTH_JWT_SUBJECTS`);
     }

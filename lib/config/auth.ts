@@ -48,7 +48,8 @@ export function readAuth(read: EnvReader): AuthConfig {
   const why = 'when AUTH_JWT_ISSUER is set';
   const jwksUrl = read.optionalUrl('AUTH_JWT_JWKS_URL');
   if (jwksUrl === undefined) read.problems.push(`AUTH_JWT_JWKS_URL is required ${why} but not set (for Kubernetes: https://<api-server>/openid/v1/jwks)`);
-  const subjects: Record<string, Principal> = {};
+  // No prototype: a subject is found only if the operator mapped it (lib/auth/jwt.ts checks own keys too).
+  const subjects: Record<string, Principal> = Object.create(null) as Record<string, Principal>;
   for (const [subject, value] of Object.entries(read.jsonStringMap('AUTH_JWT_SUBJECTS'))) {
     const principal = parsePrincipal(value);
     if (principal) subjects[subject] = principal;

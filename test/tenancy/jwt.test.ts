@@ -120,6 +120,14 @@ describe('service-account JWTs of the real kube-apiserver', () => {
     expect(stranger.status).toBe(403);
     expect((await errorOf(stranger)).code).toBe('subject_not_allowed');
   });
+
+  it("refuses subjects named like an object's inherited properties, which once listed every consumer's builds", async () => {
+    for (const sub of ['constructor', '__proto__', 'toString', 'hasOwnProperty', 'valueOf']) {
+      const res = await call(await clusterSigned({ sub, exp: Math.floor(Date.now() / 1000) + 600 }));
+      expect(res.status, sub).toBe(403);
+      expect((await errorOf(res)).code, sub).toBe('subject_not_allowed');
+    }
+  });
 });
 
 /** The key id of the API server's signing key, read from its JWKS with the cluster's CA. */
