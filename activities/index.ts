@@ -11,6 +11,7 @@ import { dependencyDockerfile } from '../lib/dependencies/dockerfile';
 import { mirrorBuildArgs, mirrorBuildSecrets } from '../lib/dependencies/mirrors';
 import { BuildFailedError, type BuildExecutor, type BuildJob } from '../lib/executors/executor';
 import { BuildLog, type BuildLogSettings } from '../lib/logs/build-log';
+import { CACHE_MOUNT_NAMESPACE_ARG, cacheMountNamespace } from '../lib/builds/cache-mounts';
 import { redact } from '../lib/logs/redact';
 import { currentTraceparent } from '../lib/telemetry/tracing';
 import { RegistryError, type RegistryClient } from '../lib/registry/client';
@@ -66,7 +67,8 @@ function mirrorsFor(deps: ActivityDeps, input: ImageBuildInput): Pick<BuildJob, 
   const secrets = deps.executor.passesSecrets(input.engine);
   const dependencies = deps.dependencies ?? {};
   return {
-    buildArgs: { ...mirrorBuildArgs(dependencies, { secrets }), ...input.spec.buildArgs },
+    // The cache namespace last: a build's own arguments must not pick another consumer's (lib/builds/cache-mounts.ts).
+    buildArgs: { ...mirrorBuildArgs(dependencies, { secrets }), ...input.spec.buildArgs, [CACHE_MOUNT_NAMESPACE_ARG]: cacheMountNamespace(input.consumer) },
     secrets: secrets ? mirrorBuildSecrets(dependencies) : undefined,
     generatedDockerfile: input.spec.dependencies ? dependencyDockerfile(input.spec.dependencies, { secrets }) : undefined,
   };

@@ -1,4 +1,5 @@
 /** Parses and checks a build's spec; every problem is a 400 that names the field to fix. */
+import { CACHE_MOUNT_NAMESPACE_ARG } from '../../lib/builds/cache-mounts';
 import { normalizeContextPath } from '../../lib/context/archive';
 import { InvalidReferenceError, parseImageReference } from '../../lib/registry/reference';
 import { InvalidTagError, normalizeTags } from '../../lib/registry/tags';
@@ -29,6 +30,10 @@ export function parseSpec(specText: string, settings: { maxTimeoutSeconds: numbe
   }
   const spec = parsed.data;
   checkFreeFormFields(spec);
+  if (Object.hasOwn(spec.buildArgs, CACHE_MOUNT_NAMESPACE_ARG)) {
+    const field = `buildArgs.${CACHE_MOUNT_NAMESPACE_ARG}`;
+    throw new ApiError(400, 'invalid_spec', `spec.${field} is set by the service, so that each consumer's cache mounts are its own; remove it`, field);
+  }
   try {
     parseImageReference(spec.image);
   } catch (err) {

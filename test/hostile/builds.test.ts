@@ -154,6 +154,28 @@ describe('hostile builds', () => {
     }
   });
 
+  it("keeps each consumer's cache mounts its own on the shared BuildKit daemon: another consumer's build does not see what one planted", async () => {
+    const marker = `planted-${h.run}`;
+    // The same cache id (its target) in every build; each runs afresh so the RUN steps are not answered from cache.
+    const plant = `FROM ${base}\nRUN --mount=type=cache,target=/root/.cache/pip echo ${marker} > /root/.cache/pip/evil.whl\n`;
+    // The step's text names the build, so no build's step is answered from the layer cache of another.
+    const look = (name: string) => `FROM ${base}\nRUN --mount=type=cache,target=/root/.cache/pip echo "${name}-${h.run} seen: $(cat /root/.cache/pip/evil.whl 2>/dev/null || echo nothing)"\n`;
+    const build = async (dockerfile: string, consumer: string, name: string) => {
+      const res = await h.submit(buildForm({ image: `${OPEN_REGISTRY}/hostile/cache:${name}-${h.run}`, reuse: false }, await contextOf({ Dockerfile: dockerfile })), {}, { consumer });
+      expect(res.status).toBe(202);
+      const { id } = (await res.json()) as { id: string };
+      expect((await waitForBuild(h.stack.apiUrl, id, 240_000, { consumer })).status).toBe('succeeded');
+      return (await h.stack.api(`/v1/builds/${id}/logs`, {}, { consumer })).text();
+    };
+    await build(plant, h.consumer, 'plant');
+    const other = await build(look('other'), `${h.consumer}-b`, 'other');
+    expect(other).toContain(`other-${h.run} seen: nothing`);
+    expect(other).not.toContain(marker);
+    // The planting consumer's own next build does see it: the cache mount works, it is just not shared.
+    const own = await build(look('own'), h.consumer, 'own');
+    expect(own, own).toContain(`own-${h.run} seen: ${marker}`);
+  }, 600_000);
+
   it("sends the registry credentials to no base image registry a consumer picked, even one that asks for them", async () => {
     const bait = await startBaitRegistry();
     try {

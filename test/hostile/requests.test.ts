@@ -213,6 +213,7 @@ describe('hostile build requests', () => {
       ['a label value over 8 KiB', () => JSON.stringify({ image, labels: { a: 'x'.repeat(9000) } }), 'invalid_spec', 'labels.a'],
       ['an image reference over 512 characters', () => JSON.stringify({ image: `127.0.0.1:5000/${'a'.repeat(600)}:1` }), 'invalid_spec', 'image'],
       ['a tag with a newline', () => JSON.stringify({ image, tags: ['ok\nX-Injected: 1'] }), 'invalid_tag', 'tags.0'],
+      ["the cache mount namespace, which would reach another consumer's cache mounts", () => JSON.stringify({ image, buildArgs: { BUILDKIT_CACHE_MOUNT_NS: 'ibs/other' } }), 'invalid_spec', 'buildArgs.BUILDKIT_CACHE_MOUNT_NS'],
       ['a spec that is JSON but not an object', () => '["image"]', 'invalid_spec', undefined],
     ];
     it.each(specCases)('refuses %s', async (_what, spec, code, field) => {
