@@ -310,9 +310,14 @@ export class KubernetesExecutor implements BuildExecutor {
     this.deps.telemetry?.logger.warn({ err: apiErrorText(err), operation, namespace: this.options.namespace, ...context }, message);
   }
 
-  /** After success or failure: delete now, or mark when a retained pod may go (IMAGE_BUILDER_POD_RETENTION_SECONDS). */
+  /**
+   * After success or failure: delete now, or mark when a retained pod may go (IMAGE_BUILDER_POD_RETENTION_SECONDS).
+   * A retained pod is kept for its status and logs; its registry secret (push credentials, upload URLs, the build's
+   * secrets) is deleted now, since the finished pod no longer reads it.
+   */
   private async finish(pod: V1Pod): Promise<void> {
     if (this.options.retentionSeconds <= 0) return this.deletePod(pod);
+    await ignoreNotFound(this.core.deleteNamespacedSecret({ name: `${pod.metadata?.name as string}-registry`, namespace: this.options.namespace }));
     const expiresAt = new Date(Date.now() + this.options.retentionSeconds * 1000).toISOString();
     await ignoreNotFound(
       this.core.patchNamespacedPod(
