@@ -64,5 +64,7 @@ export interface AppEnv {
     principal: Principal;
     /** The build a request created or acted on, for its log line (set by the handler that knows it). */
     buildId?: string;
+    /** The consumer a request acts for once X-Consumer was accepted (an operator submitting for one), for its log line. */
+    actingFor?: string;
   };
 }

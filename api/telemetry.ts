@@ -26,8 +26,10 @@ export function requestTelemetry(logger: Logger, metrics: ServiceMetrics | undef
         route,
         status,
         durationMs: Math.round(seconds * 1e4) / 10,
-        // Who the token names (set by authentication); an operator acting for a consumer names it in X-Consumer.
-        consumer: c.req.header('x-consumer') ?? (c.get('principal') as { consumer?: string } | undefined)?.consumer,
+        // Who the token names (set by authentication), and whom it acted for once the handler accepted X-Consumer: the
+        // header alone is the caller's word, which must not put another consumer's name on its requests.
+        consumer: (c.get('principal') as { consumer?: string } | undefined)?.consumer,
+        ...(c.get('actingFor') ? { actingFor: c.get('actingFor') } : {}),
         ...(buildId ? { buildId } : {}),
       };
       // Probes and scrapes every few seconds would drown the rest: they log at debug.

@@ -31,6 +31,7 @@ async function requireBuild(c: Ctx, id: string): Promise<BuildRecord> {
 export async function createBuild(c: Ctx): Promise<Response> {
   const deps = c.get('deps');
   const consumer = consumerOf(c.req.raw.headers, c.get('principal'));
+  if (consumer !== c.get('principal').consumer) c.set('actingFor', consumer);
   const idempotencyKey = idempotencyKeyOf(c.req.raw.headers);
   const json = (c.req.header('content-type') ?? '').toLowerCase().startsWith('application/json');
   const jsonSpec = json ? parseSpec(await readJsonSpec(c.req.raw), deps.settings) : undefined;

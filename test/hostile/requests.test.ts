@@ -339,6 +339,23 @@ describe('hostile build requests', () => {
       const form = await withDockerfile('FROM scratch\n');
       await h.expectRefused(() => h.submit(form, { 'x-consumer': owner.consumer }, other), 403, 'consumer_mismatch');
     });
+
+    it("cannot put its name on its own requests in the API's log with X-Consumer", async () => {
+      const marker = randomUUID();
+      const logged = h.logLines.length;
+      await h.stack.api(`/v1/builds/${build}?probe=${marker}`, { headers: { 'x-consumer': owner.consumer } }, other);
+      await h.submit(await withDockerfile('FROM scratch\n'), { 'x-consumer': owner.consumer }, other);
+      // An operator may act for a consumer: its line names both (refused here for its spec, so nothing is built).
+      const operator = { consumer: `${h.consumer}-ops`, role: 'operator' as const };
+      expect((await h.submit(buildForm({}, await contextOf({ Dockerfile: 'FROM scratch\n' })), { 'x-consumer': owner.consumer }, operator)).status).toBe(400);
+      const lines = h.logLines.slice(logged).map((line) => JSON.parse(line) as { msg?: string; consumer?: string; route?: string; actingFor?: string });
+      const requests = lines.filter((line) => line.msg === 'request');
+      expect(requests.map((line) => [line.route, line.consumer, line.actingFor])).toEqual([
+        ['/v1/builds/:id', other.consumer, undefined],
+        ['/v1/builds', other.consumer, undefined],
+        ['/v1/builds', operator.consumer, owner.consumer],
+      ]);
+    });
   });
 
   it('started one workflow in all, the accepted control build, once Temporal has caught up', async () => {
