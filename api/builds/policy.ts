@@ -12,7 +12,7 @@ import { resolveHost } from '../../lib/policy/addresses';
 import { addUrlsByName, buildPolicySettingsOf, checkDockerfilePolicy, checkEngine, checkResolvedAddUrls, generatedDockerfileToCheck, type BuildPolicySettings, type DockerfileToCheck, type PolicyExemption } from '../../lib/policy/build-policy';
 import { PolicyViolation } from '../../lib/policy/errors';
 import { checkSourceImagePolicy } from '../../lib/policy/source-image';
-import { checkTargetRegistry, hostWithoutPort, targetsUnlisted, type TargetRegistrySettings } from '../../lib/policy/targets';
+import { checkTargetRegistry, checkTargetRepository, hostWithoutPort, targetsUnlisted, type TargetRegistrySettings } from '../../lib/policy/targets';
 import { parseImageReference } from '../../lib/registry/reference';
 import { parseSourceReference } from '../../lib/sources/source-reference';
 import type { BuildSpec } from '../../workflows/definitions';
@@ -34,7 +34,12 @@ export interface PolicyOutcome {
 export function policySettingsOf(config: Pick<Config, 'policy' | 'registry' | 'dependencies' | 'build'>): { build: BuildPolicySettings; targets: TargetRegistrySettings } {
   return {
     build: buildPolicySettingsOf(config),
-    targets: { allowlist: config.policy.targetRegistries, registryType: config.registry.type, credentialHosts: config.registry.credentialHosts },
+    targets: {
+      allowlist: config.policy.targetRegistries,
+      registryType: config.registry.type,
+      credentialHosts: config.registry.credentialHosts,
+      repositories: config.policy.targetRepositories,
+    },
   };
 }
 
@@ -61,6 +66,7 @@ export class DockerfilePolicy implements BuildRequestPolicy {
     const target = parseImageReference(spec.image).registry;
     // Only a deployment that lists no target registry lets a consumer name one, so only there is the name looked up.
     checkTargetRegistry(target, this.settings.targets, targetsUnlisted(this.settings.targets) ? await this.resolve(hostWithoutPort(target)) : []);
+    checkTargetRepository(spec.image, consumer, this.settings.targets);
     if (spec.sourceImage !== undefined) {
       const source = parseSourceReference(spec.sourceImage);
       const resolved = await this.resolve(hostWithoutPort(source.registry));

@@ -44,6 +44,11 @@ export interface PolicyConfig {
   allowedFrontends: string[];
   /** Registries (host[:port], `*.suffix`) builds may push to, besides the configured registry's. */
   targetRegistries: string[];
+  /**
+   * TARGET_REPOSITORY_PATTERNS: the repositories a consumer's builds may push to, as image patterns in which
+   * `{consumer}` stands for the consumer's name (`registry.example.com/{consumer}/*`); empty: any repository.
+   */
+  targetRepositories: string[];
   /** Registries at internal addresses (host[:port], `*.suffix`) a `sourceImage` may be copied from; DNS names need no entry. */
   sourceRegistries: string[];
 }
@@ -56,6 +61,9 @@ export interface DependenciesConfig {
 }
 
 const MiB = 1024 * 1024;
+
+/** Where a TARGET_REPOSITORY_PATTERNS pattern names the consumer whose build it judges. */
+export const CONSUMER_PLACEHOLDER = '{consumer}';
 
 const isEngine = (value: string): boolean => value === 'buildkit' || value === 'kaniko';
 
@@ -122,6 +130,12 @@ export function readPolicy(read: EnvReader): PolicyConfig {
     trustedConsumers: read.list('BASE_IMAGE_POLICY_TRUSTED_CONSUMERS', [], (v) => CONSUMER_NAME.test(v), 'consumer names (letters, digits, . _ -)'),
     allowedFrontends: read.list('BUILD_ALLOWED_FRONTENDS', [], isImagePattern, expected),
     targetRegistries: read.list('TARGET_REGISTRY_ALLOWLIST', [], isRegistryHost, REGISTRY_HOSTS),
+    targetRepositories: read.list(
+      'TARGET_REPOSITORY_PATTERNS',
+      [],
+      (v) => isImagePattern(v.replaceAll(CONSUMER_PLACEHOLDER, 'consumer')),
+      'image patterns in which {consumer} stands for the consumer, such as registry.example.com/{consumer}/*',
+    ),
     sourceRegistries: read.list('SOURCE_REGISTRY_ALLOWLIST', [], isRegistryHost, REGISTRY_HOSTS),
   };
 }

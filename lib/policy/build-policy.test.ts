@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { buildPolicySettingsOf, checkDockerfilePolicy, checkEngine, type BuildPolicySettings } from './build-policy';
 import { PolicyViolation } from './errors';
-import { checkTargetRegistry } from './targets';
+import { checkTargetRegistry, checkTargetRepository } from './targets';
 
 const settings: BuildPolicySettings = {
   allowlist: [],
@@ -12,7 +12,7 @@ const settings: BuildPolicySettings = {
   proxyArgs: [],
   engines: ['buildkit'],
 };
-const POLICY = { allowlist: [], denylist: [], trustedConsumers: [], allowedFrontends: [], sourceRegistries: [], targetRegistries: [] };
+const POLICY = { allowlist: [], denylist: [], trustedConsumers: [], allowedFrontends: [], sourceRegistries: [], targetRegistries: [], targetRepositories: [] };
 const BUILD = { allowedEngines: ['buildkit' as const] };
 const check = (text: string, consumer = 'apps', buildArgs: Record<string, string> = {}, s = settings) =>
   checkDockerfilePolicy({ text, path: 'Dockerfile', buildArgs, platforms: ['linux/amd64'] }, consumer, s);
@@ -125,5 +125,27 @@ describe('checkEngine', () => {
 
   it('takes the allowed engines from the build configuration', () => {
     expect(buildPolicySettingsOf({ policy: POLICY, build: { allowedEngines: ['kaniko'] }, dependencies: {} }).engines).toEqual(['kaniko']);
+  });
+});
+
+describe('checkTargetRepository', () => {
+  const settings = { repositories: ['registry.example.com/{consumer}/*', 'registry.example.com/shared/{consumer}-*'] };
+
+  it("lets a consumer push under its own paths, and refuses another consumer's, naming the repository and the allowed ones", () => {
+    expect(() => checkTargetRepository('registry.example.com/custom-models/app:1', 'custom-models', settings)).not.toThrow();
+    expect(() => checkTargetRepository('registry.example.com/shared/custom-models-app@sha256:' + 'a'.repeat(64), 'custom-models', settings)).not.toThrow();
+    const err = violation(() => checkTargetRepository('registry.example.com/notebooks/app:1', 'custom-models', settings));
+    expect(err.code).toBe('target_repository_not_allowed');
+    expect(err.field).toBe('image');
+    expect(err.message).toBe('registry.example.com/notebooks/app is not a repository consumer custom-models may push to (registry.example.com/custom-models/*, registry.example.com/shared/custom-models-*); push to one of those');
+  });
+
+  it('does not take a consumer whose name starts like another for it, nor another registry', () => {
+    expect(() => checkTargetRepository('registry.example.com/custom-models-evil/app:1', 'custom-models', { repositories: ['registry.example.com/{consumer}/*'] })).toThrow(PolicyViolation);
+    expect(() => checkTargetRepository('other.example.com/custom-models/app:1', 'custom-models', settings)).toThrow(PolicyViolation);
+  });
+
+  it('lets any repository through when no pattern is configured', () => {
+    expect(() => checkTargetRepository('registry.example.com/anything/app:1', 'custom-models', { repositories: [] })).not.toThrow();
   });
 });

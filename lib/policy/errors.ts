@@ -18,4 +18,5 @@ export type PolicyViolationCode =
   | 'entitlement_not_allowed'
   | 'add_url_not_allowed'
   | 'target_registry_not_allowed'
+  | 'target_repository_not_allowed'
   | 'source_registry_not_allowed';

@@ -4,10 +4,12 @@
  * network). Checked at request time, before anything is stored or started.
  */
 import type { Config } from '../config';
+import { CONSUMER_PLACEHOLDER } from '../config/build';
 import type { RegistryType } from '../config/registry';
 import { hostAllowed, hostMatches } from '../registry/credentials/hosts';
 import { internalAddressReason, normaliseHost, resolvedAddressReason } from './addresses';
 import { PolicyViolation } from './errors';
+import { imageMatches, normaliseImage, normalisePattern, repositoryOf } from './image-patterns';
 
 export interface TargetRegistrySettings {
   /** TARGET_REGISTRY_ALLOWLIST: host[:port] or `*.suffix` entries. */
@@ -15,6 +17,8 @@ export interface TargetRegistrySettings {
   /** The configured registry: its type, and REGISTRY_CREDENTIAL_HOSTS when set. */
   registryType: RegistryType;
   credentialHosts?: string[];
+  /** TARGET_REPOSITORY_PATTERNS: image patterns with `{consumer}`; empty lets a consumer push to any repository. */
+  repositories?: string[];
 }
 
 /** The host of a registry's `host[:port]`, without the port and the brackets of an IPv6 address. */
@@ -82,4 +86,22 @@ export function listedRegistryName(config: Pick<Config, 'policy' | 'registry'>):
     const h = hostname.toLowerCase();
     return patterns.some((p) => hostMatches(p, h)) || (ofType && hostAllowed(registry.type, undefined, h));
   };
+}
+
+/**
+ * Throws `target_repository_not_allowed` unless the target `image` is in one of the repositories the consumer's
+ * builds may push to (TARGET_REPOSITORY_PATTERNS, `{consumer}` replaced by its name). The service pushes, tags and
+ * signs with its own credentials, so without this one consumer could move another's tags.
+ */
+export function checkTargetRepository(image: string, consumer: string, settings: Pick<TargetRegistrySettings, 'repositories'>): void {
+  const patterns = settings.repositories ?? [];
+  if (patterns.length === 0) return;
+  const own = patterns.map((p) => p.replaceAll(CONSUMER_PLACEHOLDER, consumer));
+  const normalised = normaliseImage(image);
+  if (own.some((p) => imageMatches(normalisePattern(p), normalised))) return;
+  throw new PolicyViolation(
+    'target_repository_not_allowed',
+    `${repositoryOf(normalised)} is not a repository consumer ${consumer} may push to (${own.join(', ')}); push to one of those`,
+    'image',
+  );
 }

@@ -76,9 +76,22 @@ describe('API authentication in the chart', () => {
 
   it('hands the policy lists to the service', () => {
     const manifests = renderChart({
-      valuesFiles: [valuesFile({ buildService: { policy: { trustedConsumers: ['environments'], allowedFrontends: ['docker.io/docker/dockerfile:*'], targetRegistries: ['registry.example.com', '*.internal.example'] } } })],
+      valuesFiles: [valuesFile({ buildService: { policy: {
+        trustedConsumers: ['environments'],
+        allowedFrontends: ['docker.io/docker/dockerfile:*'],
+        targetRegistries: ['registry.example.com', '*.internal.example'],
+        targetRepositories: ['registry.example.com/{consumer}/*'],
+      } } })],
     });
-    const config = loadConfig({ ...database, ...plainEnv(resolveEnv(manifests, containerOf(manifests, `${FULLNAME}-worker`).container)) });
-    expect(config.policy).toMatchObject({ trustedConsumers: ['environments'], allowedFrontends: ['docker.io/docker/dockerfile:*'], targetRegistries: ['registry.example.com', '*.internal.example'] });
+    // The API checks them at request time and the worker before a build: both get them.
+    for (const deployment of ['worker', 'api']) {
+      const config = loadConfig({ ...database, ...plainEnv(resolveEnv(manifests, containerOf(manifests, `${FULLNAME}-${deployment}`).container)) });
+      expect(config.policy, deployment).toMatchObject({
+        trustedConsumers: ['environments'],
+        allowedFrontends: ['docker.io/docker/dockerfile:*'],
+        targetRegistries: ['registry.example.com', '*.internal.example'],
+        targetRepositories: ['registry.example.com/{consumer}/*'],
+      });
+    }
   });
 });

@@ -184,6 +184,32 @@ describe('hostile build requests', () => {
     });
   });
 
+  describe("another consumer's repository, where each consumer pushes under its own path", () => {
+    let scoped: HostileStack;
+    beforeAll(async () => {
+      scoped = await startHostileStack('scoped-repositories', { TARGET_REPOSITORY_PATTERNS: '127.0.0.1:5000/{consumer}/*' });
+    });
+    afterAll(() => scoped?.close());
+
+    it.each([
+      ['a multipart build', 'multipart'],
+      ['a sourceImage copy', 'json'],
+    ])("refuses %s into another consumer's repository, and tags there, with target_repository_not_allowed", async (_what, kind) => {
+      const victim = `127.0.0.1:5000/${scoped.consumer}-victim/app:prod`;
+      const body = kind === 'json'
+        ? JSON.stringify({ image: victim, sourceImage: '127.0.0.1:5000/x/y:1', overwrite: true })
+        : buildForm({ image: victim, overwrite: true }, await contextOf({ Dockerfile: 'FROM scratch\n' }));
+      const error = await scoped.expectRefused(() => scoped.submit(body, kind === 'json' ? json : {}), 400, 'target_repository_not_allowed', 'image');
+      expect(error.message).toContain(`127.0.0.1:5000/${scoped.consumer}/*`);
+    });
+
+    it('holds an operator acting for a consumer to that consumer\'s repositories', async () => {
+      const operator = { consumer: `${scoped.consumer}-ops`, role: 'operator' as const };
+      const form = buildForm({ image: `127.0.0.1:5000/${scoped.consumer}-victim/app:1` }, await contextOf({ Dockerfile: 'FROM scratch\n' }));
+      await scoped.expectRefused(() => scoped.submit(form, { 'x-consumer': scoped.consumer }, operator), 400, 'target_repository_not_allowed', 'image');
+    });
+  });
+
   describe('targets in a deployment that lists none (any DNS name may be pushed to)', () => {
     let open: HostileStack;
     beforeAll(async () => {
