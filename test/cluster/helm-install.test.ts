@@ -1,9 +1,9 @@
 /**
  * The chart installed for real (docs/install-kubernetes.md): `helm install` of infra/helm/build-service into a
  * namespace of the real node, with the service image that infra/images/build.sh builds from this repository, the
- * API and the worker running as pods under the chart's own ServiceAccount and Role (in-cluster configuration, no
- * kubeconfig), reaching the host's PostgreSQL, Temporal and MinIO at the node's address (10.244.0.1) like any
- * external service. A build sent to the API through its NodePort runs in a builder pod and pushes; `helm test`
+ * worker running as a pod under the chart's ServiceAccount and Role (in-cluster configuration, no kubeconfig), the
+ * API under its own ServiceAccount with no token and none of the worker-only variables, both reaching the host's
+ * PostgreSQL, Temporal and MinIO at the node's address (10.244.0.1) like any external service. A build sent to the API through its NodePort runs in a builder pod and pushes; `helm test`
  * (templates/tests/build-test.yaml) does the same from inside the cluster. The worker signs with a notation local
  * key that the chart's buildService.notation values mount (keys and trust store from Secrets), as an operator would.
  * A Python index mirror with credentials (CUSTOM_MODEL_DEPENDENCIES_PYTHON_INDEX) reaches the build's RUN steps as
@@ -75,17 +75,29 @@ afterAll(async () => {
 });
 
 describe(`the chart installed with helm on the real node ${NODE_NAME}`, () => {
-  it('runs the API and the worker as pods under the chart\'s ServiceAccount, with no kubeconfig', async () => {
+  it('runs the API and the worker as pods under the chart\'s ServiceAccounts, with no kubeconfig', async () => {
     const pods = (await coreApi().listNamespacedPod({ namespace, labelSelector: `app.kubernetes.io/instance=${RELEASE}` })).items;
     const byComponent = new Map(pods.map((p) => [p.metadata?.labels?.['app.kubernetes.io/component'], p]));
     for (const component of ['api', 'worker']) {
       const pod = byComponent.get(component);
       expect(pod?.status?.phase, component).toBe('Running');
       expect(pod?.spec?.nodeName).toBe(NODE_NAME);
-      expect(pod?.spec?.serviceAccountName).toBe(SERVICE_ACCOUNT);
+      // The worker's account is bound to the builder Role; the API's own is bound to nothing.
+      expect(pod?.spec?.serviceAccountName).toBe(component === 'api' ? `${SERVICE_ACCOUNT}-api` : SERVICE_ACCOUNT);
       expect(pod?.spec?.containers[0]?.image).toBe(`${SERVICE_IMAGE.registry}/${SERVICE_IMAGE.repository}:${SERVICE_IMAGE.tag}`);
       expect(pod?.spec?.containers[0]?.env?.map((e) => e.name) ?? []).not.toContain('KUBECONFIG');
     }
+    // The running API pod has no service-account token (none automounted, no JWT issuer here), and none of the
+    // worker-only variables reach it: not the scanner's env, not the signing settings.
+    const apiPod = byComponent.get('api')!;
+    expect(apiPod.spec?.automountServiceAccountToken).toBe(false);
+    expect(JSON.stringify(apiPod.spec?.volumes ?? [])).not.toContain('serviceAccountToken');
+    const apiSecrets = (apiPod.spec?.containers[0]?.envFrom ?? []).flatMap((source) => (source.secretRef?.name ? [source.secretRef.name] : []));
+    expect(apiSecrets).toEqual([`${SERVICE_ACCOUNT}-env`]);
+    const apiEnv = (await coreApi().readNamespacedSecret({ namespace, name: apiSecrets[0]! })).data ?? {};
+    expect(Object.keys(apiEnv).filter((name) => /^(IMAGE_BUILDER_SCANNER_ENV|IMAGE_SIGNER_TYPE|NOTATION_.*)$/.test(name))).toEqual([]);
+    expect(Object.keys((await coreApi().readNamespacedSecret({ namespace, name: `${SERVICE_ACCOUNT}-worker-env` })).data ?? {}))
+      .toEqual(expect.arrayContaining(['IMAGE_BUILDER_SCANNER_ENV', 'IMAGE_SIGNER_TYPE', 'NOTATION_PROFILE']));
     const ready = await apiFetch(apiUrl, '/readyz');
     expect(ready.status, await ready.clone().text()).toBe(200);
     // The chart exports no traces by default, so the worker loads the image's prebuilt bundle without the tracing

@@ -1,7 +1,8 @@
 /**
  * The chart's API authentication and build policy settings: hashed static tokens become a Secret the API mounts and
  * reads through AUTH_TOKENS_FILE (proven by authenticating with the rendered file), a JWT issuer defaults to this
- * cluster's JWKS read as the pod's service account, and the policy lists reach the configuration.
+ * cluster's JWKS read with a projected token of the API's own service account, and the policy lists reach the
+ * configuration.
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -57,21 +58,47 @@ describe('API authentication in the chart', () => {
     expect((pod.volumes as { name: string; secret?: { secretName: string } }[]).find((v) => v.name === 'api-tokens')?.secret?.secretName).toBe('platform-api-tokens');
   });
 
-  it('points a JWT issuer at this cluster\'s JWKS, read with the pod\'s CA and service-account token', () => {
+  it('points a JWT issuer at this cluster\'s JWKS, read with the CA and a projected token of the API\'s own service account', () => {
     const manifests = renderChart({
       valuesFiles: [valuesFile({ buildService: { auth: { jwt: { issuer: 'https://kubernetes.default.svc', audiences: ['image-build-service'], subjects: { 'system:serviceaccount:apps:custom-models': 'consumer:custom-models' } } } } })],
     });
-    const env = plainEnv(resolveEnv(manifests, containerOf(manifests, `${FULLNAME}-api`).container));
+    const { container, pod } = containerOf(manifests, `${FULLNAME}-api`);
+    const env = plainEnv(resolveEnv(manifests, container));
     const config = loadConfig({ ...database, ...env });
+    const dir = '/var/run/secrets/image-build-service/jwks-reader';
     expect(config.auth.jwt).toEqual({
       issuer: 'https://kubernetes.default.svc',
       jwksUrl: 'https://kubernetes.default.svc/openid/v1/jwks',
       audiences: ['image-build-service'],
-      caFile: '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt',
-      jwksTokenFile: '/var/run/secrets/kubernetes.io/serviceaccount/token',
+      caFile: `${dir}/ca.crt`,
+      jwksTokenFile: `${dir}/token`,
       subjects: { 'system:serviceaccount:apps:custom-models': { consumer: 'custom-models', role: 'consumer' } },
     });
     expect(config.auth.tokensFile).toBeUndefined();
+    // Not the automounted credentials (none are): a token of the API's account, which no Role binds, for the API
+    // server's own audience (what /openid/v1/jwks accepts), and the cluster's CA, where the configuration reads them.
+    expect(pod).toMatchObject({ serviceAccountName: `${FULLNAME}-api`, automountServiceAccountToken: false });
+    expect((container as unknown as { volumeMounts: unknown[] }).volumeMounts).toContainEqual({ name: 'jwks-reader', mountPath: dir, readOnly: true });
+    expect((pod.volumes as { name: string }[]).find((v) => v.name === 'jwks-reader')).toMatchObject({
+      name: 'jwks-reader',
+      projected: {
+        sources: [
+          { serviceAccountToken: { path: 'token', expirationSeconds: 3600 } },
+          { configMap: { name: 'kube-root-ca.crt', items: [{ key: 'ca.crt', path: 'ca.crt' }] } },
+        ],
+      },
+    });
+    expect(JSON.stringify(containerOf(manifests, `${FULLNAME}-worker`).pod.volumes)).not.toContain('jwks-reader');
+  });
+
+  it('projects no token into the API for a JWKS elsewhere, or without JWTs', () => {
+    for (const jwt of [{ issuer: 'https://issuer.example', jwksUrl: 'https://issuer.example/jwks' }, {}]) {
+      const manifests = renderChart({ valuesFiles: [valuesFile({ buildService: { auth: { jwt } } })] });
+      const { container, pod } = containerOf(manifests, `${FULLNAME}-api`);
+      expect(pod.automountServiceAccountToken).toBe(false);
+      expect(JSON.stringify(pod.volumes)).not.toContain('serviceAccountToken');
+      expect(plainEnv(resolveEnv(manifests, container))).not.toHaveProperty('AUTH_JWT_JWKS_TOKEN_FILE');
+    }
   });
 
   it('hands the policy lists to the service', () => {

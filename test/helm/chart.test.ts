@@ -7,6 +7,8 @@ import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
+import { apiSettingsOf } from '../../api/settings';
+import { policySettingsOf } from '../../api/builds/policy';
 import { loadConfig, type Config } from '../../lib/config';
 import { builderImageFor, builderPodFor, resolveKubernetesOptions } from '../../lib/executors/kubernetes';
 import { kubernetesSettingsFrom } from '../../worker/kubernetes-settings';
@@ -177,7 +179,8 @@ describe('chart defaults', () => {
     expect(kinds.sort()).toEqual([
       `ConfigMap/${FULLNAME}-config`, `Deployment/${FULLNAME}-api`, `Deployment/${FULLNAME}-worker`,
       `NetworkPolicy/${FULLNAME}-builder-egress`, `Pod/${FULLNAME}-build-test`, `Role/${FULLNAME}-builder`,
-      `RoleBinding/${FULLNAME}-builder`, `Secret/${FULLNAME}-env`, `Service/${FULLNAME}`, `Service/${FULLNAME}-worker-metrics`, `ServiceAccount/${FULLNAME}`,
+      `RoleBinding/${FULLNAME}-builder`, `Secret/${FULLNAME}-env`, `Secret/${FULLNAME}-worker-env`, `Service/${FULLNAME}`, `Service/${FULLNAME}-worker-metrics`,
+      `ServiceAccount/${FULLNAME}`, `ServiceAccount/${FULLNAME}-api`,
     ]);
   });
 
@@ -421,10 +424,15 @@ describe('Image Builder pods', () => {
     expect(config().imageBuilder.scc).toBe('nonroot-v2');
     const role = find(manifests, 'ClusterRole', `${FULLNAME}-ibs-scc`);
     expect(role).toMatchObject({ rules: [{ apiGroups: ['security.openshift.io'], resources: ['securitycontextconstraints'], resourceNames: ['nonroot-v2'], verbs: ['use'] }] });
+    // The API's pod runs in the same namespace and is admitted under the SCC as before; `use` grants no API access.
     expect(find(manifests, 'RoleBinding', `${FULLNAME}-scc`)).toMatchObject({
       roleRef: { kind: 'ClusterRole', name: `${FULLNAME}-ibs-scc` },
-      subjects: [{ kind: 'ServiceAccount', name: FULLNAME, namespace: 'ibs' }],
+      subjects: [{ kind: 'ServiceAccount', name: FULLNAME, namespace: 'ibs' }, { kind: 'ServiceAccount', name: `${FULLNAME}-api`, namespace: 'ibs' }],
     });
+    // In a build namespace of its own the binding concerns builder pods and the worker's account only.
+    const apart = snippet('openshift-scc', { set: ['imageBuilder.namespace=ibs-builds'] }).manifests;
+    expect(find(apart, 'RoleBinding', `${FULLNAME}-scc`)).toMatchObject({ subjects: [{ kind: 'ServiceAccount', name: FULLNAME, namespace: 'ibs' }] });
+    expect((find(apart, 'RoleBinding', `${FULLNAME}-scc`) as unknown as { subjects: unknown[] }).subjects).toHaveLength(1);
   });
 });
 
@@ -512,5 +520,118 @@ describe('values the service could not use', () => {
     ['an externalsecret entry without key', ['buildService.envApp.externalsecret.POSTGRES_USER.name=pg'], /\/buildService\/envApp\/externalsecret\/POSTGRES_USER.*key/],
   ])('refuses %s at helm template time, naming the value', (_case, set, message) => {
     expect(refusal(set)).toMatch(message);
+  });
+});
+
+/** The ServiceAccounts a Role, ClusterRole or SCC binding of the rendering names, with what it grants. */
+function boundAccounts(manifests: Manifest[]): Array<{ binding: string; account: string; role: string }> {
+  return manifests
+    .filter((m) => m.kind === 'RoleBinding' || m.kind === 'ClusterRoleBinding')
+    .flatMap((m) => {
+      const { subjects, roleRef } = m as unknown as { subjects: Array<{ kind: string; name: string }>; roleRef: { kind: string; name: string } };
+      return subjects.filter((s) => s.kind === 'ServiceAccount').map((s) => ({ binding: `${m.kind}/${m.metadata.name}`, account: s.name, role: `${roleRef.kind}/${roleRef.name}` }));
+    });
+}
+
+/** Variables only the worker reads (the chart's build-service.workerOnlyVariable). */
+const WORKER_ONLY = /^(IMAGE_BUILDER_SCANNER_ENV|IMAGE_SIGNER_TYPE|KUBECONFIG|NOTATION_.*)$/;
+/** ConfigMap settings that merely accompany signing (NOTATION_CONFIG_HOME, NOTATION_TRUST_STORE): not secrets. */
+const PLAIN_NOTATION = ['NOTATION_CONFIG_HOME', 'NOTATION_TRUST_STORE'];
+
+/** What the API does with its configuration (api/main.ts): the parts it reads must not change with the split. */
+function apiView(config: Config) {
+  return {
+    api: config.api, temporal: config.temporal, postgres: config.postgres, springProfile: config.springProfile, storage: config.storage,
+    registry: config.registry, auth: config.auth, telemetry: config.telemetry, tracing: config.tracing,
+    settings: apiSettingsOf(config), policy: policySettingsOf(config),
+  };
+}
+
+describe('the API apart from the worker', () => {
+  const files = readdirSync(ciDir).filter((f) => f.endsWith('-values.yaml')).sort();
+
+  it("runs the API under its own ServiceAccount, bound to no Role, with no token mounted; the worker's RBAC is unchanged", () => {
+    const manifests = renderChart({ set: ['buildService.serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=arn:aws:iam::1:role/ibs'] });
+    const api = containerOf(manifests, `${FULLNAME}-api`).pod;
+    const worker = containerOf(manifests, `${FULLNAME}-worker`).pod;
+    expect(api.serviceAccountName).toBe(`${FULLNAME}-api`);
+    expect(api.automountServiceAccountToken).toBe(false);
+    expect(JSON.stringify(api.volumes)).not.toContain('serviceAccountToken');
+    expect(worker.serviceAccountName).toBe(FULLNAME);
+    expect(worker).not.toHaveProperty('automountServiceAccountToken');
+    expect(find(manifests, 'ServiceAccount', `${FULLNAME}-api`)).toMatchObject({
+      automountServiceAccountToken: false,
+      // The API reads object storage and the registry with the same cloud identity (IRSA) unless given its own.
+      metadata: { annotations: { 'eks.amazonaws.com/role-arn': 'arn:aws:iam::1:role/ibs' } },
+    });
+    expect(find(manifests, 'ServiceAccount', FULLNAME)).not.toHaveProperty('automountServiceAccountToken');
+    expect(boundAccounts(manifests)).toEqual([{ binding: `RoleBinding/${FULLNAME}-builder`, account: FULLNAME, role: `Role/${FULLNAME}-builder` }]);
+    for (const file of files) {
+      const bound = boundAccounts(renderChart({ valuesFiles: [join(ciDir, file)], set: ['imageBuilder.namespace=ibs-builds'] }));
+      expect(bound.map((b) => b.account), file).not.toContain(`${FULLNAME}-api`);
+    }
+  });
+
+  it("takes the API's own account name and annotations, or an existing account, but never the worker's", () => {
+    const own = renderChart({ set: [
+      'buildService.serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=arn:aws:iam::1:role/ibs-worker',
+      'buildService.api.serviceAccount.name=ibs-frontend',
+      'buildService.api.serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=arn:aws:iam::1:role/ibs-api',
+    ] });
+    expect(containerOf(own, `${FULLNAME}-api`).pod.serviceAccountName).toBe('ibs-frontend');
+    expect(find(own, 'ServiceAccount', 'ibs-frontend').metadata.annotations).toEqual({ 'eks.amazonaws.com/role-arn': 'arn:aws:iam::1:role/ibs-api' });
+    const existing = renderChart({ set: ['buildService.api.serviceAccount.create=false', 'buildService.api.serviceAccount.name=platform-api'] });
+    expect(existing.filter((m) => m.kind === 'ServiceAccount').map((m) => m.metadata.name)).toEqual([FULLNAME]);
+    expect(containerOf(existing, `${FULLNAME}-api`).pod).toMatchObject({ serviceAccountName: 'platform-api', automountServiceAccountToken: false });
+    expect(() => renderChart({ set: [`buildService.api.serviceAccount.name=${FULLNAME}`] })).toThrow(/must differ from the worker's ServiceAccount/);
+    expect(() => renderChart({ set: ['buildService.serviceAccount.name=shared', 'buildService.api.serviceAccount.name=shared'] })).toThrow(/must differ/);
+  });
+
+  it.each(files)("%s: the API's configuration loads from its own environment, reads what it did, and holds no worker-only variable", (file) => {
+    const manifests = renderChart({ valuesFiles: [join(ciDir, file), ...operatorValues(file)] });
+    const envOf = (component: string) => resolveEnv(manifests, containerOf(manifests, `${FULLNAME}-${component}`).container);
+    const api = envOf('api');
+    const worker = envOf('worker');
+    expect(Object.keys(api).filter((name) => WORKER_ONLY.test(name) && !PLAIN_NOTATION.includes(name))).toEqual([]);
+    // Everything else the worker gets, the API gets too, from the same source.
+    expect(Object.fromEntries(Object.entries(worker).filter(([name]) => !WORKER_ONLY.test(name) || PLAIN_NOTATION.includes(name)))).toEqual(api);
+    const apiConfig = loadConfig({ ...database, ...plainEnv(api) });
+    expect(apiView(apiConfig)).toEqual(apiView(loadConfig({ ...database, ...plainEnv(worker) })));
+    expect(apiConfig.signing).toEqual({ type: 'none' });
+    expect(apiConfig.imageScanner.env).toEqual({});
+  });
+
+  it("keeps the scanner's tokens and the signing settings in the worker's Secret only", () => {
+    const manifests = renderChart({ valuesFiles: [values('image-scanner'), values('image-signing')] });
+    const api = containerOf(manifests, `${FULLNAME}-api`).container;
+    const worker = containerOf(manifests, `${FULLNAME}-worker`).container;
+    const sources = (c: typeof api) => (c.envFrom ?? []).map((s) => s.configMapRef?.name ?? s.secretRef?.name);
+    expect(sources(api)).toEqual([`${FULLNAME}-config`, `${FULLNAME}-env`]);
+    expect(sources(worker)).toEqual([`${FULLNAME}-config`, `${FULLNAME}-env`, `${FULLNAME}-worker-env`]);
+    const shared = secretData(find(manifests, 'Secret', `${FULLNAME}-env`));
+    expect(JSON.stringify(shared)).not.toMatch(/customer-token-here|IMAGE_SIGNER_TYPE|NOTATION_|signing-profiles/);
+    expect(secretData(find(manifests, 'Secret', `${FULLNAME}-worker-env`))).toEqual({
+      IMAGE_BUILDER_SCANNER_ENV: JSON.stringify({ SNYK_CACHE_PATH: './shared/.snyk-cache', SNYK_TOKEN: 'customer-token-here' }),
+      IMAGE_SIGNER_TYPE: 'notation',
+      NOTATION_PLUGIN: 'com.amazonaws.signer.notation.plugin',
+      NOTATION_PROFILE: 'arn:aws:signer:us-east-1:1234567890:/signing-profiles/your-signing-profiles',
+      NOTATION_REGION: 'us-east-1',
+    });
+    const apiConfig = loadConfig({ ...database, ...plainEnv(resolveEnv(manifests, api)) });
+    expect(apiConfig.signing.type).toBe('none');
+    expect(apiConfig.secrets).not.toContain('customer-token-here');
+    const workerConfig = loadConfig({ ...database, ...plainEnv(resolveEnv(manifests, worker)) });
+    expect(workerConfig.signing.type).toBe('notation');
+    expect(workerConfig.imageScanner.env.SNYK_TOKEN).toBe('customer-token-here');
+  });
+
+  it('gives a worker-only variable from envApp.externalsecret to the worker only, and the rest to both', () => {
+    const manifests = renderChart({ valuesFiles: [values('external-secret'), values('image-signing')], set: [
+      'buildService.envApp.externalsecret.NOTATION_PROFILE.name=signing', 'buildService.envApp.externalsecret.NOTATION_PROFILE.key=profile',
+    ] });
+    const names = (component: string) => (containerOf(manifests, `${FULLNAME}-${component}`).container.env ?? []).map((e) => e.name);
+    expect(names('api')).toEqual(['POSTGRES_PASSWORD', 'POSTGRES_USER']);
+    expect(names('worker')).toEqual(['NOTATION_PROFILE', 'POSTGRES_PASSWORD', 'POSTGRES_USER']);
+    expect(secretData(find(manifests, 'Secret', `${FULLNAME}-worker-env`))).not.toHaveProperty('NOTATION_PROFILE');
   });
 });

@@ -25,9 +25,34 @@ app.kubernetes.io/name: {{ include "build-service.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
+{{- /* The worker's ServiceAccount: the one bound to the builder Role (templates/rbac.yaml). */ -}}
 {{- define "build-service.serviceAccountName" -}}
 {{- default (include "build-service.fullname" .) .Values.buildService.serviceAccount.name -}}
 {{- end -}}
+
+{{- /* The API's own ServiceAccount, bound to no Role; never the worker's (the API faces the network, the worker's
+account may create pods and read secrets in the build namespace). */ -}}
+{{- define "build-service.apiServiceAccountName" -}}
+{{- $name := default (printf "%s-api" (include "build-service.fullname" .)) .Values.buildService.api.serviceAccount.name -}}
+{{- if eq $name (include "build-service.serviceAccountName" .) -}}
+{{- fail (printf "buildService.api.serviceAccount.name must differ from the worker's ServiceAccount %q: that one is bound to the builder Role" $name) -}}
+{{- end -}}
+{{- $name -}}
+{{- end -}}
+
+{{- /* Variables only the worker reads (lib/config: signing.ts, scanner.ts, the executor's KUBECONFIG): kept out of
+the API's environment, in the -worker-env Secret, whichever of envApp.secret or envApp.externalsecret sets them.
+"true" or empty. */ -}}
+{{- define "build-service.workerOnlyVariable" -}}
+{{- if or (has . (list "IMAGE_BUILDER_SCANNER_ENV" "IMAGE_SIGNER_TYPE" "KUBECONFIG")) (hasPrefix "NOTATION_" .) -}}true{{- end -}}
+{{- end -}}
+
+{{- /* Where the API reads the token and CA it fetches this cluster's JWKS with (auth.jwt without jwksUrl): a projected
+token of the API's own ServiceAccount, not the automounted credentials (the API mounts none). */ -}}
+{{- define "build-service.jwksReaderDir" -}}/var/run/secrets/image-build-service/jwks-reader{{- end }}
+{{- define "build-service.inClusterJwks" -}}
+{{- with .Values.buildService.auth.jwt }}{{ if and .issuer (not .jwksUrl) }}true{{ end }}{{ end -}}
+{{- end }}
 
 {{/* Where builder pods and their pull secrets live. */}}
 {{- define "build-service.buildNamespace" -}}
