@@ -89,7 +89,13 @@ export const retryBuildRoute = createRoute({
   summary: 'Run a failed or cancelled build again',
   description: 'A build that failed after its image was pushed by digest (in the push step today; scan upload and signing when they run) resumes from that step while the registry still holds the image; otherwise it is rebuilt. Each attempt is listed under `attempts`.',
   request: { params: BuildIdParams },
-  responses: { 202: json(BuildSchema, 'The build was queued again'), 404: errors[404], 409: json(ErrorSchema, 'The build is not failed or cancelled'), 503: errors[503] },
+  responses: {
+    202: json(BuildSchema, 'The build was queued again'),
+    400: json(ErrorSchema, 'The build may no longer run or push where it would (`engine_not_allowed`, `target_registry_not_allowed`, `target_repository_not_allowed`): the deployment narrowed them since it was accepted'),
+    404: errors[404],
+    409: json(ErrorSchema, 'The build is not failed or cancelled'),
+    503: errors[503],
+  },
 });
 
 export const getScanReportRoute = createRoute({

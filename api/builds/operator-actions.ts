@@ -33,6 +33,8 @@ export async function retryBuild(deps: ApiDeps, record: BuildRecord): Promise<Bu
   if (record.status !== 'failed' && record.status !== 'cancelled') {
     throw new ApiError(409, 'build_not_retryable', `build ${record.id} is ${record.status}; only failed or cancelled builds can be retried`);
   }
+  // Held to where builds may run and push now (a 400 as at submission), before anything changes.
+  await deps.policy.checkTarget(record.spec, record.consumer);
   await lastRunClosed(deps, record);
   const resume = await resumePointOf(deps, record);
   const requeued = await deps.builds.requeue(record.id);

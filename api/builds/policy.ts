@@ -22,6 +22,11 @@ import type { BuildUpload } from './upload';
 export interface BuildRequestPolicy {
   /** Throws a PolicyViolation (a 400) for a refused build; answers what a passed check found. */
   check(request: { spec: BuildSpec; consumer: string; upload: BuildUpload }): Promise<PolicyOutcome>;
+  /**
+   * The checks of where a build runs and pushes (engine, target registry, the consumer's repositories), which a
+   * retry of a recorded build is held to as well: the operator may have narrowed them since it was accepted.
+   */
+  checkTarget(spec: BuildSpec, consumer: string): Promise<void>;
 }
 
 /** What a passed check found: the exemption a trusted consumer used, and the Dockerfile's text when it read one. */
@@ -60,13 +65,17 @@ export class DockerfilePolicy implements BuildRequestPolicy {
     private readonly resolve: (host: string) => Promise<string[]> = (host) => resolveHost(host),
   ) {}
 
-  async check({ spec, consumer, upload }: { spec: BuildSpec; consumer: string; upload: BuildUpload }): Promise<PolicyOutcome> {
+  async checkTarget(spec: BuildSpec, consumer: string): Promise<void> {
     // Only an engine the build names: the deployment's default is always among the allowed ones.
     if (spec.engine !== undefined) checkEngine(spec.engine, this.settings.build);
     const target = parseImageReference(spec.image).registry;
     // Only a deployment that lists no target registry lets a consumer name one, so only there is the name looked up.
     checkTargetRegistry(target, this.settings.targets, targetsUnlisted(this.settings.targets) ? await this.resolve(hostWithoutPort(target)) : []);
     checkTargetRepository(spec.image, consumer, this.settings.targets);
+  }
+
+  async check({ spec, consumer, upload }: { spec: BuildSpec; consumer: string; upload: BuildUpload }): Promise<PolicyOutcome> {
+    await this.checkTarget(spec, consumer);
     if (spec.sourceImage !== undefined) {
       const source = parseSourceReference(spec.sourceImage);
       const resolved = await this.resolve(hostWithoutPort(source.registry));

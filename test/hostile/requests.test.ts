@@ -203,6 +203,26 @@ describe('hostile build requests', () => {
       expect(error.message).toContain(`127.0.0.1:5000/${scoped.consumer}/*`);
     });
 
+    it("refuses to retry a failed build recorded before the patterns confined the consumer, and leaves it failed", async () => {
+      const image = `127.0.0.1:5000/${scoped.consumer}-victim/app:old`;
+      const { record } = await scoped.stack.builds.create({
+        id: randomUUID(),
+        consumer: scoped.consumer,
+        image,
+        spec: { image, dockerfile: 'Dockerfile', buildArgs: {}, labels: {}, platforms: ['linux/amd64'], sourceImage: '127.0.0.1:5000/x/y:1' },
+        contextKey: '',
+        contextDigest: '',
+        source: { kind: 'image-uri', reference: '127.0.0.1:5000/x/y:1' },
+      });
+      await scoped.stack.builds.markFailed(record.id, { code: 'push_failed', message: 'the registry answered 503' });
+      const res = await scoped.stack.api(`/v1/builds/${record.id}/retry`, { method: 'POST' }, { consumer: scoped.consumer });
+      const text = await res.text();
+      expect(res.status, text).toBe(400);
+      expect((JSON.parse(text) as { error: { code: string } }).error.code).toBe('target_repository_not_allowed');
+      expect((await scoped.stack.builds.get(record.id))?.status).toBe('failed');
+      expect(await scoped.settledWorkflows()).toBe(0);
+    });
+
     it('holds an operator acting for a consumer to that consumer\'s repositories', async () => {
       const operator = { consumer: `${scoped.consumer}-ops`, role: 'operator' as const };
       const form = buildForm({ image: `127.0.0.1:5000/${scoped.consumer}-victim/app:1` }, await contextOf({ Dockerfile: 'FROM scratch\n' }));
