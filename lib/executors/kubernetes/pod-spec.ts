@@ -9,7 +9,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { V1Container, V1EnvVar, V1LocalObjectReference, V1Pod, V1SecurityContext, V1Volume } from '@kubernetes/client-node';
-import { IMAGE_ARCHIVE, SHARED_DIR, type ScannerRun } from '../../scan/contract';
+import { IMAGE_ARCHIVE, SCAN_REPORT, SHARED_DIR, type ScannerRun } from '../../scan/contract';
 import type { PresignedPut } from '../../storage/object-store';
 import type { BuildJob } from '../executor';
 import type { BuilderResources, ImageBuilderSecurityContext, KanikoContainerSecurityContext, KubernetesExecutorOptions } from './options';
@@ -55,8 +55,20 @@ const BUILD_SECRETS_KEY = 'build-secrets';
  */
 export const CONTEXT_URL_KEY = 'context-url';
 export const SCAN_CONTAINER = 'scan';
-/** Where the build container leaves a static busybox and the digest for the scanner container (lib/scan/contract.ts). */
-const GATE_TOOLS = `${SHARED_DIR}/.ibs`;
+/**
+ * The build's scratch in the shared emptyDir (IBS_GATE_TOOLS of ibs-build: Kaniko's OCI layout and the busybox that
+ * packs it). RUN steps can write there (Kaniko runs them in the build container itself), so the scanner container
+ * runs nothing from it.
+ */
+const BUILD_SCRATCH = `${SHARED_DIR}/.ibs`;
+/**
+ * The gate's tools: the static busybox the scanner container's script runs under, in a volume that only
+ * GATE_TOOLS_CONTAINER writes (after the build ended, from a fresh container of the builder image) and that the
+ * scanner mounts read-only. The build container never mounts it.
+ */
+export const GATE_TOOLS_CONTAINER = 'gate-tools';
+const GATE_TOOLS_VOLUME = 'gate-tools';
+const GATE_TOOLS_DIR = '/ibs/gate-tools';
 const WORKSPACE = '/workspace';
 const DOCKER_CONFIG_DIR = '/ibs/docker';
 const ROOTLESS_UID = 1000;
@@ -152,12 +164,18 @@ export function builderPodFor(input: BuilderPodInput): V1Pod {
 
 /**
  * The scanner gate's pod (spec "Image scanning"): the build container becomes an init container that writes
- * /shared/image.tar (an emptyDir) instead of pushing, and the scanner runs after it as the pod's container, with
- * its configured command, args, env (from the build's secret, never in the pod spec) and resources. The scanner's
- * command runs under a static busybox the build left in /shared/.ibs, so any scanner image works; afterwards it
- * uploads the report (always) and the archive (only when the scan passed) with the scanner image's curl to
- * presigned URLs, and reports the scanner's exit code as its termination message. The worker then judges the
- * scan and pushes the archive with the service's registry client (lib/scan/gate.ts), the same as locally.
+ * /shared/image.tar (an emptyDir) instead of pushing, the gate-tools init container then copies the builder image's
+ * static busybox into a volume of its own, and the scanner runs last as the pod's container, with its configured
+ * command, args, env (from the build's secret, never in the pod spec) and resources. The scanner's command runs
+ * under that busybox, so any scanner image works; afterwards it uploads the report (always) and the archive (only
+ * when the scan passed) with the scanner image's curl to presigned URLs, and reports the scanner's exit code as its
+ * termination message. The worker then judges the scan and pushes the archive with the service's registry client
+ * (lib/scan/gate.ts), the same as locally.
+ *
+ * Everything in /shared is the consumer's: with Kaniko, RUN steps run in the build container with /shared
+ * mounted. The scanner reads image.tar from it (the image the consumer built, which is what it scans) and nothing
+ * it runs or trusts; it runs as the rootless user without capabilities whatever the engine, since it holds the
+ * scanner's tokens and the upload URLs.
  */
 function withScanner(spec: NonNullable<V1Pod['spec']>, input: BuilderPodInput, mode: EngineMode): NonNullable<V1Pod['spec']> {
   const gate = input.gate;
@@ -167,30 +185,61 @@ function withScanner(spec: NonNullable<V1Pod['spec']>, input: BuilderPodInput, m
   const sharedMount = { name: 'shared', mountPath: SHARED_DIR };
   const gatedBuild: V1Container = {
     ...build,
-    env: [...(build.env ?? []), { name: 'IBS_ARCHIVE', value: `${SHARED_DIR}/image.tar` }, { name: 'IBS_GATE_TOOLS', value: GATE_TOOLS }],
+    env: [...(build.env ?? []), { name: 'IBS_ARCHIVE', value: `${SHARED_DIR}/image.tar` }, { name: 'IBS_GATE_TOOLS', value: BUILD_SCRATCH }],
     volumeMounts: [...(build.volumeMounts ?? []), sharedMount],
   };
-  // With Kaniko the scanner runs with Kaniko's security context, as the chart documents; with BuildKit as the
-  // pod's build user, which owns the shared emptyDir through fsGroup.
-  const scanner = scannerContainer(gate, dockerConfigSecretName(input.job.buildId), mode === 'kaniko' ? build.securityContext : restrictedSecurityContext(build.securityContext), input.allowSelfSignedCerts);
+  // Kaniko's SELinux type (spc_t) would leave the scanner unconfined: with Kaniko it gets the pod's default. The
+  // archive is readable to it: BuildKit writes it as this user, ibs-build makes Kaniko's world-readable.
+  const securityContext = restrictedSecurityContext(mode === 'kaniko' ? undefined : build.securityContext);
+  const scanner = scannerContainer(gate, dockerConfigSecretName(input.job.buildId), securityContext, input.allowSelfSignedCerts);
   return {
     ...spec,
-    initContainers: [...(spec.initContainers ?? []), gatedBuild],
+    initContainers: [...(spec.initContainers ?? []), gatedBuild, gateToolsContainer(build.image as string, securityContext)],
     containers: [scanner],
-    volumes: [...(spec.volumes ?? []), { name: 'shared', emptyDir: {} }, { name: 'scanner-tmp', emptyDir: {} }],
+    volumes: [...(spec.volumes ?? []), { name: 'shared', emptyDir: {} }, { name: 'scanner-tmp', emptyDir: {} }, gateToolsVolume()],
   };
 }
 
 /**
+ * The init container that fills the gate's tools volume: a fresh container of `image` (the builder image), so
+ * nothing a build did reaches it (Kaniko rewrites / of its own container); it mounts the tools volume only. The
+ * QEMU image's busybox is the VM's; the others' is on the PATH or behind /bin/sh (busybox's own shell answers
+ * `command -v busybox` with the bare applet name).
+ */
+function gateToolsContainer(image: string, securityContext: V1SecurityContext): V1Container {
+  return {
+    name: GATE_TOOLS_CONTAINER,
+    image,
+    command: ['/bin/sh', '-c', [
+      'set -e',
+      'bb=/vm/rootfs/bin/busybox',
+      'if [ ! -f "$bb" ]; then bb=$(command -v busybox || true); case "$bb" in /*) ;; *) bb=$(readlink -f /bin/sh) ;; esac; fi',
+      'cp "$bb" "$0/busybox"',
+      // It runs on its own, as it must in the scanner's image, which may have nothing else.
+      '"$0/busybox" true',
+    ].join('\n'), GATE_TOOLS_DIR],
+    volumeMounts: [{ name: GATE_TOOLS_VOLUME, mountPath: GATE_TOOLS_DIR }],
+    resources: { requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '64Mi' } },
+    securityContext,
+    terminationMessagePolicy: 'FallbackToLogsOnError',
+  };
+}
+
+function gateToolsVolume(): V1Volume {
+  return { name: GATE_TOOLS_VOLUME, emptyDir: { sizeLimit: '16Mi' } };
+}
+
+/**
  * The gate's scanner container (builder pods and scan pods alike): the configured scanner under the static busybox
- * in /shared/.ibs, its env and the upload URLs from `secretName`; without an archive upload it uploads the report only.
+ * of the gate's tools volume (read-only), its env and the upload URLs from `secretName`; without an archive upload
+ * it uploads the report only.
  */
 function scannerContainer(gate: ScanUploads, secretName: string, securityContext: V1SecurityContext | undefined, allowSelfSignedCerts?: boolean): V1Container {
   const fromSecret = (name: string, key: string): V1EnvVar => ({ name, valueFrom: { secretKeyRef: { name: secretName, key } } });
   return {
     name: SCAN_CONTAINER,
     image: gate.scanner.image,
-    command: [`${GATE_TOOLS}/busybox`, 'sh', '-c', SCAN_SCRIPT, 'ibs-scan', ...gate.scanner.command, ...gate.scanner.args],
+    command: [`${GATE_TOOLS_DIR}/busybox`, 'sh', '-c', SCAN_SCRIPT, 'ibs-scan', ...gate.scanner.command, ...gate.scanner.args],
     env: [
       ...Object.keys(gate.scanner.env).map((name) => fromSecret(name, scannerEnvKey(name))),
       fromSecret('IBS_REPORT_URL', REPORT_URL_KEY),
@@ -201,7 +250,11 @@ function scannerContainer(gate: ScanUploads, secretName: string, securityContext
     ],
     resources: { requests: { ...gate.scanner.resources.requests }, limits: { ...gate.scanner.resources.limits } },
     securityContext,
-    volumeMounts: [{ name: 'shared', mountPath: SHARED_DIR }, { name: 'scanner-tmp', mountPath: '/tmp' }],
+    volumeMounts: [
+      { name: 'shared', mountPath: SHARED_DIR },
+      { name: 'scanner-tmp', mountPath: '/tmp' },
+      { name: GATE_TOOLS_VOLUME, mountPath: GATE_TOOLS_DIR, readOnly: true },
+    ],
     terminationMessagePolicy: 'FallbackToLogsOnError',
   };
 }
@@ -212,6 +265,9 @@ export const ARCHIVE_URL_KEY = 'scan-archive-url';
 export function scannerEnvKey(name: string): string {
   return `scanner-env.${name}`;
 }
+
+/** The scanner container's exit code when what the build left in /shared is refused before the scan. */
+export const SHARED_REFUSED_EXIT = 72;
 
 /** Pod Security `restricted`: the rootless user, no capabilities, no escalation; SELinux as `like` has it. */
 function restrictedSecurityContext(like?: V1SecurityContext): V1SecurityContext {
@@ -228,16 +284,20 @@ function restrictedSecurityContext(like?: V1SecurityContext): V1SecurityContext 
 
 /**
  * Runs the scanner ("$@"), then uploads what the gate needs with curl (which the spec requires of scanner images)
- * and reports {"scanExitCode": N, "digest": ...}. It exits 0 whenever the uploads worked, so a failed scan still
- * delivers its report; the worker decides.
+ * and reports {"scanExitCode": N}. It exits 0 whenever the uploads worked, so a failed scan still delivers its
+ * report; the worker decides. The build could have left anything in /shared: image.tar must be a file of its own
+ * (a symbolic link would have the scanner and curl read a file of this container), and a report there before the
+ * scan is removed, so that only the scanner's own is uploaded.
  */
 const SCAN_SCRIPT = [
+  `[ -f ${SHARED_DIR}/${IMAGE_ARCHIVE} ] && [ ! -L ${SHARED_DIR}/${IMAGE_ARCHIVE} ] || { echo "[ibs] ${SHARED_DIR}/${IMAGE_ARCHIVE} is not a regular file" >&2; exit ${SHARED_REFUSED_EXIT}; }`,
+  `rm -f ${SHARED_DIR}/${SCAN_REPORT} || { echo "[ibs] ${SHARED_DIR}/${SCAN_REPORT} was there before the scan and could not be removed" >&2; exit ${SHARED_REFUSED_EXIT}; }`,
   '"$@"; code=$?',
   'insecure=""; [ "$IBS_ALLOW_SELF_SIGNED_CERTS" != true ] || insecure=--insecure',
   'put() { curl -fsS $insecure ${IBS_UPLOAD_HEADER:+-H "$IBS_UPLOAD_HEADER"} -X PUT -T "$1" "$2"; }',
   'if [ -f /shared/scan-report.json ]; then put /shared/scan-report.json "$IBS_REPORT_URL" || { echo "[ibs] the scan report could not be uploaded" >&2; exit 70; }; fi',
   'if [ "$code" -eq 0 ] && [ -n "${IBS_ARCHIVE_URL:-}" ] && [ -f /shared/scan-report.json ]; then put /shared/image.tar "$IBS_ARCHIVE_URL" || { echo "[ibs] the image archive could not be uploaded" >&2; exit 71; }; fi',
-  `printf '{"scanExitCode":%d,"digest":"%s"}' "$code" "$(cat ${GATE_TOOLS}/digest)" >/dev/termination-log`,
+  `printf '{"scanExitCode":%d}' "$code" >/dev/termination-log`,
 ].join('\n');
 
 function commonPodSpec(input: BuilderPodInput): NonNullable<V1Pod['spec']> {
@@ -489,25 +549,21 @@ export const SCAN_IMAGE_URL_KEY = 'scan-image-url';
 const FETCH_IMAGE_CONTAINER = 'fetch-image';
 
 /**
- * The scan pod: an init container of the image-builder image (rootless, no privileges) leaves the gate's busybox in
- * /shared/.ibs and downloads image.tar from a presigned URL (with the image's busybox); then the
- * gate's scanner container runs as in a gated builder pod and uploads the report. Pod Security `restricted` admits it.
+ * The scan pod: an init container of the image-builder image (rootless, no privileges) downloads image.tar from a
+ * presigned URL (with the image's busybox), the gate-tools init container fills the tools volume as in a gated
+ * builder pod, then the gate's scanner container runs as there and uploads the report. Pod Security `restricted`
+ * admits it.
  */
 export function scanPodFor(input: ScanPodInput): V1Pod {
   const { options } = input;
   const secretName = `${input.name}-registry`;
   const securityContext = restrictedSecurityContext();
+  const image = builderImageFor('buildkit-rootless', options);
   const fetchImage: V1Container = {
     name: FETCH_IMAGE_CONTAINER,
-    image: builderImageFor('buildkit-rootless', options),
+    image,
     command: ['/bin/sh', '-c', [
       'set -e',
-      `mkdir -p ${GATE_TOOLS}`,
-      // busybox's own shell answers `command -v busybox` with the bare applet name; /bin/sh is a link to the binary.
-      'bb=$(command -v busybox); case "$bb" in /*) ;; *) bb=$(readlink -f /bin/sh) ;; esac',
-      `cp "$bb" ${GATE_TOOLS}/busybox`,
-      // The scanner container reports a digest beside its verdict; the worker knows which image it sent.
-      `: >${GATE_TOOLS}/digest`,
       'insecure=""; [ "$IBS_ALLOW_SELF_SIGNED_CERTS" != true ] || insecure=--no-check-certificate',
       `wget -q $insecure -O ${SHARED_DIR}/${IMAGE_ARCHIVE} "$IBS_IMAGE_URL" || { echo "[ibs] the image archive could not be downloaded from object storage" >&2; exit 1; }`,
     ].join('\n')],
@@ -538,9 +594,9 @@ export function scanPodFor(input: ScanPodInput): V1Pod {
       serviceAccountName: options.serviceAccountName,
       imagePullSecrets: imagePullSecretsOf(options),
       securityContext: { fsGroup: ROOTLESS_UID, runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } },
-      initContainers: [fetchImage],
+      initContainers: [fetchImage, gateToolsContainer(image, securityContext)],
       containers: [scannerContainer(input.uploads, secretName, securityContext, input.allowSelfSignedCerts)],
-      volumes: [{ name: 'shared', emptyDir: {} }, { name: 'scanner-tmp', emptyDir: {} }],
+      volumes: [{ name: 'shared', emptyDir: {} }, { name: 'scanner-tmp', emptyDir: {} }, gateToolsVolume()],
     },
   };
 }

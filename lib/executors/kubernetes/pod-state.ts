@@ -4,7 +4,7 @@
  */
 import type { V1ContainerStatus, V1Pod } from '@kubernetes/client-node';
 import { BuildFailedError } from '../executor';
-import { BUILD_CONTAINER, FETCH_CONTAINER, SCAN_CONTAINER } from './pod-spec';
+import { BUILD_CONTAINER, FETCH_CONTAINER, GATE_TOOLS_CONTAINER, SCAN_CONTAINER, SHARED_REFUSED_EXIT } from './pod-spec';
 
 export type PodProgress =
   | { state: 'pending' }
@@ -121,19 +121,28 @@ function statusProgress(pod: V1Pod, logTail: string): PodProgress {
       exitCode: String(fetch.state.terminated.exitCode), fetchMessage: terminationText(fetch),
     });
   }
-  // A gated pod (scanner gate) builds in an init container and ends with the scanner's container.
+  // A gated pod (scanner gate) builds in an init container and ends with the scanner's container. The digest is
+  // the build's own word either way (the archive the worker pushes must hold it); the scanner gives its verdict only.
   const gated = Boolean(pod.spec?.containers.some((c) => c.name === SCAN_CONTAINER));
   if (status.phase === 'Succeeded') {
-    const last = status.containerStatuses?.find((c) => c.name === (gated ? SCAN_CONTAINER : BUILD_CONTAINER));
-    const digest = reportedDigest(last?.state?.terminated?.message);
+    const build = (gated ? status.initContainerStatuses : status.containerStatuses)?.find((c) => c.name === BUILD_CONTAINER);
+    const digest = reportedDigest(build?.state?.terminated?.message);
     if (!digest) return failed('build_failed', `the builder finished but reported no image digest; last log lines:\n${logTail}`);
     if (!gated) return { state: 'succeeded', digest };
-    const scanExitCode = reportedScanExitCode(last?.state?.terminated?.message);
+    const scanner = status.containerStatuses?.find((c) => c.name === SCAN_CONTAINER);
+    const scanExitCode = reportedScanExitCode(scanner?.state?.terminated?.message);
     if (scanExitCode === undefined) return failed('scan_report_missing', 'the scanner container reported no exit code; check that the scanner image has curl and the command ran');
     return { state: 'succeeded', digest, scanExitCode };
   }
+  const tools = gated ? status.initContainerStatuses?.find((c) => c.name === GATE_TOOLS_CONTAINER)?.state?.terminated : undefined;
+  if (tools && tools.exitCode !== 0) {
+    return failed('scan_report_missing', `the scanner gate's tools could not be copied from the builder image (exit code ${tools.exitCode}): ${tools.message?.trim() || tools.reason || 'no details'}; the builder image must hold a static busybox`);
+  }
   const scanner = gated ? status.containerStatuses?.find((c) => c.name === SCAN_CONTAINER) : undefined;
   const scanExit = scanner?.state?.terminated;
+  if (scanExit?.exitCode === SHARED_REFUSED_EXIT) {
+    return failed('image_archive_invalid', `the scanner refused what the build left in /shared: ${terminationText(scanner)}`);
+  }
   if (scanExit && scanExit.exitCode !== 0) {
     return failed('scan_upload_failed', `the scanner container could not deliver the report or the image archive (exit code ${exitCodeText(scanExit.exitCode)}): ${terminationText(scanner)}; the scanner image must include curl, and object storage must be reachable from the builder pods`);
   }
@@ -162,7 +171,7 @@ export function reportedDigest(message: string | undefined): string | undefined 
   }
 }
 
-/** The scanner container's termination message: {"scanExitCode": N, "digest": ...}. */
+/** The scanner container's termination message: {"scanExitCode": N} (a digest beside it, from older pods, is not read). */
 export function reportedScanExitCode(message: string | undefined): number | undefined {
   try {
     const code = (JSON.parse(message ?? '') as { scanExitCode?: unknown }).scanExitCode;
