@@ -87,6 +87,8 @@ describe(`the scanner gate in builder pods on ${NODE_NAME} (trivy --scanners sec
       // Presigned URLs (context download, report and archive uploads) must work inside the pod.
       MINIO_SERVER_HOST: `http://${address}:9000`,
       TARGET_REGISTRY_ALLOWLIST: `${address}:5000`,
+      // The Kaniko cases name their engine.
+      IMAGE_BUILDER_ALLOWED_ENGINES: 'buildkit,kaniko',
       ...trivyGateSettings(scannerImage, `s3://${BUCKET}/${REPORT_PREFIX}`, 'scanner-token-canary-5512'),
     };
     stack = await startTestStack('cluster-scan-gate', settings);
@@ -158,6 +160,46 @@ describe(`the scanner gate in builder pods on ${NODE_NAME} (trivy --scanners sec
     expect(passed.build.status, `${JSON.stringify(passed.build.error)}\n${passed.log}`).toBe('succeeded');
     expect(passed.seen.indexOf('scanning')).toBeLessThan(passed.seen.indexOf('pushing'));
     expect(passed.build.scan).toMatchObject({ passed: true, summary: { format: 'trivy', findings: { secrets: 0 } } });
+    const manifest = await fetch(`http://127.0.0.1:5000/v2/${clean}/manifests/1`, {
+      headers: { accept: 'application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json' },
+    });
+    expect(manifest.headers.get('docker-content-digest')).toBe(passed.build.digest);
+  }, 600_000);
+
+  it('with Kaniko, RUN steps that replace the build\'s busybox in /shared and plant a report there reach nothing the scanner runs: it judges on its own', async () => {
+    // The build's scratch busybox (ibs-build packs Kaniko's OCI layout with it) becomes a script of the built image:
+    // it still packs the archive in the build container, and cannot even start in the scanner's image (no /bin/sh),
+    // where the old pod ran /shared/.ibs/busybox as the scanner container's command. The planted report is a link
+    // to the environment of the process that reads it, which holds the scanner's token.
+    const tamper = [
+      // busybox.orig: busybox runs as busybox when its name starts with "busybox".
+      'RUN cp /bin/busybox /shared/.ibs/busybox.orig',
+      ' && printf \'#!/bin/sh\\nexec /shared/.ibs/busybox.orig "$@"\\n\' > /shared/.ibs/busybox && chmod 755 /shared/.ibs/busybox',
+      ' && ln -sf /proc/self/environ /shared/scan-report.json',
+      ' && echo tampered-with-the-gate',
+    ].join('');
+    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const leaky = `ibs-cluster/scan-kaniko-tamper-leaky-${randomUUID().slice(0, 8)}`;
+    const clean = `ibs-cluster/scan-kaniko-tamper-clean-${randomUUID().slice(0, 8)}`;
+    const [blocked, passed] = await Promise.all([
+      buildAndWatch(leaky, {
+        Dockerfile: `FROM ${address}:5000/${BASE_PATH}\nCOPY id_rsa /root/.ssh/id_rsa\n${tamper}\n`,
+        id_rsa: privateKey.export({ type: 'pkcs1', format: 'pem' }).toString(),
+      }, 'kaniko'),
+      buildAndWatch(clean, { Dockerfile: `FROM ${address}:5000/${BASE_PATH}\nCOPY hello.txt /hello.txt\n${tamper}\n`, 'hello.txt': 'nothing secret here\n' }, 'kaniko'),
+    ]);
+    for (const { log } of [blocked, passed]) expect(log).toContain('tampered-with-the-gate');
+
+    expect(blocked.build.status, `${JSON.stringify(blocked.build.error)}\n${blocked.log}`).toBe('failed');
+    expect((blocked.build.error as { code: string }).code, blocked.log).toBe('scan_failed');
+    const report = await reportInMinio(blocked.id);
+    expect(report.Results?.flatMap((r) => r.Secrets ?? []).map((s) => s.RuleID)).toContain('private-key');
+    expect(JSON.stringify(report)).not.toContain('scanner-token-canary-5512');
+    expect(await tagsStatus(leaky)).toBe(404);
+
+    expect(passed.build.status, `${JSON.stringify(passed.build.error)}\n${passed.log}`).toBe('succeeded');
+    expect(passed.build.scan).toMatchObject({ passed: true, summary: { format: 'trivy', findings: { secrets: 0 } } });
+    expect(JSON.stringify(await reportInMinio(passed.id))).not.toContain('scanner-token-canary-5512');
     const manifest = await fetch(`http://127.0.0.1:5000/v2/${clean}/manifests/1`, {
       headers: { accept: 'application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json' },
     });
