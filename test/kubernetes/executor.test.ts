@@ -2,14 +2,14 @@
  * The kubernetes executor against a real kube-apiserver + etcd, with kube-scheduler and kube-controller-manager,
  * and kwok playing the node: pods are created, scheduled, run, fail, time out, are cancelled and cleaned up for real.
  */
-import { KubeConfig, Watch, type V1Secret } from '@kubernetes/client-node';
+import { KubeConfig } from '@kubernetes/client-node';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BuildFailedError } from '../../lib/executors/executor';
 import { builderPodName, createKubernetesExecutor } from '../../lib/executors/kubernetes';
 import {
-  buildJob, coreApi, createNamespace, deleteNamespace, eventually, kubeConfig, objectStore, podGone, readPod, recordingObserver, secretGone, setBuilderLog, settingsFor, uploadContext,
+  buildJob, coreApi, createNamespace, deleteNamespace, eventually, objectStore, podGone, readPod, recordSecrets, recordingObserver, secretGone, setBuilderLog, settingsFor, uploadContext,
 } from './support/cluster';
 import { tarGzOf } from '../support/archives';
 
@@ -43,20 +43,6 @@ async function uploadSymlinkedDockerfile(dockerfile: string): Promise<string> {
   ]);
   await objectStore().put(key, archive, { contentType: 'application/gzip' });
   return key;
-}
-
-/** Every version of the build's registry secret the API server hands out until `stop` (the executor deletes it when the pod ends). */
-async function recordSecret(name: string): Promise<{ versions: V1Secret[]; stop: () => void }> {
-  const versions: V1Secret[] = [];
-  const controller = await new Watch(kubeConfig()).watch(
-    `/api/v1/namespaces/${namespace}/secrets`,
-    { fieldSelector: `metadata.name=${name}` },
-    (type: string, secret: V1Secret) => {
-      if (type === 'ADDED' || type === 'MODIFIED') versions.push(secret);
-    },
-    () => undefined,
-  );
-  return { versions, stop: () => controller.abort() };
 }
 
 async function failureOf(promise: Promise<unknown>): Promise<BuildFailedError> {
@@ -122,17 +108,17 @@ describe('a successful build', () => {
     // A run after the build finished (a retried activity) returns the same result without building again. It starts
     // a second later, so that its context URL is signed apart from the first run's (X-Amz-Date has whole seconds).
     await delay(1_100);
-    const secrets = await recordSecret(`${name}-registry`);
+    const secrets = await recordSecrets(namespace);
     const third = recordingObserver();
     expect(await ex.run(job, third)).toEqual({ digest: DIGEST });
     expect(third.text()).toContain('attached to the existing builder pod');
-    await eventually(async () => secrets.versions.length > 0 || undefined, 'the third run to write the secret');
+    await eventually(async () => secrets.latest(`${name}-registry`), 'the third run to write the secret');
     secrets.stop();
     // The secret it wrote held the latest run's context URL, not the first run's, which may have expired; the kept
     // pod's secret is deleted again when the run ends.
     expect(contextUrls).toHaveLength(3);
     expect(contextUrls[2]).not.toBe(contextUrls[0]);
-    expect(Buffer.from(secrets.versions.at(-1)?.data?.['context-url'] ?? '', 'base64').toString('utf8')).toBe(contextUrls[2]);
+    expect(Buffer.from(secrets.latest(`${name}-registry`)?.data?.['context-url'] ?? '', 'base64').toString('utf8')).toBe(contextUrls[2]);
     expect(await secretGone(namespace, `${name}-registry`)).toBe(true);
     expect((await readPod(namespace, name))?.metadata?.uid).toBe(original.metadata?.uid);
     const pods = await coreApi().listNamespacedPod({ namespace, labelSelector: `image-build-service/build-id=${job.buildId}` });
@@ -208,18 +194,14 @@ describe('retention and ownership', () => {
   it('keeps a finished pod for the retention period without its credentials secret, and a later run deletes it once expired', async () => {
     const job = buildJob(contextKey);
     const name = builderPodName(job.buildId);
-    let secretWhileRunning: Awaited<ReturnType<ReturnType<typeof coreApi>['readNamespacedSecret']>> | undefined;
-    const observer = recordingObserver();
-    const log = observer.log;
-    observer.log = (text) => {
-      log(text);
-      void coreApi().readNamespacedSecret({ name: `${name}-registry`, namespace }).then((s) => (secretWhileRunning ??= s), () => undefined);
-    };
-    expect((await failureOf(executor({ outcome: 'failed', 'after-ms': '1500' }, { retentionSeconds: 1 }).run(job, observer))).code).toBe('build_failed');
+    const secrets = await recordSecrets(namespace);
+    expect((await failureOf(executor({ outcome: 'failed' }, { retentionSeconds: 1 }).run(job, recordingObserver()))).code).toBe('build_failed');
     const kept = await readPod(namespace, name);
     expect(kept?.metadata?.annotations?.['image-build-service/expires-at']).toBeTruthy();
     // The secret was there, owned by the pod, while the build ran; the kept pod no longer has it.
-    expect(secretWhileRunning?.metadata?.ownerReferences).toEqual([expect.objectContaining({ kind: 'Pod', name, uid: kept?.metadata?.uid })]);
+    await eventually(async () => secrets.latest(`${name}-registry`), 'the watch to report the secret');
+    secrets.stop();
+    expect(secrets.latest(`${name}-registry`)?.metadata?.ownerReferences).toEqual([expect.objectContaining({ kind: 'Pod', name, uid: kept?.metadata?.uid })]);
     expect(await secretGone(namespace, `${name}-registry`)).toBe(true);
 
     await new Promise((r) => setTimeout(r, 1_200));

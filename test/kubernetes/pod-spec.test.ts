@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BuildJob } from '../../lib/executors/executor';
 import { builderPodName, createKubernetesExecutor, type KubernetesExecutorSettings } from '../../lib/executors/kubernetes';
 import { encodeDockerConfig } from '../../lib/executors/kubernetes/pull-secrets';
-import { buildJob, coreApi, createNamespace, deleteNamespace, objectStore, readPod, recordingObserver, settingsFor, uploadContext } from './support/cluster';
+import { buildJob, coreApi, createNamespace, deleteNamespace, eventually, objectStore, readPod, recordSecrets, recordingObserver, settingsFor, uploadContext, type SecretRecorder } from './support/cluster';
 
 const DIGEST = `sha256:${'c0'.repeat(32)}`;
 const KANIKO_DEFAULT_CONTEXT = {
@@ -24,9 +24,12 @@ const KANIKO_DEFAULT_CONTEXT = {
 
 let namespace: string;
 let contextKey: string;
+/** The retained pods' registry secrets, as the executor wrote them: they are deleted when each build ends. */
+let secrets: SecretRecorder;
 
 beforeAll(async () => {
   namespace = await createNamespace('ibs-podspec');
+  secrets = await recordSecrets(namespace);
   contextKey = await uploadContext();
   await coreApi().createNamespacedSecret({
     namespace,
@@ -35,6 +38,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  secrets?.stop();
   await deleteNamespace(namespace);
 });
 
@@ -59,9 +63,9 @@ const fetch = (pod: V1Pod): V1Container => pod.spec?.initContainers?.find((c) =>
 const b64 = (text: string) => Buffer.from(text).toString('base64');
 const env = (c: V1Container) => Object.fromEntries((c.env ?? []).map((e) => [e.name, e.value]));
 
-/** A key of the build's secret (owned by the retained pod), decoded. */
+/** A key of the build's secret (owned by the pod while its build ran), decoded. */
 async function secretValue(pod: V1Pod, key: string): Promise<string | undefined> {
-  const secret = await coreApi().readNamespacedSecret({ namespace, name: `${pod.metadata?.name}-registry` });
+  const secret = await eventually(async () => secrets.latest(`${pod.metadata?.name}-registry`), 'the registry secret');
   const value = secret.data?.[key];
   return value === undefined ? undefined : Buffer.from(value, 'base64').toString('utf8');
 }

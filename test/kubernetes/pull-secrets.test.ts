@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { builderPodName, createKubernetesExecutor } from '../../lib/executors/kubernetes';
 import type { PullCredentialsOptions } from '../../lib/executors/kubernetes/options';
 import { encodeDockerConfig } from '../../lib/executors/kubernetes/pull-secrets';
-import { buildJob, coreApi, createNamespace, deleteNamespace, objectStore, readPod, recordingObserver, settingsFor, uploadContext } from './support/cluster';
+import { buildJob, coreApi, createNamespace, deleteNamespace, eventually, objectStore, readPod, recordSecrets, recordingObserver, settingsFor, uploadContext } from './support/cluster';
 
 const DIGEST = `sha256:${'7d'.repeat(32)}`;
 const auth = (user: string, password: string) => ({ auth: Buffer.from(`${user}:${password}`).toString('base64') });
@@ -40,10 +40,13 @@ async function storedConfig(pull: Partial<PullCredentialsOptions>) {
     { storage: objectStore(), credentials: async () => [{ host: '127.0.0.1:5000', username: 'pusher', password: 'p-pass' }] },
   );
   const observer = recordingObserver();
+  const secrets = await recordSecrets(namespace);
   await executor.run(job, observer);
   const name = builderPodName(job.buildId);
   const pod = await readPod(namespace, name);
-  const secret = await coreApi().readNamespacedSecret({ name: `${name}-registry`, namespace });
+  // The retained pod's secret is deleted when the build ends: read as the executor wrote it.
+  const secret = await eventually(async () => secrets.latest(`${name}-registry`), 'the registry secret');
+  secrets.stop();
   const config = JSON.parse(Buffer.from(secret.data?.['.dockerconfigjson'] ?? '', 'base64').toString('utf8')) as { auths: Record<string, unknown> };
   return { pod, secret, config, log: observer.text() };
 }

@@ -3,7 +3,7 @@
  * kube-controller-manager, kwok playing one node), the MinIO of the local stack, and helpers the suites share: a
  * namespace of their own, a context in object storage, an observer that records what the executor reports.
  */
-import { ApiException, CoreV1Api, KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import { ApiException, CoreV1Api, KubeConfig, Watch, type V1Pod, type V1Secret } from '@kubernetes/client-node';
 import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -26,6 +26,37 @@ export function kubeConfig(): KubeConfig {
 
 export function coreApi(): CoreV1Api {
   return kubeConfig().makeApiClient(CoreV1Api);
+}
+
+export interface SecretRecorder {
+  /** The last version of the secret the API server handed out, deleted since or not. */
+  latest(name: string): V1Secret | undefined;
+  /** Every version of it, oldest first. */
+  versions(name: string): V1Secret[];
+  stop(): void;
+}
+
+/**
+ * Watches the namespace's secrets from now on and keeps every version: a retained builder pod's registry secret is
+ * deleted when its build ends (lib/executors/kubernetes), so what the executor wrote is read from here.
+ */
+export async function recordSecrets(namespace: string): Promise<SecretRecorder> {
+  const seen = new Map<string, V1Secret[]>();
+  const controller = await new Watch(kubeConfig()).watch(
+    `/api/v1/namespaces/${namespace}/secrets`,
+    {},
+    (type: string, secret: V1Secret) => {
+      const name = secret.metadata?.name;
+      if (!name || (type !== 'ADDED' && type !== 'MODIFIED')) return;
+      seen.set(name, [...(seen.get(name) ?? []), secret]);
+    },
+    () => undefined,
+  );
+  return {
+    latest: (name) => seen.get(name)?.at(-1),
+    versions: (name) => seen.get(name) ?? [],
+    stop: () => controller.abort(),
+  };
 }
 
 /**
