@@ -155,26 +155,32 @@ describe('hostile builds', () => {
   });
 
   it("keeps each consumer's cache mounts its own on the shared BuildKit daemon: another consumer's build does not see what one planted", async () => {
-    const marker = `planted-${h.run}`;
-    // The same cache id (its target) in every build; each runs afresh so the RUN steps are not answered from cache.
-    const plant = `FROM ${base}\nRUN --mount=type=cache,target=/root/.cache/pip echo ${marker} > /root/.cache/pip/evil.whl\n`;
-    // The step's text names the build, so no build's step is answered from the layer cache of another.
-    const look = (name: string) => `FROM ${base}\nRUN --mount=type=cache,target=/root/.cache/pip echo "${name}-${h.run} seen: $(cat /root/.cache/pip/evil.whl 2>/dev/null || echo nothing)"\n`;
+    // The same cache id (its target) in every build; each step's text names its build and round, so no step is
+    // answered from the layer cache of another.
+    const plant = (marker: string) => `FROM ${base}\nRUN --mount=type=cache,target=/root/.cache/pip echo ${marker} > /root/.cache/pip/evil.whl\n`;
+    const look = (name: string) => `FROM ${base}\nRUN --mount=type=cache,target=/root/.cache/pip echo "${name} seen: $(cat /root/.cache/pip/evil.whl 2>/dev/null || echo nothing)"\n`;
     const build = async (dockerfile: string, consumer: string, name: string) => {
-      const res = await h.submit(buildForm({ image: `${OPEN_REGISTRY}/hostile/cache:${name}-${h.run}`, reuse: false }, await contextOf({ Dockerfile: dockerfile })), {}, { consumer });
+      const res = await h.submit(buildForm({ image: `${OPEN_REGISTRY}/hostile/cache:${name}`, reuse: false }, await contextOf({ Dockerfile: dockerfile })), {}, { consumer });
       expect(res.status).toBe(202);
       const { id } = (await res.json()) as { id: string };
       expect((await waitForBuild(h.stack.apiUrl, id, 240_000, { consumer })).status).toBe('succeeded');
       return (await h.stack.api(`/v1/builds/${id}/logs`, {}, { consumer })).text();
     };
-    await build(plant, h.consumer, 'plant');
-    const other = await build(look('other'), `${h.consumer}-b`, 'other');
-    expect(other).toContain(`other-${h.run} seen: nothing`);
-    expect(other).not.toContain(marker);
-    // The planting consumer's own next build does see it: the cache mount works, it is just not shared.
-    const own = await build(look('own'), h.consumer, 'own');
-    expect(own, own).toContain(`own-${h.run} seen: ${marker}`);
-  }, 600_000);
+    // The planting consumer's next build seeing its file shows the cache mount lived through the other consumer's
+    // build. Now and then (in one CI run, and once here alone) that next build found the mount empty, cause not
+    // found (BuildKit's garbage collection is the suspect): such a round proves nothing, and another is run.
+    const rounds: string[] = [];
+    for (let round = 1; round <= 3 && !rounds.includes('kept'); round++) {
+      const marker = `planted-${h.run}-${round}`;
+      await build(plant(marker), h.consumer, `plant-${h.run}-${round}`);
+      const other = await build(look(`other-${h.run}-${round}`), `${h.consumer}-b`, `other-${h.run}-${round}`);
+      expect(other).toContain(`other-${h.run}-${round} seen: nothing`);
+      expect(other).not.toContain(marker);
+      const own = await build(look(`own-${h.run}-${round}`), h.consumer, `own-${h.run}-${round}`);
+      rounds.push(own.includes(`own-${h.run}-${round} seen: ${marker}`) ? 'kept' : 'collected');
+    }
+    expect(rounds, 'the cache mount was garbage-collected in every round').toContain('kept');
+  }, 900_000);
 
   it("sends the registry credentials to no base image registry a consumer picked, even one that asks for them", async () => {
     const bait = await startBaitRegistry();
