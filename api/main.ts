@@ -49,13 +49,14 @@ async function main(): Promise<void> {
   const storage = instrumentObjectStore(createObjectStore(config), metrics);
   const logs = createLogHub({ builds, storage });
   let stopping = false;
+  const auth = new BearerAuthenticator(config.auth);
   const app = createApp({
     registry,
     builds,
     storage,
     logs,
-    auth: new BearerAuthenticator(config.auth),
-    policy: new DockerfilePolicy(policySettingsOf(config)),
+    auth,
+    policy: new DockerfilePolicy(policySettingsOf(config), { consumers: () => auth.consumers() }),
     temporal,
     telemetry,
     settings,

@@ -79,8 +79,8 @@ async function timeChecksAlone(settings: ApiDeps['settings'], auth: Authenticato
 
 async function main(): Promise<void> {
   const stack = await startTestStack('bench-auth-policy');
-  const policy = new DockerfilePolicy(policySettingsOf(stack.config));
   const auth = new BearerAuthenticator(stack.config.auth);
+  const policy = new DockerfilePolicy(policySettingsOf(stack.config), { consumers: () => auth.consumers() });
   const variants = {
     'both off': { ...stack.apiDeps, auth: acceptAll, policy: noPolicy },
     'auth only': { ...stack.apiDeps, auth, policy: noPolicy },

@@ -14,7 +14,7 @@ const specSettings = { maxTimeoutSeconds: 3600, buildResources: { defaults: { re
 const policy = new DockerfilePolicy({
   build: { allowlist: [], denylist: [], trustedConsumers: [], allowedFrontends: [], sourceRegistries: [], proxyArgs: [], engines: ['buildkit'] },
   targets: { allowlist: ['127.0.0.1:5000'], registryType: 'private_registry' },
-});
+}, { consumers: () => [] });
 const image = '127.0.0.1:5000/team/app:1';
 const refused = '# syntax=docker/dockerfile:1\nFROM scratch\n';
 /** A megabyte of other files ahead of the Dockerfile, as `tar` of a folder may order them. */
@@ -136,11 +136,11 @@ describe('the request-time Dockerfile check', () => {
 
 describe('the request-time check of a dependency build', () => {
   const base = '127.0.0.1:5000/team/python:3.12';
-  const denying = (lists: { allowlist?: string[]; denylist?: string[]; trustedConsumers?: string[] }) =>
+  const denying = (lists: { allowlist?: string[]; denylist?: string[]; trustedConsumers?: string[] }, repositories?: string[]) =>
     new DockerfilePolicy({
       build: { allowlist: [], denylist: [], trustedConsumers: [], allowedFrontends: [], sourceRegistries: [], proxyArgs: [], engines: ['buildkit'], ...lists },
-      targets: { allowlist: ['127.0.0.1:5000'], registryType: 'private_registry' },
-    });
+      targets: { allowlist: ['127.0.0.1:5000'], registryType: 'private_registry', repositories },
+    }, { consumers: () => ['team', 'other'] });
   const dependencyUpload = (baseImage: string, dockerfile = 'FROM scratch\n') =>
     received({ image, dependencies: { baseImage, python: { requirements: 'requirements.txt' } } }, [{ name: 'requirements.txt', body: 'six\n' }, { name: 'Dockerfile', body: dockerfile }]);
   /** 'allowed', or the refusal's code and field. */
@@ -155,6 +155,15 @@ describe('the request-time check of a dependency build', () => {
     expect(await outcome(denying({ denylist: ['127.0.0.1:5000/team/*'] }), upload)).toBe('base_image_denied dependencies.baseImage');
     expect(await outcome(denying({ allowlist: ['docker.io/library/*'] }), upload)).toBe('base_image_denied dependencies.baseImage');
     expect(await outcome(denying({ allowlist: ['127.0.0.1:5000/team/*'] }), upload)).toBe('allowed');
+    await upload.cleanup();
+  });
+
+  it("refuses a baseImage in another consumer's repositories, naming the spec field", async () => {
+    const upload = await dependencyUpload(base);
+    // The target, team/app, is a repository every consumer may push to; team/* is team's own.
+    const scoped = denying({}, ['127.0.0.1:5000/{consumer}/*', '127.0.0.1:5000/team/app']);
+    expect(await outcome(scoped, upload, 'other')).toBe('image_of_another_consumer dependencies.baseImage');
+    expect(await outcome(scoped, upload, 'team')).toBe('allowed');
     await upload.cleanup();
   });
 

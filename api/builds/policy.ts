@@ -9,10 +9,10 @@ import type { Config } from '../../lib/config';
 import { ContextRejectedError, resolveContextFile } from '../../lib/context/archive';
 import { MAX_DOCKERFILE_BYTES, readContextFile } from '../../lib/context/read-file';
 import { resolveHost } from '../../lib/policy/addresses';
-import { addUrlsByName, buildPolicySettingsOf, checkDockerfilePolicy, checkEngine, checkResolvedAddUrls, generatedDockerfileToCheck, type BuildPolicySettings, type DockerfileToCheck, type PolicyExemption } from '../../lib/policy/build-policy';
+import { addUrlsByName, buildPolicySettingsOf, checkDockerfilePolicy, checkEngine, checkResolvedAddUrls, generatedDockerfileToCheck, imagesPulled, type BuildPolicySettings, type DockerfileToCheck, type PolicyExemption } from '../../lib/policy/build-policy';
 import { PolicyViolation } from '../../lib/policy/errors';
 import { checkSourceImagePolicy } from '../../lib/policy/source-image';
-import { checkTargetRegistry, checkTargetRepository, hostWithoutPort, targetsUnlisted, type TargetRegistrySettings } from '../../lib/policy/targets';
+import { checkImageOwner, checkTargetRegistry, checkTargetRepository, hostWithoutPort, targetsUnlisted, type TargetRegistrySettings } from '../../lib/policy/targets';
 import { parseImageReference } from '../../lib/registry/reference';
 import { parseSourceReference } from '../../lib/sources/source-reference';
 import type { BuildSpec } from '../../workflows/definitions';
@@ -58,12 +58,24 @@ async function readSpooledFile(archivePath: string, path: string): Promise<strin
   }
 }
 
+export interface DockerfilePolicyOptions {
+  /** The consumers whose repositories a build must not read: the names the API's tokens and JWT subjects give. */
+  consumers: () => Iterable<string>;
+  /** How host names are looked up: the system resolver (resolveHost), or a test's resolver that does not answer. */
+  resolve?: (host: string) => Promise<string[]>;
+}
+
 export class DockerfilePolicy implements BuildRequestPolicy {
+  private readonly resolve: (host: string) => Promise<string[]>;
+  private readonly consumers: () => Iterable<string>;
+
   constructor(
     private readonly settings: { build: BuildPolicySettings; targets: TargetRegistrySettings },
-    /** How host names are looked up: the system resolver (resolveHost), or a test's resolver that does not answer. */
-    private readonly resolve: (host: string) => Promise<string[]> = (host) => resolveHost(host),
-  ) {}
+    options: DockerfilePolicyOptions,
+  ) {
+    this.resolve = options.resolve ?? ((host) => resolveHost(host));
+    this.consumers = options.consumers;
+  }
 
   async checkTarget(spec: BuildSpec, consumer: string): Promise<void> {
     // Only an engine the build names: the deployment's default is always among the allowed ones.
@@ -79,7 +91,9 @@ export class DockerfilePolicy implements BuildRequestPolicy {
     if (spec.sourceImage !== undefined) {
       const source = parseSourceReference(spec.sourceImage);
       const resolved = await this.resolve(hostWithoutPort(source.registry));
-      return { exemption: checkSourceImagePolicy({ registry: source.registry, text: spec.sourceImage }, consumer, this.settings.build, resolved) };
+      const exemption = checkSourceImagePolicy({ registry: source.registry, text: spec.sourceImage }, consumer, this.settings.build, resolved);
+      checkImageOwner({ image: spec.sourceImage, where: 'spec.sourceImage', field: 'sourceImage' }, consumer, this.settings.targets, this.consumers());
+      return { exemption };
     }
     // An image source has no Dockerfile to check.
     if (!upload.context) return {};
@@ -104,6 +118,8 @@ export class DockerfilePolicy implements BuildRequestPolicy {
 
   private async checkDockerfile(dockerfile: DockerfileToCheck, consumer: string): Promise<PolicyExemption | undefined> {
     const exemption = checkDockerfilePolicy(dockerfile, consumer, this.settings.build);
+    const consumers = [...this.consumers()];
+    for (const pulled of imagesPulled(dockerfile)) checkImageOwner({ ...pulled, field: 'dockerfile' }, consumer, this.settings.targets, consumers);
     // Names are judged by what they resolve to here, at request time; the build network's egress rules are the
     // second line for a name that changes its answer later.
     const byName = addUrlsByName(dockerfile);
@@ -118,7 +134,9 @@ export class DockerfilePolicy implements BuildRequestPolicy {
     try {
       return await this.checkDockerfile(dockerfile, consumer);
     } catch (err) {
-      if (err instanceof PolicyViolation && err.code === 'base_image_denied') throw new PolicyViolation(err.code, err.message, 'dependencies.baseImage');
+      if (err instanceof PolicyViolation && (err.code === 'base_image_denied' || err.code === 'image_of_another_consumer')) {
+        throw new PolicyViolation(err.code, err.message, 'dependencies.baseImage');
+      }
       throw err;
     }
   }

@@ -15,9 +15,19 @@ export class BearerAuthenticator implements Authenticator {
   private readonly tokens?: StaticTokens;
   private readonly jwt?: JwtVerifier;
 
-  constructor(config: AuthConfig) {
+  constructor(private readonly config: AuthConfig) {
     if (config.tokensFile) this.tokens = new StaticTokens(config.tokensFile);
     if (config.jwt) this.jwt = new JwtVerifier(config.jwt);
+  }
+
+  /**
+   * The consumer names this deployment's tokens and JWT subjects give, operators' included: whose repositories a
+   * build must not read (lib/policy/targets.ts, checkImageOwner). A name only an operator's X-Consumer gives is not
+   * among them.
+   */
+  consumers(): Set<string> {
+    const subjects = Object.values(this.config.jwt?.subjects ?? {}).map((p) => p.consumer);
+    return new Set([...(this.tokens?.names() ?? []), ...subjects]);
   }
 
   async authenticate(authorization: string | undefined): Promise<Principal> {

@@ -25,6 +25,12 @@ export class StaticTokens {
     return this.find(hash) ?? (this.reload() ? this.find(hash) : undefined);
   }
 
+  /** The names of every principal the file holds now (read again when it changed). */
+  names(): Set<string> {
+    this.reload();
+    return new Set([...this.byHash.values()].map((p) => p.consumer));
+  }
+
   // Looking up the hash (not the token) leaks nothing useful through timing: a hash's prefix does not give a token.
   private find(hash: string): Principal | undefined {
     return this.byHash.get(hash);

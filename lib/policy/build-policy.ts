@@ -164,6 +164,17 @@ export function refusingRule(image: string, settings: BuildPolicySettings): stri
   return undefined;
 }
 
+/** Every image a Dockerfile pulls (its frontend too), on any of its platforms, each with where it is named ("Dockerfile line 3: FROM"). */
+export function imagesPulled(dockerfile: DockerfileToCheck): { image: string; where: string }[] {
+  const found = new Map<string, { image: string; where: string }>();
+  for (const platform of dockerfile.platforms.length > 0 ? dockerfile.platforms : ['linux/amd64']) {
+    for (const mention of readDockerfile(dockerfile.text, dockerfile.buildArgs, platform).images) {
+      if (!found.has(mention.image)) found.set(mention.image, { image: mention.image, where: `${where(dockerfile.path, mention)}: ${USES[mention.use]}` });
+    }
+  }
+  return [...found.values()];
+}
+
 /**
  * The ADD URLs of a Dockerfile named by a host name rather than an address, for the request-time check of what
  * those names resolve to (checkDockerfilePolicy judges the names and addresses as written).

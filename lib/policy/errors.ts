@@ -19,4 +19,5 @@ export type PolicyViolationCode =
   | 'add_url_not_allowed'
   | 'target_registry_not_allowed'
   | 'target_repository_not_allowed'
+  | 'image_of_another_consumer'
   | 'source_registry_not_allowed';

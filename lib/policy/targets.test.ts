@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Config } from '../config';
-import { listedRegistryName } from './targets';
+import { checkImageOwner, listedRegistryName } from './targets';
 
 const config = (policy: Partial<Config['policy']>, registry: Partial<Config['registry']>) =>
   ({ policy: { targetRegistries: [], sourceRegistries: [], ...policy }, registry: { type: 'private_registry', ...registry } }) as Pick<Config, 'policy' | 'registry'>;
@@ -21,5 +21,45 @@ describe('listedRegistryName', () => {
     expect(ecr('123456789012.dkr.ecr.eu-west-1.amazonaws.com')).toBe(true);
     expect(ecr('evil.amazonaws.com')).toBe(false);
     expect(listedRegistryName(config({}, { type: 'acr' }))('team.azurecr.io')).toBe(true);
+  });
+});
+
+describe('checkImageOwner', () => {
+  const repositories = ['registry.example.com/{consumer}/*', 'registry.example.com/shared-{consumer}', 'registry.example.com/drop/*'];
+  const consumers = ['a', 'b', 'platform'];
+  /** 'allowed', or the refusal's code. */
+  const judge = (image: string, consumer = 'a', patterns = repositories) => {
+    try {
+      checkImageOwner({ image, where: 'Dockerfile line 1: FROM', field: 'dockerfile' }, consumer, { repositories: patterns }, consumers);
+      return 'allowed';
+    } catch (err) {
+      return (err as { code: string }).code;
+    }
+  };
+
+  it("refuses an image in another known consumer's repositories, by every pattern that names the consumer", () => {
+    expect(judge('registry.example.com/b/app:1')).toBe('image_of_another_consumer');
+    expect(judge('REGISTRY.example.com/b/app@sha256:' + '0'.repeat(64))).toBe('image_of_another_consumer');
+    expect(judge('registry.example.com/shared-platform:2')).toBe('image_of_another_consumer');
+  });
+
+  it("allows the consumer's own images, images outside every known consumer's, and images of a pattern without {consumer}", () => {
+    expect(judge('registry.example.com/a/app:1')).toBe('allowed');
+    expect(judge('registry.example.com/shared-a')).toBe('allowed');
+    // No consumer is named base: a shared base image in the same registry.
+    expect(judge('registry.example.com/base/python:3.12')).toBe('allowed');
+    expect(judge('registry.example.com/drop/x:1')).toBe('allowed');
+    expect(judge('python:3.12')).toBe('allowed');
+  });
+
+  it('judges nothing without a pattern that names the consumer', () => {
+    expect(judge('registry.example.com/b/app:1', 'a', [])).toBe('allowed');
+    expect(judge('registry.example.com/b/app:1', 'a', ['registry.example.com/*'])).toBe('allowed');
+  });
+
+  it("says how to fix it without naming the other consumer", () => {
+    expect(() => checkImageOwner({ image: 'registry.example.com/b/app:1', where: 'Dockerfile line 3: COPY --from', field: 'dockerfile' }, 'a', { repositories }, consumers)).toThrow(
+      /^Dockerfile line 3: COPY --from registry.example.com\/b\/app:1 is in another consumer's repositories \(TARGET_REPOSITORY_PATTERNS\); a build of a may use images from its own \(registry.example.com\/a\/\*, registry.example.com\/shared-a, registry.example.com\/drop\/\*\)/,
+    );
   });
 });

@@ -10,6 +10,7 @@ import { request as httpRequest } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveHost } from '../../lib/policy/addresses';
 import { buildForm, contextOf, tarOf } from '../support/archives';
+import { tokenFor } from '../support/stack';
 import { startHostileStack, type HostileStack } from './support/hostile';
 
 const DENIED = '127.0.0.1:5000/hostile-denied';
@@ -221,6 +222,37 @@ describe('hostile build requests', () => {
       expect((JSON.parse(text) as { error: { code: string } }).error.code).toBe('target_repository_not_allowed');
       expect((await scoped.stack.builds.get(record.id))?.status).toBe('failed');
       expect(await scoped.settledWorkflows()).toBe(0);
+    });
+
+    describe("reading another consumer's images with the service's registry credentials", () => {
+      // The victim holds a token, so the deployment knows it as a consumer.
+      const victim = () => `${scoped.consumer}-victim`;
+      const theirs = () => `127.0.0.1:5000/${victim()}/private:1`;
+      const own = () => `127.0.0.1:5000/${scoped.consumer}/app:1`;
+      beforeAll(() => void tokenFor({ consumer: victim() }));
+
+      it.each([
+        ['FROM', () => `FROM ${theirs()}\n`, {}],
+        ['COPY --from', () => `FROM scratch\nCOPY --from=${theirs()} /secret /secret\n`, {}],
+        ['RUN --mount=from', () => `FROM scratch\nRUN --mount=type=bind,from=${theirs()},target=/m true\n`, {}],
+        ['a FROM built from a build argument', () => 'ARG BASE\nFROM ${BASE}\n', () => ({ buildArgs: { BASE: theirs() } })],
+      ])('refuses %s of an image in its repositories with image_of_another_consumer', async (_what, dockerfile, extra) => {
+        const form = buildForm({ image: own(), ...(typeof extra === 'function' ? extra() : extra) }, await contextOf({ Dockerfile: dockerfile() }));
+        const error = await scoped.expectRefused(() => scoped.submit(form), 400, 'image_of_another_consumer', 'dockerfile');
+        expect(error.message).toContain(`127.0.0.1:5000/${scoped.consumer}/*`);
+        expect(error.message).not.toContain(`${victim()}'s`);
+      });
+
+      it('refuses a sourceImage copy and a dependency build from its repositories', async () => {
+        await scoped.expectRefused(() => scoped.submit(JSON.stringify({ image: own(), sourceImage: theirs() }), json), 400, 'image_of_another_consumer', 'sourceImage');
+        const dependencies = buildForm({ image: own(), dependencies: { baseImage: theirs(), python: { requirements: 'requirements.txt' } } }, await contextOf({ 'requirements.txt': 'six\n' }));
+        await scoped.expectRefused(() => scoped.submit(dependencies), 400, 'image_of_another_consumer', 'dependencies.baseImage');
+      });
+
+      it('holds an operator acting for a consumer to it', async () => {
+        const form = buildForm({ image: own() }, await contextOf({ Dockerfile: `FROM ${theirs()}\n` }));
+        await scoped.expectRefused(() => scoped.submit(form, { 'x-consumer': scoped.consumer }, { consumer: `${scoped.consumer}-ops`, role: 'operator' }), 400, 'image_of_another_consumer', 'dockerfile');
+      });
     });
 
     it('holds an operator acting for a consumer to that consumer\'s repositories', async () => {

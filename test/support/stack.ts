@@ -136,6 +136,7 @@ export async function startTestStack(
   // As api/main.ts does: the suite's API starts its builds' workflows after answering and sweeps its task queue.
   const starter = new WorkflowStarter({ builds: deps.builds, temporal: client, settings, telemetry: options.telemetry });
   const stopStarting = starter.startSweeping();
+  const auth = new BearerAuthenticator(config.auth);
   const apiDeps: ApiDeps = {
     logs: createLogHub(deps),
     starter,
@@ -144,8 +145,8 @@ export async function startTestStack(
     storage: deps.storage,
     temporal: client,
     registry: deps.registry,
-    auth: new BearerAuthenticator(config.auth),
-    policy: new DockerfilePolicy(policySettingsOf(config), options.resolveHost),
+    auth,
+    policy: new DockerfilePolicy(policySettingsOf(config), { consumers: () => auth.consumers(), resolve: options.resolveHost }),
     settings,
     telemetry: options.telemetry,
   };
