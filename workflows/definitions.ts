@@ -29,7 +29,9 @@ export const BUILD_STATUSES = [
 export type BuildStatus = (typeof BUILD_STATUSES)[number];
 export const TERMINAL_STATUSES: readonly BuildStatus[] = ['succeeded', 'failed', 'cancelled'];
 
-export type BuildEngine = 'buildkit' | 'kaniko';
+/** The engines a build can run with; the spec schema, the configuration and the policy all read this list. */
+export const BUILD_ENGINES = ['buildkit', 'kaniko'] as const;
+export type BuildEngine = (typeof BUILD_ENGINES)[number];
 
 /** What a consumer asks to build (the validated request body's `spec`). */
 export interface BuildSpec {

@@ -2,7 +2,7 @@
 import { z } from '@hono/zod-openapi';
 import { isQuantity } from '../../lib/config/quantity';
 import { R_PACKAGE } from '../../lib/dependencies/dockerfile';
-import { BUILD_STATUSES, BUILD_STEPS } from '../../workflows/definitions';
+import { BUILD_ENGINES, BUILD_STATUSES, BUILD_STEPS } from '../../workflows/definitions';
 
 const ARG_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const LABEL_KEY = /^[A-Za-z0-9][A-Za-z0-9._\-/]*$/;
@@ -35,7 +35,7 @@ export const BuildSpecSchema = z
     target: z.string().regex(TARGET, 'target must be a stage name').max(128).optional(),
     labels: stringMap(LABEL_KEY, 'label', 200).default({}),
     platforms: z.array(z.string().regex(PLATFORM, 'platforms look like linux/amd64 or linux/arm64/v8')).min(1).max(8).default(['linux/amd64']),
-    engine: z.enum(['buildkit', 'kaniko']).optional(),
+    engine: z.enum(BUILD_ENGINES).optional(),
     timeoutSeconds: z.number().int().min(10).optional(),
     metadata: z.record(z.string(), z.unknown()).optional(),
     resources: z

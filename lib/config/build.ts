@@ -4,7 +4,7 @@
  */
 import type { ContextLimits } from '../context/archive';
 import type { ImageArchiveLimits } from '../sources/image-archive';
-import type { BuildEngine } from '../../workflows/definitions';
+import { BUILD_ENGINES, type BuildEngine } from '../../workflows/definitions';
 import type { EnvReader } from './env-reader';
 import { CONSUMER_NAME } from './auth';
 import { isImagePattern } from './validators';
@@ -65,7 +65,7 @@ const MiB = 1024 * 1024;
 /** Where a TARGET_REPOSITORY_PATTERNS pattern names the consumer whose build it judges. */
 export const CONSUMER_PLACEHOLDER = '{consumer}';
 
-const isEngine = (value: string): boolean => value === 'buildkit' || value === 'kaniko';
+const isEngine = (value: string): boolean => (BUILD_ENGINES as readonly string[]).includes(value);
 
 export function readExecutor(read: EnvReader): ExecutorConfig {
   return {
@@ -82,7 +82,7 @@ export function readExecutor(read: EnvReader): ExecutorConfig {
 export function readBuild(read: EnvReader, defaultEngine: BuildEngine): BuildConfig {
   const build = {
     defaultEngine,
-    allowedEngines: read.list('IMAGE_BUILDER_ALLOWED_ENGINES', [defaultEngine], isEngine, 'engines ("buildkit", "kaniko")') as BuildEngine[],
+    allowedEngines: read.list('IMAGE_BUILDER_ALLOWED_ENGINES', [defaultEngine], isEngine, `engines (${BUILD_ENGINES.map((e) => `"${e}"`).join(', ')})`) as BuildEngine[],
     defaultTimeoutSeconds: read.integer('BUILD_DEFAULT_TIMEOUT_SECONDS', 3600),
     maxTimeoutSeconds: read.integer('BUILD_MAX_TIMEOUT_SECONDS', 4 * 3600),
     slots: {

@@ -4,7 +4,7 @@
  * are the ones the kubernetes executor uses (lib/executors/kubernetes/options.ts derives from them), so a default
  * changes in one place.
  */
-import type { BuildEngine } from '../../workflows/definitions';
+import { BUILD_ENGINES, type BuildEngine } from '../../workflows/definitions';
 import type { EnvReader } from './env-reader';
 import { parseQuantity, type ResourceQuantities } from './quantity';
 import { isImageReference, isImageRepository, isImageTag, isKubernetesName } from './validators';
@@ -181,7 +181,7 @@ export function readImageBuilder(read: EnvReader): ImageBuilderConfig {
     name,
     version,
     image: repository && version ? `${repository}/${name}:${version}${useQemu ? '-qemu-image' : ''}` : undefined,
-    buildEngine: read.oneOf<BuildEngine>('IMAGE_BUILDER_BUILD_ENGINE', ['buildkit', 'kaniko'], 'buildkit'),
+    buildEngine: read.oneOf<BuildEngine>('IMAGE_BUILDER_BUILD_ENGINE', BUILD_ENGINES, 'buildkit'),
     useQemu,
     ...readBuilderResources(read),
     securityContext: {
