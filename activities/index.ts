@@ -126,12 +126,6 @@ export function createActivities(deps: ActivityDeps) {
       const log = await BuildLog.open(deps.storage, deps.buildLogs, input.buildId, deps.secrets);
       log.write(`[ibs] attempt ${ctx.info.attempt} of build ${input.buildId} on executor ${deps.executor.name}\n`);
       const phase = phaseReporter(deps, input.buildId);
-      // The configured secrets, and the credentials the executor hands this build's builder once it has them.
-      let secrets = deps.secrets;
-      const mask = (values: readonly string[]) => {
-        log.mask(values);
-        secrets = [...secrets, ...values.filter((v) => !secrets.includes(v))];
-      };
       let gate: OpenGate | undefined;
       try {
         if (deps.scanGate) {
@@ -160,7 +154,8 @@ export function createActivities(deps: ActivityDeps) {
             heartbeat: () => ctx.heartbeat(),
             signal: ctx.cancellationSignal,
             phase: (step) => void phase(step).catch(() => undefined),
-            mask,
+            // The credentials the executor hands this build's builder: masked in its log and in its failure.
+            mask: (values) => log.mask(values),
           },
         );
         if (gate) return await gate.finish(outcome, target.registry, target.repository);
@@ -170,6 +165,7 @@ export function createActivities(deps: ActivityDeps) {
         log.write(`[ibs] build ended: ${(err as Error).message}\n`);
         // The executor has stopped the build; tell Temporal this attempt ended because it was cancelled.
         if (ctx.cancellationSignal.aborted) throw new CancelledFailure('the build was cancelled');
+        const secrets = log.masked;
         if (err instanceof BuildFailedError && err.transient) throw retryable(err.code, err, secrets, err.evidence);
         if (err instanceof BuildFailedError) throw nonRetryable(err.code, err.message, secrets, err.evidence);
         if (err instanceof RegistryError && !err.retryable) throw nonRetryable('push_failed', err.message, secrets, err.evidence);

@@ -153,6 +153,11 @@ export class BuildLog {
     if (added.length > 0) this.secrets = [...this.secrets, ...added];
   }
 
+  /** Every value this log masks: the configured secrets and those added since; a failure's message is masked alike. */
+  get masked(): readonly string[] {
+    return this.secrets;
+  }
+
   /** Takes builder output as it comes; whole lines go to the spool at once, the rest waits for its newline. */
   write(text: string): void {
     this.partial += text;
