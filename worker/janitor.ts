@@ -6,13 +6,15 @@
  * crash loop, or the next one ran on another worker), the janitor stores the spooled lines and removes the folder,
  * once the build has been final for longer than a closing attempt keeps retrying storage, so it never races one.
  * It also aborts the context uploads an API killed mid-upload left unfinished in the service bucket, once they are
- * older than any request can be.
+ * older than any request can be, and has the executor delete what it kept for inspection whose time is up (the
+ * kubernetes executor's retained builder pods, IMAGE_BUILDER_POD_RETENTION_SECONDS).
  */
 import { readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { STREAMED_CONTEXTS_PREFIX } from '../lib/context/keys';
 import type { BuildRepository } from '../lib/db/builds-repository';
+import type { BuildExecutor } from '../lib/executors/executor';
 import { BuildLog, type BuildLogSettings } from '../lib/logs/build-log';
 import { SHARED_DIR_NAME } from '../lib/scan/shared-dir';
 import type { ObjectStore } from '../lib/storage/object-store';
@@ -24,6 +26,8 @@ export interface JanitorOptions {
   buildLogs: BuildLogSettings;
   /** Where the local executor makes its work folders; none for the kubernetes executor. */
   workRoot?: string;
+  /** The worker's executor, whose sweep deletes the builder pods it retained once their time is up. */
+  executor?: Pick<BuildExecutor, 'sweep'>;
   /** Where gated builds share their image archives with the scanner (default: the temporary folder). */
   sharedRoot?: string;
   /** How long a build must have been final before its leftovers are taken (default 10 min: twice a log's close timeout). */
@@ -43,6 +47,8 @@ export interface SweepResult {
   foldersRemoved: string[];
   /** Unfinished context uploads aborted: an API killed while a client sent a context left them. */
   uploadsAborted: number;
+  /** What the executor deleted: retained builder pods whose time was up. */
+  buildersDeleted: number;
 }
 
 const UUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
@@ -68,7 +74,7 @@ export async function sweepFinishedBuilds(options: JanitorOptions): Promise<Swee
     return verdict.then((yes) => yes && !BuildLog.isOpen(buildId));
   };
 
-  const result: SweepResult = { logsStored: [], foldersRemoved: [], uploadsAborted: 0 };
+  const result: SweepResult = { logsStored: [], foldersRemoved: [], uploadsAborted: 0, buildersDeleted: 0 };
   for (const buildId of (await entries(options.buildLogs.spoolDir)).filter((name) => SPOOL.test(name))) {
     if (!(await over(buildId))) continue;
     // Opening takes the spool over as a next attempt would (what the killed one stored is skipped); closing stores
@@ -89,6 +95,7 @@ export async function sweepFinishedBuilds(options: JanitorOptions): Promise<Swee
   }
   const startedBefore = new Date(now() - (options.unfinishedUploadAgeMs ?? DEFAULT_UNFINISHED_UPLOAD_AGE_MS));
   result.uploadsAborted = await options.storage.abortUnfinishedUploads(STREAMED_CONTEXTS_PREFIX, startedBefore);
+  result.buildersDeleted = (await options.executor?.sweep?.()) ?? 0;
   return result;
 }
 

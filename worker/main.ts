@@ -68,17 +68,19 @@ async function main(): Promise<void> {
     { taskQueues: [config.temporal.taskQueue, buildTaskQueueFor(config.temporal.taskQueue)], executor: deps.executor.name, node: process.version, workflowBundle: workflowBundle?.codePath ?? 'bundled from the sources at start', httpPort: config.telemetry.workerMetrics.port },
     `worker polling task queues ${config.temporal.taskQueue} and ${buildTaskQueueFor(config.temporal.taskQueue)} on ${config.temporal.address} (executor ${deps.executor.name}, Node.js ${process.version})`,
   );
-  // Stores the spooled log lines and removes the work folders that killed attempts left, once their builds are over.
+  // Stores the spooled log lines and removes the work folders that killed attempts left, once their builds are over;
+  // deletes the builder pods kept for inspection once their retention is up.
   const janitor = startJanitor({
     builds: deps.builds,
     storage: deps.storage,
     buildLogs: deps.buildLogs,
     workRoot: deps.executor.workRoot,
+    executor: deps.executor,
     intervalMs: JANITOR_INTERVAL_MS,
     report: (err, result) => {
       if (err) logger.warn({ err }, 'sweeping the leftovers of finished builds failed; the next sweep tries again');
-      else if (result && (result.logsStored.length || result.foldersRemoved.length || result.uploadsAborted)) {
-        logger.info(result, 'stored the spooled logs, removed the work folders and aborted the context uploads that killed attempts and API processes left');
+      else if (result && (result.logsStored.length || result.foldersRemoved.length || result.uploadsAborted || result.buildersDeleted)) {
+        logger.info(result, 'stored the spooled logs, removed the work folders and aborted the context uploads that killed attempts and API processes left, and deleted the builder pods kept past their retention');
       }
     },
   });

@@ -69,6 +69,8 @@ export interface BuildExecutor {
   readonly workRoot?: string;
   run(job: BuildJob, observer: BuildObserver): Promise<BuildOutcome>;
   check(): Promise<void>;
+  /** Deletes what finished builds left for inspection once its time is up (retained builder pods); answers how many. */
+  sweep?(): Promise<number>;
   /**
    * Whether a build with this engine gets `secrets` as BuildKit secrets. Where it does not (Kaniko, which reads the
    * `--mount=type=secret` syntax and ignores it), the mirrors' URLs stay build arguments, credentials included.

@@ -4,10 +4,14 @@
  */
 import { KubeConfig } from '@kubernetes/client-node';
 import { randomUUID } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BuildFailedError } from '../../lib/executors/executor';
 import { builderPodName, createKubernetesExecutor } from '../../lib/executors/kubernetes';
+import type { BuildLogSettings } from '../../lib/logs/build-log';
+import { sweepFinishedBuilds } from '../../worker/janitor';
 import {
   buildJob, coreApi, createNamespace, deleteNamespace, eventually, objectStore, podGone, readPod, recordSecrets, recordingObserver, secretGone, setBuilderLog, settingsFor, uploadContext,
 } from './support/cluster';
@@ -191,11 +195,12 @@ describe('failures map to stable codes', () => {
 });
 
 describe('retention and ownership', () => {
-  it('keeps a finished pod for the retention period without its credentials secret, and a later run deletes it once expired', async () => {
+  it("keeps a finished pod for the retention period without its credentials secret, and the worker's janitor deletes it once expired", async () => {
     const job = buildJob(contextKey);
     const name = builderPodName(job.buildId);
     const secrets = await recordSecrets(namespace);
-    expect((await failureOf(executor({ outcome: 'failed' }, { retentionSeconds: 1 }).run(job, recordingObserver()))).code).toBe('build_failed');
+    const ex = executor({ outcome: 'failed' }, { retentionSeconds: 2 });
+    expect((await failureOf(ex.run(job, recordingObserver()))).code).toBe('build_failed');
     const kept = await readPod(namespace, name);
     expect(kept?.metadata?.annotations?.['image-build-service/expires-at']).toBeTruthy();
     // The secret was there, owned by the pod, while the build ran; the kept pod no longer has it.
@@ -204,8 +209,13 @@ describe('retention and ownership', () => {
     expect(secrets.latest(`${name}-registry`)?.metadata?.ownerReferences).toEqual([expect.objectContaining({ kind: 'Pod', name, uid: kept?.metadata?.uid })]);
     expect(await secretGone(namespace, `${name}-registry`)).toBe(true);
 
-    await new Promise((r) => setTimeout(r, 1_200));
-    await executor({ outcome: 'succeeded', digest: DIGEST }, { retentionSeconds: 1 }).run(buildJob(contextKey), recordingObserver());
+    // The janitor's sweep, as the worker runs it every few minutes: not before the pod's time is up, then at once.
+    const storage = objectStore();
+    const sweep = () => sweepFinishedBuilds({ builds: { get: async () => undefined }, storage, buildLogs: { spoolDir: join(tmpdir(), `ibs-no-spools-${randomUUID()}`) } as BuildLogSettings, sharedRoot: join(tmpdir(), `ibs-no-shared-${randomUUID()}`), executor: ex });
+    expect((await sweep()).buildersDeleted).toBe(0);
+    expect(await readPod(namespace, name)).toBeDefined();
+    await delay(2_200);
+    expect((await sweep()).buildersDeleted).toBe(1);
     await eventually(() => podGone(namespace, name), 'the expired pod to be deleted');
   });
 

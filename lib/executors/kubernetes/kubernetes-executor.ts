@@ -76,8 +76,6 @@ export class KubernetesExecutor implements BuildExecutor {
   }
 
   async run(job: BuildJob, observer: BuildObserver): Promise<BuildOutcome> {
-    // Best effort: a failed sweep of other builds' retained pods must not fail this build.
-    await this.deleteExpiredPods().catch((err: unknown) => this.suppressed('pod_sweep', err, { buildId: job.buildId }, 'deleting expired builder pods failed; the next build tries again'));
     const mode = engineModeFor(job, this.options);
     if (mode === 'kaniko') await this.checkKanikoCompatible(job);
     const resources = builderResourcesFor(job.resources, this.options.imageBuilder.resources, this.options.imageBuilder.maxResources);
@@ -327,15 +325,19 @@ export class KubernetesExecutor implements BuildExecutor {
     );
   }
 
-  /** Retained pods are deleted by the next run after they expire, so no separate reaper has to be deployed. */
-  private async deleteExpiredPods(): Promise<void> {
-    if (this.options.retentionSeconds <= 0) return;
+  /**
+   * Deletes the retained pods whose time is up; the worker's janitor calls it every few minutes, so no separate
+   * reaper has to be deployed. Pods retained under an earlier, longer setting keep the time they were given.
+   */
+  async sweep(): Promise<number> {
     const list = await this.core.listNamespacedPod({ namespace: this.options.namespace, labelSelector: `${LABELS.managedBy}=${MANAGED_BY}` });
     const now = Date.now();
-    for (const pod of list.items) {
+    const expired = list.items.filter((pod) => {
       const expiresAt = pod.metadata?.annotations?.[EXPIRES_AT_ANNOTATION];
-      if (expiresAt && Date.parse(expiresAt) <= now) await this.deletePod(pod);
-    }
+      return expiresAt !== undefined && Date.parse(expiresAt) <= now;
+    });
+    for (const pod of expired) await this.deletePod(pod);
+    return expired.length;
   }
 
   /** Deletes the pod and, without waiting for the garbage collector, the registry secret it owns. */
