@@ -12,7 +12,7 @@ import { resolveHost } from '../../lib/policy/addresses';
 import { addUrlsByName, buildPolicySettingsOf, checkDockerfilePolicy, checkEngine, checkResolvedAddUrls, generatedDockerfileToCheck, imagesPulled, type BuildPolicySettings, type DockerfileToCheck, type PolicyExemption } from '../../lib/policy/build-policy';
 import { PolicyViolation } from '../../lib/policy/errors';
 import { checkSourceImagePolicy } from '../../lib/policy/source-image';
-import { checkImageOwner, checkTargetRegistry, checkTargetRepository, hostWithoutPort, targetsUnlisted, type TargetRegistrySettings } from '../../lib/policy/targets';
+import { checkImageOwner, patternsNameConsumers, checkTargetRegistry, checkTargetRepository, hostWithoutPort, targetsUnlisted, type TargetRegistrySettings } from '../../lib/policy/targets';
 import { parseImageReference } from '../../lib/registry/reference';
 import { parseSourceReference } from '../../lib/sources/source-reference';
 import type { BuildSpec } from '../../workflows/definitions';
@@ -92,7 +92,7 @@ export class DockerfilePolicy implements BuildRequestPolicy {
       const source = parseSourceReference(spec.sourceImage);
       const resolved = await this.resolve(hostWithoutPort(source.registry));
       const exemption = checkSourceImagePolicy({ registry: source.registry, text: spec.sourceImage }, consumer, this.settings.build, resolved);
-      checkImageOwner({ image: spec.sourceImage, where: 'spec.sourceImage', field: 'sourceImage' }, consumer, this.settings.targets, this.consumers());
+      checkImageOwner({ image: spec.sourceImage, where: 'spec.sourceImage', field: 'sourceImage' }, consumer, this.settings.targets, this.consumers);
       return { exemption };
     }
     // An image source has no Dockerfile to check.
@@ -118,8 +118,9 @@ export class DockerfilePolicy implements BuildRequestPolicy {
 
   private async checkDockerfile(dockerfile: DockerfileToCheck, consumer: string): Promise<PolicyExemption | undefined> {
     const exemption = checkDockerfilePolicy(dockerfile, consumer, this.settings.build);
-    const consumers = [...this.consumers()];
-    for (const pulled of imagesPulled(dockerfile)) checkImageOwner({ ...pulled, field: 'dockerfile' }, consumer, this.settings.targets, consumers);
+    // Read once more for the images it pulls only where patterns give consumers repositories of their own.
+    const pulled = patternsNameConsumers(this.settings.targets) ? imagesPulled(dockerfile) : [];
+    for (const image of pulled) checkImageOwner({ ...image, field: 'dockerfile' }, consumer, this.settings.targets, this.consumers);
     // Names are judged by what they resolve to here, at request time; the build network's egress rules are the
     // second line for a name that changes its answer later.
     const byName = addUrlsByName(dockerfile);

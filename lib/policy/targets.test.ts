@@ -30,7 +30,7 @@ describe('checkImageOwner', () => {
   /** 'allowed', or the refusal's code. */
   const judge = (image: string, consumer = 'a', patterns = repositories) => {
     try {
-      checkImageOwner({ image, where: 'Dockerfile line 1: FROM', field: 'dockerfile' }, consumer, { repositories: patterns }, consumers);
+      checkImageOwner({ image, where: 'Dockerfile line 1: FROM', field: 'dockerfile' }, consumer, { repositories: patterns }, () => consumers);
       return 'allowed';
     } catch (err) {
       return (err as { code: string }).code;
@@ -58,7 +58,7 @@ describe('checkImageOwner', () => {
   });
 
   it("says how to fix it without naming the other consumer", () => {
-    expect(() => checkImageOwner({ image: 'registry.example.com/b/app:1', where: 'Dockerfile line 3: COPY --from', field: 'dockerfile' }, 'a', { repositories }, consumers)).toThrow(
+    expect(() => checkImageOwner({ image: 'registry.example.com/b/app:1', where: 'Dockerfile line 3: COPY --from', field: 'dockerfile' }, 'a', { repositories }, () => consumers)).toThrow(
       /^Dockerfile line 3: COPY --from registry.example.com\/b\/app:1 is in another consumer's repositories \(TARGET_REPOSITORY_PATTERNS\); a build of a may use images from its own \(registry.example.com\/a\/\*, registry.example.com\/shared-a, registry.example.com\/drop\/\*\)/,
     );
   });

@@ -106,19 +106,25 @@ export function checkTargetRepository(image: string, consumer: string, settings:
   );
 }
 
+/** Whether a TARGET_REPOSITORY_PATTERNS pattern names the consumer: only then is a consumer's image its own. */
+export function patternsNameConsumers(settings: Pick<TargetRegistrySettings, 'repositories'>): boolean {
+  return (settings.repositories ?? []).some((p) => p.includes(CONSUMER_PLACEHOLDER));
+}
+
 /**
  * Throws `image_of_another_consumer` when `image`, one a build pulls (FROM, COPY --from, RUN --mount=from, the
  * frontend) or copies (sourceImage), is in another consumer's repositories: a TARGET_REPOSITORY_PATTERNS pattern
  * matches it for one of `consumers` (the names the deployment's tokens and JWT subjects give) other than the build's,
  * and no pattern matches it for the build's own. The builder pulls, and the worker copies, with the service's
  * registry credentials, which read every consumer's images; images outside every consumer's repositories (shared
- * base images) stay readable. `where` names the mention for the message, `field` the spec field to change.
+ * base images) stay readable. `where` names the mention for the message, `field` the spec field to change;
+ * `consumers` is asked only when a pattern names the consumer and the image is not the build's own.
  */
 export function checkImageOwner(
   mention: { image: string; where: string; field: string },
   consumer: string,
   settings: Pick<TargetRegistrySettings, 'repositories'>,
-  consumers: Iterable<string>,
+  consumers: () => Iterable<string>,
 ): void {
   const patterns = settings.repositories ?? [];
   const perConsumer = patterns.filter((p) => p.includes(CONSUMER_PLACEHOLDER));
@@ -126,7 +132,7 @@ export function checkImageOwner(
   const image = normaliseImage(mention.image);
   const matchesFor = (name: string, among: string[]) => among.some((p) => imageMatches(normalisePattern(p.replaceAll(CONSUMER_PLACEHOLDER, name)), image));
   if (matchesFor(consumer, patterns)) return;
-  for (const other of consumers) {
+  for (const other of consumers()) {
     if (other === consumer || !matchesFor(other, perConsumer)) continue;
     throw new PolicyViolation(
       'image_of_another_consumer',
