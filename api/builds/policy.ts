@@ -9,10 +9,10 @@ import type { Config } from '../../lib/config';
 import { ContextRejectedError, resolveContextFile } from '../../lib/context/archive';
 import { MAX_DOCKERFILE_BYTES, readContextFile } from '../../lib/context/read-file';
 import { resolveHost } from '../../lib/policy/addresses';
-import { addUrlsByName, buildPolicySettingsOf, checkDockerfilePolicy, checkEngine, checkResolvedAddUrls, generatedDockerfileToCheck, imagesPulled, type BuildPolicySettings, type DockerfileToCheck, type PolicyExemption } from '../../lib/policy/build-policy';
+import { addUrlsByName, buildPolicySettingsOf, checkDockerfilePolicy, checkEngine, checkResolvedAddUrls, generatedDockerfileToCheck, type BuildPolicySettings, type DockerfileToCheck, type PolicyExemption } from '../../lib/policy/build-policy';
 import { PolicyViolation } from '../../lib/policy/errors';
 import { checkSourceImagePolicy } from '../../lib/policy/source-image';
-import { checkImageOwner, patternsNameConsumers, checkTargetRegistry, checkTargetRepository, hostWithoutPort, targetsUnlisted, type TargetRegistrySettings } from '../../lib/policy/targets';
+import { checkImageOwner, checkTargetRegistry, checkTargetRepository, hostWithoutPort, targetsUnlisted, type TargetRegistrySettings } from '../../lib/policy/targets';
 import { parseImageReference } from '../../lib/registry/reference';
 import { parseSourceReference } from '../../lib/sources/source-reference';
 import type { BuildSpec } from '../../workflows/definitions';
@@ -117,10 +117,8 @@ export class DockerfilePolicy implements BuildRequestPolicy {
   }
 
   private async checkDockerfile(dockerfile: DockerfileToCheck, consumer: string): Promise<PolicyExemption | undefined> {
-    const exemption = checkDockerfilePolicy(dockerfile, consumer, this.settings.build);
-    // Read once more for the images it pulls only where patterns give consumers repositories of their own.
-    const pulled = patternsNameConsumers(this.settings.targets) ? imagesPulled(dockerfile) : [];
-    for (const image of pulled) checkImageOwner({ ...image, field: 'dockerfile' }, consumer, this.settings.targets, this.consumers);
+    const exemption = checkDockerfilePolicy(dockerfile, consumer, this.settings.build, (image) =>
+      checkImageOwner({ ...image, field: 'dockerfile' }, consumer, this.settings.targets, this.consumers));
     // Names are judged by what they resolve to here, at request time; the build network's egress rules are the
     // second line for a name that changes its answer later.
     const byName = addUrlsByName(dockerfile);

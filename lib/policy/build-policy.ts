@@ -93,8 +93,17 @@ function where(path: string, mention: { line: number }): string {
   return mention.line > 0 ? `${path} line ${mention.line}` : 'the BUILDKIT_SYNTAX build argument';
 }
 
-/** Throws a PolicyViolation for the first problem; returns the exemption a trusted consumer used, if any. */
-export function checkDockerfilePolicy(dockerfile: DockerfileToCheck, consumer: string, settings: BuildPolicySettings): PolicyExemption | undefined {
+/**
+ * Throws a PolicyViolation for the first problem; returns the exemption a trusted consumer used, if any.
+ * `checkImage`: a further check of each image the lists let through (the API's: whose repositories it is in), given
+ * where it is named ("Dockerfile line 3: FROM").
+ */
+export function checkDockerfilePolicy(
+  dockerfile: DockerfileToCheck,
+  consumer: string,
+  settings: BuildPolicySettings,
+  checkImage?: (mention: { image: string; where: string }) => void,
+): PolicyExemption | undefined {
   const platforms = dockerfile.platforms.length > 0 ? dockerfile.platforms : ['linux/amd64'];
   const exempted = new Set<string>();
   for (const platform of platforms) {
@@ -139,16 +148,15 @@ export function checkDockerfilePolicy(dockerfile: DockerfileToCheck, consumer: s
     }
     for (const mention of facts.images) {
       const rule = refusingRule(normaliseImage(mention.image), settings);
-      if (!rule) continue;
-      if (settings.trustedConsumers.includes(consumer)) {
-        exempted.add(normaliseImage(mention.image));
-        continue;
+      if (rule && !settings.trustedConsumers.includes(consumer)) {
+        throw new PolicyViolation(
+          'base_image_denied',
+          `${where(dockerfile.path, mention)}: ${USES[mention.use]} ${mention.image} (${normaliseImage(mention.image)}) ${rule}; use another base image`,
+          'dockerfile',
+        );
       }
-      throw new PolicyViolation(
-        'base_image_denied',
-        `${where(dockerfile.path, mention)}: ${USES[mention.use]} ${mention.image} (${normaliseImage(mention.image)}) ${rule}; use another base image`,
-        'dockerfile',
-      );
+      if (rule) exempted.add(normaliseImage(mention.image));
+      checkImage?.({ image: mention.image, where: `${where(dockerfile.path, mention)}: ${USES[mention.use]}` });
     }
   }
   return exempted.size > 0 ? { reason: 'trusted_consumer', images: [...exempted] } : undefined;
@@ -162,17 +170,6 @@ export function refusingRule(image: string, settings: BuildPolicySettings): stri
     return `matches nothing on EXECUTION_ENVIRONMENT_VERSION_URI_VALIDATION_ALLOWLIST (${settings.allowlist.join(', ')})`;
   }
   return undefined;
-}
-
-/** Every image a Dockerfile pulls (its frontend too), on any of its platforms, each with where it is named ("Dockerfile line 3: FROM"). */
-export function imagesPulled(dockerfile: DockerfileToCheck): { image: string; where: string }[] {
-  const found = new Map<string, { image: string; where: string }>();
-  for (const platform of dockerfile.platforms.length > 0 ? dockerfile.platforms : ['linux/amd64']) {
-    for (const mention of readDockerfile(dockerfile.text, dockerfile.buildArgs, platform).images) {
-      if (!found.has(mention.image)) found.set(mention.image, { image: mention.image, where: `${where(dockerfile.path, mention)}: ${USES[mention.use]}` });
-    }
-  }
-  return [...found.values()];
 }
 
 /**

@@ -106,11 +106,6 @@ export function checkTargetRepository(image: string, consumer: string, settings:
   );
 }
 
-/** Whether a TARGET_REPOSITORY_PATTERNS pattern names the consumer: only then is a consumer's image its own. */
-export function patternsNameConsumers(settings: Pick<TargetRegistrySettings, 'repositories'>): boolean {
-  return (settings.repositories ?? []).some((p) => p.includes(CONSUMER_PLACEHOLDER));
-}
-
 /**
  * Throws `image_of_another_consumer` when `image`, one a build pulls (FROM, COPY --from, RUN --mount=from, the
  * frontend) or copies (sourceImage), is in another consumer's repositories: a TARGET_REPOSITORY_PATTERNS pattern
