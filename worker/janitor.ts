@@ -49,7 +49,17 @@ export interface SweepResult {
   uploadsAborted: number;
   /** What the executor deleted: retained builder pods whose time was up. */
   buildersDeleted: number;
+  /**
+   * The parts that failed in this sweep, in the order of SweepPart, each with its error. Every part runs whatever
+   * becomes of the others (object storage down leaves the folders and the builder pods to be swept, PostgreSQL down
+   * the uploads and the pods); the next sweep tries the failed ones again.
+   */
+  failures: { part: SweepPart; error: unknown }[];
 }
+
+/** The janitor's parts, each run whatever becomes of the others. */
+const SWEEP_PARTS = ['logs', 'folders', 'uploads', 'builders'] as const;
+export type SweepPart = (typeof SWEEP_PARTS)[number];
 
 const UUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
 const SPOOL = new RegExp(`^${UUID}$`);
@@ -74,28 +84,44 @@ export async function sweepFinishedBuilds(options: JanitorOptions): Promise<Swee
     return verdict.then((yes) => yes && !BuildLog.isOpen(buildId));
   };
 
-  const result: SweepResult = { logsStored: [], foldersRemoved: [], uploadsAborted: 0, buildersDeleted: 0 };
-  for (const buildId of (await entries(options.buildLogs.spoolDir)).filter((name) => SPOOL.test(name))) {
-    if (!(await over(buildId))) continue;
-    // Opening takes the spool over as a next attempt would (what the killed one stored is skipped); closing stores
-    // the rest and the whole-log object, then removes the spool. Lines were masked when spooled.
-    const log = await BuildLog.open(options.storage, options.buildLogs, buildId, []);
-    await log.close();
-    result.logsStored.push(buildId);
-  }
-  const folders: [string | undefined, RegExp][] = [[options.workRoot, WORK_FOLDER], [options.sharedRoot ?? tmpdir(), SHARED_DIR_NAME]];
-  for (const [root, pattern] of folders) {
-    if (!root) continue;
-    for (const name of await entries(root)) {
-      const buildId = pattern.exec(name)?.[1];
-      if (!buildId || !(await over(buildId))) continue;
-      await rm(join(root, name), { recursive: true, force: true });
-      result.foldersRemoved.push(name);
-    }
-  }
-  const startedBefore = new Date(now() - (options.unfinishedUploadAgeMs ?? DEFAULT_UNFINISHED_UPLOAD_AGE_MS));
-  result.uploadsAborted = await options.storage.abortUnfinishedUploads(STREAMED_CONTEXTS_PREFIX, startedBefore);
-  result.buildersDeleted = (await options.executor?.sweep?.()) ?? 0;
+  const result: SweepResult = { logsStored: [], foldersRemoved: [], uploadsAborted: 0, buildersDeleted: 0, failures: [] };
+  const parts: Record<SweepPart, () => Promise<void>> = {
+    logs: async () => {
+      for (const buildId of (await entries(options.buildLogs.spoolDir)).filter((name) => SPOOL.test(name))) {
+        if (!(await over(buildId))) continue;
+        // Opening takes the spool over as a next attempt would (what the killed one stored is skipped); closing
+        // stores the rest and the whole-log object, then removes the spool. Lines were masked when spooled.
+        const log = await BuildLog.open(options.storage, options.buildLogs, buildId, []);
+        // Storage that stayed away for this one would for the next ones too: they wait for the next sweep.
+        if (!(await log.close())) throw new Error(`the spooled log of build ${buildId} could not be stored; its spool is kept`);
+        result.logsStored.push(buildId);
+      }
+    },
+    folders: async () => {
+      const folders: [string | undefined, RegExp][] = [[options.workRoot, WORK_FOLDER], [options.sharedRoot ?? tmpdir(), SHARED_DIR_NAME]];
+      for (const [root, pattern] of folders) {
+        if (!root) continue;
+        for (const name of await entries(root)) {
+          const buildId = pattern.exec(name)?.[1];
+          if (!buildId || !(await over(buildId))) continue;
+          await rm(join(root, name), { recursive: true, force: true });
+          result.foldersRemoved.push(name);
+        }
+      }
+    },
+    uploads: async () => {
+      const startedBefore = new Date(now() - (options.unfinishedUploadAgeMs ?? DEFAULT_UNFINISHED_UPLOAD_AGE_MS));
+      result.uploadsAborted = await options.storage.abortUnfinishedUploads(STREAMED_CONTEXTS_PREFIX, startedBefore);
+    },
+    builders: async () => {
+      result.buildersDeleted = (await options.executor?.sweep?.()) ?? 0;
+    },
+  };
+  const run = (part: SweepPart) => parts[part]().catch((error: unknown) => void result.failures.push({ part, error }));
+  // Side by side: storing a log waits out a storage outage (BuildLogSettings.closeTimeoutMs), which must not hold
+  // back the builder pods. A build's folders wait for its log, as a log still open keeps them.
+  await Promise.all([run('logs').then(() => run('folders')), run('uploads'), run('builders')]);
+  result.failures.sort((a, b) => SWEEP_PARTS.indexOf(a.part) - SWEEP_PARTS.indexOf(b.part));
   return result;
 }
 
@@ -103,7 +129,7 @@ async function entries(dir: string): Promise<string[]> {
   return readdir(dir).catch(() => []);
 }
 
-/** Sweeps now and every `intervalMs`; failures are reported and the next sweep tries again. */
+/** Sweeps now and every `intervalMs`; each result, with the parts that failed, is reported; the next sweep tries again. */
 export function startJanitor(options: JanitorOptions & { intervalMs: number; report: (err: unknown, result?: SweepResult) => void }): { stop(): void } {
   return every(options.intervalMs, () => sweepFinishedBuilds(options), options.report);
 }

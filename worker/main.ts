@@ -79,8 +79,12 @@ async function main(): Promise<void> {
     intervalMs: JANITOR_INTERVAL_MS,
     report: (err, result) => {
       if (err) logger.warn({ err }, 'sweeping the leftovers of finished builds failed; the next sweep tries again');
-      else if (result && (result.logsStored.length || result.foldersRemoved.length || result.uploadsAborted || result.buildersDeleted)) {
-        logger.info(result, 'stored the spooled logs, removed the work folders and aborted the context uploads that killed attempts and API processes left, and deleted the builder pods kept past their retention');
+      for (const { part, error } of result?.failures ?? []) {
+        logger.warn({ err: error, part }, `sweeping the leftovers of finished builds: the ${part} part failed; the others ran, and the next sweep tries it again`);
+      }
+      if (result && (result.logsStored.length || result.foldersRemoved.length || result.uploadsAborted || result.buildersDeleted)) {
+        const { logsStored, foldersRemoved, uploadsAborted, buildersDeleted } = result;
+        logger.info({ logsStored, foldersRemoved, uploadsAborted, buildersDeleted }, 'stored the spooled logs, removed the work folders and aborted the context uploads that killed attempts and API processes left, and deleted the builder pods kept past their retention');
       }
     },
   });

@@ -174,9 +174,10 @@ export class BuildLog {
 
   /**
    * Stores everything still unstored and writes the whole-log object; `heartbeat` is called while that waits on
-   * storage. When storage stays away past closeTimeoutMs the spool is kept for the next attempt on this machine.
+   * storage. When storage stays away past closeTimeoutMs the spool is kept for the next attempt on this machine (or
+   * the janitor), and the answer is false.
    */
-  async close(heartbeat: () => void = () => undefined): Promise<void> {
+  async close(heartbeat: () => void = () => undefined): Promise<boolean> {
     if (this.partial) this.spool(redact(`${this.partial}\n`, this.secrets));
     this.partial = '';
     this.closing = true;
@@ -191,9 +192,11 @@ export class BuildLog {
       await this.retrying('write the whole log', () => this.compact());
       closeSync(this.fd);
       await rm(this.dir, { recursive: true, force: true });
+      return true;
     } catch (err) {
       closeSync(this.fd);
       console.error(`build ${this.buildId}: its log is not fully stored (${(err as Error).message}); the spool ${this.dir} keeps it for the next attempt`);
+      return false;
     } finally {
       clearInterval(beat);
       BuildLog.opened.delete(this.buildId);

@@ -13,6 +13,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CreateMultipartUploadCommand, ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import { API_SERVER_OPTIONS } from '../../api/server-options';
 import { streamedContextKey } from '../../lib/context/keys';
+import type { ObjectStore } from '../../lib/storage/object-store';
+import { S3ObjectStore } from '../../lib/storage/s3-store';
 import { DEFAULT_UNFINISHED_UPLOAD_AGE_MS, sweepFinishedBuilds } from '../../worker/janitor';
 import { stackMinioClient } from '../support/object-keys';
 import { startTestStack, type TestStack } from '../support/stack';
@@ -58,7 +60,7 @@ describe('the janitor of killed attempts', () => {
       const sweep = (now: () => number) =>
         sweepFinishedBuilds({ builds: stack.builds, storage: stack.deps.storage, buildLogs: { ...stack.deps.buildLogs, spoolDir: join(scratch, 'no-spools') }, sharedRoot: join(scratch, 'no-shared'), now });
       // A request may still be sending it: left alone.
-      expect((await sweep(Date.now)).uploadsAborted).toBe(0);
+      expect(await sweep(Date.now)).toMatchObject({ uploadsAborted: 0, failures: [] });
       expect(await unfinished()).toBe(1);
       // Older than any request lives (the API's server ends every request after API_SERVER_OPTIONS.requestTimeout).
       expect(DEFAULT_UNFINISHED_UPLOAD_AGE_MS).toBeGreaterThan(API_SERVER_OPTIONS.requestTimeout);
@@ -100,12 +102,12 @@ describe('the janitor of killed attempts', () => {
     const stored = async () => (await stack.api(`/v1/builds/${id}/logs`)).text();
     expect((await stored()).match(/line-\d+/g)).toEqual(['line-1']);
 
-    expect(await sweep()).toMatchObject({ logsStored: [], foldersRemoved: [] }); // still queued
+    expect(await sweep()).toMatchObject({ logsStored: [], foldersRemoved: [], failures: [] }); // still queued
     await stack.builds.markFailed(id, { code: 'internal_error', message: 'every attempt was killed' });
-    expect(await sweep()).toMatchObject({ logsStored: [], foldersRemoved: [] }); // over, but only just
+    expect(await sweep()).toMatchObject({ logsStored: [], foldersRemoved: [], failures: [] }); // over, but only just
     expect(existsSync(join(spoolDir, id))).toBe(true);
 
-    expect(await sweep(Date.now() + 11 * 60_000)).toMatchObject({ logsStored: [id], foldersRemoved: [`ibs-${id}-a1b2c3`, `ibs-shared-${id}-d4e5f6`] });
+    expect(await sweep(Date.now() + 11 * 60_000)).toMatchObject({ logsStored: [id], foldersRemoved: [`ibs-${id}-a1b2c3`, `ibs-shared-${id}-d4e5f6`], failures: [] });
     expect((await stored()).match(/line-\d+/g)).toEqual(Array.from({ length: 40 }, (_, i) => `line-${i + 1}`));
     expect(existsSync(join(spoolDir, id))).toBe(false);
     expect(existsSync(folder)).toBe(false);
@@ -113,7 +115,39 @@ describe('the janitor of killed attempts', () => {
     expect(existsSync(stranger)).toBe(true);
     expect(existsSync(strangerShared)).toBe(true);
     // A second sweep finds nothing more to do, and stores nothing twice.
-    expect(await sweep(Date.now() + 11 * 60_000)).toMatchObject({ logsStored: [], foldersRemoved: [] });
+    expect(await sweep(Date.now() + 11 * 60_000)).toMatchObject({ logsStored: [], foldersRemoved: [], failures: [] });
     expect((await stored()).match(/line-\d+/g)).toHaveLength(40);
+  }, 60_000);
+
+  it('sweeps the folders while object storage is down, and stores the spooled lines once it is back', async () => {
+    const spoolDir = join(scratch, 'spools-storage-down');
+    const workRoot = join(scratch, 'work-storage-down');
+    await mkdir(workRoot, { recursive: true });
+    const image = '127.0.0.1:5000/janitor/app:2';
+    const { record } = await stack.builds.create({
+      id: randomUUID(), consumer: 'tests', image, spec: { image, dockerfile: 'Dockerfile', buildArgs: {}, labels: {}, platforms: ['linux/amd64'] },
+      contextKey: 'contexts/sha256/none', contextDigest: 'sha256:none',
+    });
+    const id = record.id;
+    await killedAttempt(id, spoolDir, 5);
+    const folder = join(workRoot, `ibs-${id}-a1b2c3`);
+    await mkdir(folder);
+    await stack.builds.markFailed(id, { code: 'internal_error', message: 'every attempt was killed' });
+    const later = Date.now() + 11 * 60_000;
+    // The real adapter, pointed at a port where no object storage answers.
+    const down = new S3ObjectStore({ bucket: stack.deps.storage.bucket, region: 'us-east-1', endpoint: 'http://127.0.0.1:9', accessKeyId: 'ibs', secretAccessKey: 'ibs-secret', backend: 'MinIO' });
+    const sweep = (storage: ObjectStore) =>
+      // The worker's settings, but storing a log gives up after 2 s instead of 5 min.
+      sweepFinishedBuilds({ builds: stack.builds, storage, buildLogs: { ...stack.deps.buildLogs, spoolDir, closeTimeoutMs: 2_000, retryMaxMs: 500 }, workRoot, sharedRoot: join(scratch, 'no-shared'), now: () => later });
+
+    const whileDown = await sweep(down);
+    expect(whileDown.failures.map(({ part }) => part)).toEqual(['logs', 'uploads']);
+    expect(whileDown.foldersRemoved).toEqual([`ibs-${id}-a1b2c3`]);
+    expect(existsSync(folder)).toBe(false);
+    expect(existsSync(join(spoolDir, id))).toBe(true);
+
+    expect(await sweep(stack.deps.storage)).toMatchObject({ logsStored: [id], failures: [] });
+    expect(existsSync(join(spoolDir, id))).toBe(false);
+    expect(((await (await stack.api(`/v1/builds/${id}/logs`)).text()).match(/line-\d+/g))).toEqual(['line-1', 'line-2', 'line-3', 'line-4', 'line-5']);
   }, 60_000);
 });
