@@ -3,10 +3,15 @@
  * reading the stored context, and reads the context when the input carries none.
  */
 import { randomUUID } from 'node:crypto';
+import { appendFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { contextKeyOf } from '../lib/context/keys';
 import { loadConfig } from '../lib/config';
 import { createObjectStore } from '../lib/storage';
+import { knownConsumers } from '../lib/auth/authenticator';
+import { imageOwnerCheck } from '../lib/policy/targets';
+import { scratchDir } from '../test/support/scratch';
 import { contextOf, tarGzOf, type Entry } from '../test/support/archives';
 import type { ImageBuildInput } from '../workflows/definitions';
 import { createPolicyActivities } from './policy';
@@ -17,6 +22,7 @@ const { checkBuildPolicy } = createPolicyActivities({
   // Only a trusted consumer's exemption writes to the build's log; these builds have none.
   buildLogs: undefined as never,
   policy: { allowlist: [], denylist: [], trustedConsumers: [], allowedFrontends: [], sourceRegistries: [], proxyArgs: [], engines: ['buildkit'] },
+  imageOwner: () => undefined,
   secrets: [],
 });
 
@@ -85,9 +91,39 @@ describe('checkBuildPolicy', () => {
   });
 
   it('refuses a dependency build whose baseImage the lists refuse, with the code the API refuses it with', async () => {
-    const denying = createPolicyActivities({ storage, buildLogs: undefined as never, secrets: [], policy: { allowlist: [], denylist: ['127.0.0.1:5000/team/*'], trustedConsumers: [], allowedFrontends: [], sourceRegistries: [], proxyArgs: [], engines: ['buildkit'] } });
+    const denying = createPolicyActivities({ storage, buildLogs: undefined as never, secrets: [], imageOwner: () => undefined, policy: { allowlist: [], denylist: ['127.0.0.1:5000/team/*'], trustedConsumers: [], allowedFrontends: [], sourceRegistries: [], proxyArgs: [], engines: ['buildkit'] } });
     const input = await inputWith(undefined, { dockerfileText: ALLOWED });
     input.spec = { ...input.spec, dependencies: { baseImage: '127.0.0.1:5000/team/base:1', python: { requirements: 'requirements.txt' } } };
     expect(await denying.checkBuildPolicy(input).then(() => 'allowed', (err: { type?: string }) => err.type ?? String(err))).toBe('base_image_denied');
+  });
+});
+
+describe("checkBuildPolicy and other consumers' images", () => {
+  // The worker's wiring: the repository patterns and the consumers a real tokens file names (read again when it changes).
+  const tokensFile = join(scratchDir('ibs-policy-tokens-'), 'tokens');
+  writeFileSync(tokensFile, `sha256:${'a'.repeat(64)} consumer:team\n`);
+  const { checkBuildPolicy: check } = createPolicyActivities({
+    storage,
+    buildLogs: undefined as never,
+    secrets: [],
+    policy: { allowlist: [], denylist: [], trustedConsumers: [], allowedFrontends: [], sourceRegistries: [], proxyArgs: [], engines: ['buildkit'] },
+    imageOwner: imageOwnerCheck({ repositories: ['127.0.0.1:5000/{consumer}/*'] }, knownConsumers({ tokensFile })),
+  });
+  const theirs = 'FROM scratch\nCOPY --from=127.0.0.1:5000/other/private:1 /secret /secret\n';
+  const outcome = (input: ImageBuildInput) => check(input).then(() => 'allowed', (err: { type?: string; nonRetryable?: boolean }) => `${err.type}${err.nonRetryable ? '' : ' (retryable)'}`);
+
+  it('refuses, for good, a stored Dockerfile that reads from the repositories of a consumer the tokens file names since', async () => {
+    const input = await inputWith(theirs, { consumer: 'team' });
+    // Before any token names "other", its repositories are no consumer's.
+    expect(await outcome(input)).toBe('allowed');
+    appendFileSync(tokensFile, `sha256:${'b'.repeat(64)} consumer:other\n`);
+    expect(await outcome(input)).toBe('image_of_another_consumer');
+    // The consumer's own repositories, and a dependency build's base image, as the API checks them.
+    expect(await outcome(await inputWith('FROM 127.0.0.1:5000/team/base:1\n', { consumer: 'team' }))).toBe('allowed');
+    const dependencyBuild = await inputWith(undefined, { consumer: 'team', dockerfileText: ALLOWED });
+    dependencyBuild.spec = { ...dependencyBuild.spec, dependencies: { baseImage: '127.0.0.1:5000/other/base:1', python: { requirements: 'requirements.txt' } } };
+    expect(await outcome(dependencyBuild)).toBe('image_of_another_consumer');
+    // A workflow started before inputs named their consumer has none to hold the images to.
+    expect(await outcome(await inputWith(theirs))).toBe('allowed');
   });
 });

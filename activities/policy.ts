@@ -1,7 +1,7 @@
 /**
  * The workflow's half of the build policy: the same checks as at request time, again, on the stored context just
- * before a builder starts, so a build queued before the operator tightened the lists, or retried after, is held to
- * the lists in force now. A refusal is a non-retryable failure with the check's stable code.
+ * before a builder starts, so a build queued before the operator tightened the lists or the repository patterns, or
+ * retried after, is held to those in force now. A refusal is a non-retryable failure with the check's stable code.
  */
 import { ApplicationFailure } from '@temporalio/common';
 import type { Readable } from 'node:stream';
@@ -11,6 +11,7 @@ import { BuildLog, type BuildLogSettings } from '../lib/logs/build-log';
 import { redact } from '../lib/logs/redact';
 import { checkDockerfilePolicy, checkEngine, generatedDockerfileToCheck, type BuildPolicySettings, type DockerfileToCheck } from '../lib/policy/build-policy';
 import { PolicyViolation } from '../lib/policy/errors';
+import type { ImageOwnerCheck } from '../lib/policy/targets';
 import type { ObjectStore } from '../lib/storage/object-store';
 import type { ImageBuildInput } from '../workflows/definitions';
 
@@ -18,6 +19,7 @@ export interface PolicyActivityDeps {
   storage: ObjectStore;
   buildLogs: BuildLogSettings;
   policy: BuildPolicySettings;
+  imageOwner: ImageOwnerCheck;
   secrets: readonly string[];
 }
 
@@ -55,7 +57,9 @@ export function createPolicyActivities(deps: PolicyActivityDeps) {
         // A dependency build has no Dockerfile of its own: the one the service generates is what runs, so check it.
         const { dependencies } = input.spec;
         const dockerfile = dependencies ? generatedDockerfileToCheck({ ...input.spec, dependencies }) : await ownDockerfile(input);
-        const exemption = checkDockerfilePolicy(dockerfile, input.consumer ?? '', deps.policy);
+        const consumer = input.consumer ?? '';
+        // Inputs of workflows started before builds named their consumer have none to hold the images to.
+        const exemption = checkDockerfilePolicy(dockerfile, consumer, deps.policy, consumer ? (image) => deps.imageOwner({ ...image, field: 'dockerfile' }, consumer) : undefined);
         if (exemption) {
           const log = await BuildLog.open(deps.storage, deps.buildLogs, input.buildId, deps.secrets);
           log.write(`[ibs] base-image policy: ${exemption.images.join(', ')} allowed because consumer ${input.consumer} is trusted\n`);

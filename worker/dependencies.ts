@@ -14,7 +14,8 @@ import { PodScanRunner } from '../lib/executors/kubernetes/pod-scanner';
 import { loadKubeConfig } from '../lib/executors/kubernetes/kubernetes-executor';
 import { createPullCredentials } from '../lib/sources/pull-credentials';
 import { LocalExecutor } from '../lib/executors/local/local-executor';
-import { listedRegistryName } from '../lib/policy/targets';
+import { imageOwnerCheck, listedRegistryName } from '../lib/policy/targets';
+import { knownConsumers } from '../lib/auth/authenticator';
 import { registryHostOf, registryHostsOfDockerfile } from '../lib/registry/base-images';
 import { RegistryClient } from '../lib/registry/client';
 import { prepareBuilderAuth } from '../lib/registry/builder-auth';
@@ -118,6 +119,7 @@ export async function createWorkerDependencies(config: Config, telemetry?: Telem
       executor: createExecutor(config, storage, credentials, registry, scanner, telemetry),
       registry,
       policy: buildPolicySettingsOf(config),
+      imageOwner: imageOwnerCheck({ repositories: config.policy.targetRepositories }, knownConsumers(config.auth)),
       secrets: config.secrets,
       telemetry,
       buildLogs: { index: new LogSegmentIndex(pool), ...config.buildLogs },

@@ -11,6 +11,22 @@ export interface Authenticator {
   authenticate(authorization: string | undefined): Promise<Principal>;
 }
 
+/**
+ * The consumer names a deployment's tokens file (read again when it changes) and JWT subjects give, operators'
+ * included: whose repositories a build must not read (lib/policy/targets.ts, checkImageOwner). The API asks at
+ * request time; the worker, which mounts the same file, asks again before each build attempt. A name only an
+ * operator's X-Consumer gives is not among them.
+ */
+export function knownConsumers(config: AuthConfig): () => Set<string> {
+  const tokens = config.tokensFile ? new StaticTokens(config.tokensFile) : undefined;
+  return () => consumerNames(config, tokens);
+}
+
+function consumerNames(config: AuthConfig, tokens: StaticTokens | undefined): Set<string> {
+  const subjects = Object.values(config.jwt?.subjects ?? {}).map((p) => p.consumer);
+  return new Set([...(tokens?.names() ?? []), ...subjects]);
+}
+
 export class BearerAuthenticator implements Authenticator {
   private readonly tokens?: StaticTokens;
   private readonly jwt?: JwtVerifier;
@@ -20,14 +36,9 @@ export class BearerAuthenticator implements Authenticator {
     if (config.jwt) this.jwt = new JwtVerifier(config.jwt);
   }
 
-  /**
-   * The consumer names this deployment's tokens and JWT subjects give, operators' included: whose repositories a
-   * build must not read (lib/policy/targets.ts, checkImageOwner). A name only an operator's X-Consumer gives is not
-   * among them.
-   */
+  /** The consumer names this deployment's tokens and JWT subjects give (knownConsumers). */
   consumers(): Set<string> {
-    const subjects = Object.values(this.config.jwt?.subjects ?? {}).map((p) => p.consumer);
-    return new Set([...(this.tokens?.names() ?? []), ...subjects]);
+    return consumerNames(this.config, this.tokens);
   }
 
   async authenticate(authorization: string | undefined): Promise<Principal> {

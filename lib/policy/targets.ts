@@ -136,3 +136,10 @@ export function checkImageOwner(
     );
   }
 }
+
+/** checkImageOwner with a deployment's patterns and consumers bound, as the worker's activities are given it. */
+export type ImageOwnerCheck = (mention: { image: string; where: string; field: string }, consumer: string) => void;
+
+export function imageOwnerCheck(settings: Pick<TargetRegistrySettings, 'repositories'>, consumers: () => Iterable<string>): ImageOwnerCheck {
+  return (mention, consumer) => checkImageOwner(mention, consumer, settings, consumers);
+}

@@ -1,14 +1,14 @@
 /**
- * The chart's API authentication and build policy settings: hashed static tokens become a Secret the API mounts and
- * reads through AUTH_TOKENS_FILE (proven by authenticating with the rendered file), a JWT issuer defaults to this
- * cluster's JWKS read with a projected token of the API's own service account, and the policy lists reach the
- * configuration.
+ * The chart's API authentication and build policy settings: hashed static tokens become a Secret the API and the
+ * worker mount and read through AUTH_TOKENS_FILE (proven by authenticating with the rendered file), a JWT issuer
+ * defaults to this cluster's JWKS read with a projected token of the API's own service account, and the policy lists
+ * reach the configuration.
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { BearerAuthenticator } from '../../lib/auth/authenticator';
+import { BearerAuthenticator, knownConsumers } from '../../lib/auth/authenticator';
 import { hashToken } from '../../lib/auth/static-tokens';
 import { loadConfig } from '../../lib/config';
 import { containerOf, find, plainEnv, RELEASE, renderChart, resolveEnv, secretData } from './render';
@@ -36,8 +36,12 @@ describe('API authentication in the chart', () => {
     expect(env.AUTH_TOKENS_FILE).toBe('/etc/image-build-service/auth/tokens');
     expect((container as unknown as { volumeMounts: { name: string; mountPath: string }[] }).volumeMounts).toContainEqual(expect.objectContaining({ name: 'api-tokens', mountPath: '/etc/image-build-service/auth' }));
     expect((pod.volumes as { name: string; secret?: { secretName: string } }[]).find((v) => v.name === 'api-tokens')?.secret?.secretName).toBe(`${FULLNAME}-api-tokens`);
-    const worker = containerOf(manifests, `${FULLNAME}-worker`).pod.volumes as { name: string }[];
-    expect(worker.map((v) => v.name)).not.toContain('api-tokens');
+    // The worker mounts the same file: the consumers it names are whose images a build must not read, checked again
+    // before each attempt (activities/policy.ts).
+    const worker = containerOf(manifests, `${FULLNAME}-worker`);
+    expect(plainEnv(resolveEnv(manifests, worker.container)).AUTH_TOKENS_FILE).toBe('/etc/image-build-service/auth/tokens');
+    expect((worker.container as unknown as { volumeMounts: { name: string; mountPath: string; readOnly?: boolean }[] }).volumeMounts).toContainEqual({ name: 'api-tokens', mountPath: '/etc/image-build-service/auth', readOnly: true });
+    expect((worker.pod.volumes as { name: string; secret?: { secretName: string } }[]).find((v) => v.name === 'api-tokens')?.secret?.secretName).toBe(`${FULLNAME}-api-tokens`);
 
     // What the API does with it: the file as the kubelet would mount it, read through the configuration.
     const mounted = join(scratchDir('ibs-auth-mount-'), 'tokens');
@@ -45,6 +49,7 @@ describe('API authentication in the chart', () => {
     const config = loadConfig({ ...database, ...env, AUTH_TOKENS_FILE: mounted });
     await expect(new BearerAuthenticator(config.auth).authenticate(`Bearer ${operatorToken}`)).resolves.toEqual({ consumer: 'platform', role: 'operator' });
     await expect(new BearerAuthenticator(config.auth).authenticate('Bearer another')).rejects.toMatchObject({ code: 'invalid_token' });
+    expect(knownConsumers(config.auth)()).toEqual(new Set(['platform']));
   });
 
   it('refuses a token written in clear instead of its hash', () => {

@@ -10,7 +10,7 @@ import { request as httpRequest } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveHost } from '../../lib/policy/addresses';
 import { buildForm, contextOf, tarOf } from '../support/archives';
-import { tokenFor } from '../support/stack';
+import { tokenFor, waitForBuild } from '../support/stack';
 import { startHostileStack, type HostileStack } from './support/hostile';
 
 const DENIED = '127.0.0.1:5000/hostile-denied';
@@ -248,6 +248,33 @@ describe('hostile build requests', () => {
         const dependencies = buildForm({ image: own(), dependencies: { baseImage: theirs(), python: { requirements: 'requirements.txt' } } }, await contextOf({ 'requirements.txt': 'six\n' }));
         await scoped.expectRefused(() => scoped.submit(dependencies), 400, 'image_of_another_consumer', 'dependencies.baseImage');
       });
+
+      it.each([
+        ['a FROM', 'dockerfile'],
+        ['a sourceImage copy', 'source'],
+      ])("fails the retry of %s in the worker once the image's repositories became another consumer's, before anything runs", async (_what, kind) => {
+        await scoped.stack.startWorker();
+        const newcomer = `${scoped.consumer}-newcomer-${kind}`;
+        const image = `127.0.0.1:5000/${newcomer}/private:1`;
+        // Accepted: no token names the newcomer yet, so its repositories are no consumer's. The image is not there.
+        const res = kind === 'source'
+          ? await scoped.submit(JSON.stringify({ image: own(), sourceImage: image }), json)
+          : await scoped.submit(buildForm({ image: own() }, await contextOf({ Dockerfile: `FROM ${image}\n` })));
+        expect(res.status, await res.clone().text()).toBe(202);
+        const { id } = (await res.json()) as { id: string };
+        const wait = () => waitForBuild(scoped.stack.apiUrl, id, 480_000, { consumer: scoped.consumer });
+        expect(await wait()).toMatchObject({ status: 'failed', attempt: 1 });
+        const log = async () => (await scoped.stack.api(`/v1/builds/${id}/logs`, {}, { consumer: scoped.consumer })).text();
+        const before = await log();
+
+        // The newcomer gets a token; the stored Dockerfile or source is checked again before the retry's builder or
+        // copy would start, and the log has nothing new.
+        tokenFor({ consumer: newcomer });
+        const retry = await scoped.stack.api(`/v1/builds/${id}/retry`, { method: 'POST' }, { consumer: scoped.consumer });
+        expect(retry.status, await retry.text()).toBe(202);
+        expect(await wait()).toMatchObject({ status: 'failed', attempt: 2, error: { code: 'image_of_another_consumer' } });
+        expect(await log()).toBe(before);
+      }, 600_000);
 
       it('holds an operator acting for a consumer to it', async () => {
         const form = buildForm({ image: own() }, await contextOf({ Dockerfile: `FROM ${theirs()}\n` }));
