@@ -17,7 +17,7 @@ import { currentTraceparent } from '../lib/telemetry/tracing';
 import { RegistryError, type RegistryClient } from '../lib/registry/client';
 import { parseImageReference } from '../lib/registry/reference';
 import type { BuildPolicySettings } from '../lib/policy/build-policy';
-import type { ImageOwnerCheck } from '../lib/policy/targets';
+import type { ImageOwners } from '../lib/policy/targets';
 import type { ScanRecord } from '../lib/scan/contract';
 import type { ScanGate } from '../lib/scan/gate';
 import type { ObjectStore } from '../lib/storage/object-store';
@@ -44,10 +44,10 @@ export interface ActivityDeps extends BuildQueueDeps {
   /** The base-image, frontend, entitlement and ADD checks checkBuildPolicy runs before a builder starts. */
   policy: BuildPolicySettings;
   /**
-   * Refuses an image in another consumer's repositories (TARGET_REPOSITORY_PATTERNS and the consumers the tokens file
-   * and JWT subjects name): checked again before each attempt, so a retry is held to the patterns in force now.
+   * Refuses an image in another consumer's repositories (TARGET_REPOSITORY_PATTERNS; the consumers the tokens file and
+   * JWT subjects name, and those with builds): checked again before each attempt, so a retry is held to those now.
    */
-  imageOwner: ImageOwnerCheck;
+  imageOwners: ImageOwners;
   /** Values masked out of logs and error messages. */
   secrets: readonly string[];
   /** The worker's logger and metrics; builds still run without them (tests that do not look). */

@@ -10,7 +10,7 @@ import { contextKeyOf } from '../lib/context/keys';
 import { loadConfig } from '../lib/config';
 import { createObjectStore } from '../lib/storage';
 import { knownConsumers } from '../lib/auth/authenticator';
-import { imageOwnerCheck } from '../lib/policy/targets';
+import { ImageOwners } from '../lib/policy/targets';
 import { scratchDir } from '../test/support/scratch';
 import { contextOf, tarGzOf, type Entry } from '../test/support/archives';
 import type { ImageBuildInput } from '../workflows/definitions';
@@ -22,7 +22,7 @@ const { checkBuildPolicy } = createPolicyActivities({
   // Only a trusted consumer's exemption writes to the build's log; these builds have none.
   buildLogs: undefined as never,
   policy: { allowlist: [], denylist: [], trustedConsumers: [], allowedFrontends: [], sourceRegistries: [], proxyArgs: [], engines: ['buildkit'] },
-  imageOwner: () => undefined,
+  imageOwners: new ImageOwners({}, { named: () => [], recorded: async () => [] }),
   secrets: [],
 });
 
@@ -91,7 +91,7 @@ describe('checkBuildPolicy', () => {
   });
 
   it('refuses a dependency build whose baseImage the lists refuse, with the code the API refuses it with', async () => {
-    const denying = createPolicyActivities({ storage, buildLogs: undefined as never, secrets: [], imageOwner: () => undefined, policy: { allowlist: [], denylist: ['127.0.0.1:5000/team/*'], trustedConsumers: [], allowedFrontends: [], sourceRegistries: [], proxyArgs: [], engines: ['buildkit'] } });
+    const denying = createPolicyActivities({ storage, buildLogs: undefined as never, secrets: [], imageOwners: new ImageOwners({}, { named: () => [], recorded: async () => [] }), policy: { allowlist: [], denylist: ['127.0.0.1:5000/team/*'], trustedConsumers: [], allowedFrontends: [], sourceRegistries: [], proxyArgs: [], engines: ['buildkit'] } });
     const input = await inputWith(undefined, { dockerfileText: ALLOWED });
     input.spec = { ...input.spec, dependencies: { baseImage: '127.0.0.1:5000/team/base:1', python: { requirements: 'requirements.txt' } } };
     expect(await denying.checkBuildPolicy(input).then(() => 'allowed', (err: { type?: string }) => err.type ?? String(err))).toBe('base_image_denied');
@@ -107,7 +107,7 @@ describe("checkBuildPolicy and other consumers' images", () => {
     buildLogs: undefined as never,
     secrets: [],
     policy: { allowlist: [], denylist: [], trustedConsumers: [], allowedFrontends: [], sourceRegistries: [], proxyArgs: [], engines: ['buildkit'] },
-    imageOwner: imageOwnerCheck({ repositories: ['127.0.0.1:5000/{consumer}/*'] }, knownConsumers({ tokensFile })),
+    imageOwners: new ImageOwners({ repositories: ['127.0.0.1:5000/{consumer}/*'] }, { named: knownConsumers({ tokensFile }), recorded: async () => [] }),
   });
   const theirs = 'FROM scratch\nCOPY --from=127.0.0.1:5000/other/private:1 /secret /secret\n';
   const outcome = (input: ImageBuildInput) => check(input).then(() => 'allowed', (err: { type?: string; nonRetryable?: boolean }) => `${err.type}${err.nonRetryable ? '' : ' (retryable)'}`);

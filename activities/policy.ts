@@ -11,7 +11,7 @@ import { BuildLog, type BuildLogSettings } from '../lib/logs/build-log';
 import { redact } from '../lib/logs/redact';
 import { checkDockerfilePolicy, checkEngine, generatedDockerfileToCheck, type BuildPolicySettings, type DockerfileToCheck } from '../lib/policy/build-policy';
 import { PolicyViolation } from '../lib/policy/errors';
-import type { ImageOwnerCheck } from '../lib/policy/targets';
+import type { ImageOwners } from '../lib/policy/targets';
 import type { ObjectStore } from '../lib/storage/object-store';
 import type { ImageBuildInput } from '../workflows/definitions';
 
@@ -19,7 +19,7 @@ export interface PolicyActivityDeps {
   storage: ObjectStore;
   buildLogs: BuildLogSettings;
   policy: BuildPolicySettings;
-  imageOwner: ImageOwnerCheck;
+  imageOwners: ImageOwners;
   secrets: readonly string[];
 }
 
@@ -59,7 +59,8 @@ export function createPolicyActivities(deps: PolicyActivityDeps) {
         const dockerfile = dependencies ? generatedDockerfileToCheck({ ...input.spec, dependencies }) : await ownDockerfile(input);
         const consumer = input.consumer ?? '';
         // Inputs of workflows started before builds named their consumer have none to hold the images to.
-        const exemption = checkDockerfilePolicy(dockerfile, consumer, deps.policy, consumer ? (image) => deps.imageOwner({ ...image, field: 'dockerfile' }, consumer) : undefined);
+        const owner = consumer ? await deps.imageOwners.check() : undefined;
+        const exemption = checkDockerfilePolicy(dockerfile, consumer, deps.policy, owner && ((image) => owner({ ...image, field: 'dockerfile' }, consumer)));
         if (exemption) {
           const log = await BuildLog.open(deps.storage, deps.buildLogs, input.buildId, deps.secrets);
           log.write(`[ibs] base-image policy: ${exemption.images.join(', ')} allowed because consumer ${input.consumer} is trusted\n`);

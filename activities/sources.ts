@@ -19,7 +19,7 @@ import { parseSourceReference } from '../lib/sources/source-reference';
 import type { BuildPolicySettings } from '../lib/policy/build-policy';
 import { PolicyViolation } from '../lib/policy/errors';
 import { checkSourceImagePolicy } from '../lib/policy/source-image';
-import type { ImageOwnerCheck } from '../lib/policy/targets';
+import type { ImageOwners } from '../lib/policy/targets';
 import type { ScanGate } from '../lib/scan/gate';
 import { readImagePlan } from '../lib/sources/image-store';
 import { registryImageContent, scanTargetsOf, storedImageContent, writeScanArchive } from '../lib/sources/scan-archive';
@@ -39,7 +39,7 @@ export interface SourceActivityDeps {
   /** The base-image lists and the source registries: an image URI is checked again before it is copied. */
   policy: BuildPolicySettings;
   /** An image URI in another consumer's repositories is refused again before it is copied. */
-  imageOwner: ImageOwnerCheck;
+  imageOwners: ImageOwners;
   /** When set (imageBuilder.imageScanner.enabled), a ready image is scanned before it is pushed. */
   scanGate?: ScanGate;
   telemetry?: Telemetry;
@@ -87,7 +87,7 @@ export function createSourceActivities(deps: SourceActivityDeps) {
           const ref = parseSourceReference(source.reference);
           // The lists in force now, before anything is read from the source registry.
           const exemption = checkSourceImagePolicy({ registry: ref.registry, text: source.reference }, input.consumer ?? '', deps.policy);
-          if (input.consumer) deps.imageOwner({ image: source.reference, where: 'spec.sourceImage', field: 'sourceImage' }, input.consumer);
+          if (input.consumer) (await deps.imageOwners.check())({ image: source.reference, where: 'spec.sourceImage', field: 'sourceImage' }, input.consumer);
           if (exemption) await logLine(input.buildId, `[ibs] base-image policy: ${exemption.images.join(', ')} allowed because consumer ${input.consumer} is trusted\n`);
           const digest = await resolveSourceDigest(deps.registry, ref);
           return { kind: 'registry', registry: ref.registry, repository: ref.repository, digest, gated };

@@ -56,7 +56,7 @@ async function main(): Promise<void> {
     storage,
     logs,
     auth,
-    policy: new DockerfilePolicy(policySettingsOf(config), { consumers: () => auth.consumers() }),
+    policy: new DockerfilePolicy(policySettingsOf(config), { consumers: { named: () => auth.consumers(), recorded: () => builds.consumers() } }),
     temporal,
     telemetry,
     settings,

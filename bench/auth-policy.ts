@@ -80,7 +80,7 @@ async function timeChecksAlone(settings: ApiDeps['settings'], auth: Authenticato
 async function main(): Promise<void> {
   const stack = await startTestStack('bench-auth-policy');
   const auth = new BearerAuthenticator(stack.config.auth);
-  const policy = new DockerfilePolicy(policySettingsOf(stack.config), { consumers: () => auth.consumers() });
+  const policy = new DockerfilePolicy(policySettingsOf(stack.config), { consumers: { named: () => auth.consumers(), recorded: () => stack.builds.consumers() } });
   const variants = {
     'both off': { ...stack.apiDeps, auth: acceptAll, policy: noPolicy },
     'auth only': { ...stack.apiDeps, auth, policy: noPolicy },

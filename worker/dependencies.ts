@@ -14,7 +14,7 @@ import { PodScanRunner } from '../lib/executors/kubernetes/pod-scanner';
 import { loadKubeConfig } from '../lib/executors/kubernetes/kubernetes-executor';
 import { createPullCredentials } from '../lib/sources/pull-credentials';
 import { LocalExecutor } from '../lib/executors/local/local-executor';
-import { imageOwnerCheck, listedRegistryName } from '../lib/policy/targets';
+import { ImageOwners, listedRegistryName } from '../lib/policy/targets';
 import { knownConsumers } from '../lib/auth/authenticator';
 import { registryHostOf, registryHostsOfDockerfile } from '../lib/registry/base-images';
 import { RegistryClient } from '../lib/registry/client';
@@ -108,18 +108,19 @@ export async function createWorkerDependencies(config: Config, telemetry?: Telem
   // which on Kubernetes run in scan pods of their own (builds are scanned in their builder pods).
   const scanner = config.imageScanner.enabled && config.executor.type === 'local' ? new RuncScanner({ runcPath: config.executor.runcPath, registry }) : undefined;
   const sourceScanner = config.imageScanner.enabled && config.executor.type === 'kubernetes' ? podScanRunner(config, storage) : scanner;
+  const builds = new BuildRepository(pool);
   return {
     pool,
     deps: {
       temporal,
       buildSlots: config.build.slots,
-      builds: new BuildRepository(pool),
+      builds,
       slots: new BuildSlotRepository(pool),
       storage,
       executor: createExecutor(config, storage, credentials, registry, scanner, telemetry),
       registry,
       policy: buildPolicySettingsOf(config),
-      imageOwner: imageOwnerCheck({ repositories: config.policy.targetRepositories }, knownConsumers(config.auth)),
+      imageOwners: new ImageOwners({ repositories: config.policy.targetRepositories }, { named: knownConsumers(config.auth), recorded: () => builds.consumers() }),
       secrets: config.secrets,
       telemetry,
       buildLogs: { index: new LogSegmentIndex(pool), ...config.buildLogs },

@@ -14,7 +14,7 @@ const specSettings = { maxTimeoutSeconds: 3600, buildResources: { defaults: { re
 const policy = new DockerfilePolicy({
   build: { allowlist: [], denylist: [], trustedConsumers: [], allowedFrontends: [], sourceRegistries: [], proxyArgs: [], engines: ['buildkit'] },
   targets: { allowlist: ['127.0.0.1:5000'], registryType: 'private_registry' },
-}, { consumers: () => [] });
+}, { consumers: { named: () => [], recorded: async () => [] } });
 const image = '127.0.0.1:5000/team/app:1';
 const refused = '# syntax=docker/dockerfile:1\nFROM scratch\n';
 /** A megabyte of other files ahead of the Dockerfile, as `tar` of a folder may order them. */
@@ -140,7 +140,7 @@ describe('the request-time check of a dependency build', () => {
     new DockerfilePolicy({
       build: { allowlist: [], denylist: [], trustedConsumers: [], allowedFrontends: [], sourceRegistries: [], proxyArgs: [], engines: ['buildkit'], ...lists },
       targets: { allowlist: ['127.0.0.1:5000'], registryType: 'private_registry', repositories },
-    }, { consumers: () => ['team', 'other'] });
+    }, { consumers: { named: () => ['team', 'other'], recorded: async () => [] } });
   const dependencyUpload = (baseImage: string, dockerfile = 'FROM scratch\n') =>
     received({ image, dependencies: { baseImage, python: { requirements: 'requirements.txt' } } }, [{ name: 'requirements.txt', body: 'six\n' }, { name: 'Dockerfile', body: dockerfile }]);
   /** 'allowed', or the refusal's code and field. */

@@ -12,7 +12,7 @@ import { resolveHost } from '../../lib/policy/addresses';
 import { addUrlsByName, buildPolicySettingsOf, checkDockerfilePolicy, checkEngine, checkResolvedAddUrls, generatedDockerfileToCheck, type BuildPolicySettings, type DockerfileToCheck, type PolicyExemption } from '../../lib/policy/build-policy';
 import { PolicyViolation } from '../../lib/policy/errors';
 import { checkSourceImagePolicy } from '../../lib/policy/source-image';
-import { checkImageOwner, checkTargetRegistry, checkTargetRepository, hostWithoutPort, targetsUnlisted, type TargetRegistrySettings } from '../../lib/policy/targets';
+import { checkTargetRegistry, checkTargetRepository, hostWithoutPort, targetsUnlisted, ImageOwners, type ConsumerSources, type ImageOwnerCheck, type TargetRegistrySettings } from '../../lib/policy/targets';
 import { parseImageReference } from '../../lib/registry/reference';
 import { parseSourceReference } from '../../lib/sources/source-reference';
 import type { BuildSpec } from '../../workflows/definitions';
@@ -59,22 +59,22 @@ async function readSpooledFile(archivePath: string, path: string): Promise<strin
 }
 
 export interface DockerfilePolicyOptions {
-  /** The consumers whose repositories a build must not read: the names the API's tokens and JWT subjects give. */
-  consumers: () => Iterable<string>;
+  /** Whose repositories a build must not read (ImageOwners): the consumers the tokens and JWT subjects name and those with builds. */
+  consumers: ConsumerSources;
   /** How host names are looked up: the system resolver (resolveHost), or a test's resolver that does not answer. */
   resolve?: (host: string) => Promise<string[]>;
 }
 
 export class DockerfilePolicy implements BuildRequestPolicy {
   private readonly resolve: (host: string) => Promise<string[]>;
-  private readonly consumers: () => Iterable<string>;
+  private readonly owners: ImageOwners;
 
   constructor(
     private readonly settings: { build: BuildPolicySettings; targets: TargetRegistrySettings },
     options: DockerfilePolicyOptions,
   ) {
     this.resolve = options.resolve ?? ((host) => resolveHost(host));
-    this.consumers = options.consumers;
+    this.owners = new ImageOwners(settings.targets, options.consumers);
   }
 
   async checkTarget(spec: BuildSpec, consumer: string): Promise<void> {
@@ -88,11 +88,12 @@ export class DockerfilePolicy implements BuildRequestPolicy {
 
   async check({ spec, consumer, upload }: { spec: BuildSpec; consumer: string; upload: BuildUpload }): Promise<PolicyOutcome> {
     await this.checkTarget(spec, consumer);
+    const owner = await this.owners.check();
     if (spec.sourceImage !== undefined) {
       const source = parseSourceReference(spec.sourceImage);
       const resolved = await this.resolve(hostWithoutPort(source.registry));
       const exemption = checkSourceImagePolicy({ registry: source.registry, text: spec.sourceImage }, consumer, this.settings.build, resolved);
-      checkImageOwner({ image: spec.sourceImage, where: 'spec.sourceImage', field: 'sourceImage' }, consumer, this.settings.targets, this.consumers);
+      owner({ image: spec.sourceImage, where: 'spec.sourceImage', field: 'sourceImage' }, consumer);
       return { exemption };
     }
     // An image source has no Dockerfile to check.
@@ -100,7 +101,7 @@ export class DockerfilePolicy implements BuildRequestPolicy {
     if (spec.dependencies) {
       // What is built is the Dockerfile the service generates, as the workflow checks it; a Dockerfile in the context
       // is not used, so it is not read. Nothing is carried to the workflow: it generates the same text again.
-      return { exemption: await this.checkDependencyBuild(generatedDockerfileToCheck({ ...spec, dependencies: spec.dependencies }), consumer) };
+      return { exemption: await this.checkDependencyBuild(generatedDockerfileToCheck({ ...spec, dependencies: spec.dependencies }), consumer, owner) };
     }
     // A missing Dockerfile is answered by the submission (dockerfile_not_found).
     const path = resolveContextFile(upload.context, spec.dockerfile);
@@ -112,13 +113,12 @@ export class DockerfilePolicy implements BuildRequestPolicy {
     if (text === undefined) {
       throw new ApiError(400, 'dockerfile_too_large', `${spec.dockerfile} is over ${MAX_DOCKERFILE_BYTES} bytes, too large to check; shorten it`, 'dockerfile');
     }
-    const exemption = await this.checkDockerfile({ text, path: spec.dockerfile, buildArgs: spec.buildArgs, platforms: spec.platforms }, consumer);
+    const exemption = await this.checkDockerfile({ text, path: spec.dockerfile, buildArgs: spec.buildArgs, platforms: spec.platforms }, consumer, owner);
     return { exemption, dockerfileText: text };
   }
 
-  private async checkDockerfile(dockerfile: DockerfileToCheck, consumer: string): Promise<PolicyExemption | undefined> {
-    const exemption = checkDockerfilePolicy(dockerfile, consumer, this.settings.build, (image) =>
-      checkImageOwner({ ...image, field: 'dockerfile' }, consumer, this.settings.targets, this.consumers));
+  private async checkDockerfile(dockerfile: DockerfileToCheck, consumer: string, owner: ImageOwnerCheck): Promise<PolicyExemption | undefined> {
+    const exemption = checkDockerfilePolicy(dockerfile, consumer, this.settings.build, (image) => owner({ ...image, field: 'dockerfile' }, consumer));
     // Names are judged by what they resolve to here, at request time; the build network's egress rules are the
     // second line for a name that changes its answer later.
     const byName = addUrlsByName(dockerfile);
@@ -129,9 +129,9 @@ export class DockerfilePolicy implements BuildRequestPolicy {
   }
 
   /** A refused base image of a generated Dockerfile names the spec field it came from, which the caller can change. */
-  private async checkDependencyBuild(dockerfile: DockerfileToCheck, consumer: string): Promise<PolicyExemption | undefined> {
+  private async checkDependencyBuild(dockerfile: DockerfileToCheck, consumer: string, owner: ImageOwnerCheck): Promise<PolicyExemption | undefined> {
     try {
-      return await this.checkDockerfile(dockerfile, consumer);
+      return await this.checkDockerfile(dockerfile, consumer, owner);
     } catch (err) {
       if (err instanceof PolicyViolation && (err.code === 'base_image_denied' || err.code === 'image_of_another_consumer')) {
         throw new PolicyViolation(err.code, err.message, 'dependencies.baseImage');

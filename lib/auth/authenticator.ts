@@ -13,9 +13,9 @@ export interface Authenticator {
 
 /**
  * The consumer names a deployment's tokens file (read again when it changes) and JWT subjects give, operators'
- * included: whose repositories a build must not read (lib/policy/targets.ts, checkImageOwner). The API asks at
- * request time; the worker, which mounts the same file, asks again before each build attempt. A name only an
- * operator's X-Consumer gives is not among them.
+ * included: whose repositories a build must not read (lib/policy/targets.ts, ImageOwners, which adds the consumers
+ * with recorded builds). The API asks at request time; the worker, which mounts the same file, asks again before each
+ * build attempt.
  */
 export function knownConsumers(config: AuthConfig): () => Set<string> {
   const tokens = config.tokensFile ? new StaticTokens(config.tokensFile) : undefined;

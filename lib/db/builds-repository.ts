@@ -257,6 +257,22 @@ export class BuildRepository {
     return rows[0] ? toRecord(rows[0]) : undefined;
   }
 
+  /**
+   * Every consumer with a recorded build: one probe of the consumer index (builds_consumer_created) per consumer, not
+   * a read of the builds.
+   */
+  async consumers(): Promise<string[]> {
+    const { rows } = await this.query<{ consumer: string }>(
+      `WITH RECURSIVE seen(consumer) AS (
+         SELECT min(consumer) FROM builds
+         UNION ALL
+         SELECT (SELECT min(consumer) FROM builds WHERE consumer > seen.consumer) FROM seen WHERE seen.consumer IS NOT NULL
+       )
+       SELECT consumer FROM seen WHERE consumer IS NOT NULL`,
+    );
+    return rows.map((row) => row.consumer);
+  }
+
   async get(id: string): Promise<BuildRecord | undefined> {
     const { rows } = await this.query<BuildRow>('SELECT * FROM builds WHERE id = $1', [id]);
     return rows[0] ? toRecord(rows[0]) : undefined;

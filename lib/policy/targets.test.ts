@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Config } from '../config';
-import { checkImageOwner, listedRegistryName } from './targets';
+import { checkImageOwner, ImageOwners, listedRegistryName } from './targets';
 
 const config = (policy: Partial<Config['policy']>, registry: Partial<Config['registry']>) =>
   ({ policy: { targetRegistries: [], sourceRegistries: [], ...policy }, registry: { type: 'private_registry', ...registry } }) as Pick<Config, 'policy' | 'registry'>;
@@ -61,5 +61,34 @@ describe('checkImageOwner', () => {
     expect(() => checkImageOwner({ image: 'registry.example.com/b/app:1', where: 'Dockerfile line 3: COPY --from', field: 'dockerfile' }, 'a', { repositories }, () => consumers)).toThrow(
       /^Dockerfile line 3: COPY --from registry.example.com\/b\/app:1 is in another consumer's repositories \(TARGET_REPOSITORY_PATTERNS\); a build of a may use images from its own \(registry.example.com\/a\/\*, registry.example.com\/shared-a, registry.example.com\/drop\/\*\)/,
     );
+  });
+});
+
+describe('ImageOwners', () => {
+  const check = async (owners: ImageOwners, image: string) => {
+    try {
+      (await owners.check())({ image, where: 'FROM', field: 'dockerfile' }, 'a');
+      return 'allowed';
+    } catch (err) {
+      return (err as { code?: string }).code ?? (err as Error).message;
+    }
+  };
+
+  it('reads the recorded consumers only where a pattern names the consumer, and a failed read is not kept', async () => {
+    let reads = 0;
+    let failing = true;
+    const recorded = async () => {
+      reads++;
+      if (failing) throw new Error('PostgreSQL is down');
+      return ['b'];
+    };
+    expect(await check(new ImageOwners({ repositories: ['registry.example.com/*'] }, { named: () => [], recorded }), 'registry.example.com/b/x:1')).toBe('allowed');
+    expect(reads).toBe(0);
+    const owners = new ImageOwners({ repositories: ['registry.example.com/{consumer}/*'] }, { named: () => [], recorded }, () => 0);
+    expect(await check(owners, 'registry.example.com/b/x:1')).toBe('PostgreSQL is down');
+    failing = false;
+    expect(await check(owners, 'registry.example.com/b/x:1')).toBe('image_of_another_consumer');
+    expect(await check(owners, 'registry.example.com/c/x:1')).toBe('allowed');
+    expect(reads).toBe(2);
   });
 });

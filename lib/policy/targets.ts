@@ -137,9 +137,50 @@ export function checkImageOwner(
   }
 }
 
-/** checkImageOwner with a deployment's patterns and consumers bound, as the worker's activities are given it. */
+/** checkImageOwner with a deployment's patterns and the consumers it knows now bound (ImageOwners.check). */
 export type ImageOwnerCheck = (mention: { image: string; where: string; field: string }, consumer: string) => void;
 
-export function imageOwnerCheck(settings: Pick<TargetRegistrySettings, 'repositories'>, consumers: () => Iterable<string>): ImageOwnerCheck {
-  return (mention, consumer) => checkImageOwner(mention, consumer, settings, consumers);
+/** How long the recorded consumers are reused: a consumer's first build pushes its first image later than this. */
+const RECORDED_CONSUMERS_MAX_AGE_MS = 5_000;
+
+/**
+ * The image owner check of a deployment, as the API and the worker run it. "Other consumers" are those the tokens
+ * file and JWT subjects name (`named`) and those with a recorded build (`recorded`), which includes the consumers an
+ * operator builds for with X-Consumer, who hold no token. The recorded ones are read at most every 5 s, and only
+ * where a pattern names the consumer.
+ */
+/** Where a deployment's consumers are known from: its tokens file and JWT subjects, and its recorded builds. */
+export interface ConsumerSources {
+  named: () => Iterable<string>;
+  recorded: () => Promise<Iterable<string>>;
+}
+
+export class ImageOwners {
+  private recorded?: { at: number; names: Promise<Iterable<string>> };
+
+  constructor(
+    private readonly settings: Pick<TargetRegistrySettings, 'repositories'>,
+    private readonly consumers: ConsumerSources,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** The check with the consumers known now. */
+  async check(): Promise<ImageOwnerCheck> {
+    if (!(this.settings.repositories ?? []).some((p) => p.includes(CONSUMER_PLACEHOLDER))) return () => undefined;
+    const recorded = await this.recordedConsumers();
+    const known = () => [...this.consumers.named(), ...recorded];
+    return (mention, consumer) => checkImageOwner(mention, consumer, this.settings, known);
+  }
+
+  private recordedConsumers(): Promise<Iterable<string>> {
+    if (!this.recorded || this.now() - this.recorded.at >= RECORDED_CONSUMERS_MAX_AGE_MS) {
+      const names = this.consumers.recorded();
+      // A failed read is not kept: the next check asks again.
+      names.catch(() => {
+        if (this.recorded?.names === names) this.recorded = undefined;
+      });
+      this.recorded = { at: this.now(), names };
+    }
+    return this.recorded.names;
+  }
 }

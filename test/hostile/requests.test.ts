@@ -249,6 +249,20 @@ describe('hostile build requests', () => {
         await scoped.expectRefused(() => scoped.submit(dependencies), 400, 'image_of_another_consumer', 'dependencies.baseImage');
       });
 
+      it("guards the repositories of a consumer an operator builds for with X-Consumer, which holds no token", async () => {
+        const tenant = `${scoped.consumer}-tenant`;
+        const image = `127.0.0.1:5000/${tenant}/app:1`;
+        // A build an operator submitted for it, recorded as it would be (failed, so no workflow runs it here).
+        const { record } = await scoped.stack.builds.create({
+          id: randomUUID(), consumer: tenant, image, spec: { image, dockerfile: 'Dockerfile', buildArgs: {}, labels: {}, platforms: ['linux/amd64'] }, contextKey: '', contextDigest: '',
+        });
+        await scoped.stack.builds.markFailed(record.id, { code: 'build_failed', message: 'a build of the tenant' });
+        // The API reads the consumers with builds at most every 5 s.
+        await new Promise((resolve) => setTimeout(resolve, 5_100));
+        const theirs = buildForm({ image: own() }, await contextOf({ Dockerfile: `FROM ${image}\n` }));
+        await scoped.expectRefused(() => scoped.submit(theirs), 400, 'image_of_another_consumer', 'dockerfile');
+      });
+
       it.each([
         ['a FROM', 'dockerfile'],
         ['a sourceImage copy', 'source'],

@@ -146,7 +146,10 @@ export async function startTestStack(
     temporal: client,
     registry: deps.registry,
     auth,
-    policy: new DockerfilePolicy(policySettingsOf(config), { consumers: () => auth.consumers(), resolve: options.resolveHost }),
+    policy: new DockerfilePolicy(policySettingsOf(config), {
+      consumers: { named: () => auth.consumers(), recorded: () => deps.builds.consumers() },
+      resolve: options.resolveHost,
+    }),
     settings,
     telemetry: options.telemetry,
   };
