@@ -4,7 +4,8 @@
  * blobs of another repository on the same registry are mounted, manifests are put byte for byte, so every digest
  * (layers, configs, manifests, indexes) is the source's.
  */
-import { Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { RegistryError, type RegistryClient } from '../registry/client';
 import type { RegistryErrorCode } from '../registry/errors';
@@ -38,7 +39,9 @@ export type SourceImageReason =
   /** A manifest or index that is not JSON, or an image manifest without a config. */
   | 'source_manifest_invalid'
   /** Neither an image manifest nor an index. */
-  | 'source_media_type_unsupported';
+  | 'source_media_type_unsupported'
+  /** A blob of other bytes than its descriptor's size says (more, or fewer). */
+  | 'source_blob_size_mismatch';
 
 /** The source (not the target) failed: the image to copy is missing, refused, unreachable or not an image. */
 export class SourceImageError extends Error {
@@ -204,12 +207,52 @@ async function copyBlob(registry: RegistryClient, source: SourceReference, blob:
     observer.log(`[ibs] mounted blob ${blob.digest} from ${source.repository}\n`);
     return;
   }
+  // The target is sent the descriptor's size as the upload's length. A source serving other bytes than that (a lying
+  // or broken registry) is stopped at the first byte too many, or when it ends short, and the copy fails for good.
+  let mismatch: SourceImageError | undefined;
+  const sizeMismatch = (served: string) =>
+    (mismatch = new SourceImageError(
+      `${source.registry}/${source.repository} served the blob ${blob.digest} with ${served}, where its manifest gives ${blob.size}; the source image is broken, so copy it from a registry that serves it whole`,
+      false,
+      'source_blob_size_mismatch',
+      { registry: source.registry },
+    ));
   const open = async () => {
-    const { body } = await fromSource(source, () => registry.openBlob(source.registry, source.repository, blob.digest));
-    return Readable.fromWeb(body as WebReadableStream<Uint8Array>);
+    const { size, body } = await fromSource(source, () => registry.openBlob(source.registry, source.repository, blob.digest));
+    if (size >= 0 && size !== blob.size) {
+      await body.cancel();
+      throw sizeMismatch(`${size} bytes`);
+    }
+    const guarded = exactly(blob.size, sizeMismatch);
+    // A failed read of the source destroys the guard with its error, which fails the upload's body.
+    pipeline(Readable.fromWeb(body as WebReadableStream<Uint8Array>), guarded).catch(() => undefined);
+    return guarded;
   };
-  await registry.pushBlob(target.registry, target.repository, blob.digest, blob.size, () => lazyStream(open));
+  try {
+    // The client tries a failed upload again with a new body; a source that lied once is not read again.
+    await registry.pushBlob(target.registry, target.repository, blob.digest, blob.size, () => {
+      if (mismatch) throw mismatch;
+      return lazyStream(open);
+    });
+  } catch (err) {
+    throw mismatch ?? err;
+  }
   observer.log(`[ibs] copied blob ${blob.digest} (${blob.size} bytes)\n`);
+}
+
+/** Passes exactly `size` bytes on; more, or an end before them, fails the stream with `fail`'s error. */
+function exactly(size: number, fail: (served: string) => Error): Transform {
+  let seen = 0;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      seen += chunk.length;
+      if (seen > size) done(fail('more bytes'));
+      else done(null, chunk);
+    },
+    flush(done) {
+      done(seen < size ? fail(`${seen} bytes`) : null);
+    },
+  });
 }
 
 /** Registry failures while reading the source are the source's, not the push's. */

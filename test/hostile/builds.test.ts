@@ -6,7 +6,7 @@
  * credentials and the package index credentials of a build appear in none of the logs, PostgreSQL rows, Temporal
  * payloads, image config, history or layers, or API answers.
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { gunzipSync } from 'node:zlib';
@@ -22,12 +22,49 @@ import { startHostileStack, type HostileStack } from './support/hostile';
 const OPEN_REGISTRY = '127.0.0.1:5000';
 const MANIFEST_ACCEPT = 'application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json';
 
-/** A registry that sends every manifest request to the metadata address, or names a token realm there. */
+/** The image the lying repositories serve: a manifest whose layer is 16 bytes by its descriptor, and its config. */
+const LYING_CONFIG = Buffer.from('{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}');
+const LYING_LAYER_DIGEST = `sha256:${createHash('sha256').update('sixteen bytes!!!').digest('hex')}`;
+const LYING_MANIFEST = Buffer.from(JSON.stringify({
+  schemaVersion: 2,
+  mediaType: 'application/vnd.oci.image.manifest.v1+json',
+  config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${createHash('sha256').update(LYING_CONFIG).digest('hex')}`, size: LYING_CONFIG.length },
+  layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: LYING_LAYER_DIGEST, size: 16 }],
+}));
+
+/**
+ * A registry that sends every manifest request to the metadata address, or names a token realm there; or serves
+ * LYING_MANIFEST whose layer is 64 MiB without a length (`lying-endless`) or says it is 8 bytes (`lying-length`).
+ */
 function startHostileRegistry(): Promise<{ server: Server; host: string; requests: string[] }> {
   const requests: string[] = [];
   const server = createServer((req: IncomingMessage, res) => {
     requests.push(`${req.method} ${req.url}`);
-    if (req.url?.startsWith('/v2/redirect/')) {
+    const lying = /^\/v2\/(lying-endless|lying-length)\/app\/(manifests|blobs)\/(.+)$/.exec(req.url ?? '');
+    if (lying) {
+      const [, kind, what, reference] = lying;
+      if (what === 'manifests') {
+        res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json', 'docker-content-digest': `sha256:${createHash('sha256').update(LYING_MANIFEST).digest('hex')}`, 'content-length': LYING_MANIFEST.length });
+        res.end(req.method === 'HEAD' ? undefined : LYING_MANIFEST);
+      } else if (reference !== LYING_LAYER_DIGEST) {
+        res.writeHead(200, { 'content-length': LYING_CONFIG.length }).end(LYING_CONFIG);
+      } else if (kind === 'lying-length') {
+        res.writeHead(200, { 'content-length': 8 }).end('8 bytes!');
+      } else {
+        res.writeHead(200);
+        const chunk = Buffer.alloc(1024 * 1024);
+        let left = 64;
+        const more = () => {
+          while (left > 0) {
+            left--;
+            if (!res.write(chunk)) return void res.once('drain', more);
+          }
+          res.end();
+        };
+        res.on('close', () => (left = 0));
+        more();
+      }
+    } else if (req.url?.startsWith('/v2/redirect/')) {
       res.writeHead(307, { location: 'http://169.254.169.254/latest/meta-data/iam/security-credentials/' }).end();
     } else if (req.url?.startsWith('/v2/realm/')) {
       res.writeHead(401, { 'www-authenticate': 'Bearer realm="http://[::ffff:169.254.169.254]/token",service="evil"' }).end();
@@ -208,6 +245,19 @@ describe('hostile builds', () => {
     expect(build.error).toMatchObject({ code: 'source_image_unavailable', message: expect.stringMatching(message) });
     // The worker asked the hostile registry, once: a refused hop is not retried.
     expect(evil.requests.filter((r) => r.includes(`/v2/${repository}/`)).length).toBeGreaterThan(0);
+    expect(await served('hostile/source', tag)).toBe(0);
+  });
+
+  it.each([
+    ['a layer of more bytes than its descriptor, without a length', 'lying-endless', /with more bytes, where its manifest gives 16/],
+    ['a layer whose length is not its descriptor\'s', 'lying-length', /with 8 bytes, where its manifest gives 16/],
+  ])('fails a source image whose registry serves %s, for good, and pushes nothing', async (_what, repository, message) => {
+    const tag = `${repository}-${h.run}`;
+    const id = await submitted(JSON.stringify({ image: `${OPEN_REGISTRY}/hostile/source:${tag}`, sourceImage: `${evil.host}/${repository}/app:1` }), { 'content-type': 'application/json' });
+    const build = await waitForBuild(h.stack.apiUrl, id, 240_000, { consumer: h.consumer });
+    expect(build).toMatchObject({ status: 'failed', error: { code: 'source_image_unavailable', message: expect.stringMatching(message), evidence: { reason: 'source_blob_size_mismatch' } } });
+    // Not tried again: the first copy of the layer was the only one.
+    expect(evil.requests.filter((r) => r === `GET /v2/${repository}/app/blobs/${LYING_LAYER_DIGEST}`)).toHaveLength(1);
     expect(await served('hostile/source', tag)).toBe(0);
   });
 
