@@ -143,18 +143,18 @@ export type ImageOwnerCheck = (mention: { image: string; where: string; field: s
 /** How long the recorded consumers are reused: a consumer's first build pushes its first image later than this. */
 const RECORDED_CONSUMERS_MAX_AGE_MS = 5_000;
 
-/**
- * The image owner check of a deployment, as the API and the worker run it. "Other consumers" are those the tokens
- * file and JWT subjects name (`named`) and those with a recorded build (`recorded`), which includes the consumers an
- * operator builds for with X-Consumer, who hold no token. The recorded ones are read at most every 5 s, and only
- * where a pattern names the consumer.
- */
 /** Where a deployment's consumers are known from: its tokens file and JWT subjects, and its recorded builds. */
 export interface ConsumerSources {
   named: () => Iterable<string>;
   recorded: () => Promise<Iterable<string>>;
 }
 
+/**
+ * The image owner check of a deployment, as the API and the worker run it. "Other consumers" are those the tokens
+ * file and JWT subjects name (`named`) and those with a recorded build (`recorded`), which includes the consumers an
+ * operator builds for with X-Consumer, who hold no token. The recorded ones are read at most every 5 s, and only
+ * where a pattern names the consumer.
+ */
 export class ImageOwners {
   private recorded?: { at: number; names: Promise<Iterable<string>> };
 
