@@ -44,7 +44,7 @@ RUN echo done
 
 /** "Off": accepts every caller as the bench consumer and every build, so only the checks' cost differs. */
 const acceptAll: Authenticator = { authenticate: async () => ({ consumer: CONSUMER, role: 'consumer' }) };
-const noPolicy: BuildRequestPolicy = { check: async () => ({}), checkTarget: async () => undefined };
+const noPolicy: BuildRequestPolicy = { check: async () => ({}), checkTarget: async () => undefined, checkReads: async () => undefined };
 
 async function listen(deps: ApiDeps): Promise<{ url: string; server: ServerType }> {
   const app = createApp(deps);

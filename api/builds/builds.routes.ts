@@ -91,9 +91,9 @@ export const retryBuildRoute = createRoute({
   request: { params: BuildIdParams },
   responses: {
     202: json(BuildSchema, 'The build was queued again'),
-    400: json(ErrorSchema, 'The build may no longer run or push where it would (`engine_not_allowed`, `target_registry_not_allowed`, `target_repository_not_allowed`): the deployment narrowed them since it was accepted'),
+    400: json(ErrorSchema, 'The build may no longer run or push where it would (`engine_not_allowed`, `target_registry_not_allowed`, `target_repository_not_allowed`), or, when it would build or copy again, no longer read an image it reads (`image_of_another_consumer`, `base_image_denied`, `source_registry_not_allowed` and the other checks of a new request, on its stored Dockerfile or spec): the deployment changed them since it was accepted'),
     404: errors[404],
-    409: json(ErrorSchema, 'The build is not failed or cancelled'),
+    409: json(ErrorSchema, 'The build is not failed or cancelled (`build_not_retryable`), or its stored context is no longer in object storage (`context_missing`)'),
     503: errors[503],
   },
 });

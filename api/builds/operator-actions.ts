@@ -2,6 +2,8 @@
 import { WorkflowNotFoundError } from '@temporalio/client';
 import type { BuildRecord } from '../../lib/db/builds-repository';
 import { RESUMABLE_STEPS, TERMINAL_STATUSES, workflowIdForBuild, type ResumePoint } from '../../workflows/definitions';
+import { ContextRejectedError } from '../../lib/context/errors';
+import { readContextFileThroughLinks } from '../../lib/context/read-file';
 import { parseImageReference } from '../../lib/registry/reference';
 import type { ApiDeps } from '../deps';
 import { ApiError } from '../errors';
@@ -37,10 +39,31 @@ export async function retryBuild(deps: ApiDeps, record: BuildRecord): Promise<Bu
   await deps.policy.checkTarget(record.spec, record.consumer);
   await lastRunClosed(deps, record);
   const resume = await resumePointOf(deps, record);
+  // An attempt that builds or copies again reads its images again: held to whose they are now, as the worker holds
+  // it before a builder starts, but answered here. One that resumes after the build, or pushes an upload, reads none.
+  if (!resume && record.source.kind !== 'image-archive') {
+    await deps.policy.checkReads(record.spec, record.consumer, () => storedDockerfile(deps, record));
+  }
   const requeued = await deps.builds.requeue(record.id);
   if (!requeued) throw new ApiError(409, 'build_not_retryable', `build ${record.id} changed state meanwhile; read it again`);
   await startBuildWorkflow(deps, requeued, resume);
   return requeued;
+}
+
+/** The Dockerfile in the build's stored context, read through its links as the worker reads it. */
+async function storedDockerfile(deps: ApiDeps, record: BuildRecord): Promise<string | undefined> {
+  const open = async () => {
+    const stream = await deps.storage.get(record.contextKey);
+    if (!stream) throw new ApiError(409, 'context_missing', `the build context of build ${record.id} is no longer in object storage; submit the build again`);
+    return stream;
+  };
+  try {
+    return await readContextFileThroughLinks(open, record.spec.dockerfile);
+  } catch (err) {
+    // A context the validator admitted has no broken link; should one be there, the worker's attempt fails on it.
+    if (err instanceof ContextRejectedError) return undefined;
+    throw err;
+  }
 }
 
 /** How long a retry waits for the last run to close after it recorded its final status. */

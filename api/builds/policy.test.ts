@@ -186,3 +186,45 @@ describe('the request-time check of a dependency build', () => {
     await Promise.all([upload.cleanup(), own.cleanup()]);
   });
 });
+
+describe("the checks of what a retried build reads", () => {
+  // team/* is team's, other/* other's; shared/* no consumer's.
+  const scoped = new DockerfilePolicy({
+    build: { allowlist: [], denylist: [], trustedConsumers: [], allowedFrontends: [], sourceRegistries: ['127.0.0.1:5000'], proxyArgs: [], engines: ['buildkit'] },
+    targets: { allowlist: ['127.0.0.1:5000'], registryType: 'private_registry', repositories: ['127.0.0.1:5000/{consumer}/*'] },
+  }, { consumers: { named: () => ['team', 'other'], recorded: async () => [] } });
+  const theirs = '127.0.0.1:5000/other/private:1';
+  const spec = (fields: Record<string, unknown>) => parseSpec(JSON.stringify({ image, ...fields }), specSettings);
+  /** 'allowed', or the refusal's code and field; and whether the stored Dockerfile was read. */
+  const outcome = async (fields: Record<string, unknown>, dockerfile?: string): Promise<[string, boolean]> => {
+    let read = false;
+    const result = await scoped.checkReads(spec(fields), 'team', async () => {
+      read = true;
+      return dockerfile;
+    }).then(
+      () => 'allowed',
+      (err: { code?: string; field?: string }) => `${err.code ?? String(err)} ${err.field}`,
+    );
+    return [result, read];
+  };
+
+  it("refuses the stored Dockerfile's images of another consumer, and the frontends, mounts and ADD URLs the lists refuse", async () => {
+    expect(await outcome({}, `FROM ${theirs}\n`)).toEqual(['image_of_another_consumer dockerfile', true]);
+    expect(await outcome({ buildArgs: { BASE: theirs } }, 'ARG BASE\nFROM ${BASE}\n')).toEqual(['image_of_another_consumer dockerfile', true]);
+    expect(await outcome({}, refused)).toEqual(['frontend_not_allowed dockerfile', true]);
+    expect((await outcome({}, 'FROM scratch\nADD http://169.254.169.254/latest/ /x\n'))[0]).toMatch(/^add_url_not_allowed/);
+    expect(await outcome({}, 'FROM 127.0.0.1:5000/team/base:1\nCOPY --from=127.0.0.1:5000/shared/tools:1 /t /t\n')).toEqual(['allowed', true]);
+  });
+
+  it("refuses a sourceImage or a dependency build's baseImage of another consumer without reading a Dockerfile", async () => {
+    expect(await outcome({ sourceImage: theirs }, `FROM ${theirs}\n`)).toEqual(['image_of_another_consumer sourceImage', false]);
+    expect(await outcome({ sourceImage: '127.0.0.1:5000/team/app:1' })).toEqual(['allowed', false]);
+    const dependencies = (baseImage: string) => ({ dependencies: { baseImage, python: { requirements: 'requirements.txt' } } });
+    expect(await outcome(dependencies(theirs), 'FROM scratch\n')).toEqual(['image_of_another_consumer dependencies.baseImage', false]);
+    expect(await outcome(dependencies('127.0.0.1:5000/shared/python:3.12'))).toEqual(['allowed', false]);
+  });
+
+  it('leaves a Dockerfile it cannot read to the worker, which fails the attempt on it', async () => {
+    expect(await outcome({})).toEqual(['allowed', true]);
+  });
+});

@@ -27,6 +27,12 @@ export interface BuildRequestPolicy {
    * retry of a recorded build is held to as well: the operator may have narrowed them since it was accepted.
    */
   checkTarget(spec: BuildSpec, consumer: string): Promise<void>;
+  /**
+   * The checks of the images a recorded build reads when it runs again (its `sourceImage`, a dependency build's base
+   * image, its Dockerfile's `FROM`s, mounts and ADD URLs), which a retry that builds or copies again is held to: the
+   * lists, the patterns or the consumers may have changed since it was accepted. `dockerfile` reads the stored one.
+   */
+  checkReads(spec: BuildSpec, consumer: string, dockerfile: () => Promise<string | undefined>): Promise<void>;
 }
 
 /** What a passed check found: the exemption a trusted consumer used, and the Dockerfile's text when it read one. */
@@ -89,13 +95,7 @@ export class DockerfilePolicy implements BuildRequestPolicy {
   async check({ spec, consumer, upload }: { spec: BuildSpec; consumer: string; upload: BuildUpload }): Promise<PolicyOutcome> {
     await this.checkTarget(spec, consumer);
     const owner = await this.owners.check();
-    if (spec.sourceImage !== undefined) {
-      const source = parseSourceReference(spec.sourceImage);
-      const resolved = await this.resolve(hostWithoutPort(source.registry));
-      const exemption = checkSourceImagePolicy({ registry: source.registry, text: spec.sourceImage }, consumer, this.settings.build, resolved);
-      owner({ image: spec.sourceImage, where: 'spec.sourceImage', field: 'sourceImage' }, consumer);
-      return { exemption };
-    }
+    if (spec.sourceImage !== undefined) return { exemption: await this.checkSourceImage(spec.sourceImage, consumer, owner) };
     // An image source has no Dockerfile to check.
     if (!upload.context) return {};
     if (spec.dependencies) {
@@ -113,8 +113,27 @@ export class DockerfilePolicy implements BuildRequestPolicy {
     if (text === undefined) {
       throw new ApiError(400, 'dockerfile_too_large', `${spec.dockerfile} is over ${MAX_DOCKERFILE_BYTES} bytes, too large to check; shorten it`, 'dockerfile');
     }
-    const exemption = await this.checkDockerfile({ text, path: spec.dockerfile, buildArgs: spec.buildArgs, platforms: spec.platforms }, consumer, owner);
+    const exemption = await this.checkDockerfile(dockerfileToCheck(spec, text), consumer, owner);
     return { exemption, dockerfileText: text };
+  }
+
+  async checkReads(spec: BuildSpec, consumer: string, dockerfile: () => Promise<string | undefined>): Promise<void> {
+    const owner = await this.owners.check();
+    if (spec.sourceImage !== undefined) await this.checkSourceImage(spec.sourceImage, consumer, owner);
+    else if (spec.dependencies) await this.checkDependencyBuild(generatedDockerfileToCheck({ ...spec, dependencies: spec.dependencies }), consumer, owner);
+    else {
+      // A Dockerfile it cannot read (gone, or over the limit) fails the attempt in the worker, which says which.
+      const text = await dockerfile();
+      if (text !== undefined) await this.checkDockerfile(dockerfileToCheck(spec, text), consumer, owner);
+    }
+  }
+
+  private async checkSourceImage(sourceImage: string, consumer: string, owner: ImageOwnerCheck): Promise<PolicyExemption | undefined> {
+    const source = parseSourceReference(sourceImage);
+    const resolved = await this.resolve(hostWithoutPort(source.registry));
+    const exemption = checkSourceImagePolicy({ registry: source.registry, text: sourceImage }, consumer, this.settings.build, resolved);
+    owner({ image: sourceImage, where: 'spec.sourceImage', field: 'sourceImage' }, consumer);
+    return exemption;
   }
 
   private async checkDockerfile(dockerfile: DockerfileToCheck, consumer: string, owner: ImageOwnerCheck): Promise<PolicyExemption | undefined> {
@@ -139,4 +158,8 @@ export class DockerfilePolicy implements BuildRequestPolicy {
       throw err;
     }
   }
+}
+
+function dockerfileToCheck(spec: BuildSpec, text: string): DockerfileToCheck {
+  return { text, path: spec.dockerfile, buildArgs: spec.buildArgs, platforms: spec.platforms };
 }

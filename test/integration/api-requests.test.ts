@@ -204,6 +204,19 @@ describe('API requests', () => {
       expect(await errorOf(log)).toMatchObject({ code: 'log_not_available' });
     });
 
+    it('answers 409 context_missing to a retry that would build again once the stored context is gone, and leaves the build failed', async () => {
+      const image = '127.0.0.1:5000/req/gone:1';
+      const { record } = await stack.builds.create({
+        id: randomUUID(), consumer: 'tests', image, spec: { image, dockerfile: 'Dockerfile', buildArgs: {}, labels: {}, platforms: ['linux/amd64'] },
+        contextKey: `contexts/sha256:${'0'.repeat(64)}.tar`, contextDigest: `sha256:${'0'.repeat(64)}`,
+      });
+      await stack.builds.markFailed(record.id, { code: 'build_failed', message: 'the build failed' });
+      const retry = await stack.request(`/v1/builds/${record.id}/retry`, { method: 'POST' });
+      expect(retry.status).toBe(409);
+      expect(await errorOf(retry)).toMatchObject({ code: 'context_missing', message: expect.stringContaining('submit the build again') });
+      expect(await stack.builds.get(record.id)).toMatchObject({ status: 'failed', attempt: 1 });
+    });
+
     it('answers 503 database_unavailable with Retry-After when PostgreSQL cannot be reached', async () => {
       // A real pool whose server is not there: nothing listens on this port.
       const pool = createPool({ ...stack.config.postgres, port: await freePort() });
