@@ -4,11 +4,11 @@
  * steps: the executor reports when the scanner starts (scanning), and `pushing` is set as the push starts, each
  * recorded and told to the workflow (activities/phase.ts).
  */
-import { rm } from 'node:fs/promises';
 import type { BuildOutcome } from '../lib/executors/executor';
 import type { GateJob, ScanRecord } from '../lib/scan/contract';
 import type { ScanGate } from '../lib/scan/gate';
 import { makeSharedDir, removeEarlierSharedDirs } from '../lib/scan/shared-dir';
+import { removeTree } from '../lib/scratch/remove-tree';
 
 export interface OpenGate {
   job: GateJob;
@@ -39,6 +39,6 @@ export async function openScanGate(
       log(`[ibs] pushed ${registry}/${repository}@${pushed.digest} from the scanned archive (${pushed.uploaded} blobs uploaded, ${pushed.reused} already there)\n`);
       return { digest: pushed.digest };
     },
-    close: () => rm(sharedDir, { recursive: true, force: true }),
+    close: () => removeTree(sharedDir),
   };
 }

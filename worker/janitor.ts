@@ -9,7 +9,7 @@
  * older than any request can be, and has the executor delete what it kept for inspection whose time is up (the
  * kubernetes executor's retained builder pods, IMAGE_BUILDER_POD_RETENTION_SECONDS).
  */
-import { readdir, rm } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { STREAMED_CONTEXTS_PREFIX } from '../lib/context/keys';
@@ -17,6 +17,7 @@ import type { BuildRepository } from '../lib/db/builds-repository';
 import type { BuildExecutor } from '../lib/executors/executor';
 import { BuildLog, type BuildLogSettings } from '../lib/logs/build-log';
 import { SHARED_DIR_NAME } from '../lib/scan/shared-dir';
+import { removeTree } from '../lib/scratch/remove-tree';
 import type { ObjectStore } from '../lib/storage/object-store';
 import { every } from './periodic';
 
@@ -104,7 +105,7 @@ export async function sweepFinishedBuilds(options: JanitorOptions): Promise<Swee
         for (const name of await entries(root)) {
           const buildId = pattern.exec(name)?.[1];
           if (!buildId || !(await over(buildId))) continue;
-          await rm(join(root, name), { recursive: true, force: true });
+          await removeTree(join(root, name));
           result.foldersRemoved.push(name);
         }
       }

@@ -5,12 +5,12 @@
  * exit or a missing/malformed report, and otherwise pushes the archive with the service's registry client. Images
  * that need no build go through the same judgement (scanImages), scanned by the runner the worker gives it.
  */
-import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ImageScannerConfig } from '../config/scanner';
 import { BuildFailedError } from '../executors/executor';
 import { RegistryError, type RegistryClient } from '../registry/client';
 import { ImageArchiveError, pushImageArchive, type ArchivePushResult } from '../registry/image-archive';
+import { removeTree } from '../scratch/remove-tree';
 import type { ObjectStore } from '../storage/object-store';
 import { IMAGE_ARCHIVE, SCAN_REPORT, type ScanRecord, type ScannerRun } from './contract';
 import { mergeSummaries, readScanReport } from './report';
@@ -110,7 +110,7 @@ export class ScanGate {
         observer.log(`[ibs] the scanner exited with code ${exitCode}\n`);
         scans.push({ platform: image.platform, digest: image.digest, exitCode, report: await this.readReport(sharedDir, exitCode, scanner, record) });
       } finally {
-        await rm(sharedDir, { recursive: true, force: true });
+        await removeTree(sharedDir);
       }
     }
     return this.verdict(buildId, scans, scanner, record);

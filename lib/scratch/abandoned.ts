@@ -4,8 +4,9 @@
  * ones left: the entries whose process is gone, and those with its own pid (a restarted container's process has the
  * pid of the one before it). Entries of other live processes sharing the folder are left alone.
  */
-import { readdir, rm } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { removeTree } from './remove-tree';
 
 /** The name prefix of this process's entries: `<prefix><pid>-`, to be followed by something random. */
 export function ownedPrefix(prefix: string): string {
@@ -34,6 +35,6 @@ export function processAlive(pid: number): boolean {
 /** Removes every entry of `dir` whose name starts with `prefix` (what a build's earlier attempts left there). */
 export async function removeEntriesStartingWith(dir: string, prefix: string): Promise<void> {
   for (const name of await readdir(dir).catch(() => [] as string[])) {
-    if (name.startsWith(prefix)) await rm(join(dir, name), { recursive: true, force: true });
+    if (name.startsWith(prefix)) await removeTree(join(dir, name));
   }
 }

@@ -8,11 +8,13 @@ const ROOT = join(__dirname, '..', '..');
 /**
  * Starts the worker on `taskQueue` with `env` on top of this process's; resolves once it polls, with what it printed
  * until then. Its two metrics listeners get free ports unless `env` names them, so workers of suites running side by
- * side do not collide on the defaults (9464, 9465).
+ * side do not collide on the defaults (9464, 9465). `wrapper` is a command line the worker runs under (e.g.
+ * support/unprivileged.ts's WITHOUT_DAC_OVERRIDE).
  */
-export async function startWorkerProcess(taskQueue: string, env: Record<string, string> = {}): Promise<ChildProcess & { startupOutput: string }> {
+export async function startWorkerProcess(taskQueue: string, env: Record<string, string> = {}, wrapper: string[] = []): Promise<ChildProcess & { startupOutput: string }> {
   const ports = { WORKER_METRICS_PORT: String(await freePort()), TEMPORAL_SDK_METRICS_ADDRESS: `127.0.0.1:${await freePort()}` };
-  const child = spawn(process.execPath, ['--import', 'tsx', 'worker/main.ts'], {
+  const [command, ...args] = [...wrapper, process.execPath, '--import', 'tsx', 'worker/main.ts'];
+  const child = spawn(command!, args, {
     cwd: ROOT,
     env: { ...process.env, TEMPORAL_TASK_QUEUE: taskQueue, ...ports, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -4,7 +4,7 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import { extractContextArchive, resolveContextFile, type ContextLimits, type ContextSummary } from '../../context/archive';
@@ -12,6 +12,7 @@ import type { BuilderAuth } from '../../registry/builder-auth';
 import { IMAGE_ARCHIVE } from '../../scan/contract';
 import type { RuncScanner } from '../../scan/runc-scanner';
 import { removeEntriesStartingWith } from '../../scratch/abandoned';
+import { removeTree } from '../../scratch/remove-tree';
 import type { ObjectStore } from '../../storage/object-store';
 import { BuildFailedError, type BuildExecutor, type BuildJob, type BuildObserver, type BuildOutcome } from '../executor';
 import { buildctlArguments, classifyBuildFailure, secretVariables } from './buildctl';
@@ -96,7 +97,7 @@ export class LocalExecutor implements BuildExecutor {
       observer.log(`[ibs] the scanner exited with code ${exitCode}\n`);
       return { digest, scan: { exitCode } };
     } finally {
-      await rm(workDir, { recursive: true, force: true });
+      await removeTree(workDir);
     }
   }
 
