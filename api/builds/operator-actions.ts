@@ -41,12 +41,12 @@ export async function retryBuild(deps: ApiDeps, record: BuildRecord): Promise<Bu
   const resume = await resumePointOf(deps, record);
   // An attempt that builds or copies again reads its images again: held to whose they are now, as the worker holds
   // it before a builder starts, but answered here. One that resumes after the build, or pushes an upload, reads none.
-  if (!resume && record.source.kind !== 'image-archive') {
-    await deps.policy.checkReads(record.spec, record.consumer, () => storedDockerfile(deps, record));
-  }
+  const dockerfileText = !resume && record.source.kind !== 'image-archive'
+    ? await deps.policy.checkReads(record.spec, record.consumer, () => storedDockerfile(deps, record))
+    : undefined;
   const requeued = await deps.builds.requeue(record.id);
   if (!requeued) throw new ApiError(409, 'build_not_retryable', `build ${record.id} changed state meanwhile; read it again`);
-  await startBuildWorkflow(deps, requeued, resume);
+  await startBuildWorkflow(deps, requeued, { resume, dockerfileText });
   return requeued;
 }
 

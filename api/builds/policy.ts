@@ -30,9 +30,10 @@ export interface BuildRequestPolicy {
   /**
    * The checks of the images a recorded build reads when it runs again (its `sourceImage`, a dependency build's base
    * image, its Dockerfile's `FROM`s, mounts and ADD URLs), which a retry that builds or copies again is held to: the
-   * lists, the patterns or the consumers may have changed since it was accepted. `dockerfile` reads the stored one.
+   * lists, the patterns or the consumers may have changed since it was accepted. `dockerfile` reads the stored one;
+   * its text is answered, for the workflow to check again without reading the context once more.
    */
-  checkReads(spec: BuildSpec, consumer: string, dockerfile: () => Promise<string | undefined>): Promise<void>;
+  checkReads(spec: BuildSpec, consumer: string, dockerfile: () => Promise<string | undefined>): Promise<string | undefined>;
 }
 
 /** What a passed check found: the exemption a trusted consumer used, and the Dockerfile's text when it read one. */
@@ -117,15 +118,17 @@ export class DockerfilePolicy implements BuildRequestPolicy {
     return { exemption, dockerfileText: text };
   }
 
-  async checkReads(spec: BuildSpec, consumer: string, dockerfile: () => Promise<string | undefined>): Promise<void> {
+  async checkReads(spec: BuildSpec, consumer: string, dockerfile: () => Promise<string | undefined>): Promise<string | undefined> {
     const owner = await this.owners.check();
     if (spec.sourceImage !== undefined) await this.checkSourceImage(spec.sourceImage, consumer, owner);
     else if (spec.dependencies) await this.checkDependencyBuild(generatedDockerfileToCheck({ ...spec, dependencies: spec.dependencies }), consumer, owner);
     else {
-      // A Dockerfile it cannot read (gone, or over the limit) fails the attempt in the worker, which says which.
+      // A Dockerfile that is not a file of the context, or is over 1 MiB, fails the attempt in the worker, which says so.
       const text = await dockerfile();
       if (text !== undefined) await this.checkDockerfile(dockerfileToCheck(spec, text), consumer, owner);
+      return text;
     }
+    return undefined;
   }
 
   private async checkSourceImage(sourceImage: string, consumer: string, owner: ImageOwnerCheck): Promise<PolicyExemption | undefined> {

@@ -187,11 +187,12 @@ async function submitWithoutBuild(
 /**
  * Starts the build's workflow now, for the requests that answer only once it runs (a replay, a join, a retry, a
  * cancel of a build not started yet); one already running for this build counts as started. `resume` (a retry)
- * starts it at a step after the build, with the image already in the registry.
+ * starts it at a step after the build, with the image already in the registry; `dockerfileText` (a retry) is the
+ * stored Dockerfile its check read, carried as a submission carries it.
  */
-export async function startBuildWorkflow(deps: ApiDeps, record: BuildRecord, resume?: ResumePoint): Promise<void> {
+export async function startBuildWorkflow(deps: ApiDeps, record: BuildRecord, options: { resume?: ResumePoint; dockerfileText?: string } = {}): Promise<void> {
   try {
-    await startWorkflowOf(deps, record, { resume });
+    await startWorkflowOf(deps, record, options);
   } catch (err) {
     await deps.builds.markFailed(record.id, { code: 'workflow_start_failed', message: 'the build could not be started; submit it again' });
     logProblem(deps.telemetry, 'error', { err, buildId: record.id }, 'starting the build workflow failed');

@@ -13,7 +13,7 @@ import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WorkflowHandle } from '@temporalio/client';
-import { progressQuery, workflowIdForBuild } from '../../workflows/definitions';
+import { progressQuery, workflowIdForBuild, type ImageBuildInput } from '../../workflows/definitions';
 import { buildForm, contextOf } from '../support/archives';
 import { ensureBaseImage } from '../support/registry';
 import { startTestStack, waitForBuild, type TestStack } from '../support/stack';
@@ -132,7 +132,8 @@ describe('imageBuild workflow', () => {
   });
 
   it('retries a failed build under the same id and records the new attempt', async () => {
-    const id = await submit(stack, `FROM ${base}\nRUN exit 1\n`, `127.0.0.1:5000/wf/retry:t${Date.now()}`);
+    const dockerfile = `FROM ${base}\nRUN exit 1\n`;
+    const id = await submit(stack, dockerfile, `127.0.0.1:5000/wf/retry:t${Date.now()}`);
     expect((await waitForBuild(stack.apiUrl, id)).status).toBe('failed');
     const res = await stack.api(`/v1/builds/${id}/retry`, { method: 'POST' });
     expect(res.status).toBe(202);
@@ -140,6 +141,10 @@ describe('imageBuild workflow', () => {
     const build = await waitForBuild(stack.apiUrl, id);
     expect(build.status).toBe('failed');
     expect(build.attempt).toBe(2);
+    // The stored Dockerfile that the retry's check read goes to the worker's check in the new run's input.
+    const started = ((await stack.client.workflow.getHandle(workflowIdForBuild(id)).fetchHistory()).events ?? [])[0]!.workflowExecutionStartedEventAttributes!;
+    const input = stack.client.options.loadedDataConverter.payloadConverter.fromPayload<ImageBuildInput>(started.input!.payloads![0]!);
+    expect(input.dockerfileText).toBe(dockerfile);
   });
 
   it('is findable by consumer, image and status search attributes', async () => {
