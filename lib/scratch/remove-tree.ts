@@ -1,8 +1,8 @@
 /**
- * Removal of scratch trees written from what consumers send: an extracted context, an unpacked image, a scanner's
- * shared folder. Such a tree may hold folders without write permission (a context's `0555` folder keeps its mode
- * when extracted), and a process that is not root, as the service's image runs, cannot delete what is inside them:
- * a plain recursive `rm` fails with EACCES and leaves the tree behind.
+ * Removal of scratch trees written from what consumers send: an extracted context, a scanner's shared folder. Such
+ * a tree may hold folders without write permission (a context's `0555` folder keeps its mode when extracted), and a
+ * process that is not root, as the service's image runs, cannot delete what is inside them: a plain recursive `rm`
+ * fails with EACCES and leaves the tree behind.
  */
 import { chmod, lstat, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
