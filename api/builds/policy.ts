@@ -96,39 +96,31 @@ export class DockerfilePolicy implements BuildRequestPolicy {
   async check({ spec, consumer, upload }: { spec: BuildSpec; consumer: string; upload: BuildUpload }): Promise<PolicyOutcome> {
     await this.checkTarget(spec, consumer);
     const owner = await this.owners.check();
-    if (spec.sourceImage !== undefined) return { exemption: await this.checkSourceImage(spec.sourceImage, consumer, owner) };
     // An image source has no Dockerfile to check.
-    if (!upload.context) return {};
+    if (spec.sourceImage === undefined && !upload.context) return {};
+    return this.checkImagesRead(spec, consumer, owner, () => uploadedDockerfile(spec, upload));
+  }
+
+  async checkReads(spec: BuildSpec, consumer: string, dockerfile: () => Promise<string | undefined>): Promise<string | undefined> {
+    // A Dockerfile that is not a file of the context, or is over 1 MiB, fails the attempt in the worker, which says so.
+    return (await this.checkImagesRead(spec, consumer, await this.owners.check(), dockerfile)).dockerfileText;
+  }
+
+  /**
+   * The images a build reads, one way for a request and a retry: its `sourceImage`; or a dependency build's generated
+   * Dockerfile; or its own Dockerfile, which `dockerfile` reads (none: nothing to check here).
+   */
+  private async checkImagesRead(spec: BuildSpec, consumer: string, owner: ImageOwnerCheck, dockerfile: () => Promise<string | undefined>): Promise<PolicyOutcome> {
+    if (spec.sourceImage !== undefined) return { exemption: await this.checkSourceImage(spec.sourceImage, consumer, owner) };
     if (spec.dependencies) {
       // What is built is the Dockerfile the service generates, as the workflow checks it; a Dockerfile in the context
       // is not used, so it is not read. Nothing is carried to the workflow: it generates the same text again.
       return { exemption: await this.checkDependencyBuild(generatedDockerfileToCheck({ ...spec, dependencies: spec.dependencies }), consumer, owner) };
     }
-    // A missing Dockerfile is answered by the submission (dockerfile_not_found).
-    const path = resolveContextFile(upload.context, spec.dockerfile);
-    if (path === undefined) return {};
-    // Kept while the context was received when the spec came first and names it directly (no link on the way);
-    // otherwise read from the spool, up to the Dockerfile.
-    const kept = upload.context.kept;
-    const text = kept?.path === path ? kept.bytes.toString('utf8') : await readSpooledFile(upload.archivePath, path);
-    if (text === undefined) {
-      throw new ApiError(400, 'dockerfile_too_large', `${spec.dockerfile} is over ${MAX_DOCKERFILE_BYTES} bytes, too large to check; shorten it`, 'dockerfile');
-    }
-    const exemption = await this.checkDockerfile(dockerfileToCheck(spec, text), consumer, owner);
+    const text = await dockerfile();
+    if (text === undefined) return {};
+    const exemption = await this.checkDockerfile({ text, path: spec.dockerfile, buildArgs: spec.buildArgs, platforms: spec.platforms }, consumer, owner);
     return { exemption, dockerfileText: text };
-  }
-
-  async checkReads(spec: BuildSpec, consumer: string, dockerfile: () => Promise<string | undefined>): Promise<string | undefined> {
-    const owner = await this.owners.check();
-    if (spec.sourceImage !== undefined) await this.checkSourceImage(spec.sourceImage, consumer, owner);
-    else if (spec.dependencies) await this.checkDependencyBuild(generatedDockerfileToCheck({ ...spec, dependencies: spec.dependencies }), consumer, owner);
-    else {
-      // A Dockerfile that is not a file of the context, or is over 1 MiB, fails the attempt in the worker, which says so.
-      const text = await dockerfile();
-      if (text !== undefined) await this.checkDockerfile(dockerfileToCheck(spec, text), consumer, owner);
-      return text;
-    }
-    return undefined;
   }
 
   private async checkSourceImage(sourceImage: string, consumer: string, owner: ImageOwnerCheck): Promise<PolicyExemption | undefined> {
@@ -163,6 +155,19 @@ export class DockerfilePolicy implements BuildRequestPolicy {
   }
 }
 
-function dockerfileToCheck(spec: BuildSpec, text: string): DockerfileToCheck {
-  return { text, path: spec.dockerfile, buildArgs: spec.buildArgs, platforms: spec.platforms };
+/**
+ * The Dockerfile of an uploaded context: kept while the context was received when the spec came first and names it
+ * directly (no link on the way), otherwise read from the spool, up to the Dockerfile. None when the context has no
+ * such file (the submission answers dockerfile_not_found); one over 1 MiB is a 400.
+ */
+async function uploadedDockerfile(spec: BuildSpec, upload: BuildUpload): Promise<string | undefined> {
+  if (!upload.context) return undefined;
+  const path = resolveContextFile(upload.context, spec.dockerfile);
+  if (path === undefined) return undefined;
+  const kept = upload.context.kept;
+  const text = kept?.path === path ? kept.bytes.toString('utf8') : await readSpooledFile(upload.archivePath, path);
+  if (text === undefined) {
+    throw new ApiError(400, 'dockerfile_too_large', `${spec.dockerfile} is over ${MAX_DOCKERFILE_BYTES} bytes, too large to check; shorten it`, 'dockerfile');
+  }
+  return text;
 }
