@@ -4,9 +4,8 @@
  * retried after, is held to those in force now. A refusal is a non-retryable failure with the check's stable code.
  */
 import { ApplicationFailure } from '@temporalio/common';
-import type { Readable } from 'node:stream';
 import { ContextRejectedError } from '../lib/context/errors';
-import { readContextFileThroughLinks } from '../lib/context/read-file';
+import { readStoredContextFile } from '../lib/context/read-file';
 import { BuildLog, type BuildLogSettings } from '../lib/logs/build-log';
 import { redact } from '../lib/logs/redact';
 import { checkDockerfilePolicy, checkEngine, generatedDockerfileToCheck, type BuildPolicySettings, type DockerfileToCheck } from '../lib/policy/build-policy';
@@ -26,13 +25,9 @@ export interface PolicyActivityDeps {
 export function createPolicyActivities(deps: PolicyActivityDeps) {
   /** The Dockerfile as stored in the build's context, read through its links as BuildKit would. */
   async function contextDockerfile(input: ImageBuildInput): Promise<string | undefined> {
-    const open = async (): Promise<Readable> => {
-      const stream = await deps.storage.get(input.context.key);
-      if (!stream) throw ApplicationFailure.create({ type: 'context_missing', message: `the build context ${input.context.key} is no longer in storage; submit the build again`, nonRetryable: true });
-      return stream;
-    };
+    const missing = () => ApplicationFailure.create({ type: 'context_missing', message: `the build context ${input.context.key} is no longer in storage; submit the build again`, nonRetryable: true });
     try {
-      return await readContextFileThroughLinks(open, input.spec.dockerfile);
+      return await readStoredContextFile(deps.storage, input.context.key, input.spec.dockerfile, missing);
     } catch (err) {
       // A broken hard link in the stored context fails the same way on every attempt.
       if (err instanceof ContextRejectedError) throw ApplicationFailure.create({ type: err.code, message: err.message, nonRetryable: true });

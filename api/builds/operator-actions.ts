@@ -3,7 +3,7 @@ import { WorkflowNotFoundError } from '@temporalio/client';
 import type { BuildRecord } from '../../lib/db/builds-repository';
 import { RESUMABLE_STEPS, TERMINAL_STATUSES, workflowIdForBuild, type ResumePoint } from '../../workflows/definitions';
 import { ContextRejectedError } from '../../lib/context/errors';
-import { readContextFileThroughLinks } from '../../lib/context/read-file';
+import { readStoredContextFile } from '../../lib/context/read-file';
 import { parseImageReference } from '../../lib/registry/reference';
 import type { ApiDeps } from '../deps';
 import { ApiError } from '../errors';
@@ -52,13 +52,9 @@ export async function retryBuild(deps: ApiDeps, record: BuildRecord): Promise<Bu
 
 /** The Dockerfile in the build's stored context, read through its links as the worker reads it. */
 async function storedDockerfile(deps: ApiDeps, record: BuildRecord): Promise<string | undefined> {
-  const open = async () => {
-    const stream = await deps.storage.get(record.contextKey);
-    if (!stream) throw new ApiError(409, 'context_missing', `the build context of build ${record.id} is no longer in object storage; submit the build again`);
-    return stream;
-  };
+  const missing = () => new ApiError(409, 'context_missing', `the build context of build ${record.id} is no longer in object storage; submit the build again`);
   try {
-    return await readContextFileThroughLinks(open, record.spec.dockerfile);
+    return await readStoredContextFile(deps.storage, record.contextKey, record.spec.dockerfile, missing);
   } catch (err) {
     // A context the validator admitted has no broken link; should one be there, the worker's attempt fails on it.
     if (err instanceof ContextRejectedError) return undefined;

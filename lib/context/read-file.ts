@@ -8,6 +8,7 @@ import { createGunzip } from 'node:zlib';
 import { extract, type Header } from 'tar-stream';
 import { ContextRejectedError, quote } from './errors';
 import { normalizeContextPath, resolveThroughLinks } from './paths';
+import type { ObjectStore } from '../storage/object-store';
 
 /** Dockerfiles larger than this are refused: the policy checks read them whole. */
 export const MAX_DOCKERFILE_BYTES = 1 << 20;
@@ -145,4 +146,16 @@ export async function readContextFileThroughLinks(open: OpenArchive, path: strin
   const resolved = resolveThroughLinks(symlinks, normalized);
   if (resolved === undefined || resolved === normalized) return undefined;
   return readContextFile(open, resolved, maxBytes);
+}
+
+/**
+ * A file of a build's stored context (the Dockerfile, for a retry's check, the worker's policy check and the Kaniko
+ * check), through its links as readContextFileThroughLinks reads it; `missing` is thrown when the context is gone.
+ */
+export async function readStoredContextFile(storage: Pick<ObjectStore, 'get'>, key: string, path: string, missing: () => Error): Promise<string | undefined> {
+  return readContextFileThroughLinks(async () => {
+    const stream = await storage.get(key);
+    if (!stream) throw missing();
+    return stream;
+  }, path);
 }

@@ -14,7 +14,7 @@ import type { RegistryLogin } from '../../registry/credentials';
 import { BuildFailedError, type BuildExecutor, type BuildJob, type BuildObserver, type BuildOutcome } from '../executor';
 import type { BuildEngine } from '../../../workflows/definitions';
 import { ContextRejectedError } from '../../context/errors';
-import { readContextFileThroughLinks } from '../../context/read-file';
+import { readStoredContextFile } from '../../context/read-file';
 import { assertKanikoCompatible } from './dockerfile-checks';
 import { resolveKubernetesOptions, type KubernetesExecutorOptions, type KubernetesExecutorSettings } from './options';
 import {
@@ -363,15 +363,9 @@ export class KubernetesExecutor implements BuildExecutor {
 
   private async checkKanikoCompatible(job: BuildJob): Promise<void> {
     if (job.generatedDockerfile !== undefined) return assertKanikoCompatible(job.generatedDockerfile, GENERATED_DOCKERFILE_PATH);
-    const open = async () => {
-      const archive = await this.deps.storage.get(job.contextKey);
-      if (!archive) {
-        throw new BuildFailedError('context_missing', `the build context ${job.contextKey} is no longer in object storage; submit the build again`);
-      }
-      return archive;
-    };
+    const missing = () => new BuildFailedError('context_missing', `the build context ${job.contextKey} is no longer in object storage; submit the build again`);
     // Through symlinks and hard links, as the engine reads it from the extracted context.
-    const dockerfile = await readContextFileThroughLinks(open, job.dockerfile).catch((err: unknown) => {
+    const dockerfile = await readStoredContextFile(this.deps.storage, job.contextKey, job.dockerfile, missing).catch((err: unknown) => {
       throw err instanceof ContextRejectedError ? new BuildFailedError(err.code, err.message) : err;
     });
     if (dockerfile !== undefined) assertKanikoCompatible(dockerfile, job.dockerfile);
