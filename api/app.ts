@@ -10,6 +10,7 @@ import { LogSegmentIndex } from '../lib/logs/segments';
 import type { ApiDeps, AppEnv } from './deps';
 import { ApiError, errorBody, notFound, onError } from './errors';
 import { healthRouter } from './health/health.index';
+import { CODEC_PATH, codecCors, temporalCodecRouter } from './temporal-codec/codec.index';
 import { metricsRoute, requestTelemetry } from './telemetry';
 import { traceRequests } from './tracing';
 
@@ -43,10 +44,13 @@ export function createApp(given: Omit<ApiDeps, 'logs' | 'starter' | 'queuePlaces
   });
   // Before authentication, so a refused call is logged and counted too.
   if (deps.telemetry) app.use(requestTelemetry(deps.telemetry.logger, deps.telemetry.metrics));
+  // Browsers preflight the Web UI's calls to the codec endpoint without a token: answered before authentication.
+  app.use(`${CODEC_PATH}/*`, codecCors(deps.settings.temporalUiUrl));
   app.use('/v1/*', authenticate);
   healthRouter(app);
   if (deps.telemetry?.metrics) metricsRoute(app, deps.telemetry.metrics);
   buildsRouter(app);
+  temporalCodecRouter(app);
   app.doc31('/openapi.json', {
     openapi: '3.1.0',
     info: { title: 'Image Build Service', version: 'v1', description: 'Builds container images from a Dockerfile and its context.' },

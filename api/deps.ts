@@ -1,4 +1,5 @@
 import type { Client } from '@temporalio/client';
+import type { PayloadCodec } from '@temporalio/common';
 import type { Authenticator } from '../lib/auth/authenticator';
 import type { Principal } from '../lib/config/auth';
 import type { ContextLimits } from '../lib/context/archive';
@@ -20,6 +21,11 @@ export interface ApiDeps {
   builds: BuildRepository;
   storage: ObjectStore;
   temporal: Client;
+  /**
+   * Opens the payloads the service sealed in Temporal (TEMPORAL_PAYLOAD_ENCRYPTION_KEYS), for the Web UI's and CLI's
+   * codec endpoint (api/temporal-codec); unset, payloads are not sealed and the endpoint answers them as they came.
+   */
+  payloadCodec?: PayloadCodec;
   /** The process's logger and metrics (api/main.ts); without them requests go unlogged and /metrics is absent. */
   telemetry?: { logger: Logger; metrics?: ServiceMetrics };
   /** Who is calling: every /v1 request is authenticated by this (api/auth.ts). */

@@ -1,5 +1,6 @@
 /** Errors the API answers with: `{"error": {"code", "message", "field"?}}`, 4xx for the caller, 5xx for us. */
 import type { Context } from 'hono';
+import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { AuthError } from '../lib/auth/errors';
 import { DatabaseUnavailableError } from '../lib/db/availability';
@@ -38,6 +39,10 @@ export function onError(err: Error, c: Context): Response {
     return c.json(errorBody(err.code, err.message), err.status);
   }
   if (err instanceof PolicyViolation) return c.json(errorBody(err.code, err.message, err.field), 400);
+  // Hono's own refusals of a request, e.g. a JSON body that does not parse ahead of a route's validation.
+  if (err instanceof HTTPException && err.status < 500) {
+    return c.json(errorBody('invalid_request', `${err.message}; fix the request (the API is described in /openapi.json)`), err.status as ContentfulStatusCode);
+  }
   if (err instanceof DatabaseUnavailableError) {
     c.header('Retry-After', String(DATABASE_RETRY_AFTER_SECONDS));
     return c.json(errorBody('database_unavailable', `the build database is unreachable; retry in ${DATABASE_RETRY_AFTER_SECONDS} seconds`), 503);

@@ -12,6 +12,7 @@ import { createLogger, createTelemetry } from '../lib/telemetry';
 import { instrumentObjectStore } from '../lib/telemetry/instrumented-store';
 import { BearerAuthenticator } from '../lib/auth/authenticator';
 import { startTracing, temporalClientInterceptors } from '../lib/telemetry/tracing';
+import { clientDataConverter, payloadCodecFor } from '../lib/temporal/payload-encryption';
 import { createApp, createLogHub } from './app';
 import { apiSettingsOf } from './settings';
 import { API_SERVER_OPTIONS, answerClientErrors, drainServer } from './server-options';
@@ -39,7 +40,12 @@ async function main(): Promise<void> {
   });
   const builds = new BuildRepository(pool);
   if (config.telemetry.metricsEnabled) metrics.countBuildsWith(() => builds.countUnfinished());
-  const temporal = new Client({ connection, namespace: config.temporal.namespace, interceptors: temporalClientInterceptors() });
+  const temporal = new Client({
+    connection,
+    namespace: config.temporal.namespace,
+    interceptors: temporalClientInterceptors(),
+    dataConverter: clientDataConverter(config.temporal.payloadKeys),
+  });
   const telemetry = { logger, metrics: config.telemetry.metricsEnabled ? metrics : undefined };
   const settings = apiSettingsOf(config);
 
@@ -58,6 +64,7 @@ async function main(): Promise<void> {
     auth,
     policy: new DockerfilePolicy(policySettingsOf(config), { consumers: { named: () => auth.consumers(), recorded: () => builds.consumers() } }),
     temporal,
+    payloadCodec: payloadCodecFor(config.temporal.payloadKeys),
     telemetry,
     settings,
     starter,

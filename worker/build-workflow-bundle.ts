@@ -1,29 +1,43 @@
 /**
- * Prebuilds the workflow bundles so production workers start without running webpack: one plain, one with the
- * tracing interceptors. A worker exporting no traces loads the plain one (1.7 MB against 3.6): the interceptors would
- * open and drop a span around every workflow call and activation for nothing (measured in docs/benchmarks.md).
- * Neither issues commands of its own, so a run replays on either.
+ * Prebuilds the workflow bundles so production workers start without running webpack: plain or with the tracing
+ * interceptors, and each of those with Temporal's failure converter or with the one that seals failures' messages
+ * (lib/temporal/failure-converter.ts, for TEMPORAL_PAYLOAD_ENCRYPTION_KEYS). A worker exporting no traces loads a
+ * plain one (1.7 MB against 3.6): the interceptors would open and drop a span around every workflow call and
+ * activation for nothing (measured in docs/benchmarks.md). None issues commands of its own, so a run replays on any.
  */
 import { bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
 import { existsSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { WORKFLOW_TRACING_MODULE } from '../lib/telemetry/tracing';
+import { SEALED_FAILURES_MARK } from '../lib/temporal/failure-converter';
+import { SEALED_FAILURE_CONVERTER_PATH } from '../lib/temporal/payload-encryption';
 
-export const WORKFLOW_BUNDLE = 'workflow-bundle.js';
-export const TRACED_WORKFLOW_BUNDLE = 'workflow-bundle-traced.js';
+/** What a bundle carries: the tracing interceptors, and the failure converter that seals failures' messages. */
+export interface BundleKind {
+  traced: boolean;
+  sealed: boolean;
+}
+
+export const WORKFLOW_BUNDLE = workflowBundleName({ traced: false, sealed: false });
+export const TRACED_WORKFLOW_BUNDLE = workflowBundleName({ traced: true, sealed: false });
 /** What only the tracing interceptors module brings into a bundle. */
 export const TRACING_INTERCEPTORS_MARK = 'OpenTelemetryInboundInterceptor';
 
+/** The file name of the prebuilt bundle of a kind: workflow-bundle[-traced][-sealed].js. */
+export function workflowBundleName(kind: BundleKind): string {
+  return `workflow-bundle${kind.traced ? '-traced' : ''}${kind.sealed ? '-sealed' : ''}.js`;
+}
+
 /**
- * The workflow bundle, with the tracing interceptors when `traced`, written to `out`; also what tests give
- * WORKFLOW_BUNDLE_PATH (they name the sources, workflows/index.ts, which their module loader does not resolve from
- * the folder).
+ * The workflow bundle of a kind, written to `out`; also what tests give WORKFLOW_BUNDLE_PATH (they name the sources,
+ * workflows/index.ts, which their module loader does not resolve from the folder).
  */
-export async function writeWorkflowBundle(out: string, options: { traced: boolean; workflowsPath?: string }): Promise<void> {
+export async function writeWorkflowBundle(out: string, options: Partial<BundleKind> & { workflowsPath?: string }): Promise<void> {
   const { code } = await bundleWorkflowCode({
     workflowsPath: options.workflowsPath ?? require.resolve('../workflows'),
     workflowInterceptorModules: options.traced ? [WORKFLOW_TRACING_MODULE] : [],
+    failureConverterPath: options.sealed ? SEALED_FAILURE_CONVERTER_PATH : undefined,
     logger: new DefaultLogger('WARN'),
   });
   await writeFile(out, code);
@@ -36,11 +50,12 @@ export class WorkflowBundleError extends Error {
 
 /**
  * The prebuilt bundle a worker loads: the one WORKFLOW_BUNDLE_PATH names, as it is; else the one in `dir` that
- * matches whether traces are exported. Undefined when there is none: the worker bundles the sources at start.
+ * matches whether traces are exported and payloads sealed. Undefined when there is none: the worker bundles the
+ * sources at start.
  * A named bundle that is not there stops the start: an operator who names one expects it, not a silent fallback
  * to bundling the sources (slow, and with the interceptors chosen by the tracing setting rather than by them).
  */
-export function prebuiltWorkflowBundle(dir: string, traced: boolean, explicitBundle?: string): { codePath: string } | undefined {
+export function prebuiltWorkflowBundle(dir: string, kind: BundleKind, explicitBundle?: string): { codePath: string } | undefined {
   if (explicitBundle !== undefined) {
     if (!existsSync(explicitBundle)) {
       throw new WorkflowBundleError(
@@ -49,7 +64,7 @@ export function prebuiltWorkflowBundle(dir: string, traced: boolean, explicitBun
     }
     return { codePath: explicitBundle };
   }
-  const bundle = join(dir, traced ? TRACED_WORKFLOW_BUNDLE : WORKFLOW_BUNDLE);
+  const bundle = join(dir, workflowBundleName(kind));
   return existsSync(bundle) ? { codePath: bundle } : undefined;
 }
 
@@ -59,7 +74,7 @@ export function prebuiltWorkflowBundle(dir: string, traced: boolean, explicitBun
  * every workflow call and activation opens and drops a span for nothing.
  */
 export function workflowBundleMismatch(codePath: string, traced: boolean): string | undefined {
-  const carriesTracing = readFileSync(codePath, 'utf8').includes(TRACING_INTERCEPTORS_MARK);
+  const carriesTracing = bundleCarries(codePath, TRACING_INTERCEPTORS_MARK);
   if (traced && !carriesTracing) {
     return `WORKFLOW_BUNDLE_PATH names ${codePath}, a bundle without the tracing interceptors, while this worker exports traces: the workflows' spans will be missing; write it with { traced: true } or unset WORKFLOW_BUNDLE_PATH`;
   }
@@ -69,10 +84,26 @@ export function workflowBundleMismatch(codePath: string, traced: boolean): strin
   return undefined;
 }
 
+/**
+ * Why the bundle WORKFLOW_BUNDLE_PATH names must not run with the worker's payload keys, or undefined when it may:
+ * a bundle without the sealing failure converter would put the workflows' failure messages in the history in the
+ * clear while the operator has asked for them to be sealed. (A sealing bundle without keys only moves the messages
+ * into a payload Temporal's tools still read, so it may run.)
+ */
+export function unsealedBundleError(codePath: string, sealed: boolean): string | undefined {
+  if (!sealed || bundleCarries(codePath, SEALED_FAILURES_MARK)) return undefined;
+  return `WORKFLOW_BUNDLE_PATH names ${codePath}, a bundle without the failure converter that seals failures, while TEMPORAL_PAYLOAD_ENCRYPTION_KEYS is set: the workflows' failure messages would reach Temporal in the clear; write it with { sealed: true } or unset WORKFLOW_BUNDLE_PATH`;
+}
+
+function bundleCarries(codePath: string, mark: string): boolean {
+  return readFileSync(codePath, 'utf8').includes(mark);
+}
+
 if (require.main === module) {
-  const written = [false, true].map(async (traced) => {
-    const out = join(__dirname, traced ? TRACED_WORKFLOW_BUNDLE : WORKFLOW_BUNDLE);
-    await writeWorkflowBundle(out, { traced });
+  const kinds = [false, true].flatMap((traced) => [false, true].map((sealed) => ({ traced, sealed })));
+  const written = kinds.map(async (kind) => {
+    const out = join(__dirname, workflowBundleName(kind));
+    await writeWorkflowBundle(out, kind);
     console.log(`workflow bundle written to ${out}`);
   });
   Promise.all(written).catch((err: unknown) => {

@@ -28,6 +28,7 @@ import { createObjectStore, type ObjectStore } from '../lib/storage';
 import type { Telemetry } from '../lib/telemetry';
 import { instrumentObjectStore } from '../lib/telemetry/instrumented-store';
 import { registryOutcomeOf } from '../lib/telemetry/metrics';
+import { clientDataConverter } from '../lib/temporal/payload-encryption';
 import { kubernetesSettingsFrom } from './kubernetes-settings';
 
 /**
@@ -92,7 +93,11 @@ export async function createWorkerDependencies(config: Config, telemetry?: Telem
       : undefined,
   });
   // The fair build queue's activities signal the builds they grant and describe builds (activities/build-queue.ts).
-  const temporal = new Client({ connection: Connection.lazy({ address: config.temporal.address }), namespace: config.temporal.namespace });
+  const temporal = new Client({
+    connection: Connection.lazy({ address: config.temporal.address }),
+    namespace: config.temporal.namespace,
+    dataConverter: clientDataConverter(config.temporal.payloadKeys),
+  });
   const signer =
     config.signing.type === 'notation'
       ? new NotationSigner({

@@ -15,7 +15,8 @@ import { startReconciler } from './reconciler';
 import { createActivities } from '../activities';
 import { createSlotQueue } from '../activities/build-queue';
 import { ImageBuildWorker } from './worker';
-import { WorkflowBundleError, prebuiltWorkflowBundle, workflowBundleMismatch } from './build-workflow-bundle';
+import { WorkflowBundleError, prebuiltWorkflowBundle, unsealedBundleError, workflowBundleMismatch } from './build-workflow-bundle';
+import { workerDataConverter } from '../lib/temporal/payload-encryption';
 
 const JANITOR_INTERVAL_MS = 5 * 60_000;
 /** How far back the first reconciliation looks: runs terminated while no worker ran. */
@@ -34,9 +35,14 @@ async function main(): Promise<void> {
       : {}),
   });
   const tracing = startTracing(config.tracing, 'worker');
-  const workflowBundle = prebuiltWorkflowBundle(__dirname, tracing.enabled, config.temporal.workflowBundlePath);
-  const bundleMismatch = config.temporal.workflowBundlePath ? workflowBundleMismatch(config.temporal.workflowBundlePath, tracing.enabled) : undefined;
-  if (bundleMismatch) logger.warn({ workflowBundle: config.temporal.workflowBundlePath }, bundleMismatch);
+  const dataConverter = workerDataConverter(config.temporal.payloadKeys);
+  const workflowBundle = prebuiltWorkflowBundle(__dirname, { traced: tracing.enabled, sealed: dataConverter !== undefined }, config.temporal.workflowBundlePath);
+  if (config.temporal.workflowBundlePath) {
+    const unsealed = unsealedBundleError(config.temporal.workflowBundlePath, dataConverter !== undefined);
+    if (unsealed) throw new WorkflowBundleError(unsealed);
+    const bundleMismatch = workflowBundleMismatch(config.temporal.workflowBundlePath, tracing.enabled);
+    if (bundleMismatch) logger.warn({ workflowBundle: config.temporal.workflowBundlePath }, bundleMismatch);
+  }
   logger.info({ springProfile: config.springProfile.profile }, describeSpringProfile(config));
   // Up before anything slow, so the liveness probe answers through the start; ready once both queues are polled.
   let readiness: WorkerReadiness = () => ({ worker: 'starting: not polling yet' });
@@ -61,6 +67,7 @@ async function main(): Promise<void> {
     taskQueue: config.temporal.taskQueue,
     deps,
     tracing,
+    dataConverter,
     workflows: workflowBundle ? { workflowBundle } : { workflowsPath: require.resolve('../workflows') },
   });
   readiness = () => worker.readiness();

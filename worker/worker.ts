@@ -19,6 +19,11 @@ export interface ImageBuildWorkerOptions {
   maxConcurrentBuilds?: number;
   /** The process's tracing (startTracing); without it, traces are passed along but nothing is exported. */
   tracing?: Tracing;
+  /**
+   * Sealed payloads and failures (workerDataConverter, TEMPORAL_PAYLOAD_ENCRYPTION_KEYS). A prebuilt bundle must
+   * carry the same failure converter (build-workflow-bundle.ts); bundled from the sources, it is put in.
+   */
+  dataConverter?: WorkerOptions['dataConverter'];
 }
 
 // A worker stopped by SIGTERM lets running builds finish their current step before exiting.
@@ -49,6 +54,7 @@ export class ImageBuildWorker {
       connection: options.connection,
       namespace: options.namespace,
       taskQueue: options.taskQueue,
+      dataConverter: options.dataConverter,
       ...options.workflows,
       // buildImage is registered here too for builds scheduled on the main queue before builds had a queue of
       // their own; the workflow schedules new ones on the build queue.
@@ -60,6 +66,7 @@ export class ImageBuildWorker {
       connection: options.connection,
       namespace: options.namespace,
       taskQueue: buildTaskQueueFor(options.taskQueue),
+      dataConverter: options.dataConverter,
       activities: { buildImage: activities.buildImage },
       maxConcurrentActivityTaskExecutions: options.maxConcurrentBuilds ?? 4,
       interceptors: { ...tracing.interceptors, activity: activityInterceptors },

@@ -304,6 +304,25 @@ describe('loadConfig', () => {
     expect(message).not.toContain('scanner-secret-token');
   });
 
+  it('reads the Temporal payload keys: the first seals, ids unique, 32 bytes each, never echoed', () => {
+    const [a, b] = ['a'.repeat(32), 'b'.repeat(32)].map((k) => Buffer.from(k).toString('base64'));
+    expect(loadConfig(required).temporal.payloadKeys).toBeUndefined();
+    const config = loadConfig({ ...required, TEMPORAL_PAYLOAD_ENCRYPTION_KEYS: `2026-12:${a}, 2026-06:${b}` });
+    expect(config.temporal.payloadKeys?.map((k) => [k.id, k.key.toString()])).toEqual([
+      ['2026-12', 'a'.repeat(32)],
+      ['2026-06', 'b'.repeat(32)],
+    ]);
+    expect(config.secrets).toEqual(expect.arrayContaining([a, b]));
+
+    const short = Buffer.from('c'.repeat(16)).toString('base64');
+    const problems = problemsOf({ ...required, TEMPORAL_PAYLOAD_ENCRYPTION_KEYS: `${a},k1:${short},2026-12:${b},k2:${b},k2:${a}` }).join('\n');
+    expect(problems).toContain('TEMPORAL_PAYLOAD_ENCRYPTION_KEYS entry 1 must be <id>:<base64 key>');
+    expect(problems).toContain('TEMPORAL_PAYLOAD_ENCRYPTION_KEYS key "k1" must be 32 bytes in base64 (44 characters), e.g. from `openssl rand -base64 32`');
+    expect(problems).not.toContain('"2026-12"');
+    expect(problems).toContain('TEMPORAL_PAYLOAD_ENCRYPTION_KEYS lists the key id "k2" twice');
+    for (const key of [a, b, short]) expect(problems).not.toContain(key);
+  });
+
   it('reports every problem of one start-up at once', () => {
     const problems = problemsOf({ ...required, POSTGRES_PORT: 'x', IMAGE_BUILDER_USE_QEMU: 'maybe', KANIKO_IMAGE: 'bad ref' });
     expect(problems).toHaveLength(3);

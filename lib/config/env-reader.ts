@@ -13,7 +13,7 @@ export type Env = Record<string, string | undefined>;
 /** Variables whose values are credentials: their values never appear in a message. */
 function isSecretVariable(name: string): boolean {
   // Proxy and mirror URLs may carry user:password@.
-  return /PASSWORD|SECRET_KEY|ACCOUNT_KEY|CONNECTION_STRING|SAS_TOKEN|TOKEN|CREDENTIALS_JSON|SCANNER_ENV|_HTTP_PROXY$|_PYTHON_INDEX$|_CRAN_MIRROR$/.test(name);
+  return /PASSWORD|SECRET_KEY|ACCOUNT_KEY|CONNECTION_STRING|SAS_TOKEN|TOKEN|ENCRYPTION_KEYS|CREDENTIALS_JSON|SCANNER_ENV|_HTTP_PROXY$|_PYTHON_INDEX$|_CRAN_MIRROR$/.test(name);
 }
 
 /**

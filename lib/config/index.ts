@@ -164,6 +164,7 @@ function secretsOf(config: Config): string[] {
     // Scanner env carries tokens (SNYK_TOKEN…) next to harmless paths; masking all of it is the safe side.
     ...Object.values(config.imageScanner.env),
     ...mirrorSecrets(config.dependencies),
+    ...(config.temporal.payloadKeys ?? []).map((k) => k.key.toString('base64')),
   ];
   // Very short values would mask ordinary words in logs; such secrets are refused elsewhere anyway.
   return candidates.filter((s): s is string => typeof s === 'string' && s.length >= 4);

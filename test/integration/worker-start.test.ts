@@ -2,8 +2,10 @@
  * The real worker entry as a process, started with a WORKFLOW_BUNDLE_PATH an operator got wrong: one that names no
  * file stops the start with a fatal line that says how to fix it (rather than bundling the sources and running with
  * a bundle nobody chose); one without the tracing interceptors while the worker exports traces starts, with a
- * warning that the workflows' spans will be missing.
+ * warning that the workflows' spans will be missing; one without the failure converter that seals failures, while
+ * TEMPORAL_PAYLOAD_ENCRYPTION_KEYS is set, stops the start (the workflows' failure messages would go in the clear).
  */
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
@@ -60,6 +62,22 @@ describe('a worker given a WORKFLOW_BUNDLE_PATH it should not run with as it is'
     expect(warning?.level).toBe('warn');
     expect(warning?.msg).toContain(`WORKFLOW_BUNDLE_PATH names ${plain}, a bundle without the tracing interceptors, while this worker exports traces`);
   }, 180_000);
+
+  it('without the sealing failure converter while payloads are sealed: exits with a fatal line, before it polls', async () => {
+    const plain = join(dir, WORKFLOW_BUNDLE);
+    const keys = `k1:${randomBytes(32).toString('base64')}`;
+    const err = await startWorkerProcess(`worker-start-${Date.now()}`, { WORKFLOW_BUNDLE_PATH: plain, TEMPORAL_PAYLOAD_ENCRYPTION_KEYS: keys }).then(
+      (child) => {
+        child.kill('SIGKILL');
+        throw new Error('the worker started polling');
+      },
+      (e: unknown) => e as Error,
+    );
+    const fatal = logLines(err.message).find((line) => line.msg.includes('WORKFLOW_BUNDLE_PATH'));
+    expect(fatal?.level).toBe('fatal');
+    expect(fatal?.msg).toContain(`WORKFLOW_BUNDLE_PATH names ${plain}, a bundle without the failure converter that seals failures`);
+    expect(err.message).not.toContain(keys.slice(3));
+  }, 120_000);
 });
 
 describe("the worker's probes (the chart's readiness and liveness probes call them)", () => {

@@ -24,6 +24,7 @@ import { hashToken } from '../../lib/auth/static-tokens';
 import { loadConfig, type Config } from '../../lib/config';
 import { BuildRepository, type BuildRecord, type NewBuild } from '../../lib/db/builds-repository';
 import { temporalClientInterceptors } from '../../lib/telemetry/tracing';
+import { clientDataConverter, payloadCodecFor, workerDataConverter } from '../../lib/temporal/payload-encryption';
 import { createWorkerDependencies } from '../../worker/dependencies';
 import { ImageBuildWorker } from '../../worker/worker';
 import type { ActivityDeps } from '../../activities';
@@ -130,7 +131,12 @@ export async function startTestStack(
   const config = testConfig({ TEMPORAL_TASK_QUEUE: taskQueue, ...overrides });
   const { deps, pool } = await createWorkerDependencies(config, options.telemetry);
   const connection = await Connection.connect({ address: config.temporal.address });
-  const client = new Client({ connection, namespace: config.temporal.namespace, interceptors: temporalClientInterceptors() });
+  const client = new Client({
+    connection,
+    namespace: config.temporal.namespace,
+    interceptors: temporalClientInterceptors(),
+    dataConverter: clientDataConverter(config.temporal.payloadKeys),
+  });
   const settings: ApiDeps['settings'] = { ...apiSettingsOf(config), publicUrl: 'http://127.0.0.1' };
 
   // As api/main.ts does: the suite's API starts its builds' workflows after answering and sweeps its task queue.
@@ -144,6 +150,7 @@ export async function startTestStack(
     builds: deps.builds,
     storage: deps.storage,
     temporal: client,
+    payloadCodec: payloadCodecFor(config.temporal.payloadKeys),
     registry: deps.registry,
     auth,
     policy: new DockerfilePolicy(policySettingsOf(config), {
@@ -187,6 +194,7 @@ export async function startTestStack(
         namespace: config.temporal.namespace,
         taskQueue,
         deps,
+        dataConverter: workerDataConverter(config.temporal.payloadKeys),
         workflows: { workflowsPath: join(__dirname, '..', '..', 'workflows', 'index.ts') },
         maxConcurrentBuilds: options.maxConcurrentBuilds,
       });
