@@ -11,6 +11,7 @@
  * scanner gate is on (imageBuilder.imageScanner: trivy `--scanners secret`): builds are scanned in their builder
  * pods, and an uploaded image archive with a planted private key is stopped in a scan pod, under the chart's Role.
  * The API rolls over (a new pod, then the old one stopped) under a client calling back to back, with no refused call.
+ * Both seal their Temporal payloads with a key from a Secret of the operator's (envApp.externalsecret).
  */
 import { AppsV1Api, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { execFile } from 'node:child_process';
@@ -19,6 +20,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildForm, contextOf } from '../support/archives';
 import { BASE_IMAGE, REGISTRY, manifestOf } from '../support/registry';
@@ -29,6 +31,7 @@ import { RELEASE, SERVICE_IMAGE, installRelease, type Release } from './support/
 import { ensureTrivyScannerImage, TRIVY_SECRET_SCAN_ARGS } from '../support/scanner-image';
 import { dockerSaveOf, imageOfFiles } from '../consumer/support/images';
 import { SECRET_SEEN, imageMetadataText, secretCheckStep } from './support/secrets';
+import { ENCRYPTED_ENCODING, EncryptionCodec } from '../../lib/temporal/payload-encryption';
 
 const run = promisify(execFile);
 const SERVICE_ACCOUNT = `${RELEASE}-build-service`;
@@ -47,6 +50,8 @@ let notationHome: string;
 /** The operator's index mirror, with a password that must stay out of everything but the RUN step that reads it. */
 const INDEX_PASSWORD = `idx-${randomBytes(8).toString('hex')}`;
 const PYTHON_INDEX = `https://ibs-bot:${INDEX_PASSWORD}@pypi.internal.example/simple`;
+/** The key the release seals its Temporal payloads with, from a Secret of the operator's (envApp.externalsecret). */
+const PAYLOAD_KEY = randomBytes(32);
 const notation = (...args: string[]) => run(NOTATION, args, { env: { ...process.env, XDG_CONFIG_HOME: notationHome } });
 
 beforeAll(async () => {
@@ -56,6 +61,7 @@ beforeAll(async () => {
   release = await installRelease('ibs-helm', {
     signingKey: { name: SIGNING_KEY, notationDir: join(notationHome, 'notation') },
     env: { CUSTOM_MODEL_DEPENDENCIES_PYTHON_INDEX: PYTHON_INDEX },
+    externalEnv: { TEMPORAL_PAYLOAD_ENCRYPTION_KEYS: `helm:${PAYLOAD_KEY.toString('base64')}` },
     // The worker pod resolves the scanner's tag and the node pulls it, both at the node's address.
     imageScanner: (node) => ({
       enabled: true,
@@ -101,7 +107,8 @@ describe(`the chart installed with helm on the real node ${NODE_NAME}`, () => {
     const ready = await apiFetch(apiUrl, '/readyz');
     expect(ready.status, await ready.clone().text()).toBe(200);
     // The chart exports no traces by default, so the worker loads the image's prebuilt bundle without the tracing
-    // interceptors (docs/configuration.md, WORKFLOW_BUNDLE_PATH), not the traced one and not the sources.
+    // interceptors (docs/configuration.md, WORKFLOW_BUNDLE_PATH), not the traced one and not the sources; with
+    // TEMPORAL_PAYLOAD_ENCRYPTION_KEYS set, the one that seals failures.
     // `helm install --wait` waited for the worker's readiness probe (/readyz: both task queues polled), answered
     // by the worker on the real node.
     const workerPod = byComponent.get('worker')!;
@@ -115,7 +122,7 @@ describe(`the chart installed with helm on the real node ${NODE_NAME}`, () => {
     ).catch(async (err: Error) => {
       throw new Error(`${err.message}; its log so far:\n${await readWorkerLog()}`);
     });
-    expect((JSON.parse(polling) as { workflowBundle?: string }).workflowBundle).toBe('/app/dist/worker/workflow-bundle.js');
+    expect((JSON.parse(polling) as { workflowBundle?: string }).workflowBundle).toBe('/app/dist/worker/workflow-bundle-sealed.js');
   });
 
   it("the worker's image has the notation CLI and its plugin folder, for IMAGE_SIGNER_TYPE=notation", async () => {
@@ -149,6 +156,20 @@ describe(`the chart installed with helm on the real node ${NODE_NAME}`, () => {
     expect(log).toContain(SECRET_SEEN);
     expect(log + JSON.stringify(build)).not.toContain(INDEX_PASSWORD);
     expect(await imageMetadataText(repository, served.digest)).not.toContain(INDEX_PASSWORD);
+
+    // The API and the worker got the payload key from the operator's Secret: Temporal holds the build's history
+    // sealed (the Dockerfile, and with it the marker, is in the workflow's input), and the key opens it.
+    const temporal = new Client({ connection: await Connection.connect({ address: process.env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233' }) });
+    try {
+      const history = await temporal.workflow.getHandle(`build-${id}`).fetchHistory();
+      expect(JSON.stringify(history, (_, v: unknown) => (v instanceof Uint8Array ? Buffer.from(v).toString('utf8') : v))).not.toContain(marker);
+      const input = history.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads ?? [];
+      expect(input.map((p) => Buffer.from(p.metadata?.encoding ?? new Uint8Array()).toString())).toEqual([ENCRYPTED_ENCODING]);
+      const [opened] = await new EncryptionCodec([{ id: 'helm', key: PAYLOAD_KEY }]).decode(input);
+      expect(Buffer.from(opened!.data!).toString()).toContain(marker);
+    } finally {
+      await temporal.connection.close();
+    }
 
     // Signed by the chart-installed worker with the key its notation values mount, and verified there before
     // `succeeded`; this host's notation, trusting only that key's certificate, verifies the digest too.

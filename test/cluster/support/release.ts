@@ -104,14 +104,23 @@ async function signingValues(namespace: string, key: SigningKey): Promise<{ nota
   };
 }
 
-/** Builds the images, makes the namespace and the database, and runs `helm install --wait`. */
+/** The Secret of the release's namespace that `externalEnv` puts its variables in. */
+const EXTERNAL_ENV_SECRET = 'ibs-operator-secrets';
+
 /**
- * `env`: more of the service's variables, given as an operator would (buildService.envApp.secret); `imageScanner`:
- * the chart's imageBuilder.imageScanner values, given the node's address (what pods reach the host's components at).
+ * Builds the images, makes the namespace and the database, and runs `helm install --wait`.
+ * `env`: more of the service's variables, given as an operator would (buildService.envApp.secret); `externalEnv`:
+ * variables from a Secret of the operator's own (buildService.envApp.externalsecret); `imageScanner`: the chart's
+ * imageBuilder.imageScanner values, given the node's address (what pods reach the host's components at).
  */
 export async function installRelease(
   prefix: string,
-  options: { signingKey?: SigningKey; env?: Record<string, string>; imageScanner?: (address: string) => Record<string, unknown> } = {},
+  options: {
+    signingKey?: SigningKey;
+    env?: Record<string, string>;
+    externalEnv?: Record<string, string>;
+    imageScanner?: (address: string) => Record<string, unknown>;
+  } = {},
 ): Promise<Release> {
   const root = join(__dirname, '../../..');
   // The service image from this repository and the builder image the worker's pods run (both cached by build.sh).
@@ -131,6 +140,7 @@ export async function installRelease(
   await pool.end();
   const work = await mkdtemp(join(tmpdir(), 'ibs-helm-release-'));
   await coreApi().createNamespacedSecret({ namespace, body: { metadata: { name: HELM_TEST_TOKEN_SECRET }, stringData: { token: tokenFor({ consumer: 'helm-test' }) } } });
+  if (options.externalEnv) await coreApi().createNamespacedSecret({ namespace, body: { metadata: { name: EXTERNAL_ENV_SECRET }, stringData: options.externalEnv } });
 
   const uninstall = async () => {
     await helmRun(['uninstall', RELEASE, '--namespace', namespace, '--wait', '--timeout', '2m']).catch(() => undefined);
@@ -170,6 +180,7 @@ export async function installRelease(
             ...signing?.env,
             ...options.env,
           },
+          externalsecret: Object.fromEntries(Object.keys(options.externalEnv ?? {}).map((name) => [name, { name: EXTERNAL_ENV_SECRET, key: name }])),
         },
       },
       imageBuilder: {
