@@ -20,7 +20,8 @@ export interface TemporalConfig {
   /**
    * WORKFLOW_BUNDLE_PATH: a prebuilt workflow bundle (worker/build-workflow-bundle.ts) for the worker to load as it
    * is; unset, it loads the one beside its entry point that matches whether it exports traces (workflow-bundle.js, or
-   * workflow-bundle-traced.js with the tracing interceptors), or bundles the workflow sources at start (tens of seconds).
+   * workflow-bundle-traced.js with the tracing interceptors) and seals payloads (-sealed.js), or bundles the workflow
+   * sources at start (tens of seconds).
    */
   workflowBundlePath?: string;
   /**
