@@ -189,3 +189,48 @@ describe('Temporal payloads sealed with TEMPORAL_PAYLOAD_ENCRYPTION_KEYS', () =>
     });
   });
 });
+
+describe('a key rotated in: the API seals with a new key that a worker does not list yet', () => {
+  const newKey = randomBytes(32);
+  const ROTATED = `k2:${newKey.toString('base64')},${KEYS}`;
+  let stack: TestStack;
+  const workers: ChildProcess[] = [];
+  let raw: Client;
+
+  beforeAll(async () => {
+    stack = await startTestStack('rotated', { TEMPORAL_PAYLOAD_ENCRYPTION_KEYS: ROTATED });
+    raw = new Client({ connection: await Connection.connect({ address: stack.config.temporal.address }), namespace: stack.config.temporal.namespace });
+  }, 60_000);
+  afterAll(async () => {
+    for (const w of workers) w.kill('SIGKILL');
+    await raw?.connection.close();
+    await stack?.close();
+  });
+
+  it('the worker without it fails the workflow task, naming the key; once a worker lists it, the build goes on', async () => {
+    const old = await startWorkerProcess(stack.taskQueue, { TEMPORAL_PAYLOAD_ENCRYPTION_KEYS: KEYS });
+    workers.push(old);
+    let oldOutput = '';
+    old.stdout!.on('data', (chunk: Buffer) => (oldOutput += chunk.toString()));
+    old.stderr!.on('data', (chunk: Buffer) => (oldOutput += chunk.toString()));
+    const spec = { image: `127.0.0.1:5000/sealed/rotated:t${Date.now()}` };
+    const res = await stack.api('/v1/builds', { method: 'POST', body: buildForm(spec, await contextOf({ Dockerfile: `FROM ${await ensureBaseImage()}\nRUN true\n` })) });
+    expect(res.status, await res.clone().text()).toBe(202);
+    const { id } = (await res.json()) as { id: string };
+    await stack.workflowStarted(id);
+
+    const handle = raw.workflow.getHandle(workflowIdForBuild(id));
+    const taskFailures = async () => ((await handle.fetchHistory()).events ?? []).filter((e) => e.workflowTaskFailedEventAttributes).length;
+    for (const deadline = Date.now() + 60_000; (await taskFailures()) === 0; await new Promise((r) => setTimeout(r, 250))) {
+      if (Date.now() > deadline) throw new Error(`no workflow task failed within 60 s; the old worker said:\n${oldOutput}`);
+    }
+    expect(oldOutput).toContain('sealed with key \\"k2\\", which TEMPORAL_PAYLOAD_ENCRYPTION_KEYS does not list');
+    expect(await (await stack.api(`/v1/builds/${id}`)).json()).toMatchObject({ status: 'queued' });
+    old.kill('SIGKILL');
+
+    workers.push(await startWorkerProcess(stack.taskQueue, { TEMPORAL_PAYLOAD_ENCRYPTION_KEYS: ROTATED }));
+    const build = await waitForBuild(stack.apiUrl, id, 180_000);
+    expect(build.status, JSON.stringify(build.error)).toBe('succeeded');
+    expect(build.attempt).toBe(1);
+  }, 300_000);
+});
