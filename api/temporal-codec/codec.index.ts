@@ -64,6 +64,13 @@ export function codecCors(temporalUiUrl: string) {
 }
 
 export function temporalCodecRouter(router: OpenAPIHono<AppEnv>): void {
+  // Before the body is read or validated: a consumer learns only that this is not for it.
+  router.use(`${CODEC_PATH}/*`, async (c, next) => {
+    if (c.get('principal').role !== 'operator') {
+      throw new ApiError(403, 'operator_required', "opening Temporal's payloads is for operators: use an operator's token");
+    }
+    await next();
+  });
   router.use(
     `${CODEC_PATH}/*`,
     bodyLimit({
@@ -75,9 +82,6 @@ export function temporalCodecRouter(router: OpenAPIHono<AppEnv>): void {
   );
   router.openapi(decodeRoute, async (c) => {
     const { settings, payloadCodec } = c.get('deps');
-    if (c.get('principal').role !== 'operator') {
-      throw new ApiError(403, 'operator_required', "opening Temporal's payloads is for operators: use an operator's token");
-    }
     const namespace = c.req.header('x-namespace');
     if (namespace !== undefined && namespace !== settings.namespace) {
       throw new ApiError(400, 'namespace_mismatch', `this service's payloads are in the Temporal namespace ${settings.namespace}, not ${namespace}; point the codec endpoint of that namespace elsewhere`);

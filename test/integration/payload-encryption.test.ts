@@ -142,6 +142,7 @@ describe('Temporal payloads sealed with TEMPORAL_PAYLOAD_ENCRYPTION_KEYS', () =>
       const body = asJson(kept!.payloads.slice(0, 1));
       const codeOf = async (res: Response) => [res.status, ((await res.json()) as { error: { code: string } }).error.code];
       expect(await codeOf(await decode(body, { consumer: 'tests' }))).toEqual([403, 'operator_required']);
+      expect(await codeOf(await decode('{"payloads": [', { consumer: 'tests' }))).toEqual([403, 'operator_required']);
       expect(await codeOf(await decode(body, OPERATOR, { 'x-namespace': 'elsewhere' }))).toEqual([400, 'namespace_mismatch']);
       const altered = Buffer.from(body.payloads[0]!.data, 'base64');
       altered[altered.length - 1] = altered[altered.length - 1]! ^ 1;
