@@ -23,6 +23,7 @@ import { promisify } from 'node:util';
 import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildForm, contextOf } from '../support/archives';
+import { historyText } from '../support/history';
 import { BASE_IMAGE, REGISTRY, manifestOf } from '../support/registry';
 import { apiFetch, waitForBuild } from '../support/stack';
 import { coreApi, eventually, kubeConfig, podGone } from '../kubernetes/support/cluster';
@@ -162,7 +163,7 @@ describe(`the chart installed with helm on the real node ${NODE_NAME}`, () => {
     const temporal = new Client({ connection: await Connection.connect({ address: process.env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233' }) });
     try {
       const history = await temporal.workflow.getHandle(`build-${id}`).fetchHistory();
-      expect(JSON.stringify(history, (_, v: unknown) => (v instanceof Uint8Array ? Buffer.from(v).toString('utf8') : v))).not.toContain(marker);
+      expect(historyText(history)).not.toContain(marker);
       const input = history.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads ?? [];
       expect(input.map((p) => Buffer.from(p.metadata?.encoding ?? new Uint8Array()).toString())).toEqual([ENCRYPTED_ENCODING]);
       const [opened] = await new EncryptionCodec([{ id: 'helm', key: PAYLOAD_KEY }]).decode(input);

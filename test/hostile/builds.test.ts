@@ -15,6 +15,7 @@ import { startWorkflowOf } from '../../api/builds/workflow-starter';
 import { workflowIdForBuild } from '../../workflows/definitions';
 import { BASIC_REGISTRY, PUSH_USER, passwordOf } from '../registry/support/registries';
 import { buildForm, contextOf, tarGzOf } from '../support/archives';
+import { historyText } from '../support/history';
 import { ensureBaseImage } from '../support/registry';
 import { waitForBuild } from '../support/stack';
 import { startHostileStack, type HostileStack } from './support/hostile';
@@ -102,19 +103,6 @@ async function fromBasicRegistry(path: string, password: string): Promise<Respon
 async function served(repository: string, tag: string): Promise<number> {
   const res = await fetch(`http://${OPEN_REGISTRY}/v2/${repository}/manifests/${tag}`, { method: 'HEAD', headers: { accept: MANIFEST_ACCEPT } });
   return res.status === 200 ? 1 : 0;
-}
-
-/** A Temporal history as text, every payload decoded (payload data is bytes). */
-function historyText(value: unknown): string {
-  const parts: string[] = [];
-  const walk = (v: unknown) => {
-    if (v instanceof Uint8Array) parts.push(Buffer.from(v).toString('utf8'), Buffer.from(v).toString('base64'));
-    else if (Array.isArray(v)) v.forEach(walk);
-    else if (v && typeof v === 'object') Object.values(v).forEach(walk);
-    else if (v !== null && v !== undefined) parts.push(String(v));
-  };
-  walk(value);
-  return parts.join('\n');
 }
 
 describe('hostile builds', () => {

@@ -16,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENCRYPTED_ENCODING, EncryptionCodec } from '../../lib/temporal/payload-encryption';
 import { workflowIdForBuild } from '../../workflows/definitions';
 import { buildForm, contextOf } from '../support/archives';
+import { historyText } from '../support/history';
 import { ensureBaseImage } from '../support/registry';
 import { startTestStack, tokenFor, waitForBuild, type TestStack } from '../support/stack';
 import { startWorkerProcess } from '../support/worker-process';
@@ -98,7 +99,7 @@ describe('Temporal payloads sealed with TEMPORAL_PAYLOAD_ENCRYPTION_KEYS', () =>
         expect(text(payload.metadata?.['encryption-key-id'])).toBe('k1');
       }
       expect(clear.length).toBeGreaterThan(0);
-      const whole = JSON.stringify(history, (_, v: unknown) => (v instanceof Uint8Array ? text(v) : v));
+      const whole = historyText(history);
       for (const canary of canaries) expect(whole.includes(canary), `${canary} in the raw history`).toBe(false);
 
       const opened = (await new EncryptionCodec([{ id: 'k1', key }]).decode(payloads)).map((p) => text(p.data)).join('\n');
