@@ -57,10 +57,10 @@ let stack: FaultStack;
  * build's eight attempts): such a build is a failure the caller sees and may retry, not a loss; the table counts it.
  */
 function expectClean(row: FaultRow, mayFailWith?: string): void {
-  const { kind, lost, duplicated, orphans, wrongTags, lostLogLines, unsigned, notes } = row;
+  const { kind, lost, duplicated, orphans, wrongTags, lostLogLines, unsigned, inClear, notes } = row;
   const failed = row.failedCodes.filter((code) => code !== mayFailWith).length;
-  expect({ kind, lost, duplicated, orphans, failed, wrongTags, lostLogLines, unsigned, notes })
-    .toEqual({ kind, lost: 0, duplicated: 0, orphans: 0, failed: 0, wrongTags: 0, lostLogLines: 0, unsigned: 0, notes: expect.anything() as unknown });
+  expect({ kind, lost, duplicated, orphans, failed, wrongTags, lostLogLines, unsigned, inClear, notes })
+    .toEqual({ kind, lost: 0, duplicated: 0, orphans: 0, failed: 0, wrongTags: 0, lostLogLines: 0, unsigned: 0, inClear: 0, notes: expect.anything() as unknown });
   expect(row.injections).toBeGreaterThanOrEqual(INJECTIONS);
 }
 
@@ -643,12 +643,12 @@ function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<
 
 function report(): void {
   if (rows.length === 0) return;
-  const header = ['kind', 'injections', 'in step', 'builds', 'lost', 'duplicated', 'orphans', 'failed builds', 'wrong tags', 'unsigned', 'lost log lines'];
+  const header = ['kind', 'injections', 'in step', 'builds', 'lost', 'duplicated', 'orphans', 'failed builds', 'wrong tags', 'unsigned', 'lost log lines', 'sealed builds', 'in the clear'];
   const steps = (r: FaultRow) => Object.entries(r.at).map(([step, n]) => `${step} ${n}`).join(', ') || '—';
   const lines = [
     `| ${header.join(' | ')} |`,
     `|${header.map(() => '---').join('|')}|`,
-    ...rows.map((r) => `| ${[r.kind, r.injections, steps(r), r.builds, r.lost, r.duplicated, r.orphans, r.failedCodes.length, r.wrongTags, r.unsigned, r.lostLogLines].join(' | ')} |`),
+    ...rows.map((r) => `| ${[r.kind, r.injections, steps(r), r.builds, r.lost, r.duplicated, r.orphans, r.failedCodes.length, r.wrongTags, r.unsigned, r.lostLogLines, r.sealed, r.inClear].join(' | ')} |`),
   ];
   const load = loadavg().map((l) => l.toFixed(2)).join(', ');
   const notes = rows.flatMap((r) => r.notes.map((n) => `- ${r.kind}: ${n}`));

@@ -19,6 +19,7 @@ import { PrivatePostgres } from '../../support/private-postgres';
 import { BASE_IMAGE, ensureBaseImage } from '../../support/registry';
 import { ensureTrivyScannerImage, trivyGateSettings } from '../../support/scanner-image';
 import { apiFetch, TEST_TOKENS_FILE } from '../../support/stack';
+import { historyText } from '../../support/history';
 import {
   buildkitDaemon,
   Component,
@@ -90,6 +91,10 @@ export interface FaultRow {
   lostLogLines: number;
   /** Succeeded builds of a signing service whose digest has no verified signature in the registry. */
   unsigned: number;
+  /** Builds of a sealing service whose history was read without the key. */
+  sealed: number;
+  /** Those whose history showed their Dockerfile, or held no sealed payload. */
+  inClear: number;
   notes: string[];
 }
 
@@ -116,6 +121,8 @@ export interface ServiceOptions {
   storage: { endpoint: string; user: string; password: string; bucket: string };
   /** The scanner gate (trivy's offline secret scan) before the push and notation signing after it. */
   scanAndSign?: boolean;
+  /** Temporal payloads sealed with the stack's key (TEMPORAL_PAYLOAD_ENCRYPTION_KEYS), and the sealed workflow bundle. */
+  sealed?: boolean;
   extraEnv?: Record<string, string>;
 }
 
@@ -161,7 +168,8 @@ export class Service {
       AUTH_TOKENS_FILE: TEST_TOKENS_FILE,
       TARGET_REGISTRY_ALLOWLIST: this.options.targetRegistry,
       TMPDIR: this.scratch,
-      WORKFLOW_BUNDLE_PATH: this.stack.workflowBundle,
+      WORKFLOW_BUNDLE_PATH: this.options.sealed ? this.stack.sealedWorkflowBundle : this.stack.workflowBundle,
+      ...(this.options.sealed ? { TEMPORAL_PAYLOAD_ENCRYPTION_KEYS: this.stack.payloadKey } : {}),
       LOG_LEVEL: 'info',
       // Every worker on this machine needs metrics ports of its own (the defaults are the developer's worker's).
       WORKER_METRICS_PORT: String(await restartablePort()),
@@ -313,6 +321,10 @@ export class FaultStack {
   /** Leftovers already counted as orphans by an earlier kind. */
   private readonly counted = new Set<string>();
   readonly workflowBundle = join(this.dir, 'workflow-bundle.js');
+  /** The bundle of the sealing service's worker: its workflows' failures are sealed too (worker/build-workflow-bundle.ts). */
+  readonly sealedWorkflowBundle = join(this.dir, 'workflow-bundle-sealed.js');
+  /** The key the sealing service seals its Temporal payloads with; the suite's own Temporal client does not have it. */
+  readonly payloadKey = `faults:${randomBytes(32).toString('base64')}`;
   /** The trivy scanner image of the gate (in the shared registry) and notation's defaults folder with a test key. */
   private scannerImage!: string;
   private readonly notationDefaults = join(this.dir, 'notation-defaults');
@@ -344,7 +356,9 @@ export class FaultStack {
     await this.buildkit.component.start();
     // Bundled once (without the tracing interceptors: the suite's workers export no traces): a worker that bundles its
     // workflows at every restart spends tens of seconds on a busy machine.
-    await writeWorkflowBundle(this.workflowBundle, { traced: false, workflowsPath: join(__dirname, '..', '..', '..', 'workflows', 'index.ts') });
+    const workflowsPath = join(__dirname, '..', '..', '..', 'workflows', 'index.ts');
+    await writeWorkflowBundle(this.workflowBundle, { traced: false, workflowsPath });
+    await writeWorkflowBundle(this.sealedWorkflowBundle, { traced: false, sealed: true, workflowsPath });
     this.pool = new Pool({ host: '127.0.0.1', port: this.postgres.port, user: this.postgres.user, database: 'postgres', max: 2 });
     this.pool.on('error', () => undefined); // idle connections die with the PostgreSQL faults
     this.service = await this.addService('svc', {
@@ -394,13 +408,15 @@ export class FaultStack {
   /**
    * A second service on this stack's components that neither scans nor signs, started at its first use and shared
    * by the kinds after it: its builds move their tags and record their success in the workflow's `afterBuild` group,
-   * a path the signing service's builds never take.
+   * a path the signing service's builds never take. It seals its Temporal payloads, so every kind that sends it
+   * builds also runs them sealed, and checks that their histories show nothing in the clear.
    */
   async plainService(): Promise<Service> {
     this.plain ??= this.addService('plain', {
       targetRegistry: this.proxy.address,
       baseImage: BASE_IMAGE,
       storage: this.minioStorage(),
+      sealed: true,
     });
     return this.plain;
   }
@@ -520,6 +536,14 @@ export class FaultStack {
         row.unsigned++;
         row.notes.push(`${s.id}: succeeded, but ${String(build.digest)} has no verified signature in the registry (${JSON.stringify(build.signature ?? null)})`);
       }
+      if (service.options.sealed) {
+        row.sealed++;
+        const leaked = await this.dockerfileInClear(s);
+        if (leaked) {
+          row.inClear++;
+          row.notes.push(`${s.id}: its Temporal history, read without the key, ${leaked}`);
+        }
+      }
       if (options.checkLogs && status === 'succeeded') {
         const log = await service.storedLog(s.id);
         const missing = s.lines.filter((line) => !log.includes(line));
@@ -533,6 +557,18 @@ export class FaultStack {
     orphans.forEach((o) => this.counted.add(o));
     row.orphans += orphans.length;
     if (orphans.length > 0) row.notes.push(`left behind: ${orphans.slice(0, 5).join(', ')}`);
+  }
+
+  /**
+   * What a sealing service's build shows of itself in its Temporal history read without the key: its Dockerfile's
+   * `echo <nonce> > /nonce` (the workflow's input carries the Dockerfile; the image's name, which has the nonce too, is
+   * a search attribute and stays clear by design), or no sealed payload at all. Undefined when all is sealed.
+   */
+  private async dockerfileInClear(s: Submission): Promise<string | undefined> {
+    const history = historyText(await this.temporalClient.workflow.getHandle(`build-${s.id}`).fetchHistory());
+    if (history.includes(`echo ${s.nonce} > /nonce`)) return 'shows its Dockerfile';
+    if (!history.includes('binary/encrypted')) return 'has no sealed payload';
+    return undefined;
   }
 
   /** The workflow's status once it is no longer RUNNING, or RUNNING (or undefined: not found) after `withinMs`. */
@@ -604,7 +640,7 @@ async function manifestDigest(image: string): Promise<string | undefined> {
 }
 
 export function newRow(kind: string): FaultRow {
-  return { kind, injections: 0, at: {}, builds: 0, lost: 0, duplicated: 0, orphans: 0, failedCodes: [], wrongTags: 0, lostLogLines: 0, unsigned: 0, notes: [] };
+  return { kind, injections: 0, at: {}, builds: 0, lost: 0, duplicated: 0, orphans: 0, failedCodes: [], wrongTags: 0, lostLogLines: 0, unsigned: 0, sealed: 0, inClear: 0, notes: [] };
 }
 
 /** A random delay in [min, max) ms: where in the build the fault lands. */
