@@ -55,6 +55,8 @@ export interface ApiDeps {
     temporalUiUrl: string;
     contextLimits: ContextLimits;
     imageArchiveLimits: ImageArchiveLimits;
+    /** How long a stored context or image blob is reused by later builds (lib/storage/reuse.ts). */
+    storageReuseMaxAgeMs: number;
     defaultEngine: BuildEngine;
     defaultTimeoutSeconds: number;
     maxTimeoutSeconds: number;

@@ -10,6 +10,7 @@ export function apiSettingsOf(config: Config): ApiDeps['settings'] {
     temporalUiUrl: config.temporal.uiUrl,
     contextLimits: config.contextLimits,
     imageArchiveLimits: config.imageArchiveLimits,
+    storageReuseMaxAgeMs: config.storageReuseMaxAgeMs,
     defaultEngine: config.build.defaultEngine,
     defaultTimeoutSeconds: config.build.defaultTimeoutSeconds,
     maxTimeoutSeconds: config.build.maxTimeoutSeconds,

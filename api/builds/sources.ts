@@ -102,6 +102,6 @@ export async function receiveNamedSource(deps: ApiDeps, consumer: string, spec: 
 
 /** Stores an accepted image archive and says what the build pushes. */
 export async function imageArchiveSource(deps: ApiDeps, image: SpooledImageArchive): Promise<BuildSource & { kind: 'image-archive' }> {
-  const { planKey } = await storeImageArchive(deps.storage, image);
+  const { planKey } = await storeImageArchive(deps.storage, image, deps.settings.storageReuseMaxAgeMs);
   return { kind: 'image-archive', format: image.plan.format, archiveDigest: `sha256:${image.archiveSha256}`, planKey, digest: image.plan.root.digest };
 }

@@ -20,6 +20,7 @@ import { ensureWorkflowStarted, findIdenticalBuild } from './reuse';
 import { imageArchiveSource } from './sources';
 import type { BuildUpload } from './upload';
 import { startWorkflowOf } from './workflow-starter';
+import { reusable } from '../../lib/storage/reuse';
 import { logProblem } from '../../lib/telemetry';
 import { currentTraceId } from '../../lib/telemetry/tracing';
 
@@ -106,7 +107,8 @@ export async function submitBuild(deps: ApiDeps, submission: Submission): Promis
 
 /**
  * Stores the accepted context and answers its key. A context with the same digest stored before, by any build, is
- * not stored twice: the one streamed meanwhile is discarded. One that was not streamed (a zip, rewritten as a tar.gz
+ * not stored twice while it is younger than STORAGE_REUSE_MAX_AGE_HOURS: the one streamed meanwhile is discarded.
+ * An older one is stored again, so that a lifecycle rule deleting it cannot take it from this build. One that was not streamed (a zip, rewritten as a tar.gz
  * once received; a fetched source) is put from the spool under its digest.
  */
 async function storeContext(deps: ApiDeps, upload: BuildUpload): Promise<string> {
@@ -114,7 +116,7 @@ async function storeContext(deps: ApiDeps, upload: BuildUpload): Promise<string>
   if (!context) throw new ApiError(400, 'context_part_missing', 'the "context" part is missing; attach the build context as a tar, tar.gz or zip file', 'context');
   const digest = `sha256:${context.sha256}`;
   const earlier = await deps.builds.findContextKey(digest);
-  if (earlier && (await deps.storage.exists(earlier))) {
+  if (earlier && (await reusable(deps.storage, earlier, deps.settings.storageReuseMaxAgeMs))) {
     await upload.streamed?.discard();
     return earlier;
   }

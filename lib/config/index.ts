@@ -43,7 +43,7 @@ import { readApi, readPostgres, readTemporal, type ApiConfig, type PostgresConfi
 import { readSigning, type SigningConfig } from './signing';
 import { resolveSpringProfile, SPRING_PROFILE_VARIABLE, type ResolvedSpringProfile } from './spring-profile';
 import { readSharedSettings } from './shared';
-import { readStorage, type StorageConfig } from './storage';
+import { readStorage, readStorageReuseMaxAge, type StorageConfig } from './storage';
 import { readTelemetry, type TelemetryConfig } from './telemetry';
 
 export type { StorageConfig } from './storage';
@@ -74,6 +74,8 @@ export interface Config {
   /** The springProfile in force and why it was chosen (log `springProfile.reasons` at start-up). */
   springProfile: ResolvedSpringProfile;
   storage: StorageConfig;
+  /** How long a stored context or image blob is reused by later builds, in ms (STORAGE_REUSE_MAX_AGE_HOURS). */
+  storageReuseMaxAgeMs: number;
   /** How the service and its builders reach and authenticate to registries of the springProfile's registry type. */
   registry: RegistryConfig;
   executor: ExecutorConfig;
@@ -119,6 +121,7 @@ export function loadConfig(env: Env = process.env): Config {
     postgres: readPostgres(read),
     springProfile,
     storage: readStorage(read, springProfile, shared),
+    storageReuseMaxAgeMs: readStorageReuseMaxAge(read),
     registry: readRegistry(read, springProfile, shared),
     executor: readExecutor(read),
     build: readBuild(read, imageBuilder.buildEngine),

@@ -1,6 +1,7 @@
 /**
  * The object storage section: where build contexts and logs live, chosen by the storage type of the springProfile.
  */
+import { DEFAULT_REUSE_MAX_AGE_HOURS } from '../storage/reuse';
 import type { EnvReader } from './env-reader';
 import type { SharedSettings } from './shared';
 import type { ResolvedSpringProfile } from './spring-profile';
@@ -45,6 +46,14 @@ export interface GcsStorageConfig {
   endpoint?: string;
 }
 export type StorageConfig = S3StorageConfig | MinioStorageConfig | AzureStorageConfig | GcsStorageConfig;
+
+/**
+ * How long a stored context or image blob is reused by later builds (STORAGE_REUSE_MAX_AGE_HOURS, default 24; 0:
+ * never), in ms: lifecycle rules on the bucket must keep those objects longer (lib/storage/reuse.ts).
+ */
+export function readStorageReuseMaxAge(read: EnvReader): number {
+  return read.integer('STORAGE_REUSE_MAX_AGE_HOURS', DEFAULT_REUSE_MAX_AGE_HOURS, 0, 24 * 366) * 60 * 60_000;
+}
 
 export function readStorage(read: EnvReader, profile: ResolvedSpringProfile, shared: SharedSettings): StorageConfig {
   const bucket = read.string('LOGS_BUCKET', 'data');

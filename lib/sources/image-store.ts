@@ -1,28 +1,30 @@
 /**
  * Stores an accepted image archive in object storage: every blob and manifest under its digest (shared by all builds,
- * so a layer uploaded twice is stored once), then the plan. Called only once the whole archive has been accepted, so
+ * so a layer uploaded twice is stored once while it is younger than `reuseMaxAgeMs`, lib/storage/reuse.ts), then
+ * the plan. Called only once the whole archive has been accepted, so
  * a refused archive leaves nothing behind; the plan goes last, so a plan in storage always has its blobs.
  */
 import { createHash } from 'node:crypto';
 import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ObjectStore } from '../storage/object-store';
+import { reusable } from '../storage/reuse';
 import type { SpooledImageArchive } from './image-archive';
 import { imageBlobKey, imagePlanKey, type ImagePlan } from './image-plan';
 import { forEachLimited } from './parallel';
 
 const PARALLEL_PUTS = 3;
 
-export async function storeImageArchive(storage: ObjectStore, archive: SpooledImageArchive): Promise<{ planKey: string }> {
+export async function storeImageArchive(storage: ObjectStore, archive: SpooledImageArchive, reuseMaxAgeMs: number): Promise<{ planKey: string }> {
   const { plan } = archive;
   await forEachLimited([...plan.blobs, ...plan.manifests], PARALLEL_PUTS, async (desc) => {
     const key = imageBlobKey(desc.digest);
-    if (await storage.exists(key)) return;
+    if (await reusable(storage, key, reuseMaxAgeMs)) return;
     await storage.putFile(key, archive.fileOf(desc.digest), { contentType: 'application/octet-stream' });
   });
   const json = JSON.stringify(plan);
   const planKey = imagePlanKey(createHash('sha256').update(json).digest('hex'));
-  if (!(await storage.exists(planKey))) await storage.put(planKey, json, { contentType: 'application/json' });
+  if (!(await reusable(storage, planKey, reuseMaxAgeMs))) await storage.put(planKey, json, { contentType: 'application/json' });
   return { planKey };
 }
 

@@ -7,7 +7,7 @@ import {
 } from '@azure/storage-blob';
 import { stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
-import { existsByHead, storageErrorFor, type ObjectStore, type PresignedPut } from './object-store';
+import { headOf, storageErrorFor, type ObjectStore, type PresignedPut } from './object-store';
 
 export interface AzureStoreOptions {
   /** The container; LOGS_BUCKET. */
@@ -85,8 +85,17 @@ export class AzureObjectStore implements ObjectStore {
     }
   }
 
-  exists(key: string): Promise<boolean> {
-    return existsByHead(() => this.container.getBlobClient(key).getProperties(), statusOf, () => this.check(), (err) => this.fail(err));
+  async exists(key: string): Promise<boolean> {
+    return (await this.properties(key)) !== undefined;
+  }
+
+  async storedAt(key: string): Promise<Date | undefined> {
+    const properties = await this.properties(key);
+    return properties && (properties.lastModified ?? new Date());
+  }
+
+  private properties(key: string) {
+    return headOf(() => this.container.getBlobClient(key).getProperties(), statusOf, () => this.check(), (err) => this.fail(err));
   }
 
   async delete(key: string): Promise<void> {

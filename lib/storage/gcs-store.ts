@@ -2,7 +2,7 @@ import { ApiError, Storage, type Bucket } from '@google-cloud/storage';
 import { stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { existsByHead, storageErrorFor, type ObjectStore, type PresignedPut } from './object-store';
+import { headOf, storageErrorFor, type ObjectStore, type PresignedPut } from './object-store';
 
 export interface GcsStoreOptions {
   bucket: string;
@@ -70,8 +70,20 @@ export class GcsObjectStore implements ObjectStore {
     return this.storageBucket.file(key).createReadStream();
   }
 
-  exists(key: string): Promise<boolean> {
-    return existsByHead(() => this.storageBucket.file(key).getMetadata(), statusOf, () => this.check(), (err) => this.fail(err));
+  async exists(key: string): Promise<boolean> {
+    return (await this.metadata(key)) !== undefined;
+  }
+
+  async storedAt(key: string): Promise<Date | undefined> {
+    const metadata = await this.metadata(key);
+    if (!metadata) return undefined;
+    // When this generation was written (a rewrite makes a new one): what a lifecycle rule's Age counts from.
+    return metadata.timeCreated ? new Date(metadata.timeCreated) : new Date();
+  }
+
+  private async metadata(key: string) {
+    const answer = await headOf(() => this.storageBucket.file(key).getMetadata(), statusOf, () => this.check(), (err) => this.fail(err));
+    return answer?.[0];
   }
 
   async delete(key: string): Promise<void> {

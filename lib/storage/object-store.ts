@@ -13,6 +13,11 @@ export interface ObjectStore {
   /** The object's bytes as a stream, or undefined when there is no such object. */
   get(key: string): Promise<Readable | undefined>;
   exists(key: string): Promise<boolean>;
+  /**
+   * When the object was last written, by the store's clock (what a bucket's lifecycle rules count its age from), or
+   * undefined when there is no such object.
+   */
+  storedAt(key: string): Promise<Date | undefined>;
   /** Removes the object; removing one that does not exist is not an error (an activity may run twice). */
   delete(key: string): Promise<void>;
   /** A short-lived URL that lets a builder fetch the object without the service's credentials. */
@@ -64,21 +69,21 @@ export function storageErrorFor(status: number | undefined, bucket: string, back
 }
 
 /**
- * exists() through a HEAD-like call. HEAD answers carry no body, so a bare 404 may mean a missing bucket as well as
- * a missing key; `check` tells them apart (and throws for the bucket).
+ * exists() and storedAt() through a HEAD-like call: its answer, or undefined when there is no such object. HEAD
+ * answers carry no body, so a bare 404 may mean a missing bucket as well as a missing key; `check` tells them apart
+ * (and throws for the bucket).
  */
-export async function existsByHead(
-  head: () => Promise<unknown>,
+export async function headOf<T>(
+  head: () => Promise<T>,
   statusOf: (err: unknown) => number | undefined,
   check: () => Promise<void>,
   fail: (err: unknown) => never,
-): Promise<boolean> {
+): Promise<T | undefined> {
   try {
-    await head();
-    return true;
+    return await head();
   } catch (err) {
     if (statusOf(err) !== 404) fail(err);
     await check();
-    return false;
+    return undefined;
   }
 }

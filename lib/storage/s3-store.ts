@@ -20,7 +20,7 @@ import type { BuildMiddleware } from '@smithy/types';
 import { open, type FileHandle } from 'node:fs/promises';
 import { Agent } from 'node:https';
 import type { Readable } from 'node:stream';
-import { existsByHead, storageErrorFor, type ObjectStore, type PresignedPut } from './object-store';
+import { headOf, storageErrorFor, type ObjectStore, type PresignedPut } from './object-store';
 
 export interface S3StoreOptions {
   bucket: string;
@@ -266,8 +266,18 @@ export class S3ObjectStore implements ObjectStore {
     }
   }
 
-  exists(key: string): Promise<boolean> {
-    return existsByHead(() => this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key })), statusOf, () => this.check(), (err) => this.fail(err));
+  async exists(key: string): Promise<boolean> {
+    return (await this.head(key)) !== undefined;
+  }
+
+  async storedAt(key: string): Promise<Date | undefined> {
+    const head = await this.head(key);
+    // S3 and MinIO always answer Last-Modified; without it the object counts as just written.
+    return head && (head.LastModified ?? new Date());
+  }
+
+  private head(key: string) {
+    return headOf(() => this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key })), statusOf, () => this.check(), (err) => this.fail(err));
   }
 
   async delete(key: string): Promise<void> {

@@ -160,12 +160,19 @@ describe.each(backends.map((backend) => [`${backend.type} on ${backend.server}`,
   it('answers undefined and false for a missing object', async () => {
     expect(await store.get('no/such/object')).toBeUndefined();
     expect(await store.exists('no/such/object')).toBe(false);
+    expect(await store.storedAt('no/such/object')).toBeUndefined();
   });
 
-  it('overwrites an object on a second put (activities may run twice)', async () => {
+  it('overwrites an object on a second put (activities may run twice), and its time of storing moves with it', async () => {
+    // storedAt is what the reuse of stored contexts and image blobs is judged by (lib/storage/reuse.ts): a rewrite
+    // must make the object young again, as a lifecycle rule counts it.
     await store.put('logs/twice.txt', 'first');
+    const first = await store.storedAt('logs/twice.txt');
+    expect(Math.abs(first!.getTime() - Date.now())).toBeLessThan(60_000); // the store's clock is this machine's
+    await new Promise((resolve) => setTimeout(resolve, 1_100)); // Last-Modified has whole seconds
     await store.put('logs/twice.txt', 'second');
     expect((await readAll((await store.get('logs/twice.txt'))!)).toString()).toBe('second');
+    expect((await store.storedAt('logs/twice.txt'))!.getTime()).toBeGreaterThan(first!.getTime());
   });
 
   it('deletes an object, and deleting a missing one is not an error', async () => {
@@ -224,6 +231,7 @@ describe.each(backends.map((backend) => [`${backend.type} on ${backend.server}`,
       ['putFile()', (s: ObjectStore) => s.putFile('k', __filename)],
       ['get()', (s: ObjectStore) => s.get('k')],
       ['exists()', (s: ObjectStore) => s.exists('k')],
+      ['storedAt()', (s: ObjectStore) => s.storedAt('k')],
     ])('fails %s with storage_bucket_missing naming the bucket and LOGS_BUCKET', async (_name, action) => {
       const err = await storageErrorOf(() => action(absent));
       expect(err.code).toBe('storage_bucket_missing');
