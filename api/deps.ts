@@ -60,6 +60,8 @@ export interface ApiDeps {
     defaultEngine: BuildEngine;
     defaultTimeoutSeconds: number;
     maxTimeoutSeconds: number;
+    /** Builds of one consumer not yet finished past which new ones are refused (0: no limit; builds/admission.ts). */
+    maxUnfinishedPerConsumer: number;
     buildResources: BuildResourceSettings;
     /** Where uploads are spooled while they are validated. */
     spoolDir?: string;

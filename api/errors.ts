@@ -22,6 +22,8 @@ export class ApiError extends Error {
     readonly code: string,
     message: string,
     readonly field?: string,
+    /** Sent as Retry-After: when the caller may try again (a 429). */
+    readonly retryAfterSeconds?: number,
   ) {
     super(message);
     this.name = 'ApiError';
@@ -33,7 +35,10 @@ export function errorBody(code: string, message: string, field?: string) {
 }
 
 export function onError(err: Error, c: Context): Response {
-  if (err instanceof ApiError) return c.json(errorBody(err.code, err.message, err.field), err.status);
+  if (err instanceof ApiError) {
+    if (err.retryAfterSeconds !== undefined) c.header('Retry-After', String(err.retryAfterSeconds));
+    return c.json(errorBody(err.code, err.message, err.field), err.status);
+  }
   if (err instanceof AuthError) {
     if (err.status === 401) c.header('WWW-Authenticate', `Bearer error="${err.code === 'authentication_required' ? 'invalid_request' : 'invalid_token'}"`);
     return c.json(errorBody(err.code, err.message), err.status);

@@ -14,6 +14,7 @@ export function apiSettingsOf(config: Config): ApiDeps['settings'] {
     defaultEngine: config.build.defaultEngine,
     defaultTimeoutSeconds: config.build.defaultTimeoutSeconds,
     maxTimeoutSeconds: config.build.maxTimeoutSeconds,
+    maxUnfinishedPerConsumer: config.build.maxUnfinishedPerConsumer,
     buildResources: { defaults: config.imageBuilder.resources, ceiling: config.imageBuilder.maxResources },
   };
 }

@@ -47,7 +47,9 @@ export async function startApi(node: string, taskQueue: string, env: Record<stri
   const args = apiArguments(dir);
   const child = spawn(node, args, {
     cwd: dir,
-    env: { ...process.env, ...env, API_PORT: String(port), TEMPORAL_TASK_QUEUE: taskQueue, AUTH_TOKENS_FILE: TEST_TOKENS_FILE, TARGET_REGISTRY_ALLOWLIST: '127.0.0.1:5000' },
+    // The benchmarks' builds stay queued across rounds (no worker takes them), more than one consumer's default share
+    // (BUILD_MAX_UNFINISHED_PER_CONSUMER, 1000): a limit they never reach, so that each request still counts them.
+    env: { ...process.env, BUILD_MAX_UNFINISHED_PER_CONSUMER: '1000000', ...env, API_PORT: String(port), TEMPORAL_TASK_QUEUE: taskQueue, AUTH_TOKENS_FILE: TEST_TOKENS_FILE, TARGET_REGISTRY_ALLOWLIST: '127.0.0.1:5000' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   // BENCH_API_LOG=<file> keeps the API's log lines there (to see why an API died); they are dropped otherwise.

@@ -6,6 +6,7 @@ const json = <T extends z.ZodType>(schema: T, description: string) => ({ content
 const errors = {
   400: json(ErrorSchema, 'The request is invalid; `error.code` says why and `error.field` which part'),
   404: json(ErrorSchema, 'No such build'),
+  429: json(ErrorSchema, 'The consumer has BUILD_MAX_UNFINISHED_PER_CONSUMER builds queued or under way (`too_many_unfinished_builds`, with Retry-After); nothing was read or stored'),
   503: json(ErrorSchema, 'PostgreSQL (`database_unavailable`, with Retry-After) or Temporal is unreachable, object storage failed (`storage_unavailable`), or a host name of the request could not be looked up (`dns_unavailable`); retry later'),
 };
 
@@ -39,6 +40,7 @@ export const createBuildRoute = createRoute({
     403: json(ErrorSchema, 'A stored artifact key outside the consumer\'s prefix (`artifact_key_forbidden`)'),
     404: json(ErrorSchema, 'A stored artifact that is not in object storage (`artifact_not_found`)'),
     415: json(ErrorSchema, 'Neither multipart/form-data nor application/json'),
+    429: errors[429],
     503: errors[503],
   },
 });
@@ -94,6 +96,7 @@ export const retryBuildRoute = createRoute({
     400: json(ErrorSchema, 'The build may no longer run or push where it would (`engine_not_allowed`, `target_registry_not_allowed`, `target_repository_not_allowed`), or, when it would build or copy again, no longer read an image it reads (`image_of_another_consumer`, `base_image_denied`, `source_registry_not_allowed` and the other checks of a new request, on its stored Dockerfile or spec): the deployment changed them since it was accepted'),
     404: errors[404],
     409: json(ErrorSchema, 'The build is not failed or cancelled (`build_not_retryable`), or its stored context is no longer in object storage (`context_missing`)'),
+    429: errors[429],
     503: errors[503],
   },
 });

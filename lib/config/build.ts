@@ -33,6 +33,11 @@ export interface BuildConfig {
   slots: { maxConcurrent: number; maxPerConsumer: number };
   /** How often the worker ends the Builds of runs closed without an outcome, e.g. terminated (worker/reconciler.ts). */
   reconcileIntervalSeconds: number;
+  /**
+   * BUILD_MAX_UNFINISHED_PER_CONSUMER: builds of one consumer not yet finished (queued or under way) on this service's
+   * task queue past which the API refuses new ones with 429 (0: no limit; api/builds/admission.ts).
+   */
+  maxUnfinishedPerConsumer: number;
 }
 
 export interface PolicyConfig {
@@ -90,6 +95,7 @@ export function readBuild(read: EnvReader, defaultEngine: BuildEngine): BuildCon
       maxPerConsumer: read.integer('BUILD_MAX_CONCURRENT_PER_CONSUMER', 4),
     },
     reconcileIntervalSeconds: read.integer('BUILD_RECONCILE_INTERVAL_SECONDS', 60, 1, 3600),
+    maxUnfinishedPerConsumer: read.integer('BUILD_MAX_UNFINISHED_PER_CONSUMER', 1000, 0),
   };
 
   if (!build.allowedEngines.includes(defaultEngine)) {

@@ -226,6 +226,18 @@ export class BuildRepository {
     return { record: toRecord(existing.rows[0]), created: false };
   }
 
+  /**
+   * How many of the consumer's builds on this task queue are not finished (queued or under way), counted up to `upTo`:
+   * a range of the partial index builds_unfinished, never more than `upTo` rows.
+   */
+  async countUnfinishedOf(taskQueue: string, consumer: string, upTo: number): Promise<number> {
+    const { rows } = await this.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM (SELECT 1 FROM builds WHERE task_queue = $1 AND consumer = $2 AND ${NOT_TERMINAL} LIMIT $3) unfinished`,
+      [taskQueue, consumer, upTo],
+    );
+    return rows[0]?.n ?? 0;
+  }
+
   async findByIdempotencyKey(consumer: string, idempotencyKey: string): Promise<BuildRecord | undefined> {
     const { rows } = await this.query<BuildRow>('SELECT * FROM builds WHERE consumer = $1 AND idempotency_key = $2', [consumer, idempotencyKey]);
     return rows[0] ? toRecord(rows[0]) : undefined;

@@ -177,4 +177,12 @@ export const migrations: Migration[] = [
         ) w;
     `,
   },
+  {
+    id: 120,
+    name: 'unfinished builds per consumer',
+    // The API counts a consumer's builds not yet finished on its task queue before it accepts another
+    // (BUILD_MAX_UNFINISHED_PER_CONSUMER, api/builds/admission.ts): a range of this partial index, which holds only the
+    // builds under way, whatever the table's size.
+    sql: `CREATE INDEX IF NOT EXISTS builds_unfinished ON builds (task_queue, consumer) WHERE status NOT IN ('succeeded','failed','cancelled');`,
+  },
 ];

@@ -96,7 +96,7 @@ describe('chart defaults', () => {
   it('equal the defaults of the spec and of lib/config', () => {
     const fromChart = rendered().config();
     const fromCode = loadConfig({ ...database });
-    for (const path of ['imageBuilder.resources', 'imageBuilder.securityContext', 'imageBuilder.useQemu', 'imageBuilder.name', 'imageBuilder.podRetentionSeconds', 'kaniko.containerSecurityContext', 'kaniko.userNamespaceIsolation', 'imageScanner.resources', 'imageScanner.enabled', 'otlp.enabled', 'pullCredentials', 'policy', 'signing', 'storage.bucket', 'registry.disableHttps', 'registry.allowSelfSignedCerts', 'postgres.port', 'build.defaultEngine', 'build.allowedEngines']) {
+    for (const path of ['imageBuilder.resources', 'imageBuilder.securityContext', 'imageBuilder.useQemu', 'imageBuilder.name', 'imageBuilder.podRetentionSeconds', 'kaniko.containerSecurityContext', 'kaniko.userNamespaceIsolation', 'imageScanner.resources', 'imageScanner.enabled', 'otlp.enabled', 'pullCredentials', 'policy', 'signing', 'storage.bucket', 'registry.disableHttps', 'registry.allowSelfSignedCerts', 'postgres.port', 'build.defaultEngine', 'build.allowedEngines', 'build.slots', 'build.maxUnfinishedPerConsumer']) {
       const get = (c: Config) => path.split('.').reduce<unknown>((v, k) => (v as Record<string, unknown>)[k], c);
       expect(get(fromChart), path).toEqual(get(fromCode));
     }

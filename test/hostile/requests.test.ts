@@ -413,6 +413,73 @@ describe('hostile build requests', () => {
     });
   });
 
+  describe("one consumer's flood of builds", () => {
+    // At most two builds of a consumer queued or under way (BUILD_MAX_UNFINISHED_PER_CONSUMER); no worker runs them.
+    let capped: HostileStack;
+    const flood = () => ({ consumer: `${capped.consumer}-flood` });
+    const calm = () => ({ consumer: `${capped.consumer}-calm` });
+    const accepted: [string, { consumer: string }][] = [];
+    beforeAll(async () => {
+      capped = await startHostileStack('unfinished-limit', { BUILD_MAX_UNFINISHED_PER_CONSUMER: '2' });
+    });
+    afterAll(async () => {
+      for (const [id, as] of accepted) await capped.stack.api(`/v1/builds/${id}/cancel`, { method: 'POST' }, as);
+      await capped?.close();
+    });
+
+    const form = async () => buildForm({ image: `127.0.0.1:5000/hostile/flood:${capped.run}`, reuse: false }, await contextOf({ Dockerfile: `FROM scratch\nLABEL n=${randomUUID()}\n` }));
+    const accept = async (as: { consumer: string }, headers: Record<string, string> = {}) => {
+      const res = await capped.submit(await form(), headers, as);
+      expect(res.status, await res.clone().text()).toBe(202);
+      const { id } = (await res.json()) as { id: string };
+      accepted.push([id, as]);
+      return id;
+    };
+
+    /** Until Temporal lists the workflows of the builds accepted so far (the API starts them after its answer). */
+    const settled = async () => {
+      for (const deadline = Date.now() + 30_000; (await capped.state()).workflows < accepted.length && Date.now() < deadline;) await new Promise((r) => setTimeout(r, 250));
+    };
+
+    it('refuses its third unfinished build with 429 too_many_unfinished_builds and Retry-After, and still answers a replay and another consumer', async () => {
+      const first = await accept(flood(), { 'idempotency-key': `flood-${capped.run}` });
+      await accept(flood());
+      await settled();
+      let retryAfter: string | null = null;
+      const error = await capped.expectRefused(async () => {
+        const res = await capped.submit(await form(), {}, flood());
+        retryAfter = res.headers.get('retry-after');
+        return res;
+      }, 429, 'too_many_unfinished_builds');
+      expect(retryAfter).toBe('30');
+      expect(error.message).toContain('BUILD_MAX_UNFINISHED_PER_CONSUMER');
+      // A client retrying a request whose answer it lost gets its build, as before the limit was reached.
+      const replay = await capped.submit(await form(), { 'idempotency-key': `flood-${capped.run}` }, flood());
+      expect(replay.status).toBe(202);
+      expect(replay.headers.get('idempotent-replayed')).toBe('true');
+      expect(((await replay.json()) as { id: string }).id).toBe(first);
+      // The limit is the flooding consumer's alone.
+      await accept(calm());
+    });
+
+    it('refuses it before reading the body: a large upload is neither spooled nor stored', async () => {
+      // 64 MiB the API would spool and stream to storage if it read them; refused at once, nothing is stored.
+      const big = buildForm({ image: `127.0.0.1:5000/hostile/flood:${capped.run}`, reuse: false }, randomBytes(64 * 1024 * 1024));
+      await capped.expectRefused(() => capped.submit(big, {}, flood()), 429, 'too_many_unfinished_builds');
+    });
+
+    it('refuses a retry that would put a third one back in the queue', async () => {
+      // A build of the consumer's that failed: written as the worker would have recorded it.
+      const { record } = await capped.stack.builds.create({
+        id: randomUUID(), consumer: flood().consumer, image: `127.0.0.1:5000/hostile/flood:${capped.run}`, spec: { image: `127.0.0.1:5000/hostile/flood:${capped.run}`, dockerfile: 'Dockerfile' } as never,
+        contextKey: 'contexts/none', contextDigest: `sha256:${'0'.repeat(64)}`, taskQueue: capped.stack.taskQueue,
+      });
+      await capped.stack.builds.markFailed(record.id, { code: 'build_failed', message: 'failed' });
+      await capped.expectRefused(() => capped.stack.api(`/v1/builds/${record.id}/retry`, { method: 'POST' }, flood()), 429, 'too_many_unfinished_builds');
+      expect((await capped.stack.builds.get(record.id))?.status).toBe('failed');
+    });
+  });
+
   describe("another consumer's build", () => {
     let owner: { consumer: string };
     let other: { consumer: string };
