@@ -5,6 +5,7 @@ import { authenticate } from './auth';
 import { BuildLogHub } from './builds/log-hub';
 import { WorkflowStarter } from './builds/workflow-starter';
 import { QueuePlaces } from './builds/queue-places';
+import { ConsumerShares } from './builds/admission';
 import { BuildLogReader } from '../lib/logs/log-reader';
 import { LogSegmentIndex } from '../lib/logs/segments';
 import type { ApiDeps, AppEnv } from './deps';
@@ -16,14 +17,18 @@ import { traceRequests } from './tracing';
 
 /**
  * The app; `logs` defaults to a log hub on the builds' own PostgreSQL pool and storage, `starter` to a workflow
- * starter that does not sweep (api/main.ts gives one that does), `queuePlaces` to the places of its own task queue.
+ * starter that does not sweep (api/main.ts gives one that does), `queuePlaces` to the places of its own task queue,
+ * `shares` to the consumers' counts of unfinished builds on it.
  */
-export function createApp(given: Omit<ApiDeps, 'logs' | 'starter' | 'queuePlaces'> & Partial<Pick<ApiDeps, 'logs' | 'starter' | 'queuePlaces'>>): OpenAPIHono<AppEnv> {
+export function createApp(
+  given: Omit<ApiDeps, 'logs' | 'starter' | 'queuePlaces' | 'shares'> & Partial<Pick<ApiDeps, 'logs' | 'starter' | 'queuePlaces' | 'shares'>>,
+): OpenAPIHono<AppEnv> {
   const deps: ApiDeps = {
     ...given,
     logs: given.logs ?? createLogHub(given),
     starter: given.starter ?? new WorkflowStarter(given),
     queuePlaces: given.queuePlaces ?? new QueuePlaces(given.builds, given.settings.taskQueue),
+    shares: given.shares ?? new ConsumerShares(given.builds, given.settings),
   };
   const app = new OpenAPIHono<AppEnv>({
     // Parameter and query problems get the same error body as everything else, naming the field.

@@ -14,6 +14,7 @@ import type { BuildRequestPolicy } from './builds/policy';
 import type { BuildLogHub } from './builds/log-hub';
 import type { WorkflowStarter } from './builds/workflow-starter';
 import type { QueuePlaces } from './builds/queue-places';
+import type { ConsumerShares } from './builds/admission';
 import type { BuildResourceSettings } from './builds/resources';
 
 /** What the API's handlers need, handed in by api/main.ts (or a test) through the app's typed context. */
@@ -38,6 +39,8 @@ export interface ApiDeps {
   starter: WorkflowStarter;
   /** The places in the fair queue shown on waiting builds, shared between readers for a moment (createApp makes one). */
   queuePlaces: QueuePlaces;
+  /** Each consumer's count of unfinished builds, which new builds are admitted by (builds/admission.ts). */
+  shares: ConsumerShares;
   /**
    * The service's registry client: answers whether an earlier identical build's image is still served (reuse) and
    * whether a failed build's pushed image is still there (retry from the failed step). Without it neither happens.

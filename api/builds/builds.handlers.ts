@@ -3,7 +3,6 @@ import type { Context } from 'hono';
 import type { z } from 'zod';
 import type { BuildRecord } from '../../lib/db/builds-repository';
 import type { AppEnv } from '../deps';
-import { admitBuild } from './admission';
 import { ApiError } from '../errors';
 import { toBuild, type Build } from './build-view';
 import type { ListQuery } from './builds.schemas';
@@ -34,7 +33,7 @@ export async function createBuild(c: Ctx): Promise<Response> {
   const consumer = consumerOf(c.req.raw.headers, c.get('principal'));
   if (consumer !== c.get('principal').consumer) c.set('actingFor', consumer);
   const idempotencyKey = idempotencyKeyOf(c.req.raw.headers);
-  await admitBuild(deps, consumer, idempotencyKey);
+  await deps.shares.admit(consumer, idempotencyKey);
   const json = (c.req.header('content-type') ?? '').toLowerCase().startsWith('application/json');
   const jsonSpec = json ? parseSpec(await readJsonSpec(c.req.raw), deps.settings) : undefined;
   const upload = jsonSpec

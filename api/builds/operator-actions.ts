@@ -7,7 +7,6 @@ import { readStoredContextFile } from '../../lib/context/read-file';
 import { parseImageReference } from '../../lib/registry/reference';
 import type { ApiDeps } from '../deps';
 import { ApiError } from '../errors';
-import { admitBuild } from './admission';
 import { startBuildWorkflow } from './submission';
 
 export async function cancelBuild(deps: ApiDeps, record: BuildRecord): Promise<void> {
@@ -37,7 +36,7 @@ export async function retryBuild(deps: ApiDeps, record: BuildRecord): Promise<Bu
     throw new ApiError(409, 'build_not_retryable', `build ${record.id} is ${record.status}; only failed or cancelled builds can be retried`);
   }
   // Held to the consumer's share and to where builds may run and push now, as at submission, before anything changes.
-  await admitBuild(deps, record.consumer);
+  await deps.shares.admit(record.consumer);
   await deps.policy.checkTarget(record.spec, record.consumer);
   await lastRunClosed(deps, record);
   const resume = await resumePointOf(deps, record);

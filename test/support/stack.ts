@@ -18,6 +18,7 @@ import { DockerfilePolicy, policySettingsOf } from '../../api/builds/policy';
 import type { ApiDeps } from '../../api/deps';
 import { WorkflowStarter } from '../../api/builds/workflow-starter';
 import { QueuePlaces } from '../../api/builds/queue-places';
+import { ConsumerShares } from '../../api/builds/admission';
 import { apiSettingsOf } from '../../api/settings';
 import { BearerAuthenticator } from '../../lib/auth/authenticator';
 import { hashToken } from '../../lib/auth/static-tokens';
@@ -147,6 +148,7 @@ export async function startTestStack(
     logs: createLogHub(deps),
     starter,
     queuePlaces: new QueuePlaces(deps.builds, taskQueue),
+    shares: new ConsumerShares(deps.builds, settings),
     builds: deps.builds,
     storage: deps.storage,
     temporal: client,
