@@ -4,7 +4,8 @@
  * transport.ts.
  */
 import { createHash } from 'node:crypto';
-import type { Readable } from 'node:stream';
+import { pipeline, Readable, Transform } from 'node:stream';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import type { RequestInit, Response } from 'undici';
 import { RegistryAuthenticator, credentialsRequired, unauthorized, type CredentialsLookup } from './auth';
 import { MAX_MANIFEST_BYTES, MAX_SMALL_ANSWER_BYTES, readCapped, readPrefix } from './body';
@@ -76,8 +77,50 @@ export class RegistryClient {
     return { mediaType: res.headers.get('content-type') ?? MEDIA_TYPES.ociManifest, digest, body };
   }
 
-  /** A blob's bytes (image layers and configs, e.g. of the scanner image), checked against its digest by the caller. */
+  /**
+   * A small blob's bytes (an image's config), at most MAX_MANIFEST_BYTES, checked against its digest. Layers are
+   * read with blobStream, which holds none of them.
+   */
   async getBlob(registry: string, repository: string, digest: string): Promise<Buffer> {
+    const res = await this.blobAnswer(registry, repository, digest);
+    const body = await readCapped(res, MAX_MANIFEST_BYTES, () => new RegistryError(
+      'registry_answer_too_large',
+      `${registry} served ${repository}@${digest} as a blob over ${MAX_MANIFEST_BYTES / 1024 / 1024} MiB where an image config was expected; check the image reference`,
+      false,
+    ));
+    if (sha256(body) !== digest) throw new RegistryError('registry_error', `${registry} served a blob whose digest is not ${digest}`, false);
+    return body;
+  }
+
+  /**
+   * A blob's bytes as they arrive (image layers, e.g. of the scanner image), checked against its digest as they
+   * pass: the stream fails at its end, after the last byte, when they do not match, so a reader must not keep what it
+   * made of them unless the stream ended cleanly.
+   */
+  async blobStream(registry: string, repository: string, digest: string): Promise<Readable> {
+    const res = await this.blobAnswer(registry, repository, digest);
+    const hash = createHash('sha256');
+    const checked = new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        hash.update(chunk);
+        callback(null, chunk);
+      },
+      flush(callback) {
+        const served = `sha256:${hash.digest('hex')}`;
+        callback(served === digest ? null : new RegistryError('registry_error', `${registry} served a blob whose digest is ${served}, not ${digest}`, false));
+      },
+    });
+    if (!res.body) {
+      checked.end();
+      return checked;
+    }
+    // Either end going away takes the other with it: a reader that stops part way (a layer refused mid-archive) lets
+    // the answer go, instead of leaving it held on a connection the client's pool then waits for.
+    pipeline(Readable.fromWeb(res.body as unknown as WebReadableStream<Uint8Array>), checked, () => undefined);
+    return checked;
+  }
+
+  private async blobAnswer(registry: string, repository: string, digest: string): Promise<Response> {
     checkRepository(repository);
     checkReference(digest);
     const res = await this.request(registry, [pull(repository)], `/v2/${repository}/blobs/${digest}`, () => ({}));
@@ -86,9 +129,7 @@ export class RegistryClient {
       throw new RegistryError('manifest_not_found', `${registry}/${repository} has no blob ${digest}`, false);
     }
     await expectOk(res, registry, repository);
-    const body = Buffer.from(await res.arrayBuffer());
-    if (sha256(body) !== digest) throw new RegistryError('registry_error', `${registry} served a blob whose digest is not ${digest}`, false);
-    return body;
+    return res;
   }
 
   /**

@@ -167,9 +167,10 @@ export class RuncScanner {
     try {
       const rootfs = join(work, 'rootfs');
       await mkdir(rootfs);
+      // Each layer streams from the registry into the folder, none held whole; one whose bytes do not match its
+      // digest fails at its end, and the folder is discarded below.
       for (const layer of image.layers) {
-        const blob = await this.options.registry.getBlob(image.registry, image.repository, layer.digest);
-        await unpackLayer(blob, rootfs, /gzip/.test(layer.mediaType) || (blob[0] === 0x1f && blob[1] === 0x8b));
+        await unpackLayer(await this.options.registry.blobStream(image.registry, image.repository, layer.digest), rootfs, /gzip/.test(layer.mediaType));
       }
       // The mount points runc needs, whatever the image has.
       for (const d of ['proc', 'dev', 'sys', 'tmp', SHARED_DIR.slice(1)]) await mkdir(join(rootfs, d), { recursive: true });
@@ -188,7 +189,7 @@ export class RuncScanner {
  * Unpacks one layer into `rootfs`, applying whiteouts. Entries are written only inside the root: paths are
  * normalised, and a path whose parent resolves (through links of earlier layers) outside the root is refused.
  */
-export async function unpackLayer(blob: Buffer, rootfs: string, gzipped: boolean): Promise<void> {
+export async function unpackLayer(layer: Readable | Buffer, rootfs: string, gzipped: boolean): Promise<void> {
   const root = await realpath(rootfs);
   const inside = async (name: string): Promise<string | undefined> => {
     const clean = posix.normalize(`/${name}`).slice(1);
@@ -241,8 +242,21 @@ export async function unpackLayer(blob: Buffer, rootfs: string, gzipped: boolean
       }
     })().then(() => next(), (err: unknown) => next(err as Error));
   });
-  const source = Readable.from([blob]);
-  await pipeline(gzipped ? source.pipe(createGunzip()) : source, tar);
+  const source = Buffer.isBuffer(layer) ? Readable.from([layer]) : layer;
+  try {
+    // A layer whose media type does not say gzip may still be gzipped: its first bytes tell.
+    const chunks = source[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+    const first = await chunks.next();
+    const head: Buffer = first.done ? Buffer.alloc(0) : first.value;
+    const bytes = Readable.from((async function* () {
+      if (head.length > 0) yield head;
+      for (let next = await chunks.next(); !next.done; next = await chunks.next()) yield next.value;
+    })());
+    await (gzipped || (head[0] === 0x1f && head[1] === 0x8b) ? pipeline(bytes, createGunzip(), tar) : pipeline(bytes, tar));
+  } finally {
+    // A layer refused part way (an entry outside the root, a broken archive) is not read on: its answer is let go.
+    source.destroy();
+  }
 }
 
 /** The OCI runtime spec of one scanner run: host network (scanners fetch databases), its own pid/mount/ipc/uts. */
