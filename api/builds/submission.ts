@@ -108,8 +108,8 @@ export async function submitBuild(deps: ApiDeps, submission: Submission): Promis
 /**
  * Stores the accepted context and answers its key. A context with the same digest stored before, by any build, is
  * not stored twice while it is younger than STORAGE_REUSE_MAX_AGE_HOURS: the one streamed meanwhile is discarded.
- * An older one is stored again, so that a lifecycle rule deleting it cannot take it from this build. One that was not streamed (a zip, rewritten as a tar.gz
- * once received; a fetched source) is put from the spool under its digest.
+ * An older one is stored again, so that a lifecycle rule deleting it cannot take it from this build. One that was
+ * not streamed (a zip, rewritten as a tar.gz once received; a fetched source) is put from the spool under its digest.
  */
 async function storeContext(deps: ApiDeps, upload: BuildUpload): Promise<string> {
   const { context } = upload;
