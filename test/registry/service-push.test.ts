@@ -12,6 +12,7 @@ import { workflowIdForBuild } from '../../workflows/definitions';
 import { buildForm, contextOf } from '../support/archives';
 import { ensureBaseImage } from '../support/registry';
 import { startTestStack, waitForBuild, type TestStack } from '../support/stack';
+import { historyText } from '../support/history';
 import { BASIC_REGISTRY, PUSH_USER, TOKEN_REGISTRY, passwordOf } from './support/registries';
 import { startTokenServer, type TokenServer } from './support/token-server';
 
@@ -55,19 +56,6 @@ async function submit(stack: TestStack, image: string, base: string): Promise<{ 
   const history = await stack.client.workflow.getHandle(workflowIdForBuild(id)).fetchHistory();
   seen.push({ label: `Temporal history of ${workflowIdForBuild(id)}`, text: historyText(history) });
   return { build, seen };
-}
-
-/** The history as text, with every payload decoded (payload data is bytes, which JSON would show as numbers). */
-function historyText(value: unknown): string {
-  const parts: string[] = [];
-  const walk = (v: unknown) => {
-    if (v instanceof Uint8Array) parts.push(Buffer.from(v).toString('utf8'), Buffer.from(v).toString('base64'));
-    else if (Array.isArray(v)) v.forEach(walk);
-    else if (v && typeof v === 'object') Object.values(v).forEach(walk);
-    else if (v !== null && v !== undefined) parts.push(String(v));
-  };
-  walk(value);
-  return parts.join('\n');
 }
 
 async function databaseText(stack: TestStack): Promise<string> {
