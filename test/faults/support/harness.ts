@@ -20,6 +20,7 @@ import { BASE_IMAGE, ensureBaseImage } from '../../support/registry';
 import { ensureTrivyScannerImage, trivyGateSettings } from '../../support/scanner-image';
 import { apiFetch, TEST_TOKENS_FILE } from '../../support/stack';
 import { historyText } from '../../support/history';
+import { ENCRYPTED_ENCODING } from '../../../lib/temporal/payload-encryption';
 import {
   buildkitDaemon,
   Component,
@@ -567,7 +568,7 @@ export class FaultStack {
   private async dockerfileInClear(s: Submission): Promise<string | undefined> {
     const history = historyText(await this.temporalClient.workflow.getHandle(`build-${s.id}`).fetchHistory());
     if (history.includes(`echo ${s.nonce} > /nonce`)) return 'shows its Dockerfile';
-    if (!history.includes('binary/encrypted')) return 'has no sealed payload';
+    if (!history.includes(ENCRYPTED_ENCODING)) return 'has no sealed payload';
     return undefined;
   }
 
