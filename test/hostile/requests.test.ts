@@ -7,6 +7,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveHost } from '../../lib/policy/addresses';
 import { buildForm, contextOf, tarOf } from '../support/archives';
@@ -410,6 +411,35 @@ describe('hostile build requests', () => {
       });
       expect(answer.status).toBe(431);
       expect(JSON.parse(answer.body)).toMatchObject({ error: { code: 'headers_too_large' } });
+    });
+
+    it('answers an unauthenticated upload at once and cuts its connection soon after, instead of reading the body it declared', async () => {
+      // A client that never reads its answer and keeps sending the 4 GiB it declared. Node would read and drop a
+      // body the application left unread for as long as it keeps coming (requestTimeout: 2 h), for a caller the API
+      // never authenticated; @hono/node-server cuts the connection after 64 MiB or 500 ms of that instead.
+      const url = new URL(h.stack.apiUrl);
+      const socket = connect(Number(url.port), url.hostname);
+      let answer = '';
+      socket.on('data', (c: Buffer) => (answer += c.toString()));
+      const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+      socket.on('error', () => undefined); // EPIPE or ECONNRESET once the API cuts it: expected
+      const declared = 4 * 2 ** 30;
+      socket.write(`POST /v1/builds HTTP/1.1\r\nHost: ${url.host}\r\nContent-Type: multipart/form-data; boundary=x\r\nContent-Length: ${declared}\r\n\r\n`);
+      const chunk = Buffer.alloc(1 << 20, 'x');
+      const started = Date.now();
+      let sent = 0;
+      for (let open = true; open && sent < declared; sent += chunk.length) {
+        open = await Promise.race([
+          new Promise<boolean>((resolve) => (socket.write(chunk) ? resolve(true) : socket.once('drain', () => resolve(true)))),
+          closed.then(() => false),
+        ]);
+      }
+      const seconds = (Date.now() - started) / 1000;
+      socket.destroy();
+      await closed;
+      expect(answer).toMatch(/^HTTP\/1\.1 401 /);
+      expect(answer).toContain('"code":"authentication_required"');
+      expect(sent, `${Math.round(sent / 2 ** 20)} MiB sent in ${seconds} s before the connection was cut`).toBeLessThan(declared);
     });
   });
 
