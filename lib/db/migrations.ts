@@ -6,6 +6,13 @@ export interface Migration {
   id: number;
   name: string;
   sql: string;
+  /**
+   * The index that `sql`, one `CREATE INDEX CONCURRENTLY IF NOT EXISTS`, builds on a table in use: outside a
+   * transaction, so that the services still running write on while it is built (a plain CREATE INDEX holds the
+   * table's writes for the whole build, which on a large builds table is an upgrade's pause in every accept). One
+   * that failed part way leaves the index invalid, and it is dropped and built again.
+   */
+  concurrentIndex?: string;
 }
 
 export const migrations: Migration[] = [
@@ -183,6 +190,7 @@ export const migrations: Migration[] = [
     // The API counts a consumer's builds not yet finished on its task queue before it accepts another
     // (BUILD_MAX_UNFINISHED_PER_CONSUMER, api/builds/admission.ts): a range of this partial index, which holds only the
     // builds under way, whatever the table's size.
-    sql: `CREATE INDEX IF NOT EXISTS builds_unfinished ON builds (task_queue, consumer) WHERE status NOT IN ('succeeded','failed','cancelled');`,
+    sql: `CREATE INDEX CONCURRENTLY IF NOT EXISTS builds_unfinished ON builds (task_queue, consumer) WHERE status NOT IN ('succeeded','failed','cancelled');`,
+    concurrentIndex: 'builds_unfinished',
   },
 ];
