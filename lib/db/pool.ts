@@ -87,7 +87,8 @@ async function applyInTransaction(client: PoolClient, migration: Migration): Pro
 /**
  * A CREATE INDEX CONCURRENTLY, which cannot run in a transaction. A build that failed part way (its session lost,
  * a deadlock, a unique violation) leaves the index behind marked invalid, which IF NOT EXISTS would keep: it is
- * dropped first. The migration is recorded once the index is built; a replica that stops in between builds it again.
+ * dropped first. The migration is recorded once the index is built; a replica that stops in between leaves a valid
+ * index, which the next start finds and records.
  */
 async function applyConcurrently(client: PoolClient, migration: Migration, index: string): Promise<void> {
   const { rows } = await client.query<{ valid: boolean }>('SELECT indisvalid AS valid FROM pg_index WHERE indexrelid = to_regclass($1)', [index]);
