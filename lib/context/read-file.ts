@@ -4,10 +4,10 @@
  * The archive was validated on upload.
  */
 import { Readable } from 'node:stream';
-import { createGunzip } from 'node:zlib';
 import { extract, type Header } from 'tar-stream';
 import { ContextRejectedError, quote } from './errors';
 import { normalizeContextPath, resolveThroughLinks } from './paths';
+import { gunzippedIfGzip } from './streams';
 import type { ObjectStore } from '../storage/object-store';
 
 /** Dockerfiles larger than this are refused: the policy checks read them whole. */
@@ -53,7 +53,7 @@ async function scanFor(archive: Readable, wanted: string, maxBytes: number, syml
   /** Hard link path -> the normalized path it names. */
   const hardlinks = new Map<string, string | undefined>();
   const tar = extract();
-  const input = Readable.from(decompressed(archive));
+  const input = Readable.from(gunzippedIfGzip(archive));
   input.on('error', (err) => tar.destroy(err));
   input.pipe(tar);
   try {
@@ -103,32 +103,6 @@ function hardlinkTarget(link: Header, earlier: ReadonlyMap<string, string>, hard
   );
 }
 
-/** The archive's bytes, gunzipped when they start with the gzip magic number (contexts are tar or tar.gz). */
-async function* decompressed(archive: Readable): AsyncGenerator<Buffer> {
-  const chunks = archive[Symbol.asyncIterator]() as AsyncIterator<Buffer | string>;
-  const first = await chunks.next();
-  if (first.done) return;
-  const head = Buffer.from(first.value);
-  async function* all(): AsyncGenerator<Buffer> {
-    yield head;
-    for (let next = await chunks.next(); !next.done; next = await chunks.next()) yield Buffer.from(next.value);
-  }
-  if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) {
-    // The reader stops early once it has its file and destroys the archive: the source then fails with a premature
-    // close, which must reach the gunzip (and end there) instead of surfacing as an unhandled stream error.
-    const source = Readable.from(all());
-    const gunzip = createGunzip();
-    source.on('error', (err) => gunzip.destroy(err));
-    source.pipe(gunzip);
-    try {
-      for await (const chunk of gunzip) yield chunk as Buffer;
-    } finally {
-      source.destroy();
-    }
-  } else {
-    yield* all();
-  }
-}
 
 /**
  * Like readContextFile, with `path` resolved through the archive's symlinks the way BuildKit resolves them (a

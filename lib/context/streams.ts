@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { Transform, finished, type TransformCallback, type Writable } from 'node:stream';
+import { Readable, Transform, finished, type TransformCallback, type Writable } from 'node:stream';
 import { createGunzip, type Gunzip } from 'node:zlib';
 import { ContextRejectedError, invalidArchive } from './errors';
 import { ZIP_MAGIC } from './zip';
@@ -15,6 +15,35 @@ export function formatOf(head: Buffer): ArchiveFormat {
   if (head.subarray(0, GZIP_MAGIC.length).equals(GZIP_MAGIC)) return 'tar+gzip';
   return head.subarray(0, ZIP_MAGIC.length).equals(ZIP_MAGIC) ? 'zip' : 'tar';
 }
+/**
+ * An archive's bytes, gunzipped when `gzipped` says so or when they start with the gzip magic number (a context,
+ * tar or tar.gz; an image layer whose media type may not say gzip). Read as they arrive, none held.
+ */
+export async function* gunzippedIfGzip(archive: Readable, gzipped = false): AsyncGenerator<Buffer> {
+  const chunks = archive[Symbol.asyncIterator]() as AsyncIterator<Buffer | string>;
+  const first = await chunks.next();
+  const head = first.done ? Buffer.alloc(0) : Buffer.from(first.value);
+  async function* all(): AsyncGenerator<Buffer> {
+    if (head.length > 0) yield head;
+    for (let next = await chunks.next(); !next.done; next = await chunks.next()) yield Buffer.from(next.value);
+  }
+  if (gzipped || head.subarray(0, GZIP_MAGIC.length).equals(GZIP_MAGIC)) {
+    // A reader that stops early destroys the archive: the source then fails with a premature close, which must reach
+    // the gunzip (and end there) instead of surfacing as an unhandled stream error.
+    const source = Readable.from(all());
+    const gunzip = createGunzip();
+    source.on('error', (err) => gunzip.destroy(err));
+    source.pipe(gunzip);
+    try {
+      for await (const chunk of gunzip) yield chunk as Buffer;
+    } finally {
+      source.destroy();
+    }
+  } else {
+    yield* all();
+  }
+}
+
 /** Below this much tar output the compression ratio is not checked: tiny archives compress oddly well. */
 const RATIO_CHECK_THRESHOLD = 1024 * 1024;
 

@@ -13,10 +13,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { dirname, join, posix } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
 import { createWriteStream } from 'node:fs';
 import { extract } from 'tar-stream';
 import { parseQuantity } from '../config/quantity';
+import { gunzippedIfGzip } from '../context/streams';
 import { abandonedEntries, ownedPrefix } from '../scratch/abandoned';
 import type { RegistryClient } from '../registry/client';
 import { SHARED_DIR, type ScannerRun } from './contract';
@@ -245,14 +245,7 @@ export async function unpackLayer(layer: Readable | Buffer, rootfs: string, gzip
   const source = Buffer.isBuffer(layer) ? Readable.from([layer]) : layer;
   try {
     // A layer whose media type does not say gzip may still be gzipped: its first bytes tell.
-    const chunks = source[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
-    const first = await chunks.next();
-    const head: Buffer = first.done ? Buffer.alloc(0) : first.value;
-    const bytes = Readable.from((async function* () {
-      if (head.length > 0) yield head;
-      for (let next = await chunks.next(); !next.done; next = await chunks.next()) yield next.value;
-    })());
-    await (gzipped || (head[0] === 0x1f && head[1] === 0x8b) ? pipeline(bytes, createGunzip(), tar) : pipeline(bytes, tar));
+    await pipeline(Readable.from(gunzippedIfGzip(source, gzipped)), tar);
   } finally {
     // A layer refused part way (an entry outside the root, a broken archive) is not read on: its answer is let go.
     source.destroy();
