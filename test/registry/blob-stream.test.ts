@@ -4,25 +4,19 @@
  * here, as a compromised or broken registry would answer) the stream fails at its end, and so does the unpacking,
  * whose folder the scanner then discards. A config blob over the cap is refused without being read whole.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { buffer as readAll } from 'node:stream/consumers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RegistryClient } from '../../lib/registry/client';
 import { unpackLayer } from '../../lib/scan/runc-scanner';
 import { baseImageInRegistry, blobOf, ensureBaseImage, manifestOf, REGISTRY } from '../support/registry';
-
-const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-
-async function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
-}
+import { sha256 as sha } from '../consumer/support/images';
 
 describe('blobs read as streams', () => {
   const client = new RegistryClient({ disableHttps: true, credentials: () => undefined, retry: { attempts: 1 } });
