@@ -1,13 +1,19 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { BearerAuthenticator } from './authenticator';
 import { hashToken } from './static-tokens';
 
 describe('BearerAuthenticator.consumers', () => {
+  let dir: string | undefined;
+  afterEach(() => {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
   it("names every principal of the tokens file, as it is now, and of the JWT subjects, operators' included", () => {
-    const file = join(mkdtempSync(join(tmpdir(), 'ibs-auth-unit-')), 'tokens');
+    dir = mkdtempSync(join(tmpdir(), 'ibs-auth-unit-'));
+    const file = join(dir, 'tokens');
     writeFileSync(file, `sha256:${hashToken('a')} consumer:apps\nsha256:${hashToken('b')} operator:platform\n`);
     const subjects = Object.assign(Object.create(null) as object, { 'system:serviceaccount:ns:models': { consumer: 'custom-models', role: 'consumer' as const } });
     const auth = new BearerAuthenticator({ tokensFile: file, jwt: { issuer: 'https://issuer.example', jwksUrl: 'https://issuer.example/jwks', audiences: [], subjects } });
