@@ -230,6 +230,9 @@ describe('the Kaniko image', () => {
 });
 
 describe('the QEMU image', () => {
+  // QEMU_VM_CPUS sets the VM's CPUs (IBS_VM_CPUS) for a measurement; by default the entrypoint chooses.
+  const VM_CPUS = process.env.QEMU_VM_CPUS ? [`IBS_VM_CPUS=${process.env.QEMU_VM_CPUS}`] : [];
+
   it('is Debian with QEMU and Debian\'s kernel, and the image-builder as the VM\'s root', async () => {
     await run('bash', [BUILD_SH, 'qemu'], { timeout: 1_500_000, maxBuffer: 64 << 20 });
     const config = await imageConfig('ibs/image-builder', '0.28.1-qemu-image');
@@ -250,7 +253,7 @@ describe('the QEMU image', () => {
       user: { uid: 1000, gid: 1000 },
       args: ['/usr/local/bin/ibs-build'],
       cwd: '/home/user',
-      env: ['PATH=/usr/local/bin:/usr/bin:/bin', 'HOME=/home/user', 'IBS_VM_MEMORY=1G', ...buildEnv(`${registry}/ibs-test/qemu`, 'qemu'), 'IBS_INSECURE_REGISTRY=true'],
+      env: ['PATH=/usr/local/bin:/usr/bin:/bin', 'HOME=/home/user', 'IBS_VM_MEMORY=1G', ...VM_CPUS, ...buildEnv(`${registry}/ibs-test/qemu`, 'qemu'), 'IBS_INSECURE_REGISTRY=true'],
       capabilities: [],
       noNewPrivileges: true,
       // /dev/kvm as a device plugin hands it to a pod. This machine's KVM is PVM (kvm_pvm), which boots only guest
@@ -269,9 +272,10 @@ describe('the QEMU image', () => {
    * The QEMU image's entrypoint with the scanner gate's IBS_ARCHIVE (the archive at /workspace/image.tar), as uid 1000
    * with no capability and 1G for the VM; resolves with the console, or with the failure's exit code as well.
    */
-  async function gatedQemuBuild(dockerfile: string, timeout: number) {
+  async function gatedQemuBuild(dockerfile: string, timeout: number, vmInit?: string) {
     const pod = await podFiles();
     await unpackImage('ibs/image-builder', '0.28.1-qemu-image', pod.rootfs);
+    if (vmInit) await writeFile(join(pod.rootfs, 'vm/rootfs/init'), vmInit, { mode: 0o755 });
     await ensureBaseImage();
     const registry = REGISTRY.replace('127.0.0.1', '10.0.2.2');
     await writeContext(pod, `FROM ${registry}/ibs-test/busybox:1\n${dockerfile}`);
@@ -281,6 +285,7 @@ describe('the QEMU image', () => {
       args: ['/usr/local/bin/ibs-build'],
       cwd: '/home/user',
       env: ['PATH=/usr/local/bin:/usr/bin:/bin', 'HOME=/home/user', 'IBS_VM_MEMORY=1G', 'IBS_ARCHIVE=/workspace/image.tar',
+        ...VM_CPUS,
         ...buildEnv(`${registry}/ibs-test/qemu-archive`, 'qemu'), 'IBS_INSECURE_REGISTRY=true'],
       capabilities: [],
       noNewPrivileges: true,
@@ -298,7 +303,7 @@ describe('the QEMU image', () => {
   it('hands the scanner gate an archive the VM could not hold beside its build: written through the port as it is made', async () => {
     const layerMiB = Number(process.env.QEMU_ARCHIVE_LAYER_MIB ?? 300);
     const started = Date.now();
-    const { pod, stdout, stderr, code } = await gatedQemuBuild(`RUN dd if=/dev/urandom of=/big bs=1M count=${layerMiB} 2>/dev/null\n`, 1_200_000);
+    const { pod, stdout, stderr, code } = await gatedQemuBuild(`RUN dd if=/dev/urandom of=/big bs=1M count=${layerMiB} 2>/dev/null\n`, 900_000);
     console.log(`QEMU gate archive of a ${layerMiB} MiB layer: ${Math.round((Date.now() - started) / 1000)} s`);
     expect(code, `${stdout}${stderr}`.slice(-3000)).toBe(0);
     const report = JSON.parse(await readFile(pod.terminationLog, 'utf8')) as { digest: string };
@@ -315,6 +320,18 @@ describe('the QEMU image', () => {
   it('ends a gated build that fails before it writes its archive: the relay still waiting on the FIFO holds nothing up', async () => {
     const { pod, stderr, code } = await gatedQemuBuild('RUN exit 3\n', 600_000);
     expect(stderr).toContain('[ibs] the build in the VM failed (exit status 1)');
+    expect(code).toBe(1);
+    expect(await readFile(pod.terminationLog, 'utf8')).toBe('');
+  }, 900_000);
+
+  // A VM whose kernel stops (here its init exits, which panics the kernel; a soft lockup panics it too, through
+  // softlockup_panic) ends the build at once and says so, instead of running on to the pod's deadline.
+  it('ends the build when the VM\'s kernel panics, names the panic, and boots the kernel to panic on a soft lockup', async () => {
+    const init = '#!/bin/busybox sh\n/bin/busybox mkdir -p /proc && /bin/busybox mount -t proc proc /proc\n' +
+      'echo "guest: softlockup_panic=$(/bin/busybox cat /proc/sys/kernel/softlockup_panic) watchdog_thresh=$(/bin/busybox cat /proc/sys/kernel/watchdog_thresh)"\nexit 3\n';
+    const { pod, stdout, stderr, code } = await gatedQemuBuild('RUN true\n', 600_000, init);
+    expect(stdout).toContain('guest: softlockup_panic=1 watchdog_thresh=60');
+    expect(stderr).toMatch(/\[ibs\] the build in the VM failed: the VM's kernel stopped \(Kernel panic - not syncing: Attempted to kill init!/);
     expect(code).toBe(1);
     expect(await readFile(pod.terminationLog, 'utf8')).toBe('');
   }, 900_000);
@@ -458,7 +475,8 @@ async function runContainer(pod: PodFiles, p: ContainerProcess, timeout = 300_00
   await writeFile(join(pod.dir, 'config.json'), JSON.stringify(spec));
   const runc = [join(BIN, 'runc-static'), '--root', join(pod.dir, 'runc')];
   try {
-    return await run(runc[0] as string, [...runc.slice(1), 'run', '--bundle', pod.dir, id], { timeout, maxBuffer: 64 << 20 });
+    // SIGKILL at the timeout: runc passes a SIGTERM on to the container's first process, which, as PID 1, ignores it.
+    return await run(runc[0] as string, [...runc.slice(1), 'run', '--bundle', pod.dir, id], { timeout, killSignal: 'SIGKILL', maxBuffer: 64 << 20 });
   } finally {
     await run(runc[0] as string, [...runc.slice(1), 'delete', '--force', id]).catch(() => undefined);
     await run('umount', [join(layer, 'root')]);
