@@ -103,7 +103,6 @@ function hardlinkTarget(link: Header, earlier: ReadonlyMap<string, string>, hard
   );
 }
 
-
 /**
  * Like readContextFile, with `path` resolved through the archive's symlinks the way BuildKit resolves them (a
  * Dockerfile may be a link). Meant for contexts the validator admitted (lib/context/tree.ts: no path twice, no entry

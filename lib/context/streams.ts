@@ -27,7 +27,7 @@ export async function* gunzippedIfGzip(archive: Readable, gzipped = false): Asyn
     if (head.length > 0) yield head;
     for (let next = await chunks.next(); !next.done; next = await chunks.next()) yield Buffer.from(next.value);
   }
-  if (gzipped || head.subarray(0, GZIP_MAGIC.length).equals(GZIP_MAGIC)) {
+  if (gzipped || formatOf(head) === 'tar+gzip') {
     // A reader that stops early destroys the archive: the source then fails with a premature close, which must reach
     // the gunzip (and end there) instead of surfacing as an unhandled stream error.
     const source = Readable.from(all());
