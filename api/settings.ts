@@ -15,6 +15,6 @@ export function apiSettingsOf(config: Config): ApiDeps['settings'] {
     defaultTimeoutSeconds: config.build.defaultTimeoutSeconds,
     maxTimeoutSeconds: config.build.maxTimeoutSeconds,
     maxUnfinishedPerConsumer: config.build.maxUnfinishedPerConsumer,
-    buildResources: { defaults: config.imageBuilder.resources, ceiling: config.imageBuilder.maxResources },
+    buildResources: { defaults: config.imageBuilder.resources, ceiling: config.imageBuilder.maxResources, useQemu: config.imageBuilder.useQemu },
   };
 }

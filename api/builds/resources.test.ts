@@ -8,9 +8,9 @@ const settings: BuildResourceSettings = {
   ceiling: { cpu: '4', memory: '8Gi' },
 };
 
-function rejection(resources: Parameters<typeof checkBuildResources>[0]): ApiError | undefined {
+function rejection(resources: Parameters<typeof checkBuildResources>[0], options: Partial<BuildResourceSettings> = {}, engine: 'buildkit' | 'kaniko' = 'buildkit'): ApiError | undefined {
   try {
-    checkBuildResources(resources, settings);
+    checkBuildResources(resources, { ...settings, ...options }, engine);
     return undefined;
   } catch (err) {
     if (err instanceof ApiError) return err;
@@ -34,6 +34,18 @@ describe('checkBuildResources', () => {
     const err = rejection(resources);
     expect(err).toMatchObject({ status: 400, code, field });
     expect(err?.message).toMatch(message);
+  });
+
+  it('with IMAGE_BUILDER_USE_QEMU, refuses a BuildKit build\'s memory limit too small for the VM and QEMU', () => {
+    const defaults = { ...settings.defaults, requests: { ...settings.defaults.requests, memory: '256Mi' } };
+    const useQemu = { useQemu: true, ceiling: { memory: '8Gi' }, defaults };
+    const err = rejection({ limits: { memory: '800Mi' } }, useQemu);
+    expect(err).toMatchObject({ status: 400, code: 'invalid_resources', field: 'resources.limits.memory' });
+    expect(err?.message).toMatch(/^spec\.resources\.limits\.memory 800Mi is too little for BuildKit in a QEMU VM: .* set at least 888Mi$/);
+    expect(rejection({ limits: { memory: '888Mi' } }, useQemu)).toBeUndefined();
+    // Kaniko does not run in the VM, and without QEMU mode any limit the ceiling allows will do.
+    expect(rejection({ limits: { memory: '800Mi' } }, useQemu, 'kaniko')).toBeUndefined();
+    expect(rejection({ limits: { memory: '800Mi' } }, { ceiling: { memory: '8Gi' }, defaults })).toBeUndefined();
   });
 });
 

@@ -3,11 +3,11 @@
  * the kubernetes executor would refuse never starts: each field may go up to IMAGE_BUILDER_MAX_RESOURCES_* (a field
  * without a ceiling cannot be set), and a request may not exceed the limit the pod ends up with. The executor
  * applies the same rule again (lib/executors/kubernetes/resources.ts), since the configuration may change between
- * submission and run.
+ * submission and run. With IMAGE_BUILDER_USE_QEMU, a BuildKit build's pod must also hold the VM (lib/config/qemu-vm.ts).
  */
-import type { ResourceQuantities } from '../../lib/config';
+import { qemuMemoryAdvice, qemuVmSize, type ResourceQuantities } from '../../lib/config';
 import { parseQuantity } from '../../lib/config/quantity';
-import type { BuildSpec } from '../../workflows/definitions';
+import type { BuildEngine, BuildSpec } from '../../workflows/definitions';
 import { ApiError } from '../errors';
 
 export interface BuildResourceSettings {
@@ -15,6 +15,8 @@ export interface BuildResourceSettings {
   defaults: { requests: ResourceQuantities; limits: ResourceQuantities };
   /** IMAGE_BUILDER_MAX_RESOURCES_*. */
   ceiling: Partial<ResourceQuantities>;
+  /** IMAGE_BUILDER_USE_QEMU: BuildKit builds run in a QEMU VM sized from the pod's limits. */
+  useQemu?: boolean;
 }
 
 const FIELDS: Array<[keyof ResourceQuantities, string, string]> = [
@@ -27,7 +29,7 @@ const FIELDS: Array<[keyof ResourceQuantities, string, string]> = [
 /** The schema has checked every quantity already, so each one parses. */
 const quantityValue = (quantity: string): number => parseQuantity(quantity)!;
 
-export function checkBuildResources(resources: BuildSpec['resources'], settings: BuildResourceSettings): void {
+export function checkBuildResources(resources: BuildSpec['resources'], settings: BuildResourceSettings, engine: BuildEngine): void {
   if (!resources) return;
   for (const kind of ['requests', 'limits'] as const) {
     for (const [field, name, suffix] of FIELDS) {
@@ -50,5 +52,9 @@ export function checkBuildResources(resources: BuildSpec['resources'], settings:
       const path = resources.requests?.[field] !== undefined ? `resources.requests.${name}` : `resources.limits.${name}`;
       throw new ApiError(400, 'invalid_resources', `spec.resources.requests.${name} ${request} is above the limit ${limit}; lower the request or raise resources.limits.${name}`, path);
     }
+  }
+  const memory = resources.limits?.memory;
+  if (settings.useQemu && engine === 'buildkit' && memory !== undefined && !qemuVmSize({ cpu: '1', memory })) {
+    throw new ApiError(400, 'invalid_resources', `spec.resources.limits.memory ${qemuMemoryAdvice(memory)}`, 'resources.limits.memory');
   }
 }

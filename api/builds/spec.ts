@@ -3,14 +3,14 @@ import { CACHE_MOUNT_NAMESPACE_ARG } from '../../lib/builds/cache-mounts';
 import { normalizeContextPath } from '../../lib/context/archive';
 import { InvalidReferenceError, parseImageReference } from '../../lib/registry/reference';
 import { InvalidTagError, normalizeTags } from '../../lib/registry/tags';
-import type { BuildSpec } from '../../workflows/definitions';
+import type { BuildEngine, BuildSpec } from '../../workflows/definitions';
 import { ApiError } from '../errors';
 import { BuildSpecSchema } from './builds.schemas';
 import { checkBuildResources, type BuildResourceSettings } from './resources';
 import { checkFreeFormFields, checkJsonNesting } from './spec-limits';
 import { checkDependencies } from './dependencies';
 
-export function parseSpec(specText: string, settings: { maxTimeoutSeconds: number; buildResources: BuildResourceSettings }): BuildSpec {
+export function parseSpec(specText: string, settings: { maxTimeoutSeconds: number; buildResources: BuildResourceSettings; defaultEngine?: BuildEngine }): BuildSpec {
   checkJsonNesting(specText);
   let json: unknown;
   try {
@@ -47,7 +47,7 @@ export function parseSpec(specText: string, settings: { maxTimeoutSeconds: numbe
   if (spec.timeoutSeconds !== undefined && spec.timeoutSeconds > settings.maxTimeoutSeconds) {
     throw new ApiError(400, 'invalid_spec', `spec.timeoutSeconds may be at most ${settings.maxTimeoutSeconds}`, 'timeoutSeconds');
   }
-  checkBuildResources(spec.resources, settings.buildResources);
+  checkBuildResources(spec.resources, settings.buildResources, spec.engine ?? settings.defaultEngine ?? 'buildkit');
   const tags = spec.tags === undefined ? undefined : checkedTags(spec.image, spec.tags);
   return { ...spec, dockerfile, dependencies: checkDependencies(spec.dependencies, json), ...(tags ? { tags } : {}) };
 }

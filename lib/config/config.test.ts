@@ -331,6 +331,14 @@ describe('loadConfig', () => {
     for (const key of [a, b, short]) expect(problems).not.toContain(key);
   });
 
+  it('refuses QEMU mode with a builder memory limit too small for the VM and QEMU beside it', () => {
+    expect(problemsOf({ ...required, IMAGE_BUILDER_USE_QEMU: 'true' })).toEqual([]);
+    expect(problemsOf({ ...required, IMAGE_BUILDER_USE_QEMU: 'true', IMAGE_BUILDER_RESOURCES_REQUESTS_MEMORY: '512Mi', IMAGE_BUILDER_RESOURCES_LIMITS_MEMORY: '768Mi' })).toEqual([
+      'IMAGE_BUILDER_RESOURCES_LIMITS_MEMORY with IMAGE_BUILDER_USE_QEMU=true: 768Mi is too little for BuildKit in a QEMU VM: the VM gets the memory limit less 320 MiB for QEMU and a sixteenth, and needs at least 512 MiB; set at least 888Mi',
+    ]);
+    expect(problemsOf({ ...required, IMAGE_BUILDER_RESOURCES_REQUESTS_MEMORY: '512Mi', IMAGE_BUILDER_RESOURCES_LIMITS_MEMORY: '768Mi' })).toEqual([]);
+  });
+
   it('reports every problem of one start-up at once', () => {
     const problems = problemsOf({ ...required, POSTGRES_PORT: 'x', IMAGE_BUILDER_USE_QEMU: 'maybe', KANIKO_IMAGE: 'bad ref' });
     expect(problems).toHaveLength(3);

@@ -7,6 +7,7 @@
 import { BUILD_ENGINES, type BuildEngine } from '../../workflows/definitions';
 import type { EnvReader } from './env-reader';
 import { parseQuantity, type ResourceQuantities } from './quantity';
+import { qemuMemoryAdvice, qemuVmSize } from './qemu-vm';
 import { isImageReference, isImageRepository, isImageTag, isKubernetesName } from './validators';
 
 export type { ResourceQuantities } from './quantity';
@@ -175,6 +176,10 @@ export function readImageBuilder(read: EnvReader): ImageBuilderConfig {
   const useQemu = read.boolean('IMAGE_BUILDER_USE_QEMU', false);
   const securityDefaults = defaultImageBuilderSecurityContext(useQemu);
   const prefix = 'IMAGE_BUILDER_SECURITY_CONTEXT';
+  const builderResources = readBuilderResources(read);
+  if (useQemu && !qemuVmSize(builderResources.resources.limits)) {
+    read.problems.push(`IMAGE_BUILDER_RESOURCES_LIMITS_MEMORY with IMAGE_BUILDER_USE_QEMU=true: ${qemuMemoryAdvice(builderResources.resources.limits.memory)}`);
+  }
   return {
     namespace: read.matching('IMAGE_BUILDER_NAMESPACE', isKubernetesName, 'a Kubernetes namespace name') ?? 'default',
     repository,
@@ -183,7 +188,7 @@ export function readImageBuilder(read: EnvReader): ImageBuilderConfig {
     image: repository && version ? `${repository}/${name}:${version}${useQemu ? '-qemu-image' : ''}` : undefined,
     buildEngine: read.oneOf<BuildEngine>('IMAGE_BUILDER_BUILD_ENGINE', BUILD_ENGINES, 'buildkit'),
     useQemu,
-    ...readBuilderResources(read),
+    ...builderResources,
     securityContext: {
       allowPrivilegeEscalation: read.boolean(`${prefix}_ALLOW_PRIVILEGE_ESCALATION`, securityDefaults.allowPrivilegeEscalation),
       seccompProfileType: read.oneOf(`${prefix}_SECCOMP_PROFILE_TYPE`, SECCOMP_PROFILE_TYPES, securityDefaults.seccompProfileType),

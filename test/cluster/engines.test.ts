@@ -112,6 +112,8 @@ describe(`the other engines in real pods on ${NODE_NAME}`, () => {
     expect(text).toContain(marker);
     expect(text).toContain(SECRET_SEEN);
     expect(text).not.toContain(canary);
+    // The VM sized from the container's limits (CPU 1, memory 1G): 1G less 320 MiB and a sixteenth.
+    expect(text).toMatch(/\[ibs\] booting the build VM .*: 1 CPU\(s\), memory 574M\n/);
     expect((await manifestOf('ibs-cluster/qemu', digest)).digest).toBe(digest);
     expect(await imageMetadataText('ibs-cluster/qemu', digest)).not.toContain(canary);
     expect(JSON.stringify(pod)).not.toContain(canary);

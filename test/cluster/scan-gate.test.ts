@@ -226,7 +226,8 @@ describe(`the scanner gate in builder pods on ${NODE_NAME} (trivy --scanners sec
       expect(await tagsStatus(leaky)).toBe(404);
 
       expect(passed.build.status, `${JSON.stringify(passed.build.error)}\n${passed.log}`).toBe('succeeded');
-      expect(passed.log).toContain('booting the build VM');
+      // The worker's configuration (IMAGE_BUILDER_RESOURCES_LIMITS_*: CPU 1, memory 1G) sized the VM through the pod.
+      expect(passed.log).toMatch(/\[ibs\] booting the build VM .*: 1 CPU\(s\), memory 574M\n/);
       expect(passed.seen.indexOf('scanning')).toBeLessThan(passed.seen.indexOf('pushing'));
       expect(passed.build.scan).toMatchObject({ passed: true, summary: { format: 'trivy', findings: { secrets: 0 } } });
       const manifest = await fetch(`http://127.0.0.1:5000/v2/${clean}/manifests/1`, {

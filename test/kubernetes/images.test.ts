@@ -270,9 +270,10 @@ describe('the QEMU image', () => {
 
   /**
    * The QEMU image's entrypoint with the scanner gate's IBS_ARCHIVE (the archive at /workspace/image.tar), as uid 1000
-   * with no capability and 1G for the VM; resolves with the console, or with the failure's exit code as well.
+   * with no capability and 1G for the VM (or vmMemory); resolves with the console, or with the failure's exit code
+   * as well.
    */
-  async function gatedQemuBuild(dockerfile: string, timeout: number, vmInit?: string) {
+  async function gatedQemuBuild(dockerfile: string, timeout: number, { vmInit, vmMemory = '1G', env = [] }: { vmInit?: string; vmMemory?: string; env?: string[] } = {}) {
     const pod = await podFiles();
     await unpackImage('ibs/image-builder', '0.28.1-qemu-image', pod.rootfs);
     if (vmInit) await writeFile(join(pod.rootfs, 'vm/rootfs/init'), vmInit, { mode: 0o755 });
@@ -284,8 +285,8 @@ describe('the QEMU image', () => {
       user: { uid: 1000, gid: 1000 },
       args: ['/usr/local/bin/ibs-build'],
       cwd: '/home/user',
-      env: ['PATH=/usr/local/bin:/usr/bin:/bin', 'HOME=/home/user', 'IBS_VM_MEMORY=1G', 'IBS_ARCHIVE=/workspace/image.tar',
-        ...VM_CPUS,
+      env: ['PATH=/usr/local/bin:/usr/bin:/bin', 'HOME=/home/user', `IBS_VM_MEMORY=${vmMemory}`, 'IBS_ARCHIVE=/workspace/image.tar',
+        ...VM_CPUS, ...env,
         ...buildEnv(`${registry}/ibs-test/qemu-archive`, 'qemu'), 'IBS_INSECURE_REGISTRY=true'],
       capabilities: [],
       noNewPrivileges: true,
@@ -329,11 +330,28 @@ describe('the QEMU image', () => {
   it('ends the build when the VM\'s kernel panics, names the panic, and boots the kernel to panic on a soft lockup', async () => {
     const init = '#!/bin/busybox sh\n/bin/busybox mkdir -p /proc && /bin/busybox mount -t proc proc /proc\n' +
       'echo "guest: softlockup_panic=$(/bin/busybox cat /proc/sys/kernel/softlockup_panic) watchdog_thresh=$(/bin/busybox cat /proc/sys/kernel/watchdog_thresh)"\nexit 3\n';
-    const { pod, stdout, stderr, code } = await gatedQemuBuild('RUN true\n', 600_000, init);
+    const { pod, stdout, stderr, code } = await gatedQemuBuild('RUN true\n', 600_000, { vmInit: init });
     expect(stdout).toContain('guest: softlockup_panic=1 watchdog_thresh=60');
     expect(stderr).toMatch(/\[ibs\] the build in the VM failed: the VM's kernel stopped \(Kernel panic - not syncing: Attempted to kill init!/);
     expect(code).toBe(1);
     expect(await readFile(pod.terminationLog, 'utf8')).toBe('');
+  }, 900_000);
+
+  // The builder pod sizes the VM from the build container's limits (lib/config/qemu-vm.ts): IBS_VM_MEMORY, and
+  // IBS_VM_KVM_CPUS, which only KVM uses. The guest's init here reports what the guest's kernel was given.
+  it('gives the VM the memory the pod sets, and under emulation one CPU whatever the CPU limit', async () => {
+    const init = '#!/bin/busybox sh\n/bin/busybox mkdir -p /proc && /bin/busybox mount -t proc proc /proc\n' +
+      'echo "guest: cpus=$(/bin/busybox grep -c ^processor /proc/cpuinfo) $(/bin/busybox grep MemTotal /proc/meminfo)"\nexit 3\n';
+    const { stdout } = await gatedQemuBuild('RUN true\n', 600_000, { vmInit: init, vmMemory: '700M', env: ['IBS_VM_KVM_CPUS=3'] });
+    const kvm = existsSync('/dev/kvm') && !existsSync('/sys/module/kvm_pvm');
+    const cpus = VM_CPUS.length ? Number(process.env.QEMU_VM_CPUS) : kvm ? 3 : 1;
+    expect(stdout).toContain(`[ibs] booting the build VM ${kvm ? 'with KVM' : 'without KVM'}`);
+    expect(stdout).toContain(`: ${cpus} CPU(s), memory 700M`);
+    const guest = /guest: cpus=(\d+) MemTotal:\s+(\d+) kB/.exec(stdout);
+    expect(Number(guest?.[1])).toBe(cpus);
+    // The guest's kernel keeps some of the 700 MiB for itself before it counts MemTotal.
+    expect(Number(guest?.[2]) / 1024).toBeGreaterThan(600);
+    expect(Number(guest?.[2]) / 1024).toBeLessThanOrEqual(700);
   }, 900_000);
 });
 

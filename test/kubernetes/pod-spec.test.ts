@@ -148,6 +148,18 @@ const rows: Array<[string, Settings, Partial<BuildJob>, (pod: V1Pod) => void | P
     expect(build(pod).securityContext?.capabilities?.add).toBeUndefined();
     expect(pod.metadata?.annotations?.['openshift.io/required-scc']).toBeUndefined();
   }],
+  ['useQemu with the chart\'s default limits (CPU 1, memory 1G): a VM of 574 MiB, one CPU under KVM', { imageBuilder: { useQemu: true } }, {}, (pod) => {
+    expect(env(build(pod))).toMatchObject({ IBS_USE_QEMU: 'true', IBS_VM_MEMORY: '574M', IBS_VM_KVM_CPUS: '1' });
+  }],
+  ['useQemu with the operator documentation\'s limits (CPU 4, memory 8G): the VM sized from them', { imageBuilder: { useQemu: true, resources: { requests: { cpu: '2', memory: '4G' }, limits: { cpu: '4', memory: '8G' } } } }, {}, (pod) => {
+    expect(env(build(pod))).toMatchObject({ IBS_VM_MEMORY: '6832M', IBS_VM_KVM_CPUS: '4' });
+  }],
+  ['useQemu with a build\'s own memory limit: the VM sized from the build\'s', { imageBuilder: { useQemu: true, maxResources: { memory: '16G' } } }, { resources: { limits: { memory: '2Gi' } } }, (pod) => {
+    expect(env(build(pod))).toMatchObject({ IBS_VM_MEMORY: '1600M', IBS_VM_KVM_CPUS: '1' });
+  }],
+  ['rootless BuildKit has no VM to size', {}, {}, (pod) => {
+    expect(Object.keys(env(build(pod))).filter((name) => name.startsWith('IBS_VM_'))).toEqual([]);
+  }],
   ['securityContextConstraints nonroot-v2 for QEMU pods', { imageBuilder: { useQemu: true }, scc: 'nonroot-v2' }, {}, (pod) => {
     expect(pod.metadata?.annotations?.['openshift.io/required-scc']).toBe('nonroot-v2');
   }],
@@ -227,6 +239,16 @@ describe('per-build resources above the ceiling', () => {
     const job = buildJob(contextKey, { resources: { limits: { memory: '64G' } } });
     const executor = createKubernetesExecutor(settingsFor(namespace, { imageBuilder: { repository: '127.0.0.1:5000/ibs', version: '1.2.3', maxResources: { memory: '16G' } } }), { storage: objectStore() });
     await expect(executor.run(job, recordingObserver())).rejects.toMatchObject({ code: 'resources_above_limit' });
+    expect(await readPod(namespace, builderPodName(job.buildId))).toBeUndefined();
+  });
+
+  // The API refuses it at submission; the configuration may have changed since (QEMU mode turned on).
+  it('in QEMU mode, fails a memory limit too small for the VM before creating a pod', async () => {
+    const job = buildJob(contextKey, { resources: { requests: { memory: '256Mi' }, limits: { memory: '800Mi' } } });
+    const executor = createKubernetesExecutor(settingsFor(namespace, { imageBuilder: { repository: '127.0.0.1:5000/ibs', version: '1.2.3', useQemu: true, maxResources: { memory: '16G' } } }), { storage: objectStore() });
+    await expect(executor.run(job, recordingObserver())).rejects.toMatchObject({
+      code: 'invalid_resources', message: expect.stringMatching(/^resources\.limits\.memory 800Mi is too little for BuildKit in a QEMU VM: .* set at least 888Mi$/),
+    });
     expect(await readPod(namespace, builderPodName(job.buildId))).toBeUndefined();
   });
 });

@@ -10,8 +10,9 @@
 import { createHash } from 'node:crypto';
 import type { V1Container, V1EnvVar, V1LocalObjectReference, V1Pod, V1SecurityContext, V1Volume } from '@kubernetes/client-node';
 import { IMAGE_ARCHIVE, SCAN_REPORT, SHARED_DIR, type ScannerRun } from '../../scan/contract';
+import { qemuMemoryAdvice, qemuVmSize } from '../../config';
 import type { PresignedPut } from '../../storage/object-store';
-import type { BuildJob } from '../executor';
+import { BuildFailedError, type BuildJob } from '../executor';
 import type { BuilderResources, ImageBuilderSecurityContext, KanikoContainerSecurityContext, KubernetesExecutorOptions } from './options';
 import { defaultImageBuilderSecurityContext } from './options';
 import { containerResources } from './resources';
@@ -470,7 +471,7 @@ function buildkitPodSpec(input: BuilderPodInput, mode: 'buildkit-rootless' | 'bu
   // Without a privileged pod there is no procfs to mount for RUN steps' sandboxes; rootless BuildKit's own flag.
   env.push({ name: 'BUILDKITD_FLAGS', value: '--oci-worker-no-process-sandbox' });
   if (ib.buildkitSnapshotter) env.push({ name: 'BUILDKIT_OCI_WORKER_SNAPSHOTTER', value: ib.buildkitSnapshotter });
-  if (mode === 'buildkit-qemu') env.push({ name: 'IBS_USE_QEMU', value: 'true' });
+  if (mode === 'buildkit-qemu') env.push({ name: 'IBS_USE_QEMU', value: 'true' }, ...qemuVmEnv(input.resources));
   return {
     ...commonPodSpec(input),
     securityContext: { fsGroup: ROOTLESS_UID },
@@ -489,6 +490,16 @@ function buildkitPodSpec(input: BuilderPodInput, mode: 'buildkit-rootless' | 'bu
     ],
     volumes: volumes(job, [{ name: 'buildkit-state', emptyDir: {} }]),
   };
+}
+
+/** The VM's memory and its CPUs under KVM (infra/images/qemu/ibs-build-in-vm), from the build container's limits. */
+function qemuVmEnv(resources: BuilderResources): V1EnvVar[] {
+  const size = qemuVmSize(resources.limits);
+  if (!size) throw new BuildFailedError('invalid_resources', `resources.limits.memory ${qemuMemoryAdvice(resources.limits.memory)}`);
+  return [
+    { name: 'IBS_VM_MEMORY', value: `${size.memoryMiB}M` },
+    { name: 'IBS_VM_KVM_CPUS', value: String(size.kvmCpus) },
+  ];
 }
 
 /** Kaniko: root inside the container, mapped to an unprivileged host user unless userNamespaceIsolation is off. */
