@@ -42,7 +42,7 @@ export const BuildSpecSchema = z
       .strictObject({ requests: ResourceQuantitiesSchema.optional(), limits: ResourceQuantitiesSchema.optional() })
       .optional()
       .openapi({
-        description: "The builder pod's requests and limits (kubernetes executor; the local executor ignores them), each up to the operator's IMAGE_BUILDER_MAX_RESOURCES_*",
+        description: "The builder pod's requests and limits (kubernetes executor; the local executor ignores them), each up to the operator's IMAGE_BUILDER_MAX_RESOURCES_*; in QEMU mode the VM gets the memory limit less QEMU's share, so a BuildKit build's limit must be at least 888Mi",
         example: { limits: { memory: '8G' } },
       }),
     tags: z
