@@ -10,7 +10,7 @@ import { receiveBuildUpload, type BuildUpload } from './upload';
 
 const MiB = 1024 * 1024;
 const limits = { maxArchiveBytes: 64 * MiB, maxUncompressedBytes: 64 * MiB, maxEntries: 100, maxCompressionRatio: 100 };
-const specSettings = { maxTimeoutSeconds: 3600, buildResources: { defaults: { requests: { cpu: '1', memory: '1Gi', ephemeralStorage: '1Gi' }, limits: { cpu: '2', memory: '2Gi', ephemeralStorage: '2Gi' } }, ceiling: {} } };
+const specSettings = { maxTimeoutSeconds: 3600, buildResources: { defaults: { requests: { cpu: '1', memory: '1Gi', ephemeralStorage: '1Gi' }, limits: { cpu: '2', memory: '2Gi', ephemeralStorage: '2Gi' } }, ceiling: {} }, defaultEngine: 'buildkit' as const };
 const policy = new DockerfilePolicy({
   build: { allowlist: [], denylist: [], trustedConsumers: [], allowedFrontends: [], sourceRegistries: [], proxyArgs: [], engines: ['buildkit'] },
   targets: { allowlist: ['127.0.0.1:5000'], registryType: 'private_registry' },

@@ -5,7 +5,7 @@
  * applies the same rule again (lib/executors/kubernetes/resources.ts), since the configuration may change between
  * submission and run. With IMAGE_BUILDER_USE_QEMU, a BuildKit build's pod must also hold the VM (lib/config/qemu-vm.ts).
  */
-import { qemuMemoryAdvice, qemuVmSize, type ResourceQuantities } from '../../lib/config';
+import { qemuMemoryAdvice, type ResourceQuantities } from '../../lib/config';
 import { parseQuantity } from '../../lib/config/quantity';
 import type { BuildEngine, BuildSpec } from '../../workflows/definitions';
 import { ApiError } from '../errors';
@@ -54,7 +54,6 @@ export function checkBuildResources(resources: BuildSpec['resources'], settings:
     }
   }
   const memory = resources.limits?.memory;
-  if (settings.useQemu && engine === 'buildkit' && memory !== undefined && !qemuVmSize({ cpu: '1', memory })) {
-    throw new ApiError(400, 'invalid_resources', `spec.resources.limits.memory ${qemuMemoryAdvice(memory)}`, 'resources.limits.memory');
-  }
+  const qemuAdvice = settings.useQemu && engine === 'buildkit' && memory !== undefined ? qemuMemoryAdvice(memory) : undefined;
+  if (qemuAdvice) throw new ApiError(400, 'invalid_resources', `spec.resources.limits.memory ${qemuAdvice}`, 'resources.limits.memory');
 }

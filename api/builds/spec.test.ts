@@ -3,7 +3,7 @@ import { ApiError } from '../errors';
 import { parseSpec } from './spec';
 import { MAX_FREE_FORM_FIELD_BYTES, MAX_METADATA_DEPTH, MAX_SPEC_NESTING } from './spec-limits';
 
-const settings = { maxTimeoutSeconds: 3600, buildResources: { defaults: { requests: { cpu: '1', memory: '1Gi', ephemeralStorage: '1Gi' }, limits: { cpu: '2', memory: '2Gi', ephemeralStorage: '2Gi' } }, ceiling: {} } };
+const settings = { maxTimeoutSeconds: 3600, buildResources: { defaults: { requests: { cpu: '1', memory: '1Gi', ephemeralStorage: '1Gi' }, limits: { cpu: '2', memory: '2Gi', ephemeralStorage: '2Gi' } }, ceiling: {} }, defaultEngine: 'buildkit' as const };
 const image = '127.0.0.1:5000/team/app:1.0';
 
 function refusal(specText: string): { status: number; code: string; field?: string; message: string } {

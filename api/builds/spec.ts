@@ -10,7 +10,7 @@ import { checkBuildResources, type BuildResourceSettings } from './resources';
 import { checkFreeFormFields, checkJsonNesting } from './spec-limits';
 import { checkDependencies } from './dependencies';
 
-export function parseSpec(specText: string, settings: { maxTimeoutSeconds: number; buildResources: BuildResourceSettings; defaultEngine?: BuildEngine }): BuildSpec {
+export function parseSpec(specText: string, settings: { maxTimeoutSeconds: number; buildResources: BuildResourceSettings; defaultEngine: BuildEngine }): BuildSpec {
   checkJsonNesting(specText);
   let json: unknown;
   try {
@@ -47,7 +47,7 @@ export function parseSpec(specText: string, settings: { maxTimeoutSeconds: numbe
   if (spec.timeoutSeconds !== undefined && spec.timeoutSeconds > settings.maxTimeoutSeconds) {
     throw new ApiError(400, 'invalid_spec', `spec.timeoutSeconds may be at most ${settings.maxTimeoutSeconds}`, 'timeoutSeconds');
   }
-  checkBuildResources(spec.resources, settings.buildResources, spec.engine ?? settings.defaultEngine ?? 'buildkit');
+  checkBuildResources(spec.resources, settings.buildResources, spec.engine ?? settings.defaultEngine);
   const tags = spec.tags === undefined ? undefined : checkedTags(spec.image, spec.tags);
   return { ...spec, dockerfile, dependencies: checkDependencies(spec.dependencies, json), ...(tags ? { tags } : {}) };
 }

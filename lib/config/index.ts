@@ -66,7 +66,7 @@ export {
   defaultImageBuilderSecurityContext,
 } from './kubernetes';
 export { parseQuantity } from './quantity';
-export { QEMU_MIN_MEMORY_LIMIT, qemuMemoryAdvice, qemuVmSize, type QemuVmSize } from './qemu-vm';
+export { qemuMemoryAdvice, qemuVmSize } from './qemu-vm';
 
 export interface Config {
   api: ApiConfig;

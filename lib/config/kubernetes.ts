@@ -7,7 +7,7 @@
 import { BUILD_ENGINES, type BuildEngine } from '../../workflows/definitions';
 import type { EnvReader } from './env-reader';
 import { parseQuantity, type ResourceQuantities } from './quantity';
-import { qemuMemoryAdvice, qemuVmSize } from './qemu-vm';
+import { qemuMemoryAdvice } from './qemu-vm';
 import { isImageReference, isImageRepository, isImageTag, isKubernetesName } from './validators';
 
 export type { ResourceQuantities } from './quantity';
@@ -177,9 +177,8 @@ export function readImageBuilder(read: EnvReader): ImageBuilderConfig {
   const securityDefaults = defaultImageBuilderSecurityContext(useQemu);
   const prefix = 'IMAGE_BUILDER_SECURITY_CONTEXT';
   const builderResources = readBuilderResources(read);
-  if (useQemu && !qemuVmSize(builderResources.resources.limits)) {
-    read.problems.push(`IMAGE_BUILDER_RESOURCES_LIMITS_MEMORY with IMAGE_BUILDER_USE_QEMU=true: ${qemuMemoryAdvice(builderResources.resources.limits.memory)}`);
-  }
+  const qemuAdvice = useQemu ? qemuMemoryAdvice(builderResources.resources.limits.memory) : undefined;
+  if (qemuAdvice) read.problems.push(`IMAGE_BUILDER_RESOURCES_LIMITS_MEMORY with IMAGE_BUILDER_USE_QEMU=true: ${qemuAdvice}`);
   return {
     namespace: read.matching('IMAGE_BUILDER_NAMESPACE', isKubernetesName, 'a Kubernetes namespace name') ?? 'default',
     repository,

@@ -26,15 +26,22 @@ export interface QemuVmSize {
 /** The least memory limit a QEMU builder pod may have, as a Kubernetes quantity. */
 export const QEMU_MIN_MEMORY_LIMIT = `${Math.ceil(((QEMU_VM_MIN_MIB + QEMU_OWN_MIB) * 16) / 15)}Mi`;
 
-/** The VM of a pod with these limits, or undefined when the memory limit is below QEMU_MIN_MEMORY_LIMIT. */
-export function qemuVmSize(limits: Pick<ResourceQuantities, 'cpu' | 'memory'>): QemuVmSize | undefined {
-  const limitMiB = (parseQuantity(limits.memory) ?? 0) / MIB;
-  const memoryMiB = Math.floor(limitMiB - QEMU_OWN_MIB - limitMiB / 16);
-  if (memoryMiB < QEMU_VM_MIN_MIB) return undefined;
-  return { memoryMiB, kvmCpus: Math.max(1, Math.floor(parseQuantity(limits.cpu) ?? 1)) };
+function vmMemoryMiB(memoryLimit: string): number {
+  const limitMiB = (parseQuantity(memoryLimit) ?? 0) / MIB;
+  return Math.floor(limitMiB - QEMU_OWN_MIB - limitMiB / 16);
 }
 
-/** The fix for a memory limit too small for QEMU mode, for the error that refuses it. */
-export function qemuMemoryAdvice(memory: string): string {
-  return `${memory} is too little for BuildKit in a QEMU VM: the VM gets the memory limit less ${QEMU_OWN_MIB} MiB for QEMU and a sixteenth, and needs at least ${QEMU_VM_MIN_MIB} MiB; set at least ${QEMU_MIN_MEMORY_LIMIT}`;
+/**
+ * The fix for a memory limit below QEMU_MIN_MEMORY_LIMIT, for the error that refuses it; undefined when the limit
+ * holds the VM and QEMU.
+ */
+export function qemuMemoryAdvice(memoryLimit: string): string | undefined {
+  if (vmMemoryMiB(memoryLimit) >= QEMU_VM_MIN_MIB) return undefined;
+  return `${memoryLimit} is too little for BuildKit in a QEMU VM: the VM gets the memory limit less ${QEMU_OWN_MIB} MiB for QEMU and a sixteenth, and needs at least ${QEMU_VM_MIN_MIB} MiB; set at least ${QEMU_MIN_MEMORY_LIMIT}`;
+}
+
+/** The VM of a pod with these limits, or undefined when qemuMemoryAdvice refuses the memory limit. */
+export function qemuVmSize(limits: Pick<ResourceQuantities, 'cpu' | 'memory'>): QemuVmSize | undefined {
+  if (qemuMemoryAdvice(limits.memory)) return undefined;
+  return { memoryMiB: vmMemoryMiB(limits.memory), kvmCpus: Math.max(1, Math.floor(parseQuantity(limits.cpu) ?? 1)) };
 }
