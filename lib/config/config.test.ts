@@ -339,6 +339,14 @@ describe('loadConfig', () => {
     expect(problemsOf({ ...required, IMAGE_BUILDER_RESOURCES_REQUESTS_MEMORY: '512Mi', IMAGE_BUILDER_RESOURCES_LIMITS_MEMORY: '768Mi' })).toEqual([]);
   });
 
+  it('holds a QEMU deployment to the VM minimum only when BuildKit builds may run, since Kaniko boots no VM', () => {
+    const small = { ...required, KANIKO_IMAGE: 'mirror.example/kaniko:1', IMAGE_BUILDER_USE_QEMU: 'true', IMAGE_BUILDER_RESOURCES_REQUESTS_MEMORY: '512Mi', IMAGE_BUILDER_RESOURCES_LIMITS_MEMORY: '768Mi' };
+    expect(problemsOf({ ...small, IMAGE_BUILDER_BUILD_ENGINE: 'kaniko' })).toEqual([]);
+    expect(problemsOf({ ...small, IMAGE_BUILDER_BUILD_ENGINE: 'kaniko', IMAGE_BUILDER_ALLOWED_ENGINES: 'kaniko,buildkit' })).toEqual([
+      expect.stringContaining('IMAGE_BUILDER_RESOURCES_LIMITS_MEMORY with IMAGE_BUILDER_USE_QEMU=true: 768Mi is too little'),
+    ]);
+  });
+
   it('reports every problem of one start-up at once', () => {
     const problems = problemsOf({ ...required, POSTGRES_PORT: 'x', IMAGE_BUILDER_USE_QEMU: 'maybe', KANIKO_IMAGE: 'bad ref' });
     expect(problems).toHaveLength(3);

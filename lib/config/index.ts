@@ -28,6 +28,7 @@ import { mirrorSecrets } from '../dependencies/mirrors';
 import { basicCredentials } from '../logs/redact';
 import { EnvReader, type Env } from './env-reader';
 import {
+  checkQemuMemory,
   readImageBuilder,
   readKaniko,
   readOtlp,
@@ -142,6 +143,7 @@ export function loadConfig(env: Env = process.env): Config {
     auth: readAuth(read),
     secrets: [],
   };
+  checkQemuMemory(read, imageBuilder, config.build.allowedEngines);
   if (read.problems.length > 0) throw new ConfigError(read.problems);
 
   // A private registry's credentials name no host of their own. Without REGISTRY_CREDENTIAL_HOSTS they go to the

@@ -169,6 +169,16 @@ function readBuilderResources(read: EnvReader): { resources: BuilderResources; m
   return { resources, maxResources };
 }
 
+/**
+ * In QEMU mode a BuildKit build boots a VM inside the builder container's memory limit; a limit too small for it is a
+ * start-up problem. Kaniko builds boot no VM, so a deployment that allows only Kaniko is not held to it.
+ */
+export function checkQemuMemory(read: EnvReader, imageBuilder: ImageBuilderConfig, allowedEngines: readonly BuildEngine[]): void {
+  if (!imageBuilder.useQemu || !allowedEngines.includes('buildkit')) return;
+  const advice = qemuMemoryAdvice(imageBuilder.resources.limits.memory);
+  if (advice) read.problems.push(`IMAGE_BUILDER_RESOURCES_LIMITS_MEMORY with IMAGE_BUILDER_USE_QEMU=true: ${advice}`);
+}
+
 export function readImageBuilder(read: EnvReader): ImageBuilderConfig {
   const repository = read.matching('IMAGE_BUILDER_REPOSITORY', isImageRepository, 'an image repository without tag, such as registry.example/datarobot');
   const name = read.matching('IMAGE_BUILDER_NAME', isImageRepository, 'an image name such as image-builder') ?? DEFAULT_IMAGE_BUILDER_NAME;
@@ -177,8 +187,6 @@ export function readImageBuilder(read: EnvReader): ImageBuilderConfig {
   const securityDefaults = defaultImageBuilderSecurityContext(useQemu);
   const prefix = 'IMAGE_BUILDER_SECURITY_CONTEXT';
   const builderResources = readBuilderResources(read);
-  const qemuAdvice = useQemu ? qemuMemoryAdvice(builderResources.resources.limits.memory) : undefined;
-  if (qemuAdvice) read.problems.push(`IMAGE_BUILDER_RESOURCES_LIMITS_MEMORY with IMAGE_BUILDER_USE_QEMU=true: ${qemuAdvice}`);
   return {
     namespace: read.matching('IMAGE_BUILDER_NAMESPACE', isKubernetesName, 'a Kubernetes namespace name') ?? 'default',
     repository,
