@@ -419,6 +419,18 @@ describe('Image Builder pods', () => {
     expect(config.imageBuilder.resources).toEqual({ requests: { cpu: '2', memory: '4G', ephemeralStorage: '1G' }, limits: { cpu: '4', memory: '8G', ephemeralStorage: '100G' } });
   });
 
+  it('stop the install when QEMU mode has too little memory for the VM beside QEMU, unless only Kaniko runs', () => {
+    const qemu = (memory: string, ...more: string[]) => () => renderChart({ set: ['imageBuilder.useQemu=true', `imageBuilder.resources.limits.memory=${memory}`, ...more] });
+    const tooLittle = /imageBuilder.resources.limits.memory \S+ is too little for imageBuilder.useQemu: .* set at least 888Mi/;
+    for (const memory of ['768Mi', '887Mi', '930000000', '0.8G']) expect(qemu(memory), memory).toThrow(tooLittle);
+    for (const memory of ['888Mi', '931000000', '0.9Gi', '1G', '8G']) expect(qemu(memory), memory).not.toThrow();
+    // The chart reads the plain forms; any other quantity is left to the service's own start-up check.
+    expect(rendered({ set: ['imageBuilder.useQemu=true', 'imageBuilder.resources.limits.memory=5e8'] }).config).toThrow(/888Mi/);
+    expect(qemu('768Mi', 'imageBuilder.buildEngine=kaniko')).not.toThrow();
+    expect(qemu('768Mi', 'imageBuilder.buildEngine=kaniko', 'imageBuilder.allowedEngines={kaniko,buildkit}')).toThrow(tooLittle);
+    expect(() => renderChart({ set: ['imageBuilder.resources.limits.memory=768Mi'] })).not.toThrow();
+  });
+
   it('may use the nonroot-v2 SCC on OpenShift', () => {
     const { manifests, config } = snippet('openshift-scc');
     expect(config().imageBuilder.scc).toBe('nonroot-v2');

@@ -114,3 +114,27 @@ links what it finds there into NOTATION_CONFIG_HOME at start. */ -}}
 {{- $parts := splitList ":" $store -}}
 {{- printf "%s/truststore/x509/%s/%s" (include "build-service.notationDefaults" .) (index $parts 0) (index $parts 1) -}}
 {{- end }}
+
+{{- /* A memory quantity in MiB (plain bytes, or with a suffix k, M, G, T, Ki, Mi, Gi, Ti); empty for any other form,
+which the service's own start-up check reads. */ -}}
+{{- define "build-service.memoryMiB" -}}
+{{- $quantity := toString . -}}
+{{- $number := regexFind "^[0-9]+(\\.[0-9]+)?" $quantity -}}
+{{- $perUnit := dict "" (divf 1 1048576) "k" (divf 1000 1048576) "M" (divf 1000000 1048576) "G" (divf 1000000000 1048576) "T" (divf 1000000000000 1048576) "Ki" (divf 1 1024) "Mi" 1.0 "Gi" 1024.0 "Ti" 1048576.0 -}}
+{{- $unit := trimPrefix $number $quantity -}}
+{{- if and $number (hasKey $perUnit $unit) -}}{{- mulf (float64 $number) (get $perUnit $unit) -}}{{- end -}}
+{{- end }}
+
+{{- /* QEMU mode boots BuildKit in a VM that gets the builder's memory limit less 320 MiB for QEMU and a sixteenth, and
+needs 512 MiB (lib/config/qemu-vm.ts): stop the install here rather than at the worker's start. Kaniko boots no VM. */ -}}
+{{- define "build-service.checkQemuMemory" -}}
+{{- $b := .Values.imageBuilder -}}
+{{- $engines := $b.allowedEngines | default (list $b.buildEngine) -}}
+{{- if and $b.useQemu (has "buildkit" $engines) -}}
+{{- $limit := index $b.resources.limits "memory" -}}
+{{- $mib := include "build-service.memoryMiB" $limit -}}
+{{- if and $mib (lt (subf (mulf (float64 $mib) 0.9375) 320) 512.0) -}}
+{{- fail (printf "imageBuilder.resources.limits.memory %v is too little for imageBuilder.useQemu: the VM gets the limit less 320 MiB for QEMU and a sixteenth, and needs at least 512 MiB; set at least 888Mi" $limit) -}}
+{{- end -}}
+{{- end -}}
+{{- end }}
