@@ -15,6 +15,7 @@ import { createActivities, type ActivityDeps } from '.';
 import { BuildFailedError, type BuildExecutor } from '../lib/executors/executor';
 import { basicCredentials } from '../lib/logs/redact';
 import { buildLogKey } from '../lib/logs/segments';
+import { HEARTBEAT_EVERY_MS } from './heartbeat';
 import { testConfig } from '../test/support/stack';
 import { createWorkerDependencies } from '../worker/dependencies';
 import type { ImageBuildInput } from '../workflows/definitions';
@@ -55,7 +56,34 @@ function inputFor(buildId: string): ImageBuildInput {
   };
 }
 
+/** An executor whose build takes `ms` and never heartbeats, as a step that downloads or pushes a large archive. */
+function silentExecutor(ms: number, during: { start?: number; end?: number }): BuildExecutor {
+  return {
+    name: 'scripted',
+    passesSecrets: () => true,
+    check: async () => undefined,
+    async run() {
+      during.start = Date.now();
+      await new Promise((resolve) => setTimeout(resolve, ms));
+      during.end = Date.now();
+      return { digest: `sha256:${'1'.repeat(64)}` };
+    },
+  };
+}
+
 describe('buildImage', () => {
+  it('heartbeats on its own through a step that does not, so a long push outlasts no heartbeat timeout', async () => {
+    const during: { start?: number; end?: number } = {};
+    const activities = createActivities({ ...deps, executor: silentExecutor(HEARTBEAT_EVERY_MS + 1_500, during), scanGate: undefined });
+    const env = new MockActivityEnvironment();
+    const beats: number[] = [];
+    env.on('heartbeat', () => beats.push(Date.now()));
+
+    await expect(env.run(activities.buildImage, inputFor(randomUUID()))).resolves.toEqual({ digest: `sha256:${'1'.repeat(64)}` });
+
+    expect(beats.filter((at) => at > during.start! && at < during.end!).length).toBeGreaterThanOrEqual(1);
+  }, 60_000);
+
   it('masks the credentials its executor handed the builder in the stored log and in the failure it reports', async () => {
     const password = `pull-canary-${randomBytes(8).toString('hex')}`;
     const buildId = randomUUID();

@@ -28,6 +28,7 @@ import { scrubValue } from '../lib/telemetry/logger';
 import { evidenceDetails } from './failure-details';
 import { createPolicyActivities } from './policy';
 import { createBuildQueueActivities, type BuildQueueDeps } from './build-queue';
+import { keepBeating } from './heartbeat';
 import { patientRecord, phaseReporter } from './phase';
 import { openScanGate, type OpenGate } from './scan';
 import { createSigningActivities } from './sign';
@@ -121,70 +122,81 @@ export function createActivities(deps: ActivityDeps) {
     },
 
     /**
-     * Builds the image and pushes it by digest to the target repository; heartbeats while it runs. The Build is
-     * `running` from the moment a build worker takes it (workflows recorded before that record it themselves first).
+     * Builds the image and pushes it by digest to the target repository; heartbeats while it runs, from the context's
+     * download to the gate's push of the scanned archive, which can outlast the heartbeat timeout many times over. The
+     * Build is `running` from the moment a build worker takes it (workflows recorded before that record it themselves
+     * first).
      */
     async buildImage(input: ImageBuildInput): Promise<{ digest: string }> {
       const ctx = Context.current();
-      const record = patientRecord(deps, input.buildId);
-      await record('the running step', () => recordStatus(input.buildId, 'running'));
-      const target = parseImageReference(input.spec.image);
-      const log = await BuildLog.open(deps.storage, deps.buildLogs, input.buildId, deps.secrets);
-      log.write(`[ibs] attempt ${ctx.info.attempt} of build ${input.buildId} on executor ${deps.executor.name}\n`);
-      const phase = phaseReporter(deps, input.buildId);
-      let gate: OpenGate | undefined;
+      const stopBeating = keepBeating(ctx);
       try {
-        if (deps.scanGate) {
-          const recordScan = (scan: ScanRecord) => record('the scan', () => deps.builds.recordScan(input.buildId, scan));
-          gate = await openScanGate(deps.scanGate, input.buildId, recordScan, (text) => log.write(text), phase);
-        }
-        const outcome = await deps.executor.run(
-          {
-            buildId: input.buildId,
-            consumer: input.consumer,
-            contextKey: input.context.key,
-            dockerfile: input.spec.dockerfile,
-            repository: `${target.registry}/${target.repository}`,
-            ...mirrorsFor(deps, input),
-            labels: input.spec.labels,
-            target: input.spec.target,
-            platforms: input.spec.platforms,
-            engine: input.engine,
-            timeoutSeconds: input.timeoutSeconds,
-            resources: input.spec.resources,
-            traceparent: currentTraceparent(),
-            gate: gate?.job,
-          },
-          {
-            log: (text) => log.write(text),
-            heartbeat: () => ctx.heartbeat(),
-            signal: ctx.cancellationSignal,
-            phase: (step) => void phase(step).catch(() => undefined),
-            // The credentials the executor hands this build's builder: masked in its log and in its failure.
-            mask: (values) => log.mask(values),
-          },
-        );
-        if (gate) return await gate.finish(outcome, target.registry, target.repository);
-        log.write(`[ibs] pushed ${target.registry}/${target.repository}@${outcome.digest}\n`);
-        return outcome;
-      } catch (err) {
-        log.write(`[ibs] build ended: ${(err as Error).message}\n`);
-        // The executor has stopped the build; tell Temporal this attempt ended because it was cancelled.
-        if (ctx.cancellationSignal.aborted) throw new CancelledFailure('the build was cancelled');
-        const secrets = log.masked;
-        if (err instanceof BuildFailedError && err.transient) throw retryable(err.code, err, secrets, err.evidence);
-        if (err instanceof BuildFailedError) throw nonRetryable(err.code, err.message, secrets, err.evidence);
-        if (err instanceof RegistryError && !err.retryable) throw nonRetryable('push_failed', err.message, secrets, err.evidence);
-        throw retryable('build_failed', err, secrets);
+        return await buildAndPush(input, ctx);
       } finally {
-        await gate?.close();
-        await log.close(() => ctx.heartbeat());
+        stopBeating();
       }
     },
 
     ...createTagActivities(deps),
     ...createResumeActivities(deps),
   };
+
+  async function buildAndPush(input: ImageBuildInput, ctx: Context): Promise<{ digest: string }> {
+    const record = patientRecord(deps, input.buildId);
+    await record('the running step', () => recordStatus(input.buildId, 'running'));
+    const target = parseImageReference(input.spec.image);
+    const log = await BuildLog.open(deps.storage, deps.buildLogs, input.buildId, deps.secrets);
+    log.write(`[ibs] attempt ${ctx.info.attempt} of build ${input.buildId} on executor ${deps.executor.name}\n`);
+    const phase = phaseReporter(deps, input.buildId);
+    let gate: OpenGate | undefined;
+    try {
+      if (deps.scanGate) {
+        const recordScan = (scan: ScanRecord) => record('the scan', () => deps.builds.recordScan(input.buildId, scan));
+        gate = await openScanGate(deps.scanGate, input.buildId, recordScan, (text) => log.write(text), phase);
+      }
+      const outcome = await deps.executor.run(
+        {
+          buildId: input.buildId,
+          consumer: input.consumer,
+          contextKey: input.context.key,
+          dockerfile: input.spec.dockerfile,
+          repository: `${target.registry}/${target.repository}`,
+          ...mirrorsFor(deps, input),
+          labels: input.spec.labels,
+          target: input.spec.target,
+          platforms: input.spec.platforms,
+          engine: input.engine,
+          timeoutSeconds: input.timeoutSeconds,
+          resources: input.spec.resources,
+          traceparent: currentTraceparent(),
+          gate: gate?.job,
+        },
+        {
+          log: (text) => log.write(text),
+          heartbeat: () => ctx.heartbeat(),
+          signal: ctx.cancellationSignal,
+          phase: (step) => void phase(step).catch(() => undefined),
+          // The credentials the executor hands this build's builder: masked in its log and in its failure.
+          mask: (values) => log.mask(values),
+        },
+      );
+      if (gate) return await gate.finish(outcome, target.registry, target.repository);
+      log.write(`[ibs] pushed ${target.registry}/${target.repository}@${outcome.digest}\n`);
+      return outcome;
+    } catch (err) {
+      log.write(`[ibs] build ended: ${(err as Error).message}\n`);
+      // The executor has stopped the build; tell Temporal this attempt ended because it was cancelled.
+      if (ctx.cancellationSignal.aborted) throw new CancelledFailure('the build was cancelled');
+      const secrets = log.masked;
+      if (err instanceof BuildFailedError && err.transient) throw retryable(err.code, err, secrets, err.evidence);
+      if (err instanceof BuildFailedError) throw nonRetryable(err.code, err.message, secrets, err.evidence);
+      if (err instanceof RegistryError && !err.retryable) throw nonRetryable('push_failed', err.message, secrets, err.evidence);
+      throw retryable('build_failed', err, secrets);
+    } finally {
+      await gate?.close();
+      await log.close(() => ctx.heartbeat());
+    }
+  }
   return { ...activities, ...createStepGroupActivities(activities) };
 }
 

@@ -10,6 +10,7 @@ import { BuildLog, type BuildLogSettings } from '../lib/logs/build-log';
 import { redact } from '../lib/logs/redact';
 import { parseImageReference } from '../lib/registry/reference';
 import { SigningError, type NotationSigner } from '../lib/signing/notation';
+import { keepBeating } from './heartbeat';
 import { phaseReporter, type PhaseDeps } from './phase';
 import type { ObjectStore } from '../lib/storage/object-store';
 
@@ -20,8 +21,6 @@ export interface SigningDeps extends PhaseDeps {
   secrets: readonly string[];
   signer?: NotationSigner;
 }
-
-const HEARTBEAT_EVERY_MS = 5_000;
 
 export function createSigningActivities(deps: SigningDeps) {
   return {
@@ -37,11 +36,11 @@ export function createSigningActivities(deps: SigningDeps) {
       // A worker that dies mid-signing is noticed by its missing heartbeats, and the step retried on another worker
       // within seconds, rather than after the step's whole timeout.
       const ctx = Context.current();
-      const beat = setInterval(() => ctx.heartbeat(), HEARTBEAT_EVERY_MS);
+      const stopBeating = keepBeating(ctx);
       try {
         await sign(signer, buildId, image, digest);
       } finally {
-        clearInterval(beat);
+        stopBeating();
       }
     },
   };

@@ -11,6 +11,7 @@ import { BuildFailedError } from '../lib/executors/executor';
 import { BuildLog, type BuildLogSettings } from '../lib/logs/build-log';
 import { redact } from '../lib/logs/redact';
 import { evidenceDetails } from './failure-details';
+import { keepBeating } from './heartbeat';
 import { patientRecord } from './phase';
 import { RegistryError } from '../lib/registry/client';
 import { parseImageReference } from '../lib/registry/reference';
@@ -44,8 +45,6 @@ export interface SourceActivityDeps {
   scanGate?: ScanGate;
   telemetry?: Telemetry;
 }
-
-const HEARTBEAT_EVERY_MS = 5_000;
 
 /**
  * Turns what a step threw into a failure whose type is the documented code: the error's own, or `code` for an error
@@ -108,7 +107,7 @@ export function createSourceActivities(deps: SourceActivityDeps) {
       if (!gate) return;
       const ctx = Context.current();
       const log = await BuildLog.open(deps.storage, deps.buildLogs, input.buildId, deps.secrets);
-      const beat = setInterval(() => ctx.heartbeat(), HEARTBEAT_EVERY_MS);
+      const stopBeating = keepBeating(ctx);
       const observer = { log: (text: string) => log.write(text), heartbeat: () => ctx.heartbeat(), signal: ctx.cancellationSignal };
       const record = patientRecord(deps, input.buildId);
       try {
@@ -128,7 +127,7 @@ export function createSourceActivities(deps: SourceActivityDeps) {
         if (ctx.cancellationSignal.aborted) throw new CancelledFailure('the build was cancelled');
         throw failure(err, 'scan_failed');
       } finally {
-        clearInterval(beat);
+        stopBeating();
         await log.close();
       }
     },
@@ -139,7 +138,7 @@ export function createSourceActivities(deps: SourceActivityDeps) {
       const target = parseImageReference(input.spec.image);
       const repository = { registry: target.registry, repository: target.repository };
       const log = await BuildLog.open(deps.storage, deps.buildLogs, input.buildId, deps.secrets);
-      const beat = setInterval(() => ctx.heartbeat(), HEARTBEAT_EVERY_MS);
+      const stopBeating = keepBeating(ctx);
       const observer = { log: (text: string) => log.write(text), heartbeat: () => ctx.heartbeat() };
       log.write(`[ibs] attempt ${ctx.info.attempt}: pushing ${ready.digest} to ${target.registry}/${target.repository} without a build\n`);
       try {
@@ -152,7 +151,7 @@ export function createSourceActivities(deps: SourceActivityDeps) {
         log.write(`[ibs] push ended: ${(err as Error).message}\n`);
         throw failure(err, 'push_failed');
       } finally {
-        clearInterval(beat);
+        stopBeating();
         await log.close();
       }
     },
