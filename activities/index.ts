@@ -170,6 +170,7 @@ export function createActivities(deps: ActivityDeps) {
           resources: input.spec.resources,
           traceparent: currentTraceparent(),
           gate: gate?.job,
+          runId: ctx.info.workflowExecution?.runId,
         },
         {
           log: (text) => log.write(text),

@@ -7,7 +7,8 @@
  * once the build has been final for longer than a closing attempt keeps retrying storage, so it never races one.
  * It also aborts the context uploads an API killed mid-upload left unfinished in the service bucket, once they are
  * older than any request can be, and has the executor delete what it kept for inspection whose time is up (the
- * kubernetes executor's retained builder pods, IMAGE_BUILDER_POD_RETENTION_SECONDS).
+ * kubernetes executor's retained builder pods, IMAGE_BUILDER_POD_RETENTION_SECONDS) and what builds over by the same
+ * measure left without an expiry (a builder pod no attempt came back to).
  */
 import { readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -48,7 +49,7 @@ export interface SweepResult {
   foldersRemoved: string[];
   /** Unfinished context uploads aborted: an API killed while a client sent a context left them. */
   uploadsAborted: number;
-  /** What the executor deleted: retained builder pods whose time was up. */
+  /** What the executor deleted: retained builder pods whose time was up, and pods of builds over without one. */
   buildersDeleted: number;
   /**
    * The parts that failed in this sweep, in the order of SweepPart, each with its error. Every part runs whatever
@@ -63,7 +64,7 @@ const SWEEP_PARTS = ['logs', 'folders', 'uploads', 'builders'] as const;
 export type SweepPart = (typeof SWEEP_PARTS)[number];
 
 const UUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
-const SPOOL = new RegExp(`^${UUID}$`);
+const BUILD_ID = new RegExp(`^${UUID}$`);
 const WORK_FOLDER = new RegExp(`^ibs-(${UUID})-`);
 const FINAL = new Set(['succeeded', 'failed', 'cancelled']);
 const DEFAULT_GRACE_MS = 10 * 60_000;
@@ -88,7 +89,7 @@ export async function sweepFinishedBuilds(options: JanitorOptions): Promise<Swee
   const result: SweepResult = { logsStored: [], foldersRemoved: [], uploadsAborted: 0, buildersDeleted: 0, failures: [] };
   const parts: Record<SweepPart, () => Promise<void>> = {
     logs: async () => {
-      for (const buildId of (await entries(options.buildLogs.spoolDir)).filter((name) => SPOOL.test(name))) {
+      for (const buildId of (await entries(options.buildLogs.spoolDir)).filter((name) => BUILD_ID.test(name))) {
         if (!(await over(buildId))) continue;
         // Opening takes the spool over as a next attempt would (what the killed one stored is skipped); closing
         // stores the rest and the whole-log object, then removes the spool. Lines were masked when spooled.
@@ -115,7 +116,7 @@ export async function sweepFinishedBuilds(options: JanitorOptions): Promise<Swee
       result.uploadsAborted = await options.storage.abortUnfinishedUploads(STREAMED_CONTEXTS_PREFIX, startedBefore);
     },
     builders: async () => {
-      result.buildersDeleted = (await options.executor?.sweep?.()) ?? 0;
+      result.buildersDeleted = (await options.executor?.sweep?.((buildId) => (BUILD_ID.test(buildId) ? over(buildId) : Promise.resolve(false)))) ?? 0;
     },
   };
   const run = (part: SweepPart) => parts[part]().catch((error: unknown) => void result.failures.push({ part, error }));

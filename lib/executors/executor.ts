@@ -36,6 +36,12 @@ export interface BuildJob {
    * scanner runs over it (lib/scan/contract.ts); the gate pushes afterwards.
    */
   gate?: GateJob;
+  /**
+   * The workflow run this attempt belongs to. The kubernetes executor attaches a retried attempt only to a builder
+   * pod of the same run; one an earlier run left (kept for inspection when an operator retries the build) is
+   * replaced, so the retry builds, and scans, again.
+   */
+  runId?: string;
 }
 
 export interface BuildOutcome {
@@ -69,8 +75,11 @@ export interface BuildExecutor {
   readonly workRoot?: string;
   run(job: BuildJob, observer: BuildObserver): Promise<BuildOutcome>;
   check(): Promise<void>;
-  /** Deletes what finished builds left for inspection once its time is up (retained builder pods); answers how many. */
-  sweep?(): Promise<number>;
+  /**
+   * Deletes what finished builds left for inspection once its time is up (retained builder pods), and what builds
+   * that `isOver` says are over left behind without an expiry (a builder pod no attempt came back to); answers how many.
+   */
+  sweep?(isOver?: (buildId: string) => Promise<boolean>): Promise<number>;
   /**
    * Whether a build with this engine gets `secrets` as BuildKit secrets. Where it does not (Kaniko, which reads the
    * `--mount=type=secret` syntax and ignores it), the mirrors' URLs stay build arguments, credentials included.

@@ -2,8 +2,9 @@
  * The kubernetes executor against a real kube-apiserver + etcd, with kube-scheduler and kube-controller-manager,
  * and kwok playing the node: pods are created, scheduled, run, fail, time out, are cancelled and cleaned up for real.
  */
-import { KubeConfig } from '@kubernetes/client-node';
+import { KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { randomUUID } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -11,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BuildFailedError } from '../../lib/executors/executor';
 import { builderPodName, createKubernetesExecutor } from '../../lib/executors/kubernetes';
 import type { BuildLogSettings } from '../../lib/logs/build-log';
+import { IMAGE_ARCHIVE, SCAN_REPORT } from '../../lib/scan/contract';
 import { S3ObjectStore } from '../../lib/storage/s3-store';
 import { sweepFinishedBuilds } from '../../worker/janitor';
 import {
@@ -251,6 +253,99 @@ describe('retention and ownership', () => {
     const retried = await readPod(namespace, name);
     expect(retried?.metadata?.uid).toEqual(expect.any(String));
     expect(retried?.metadata?.uid).not.toBe(failedUid);
+  });
+});
+
+describe('runs of the same build', () => {
+  it("replaces a kept pod an earlier run of the build left, and attaches only within one run", async () => {
+    const job = buildJob(contextKey, { runId: 'run-1' });
+    const name = builderPodName(job.buildId);
+    const ex = executor({ outcome: 'succeeded', digest: DIGEST }, { retentionSeconds: 3600 });
+    expect(await ex.run(job, recordingObserver())).toEqual({ digest: DIGEST });
+    const first = (await readPod(namespace, name))?.metadata?.uid;
+    expect(first).toEqual(expect.any(String));
+
+    // An operator's retry is a new run: it builds again, in a new pod.
+    const retry = recordingObserver();
+    expect(await ex.run({ ...job, runId: 'run-2' }, retry)).toEqual({ digest: DIGEST });
+    expect(retry.text()).toContain(`replacing the builder pod ${namespace}/${name} an earlier run of this build left`);
+    const second = await readPod(namespace, name);
+    expect(second?.metadata?.uid).not.toBe(first);
+    expect(second?.metadata?.annotations?.['image-build-service/run-id']).toBe('run-2');
+    // A retried attempt within that run attaches to it.
+    const attempt = recordingObserver();
+    expect(await ex.run({ ...job, runId: 'run-2' }, attempt)).toEqual({ digest: DIGEST });
+    expect(attempt.text()).toContain('attached to the existing builder pod');
+    expect((await readPod(namespace, name))?.metadata?.uid).toBe(second?.metadata?.uid);
+  });
+
+  it("keeps a gated build's staged scan results while its pod is kept, so a retried attempt fetches them again, and removes them with the pod", async () => {
+    const storage = objectStore();
+    const job = buildJob(contextKey, { runId: 'run-1' });
+    const name = builderPodName(job.buildId);
+    const staged = { report: `scan-staging/builds/${job.buildId}/${SCAN_REPORT}`, archive: `scan-staging/builds/${job.buildId}/${IMAGE_ARCHIVE}` };
+    // What the pod's scanner container uploads to its presigned URLs (kwok runs no container).
+    await storage.put(staged.report, '{"Results":[]}');
+    await storage.put(staged.archive, 'the scanned archive');
+    const gated = async () => {
+      const sharedDir = await mkdtemp(join(tmpdir(), 'ibs-gate-test-'));
+      const gate = { sharedDir, scanner: { image: `127.0.0.1:5000/scanner@${DIGEST}`, command: ['scan'], args: [], env: {}, resources: { requests: { cpu: '100m', memory: '64Mi' }, limits: { cpu: '1', memory: '256Mi' } } }, scannerImage: { registry: '127.0.0.1:5000', repository: 'scanner', digest: DIGEST, layers: [], config: {} } };
+      return { ...job, gate } as typeof job;
+    };
+    const ex = executor({ outcome: 'succeeded', digest: DIGEST }, { retentionSeconds: 3600 }, storage);
+
+    const first = await gated();
+    expect(await ex.run(first, recordingObserver())).toEqual({ digest: DIGEST, scan: { exitCode: 0 } });
+    expect(await readFile(join(first.gate!.sharedDir, IMAGE_ARCHIVE), 'utf8')).toBe('the scanned archive');
+    // The push from the archive failed, say: the next attempt attaches to the finished pod and finds them again.
+    const next = await gated();
+    const observer = recordingObserver();
+    expect(await ex.run(next, observer)).toEqual({ digest: DIGEST, scan: { exitCode: 0 } });
+    expect(observer.text()).toContain('attached to the existing builder pod');
+    expect(await readFile(join(next.gate!.sharedDir, SCAN_REPORT), 'utf8')).toBe('{"Results":[]}');
+    expect(await readFile(join(next.gate!.sharedDir, IMAGE_ARCHIVE), 'utf8')).toBe('the scanned archive');
+    expect(await storage.get(staged.archive)).toBeDefined();
+
+    // The kept pod's time is up: the sweep deletes it and what it staged.
+    await coreApi().patchNamespacedPod(
+      { name, namespace, body: { metadata: { annotations: { 'image-build-service/expires-at': new Date(0).toISOString() } } } },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+    expect(await ex.sweep()).toBeGreaterThanOrEqual(1);
+    await eventually(() => podGone(namespace, name), 'the expired pod to be deleted');
+    expect(await storage.get(staged.report)).toBeUndefined();
+    expect(await storage.get(staged.archive)).toBeUndefined();
+    for (const dir of [first.gate!.sharedDir, next.gate!.sharedDir]) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('deletes, once its build is over, a pod no attempt came back to, with its credentials Secret', async () => {
+    // An attempt that left its pod building (the API server answered an error), and no attempt after it: the build
+    // was cancelled while the activity waited to be retried.
+    const job = buildJob(contextKey, { runId: 'run-1' });
+    const name = builderPodName(job.buildId);
+    const ex = executor({}, {}, objectStore());
+    (ex as unknown as { follow: () => Promise<never> }).follow = async () => {
+      throw new Error('connect ECONNREFUSED (the API server, for a moment)');
+    };
+    await expect(ex.run(job, recordingObserver())).rejects.toThrow(/ECONNREFUSED/);
+    await coreApi().readNamespacedSecret({ name: `${name}-registry`, namespace });
+    expect((await readPod(namespace, name))?.metadata?.annotations?.['image-build-service/expires-at']).toBeUndefined();
+
+    const over = new Set<string>();
+    const sweep = () => sweepFinishedBuilds({
+      builds: { get: async (id: string) => (over.has(id) ? ({ status: 'cancelled', finishedAt: new Date(Date.now() - 3_600_000) } as never) : undefined) },
+      storage: objectStore(),
+      buildLogs: { spoolDir: join(tmpdir(), `ibs-no-spools-${randomUUID()}`) } as BuildLogSettings,
+      sharedRoot: join(tmpdir(), `ibs-no-shared-${randomUUID()}`),
+      executor: ex,
+    });
+    // While the build is not over (a next attempt may still come), the pod stays.
+    expect(await sweep()).toMatchObject({ buildersDeleted: 0, failures: [] });
+    expect(await readPod(namespace, name)).toBeDefined();
+    over.add(job.buildId);
+    expect((await sweep()).buildersDeleted).toBeGreaterThanOrEqual(1);
+    await eventually(() => podGone(namespace, name), 'the abandoned pod to be deleted');
+    expect(await secretGone(namespace, `${name}-registry`)).toBe(true);
   });
 });
 

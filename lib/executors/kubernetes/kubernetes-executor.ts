@@ -18,10 +18,10 @@ import { readStoredContextFile } from '../../context/read-file';
 import { assertKanikoCompatible } from './dockerfile-checks';
 import { resolveKubernetesOptions, type KubernetesExecutorOptions, type KubernetesExecutorSettings } from './options';
 import {
-  ARCHIVE_URL_KEY, BUILD_CONTAINER, CONTEXT_URL_KEY, EXPIRES_AT_ANNOTATION, GENERATED_DOCKERFILE_KEY, GENERATED_DOCKERFILE_PATH, LABELS, MANAGED_BY, REPORT_URL_KEY, SCAN_CONTAINER, builderPodFor, dockerConfigSecretName, engineModeFor,
+  ARCHIVE_URL_KEY, BUILD_CONTAINER, CONTEXT_URL_KEY, EXPIRES_AT_ANNOTATION, GENERATED_DOCKERFILE_KEY, GENERATED_DOCKERFILE_PATH, LABELS, MANAGED_BY, REPORT_URL_KEY, RUN_ID_ANNOTATION, SCAN_CONTAINER, builderPodFor, dockerConfigSecretName, engineModeFor,
   buildSecretData, scannerEnvKey, type EngineMode, type PodGate,
 } from './pod-spec';
-import { fetchGateResults, gateStagingKeys } from './scan-gate';
+import { fetchGateResults, gateStagingKeys, removeGateStaging } from './scan-gate';
 import { builderPodDisrupted, overdueDeletion, podProgress, runningStep } from './pod-state';
 import { PodWatch } from './pod-watch';
 import {
@@ -90,8 +90,9 @@ export class KubernetesExecutor implements BuildExecutor {
     try {
       await this.ensureRegistrySecret(job, pod, dockerConfig, contextUrl, gate);
       const outcome = await this.follow(job, pod, observer, credentialsIssuedAt);
-      await this.finish(pod);
+      // Before the pod goes, since its staged report and archive go with it.
       if (job.gate && outcome.scan) await fetchGateResults(this.deps.storage, job.buildId, job.gate.sharedDir, outcome.scan.exitCode);
+      await this.finish(pod);
       return outcome;
     } catch (err) {
       // Anything but a build failure (the API server unreachable, say) leaves the pod running: the retried
@@ -152,8 +153,12 @@ export class KubernetesExecutor implements BuildExecutor {
     if (existing.metadata?.labels?.[LABELS.managedBy] !== MANAGED_BY) {
       throw new BuildFailedError('builder_pod_conflict', `a pod named ${namespace}/${name} exists and is not managed by the image build service`);
     }
-    // A failed attempt never pushed, so a retried build starts over; a running or succeeded one is this build.
-    if (existing.status?.phase === 'Failed' || existing.metadata?.deletionTimestamp) {
+    // A failed attempt never pushed, so a retried build starts over; a running or succeeded one is this build, unless
+    // an earlier run of it left the pod (an operator's retry within the pod's retention): that retry builds again.
+    const runOf = (p: V1Pod) => p.metadata?.annotations?.[RUN_ID_ANNOTATION];
+    const earlierRun = runOf(existing) !== undefined && runOf(body) !== undefined && runOf(existing) !== runOf(body);
+    if (existing.status?.phase === 'Failed' || existing.metadata?.deletionTimestamp || earlierRun) {
+      if (earlierRun) observer.log(`[ibs] replacing the builder pod ${namespace}/${name} an earlier run of this build left\n`);
       await this.deletePod(existing);
       await this.waitUntilGone(name);
       return this.createOrAttach(body, mode, observer);
@@ -329,23 +334,40 @@ export class KubernetesExecutor implements BuildExecutor {
    * Deletes the retained pods whose time is up; the worker's janitor calls it every few minutes, so no separate
    * reaper has to be deployed. Pods retained under an earlier, longer setting keep the time they were given.
    */
-  async sweep(): Promise<number> {
+  async sweep(isOver?: (buildId: string) => Promise<boolean>): Promise<number> {
     const list = await this.core.listNamespacedPod({ namespace: this.options.namespace, labelSelector: `${LABELS.managedBy}=${MANAGED_BY}` });
     const now = Date.now();
-    const expired = list.items.filter((pod) => {
+    let deleted = 0;
+    for (const pod of list.items) {
       const expiresAt = pod.metadata?.annotations?.[EXPIRES_AT_ANNOTATION];
-      return expiresAt !== undefined && Date.parse(expiresAt) <= now;
-    });
-    for (const pod of expired) await this.deletePod(pod);
-    return expired.length;
+      const buildId = pod.metadata?.labels?.[LABELS.buildId];
+      // A builder pod without an expiry was never finished by an attempt: its build ended without it (cancelled while
+      // the activity waited to be retried after an API error, its attempts ran out, the worker killed in the last),
+      // and it would keep running, then stay, with its Secret of credentials. Once the build is over, nothing comes
+      // back to it.
+      const expired = expiresAt !== undefined ? Date.parse(expiresAt) <= now : buildId !== undefined && isOver !== undefined && (await isOver(buildId));
+      if (!expired) continue;
+      await this.deletePod(pod);
+      deleted++;
+    }
+    return deleted;
   }
 
-  /** Deletes the pod and, without waiting for the garbage collector, the registry secret it owns. */
+  /**
+   * Deletes the pod and, without waiting for the garbage collector, the registry secret it owns, and a builder pod's
+   * staged scan results (the scanned archive can be large; a storage outage leaves them, and says so).
+   */
   private async deletePod(pod: V1Pod): Promise<void> {
     const name = pod.metadata?.name as string;
     const namespace = this.options.namespace;
     await ignoreNotFound(this.core.deleteNamespacedPod({ name, namespace, gracePeriodSeconds: 0, propagationPolicy: 'Background' }));
     await ignoreNotFound(this.core.deleteNamespacedSecret({ name: `${name}-registry`, namespace }));
+    const buildId = pod.metadata?.labels?.[LABELS.buildId];
+    if (buildId && pod.metadata?.labels?.[LABELS.scan] === undefined) {
+      await removeGateStaging(this.deps.storage, buildId).catch((err: unknown) =>
+        this.suppressed('gate_staging_cleanup', err, { buildId, pod: name }, "removing the builder pod's staged scan report and archive failed; they stay in object storage under scan-staging/builds/"),
+      );
+    }
   }
 
   private async waitUntilGone(name: string): Promise<void> {

@@ -31,6 +31,8 @@ export const LABELS = {
 export const MANAGED_BY = 'image-build-service';
 /** When a retained pod may be deleted (RFC 3339); set on finished pods when retention is on. */
 export const EXPIRES_AT_ANNOTATION = 'image-build-service/expires-at';
+/** The workflow run whose attempt created a builder pod (BuildJob.runId). */
+export const RUN_ID_ANNOTATION = 'image-build-service/run-id';
 /** OpenShift 4.14+ admits the pod under this SCC when the service account may use it. */
 const OPENSHIFT_SCC_ANNOTATION = 'openshift.io/required-scc';
 
@@ -144,6 +146,7 @@ export function builderPodFor(input: BuilderPodInput): V1Pod {
   const podName = builderPodName(job.buildId);
   const annotations: Record<string, string> = { ...options.podAnnotations };
   if (mode === 'buildkit-qemu' && options.scc) annotations[OPENSHIFT_SCC_ANNOTATION] = options.scc;
+  if (job.runId) annotations[RUN_ID_ANNOTATION] = job.runId;
   return {
     apiVersion: 'v1',
     kind: 'Pod',

@@ -13,7 +13,11 @@ export function gateStagingKeys(buildId: string): { report: string; archive: str
   return { report: `scan-staging/builds/${buildId}/${SCAN_REPORT}`, archive: `scan-staging/builds/${buildId}/${IMAGE_ARCHIVE}` };
 }
 
-/** Downloads what the pod uploaded into `sharedDir` and removes the staging objects (a missing report stays missing). */
+/**
+ * Downloads what the pod uploaded into `sharedDir` (a missing report stays missing). The staging objects stay as long
+ * as the pod does (removeGateStaging goes with it): an attempt retried after this one fetched them (a push that
+ * failed, a worker that died) attaches to the finished pod and fetches them again.
+ */
 export async function fetchGateResults(storage: ObjectStore, buildId: string, sharedDir: string, scanExitCode: number): Promise<void> {
   const keys = gateStagingKeys(buildId);
   const download = async (key: string, file: string) => {
@@ -22,6 +26,11 @@ export async function fetchGateResults(storage: ObjectStore, buildId: string, sh
   };
   await download(keys.report, SCAN_REPORT);
   if (scanExitCode === 0) await download(keys.archive, IMAGE_ARCHIVE);
+}
+
+/** Removes a build's staged report and archive; deleting its builder pod calls it. */
+export async function removeGateStaging(storage: ObjectStore, buildId: string): Promise<void> {
+  const keys = gateStagingKeys(buildId);
   await storage.delete(keys.report);
   await storage.delete(keys.archive);
 }
