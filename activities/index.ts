@@ -152,7 +152,7 @@ export function createActivities(deps: ActivityDeps) {
     try {
       if (deps.scanGate) {
         const recordScan = (scan: ScanRecord) => record('the scan', () => deps.builds.recordScan(input.buildId, scan));
-        gate = await openScanGate(deps.scanGate, input.buildId, recordScan, (text) => log.write(text), phase);
+        gate = await openScanGate(deps.scanGate, input.buildId, recordScan, (text) => log.write(text), phase, ctx.cancellationSignal);
       }
       const outcome = await deps.executor.run(
         {

@@ -23,6 +23,7 @@ export async function openScanGate(
   recordScan: (scan: ScanRecord) => Promise<void>,
   log: (text: string) => void,
   phase: (status: 'pushing') => Promise<void>,
+  signal?: AbortSignal,
 ): Promise<OpenGate> {
   const scanner = await gate.prepare();
   log(`[ibs] scanner ${scanner.configured} resolved to ${scanner.image.digest} for this build\n`);
@@ -34,6 +35,8 @@ export async function openScanGate(
       if (!outcome.scan) throw new Error('the executor ran a gated build without its scanner');
       const scan = await gate.judge(buildId, sharedDir, outcome.scan.exitCode, scanner, recordScan);
       log(`[ibs] the scan passed; report at ${scan.reportUrl}\n`);
+      // A cancel that came while the archive was fetched and judged stops the build before anything is pushed.
+      signal?.throwIfAborted();
       await phase('pushing');
       const pushed = await gate.push(sharedDir, registry, repository, outcome.digest);
       log(`[ibs] pushed ${registry}/${repository}@${pushed.digest} from the scanned archive (${pushed.uploaded} blobs uploaded, ${pushed.reused} already there)\n`);
