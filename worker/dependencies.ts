@@ -21,7 +21,7 @@ import { RegistryClient } from '../lib/registry/client';
 import { prepareBuilderAuth } from '../lib/registry/builder-auth';
 import { builderCredentials, createCredentialProvider, type CredentialProvider } from '../lib/registry/credentials';
 import { ScanGate } from '../lib/scan/gate';
-import { reportDestination } from '../lib/scan/report-store';
+import { reportDestination, type ReportDestination } from '../lib/scan/report-store';
 import { RuncScanner } from '../lib/scan/runc-scanner';
 import { NotationSigner } from '../lib/signing/notation';
 import { createObjectStore, type ObjectStore } from '../lib/storage';
@@ -30,6 +30,11 @@ import { instrumentObjectStore } from '../lib/telemetry/instrumented-store';
 import { registryOutcomeOf } from '../lib/telemetry/metrics';
 import { clientDataConverter } from '../lib/temporal/payload-encryption';
 import { kubernetesSettingsFrom } from './kubernetes-settings';
+
+/** Where scan reports go (imageScanner.reportUploadPath); an https one is held to ALLOW_SELF_SIGNED_CERTS like the rest. */
+export function scanReportDestination(config: Config, storage: ObjectStore): ReportDestination {
+  return reportDestination(config.imageScanner.reportUploadPath, config.storage, storage, { allowSelfSignedCerts: config.registry.allowSelfSignedCerts });
+}
 
 /**
  * The executor BUILD_EXECUTOR names. Either way the builder gets credentials only for the hosts it talks to,
@@ -135,7 +140,7 @@ export async function createWorkerDependencies(config: Config, telemetry?: Telem
             config: config.imageScanner,
             registry,
             storage,
-            destination: reportDestination(config.imageScanner.reportUploadPath, config.storage, storage),
+            destination: scanReportDestination(config, storage),
             runner: sourceScanner,
           })
         : undefined,

@@ -122,6 +122,11 @@ const TLS_CODES = new Set([
   'ERR_TLS_CERT_ALTNAME_INVALID', 'CERT_UNTRUSTED', 'CERT_SIGNATURE_FAILURE',
 ]);
 
+/** A TLS verification failure (untrusted, expired or misnamed certificate), by its Node.js error code. */
+export function isUntrustedCertificate(code: string): boolean {
+  return TLS_CODES.has(code);
+}
+
 function hostnameOf(url: string): string {
   return new URL(url).hostname.replace(/^\[(.*)\]$/, '$1');
 }
@@ -207,7 +212,7 @@ export function networkError(host: string, err: unknown): RegistryError {
   if (code === 'ENOTFOUND') {
     return new RegistryError('registry_unknown_host', `the registry host ${host} does not resolve; check the host name in the image reference`, false);
   }
-  if (TLS_CODES.has(code)) {
+  if (isUntrustedCertificate(code)) {
     return new RegistryError(
       'registry_tls_failed',
       `the TLS certificate of ${host} is not trusted (${code}); install a certificate from a trusted CA on the registry, or set ALLOW_SELF_SIGNED_CERTS=true to accept self-signed certificates`,
