@@ -200,19 +200,20 @@ describe('chart defaults', () => {
   });
 });
 
+/** The builder pod the worker with this configuration would create, as the worker wires it (worker/dependencies.ts). */
+function builderPodOf(config: Config) {
+  const options = resolveKubernetesOptions(kubernetesSettingsFrom(config));
+  return builderPodFor({
+    job: { buildId: 'b-1', contextKey: 'contexts/b-1.tar.gz', dockerfile: 'Dockerfile', repository: 'registry.example/team/app', buildArgs: {}, labels: {}, platforms: ['linux/amd64'], engine: config.build.defaultEngine, timeoutSeconds: 600 },
+    options,
+    resources: options.imageBuilder.resources,
+    insecureRegistry: config.registry.disableHttps,
+    allowSelfSignedCerts: config.registry.allowSelfSignedCerts,
+  });
+}
+
 describe('ALLOW_SELF_SIGNED_CERTS', () => {
-  /** The builder pod the worker of this rendering would create, as the worker wires it (worker/dependencies.ts). */
-  function builderPod(set: string[]) {
-    const config = rendered({ set }).config();
-    const options = resolveKubernetesOptions(kubernetesSettingsFrom(config));
-    return builderPodFor({
-      job: { buildId: 'b-1', contextKey: 'contexts/b-1.tar.gz', dockerfile: 'Dockerfile', repository: 'registry.example/team/app', buildArgs: {}, labels: {}, platforms: ['linux/amd64'], engine: config.build.defaultEngine, timeoutSeconds: 600 },
-      options,
-      resources: options.imageBuilder.resources,
-      insecureRegistry: config.registry.disableHttps,
-      allowSelfSignedCerts: config.registry.allowSelfSignedCerts,
-    });
-  }
+  const builderPod = (set: string[]) => builderPodOf(rendered({ set }).config());
   const envOf = (container: { env?: Array<{ name: string; value?: string }> } | undefined) =>
     Object.fromEntries((container?.env ?? []).map((e) => [e.name, e.value]));
 
@@ -225,6 +226,34 @@ describe('ALLOW_SELF_SIGNED_CERTS', () => {
       expect(envOf(pod.spec?.initContainers?.[0]).IBS_ALLOW_SELF_SIGNED_CERTS, engine.join()).toBe(expected);
       expect(envOf(pod.spec?.containers[0]).IBS_ALLOW_SELF_SIGNED_CERTS, engine.join()).toBe(expected);
     }
+  });
+});
+
+describe("the API's public URL (API_PUBLIC_URL, the base of every build's links)", () => {
+  const apiEnv = (options: Parameters<typeof renderChart>[0]) => {
+    const manifests = renderChart(options);
+    return resolveEnv(manifests, containerOf(manifests, `${FULLNAME}-api`).container);
+  };
+  const publicUrl = (options: Parameters<typeof renderChart>[0] = {}) => apiSettingsOf(loadConfig({ ...database, ...plainEnv(apiEnv(options)) })).publicUrl;
+
+  it("is the API Service's in-cluster URL by default, not the address the API binds", () => {
+    expect(publicUrl()).toBe(`http://${FULLNAME}.ibs.svc:8080`);
+    expect(publicUrl({ namespace: 'platform', set: ['buildService.service.port=9000'] })).toBe(`http://${FULLNAME}.platform.svc:9000`);
+    expect(find(renderChart(), 'Service', FULLNAME)).toMatchObject({ spec: { ports: [{ port: 8080 }] } });
+  });
+
+  it('takes buildService.api.publicUrl, and refuses one that is not an http(s) URL', () => {
+    expect(publicUrl({ set: ['buildService.api.publicUrl=https://ibs.example.com/'] })).toBe('https://ibs.example.com');
+    expect(() => renderChart({ set: ['buildService.api.publicUrl=ibs.example.com'] })).toThrow(/\/buildService\/api\/publicUrl/);
+  });
+
+  it('is overridden by buildService.env, envApp.secret and envApp.externalsecret', () => {
+    const set = ['buildService.api.publicUrl=https://ibs.example.com'];
+    expect(publicUrl({ set })).toBe('https://ibs.example.com');
+    expect(publicUrl({ set: [...set, 'buildService.env.API_PUBLIC_URL=https://from-env.example'] })).toBe('https://from-env.example');
+    expect(publicUrl({ set: [...set, 'buildService.envApp.secret.API_PUBLIC_URL=https://from-secret.example'] })).toBe('https://from-secret.example');
+    expect(apiEnv({ set: [...set, 'buildService.envApp.externalsecret.API_PUBLIC_URL.name=ibs-url', 'buildService.envApp.externalsecret.API_PUBLIC_URL.key=url'] }).API_PUBLIC_URL)
+      .toEqual({ secretKeyRef: { name: 'ibs-url', key: 'url' } });
   });
 });
 
@@ -350,6 +379,46 @@ describe('envApp', () => {
   });
 });
 
+describe('core.config_env_vars, where the spec configures the base-image lists and the dependency mirrors', () => {
+  const coreValues = () => {
+    const path = join(scratchDir('ibs-helm-'), 'core-values.yaml');
+    writeFileSync(path, stringify({ core: { config_env_vars: {
+      EXECUTION_ENVIRONMENT_VERSION_URI_VALIDATION_ALLOWLIST: 'docker.io/library/*,registry.example.com/*',
+      EXECUTION_ENVIRONMENT_VERSION_URI_VALIDATION_DENYLIST: 'docker.io/datarobot/*',
+      CUSTOM_MODEL_DEPENDENCIES_PYTHON_INDEX: 'https://artifactory.example.com/api/pypi/simple',
+      CUSTOM_MODEL_DEPENDENCIES_PYTHON_TRUSTED_HOST: 'artifactory.example.com',
+      CUSTOM_MODEL_DEPENDENCIES_HTTP_PROXY: 'http://proxy.example.com:3128',
+      CUSTOM_MODEL_DEPENDENCIES_CRAN_MIRROR: 'https://cran.example.com',
+    } } }));
+    return path;
+  };
+
+  it('reaches the API and the worker, at the top level and under build-service: in an umbrella chart', () => {
+    const file = coreValues();
+    const top = renderChart({ valuesFiles: [file] });
+    expect(renderUmbrella({ valuesFiles: [underBuildServiceKey(file)] })).toEqual(top);
+    for (const component of ['api', 'worker']) {
+      const config = loadConfig({ ...database, ...plainEnv(resolveEnv(top, containerOf(top, `${FULLNAME}-${component}`).container)) });
+      expect(config.policy, component).toMatchObject({ allowlist: ['docker.io/library/*', 'registry.example.com/*'], denylist: ['docker.io/datarobot/*'] });
+      expect(config.dependencies, component).toEqual({
+        pythonIndex: 'https://artifactory.example.com/api/pypi/simple', pythonTrustedHost: 'artifactory.example.com',
+        httpProxy: 'http://proxy.example.com:3128', cranMirror: 'https://cran.example.com',
+      });
+    }
+    expect(run(['lint', '--strict', chartDir, '-f', file])).toMatch(/1 chart\(s\) linted, 0 chart\(s\) failed/);
+  });
+
+  it('gives way to buildService.env and envApp.secret for a variable they set too', () => {
+    const { env } = rendered({ valuesFiles: [coreValues()], set: [
+      'buildService.env.CUSTOM_MODEL_DEPENDENCIES_CRAN_MIRROR=https://cran.other.example',
+      'buildService.envApp.secret.CUSTOM_MODEL_DEPENDENCIES_HTTP_PROXY=http://user:pw@proxy.example.com:3128',
+    ] });
+    expect(env.CUSTOM_MODEL_DEPENDENCIES_CRAN_MIRROR).toBe('https://cran.other.example');
+    expect(env.CUSTOM_MODEL_DEPENDENCIES_HTTP_PROXY).toBe('http://user:pw@proxy.example.com:3128');
+    expect(env.CUSTOM_MODEL_DEPENDENCIES_PYTHON_INDEX).toBe('https://artifactory.example.com/api/pypi/simple');
+  });
+});
+
 describe('image pull credentials', () => {
   it('does not mount the global pull secrets when imagePullSecrets.mount is false', () => {
     expect(snippet('no-mount-image-pull-secrets').config().pullCredentials.mountImagePullSecrets).toBe(false);
@@ -417,6 +486,26 @@ describe('Image Builder pods', () => {
     expect(config.imageBuilder.useQemu).toBe(true);
     expect(config.imageBuilder.image).toBe('docker.io/datarobot/image-builder:0.1.0-qemu-image');
     expect(config.imageBuilder.resources).toEqual({ requests: { cpu: '2', memory: '4G', ephemeralStorage: '1G' }, limits: { cpu: '4', memory: '8G', ephemeralStorage: '100G' } });
+  });
+
+  it('in QEMU mode take the restricted security context unless imageBuilder.securityContext sets a field, in the configuration and the pod', () => {
+    const buildContainer = (config: Config) => builderPodOf(config).spec?.containers[0]?.securityContext;
+    const qemu = snippet('qemu').config();
+    expect(qemu.imageBuilder.securityContext).toEqual({ allowPrivilegeEscalation: false, seccompProfileType: 'RuntimeDefault', seLinuxType: '', capabilities: { drop: ['ALL'], add: [] } });
+    expect(buildContainer(qemu)).toMatchObject({ allowPrivilegeEscalation: false, runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' }, capabilities: { drop: ['ALL'], add: undefined } });
+    expect(buildContainer(qemu)).not.toHaveProperty('appArmorProfile');
+    // Without useQemu the chart's defaults are still rootless BuildKit's.
+    const rootless = rendered().config();
+    expect(rootless.imageBuilder.securityContext).toEqual({ allowPrivilegeEscalation: true, seccompProfileType: 'Unconfined', seLinuxType: '', capabilities: { drop: ['ALL'], add: ['SETUID', 'SETGID'] } });
+    expect(buildContainer(rootless)).toMatchObject({ allowPrivilegeEscalation: true, seccompProfile: { type: 'Unconfined' }, capabilities: { add: ['SETUID', 'SETGID'] } });
+    // A field the operator sets wins in QEMU mode, an empty list included; the others keep the QEMU defaults.
+    const explicit = join(scratchDir('ibs-helm-'), 'security-context.yaml');
+    writeFileSync(explicit, stringify({ imageBuilder: { securityContext: { allowPrivilegeEscalation: true, seLinuxType: 'container_t', capabilities: { drop: [], add: ['SETUID'] } } } }));
+    const mixed = snippet('qemu', { valuesFiles: [explicit] }).config();
+    expect(mixed.imageBuilder.securityContext).toEqual({ allowPrivilegeEscalation: true, seccompProfileType: 'RuntimeDefault', seLinuxType: 'container_t', capabilities: { drop: [], add: ['SETUID'] } });
+    expect(buildContainer(mixed)).toMatchObject({ allowPrivilegeEscalation: true, seccompProfile: { type: 'RuntimeDefault' }, seLinuxOptions: { type: 'container_t' }, capabilities: { drop: [], add: ['SETUID'] } });
+    // The spec's rootless snippet together with useQemu gives what it says.
+    expect(snippet('qemu', { valuesFiles: [values('rootless-security-context')] }).config().imageBuilder.securityContext).toEqual(qemu.imageBuilder.securityContext);
   });
 
   it('stop the install when QEMU mode has too little memory for the VM beside QEMU, unless only Kaniko runs', () => {

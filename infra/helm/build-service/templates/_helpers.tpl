@@ -54,6 +54,11 @@ token of the API's own ServiceAccount, not the automounted credentials (the API 
 {{- with .Values.buildService.auth.jwt }}{{ if and .issuer (not .jwksUrl) }}true{{ end }}{{ end -}}
 {{- end }}
 
+{{- /* The API Service (templates/service.yaml) as pods of the cluster reach it. */ -}}
+{{- define "build-service.apiInClusterUrl" -}}
+{{- printf "http://%s.%s.svc:%v" (include "build-service.fullname" .) .Release.Namespace .Values.buildService.service.port -}}
+{{- end }}
+
 {{/* Where builder pods and their pull secrets live. */}}
 {{- define "build-service.buildNamespace" -}}
 {{- default .Release.Namespace .Values.imageBuilder.namespace -}}
