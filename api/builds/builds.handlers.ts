@@ -14,6 +14,7 @@ import { consumerOf, idempotencyKeyOf } from './request-headers';
 import { parseSpec } from './spec';
 import { checkMultipartSpec, readJsonSpec, receiveNamedSource } from './sources';
 import { submitBuild } from './submission';
+import { exactUtc } from './timestamps';
 import { nodeBodyOf, receiveBuildUpload } from './upload';
 
 type Ctx = Context<AppEnv>;
@@ -77,15 +78,18 @@ export async function listBuilds(c: Ctx, query: z.infer<typeof ListQuery>): Prom
   const principal = c.get('principal');
   // A consumer lists its own builds; asking for another's gives an empty page, as if it had none.
   if (principal.role !== 'operator' && query.consumer !== undefined && query.consumer !== principal.consumer) return { items: [], nextCursor: null };
-  const records = await builds.list({
+  const page = await builds.list({
     status: query.status,
     consumer: principal.role === 'operator' ? query.consumer : principal.consumer,
     image: query.image,
+    // The schema admitted only timestamps exactUtc reads.
+    since: query.since === undefined ? undefined : exactUtc(query.since),
     limit: query.limit,
     after: query.cursor ? decodeCursor(query.cursor) : undefined,
-  }).then((page) => queuePlaces.shown(page));
-  const last = records.length === query.limit ? records[records.length - 1] : undefined;
-  return { items: records.map((r) => toBuild(r, settings)), nextCursor: last ? encodeCursor(last) : null };
+  });
+  const last = page.length === query.limit ? page[page.length - 1] : undefined;
+  const records = await queuePlaces.shown(page);
+  return { items: records.map((r) => toBuild(r, settings)), nextCursor: last ? encodeCursor(last.position) : null };
 }
 
 export async function getLogs(c: Ctx, id: string, follow: boolean): Promise<Response> {

@@ -37,7 +37,7 @@ export const createBuildRoute = createRoute({
     200: json(BuildSchema, 'An identical earlier build succeeded and the registry still serves its digest at every tag: that build, with `reusedFrom`; nothing was built'),
     202: json(BuildSchema, 'The build was accepted and queued; or an identical build still under way answers it (that build, with `reusedFrom`)'),
     400: errors[400],
-    403: json(ErrorSchema, 'A stored artifact key outside the consumer\'s prefix (`artifact_key_forbidden`)'),
+    403: json(ErrorSchema, 'A stored artifact key outside the consumer\'s prefix (`artifact_key_forbidden`), or a consumer\'s token with an X-Consumer header naming another consumer (`consumer_mismatch`)'),
     404: json(ErrorSchema, 'A stored artifact that is not in object storage (`artifact_not_found`)'),
     415: json(ErrorSchema, 'Neither multipart/form-data nor application/json'),
     429: errors[429],
@@ -49,6 +49,7 @@ export const listBuildsRoute = createRoute({
   method: 'get',
   path: '/v1/builds',
   summary: 'List builds, newest first',
+  description: 'Filters: `status`, `consumer` (operators; a consumer lists its own builds), `image`, `since` (created at or after an RFC 3339 timestamp). `nextCursor` is set when the page is full; send it back as `cursor` for the next page. A bad value is a 400 `invalid_request` (or `invalid_cursor`) naming the parameter.',
   request: { query: ListQuery },
   responses: { 200: json(BuildPageSchema, 'A page of builds'), 400: errors[400], 503: errors[503] },
 });
@@ -82,7 +83,13 @@ export const cancelBuildRoute = createRoute({
   path: '/v1/builds/{id}/cancel',
   summary: 'Cancel a queued or running build',
   request: { params: BuildIdParams },
-  responses: { 202: json(BuildSchema, 'Cancellation requested'), 404: errors[404], 409: json(ErrorSchema, 'The build already finished'), 503: errors[503] },
+  responses: {
+    202: json(BuildSchema, 'Cancellation requested'),
+    400: json(ErrorSchema, 'The build id is not a UUID (`invalid_build_id`)'),
+    404: errors[404],
+    409: json(ErrorSchema, 'The build already finished (`build_finished`)'),
+    503: errors[503],
+  },
 });
 
 export const retryBuildRoute = createRoute({
@@ -93,7 +100,7 @@ export const retryBuildRoute = createRoute({
   request: { params: BuildIdParams },
   responses: {
     202: json(BuildSchema, 'The build was queued again'),
-    400: json(ErrorSchema, 'The build may no longer run or push where it would (`engine_not_allowed`, `target_registry_not_allowed`, `target_repository_not_allowed`), or, when it would build or copy again, no longer read an image it reads (`image_of_another_consumer`, `base_image_denied`, `source_registry_not_allowed` and the other checks of a new request, on its stored Dockerfile or spec): the deployment changed them since it was accepted'),
+    400: json(ErrorSchema, 'The build id is not a UUID (`invalid_build_id`); or the build may no longer run or push where it would (`engine_not_allowed`, `target_registry_not_allowed`, `target_repository_not_allowed`), or, when it would build or copy again, no longer read an image it reads (`image_of_another_consumer`, `base_image_denied`, `source_registry_not_allowed` and the other checks of a new request, on its stored Dockerfile or spec): the deployment changed them since it was accepted'),
     404: errors[404],
     409: json(ErrorSchema, 'The build is not failed or cancelled (`build_not_retryable`), or its stored context is no longer in object storage (`context_missing`)'),
     429: errors[429],

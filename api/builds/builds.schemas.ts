@@ -3,6 +3,8 @@ import { z } from '@hono/zod-openapi';
 import { isQuantity } from '../../lib/config/quantity';
 import { R_PACKAGE } from '../../lib/dependencies/dockerfile';
 import { BUILD_ENGINES, BUILD_STATUSES, BUILD_STEPS } from '../../workflows/definitions';
+import { isStorableText } from './spec-limits';
+import { exactUtc } from './timestamps';
 
 const ARG_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const LABEL_KEY = /^[A-Za-z0-9][A-Za-z0-9._\-/]*$/;
@@ -150,10 +152,19 @@ export const BuildIdParams = z.object({
   id: z.string().uuid().openapi({ param: { name: 'id', in: 'path' }, example: '3b1f0c8e-8a53-4c1e-9a55-0b1c2d3e4f50' }),
 });
 
+// PostgreSQL's text refuses the NUL character: a filter holding one is the caller's mistake, not the database's.
+const filterText = (max: number) => z.string().max(max).refine(isStorableText, 'must not contain a NUL character (%00); remove it');
+
 export const ListQuery = z.object({
   status: z.enum(BUILD_STATUSES).optional(),
-  consumer: z.string().max(64).optional(),
-  image: z.string().max(512).optional(),
+  consumer: filterText(64).optional(),
+  image: filterText(512).optional(),
+  since: z
+    .string()
+    .max(64)
+    .refine((text) => exactUtc(text) !== undefined, 'must be an RFC 3339 timestamp such as 2026-12-01T15:00:00Z or 2026-12-01T17:00:00%2B02:00 (a + in the query string must be sent as %2B)')
+    .optional()
+    .openapi({ description: 'Only builds created at or after this instant: an RFC 3339 timestamp, compared to the microsecond', example: '2026-12-01T15:00:00Z' }),
   limit: z.coerce.number().int().min(1).max(100).default(20),
   cursor: z.string().max(200).optional(),
 });

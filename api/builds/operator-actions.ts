@@ -8,22 +8,24 @@ import { parseImageReference } from '../../lib/registry/reference';
 import type { ApiDeps } from '../deps';
 import { ApiError } from '../errors';
 import { startBuildWorkflow } from './submission';
+import { workflowRunning } from './workflow-starter';
 
 export async function cancelBuild(deps: ApiDeps, record: BuildRecord): Promise<void> {
   if (TERMINAL_STATUSES.includes(record.status)) {
     throw new ApiError(409, 'build_finished', `build ${record.id} is already ${record.status}; only queued or running builds can be cancelled`);
   }
   const handle = deps.temporal.workflow.getHandle(workflowIdForBuild(record.id));
+  // A queued build's attempt may have no running workflow yet: never started (the starter's turn has not come), or
+  // requeued by a retry whose start is under way, while the latest run is the last attempt's, closed; a cancel would
+  // reach that run, which counts it as done, and the new attempt would run anyway. So its workflow is started now and
+  // cancelled, and the workflow records the cancel as any other. A start that finds it started (the starter's or the
+  // retry's came first) counts as started, so the cancel reaches that run; a start after this one finds it too.
+  if (record.status === 'queued' && !(await workflowRunning(deps, record))) await startBuildWorkflow(deps, record);
   try {
     await handle.cancel();
   } catch (err) {
+    // The workflow ended meanwhile: its last bookkeeping step is about to record the final status.
     if (!(err instanceof WorkflowNotFoundError)) throw err;
-    // Either the workflow already ended (its last bookkeeping step is about to record the final status), or a
-    // queued build's workflow has not started yet: it is started now and cancelled, so the workflow records the
-    // cancel as it records any other, and the starter cannot start it after the cancel.
-    if (record.status !== 'queued') return;
-    await startBuildWorkflow(deps, record);
-    await handle.cancel();
   }
 }
 
@@ -40,6 +42,9 @@ export async function retryBuild(deps: ApiDeps, record: BuildRecord): Promise<Bu
   await deps.policy.checkTarget(record.spec, record.consumer);
   await lastRunClosed(deps, record);
   const resume = await resumePointOf(deps, record);
+  // An attempt that builds again needs its stored context, whether or not a Dockerfile of it is read below (a
+  // dependency build's is generated): without it the attempt could only fail, so the retry is refused instead.
+  if (!resume && record.source.kind === 'context' && !(await deps.storage.exists(record.contextKey))) throw contextMissing(record);
   // An attempt that builds or copies again reads its images again: held to whose they are now, as the worker holds
   // it before a builder starts, but answered here. One that resumes after the build, or pushes an upload, reads none.
   const dockerfileText = !resume && record.source.kind !== 'image-archive'
@@ -51,11 +56,15 @@ export async function retryBuild(deps: ApiDeps, record: BuildRecord): Promise<Bu
   return requeued;
 }
 
+function contextMissing(record: BuildRecord): ApiError {
+  return new ApiError(409, 'context_missing', `the build context of build ${record.id} is no longer in object storage; submit the build again`);
+}
+
 /** The Dockerfile in the build's stored context, read through its links as the worker reads it. */
 async function storedDockerfile(deps: ApiDeps, record: BuildRecord): Promise<string | undefined> {
-  const missing = () => new ApiError(409, 'context_missing', `the build context of build ${record.id} is no longer in object storage; submit the build again`);
   try {
-    return await readStoredContextFile(deps.storage, record.contextKey, record.spec.dockerfile, missing);
+    // Missing here too: the context may go between the check above and this read.
+    return await readStoredContextFile(deps.storage, record.contextKey, record.spec.dockerfile, () => contextMissing(record));
   } catch (err) {
     // A context the validator admitted has no broken link; should one be there, the worker's attempt fails on it.
     if (err instanceof ContextRejectedError) return undefined;

@@ -86,6 +86,17 @@ describe('the request-time Dockerfile check', () => {
     await gone.cleanup();
   });
 
+  it("refuses an image with a NUL character, which a trusted consumer's exemption naming it could not store", async () => {
+    const trusting = new DockerfilePolicy({
+      build: { allowlist: [], denylist: ['127.0.0.1:5000/team/*'], trustedConsumers: ['trusted'], allowedFrontends: [], sourceRegistries: [], proxyArgs: [], engines: ['buildkit'] },
+      targets: { allowlist: ['127.0.0.1:5000'], registryType: 'private_registry' },
+    }, { consumers: { named: () => [], recorded: async () => [] } });
+    const upload = await received({ image }, [{ name: 'Dockerfile', body: 'FROM 127.0.0.1:5000/team/python\u0000x:3.12\n' }]);
+    const refusal = await trusting.check({ spec: parseSpec(upload.specText, specSettings), consumer: 'trusted', upload }).then(() => undefined, (err: unknown) => err);
+    expect(refusal).toMatchObject({ status: 400, code: 'dockerfile_invalid', field: 'dockerfile', message: expect.stringContaining('line 1') });
+    await upload.cleanup();
+  });
+
   it('answers the Dockerfile it read, kept or from the spool, for the workflow to check again', async () => {
     const text = 'FROM scratch\nCOPY data /data\n';
     const kept = await received({ image }, [...filler, { name: 'Dockerfile', body: text }]);

@@ -17,6 +17,7 @@ import { parseImageReference } from '../../lib/registry/reference';
 import { parseSourceReference } from '../../lib/sources/source-reference';
 import type { BuildSpec } from '../../workflows/definitions';
 import { ApiError } from '../errors';
+import { isStorableText } from './spec-limits';
 import type { BuildUpload } from './upload';
 
 export interface BuildRequestPolicy {
@@ -132,7 +133,14 @@ export class DockerfilePolicy implements BuildRequestPolicy {
   }
 
   private async checkDockerfile(dockerfile: DockerfileToCheck, consumer: string, owner: ImageOwnerCheck): Promise<PolicyExemption | undefined> {
-    const exemption = checkDockerfilePolicy(dockerfile, consumer, this.settings.build, (image) => owner({ ...image, field: 'dockerfile' }, consumer));
+    const exemption = checkDockerfilePolicy(dockerfile, consumer, this.settings.build, (image) => {
+      // A trusted consumer's exempted images are stored with the build (jsonb), which refuses the NUL character; no
+      // registry serves such a name, so the Dockerfile is refused before the insert would fail.
+      if (!isStorableText(image.image)) {
+        throw new ApiError(400, 'dockerfile_invalid', `${image.where} names an image with a NUL character (\\u0000), which no registry serves; fix that line of the Dockerfile`, 'dockerfile');
+      }
+      owner({ ...image, field: 'dockerfile' }, consumer);
+    });
     // Names are judged by what they resolve to here, at request time; the build network's egress rules are the
     // second line for a name that changes its answer later.
     const byName = addUrlsByName(dockerfile);

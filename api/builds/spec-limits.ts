@@ -1,7 +1,8 @@
 /**
  * Limits on the spec's shape that its schema cannot express. The spec is the caller's JSON and travels on to
  * PostgreSQL (jsonb) and Temporal, whose serializers recurse: a `metadata` nested thousands of levels deep would
- * blow the stack there, so depth is checked here without recursion, before anything else walks the value.
+ * blow the stack there, so depth is checked here without recursion, before anything else walks the value. jsonb
+ * also refuses the NUL character (`\u0000`) in any string or key, so a spec holding one is refused here too.
  */
 import { ApiError } from '../errors';
 
@@ -59,4 +60,33 @@ export function checkFreeFormFields(spec: { metadata?: Record<string, unknown>; 
       throw new ApiError(400, 'spec_field_too_large', `spec.${field} takes ${bytes} bytes as JSON; at most ${MAX_FREE_FORM_FIELD_BYTES} are accepted, so shorten it`, field);
     }
   }
+}
+
+/** Whether a caller's text can be stored: PostgreSQL's text and jsonb refuse the NUL character. */
+export function isStorableText(text: string): boolean {
+  return !text.includes('\0');
+}
+
+/**
+ * Refuses a spec with a NUL character in any string or object key, naming the field that holds it (for a key, the
+ * object with that key), so the caller gets a 400 instead of PostgreSQL's refusal of the whole insert. The spec's
+ * depth is already checked, and the walk uses an explicit stack all the same.
+ */
+export function checkStorableStrings(spec: unknown): void {
+  const pending: [unknown, string[]][] = [[spec, []]];
+  for (let item = pending.pop(); item; item = pending.pop()) {
+    const [node, path] = item;
+    if (typeof node === 'string' && !isStorableText(node)) throw nulRefusal(path, 'contains');
+    if (node === null || typeof node !== 'object') continue;
+    for (const [key, child] of Object.entries(node)) {
+      if (!isStorableText(key)) throw nulRefusal(path, 'has a key that contains');
+      pending.push([child, [...path, key]]);
+    }
+  }
+}
+
+function nulRefusal(path: string[], what: string): ApiError {
+  const field = path.join('.') || 'spec';
+  const name = path.length ? `spec.${field}` : 'the spec';
+  return new ApiError(400, 'invalid_spec', `${name} ${what} a NUL character (\\u0000), which cannot be stored; remove it`, field);
 }

@@ -78,6 +78,17 @@ describe('parseSpec', () => {
     expect(refusal(tooDeep)).toMatchObject({ status: 400, code: 'spec_too_deep', field: 'metadata' });
   });
 
+  it.each<[string, Record<string, unknown>, string]>([
+    ['a metadata value', { metadata: { team: { name: 'a\u0000b' } } }, 'metadata.team.name'],
+    ['a metadata key', { metadata: { nested: { 'a\u0000': 1 } } }, 'metadata.nested'],
+    ['a label', { labels: { note: '\u0000' } }, 'labels.note'],
+    ['a build argument', { buildArgs: { VERSION: '1\u0000' } }, 'buildArgs.VERSION'],
+    ['the Dockerfile path', { dockerfile: 'docker/Docker\u0000file' }, 'dockerfile'],
+    ['a dependency build\'s requirements path', { dependencies: { baseImage: 'python:3.12', python: { requirements: 'req\u0000.txt' } } }, 'dependencies.python.requirements'],
+  ])('refuses a NUL character in %s with invalid_spec naming the field, since PostgreSQL cannot store it', (_what, fields, field) => {
+    expect(refusal(JSON.stringify({ image, ...fields }))).toMatchObject({ status: 400, code: 'invalid_spec', field, message: expect.stringContaining('NUL') });
+  });
+
   it.each(['metadata', 'labels', 'buildArgs'])('refuses %s over the size limit with spec_field_too_large', (field) => {
     const entries = Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`K${i}`, 'v'.repeat(MAX_FREE_FORM_FIELD_BYTES / 10)]));
     expect(refusal(JSON.stringify({ image, [field]: entries }))).toMatchObject({ status: 400, code: 'spec_field_too_large', field });

@@ -7,7 +7,7 @@ import type { BuildEngine, BuildSpec } from '../../workflows/definitions';
 import { ApiError } from '../errors';
 import { BuildSpecSchema } from './builds.schemas';
 import { checkBuildResources, type BuildResourceSettings } from './resources';
-import { checkFreeFormFields, checkJsonNesting } from './spec-limits';
+import { checkFreeFormFields, checkJsonNesting, checkStorableStrings } from './spec-limits';
 import { checkDependencies } from './dependencies';
 
 export function parseSpec(specText: string, settings: { maxTimeoutSeconds: number; buildResources: BuildResourceSettings; defaultEngine: BuildEngine }): BuildSpec {
@@ -49,6 +49,8 @@ export function parseSpec(specText: string, settings: { maxTimeoutSeconds: numbe
   }
   checkBuildResources(spec.resources, settings.buildResources, spec.engine ?? settings.defaultEngine);
   const tags = spec.tags === undefined ? undefined : checkedTags(spec.image, spec.tags);
+  // Last, so a field whose own check refuses the character (image, tags, names) answers with its own code.
+  checkStorableStrings(spec);
   return { ...spec, dockerfile, dependencies: checkDependencies(spec.dependencies, json), ...(tags ? { tags } : {}) };
 }
 

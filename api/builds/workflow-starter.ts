@@ -181,7 +181,8 @@ export async function startWorkflowOf(deps: StarterDeps, record: BuildRecord, { 
   await deps.builds.markWorkflowStarted(record.id);
 }
 
-async function workflowRunning(deps: StarterDeps, record: BuildRecord): Promise<boolean> {
+/** Whether the latest run of the build's workflow is running (not closed, and there is one). */
+export async function workflowRunning(deps: Pick<StarterDeps, 'temporal'>, record: BuildRecord): Promise<boolean> {
   try {
     return (await deps.temporal.workflow.getHandle(workflowIdForBuild(record.id)).describe()).status.name === 'RUNNING';
   } catch (err) {

@@ -79,14 +79,28 @@ export interface NewBuild {
   taskQueue?: string;
 }
 
+/**
+ * A build's place in the list, newest first: its created_at exactly, to the microsecond, in UTC
+ * (`YYYY-MM-DDTHH:MM:SS.ffffffZ`; a Date's milliseconds would skip builds recorded within one millisecond), and its id.
+ */
+export interface BuildPosition {
+  createdAt: string;
+  id: string;
+}
+
 export interface BuildListQuery {
   status?: BuildStatus;
   consumer?: string;
   image?: string;
+  /** Only builds created at or after this instant (an exact UTC timestamp, as in BuildPosition). */
+  since?: string;
   limit: number;
-  /** Opaque position from a previous page: the last row's created_at and id. */
-  after?: { createdAt: Date; id: string };
+  /** Position from a previous page: the builds after its last row. */
+  after?: BuildPosition;
 }
+
+/** A listed build, with its position for the cursor of the next page. */
+export type ListedBuild = BuildRecord & { position: BuildPosition };
 
 interface BuildRow {
   id: string;
@@ -300,7 +314,7 @@ export class BuildRepository {
     return new Map(rows.map((r) => [r.build_id, r.position]));
   }
 
-  async list(query: BuildListQuery): Promise<BuildRecord[]> {
+  async list(query: BuildListQuery): Promise<ListedBuild[]> {
     const where: string[] = [];
     const params: unknown[] = [];
     const add = (sql: string, value: unknown) => {
@@ -310,17 +324,19 @@ export class BuildRepository {
     if (query.status) add('status = ?', query.status);
     if (query.consumer) add('consumer = ?', query.consumer);
     if (query.image) add('image = ?', query.image);
+    if (query.since) add('created_at >= ?::timestamptz', query.since);
     if (query.after) {
       params.push(query.after.createdAt, query.after.id);
-      where.push(`(created_at, id) < ($${params.length - 1}, $${params.length})`);
+      where.push(`(created_at, id) < ($${params.length - 1}::timestamptz, $${params.length}::uuid)`);
     }
     params.push(query.limit);
-    const { rows } = await this.query<BuildRow>(
-      `SELECT * FROM builds ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+    const { rows } = await this.query<BuildRow & { position_created_at: string }>(
+      `SELECT *, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS position_created_at
+       FROM builds ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
        ORDER BY created_at DESC, id DESC LIMIT $${params.length}`,
       params,
     );
-    return rows.map(toRecord);
+    return rows.map((row) => ({ ...toRecord(row), position: { createdAt: row.position_created_at, id: row.id } }));
   }
 
   /**

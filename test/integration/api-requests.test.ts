@@ -6,9 +6,11 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../api/app';
+import { startBuildWorkflow } from '../../api/builds/submission';
 import { BuildSlotRepository } from '../../lib/db/build-slots-repository';
 import { BuildRepository } from '../../lib/db/builds-repository';
 import { createPool } from '../../lib/db/pool';
+import { workflowIdForBuild, type BuildSpec } from '../../workflows/definitions';
 import { buildForm, contextOf } from '../support/archives';
 import { freePort } from '../support/private-postgres';
 import { callerHeaders, startTestStack, type ApiCaller, type TestStack } from '../support/stack';
@@ -40,6 +42,33 @@ describe('API requests', () => {
 
   async function errorOf(res: Response): Promise<ErrorAnswer['error']> {
     return ((await res.json()) as ErrorAnswer).error;
+  }
+
+  /** A recorded build of `consumer` that no workflow runs, created at the exact instant `createdAt` (microseconds). */
+  async function recordedAt(consumer: string, createdAt: string): Promise<string> {
+    const image = '127.0.0.1:5000/req/listed:1';
+    const { record } = await stack.builds.create({
+      id: randomUUID(), consumer, image, spec: { image, dockerfile: 'Dockerfile', buildArgs: {}, labels: {}, platforms: ['linux/amd64'] },
+      contextKey: `contexts/sha256:${'0'.repeat(64)}.tar`, contextDigest: `sha256:${'0'.repeat(64)}`,
+    });
+    await stack.pool.query('UPDATE builds SET created_at = $2::timestamptz WHERE id = $1', [record.id, createdAt]);
+    return record.id;
+  }
+
+  /** Every build id of the list at `query`, page by page with `limit`, and how many pages that took. */
+  async function pagedIds(query: string, consumer: string, limit: number): Promise<{ ids: string[]; pages: number }> {
+    const ids: string[] = [];
+    let cursor: string | null = null;
+    let pages = 0;
+    do {
+      const res = await stack.request(`/v1/builds?${query}&limit=${limit}${cursor ? `&cursor=${cursor}` : ''}`, {}, { consumer });
+      expect(res.status, await res.clone().text()).toBe(200);
+      const page = (await res.json()) as { items: { id: string }[]; nextCursor: string | null };
+      ids.push(...page.items.map((b) => b.id));
+      cursor = page.nextCursor;
+      pages++;
+    } while (cursor && pages < 20);
+    return { ids, pages };
   }
 
   describe('spec parsing', () => {
@@ -102,6 +131,29 @@ describe('API requests', () => {
       expect(await errorOf(consumer)).toMatchObject({ code: 'invalid_consumer', field: 'X-Consumer' });
       const key = await submit({ image: '127.0.0.1:5000/req/x:1' }, { 'idempotency-key': 'tab\there' });
       expect(await errorOf(key)).toMatchObject({ code: 'invalid_idempotency_key' });
+    });
+
+    it('refuses a NUL character anywhere in the spec with invalid_spec naming the field, and records nothing', async () => {
+      const consumer = `nul-${Date.now()}`;
+      const image = '127.0.0.1:5000/req/nul:1';
+      for (const [fields, field] of [
+        [{ metadata: { team: 'a\u0000b' } }, 'metadata.team'],
+        [{ labels: { note: '\u0000' } }, 'labels.note'],
+        [{ buildArgs: { VERSION: '1\u0000' } }, 'buildArgs.VERSION'],
+        [{ metadata: { 'k\u0000': 1 } }, 'metadata'],
+      ] as const) {
+        const res = await submit({ image, ...fields }, {}, undefined, { consumer });
+        expect(res.status, await res.clone().text()).toBe(400);
+        expect(await errorOf(res)).toMatchObject({ code: 'invalid_spec', field });
+      }
+      const json = await stack.request('/v1/builds', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ image, sourceImage: '127.0.0.1:5000/req/base:1', metadata: { note: 'x\u0000' } }),
+      }, { consumer });
+      expect(json.status).toBe(400);
+      expect(await errorOf(json)).toMatchObject({ code: 'invalid_spec', field: 'metadata.note' });
+      expect(await stack.builds.list({ consumer, limit: 1 })).toEqual([]);
     });
 
     it('answers a repeated Idempotency-Key with the first build', async () => {
@@ -177,6 +229,53 @@ describe('API requests', () => {
       const limit = await stack.request('/v1/builds?limit=0');
       expect(await errorOf(limit)).toMatchObject({ code: 'invalid_request', field: 'limit' });
     });
+
+    it('pages through builds recorded within one millisecond, each once: the cursor keeps the microseconds', async () => {
+      const consumer = `same-ms-${Date.now()}`;
+      const ids: string[] = [];
+      for (const micros of ['000100', '000200', '000300', '000300']) ids.push(await recordedAt(consumer, `2026-06-01T12:00:00.${micros}Z`));
+      // Newest first; the two of the same microsecond by id, descending.
+      const expected = [...[ids[2]!, ids[3]!].sort().reverse(), ids[1]!, ids[0]!];
+      const { ids: seen, pages } = await pagedIds(`consumer=${consumer}`, consumer, 1);
+      expect(seen).toEqual(expected);
+      expect(pages).toBe(5);
+      // A cursor issued before cursors carried microseconds still reads, with the milliseconds it has.
+      const older = await recordedAt(consumer, '2026-06-01T11:59:59.999999Z');
+      const issuedBefore = Buffer.from(JSON.stringify({ t: '2026-06-01T12:00:00.000Z', i: ids[0] })).toString('base64url');
+      const res = await stack.request(`/v1/builds?consumer=${consumer}&cursor=${issuedBefore}`, {}, { consumer });
+      expect(((await res.json()) as { items: { id: string }[] }).items.map((b) => b.id)).toEqual([older]);
+    });
+  });
+
+  describe('filters', () => {
+    it('lists only builds created at or after since, to the microsecond and in any offset, and pages within it', async () => {
+      const consumer = `since-${Date.now()}`;
+      const first = await recordedAt(consumer, '2026-05-01T10:00:00.000001Z');
+      const second = await recordedAt(consumer, '2026-05-01T11:00:00Z');
+      const third = await recordedAt(consumer, '2026-05-01T12:00:00Z');
+      const listed = async (since: string) => (await pagedIds(`consumer=${consumer}&since=${since}`, consumer, 100)).ids;
+      expect(await listed('2026-05-01T11:00:00Z')).toEqual([third, second]);
+      expect(await listed('2026-05-01T13:00:00%2B02:00')).toEqual([third, second]);
+      expect(await listed('2026-05-01T10:00:00.000001Z')).toEqual([third, second, first]);
+      expect(await listed('2026-05-01T10:00:00.0000011Z')).toEqual([third, second]);
+      expect(await listed('2026-05-01T12:00:00.000001Z')).toEqual([]);
+      expect((await pagedIds(`consumer=${consumer}&since=2026-05-01T10:30:00Z`, consumer, 1)).ids).toEqual([third, second]);
+    });
+
+    it.each([
+      ['a since that is not a timestamp', 'since=yesterday', 'since'],
+      ['a since without its offset', 'since=2026-05-01T11:00:00', 'since'],
+      ['a since whose + was not encoded', 'since=2026-05-01T13:00:00+02:00', 'since'],
+      ['a since on a day the month does not have', 'since=2026-02-30T00:00:00Z', 'since'],
+      ['a NUL character in image', 'image=%00', 'image'],
+      ['a NUL character in consumer', 'consumer=%00', 'consumer'],
+    ])('refuses %s with invalid_request naming the parameter', async (_what, query, field) => {
+      for (const role of ['operator', 'consumer'] as const) {
+        const res = await stack.request(`/v1/builds?${query}`, {}, { role });
+        expect(res.status, await res.clone().text()).toBe(400);
+        expect(await errorOf(res)).toMatchObject({ code: 'invalid_request', field });
+      }
+    });
   });
 
   describe('error mapping', () => {
@@ -215,6 +314,47 @@ describe('API requests', () => {
       expect(retry.status).toBe(409);
       expect(await errorOf(retry)).toMatchObject({ code: 'context_missing', message: expect.stringContaining('submit the build again') });
       expect(await stack.builds.get(record.id)).toMatchObject({ status: 'failed', attempt: 1 });
+    });
+
+    it('answers 409 context_missing to a retry of a dependency build once its stored context is gone, though no Dockerfile of it is read', async () => {
+      const image = '127.0.0.1:5000/req/gone-deps:1';
+      const spec: BuildSpec = {
+        image, dockerfile: 'Dockerfile', buildArgs: {}, labels: {}, platforms: ['linux/amd64'],
+        dependencies: { baseImage: '127.0.0.1:5000/req/python:3.12', python: { requirements: 'requirements.txt' } },
+      };
+      const { record } = await stack.builds.create({
+        id: randomUUID(), consumer: 'tests', image, spec,
+        contextKey: `contexts/sha256:${'1'.repeat(64)}.tar`, contextDigest: `sha256:${'1'.repeat(64)}`,
+      });
+      submitted.push(record.id);
+      await stack.builds.markFailed(record.id, { code: 'build_failed', message: 'the build failed' });
+      const retry = await stack.request(`/v1/builds/${record.id}/retry`, { method: 'POST' });
+      expect(retry.status).toBe(409);
+      expect(await errorOf(retry)).toMatchObject({ code: 'context_missing', message: expect.stringContaining('submit the build again') });
+      expect(await stack.builds.get(record.id)).toMatchObject({ status: 'failed', attempt: 1 });
+    });
+
+    it('cancels a retried build whose new run has not started yet, instead of the closed run before it', async () => {
+      const res = await submit({ image: '127.0.0.1:5000/req/cancel-retry:1' });
+      const { id } = (await res.json()) as { id: string };
+      await stack.workflowStarted(id);
+      // The first attempt ended (nothing runs this suite's builds: its run is ended by hand), and a retry has put the
+      // build back in the queue but not yet started its next run: the latest run is the first attempt's, closed.
+      const handle = stack.client.workflow.getHandle(workflowIdForBuild(id));
+      const firstRun = (await handle.describe()).runId;
+      await handle.terminate('the first attempt ended');
+      await stack.builds.markFailed(id, { code: 'build_failed', message: 'the build failed' });
+      const requeued = (await stack.builds.requeue(id))!;
+      const cancel = await stack.request(`/v1/builds/${id}/cancel`, { method: 'POST' });
+      expect(cancel.status, await cancel.clone().text()).toBe(202);
+      const run = await handle.describe();
+      expect(run.runId).not.toBe(firstRun);
+      expect(run.status.name).toBe('RUNNING');
+      const cancelRequested = async () => (await handle.fetchHistory()).events?.some((e) => e.workflowExecutionCancelRequestedEventAttributes) ?? false;
+      expect(await cancelRequested()).toBe(true);
+      // The retry's own start comes after: it finds the run the cancel started, and neither fails nor starts another.
+      await startBuildWorkflow(stack.apiDeps, requeued);
+      expect((await handle.describe()).runId).toBe(run.runId);
     });
 
     it('answers 503 database_unavailable with Retry-After when PostgreSQL cannot be reached', async () => {
