@@ -26,7 +26,8 @@ Commands:
   get ID                      print a build as JSON
   logs ID [--follow]          print a build's log (follow it live with --follow)
   cancel ID | retry ID        cancel a running build, or run a failed one again
-  list [--status S] [--image I] [--consumer C] [--limit N]
+  list [--status S] [--image I] [--consumer C] [--since TIME] [--limit N]
+                              a page of builds, newest first (--since: created at or after an RFC 3339 time)
 
 Options for every command:
   --api URL      the API's address (default: $IBS_API_URL, else http://127.0.0.1:8080)
@@ -49,6 +50,7 @@ const OPTIONS = {
   status: { type: 'string' },
   image: { type: 'string' },
   consumer: { type: 'string' },
+  since: { type: 'string' },
   limit: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } satisfies ParseArgsConfig['options'];
@@ -186,7 +188,7 @@ async function run(io: Io, argv: string[]): Promise<number> {
     }
     case 'list': {
       const query = new URLSearchParams();
-      for (const key of ['status', 'image', 'consumer', 'limit'] as const) if (values[key]) query.set(key, values[key]);
+      for (const key of ['status', 'image', 'consumer', 'since', 'limit'] as const) if (values[key]) query.set(key, values[key]);
       const page = await callJson<{ items: Build[]; nextCursor: string | null }>(api, 'GET', `/v1/builds?${query}`);
       for (const b of page.items) io.out(`${b.id}  ${b.status.padEnd(9)}  ${String(b.createdAt ?? '')}  ${b.image}\n`);
       if (page.nextCursor) io.err(`more builds: add --limit, or ask the API with cursor=${page.nextCursor}\n`);

@@ -96,6 +96,11 @@ describe('ibs build', () => {
     expect(logs.stdout).toContain('checked-ignore-rules');
     const list = await ibs('list', '--image', `127.0.0.1:5000/cli-test/app:${tag}`);
     expect(list.stdout).toContain(id);
+    const since = (at: Date) => ibs('list', '--image', `127.0.0.1:5000/cli-test/app:${tag}`, '--since', at.toISOString());
+    expect((await since(new Date(Date.now() - 3_600_000))).stdout).toContain(id);
+    const later = await since(new Date(Date.now() + 3_600_000));
+    expect(later.code).toBe(0);
+    expect(later.stdout).not.toContain(id);
   });
 
   it('exits 1 with the build error when a step fails', async () => {
