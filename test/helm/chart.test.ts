@@ -417,6 +417,18 @@ describe('core.config_env_vars, where the spec configures the base-image lists a
     expect(env.CUSTOM_MODEL_DEPENDENCIES_HTTP_PROXY).toBe('http://user:pw@proxy.example.com:3128');
     expect(env.CUSTOM_MODEL_DEPENDENCIES_PYTHON_INDEX).toBe('https://artifactory.example.com/api/pypi/simple');
   });
+
+  it('writes a variable the chart derives once, with the extra value, when buildService.env or core sets it too', () => {
+    const set = ['buildService.env.LOG_LEVEL=debug', 'core.config_env_vars.IMAGE_BUILDER_BUILD_ENGINE=kaniko', 'core.config_env_vars.KANIKO_IMAGE=mirror.example/kaniko:1', 'buildService.env.BUILD_LOG_FLUSH_INTERVAL_MS=250'];
+    // The raw text, as tools that refuse a duplicate key (kubectl apply, Argo CD) read it.
+    const text = run(['template', RELEASE, chartDir, '--namespace', 'ibs', ...set.flatMap((value) => ['--set', value])]);
+    const configMap = text.split(/^---$/m).find((doc) => /kind: ConfigMap/.test(doc) && doc.includes(`name: ${FULLNAME}-config`)) ?? '';
+    expect(configMap.match(/^ {2}LOG_LEVEL:/gm)).toHaveLength(1);
+    expect(configMap.match(/^ {2}IMAGE_BUILDER_BUILD_ENGINE:/gm)).toHaveLength(1);
+    const { env, config } = rendered({ set });
+    expect(env).toMatchObject({ LOG_LEVEL: 'debug', IMAGE_BUILDER_BUILD_ENGINE: 'kaniko', BUILD_LOG_FLUSH_INTERVAL_MS: '250' });
+    expect(config().imageBuilder.buildEngine).toBe('kaniko');
+  });
 });
 
 describe('image pull credentials', () => {
