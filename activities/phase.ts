@@ -22,7 +22,9 @@ export function phaseReporter(deps: PhaseDeps, buildId: string): (status: BuildP
   const execution = Context.current().info.workflowExecution;
   const record = patientRecord(deps, buildId);
   return async (status) => {
-    await record(`the ${status} step`, () => deps.builds.markStatus(buildId, status));
+    const left = await record(`the ${status} step`, () => deps.builds.markStatus(buildId, status));
+    // The step it leaves is timed here as the workflow's own records time theirs (ibs_build_phase_duration_seconds).
+    if (left) deps.telemetry?.metrics.observeTransition(left, status);
     if (!execution) return;
     // A lost signal only leaves the search attribute one step behind until the workflow's next status; the build goes on.
     await deps.temporal.workflow
