@@ -73,6 +73,20 @@ describe('credentialValuesOf', () => {
     );
   });
 
+  it('gives a password with quotes, backslashes or line breaks also as the config file holds it, JSON-escaped', () => {
+    const key = '{\n  "type": "service_account",\n  "private_key": "-----BEGIN PRIVATE KEY-----\\nMIIE\\n"\n}';
+    // As a pull secret of the cluster often holds it: username and password beside auth.
+    const config = { auths: { 'gcr.io': { username: '_json_key', password: key, auth: Buffer.from(`_json_key:${key}`).toString('base64') } } };
+    const file = Buffer.from(encodeDockerConfig(config), 'base64').toString('utf8');
+    expect(file).toContain('service_account');
+    const values = credentialValuesOf(config);
+    expect(values).toContain(key);
+    // What a RUN step that prints the file shows, with every such value masked, holds no part of the key.
+    const printed = values.reduce((text, value) => text.split(value).join('*****'), file);
+    expect(printed).not.toContain('service_account');
+    expect(printed).not.toContain('MIIE');
+  });
+
   it('ignores values that are not strings and an auth without a password', () => {
     const config = { auths: { 'x.example': { auth: Buffer.from('user-only:').toString('base64'), password: 42 } } } as unknown as Parameters<typeof credentialValuesOf>[0];
     expect(credentialValuesOf(config)).toEqual([Buffer.from('user-only:').toString('base64')]);

@@ -94,15 +94,21 @@ export function encodeDockerConfig(config: DockerConfig): string {
  */
 export function credentialValuesOf(config: DockerConfig): string[] {
   const values = new Set<string>();
+  // Also as the config file holds it, JSON-escaped: a password with quotes, backslashes or line breaks (a GCR
+  // _json_key's service-account JSON) is printed that way by a step that prints the file.
+  const add = (value: string) => {
+    values.add(value);
+    values.add(JSON.stringify(value).slice(1, -1));
+  };
   for (const entry of Object.values(config.auths)) {
     for (const key of ['password', 'auth', 'identitytoken', 'registrytoken']) {
       const value = entry?.[key];
-      if (typeof value === 'string' && value) values.add(value);
+      if (typeof value === 'string' && value) add(value);
     }
     if (typeof entry?.auth === 'string') {
       const decoded = Buffer.from(entry.auth, 'base64').toString('utf8');
       const colon = decoded.indexOf(':');
-      if (colon >= 0 && colon < decoded.length - 1) values.add(decoded.slice(colon + 1));
+      if (colon >= 0 && colon < decoded.length - 1) add(decoded.slice(colon + 1));
     }
   }
   return [...values];
