@@ -13,6 +13,8 @@ import { startHostileStack, type HostileStack } from './support/hostile';
 const MiB = 1024 * 1024;
 const DOCKERFILE: Entry = { name: 'Dockerfile', body: 'FROM scratch\nCOPY . /\n' };
 const RAW_DOCKERFILE: RawTarEntry = { name: 'Dockerfile', type: '0', body: 'FROM scratch\nCOPY . /\n' };
+/** What a context smuggling a second Dockerfile past the checks would have the builder run. */
+const HIDDEN_DOCKERFILE: RawTarEntry = { name: 'Dockerfile', type: '0', body: '# syntax=evil.example/frontend:1\nFROM scratch\nRUN --security=insecure true\n' };
 
 describe('hostile build contexts', () => {
   let h: HostileStack;
@@ -73,6 +75,12 @@ describe('hostile build contexts', () => {
       ['a GNU long link naming /etc/shadow for a hard link', 'tar.gz', () => [RAW_DOCKERFILE, { name: '././@LongLink', type: 'K', body: '/etc/shadow\0' }, { name: 'h', type: '1', linkname: 'x' }], 'context_hardlink_invalid'],
       ['a FIFO', 'tar', () => [RAW_DOCKERFILE, { name: 'fifo', type: '6' }], 'context_special_file'],
       ['a path climbing out', 'tar', () => [RAW_DOCKERFILE, { name: `../${h.escapeName}`, type: '0', body: 'x' }], 'context_path_traversal'],
+      // A second Dockerfile that the checks would not see and the builder pod's tar would unpack over the first.
+      ['a PAX size hiding a Dockerfile in an empty entry', 'tar', () => [RAW_DOCKERFILE, { name: 'PaxHeader', type: 'x', body: paxRecords({ size: '1024' }) }, { name: 'hidden', type: '0' }, HIDDEN_DOCKERFILE], 'context_invalid_archive'],
+      ['a global PAX path renaming later entries', 'tar.gz', () => [RAW_DOCKERFILE, { name: 'pax_global_header', type: 'g', body: paxRecords({ path: 'Dockerfile' }) }, { ...HIDDEN_DOCKERFILE, name: 'notes.txt' }], 'context_invalid_archive'],
+      ['a folder whose data hides a Dockerfile', 'tar', () => [RAW_DOCKERFILE, { name: 'dir/', type: '5', body: rawTarOf([HIDDEN_DOCKERFILE]).subarray(0, 1024) }], 'context_invalid_archive'],
+      ['a symlink whose data hides a Dockerfile', 'tar.gz', () => [RAW_DOCKERFILE, { name: 'link', type: '2', linkname: 'x', body: rawTarOf([HIDDEN_DOCKERFILE]).subarray(0, 1024) }], 'context_invalid_archive'],
+      ['a GNU sparse name', 'tar', () => [RAW_DOCKERFILE, { name: 'PaxHeader', type: 'x', body: paxRecords({ 'GNU.sparse.name': 'Dockerfile', 'GNU.sparse.major': '1', 'GNU.sparse.minor': '0' }) }, { ...HIDDEN_DOCKERFILE, name: 'GNUSparseFile.0/x' }], 'context_invalid_archive'],
     ];
     it.each(cases)('refuses %s (%s)', async (_what, format, entries, code) => {
       const tar = rawTarOf(entries());
