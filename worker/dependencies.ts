@@ -133,7 +133,8 @@ export async function createWorkerDependencies(config: Config, telemetry?: Telem
       imageOwners: new ImageOwners({ repositories: config.policy.targetRepositories }, { named: knownConsumers(config.auth), recorded: () => builds.consumers() }),
       secrets: config.secrets,
       telemetry,
-      buildLogs: { index: new LogSegmentIndex(pool), ...config.buildLogs },
+      // Log storage trouble is logged and counted with the rest of the worker's (lib/logs/build-log.ts).
+      buildLogs: { index: new LogSegmentIndex(pool), ...config.buildLogs, telemetry },
       dependencies: config.dependencies,
       scanGate: config.imageScanner.enabled
         ? new ScanGate({

@@ -23,6 +23,8 @@ import { join } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ObjectStore } from '../storage/object-store';
+import type { Telemetry } from '../telemetry';
+import { scrubValue } from '../telemetry/logger';
 import { redact } from './redact';
 import { buildLogKey, lastLineOf, segmentKey, type LogSegment, type LogSegmentIndex } from './segments';
 
@@ -38,7 +40,15 @@ export interface BuildLogSettings {
   closeTimeoutMs?: number;
   /** Longest pause between two tries of a failed upload. */
   retryMaxMs?: number;
+  /**
+   * The process's logger and metrics: storage trouble is logged there (operation `build_log_upload`) and counted in
+   * ibs_suppressed_errors_total. Without it (tests) the same lines go to the console, scrubbed alike.
+   */
+  telemetry?: Telemetry;
 }
+
+/** The `operation` of this module's lines and of its ibs_suppressed_errors_total count. */
+const OPERATION = 'build_log_upload';
 
 interface SpoolState {
   writer: string;
@@ -189,13 +199,14 @@ export class BuildLog {
         if (Date.now() > this.deadline) throw new Error('storage did not come back in time');
         await this.pump();
       }
-      await this.retrying('write the whole log', () => this.compact());
+      await this.retrying('write the whole log', buildLogKey(this.buildId), () => this.compact());
       closeSync(this.fd);
       await rm(this.dir, { recursive: true, force: true });
       return true;
     } catch (err) {
       closeSync(this.fd);
-      console.error(`build ${this.buildId}: its log is not fully stored (${(err as Error).message}); the spool ${this.dir} keeps it for the next attempt`);
+      // Counted when the upload first failed (retrying); this line says where the lines wait.
+      this.report('warn', { spool: this.dir, err }, "the build's log is not fully stored; its spool keeps it for the next attempt");
       return false;
     } finally {
       clearInterval(beat);
@@ -219,8 +230,11 @@ export class BuildLog {
     this.timer = setTimeout(() => {
       this.timer = undefined;
       // close() awaits the same pump and says what became of the lines; here a failure must not go unhandled,
-      // which would end the whole worker process.
-      this.pump().catch((err: unknown) => console.error(`build ${this.buildId}: storing its log failed (${(err as Error).message}); the lines stay in the spool`));
+      // which would end the whole worker process. What reaches here is the spool's own trouble (the local disk):
+      // storage failures are retried inside the pump.
+      this.pump().catch((err: unknown) => {
+        if (!this.closing) this.failed({ err }, "storing the build's log failed; the lines stay in the spool");
+      });
     }, wait);
   }
 
@@ -246,11 +260,11 @@ export class BuildLog {
         byteCount: bytes.length,
         key: segmentKey(this.buildId, this.state.seq, this.state.writer),
       };
-      await this.retrying('store a segment', () => this.store.put(segment.key, bytes, { contentType: 'text/plain; charset=utf-8', contentLength: bytes.length }));
-      const outcome = await this.retrying('index a segment', () => this.settings.index.record(segment));
+      await this.retrying('store a segment', segment.key, () => this.store.put(segment.key, bytes, { contentType: 'text/plain; charset=utf-8', contentLength: bytes.length }));
+      const outcome = await this.retrying('index a segment', segment.key, () => this.settings.index.record(segment));
       if (outcome === 'taken') {
         // Another writer holds this number: take the next free one and store the same lines again under it.
-        const last = await this.retrying('renumber', () => this.settings.index.last(this.buildId));
+        const last = await this.retrying('renumber a segment', segment.key, () => this.settings.index.last(this.buildId));
         this.state = { ...this.state, seq: (last?.seq ?? -1) + 1, line: last ? lastLineOf(last) + 1 : 1 };
         continue;
       }
@@ -285,18 +299,20 @@ export class BuildLog {
     return bytes.subarray(0, read);
   }
 
-  /** Retries `action` with backoff until it succeeds or close()'s deadline passes; logs once per outage. */
-  private async retrying<T>(what: string, action: () => Promise<T>): Promise<T> {
+  /**
+   * Retries `action` (`step`, on the object `key`) with backoff until it succeeds or close()'s deadline passes; logs
+   * and counts once per outage, and logs when it ends.
+   */
+  private async retrying<T>(step: string, key: string, action: () => Promise<T>): Promise<T> {
     let pause = 250;
     for (;;) {
       try {
         const result = await action();
-        if (this.failing) console.error(`build ${this.buildId}: log storage works again`);
+        if (this.failing) this.report('info', { step, key }, 'build log upload works again');
         this.failing = false;
         return result;
       } catch (err) {
-        if (!this.failing) console.error(`build ${this.buildId}: could not ${what} (${(err as Error).message}); the lines wait in the spool and are retried`);
-        this.failing = true;
+        this.failed({ step, key, err }, 'build log upload failed; retrying while the lines wait in the spool');
         if (Date.now() + pause > this.deadline) throw err;
         await sleep(pause);
         pause = Math.min(pause * 2, this.settings.retryMaxMs ?? 5_000);
@@ -343,6 +359,27 @@ export class BuildLog {
     }
     await writing;
     await index.recordCompacted(this.buildId, lastLineOf(last));
+  }
+
+  /** The first failure of a streak: logged and counted; the rest of the streak is not. */
+  private failed(fields: Record<string, unknown>, message: string): void {
+    if (!this.failing) {
+      this.settings.telemetry?.metrics.suppressedErrors.inc({ operation: OPERATION });
+      this.report('warn', fields, message);
+    }
+    this.failing = true;
+  }
+
+  /**
+   * A line about this log's storage. Its fields are scrubbed with the values this log masks (a builder's minted
+   * registry token is not among the logger's configured secrets) before the logger scrubs them again: a storage
+   * error can quote a signed URL or a credential.
+   */
+  private report(level: 'warn' | 'info', fields: Record<string, unknown>, message: string): void {
+    const scrubbed = scrubValue({ operation: OPERATION, buildId: this.buildId, bucket: this.store.bucket, ...fields }, this.secrets) as Record<string, unknown>;
+    const logger = this.settings.telemetry?.logger;
+    if (logger) logger[level](scrubbed, message);
+    else console[level](message, scrubbed);
   }
 
   private saveState(): void {
