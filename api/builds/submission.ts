@@ -19,7 +19,7 @@ import type { PolicyOutcome } from './policy';
 import { ensureWorkflowStarted, findIdenticalBuild } from './reuse';
 import { imageArchiveSource } from './sources';
 import type { BuildUpload } from './upload';
-import { startWorkflowOf } from './workflow-starter';
+import { failUnstartedBuild, startWorkflowOf } from './workflow-starter';
 import { reusable } from '../../lib/storage/reuse';
 import { logProblem } from '../../lib/telemetry';
 import { currentTraceId } from '../../lib/telemetry/tracing';
@@ -196,8 +196,8 @@ export async function startBuildWorkflow(deps: ApiDeps, record: BuildRecord, opt
   try {
     await startWorkflowOf(deps, record, options);
   } catch (err) {
-    await deps.builds.markFailed(record.id, { code: 'workflow_start_failed', message: 'the build could not be started; submit it again' });
     logProblem(deps.telemetry, 'error', { err, buildId: record.id }, 'starting the build workflow failed');
+    await failUnstartedBuild(deps, record.id, { code: 'workflow_start_failed', message: 'the build could not be started; submit it again' });
     throw new ApiError(503, 'temporal_unavailable', 'the build could not be started because Temporal is unavailable; retry shortly');
   }
 }

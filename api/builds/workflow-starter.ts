@@ -7,9 +7,9 @@
  * workflow_started_at is still empty was never started (the API stopped in between, or Temporal was down), and the
  * sweep starts it. Starts are idempotent: the workflow id is the build's.
  */
-import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError } from '@temporalio/client';
+import { NamespaceNotFoundError, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError } from '@temporalio/client';
 import type { BuildRecord } from '../../lib/db/builds-repository';
-import { searchAttributes, workflowIdForBuild, type ImageBuildInput, type ResumePoint } from '../../workflows/definitions';
+import { searchAttributes, workflowIdForBuild, type BuildErrorInfo, type ImageBuildInput, type ResumePoint } from '../../workflows/definitions';
 import type { imageBuild } from '../../workflows/image-build';
 import { logProblem } from '../../lib/telemetry';
 import { inCurrentTrace } from '../../lib/telemetry/tracing';
@@ -133,8 +133,7 @@ export class WorkflowStarter {
         return;
       }
       this.log('error', { err, buildId: record.id }, 'starting the build workflow failed for good; the build is failed');
-      await this.deps.builds
-        .markFailed(record.id, { code: 'workflow_start_failed', message: 'Temporal did not accept the build; submit it again' })
+      await failUnstartedBuild(this.deps, record.id, { code: 'workflow_start_failed', message: 'Temporal did not accept the build; submit it again' })
         .catch((markErr: unknown) => this.log('warn', { err: markErr, buildId: record.id }, 'recording the failed start failed; the sweep tries again'));
     }
   }
@@ -181,6 +180,18 @@ export async function startWorkflowOf(deps: StarterDeps, record: BuildRecord, { 
   await deps.builds.markWorkflowStarted(record.id);
 }
 
+/**
+ * Ends a build whose workflow did not start, and tells of it as the worker tells of the builds it fails: counted in
+ * ibs_builds_finished_total under its code (the failure alert and the dashboard's failed builds read it, summed over
+ * the API's and the worker's pods) and logged once as `build failed: …`. A build already ended is left as it is.
+ */
+export async function failUnstartedBuild(deps: Pick<StarterDeps, 'builds' | 'telemetry'>, buildId: string, error: BuildErrorInfo): Promise<void> {
+  const left = await deps.builds.markFailed(buildId, error);
+  if (!left) return;
+  deps.telemetry?.metrics?.observeFinished(left, 'failed', error.code);
+  logProblem(deps.telemetry, 'warn', { buildId, code: error.code }, `build failed: ${error.message}`);
+}
+
 /** Whether the latest run of the build's workflow is running (not closed, and there is one). */
 export async function workflowRunning(deps: Pick<StarterDeps, 'temporal'>, record: BuildRecord): Promise<boolean> {
   try {
@@ -193,6 +204,8 @@ export async function workflowRunning(deps: Pick<StarterDeps, 'temporal'>, recor
 
 /** Whether Temporal refused the start for a reason a later attempt cannot change (see PERMANENT_GRPC_CODES). */
 export function isPermanentStartFailure(err: unknown): boolean {
+  // The client turns NOT_FOUND for the namespace into an error of its own, without the gRPC code.
+  if (err instanceof NamespaceNotFoundError) return true;
   for (let e: unknown = err, depth = 0; e && typeof e === 'object' && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
     const code = (e as { code?: unknown }).code;
     if (typeof code === 'number') return PERMANENT_GRPC_CODES.has(code);
