@@ -75,6 +75,42 @@ describe('checkDockerfilePolicy', () => {
   });
 });
 
+describe('checkDockerfilePolicy on Dockerfiles laid out to hide an instruction', () => {
+  // Each payload is refused on its own line; `|` marks where a layout may split it over two lines.
+  const payloads: [string, string, PolicyViolation['code']][] = [
+    ['a denied FROM', 'FROM data|robot/internal:1', 'base_image_denied'],
+    ['an ADD of the metadata address', 'ADD http://169.254.|169.254/latest/ /m', 'add_url_not_allowed'],
+    ['RUN --security=insecure', 'RUN --security=in|secure true', 'entitlement_not_allowed'],
+  ];
+  const whole = (p: string) => p.replace('|', '');
+  const layouts: [string, (p: string) => string][] = [
+    ['behind a quoted <<EOF', (p) => `FROM python\nRUN echo '<<EOF'\n${whole(p)}\n`],
+    ['behind cat<<EOF, which is no heredoc word', (p) => `FROM python\nRUN cat<<EOF >/x\n${whole(p)}\n`],
+    ['behind a JSON-form RUN naming <<EOF', (p) => `FROM python\nRUN ["sh", "-c", "cat <<EOF"]\n${whole(p)}\n`],
+    ['between a heredoc delimited EOF-1 and an EOF line', (p) => `FROM python\nRUN <<EOF-1\nEOF-1\n${whole(p)}\nRUN <<EOF\nEOF\n`],
+    ['continued over an empty line', (p) => `FROM python\n${whole(p).replace(' ', ' \\\n\n')}\n`],
+    ['split inside a word by a continuation', (p) => `FROM python\n${p.replace('|', '\\\n')}\n`],
+    ['after a line ending in an escaped escape', (p) => `FROM python\nRUN echo \\\\\n${whole(p)}\n`],
+    ['after a line ending in \\ under an indented # escape=`', (p) => ` # escape=\`\nFROM python\nRUN echo \\\n${whole(p)}\n`],
+  ];
+  it.each(payloads.flatMap(([what, payload, code]) => [['on its own line', (p: string) => `FROM python\n${whole(p)}\n`] as const, ...layouts].map(([layout, make]) => [what, layout, make(payload), code] as const)))(
+    'refuses %s %s',
+    (_what, _layout, text, code) => {
+      expect(violation(() => check(text)).code).toBe(code);
+    },
+  );
+
+  it.each([
+    ['ONBUILD ADD of the metadata address', 'ONBUILD ADD http://169.254.169.254/latest/ /m', 'add_url_not_allowed'],
+    ['ONBUILD RUN --security=insecure', 'ONBUILD RUN --security=insecure true', 'entitlement_not_allowed'],
+    ['ONBUILD RUN --mount=from= a denied image', 'ONBUILD RUN --mount=type=bind,from=datarobot/tools:1,target=/t /t/x', 'base_image_denied'],
+    ['ONBUILD COPY --from= a denied image', 'ONBUILD COPY --from=datarobot/tools:1 / /', 'base_image_denied'],
+    ['an ONBUILD ADD whose host an ENV after it names', 'ONBUILD ADD http://${H}/ /m\nENV H=169.254.169.254', 'add_url_not_allowed'],
+  ] as const)('refuses %s, as the instruction itself', (_what, trigger, code) => {
+    expect(violation(() => check(`FROM python\n${trigger}\n`)).code).toBe(code);
+  });
+});
+
 describe('checkTargetRegistry', () => {
   const local = { allowlist: ['127.0.0.1:5000', '*.example.com'], registryType: 'private_registry' as const };
   it('allows the allowlisted registries only', () => {

@@ -63,6 +63,15 @@ describe('hostile build requests', () => {
       ['a denied base image given as a build argument', 'ARG BASE=scratch\nFROM ${BASE}\n', { buildArgs: { BASE: `${DENIED}/base:1` } }, 'base_image_denied'],
       ['RUN --mount=type=bind,from= a denied image', `FROM scratch\nRUN --mount=type=bind,from=${DENIED}/tools:1,target=/t /t/run\n`, {}, 'base_image_denied'],
       ['COPY --from= a denied image', `FROM scratch\nCOPY --from=${DENIED}/secrets:1 /etc/shadow /x\n`, {}, 'base_image_denied'],
+      ['a denied base image behind a quoted <<EOF', `FROM scratch\nRUN echo '<<EOF'\nFROM ${DENIED}/base:1\n`, {}, 'base_image_denied'],
+      ['ADD of the metadata address behind a JSON-form RUN naming <<EOF', 'FROM scratch\nRUN ["sh", "-c", "cat <<EOF"]\nADD http://169.254.169.254/latest/ /m\n', {}, 'add_url_not_allowed'],
+      ['RUN --security=insecure between a heredoc delimited EOF-1 and an EOF line', 'FROM scratch\nRUN <<EOF-1\nEOF-1\nRUN --security=insecure true\nRUN <<EOF\nEOF\n', {}, 'entitlement_not_allowed'],
+      ['a denied base image continued over an empty line', `FROM \\\n\n${DENIED}/base:1\n`, {}, 'base_image_denied'],
+      ['a denied base image split inside its name by a continuation', `FROM ${DENIED.slice(0, -3)}\\\n${DENIED.slice(-3)}/base:1\n`, {}, 'base_image_denied'],
+      ['RUN --security=insecure after a line ending in an escaped escape', 'FROM scratch\nRUN echo \\\\\nRUN --security=insecure true\n', {}, 'entitlement_not_allowed'],
+      ['ONBUILD ADD of the metadata address', 'FROM scratch\nONBUILD ADD http://169.254.169.254/latest/ /m\n', {}, 'add_url_not_allowed'],
+      ['ONBUILD RUN --security=insecure', 'FROM scratch\nONBUILD RUN --security=insecure true\n', {}, 'entitlement_not_allowed'],
+      ['ONBUILD RUN --mount=type=bind,from= a denied image', `FROM scratch\nONBUILD RUN --mount=type=bind,from=${DENIED}/tools:1,target=/t /t/run\n`, {}, 'base_image_denied'],
     ];
     it.each(cases)('refuses %s', async (_what, dockerfile, extra, code) => {
       const form = await withDockerfile(dockerfile, extra);
