@@ -23,7 +23,21 @@ describe('image references and patterns', () => {
     ['docker.io/library/python:3.12', 'python:3.11', false],
     ['*.dkr.ecr.us-east-1.amazonaws.com/*', '123456789012.dkr.ecr.us-east-1.amazonaws.com/base:1', true],
     ['*', 'anything.example/x', true],
+    ['DOCKER.IO/DataRobot/*', 'docker.io/datarobot/Env', true],
+    ['docker.io/*/x/*', 'docker.io/a/x/b/c', true],
+    ['docker.io/*/x/*', 'docker.io/a/y/b', false],
+    ['docker.io/a*b*c', 'docker.io/abxbc', true],
+    ['docker.io/a*b*c', 'docker.io/abxbcd', false],
+    ['docker.io/*a', 'docker.io/aaa', true],
+    ['docker.io/x.y/*', 'docker.io/xzy/z', false],
   ])('%s matches %s: %s', (pattern, ref, expected) => {
     expect(imageMatches(normalisePattern(pattern), normaliseImage(ref))).toBe(expected);
+  });
+
+  it('matches a long hostile name against a pattern of several stars at once', () => {
+    // A regular expression of this pattern backtracked for 86 s on an 8 KB name; a FROM line may hold far more.
+    const name = `docker.io/${'a/'.repeat(200_000)}`;
+    expect(imageMatches('docker.io/*/*/*/z', name)).toBe(false);
+    expect(imageMatches('docker.io/*/*/*/a/', name)).toBe(true);
   });
 });

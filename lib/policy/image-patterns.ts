@@ -47,10 +47,37 @@ export function repositoryOf(normalised: string): string {
  * every tag of python.
  */
 export function imageMatches(pattern: string, normalisedImage: string): boolean {
-  const regex = new RegExp(`^${pattern.split('*').map(escapeRegExp).join('.*')}$`, 'i');
-  return regex.test(normalisedImage) || regex.test(repositoryOf(normalisedImage));
+  return globMatches(pattern, normalisedImage) || globMatches(pattern, repositoryOf(normalisedImage));
 }
 
-function escapeRegExp(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+/**
+ * Whether `text` matches `pattern`, `*` matching any characters, case-insensitively. A regular expression of the
+ * pattern (`.*` for each star) backtracks to a power of the text's length with several stars, and the text is a
+ * Dockerfile's: a pattern with three stars took 86 s against an 8 KB `FROM` name. This walk goes back only to the
+ * last star, so it takes at most the pattern's length times the text's.
+ */
+function globMatches(pattern: string, text: string): boolean {
+  const p = pattern.toLowerCase();
+  const t = text.toLowerCase();
+  let pi = 0;
+  let ti = 0;
+  let star = -1;
+  let resume = 0;
+  while (ti < t.length) {
+    if (pi < p.length && p[pi] === '*') {
+      star = pi++;
+      resume = ti;
+    } else if (pi < p.length && p[pi] === t[ti]) {
+      pi++;
+      ti++;
+    } else if (star >= 0) {
+      // The last star takes one more character, and the rest of the pattern is tried from there.
+      pi = star + 1;
+      ti = ++resume;
+    } else {
+      return false;
+    }
+  }
+  while (p[pi] === '*') pi++;
+  return pi === p.length;
 }
