@@ -342,6 +342,15 @@ describe('runs of the same build', () => {
     // While the build is not over (a next attempt may still come), the pod stays.
     expect(await sweep()).toMatchObject({ buildersDeleted: 0, failures: [] });
     expect(await readPod(namespace, name)).toBeDefined();
+    // With the database away the build's state is unknown: the pod stays, while an expired pod is deleted all the same.
+    const kept = buildJob(contextKey);
+    const keeper = executor({ outcome: 'succeeded', digest: DIGEST }, { retentionSeconds: 1 });
+    await keeper.run(kept, recordingObserver());
+    await delay(1_100);
+    await expect(ex.sweep(async () => Promise.reject(new Error('PostgreSQL is down')))).rejects.toThrow('PostgreSQL is down');
+    await eventually(() => podGone(namespace, builderPodName(kept.buildId)), 'the expired pod to be deleted');
+    expect(await readPod(namespace, name)).toBeDefined();
+
     over.add(job.buildId);
     expect((await sweep()).buildersDeleted).toBeGreaterThanOrEqual(1);
     await eventually(() => podGone(namespace, name), 'the abandoned pod to be deleted');

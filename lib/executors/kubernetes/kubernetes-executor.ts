@@ -337,20 +337,21 @@ export class KubernetesExecutor implements BuildExecutor {
   async sweep(isOver?: (buildId: string) => Promise<boolean>): Promise<number> {
     const list = await this.core.listNamespacedPod({ namespace: this.options.namespace, labelSelector: `${LABELS.managedBy}=${MANAGED_BY}` });
     const now = Date.now();
-    let deleted = 0;
+    const expiresAt = (pod: V1Pod) => pod.metadata?.annotations?.[EXPIRES_AT_ANNOTATION];
+    const expired = list.items.filter((pod) => expiresAt(pod) !== undefined && Date.parse(expiresAt(pod)!) <= now);
+    for (const pod of expired) await this.deletePod(pod);
+    // A builder pod without an expiry was never finished by an attempt: its build ended without it (cancelled while
+    // the activity waited to be retried after an API error, its attempts ran out, the worker killed in the last), and
+    // it would keep running, then stay, with its Secret of credentials. Once the build is over, nothing comes back to
+    // it. Asked after the expired pods are gone, so a database that does not answer holds back only these.
+    let abandoned = 0;
     for (const pod of list.items) {
-      const expiresAt = pod.metadata?.annotations?.[EXPIRES_AT_ANNOTATION];
       const buildId = pod.metadata?.labels?.[LABELS.buildId];
-      // A builder pod without an expiry was never finished by an attempt: its build ended without it (cancelled while
-      // the activity waited to be retried after an API error, its attempts ran out, the worker killed in the last),
-      // and it would keep running, then stay, with its Secret of credentials. Once the build is over, nothing comes
-      // back to it.
-      const expired = expiresAt !== undefined ? Date.parse(expiresAt) <= now : buildId !== undefined && isOver !== undefined && (await isOver(buildId));
-      if (!expired) continue;
+      if (expiresAt(pod) !== undefined || buildId === undefined || !isOver || !(await isOver(buildId))) continue;
       await this.deletePod(pod);
-      deleted++;
+      abandoned++;
     }
-    return deleted;
+    return expired.length + abandoned;
   }
 
   /**
