@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { pack, type Header } from 'tar-stream';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { dockerSaveManifest, spoolImageArchive, type ImageArchiveLimits } from './image-archive';
 
 type Entry = Partial<Header> & { name: string; body?: string | Buffer };
@@ -99,6 +99,25 @@ describe('spoolImageArchive', () => {
     expect(plan.root.digest).toBe(sha(index));
     expect(plan.manifests.map((m) => m.digest)).toEqual([sha(ma), sha(mb), sha(index)]);
     expect(plan.blobs).toHaveLength(4);
+  });
+
+  it('reads a config that many manifests share once', async () => {
+    const img = await image();
+    // Manifests that differ only by an annotation, all naming one config.
+    const manifests = Array.from({ length: 20 }, (_, i) => {
+      const m = JSON.parse(manifestOf(img).toString()) as Record<string, unknown>;
+      return Buffer.from(JSON.stringify({ ...m, annotations: { n: String(i) } }));
+    });
+    const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: manifests.map((m) => desc(m)) }));
+    const archive = await ociLayout([index, ...manifests, img.config, img.layer], { schemaVersion: 2, manifests: [desc(index, 'application/vnd.oci.image.index.v1+json')] });
+    const parse = vi.spyOn(JSON, 'parse');
+    try {
+      const { plan } = await spool(archive);
+      expect(plan.manifests).toHaveLength(21);
+      expect(parse.mock.calls.filter(([text]) => String(text) === img.config.toString())).toHaveLength(1);
+    } finally {
+      parse.mockRestore();
+    }
   });
 
   it.each<[string, () => Promise<Buffer>, string]>([

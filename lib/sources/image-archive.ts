@@ -193,7 +193,12 @@ async function walk(entries: Map<string, SpooledEntry>, plan: ImagePlan, desc: D
       blobPath(entries, blob);
       if (!plan.blobs.some((b) => b.digest === blob.digest)) plan.blobs.push(blob);
     }
-    if (IMAGE_CONFIG_TYPES.includes(config.mediaType)) checkImageConfig(await readJson(entries, blobPath(entries, config), `the config ${config.digest}`), config.digest);
+    // Each config is read once, however many manifests share it (re-reading one 4 MiB config per manifest cost the
+    // API seconds of parsing for a small archive).
+    if (IMAGE_CONFIG_TYPES.includes(config.mediaType) && !seen.has(`config ${config.digest}`)) {
+      seen.add(`config ${config.digest}`);
+      checkImageConfig(await readJson(entries, blobPath(entries, config), `the config ${config.digest}`), config.digest);
+    }
   } else {
     throw invalid(`${where} has the media type ${quote(desc.mediaType)}, which is neither an image manifest nor an index`);
   }

@@ -19,12 +19,16 @@ describe('copying a source image from a hostile registry', () => {
   const manifests = new Map<string, { body: Buffer; mediaType: string }>();
   const reads = new Map<string, number>();
   const puts: string[] = [];
+  const blobHeads: string[] = [];
   const client = new RegistryClient({ credentials: () => undefined, disableHttps: true, retry: { attempts: 1 } });
 
   beforeAll(async () => {
     server = createServer((req, res) => {
       const manifest = /^\/v2\/(.+)\/manifests\/([^/]+)$/.exec(req.url ?? '');
-      if (req.method === 'HEAD' && /\/blobs\//.test(req.url ?? '')) return res.writeHead(200).end();
+      if (req.method === 'HEAD' && /\/blobs\//.test(req.url ?? '')) {
+        blobHeads.push(req.url!);
+        return res.writeHead(200).end();
+      }
       if (req.method === 'PUT' && manifest) {
         puts.push(manifest[2]!);
         req.resume().on('end', () => res.writeHead(201).end());
@@ -44,6 +48,7 @@ describe('copying a source image from a hostile registry', () => {
     manifests.clear();
     reads.clear();
     puts.length = 0;
+    blobHeads.length = 0;
   });
   afterAll(async () => {
     await client.close();
@@ -85,6 +90,13 @@ describe('copying a source image from a hostile registry', () => {
     // Children before the indexes that name them, the root last.
     expect(puts.indexOf(images[0]!)).toBeLessThan(puts.indexOf(level[0]!));
     expect(puts.at(-1)).toBe(root);
+  });
+
+  it('asks the target about each blob once, however often a manifest lists it', async () => {
+    const blob = { mediaType: MEDIA_TYPES.ociLayerTar, digest: sha256('one layer'), size: 9 };
+    const digest = serve(Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPES.ociManifest, config: { ...blob, mediaType: MEDIA_TYPES.ociConfig }, layers: Array.from({ length: 500 }, () => blob) })), MEDIA_TYPES.ociManifest);
+    expect(await copy(digest)).toBe(digest);
+    expect(blobHeads).toHaveLength(1);
   });
 
   it(`refuses indexes nested more than ${MAX_INDEX_DEPTH} deep, reading no further`, async () => {

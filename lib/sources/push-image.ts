@@ -41,7 +41,9 @@ export type SourceImageReason =
   /** Neither an image manifest nor an index. */
   | 'source_media_type_unsupported'
   /** A blob of other bytes than its descriptor's size says (more, or fewer). */
-  | 'source_blob_size_mismatch';
+  | 'source_blob_size_mismatch'
+  /** A blob whose bytes do not hash to its digest (read for the scanner gate). */
+  | 'source_blob_digest_mismatch';
 
 /** The source (not the target) failed: the image to copy is missing, refused, unreachable or not an image. */
 export class SourceImageError extends Error {
@@ -192,7 +194,9 @@ async function copyManifest(registry: RegistryClient, source: SourceReference, d
     checkIndexDepth(image, digest, depth);
     for (const child of doc.manifests ?? []) await copyManifest(registry, source, child.digest, target, observer, budget, depth + 1);
   } else if (MANIFEST_TYPES.includes(mediaType)) {
-    const blobs = [doc.config, ...(doc.layers ?? [])].filter((b): b is Descriptor => Boolean(b));
+    // Each blob once, however often the manifest lists it: a manifest naming one layer thousands of times would
+    // otherwise cost the target registry a request (and the first few an upload) for each.
+    const blobs = [...new Map([doc.config, ...(doc.layers ?? [])].filter((b): b is Descriptor => Boolean(b)).map((b) => [b.digest, b])).values()];
     await forEachLimited(blobs, PARALLEL_BLOBS, (blob) => copyBlob(registry, source, blob, target, observer));
   } else {
     throw new SourceImageError(`${image}@${digest} has the media type ${mediaType}, which is neither an image manifest nor an index; check that the reference names an image`, false, 'source_media_type_unsupported');

@@ -82,6 +82,42 @@ describe('the scan archive of an image that needs no build', () => {
     await expect(writeScanArchive(short, image.digest, join(dir, 'image.tar'))).rejects.toThrow();
   });
 
+  it('fails when a blob is served with other bytes of the same size, so the scanner never reads what is not pushed', async () => {
+    const blobs = new Map<string, { body: Buffer; mediaType: string }>();
+    const image = await imageIn(blobs, 'amd64');
+    const content = contentOf(blobs);
+    const clean = await layerOf('hello.txt', 'HELLO amd64\n');
+    expect(clean.length).toBe(image.layer.length);
+    const swapped: ImageContent = { ...content, blob: async (d) => (d === sha256(image.layer) ? Readable.from([clean]) : content.blob(d)) };
+    await expect(writeScanArchive(swapped, image.digest, join(dir, 'image.tar'))).rejects.toMatchObject({ reason: 'source_blob_digest_mismatch' });
+  });
+
+  it('scans a manifest that has filesystem layers however the index marks it, and refuses an image with nothing to scan', async () => {
+    const blobs = new Map<string, { body: Buffer; mediaType: string }>();
+    const amd = await imageIn(blobs, 'amd64');
+    const statement = Buffer.from('{"_type":"https://in-toto.io/Statement/v0.1"}');
+    const attestation = Buffer.from(JSON.stringify({
+      schemaVersion: 2,
+      mediaType: MEDIA_TYPES.ociManifest,
+      config: { mediaType: MEDIA_TYPES.ociConfig, digest: sha256(amd.config), size: amd.config.length },
+      layers: [{ mediaType: 'application/vnd.in-toto+json', digest: sha256(statement), size: statement.length }],
+    }));
+    blobs.set(sha256(statement), { body: statement, mediaType: 'application/vnd.in-toto+json' });
+    blobs.set(sha256(attestation), { body: attestation, mediaType: MEDIA_TYPES.ociManifest });
+    const indexOf = (...manifests: object[]) => {
+      const body = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPES.ociIndex, manifests }));
+      blobs.set(sha256(body), { body, mediaType: MEDIA_TYPES.ociIndex });
+      return sha256(body);
+    };
+    const marked = { platform: { os: 'unknown', architecture: 'unknown' }, annotations: { 'vnd.docker.reference.type': 'attestation-manifest' } };
+    // The image itself, dressed as an attestation: scanned all the same.
+    const disguised = indexOf({ mediaType: MEDIA_TYPES.ociManifest, digest: amd.digest, size: amd.manifest.length, ...marked }, { mediaType: MEDIA_TYPES.ociManifest, digest: sha256(attestation), size: attestation.length, ...marked });
+    expect(await scanTargetsOf(contentOf(blobs), disguised)).toEqual([{ platform: 'unknown/unknown', digest: amd.digest }]);
+    // Only a real attestation: nothing to scan, which is refused rather than passed.
+    const nothing = indexOf({ mediaType: MEDIA_TYPES.ociManifest, digest: sha256(attestation), size: attestation.length, ...marked });
+    await expect(scanTargetsOf(contentOf(blobs), nothing)).rejects.toMatchObject({ reason: 'source_manifest_invalid', message: expect.stringMatching(/no image with a filesystem to scan/) });
+  });
+
   it('scans an index platform by platform, skipping attestation manifests', async () => {
     const blobs = new Map<string, { body: Buffer; mediaType: string }>();
     const amd = await imageIn(blobs, 'amd64');

@@ -5,8 +5,9 @@
  * sends, by digest, so the scanner sees exactly what reaches the registry. One archive holds one image: a
  * multi-platform index is scanned platform by platform (scanTargetsOf).
  */
+import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { pack as tarPack, type Pack } from 'tar-stream';
@@ -32,27 +33,38 @@ export interface ScanTarget {
 /**
  * The images of `root` a scanner reads: the manifest itself, or every platform manifest under an index (nested
  * indexes followed, each manifest read and scanned once, within the bounds of a copy). Attestation manifests
- * (BuildKit's provenance and SBOM, platform unknown/unknown) hold no filesystem and are skipped.
+ * (BuildKit's provenance and SBOM, platform unknown/unknown) hold no filesystem and are skipped; what the index says
+ * of an entry does not skip it alone, since anyone can write it: a manifest with a filesystem layer is scanned. An
+ * image with nothing to scan is refused, never passed.
  */
 export async function scanTargetsOf(content: ImageContent, root: string): Promise<ScanTarget[]> {
   const targets: ScanTarget[] = [];
-  await collectTargets(content, root, 'image', 0, new ManifestBudget(root), targets);
+  await collectTargets(content, root, 'image', 0, new ManifestBudget(root), targets, false);
+  if (targets.length === 0) {
+    throw new SourceImageError(`${root} holds no image with a filesystem to scan (only attestations); name the image itself`, false, 'source_manifest_invalid');
+  }
   return targets;
 }
 
-async function collectTargets(content: ImageContent, digest: string, platform: string, depth: number, budget: ManifestBudget, targets: ScanTarget[]): Promise<void> {
+/** A layer a runtime unpacks into the filesystem (OCI and Docker tar layers, compressed or not, foreign ones too). */
+function isFilesystemLayer(mediaType: string): boolean {
+  return /\.tar(\+|\.|$)|rootfs\./.test(mediaType);
+}
+
+async function collectTargets(content: ImageContent, digest: string, platform: string, depth: number, budget: ManifestBudget, targets: ScanTarget[], markedAttestation: boolean): Promise<void> {
   if (!budget.first(digest)) return;
   const { doc, mediaType } = await manifestOf(content, digest);
   if (MANIFEST_TYPES.includes(mediaType)) {
+    if (markedAttestation && !(doc.layers ?? []).some((layer) => isFilesystemLayer(layer.mediaType))) return;
     targets.push({ platform, digest });
     return;
   }
   if (!INDEX_TYPES.includes(mediaType)) throw new SourceImageError(`${digest} has the media type ${mediaType}, which is neither an image manifest nor an index; check that the reference names an image`, false, 'source_media_type_unsupported');
   checkIndexDepth('the image', digest, depth);
   for (const child of doc.manifests ?? []) {
-    if (child.annotations?.['vnd.docker.reference.type'] === 'attestation-manifest' || child.platform?.os === 'unknown') continue;
+    const marked = child.annotations?.['vnd.docker.reference.type'] === 'attestation-manifest' || child.platform?.os === 'unknown';
     const p = child.platform ? [child.platform.os, child.platform.architecture, child.platform.variant].filter(Boolean).join('/') : platform;
-    await collectTargets(content, child.digest, p, depth + 1, budget, targets);
+    await collectTargets(content, child.digest, p, depth + 1, budget, targets, marked);
   }
 }
 
@@ -71,7 +83,9 @@ export async function writeScanArchive(content: ImageContent, digest: string, pa
     for (const blob of [doc.config, ...(doc.layers ?? [])]) {
       if (seen.has(blob.digest)) continue;
       seen.add(blob.digest);
-      await addEntry(archive, blobPath(blob.digest), await content.blob(blob.digest), blob.size);
+      // Checked against its digest as it is written: the push sends the blob by that digest, which the target
+      // registry checks, so the scanner reads exactly the bytes that reach it (a source could serve others each time).
+      await addEntry(archive, blobPath(blob.digest), verified(await content.blob(blob.digest), blob.digest), blob.size);
     }
     await addEntry(archive, blobPath(digest), body);
     const index = { schemaVersion: 2, mediaType: MEDIA_TYPES.ociIndex, manifests: [{ mediaType, digest, size: body.length }] };
@@ -127,6 +141,23 @@ export function registryImageContent(registry: RegistryClient, source: Pick<Sour
       return Readable.fromWeb(body as WebReadableStream<Uint8Array>);
     },
   };
+}
+
+/** `body`, failing with source_blob_digest_mismatch at its end when its bytes do not hash to `digest`. */
+function verified(body: Readable, digest: string): Readable {
+  const hash = createHash('sha256');
+  const check = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      hash.update(chunk);
+      done(null, chunk);
+    },
+    flush(done) {
+      const served = `sha256:${hash.digest('hex')}`;
+      done(served === digest ? null : new SourceImageError(`the blob ${digest} was served with other bytes (${served}); the source image is broken or changing, so copy it from a registry that serves it whole`, false, 'source_blob_digest_mismatch'));
+    },
+  });
+  body.on('error', (err) => check.destroy(err));
+  return body.pipe(check);
 }
 
 async function manifestOf(content: ImageContent, digest: string): Promise<{ doc: ManifestDoc; body: Buffer; mediaType: string }> {
